@@ -1,0 +1,41 @@
+# scregnet developer commands. `make test` is what CI runs (.ci/run); it installs everything itself.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+export SCREGNET_TESTDATA ?= $(abspath ../shared/data)
+
+.PHONY: venv test lint typecheck pytest demo bench clean regold
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy src/scregnet
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest
+
+## test: fresh-machine safe: venv + install + lint + format check + mypy + pytest (exit 5 = no tests fails)
+test: lint typecheck pytest
+
+## demo: simulate the small data set and run every stage on one machine
+demo: $(STAMP)
+	$(VENV)/bin/scregnet run --profile test --outdir results
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	$(PY) bench/atac.py && $(PY) bench/impute.py && $(PY) bench/tfbind.py && $(PY) bench/grn.py
+
+clean:
+	rm -rf results work .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Command-line interface: one module per subcommand (``add_arguments(parser)`` + ``main(args)``)."""

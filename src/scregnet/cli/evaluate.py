@@ -1,0 +1,33 @@
+"""``scregnet evaluate``: score stage outputs against simulator truth, write ``evaluation.json``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+HELP = "score a results directory against simulator truth (writes evaluation.json)"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--truth", required=True, type=Path, help="the simulator's truth/ directory"
+    )
+    parser.add_argument(
+        "--results", required=True, type=Path, help="a results directory (scregnet run --outdir)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output JSON (default: RESULTS/evaluation.json)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from scregnet.evaluate.truth import evaluate, write_evaluation
+
+    report = evaluate(args.truth, args.results)
+    out = args.out or args.results / "evaluation.json"
+    write_evaluation(report, out)
+    log.info("scored %d stage(s): %s -> %s", len(report), ", ".join(report) or "none", out)
+    return 0

@@ -1,0 +1,138 @@
+"""``scregnet`` entry point: builds the subcommand parsers, configures logging, maps errors to exits.
+
+Every subcommand module in :data:`SUBCOMMANDS` exposes ``HELP`` (one line), ``add_arguments(parser)``
+and ``main(args) -> int``; heavy imports stay inside ``main`` so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from types import ModuleType
+
+from scregnet import __version__
+from scregnet.errors import InputError
+
+# subcommand -> module; listed in pipeline order
+SUBCOMMANDS: dict[str, str] = {
+    "simulate": "scregnet.cli.simulate",
+    "fragments": "scregnet.cli.fragments",
+    "count": "scregnet.cli.count",
+    "cluster": "scregnet.cli.cluster",
+    "tracks": "scregnet.cli.tracks",
+    "peaks": "scregnet.cli.peaks",
+    "impute": "scregnet.cli.impute",
+    "tfbind": "scregnet.cli.tfbind",
+    "grn": "scregnet.cli.grn",
+    "report": "scregnet.cli.report",
+    "evaluate": "scregnet.cli.evaluate",
+    "run": "scregnet.cli.run",
+}
+
+log = logging.getLogger("scregnet")
+
+
+def _available() -> dict[str, ModuleType]:
+    """The subcommand modules present in this installation (stages land one by one)."""
+    found: dict[str, ModuleType] = {}
+    for name, module in SUBCOMMANDS.items():
+        try:
+            found[name] = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return found
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every subcommand takes: ``--seed``, ``--threads``, ``--quiet``, ``--debug``."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("common options")
+    group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    group.add_argument(
+        "--threads", type=int, default=1, help="worker threads/processes (default: 1)"
+    )
+    verbosity = group.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    verbosity.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scregnet",
+        description="Single-cell ATAC (+ scRNA) to counts, imputed expression, TF binding and a GRN.",
+    )
+    parser.add_argument("--version", action="version", version=f"scregnet {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="<subcommand>")
+    parent = common_options()
+    for name, module in _available().items():
+        sub = subparsers.add_parser(
+            name,
+            help=module.HELP,
+            description=module.HELP,
+            parents=[parent],
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def configure_logging(*, quiet: bool = False, debug: bool = False) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if debug else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("scregnet").setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the subcommand, return the exit code (0 only when all outputs are complete)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    configure_logging(quiet=args.quiet, debug=args.debug)
+    start = time.perf_counter()
+    try:
+        code = int(args._module.main(args) or 0)
+    except InputError as exc:
+        print(f"scregnet {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"scregnet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not a user error: one line unless --debug
+        if args.debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"scregnet {args.command}: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    log.debug("%s finished in %.1f s", args.command, time.perf_counter() - start)
+    return code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

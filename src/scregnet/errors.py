@@ -1,0 +1,22 @@
+"""The one exception type for problems a user can fix (bad input, missing tools).
+
+The CLI turns a :class:`InputError` into a single line on stderr and a non-zero exit; anything else
+is a bug and is reported with a traceback under ``--debug``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """A user-fixable problem with an input file, a parameter or the environment."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        full = f"{self.path}: {message}" if self.path is not None else message
+        super().__init__(full)
+
+
+class MissingToolError(InputError):
+    """An external executable (e.g. ``macs3``) that a subcommand needs is not installed."""

@@ -1,0 +1,23 @@
+"""Metrics and scoring of stage outputs against simulator truth."""
+
+from scregnet.evaluate.metrics import (
+    adjusted_rand,
+    auprc,
+    auprc_ratio,
+    auroc,
+    early_precision_ratio,
+    mask_nonzeros,
+    masked_recovery,
+    normalized_mutual_info,
+)
+
+__all__ = [
+    "adjusted_rand",
+    "auprc",
+    "auprc_ratio",
+    "auroc",
+    "early_precision_ratio",
+    "mask_nonzeros",
+    "masked_recovery",
+    "normalized_mutual_info",
+]

@@ -1,0 +1,78 @@
+"""Genome references: chromosome sizes (``.fai`` or ``chrom.sizes``) and FASTA access."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scregnet.errors import InputError
+
+if TYPE_CHECKING:
+    import pysam
+
+
+def read_chrom_sizes(path: str | Path) -> dict[str, int]:
+    """Chromosome -> length from a FASTA index (``.fai``), a ``chrom.sizes`` file, or a FASTA with an index."""
+    path = Path(path)
+    if not path.exists():
+        msg = "genome index does not exist"
+        raise InputError(msg, path)
+    if path.suffix in {".fa", ".fasta", ".fna"} or path.name.endswith((".fa.gz", ".fasta.gz")):
+        fai = Path(str(path) + ".fai")
+        if not fai.exists():
+            msg = "FASTA has no .fai index (run `samtools faidx`)"
+            raise InputError(msg, path)
+        path = fai
+    sizes: dict[str, int] = {}
+    with path.open() as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 2:
+                fields = line.split()
+            try:
+                sizes[fields[0]] = int(fields[1])
+            except (IndexError, ValueError) as exc:
+                msg = f"line {lineno} is not 'name<TAB>length'"
+                raise InputError(msg, path) from exc
+    if not sizes:
+        msg = "genome index lists no chromosomes"
+        raise InputError(msg, path)
+    return sizes
+
+
+def open_fasta(path: str | Path) -> pysam.FastaFile:
+    """Open an indexed FASTA (builds the ``.fai`` when it is missing and the directory is writable)."""
+    import pysam
+
+    path = Path(path)
+    if not path.exists():
+        msg = "FASTA does not exist"
+        raise InputError(msg, path)
+    try:
+        return pysam.FastaFile(str(path))
+    except (OSError, ValueError) as exc:
+        msg = f"cannot open FASTA ({exc})"
+        raise InputError(msg, path) from exc
+
+
+def check_same_chromosomes(
+    names: Iterable[str], reference: Iterable[str], *, what: str, ref_what: str, path: str | Path
+) -> None:
+    """Fail with both naming styles shown when ``names`` are not found in ``reference``.
+
+    Typical case: ``chr1`` in a peaks file against ``1`` in a genome index.
+    """
+    names = list(dict.fromkeys(names))
+    ref = set(reference)
+    missing = [n for n in names if n not in ref]
+    if not missing:
+        return
+    example_ref = ", ".join(sorted(ref)[:3])
+    msg = (
+        f"{len(missing)} chromosome name(s) in the {what} are not in the {ref_what} "
+        f"(e.g. {', '.join(missing[:3])} vs {example_ref})"
+    )
+    raise InputError(msg, path)

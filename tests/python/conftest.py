@@ -1,0 +1,39 @@
+"""Shared fixtures: the real test data directory and simulator worlds (built once per session)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    """The shared real data sets (``SCREGNET_TESTDATA``, default ``../shared/data``)."""
+    path = Path(os.environ.get("SCREGNET_TESTDATA", REPO.parent / "shared" / "data"))
+    if not path.is_dir():
+        pytest.fail(f"test data directory {path} not found (set SCREGNET_TESTDATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulator's ``tiny`` world (seed 0), generated once per test session."""
+    from scregnet.simulate import simulate
+
+    out = tmp_path_factory.mktemp("tiny") / "world"
+    simulate(out, preset="tiny", seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulator's ``small`` world (seed 0), generated once per test session (~1 min)."""
+    from scregnet.simulate import simulate
+
+    out = tmp_path_factory.mktemp("small") / "world"
+    simulate(out, preset="small", seed=0)
+    return out

@@ -1,0 +1,63 @@
+"""The CLI shell: version, help for every subcommand, error mapping, the launcher."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scregnet import __version__
+from scregnet.cli import main as cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"scregnet {__version__}"
+
+
+def test_every_available_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    available = cli._available()
+    assert "evaluate" in available
+    for name in available:
+        with pytest.raises(SystemExit) as exc:
+            cli.main([name, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert "--seed" in out and "--threads" in out and "--quiet" in out
+
+
+def test_input_error_is_one_line_and_nonzero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["evaluate", "--truth", str(tmp_path / "nope"), "--results", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "nope" in err[0] and "does not exist" in err[0]
+
+
+def test_negative_seed_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["evaluate", "--truth", ".", "--results", ".", "--seed", "-1"])
+    assert exc.value.code == 2
+
+
+def test_launcher_works_from_a_checkout(tmp_path: Path) -> None:
+    # run bin/scregnet with a python that does not have the package on its path
+    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-S", str(REPO / "bin" / "scregnet"), "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    # -S drops site-packages, so numpy etc. are unavailable; --version must still work
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"scregnet {__version__}"
