@@ -5,7 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export SCREGNET_TESTDATA ?= $(abspath ../shared/data)
 
-.PHONY: venv test lint typecheck pytest demo bench clean regold
+.PHONY: venv sysdeps test lint typecheck pytest demo bench clean regold
+
+# System tools the tests use: Chromium (report rendering) and Java 17 (Nextflow language server).
+sysdeps:
+	@command -v chromium >/dev/null 2>&1 && command -v java >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openjdk-17-jre-headless >/dev/null)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +28,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy src/scregnet
 
-pytest: $(STAMP)
+pytest: $(STAMP) sysdeps
 	$(VENV)/bin/pytest
 
 ## test: fresh-machine safe: venv + install + lint + format check + mypy + pytest (exit 5 = no tests fails)

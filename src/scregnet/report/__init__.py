@@ -1,0 +1,1 @@
+"""Self-contained HTML report (embedded matplotlib figures) and MultiQC custom content."""

@@ -1,0 +1,311 @@
+"""Assemble ``report.html`` from a results directory (layout: docs/output.md).
+
+Every section is always present; a stage that did not run says so instead of showing figures.
+Figures are embedded as base64 PNGs so the file is self-contained (it can be mailed or archived).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import platform
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scregnet import __version__
+from scregnet.io.atomic import atomic_path
+from scregnet.report import figures
+
+log = logging.getLogger(__name__)
+
+SECTIONS = (
+    ("atac-qc", "ATAC quality control"),
+    ("clusters", "Clusters"),
+    ("imputation", "Imputation"),
+    ("tf-activity", "TF activity"),
+    ("grn", "Gene regulatory network"),
+    ("evaluation", "Evaluation against truth"),
+    ("parameters", "Parameters"),
+    ("versions", "Software versions"),
+)
+
+PACKAGES = (
+    "scregnet",
+    "numpy",
+    "pandas",
+    "scipy",
+    "anndata",
+    "scanpy",
+    "pysam",
+    "pyBigWig",
+    "torch",
+    "scikit-learn",
+)
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    parts: list[str] = field(default_factory=list)
+
+    def image(self, b64: str, alt: str) -> None:
+        self.parts.append(
+            f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"/></figure>'
+        )
+
+    def text(self, text: str) -> None:
+        self.parts.append(f"<p>{html.escape(text)}</p>")
+
+    def table(self, frame: pd.DataFrame, *, index: bool = False) -> None:
+        self.parts.append(
+            frame.to_html(index=index, border=0, classes="table", float_format=lambda v: f"{v:.4g}")
+        )
+
+    def render(self) -> str:
+        body = (
+            "\n".join(self.parts)
+            or "<p class='absent'>This stage produced no outputs in this run.</p>"
+        )
+        return f'<section id="{self.key}"><h2>{html.escape(self.title)}</h2>\n{body}\n</section>'
+
+
+def _samples(results: Path, folder: str, suffix: str) -> dict[str, Path]:
+    return {p.name[: -len(suffix)]: p for p in sorted((results / folder).glob(f"*{suffix}"))}
+
+
+def _fragment_lengths(path: Path, limit: int = 2_000_000) -> np.ndarray:
+    frame = pd.read_csv(path, sep="\t", header=None, usecols=[1, 2], nrows=limit, comment="#")
+    return (frame[2] - frame[1]).to_numpy()
+
+
+def atac_sections(results: Path, qc: Section, clusters: Section) -> pd.DataFrame | None:
+    import anndata as ad
+
+    rows = []
+    for sample, path in _samples(results, "atac", ".clustered.h5ad").items():
+        adata = ad.read_h5ad(path)
+        obs = adata.obs
+        rows.append(
+            {
+                "sample": sample,
+                "cells": adata.n_obs,
+                "peaks": adata.n_vars,
+                "median_fragments": float(np.median(obs["n_fragments"]))
+                if "n_fragments" in obs
+                else np.nan,
+                "median_tss_enrichment": float(np.median(obs["tss_enrichment"]))
+                if "tss_enrichment" in obs
+                else np.nan,
+                "median_frip": float(np.median(obs["frip"])) if "frip" in obs else np.nan,
+                "clusters": int(obs["cluster"].nunique()) if "cluster" in obs else 0,
+            }
+        )
+        for column, title, log_x in (
+            ("n_fragments", "Unique fragments per cell", True),
+            ("tss_enrichment", "TSS enrichment", False),
+            ("frip", "Fraction of fragments in peaks", False),
+        ):
+            if column in obs:
+                qc.image(
+                    figures.histogram(
+                        obs[column].to_numpy(),
+                        title=f"{sample}: {title}",
+                        xlabel=column,
+                        log_x=log_x,
+                    ),
+                    f"{sample} {column}",
+                )
+        frag = results / "atac" / f"{sample}.fragments.tsv.gz"
+        if frag.exists():
+            qc.image(
+                figures.fragment_lengths(_fragment_lengths(frag)), f"{sample} fragment lengths"
+            )
+        if "X_umap" in adata.obsm and "cluster" in obs:
+            clusters.image(
+                figures.scatter_by_label(
+                    np.asarray(adata.obsm["X_umap"]),
+                    obs["cluster"].astype(str).tolist(),
+                    title=f"{sample}: UMAP by cluster",
+                ),
+                f"{sample} UMAP",
+            )
+    if not rows:
+        return None
+    table = pd.DataFrame(rows)
+    qc.table(table)
+    return table
+
+
+def imputation_section(results: Path, section: Section, *, max_cells: int = 5000) -> None:
+    import anndata as ad
+    import scipy.sparse as sp
+
+    for sample, path in _samples(results, "impute", ".imputed.h5ad").items():
+        adata = ad.read_h5ad(path)
+        if "imputed" not in adata.layers:
+            continue
+        keep = np.sort(np.random.default_rng(0).permutation(adata.n_obs)[:max_cells])
+        raw_x = adata.X[keep]
+        raw = raw_x.toarray() if sp.issparse(raw_x) else np.asarray(raw_x)
+        imputed = np.asarray(adata.layers["imputed"][keep])
+        detected = (raw > 0).mean(axis=0)
+        lib = np.maximum(raw.sum(axis=1, keepdims=True), 1)
+        observed = np.log1p(raw / lib * 1e4)
+        oc = observed - observed.mean(axis=0)
+        ic = imputed - imputed.mean(axis=0)
+        denom = np.sqrt((oc**2).sum(axis=0) * (ic**2).sum(axis=0))
+        corr = np.divide((oc * ic).sum(axis=0), denom, out=np.zeros_like(denom), where=denom > 0)
+        section.image(
+            figures.imputation_diagnostics(detected, corr), f"{sample} imputation diagnostics"
+        )
+        section.text(
+            f"{sample}: {adata.n_obs} cells x {adata.n_vars} genes; zeros in observed counts "
+            f"(up to {max_cells} cells shown) "
+            f"{(raw == 0).mean():.1%}; median per-gene correlation of imputed with observed {np.median(corr):.3f}."
+        )
+        loss = path.with_name(path.name.replace(".imputed.h5ad", ".imputed.loss.tsv"))
+        if loss.exists():
+            section.table(pd.read_csv(loss, sep="\t").tail(5))
+
+
+def tf_activity_section(results: Path, section: Section) -> None:
+    import anndata as ad
+
+    for sample, path in _samples(results, "tfbind", ".tfbind.h5ad").items():
+        adata = ad.read_h5ad(path)
+        if "cluster" not in adata.obs:
+            continue
+        values = np.asarray(
+            adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, dtype=float
+        )
+        frame = (
+            pd.DataFrame(values, columns=adata.var_names)
+            .groupby(adata.obs["cluster"].astype(str).to_numpy())
+            .mean()
+        )
+        z = (frame - frame.mean()) / frame.std(ddof=0).replace(0, 1)
+        section.image(
+            figures.heatmap(
+                z.to_numpy(),
+                list(z.index),
+                list(z.columns),
+                title=f"{sample}: TF activity per cluster",
+                label="z-score",
+            ),
+            f"{sample} TF activity heatmap",
+        )
+
+
+def grn_section(results: Path, section: Section, *, top: int = 50) -> None:
+    path = results / "grn" / "grn_edges.tsv"
+    if not path.exists():
+        return
+    edges = pd.read_csv(path, sep="\t")
+    head = edges.sort_values("rank").head(top)
+    section.image(
+        figures.network(
+            list(zip(head.tf, head.target, head.score, strict=True)), title=f"Top {len(head)} edges"
+        ),
+        "GRN network",
+    )
+    section.table(head)
+
+
+def evaluation_section(results: Path, section: Section) -> None:
+    path = results / "evaluation.json"
+    if not path.exists():
+        return
+    report = json.loads(path.read_text())
+    rows = [
+        {"stage": stage, "metric": key, "value": value}
+        for stage, metrics in report.items()
+        for key, value in _flatten(metrics)
+    ]
+    section.table(pd.DataFrame(rows))
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(obj, dict):
+        out: list[tuple[str, Any]] = []
+        for key, value in obj.items():
+            out.extend(_flatten(value, f"{prefix}{key}."))
+        return out
+    return [(prefix.rstrip("."), obj)]
+
+
+def parameters_section(results: Path, section: Section) -> None:
+    steps = sorted((results / "pipeline_info" / "steps").glob("*.json"))
+    if not steps:
+        return
+    rows = [
+        {"step": p.stem, "command": "scregnet " + " ".join(json.loads(p.read_text())["argv"])}
+        for p in steps
+    ]
+    section.table(pd.DataFrame(rows))
+
+
+def versions() -> pd.DataFrame:
+    rows = [{"software": "python", "version": platform.python_version()}]
+    for package in PACKAGES:
+        try:
+            rows.append(
+                {
+                    "software": package,
+                    "version": __version__ if package == "scregnet" else version(package),
+                }
+            )
+        except PackageNotFoundError:
+            rows.append({"software": package, "version": "not installed"})
+    return pd.DataFrame(rows)
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+h1{border-bottom:2px solid #3b6ea8}section{margin:2em 0}figure{display:inline-block;margin:.5em}
+img{max-width:520px}.table{border-collapse:collapse;font-size:.85em}.table td,.table th{padding:.2em .6em;border-bottom:1px solid #ddd}
+.absent{color:#888;font-style:italic}
+"""
+
+
+def build_report(results: str | Path, out: str | Path) -> Path:
+    """Write the self-contained report for ``results`` to ``out`` (atomic)."""
+    results, out = Path(results), Path(out)
+    sections = {key: Section(key, title) for key, title in SECTIONS}
+    qc_table = atac_sections(results, sections["atac-qc"], sections["clusters"])
+    imputation_section(results, sections["imputation"])
+    tf_activity_section(results, sections["tf-activity"])
+    grn_section(results, sections["grn"])
+    evaluation_section(results, sections["evaluation"])
+    parameters_section(results, sections["parameters"])
+    sections["versions"].table(versions())
+    body = "\n".join(s.render() for s in sections.values())
+    page = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>scregnet report</title>"
+        f"<style>{CSS}</style></head><body><h1>scregnet report</h1>"
+        f"<p>Results: {html.escape(str(results))} — scregnet {__version__}</p>\n{body}\n</body></html>\n"
+    )
+    with atomic_path(out) as tmp:
+        tmp.write_text(page)
+    if qc_table is not None:
+        write_multiqc(qc_table, out.parent)
+    log.info("report written to %s", out)
+    return out
+
+
+def write_multiqc(qc: pd.DataFrame, outdir: Path) -> Path:
+    """Per-sample ATAC QC as MultiQC custom content (general-stats style table)."""
+    path = outdir / "scregnet_atac_qc_mqc.tsv"
+    header = (
+        "# id: 'scregnet_atac_qc'\n# section_name: 'scregnet ATAC QC'\n"
+        "# description: 'Cells called and per-cell QC medians from scregnet count'\n# plot_type: 'table'\n"
+    )
+    with atomic_path(path) as tmp:
+        tmp.write_text(header + qc.to_csv(sep="\t", index=False))
+    return path

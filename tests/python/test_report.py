@@ -1,0 +1,139 @@
+"""The HTML report: every section and every figure is present and renders in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from scregnet.cli.main import main as cli
+from scregnet.report.build import SECTIONS
+
+
+def _results(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    res = tmp_path / "results"
+    for sub in ("atac", "impute", "tfbind", "grn", "pipeline_info/steps"):
+        (res / sub).mkdir(parents=True)
+    n = 120
+    obs = pd.DataFrame(
+        {
+            "n_fragments": rng.integers(1000, 5000, n),
+            "tss_enrichment": rng.normal(8, 1, n),
+            "frip": rng.uniform(0.3, 0.7, n),
+            "cluster": pd.Categorical(rng.integers(0, 3, n).astype(str)),
+        },
+        index=[f"c{i}" for i in range(n)],
+    )
+    atac = ad.AnnData(
+        sp.random(n, 50, density=0.1, format="csr", random_state=0, dtype=np.float32), obs=obs
+    )
+    atac.obsm["X_umap"] = rng.normal(size=(n, 2))
+    atac.write_h5ad(res / "atac" / "s1.clustered.h5ad")
+    frags = pd.DataFrame(
+        {
+            "c": "chr1",
+            "s": np.arange(n) * 1000,
+            "e": np.arange(n) * 1000 + rng.integers(50, 600, n),
+            "b": "c0",
+            "n": 1,
+        }
+    )
+    frags.to_csv(res / "atac" / "s1.fragments.tsv.gz", sep="\t", header=False, index=False)
+    counts = rng.poisson(1.0, size=(n, 30)).astype(np.float32)
+    rna = ad.AnnData(sp.csr_matrix(counts), obs=obs[[]])
+    rna.layers["imputed"] = np.log1p(counts + 0.5)
+    rna.write_h5ad(res / "impute" / "s1.imputed.h5ad")
+    tfb = ad.AnnData(rng.uniform(size=(n, 4)).astype(np.float32), obs=obs[["cluster"]])
+    tfb.var_names = ["CTCF", "SPI1", "GATA1", "PAX5"]
+    tfb.write_h5ad(res / "tfbind" / "s1.tfbind.h5ad")
+    edges = pd.DataFrame(
+        {
+            "tf": ["SPI1", "GATA1", "PAX5"],
+            "target": ["g1", "g2", "g3"],
+            "score": [0.9, 0.8, 0.7],
+            "rank": [1, 2, 3],
+        }
+    )
+    edges.to_csv(res / "grn" / "grn_edges.tsv", sep="\t", index=False)
+    (res / "evaluation.json").write_text(json.dumps({"atac": {"ari": 0.9}, "grn": {"epr": 2.0}}))
+    (res / "pipeline_info" / "steps" / "COUNT.s1.json").write_text(
+        json.dumps({"fingerprint": "x", "argv": ["count", "--fragments", "f"]})
+    )
+    return res
+
+
+def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
+    res = _results(tmp_path)
+    out = res / "report" / "report.html"
+    assert cli(["report", "--results", str(res), "--out", str(out)]) == 0
+    page = out.read_text()
+    for key, title in SECTIONS:
+        assert f'<section id="{key}">' in page and title in page
+    # 3 QC histograms + fragment lengths + UMAP + imputation + heatmap + network
+    assert page.count("data:image/png;base64,") == 8
+    assert "not run" not in page and "no outputs" not in page
+    assert (
+        (res / "report" / "scregnet_atac_qc_mqc.tsv")
+        .read_text()
+        .startswith("# id: 'scregnet_atac_qc'")
+    )
+
+
+def test_report_marks_missing_stages(tmp_path: Path) -> None:
+    res = tmp_path / "empty"
+    res.mkdir()
+    out = tmp_path / "r.html"
+    assert cli(["report", "--results", str(res), "--out", str(out)]) == 0
+    assert (
+        out.read_text().count("produced no outputs") == len(SECTIONS) - 1
+    )  # versions are always there
+
+
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed (make test installs Debian's chromium)")
+    res = _results(tmp_path)
+    out = res / "report" / "report.html"
+    assert cli(["report", "--results", str(res), "--out", str(out)]) == 0
+    # a probe marks every image that decoded to a real picture, then the DOM is dumped
+    probe = (
+        "<script>window.addEventListener('load',()=>{for(const i of document.images)"
+        "{i.setAttribute('data-w',String(i.naturalWidth))}"
+        "document.body.setAttribute('data-sections',String(document.querySelectorAll('section h2').length))})</script>"
+    )
+    probed = tmp_path / "probed.html"
+    probed.write_text(out.read_text().replace("</body>", probe + "</body>"))
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert f'data-sections="{len(SECTIONS)}"' in dom
+    widths = [int(w) for w in re.findall(r'data-w="(\d+)"', dom)]
+    assert len(widths) == 8 and all(w > 100 for w in widths)
