@@ -256,7 +256,7 @@ def write_bgzf(path: str | Path, payload: bytes) -> None:
     """Write ``payload`` as a BGZF file (htslib blocks, EOF marker)."""
     import pysam
 
-    with pysam.BGZFile(str(path), "wb")  # type: ignore[call-arg] as handle:
+    with pysam.BGZFile(str(path), "wb") as handle:  # type: ignore[call-arg]
         if payload:
             handle.write(payload)
 
@@ -291,7 +291,7 @@ def write_fragments(chunks: Iterable[tuple[FragmentChunk, Sequence[str]]], out: 
 
     out = Path(out)
     with atomic_paths(out, Path(str(out) + ".tbi")) as (tmp_gz, tmp_tbi):
-        with pysam.BGZFile(str(tmp_gz), "wb")  # type: ignore[call-arg] as handle:
+        with pysam.BGZFile(str(tmp_gz), "wb") as handle:  # type: ignore[call-arg]
             for chunk, names in chunks:
                 handle.write(
                     format_fragments(
