@@ -23,7 +23,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_every_available_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     available = cli._available()
-    assert "evaluate" in available
+    assert "evaluate" in available and "simulate" in available
     for name in available:
         with pytest.raises(SystemExit) as exc:
             cli.main([name, "--help"])

@@ -1,0 +1,348 @@
+"""The regulatory world: peaks, cell types, TF activity, planted motifs, binding truth and the GRN.
+
+Construction order (each step draws from its own random stream):
+
+1. promoter peaks at every TSS, enhancers linked to genes (within ``max_link_distance``) and
+   unlinked intergenic enhancers;
+2. TF activity per cell type (lineage TFs on, others off) and per view (shifted levels);
+3. the GRN: target genes pick 1-3 regulators; each regulator's motif is planted in the target's
+   promoter or one of its linked enhancers; other enhancers get 1-2 "driver" motifs;
+4. openness per cell type: constitutive peaks are open everywhere, the others open where one of
+   their motifs' TFs is active (90 %), plus rare leaky openings (3 %);
+5. motif sequences are sampled from the JASPAR PFMs and written into the genome, plus decoy motifs
+   outside peaks (closed chromatin: present but never bound);
+6. binding truth = motif present x TF active in the cell type x peak open; a GRN edge is kept only if
+   at least one of its sites is bound in some cell type.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from scregnet.simulate.genome import Genome
+from scregnet.simulate.motifs import Motif, sample_instance
+from scregnet.simulate.presets import LINEAGE_TFS, UBIQUITOUS_TFS, Preset
+
+log = logging.getLogger(__name__)
+
+ACTIVE_THRESHOLD = 0.3  # activity above this = the TF is active (binds its open sites)
+TSS_EXCLUSION = 2_500  # no enhancer within this distance of any TSS (keeps TSS flanks clean)
+SLOT_OFFSETS = (0, -42, 42, -84, 84, -126, 126)  # motif slots around a peak's centre
+MAX_MOTIFS_PER_PEAK = len(SLOT_OFFSETS)
+
+
+@dataclass
+class World:
+    """Everything the data generators need; all arrays are indexed like the frames they sit beside."""
+
+    preset: Preset
+    genome: Genome
+    genes: pd.DataFrame  # gene_id gene_name chrom start end strand tss exons is_tf base
+    peaks: pd.DataFrame  # peak_id chrom start end center kind gene strength
+    motifs: list[Motif]  # one per TF, in ``tfs`` order
+    tfs: list[str]
+    cell_types: list[str]
+    views: list[str]
+    activity: np.ndarray  # (n_views, n_cell_types, n_tfs) TF activity level
+    active: np.ndarray  # (n_cell_types, n_tfs) bool
+    open: np.ndarray  # (n_cell_types, n_peaks) bool
+    motif_present: np.ndarray  # (n_peaks, n_tfs) bool
+    motif_sites: pd.DataFrame  # chrom start end strand tf peak_id target
+    edges: pd.DataFrame  # tf target sign weight hill_k hill_n tf_index gene_index
+    edge_bound: np.ndarray  # (n_edges, n_cell_types) bool: some site of the edge bound there
+
+    @property
+    def bound(self) -> np.ndarray:
+        """(n_cell_types, n_peaks, n_tfs) binding truth = open x motif present x TF active."""
+        return self.open[:, :, None] & self.motif_present[None, :, :] & self.active[:, None, :]
+
+
+def _tf_weights(tfs: list[str]) -> np.ndarray:
+    """Sampling weights for regulators/drivers: lineage TFs 1, ubiquitous TFs 0.4."""
+    w = np.array([0.4 if t in UBIQUITOUS_TFS else 1.0 for t in tfs])
+    return w / w.sum()
+
+
+def tf_activity(
+    rng: np.random.Generator, preset: Preset, views: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Activity (views x cell types x TFs) and the binary ``active`` (cell types x TFs).
+
+    Lineage TFs of a cell type have activity 0.6-1.0 there, ubiquitous TFs 0.6-1.0 everywhere, and
+    all others 0-0.15. Each later view multiplies every TF's level by a factor in [0.6, 1.5]
+    (first view = reference), which shifts expression but never crosses the activity threshold.
+    """
+    cts, tfs = list(preset.cell_types), list(preset.tfs)
+    active = np.zeros((len(cts), len(tfs)), dtype=bool)
+    for i, ct in enumerate(cts):
+        for j, tf in enumerate(tfs):
+            active[i, j] = tf in UBIQUITOUS_TFS or tf in LINEAGE_TFS[ct]
+    base = np.where(
+        active, rng.uniform(0.6, 1.0, active.shape), rng.uniform(0.0, 0.15, active.shape)
+    )
+    factors = np.ones((len(views), len(tfs)))
+    if len(views) > 1:
+        factors[1:] = np.clip(np.exp(rng.normal(0.0, 0.35, (len(views) - 1, len(tfs)))), 0.6, 1.5)
+    activity = base[None, :, :] * factors[:, None, :]
+    return activity, active
+
+
+def _pick_spaced(
+    centers: np.ndarray,
+    owner: np.ndarray,
+    quota: np.ndarray,
+    blocked: np.ndarray,
+    min_distance: int,
+) -> np.ndarray:
+    """Greedy pick (in the given order) of centres >= ``min_distance`` apart and from ``blocked``.
+
+    ``owner[i]`` indexes ``quota``: at most ``quota[o]`` candidates of each owner are kept.
+    """
+    taken: list[int] = []
+    blocked_sorted = np.sort(blocked)
+    left = quota.copy()
+    kept: list[int] = []
+    for i, (c, o) in enumerate(zip(centers.tolist(), owner.tolist(), strict=True)):
+        if left[o] <= 0:
+            continue
+        j = int(np.searchsorted(blocked_sorted, c))
+        if j < blocked_sorted.size and blocked_sorted[j] - c < TSS_EXCLUSION:
+            continue
+        if j > 0 and c - blocked_sorted[j - 1] < TSS_EXCLUSION:
+            continue
+        k = bisect.bisect_left(taken, c)
+        if k < len(taken) and taken[k] - c < min_distance:
+            continue
+        if k > 0 and c - taken[k - 1] < min_distance:
+            continue
+        taken.insert(k, c)
+        left[o] -= 1
+        kept.append(i)
+    return np.array(kept, dtype=np.int64)
+
+
+def place_peaks(
+    rng: np.random.Generator, genome: Genome, genes: pd.DataFrame, preset: Preset
+) -> pd.DataFrame:
+    """Promoter peaks at TSSs, enhancers linked to genes, and unlinked intergenic enhancers.
+
+    Enhancers keep >= 1.2 kb from each other and >= 2.5 kb from every TSS (so TSS flanks stay
+    background, as in real genomes at this gene density).
+    """
+    rows: list[tuple[str, int, str, str]] = []  # chrom, center, kind, linked gene
+    for chrom, tss, strand, name in zip(
+        genes.chrom.tolist(),
+        genes.tss.tolist(),
+        genes.strand.tolist(),
+        genes.gene_name.tolist(),
+        strict=True,
+    ):
+        shift = round(float(rng.normal(30, 20))) * (-1 if strand == "+" else 1)  # just upstream
+        rows.append((chrom, int(tss) + shift, "promoter", name))
+    n_inter = round(preset.intergenic_enhancers / len(genome.autosomes))
+    for chrom in genome.autosomes:
+        length = genome.sequences[chrom].size
+        on_chrom = genes[genes.chrom == chrom].reset_index(drop=True)
+        names = [*on_chrom.gene_name.tolist(), ""]  # owner index len(on_chrom) = intergenic
+        quota = np.append(rng.poisson(preset.enhancers_per_gene, len(on_chrom)), n_inter)
+        cand_center: list[int] = []
+        cand_owner: list[int] = []
+        for gi, (tss, q) in enumerate(zip(on_chrom.tss.tolist(), quota[:-1].tolist(), strict=True)):
+            m = 6 * int(q)
+            dist = rng.uniform(3_000, preset.max_link_distance, m).astype(np.int64)
+            cand_center.extend((tss + dist * rng.choice([-1, 1], m)).tolist())
+            cand_owner.extend([gi] * m)
+        cand_center.extend(rng.integers(2_000, length - 2_000, 6 * n_inter).tolist())
+        cand_owner.extend([len(on_chrom)] * (6 * n_inter))
+        centers = np.array(cand_center, dtype=np.int64)
+        owner = np.array(cand_owner, dtype=np.int64)
+        inside = np.flatnonzero((centers > 2_000) & (centers < length - 2_000))
+        order = rng.permutation(inside)
+        keep = order[
+            _pick_spaced(centers[order], owner[order], quota, on_chrom.tss.to_numpy(), 1_200)
+        ]
+        for k in np.sort(keep):
+            name = names[owner[k]]
+            rows.append((chrom, int(centers[k]), "enhancer" if name else "intergenic", name))
+    frame = pd.DataFrame(rows, columns=["chrom", "center", "kind", "gene"])
+    width = rng.integers(400, 701, len(frame))
+    frame["start"] = frame.center - width // 2
+    frame["end"] = frame.start + width
+    strength = rng.lognormal(0.0, 0.5, len(frame))
+    frame["strength"] = np.where(frame.kind == "promoter", 2.0 * strength, strength)
+    frame["_chrom_no"] = frame.chrom.str[3:].astype(int)
+    frame = (
+        frame.sort_values(["_chrom_no", "start"]).drop(columns="_chrom_no").reset_index(drop=True)
+    )
+    frame.insert(0, "peak_id", [f"peak{i + 1:06d}" for i in range(len(frame))])
+    return frame[["peak_id", "chrom", "start", "end", "center", "kind", "gene", "strength"]]
+
+
+def build_world(
+    rng: np.random.Generator,
+    preset: Preset,
+    genome: Genome,
+    genes: pd.DataFrame,
+    motifs: list[Motif],
+    views: list[str],
+) -> World:
+    """Peaks, activities, GRN, openness, planted motifs and binding truth (see module docstring)."""
+    tfs = list(preset.tfs)
+    cts = list(preset.cell_types)
+    n_ct, n_tf = len(cts), len(tfs)
+    peaks = place_peaks(rng, genome, genes, preset)
+    n_peaks = len(peaks)
+    activity, active = tf_activity(rng, preset, views)
+    tf_index = {t: j for j, t in enumerate(tfs)}
+    gene_index = {g: i for i, g in enumerate(genes.gene_name)}
+    weights = _tf_weights(tfs)
+
+    drivers: list[list[int]] = [[] for _ in range(n_peaks)]
+    promoter_of = {g: i for i, g in enumerate(peaks.gene) if peaks.kind.iloc[i] == "promoter"}
+    enhancers_of: dict[str, list[int]] = {}
+    for i, (kind, g) in enumerate(zip(peaks.kind, peaks.gene, strict=True)):
+        if kind == "enhancer":
+            enhancers_of.setdefault(g, []).append(i)
+
+    # --- the GRN: regulators planted at target promoters / linked enhancers
+    edge_rows: list[tuple[int, int, int, float, float, float]] = []
+    edge_sites: list[list[int]] = []
+    for g_name in genes.gene_name[~genes.is_tf]:
+        if rng.random() > 0.65:
+            continue
+        k = min(1 + rng.poisson(0.8), 3)
+        regs = rng.choice(n_tf, size=k, replace=False, p=weights)
+        candidates = [promoter_of[g_name], *enhancers_of.get(g_name, [])]
+        for t in regs:
+            site = (
+                candidates[0]
+                if rng.random() < 0.5 or len(candidates) == 1
+                else int(rng.choice(candidates[1:]))
+            )
+            if len(drivers[site]) >= MAX_MOTIFS_PER_PEAK or t in drivers[site]:
+                continue
+            drivers[site].append(int(t))
+            sign = 1 if rng.random() < 0.75 else -1
+            edge_rows.append(
+                (
+                    int(t),
+                    gene_index[g_name],
+                    sign,
+                    rng.uniform(0.5, 1.5),
+                    rng.uniform(0.25, 0.6),
+                    float(rng.choice([1, 2, 3])),
+                )
+            )
+            edge_sites.append([site])
+    # --- drivers for enhancers without regulators; extra non-functional motifs in some promoters
+    for i, kind in enumerate(peaks.kind):
+        if kind != "promoter" and not drivers[i]:
+            k = 1 + int(rng.random() < 0.4)
+            drivers[i].extend(int(t) for t in rng.choice(n_tf, size=k, replace=False, p=weights))
+
+    # --- openness per cell type
+    is_tf_gene = dict(zip(genes.gene_name, genes.is_tf, strict=True))
+    open_ = np.zeros((n_ct, n_peaks), dtype=bool)
+    for i, (kind, g) in enumerate(zip(peaks.kind, peaks.gene, strict=True)):
+        if kind == "promoter" and is_tf_gene[g]:
+            # a TF's own promoter is open where the TF is active (it is expressed there)
+            open_[:, i] = active[:, tf_index[g]] | (rng.random(n_ct) < 0.1)
+        elif (kind == "promoter" and rng.random() < 0.75) or rng.random() < 0.1:
+            open_[:, i] = True  # constitutive
+        elif drivers[i]:
+            driven = active[:, drivers[i]].any(axis=1)
+            open_[:, i] = (driven & (rng.random(n_ct) < 0.9)) | (rng.random(n_ct) < 0.03)
+        else:
+            open_[:, i] = rng.random(n_ct) < 0.5
+        if not open_[:, i].any():  # every listed peak is open somewhere
+            open_[rng.integers(n_ct), i] = True
+
+    # --- plant motif sequences (peaks, then decoys in closed background chromatin)
+    present = np.zeros((n_peaks, n_tf), dtype=bool)
+    site_rows: list[tuple[str, int, int, str, str, str]] = []
+    peak_cols = zip(
+        peaks.chrom.tolist(), peaks.center.tolist(), peaks.peak_id.tolist(), strict=True
+    )
+    for i, (p_chrom, p_center, p_id) in enumerate(peak_cols):
+        seq = genome.sequences[p_chrom]
+        for slot, t in enumerate(drivers[i]):
+            inst, strand = sample_instance(motifs[t], rng)
+            mid = int(p_center) + SLOT_OFFSETS[slot] + int(rng.integers(-4, 5))
+            s = mid - inst.size // 2
+            seq[s : s + inst.size] = inst
+            present[i, t] = True
+            site_rows.append((p_chrom, s, s + inst.size, strand, tfs[t], p_id))
+    peak_starts = {c: peaks.start[peaks.chrom == c].to_numpy() for c in genome.autosomes}
+    peak_ends = {c: peaks.end[peaks.chrom == c].to_numpy() for c in genome.autosomes}
+    for t in range(n_tf):
+        placed = 0
+        while placed < preset.decoy_motifs_per_tf:
+            chrom = genome.autosomes[int(rng.integers(len(genome.autosomes)))]
+            seq = genome.sequences[chrom]
+            s = int(rng.integers(5_000, seq.size - 5_000))
+            if np.any((peak_starts[chrom] - 300 < s) & (peak_ends[chrom] + 300 > s)):
+                continue
+            inst, strand = sample_instance(motifs[t], rng)
+            seq[s : s + inst.size] = inst
+            site_rows.append((chrom, s, s + inst.size, strand, tfs[t], "."))
+            placed += 1
+    sites = pd.DataFrame(site_rows, columns=["chrom", "start", "end", "strand", "tf", "peak_id"])
+
+    # --- edges: keep those bound somewhere; record where they are bound
+    bound = open_[:, :, None] & present[None, :, :] & active[:, None, :]
+    kept: list[tuple[int, int, int, float, float, float]] = []
+    kept_sites: list[list[int]] = []
+    eb: list[np.ndarray] = []
+    for row, sites_e in zip(edge_rows, edge_sites, strict=True):
+        b = bound[:, sites_e, row[0]].any(axis=1)
+        if b.any():
+            kept.append(row)
+            kept_sites.append(sites_e)
+            eb.append(b)
+    edges = pd.DataFrame(
+        kept, columns=["tf_index", "gene_index", "sign", "weight", "hill_k", "hill_n"]
+    )
+    edges.insert(0, "target", genes.gene_name.to_numpy()[edges.gene_index.to_numpy()])
+    edges.insert(0, "tf", np.array(tfs)[edges.tf_index.to_numpy()])
+    edge_bound = np.array(eb, dtype=bool).reshape(len(kept), n_ct)
+    # annotate the planted sites that back a kept edge with its target gene
+    site_key = {(r.peak_id, r.tf): k for k, r in enumerate(sites.itertuples()) if r.peak_id != "."}
+    target_col = np.full(len(sites), ".", dtype=object)
+    for row, sites_e in zip(kept, kept_sites, strict=True):
+        for site in sites_e:
+            target_col[site_key[(peaks.peak_id.iloc[site], tfs[row[0]])]] = genes.gene_name.iloc[
+                row[1]
+            ]
+    sites["target"] = target_col
+    log.info(
+        "world: %d genes, %d peaks (%d promoters), %d TFs, %d cell types, %d GRN edges, %d motif sites",
+        len(genes),
+        n_peaks,
+        int((peaks.kind == "promoter").sum()),
+        n_tf,
+        n_ct,
+        len(edges),
+        len(sites),
+    )
+    return World(
+        preset=preset,
+        genome=genome,
+        genes=genes,
+        peaks=peaks,
+        motifs=motifs,
+        tfs=tfs,
+        cell_types=cts,
+        views=views,
+        activity=activity,
+        active=active,
+        open=open_,
+        motif_present=present,
+        motif_sites=sites,
+        edges=edges,
+        edge_bound=edge_bound,
+    )
