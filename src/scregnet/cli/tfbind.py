@@ -1,0 +1,372 @@
+"""``scregnet tfbind train|predict|merge``: the scFAN-style TF-binding stage."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = "TF binding: train the scFAN-style CNN on bulk data, predict per cluster and per cell"
+
+_COMMON = ("--seed", "--threads", "--quiet", "--debug")
+
+
+def _csv(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        msg = f"expected a comma-separated list, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return items
+
+
+def _ints(value: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in _csv(value))
+    except ValueError as exc:
+        msg = f"expected comma-separated integers, got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from exc
+    if any(v < 1 for v in out):
+        msg = f"values must be >= 1, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return out
+
+
+def _floats(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in _csv(value))
+    except ValueError as exc:
+        msg = f"expected comma-separated numbers, got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from exc
+
+
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        msg = f"must be >= 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return n
+
+
+def _common_nested(parser: argparse.ArgumentParser) -> None:
+    """Accept the common options after the nested subcommand too (``tfbind train --seed 1``).
+
+    Defaults are suppressed so that values given before the nested subcommand
+    (``tfbind --seed 1 train``) are not overwritten.
+    """
+    group = parser.add_argument_group("common options (also accepted before the subcommand)")
+    group.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="random seed")
+    group.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="CPU threads")
+    group.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS)
+    group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="tfbind_command", metavar="{train,predict,merge}")
+    sub.required = True
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    t = sub.add_parser(
+        "train", help="train on bulk accessibility + ChIP peaks", formatter_class=fmt
+    )
+    t.add_argument("--fasta", type=Path, required=True, help="genome FASTA (indexed)")
+    t.add_argument(
+        "--bulk",
+        type=Path,
+        required=True,
+        help="bulk sheet CSV: tf,chip_bed,accessibility_bw,cell_type",
+    )
+    t.add_argument("--out", type=Path, required=True, help="model checkpoint to write (.pt)")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--window", type=_positive_int, default=1000, help="input window (bp)")
+    t.add_argument(
+        "--bin-size", type=_positive_int, default=200, help="labelled bin at the window centre (bp)"
+    )
+    t.add_argument(
+        "--step", type=_positive_int, default=200, help="bin tiling step (bp; the paper used 50)"
+    )
+    t.add_argument(
+        "--test-chroms",
+        type=_csv,
+        default=None,
+        help="held-out test chromosomes (default: chr1,chr8,chr21 when present, else the quarter before the last chromosome)",
+    )
+    t.add_argument(
+        "--val-chroms",
+        type=_csv,
+        default=None,
+        help="validation chromosomes for early stopping (default: chr11 when present, else the last chromosome)",
+    )
+    t.add_argument(
+        "--exclude-chroms",
+        type=_csv,
+        default=["chrM", "MT", "M", "chrMT"],
+        help="chromosomes never used",
+    )
+    t.add_argument(
+        "--negative-ratio", type=float, default=3.0, help="sampled negative bins per positive bin"
+    )
+    t.add_argument(
+        "--max-pos-weight",
+        type=float,
+        default=20.0,
+        help="cap of the per-TF positive-class weight in the loss",
+    )
+    t.add_argument("--epochs", type=_positive_int, default=20, help="maximum epochs")
+    t.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=3,
+        help="early stopping: epochs without validation improvement",
+    )
+    t.add_argument("--batch-size", type=_positive_int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    t.add_argument(
+        "--filters",
+        type=_ints,
+        default=(160, 240, 240),
+        help="filters per convolution block (paper: 160,240,240)",
+    )
+    t.add_argument(
+        "--dropout",
+        type=_floats,
+        default=(0.2, 0.2, 0.5),
+        help="dropout per block (paper: 0.2,0.2,0.5)",
+    )
+    t.add_argument(
+        "--hidden", type=_positive_int, default=919, help="dense layer width (paper: 919)"
+    )
+    t.add_argument(
+        "--no-accessibility",
+        action="store_true",
+        help="sequence-only model (ignore the accessibility tracks)",
+    )
+    t.add_argument(
+        "--no-rc-augment", action="store_true", help="no reverse-complement augmentation"
+    )
+    _common_nested(t)
+
+    p = sub.add_parser(
+        "predict", help="predict binding per cluster and activity per cell", formatter_class=fmt
+    )
+    p.add_argument("--model", type=Path, required=True, help="checkpoint from `tfbind train`")
+    p.add_argument("--fasta", type=Path, required=True, help="genome FASTA (the model's genome)")
+    p.add_argument(
+        "--atac", type=Path, required=True, help="S.clustered.h5ad from `scregnet cluster`"
+    )
+    p.add_argument("--fragments", type=Path, required=True, help="fragments.tsv.gz (+ .tbi)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="S.tfbind.h5ad, or a shard .h5ad with --chrom"
+    )
+    p.add_argument(
+        "--motifs",
+        type=Path,
+        default=None,
+        help="JASPAR PFMs for the baselines (default: pyjaspar's JASPAR by TF name)",
+    )
+    p.add_argument(
+        "--chrom",
+        type=_csv,
+        action="extend",
+        default=None,
+        help="only these chromosomes: writes a shard for `tfbind merge`",
+    )
+    p.add_argument(
+        "--window",
+        type=_positive_int,
+        default=None,
+        help="expected window size (must be the model's)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument(
+        "--no-rc-average",
+        action="store_true",
+        help="forward strand only (default averages both strands)",
+    )
+    p.add_argument(
+        "--motif-p-value",
+        type=float,
+        default=5e-5,
+        help="PWM match p-value for the chromVAR baseline",
+    )
+    _finalize_options(p)
+    _common_nested(p)
+
+    m = sub.add_parser(
+        "merge", help="merge `predict --chrom` shards into S.tfbind.h5ad", formatter_class=fmt
+    )
+    m.add_argument("--shards", type=Path, nargs="+", required=True, help="shard .h5ad files")
+    m.add_argument(
+        "--atac", type=Path, required=True, help="the S.clustered.h5ad the shards came from"
+    )
+    m.add_argument("--out", type=Path, required=True, help="S.tfbind.h5ad")
+    _finalize_options(m)
+    _common_nested(m)
+
+
+def _finalize_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("cell-level outputs (not with --chrom)")
+    g.add_argument(
+        "--neighbors",
+        type=_positive_int,
+        default=None,
+        help="k nearest LSI neighbours pooled per cell (default 15)",
+    )
+    g.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="binding probability for the BED tracks (default 0.5)",
+    )
+    g.add_argument(
+        "--chromvar-iterations",
+        type=_positive_int,
+        default=None,
+        help="background peak sets of the chromVAR baseline (default 50)",
+    )
+    g.add_argument(
+        "--tracks-outdir",
+        type=Path,
+        default=None,
+        help="per-cluster BED/bigWig directory (default: beside --out, named after the sample)",
+    )
+
+
+def _tracks_dir(args: Any) -> Path:
+    if args.tracks_outdir is not None:
+        return Path(args.tracks_outdir)
+    out = Path(args.out)
+    name = out.name
+    for suffix in (".tfbind.h5ad", ".h5ad"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return out.parent / name
+
+
+def _predict_config(args: Any) -> Any:
+    from scregnet.tfbind.predict import PredictConfig
+
+    defaults = PredictConfig()
+    return PredictConfig(
+        batch_size=getattr(args, "batch_size", defaults.batch_size),
+        rc_average=not getattr(args, "no_rc_average", False),
+        n_neighbors=args.neighbors if args.neighbors is not None else defaults.n_neighbors,
+        threshold=args.threshold if args.threshold is not None else defaults.threshold,
+        motif_p_value=getattr(args, "motif_p_value", defaults.motif_p_value),
+        chromvar_iterations=args.chromvar_iterations
+        if args.chromvar_iterations is not None
+        else defaults.chromvar_iterations,
+        seed=args.seed,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from scregnet.device import torch_threads
+
+    with torch_threads(args.threads):
+        if args.tfbind_command == "train":
+            return _train(args)
+        if args.tfbind_command == "predict":
+            return _predict(args)
+        return _merge(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from scregnet.device import resolve_device
+    from scregnet.errors import InputError
+    from scregnet.tfbind.train import TrainConfig, train
+
+    if len(args.filters) != len(args.dropout):
+        msg = f"--filters has {len(args.filters)} blocks but --dropout {len(args.dropout)}"
+        raise InputError(msg)
+    if args.negative_ratio <= 0 or args.lr <= 0 or args.max_pos_weight < 1:
+        msg = "--negative-ratio and --lr must be > 0 and --max-pos-weight >= 1"
+        raise InputError(msg)
+    config = TrainConfig(
+        window=args.window,
+        bin_size=args.bin_size,
+        step=args.step,
+        test_chroms=args.test_chroms,
+        val_chroms=args.val_chroms,
+        exclude_chroms=args.exclude_chroms,
+        negative_ratio=args.negative_ratio,
+        max_pos_weight=args.max_pos_weight,
+        epochs=args.epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        filters=args.filters,
+        dropout=args.dropout,
+        hidden=args.hidden,
+        use_accessibility=not args.no_accessibility,
+        rc_augment=not args.no_rc_augment,
+        seed=args.seed,
+    )
+    train(args.fasta, args.bulk, args.out, config=config, device=resolve_device(args.device))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from scregnet.device import resolve_device
+    from scregnet.errors import InputError
+    from scregnet.io.genome import read_chrom_sizes
+    from scregnet.io.h5ad import read_h5ad, write_h5ad
+    from scregnet.seed import seed_everything
+    from scregnet.tfbind.motifs import jaspar_motifs, motifs_for_tfs, read_motifs
+    from scregnet.tfbind.predict import finalize, predict_peaks, write_outputs
+    from scregnet.tfbind.train import load_checkpoint
+
+    if args.chrom is not None:
+        given = [
+            f"--{n.replace('_', '-')}"
+            for n in ("neighbors", "threshold", "chromvar_iterations", "tracks_outdir")
+            if getattr(args, n) is not None
+        ]
+        if given:
+            msg = f"{', '.join(given)} only apply to whole-genome runs or `tfbind merge`, not with --chrom"
+            raise InputError(msg)
+    seed_everything(args.seed)
+    device = resolve_device(args.device)
+    sizes = read_chrom_sizes(args.fasta)
+    loaded = load_checkpoint(args.model, chrom_sizes=sizes, window=args.window, fasta=args.fasta)
+    motifs = (
+        motifs_for_tfs(read_motifs(args.motifs), loaded.tfs)
+        if args.motifs is not None
+        else jaspar_motifs(loaded.tfs)
+    )
+    atac = read_h5ad(args.atac)
+    config = _predict_config(args)
+    shard = predict_peaks(
+        atac,
+        atac_path=args.atac,
+        fragments=args.fragments,
+        fasta=args.fasta,
+        loaded=loaded,
+        motifs=motifs,
+        chroms=args.chrom,
+        config=config,
+        device=device,
+    )
+    if args.chrom is not None:
+        write_h5ad(shard, args.out)
+        return 0
+    result = finalize(atac, shard, atac_path=args.atac, config=config)
+    write_outputs(
+        result, args.out, _tracks_dir(args), chrom_sizes=shard.uns["tfbind_shard"]["chrom_sizes"]
+    )
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from scregnet.io.h5ad import read_h5ad
+    from scregnet.tfbind.predict import SHARD_KEY, finalize, merge_shards, write_outputs
+
+    shards = [read_h5ad(p) for p in args.shards]
+    merged = merge_shards(shards, names=[str(p) for p in args.shards])
+    atac = read_h5ad(args.atac)
+    result = finalize(atac, merged, atac_path=args.atac, config=_predict_config(args))
+    write_outputs(
+        result, args.out, _tracks_dir(args), chrom_sizes=merged.uns[SHARD_KEY]["chrom_sizes"]
+    )
+    return 0

@@ -1,0 +1,213 @@
+"""Score TF-binding outputs (``tfbind/<sample>.tfbind.h5ad``) against the simulator's truth.
+
+Binding: every (cluster, peak) pair is labelled with the truth of the cluster's majority true cell
+type at the truth peak it overlaps most (no overlap: unbound); per TF, AUROC and AUPRC of the
+model's probability and of the PWM x accessibility baseline, over peaks on the model's held-out
+test chromosomes (all peaks when none of them carries peaks). Reported values are means over TFs
+with both classes.
+
+Cell-level activity: k-means (k = number of true cell types, 10 restarts, seed 0) on the
+standardised cells x TFs matrix, ARI against the true cell types; the same for the chromVAR-style
+deviations. Means over samples.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from scregnet.errors import InputError
+from scregnet.evaluate.metrics import adjusted_rand, auprc, auroc
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".tfbind.h5ad"
+
+
+def _read_truth(truth_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    binding_path = truth_dir / "tf_binding.tsv.gz"
+    types_path = truth_dir / "cell_types.tsv"
+    for p in (binding_path, types_path):
+        if not p.exists():
+            msg = "truth file does not exist"
+            raise InputError(msg, p)
+    binding = pd.read_csv(binding_path, sep="\t")
+    need = {"peak_id", "chrom", "start", "end", "cell_type"}
+    if not need <= set(binding.columns):
+        msg = f"truth binding table lacks {', '.join(sorted(need - set(binding.columns)))}"
+        raise InputError(msg, binding_path)
+    types = pd.read_csv(types_path, sep="\t", dtype=str)
+    if not {"barcode", "cell_type"} <= set(types.columns):
+        msg = "truth cell types need columns barcode and cell_type"
+        raise InputError(msg, types_path)
+    return binding, types
+
+
+def match_peaks(peaks: pd.DataFrame, truth_peaks: pd.DataFrame) -> NDArray[np.int64]:
+    """Index into ``truth_peaks`` of the truth peak overlapping each peak most (-1: none)."""
+    out = np.full(len(peaks), -1, dtype=np.int64)
+    for chrom, group in peaks.groupby("chrom", sort=False):
+        t = truth_peaks[truth_peaks["chrom"] == chrom]
+        if t.empty:
+            continue
+        order = np.argsort(t["start"].to_numpy())
+        ts, te = t["start"].to_numpy()[order], t["end"].to_numpy()[order]
+        tidx = t.index.to_numpy()[order]
+        max_len = int((te - ts).max())
+        rows = np.flatnonzero((peaks["chrom"] == chrom).to_numpy())
+        for r, s, e in zip(rows, group["start"].to_numpy(), group["end"].to_numpy(), strict=True):
+            lo = np.searchsorted(ts, s - max_len, side="left")
+            hi = np.searchsorted(ts, e, side="left")
+            if hi <= lo:
+                continue
+            overlap = np.minimum(te[lo:hi], e) - np.maximum(ts[lo:hi], s)
+            best = int(np.argmax(overlap))
+            if overlap[best] > 0:
+                out[r] = int(tidx[lo + best])
+    return out
+
+
+def cluster_ari(matrix: NDArray[np.floating], labels: NDArray[Any]) -> float:
+    """ARI of k-means (k = number of true labels) on the column-standardised matrix."""
+    from sklearn.cluster import KMeans
+
+    x = np.asarray(matrix, dtype=np.float64)
+    x = x[:, np.isfinite(x).all(axis=0)]
+    if x.shape[1] == 0 or len(set(labels)) < 2:
+        return float("nan")
+    sd = x.std(axis=0)
+    x = (x[:, sd > 0] - x[:, sd > 0].mean(axis=0)) / sd[sd > 0]
+    if x.shape[1] == 0:
+        return 0.0
+    k = len(set(labels))
+    pred = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(x)
+    return adjusted_rand(labels, pred)
+
+
+def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
+    """The ``tfbind`` section of ``evaluation.json`` (``None`` when there are no tfbind outputs)."""
+    import anndata as ad
+
+    files = sorted((Path(results_dir) / "tfbind").glob(f"*{SUFFIX}"))
+    if not files:
+        return None
+    truth, types = _read_truth(Path(truth_dir))
+    truth = truth.reset_index(drop=True)
+    truth_peaks = truth.drop_duplicates("peak_id")[["peak_id", "chrom", "start", "end"]]
+    truth_peaks = truth_peaks.set_index("peak_id")
+    truth_tfs = [
+        c
+        for c in truth.columns
+        if c not in {"peak_id", "chrom", "start", "end", "cell_type", "view"}
+    ]
+    lookup = truth.set_index(["peak_id", "cell_type"])
+    ys: dict[str, list[NDArray[np.int8]]] = {}
+    model_scores: dict[str, list[NDArray[np.float64]]] = {}
+    pwm_scores: dict[str, list[NDArray[np.float64]]] = {}
+    aris, chromvar_aris, chroms_used = [], [], set()
+    per_sample: dict[str, Any] = {}
+    for path in files:
+        sample = path.name[: -len(SUFFIX)]
+        result = ad.read_h5ad(path)
+        if "tfbind" not in result.uns:
+            msg = "not a tfbind result (no uns['tfbind']; a shard?)"
+            raise InputError(msg, path)
+        u = result.uns["tfbind"]
+        st = types[types["sample"] == sample] if "sample" in types.columns else types
+        cell_type = pd.Series(result.obs_names.astype(str), index=result.obs_names).map(
+            dict(zip(st["barcode"], st["cell_type"], strict=False))
+        )
+        known = cell_type.notna()
+        if known.sum() == 0:
+            log.warning("%s: no cell barcode is in the truth cell types; skipped", path.name)
+            continue
+        clusters = [str(c) for c in u["clusters"]]
+        majority = (
+            pd.DataFrame(
+                {
+                    "cluster": result.obs["cluster"].astype(str).to_numpy()[known],
+                    "type": np.asarray(cell_type[known]),
+                }
+            )
+            .groupby("cluster")["type"]
+            .agg(lambda s: s.value_counts().index[0])
+        )
+        peaks: pd.DataFrame = u["peaks"]
+        test = {str(c) for c in u["test_chroms"]}
+        on_test = peaks["chrom"].isin(test).to_numpy()
+        if on_test.any():
+            rows = np.flatnonzero(on_test)
+            chroms_used |= set(peaks["chrom"].to_numpy()[rows])
+        else:
+            rows = np.arange(len(peaks))
+            chroms_used |= set(peaks["chrom"])
+        matched = match_peaks(
+            peaks.iloc[rows].reset_index(drop=True),
+            truth_peaks.reset_index().rename(columns={"index": "peak_id"}),
+        )
+        truth_ids = truth_peaks.index.to_numpy()
+        binding = np.asarray(u["binding"])
+        pwm = np.asarray(u["pwm_binding"])
+        tfs = [tf for tf in result.var_names if tf in truth_tfs]
+        for g, cluster in enumerate(clusters):
+            if cluster not in majority.index:
+                continue
+            ctype = majority[cluster]
+            labels = np.zeros((rows.size, len(tfs)), dtype=np.int8)
+            hit = np.flatnonzero(matched >= 0)
+            keys = [(truth_ids[matched[i]], ctype) for i in hit]
+            present = [k in lookup.index for k in keys]
+            if any(present):
+                sel = [k for k, ok in zip(keys, present, strict=True) if ok]
+                vals = lookup.loc[sel, tfs].to_numpy(np.int8)
+                labels[hit[np.asarray(present)]] = vals
+            for j, tf in enumerate(tfs):
+                k = list(result.var_names).index(tf)
+                ys.setdefault(tf, []).append(labels[:, j])
+                model_scores.setdefault(tf, []).append(binding[g, rows, k].astype(np.float64))
+                pwm_scores.setdefault(tf, []).append(pwm[g, rows, k].astype(np.float64))
+        true_labels = np.asarray(cell_type[known])
+        ari = cluster_ari(np.asarray(result.X)[known.to_numpy()], true_labels)
+        cv = cluster_ari(np.asarray(result.obsm["chromvar"])[known.to_numpy()], true_labels)
+        aris.append(ari)
+        chromvar_aris.append(cv)
+        per_sample[sample] = {"ari": ari, "chromvar_ari": cv, "n_cells": int(known.sum())}
+    per_tf: dict[str, dict[str, float]] = {}
+    for tf, parts in ys.items():
+        y = np.concatenate(parts)
+        if y.min() == y.max():
+            continue
+        s_model, s_pwm = np.concatenate(model_scores[tf]), np.concatenate(pwm_scores[tf])
+        per_tf[tf] = {
+            "auroc": auroc(y, s_model),
+            "auprc": auprc(y, s_model),
+            "pwm_auroc": auroc(y, s_pwm),
+            "pwm_auprc": auprc(y, s_pwm),
+            "positives": int(y.sum()),
+            "n": int(y.size),
+        }
+
+    def mean(key: str) -> float:
+        vals = [v[key] for v in per_tf.values() if np.isfinite(v[key])]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    def nanmean(values: list[float]) -> float:
+        vals = [v for v in values if np.isfinite(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    return {
+        "auroc": mean("auroc"),
+        "auprc": mean("auprc"),
+        "ari": nanmean(aris),
+        "pwm_baseline": {"auroc": mean("pwm_auroc"), "auprc": mean("pwm_auprc")},
+        "chromvar_baseline": {"ari": nanmean(chromvar_aris)},
+        "chromosomes": sorted(chroms_used),
+        "n_tfs": len(per_tf),
+        "per_tf": per_tf,
+        "per_sample": per_sample,
+    }

@@ -1,0 +1,577 @@
+"""Applying the bulk-trained model to single cells (scFAN's transfer step) and the motif baselines.
+
+1. :func:`predict_peaks` (one shard = some chromosomes): per ATAC cluster, a pseudobulk coverage
+   track is built from the fragments of the cluster's cells and fed to the CNN in place of the
+   bulk accessibility, one window per peak (centred on the peak). Also the PWM x accessibility
+   baseline, motif matches and GC content per peak. Shards hold only per-peak quantities, so any
+   split by chromosome merges exactly.
+2. :func:`finalize` (all peaks): per cell, accessibility over the cell and its k nearest LSI
+   neighbours; binding per peak as the neighbour-weighted mix of the clusters' predictions;
+   activity = accessibility-weighted mean binding over the cell's peaks (cells x TFs). The
+   chromVAR-style deviations are the cell-level baseline. Per-cluster binding BED and bigWig.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from numpy.typing import NDArray
+
+from scregnet.device import autocast
+from scregnet.errors import InputError
+from scregnet.io.atomic import atomic_dir
+from scregnet.io.genome import open_fasta, read_chrom_sizes
+from scregnet.tfbind.data import WindowReader, normalise_signal, one_hot, reverse_complement
+from scregnet.tfbind.motifs import Motif, MotifScanner, chromvar_deviations
+from scregnet.tfbind.train import LoadedModel
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+log = logging.getLogger(__name__)
+
+SHARD_KEY = "tfbind_shard"
+#: fragments read from the top of the file to estimate the mean fragment length
+FRAGMENT_LENGTH_SAMPLE = 100_000
+
+
+@dataclass
+class PredictConfig:
+    """Settings of ``tfbind predict`` (each a flag)."""
+
+    batch_size: int = 256
+    rc_average: bool = True
+    n_neighbors: int = 15
+    threshold: float = 0.5
+    motif_p_value: float = 5e-5
+    chromvar_iterations: int = 50
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+def check_atac(adata: ad.AnnData, path: str | Path, *, need_lsi: bool = True) -> None:
+    """The clustered ATAC contract: var chrom/start/end, obs cluster, obsm X_lsi."""
+    missing = [f"var['{c}']" for c in ("chrom", "start", "end") if c not in adata.var]
+    if "cluster" not in adata.obs:
+        missing.append("obs['cluster']")
+    if need_lsi and "X_lsi" not in adata.obsm:
+        missing.append("obsm['X_lsi']")
+    if missing:
+        msg = f"clustered ATAC file lacks {', '.join(missing)} (run `scregnet cluster` first)"
+        raise InputError(msg, path)
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        msg = f"clustered ATAC file is empty ({adata.n_obs} cells x {adata.n_vars} peaks)"
+        raise InputError(msg, path)
+
+
+def peak_table(adata: ad.AnnData) -> pd.DataFrame:
+    peaks = pd.DataFrame(
+        {
+            "chrom": adata.var["chrom"].astype(str).to_numpy(),
+            "start": adata.var["start"].to_numpy(np.int64),
+            "end": adata.var["end"].to_numpy(np.int64),
+        },
+        index=pd.Index(adata.var_names.astype(str), name="peak_id"),
+    )
+    return peaks
+
+
+def check_peaks(
+    peaks: pd.DataFrame, chrom_sizes: dict[str, int], *, atac: Path, fasta: Path
+) -> None:
+    """Peak chromosomes must be in the FASTA and every peak inside its chromosome."""
+    unknown = sorted(set(peaks["chrom"]) - set(chrom_sizes))
+    if unknown:
+        msg = (
+            f"chromosome names differ between the peaks and the FASTA {fasta.name}: "
+            f"{', '.join(unknown[:5])} not in the FASTA (it has {', '.join(list(chrom_sizes)[:5])})"
+        )
+        raise InputError(msg, atac)
+    sizes = peaks["chrom"].map(chrom_sizes).to_numpy(np.int64)
+    bad = np.flatnonzero(
+        (peaks["end"].to_numpy() > sizes)
+        | (peaks["start"].to_numpy() < 0)
+        | (peaks["end"].to_numpy() <= peaks["start"].to_numpy())
+    )
+    if bad.size:
+        i = int(bad[0])
+        msg = (
+            f"{bad.size} peak(s) lie outside the chromosome bounds of {fasta.name} "
+            f"(e.g. {peaks.chrom.iloc[i]}:{peaks.start.iloc[i]}-{peaks.end.iloc[i]}, "
+            f"{peaks.chrom.iloc[i]} is {sizes[i]} bp)"
+        )
+        raise InputError(msg, atac)
+
+
+def mean_fragment_length(fragments: Path) -> float:
+    """Mean fragment length over the first :data:`FRAGMENT_LENGTH_SAMPLE` fragments of the file."""
+    total, n = 0, 0
+    try:
+        with gzip.open(fragments, "rt") as handle:
+            for line in handle:
+                if line.startswith("#"):
+                    continue
+                f = line.split("\t", 3)
+                total += int(f[2]) - int(f[1])
+                n += 1
+                if n >= FRAGMENT_LENGTH_SAMPLE:
+                    break
+    except (OSError, ValueError, IndexError, EOFError) as exc:
+        msg = f"not a readable fragments file ({type(exc).__name__})"
+        raise InputError(msg, fragments) from exc
+    if n == 0:
+        msg = "fragments file has no fragments"
+        raise InputError(msg, fragments)
+    return total / n
+
+
+def open_fragments(fragments: Path) -> Any:
+    import pysam
+
+    if not fragments.exists():
+        msg = "fragments file does not exist"
+        raise InputError(msg, fragments)
+    if not Path(str(fragments) + ".tbi").exists():
+        msg = "fragments file has no tabix index (.tbi)"
+        raise InputError(msg, fragments)
+    try:
+        return pysam.TabixFile(str(fragments))
+    except (OSError, ValueError) as exc:
+        msg = f"cannot open the tabix-indexed fragments file ({exc})"
+        raise InputError(msg, fragments) from exc
+
+
+def cluster_fragments(
+    tabix: Any,
+    chrom: str,
+    barcode_cluster: dict[str, int],
+    n_clusters: int,
+) -> list[tuple[NDArray[np.int64], NDArray[np.int64]]]:
+    """Sorted fragment starts and ends of each cluster on one chromosome."""
+    starts: list[list[int]] = [[] for _ in range(n_clusters)]
+    ends: list[list[int]] = [[] for _ in range(n_clusters)]
+    if chrom not in tabix.contigs:
+        return [(np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in range(n_clusters)]
+    for line in tabix.fetch(chrom):
+        f = line.split("\t", 4)
+        g = barcode_cluster.get(f[3])
+        if g is None:
+            continue
+        starts[g].append(int(f[1]))
+        ends[g].append(int(f[2]))
+    return [
+        (np.sort(np.asarray(s, dtype=np.int64)), np.sort(np.asarray(e, dtype=np.int64)))
+        for s, e in zip(starts, ends, strict=True)
+    ]
+
+
+def coverage(
+    starts: NDArray[np.int64], ends: NDArray[np.int64], positions: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """Fragments covering each position (half-open fragments; sorted ``starts`` and ``ends``)."""
+    return (
+        np.searchsorted(starts, positions, side="right")
+        - np.searchsorted(ends, positions, side="right")
+    ).astype(np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# shard prediction
+
+
+def predict_peaks(
+    adata: ad.AnnData,
+    *,
+    atac_path: Path,
+    fragments: Path,
+    fasta: Path,
+    loaded: LoadedModel,
+    motifs: dict[str, Motif],
+    chroms: Sequence[str] | None,
+    config: PredictConfig,
+    device: torch.device,
+) -> ad.AnnData:
+    """Per-peak predictions for the peaks on ``chroms`` (all when ``None``): a shard AnnData.
+
+    The shard has obs = peaks, var = TFs and in ``uns``: ``clusters``, ``binding`` and
+    ``pwm_binding`` (clusters x peaks x TFs), ``pwm_score`` (peaks x TFs, relative 0..1),
+    ``motif_match`` (peaks x TFs), ``gc`` (peaks), and the model's metadata.
+    """
+    import anndata as ad
+
+    t_start = time.perf_counter()
+    check_atac(adata, atac_path, need_lsi=False)
+    sizes = read_chrom_sizes(fasta)
+    peaks_all = peak_table(adata)
+    check_peaks(peaks_all, sizes, atac=atac_path, fasta=fasta)
+    if chroms is not None:
+        absent = [c for c in chroms if c not in sizes]
+        if absent:
+            msg = f"--chrom {', '.join(absent)} not in the FASTA (it has {', '.join(list(sizes)[:5])}...)"
+            raise InputError(msg, fasta)
+        keep = peaks_all["chrom"].isin(list(chroms)).to_numpy()
+    else:
+        keep = np.ones(len(peaks_all), dtype=bool)
+    peaks = peaks_all.loc[keep]
+    clusters = sorted(adata.obs["cluster"].astype(str).unique(), key=_cluster_key)
+    cell_cluster = adata.obs["cluster"].astype(str).map({c: i for i, c in enumerate(clusters)})
+    barcode_cluster = dict(
+        zip(adata.obs_names.astype(str), cell_cluster.to_numpy(int), strict=True)
+    )
+    tabix = open_fragments(fragments)
+    tfs = loaded.tfs
+    n_c, n_p, n_t = len(clusters), len(peaks), len(tfs)
+    binding = np.zeros((n_c, n_p, n_t), dtype=np.float32)
+    access = np.zeros((n_c, n_p), dtype=np.float32)
+    # genome-wide mean coverage of each cluster (the pseudobulk analogue of a bigWig's mean)
+    n_frag = _cluster_fragment_counts(adata, clusters)
+    frag_len = mean_fragment_length(fragments)
+    genome = float(sum(sizes.values()))
+    cluster_mean = np.maximum(n_frag * frag_len / genome, 1e-12)
+    log.info(
+        "%s: %d cells in %d clusters; %d peaks on %s; mean fragment length %.0f bp",
+        atac_path.name,
+        adata.n_obs,
+        n_c,
+        n_p,
+        ",".join(chroms) if chroms else "all chromosomes",
+        frag_len,
+    )
+    window = loaded.window
+    reader = WindowReader(fasta, sizes, window)
+    model = loaded.model.to(device).eval()
+    use_acc = model.config.use_accessibility
+    pstarts = peaks["start"].to_numpy(np.int64)
+    pends = peaks["end"].to_numpy(np.int64)
+    centres = (pstarts + pends) // 2
+    lows = centres - window // 2
+    bin_half = loaded.bin_size // 2
+    offsets = np.arange(window, dtype=np.int64)
+    # motif baseline inputs
+    tf_with_motif = [tf for tf in tfs if tf in motifs]
+    scanner = (
+        MotifScanner([motifs[tf] for tf in tf_with_motif], p_value=config.motif_p_value)
+        if tf_with_motif
+        else None
+    )
+    pwm_score = np.zeros((n_p, n_t), dtype=np.float32)
+    match = np.zeros((n_p, n_t), dtype=bool)
+    gc = np.zeros(n_p, dtype=np.float64)
+    motif_cols = np.asarray([tfs.index(tf) for tf in tf_with_motif], dtype=np.int64)
+    fa = open_fasta(fasta)
+    n_windows = 0
+    t_model = 0.0
+    try:
+        chrom_codes = peaks["chrom"].to_numpy()
+        for chrom in dict.fromkeys(chrom_codes):
+            rows = np.flatnonzero(chrom_codes == chrom)
+            frags = cluster_fragments(tabix, str(chrom), barcode_cluster, n_c)
+            for lo_i in range(0, rows.size, config.batch_size):
+                batch = rows[lo_i : lo_i + config.batch_size]
+                seqs = np.stack([reader.sequence(str(chrom), int(lows[i])) for i in batch])
+                # peak sequences for the motif scan and GC
+                pseqs = [fa.fetch(str(chrom), int(pstarts[i]), int(pends[i])) for i in batch]
+                widths = np.array([len(s) for s in pseqs], dtype=np.int64)
+                onehot = np.zeros((len(batch), 4, int(widths.max())), dtype=np.float32)
+                for j, s in enumerate(pseqs):
+                    onehot[j, :, : widths[j]] = one_hot(s)
+                acgt = onehot.sum(axis=(1, 2))
+                gc[batch] = np.where(
+                    acgt > 0, onehot[:, 1:3].sum(axis=(1, 2)) / np.maximum(acgt, 1), 0.5
+                )
+                if scanner is not None:
+                    scores = scanner.max_scores(onehot, widths)
+                    pwm_score[np.ix_(batch, motif_cols)] = scanner.relative(scores)
+                    match[np.ix_(batch, motif_cols)] = scores >= scanner.threshold[None, :]
+                positions = lows[batch, None] + offsets[None, :]
+                inside = (positions >= 0) & (positions < sizes[str(chrom)])
+                t0 = time.perf_counter()
+                for g in range(n_c):
+                    cov = coverage(frags[g][0], frags[g][1], positions.ravel()).reshape(
+                        positions.shape
+                    )
+                    acc = normalise_signal(np.where(inside, cov, 0.0), float(cluster_mean[g]))
+                    centre = acc[:, window // 2 - bin_half : window // 2 + bin_half].mean(axis=1)
+                    access[g, batch] = centre
+                    x = seqs if not use_acc else np.concatenate([seqs, acc[:, None, :]], axis=1)
+                    binding[g, batch] = _probabilities(model, x, device, config.rc_average)
+                    n_windows += len(batch)
+                t_model += time.perf_counter() - t0
+    finally:
+        fa.close()
+        tabix.close()
+    pwm_binding = pwm_score[None, :, :] * access[:, :, None]
+    rate = n_windows / t_model if t_model > 0 else float("nan")
+    log.info(
+        "predicted %d windows (%d peaks x %d clusters) in %.1f s (%.0f windows/s)",
+        n_windows,
+        n_p,
+        n_c,
+        time.perf_counter() - t_start,
+        rate,
+    )
+    shard = ad.AnnData(obs=peaks.copy(), var=pd.DataFrame(index=pd.Index(tfs, name="tf")))
+    shard.obs["gc"] = gc
+    shard.uns[SHARD_KEY] = {
+        "clusters": np.asarray(clusters, dtype=object),
+        "binding": binding,
+        "pwm_binding": pwm_binding.astype(np.float32),
+        "pwm_score": pwm_score,
+        "motif_match": match,
+        "accessibility": access,
+        "has_motif": np.asarray([tf in motifs for tf in tfs]),
+        "chroms": np.asarray(
+            list(chroms) if chroms is not None else sorted(set(peaks_all["chrom"])), dtype=object
+        ),
+        "chrom_sizes": {k: int(v) for k, v in sizes.items()},
+        "window": int(window),
+        "test_chroms": np.asarray(loaded.test_chroms, dtype=object),
+        "val_chroms": np.asarray(loaded.val_chroms, dtype=object),
+        "predict_windows_per_s": float(rate),
+        "n_peaks_total": len(peaks_all),
+    }
+    return shard
+
+
+def _cluster_key(name: str) -> tuple[int, str]:
+    return (int(name), "") if name.isdigit() else (10**9, name)
+
+
+def _cluster_fragment_counts(adata: ad.AnnData, clusters: list[str]) -> NDArray[np.float64]:
+    """Fragments per cluster from ``obs['n_fragments']`` (else reads in peaks from X)."""
+    if "n_fragments" in adata.obs:
+        per_cell = adata.obs["n_fragments"].to_numpy(np.float64)
+    else:
+        per_cell = np.asarray(adata.X.sum(axis=1)).ravel().astype(np.float64)
+    frame = pd.Series(per_cell).groupby(adata.obs["cluster"].astype(str).to_numpy()).sum()
+    return frame.reindex(clusters).fillna(0).to_numpy(np.float64)
+
+
+@torch.no_grad()
+def _probabilities(
+    model: torch.nn.Module, x: NDArray[np.float32], device: torch.device, rc: bool
+) -> NDArray[np.float32]:
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    with autocast(device):
+        logit = model(xt).float()
+        if rc:
+            logit = (logit + model(reverse_complement(xt)).float()) / 2
+    return torch.sigmoid(logit).cpu().numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# merging shards and the cell-level matrices
+
+
+def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = None) -> ad.AnnData:
+    """Concatenate shards (disjoint peaks, same TFs and clusters) into one shard."""
+    import anndata as ad
+
+    if not shards:
+        msg = "no shards to merge"
+        raise InputError(msg)
+    names = list(names or [f"shard {i + 1}" for i in range(len(shards))])
+    for s, name in zip(shards, names, strict=True):
+        if SHARD_KEY not in s.uns:
+            msg = "not a tfbind shard (written by `scregnet tfbind predict --chrom ...`)"
+            raise InputError(msg, name)
+    first = shards[0].uns[SHARD_KEY]
+    for s, name in zip(shards[1:], names[1:], strict=True):
+        other = s.uns[SHARD_KEY]
+        if list(s.var_names) != list(shards[0].var_names):
+            msg = f"shard has other TFs than {names[0]}"
+            raise InputError(msg, name)
+        if list(other["clusters"]) != list(first["clusters"]):
+            msg = f"shard has other clusters than {names[0]} (made from another ATAC file?)"
+            raise InputError(msg, name)
+        if int(other["n_peaks_total"]) != int(first["n_peaks_total"]):
+            msg = f"shard comes from an ATAC file with another peak set than {names[0]}"
+            raise InputError(msg, name)
+    seen: dict[str, str] = {}
+    for s, name in zip(shards, names, strict=True):
+        for c in s.uns[SHARD_KEY]["chroms"]:
+            if c in seen:
+                msg = f"chromosome {c} is in two shards ({seen[c]} and this one)"
+                raise InputError(msg, name)
+            seen[str(c)] = name
+    if len(shards) == 1:
+        return shards[0]
+    obs = pd.concat([s.obs for s in shards])
+    merged = ad.AnnData(obs=obs, var=shards[0].var.copy())
+    u: dict[str, Any] = dict(first)
+    for key in ("binding", "pwm_binding", "accessibility"):
+        u[key] = np.concatenate([s.uns[SHARD_KEY][key] for s in shards], axis=1)
+    for key in ("pwm_score", "motif_match"):
+        u[key] = np.concatenate([s.uns[SHARD_KEY][key] for s in shards], axis=0)
+    u["chroms"] = np.asarray(list(seen), dtype=object)
+    rates = [float(s.uns[SHARD_KEY]["predict_windows_per_s"]) for s in shards]
+    u["predict_windows_per_s"] = float(np.nanmean(rates))
+    merged.uns[SHARD_KEY] = u
+    return merged
+
+
+def knn_weights(lsi: NDArray[np.float64], k: int) -> sp.csr_matrix:
+    """Row-normalised graph of each cell and its ``k`` nearest neighbours in LSI space."""
+    from sklearn.neighbors import NearestNeighbors
+
+    n = lsi.shape[0]
+    k_eff = min(k + 1, n)
+    nn = NearestNeighbors(n_neighbors=k_eff).fit(lsi)
+    _, idx = nn.kneighbors(lsi)
+    idx[:, 0] = np.arange(n)  # the cell itself, even with duplicate coordinates
+    rows = np.repeat(np.arange(n), k_eff)
+    w = sp.csr_matrix((np.full(rows.size, 1.0 / k_eff), (rows, idx.ravel())), shape=(n, n))
+    w.sum_duplicates()
+    return w
+
+
+def finalize(
+    adata: ad.AnnData,
+    shard: ad.AnnData,
+    *,
+    atac_path: Path,
+    config: PredictConfig,
+) -> ad.AnnData:
+    """Cells x TFs activity and the chromVAR-style baseline from all peaks' predictions."""
+    import anndata as ad
+
+    check_atac(adata, atac_path, need_lsi=True)
+    u = shard.uns[SHARD_KEY]
+    peaks_all = peak_table(adata)
+    missing_chroms = sorted(set(peaks_all["chrom"]) - {str(c) for c in u["chroms"]})
+    if missing_chroms:
+        msg = f"no shard covers the peaks on chromosome(s) {', '.join(missing_chroms[:6])}"
+        raise InputError(msg, atac_path)
+    if int(u["n_peaks_total"]) != len(peaks_all):
+        msg = f"shards were predicted from {u['n_peaks_total']} peaks, this ATAC file has {len(peaks_all)}"
+        raise InputError(msg, atac_path)
+    pos = peaks_all.index.get_indexer(shard.obs_names)
+    if (pos < 0).any():
+        msg = "shards name peaks that are not in this ATAC file"
+        raise InputError(msg, atac_path)
+    order = np.argsort(pos, kind="stable")  # shard rows in the ATAC file's peak order
+    pos = pos[order]
+    binding = np.asarray(u["binding"])[:, order]
+    pwm_binding = np.asarray(u["pwm_binding"])[:, order]
+    match = np.asarray(u["motif_match"])[order]
+    gc = shard.obs["gc"].to_numpy(np.float64)[order]
+    clusters = [str(c) for c in u["clusters"]]
+    tfs = list(shard.var_names)
+    counts = sp.csr_matrix(adata.X)[:, pos]
+    lsi = np.asarray(adata.obsm["X_lsi"], dtype=np.float64)
+    w = knn_weights(lsi, config.n_neighbors)
+    # (cells, peaks): fraction of the cell's neighbourhood with a read in the peak
+    smoothed = sp.csr_matrix(w @ (counts > 0).astype(np.float64))
+    cell_cluster = (
+        adata.obs["cluster"].astype(str).map({c: i for i, c in enumerate(clusters)}).to_numpy(int)
+    )
+    onehot_cluster = sp.csr_matrix(
+        (np.ones(adata.n_obs), (np.arange(adata.n_obs), cell_cluster)),
+        shape=(adata.n_obs, len(clusters)),
+    )
+    mix = np.asarray((w @ onehot_cluster).todense())  # (cells, clusters) neighbourhood composition
+    numerator = np.zeros((adata.n_obs, len(tfs)))
+    for g in range(len(clusters)):
+        numerator += mix[:, [g]] * np.asarray(smoothed @ binding[g].astype(np.float64))
+    denom = np.asarray(smoothed.sum(axis=1)).ravel()
+    activity = np.where(denom[:, None] > 0, numerator / np.maximum(denom[:, None], 1e-12), 0.0)
+    has_motif = np.asarray(u["has_motif"], dtype=bool)
+    rng = np.random.default_rng(config.seed)
+    chromvar = np.full((adata.n_obs, len(tfs)), np.nan)
+    if has_motif.any():
+        _, z = chromvar_deviations(
+            counts, match[:, has_motif], gc, n_iterations=config.chromvar_iterations, rng=rng
+        )
+        chromvar[:, has_motif] = z
+    out = ad.AnnData(
+        X=activity.astype(np.float32),
+        obs=adata.obs.copy(),
+        var=pd.DataFrame({"has_motif": has_motif}, index=pd.Index(tfs, name="tf")),
+    )
+    out.obsm["chromvar"] = chromvar.astype(np.float32)
+    if "X_umap" in adata.obsm:
+        out.obsm["X_umap"] = np.asarray(adata.obsm["X_umap"])
+    out.uns["tfbind"] = {
+        "clusters": np.asarray(clusters, dtype=object),
+        "peaks": peaks_all.iloc[pos].copy(),
+        "binding": binding.astype(np.float32),
+        "pwm_binding": pwm_binding.astype(np.float32),
+        "test_chroms": np.asarray(u["test_chroms"], dtype=object),
+        "val_chroms": np.asarray(u["val_chroms"], dtype=object),
+        "window": int(u["window"]),
+        "n_neighbors": int(config.n_neighbors),
+        "threshold": float(config.threshold),
+        "predict_windows_per_s": float(u["predict_windows_per_s"]),
+    }
+    log.info(
+        "activity: %d cells x %d TFs; chromVAR baseline for %d TF(s)",
+        *activity.shape,
+        int(has_motif.sum()),
+    )
+    return out
+
+
+def write_outputs(
+    result: ad.AnnData, out: Path, tracks_dir: Path, *, chrom_sizes: dict[str, int]
+) -> None:
+    """Per-cluster ``<cluster>.binding.bed`` (peaks x TFs at or above the threshold, score 0-1000)
+    and ``<cluster>.binding.bw`` (max binding probability over TFs per peak), then the h5ad.
+
+    The track directory and the h5ad appear together or not at all.
+    """
+    from scregnet.io.h5ad import write_h5ad
+    from scregnet.io.tracks import write_bigwig
+
+    u = result.uns["tfbind"]
+    peaks: pd.DataFrame = u["peaks"]
+    binding = np.asarray(u["binding"])
+    tfs = list(result.var_names)
+    order = np.lexsort(
+        (peaks["start"].to_numpy(), peaks["chrom"].map(list(chrom_sizes).index).to_numpy())
+    )
+    with atomic_dir(tracks_dir) as tmp:
+        for g, cluster in enumerate(u["clusters"]):
+            prob = binding[g][order]
+            sub = peaks.iloc[order]
+            hit_p, hit_t = np.nonzero(prob >= u["threshold"])
+            bed = pd.DataFrame(
+                {
+                    "chrom": sub["chrom"].to_numpy()[hit_p],
+                    "start": sub["start"].to_numpy()[hit_p],
+                    "end": sub["end"].to_numpy()[hit_p],
+                    "name": np.asarray(tfs, dtype=object)[hit_t],
+                    "score": np.round(prob[hit_p, hit_t] * 1000).astype(int),
+                    "strand": ".",
+                }
+            )
+            bed.to_csv(tmp / f"{cluster}.binding.bed", sep="\t", header=False, index=False)
+            best = prob.max(axis=1) if prob.size else np.zeros(0)
+
+            def runs(best: NDArray[Any] = best, sub: pd.DataFrame = sub) -> Any:
+                for chrom in chrom_sizes:
+                    rows = np.flatnonzero(sub["chrom"].to_numpy() == chrom)
+                    if rows.size == 0:
+                        continue
+                    s = sub["start"].to_numpy()[rows].copy()
+                    e = sub["end"].to_numpy()[rows]
+                    prev_end = np.maximum.accumulate(e)
+                    s[1:] = np.maximum(s[1:], prev_end[:-1])  # overlapping peaks: later one clipped
+                    ok = e > s
+                    yield chrom, s[ok], e[ok], best[rows][ok]
+
+            write_bigwig(tmp / f"{cluster}.binding.bw", chrom_sizes, runs())
+        write_h5ad(result, out)
+    log.info("wrote %s and %d cluster track(s) in %s", out, len(u["clusters"]), tracks_dir)

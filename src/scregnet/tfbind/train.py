@@ -1,0 +1,518 @@
+"""Training the scFAN model on bulk data: held-out chromosomes, class balance, early stopping.
+
+The checkpoint (``torch.save``) carries the model and training configuration, the TF names, the
+window and bin sizes, the genome's chromosome names and lengths, the held-out chromosomes and the
+held-out metrics, so that prediction can refuse a genome or window it was not trained for.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from scregnet.device import autocast, grad_scaler
+from scregnet.errors import InputError
+from scregnet.evaluate.metrics import auprc, auroc
+from scregnet.io.atomic import atomic_path
+from scregnet.io.genome import read_chrom_sizes
+from scregnet.tfbind.data import (
+    DEFAULT_EXCLUDE,
+    BulkWindows,
+    build_index,
+    choose_heldout,
+    load_bulk,
+    read_bulk_sheet,
+    reverse_complement,
+)
+from scregnet.tfbind.model import PAPER_DROPOUT, PAPER_FILTERS, ModelConfig, ScFAN
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+CHECKPOINT_KIND = "scregnet.tfbind"
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (every field is a ``tfbind train`` flag)."""
+
+    window: int = 1000
+    bin_size: int = 200
+    step: int = 200
+    test_chroms: list[str] | None = None
+    val_chroms: list[str] | None = None
+    exclude_chroms: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
+    negative_ratio: float = 3.0
+    max_pos_weight: float = 20.0
+    epochs: int = 20
+    patience: int = 3
+    batch_size: int = 64
+    lr: float = 1e-3
+    filters: tuple[int, ...] = PAPER_FILTERS
+    dropout: tuple[float, ...] = PAPER_DROPOUT
+    hidden: int = 919
+    use_accessibility: bool = True
+    rc_augment: bool = True
+    seed: int = 0
+
+
+def pos_weights(labels: np.ndarray, *, cap: float) -> torch.Tensor:
+    """Per-TF ``negatives / positives`` (capped) for ``BCEWithLogitsLoss``: class-imbalance handling."""
+    pos = (labels == 1).sum(axis=0).astype(np.float64)
+    neg = (labels == 0).sum(axis=0).astype(np.float64)
+    w = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
+    return torch.tensor(np.clip(w, 1.0, cap), dtype=torch.float32)
+
+
+def masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over the assayed (y >= 0) entries only."""
+    mask = (y >= 0).float()
+    loss = nn.functional.binary_cross_entropy_with_logits(
+        logits.float(), y.clamp(min=0), pos_weight=pos_weight, reduction="none"
+    )
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+@torch.no_grad()
+def predict_dataset(
+    model: nn.Module,
+    dataset: Dataset[Any],
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    rc_average: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels of every item of a labelled dataset (eval mode, strand-averaged)."""
+    model.eval()
+    probs, labels = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x = x.to(device)
+        with autocast(device):
+            logit = model(x).float()
+            if rc_average:
+                logit = (logit + model(reverse_complement(x)).float()) / 2
+        probs.append(torch.sigmoid(logit).cpu().numpy())
+        labels.append(y.numpy())
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def per_tf_metrics(
+    probs: np.ndarray, labels: np.ndarray, tfs: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """AUROC/AUPRC per TF over the assayed entries; TFs without both classes are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for k, tf in enumerate(tfs):
+        keep = labels[:, k] >= 0
+        y = labels[keep, k]
+        if y.size == 0 or y.min() == y.max():
+            continue
+        out[tf] = {
+            "auroc": auroc(y, probs[keep, k]),
+            "auprc": auprc(y, probs[keep, k]),
+            "positives": float(y.sum()),
+            "n": float(y.size),
+        }
+    return out
+
+
+def mean_metric(metrics: dict[str, dict[str, float]], key: str) -> float:
+    values = [m[key] for m in metrics.values() if not math.isnan(m[key])]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def fit(
+    model: nn.Module,
+    train_set: Dataset[Any],
+    val_set: Dataset[Any] | None,
+    *,
+    pos_weight: torch.Tensor,
+    config: TrainConfig,
+    device: torch.device,
+    generator: torch.Generator,
+) -> dict[str, Any]:
+    """Adam + masked BCE with early stopping on validation loss; restores the best weights."""
+    model.to(device)
+    pos_weight = pos_weight.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scaler = grad_scaler(device)
+    loader = DataLoader(
+        train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False
+    )
+    best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
+    history: list[dict[str, float]] = []
+    n_seen, t_train = 0, 0.0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        total, batches = 0.0, 0
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            if config.rc_augment:
+                flip = torch.rand(x.shape[0], generator=generator) < 0.5
+                if flip.any():
+                    x = x.clone()
+                    x[flip.to(device)] = reverse_complement(x[flip.to(device)])
+            optimiser.zero_grad(set_to_none=True)
+            with autocast(device):
+                logits = model(x)
+            loss = masked_bce(logits, y, pos_weight)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            total += float(loss.detach())
+            batches += 1
+            n_seen += x.shape[0]
+        t_train += time.perf_counter() - t0
+        train_loss = total / max(batches, 1)
+        val_loss = (
+            _loss(model, val_set, pos_weight, device, config.batch_size) if val_set else train_loss
+        )
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        log.info(
+            "epoch %d/%d: train loss %.4f, validation loss %.4f (%.1f s)",
+            epoch,
+            config.epochs,
+            train_loss,
+            val_loss,
+            time.perf_counter() - t0,
+        )
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_epoch, stale = val_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= config.patience:
+                log.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return {
+        "history": history,
+        "best_epoch": best_epoch,
+        "best_val_loss": best_loss,
+        "train_windows_per_s": n_seen / t_train if t_train > 0 else float("nan"),
+    }
+
+
+@torch.no_grad()
+def _loss(
+    model: nn.Module,
+    dataset: Dataset[Any],
+    pos_weight: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x, y = x.to(device), y.to(device)
+        with autocast(device):
+            logits = model(x)
+        total += float(masked_bce(logits, y, pos_weight)) * x.shape[0]
+        n += x.shape[0]
+    return total / max(n, 1)
+
+
+def train(
+    fasta: str | Path,
+    bulk_sheet: str | Path,
+    out: str | Path,
+    *,
+    config: TrainConfig,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Train on the bulk sheet's tracks and ChIP peaks; write the checkpoint atomically to ``out``.
+
+    Returns the held-out metrics (per-TF AUROC/AUPRC on the test chromosomes' windows).
+    """
+    from scregnet.seed import seed_everything
+
+    t_start = time.perf_counter()
+    fasta = Path(fasta)
+    rng = seed_everything(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    if config.bin_size < 1 or config.window < config.bin_size or config.step < 1:
+        msg = f"need 1 <= bin size <= window and step >= 1, got bin {config.bin_size}, window {config.window}, step {config.step}"
+        raise InputError(msg)
+    tracks = read_bulk_sheet(bulk_sheet)
+    sizes = read_chrom_sizes(fasta)
+    excluded = set(config.exclude_chroms)
+    chroms = [c for c in sizes if c not in excluded]
+    test, val = choose_heldout(chroms, test=config.test_chroms, val=config.val_chroms, fasta=fasta)
+    train_chroms = [c for c in chroms if c not in set(test) | set(val)]
+    log.info(
+        "chromosomes: train %s; validation %s; test %s",
+        ",".join(train_chroms),
+        ",".join(val),
+        ",".join(test),
+    )
+    data = load_bulk(fasta, tracks, chroms=chroms)
+    log.info(
+        "bulk sheet %s: %d cell type(s), %d TF(s): %s",
+        bulk_sheet,
+        len(tracks),
+        len(data.tfs),
+        ", ".join(data.tfs),
+    )
+
+    def index(cs: list[str]) -> Any:
+        return build_index(
+            data,
+            cs,
+            window=config.window,
+            bin_size=config.bin_size,
+            step=config.step,
+            negative_ratio=config.negative_ratio,
+            rng=rng,
+        )
+
+    train_idx, val_idx, test_idx = index(train_chroms), index(val), index(test)
+    pos = train_idx.positives()
+    if pos.sum() == 0:
+        msg = "no ChIP peak covers half of any training bin: nothing to learn (check the BEDs' chromosomes)"
+        raise InputError(msg, bulk_sheet)
+    log.info(
+        "windows: %d train, %d validation, %d test; training positives per TF: %s",
+        len(train_idx),
+        len(val_idx),
+        len(test_idx),
+        ", ".join(f"{tf}={n}" for tf, n in zip(data.tfs, pos, strict=True)),
+    )
+
+    def dataset(idx: Any) -> BulkWindows:
+        return BulkWindows(
+            data,
+            idx,
+            window=config.window,
+            bin_size=config.bin_size,
+            use_accessibility=config.use_accessibility,
+        )
+
+    model_config = ModelConfig(
+        n_tfs=len(data.tfs),
+        window=config.window,
+        use_accessibility=config.use_accessibility,
+        filters=config.filters,
+        dropout=config.dropout,
+        hidden=config.hidden,
+    )
+    model = ScFAN(model_config)
+    weights = pos_weights(train_idx.labels, cap=config.max_pos_weight)
+    result = fit(
+        model,
+        dataset(train_idx),
+        dataset(val_idx),
+        pos_weight=weights,
+        config=config,
+        device=device,
+        generator=generator,
+    )
+    t0 = time.perf_counter()
+    probs, labels = predict_dataset(model, dataset(test_idx), device=device, batch_size=256)
+    predict_rate = len(test_idx) / max(time.perf_counter() - t0, 1e-9)
+    test_metrics = per_tf_metrics(probs, labels, data.tfs)
+    log.info(
+        "held-out chromosomes %s: mean AUROC %.3f, mean AUPRC %.3f over %d TF(s)",
+        ",".join(test),
+        mean_metric(test_metrics, "auroc"),
+        mean_metric(test_metrics, "auprc"),
+        len(test_metrics),
+    )
+    metrics = {
+        "test": test_metrics,
+        "test_mean_auroc": mean_metric(test_metrics, "auroc"),
+        "test_mean_auprc": mean_metric(test_metrics, "auprc"),
+        "train_windows_per_s": result["train_windows_per_s"],
+        "predict_windows_per_s": predict_rate,
+        "best_epoch": result["best_epoch"],
+        "history": result["history"],
+        "n_windows": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
+    }
+    save_checkpoint(
+        out,
+        model=model,
+        model_config=model_config,
+        config=config,
+        tfs=data.tfs,
+        chrom_sizes=sizes,
+        test_chroms=test,
+        val_chroms=val,
+        cell_types=[t.cell_type for t in tracks],
+        metrics=metrics,
+    )
+    log.info("wrote %s (%.1f s)", out, time.perf_counter() - t_start)
+    return metrics
+
+
+def save_checkpoint(
+    out: str | Path,
+    *,
+    model: nn.Module,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    tfs: list[str],
+    chrom_sizes: dict[str, int],
+    test_chroms: list[str],
+    val_chroms: list[str],
+    cell_types: list[str],
+    metrics: dict[str, Any],
+) -> Path:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "kind": CHECKPOINT_KIND,
+        "version": CHECKPOINT_VERSION,
+        "config": asdict(config),
+        "model_config": model_config.to_dict(),
+        "state_dict": state,
+        "tfs": list(tfs),
+        "window": model_config.window,
+        "bin_size": config.bin_size,
+        "chrom_sizes": dict(chrom_sizes),
+        "test_chroms": list(test_chroms),
+        "val_chroms": list(val_chroms),
+        "cell_types": list(cell_types),
+        "metrics": metrics,
+    }
+    with atomic_path(out) as tmp:
+        torch.save(payload, tmp)
+    return Path(out)
+
+
+@dataclass
+class LoadedModel:
+    model: ScFAN
+    tfs: list[str]
+    window: int
+    bin_size: int
+    chrom_sizes: dict[str, int]
+    test_chroms: list[str]
+    val_chroms: list[str]
+    checkpoint: dict[str, Any]
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    chrom_sizes: dict[str, int] | None = None,
+    window: int | None = None,
+    fasta: str | Path | None = None,
+) -> LoadedModel:
+    """Load a ``tfbind train`` checkpoint; refuse another genome or window size.
+
+    ``chrom_sizes`` (of the genome it is applied to) must agree with the training genome on every
+    chromosome both have, and share at least one chromosome; ``window`` must equal the model's.
+    """
+    path = Path(path)
+    if not path.exists():
+        msg = "model checkpoint does not exist"
+        raise InputError(msg, path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        msg = f"not a readable checkpoint ({type(exc).__name__})"
+        raise InputError(msg, path) from exc
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
+        msg = "not a scregnet tfbind checkpoint"
+        raise InputError(msg, path)
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        msg = f"checkpoint version {ckpt.get('version')} is not supported (expected {CHECKPOINT_VERSION}); retrain"
+        raise InputError(msg, path)
+    trained: dict[str, int] = ckpt["chrom_sizes"]
+    if chrom_sizes is not None:
+        where = f"the genome {Path(fasta).name}" if fasta else "the genome"
+        shared = [c for c in chrom_sizes if c in trained]
+        if not shared:
+            msg = (
+                f"model was trained on another genome: none of its chromosomes ({', '.join(list(trained)[:4])}) "
+                f"are in {where} ({', '.join(list(chrom_sizes)[:4])})"
+            )
+            raise InputError(msg, path)
+        differ = [c for c in shared if chrom_sizes[c] != trained[c]]
+        if differ:
+            c = differ[0]
+            msg = (
+                f"model was trained on another genome: {c} is {trained[c]} bp there but "
+                f"{chrom_sizes[c]} bp in {where} ({len(differ)} chromosome(s) differ)"
+            )
+            raise InputError(msg, path)
+    if window is not None and window != ckpt["window"]:
+        msg = f"model was trained on {ckpt['window']} bp windows, not {window} bp"
+        raise InputError(msg, path)
+    mc = ckpt["model_config"]
+    model = ScFAN(ModelConfig(**mc))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return LoadedModel(
+        model,
+        list(ckpt["tfs"]),
+        int(ckpt["window"]),
+        int(ckpt["bin_size"]),
+        trained,
+        list(ckpt["test_chroms"]),
+        list(ckpt["val_chroms"]),
+        ckpt,
+    )
+
+
+def fit_sequences(
+    sequences: Sequence[str],
+    labels: np.ndarray,
+    *,
+    config: TrainConfig,
+    device: torch.device,
+    val_fraction: float = 0.1,
+) -> tuple[ScFAN, dict[str, Any]]:
+    """Train a sequence-only model on equal-length sequences with ``(n, n_tasks)`` 0/1 labels.
+
+    For motif sanity checks (e.g. ChIP summits against shuffled backgrounds); a random
+    ``val_fraction`` of the sequences drives early stopping.
+    """
+    from torch.utils.data import TensorDataset
+
+    from scregnet.seed import seed_everything
+    from scregnet.tfbind.data import one_hot
+
+    lengths = {len(s) for s in sequences}
+    if len(lengths) != 1:
+        msg = f"sequences must all have the same length, got {sorted(lengths)[:5]}"
+        raise InputError(msg)
+    window = lengths.pop()
+    rng = seed_everything(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    labels = np.asarray(labels, dtype=np.float32).reshape(len(sequences), -1)
+    x = torch.from_numpy(np.stack([one_hot(s) for s in sequences]))
+    y = torch.from_numpy(labels)
+    order = rng.permutation(len(sequences))
+    n_val = max(1, int(round(val_fraction * len(sequences))))
+    val, tr = order[:n_val], order[n_val:]
+    model = ScFAN(
+        ModelConfig(
+            n_tfs=labels.shape[1],
+            window=window,
+            use_accessibility=False,
+            filters=config.filters,
+            dropout=config.dropout,
+            hidden=config.hidden,
+        )
+    )
+    result = fit(
+        model,
+        TensorDataset(x[tr], y[tr]),
+        TensorDataset(x[val], y[val]),
+        pos_weight=pos_weights(labels[tr], cap=config.max_pos_weight),
+        config=config,
+        device=device,
+        generator=generator,
+    )
+    return model, result

@@ -1,0 +1,175 @@
+"""Unit tests of the TF-binding building blocks: encoding, labels, chromosomes, motifs, chromVAR."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from scregnet.errors import InputError
+from scregnet.tfbind.data import (
+    bin_labels,
+    choose_heldout,
+    dinucleotide_shuffle,
+    merge_intervals,
+    one_hot,
+    read_bulk_sheet,
+    reverse_complement,
+)
+from scregnet.tfbind.model import ModelConfig, ScFAN
+from scregnet.tfbind.motifs import (
+    Motif,
+    MotifScanner,
+    chromvar_deviations,
+    read_motifs,
+    score_threshold,
+)
+
+
+def test_one_hot_and_reverse_complement() -> None:
+    x = one_hot("ACGTN")
+    assert x.shape == (4, 5)
+    np.testing.assert_array_equal(x.argmax(axis=0)[:4], [0, 1, 2, 3])
+    assert x[:, 4].sum() == 0
+    rc = reverse_complement(torch.from_numpy(one_hot("AACGT"))[None])
+    np.testing.assert_array_equal(rc[0].numpy(), one_hot("ACGTT"))
+    # an accessibility channel is reversed, not complemented
+    with_acc = torch.cat([torch.from_numpy(one_hot("AC")), torch.tensor([[1.0, 2.0]])])[None]
+    np.testing.assert_array_equal(reverse_complement(with_acc)[0, 4].numpy(), [2.0, 1.0])
+
+
+def test_dinucleotide_shuffle_keeps_dinucleotides_and_changes_order() -> None:
+    rng = np.random.default_rng(1)
+    seq = "".join(rng.choice(list("ACGT"), 300))
+    shuffled = dinucleotide_shuffle(seq, rng)
+    assert shuffled != seq
+    assert shuffled[0] == seq[0] and shuffled[-1] == seq[-1]
+    assert Counter(pairwise(seq)) == Counter(pairwise(shuffled))
+
+
+def test_bins_are_bound_when_covered_more_than_half() -> None:
+    bins = np.array([0, 200, 400, 600])
+    # [150, 310) covers 50 bp of bin 0 and 110 bp of bin 1; [600, 700) exactly half of bin 3
+    labels = bin_labels(np.array([150, 600]), np.array([310, 700]), bins, 200)
+    np.testing.assert_array_equal(labels, [False, True, False, False])
+    # overlapping peaks are merged before counting
+    s, e = merge_intervals(np.array([10, 0, 50]), np.array([60, 20, 120]))
+    np.testing.assert_array_equal(s, [0])
+    np.testing.assert_array_equal(e, [120])
+    assert bin_labels(np.array([0, 50]), np.array([60, 120]), np.array([0]), 200).tolist() == [True]
+
+
+def test_heldout_chromosomes(tmp_path: Path) -> None:
+    human = [f"chr{i}" for i in range(1, 23)]
+    assert choose_heldout(human, test=None, val=None, fasta="g.fa") == (
+        ["chr1", "chr8", "chr21"],
+        ["chr11"],
+    )
+    sim = [f"chr{i}" for i in range(1, 9)]
+    test, val = choose_heldout(sim, test=None, val=None, fasta="g.fa")
+    assert val == ["chr8"] and test == ["chr6", "chr7"]
+    assert choose_heldout(sim, test=["chr2"], val=["chr3"], fasta="g.fa") == (["chr2"], ["chr3"])
+    with pytest.raises(
+        InputError, match=r"g\.fa: held-out test chromosome\(s\) chr21 are not in the genome"
+    ):
+        choose_heldout(sim, test=["chr21"], val=None, fasta="g.fa")
+    with pytest.raises(InputError, match="both test and validation"):
+        choose_heldout(sim, test=["chr2"], val=["chr2"], fasta="g.fa")
+
+
+def test_bulk_sheet_errors(tmp_path: Path) -> None:
+    (tmp_path / "a.bed").write_text("chr1\t0\t10\n")
+    (tmp_path / "a.bw").write_bytes(b"")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("tf,chip_bed,accessibility_bw,cell_type\nCTCF,a.bed,,B\n")
+    with pytest.raises(InputError, match="TF CTCF in B has a ChIP BED but no accessibility track"):
+        read_bulk_sheet(sheet)
+    sheet.write_text("tf,chip_bed,accessibility_bw,cell_type\nCTCF,a.bed,missing.bw,B\n")
+    with pytest.raises(InputError, match=r"accessibility track .*missing\.bw does not exist"):
+        read_bulk_sheet(sheet)
+    sheet.write_text("tf,chip_bed,cell_type\nCTCF,a.bed,B\n")
+    with pytest.raises(InputError, match="lacks column"):
+        read_bulk_sheet(sheet)
+    sheet.write_text(
+        "tf,chip_bed,accessibility_bw,cell_type\nCTCF,a.bed,a.bw,B\nNRF1,a.bed,a.bw,B\n"
+    )
+    tracks = read_bulk_sheet(sheet)
+    assert len(tracks) == 1 and list(tracks[0].chip) == ["CTCF", "NRF1"]
+
+
+def test_read_motifs_both_formats(tmp_path: Path, testdata: Path) -> None:
+    jaspar = tmp_path / "m.jaspar"
+    jaspar.write_text(">MA0001.1 FOO\nA [ 10 0 0 ]\nC [ 0 10 0 ]\nG [ 0 0 10 ]\nT [ 0 0 0 ]\n")
+    (m,) = read_motifs(jaspar)
+    assert (m.motif_id, m.name, m.counts.shape) == ("MA0001.1", "FOO", (4, 3))
+    np.testing.assert_array_equal(m.counts.argmax(axis=0), [0, 1, 2])
+    motifs = read_motifs(testdata / "motifs" / "JASPAR2022_vertebrates.pfm")
+    by_name = {x.name.upper(): x for x in motifs}
+    ctcf = by_name["CTCF"]
+    assert ctcf.counts.shape[0] == 4 and ctcf.counts.shape[1] >= 15
+    # CTCF's core: ...CCAsyAGrkGGCr...
+    assert "CCA" in "".join("ACGT"[i] for i in ctcf.counts.argmax(axis=0))
+
+
+def test_score_threshold_matches_sampled_p_value() -> None:
+    rng = np.random.default_rng(0)
+    motif = Motif("M", "M", rng.integers(0, 20, (4, 6)).astype(float) + 1)
+    lo = motif.log_odds()
+    threshold = score_threshold(lo, p_value=0.01)
+    kmers = rng.integers(0, 4, (200_000, 6))
+    scores = lo[kmers, np.arange(6)].sum(axis=1)
+    assert 0.005 < (scores >= threshold - 0.005).mean() < 0.02
+
+
+def test_scanner_finds_motif_on_both_strands() -> None:
+    motif = Motif(
+        "M", "GATA", np.array([[1, 1, 1, 20], [20, 1, 1, 1], [1, 1, 20, 1], [20, 1, 1, 1]]).T
+    )
+    # consensus TAGA (per column argmax: T, A, G, A)
+    scanner = MotifScanner([motif], p_value=1e-2)
+    seqs = ["CCCCTAGACCCC", "CCCCTCTACCCC", "CCCCCCCCCCCC"]  # forward, reverse complement, absent
+    onehot = np.stack([one_hot(s) for s in seqs])
+    scores = scanner.max_scores(onehot, np.array([12, 12, 12]))[:, 0]
+    assert scores[0] == pytest.approx(scores[1]) and scores[0] > scores[2]
+    assert scanner.relative(scores)[0] == pytest.approx(1.0)
+    # a motif that runs past a sequence's true length is not counted
+    short = scanner.max_scores(onehot[:1], np.array([6]))[0, 0]
+    assert short < scores[0]
+
+
+def test_chromvar_deviations_rank_enriched_cells() -> None:
+    rng = np.random.default_rng(0)
+    n_cells, n_peaks = 60, 200
+    match = np.zeros((n_peaks, 2), dtype=bool)
+    match[:40, 0] = True
+    match[40:80, 1] = True
+    rate = np.ones((n_cells, n_peaks))
+    rate[:30, :40] = 4.0  # first half of the cells: motif-0 peaks open
+    rate[30:, 80:120] = 4.0  # second half: as many motif-less peaks open (same mean accessibility)
+    counts = sp.csr_matrix(rng.poisson(rate))
+    gc = rng.uniform(0.3, 0.7, n_peaks)
+    _, z = chromvar_deviations(counts, match, gc, n_iterations=20, rng=rng)
+    assert z.shape == (n_cells, 2)
+    assert z[:30, 0].mean() > 1 and z[30:, 0].mean() < -1
+    assert abs(z[:, 1].mean()) < 1.5
+
+
+def test_model_shapes_and_config() -> None:
+    model = ScFAN(ModelConfig(n_tfs=3, window=1000))
+    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv1d)] == [
+        160,
+        240,
+        240,
+    ]
+    assert model.head[1].out_features == 919
+    out = model.eval()(torch.zeros(2, 5, 1000))
+    assert out.shape == (2, 3)
+    seq_only = ScFAN(ModelConfig(n_tfs=1, window=200, use_accessibility=False, filters=(8, 8, 8)))
+    assert seq_only(torch.zeros(1, 4, 200)).shape == (1, 1)
+    with pytest.raises(ValueError, match="too short"):
+        ScFAN(ModelConfig(n_tfs=1, window=30, filters=(8, 8, 8)))
