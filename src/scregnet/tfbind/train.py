@@ -494,7 +494,7 @@ def fit_sequences(
     x = torch.from_numpy(np.stack([one_hot(s) for s in sequences]))
     y = torch.from_numpy(labels)
     order = rng.permutation(len(sequences))
-    n_val = max(1, int(round(val_fraction * len(sequences))))
+    n_val = max(1, round(val_fraction * len(sequences)))
     val, tr = order[:n_val], order[n_val:]
     model = ScFAN(
         ModelConfig(
