@@ -1,0 +1,40 @@
+process TFBIND_MERGE {
+    tag "${meta.id}"
+    label 'process_low'
+
+    conda "${moduleDir}/../../../containers/environment.yml"
+    container 'ghcr.io/scregnet/scregnet:0.1.0'
+
+    input:
+    tuple val(meta), path(shards, stageAs: 'shards/*')
+    path(fai)
+
+    output:
+    tuple val(meta), path("tfbind/*.tfbind.h5ad"), emit: h5ad
+    tuple val(meta), path("tfbind/*", type: 'dir'), emit: binding
+    tuple val("${task.process}"), val('scregnet'), eval('scregnet --version | sed "s/^scregnet //"'), topic: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    scregnet tfbind merge \\
+        --shards ${shards} \\
+        --genome ${fai} \\
+        --out tfbind/${prefix}.tfbind.h5ad \\
+        --tracks-dir tfbind/${prefix} \\
+        ${args}
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p tfbind/${prefix}
+    touch tfbind/${prefix}.tfbind.h5ad
+    touch tfbind/${prefix}/0.binding.bed
+    touch tfbind/${prefix}/0.binding.bw
+    """
+}

@@ -1,0 +1,200 @@
+/*
+ * Pipeline initialisation and completion: turn the inputs main.nf read from params into channels.
+ *
+ * Relative paths inside a samplesheet or a bulk sheet are relative to that sheet's own directory,
+ * the same rule as `scregnet run` (src/scregnet/io/samplesheet.py). Before nf-schema validates the
+ * samplesheet, a copy with those paths made absolute is written to <outdir>/pipeline_info/.
+ */
+
+include { samplesheetToList } from 'plugin/nf-schema'
+include { SIMULATE          } from '../../../modules/local/simulate'
+
+workflow PIPELINE_INITIALISATION {
+
+    take:
+    inputs  // map: input, fasta, gtf, peaks, bulk_sheet, bulk_rna, tfs, grn_labels, tfbind_model (String or null), simulate_preset (String or null), outdir (String)
+
+    main:
+    def schema = "${projectDir}/assets/schema_input.json"
+    def info_dir = file("${inputs.outdir}/pipeline_info")
+
+    if (inputs.simulate_preset) {
+        // -profile test: simulate a world, then read its samplesheet and references like a user's
+        SIMULATE(channel.of([ [ id: "world_${inputs.simulate_preset}" ], inputs.simulate_preset ]))
+        ch_world = SIMULATE.out.world.map { _meta, world -> world }
+        ch_sheet = ch_world.map { world -> world.resolve('samplesheet.csv') }
+        ch_references = ch_world.map { world -> worldReferences(world, inputs, info_dir) }.first()
+    }
+    else {
+        ch_sheet = channel.value(file(inputs.input, checkIfExists: true))
+        ch_references = channel.value(userReferences(inputs, info_dir))
+    }
+
+    // [ meta, bam or [], fragments or [], rna or [] ], meta = [ id, view ]
+    ch_samples = ch_sheet
+        .flatMap { sheet -> samplesheetToList(resolveSamplesheet(sheet, info_dir), schema) }
+        .map { meta, bam, fragments, rna -> [ meta + [ view: meta.view ?: meta.id ], bam, fragments, rna ] }
+
+    ch_atac = ch_samples.branch { meta, bam, fragments, _rna ->
+        bam: bam
+            return [ meta, bam, indexOf(bam, '.bai') ]
+        fragments: true
+            return [ meta, fragments, indexOf(fragments, '.tbi') ]
+    }
+    ch_rna = ch_samples
+        .filter { _meta, _bam, _fragments, rna -> rna }
+        .map { meta, _bam, _fragments, rna -> [ meta, rna ] }
+
+    emit:
+    bam        = ch_atac.bam        // channel: [ meta, path(bam), path(bai) ]
+    fragments  = ch_atac.fragments  // channel: [ meta, path(fragments), path(tbi) ]
+    rna        = ch_rna             // channel: [ meta, path(rna.h5ad) ]
+    references = ch_references      // value channel: map of path or [] (see userReferences)
+}
+
+workflow PIPELINE_COMPLETION {
+
+    take:
+    outdir  // string: the results directory
+
+    main:
+    workflow.onComplete {
+        if (workflow.success) {
+            log.info("scregnet finished: results in ${outdir}, report in ${outdir}/report/report.html")
+        }
+        else {
+            log.error("scregnet failed: see ${outdir}/pipeline_info/ and .nextflow.log")
+        }
+    }
+}
+
+/*
+ * The index file beside a BAM (.bai) or a fragments file (.tbi); a missing index is a samplesheet error.
+ */
+def indexOf(data, suffix) {
+    def index = data.resolveSibling(data.name + suffix)
+    if (!index.exists()) {
+        error("Samplesheet: ${data} has no index ${data.name}${suffix} beside it (BAM: samtools index; fragments: tabix -p bed)")
+    }
+    return index
+}
+
+/*
+ * A path string relative to `base` unless it is absolute or a URL.
+ */
+def resolveRelative(value, base) {
+    if (!value || value.contains('://') || value.startsWith('/')) {
+        return value
+    }
+    return base.resolve(value).toUriString()
+}
+
+/*
+ * Copy `sheet` to `info_dir` with the bam, fragments and rna columns resolved against the sheet's directory.
+ */
+def resolveSamplesheet(sheet, info_dir) {
+    def rows = sheet.splitCsv()
+    if (!rows) {
+        error("Samplesheet ${sheet} is empty")
+    }
+    def header = rows[0].collect { name -> name.trim() }
+    def lines = [ header.join(',') ]
+    rows.drop(1).each { row ->
+        def cells = []
+        row.eachWithIndex { cell, i ->
+            def value = cell.trim()
+            cells << (header[i] in [ 'bam', 'fragments', 'rna' ] ? resolveRelative(value, sheet.parent) : value)
+        }
+        lines << cells.join(',')
+    }
+    info_dir.mkdirs()
+    def resolved = info_dir.resolve("samplesheet.resolved.csv")
+    resolved.text = lines.join('\n') + '\n'
+    return resolved
+}
+
+/*
+ * Copy a TF-binding bulk sheet (tf,chip_bed,accessibility_bw,cell_type) to `info_dir` with its file
+ * columns reduced to base names, and return [ sheet copy, [ the referenced files ] ] so that a task
+ * stages the sheet and its files side by side (locally and on object stores alike).
+ */
+def stageBulkSheet(sheet, info_dir) {
+    def rows = sheet.splitCsv()
+    if (rows.size() < 2) {
+        error("Bulk sheet ${sheet} has no rows (columns: tf,chip_bed,accessibility_bw,cell_type)")
+    }
+    def header = rows[0].collect { name -> name.trim() }
+    def missing = [ 'tf', 'chip_bed', 'accessibility_bw', 'cell_type' ].findAll { name -> !(name in header) }
+    if (missing) {
+        error("Bulk sheet ${sheet} lacks column(s) ${missing.join(', ')}")
+    }
+    def files = [:]
+    def lines = [ header.join(',') ]
+    rows.drop(1).each { row ->
+        def cells = []
+        row.eachWithIndex { cell, i ->
+            def value = cell.trim()
+            if (header[i] in [ 'chip_bed', 'accessibility_bw' ] && value) {
+                def path = file(resolveRelative(value, sheet.parent), checkIfExists: true)
+                if (files.containsKey(path.name) && files[path.name] != path) {
+                    error("Bulk sheet ${sheet}: two different files are named ${path.name}; rename one")
+                }
+                files[path.name] = path
+                value = path.name
+            }
+            cells << value
+        }
+        lines << cells.join(',')
+    }
+    info_dir.mkdirs()
+    def staged = info_dir.resolve("bulk_sheet.staged.csv")
+    staged.text = lines.join('\n') + '\n'
+    return [ staged, files.values() as List ]
+}
+
+/*
+ * The file a param names, or [] when the param is not set.
+ */
+def optionalFile(value) {
+    return value ? file(value, checkIfExists: true) : []
+}
+
+/*
+ * References from params: each key maps to a file, or to [] when the input was not given.
+ */
+def userReferences(inputs, info_dir) {
+    def fasta = file(inputs.fasta, checkIfExists: true)
+    def bulk = inputs.bulk_sheet ? stageBulkSheet(file(inputs.bulk_sheet, checkIfExists: true), info_dir) : [ [], [] ]
+    return [
+        fasta        : fasta,
+        fai          : file("${inputs.fasta}.fai", checkIfExists: true),
+        gtf          : file(inputs.gtf, checkIfExists: true),
+        peaks        : optionalFile(inputs.peaks),
+        bulk_sheet   : bulk[0],
+        bulk_files   : bulk[1],
+        bulk_rna     : optionalFile(inputs.bulk_rna),
+        tfs          : optionalFile(inputs.tfs),
+        grn_labels   : optionalFile(inputs.grn_labels),
+        tfbind_model : optionalFile(inputs.tfbind_model),
+    ]
+}
+
+/*
+ * References of a simulated world (the files its params.yaml names); params given explicitly
+ * (grn_labels, tfbind_model) still apply.
+ */
+def worldReferences(world, inputs, info_dir) {
+    def bulk = stageBulkSheet(world.resolve('bulk/bulk_sheet.csv'), info_dir)
+    return [
+        fasta        : world.resolve('genome.fa'),
+        fai          : world.resolve('genome.fa.fai'),
+        gtf          : world.resolve('genes.gtf'),
+        peaks        : world.resolve('peaks.bed'),
+        bulk_sheet   : bulk[0],
+        bulk_files   : bulk[1],
+        bulk_rna     : world.resolve('bulk/bulk_rna.tsv'),
+        tfs          : world.resolve('tfs.txt'),
+        grn_labels   : inputs.grn_labels ? file(inputs.grn_labels, checkIfExists: true) : [],
+        tfbind_model : inputs.tfbind_model ? file(inputs.tfbind_model, checkIfExists: true) : [],
+    ]
+}
