@@ -157,7 +157,8 @@ class FragmentReader:
                 yield batch
         except (pa.ArrowInvalid, OSError) as exc:
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "zlib" in text.lower() or "gzip" in text.lower() or "inflate" in text.lower():
+            lowered = text.lower()
+            if any(w in lowered for w in ("zlib", "gzip", "inflate", "compress", "truncat")):
                 msg = f"truncated or corrupt gzip stream ({text})"
             else:
                 msg = f"malformed fragment line after line {self.n_lines + self._skip} ({text})"

@@ -1,0 +1,442 @@
+"""Fragments -> cells x peaks and cells x tiles count matrices, per-cell QC, cell calling.
+
+One streaming pass over the fragments file (pyarrow blocks, one chromosome at a time): each
+block is turned into ``(barcode, feature)`` pairs with vectorised binary searches against the
+sorted peaks and arithmetic on tiles, and into per-barcode QC sums. After the pass, cells are
+called (``min_fragments`` or the knee of the barcode-rank curve, optionally within a barcode
+whitelist) and the pairs of called cells become CSR matrices (scipy's linear-time COO -> CSR,
+duplicates summed). Memory is the pairs of the called cells plus a few arrays per barcode; the
+input file is never held whole.
+
+Counting strategies (SnapATAC2's ``counting_strategy``):
+
+* ``fragment``: a fragment counts once in every feature it overlaps (half-open intervals).
+* ``insertion``: each of the two Tn5 insertions (``start`` and ``end - 1``) counts once in the
+  feature containing it (a fragment inside one feature counts 2).
+* ``paired-insertion`` (default, SnapATAC2's and ArchR's peak matrix): like ``insertion`` but a
+  fragment counts at most once per feature.
+
+Every unique fragment counts once whatever its duplicate count (column 5), as in SnapATAC2.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from scregnet.atac.qc import QCAccumulator, TSSIndex, knee_threshold
+from scregnet.errors import InputError
+from scregnet.io.fragments import FragmentReader
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+log = logging.getLogger(__name__)
+
+Strategy = Literal["fragment", "insertion", "paired-insertion"]
+STRATEGIES: tuple[Strategy, ...] = ("fragment", "insertion", "paired-insertion")
+
+
+class IntervalIndex:
+    """Intervals of one chromosome sorted by start, for vectorised overlap queries.
+
+    ``ids`` are the caller's feature ids. Overlapping intervals are allowed: the running maximum
+    of the ends bounds the candidates, which are then filtered exactly.
+    """
+
+    def __init__(self, start: np.ndarray, end: np.ndarray, ids: np.ndarray) -> None:
+        order = np.lexsort((end, start))
+        self.start = start[order].astype(np.int64)
+        self.end = end[order].astype(np.int64)
+        self.ids = ids[order].astype(np.int64)
+        self.max_end = np.maximum.accumulate(self.end) if self.end.size else self.end
+
+    def _expand(
+        self, lo: np.ndarray, hi: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:  # (query index, sorted-interval index)
+        n = np.maximum(hi - lo, 0)
+        total = int(n.sum())
+        query = np.repeat(np.arange(n.size), n)
+        offset = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
+        return query, lo[query] + offset
+
+    def overlap(self, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (query index, feature id) for intervals ``[s, e)`` overlapping a feature."""
+        hi = np.searchsorted(self.start, e, side="left")
+        lo = np.searchsorted(self.max_end, s, side="right")
+        q, k = self._expand(lo, hi)
+        keep = self.end[k] > s[q]
+        return q[keep], self.ids[k[keep]]
+
+    def contain(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (query index, feature id) for points ``x`` inside a feature."""
+        hi = np.searchsorted(self.start, x, side="right")
+        lo = np.searchsorted(self.max_end, x, side="right")
+        q, k = self._expand(lo, hi)
+        keep = self.end[k] > x[q]
+        return q[keep], self.ids[k[keep]]
+
+
+def _paired(
+    q1: np.ndarray, f1: np.ndarray, q2: np.ndarray, f2: np.ndarray, n_features: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Union of two hit lists, counting a (query, feature) pair present in both once."""
+    if q1.size == 0 or q2.size == 0:
+        return np.concatenate([q1, q2]), np.concatenate([f1, f2])
+    key1 = q1 * np.int64(n_features) + f1
+    key2 = q2 * np.int64(n_features) + f2
+    order = np.argsort(key1, kind="stable")
+    sorted1 = key1[order]
+    pos = np.searchsorted(sorted1, key2)
+    dup = (pos < sorted1.size) & (sorted1[np.minimum(pos, sorted1.size - 1)] == key2)
+    return np.concatenate([q1, q2[~dup]]), np.concatenate([f1, f2[~dup]])
+
+
+def feature_hits(
+    index: IntervalIndex | None,
+    s: np.ndarray,
+    e: np.ndarray,
+    strategy: Strategy,
+    n_features: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fragment index, feature id) pairs of one chromosome's fragments under ``strategy``."""
+    if index is None or index.start.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    if strategy == "fragment":
+        return index.overlap(s, e)
+    q1, f1 = index.contain(s)
+    q2, f2 = index.contain(e - 1)
+    if strategy == "insertion":
+        return np.concatenate([q1, q2]), np.concatenate([f1, f2])
+    return _paired(q1, f1, q2, f2, n_features)
+
+
+def tile_hits(
+    s: np.ndarray,
+    e: np.ndarray,
+    tile_size: int,
+    offset: int,
+    n_tiles_chrom: int,
+    strategy: Strategy,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fragment index, global tile id) pairs of one chromosome's fragments under ``strategy``."""
+    t0 = s // tile_size
+    t1 = (e - 1) // tile_size
+    idx = np.arange(s.size)
+    if strategy == "fragment":
+        n = t1 - t0 + 1
+        if np.all(n == 1):
+            q, t = idx, t0
+        else:
+            q = np.repeat(idx, n)
+            t = t0[q] + (np.arange(q.size) - np.repeat(np.cumsum(n) - n, n))
+    elif strategy == "insertion":
+        q, t = np.concatenate([idx, idx]), np.concatenate([t0, t1])
+    else:
+        two = t1 != t0
+        q, t = np.concatenate([idx, idx[two]]), np.concatenate([t0, t1[two]])
+    keep = t < n_tiles_chrom  # fragments hanging over the chromosome end
+    return q[keep], t[keep] + offset
+
+
+@dataclass
+class Tiles:
+    """Genome-wide tiling: ``offset[chrom]`` + ``pos // size`` is a tile's column."""
+
+    size: int
+    chroms: list[str]
+    n_per_chrom: list[int]
+    sizes: list[int]
+
+    @classmethod
+    def build(cls, chrom_sizes: dict[str, int], size: int, exclude: set[str]) -> Tiles:
+        chroms = [c for c in chrom_sizes if c not in exclude]
+        return cls(
+            size,
+            chroms,
+            [(chrom_sizes[c] + size - 1) // size for c in chroms],
+            [chrom_sizes[c] for c in chroms],
+        )
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        out, total = {}, 0
+        for c, n in zip(self.chroms, self.n_per_chrom, strict=True):
+            out[c] = total
+            total += n
+        return out
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.n_per_chrom))
+
+    def names(self) -> list[str]:
+        out: list[str] = []
+        for c, n, length in zip(self.chroms, self.n_per_chrom, self.sizes, strict=True):
+            starts = np.arange(n, dtype=np.int64) * self.size
+            ends = np.minimum(starts + self.size, length)
+            out.extend(f"{c}:{a}-{b}" for a, b in zip(starts.tolist(), ends.tolist(), strict=True))
+        return out
+
+
+def tile_names(adata: ad.AnnData) -> list[str]:
+    """Column names (``chrom:start-end``) of ``adata.obsm['tiles']`` from ``uns['tiles']``."""
+    meta = adata.uns["tiles"]
+    return Tiles(
+        int(meta["size"]),
+        [str(c) for c in meta["chroms"]],
+        [int(n) for n in meta["n_tiles"]],
+        [int(n) for n in meta["chrom_sizes"]],
+    ).names()
+
+
+@dataclass
+class CountResult:
+    """The AnnData and the QC table of every barcode seen (``is_cell`` marks the called cells)."""
+
+    adata: ad.AnnData
+    qc: pd.DataFrame
+    threshold: int
+
+
+class _Pairs:
+    """Growing int32 (barcode, feature) pair lists."""
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+        self.cols: list[np.ndarray] = []
+
+    def add(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        if rows.size:
+            self.rows.append(rows.astype(np.int32, copy=False))
+            self.cols.append(cols.astype(np.int32, copy=False))
+
+    def matrix(self, row_of_barcode: np.ndarray, n_rows: int, n_cols: int) -> object:
+        import scipy.sparse as sp
+
+        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, dtype=np.int32)
+        cols = np.concatenate(self.cols) if self.cols else np.zeros(0, dtype=np.int32)
+        self.rows, self.cols = [], []
+        mapped = row_of_barcode[rows]
+        keep = mapped >= 0
+        rows, cols = mapped[keep], cols[keep]
+        data = np.ones(rows.size, dtype=np.int32)
+        mat = sp.coo_matrix((data, (rows, cols)), shape=(n_rows, n_cols)).tocsr()
+        mat.sum_duplicates()
+        mat.sort_indices()
+        return mat
+
+
+def prepare_peaks(
+    peaks: pd.DataFrame, chrom_sizes: dict[str, int], *, path: str | Path
+) -> pd.DataFrame:
+    """Peaks with unique ``chrom:start-end`` names, checked against the genome."""
+    from scregnet.io.bed import check_within_bounds
+    from scregnet.io.genome import check_same_chromosomes
+
+    check_same_chromosomes(
+        peaks["chrom"], chrom_sizes, what="peaks", ref_what="genome index", path=path
+    )
+    check_within_bounds(peaks, chrom_sizes, path=path)
+    names = (
+        peaks["chrom"].astype(str)
+        + ":"
+        + peaks["start"].astype(str)
+        + "-"
+        + peaks["end"].astype(str)
+    )
+    dup = names.duplicated()
+    if dup.any():
+        log.warning("%s: %d duplicated peak(s) dropped", path, int(dup.sum()))
+    var = pd.DataFrame(
+        {
+            "chrom": peaks["chrom"].astype(str).to_numpy(),
+            "start": peaks["start"].to_numpy(dtype=np.int64),
+            "end": peaks["end"].to_numpy(dtype=np.int64),
+        },
+        index=pd.Index(names.to_numpy(), name="peak"),
+    )
+    if "name" in peaks.columns:
+        var["name"] = peaks["name"].astype(str).to_numpy()
+    return var[~dup.to_numpy()]
+
+
+def count_fragments(
+    fragments: str | Path,
+    peaks: pd.DataFrame,
+    chrom_sizes: dict[str, int],
+    *,
+    tss: pd.DataFrame | None = None,
+    tile_size: int | None = 5000,
+    strategy: Strategy = "paired-insertion",
+    min_fragments: int | Literal["knee"] = 1000,
+    barcodes: list[str] | None = None,
+    exclude_chroms: tuple[str, ...] = ("chrM", "M", "MT"),
+    threads: int = 1,
+    peaks_path: str | Path = "peaks",
+) -> CountResult:
+    """Count ``fragments`` into cells x peaks (``X``) and cells x tiles (``obsm['tiles']``).
+
+    ``peaks`` comes from :func:`scregnet.io.bed.read_bed`; ``tss`` from
+    :func:`scregnet.io.gtf.read_tss` (without it ``tss_enrichment`` is NaN).
+    """
+    import anndata as ad
+
+    if strategy not in STRATEGIES:
+        msg = f"unknown counting strategy {strategy!r} (choose from {', '.join(STRATEGIES)})"
+        raise ValueError(msg)
+    began = time.perf_counter()
+    fragments = Path(fragments)
+    var = prepare_peaks(peaks, chrom_sizes, path=peaks_path)
+    n_peaks = var.shape[0]
+    exclude = set(exclude_chroms)
+    peak_index = {
+        str(chrom): IntervalIndex(
+            group["start"].to_numpy(), group["end"].to_numpy(), group["pos"].to_numpy()
+        )
+        for chrom, group in var.assign(pos=np.arange(n_peaks)).groupby("chrom", sort=False)
+    }
+    tiles = Tiles.build(chrom_sizes, tile_size, exclude) if tile_size else None
+    tile_offsets = tiles.offsets if tiles else {}
+    tss_index = TSSIndex(tss) if tss is not None else None
+    _check_fragment_chromosomes(fragments, chrom_sizes)
+
+    reader = FragmentReader(fragments, threads=threads)
+    qc = QCAccumulator()
+    peak_pairs, tile_pairs = _Pairs(), _Pairs()
+    skipped = 0
+    for chunk in reader:
+        if chunk.chrom in exclude:
+            skipped += len(chunk)
+            continue
+        if chunk.chrom not in chrom_sizes:
+            from scregnet.io.genome import check_same_chromosomes
+
+            check_same_chromosomes(
+                [chunk.chrom],
+                chrom_sizes,
+                what="fragments",
+                ref_what="genome index",
+                path=fragments,
+            )
+        s, e, bc = chunk.start, chunk.end, chunk.barcode
+        index = peak_index.get(chunk.chrom)
+        q, f = feature_hits(index, s, e, strategy, n_peaks)
+        peak_pairs.add(bc[q], f)
+        if strategy == "fragment":
+            in_peak = np.zeros(s.size, dtype=bool)
+            in_peak[q] = True
+        else:
+            in_peak = np.zeros(s.size, dtype=bool)
+            if index is not None and index.start.size:
+                in_peak[index.overlap(s, e)[0]] = True
+        if tiles is not None and chunk.chrom in tile_offsets:
+            n_chrom = tiles.n_per_chrom[tiles.chroms.index(chunk.chrom)]
+            tq, tt = tile_hits(s, e, tiles.size, tile_offsets[chunk.chrom], n_chrom, strategy)
+            tile_pairs.add(bc[tq], tt)
+        tss_hits = flank_hits = None
+        if tss_index is not None:
+            w1, f1 = tss_index.hits(chunk.chrom, s)
+            w2, f2 = tss_index.hits(chunk.chrom, e - 1)
+            tss_hits, flank_hits = w1 + w2, f1 + f2
+        qc.add(bc, chunk.count, e - s, in_peak, tss_hits, flank_hits, len(reader.barcodes))
+    names = reader.barcodes.names
+    table = qc.table(names, with_tss=tss_index is not None)
+    log.info(
+        "read %s: %d fragments, %d barcodes, %d chromosome(s) (%d fragments on excluded ones) in %.1f s",
+        fragments,
+        reader.n_lines,
+        len(names),
+        len(reader.chromosomes),
+        skipped,
+        time.perf_counter() - began,
+    )
+
+    # --- cell calling -------------------------------------------------------------------------
+    candidates = np.ones(len(names), dtype=bool)
+    if barcodes is not None:
+        wanted = set(barcodes)
+        candidates = np.fromiter((n in wanted for n in names), dtype=bool, count=len(names))
+    n_frag = table["n_fragments"].to_numpy()
+    threshold = (
+        knee_threshold(n_frag[candidates]) if min_fragments == "knee" else int(min_fragments)
+    )
+    is_cell = candidates & (n_frag >= threshold) & (n_frag > 0)
+    table["is_cell"] = is_cell
+    if not is_cell.any():
+        best = int(n_frag[candidates].max()) if candidates.any() else 0
+        msg = (
+            f"no cell passes the filters (minimum {threshold} fragments; the best "
+            f"{'whitelisted ' if barcodes is not None else ''}barcode has {best})"
+        )
+        raise InputError(msg, fragments)
+    if barcodes is not None:
+        order = {b: i for i, b in enumerate(barcodes)}
+        cell_ids = np.array(
+            sorted(np.flatnonzero(is_cell).tolist(), key=lambda i: order[names[i]]),
+            dtype=np.int64,
+        )
+    else:
+        cell_ids = np.flatnonzero(is_cell)
+        cell_ids = cell_ids[np.argsort(np.asarray(names, dtype=object)[cell_ids], kind="stable")]
+    row_of = np.full(len(names), -1, dtype=np.int64)
+    row_of[cell_ids] = np.arange(cell_ids.size)
+    n_cells = int(cell_ids.size)
+
+    x = peak_pairs.matrix(row_of, n_cells, n_peaks)
+    obs = table.iloc[cell_ids].drop(columns=["is_cell"]).copy()
+    obs.index = pd.Index([names[i] for i in cell_ids], name="barcode")
+    adata = ad.AnnData(X=x, obs=obs, var=var)
+    adata.uns["count"] = {
+        "fragments": str(fragments),
+        "strategy": strategy,
+        "min_fragments": int(threshold),
+        "cell_calling": "knee" if min_fragments == "knee" else "min_fragments",
+        "exclude_chroms": list(exclude_chroms),
+    }
+    if tiles is not None:
+        adata.obsm["tiles"] = tile_pairs.matrix(row_of, n_cells, tiles.total)
+        adata.uns["tiles"] = {
+            "size": int(tiles.size),
+            "chroms": list(tiles.chroms),
+            "n_tiles": np.asarray(tiles.n_per_chrom, dtype=np.int64),
+            "chrom_sizes": np.asarray(tiles.sizes, dtype=np.int64),
+        }
+    log.info(
+        "called %d cells (>= %d fragments%s); peak matrix %d x %d (%d nonzero)%s; %.1f s",
+        n_cells,
+        threshold,
+        ", whitelist" if barcodes is not None else "",
+        n_cells,
+        n_peaks,
+        x.nnz,  # type: ignore[attr-defined]
+        f", tile matrix {tiles.total} tiles of {tiles.size} bp" if tiles else "",
+        time.perf_counter() - began,
+    )
+    return CountResult(adata, table, threshold)
+
+
+def _check_fragment_chromosomes(fragments: Path, chrom_sizes: dict[str, int]) -> None:
+    """With a tabix index, check the fragments' chromosome names before reading anything."""
+    import pysam
+
+    from scregnet.io.genome import check_same_chromosomes
+
+    for suffix in (".tbi", ".csi"):
+        if Path(str(fragments) + suffix).exists():
+            try:
+                with pysam.TabixFile(str(fragments)) as tbx:
+                    contigs = list(tbx.contigs)
+            except (OSError, ValueError):
+                return  # the streaming reader reports what is wrong with the file
+            check_same_chromosomes(
+                contigs, chrom_sizes, what="fragments", ref_what="genome index", path=fragments
+            )
+            return

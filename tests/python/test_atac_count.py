@@ -1,0 +1,382 @@
+"""``scregnet count``: MAESTRO and SnapATAC2 golden matrices, QC by hand, every flag, bad inputs."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+import scipy.sparse as sp
+
+from scregnet.atac.count import count_fragments, tile_names
+from scregnet.cli import main as cli
+from scregnet.io.bed import read_bed
+from scregnet.io.h5ad import read_h5ad
+
+
+def write_fragments(
+    path: Path, rows: list[tuple[str, int, int, str, int]], *, index: bool = True
+) -> Path:
+    plain = path.with_suffix("")
+    plain.write_text("".join("\t".join(map(str, r)) + "\n" for r in rows))
+    pysam.tabix_compress(str(plain), str(path), force=True)
+    plain.unlink()
+    if index:
+        pysam.tabix_index(str(path), preset="bed", force=True)
+    return path
+
+
+def run(*argv: str | Path) -> int:
+    return cli.main(["count", "--quiet", *map(str, argv)])
+
+
+@pytest.fixture(scope="module")
+def maestro(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """MAESTRO's chr22 fragments, sorted by position (the shipped file is sorted by barcode)."""
+    d = testdata / "maestro_chr22"
+    frame = pd.read_csv(d / "test.fragments.tsv.gz", sep="\t", header=None)
+    frame = frame.sort_values([0, 1, 2, 3], kind="stable")
+    out = tmp_path_factory.mktemp("maestro") / "frags.tsv.gz"
+    write_fragments(out, list(frame.itertuples(index=False, name=None)))
+    with h5py.File(d / "test_peak_count.h5") as h5:
+        m = h5["matrix"]
+        shape = tuple(m["shape"][:])
+        expected = sp.csc_matrix((m["data"][:], m["indices"][:], m["indptr"][:]), shape=shape)
+        barcodes = [b.decode() for b in m["barcodes"][:]]
+        features = [f.decode() for f in m["features"]["name"][:]]
+    genome = out.parent / "chr22.sizes"
+    genome.write_text("chr22\t50818468\n")
+    barcode_file = out.parent / "barcodes.txt"
+    barcode_file.write_text("\n".join(barcodes) + "\n")
+    return {
+        "fragments": out,
+        "peaks": d / "test.peak.narrowPeak.gz",
+        "genome": genome,
+        "expected": expected.T.tocsr(),
+        "barcodes": barcodes,
+        "barcode_file": barcode_file,
+        "features": features,
+    }
+
+
+def test_maestro_binary_peak_matrix_golden(maestro: dict[str, object], tmp_path: Path) -> None:
+    out = tmp_path / "m.h5ad"
+    code = run(
+        "--fragments", maestro["fragments"], "--peaks", maestro["peaks"], "--genome", maestro["genome"],
+        "--out", out, "--strategy", "fragment", "--min-fragments", "0", "--barcodes", maestro["barcode_file"],
+    )  # fmt: skip
+    assert code == 0
+    adata = read_h5ad(out)
+    assert list(adata.obs_names) == maestro["barcodes"]
+    assert [
+        f"{c}_{s}_{e}"
+        for c, s, e in zip(adata.var.chrom, adata.var.start, adata.var.end, strict=True)
+    ] == maestro["features"]
+    assert adata.X.dtype == np.int32 and sp.isspmatrix_csr(adata.X)
+    binary = (adata.X > 0).astype(np.float32)
+    expected = maestro["expected"]
+    assert binary.shape == expected.shape  # type: ignore[attr-defined]
+    assert (binary != expected).nnz == 0
+    assert binary.nnz == 29773
+    # the DESIGN.md contract
+    for column in ("n_fragments", "tss_enrichment", "frip", "nucleosome_signal", "duplicate_rate"):
+        assert column in adata.obs
+    assert list(adata.var.columns[:3]) == ["chrom", "start", "end"]
+    assert adata.obsm["tiles"].shape == (100, (50818468 + 4999) // 5000)
+
+
+def test_snapatac2_tile_and_peak_matrices_equal(maestro: dict[str, object], tmp_path: Path) -> None:
+    snap = pytest.importorskip("snapatac2")
+    sizes = {"chr22": 50818468}
+    peaks = read_bed(maestro["peaks"])  # type: ignore[arg-type]
+    bed = tmp_path / "p.bed"
+    peaks[["chrom", "start", "end"]].to_csv(bed, sep="\t", header=False, index=False)
+    theirs = snap.pp.import_fragments(
+        str(maestro["fragments"]),
+        chrom_sizes=sizes,
+        file=None,
+        min_num_fragments=0,
+        sorted_by_barcode=False,
+    )
+    for strategy in ("paired-insertion", "insertion", "fragment"):
+        snap.pp.add_tile_matrix(theirs, bin_size=500, counting_strategy=strategy)
+        peak_matrix = snap.pp.make_peak_matrix(
+            theirs, peak_file=str(bed), counting_strategy=strategy
+        )
+        ours = count_fragments(
+            maestro["fragments"],
+            peaks,
+            sizes,
+            tile_size=500,
+            strategy=strategy,
+            min_fragments=0,  # type: ignore[arg-type]
+        ).adata[list(theirs.obs_names)]
+        assert tile_names(ours) == list(theirs.var_names)
+        assert abs(ours.obsm["tiles"] - theirs.X).sum() == 0
+        assert list(ours.var_names) == list(peak_matrix.var_names)
+        assert abs(ours.X - peak_matrix.X).sum() == 0
+        np.testing.assert_array_equal(ours.obs["n_fragments"], theirs.obs["n_fragment"])
+        np.testing.assert_allclose(ours.obs["duplicate_rate"], theirs.obs["frac_dup"])
+
+
+# --- a hand-checked toy ---------------------------------------------------------------------
+
+GENOME = "chr1\t20000\nchr2\t10000\nchrM\t1000\n"
+PEAKS = "chr1\t1000\t1500\tp1\nchr1\t1400\t2000\tp2\nchr2\t500\t700\tp3\n"
+GTF = 'chr1\tt\tgene\t5001\t6000\t.\t+\t.\tgene_id "g1"; gene_name "G1";\n'
+TOY = [
+    ("chr1", 1100, 1200, "A", 3),  # inside p1: ins 1100, 1199
+    ("chr1", 1300, 1700, "B", 1),  # ins 1300 in p1, 1699 in p2
+    ("chr1", 1450, 1460, "A", 1),  # p1 & p2 overlap zone: both insertions in p1 and p2
+    ("chr1", 4990, 5010, "B", 1),  # TSS window (TSS at 5000): both insertions
+    ("chr1", 6950, 6960, "B", 1),  # flank 1901..2000 downstream: both insertions
+    ("chr1", 9000, 9400, "C", 2),
+    ("chr2", 100, 600, "C", 1),  # ins 599 in p3
+    ("chrM", 10, 200, "C", 5),
+]
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> dict[str, Path]:
+    frags = write_fragments(tmp_path / "toy.tsv.gz", TOY)
+    (tmp_path / "g.sizes").write_text(GENOME)
+    (tmp_path / "p.bed").write_text(PEAKS)
+    (tmp_path / "genes.gtf").write_text(GTF)
+    return {
+        "fragments": frags,
+        "genome": tmp_path / "g.sizes",
+        "peaks": tmp_path / "p.bed",
+        "gtf": tmp_path / "genes.gtf",
+    }
+
+
+def toy_run(toy: dict[str, Path], tmp_path: Path, *extra: str) -> object:
+    out = tmp_path / "toy.h5ad"
+    args = [
+        "--fragments",
+        toy["fragments"],
+        "--peaks",
+        toy["peaks"],
+        "--genome",
+        toy["genome"],
+        "--out",
+        out,
+    ]
+    assert run(*args, "--min-fragments", "1", *extra) == 0
+    return read_h5ad(out)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        ("fragment", {"A": [2, 1, 0], "B": [1, 1, 0], "C": [0, 0, 1]}),
+        ("insertion", {"A": [4, 2, 0], "B": [1, 1, 0], "C": [0, 0, 1]}),
+        ("paired-insertion", {"A": [2, 1, 0], "B": [1, 1, 0], "C": [0, 0, 1]}),
+    ],
+)
+def test_strategies_on_a_toy(
+    toy: dict[str, Path], tmp_path: Path, strategy: str, expected: dict[str, list[int]]
+) -> None:
+    adata = toy_run(toy, tmp_path, "--strategy", strategy)
+    assert list(adata.obs_names) == ["A", "B", "C"]  # type: ignore[attr-defined]
+    assert adata.X.toarray().tolist() == [expected[b] for b in "ABC"]  # type: ignore[attr-defined]
+
+
+def test_toy_qc_by_hand(toy: dict[str, Path], tmp_path: Path) -> None:
+    adata = toy_run(toy, tmp_path, "--tss", str(toy["gtf"]), "--tile-size", "1000")
+    obs = adata.obs  # type: ignore[attr-defined]
+    assert obs.n_fragments.tolist() == [2, 3, 2]  # chrM excluded
+    assert obs.duplicate_rate.tolist() == pytest.approx([1 - 2 / 4, 0.0, 1 - 2 / 3])
+    assert obs.frip.tolist() == pytest.approx([1.0, 1 / 3, 0.5])
+    # lengths: A 100, 10 -> 0 mono; B 400, 20, 10 (+400) -> mono 0 (400 >= 294), nfr 2
+    assert obs.nucleosome_signal.tolist() == pytest.approx([0.0, 0.0, 0.0])
+    # B: 2 insertions in the +-50 window, 2 in the flanks: 2 * (2/101) / max(2/100, 0.2)
+    assert obs.tss_enrichment["B"] == pytest.approx(2 * (2 / 101) / 0.2)
+    assert obs.tss_enrichment["A"] == 0.0
+    tiles = adata.obsm["tiles"]  # type: ignore[attr-defined]
+    assert tiles.shape == (3, 20 + 10)
+    names = tile_names(adata)  # type: ignore[arg-type]
+    assert names[1] == "chr1:1000-2000" and names[20] == "chr2:0-1000"
+    assert tiles[0, 1] == 2  # A: both fragments in tile 1000-2000 (paired-insertion: once each)
+
+
+def test_nucleosome_signal_counts_mono_over_nfr(tmp_path: Path) -> None:
+    rows = [
+        ("chr1", 100 + i, 100 + i + n, "X", 1) for i, n in enumerate([50, 60, 200, 250, 150, 400])
+    ]
+    frags = write_fragments(tmp_path / "n.tsv.gz", rows)
+    (tmp_path / "g.sizes").write_text("chr1\t5000\n")
+    (tmp_path / "p.bed").write_text("chr1\t0\t10\n")
+    out = tmp_path / "n.h5ad"
+    assert (
+        run(
+            "--fragments",
+            frags,
+            "--peaks",
+            tmp_path / "p.bed",
+            "--genome",
+            tmp_path / "g.sizes",
+            "--out",
+            out,
+            "--min-fragments",
+            "1",
+        )
+        == 0
+    )
+    assert read_h5ad(out).obs.nucleosome_signal["X"] == pytest.approx(3 / 2)
+
+
+def test_flags_change_the_output(toy: dict[str, Path], tmp_path: Path) -> None:
+    assert "tiles" not in toy_run(toy, tmp_path, "--tile-size", "0").obsm  # type: ignore[attr-defined]
+    assert toy_run(toy, tmp_path, "--tile-size", "5000").obsm["tiles"].shape == (3, 4 + 2)  # type: ignore[attr-defined]
+    assert list(toy_run(toy, tmp_path, "--min-fragments", "3").obs_names) == ["B"]  # type: ignore[attr-defined]
+    wl = tmp_path / "wl.txt"
+    wl.write_text("C\nA\nZ\n")
+    assert list(toy_run(toy, tmp_path, "--barcodes", str(wl)).obs_names) == ["C", "A"]  # type: ignore[attr-defined]
+    with_m = toy_run(toy, tmp_path, "--exclude-chroms", "")
+    assert with_m.obs.n_fragments["C"] == 3  # type: ignore[attr-defined]
+    assert np.isnan(toy_run(toy, tmp_path).obs.tss_enrichment).all()  # type: ignore[attr-defined]
+    qc = tmp_path / "qc.tsv"
+    toy_run(toy, tmp_path, "--qc", str(qc), "--min-fragments", "3")
+    table = pd.read_csv(qc, sep="\t", index_col=0)
+    assert table.is_cell.to_dict() == {"A": False, "B": True, "C": False}
+
+
+def test_knee_calls_the_cells(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    cells = [f"cell{i:03d}" for i in range(60)]
+    noise = [f"bg{i:04d}" for i in range(600)]
+    for bc in cells:
+        rows += [
+            ("chr1", int(p), int(p) + 150, bc, 1)
+            for p in rng.integers(0, 90_000, rng.integers(300, 600))
+        ]
+    for bc in noise:
+        rows += [
+            ("chr1", int(p), int(p) + 150, bc, 1)
+            for p in rng.integers(0, 90_000, rng.integers(1, 15))
+        ]
+    rows.sort(key=lambda r: (r[1], r[2], r[3]))
+    frags = write_fragments(tmp_path / "k.tsv.gz", rows)
+    (tmp_path / "g.sizes").write_text("chr1\t100000\n")
+    (tmp_path / "p.bed").write_text("chr1\t0\t5000\n")
+    out = tmp_path / "k.h5ad"
+    args = (
+        "--fragments",
+        frags,
+        "--peaks",
+        tmp_path / "p.bed",
+        "--genome",
+        tmp_path / "g.sizes",
+        "--out",
+        out,
+    )
+    assert run(*args, "--min-fragments", "knee") == 0
+    assert sorted(read_h5ad(out).obs_names) == cells
+    assert run(*args, "--min-fragments", "5") == 0
+    assert read_h5ad(out).n_obs > 60
+
+
+def test_threads_same_result(maestro: dict[str, object], tmp_path: Path) -> None:
+    peaks = read_bed(maestro["peaks"])  # type: ignore[arg-type]
+    sizes = {"chr22": 50818468}
+    one = count_fragments(maestro["fragments"], peaks, sizes, min_fragments=0).adata  # type: ignore[arg-type]
+    two = count_fragments(maestro["fragments"], peaks, sizes, min_fragments=0, threads=2).adata  # type: ignore[arg-type]
+    assert (one.X != two.X).nnz == 0 and list(one.obs_names) == list(two.obs_names)
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def fails(capsys: pytest.CaptureFixture[str], out: Path, code: int, *words: str) -> None:
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for w in words:
+        assert w in err[0], err[0]
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
+
+
+def test_bad_inputs(
+    toy: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bad.h5ad"
+    base = {
+        "--fragments": toy["fragments"],
+        "--peaks": toy["peaks"],
+        "--genome": toy["genome"],
+        "--out": out,
+    }
+
+    def go(**replace: object) -> int:
+        args = {
+            **base,
+            **{k.replace("_", "-"): v for k, v in replace.items() if k.startswith("--")},
+        }
+        flat = [str(x) for kv in args.items() for x in kv]
+        return run(*flat, "--min-fragments", str(replace.get("min_fragments", 1)))
+
+    # chromosome naming: genome '1' vs fragments/peaks 'chr1'
+    ensembl = tmp_path / "ensembl.sizes"
+    ensembl.write_text("1\t20000\n2\t10000\nMT\t1000\n")
+    fails(capsys, out, go(**{"--genome": ensembl}), "p.bed", "chr1", "vs 1")
+    peaks_ok = tmp_path / "p1.bed"
+    peaks_ok.write_text("1\t1000\t1500\n")
+    fails(
+        capsys, out, go(**{"--genome": ensembl, "--peaks": peaks_ok}), "toy.tsv.gz", "chr1", "vs 1"
+    )
+    # unsorted fragments (no index possible)
+    unsorted = write_fragments(
+        tmp_path / "unsorted.tsv.gz", [TOY[1], TOY[0], *TOY[2:]], index=False
+    )
+    fails(capsys, out, go(**{"--fragments": unsorted}), "unsorted.tsv.gz", "not sorted")
+    # a chromosome appearing twice
+    split = write_fragments(tmp_path / "split.tsv.gz", [TOY[0], TOY[6], TOY[1]], index=False)
+    fails(capsys, out, go(**{"--fragments": split}), "split.tsv.gz", "not sorted")
+    # truncated gzip
+    data = toy["fragments"].read_bytes()
+    big = write_fragments(
+        tmp_path / "big.tsv.gz", [("chr1", i, i + 100, f"B{i % 97}", 1) for i in range(0, 19000, 1)]
+    )
+    truncated = tmp_path / "trunc.tsv.gz"
+    truncated.write_bytes(big.read_bytes()[: len(big.read_bytes()) // 2])
+    fails(capsys, out, go(**{"--fragments": truncated}), "trunc.tsv.gz", "gzip")
+    assert data  # the toy file itself is intact
+    # empty peaks, inverted peak
+    empty = tmp_path / "empty.bed"
+    empty.write_text("")
+    fails(capsys, out, go(**{"--peaks": empty}), "empty.bed", "no intervals")
+    inverted = tmp_path / "inv.bed"
+    inverted.write_text("chr1\t100\t200\nchr1\t500\t500\n")
+    fails(capsys, out, go(**{"--peaks": inverted}), "inv.bed", "end <= start")
+    # zero cells pass
+    fails(capsys, out, go(min_fragments=100), "toy.tsv.gz", "no cell passes", "best barcode has 3")
+    # not gzip at all
+    plain = tmp_path / "plain.tsv.gz"
+    plain.write_text("chr1\t1\t2\tA\t1\n")
+    fails(capsys, out, go(**{"--fragments": plain}), "plain.tsv.gz", "gzip")
+    # missing file
+    fails(
+        capsys,
+        out,
+        go(**{"--fragments": tmp_path / "none.tsv.gz"}),
+        "none.tsv.gz",
+        "does not exist",
+    )
+
+
+def test_gzip_reading_of_header_lines(tmp_path: Path) -> None:
+    path = tmp_path / "h.tsv.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("# id=x\n# description=y\nchr1\t10\t100\tA\t1\nchr1\t20\t90\tA\t2\n")
+    (tmp_path / "g.sizes").write_text("chr1\t1000\n")
+    (tmp_path / "p.bed").write_text("chr1\t0\t50\n")
+    result = count_fragments(path, read_bed(tmp_path / "p.bed"), {"chr1": 1000}, min_fragments=1)
+    assert result.adata.obs.n_fragments.tolist() == [2]
+    assert result.adata.obs.duplicate_rate.tolist() == pytest.approx([1 / 3])
