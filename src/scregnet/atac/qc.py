@@ -135,7 +135,7 @@ def knee_threshold(n_fragments: np.ndarray, *, floor: int = 1) -> int:
     """
     values = np.sort(np.log10(n_fragments[n_fragments >= max(floor, 1)].astype(np.float64)))
     if values.size < 2 or values[0] == values[-1]:
-        return int(round(10 ** values[0])) if values.size else max(floor, 1)
+        return round(float(10 ** values[0])) if values.size else max(floor, 1)
     n = values.size
     csum = np.cumsum(values)
     k = np.arange(1, n)  # split after the k smallest values
@@ -144,4 +144,4 @@ def knee_threshold(n_fragments: np.ndarray, *, floor: int = 1) -> int:
     between = k * (n - k) * (low_mean - high_mean) ** 2
     between[values[1:] == values[:-1]] = -1.0  # only split between distinct values
     cut = int(np.argmax(between))
-    return int(round(10 ** values[cut + 1]))
+    return round(float(10 ** values[cut + 1]))
