@@ -1,0 +1,104 @@
+"""``scregnet impute``: scDTL-style imputation of scRNA counts (bulk-to-single-cell transfer)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+HELP = "impute scRNA dropouts (bulk-pretrained denoising autoencoder + U-Net, scDTL-style)"
+
+log = logging.getLogger(__name__)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        msg = f"must be >= 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rna", required=True, type=Path, help="scRNA h5ad with raw counts (cells x genes)"
+    )
+    parser.add_argument(
+        "--bulk",
+        type=Path,
+        default=None,
+        help="bulk RNA counts TSV (genes x samples, first column 'gene'); "
+        "default: pseudobulk of the cells' own clusters",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output h5ad (X unchanged + layer 'imputed'); OUT stem + .model.pt and .loss.tsv "
+        "are written beside it",
+    )
+    parser.add_argument(
+        "--layer", default=None, help="take raw counts from this layer instead of X"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="impute with this checkpoint (.model.pt of an earlier run) instead of training",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (mixed precision on CUDA)"
+    )
+    parser.add_argument("--epochs", type=_positive, default=30, help="single-cell training epochs")
+    parser.add_argument("--batch-size", type=_positive, default=64, help="cells per batch")
+    parser.add_argument(
+        "--n-top-genes",
+        type=_positive,
+        default=2000,
+        help="model at most this many (most variable) genes; others keep observed values",
+    )
+    parser.add_argument(
+        "--hidden-dim", type=_positive, default=512, help="autoencoder hidden width"
+    )
+    parser.add_argument(
+        "--latent-dim", type=_positive, default=128, help="autoencoder bottleneck width"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    import sys
+
+    from scregnet.errors import InputError
+    from scregnet.impute.api import impute, write_outputs
+    from scregnet.io.atomic import check_writable_dir
+    from scregnet.io.h5ad import read_h5ad
+
+    if not args.out.name.endswith(".h5ad"):
+        msg = "--out must end in .h5ad"
+        raise InputError(msg, args.out)
+    if args.model is not None and args.bulk is not None:
+        msg = "--bulk is only used for training; it cannot be combined with --model"
+        raise InputError(msg, args.bulk)
+    if args.batch_size < 2:
+        msg = f"--batch-size must be >= 2, got {args.batch_size}"
+        raise InputError(msg)
+    check_writable_dir(args.out.parent)
+    adata = read_h5ad(args.rna)
+    result = impute(
+        adata,
+        bulk=args.bulk,
+        layer=args.layer,
+        checkpoint=args.model,
+        n_top_genes=args.n_top_genes,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        hidden_dim=args.hidden_dim,
+        latent_dim=args.latent_dim,
+        device=args.device,
+        seed=args.seed,
+        threads=args.threads,
+        progress=sys.stderr.isatty() and not args.quiet,
+        path=args.rna,
+    )
+    write_outputs(result, args.out)
+    return 0

@@ -1,0 +1,153 @@
+"""Score imputation outputs (``R/impute/<sample>.imputed.h5ad``) against simulator truth.
+
+For each sample with an imputed file:
+
+- expression recovery: RMSE, L1 and Pearson between ``layers['imputed']`` and the true
+  (pre-dropout) expression ``truth/expression/<sample>.h5ad`` on the same scale (log1p of counts per
+  10k, see :mod:`scregnet.impute.data`), over all entries and over the dropout entries (observed
+  zero, true expression > 0); the same for the observed, un-imputed counts as the baseline;
+- clustering: ARI and NMI of k-means (k = number of true cell types) on the top principal
+  components of the imputed values, and of the observed values, against ``truth/cell_types.tsv``.
+
+Masked recovery (zeroing observed counts) needs a rerun of the model and lives in
+``bench/impute.py``; this scorer reads files only.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike, NDArray
+
+from scregnet.errors import InputError
+from scregnet.evaluate.metrics import adjusted_rand, masked_recovery, normalized_mutual_info
+
+log = logging.getLogger(__name__)
+
+TARGET_SUM = 1e4  # the imputation stage's normalisation (scregnet.impute.data.TARGET_SUM)
+
+
+def log_normalise(values: ArrayLike | sp.spmatrix) -> NDArray[np.float64]:
+    """log1p(counts per 10k) per row, dense (the imputation stage's scale)."""
+    dense = values.toarray() if sp.issparse(values) else np.asarray(values)  # type: ignore[union-attr]
+    dense = np.asarray(dense, dtype=np.float64)
+    lib = dense.sum(axis=1, keepdims=True)
+    lib[lib == 0] = 1.0
+    return np.log1p(dense / lib * TARGET_SUM)
+
+
+def cluster_labels(
+    values: ArrayLike, n_clusters: int, *, seed: int = 0, n_pcs: int = 30
+) -> NDArray[np.int64]:
+    """k-means (``n_init=10``) on the top principal components of ``values`` (cells x genes)."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(values, dtype=np.float64)
+    n_comp = max(1, min(n_pcs, x.shape[0] - 1, x.shape[1] - 1))
+    pcs = PCA(n_components=n_comp, random_state=seed).fit_transform(x)
+    km = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed)
+    return np.asarray(km.fit_predict(pcs), dtype=np.int64)
+
+
+def clustering_scores(values: ArrayLike, labels: ArrayLike, *, seed: int = 0) -> dict[str, float]:
+    """ARI and NMI of :func:`cluster_labels` (k = number of distinct ``labels``) against ``labels``."""
+    truth = np.asarray(labels)
+    pred = cluster_labels(values, int(np.unique(truth).size), seed=seed)
+    return {"ari": adjusted_rand(truth, pred), "nmi": normalized_mutual_info(truth, pred)}
+
+
+def _recovery(
+    truth: NDArray[np.float64], values: NDArray[np.float64], where: NDArray[np.bool_]
+) -> dict[str, float]:
+    rows, cols = np.nonzero(where)
+    return masked_recovery(truth, values, (rows, cols)).as_dict()
+
+
+def score_sample(
+    imputed_path: Path, truth_expression: Path, cell_types: dict[str, str]
+) -> dict[str, Any]:
+    """Scores for one sample (see the module docstring)."""
+    from scregnet.io.h5ad import read_h5ad
+
+    imp = read_h5ad(imputed_path)
+    if "imputed" not in imp.layers:
+        msg = "no layer 'imputed'"
+        raise InputError(msg, imputed_path)
+    true = read_h5ad(truth_expression)
+    genes = [g for g in imp.var_names if g in set(true.var_names)]
+    cells = [c for c in imp.obs_names if c in set(true.obs_names)]
+    if not genes or not cells:
+        msg = "no cells or genes in common with the truth expression"
+        raise InputError(msg, imputed_path)
+    imp = imp[cells, genes]
+    true_norm = log_normalise(true[cells, genes].X)
+    layer = imp.layers["imputed"]
+    imputed = np.asarray(layer.toarray() if sp.issparse(layer) else layer, dtype=np.float64)
+    observed = log_normalise(imp.X)
+    everywhere = np.ones(true_norm.shape, dtype=bool)
+    dropout = (observed == 0) & (true_norm > 0)
+    result: dict[str, Any] = {
+        "n_cells": len(cells),
+        "n_genes": len(genes),
+        "imputed": {"all": _recovery(true_norm, imputed, everywhere)},
+        "observed": {"all": _recovery(true_norm, observed, everywhere)},
+    }
+    if dropout.sum() >= 2:
+        result["imputed"]["dropout"] = _recovery(true_norm, imputed, dropout)
+        result["observed"]["dropout"] = _recovery(true_norm, observed, dropout)
+    labelled = [i for i, c in enumerate(cells) if c in cell_types]
+    if len(labelled) >= 3:
+        labels = np.asarray([cell_types[cells[i]] for i in labelled])
+        if np.unique(labels).size >= 2:
+            result["imputed"].update(clustering_scores(imputed[labelled], labels))
+            result["observed"].update(clustering_scores(observed[labelled], labels))
+    return result
+
+
+def _read_cell_types(path: Path) -> dict[tuple[str, str], str]:
+    import pandas as pd
+
+    if not path.exists():
+        return {}
+    frame = pd.read_csv(path, sep="\t", dtype=str)
+    need = {"sample", "barcode", "cell_type"}
+    if not need <= set(frame.columns):
+        msg = f"needs columns {sorted(need)}"
+        raise InputError(msg, path)
+    return {
+        (s, b): t
+        for s, b, t in zip(frame["sample"], frame["barcode"], frame["cell_type"], strict=True)
+    }
+
+
+def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
+    """Score every ``impute/<sample>.imputed.h5ad`` in ``results_dir``; ``None`` when there is none."""
+    files = sorted((Path(results_dir) / "impute").glob("*.imputed.h5ad"))
+    if not files:
+        return None
+    types = _read_cell_types(Path(truth_dir) / "cell_types.tsv")
+    samples: dict[str, Any] = {}
+    for path in files:
+        sample = path.name[: -len(".imputed.h5ad")]
+        expr = Path(truth_dir) / "expression" / f"{sample}.h5ad"
+        if not expr.exists():
+            log.warning("impute: no truth expression for sample %s, skipped", sample)
+            continue
+        per_cell = {b: t for (s, b), t in types.items() if s == sample}
+        samples[sample] = score_sample(path, expr, per_cell)
+    if not samples:
+        return None
+    summary: dict[str, Any] = {"samples": samples}
+    for which in ("imputed", "observed"):
+        for key in ("ari", "nmi"):
+            vals = [s[which][key] for s in samples.values() if key in s[which]]
+            if vals:
+                summary[f"{which}_{key}_mean"] = float(np.mean(vals))
+        vals = [s[which]["all"]["pearson"] for s in samples.values()]
+        summary[f"{which}_pearson_mean"] = float(np.nanmean(vals))
+    return summary

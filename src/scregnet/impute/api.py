@@ -1,0 +1,351 @@
+"""``impute(adata, *, bulk=None, ...)``: scDTL-style imputation of an AnnData of raw counts.
+
+The result keeps ``X`` untouched and adds ``layers['imputed']``: log1p(counts per 10k) (see
+:mod:`scregnet.impute.data` for the normalisation) with the model's output for the modelled genes
+(``var['imputed'] == True``: detected genes, shared with the bulk matrix when one is given, the
+``n_top_genes`` most variable) and the observed log-normalised values for the others.
+``uns['scregnet_impute']`` records what was done. :func:`write_outputs` writes the h5ad, the
+checkpoint (``.model.pt``) and the per-epoch loss table (``.loss.tsv``) together, atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from scregnet.errors import InputError
+from scregnet.impute import data
+from scregnet.impute.train import LOSS_COLUMNS, TrainConfig
+
+if TYPE_CHECKING:
+    import anndata as ad
+    import pandas as pd
+
+    from scregnet.impute.model import ScDTL
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+LAYER = "imputed"
+#: a dense layer above this many entries (1 GB of float32) is stored as CSR instead
+DENSE_LIMIT = 250_000_000
+#: cells used to order genes for the U-Net (a random subset of larger data sets)
+GENE_ORDER_CELLS = 5000
+
+
+@dataclass
+class ImputeResult:
+    """What :func:`impute` returns: the annotated copy, the model and its training record."""
+
+    adata: ad.AnnData
+    model: ScDTL
+    genes: list[str]
+    config: dict[str, Any]
+    losses: list[dict[str, object]] = field(default_factory=list)
+    trained: bool = True
+
+
+def sidecar_paths(out: str | Path) -> tuple[Path, Path]:
+    """``S.imputed.h5ad`` -> (``S.imputed.model.pt``, ``S.imputed.loss.tsv``)."""
+    out = Path(out)
+    stem = out.name[: -len(".h5ad")] if out.name.endswith(".h5ad") else out.name
+    return out.with_name(f"{stem}.model.pt"), out.with_name(f"{stem}.loss.tsv")
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and validate a checkpoint written by :func:`write_outputs`."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        msg = "checkpoint does not exist"
+        raise InputError(msg, path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt/foreign file
+        msg = f"not a readable scregnet imputation checkpoint ({type(exc).__name__})"
+        raise InputError(msg, path) from exc
+    keys = {"config", "state_dict", "version", "genes", "format"}
+    if not isinstance(ckpt, dict) or not keys <= set(ckpt):
+        msg = f"not a scregnet imputation checkpoint (needs keys {sorted(keys)})"
+        raise InputError(msg, path)
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        msg = f"checkpoint format {ckpt['format']} is not supported (expected {CHECKPOINT_FORMAT})"
+        raise InputError(msg, path)
+    return ckpt
+
+
+def _model_from_checkpoint(ckpt: dict[str, Any], path: str | Path | None) -> ScDTL:
+    from scregnet.impute.model import ImputeConfig, ScDTL
+
+    try:
+        model = ScDTL(ImputeConfig(**ckpt["config"]["model"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as exc:
+        msg = f"checkpoint does not match this scregnet version's model ({type(exc).__name__})"
+        raise InputError(msg, path) from exc
+    return model
+
+
+def _check_genes(model_genes: list[str], var_names: pd.Index, path: str | Path | None) -> None:
+    missing = [g for g in model_genes if g not in set(var_names)]
+    if missing:
+        shown = ", ".join(missing[:3])
+        msg = (
+            f"checkpoint genes do not match the input: {len(missing)} of its {len(model_genes)} "
+            f"genes are absent from the single cells (e.g. {shown})"
+        )
+        raise InputError(msg, path)
+
+
+def impute(
+    adata: ad.AnnData,
+    *,
+    bulk: pd.DataFrame | str | Path | None = None,
+    layer: str | None = None,
+    checkpoint: str | Path | None = None,
+    n_top_genes: int | None = 2000,
+    epochs: int = 30,
+    batch_size: int = 64,
+    hidden_dim: int = 512,
+    latent_dim: int = 128,
+    use_bulk: bool = True,
+    use_unet: bool = True,
+    device: str = "auto",
+    seed: int = 0,
+    threads: int | None = None,
+    train_options: dict[str, Any] | None = None,
+    model_options: dict[str, Any] | None = None,
+    progress: bool = False,
+    path: str | Path | None = None,
+) -> ImputeResult:
+    """Impute dropouts in ``adata`` (raw counts) with the scDTL-style model.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes raw counts in ``X`` (or ``layers[layer]``). Not modified.
+    bulk
+        Bulk RNA counts (genes x samples DataFrame, or a TSV path, see
+        :func:`scregnet.impute.data.read_bulk_tsv`). ``None``: pseudobulk of the cells' own
+        k-means clusters is the bulk domain (logged).
+    checkpoint
+        A checkpoint from an earlier run: skip training and impute with it (its genes must all be
+        present in ``adata``).
+    n_top_genes
+        Model at most this many genes (most variable among the detected, bulk-shared genes).
+    use_bulk, use_unet
+        Ablations: ``use_bulk=False`` skips bulk pretraining and the MMD adaptation;
+        ``use_unet=False`` drops the U-Net branch.
+    train_options, model_options
+        Extra fields of :class:`~scregnet.impute.train.TrainConfig` /
+        :class:`~scregnet.impute.model.ImputeConfig`.
+    """
+    import torch
+
+    from scregnet import __version__
+    from scregnet.device import resolve_device, torch_threads
+    from scregnet.impute.model import ImputeConfig, ScDTL
+    from scregnet.impute.train import fit, predict
+    from scregnet.seed import seed_everything
+
+    start = time.perf_counter()
+    torch_device = resolve_device(device)
+    counts_all = data.get_counts(adata, layer=layer, path=path)
+    library = data.library_sizes(counts_all)
+    var_names = adata.var_names
+    log.info(
+        "read %d cells x %d genes (%d non-zero counts%s)",
+        adata.n_obs,
+        adata.n_vars,
+        counts_all.nnz,
+        f", layer {layer!r}" if layer else "",
+    )
+    rng = seed_everything(seed)
+    losses: list[dict[str, object]] = []
+    with torch_threads(threads):
+        if checkpoint is not None:
+            ckpt = load_checkpoint(checkpoint)
+            genes = list(ckpt["genes"])
+            _check_genes(genes, var_names, checkpoint)
+            model = _model_from_checkpoint(ckpt, checkpoint)
+            config: dict[str, Any] = dict(ckpt["config"])
+            config["checkpoint"] = str(checkpoint)
+            cols = var_names.get_indexer(genes)
+            counts = sp.csr_matrix(counts_all[:, cols])
+            trained = False
+            log.info("loaded checkpoint %s (%d genes); not training", checkpoint, len(genes))
+        else:
+            bulk_frame = data.read_bulk_tsv(bulk) if isinstance(bulk, str | Path) else bulk
+            candidates = list(var_names)
+            if bulk_frame is not None:
+                candidates = data.intersect_genes(
+                    candidates,
+                    list(bulk_frame.index),
+                    path=bulk if isinstance(bulk, str | Path) else None,
+                )
+            cand_idx = var_names.get_indexer(candidates)
+            chosen = data.select_variable_genes(
+                sp.csr_matrix(counts_all[:, cand_idx]), candidates, n_top_genes
+            )
+            if len(chosen) < 2:
+                msg = f"only {len(chosen)} detected genes to model; need at least 2"
+                raise InputError(msg, path)
+            cols = var_names.get_indexer(chosen)
+            counts = sp.csr_matrix(counts_all[:, cols])
+            # order genes so that the U-Net's neighbours co-vary (model input order)
+            sub = rng.choice(
+                counts.shape[0], size=min(GENE_ORDER_CELLS, counts.shape[0]), replace=False
+            )
+            sub.sort()
+            order = data.gene_order(data.normalize_log1p(counts[sub], library[sub]))
+            genes = [chosen[i] for i in order]
+            cols = cols[order]
+            counts = sp.csr_matrix(counts[:, order])
+            log.info("modelling %d genes", len(genes))
+
+            bulk_pair: tuple[NDArray[np.floating], NDArray[np.floating]] | None = None
+            bulk_source = "none"
+            if use_bulk:
+                if bulk_frame is not None:
+                    bulk_lib = bulk_frame.sum(axis=0).to_numpy(dtype=np.float64)
+                    bulk_pair = (bulk_frame.loc[genes].to_numpy(dtype=np.float64).T, bulk_lib)
+                    bulk_source = "bulk"
+                    log.info("bulk domain: %d bulk samples", bulk_pair[0].shape[0])
+                else:
+                    pb = data.cluster_pseudobulk(counts, library, rng=rng)
+                    bulk_pair = (pb.counts, pb.library)
+                    bulk_source = "pseudobulk"
+                    log.info(
+                        "no bulk matrix given: using pseudobulk of %d k-means clusters of the "
+                        "cells (%d pseudobulk samples) as the bulk domain",
+                        pb.n_clusters,
+                        pb.counts.shape[0],
+                    )
+            tcfg = TrainConfig(
+                epochs=epochs, batch_size=batch_size, use_bulk=use_bulk, **(train_options or {})
+            )
+            mcfg = ImputeConfig(
+                n_genes=len(genes),
+                hidden_dim=hidden_dim,
+                latent_dim=latent_dim,
+                use_unet=use_unet,
+                **(model_options or {}),
+            )
+            torch.manual_seed(seed)
+            model = ScDTL(mcfg)
+            losses = fit(
+                model,
+                counts,
+                library,
+                bulk_pair,
+                tcfg,
+                device=torch_device,
+                seed=seed,
+                progress=progress,
+            )
+            config = {
+                "model": mcfg.as_dict(),
+                "train": tcfg.as_dict(),
+                "bulk_source": bulk_source,
+                "target_sum": data.TARGET_SUM,
+                "seed": seed,
+                "version": __version__,
+            }
+            trained = True
+        t_inf = time.perf_counter()
+        imputed = predict(model, counts, library, device=torch_device)
+        log.info("inference: %d cells in %.1f s", counts.shape[0], time.perf_counter() - t_inf)
+
+    out = adata.copy()
+    out.layers[LAYER] = _assemble_layer(counts_all, library, imputed, cols)
+    out.var["imputed"] = np.isin(np.arange(adata.n_vars), cols)
+    out.uns["scregnet_impute"] = {
+        "n_genes_modelled": len(genes),
+        "bulk_source": str(config.get("bulk_source", "checkpoint")),
+        "target_sum": data.TARGET_SUM,
+        "layer": layer or "X",
+        "trained": trained,
+        "seed": seed,
+        "epochs": int(epochs) if trained else 0,
+    }
+    log.info("imputation finished in %.1f s", time.perf_counter() - start)
+    return ImputeResult(
+        adata=out, model=model, genes=genes, config=config, losses=losses, trained=trained
+    )
+
+
+def _assemble_layer(
+    counts_all: sp.csr_matrix,
+    library: NDArray[np.floating],
+    imputed: NDArray[np.float32],
+    cols: NDArray[np.intp],
+) -> NDArray[np.float32] | sp.csr_matrix:
+    """Observed log-normalised values everywhere, the model's output in the modelled columns."""
+    n, g = counts_all.shape
+    if cols.size == g or n * g <= DENSE_LIMIT:
+        layer = data.normalize_log1p_sparse(counts_all, library).toarray()
+        layer[:, cols] = imputed
+        return layer
+    keep = np.ones(g, dtype=np.float32)
+    keep[cols] = 0.0
+    observed = data.normalize_log1p_sparse(counts_all, library) @ sp.diags(keep)
+    scatter = sp.csr_matrix(
+        (np.ones(cols.size, dtype=np.float32), (np.arange(cols.size), cols)), shape=(cols.size, g)
+    )
+    return sp.csr_matrix(observed + sp.csr_matrix(imputed) @ scatter, dtype=np.float32)
+
+
+def save_checkpoint(result: ImputeResult, path: str | Path) -> None:
+    import torch
+
+    from scregnet import __version__
+
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": __version__,
+            "config": result.config,
+            "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+            "genes": list(result.genes),
+        },
+        path,
+    )
+
+
+def write_loss_table(rows: list[dict[str, object]], path: str | Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(LOSS_COLUMNS), delimiter="\t")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+            )
+
+
+def write_outputs(result: ImputeResult, out: str | Path) -> list[Path]:
+    """Write ``out`` (h5ad) and, for a trained model, the checkpoint and loss table beside it.
+
+    All files appear together or not at all.
+    """
+    from scregnet.io.atomic import atomic_paths
+
+    out = Path(out)
+    model_path, loss_path = sidecar_paths(out)
+    targets = [out, model_path, loss_path] if result.trained else [out]
+    with atomic_paths(*targets) as temps:
+        result.adata.write_h5ad(temps[0], compression="gzip")
+        if result.trained:
+            save_checkpoint(result, temps[1])
+            write_loss_table(result.losses, temps[2])
+    for target in targets:
+        log.info("wrote %s", target)
+    return targets

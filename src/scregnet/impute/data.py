@@ -1,0 +1,295 @@
+"""The imputation stage's data contract: counts in, log-normalised matrices and bulk profiles out.
+
+AnnData contract (validated once, here):
+
+- ``adata.X`` (or ``adata.layers[layer]`` with ``--layer``) holds raw UMI counts: finite,
+  non-negative, integer-valued (values within ``1e-6`` of an integer are accepted and rounded, as
+  exported counts often carry float noise), at least one cell, one gene and one non-zero entry.
+- ``adata.var_names`` are gene names; the bulk matrix is matched on them.
+
+Normalisation (the one definition every part of the stage and its evaluation uses): each cell's
+counts are divided by its library size (total counts) and multiplied by ``TARGET_SUM`` = 10,000
+("counts per 10k"), then ``log1p`` is applied: ``x = log(1 + 1e4 * c / sum(c))``. A cell with no
+counts stays all zero. The imputed layer is on this same scale.
+
+Bulk: a TSV of genes x samples (first column ``gene``) of raw counts, validated like the single-cell
+counts. It is intersected with the single-cell genes explicitly (:func:`intersect_genes`); fewer than
+``MIN_SHARED_GENES`` shared genes is an error. Without a bulk matrix, :func:`cluster_pseudobulk`
+sums the single cells' raw counts per (unsupervised) cluster instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from scregnet.errors import InputError
+
+if TYPE_CHECKING:
+    import anndata as ad
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+TARGET_SUM = 1e4
+MIN_SHARED_GENES = 200
+INTEGER_TOLERANCE = 1e-6
+
+
+def _check_counts(
+    values: NDArray[np.floating], *, what: str, path: str | Path | None, hint: str = ""
+) -> None:
+    """Raise on NaN/inf, negative or non-integer values (``values`` = the stored entries)."""
+    if values.size == 0:
+        return
+    if not np.isfinite(values).all():
+        msg = f"{what} contain NaN or infinite values"
+        raise InputError(msg, path)
+    if (values < 0).any():
+        msg = f"{what} contain negative values (min {values.min():g}); raw counts are expected"
+        raise InputError(msg, path)
+    frac = np.abs(values - np.rint(values))
+    if (frac > INTEGER_TOLERANCE).any():
+        example = values[np.argmax(frac)]
+        msg = f"{what} contain non-integer values (e.g. {example:g}); raw integer counts are expected{hint}"
+        raise InputError(msg, path)
+
+
+def get_counts(
+    adata: ad.AnnData, *, layer: str | None = None, path: str | Path | None = None
+) -> sp.csr_matrix:
+    """The validated raw counts of ``adata`` (``X`` or ``layers[layer]``) as float32 CSR."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        msg = f"empty matrix ({adata.n_obs} cells x {adata.n_vars} genes)"
+        raise InputError(msg, path)
+    if layer is None:
+        source, what, hint = adata.X, "X", " (pick a raw-count layer with --layer)"
+    else:
+        if layer not in adata.layers:
+            have = ", ".join(adata.layers.keys()) or "none"
+            msg = f"layer {layer!r} not found (layers: {have})"
+            raise InputError(msg, path)
+        source, what, hint = adata.layers[layer], f"layer {layer!r}", ""
+    if source is None:
+        msg = "X is empty (None); pick a raw-count layer with --layer"
+        raise InputError(msg, path)
+    if adata.var_names.has_duplicates:
+        dup = adata.var_names[adata.var_names.duplicated()][0]
+        msg = f"duplicate gene names in var_names (e.g. {dup!r}); make them unique first"
+        raise InputError(msg, path)
+    counts = sp.csr_matrix(source, dtype=np.float64)
+    counts.sum_duplicates()
+    _check_counts(counts.data, what=what, path=path, hint=hint)
+    counts.data = np.rint(counts.data)
+    counts.eliminate_zeros()
+    if counts.nnz == 0:
+        msg = f"{what} has no non-zero counts"
+        raise InputError(msg, path)
+    return sp.csr_matrix(counts, dtype=np.float32)
+
+
+def library_sizes(counts: NDArray[np.floating] | sp.spmatrix) -> NDArray[np.float64]:
+    """Total counts per row (cell or bulk sample)."""
+    return np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+
+
+def normalize_log1p(
+    counts: NDArray[np.floating] | sp.spmatrix, library: NDArray[np.floating] | None = None
+) -> NDArray[np.float32]:
+    """``log1p(TARGET_SUM * counts / library)`` per row, dense float32.
+
+    ``library`` defaults to the row sums of ``counts``; pass the totals over all genes when
+    ``counts`` holds a subset of them. A row with no counts stays zero.
+    """
+    dense = counts.toarray() if sp.issparse(counts) else np.asarray(counts)  # type: ignore[union-attr]
+    lib = library_sizes(dense) if library is None else np.asarray(library, dtype=np.float64)
+    lib = np.where(lib > 0, lib, 1.0).reshape(-1, 1)
+    return np.log1p(dense.astype(np.float64) / lib * TARGET_SUM).astype(np.float32)
+
+
+def normalize_log1p_sparse(
+    counts: sp.spmatrix, library: NDArray[np.floating] | None = None
+) -> sp.csr_matrix:
+    """:func:`normalize_log1p` for a sparse matrix, staying sparse (zeros stay zero)."""
+    csr = sp.csr_matrix(counts, dtype=np.float64)
+    lib = library_sizes(csr) if library is None else np.asarray(library, dtype=np.float64)
+    lib = np.where(lib > 0, lib, 1.0)
+    scaled = sp.diags(TARGET_SUM / lib) @ csr
+    scaled = sp.csr_matrix(scaled)
+    scaled.data = np.log1p(scaled.data)
+    return sp.csr_matrix(scaled, dtype=np.float32)
+
+
+def read_bulk_tsv(path: str | Path) -> pd.DataFrame:
+    """A bulk RNA count matrix: TSV, genes in rows (first column ``gene``), one column per sample."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        msg = "file does not exist"
+        raise InputError(msg, path)
+    try:
+        frame = pd.read_csv(path, sep="\t", index_col=0)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        msg = f"not a readable TSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        raise InputError(msg, path) from exc
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        msg = f"empty bulk matrix ({frame.shape[0]} genes x {frame.shape[1]} samples)"
+        raise InputError(msg, path)
+    frame.index = frame.index.astype(str)
+    if frame.index.has_duplicates:
+        dup = frame.index[frame.index.duplicated()][0]
+        msg = f"duplicate gene {dup!r} in the first column"
+        raise InputError(msg, path)
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        msg = f"sample column {bad[0]!r} is not numeric"
+        raise InputError(msg, path)
+    values = frame.to_numpy(dtype=np.float64)
+    _check_counts(values.ravel(), what="bulk counts", path=path)
+    if values.sum() == 0:
+        msg = "bulk matrix has no non-zero counts"
+        raise InputError(msg, path)
+    log.info("read bulk RNA %s: %d genes x %d samples", path, *frame.shape)
+    return frame.round().astype(np.float64)
+
+
+def intersect_genes(
+    sc_genes: Sequence[str],
+    bulk_genes: Sequence[str],
+    *,
+    min_shared: int = MIN_SHARED_GENES,
+    path: str | Path | None = None,
+) -> list[str]:
+    """Genes present in both, in single-cell order; fewer than ``min_shared`` is an error."""
+    bulk = set(bulk_genes)
+    shared = [g for g in sc_genes if g in bulk]
+    if len(shared) < min_shared:
+        msg = (
+            f"only {len(shared)} genes shared between the bulk matrix ({len(bulk)} genes) and the "
+            f"single cells ({len(sc_genes)} genes); at least {min_shared} are needed (check gene naming)"
+        )
+        raise InputError(msg, path)
+    log.info(
+        "gene intersection: %d shared of %d single-cell and %d bulk genes",
+        len(shared),
+        len(sc_genes),
+        len(bulk),
+    )
+    return shared
+
+
+def select_variable_genes(
+    counts: sp.csr_matrix, genes: Sequence[str], n_top: int | None
+) -> list[str]:
+    """The ``n_top`` most variable genes (dispersion of log-normalised values), in input order.
+
+    ``None`` or ``n_top`` at least the number of detected genes keeps all detected genes. Genes
+    never detected are always dropped (there is nothing to learn about them).
+    """
+    detected = np.asarray((counts > 0).sum(axis=0)).ravel() > 0
+    genes = list(genes)
+    if n_top is None or n_top >= int(detected.sum()):
+        return [g for g, d in zip(genes, detected, strict=True) if d]
+    logn = normalize_log1p_sparse(counts)
+    mean = np.asarray(logn.mean(axis=0), dtype=np.float64).ravel()
+    sq = np.asarray(logn.multiply(logn).mean(axis=0), dtype=np.float64).ravel()
+    var = sq - mean**2
+    dispersion = np.where(mean > 0, var / np.maximum(mean, 1e-12), -np.inf)
+    order = np.argsort(-dispersion, kind="stable")[:n_top]
+    keep = np.zeros(len(genes), dtype=bool)
+    keep[order] = True
+    return [g for g, k in zip(genes, keep, strict=True) if k]
+
+
+@dataclass(frozen=True)
+class Pseudobulk:
+    """Pseudobulk profiles from the single cells' own clusters (raw counts, samples x genes)."""
+
+    counts: NDArray[np.float64]
+    library: NDArray[np.float64]
+    cluster_of_sample: NDArray[np.int64]
+    n_clusters: int
+
+
+def cluster_pseudobulk(
+    counts: sp.csr_matrix,
+    library: NDArray[np.floating],
+    *,
+    rng: np.random.Generator,
+    n_clusters: int | None = None,
+    replicates: int = 16,
+    n_pcs: int = 30,
+) -> Pseudobulk:
+    """Cluster the cells (PCA of log-normalised counts + k-means) and sum raw counts per cluster.
+
+    ``counts`` are the model's genes, ``library`` each cell's total over all genes. Each cluster
+    yields ``replicates`` pseudobulk samples, each the sum of a random half of its cells, so that
+    the bulk domain has within-cluster variation to learn from. Unsupervised: no labels are read.
+    The default number of clusters is ``n_cells // 50`` clipped to [2, 20].
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    n_cells = counts.shape[0]
+    if n_clusters is None:
+        n_clusters = int(np.clip(n_cells // 50, 2, 20))
+    n_clusters = max(1, min(n_clusters, n_cells))
+    seed = int(rng.integers(2**31 - 1))
+    n_comp = min(n_pcs, n_cells - 1, counts.shape[1] - 1)
+    if n_clusters > 1 and n_comp >= 1:
+        logn = normalize_log1p(counts, library)
+        pcs = PCA(n_components=n_comp, random_state=seed).fit_transform(logn)
+        labels = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit_predict(pcs)
+    else:
+        labels = np.zeros(n_cells, dtype=np.int64)
+    lib = np.asarray(library, dtype=np.float64)
+    profiles: list[NDArray[np.float64]] = []
+    libs: list[float] = []
+    owner: list[int] = []
+    for k in np.unique(labels):
+        members = np.flatnonzero(labels == k)
+        size = max(1, members.size // 2)
+        for _ in range(replicates):
+            pick = rng.choice(members, size=size, replace=False)
+            profiles.append(np.asarray(counts[pick].sum(axis=0), dtype=np.float64).ravel())
+            libs.append(float(lib[pick].sum()))
+            owner.append(int(k))
+    return Pseudobulk(
+        counts=np.vstack(profiles),
+        library=np.asarray(libs),
+        cluster_of_sample=np.asarray(owner, dtype=np.int64),
+        n_clusters=int(np.unique(labels).size),
+    )
+
+
+def gene_order(logn: NDArray[np.floating]) -> NDArray[np.intp]:
+    """A 1D order of genes that puts co-expressed genes next to each other.
+
+    The U-Net convolves along the gene axis, where the input order (alphabetical, genomic) carries
+    little meaning; ordering genes by the leaves of an average-linkage tree on their correlation
+    makes neighbouring positions co-vary, so that convolution kernels see related genes.
+    """
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    n_genes = logn.shape[1]
+    if n_genes < 3:
+        return np.arange(n_genes)
+    x = np.asarray(logn, dtype=np.float64)
+    sd = x.std(axis=0)
+    z = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    corr = (z.T @ z) / max(1, x.shape[0])
+    np.fill_diagonal(corr, 1.0)
+    dist = np.clip(1.0 - corr, 0.0, 2.0)
+    dist = (dist + dist.T) / 2
+    np.fill_diagonal(dist, 0.0)
+    tree = linkage(squareform(dist, checks=False), method="average")
+    return np.asarray(leaves_list(tree), dtype=np.intp)

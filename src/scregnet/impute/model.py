@@ -1,0 +1,298 @@
+"""scDTL-style imputation network (maths only; data handling is in ``data``, loops in ``train``).
+
+Four parts, after scDTL (Brief Bioinform 2024, bbae555):
+
+1. :class:`BulkDAE`: a denoising autoencoder over the gene vector, pretrained on (corrupted) bulk
+   RNA profiles to reconstruct the clean profile.
+2. Domain adaptation: the same encoder is then trained on single cells with a reconstruction loss
+   plus the maximum mean discrepancy (:func:`mmd_rbf`) between bulk and single-cell latent codes.
+3. :class:`UNet1D`: a 1D U-Net over the gene axis (long kernels; coarse and fine features).
+4. :class:`CrossChannelAttention`: CBAM-style channel + spatial attention over the two branches'
+   concatenated feature maps, decoded to the imputed expression by :class:`ScDTL`.
+
+All tensors are log1p(counts per 10k); ``G`` = genes, ``B`` = batch, ``H``/``L`` = hidden/latent
+width, ``C`` = channels.
+
+Default widths are scaled for ~2,000 genes on a CPU (hidden 512, latent 128, U-Net channels
+8/16/32 with kernels 15/31/63 over patches of 4 genes); the paper's 4096 -> 2048 encoder was sized for 4,000 genes on a GPU.
+Every width is a field of :class:`ImputeConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ImputeConfig:
+    """Architecture of :class:`ScDTL` (saved in checkpoints as a dict)."""
+
+    n_genes: int
+    hidden_dim: int = 512
+    latent_dim: int = 128
+    dropout: float = 0.1
+    use_unet: bool = True
+    unet_channels: tuple[int, ...] = (8, 16, 32)
+    unet_kernels: tuple[int, ...] = (15, 31, 63)
+    unet_patch: int = 4
+    fusion_channels: int = 8
+    attention_reduction: int = 4
+    spatial_kernel: int = 7
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.unet_channels = tuple(int(c) for c in self.unet_channels)
+        self.unet_kernels = tuple(int(k) for k in self.unet_kernels)
+        if len(self.unet_channels) != len(self.unet_kernels) or not self.unet_channels:
+            msg = "unet_channels and unet_kernels must be non-empty and of equal length"
+            raise ValueError(msg)
+        if min(self.n_genes, self.hidden_dim, self.latent_dim, self.fusion_channels) < 1:
+            msg = "n_genes, hidden_dim, latent_dim and fusion_channels must be >= 1"
+            raise ValueError(msg)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["unet_channels"] = list(self.unet_channels)
+        d["unet_kernels"] = list(self.unet_kernels)
+        return d
+
+
+class BulkDAE(nn.Module):
+    """Denoising autoencoder: gene vector -> latent code -> reconstructed gene vector (logits)."""
+
+    def __init__(self, n_genes: int, hidden_dim: int, latent_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Linear(n_genes, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, latent_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, n_genes),
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, G) -> (B, L)
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        # (B, L) -> (B, G); pre-activation (softplus gives the expression)
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # (B, G) -> latent (B, L), reconstruction logits (B, G)
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+class Pointwise(nn.Module):
+    """A 1x1 convolution (channel mixing at each position) as an einsum, fast on CPUs."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(c_in)
+        self.weight = nn.Parameter(torch.empty(c_out, c_in).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(c_out).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, C_in, N) -> (B, C_out, N)
+        return torch.einsum("oc,bcn->bon", self.weight, x) + self.bias.unsqueeze(-1)
+
+
+class LongConv1d(nn.Module):
+    """Depthwise 1D convolution with a long kernel, 'same' padding, computed by FFT.
+
+    Equivalent to ``nn.Conv1d(c, c, kernel, padding='same', groups=c)`` (cross-correlation) but
+    O(N log N) per channel, which is what makes kernels of 15-127 genes affordable on a CPU.
+    """
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.kernel = kernel
+        bound = 1.0 / math.sqrt(kernel)
+        self.weight = nn.Parameter(torch.empty(channels, kernel).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, C, N) -> (B, C, N)
+        n, k = x.shape[-1], self.kernel
+        size = 1 << (n + k - 2).bit_length()  # power of two >= N + k - 1 (no circular wrap)
+        spec = torch.fft.rfft(x.float(), n=size) * torch.fft.rfft(
+            self.weight.flip(-1).float(), n=size
+        )
+        y = torch.fft.irfft(spec, n=size)  # full convolution, (B, C, size)
+        left = (k - 1) // 2
+        return y[..., left : left + n].to(x.dtype) + self.bias.unsqueeze(-1)
+
+
+class ConvBlock(nn.Module):
+    """Depthwise-separable 1D convolution block with a residual path.
+
+    A pointwise (1x1) projection mixes channels, a long depthwise convolution looks along the gene
+    axis, then group norm and GELU. Separable convolutions keep long kernels affordable on a CPU
+    (cost ~ C * (C + log N) per position instead of C * C * k).
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int) -> None:
+        super().__init__()
+        self.pointwise = Pointwise(c_in, c_out)
+        self.depthwise = LongConv1d(c_out, kernel)
+        self.norm = nn.GroupNorm(1, c_out)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, C_in, N) -> (B, C_out, N)
+        h = self.pointwise(x)
+        return self.act(self.norm(h + self.depthwise(h)))
+
+
+class UNet1D(nn.Module):
+    """1D U-Net over the gene axis.
+
+    A strided "patch" convolution first embeds groups of ``patch`` neighbouring genes (the gene
+    order puts co-expressed genes together), then each level applies a long-kernel block, max-pools
+    by 2 on the way down and interpolates back up with skip connections; a transposed convolution
+    returns to one position per gene. With patch 4 and kernels 15/31/63 the three levels see about
+    60, 250 and 1,000 genes: fine and coarse features.
+    """
+
+    def __init__(self, channels: tuple[int, ...], kernels: tuple[int, ...], patch: int) -> None:
+        super().__init__()
+        self.patch = patch
+        c0 = channels[0]
+        # patch embedding: each group of `patch` genes -> c0 channels, and back
+        self.stem = nn.Parameter(
+            torch.empty(c0, patch).uniform_(-1 / math.sqrt(patch), 1 / math.sqrt(patch))
+        )
+        self.stem_bias = nn.Parameter(torch.zeros(c0))
+        self.unpatch = nn.Parameter(
+            torch.empty(c0, c0, patch).uniform_(-1 / math.sqrt(c0), 1 / math.sqrt(c0))
+        )
+        self.unpatch_bias = nn.Parameter(torch.zeros(c0))
+        ins = (channels[0], *channels[:-1])
+        self.down = nn.ModuleList(
+            ConvBlock(ci, co, k) for ci, co, k in zip(ins, channels, kernels, strict=True)
+        )
+        self.up = nn.ModuleList(
+            ConvBlock(channels[i] + channels[i + 1], channels[i], kernels[i])
+            for i in range(len(channels) - 1)
+        )
+        self.out_channels = channels[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n_genes = x.shape[-1]
+        pad = (-n_genes) % self.patch
+        # (B, G) -> (B, N_0, patch), N_0 = (G + pad) / patch -> (B, C_0, N_0)
+        patches = F.pad(x, (0, pad)).reshape(x.shape[0], -1, self.patch)
+        h = torch.einsum("bnp,cp->bcn", patches, self.stem) + self.stem_bias.unsqueeze(-1)
+        skips: list[torch.Tensor] = []
+        for level, block in enumerate(self.down):
+            if level > 0:
+                # (B, C, N) -> (B, C, ceil(N / 2))
+                h = F.max_pool1d(h, kernel_size=2, ceil_mode=True)
+            h = block(h)  # (B, C_level, N_level)
+            skips.append(h)
+        for level in range(len(self.up) - 1, -1, -1):
+            skip = skips[level]
+            # (B, C_{l+1}, N_{l+1}) -> (B, C_{l+1}, N_l), then concat -> (B, C_l + C_{l+1}, N_l)
+            h = F.interpolate(h, size=skip.shape[-1], mode="linear", align_corners=False)
+            h = self.up[level](torch.cat([skip, h], dim=1))  # (B, C_l, N_l)
+        # (B, C_0, N_0) -> (B, C_0, N_0, patch) -> (B, C_0, G + pad) -> (B, C_0, G)
+        out = torch.einsum("bcn,ocp->bonp", h, self.unpatch).reshape(h.shape[0], h.shape[1], -1)
+        return out[..., :n_genes] + self.unpatch_bias.unsqueeze(-1)
+
+
+class CrossChannelAttention(nn.Module):
+    """CBAM: channel attention (pooled over genes) then spatial attention (pooled over channels)."""
+
+    def __init__(self, channels: int, reduction: int, spatial_kernel: int) -> None:
+        super().__init__()
+        mid = max(1, channels // reduction)
+        self.mlp = nn.Sequential(nn.Linear(channels, mid), nn.GELU(), nn.Linear(mid, channels))
+        self.spatial_kernel = spatial_kernel
+        bound = 1.0 / math.sqrt(2 * spatial_kernel)
+        self.spatial = nn.Parameter(torch.empty(2, spatial_kernel).uniform_(-bound, bound))
+        self.spatial_bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        # channel attention: (B, C, G) -> avg/max over G (B, C) -> MLP -> (B, C, 1)
+        weights = torch.sigmoid(self.mlp(h.mean(dim=-1)) + self.mlp(h.amax(dim=-1)))
+        h = h * weights.unsqueeze(-1)
+        # spatial attention: (B, C, G) -> [mean, max] over C (B, 2, G) -> conv -> (B, 1, G)
+        pooled = torch.cat([h.mean(dim=1, keepdim=True), h.amax(dim=1, keepdim=True)], dim=1)
+        k = self.spatial_kernel
+        # 'same' padding, windows (B, 2, G, k) -> (B, 1, G)
+        windows = F.pad(pooled, ((k - 1) // 2, k // 2)).unfold(-1, k, 1)
+        logits = torch.einsum("bcgk,ck->bg", windows, self.spatial) + self.spatial_bias
+        return h * torch.sigmoid(logits).unsqueeze(1)
+
+
+class ImputeOutput(NamedTuple):
+    imputed: torch.Tensor  # (B, G) non-negative log1p expression
+    latent: torch.Tensor  # (B, L) bulk-encoder code
+    dae: torch.Tensor  # (B, G) non-negative DAE-branch reconstruction
+
+
+class ScDTL(nn.Module):
+    """Bulk-pretrained DAE branch + 1D U-Net branch, fused by cross-channel attention."""
+
+    def __init__(self, config: ImputeConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.dae = BulkDAE(c.n_genes, c.hidden_dim, c.latent_dim, c.dropout)
+        f = c.fusion_channels
+        # DAE branch features: [input, reconstruction] -> F channels
+        self.dae_proj = Pointwise(2, f)
+        self.unet: UNet1D | None = None
+        self.unet_proj: Pointwise | None = None
+        fused = f
+        if c.use_unet:
+            self.unet = UNet1D(c.unet_channels, c.unet_kernels, c.unet_patch)
+            self.unet_proj = Pointwise(self.unet.out_channels, f)
+            fused = 2 * f
+        self.attention = CrossChannelAttention(fused, c.attention_reduction, c.spatial_kernel)
+        self.head = nn.Sequential(Pointwise(fused, f), nn.GELU(), Pointwise(f, 1))
+
+    def forward(self, x: torch.Tensor) -> ImputeOutput:
+        # x: (B, G)
+        z, recon = self.dae(x)  # (B, L), (B, G)
+        # (B, 2, G) -> (B, F, G)
+        feats = self.dae_proj(torch.stack([x, F.softplus(recon)], dim=1))
+        if self.unet is not None and self.unet_proj is not None:
+            # (B, G) -> (B, C_0, G) -> (B, F, G); concat -> (B, 2F, G)
+            feats = torch.cat([feats, self.unet_proj(self.unet(x))], dim=1)
+        fused = self.attention(feats)  # (B, F or 2F, G)
+        # head (B, 1, G) -> (B, G), residual on the DAE logits
+        out = F.softplus(recon + self.head(fused).squeeze(1))
+        return ImputeOutput(imputed=out, latent=z, dae=F.softplus(recon))
+
+
+def mmd_rbf(
+    a: torch.Tensor, b: torch.Tensor, *, scales: tuple[float, ...] = (0.5, 1.0, 2.0)
+) -> torch.Tensor:
+    """Maximum mean discrepancy between samples ``a`` (N, L) and ``b`` (M, L), Gaussian kernels.
+
+    The paper uses one Gaussian kernel with gamma 1000 on its own latent scale; here the bandwidth
+    follows the median pairwise squared distance (times ``scales``), which keeps the statistic
+    informative whatever the latent scale. Biased (V-statistic) estimate, >= 0.
+    """
+    x = torch.cat([a, b], dim=0).float()  # (N + M, L)
+    d2 = torch.cdist(x, x).pow(2)  # (N + M, N + M)
+    bandwidth = d2.detach().median().clamp_min(1e-6)
+    k = sum(torch.exp(-d2 / (bandwidth * s)) for s in scales)
+    assert isinstance(k, torch.Tensor)
+    n = a.shape[0]
+    kaa, kbb, kab = k[:n, :n], k[n:, n:], k[:n, n:]
+    return (kaa.mean() + kbb.mean() - 2 * kab.mean()).clamp_min(0.0)

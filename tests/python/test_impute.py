@@ -1,0 +1,517 @@
+"""Imputation stage: data contract, model maths, training/inference, CLI flags and bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from scregnet.cli import main as cli
+from scregnet.errors import InputError
+from scregnet.impute import data
+from scregnet.impute.model import ImputeConfig, LongConv1d, ScDTL, mmd_rbf
+
+# tiny architecture + schedule so each training run takes a second or two
+TINY = {"hidden_dim": 32, "latent_dim": 8}
+TINY_MODEL = {"unet_channels": (4, 8), "unet_kernels": (7, 15), "fusion_channels": 4}
+TINY_TRAIN = {"pretrain_epochs": 1, "adapt_epochs": 1, "bulk_steps": 2}
+
+
+def synthetic_counts(
+    n_cells: int = 90, n_genes: int = 240, n_types: int = 3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell-type programmes x library size, Poisson sampled: (counts, true means, cell types)."""
+    rng = np.random.default_rng(seed)
+    types = np.arange(n_cells) % n_types
+    base = rng.gamma(0.8, 1.0, size=n_genes)
+    programme = rng.lognormal(0.0, 1.0, size=(n_types, n_genes))
+    mean = base * programme[types]
+    lib = rng.lognormal(np.log(1200), 0.3, size=(n_cells, 1))
+    rate = mean / mean.sum(axis=1, keepdims=True) * lib
+    return rng.poisson(rate).astype(np.float32), rate, types
+
+
+def make_adata(n_cells: int = 90, n_genes: int = 240, seed: int = 0) -> ad.AnnData:
+    counts, _, types = synthetic_counts(n_cells, n_genes, seed=seed)
+    adata = ad.AnnData(sp.csr_matrix(counts))
+    adata.obs_names = [f"cell{i}" for i in range(n_cells)]
+    adata.var_names = [f"G{i}" for i in range(n_genes)]
+    adata.obs["group"] = [f"t{t}" for t in types]
+    return adata
+
+
+def bulk_frame(adata: ad.AnnData, genes: list[str] | None = None) -> pd.DataFrame:
+    """A genes x samples bulk matrix summed from groups of cells."""
+    counts = np.asarray(adata.X.toarray())
+    groups = np.array_split(np.arange(adata.n_obs), 6)
+    frame = pd.DataFrame(
+        np.stack([counts[g].sum(axis=0) for g in groups], axis=1).astype(int),
+        index=list(adata.var_names) if genes is None else genes,
+        columns=[f"bulk{i}" for i in range(6)],
+    )
+    frame.index.name = "gene"
+    return frame
+
+
+def quick(adata: ad.AnnData, **kw: object):  # type: ignore[no-untyped-def]
+    from scregnet.impute.api import impute
+
+    options = {
+        "epochs": 1,
+        "device": "cpu",
+        "seed": 0,
+        "threads": 1,
+        "train_options": TINY_TRAIN,
+        "model_options": TINY_MODEL,
+        **TINY,
+    }
+    options.update(kw)
+    return impute(adata, **options)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ data contract
+@pytest.mark.parametrize("sparse", [True, False])
+def test_get_counts_accepts_near_integers(sparse: bool) -> None:
+    x = np.array([[1.0, 0.0, 2.999999999], [0.0, 4.0000000001, 0.0]])
+    adata = ad.AnnData(sp.csr_matrix(x) if sparse else x)
+    counts = data.get_counts(adata)
+    assert sp.issparse(counts)
+    np.testing.assert_array_equal(counts.toarray(), [[1, 0, 3], [0, 4, 0]])
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([[1.0, np.nan], [0.0, 1.0]], "NaN"),
+        ([[1.0, -2.0], [0.0, 1.0]], "negative"),
+        ([[1.5, 2.0], [0.0, 1.0]], "non-integer"),
+        ([[0.0, 0.0], [0.0, 0.0]], "no non-zero"),
+    ],
+)
+def test_get_counts_rejects_bad_values(values: list[list[float]], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        data.get_counts(ad.AnnData(np.array(values)), path="x.h5ad")
+
+
+def test_non_integer_error_points_to_layer_and_layer_picks_counts() -> None:
+    counts = np.array([[1.0, 0.0], [2.0, 3.0]])
+    adata = ad.AnnData(np.log1p(counts))
+    adata.layers["counts"] = counts
+    with pytest.raises(InputError, match="--layer"):
+        data.get_counts(adata)
+    np.testing.assert_array_equal(data.get_counts(adata, layer="counts").toarray(), counts)
+    with pytest.raises(InputError, match="layer 'raw' not found"):
+        data.get_counts(adata, layer="raw")
+
+
+def test_empty_matrix_is_an_error() -> None:
+    with pytest.raises(InputError, match="empty matrix"):
+        data.get_counts(ad.AnnData(np.zeros((0, 5))))
+
+
+def test_normalisation_is_counts_per_10k_then_log1p() -> None:
+    x = np.array([[1.0, 3.0], [0.0, 0.0]])
+    out = data.normalize_log1p(x)
+    np.testing.assert_allclose(out[0], np.log1p([2500.0, 7500.0]), rtol=1e-6)
+    np.testing.assert_array_equal(out[1], [0, 0])
+    np.testing.assert_allclose(data.normalize_log1p_sparse(sp.csr_matrix(x)).toarray(), out)
+    # an explicit library (totals over all genes) changes the scale
+    np.testing.assert_allclose(
+        data.normalize_log1p(x, np.array([8.0, 1.0]))[0], np.log1p([1250.0, 3750.0]), rtol=1e-6
+    )
+
+
+def test_intersect_genes_needs_200_shared() -> None:
+    sc = [f"G{i}" for i in range(300)]
+    assert data.intersect_genes(sc, sc[50:260][::-1]) == sc[50:260]
+    with pytest.raises(InputError, match="only 199 genes shared"):
+        data.intersect_genes(sc, [*sc[:199], "OTHER"])
+
+
+def test_read_bulk_tsv_validates(tmp_path: Path) -> None:
+    good = tmp_path / "bulk.tsv"
+    good.write_text("gene\ts1\ts2\nA\t1\t2\nB\t0\t5\n")
+    frame = data.read_bulk_tsv(good)
+    assert list(frame.columns) == ["s1", "s2"] and list(frame.index) == ["A", "B"]
+    for text, message in [
+        ("gene\ts1\nA\t-1\n", "negative"),
+        ("gene\ts1\nA\tNaN\n", "NaN"),
+        ("gene\ts1\nA\t1.5\n", "non-integer"),
+        ("gene\ts1\nA\t1\nA\t2\n", "duplicate gene"),
+        ("gene\ts1\n", "empty"),
+    ]:
+        bad = tmp_path / "bad.tsv"
+        bad.write_text(text)
+        with pytest.raises(InputError, match=message):
+            data.read_bulk_tsv(bad)
+
+
+def test_gene_order_groups_correlated_genes() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 1)), rng.normal(size=(200, 1))
+    # genes 0, 2, 4 follow a; genes 1, 3, 5 follow b
+    x = np.hstack([a, b, a, b, a, b]) + 0.05 * rng.normal(size=(200, 6))
+    order = list(data.gene_order(x))
+    pos = {g: order.index(g) for g in range(6)}
+    assert {pos[0], pos[2], pos[4]} in ({0, 1, 2}, {3, 4, 5})
+
+
+def test_cluster_pseudobulk_sums_raw_counts() -> None:
+    adata = make_adata()
+    counts = data.get_counts(adata)
+    lib = data.library_sizes(counts)
+    pb = data.cluster_pseudobulk(counts, lib, rng=np.random.default_rng(0), replicates=4)
+    assert pb.counts.shape == (4 * pb.n_clusters, adata.n_vars)
+    np.testing.assert_allclose(pb.counts.sum(axis=1), pb.library)
+    assert pb.library.max() <= counts.sum()
+
+
+# ------------------------------------------------------------------ model maths
+def test_long_conv_matches_depthwise_conv1d() -> None:
+    torch.manual_seed(0)
+    conv = LongConv1d(3, 15)
+    x = torch.randn(2, 3, 41)
+    ref = torch.nn.functional.conv1d(
+        x, conv.weight.unsqueeze(1), conv.bias, padding="same", groups=3
+    )
+    torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("use_unet", [True, False])
+def test_model_shapes(use_unet: bool) -> None:
+    torch.manual_seed(0)
+    model = ScDTL(ImputeConfig(n_genes=103, use_unet=use_unet, **TINY, **TINY_MODEL))  # type: ignore[arg-type]
+    out = model(torch.rand(5, 103))
+    assert out.imputed.shape == (5, 103) and out.dae.shape == (5, 103)
+    assert out.latent.shape == (5, 8)
+    assert (out.imputed >= 0).all()
+    assert (model.unet is None) == (not use_unet)
+
+
+def test_mmd_detects_shift() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 4, generator=g)
+    same = torch.randn(64, 4, generator=g)
+    shifted = torch.randn(64, 4, generator=g) + 2.0
+    assert mmd_rbf(a, shifted) > 5 * mmd_rbf(a, same)
+    assert float(mmd_rbf(a, a)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_batched_inference_matches_one_batch() -> None:
+    from scregnet.device import resolve_device
+    from scregnet.impute.train import predict
+
+    adata = make_adata(n_cells=23, n_genes=50)
+    counts = data.get_counts(adata)
+    lib = data.library_sizes(counts)
+    torch.manual_seed(0)
+    model = ScDTL(ImputeConfig(n_genes=50, **TINY, **TINY_MODEL))  # type: ignore[arg-type]
+    cpu = resolve_device("cpu")
+    whole = predict(model, counts, lib, device=cpu, batch_size=1024)
+    np.testing.assert_allclose(
+        predict(model, counts, lib, device=cpu, batch_size=4), whole, atol=1e-6
+    )
+
+
+# ------------------------------------------------------------------ API
+def test_impute_keeps_x_and_adds_layer() -> None:
+    adata = make_adata()
+    x_before = adata.X.copy()
+    result = quick(adata)
+    out = result.adata
+    assert (out.X != x_before).nnz == 0 and (adata.X != x_before).nnz == 0
+    layer = out.layers["imputed"]
+    assert layer.shape == adata.shape and np.isfinite(layer).all() and (layer >= 0).all()
+    assert int(out.var["imputed"].sum()) == len(result.genes) >= adata.n_vars - 3
+    assert out.uns["scregnet_impute"]["bulk_source"] == "pseudobulk"
+    assert {r["phase"] for r in result.losses} == {"pretrain", "adapt", "fuse"}
+
+
+def test_same_seed_same_output_other_seed_differs() -> None:
+    adata = make_adata()
+    a = quick(adata, seed=3).adata.layers["imputed"]
+    b = quick(adata, seed=3).adata.layers["imputed"]
+    c = quick(adata, seed=4).adata.layers["imputed"]
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_ablations_change_training() -> None:
+    adata = make_adata()
+    no_bulk = quick(adata, use_bulk=False)
+    assert {r["phase"] for r in no_bulk.losses} == {"adapt", "fuse"}
+    assert all(r["mmd"] == 0 for r in no_bulk.losses)
+    assert no_bulk.adata.uns["scregnet_impute"]["bulk_source"] == "none"
+    no_unet = quick(adata, use_unet=False)
+    assert no_unet.model.unet is None
+
+
+def test_n_top_genes_limits_modelled_genes() -> None:
+    adata = make_adata()
+    result = quick(adata, n_top_genes=60)
+    assert int(result.adata.var["imputed"].sum()) == 60 and len(result.genes) == 60
+    layer = result.adata.layers["imputed"]
+    observed = data.normalize_log1p(adata.X)
+    rest = ~result.adata.var["imputed"].to_numpy()
+    np.testing.assert_allclose(layer[:, rest], observed[:, rest], rtol=1e-5)
+
+
+def knn_smoothing(counts: np.ndarray, k: int = 10) -> np.ndarray:
+    """One-step kNN smoothing (sum of raw counts over each cell and its k PCA neighbours)."""
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    pcs = PCA(n_components=20, random_state=0).fit_transform(data.normalize_log1p(counts))
+    _, nbrs = NearestNeighbors(n_neighbors=k + 1).fit(pcs).kneighbors(pcs)
+    return data.normalize_log1p(counts[nbrs].sum(axis=1))
+
+
+def test_masked_recovery_beats_baselines() -> None:
+    """On held-out (zeroed) counts the model beats gene means and kNN smoothing (default widths)."""
+    from scregnet.evaluate.metrics import mask_nonzeros, masked_recovery
+
+    counts, _, _ = synthetic_counts(n_cells=150, n_genes=240, seed=1)
+    masked, entries = mask_nonzeros(counts, 0.2, np.random.default_rng(0))
+    truth = data.normalize_log1p(counts, masked.sum(axis=1))
+    adata = ad.AnnData(sp.csr_matrix(masked.astype(np.float32)))
+    adata.var_names = [f"G{i}" for i in range(counts.shape[1])]
+    result = quick(adata, epochs=12, hidden_dim=512, latent_dim=128, model_options={})
+    scdtl = masked_recovery(truth, result.adata.layers["imputed"], entries)
+    observed = data.normalize_log1p(masked)
+    gene_mean = masked_recovery(
+        truth, np.broadcast_to(observed.mean(axis=0), observed.shape), entries
+    )
+    knn = masked_recovery(truth, knn_smoothing(masked), entries)
+    assert scdtl.pearson > gene_mean.pearson + 0.1
+    assert scdtl.pearson > knn.pearson
+    assert scdtl.rmse < min(gene_mean.rmse, knn.rmse)
+
+
+# ------------------------------------------------------------------ CLI
+def run_cli(tmp_path: Path, adata: ad.AnnData, *extra: str, name: str = "s") -> tuple[int, Path]:
+    rna = tmp_path / f"{name}.rna.h5ad"
+    if not rna.exists():
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        adata.write_h5ad(rna)
+    out = tmp_path / "out" / f"{name}.imputed.h5ad"
+    code = cli.main(
+        [
+            "impute",
+            "--rna",
+            str(rna),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--hidden-dim",
+            "32",
+            "--latent-dim",
+            "8",
+            *extra,
+        ]
+    )
+    return code, out
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("impute_cli")
+    code, out = run_cli(tmp, make_adata(), "--epochs", "2")
+    assert code == 0
+    return tmp, out
+
+
+def test_cli_writes_h5ad_checkpoint_and_loss_table(cli_run: tuple[Path, Path]) -> None:
+    from scregnet.impute.api import load_checkpoint, sidecar_paths
+
+    _, out = cli_run
+    model_path, loss_path = sidecar_paths(out)
+    assert model_path.name == "s.imputed.model.pt" and loss_path.name == "s.imputed.loss.tsv"
+    result = ad.read_h5ad(out)
+    assert "imputed" in result.layers
+    ckpt = load_checkpoint(model_path)
+    assert {"config", "state_dict", "version", "genes"} <= set(ckpt)
+    assert set(ckpt["genes"]) == set(result.var_names[result.var["imputed"].to_numpy()])
+    losses = pd.read_csv(loss_path, sep="\t")
+    assert list(losses.columns) == [
+        "phase",
+        "epoch",
+        "loss",
+        "reconstruction",
+        "mmd",
+        "bulk",
+        "seconds",
+    ]
+    assert (losses["phase"] == "fuse").sum() == 2  # --epochs 2
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(
+        [out.name, model_path.name, loss_path.name]
+    )
+
+
+def test_cli_epochs_batch_size_seed_change_output(
+    tmp_path: Path, cli_run: tuple[Path, Path]
+) -> None:
+    _, ref_out = cli_run
+    ref = ad.read_h5ad(ref_out).layers["imputed"]
+    adata = make_adata()
+    variants = {
+        "epochs": ["--epochs", "1"],
+        "batch": ["--epochs", "2", "--batch-size", "16"],
+        "seed": ["--epochs", "2", "--seed", "5"],
+        "same": ["--epochs", "2"],
+    }
+    layers = {}
+    for name, flags in variants.items():
+        code, out = run_cli(tmp_path / name, adata, *flags)
+        assert code == 0
+        layers[name] = ad.read_h5ad(out).layers["imputed"]
+    np.testing.assert_array_equal(layers["same"], ref)  # CPU: same seed, identical output
+    for name in ("epochs", "batch", "seed"):
+        assert not np.allclose(layers[name], ref), name
+    losses = pd.read_csv(tmp_path / "epochs" / "out" / "s.imputed.loss.tsv", sep="\t")
+    assert (losses["phase"] == "fuse").sum() == 1
+
+
+def test_cli_widths_and_top_genes(tmp_path: Path) -> None:
+    from scregnet.impute.api import load_checkpoint
+
+    code, out = run_cli(
+        tmp_path, make_adata(), "--epochs", "1", "--hidden-dim", "24", "--latent-dim", "6",
+        "--n-top-genes", "210",
+    )  # fmt: skip
+    assert code == 0
+    ckpt = load_checkpoint(out.with_name("s.imputed.model.pt"))
+    assert ckpt["config"]["model"]["hidden_dim"] == 24
+    assert ckpt["state_dict"]["dae.encoder.4.weight"].shape == (6, 24)
+    assert len(ckpt["genes"]) == 210
+    assert int(ad.read_h5ad(out).var["imputed"].sum()) == 210
+
+
+def test_cli_layer_reads_raw_counts(tmp_path: Path) -> None:
+    adata = make_adata()
+    adata.layers["counts"] = adata.X.copy()
+    adata.X = sp.csr_matrix(np.log1p(adata.X.toarray()))
+    code, _ = run_cli(tmp_path, adata, "--epochs", "1")
+    assert code == 1
+    code, out = run_cli(tmp_path, adata, "--epochs", "1", "--layer", "counts")
+    assert code == 0
+    result = ad.read_h5ad(out)
+    np.testing.assert_allclose(result.X.toarray(), adata.X.toarray())  # X untouched
+    assert result.uns["scregnet_impute"]["layer"] == "counts"
+
+
+def test_cli_bulk_is_used_and_pseudobulk_logged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    adata = make_adata()
+    bulk = tmp_path / "bulk.tsv"
+    bulk_frame(adata).to_csv(bulk, sep="\t")
+    code, out = run_cli(tmp_path, adata, "--epochs", "1", "--bulk", str(bulk))
+    assert code == 0
+    log_text = capsys.readouterr().err
+    assert ad.read_h5ad(out).uns["scregnet_impute"]["bulk_source"] == "bulk"
+    assert "pseudobulk" not in log_text and "240 shared" in log_text
+    code, out2 = run_cli(tmp_path, adata, "--epochs", "1", name="t")
+    assert code == 0
+    assert "no bulk matrix given: using pseudobulk" in capsys.readouterr().err
+    assert not np.allclose(
+        ad.read_h5ad(out).layers["imputed"], ad.read_h5ad(out2).layers["imputed"]
+    )
+
+
+def test_cli_model_reuses_checkpoint(tmp_path: Path, cli_run: tuple[Path, Path]) -> None:
+    _, ref_out = cli_run
+    ckpt = ref_out.with_name("s.imputed.model.pt")
+    code, out = run_cli(tmp_path, make_adata(), "--model", str(ckpt))
+    assert code == 0
+    np.testing.assert_allclose(
+        ad.read_h5ad(out).layers["imputed"], ad.read_h5ad(ref_out).layers["imputed"], atol=1e-6
+    )
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # nothing trained
+
+
+def test_cli_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_cli(tmp_path, make_adata(), "--epochs", "1", "--device", "tpu")
+    assert code == 1 and not out.parent.exists()
+    assert "--device must be" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        code, out = run_cli(tmp_path, make_adata(), "--epochs", "1", "--device", "cuda")
+        assert code == 1 and "no CUDA GPU" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ bad inputs
+def _bad_rna(kind: str) -> ad.AnnData:
+    adata = make_adata(n_cells=30)
+    x = adata.X.toarray()
+    if kind == "nan":
+        x[0, 0] = np.nan
+    elif kind == "negative":
+        x[0, 0] = -1
+    elif kind == "float":
+        x = np.log1p(x)
+    elif kind == "empty":
+        return adata[:0].copy()
+    adata.X = x
+    return adata
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("nan", "NaN"),
+        ("negative", "negative"),
+        ("float", "non-integer values"),
+        ("empty", "empty matrix"),
+    ],
+)
+def test_cli_bad_rna(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, message: str
+) -> None:
+    code, out = run_cli(tmp_path, _bad_rna(kind), "--epochs", "1", "--quiet")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert message in err[0] and "s.rna.h5ad" in err[0]
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_cli_too_few_shared_genes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    adata = make_adata()
+    bulk = tmp_path / "bulk.tsv"
+    genes = [*list(adata.var_names[:150]), *[f"X{i}" for i in range(90)]]
+    bulk_frame(adata, genes).to_csv(bulk, sep="\t")
+    code, out = run_cli(tmp_path, adata, "--epochs", "1", "--bulk", str(bulk), "--quiet")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "only 150 genes shared" in err[0] and "bulk.tsv" in err[0]
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_cli_checkpoint_gene_mismatch(
+    tmp_path: Path, cli_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, ref_out = cli_run
+    adata = make_adata()
+    adata.var_names = [f"other{i}" for i in range(adata.n_vars)]
+    ckpt = str(ref_out.with_name("s.imputed.model.pt"))
+    code, out = run_cli(tmp_path, adata, "--model", ckpt, "--quiet")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "checkpoint genes do not match" in err[0]
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_cli_bulk_with_model_and_bad_out(
+    tmp_path: Path, cli_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, ref_out = cli_run
+    ckpt = str(ref_out.with_name("s.imputed.model.pt"))
+    code, _ = run_cli(tmp_path, make_adata(), "--model", ckpt, "--bulk", "b.tsv")
+    assert code == 1 and "cannot be combined with --model" in capsys.readouterr().err
+    rna = tmp_path / "s.rna.h5ad"
+    code = cli.main(["impute", "--rna", str(rna), "--out", str(tmp_path / "x.csv")])
+    assert code == 1 and "must end in .h5ad" in capsys.readouterr().err
