@@ -24,6 +24,7 @@ from typing import Any
 
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_path
+from scregnet.io.genome import read_chrom_sizes
 from scregnet.io.samplesheet import Sample, read_samplesheet
 
 log = logging.getLogger(__name__)
@@ -168,12 +169,14 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
                     str(params["min_fragments"]),
                     "--tile-size",
                     str(params["tile_size"]),
+                    "--qc",
+                    str(atac / f"{s.sample}.qc.tsv"),
                     "--out",
                     str(count),
                     *common,
                 ],
                 [frag, peaks, gtf],
-                [count],
+                [count, atac / f"{s.sample}.qc.tsv"],
             )
         )
         clustered[s.sample] = atac / f"{s.sample}.clustered.h5ad"
@@ -240,8 +243,10 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
         )
     tfbind: dict[str, Path] = {}
     if model is not None:
+        # One shard covering every chromosome here; Nextflow runs one shard per chromosome. Both merge.
+        chroms = ",".join(read_chrom_sizes(fai))
         for s in samples:
-            tfbind[s.sample] = tfbind_dir / f"{s.sample}.tfbind.h5ad"
+            shard = tfbind_dir / "shards" / f"{s.sample}.all.tfbind_shard.h5ad"
             argv = [
                 "tfbind",
                 "predict",
@@ -253,19 +258,38 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
                 str(clustered[s.sample]),
                 "--fragments",
                 str(frags[s.sample]),
+                "--chrom",
+                chroms,
                 "--out",
-                str(tfbind[s.sample]),
+                str(shard),
                 *device,
                 *common,
             ]
+            if params.get("motifs") is not None:
+                argv += ["--motifs", str(params["motifs"])]
             steps["TFBIND_PREDICT"].append(
                 Step(
                     "TFBIND_PREDICT",
                     s.sample,
                     argv,
                     [model, clustered[s.sample], frags[s.sample]],
-                    [tfbind[s.sample]],
+                    [shard],
                 )
+            )
+            tfbind[s.sample] = tfbind_dir / f"{s.sample}.tfbind.h5ad"
+            argv = [
+                "tfbind",
+                "merge",
+                "--shards",
+                str(shard),
+                "--atac",
+                str(clustered[s.sample]),
+                "--out",
+                str(tfbind[s.sample]),
+                *common,
+            ]
+            steps["TFBIND_MERGE"].append(
+                Step("TFBIND_MERGE", s.sample, argv, [shard], [tfbind[s.sample]])
             )
     if imputed:
         grn = grn_dir / "grn_edges.tsv"

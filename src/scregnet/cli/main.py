@@ -52,9 +52,9 @@ def common_options() -> argparse.ArgumentParser:
     """Options every subcommand takes: ``--seed``, ``--threads``, ``--quiet``, ``--debug``."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("common options")
-    group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    group.add_argument("--seed", type=int, default=0, help="random seed")
     group.add_argument(
-        "--threads", type=int, default=1, help="worker threads/processes (default: 1)"
+        "--threads", type=int, default=1, help="worker threads/processes"
     )
     verbosity = group.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
