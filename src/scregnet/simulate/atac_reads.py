@@ -30,7 +30,7 @@ BACKGROUND_MIX = (0.20, 0.50, 0.22, 0.08)
 MIN_FRAGMENT, MAX_FRAGMENT = 30, 1_000
 PEAK_SPREAD = 6.0  # insertion sd = peak width / PEAK_SPREAD
 CLOSED_LEAK = 0.02  # relative accessibility of a closed peak
-DUPLICATE_RATE = 0.3  # mean extra PCR copies per fragment (Poisson)
+DUPLICATE_RATE = 0.25  # mean extra PCR copies per fragment (Poisson)
 LOW_MAPQ_RATE = 0.04
 NO_BARCODE_RATE = 0.01
 IMPROPER_RATE = 0.005

@@ -2,13 +2,13 @@
 
 For a cell ``c`` of cell type ``k`` in view ``v``:
 
-* TF level ``x_t = activity[v, k, t] * LogNormal(0, 0.35)`` (cell-to-cell variation); a TF gene's
+* TF level ``x_t = activity[v, k, t] * LogNormal(0, 0.45)`` (cell-to-cell variation); a TF gene's
   own expression is ``base_t * (0.05 + x_t)``.
 * A target ``g`` with activators ``a`` and repressors ``r`` (edges bound in cell type ``k``):
   ``rate_g = base_g * (leak_g + (1 - leak_g) * sum_a w_a H(x_a) / sum_a w_a) * prod_r (1 - 0.95 H(x_r))``
   with ``H(x) = x^n / (K^n + x^n)``; an activator whose sites are closed in ``k`` contributes 0.
 * Genes without regulators have a fixed per-cell-type level ``base_g * f_{g,k}``.
-* Biological noise (Gamma, CV ~0.3), then relative rates ``p_c = rate_c / sum(rate_c)``.
+* Biological noise (Gamma, CV ~0.26), then relative rates ``p_c = rate_c / sum(rate_c)``.
 * True expression = ``L_c * p_c`` (expected UMIs at the cell's library size ``L_c``, log-normal);
   observed counts = Poisson(true) with logistic dropout of low-expressed entries.
 """
@@ -22,10 +22,10 @@ import scipy.sparse as sp
 
 from scregnet.simulate.world import World
 
-TF_LEVEL_SD = 0.35
-BIO_CV2 = 0.1  # squared coefficient of variation of the Gamma biological noise
-DROPOUT_SLOPE = 1.5
-DROPOUT_MIDPOINT = 0.25  # expected UMIs at which half of the entries drop out
+TF_LEVEL_SD = 0.45
+BIO_CV2 = 0.07  # squared coefficient of variation of the Gamma biological noise
+DROPOUT_SLOPE = 1.0
+DROPOUT_MIDPOINT = 2.0  # expected UMIs at which half of the entries drop out
 
 
 @dataclass
