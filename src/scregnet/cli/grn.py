@@ -1,0 +1,144 @@
+"""``scregnet grn``: DeepMCL-style GRN inference from one or more expression views."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+HELP = "infer a ranked TF -> target network from expression views (DeepMCL-style)"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rna",
+        required=True,
+        action="append",
+        type=Path,
+        metavar="H5AD",
+        help="expression h5ad (repeatable). Cells are grouped into views by obs['view'] when "
+        "present, else each file is a view named after it; inputs sharing a view are pooled. "
+        "Uses layer 'imputed' when present, else X (integer counts are normalised + log1p)",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--labels",
+        type=Path,
+        help="known edges TSV 'tf target [label]': with a 0/1 label column exactly those pairs; "
+        "without one the listed pairs are positives and the other pairs of the listed TFs negatives",
+    )
+    source.add_argument(
+        "--prior",
+        type=Path,
+        action="append",
+        metavar="TFBIND_H5AD",
+        help="tfbind.h5ad (repeatable: the maximum over files is used): predicted binding of TF t "
+        "within --prior-window of gene g's TSS labels t -> g positive; negatives are sampled "
+        "among clearly unbound pairs (needs --gtf)",
+    )
+    parser.add_argument("--gtf", type=Path, help="gene annotation for TSSs (with --prior)")
+    parser.add_argument("--out", required=True, type=Path, help="ranked edges TSV")
+    parser.add_argument(
+        "--attention-out",
+        type=Path,
+        default=None,
+        help="per-TF and overall (tf '*') mean attention per view, TSV 'tf view weight' "
+        "(default: beside --out, 'edges' in its name replaced by 'attention', e.g. "
+        "grn_edges.tsv -> grn_attention.tsv)",
+    )
+    parser.add_argument(
+        "--tfs",
+        default=None,
+        help="TFs to score (file, one per line, or comma-separated); default: the labels' / "
+        "prior's TFs. TFs unseen in training can be scored",
+    )
+    parser.add_argument(
+        "--layer", default=None, help="expression layer to use instead of the default"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--epochs", type=int, default=40, help="maximum training epochs")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size (pairs)")
+    parser.add_argument(
+        "--score-batch-size", type=int, default=2048, help="pairs per scoring batch (memory bound)"
+    )
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    parser.add_argument(
+        "--neighbours", type=int, default=5, help="top-correlated neighbour genes per side"
+    )
+    parser.add_argument(
+        "--contrastive-weight", type=float, default=0.5, help="weight of the contrastive loss"
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="fraction of TFs held out (whole TFs) for early stopping; 0 = none",
+    )
+    parser.add_argument(
+        "--prior-window", type=int, default=10_000, help="bp either side of a TSS (with --prior)"
+    )
+    parser.add_argument(
+        "--prior-threshold", type=float, default=0.5, help="binding probability for a positive"
+    )
+    parser.add_argument(
+        "--negative-ratio", type=float, default=3.0, help="sampled negatives per prior positive"
+    )
+
+
+def default_attention_path(out: Path) -> Path:
+    """``grn_edges.tsv`` -> ``grn_attention.tsv``; ``x.tsv`` -> ``x.attention.tsv``."""
+    if "edges" in out.name:
+        return out.with_name(out.name.replace("edges", "attention"))
+    return out.with_name(f"{out.stem}.attention.tsv")
+
+
+def main(args: argparse.Namespace) -> int:
+    from scregnet.errors import InputError
+    from scregnet.grn.infer import infer_grn, read_tf_list
+    from scregnet.grn.model import GRNConfig
+    from scregnet.grn.train import TrainConfig
+
+    for name, value, low in (
+        ("--epochs", args.epochs, 1),
+        ("--batch-size", args.batch_size, 2),
+        ("--score-batch-size", args.score_batch_size, 1),
+        ("--neighbours", args.neighbours, 1),
+        ("--prior-window", args.prior_window, 0),
+    ):
+        if value < low:
+            msg = f"{name} must be at least {low}, got {value}"
+            raise InputError(msg)
+    if not 0 <= args.val_fraction < 1:
+        msg = f"--val-fraction must be in [0, 1), got {args.val_fraction}"
+        raise InputError(msg)
+    if args.prior is not None and args.gtf is None:
+        msg = "--prior needs --gtf"
+        raise InputError(msg)
+    infer_grn(
+        args.rna,
+        out=args.out,
+        labels=args.labels,
+        prior=args.prior,
+        gtf=args.gtf,
+        tfs=read_tf_list(args.tfs) if args.tfs else None,
+        attention_out=args.attention_out or default_attention_path(args.out),
+        layer=args.layer,
+        device=args.device,
+        seed=args.seed,
+        threads=args.threads,
+        model_config=GRNConfig(n_neighbours=args.neighbours),
+        train_config=TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            contrastive_weight=args.contrastive_weight,
+            val_fraction=args.val_fraction,
+        ),
+        prior_window=args.prior_window,
+        prior_threshold=args.prior_threshold,
+        negative_ratio=args.negative_ratio,
+        score_batch_size=args.score_batch_size,
+    )
+    return 0

@@ -1,0 +1,286 @@
+"""Expression views for GRN inference: read, normalise, intersect genes, pool by view.
+
+A *view* is one data source, condition or time point. Cells are grouped into views by
+``obs['view']`` when a file has that column, otherwise every file is its own view named after the
+file (``S1.rna.h5ad`` -> ``S1``). Files (or cells) that share a view name are pooled. Every view
+must have at least ``min_cells`` cells, and all inputs are restricted to the genes they share.
+
+Expression is taken from the layer ``imputed`` when present (the imputation stage's output), else
+from ``X`` (or from ``layer=`` when given). Integer counts are library-size normalised to 10,000
+and ``log1p``-transformed; non-integer values are taken as already normalised (log-scale)
+expression and used as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from scregnet.errors import InputError
+
+log = logging.getLogger(__name__)
+
+MIN_CELLS = 50
+MIN_GENES = 5
+
+
+@dataclass
+class ExpressionViews:
+    """Log expression per view on one shared gene list.
+
+    ``expr[i]`` is a dense ``(cells, genes)`` float32 matrix for view ``views[i]``.
+    """
+
+    genes: list[str]
+    views: list[str]
+    expr: list[NDArray[np.float32]]
+
+    @property
+    def gene_index(self) -> dict[str, int]:
+        return {g: i for i, g in enumerate(self.genes)}
+
+    def n_cells(self) -> list[int]:
+        return [int(e.shape[0]) for e in self.expr]
+
+    def subset_views(self, names: Sequence[str]) -> ExpressionViews:
+        """Only the named views (in the given order); used for single-view ablations."""
+        missing = [n for n in names if n not in self.views]
+        if missing:
+            msg = f"unknown view(s) {', '.join(missing)}; have {', '.join(self.views)}"
+            raise InputError(msg)
+        return ExpressionViews(
+            genes=list(self.genes),
+            views=list(names),
+            expr=[self.expr[self.views.index(n)] for n in names],
+        )
+
+    def pooled(self) -> NDArray[np.float32]:
+        """All views' cells stacked: ``(sum of cells, genes)``."""
+        return np.concatenate(self.expr, axis=0)
+
+
+def _view_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".h5ad", ".imputed", ".rna"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _log_expression(matrix: Any, path: Path) -> NDArray[np.float32]:
+    """Dense float32 log expression from counts (normalised + log1p) or already-normalised data."""
+    data = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
+    data = np.asarray(data)
+    if data.size and not np.isfinite(data).all():
+        msg = "expression contains NaN or infinite values"
+        raise InputError(msg, path)
+    if data.size and data.min() < 0:
+        msg = "expression contains negative values (expected counts or log-normalised expression)"
+        raise InputError(msg, path)
+    dense = np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float64)
+    if data.size and np.array_equal(data, np.round(data)):
+        lib = dense.sum(axis=1, keepdims=True)
+        lib[lib == 0] = 1.0
+        dense = np.log1p(dense / lib * 1e4)
+    return dense.astype(np.float32)
+
+
+def read_views(
+    paths: Sequence[str | Path],
+    *,
+    layer: str | None = None,
+    min_cells: int = MIN_CELLS,
+    min_genes: int = MIN_GENES,
+) -> ExpressionViews:
+    """Read one or more expression ``.h5ad`` files into views on their shared genes."""
+    from scregnet.io.h5ad import read_h5ad
+
+    if not paths:
+        msg = "no expression file given (--rna)"
+        raise InputError(msg)
+    start = time.perf_counter()
+    per_file: list[tuple[Path, list[str], NDArray[np.float32], NDArray[np.str_]]] = []
+    for raw in paths:
+        path = Path(raw)
+        adata = read_h5ad(path)
+        if layer is not None:
+            if layer not in adata.layers:
+                msg = f"has no layer {layer!r} (layers: {', '.join(adata.layers) or 'none'})"
+                raise InputError(msg, path)
+            matrix = adata.layers[layer]
+        elif "imputed" in adata.layers:
+            matrix = adata.layers["imputed"]
+        else:
+            matrix = adata.X
+        if matrix is None or adata.n_obs == 0 or adata.n_vars == 0:
+            msg = "expression matrix is empty"
+            raise InputError(msg, path)
+        genes = [str(g) for g in adata.var_names]
+        dup = sorted(g for g, n in Counter(genes).items() if n > 1)
+        if dup:
+            msg = f"duplicate gene names: {', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}"
+            raise InputError(msg, path)
+        if "view" in adata.obs.columns:
+            labels = adata.obs["view"].astype(str).to_numpy()
+        else:
+            labels = np.full(adata.n_obs, _view_name(path), dtype=object)
+        per_file.append((path, genes, _log_expression(matrix, path), labels.astype(str)))
+        log.info("read %s: %d cells x %d genes", path, adata.n_obs, adata.n_vars)
+
+    shared = set(per_file[0][1])
+    for _, genes, _, _ in per_file[1:]:
+        shared &= set(genes)
+    order = [g for g in per_file[0][1] if g in shared]
+    if len(order) < min_genes:
+        worst = min(per_file[1:] or per_file, key=lambda f: len(shared & set(f[1])))[0]
+        msg = (
+            f"the expression inputs share only {len(order)} gene(s) (need at least {min_genes}); "
+            "are they from the same organism and gene naming?"
+        )
+        raise InputError(msg, worst)
+    if any(len(f[1]) != len(order) for f in per_file):
+        dropped = sum(len(set(f[1]) - shared) for f in per_file)
+        log.warning(
+            "inputs have different gene sets: using the %d genes they share (%d gene entries dropped)",
+            len(order),
+            dropped,
+        )
+
+    pooled: dict[str, list[NDArray[np.float32]]] = {}
+    sources: dict[str, list[Path]] = {}
+    for path, genes, expr, labels in per_file:
+        idx = {g: i for i, g in enumerate(genes)}
+        cols = np.fromiter((idx[g] for g in order), dtype=np.intp, count=len(order))
+        expr = expr[:, cols]
+        for view in dict.fromkeys(labels.tolist()):
+            pooled.setdefault(str(view), []).append(expr[labels == view])
+            sources.setdefault(str(view), []).append(path)
+    views = [str(v) for v in pooled]
+    mats = [np.ascontiguousarray(np.concatenate(pooled[v], axis=0)) for v in views]
+    for view, mat in zip(views, mats, strict=True):
+        if mat.shape[0] < min_cells:
+            msg = f"view {view!r} has {mat.shape[0]} cells; at least {min_cells} are needed"
+            raise InputError(msg, sources[view][0])
+    log.info(
+        "expression: %d view(s) (%s) on %d shared genes in %.1f s",
+        len(views),
+        ", ".join(f"{v}: {m.shape[0]} cells" for v, m in zip(views, mats, strict=True)),
+        len(order),
+        time.perf_counter() - start,
+    )
+    return ExpressionViews(genes=order, views=views, expr=mats)
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """Known edges: TSV ``tf target [label]`` with or without a header line.
+
+    With a header the columns ``tf``, ``target`` and optionally ``label`` are used (others, such as
+    the simulator's ``sign``, are ignored). Without one, the first two columns are ``tf`` and
+    ``target`` and a third, if present, is ``label``. Labels must be 0 or 1. Returns columns
+    ``tf, target, label`` where ``label`` is -1 when the file has no label column.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        msg = "labels file does not exist"
+        raise InputError(msg, path)
+    try:
+        raw = pd.read_csv(path, sep="\t", header=None, dtype=str, comment="#")
+    except pd.errors.EmptyDataError as exc:
+        msg = "labels file is empty"
+        raise InputError(msg, path) from exc
+    if raw.shape[1] < 2:
+        msg = "labels need at least two tab-separated columns: tf target [label]"
+        raise InputError(msg, path)
+    first = [str(x).strip().lower() for x in raw.iloc[0]]
+    if first[0] == "tf" and first[1] == "target":
+        frame = raw.iloc[1:].copy()
+        frame.columns = first
+        cols = ["tf", "target"] + (["label"] if "label" in first else [])
+        frame = frame.loc[:, cols]
+    else:
+        frame = raw.iloc[:, : min(3, raw.shape[1])].copy()
+        frame.columns = ["tf", "target", "label"][: frame.shape[1]]
+    if frame.empty:
+        msg = "labels file has no rows"
+        raise InputError(msg, path)
+    frame["tf"] = frame["tf"].str.strip()
+    frame["target"] = frame["target"].str.strip()
+    if frame[["tf", "target"]].isna().any().any():
+        msg = "labels have empty tf or target fields"
+        raise InputError(msg, path)
+    if "label" in frame.columns:
+        values = frame["label"].str.strip()
+        bad = sorted(set(values[~values.isin(["0", "1"])].astype(str)))
+        if bad:
+            msg = f"label column must be 0 or 1, found {', '.join(bad[:5])}"
+            raise InputError(msg, path)
+        frame["label"] = values.astype(np.int8)
+    else:
+        frame["label"] = np.int8(-1)
+    frame = frame.drop_duplicates(["tf", "target"], keep="last").reset_index(drop=True)
+    log.info("read %d labelled pairs of %d TFs from %s", len(frame), frame.tf.nunique(), path)
+    return frame
+
+
+def label_pairs(
+    frame: pd.DataFrame, genes: Sequence[str], *, source: str | Path | None = None
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.int8]]:
+    """Map labelled pairs onto gene indices, expanding unlabelled lists with negatives.
+
+    Rows with ``label == -1`` are positives, and every other (tf, gene) pair of their TFs (self
+    pairs excluded) becomes a negative. Pairs with a gene absent from ``genes`` are dropped (with a
+    warning naming the absent TFs); none left is an :class:`InputError`.
+    """
+    index = {g: i for i, g in enumerate(genes)}
+    present = frame.tf.isin(index) & frame.target.isin(index)
+    absent_tfs = sorted(set(frame.tf[~frame.tf.isin(index)]))
+    if absent_tfs:
+        log.warning(
+            "%d labelled TF(s) absent from the expression data, their pairs dropped: %s%s",
+            len(absent_tfs),
+            ", ".join(absent_tfs[:20]),
+            " ..." if len(absent_tfs) > 20 else "",
+        )
+    kept = frame[present & (frame.tf != frame.target)]
+    if kept.empty:
+        msg = "the labels share no (tf, target) pair with the expression data's genes"
+        raise InputError(msg, source)
+    tf = kept.tf.map(index).to_numpy(np.intp)
+    target = kept.target.map(index).to_numpy(np.intp)
+    label = kept.label.to_numpy(np.int8)
+    if (label == -1).any():
+        listed = label == -1
+        tfs = np.unique(tf[listed])
+        n = len(genes)
+        grid_tf = np.repeat(tfs, n)
+        grid_target = np.tile(np.arange(n, dtype=np.intp), tfs.size)
+        keep = grid_tf != grid_target
+        grid_tf, grid_target = grid_tf[keep], grid_target[keep]
+        positive = set(zip(tf[listed].tolist(), target[listed].tolist(), strict=True))
+        grid_label = np.fromiter(
+            ((p in positive) for p in zip(grid_tf.tolist(), grid_target.tolist(), strict=True)),
+            dtype=np.int8,
+            count=grid_tf.size,
+        )
+        explicit = ~listed & ~np.isin(tf, tfs)
+        tf = np.concatenate([grid_tf, tf[explicit]])
+        target = np.concatenate([grid_target, target[explicit]])
+        label = np.concatenate([grid_label, label[explicit]])
+    if label.max() == 0:
+        msg = "no positive pair left after matching the labels to the expression genes"
+        raise InputError(msg, source)
+    if label.min() == 1:
+        msg = "no negative pair in the labels (give a label column with 0s, or list only positives)"
+        raise InputError(msg, source)
+    return tf.astype(np.intp), target.astype(np.intp), label.astype(np.int8)

@@ -1,0 +1,295 @@
+"""Scoring every TF x candidate target, streamed, and the end-to-end ``scregnet grn`` API."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from scregnet.errors import InputError
+
+if TYPE_CHECKING:
+    from scregnet.grn.data import ExpressionViews
+    from scregnet.grn.images import ImageBuilder
+    from scregnet.grn.model import DeepMCL, GRNConfig
+    from scregnet.grn.train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EdgeScores:
+    """Scores of (tf, target) pairs, as indices into ``genes``, with per-view attention."""
+
+    genes: list[str]
+    views: list[str]
+    tf: NDArray[np.intp]
+    target: NDArray[np.intp]
+    score: NDArray[np.float32]
+    view_weights: NDArray[np.float32]  # (pairs, views)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        """Ranked table: ``tf target score rank`` then one ``attention_<view>`` column per view."""
+        genes = np.asarray(self.genes, dtype=object)
+        # highest score first; ties broken by TF then target name for a deterministic order
+        order = np.lexsort((genes[self.target], genes[self.tf], -self.score.astype(np.float64)))
+        out = pd.DataFrame(
+            {
+                "tf": genes[self.tf[order]],
+                "target": genes[self.target[order]],
+                "score": self.score[order],
+                "rank": np.arange(1, order.size + 1),
+            }
+        )
+        for j, view in enumerate(self.views):
+            out[f"attention_{view}"] = self.view_weights[order, j]
+        return out
+
+    def attention(self) -> pd.DataFrame:
+        """Mean attention per TF and view (and over all TFs, ``tf = *``)."""
+        genes = np.asarray(self.genes, dtype=object)
+        frame = pd.DataFrame(self.view_weights, columns=self.views)
+        frame["tf"] = genes[self.tf]
+        per_tf = frame.groupby("tf", sort=True)[self.views].mean()
+        per_tf.loc["*"] = frame[self.views].mean()
+        return per_tf.reset_index().melt(id_vars="tf", var_name="view", value_name="weight")
+
+
+def iter_scores(
+    model: DeepMCL,
+    builder: ImageBuilder,
+    tfs: Sequence[int],
+    *,
+    targets: Sequence[int] | None = None,
+    batch_size: int = 2048,
+) -> Iterator[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32], NDArray[np.float32]]]:
+    """Yield ``(tf, target, score, view_weights)`` batches for every TF x target (self excluded).
+
+    Only one batch of primary images exists at a time; neighbour images are embedded once per gene.
+    """
+    import torch
+
+    from scregnet.device import autocast
+
+    device = builder.device
+    model.eval()
+    from scregnet.grn.train import neighbour_embeddings
+
+    cand = np.arange(builder.n_genes) if targets is None else np.asarray(targets, dtype=np.intp)
+    neigh = neighbour_embeddings(model, builder)
+    with torch.no_grad():
+        for t in tfs:
+            tg_all = cand[cand != t]
+            for s in range(0, tg_all.size, batch_size):
+                tg = torch.as_tensor(tg_all[s : s + batch_size], device=device)
+                a = torch.full_like(tg, int(t))
+                with autocast(device):
+                    primary = model.encode(builder.primary(a, tg))
+                    out = model.head(
+                        primary,
+                        neigh[a].to(primary.dtype),
+                        neigh[tg].to(primary.dtype),
+                        builder.stats(a, tg).to(primary.dtype),
+                    )
+                yield (
+                    np.full(tg.shape[0], t, dtype=np.intp),
+                    tg.cpu().numpy().astype(np.intp),
+                    torch.sigmoid(out.logit.float()).cpu().numpy(),
+                    out.view_weights.float().cpu().numpy(),
+                )
+
+
+def score_all(
+    model: DeepMCL,
+    builder: ImageBuilder,
+    genes: list[str],
+    views: list[str],
+    tfs: Sequence[int],
+    *,
+    targets: Sequence[int] | None = None,
+    batch_size: int = 2048,
+) -> EdgeScores:
+    """Collect :func:`iter_scores` into compact arrays (scores only, never the images)."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    parts = list(
+        tqdm(
+            iter_scores(model, builder, tfs, targets=targets, batch_size=batch_size),
+            desc="scoring",
+            unit="batch",
+            disable=not log.isEnabledFor(logging.INFO) or None,
+        )
+    )
+    elapsed = time.perf_counter() - start
+    if not parts:
+        msg = "nothing to score: no TF has a candidate target"
+        raise InputError(msg)
+    tf, target, score, weights = (np.concatenate(p) for p in zip(*parts, strict=True))
+    log.info(
+        "scored %d pairs of %d TFs in %.1f s (%.0f pairs/s)",
+        score.size,
+        len(tfs),
+        elapsed,
+        score.size / max(elapsed, 1e-9),
+    )
+    return EdgeScores(
+        genes=genes,
+        views=views,
+        tf=tf,
+        target=target,
+        score=score.astype(np.float32),
+        view_weights=weights.astype(np.float32),
+        info={"score_seconds": elapsed, "pairs_per_second": score.size / max(elapsed, 1e-9)},
+    )
+
+
+def write_outputs(
+    scores: EdgeScores, edges: str | Path, attention: str | Path | None = None
+) -> None:
+    """Ranked edges TSV (and the attention TSV): both appear together or not at all."""
+    from scregnet.io.atomic import atomic_paths
+
+    paths = [Path(edges)] + ([Path(attention)] if attention is not None else [])
+    with atomic_paths(*paths) as tmps:
+        scores.frame().to_csv(tmps[0], sep="\t", index=False, float_format="%.6g")
+        if attention is not None:
+            scores.attention().to_csv(tmps[1], sep="\t", index=False, float_format="%.6g")
+    log.info("wrote %d ranked edges to %s", scores.score.size, edges)
+    if attention is not None:
+        log.info("wrote per-view attention to %s", attention)
+
+
+def resolve_tfs(
+    names: Sequence[str], genes: Sequence[str], *, source: str | None = None
+) -> list[int]:
+    """Gene indices of TFs; any absent from the expression data is an error that lists them."""
+    index = {g: i for i, g in enumerate(genes)}
+    absent = [t for t in names if t not in index]
+    if absent:
+        msg = (
+            f"{len(absent)} TF(s) absent from the expression data: "
+            f"{', '.join(absent[:20])}{' ...' if len(absent) > 20 else ''}"
+        )
+        raise InputError(msg, source)
+    return sorted({index[t] for t in names})
+
+
+def read_tf_list(spec: str) -> list[str]:
+    """``--tfs``: a file with one TF per line, or a comma-separated list."""
+    path = Path(spec)
+    if path.is_file():
+        names = [ln.split("\t")[0].strip() for ln in path.read_text().splitlines()]
+        names = [n for n in names if n and not n.startswith("#")]
+        if not names:
+            msg = "TF list is empty"
+            raise InputError(msg, path)
+        return names
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names or (len(names) == 1 and ("/" in spec or spec.endswith((".txt", ".tsv")))):
+        msg = "TF list file does not exist"
+        raise InputError(msg, spec)
+    return names
+
+
+def infer_grn(
+    rna: Sequence[str | Path],
+    *,
+    out: str | Path,
+    labels: str | Path | None = None,
+    prior: str | Path | Sequence[str | Path] | None = None,
+    gtf: str | Path | None = None,
+    tfs: Sequence[str] | None = None,
+    attention_out: str | Path | None = None,
+    layer: str | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    threads: int = 1,
+    model_config: GRNConfig | None = None,
+    train_config: TrainConfig | None = None,
+    prior_window: int = 10_000,
+    prior_threshold: float = 0.5,
+    negative_ratio: float = 3.0,
+    score_batch_size: int = 2048,
+    data: ExpressionViews | None = None,
+) -> EdgeScores:
+    """Read views, build labels, train, score every TF x gene, write the ranked edges (and attention)."""
+    from scregnet.device import resolve_device, torch_threads
+    from scregnet.grn.data import label_pairs, read_labels, read_views
+    from scregnet.grn.images import ImageBuilder
+    from scregnet.grn.model import GRNConfig
+    from scregnet.grn.train import PairLabels, TrainConfig, fit
+    from scregnet.seed import seed_everything
+
+    if (labels is None) == (prior is None):
+        msg = "give exactly one of --labels or --prior"
+        raise InputError(msg)
+    if prior is not None and gtf is None:
+        msg = "--prior needs --gtf (gene TSSs)"
+        raise InputError(msg)
+    from scregnet.io.atomic import check_writable_dir
+
+    for target in (out, attention_out):
+        if target is not None:
+            check_writable_dir(Path(target).parent)
+    start = time.perf_counter()
+    rng = seed_everything(seed)
+    dev = resolve_device(device)
+    model_config = model_config or GRNConfig()
+    train_config = train_config or TrainConfig()
+    if data is None:
+        data = read_views(rna, layer=layer)
+    genes = data.genes
+
+    if labels is not None:
+        frame = read_labels(labels)
+        source: str | Path = labels
+    else:
+        from scregnet.grn.priors import combined_prior, prior_labels
+        from scregnet.io.gtf import read_tss
+
+        assert prior is not None and gtf is not None
+        priors = [prior] if isinstance(prior, str | Path) else list(prior)
+        prior_tfs, matrix = combined_prior(priors, read_tss(gtf), genes, window=prior_window)
+        frame = prior_labels(
+            prior_tfs,
+            matrix,
+            genes,
+            threshold=prior_threshold,
+            negative_ratio=negative_ratio,
+            rng=rng,
+        )
+        if frame.empty:
+            msg = f"no TF is bound (probability >= {prior_threshold}) within {prior_window} bp of any TSS"
+            raise InputError(msg, priors[0])
+        source = priors[0]
+    tf_idx, tg_idx, y = label_pairs(frame, genes, source=source)
+    pairs = PairLabels(tf_idx, tg_idx, y)
+    score_tfs = resolve_tfs(tfs, genes, source="--tfs") if tfs else sorted(set(pairs.tf.tolist()))
+    with torch_threads(threads):
+        builder = ImageBuilder(
+            data, n_neighbours=model_config.n_neighbours, n_bins=model_config.n_bins, device=dev
+        )
+        result = fit(builder, pairs, model_config=model_config, config=train_config, rng=rng)
+        scores = score_all(
+            result.model, builder, genes, data.views, score_tfs, batch_size=score_batch_size
+        )
+    scores.info.update(
+        {
+            "best_epoch": result.best_epoch,
+            "history": result.history,
+            "val_tfs": [genes[i] for i in result.val_tfs],
+            "n_train_pairs": len(pairs),
+        }
+    )
+    write_outputs(scores, out, attention_out)
+    log.info("GRN inference finished in %.1f s", time.perf_counter() - start)
+    return scores

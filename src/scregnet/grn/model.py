@@ -1,0 +1,146 @@
+"""DeepMCL-style network (nn.Modules only): Siamese image encoder, attention, classifier head.
+
+Shapes: ``B`` pairs, ``V`` views, ``K = k + 1`` neighbour images per gene, ``D`` embedding size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class GRNConfig:
+    n_bins: int = 32
+    n_neighbours: int = 5
+    embed_dim: int = 32
+    hidden: int = 64
+    dropout: float = 0.2
+    n_stats: int = 4
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ImageEncoder(nn.Module):
+    """Shallow VGG-like CNN shared by every image (the Siamese branches' common weights)."""
+
+    def __init__(self, embed_dim: int = 32, n_bins: int = 32) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
+
+        self.features = nn.Sequential(block(1, 8), block(8, 16), block(16, 32))
+        side = n_bins // 8
+        self.project = nn.Sequential(nn.Flatten(), nn.Linear(32 * side * side, embed_dim))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # (N, n_bins, n_bins) -> (N, 1, n_bins, n_bins) -> (N, 32, n_bins/8, n_bins/8) -> (N, D)
+        return self.project(self.features(images.unsqueeze(1)))
+
+
+class AttentionPool(nn.Module):
+    """Additive attention pooling over a set: ``(..., S, D)`` -> ``(..., D)`` and weights ``(..., S)``."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = torch.softmax(self.score(tokens).squeeze(-1), dim=-1)
+        return (weights.unsqueeze(-1) * tokens).sum(dim=-2), weights
+
+
+class HeadOutput(NamedTuple):
+    logit: torch.Tensor  # (B,)
+    embedding: torch.Tensor  # (B, D) L2-normalised, for the contrastive loss
+    view_weights: torch.Tensor  # (B, V)
+    neighbour_weights: torch.Tensor  # (B, V, 2K)
+
+
+class DeepMCL(nn.Module):
+    """Pair embedding from primary + neighbour image embeddings, attention over neighbours and views."""
+
+    def __init__(self, config: GRNConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.embed_dim
+        self.encoder = ImageEncoder(d, config.n_bins)
+        k = config.n_neighbours + 1
+        # which side (TF / target) and which rank a neighbour image has
+        self.side = nn.Parameter(torch.zeros(2, 1, d))
+        self.rank = nn.Parameter(torch.zeros(1, k, d))
+        self.neighbour_pool = AttentionPool(d, config.hidden)
+        self.view_repr = nn.Sequential(
+            nn.Linear(2 * d + config.n_stats, config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.hidden, d),
+        )
+        self.view_pool = AttentionPool(d, config.hidden)
+        self.classifier = nn.Sequential(
+            nn.Dropout(config.dropout),
+            nn.Linear(d, config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, 1),
+        )
+        self.projection = nn.Linear(d, d)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """``(..., n_bins, n_bins)`` images -> ``(..., D)`` embeddings."""
+        lead = images.shape[:-2]
+        flat = images.reshape(-1, images.shape[-2], images.shape[-1])
+        return self.encoder(flat).reshape(*lead, -1)
+
+    def head(
+        self,
+        primary: torch.Tensor,
+        tf_neighbours: torch.Tensor,
+        target_neighbours: torch.Tensor,
+        stats: torch.Tensor,
+    ) -> HeadOutput:
+        """Combine embeddings into P(TF regulates target).
+
+        ``primary`` (B, V, D); ``tf_neighbours``, ``target_neighbours`` (B, V, K, D);
+        ``stats`` (B, V, n_stats).
+        """
+        # (B, V, K, D) x 2 -> (B, V, 2K, D) with side and rank codes added
+        tokens = torch.cat(
+            [
+                tf_neighbours + self.side[0] + self.rank,
+                target_neighbours + self.side[1] + self.rank,
+            ],
+            dim=2,
+        )
+        pooled, neighbour_w = self.neighbour_pool(tokens)  # (B, V, D), (B, V, 2K)
+        per_view = self.view_repr(torch.cat([primary, pooled, stats], dim=-1))  # (B, V, D)
+        fused, view_w = self.view_pool(per_view)  # (B, D), (B, V)
+        logit = self.classifier(fused).squeeze(-1)
+        embedding = F.normalize(self.projection(fused), dim=-1)
+        return HeadOutput(logit, embedding, view_w, neighbour_w)
+
+
+def contrastive_loss(
+    embedding: torch.Tensor, labels: torch.Tensor, *, margin: float = 1.0
+) -> torch.Tensor:
+    """Siamese contrastive loss (Hadsell et al. 2006) over every pair of examples in a batch.
+
+    Pairs with the same label (two regulating or two non-regulating gene pairs) are pulled
+    together (``d^2``); pairs with different labels are pushed at least ``margin`` apart
+    (``max(0, margin - d)^2``). ``embedding`` (B, D), ``labels`` (B,) 0/1.
+    """
+    dist = torch.cdist(embedding.float(), embedding.float())  # (B, B)
+    same = (labels.unsqueeze(0) == labels.unsqueeze(1)).float()
+    loss = same * dist.pow(2) + (1 - same) * F.relu(margin - dist).pow(2)
+    off_diag = 1 - torch.eye(len(labels), device=embedding.device)
+    return (loss * off_diag).sum() / off_diag.sum().clamp(min=1)

@@ -1,0 +1,291 @@
+"""GRN stage units: images, neighbours, views, labels, priors, model and loss."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from scregnet.errors import InputError
+from scregnet.grn.data import ExpressionViews, label_pairs, read_labels, read_views
+from scregnet.grn.images import (
+    ImageBuilder,
+    bin_genes,
+    pair_histograms,
+    standardise,
+    top_neighbours,
+)
+from scregnet.grn.model import DeepMCL, GRNConfig, contrastive_loss
+from scregnet.grn.priors import combined_prior, prior_labels, read_binding, tss_prior
+
+
+def _adata(x: np.ndarray, genes: list[str], view: str | None = None) -> ad.AnnData:
+    obs = pd.DataFrame(index=[f"c{i}" for i in range(x.shape[0])])
+    if view is not None:
+        obs["view"] = view
+    return ad.AnnData(sp.csr_matrix(x.astype(np.float32)), obs=obs, var=pd.DataFrame(index=genes))
+
+
+# ---------------------------------------------------------------- images
+
+
+def test_bin_genes_golden() -> None:
+    expr = np.array([[0.0, 5.0], [1.0, 5.0], [2.0, 5.0], [4.0, 5.0]])
+    codes = bin_genes(expr, n_bins=4)
+    assert codes.shape == (2, 4)
+    assert codes[0].tolist() == [0, 1, 2, 3]  # range 0..4 in 4 bins, maximum in the last bin
+    assert codes[1].tolist() == [0, 0, 0, 0]  # constant gene
+
+
+@pytest.mark.parametrize("cells", [None, [0, 2, 3, 5, 7]])
+def test_pair_histograms_match_numpy(cells: list[int] | None) -> None:
+    rng = np.random.default_rng(0)
+    expr = rng.gamma(1.0, 1.0, size=(9, 5))
+    codes = bin_genes(expr, n_bins=8)
+    a, b = np.array([0, 1, 4, 2]), np.array([1, 3, 0, 2])
+    images = pair_histograms(
+        torch.from_numpy(codes),
+        torch.from_numpy(a),
+        torch.from_numpy(b),
+        n_bins=8,
+        cells=None if cells is None else torch.tensor(cells),
+    ).numpy()
+    keep = np.arange(9) if cells is None else np.array(cells)
+    for i, (ga, gb) in enumerate(zip(a, b, strict=True)):
+        counts, _, _ = np.histogram2d(
+            codes[ga, keep], codes[gb, keep], bins=8, range=[[0, 8], [0, 8]]
+        )
+        np.testing.assert_allclose(images[i], np.log1p(counts) / np.log1p(keep.size), rtol=1e-6)
+
+
+def test_top_neighbours_brute_force() -> None:
+    rng = np.random.default_rng(1)
+    expr = rng.normal(size=(40, 12))
+    expr[:, 3] = expr[:, 0] * 2 + 0.01 * rng.normal(size=40)
+    expr[:, 7] = -expr[:, 0] + 0.01 * rng.normal(size=40)
+    got = top_neighbours(torch.from_numpy(standardise(expr)), 3, chunk=5).numpy()
+    corr = np.abs(np.corrcoef(expr.T))
+    np.fill_diagonal(corr, -1)
+    want = np.argsort(-corr, axis=1)[:, :3]
+    assert (np.sort(got, axis=1) == np.sort(want, axis=1)).all()
+    assert set(got[0, :2]) == {3, 7}  # |r| finds the anti-correlated gene too
+
+
+def test_image_builder_shapes_and_neighbour_images() -> None:
+    rng = np.random.default_rng(2)
+    views = ExpressionViews(
+        genes=[f"g{i}" for i in range(6)],
+        views=["a", "b"],
+        expr=[rng.gamma(1.0, 1.0, (60, 6)).astype(np.float32) for _ in range(2)],
+    )
+    builder = ImageBuilder(views, n_neighbours=2, n_bins=16)
+    a, b = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+    assert builder.primary(a, b).shape == (3, 2, 16, 16)
+    neigh = builder.neighbour(torch.tensor([0, 5]))
+    assert neigh.shape == (2, 2, 3, 16, 16)
+    first = neigh[0, 0, 0]  # (g, g): all mass on the diagonal
+    assert torch.equal(first, torch.diag(torch.diagonal(first)))
+    stats = builder.stats(a, b)
+    assert stats.shape == (3, 2, 4)
+    r = np.corrcoef(views.expr[0][:, 0], views.expr[0][:, 3])[0, 1]
+    assert stats[0, 0, 0].item() == pytest.approx(r, abs=1e-5)
+    assert stats[0, 0, 1].item() == pytest.approx(abs(r), abs=1e-5)
+
+
+# ---------------------------------------------------------------- views
+
+
+def test_read_views_groups_pools_and_normalises(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    genes = [f"g{i}" for i in range(8)]
+    x1 = rng.poisson(3, (60, 8))
+    x2 = rng.poisson(3, (70, 8))
+    both = ad.concat([_adata(x1, genes, "ctrl"), _adata(x2, genes, "stim")], index_unique="-")
+    both.write_h5ad(tmp_path / "both.h5ad")
+    _adata(x1, genes, "ctrl").write_h5ad(tmp_path / "more_ctrl.h5ad")
+    data = read_views([tmp_path / "both.h5ad", tmp_path / "more_ctrl.h5ad"])
+    assert data.views == ["ctrl", "stim"]
+    assert data.n_cells() == [120, 70]  # the two files' ctrl cells pooled
+    lib = x1.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(data.expr[0][:60], np.log1p(x1 / lib * 1e4), rtol=1e-5)
+    # no obs['view']: each file is a view named after it; non-integer values are used as given
+    _adata(np.log1p(x1) + 0.5, genes).write_h5ad(tmp_path / "S1.rna.h5ad")
+    _adata(np.log1p(x2) + 0.5, genes).write_h5ad(tmp_path / "S2.rna.h5ad")
+    data = read_views([tmp_path / "S1.rna.h5ad", tmp_path / "S2.rna.h5ad"])
+    assert data.views == ["S1", "S2"]
+    np.testing.assert_allclose(data.expr[0], np.log1p(x1) + 0.5, rtol=1e-6)
+
+
+def test_read_views_layer(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    genes = [f"g{i}" for i in range(6)]
+    a = _adata(rng.poisson(2, (60, 6)), genes)
+    a.layers["imputed"] = np.full((60, 6), 0.25, dtype=np.float32) + rng.random((60, 6))
+    a.write_h5ad(tmp_path / "s.h5ad")
+    data = read_views([tmp_path / "s.h5ad"])
+    np.testing.assert_allclose(data.expr[0], a.layers["imputed"], rtol=1e-6)
+    with pytest.raises(InputError, match="no layer 'denoised'"):
+        read_views([tmp_path / "s.h5ad"], layer="denoised")
+
+
+def test_read_views_gene_intersection_and_bad_inputs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(5)
+    _adata(rng.poisson(2, (60, 8)), [f"g{i}" for i in range(8)]).write_h5ad(tmp_path / "a.h5ad")
+    _adata(rng.poisson(2, (60, 8)), [f"g{i}" for i in range(2, 10)]).write_h5ad(tmp_path / "b.h5ad")
+    with caplog.at_level(logging.WARNING):
+        data = read_views([tmp_path / "a.h5ad", tmp_path / "b.h5ad"])
+    assert data.genes == [f"g{i}" for i in range(2, 8)]
+    assert "different gene sets: using the 6 genes" in caplog.text
+    _adata(rng.poisson(2, (60, 8)), [f"h{i}" for i in range(8)]).write_h5ad(tmp_path / "c.h5ad")
+    with pytest.raises(InputError, match=r"c\.h5ad: the expression inputs share only 0 gene"):
+        read_views([tmp_path / "a.h5ad", tmp_path / "c.h5ad"])
+    _adata(rng.poisson(2, (49, 8)), [f"g{i}" for i in range(8)], "few").write_h5ad(
+        tmp_path / "few.h5ad"
+    )
+    with pytest.raises(InputError, match="view 'few' has 49 cells; at least 50"):
+        read_views([tmp_path / "a.h5ad", tmp_path / "few.h5ad"])
+
+
+# ---------------------------------------------------------------- labels
+
+
+def test_read_labels_formats(tmp_path: Path) -> None:
+    (tmp_path / "h.tsv").write_text("tf\ttarget\tsign\nA\tB\t+\nA\tC\t-\n")
+    frame = read_labels(tmp_path / "h.tsv")
+    assert frame[["tf", "target"]].values.tolist() == [["A", "B"], ["A", "C"]]
+    assert (frame.label == -1).all()  # simulator truth: a sign column is not a label
+    (tmp_path / "l.tsv").write_text("A\tB\t1\nA\tC\t0\n")
+    assert read_labels(tmp_path / "l.tsv").label.tolist() == [1, 0]
+    (tmp_path / "bad.tsv").write_text("A\tB\tyes\n")
+    with pytest.raises(InputError, match="label column must be 0 or 1, found yes"):
+        read_labels(tmp_path / "bad.tsv")
+
+
+def test_label_pairs_semantics() -> None:
+    genes = ["A", "B", "C", "D"]
+    listed = pd.DataFrame({"tf": ["A", "A"], "target": ["B", "Z"], "label": [-1, -1]})
+    tf, target, label = label_pairs(listed, genes)
+    # A -> B positive; every other pair of A (self excluded) negative; the pair with Z dropped
+    assert sorted(zip(tf.tolist(), target.tolist(), label.tolist(), strict=True)) == [
+        (0, 1, 1),
+        (0, 2, 0),
+        (0, 3, 0),
+    ]
+    explicit = pd.DataFrame({"tf": ["A", "C"], "target": ["B", "D"], "label": [1, 0]})
+    tf, target, label = label_pairs(explicit, genes)
+    assert list(zip(tf.tolist(), target.tolist(), label.tolist(), strict=True)) == [
+        (0, 1, 1),
+        (2, 3, 0),
+    ]
+    with pytest.raises(InputError, match="share no"):
+        label_pairs(pd.DataFrame({"tf": ["X"], "target": ["Y"], "label": [-1]}), genes)
+
+
+# ---------------------------------------------------------------- priors
+
+
+def _tss_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "gene_id": ["ENSG1", "ENSG2", "ENSG3", "ENSG4"],
+            "gene_name": ["TFA", "G1", "G2", "G3"],
+            "chrom": ["chr1", "chr1", "chr1", "chr2"],
+            "tss": [1_000, 50_000, 90_000, 5_000],
+            "strand": ["+", "+", "-", "+"],
+        }
+    )
+
+
+def _write_tfbind(path: Path) -> None:
+    """A tfbind.h5ad as scregnet tfbind predict writes it (cells x TFs, binding in uns)."""
+    peaks = pd.DataFrame(
+        {
+            "chrom": ["chr1", "chr1", "chr2"],
+            "start": [49_800, 95_000, 5_900],
+            "end": [50_300, 95_400, 6_100],
+        }
+    )
+    binding = np.zeros((2, 3, 2), dtype=np.float32)  # clusters x peaks x TFs
+    binding[1, 0, 0] = 0.9  # TFA at G1's promoter in cluster 1
+    binding[0, 1, 0] = 0.6  # TFA 5 kb from G2's TSS
+    binding[0, 2, 1] = 0.8  # TFB (not expressed) near G3
+    pwm = np.ones_like(binding)  # a baseline array that must be ignored
+    a = ad.AnnData(
+        np.zeros((4, 2), dtype=np.float32),
+        obs=pd.DataFrame(index=[f"cell{i}" for i in range(4)]),
+        var=pd.DataFrame(index=["TFA", "TFB"]),
+    )
+    a.uns["tfbind"] = {"peaks": peaks, "binding": binding, "pwm_binding": pwm}
+    a.write_h5ad(path)
+
+
+def test_prior_reader_window_and_labels(tmp_path: Path) -> None:
+    _write_tfbind(tmp_path / "s.tfbind.h5ad")
+    binding = read_binding(tmp_path / "s.tfbind.h5ad")
+    assert binding.tfs == ["TFA", "TFB"]
+    assert binding.prob.shape == (3, 2)
+    assert binding.prob[0, 0] == pytest.approx(0.9)  # max over clusters, not the PWM array
+    genes = ["TFA", "G1", "G2", "G3"]
+    tfs, prior = tss_prior(binding, _tss_frame(), genes, window=10_000)
+    assert tfs == ["TFA"]
+    np.testing.assert_allclose(prior[0], [0.0, 0.9, 0.6, 0.0])
+    _, narrow = tss_prior(binding, _tss_frame(), genes, window=1_000)
+    np.testing.assert_allclose(narrow[0], [0.0, 0.9, 0.0, 0.0])
+    frame = prior_labels(tfs, prior, genes, threshold=0.5, rng=np.random.default_rng(0))
+    assert frame[frame.label == 1].target.tolist() == ["G1", "G2"]
+    assert frame[frame.label == 0].target.tolist() == ["G3"]
+    strict = prior_labels(tfs, prior, genes, threshold=0.7, rng=np.random.default_rng(0))
+    assert strict[strict.label == 1].target.tolist() == ["G1"]
+    # peaks-as-observations layout, two files combined by maximum
+    obs = pd.DataFrame({"chrom": ["chr1"], "start": [89_900], "end": [90_100]}, index=["p0"])
+    b = ad.AnnData(
+        np.array([[0.95, 0.1]], dtype=np.float32), obs=obs, var=pd.DataFrame(index=["TFA", "TFB"])
+    )
+    b.write_h5ad(tmp_path / "peaks.h5ad")
+    tfs, both = combined_prior(
+        [tmp_path / "s.tfbind.h5ad", tmp_path / "peaks.h5ad"], _tss_frame(), genes, window=10_000
+    )
+    np.testing.assert_allclose(both[0], [0.0, 0.9, 0.95, 0.0])
+    (tmp_path / "cells.h5ad").write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        read_binding(tmp_path / "cells.h5ad")
+    _adata(np.ones((3, 2)), ["TFA", "TFB"]).write_h5ad(tmp_path / "nopeaks.h5ad")
+    with pytest.raises(InputError, match="no peak table"):
+        read_binding(tmp_path / "nopeaks.h5ad")
+
+
+# ---------------------------------------------------------------- model
+
+
+def test_model_shapes_and_attention() -> None:
+    torch.manual_seed(0)
+    config = GRNConfig(n_neighbours=2, embed_dim=8, hidden=16)
+    model = DeepMCL(config).eval()
+    images = torch.rand(5, 3, 32, 32)
+    emb = model.encode(images)
+    assert emb.shape == (5, 3, 8)
+    out = model.head(
+        emb, torch.rand(5, 3, 3, 8), torch.rand(5, 3, 3, 8), torch.rand(5, 3, config.n_stats)
+    )
+    assert out.logit.shape == (5,)
+    assert out.view_weights.shape == (5, 3)
+    assert out.neighbour_weights.shape == (5, 3, 6)
+    torch.testing.assert_close(out.view_weights.sum(dim=1), torch.ones(5))
+    torch.testing.assert_close(out.embedding.norm(dim=1), torch.ones(5))
+
+
+def test_contrastive_loss() -> None:
+    same = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    far = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])  # distance 2 > margin 1
+    assert contrastive_loss(same, torch.tensor([1.0, 1.0])).item() == pytest.approx(0.0)
+    assert contrastive_loss(far, torch.tensor([1.0, 0.0])).item() == pytest.approx(0.0)
+    assert contrastive_loss(far, torch.tensor([1.0, 1.0])).item() == pytest.approx(4.0)
+    assert contrastive_loss(same, torch.tensor([1.0, 0.0])).item() == pytest.approx(1.0)
