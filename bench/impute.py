@@ -44,21 +44,24 @@ DATA = REPO.parent / "shared" / "data"
 log = logging.getLogger("bench.impute")
 
 Method = Callable[[sp.csr_matrix, int], np.ndarray]
+#: (genes, bulk matrix) of the data set being benchmarked, for the scDTL runs
+CONTEXT: dict[str, Any] = {}
 
 
 # ---------------------------------------------------------------- data sets
-def load_celltypist(n_genes: int = 2000) -> tuple[sp.csr_matrix, list[str], None, None]:
+Loaded = tuple[sp.csr_matrix, list[str], np.ndarray | None, np.ndarray | None, pd.DataFrame | None]
+
+
+def load_celltypist(n_genes: int = 2000) -> Loaded:
     frame = pd.read_csv(DATA / "celltypist_counts" / "sample_cell_by_gene.csv.gz", index_col=0)
     counts = sp.csr_matrix(np.rint(frame.to_numpy(dtype=np.float64)).astype(np.float32))
     genes = list(frame.columns.astype(str))
     keep = data.select_variable_genes(counts, genes, n_genes)
     idx = pd.Index(genes).get_indexer(keep)
-    return sp.csr_matrix(counts[:, idx]), keep, None, None
+    return sp.csr_matrix(counts[:, idx]), keep, None, None, None
 
 
-def load_simulator(
-    preset: str = "small",
-) -> tuple[sp.csr_matrix, list[str], np.ndarray | None, np.ndarray | None]:
+def load_simulator(preset: str = "small") -> Loaded:
     from scregnet.simulate import simulate  # type: ignore[attr-defined]
 
     world = Path(tempfile.mkdtemp(prefix="bench_impute_")) / "world"
@@ -73,7 +76,8 @@ def load_simulator(
     counts = data.get_counts(adata)
     true = truth[adata.obs_names, adata.var_names].X
     true = np.asarray(true.toarray() if sp.issparse(true) else true, dtype=np.float64)
-    return counts, list(adata.var_names), labels, true
+    bulk = pd.read_csv(world / "bulk" / "bulk_rna.tsv", sep="\t", index_col=0)
+    return counts, list(adata.var_names), labels, true, bulk
 
 
 # ---------------------------------------------------------------- methods
@@ -104,9 +108,16 @@ def m_magic(counts: sp.csr_matrix, seed: int) -> np.ndarray:
 def make_scdtl(epochs: int, threads: int, **kw: Any) -> Method:
     def run(counts: sp.csr_matrix, seed: int) -> np.ndarray:
         adata = ad.AnnData(counts)
-        adata.var_names = [f"g{i}" for i in range(counts.shape[1])]
+        adata.var_names = CONTEXT["genes"]
         res = impute(
-            adata, epochs=epochs, device="cpu", seed=seed, threads=threads, n_top_genes=None, **kw
+            adata,
+            bulk=CONTEXT.get("bulk"),
+            epochs=epochs,
+            device="cpu",
+            seed=seed,
+            threads=threads,
+            n_top_genes=None,
+            **kw,
         )
         return np.asarray(res.adata.layers["imputed"], dtype=np.float64)
 
@@ -182,7 +193,7 @@ def clustering_table(
 
 def speed(epochs: int, threads: int, n_cells: int = 5000, n_genes: int = 2000) -> dict[str, Any]:
     """Training and inference cells/s at ``n_cells`` x ``n_genes`` (cells resampled from real data)."""
-    counts, _, _, _ = load_celltypist(n_genes)
+    counts, _, _, _, _ = load_celltypist(n_genes)
     rng = np.random.default_rng(0)
     pick = rng.integers(0, counts.shape[0], size=n_cells)
     base = counts[pick].toarray()
@@ -233,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="simulator,celltypist")
     parser.add_argument("--fractions", default="0.1,0.2,0.4")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ablation", action="store_true")
@@ -267,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     cluster_rows: list[dict[str, Any]] = []
     for name in args.datasets.split(","):
         loader = {"celltypist": load_celltypist, "simulator": load_simulator}[name]
-        counts, _genes, labels, true = loader()
+        counts, genes, labels, true, bulk = loader()
+        CONTEXT.update(genes=genes, bulk=bulk)
         log.info("%s: %d cells x %d genes", name, *counts.shape)
         masked_rows += masked_table(name, counts, true, base, fractions, args.seed)
         if not args.no_ablation:

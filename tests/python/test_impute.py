@@ -293,7 +293,9 @@ def test_masked_recovery_beats_baselines() -> None:
 
 
 # ------------------------------------------------------------------ CLI
-def run_cli(tmp_path: Path, adata: ad.AnnData, *extra: str, name: str = "s") -> tuple[int, Path]:
+def run_cli(
+    tmp_path: Path, adata: ad.AnnData, *extra: str, name: str = "s", widths: bool = True
+) -> tuple[int, Path]:
     rna = tmp_path / f"{name}.rna.h5ad"
     if not rna.exists():
         tmp_path.mkdir(parents=True, exist_ok=True)
@@ -308,10 +310,7 @@ def run_cli(tmp_path: Path, adata: ad.AnnData, *extra: str, name: str = "s") -> 
             str(out),
             "--device",
             "cpu",
-            "--hidden-dim",
-            "32",
-            "--latent-dim",
-            "8",
+            *(["--hidden-dim", "32", "--latent-dim", "8"] if widths else []),
             *extra,
         ]
     )
@@ -427,7 +426,7 @@ def test_cli_bulk_is_used_and_pseudobulk_logged(
 def test_cli_model_reuses_checkpoint(tmp_path: Path, cli_run: tuple[Path, Path]) -> None:
     _, ref_out = cli_run
     ckpt = ref_out.with_name("s.imputed.model.pt")
-    code, out = run_cli(tmp_path, make_adata(), "--model", str(ckpt))
+    code, out = run_cli(tmp_path, make_adata(), "--model", str(ckpt), widths=False)
     assert code == 0
     np.testing.assert_allclose(
         ad.read_h5ad(out).layers["imputed"], ad.read_h5ad(ref_out).layers["imputed"], atol=1e-6
@@ -498,7 +497,7 @@ def test_cli_checkpoint_gene_mismatch(
     adata = make_adata()
     adata.var_names = [f"other{i}" for i in range(adata.n_vars)]
     ckpt = str(ref_out.with_name("s.imputed.model.pt"))
-    code, out = run_cli(tmp_path, adata, "--model", ckpt, "--quiet")
+    code, out = run_cli(tmp_path, adata, "--model", ckpt, "--quiet", widths=False)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
     assert "checkpoint genes do not match" in err[0]
@@ -510,8 +509,10 @@ def test_cli_bulk_with_model_and_bad_out(
 ) -> None:
     _, ref_out = cli_run
     ckpt = str(ref_out.with_name("s.imputed.model.pt"))
-    code, _ = run_cli(tmp_path, make_adata(), "--model", ckpt, "--bulk", "b.tsv")
-    assert code == 1 and "cannot be combined with --model" in capsys.readouterr().err
+    code, _ = run_cli(tmp_path, make_adata(), "--model", ckpt, "--bulk", "b.tsv", widths=False)
+    assert code == 1 and "--bulk: training options cannot be combined" in capsys.readouterr().err
+    code, _ = run_cli(tmp_path, make_adata(), "--model", ckpt, "--epochs", "3", widths=False)
+    assert code == 1 and "--epochs: training options cannot be combined" in capsys.readouterr().err
     rna = tmp_path / "s.rna.h5ad"
     code = cli.main(["impute", "--rna", str(rna), "--out", str(tmp_path / "x.csv")])
     assert code == 1 and "must end in .h5ad" in capsys.readouterr().err

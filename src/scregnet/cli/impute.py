@@ -19,6 +19,20 @@ def _positive(text: str) -> int:
     return value
 
 
+#: flag, default, help
+TRAINING_OPTIONS = (
+    ("--epochs", 20, "single-cell training epochs"),
+    ("--batch-size", 64, "cells per training batch"),
+    (
+        "--n-top-genes",
+        2000,
+        "model at most this many (most variable) genes; others keep observed values",
+    ),
+    ("--hidden-dim", 512, "autoencoder hidden width"),
+    ("--latent-dim", 128, "autoencoder bottleneck width"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rna", required=True, type=Path, help="scRNA h5ad with raw counts (cells x genes)"
@@ -44,25 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         default=None,
-        help="impute with this checkpoint (.model.pt of an earlier run) instead of training",
+        help="impute with this checkpoint (.model.pt of an earlier run) instead of training; "
+        "its genes must all be in --rna; training options cannot be combined with it",
     )
     parser.add_argument(
         "--device", default="auto", help="auto, cpu, cuda or cuda:N (mixed precision on CUDA)"
     )
-    parser.add_argument("--epochs", type=_positive, default=30, help="single-cell training epochs")
-    parser.add_argument("--batch-size", type=_positive, default=64, help="cells per batch")
-    parser.add_argument(
-        "--n-top-genes",
-        type=_positive,
-        default=2000,
-        help="model at most this many (most variable) genes; others keep observed values",
-    )
-    parser.add_argument(
-        "--hidden-dim", type=_positive, default=512, help="autoencoder hidden width"
-    )
-    parser.add_argument(
-        "--latent-dim", type=_positive, default=128, help="autoencoder bottleneck width"
-    )
+    training = parser.add_argument_group("training options (not with --model)")
+    for flag, default, text in TRAINING_OPTIONS:
+        training.add_argument(
+            flag, type=_positive, default=None, help=f"{text} (default: {default})"
+        )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -76,9 +82,18 @@ def main(args: argparse.Namespace) -> int:
     if not args.out.name.endswith(".h5ad"):
         msg = "--out must end in .h5ad"
         raise InputError(msg, args.out)
-    if args.model is not None and args.bulk is not None:
-        msg = "--bulk is only used for training; it cannot be combined with --model"
-        raise InputError(msg, args.bulk)
+    given = [
+        f for f, _, _ in TRAINING_OPTIONS if getattr(args, f[2:].replace("-", "_")) is not None
+    ]
+    if args.bulk is not None:
+        given.insert(0, "--bulk")
+    if args.model is not None and given:
+        msg = f"{', '.join(given)}: training options cannot be combined with --model"
+        raise InputError(msg, args.model)
+    for flag, default, _ in TRAINING_OPTIONS:
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if args.batch_size < 2:
         msg = f"--batch-size must be >= 2, got {args.batch_size}"
         raise InputError(msg)

@@ -113,7 +113,7 @@ def impute(
     layer: str | None = None,
     checkpoint: str | Path | None = None,
     n_top_genes: int | None = 2000,
-    epochs: int = 30,
+    epochs: int = 20,
     batch_size: int = 64,
     hidden_dim: int = 512,
     latent_dim: int = 128,
@@ -149,8 +149,6 @@ def impute(
         Extra fields of :class:`~scregnet.impute.train.TrainConfig` /
         :class:`~scregnet.impute.model.ImputeConfig`.
     """
-    import torch
-
     from scregnet import __version__
     from scregnet.device import resolve_device, torch_threads
     from scregnet.impute.model import ImputeConfig, ScDTL
@@ -240,7 +238,7 @@ def impute(
                 use_unet=use_unet,
                 **(model_options or {}),
             )
-            torch.manual_seed(seed)
+            seed_everything(seed)  # the weights do not depend on the data-preparation draws
             model = ScDTL(mcfg)
             losses = fit(
                 model,

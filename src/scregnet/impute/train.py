@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Optimisation settings (saved in the checkpoint beside the architecture)."""
 
-    epochs: int = 30
+    epochs: int = 20
     pretrain_epochs: int | None = None  # default: epochs
     adapt_epochs: int | None = None  # default: max(1, epochs // 3)
     batch_size: int = 64
