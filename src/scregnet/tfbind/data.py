@@ -420,10 +420,7 @@ def build_index(
                     n_neg = min(int(negative.sum()), max(round(negative_ratio * n_pos), 16))
                     accessible = np.zeros(n_bins, dtype=bool)
                     if n_neg:
-                        means = bw.stats(
-                            chrom, 0, int(starts[-1] + step), nBins=n_bins, type="mean", exact=True
-                        )
-                        signal = np.nan_to_num(np.asarray(means, dtype=np.float64), nan=0.0)
+                        signal = bin_means(bw, chrom, starts, bin_size)
                         accessible = signal > data.track_means[ti]
                     hard = np.flatnonzero(negative & accessible)
                     easy = np.flatnonzero(negative & ~accessible)
@@ -457,6 +454,27 @@ def build_index(
         np.concatenate(rows_track),
         np.concatenate(rows_labels),
     )
+
+
+def bin_means(
+    bw: Any, chrom: str, starts: NDArray[np.int64], bin_size: int, *, chunk: int = 5_000_000
+) -> NDArray[np.float64]:
+    """Mean bigWig signal over ``[start, start + bin_size)`` of each (sorted) bin, read in chunks."""
+    size = int(bw.chroms()[chrom])
+    out = np.zeros(starts.size, dtype=np.float64)
+    i = 0
+    while i < starts.size:
+        lo = int(starts[i])
+        j = int(np.searchsorted(starts, lo + chunk, side="left"))
+        j = max(j, i + 1)
+        hi = min(int(starts[j - 1]) + bin_size, size)
+        values = np.nan_to_num(np.asarray(bw.values(chrom, lo, hi, numpy=True), dtype=np.float64))
+        cum = np.concatenate([[0.0], np.cumsum(values)])
+        s = starts[i:j] - lo
+        e = np.minimum(s + bin_size, hi - lo)
+        out[i:j] = (cum[e] - cum[s]) / bin_size
+        i = j
+    return out
 
 
 def _n_fraction(

@@ -1,0 +1,222 @@
+"""TF-binding benchmark: accuracy vs the motif baselines on the simulator, the real CTCF check, speed.
+
+    python bench/tfbind.py [--workdir DIR] [--preset small] [--filters 48,64,64 --hidden 128]
+                           [--epochs 6] [--device cpu] [--threads 1] [--skip-ctcf]
+
+1. Simulator (``small`` by default): ``scregnet simulate``, then per sample ``fragments``,
+   ``count`` (the world's peaks), ``cluster``; ``tfbind train`` on the bulk sheet, ``tfbind
+   predict`` per sample with the world's motifs; scored by ``scregnet.evaluate.score_tfbind``
+   (held-out chromosomes only): the model's and PWM x accessibility's mean AUROC/AUPRC, the ARI
+   of k-means on cells x TF activity and on the chromVAR-style deviations.
+2. Real: CTCF GM12878 top-500 summits vs dinucleotide-shuffled backgrounds, sequence-only model,
+   held-out fifth; the JASPAR CTCF PWM and GC content beside it.
+3. Speed: training and prediction windows/s and each step's peak memory (``os.wait4`` rusage).
+
+Existing outputs in ``--workdir`` are reused, so a rerun only redoes what is missing.
+Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SCREGNET = [sys.executable, "-m", "scregnet.cli.main"]
+
+
+def run(step: str, argv: list[str], timings: dict[str, Any]) -> None:
+    """Run one scregnet step; record wall time and its own peak RSS."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*SCREGNET, *argv])
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        msg = f"{step} failed: {' '.join(argv)}"
+        raise SystemExit(msg)
+    entry = timings.setdefault(step, {"seconds": 0.0, "peak_rss_mb": 0.0})
+    entry["seconds"] += time.perf_counter() - t0
+    entry["peak_rss_mb"] = max(entry["peak_rss_mb"], usage.ru_maxrss / 1024)
+
+
+def simulator(args: argparse.Namespace, timings: dict[str, Any]) -> dict[str, Any]:
+    import pandas as pd
+    import torch
+
+    from scregnet.evaluate.score_tfbind import score
+
+    work = Path(args.workdir)
+    world = work / "world"
+    if not (world / "truth" / "world.json").exists():
+        run("simulate", ["simulate", "--outdir", str(world), "--preset", args.preset], timings)
+    results = work / "results"
+    atac = results / "atac"
+    atac.mkdir(parents=True, exist_ok=True)
+    common = ["--threads", str(args.threads), "--seed", "0"]
+    sheet = pd.read_csv(world / "samplesheet.csv")
+    for sample in sheet["sample"]:
+        frag = atac / f"{sample}.fragments.tsv.gz"
+        if not frag.exists():
+            bam = world / "samples" / f"{sample}.bam"
+            run("fragments", ["fragments", "--bam", str(bam), "--out", str(frag), *common], timings)
+        counts = atac / f"{sample}.atac.h5ad"
+        if not counts.exists():
+            argv = ["count", "--fragments", str(frag), "--peaks", str(world / "peaks.bed")]
+            argv += ["--genome", str(world / "genome.fa.fai"), "--tss", str(world / "genes.gtf")]
+            run("count", [*argv, "--out", str(counts), *common], timings)
+        clustered = atac / f"{sample}.clustered.h5ad"
+        if not clustered.exists():
+            run(
+                "cluster",
+                ["cluster", "--atac", str(counts), "--out", str(clustered), *common],
+                timings,
+            )
+    model = results / "tfbind" / "model.pt"
+    size = ["--filters", args.filters, "--hidden", str(args.hidden)]
+    if not model.exists():
+        argv = ["tfbind", "train", "--fasta", str(world / "genome.fa")]
+        argv += ["--bulk", str(world / "bulk" / "bulk_sheet.csv"), "--out", str(model)]
+        argv += [*size, "--epochs", str(args.epochs), "--device", args.device, *common]
+        run("tfbind train", argv, timings)
+    ckpt = torch.load(model, map_location="cpu", weights_only=False)
+    predict_rates = []
+    for sample in sheet["sample"]:
+        out = results / "tfbind" / f"{sample}.tfbind.h5ad"
+        if not out.exists():
+            argv = ["tfbind", "predict", "--model", str(model), "--fasta", str(world / "genome.fa")]
+            argv += ["--atac", str(atac / f"{sample}.clustered.h5ad")]
+            argv += ["--fragments", str(atac / f"{sample}.fragments.tsv.gz")]
+            argv += ["--motifs", str(world / "motifs.jaspar"), "--out", str(out)]
+            run("tfbind predict", [*argv, "--device", args.device, *common], timings)
+        import anndata as ad
+
+        predict_rates.append(float(ad.read_h5ad(out).uns["tfbind"]["predict_windows_per_s"]))
+    report = score(world / "truth", results)
+    assert report is not None
+    report["train_windows_per_s"] = float(ckpt["metrics"]["train_windows_per_s"])
+    report["predict_windows_per_s"] = float(np.mean(predict_rates))
+    report["bulk_test_auroc"] = float(ckpt["metrics"]["test_mean_auroc"])
+    report["bulk_test_auprc"] = float(ckpt["metrics"]["test_mean_auprc"])
+    report["model_config"] = ckpt["model_config"]
+    report["best_epoch"] = ckpt["metrics"]["best_epoch"]
+    return report
+
+
+def ctcf(testdata: Path) -> dict[str, float]:
+    import pysam
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from scregnet.evaluate.metrics import auprc, auroc
+    from scregnet.tfbind.data import dinucleotide_shuffle, one_hot
+    from scregnet.tfbind.motifs import MotifScanner, read_motifs
+    from scregnet.tfbind.train import TrainConfig, fit_sequences, predict_dataset
+
+    t0 = time.perf_counter()
+    fasta = pysam.FastaFile(str(testdata / "tf_peaks" / "Gm12878.CTCF.top500.w200.fa"))
+    pos = [fasta.fetch(n).upper() for n in fasta.references]
+    rng = np.random.default_rng(0)
+    seqs = pos + [dinucleotide_shuffle(s, rng) for s in pos]
+    y = np.r_[np.ones(len(pos)), np.zeros(len(pos))].astype(np.float32)
+    fold = rng.permutation(len(pos)) % 5
+    test = np.r_[fold == 0, fold == 0]
+    config = TrainConfig(
+        filters=(32, 32, 32), hidden=32, epochs=12, patience=3, batch_size=32, lr=4e-3
+    )
+    train_seqs = [s for s, t in zip(seqs, test, strict=True) if not t]
+    model, _ = fit_sequences(train_seqs, y[~test], config=config, device=torch.device("cpu"))
+    x = torch.from_numpy(np.stack([one_hot(s) for s, t in zip(seqs, test, strict=True) if t]))
+    probs, _ = predict_dataset(
+        model, TensorDataset(x, torch.from_numpy(y[test][:, None])), device=torch.device("cpu")
+    )
+    motif = next(
+        m
+        for m in read_motifs(testdata / "motifs" / "JASPAR2022_vertebrates.pfm")
+        if m.name.upper() == "CTCF"
+    )
+    pwm = MotifScanner([motif]).max_scores(x.numpy(), np.full(int(test.sum()), 200))[:, 0]
+    gc = np.array([(s.count("G") + s.count("C")) / len(s) for s in seqs])[test]
+    return {
+        "model_auroc": auroc(y[test], probs[:, 0]),
+        "model_auprc": auprc(y[test], probs[:, 0]),
+        "pwm_auroc": auroc(y[test], pwm),
+        "pwm_auprc": auprc(y[test], pwm),
+        "gc_auroc": auroc(y[test], gc),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workdir", type=Path, default=REPO / "bench" / "work" / "tfbind")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--filters", default="48,64,64", help="paper: 160,240,240 (use on a GPU)")
+    parser.add_argument("--hidden", type=int, default=128, help="paper: 919")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip-ctcf", action="store_true")
+    parser.add_argument(
+        "--testdata",
+        type=Path,
+        default=Path(os.environ.get("SCREGNET_TESTDATA", REPO.parent / "shared" / "data")),
+    )
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    timings: dict[str, Any] = {}
+    sim = simulator(args, timings)
+    real = None if args.skip_ctcf else ctcf(args.testdata)
+    print(
+        f"\n### Simulator `{args.preset}` (held-out chromosomes {', '.join(sim['chromosomes'])}; {sim['n_tfs']} TFs)\n"
+    )
+    print("| method | mean AUROC | mean AUPRC | cell clustering ARI |")
+    print("|---|---|---|---|")
+    print(
+        f"| scregnet tfbind (filters {args.filters}, dense {args.hidden}) | {sim['auroc']:.3f} | {sim['auprc']:.3f} | {sim['ari']:.3f} |"
+    )
+    pwm = sim["pwm_baseline"]
+    print(f"| PWM log-odds x accessibility | {pwm['auroc']:.3f} | {pwm['auprc']:.3f} | |")
+    print(f"| chromVAR-style deviations | | | {sim['chromvar_baseline']['ari']:.3f} |")
+    print(
+        f"\nAUPRC gain over the PWM baseline: {sim['auprc'] - pwm['auprc']:+.3f}; bulk held-out windows: AUROC {sim['bulk_test_auroc']:.3f}, AUPRC {sim['bulk_test_auprc']:.3f}; best epoch {sim['best_epoch']}"
+    )
+    if real is not None:
+        print(
+            "\n### Real: CTCF GM12878 top-500 summits vs dinucleotide shuffles (held-out fifth)\n"
+        )
+        print("| method | AUROC | AUPRC |")
+        print("|---|---|---|")
+        print(
+            f"| sequence-only model (32,32,32 filters) | {real['model_auroc']:.3f} | {real['model_auprc']:.3f} |"
+        )
+        print(
+            f"| JASPAR CTCF PWM max log-odds | {real['pwm_auroc']:.3f} | {real['pwm_auprc']:.3f} |"
+        )
+        print(f"| GC content | {real['gc_auroc']:.3f} | |")
+    print("\n### Speed\n")
+    print(
+        f"training {sim['train_windows_per_s']:.0f} windows/s, prediction {sim['predict_windows_per_s']:.0f} windows/s (device {args.device}, {args.threads} thread(s))\n"
+    )
+    print("| step | wall s | peak RSS MB |")
+    print("|---|---|---|")
+    for step, t in timings.items():
+        print(f"| {step} | {t['seconds']:.1f} | {t['peak_rss_mb']:.0f} |")
+    (Path(args.workdir) / "tfbind_bench.json").write_text(
+        json.dumps({"simulator": sim, "ctcf": real, "timings": timings}, indent=1, default=str)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""``scregnet tfbind train|predict|merge`` end to end on a small synthetic world (_tfbind_synth)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pyBigWig
+import pytest
+import torch
+from _tfbind_synth import CHROM_LEN, CHROMS, Synth, build
+
+from scregnet.cli import main as cli
+from scregnet.evaluate.score_tfbind import score
+
+FAST = ["--filters", "16,24,24", "--hidden", "32", "--device", "cpu", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return build(tmp_path_factory.mktemp("tfbind") / "world")
+
+
+@pytest.fixture(scope="module")
+def model(synth: Synth) -> Path:
+    out = synth.root / "model.pt"
+    argv = ["tfbind", "train", "--fasta", str(synth.fasta), "--bulk", str(synth.bulk_sheet)]
+    code = cli.main([*argv, "--out", str(out), *FAST, "--epochs", "12", "--lr", "3e-3"])
+    assert code == 0
+    return out
+
+
+def _predict(synth: Synth, model: Path, out: Path, *extra: str) -> int:
+    return cli.main(
+        [
+            "tfbind",
+            "predict",
+            "--model",
+            str(model),
+            "--fasta",
+            str(synth.fasta),
+            "--atac",
+            str(synth.atac),
+            "--fragments",
+            str(synth.fragments),
+            "--motifs",
+            str(synth.motifs),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def predicted(synth: Synth, model: Path) -> Path:
+    out = synth.root / "results" / "tfbind" / "S.tfbind.h5ad"
+    assert _predict(synth, model, out) == 0
+    return out
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for needle in needles:
+        assert needle in err[0], err[0]
+    return err[0]
+
+
+def test_checkpoint_carries_what_prediction_needs(model: Path) -> None:
+    ckpt = torch.load(model, map_location="cpu", weights_only=False)
+    assert ckpt["tfs"] == ["CTCF", "GATA1"]
+    assert ckpt["window"] == 1000 and ckpt["bin_size"] == 200
+    assert list(ckpt["chrom_sizes"]) == CHROMS
+    assert ckpt["test_chroms"] == ["chr4", "chr5"] and ckpt["val_chroms"] == ["chr6"]
+    assert ckpt["config"]["filters"] == (16, 24, 24) and ckpt["config"]["epochs"] == 12
+    assert ckpt["model_config"]["use_accessibility"] is True
+    # the held-out windows were scored and the model learned something there
+    assert ckpt["metrics"]["test_mean_auroc"] > 0.8
+
+
+def test_predict_outputs(predicted: Path, synth: Synth) -> None:
+    result = ad.read_h5ad(predicted)
+    atac = ad.read_h5ad(synth.atac)
+    assert result.shape == (atac.n_obs, 2)
+    assert list(result.obs_names) == list(atac.obs_names)
+    u = result.uns["tfbind"]
+    assert u["binding"].shape == (2, atac.n_vars, 2) == u["pwm_binding"].shape
+    assert ((u["binding"] >= 0) & (u["binding"] <= 1)).all()
+    assert result.obsm["chromvar"].shape == (atac.n_obs, 2)
+    tracks = predicted.parent / "S"
+    assert sorted(p.name for p in tracks.iterdir()) == [
+        "0.binding.bed",
+        "0.binding.bw",
+        "1.binding.bed",
+        "1.binding.bw",
+    ]
+    bed = pd.read_csv(tracks / "0.binding.bed", sep="\t", header=None)
+    assert len(bed) == int((u["binding"][0] >= 0.5).sum())
+    assert set(bed[3]) <= {"CTCF", "GATA1"} and (bed[4] >= 500).all()
+    bw = pyBigWig.open(str(tracks / "1.binding.bw"))
+    peaks = u["peaks"]
+    i = int(np.argmax(u["binding"][1].max(axis=1)))
+    value = bw.stats(
+        peaks.chrom.iloc[i], int(peaks.start.iloc[i]), int(peaks.end.iloc[i]), type="max"
+    )[0]
+    assert value == pytest.approx(float(u["binding"][1, i].max()), abs=1e-5)
+    assert bw.chroms() == dict.fromkeys(CHROMS, CHROM_LEN)
+
+
+def test_binding_and_activity_against_truth(predicted: Path, synth: Synth) -> None:
+    """The model recovers cell-type-specific binding; activity separates the two cell types."""
+    results = predicted.parent.parent
+    report = score(synth.root / "truth", results)
+    assert report is not None
+    assert report["chromosomes"] == ["chr4", "chr5"]
+    assert report["auroc"] > 0.7, report
+    # accessibility alone cannot tell bound sites from open decoys: the model must beat it
+    result = ad.read_h5ad(predicted)
+    u = result.uns["tfbind"]
+    assert report["ari"] >= report["chromvar_baseline"]["ari"] - 0.05
+    assert report["pwm_baseline"]["auroc"] > 0.8  # the planted motifs are found by the scan
+    assert u["binding"].shape[0] == 2
+
+
+def test_shards_merge_exactly(predicted: Path, synth: Synth, model: Path, tmp_path: Path) -> None:
+    shard_a, shard_b = tmp_path / "a.h5ad", tmp_path / "b.h5ad"
+    assert _predict(synth, model, shard_a, "--chrom", "chr1,chr2,chr3") == 0
+    assert _predict(synth, model, shard_b, "--chrom", "chr4", "--chrom", "chr5,chr6") == 0
+    merged = tmp_path / "S.tfbind.h5ad"
+    argv = ["tfbind", "merge", "--shards", str(shard_b), str(shard_a), "--atac", str(synth.atac)]
+    assert cli.main([*argv, "--out", str(merged)]) == 0
+    whole, parts = ad.read_h5ad(predicted), ad.read_h5ad(merged)
+    np.testing.assert_allclose(parts.X, whole.X, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(parts.obsm["chromvar"], whole.obsm["chromvar"], rtol=1e-6, atol=1e-7)
+    for key in ("binding", "pwm_binding"):
+        np.testing.assert_allclose(parts.uns["tfbind"][key], whole.uns["tfbind"][key], atol=1e-6)
+    assert (tmp_path / "S" / "0.binding.bw").exists()
+    # a missing shard is refused
+    code = cli.main([*argv[:3], str(shard_a), *argv[5:], "--out", str(tmp_path / "x.h5ad")])
+    assert code == 1 and not (tmp_path / "x.h5ad").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "key"),
+    [
+        (["--neighbors", "3"], "X"),
+        (["--no-rc-average"], "binding"),
+        (["--chromvar-iterations", "5"], "chromvar"),
+        (["--motif-p-value", "1e-3"], "chromvar"),
+    ],
+)
+def test_predict_flags_change_outputs(
+    predicted: Path, synth: Synth, model: Path, tmp_path: Path, flag: list[str], key: str
+) -> None:
+    out = tmp_path / "S.tfbind.h5ad"
+    assert _predict(synth, model, out, *flag) == 0
+    base, new = ad.read_h5ad(predicted), ad.read_h5ad(out)
+
+    def get(a: ad.AnnData) -> np.ndarray:
+        if key == "X":
+            return np.asarray(a.X)
+        if key == "chromvar":
+            return np.asarray(a.obsm["chromvar"])
+        return np.asarray(a.uns["tfbind"][key])
+
+    assert not np.allclose(get(base), get(new))
+
+
+def test_threshold_and_tracks_outdir(
+    predicted: Path, synth: Synth, model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "S.tfbind.h5ad"
+    tracks = tmp_path / "elsewhere"
+    assert _predict(synth, model, out, "--threshold", "0.8", "--tracks-outdir", str(tracks)) == 0
+    strict = (tracks / "0.binding.bed").read_text().splitlines()
+    default = (predicted.parent / "S" / "0.binding.bed").read_text().splitlines()
+    assert len(strict) < len(default)
+    assert all(int(line.split("\t")[4]) >= 800 for line in strict)
+    assert not (tmp_path / "S").exists()
+
+
+def test_train_flags(synth: Synth, tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    argv = ["tfbind", "train", "--fasta", str(synth.fasta), "--bulk", str(synth.bulk_sheet)]
+    extra = ["--epochs", "1", "--test-chroms", "chr1", "--val-chroms", "chr2", "--no-accessibility"]
+    extra += ["--window", "600", "--seed", "3"]
+    assert cli.main([*argv, "--out", str(out), *FAST, *extra, "--negative-ratio", "1"]) == 0
+    ckpt = torch.load(out, map_location="cpu", weights_only=False)
+    assert ckpt["test_chroms"] == ["chr1"] and ckpt["val_chroms"] == ["chr2"]
+    assert ckpt["model_config"]["use_accessibility"] is False and ckpt["window"] == 600
+    assert ckpt["config"]["seed"] == 3 and ckpt["config"]["negative_ratio"] == 1.0
+    n = ckpt["metrics"]["n_windows"]["train"]
+    out2 = tmp_path / "m2.pt"
+    assert cli.main([*argv, "--out", str(out2), *FAST, *extra]) == 0
+    assert (
+        torch.load(out2, map_location="cpu", weights_only=False)["metrics"]["n_windows"]["train"]
+        > n
+    )
+
+
+# ---------------------------------------------------------------------------------- bad input
+
+
+def _train_fails(
+    synth: Synth,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *extra: str,
+    sheet: Path | None = None,
+) -> str:
+    out = tmp_path / "bad.pt"
+    argv = [
+        "tfbind",
+        "train",
+        "--fasta",
+        str(synth.fasta),
+        "--bulk",
+        str(sheet or synth.bulk_sheet),
+    ]
+    code = cli.main([*argv, "--out", str(out), *FAST, "--epochs", "1", "--quiet", *extra])
+    assert code == 1
+    assert not out.exists() and not list(tmp_path.glob(".bad.pt*"))
+    return _one_error_line(capsys)
+
+
+def _copy_bulk(synth: Synth, tmp_path: Path) -> Path:
+    bulk = tmp_path / "bulk"
+    shutil.copytree(synth.bulk_sheet.parent, bulk)
+    return bulk
+
+
+def test_bigwig_with_other_chromosome_names(
+    synth: Synth, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bulk = _copy_bulk(synth, tmp_path)
+    bw = pyBigWig.open(str(bulk / "typeB.bw"), "w")
+    bw.addHeader([(c.removeprefix("chr"), CHROM_LEN) for c in CHROMS])
+    bw.addEntries("1", 0, values=[1.0] * 10, span=1, step=1)
+    bw.close()
+    line = _train_fails(synth, tmp_path, capsys, sheet=bulk / "bulk_sheet.csv")
+    assert (
+        "typeB.bw" in line
+        and "chromosome names differ" in line
+        and "chr1" in line
+        and "genome.fa" in line
+    )
+
+
+def test_chip_bed_with_other_chromosome_names(
+    synth: Synth, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bulk = _copy_bulk(synth, tmp_path)
+    (bulk / "typeA.CTCF.chip.bed").write_text("chr1\t100\t300\nchrUn_x\t100\t300\n")
+    line = _train_fails(synth, tmp_path, capsys, sheet=bulk / "bulk_sheet.csv")
+    assert "typeA.CTCF.chip.bed" in line and "chrUn_x" in line
+
+
+def test_chip_without_accessibility(
+    synth: Synth, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bulk = _copy_bulk(synth, tmp_path)
+    sheet = bulk / "bulk_sheet.csv"
+    frame = pd.read_csv(sheet)
+    frame.loc[frame.tf == "GATA1", "accessibility_bw"] = ""
+    frame.to_csv(sheet, index=False)
+    line = _train_fails(synth, tmp_path, capsys, sheet=sheet)
+    assert "bulk_sheet.csv" in line and "GATA1" in line and "no accessibility track" in line
+
+
+def test_absent_heldout_chromosome(
+    synth: Synth, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _train_fails(synth, tmp_path, capsys, "--test-chroms", "chr21")
+    assert "genome.fa" in line and "chr21" in line and "not in the genome" in line
+
+
+def _predict_fails(
+    synth: Synth,
+    model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *extra: str,
+    fasta: Path | None = None,
+    atac: Path | None = None,
+) -> str:
+    out = tmp_path / "bad.tfbind.h5ad"
+    argv = ["tfbind", "predict", "--model", str(model), "--fasta", str(fasta or synth.fasta)]
+    argv += ["--atac", str(atac or synth.atac), "--fragments", str(synth.fragments)]
+    code = cli.main(
+        [
+            *argv,
+            "--motifs",
+            str(synth.motifs),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--quiet",
+            *extra,
+        ]
+    )
+    assert code == 1
+    assert not out.exists() and not (tmp_path / "bad").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bad")]
+    return _one_error_line(capsys)
+
+
+def test_model_on_another_genome(
+    synth: Synth, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fasta = tmp_path / "other.fa"
+    fasta.write_text("".join(f">{c}\n{'ACGT' * 1000}\n" for c in CHROMS))
+    import pysam
+
+    pysam.faidx(str(fasta))
+    line = _predict_fails(synth, model, tmp_path, capsys, fasta=fasta)
+    assert "model.pt" in line and "another genome" in line and "chr1" in line and "other.fa" in line
+
+
+def test_model_with_another_window(
+    synth: Synth, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _predict_fails(synth, model, tmp_path, capsys, "--window", "500")
+    assert "model.pt" in line and "1000 bp windows, not 500" in line
+
+
+def test_peaks_outside_chromosome(
+    synth: Synth, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    atac = ad.read_h5ad(synth.atac)
+    atac.var.loc[atac.var_names[-1], "end"] = CHROM_LEN + 50
+    path = tmp_path / "outside.clustered.h5ad"
+    atac.write_h5ad(path)
+    line = _predict_fails(synth, model, tmp_path, capsys, atac=path)
+    assert "outside.clustered.h5ad" in line and "outside the chromosome bounds" in line
+
+
+def test_finalize_options_refused_with_chrom(
+    synth: Synth, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _predict_fails(synth, model, tmp_path, capsys, "--chrom", "chr1", "--neighbors", "5")
+    assert "--neighbors" in line and "not with --chrom" in line
+
+
+def test_nested_help_and_common_options(capsys: pytest.CaptureFixture[str]) -> None:
+    for sub in ("train", "predict", "merge"):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["tfbind", sub, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert "--seed" in out and "--threads" in out
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        ["tfbind", "--seed", "5", "train", "--fasta", "g", "--bulk", "b", "--out", "o"]
+    )
+    assert args.seed == 5 and args.threads == 1
+    args = parser.parse_args(
+        [
+            "tfbind",
+            "train",
+            "--fasta",
+            "g",
+            "--bulk",
+            "b",
+            "--out",
+            "o",
+            "--seed",
+            "7",
+            "--threads",
+            "2",
+        ]
+    )
+    assert (args.seed, args.threads) == (7, 2)
