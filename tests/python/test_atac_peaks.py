@@ -1,0 +1,85 @@
+"""``scregnet peaks``: MACS3's own expected peaks on scATAC fragments; missing tool; bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from scregnet.cli import main as cli
+
+HAS_MACS3 = bool(shutil.which("macs3")) or (Path(sys.executable).parent / "macs3").exists()
+
+
+@pytest.mark.needs_macs3
+@pytest.mark.skipif(not HAS_MACS3, reason="macs3 is not installed")
+def test_reproduces_macs3_expected_peaks(testdata: Path, tmp_path: Path) -> None:
+    d = testdata / "macs3_scatac"
+    out = tmp_path / "run_callpeak_frag.narrowPeak"
+    code = cli.main([
+        "peaks", "--quiet", "--fragments", str(d / "test.fragments.tsv.gz"), "--genome", str(d / "hg19.len"),
+        "--gsize", "hs", "--out", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    assert out.read_text() == (d / "scatac_frag_macs3_peaks.narrowPeak").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # scratch removed
+    # flags: a whitelist of cells, a stricter q-value and a name change the peaks
+    strict = tmp_path / "strict.narrowPeak"
+    assert cli.main([
+        "peaks", "--quiet", "--fragments", str(d / "test.fragments.tsv.gz"), "--genome", str(d / "hg19.len"),
+        "--gsize", "hs", "--qvalue", "0.0001", "--barcodes", str(d / "barcodes.txt"), "--name", "x",
+        "--out", str(strict),
+    ]) == 0  # fmt: skip
+    lines = strict.read_text().splitlines()
+    assert 0 < len(lines) < len(out.read_text().splitlines())
+    assert lines[0].split("\t")[3].startswith("x_peak_")
+
+
+def test_missing_macs3_is_one_clear_line(
+    testdata: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    d = testdata / "macs3_scatac"
+    out = tmp_path / "p.narrowPeak"
+    code = cli.main(
+        [
+            "peaks",
+            "--fragments",
+            str(d / "test.fragments.tsv.gz"),
+            "--genome",
+            str(d / "hg19.len"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "macs3" in err[0] and "not installed" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.needs_macs3
+@pytest.mark.skipif(not HAS_MACS3, reason="macs3 is not installed")
+def test_macs3_failure_is_an_input_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "junk.tsv.gz"
+    junk.write_bytes(os.urandom(200))
+    genome = tmp_path / "g.sizes"
+    genome.write_text("chr1\t1000\n")
+    out = tmp_path / "p.narrowPeak"
+    code = cli.main(
+        ["peaks", "--quiet", "--fragments", str(junk), "--genome", str(genome), "--out", str(out)]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "junk.tsv.gz" in err[0]
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
