@@ -273,10 +273,12 @@ def _digest(world: Path) -> dict[str, str]:
     }
 
 
-def test_same_seed_gives_byte_identical_files(tiny_world: Path, tmp_path: Path) -> None:
+def test_same_seed_gives_byte_identical_files_whatever_the_threads(
+    tiny_world: Path, tmp_path: Path
+) -> None:
     from scregnet.simulate import simulate
 
-    again = simulate(tmp_path / "again", preset="tiny", seed=0)
+    again = simulate(tmp_path / "again", preset="tiny", seed=0, threads=2)
     first, second = _digest(tiny_world), _digest(again)
     assert first.keys() == second.keys()
     assert [k for k in first if first[k] != second[k]] == []
@@ -327,3 +329,42 @@ def test_unwritable_outdir_fails_cleanly(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a writable directory" in err[0] and "a_file" in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_bulk_data_follow_the_truth(tiny_world: Path) -> None:
+    import anndata as ad
+    import pyBigWig
+    from scipy.stats import spearmanr
+
+    from scregnet.io.bed import read_bed
+
+    binding, _, opened, info = _binding_inputs(tiny_world)
+    sheet = pd.read_csv(tiny_world / "bulk" / "bulk_sheet.csv")
+    for ct in info["cell_types"]:
+        bw = pyBigWig.open(str(tiny_world / "bulk" / f"{ct}.accessibility.bw"))
+        signal = np.array(
+            [bw.stats(r.chrom, r.start, r.end)[0] or 0.0 for r in opened.itertuples()]
+        )
+        bw.close()
+        is_open = opened[ct].to_numpy().astype(bool)
+        assert signal[is_open].mean() > 3 * signal[~is_open].mean()
+        bound = binding[binding.cell_type == ct].set_index("peak_id")
+        for row in sheet[sheet.cell_type == ct].itertuples():
+            chip = read_bed(tiny_world / "bulk" / row.chip_bed)
+            truth = opened[bound.loc[opened.peak_id, row.tf].to_numpy() == 1]
+            mids = (chip.start + chip.end).to_numpy() // 2
+            hits = [
+                ((truth.chrom == c) & (truth.start <= m) & (truth.end > m)).any()
+                for c, m in zip(chip.chrom, mids, strict=True)
+            ]
+            if len(truth) >= 10:  # an active TF: most ChIP peaks are true sites, most sites found
+                assert np.mean(hits) >= 0.8 and sum(hits) >= 0.7 * len(truth)
+            else:  # an inactive TF: only a few noise peaks
+                assert len(chip) <= 10
+    # bulk RNA of a cell type matches the single-cell truth of that cell type
+    bulk_rna = pd.read_csv(tiny_world / "bulk" / "bulk_rna.tsv", sep="\t", index_col="gene")
+    truth = ad.read_h5ad(tiny_world / "truth" / "expression" / "sample1.h5ad")
+    for ct in info["cell_types"]:
+        pseudo = np.asarray(truth[truth.obs.cell_type == ct].X.mean(axis=0)).ravel()
+        rep = bulk_rna.loc[truth.var_names, f"{ct}_rep1"].to_numpy()
+        assert spearmanr(pseudo, rep)[0] > 0.8

@@ -26,6 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from scregnet.simulate import simulate
 
-    out = simulate(args.outdir, preset=args.preset, seed=args.seed)
+    out = simulate(args.outdir, preset=args.preset, seed=args.seed, threads=args.threads)
     log.info("world written to %s", out)
     return 0

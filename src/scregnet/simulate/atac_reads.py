@@ -182,12 +182,14 @@ def write_bam(
     *,
     sample: str,
     command_line: str,
+    threads: int = 1,
     chunk: int = 400_000,
 ) -> dict[str, int]:
     """Write ``fragments`` as a coordinate-sorted, indexed paired-end BAM with ``CB:Z`` tags.
 
     Adds PCR duplicates (unflagged, like an aligner's output before duplicate marking), low-MAPQ
-    pairs, pairs without a barcode, improper pairs and secondary alignments. Returns counts.
+    pairs, pairs without a barcode, improper pairs and secondary alignments. ``threads`` > 1 adds
+    BGZF compression threads (the bytes written do not depend on it). Returns counts.
     """
     read_len = world.preset.read_length
     chroms = list(world.genome.sequences)
@@ -258,7 +260,8 @@ def write_bam(
                     )
                 )
             )
-    pysam.view("-b", "-1", "--no-PG", "-o", str(path), str(sam), catch_stdout=False)
+    extra = ["-@", str(threads - 1)] if threads > 1 else []
+    pysam.view("-b", "-1", "--no-PG", *extra, "-o", str(path), str(sam), catch_stdout=False)
     sam.unlink()
     pysam.index(str(path))
     counts = {

@@ -147,7 +147,7 @@ PRESETS: dict[str, Preset] = {
         ),
         enhancers_per_gene=2.5,
         intergenic_enhancers=3000,
-        fragments_per_cell=1000,
+        fragments_per_cell=1200,
         min_fragments_per_cell=1000,
         noncell_barcodes_per_cell=1.0,
         umis_per_cell=3000,
