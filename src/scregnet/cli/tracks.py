@@ -1,0 +1,61 @@
+"""``scregnet tracks``: per-cluster pseudobulk Tn5 insertion bigWigs (CPM)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+HELP = "per-cluster pseudobulk insertion coverage as CPM-normalised bigWig files"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fragments", required=True, type=Path, help="bgzipped fragments file")
+    parser.add_argument(
+        "--clusters", required=True, type=Path, help="S.clustered.h5ad (obs holds the clusters)"
+    )
+    parser.add_argument(
+        "--genome", required=True, type=Path, help="genome .fai / chrom.sizes / indexed FASTA"
+    )
+    parser.add_argument("--outdir", required=True, type=Path, help="directory for <cluster>.bw")
+    parser.add_argument("--groupby", default="cluster", help="obs column that groups the cells")
+    parser.add_argument("--bin-size", type=int, default=1, help="bin width in bp")
+    parser.add_argument(
+        "--exclude-chroms", default="chrM,M,MT", help="comma-separated chromosomes left out"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    import anndata as ad
+    import h5py
+
+    from scregnet.atac.pseudobulk import write_cluster_tracks
+    from scregnet.errors import InputError
+    from scregnet.io.genome import read_chrom_sizes
+
+    if args.bin_size < 1:
+        raise InputError(f"--bin-size must be >= 1, got {args.bin_size}")
+    if not args.clusters.exists():
+        raise InputError("file does not exist", args.clusters)
+    try:
+        with h5py.File(args.clusters, "r") as handle:
+            obs = ad.io.read_elem(handle["obs"])
+    except (OSError, KeyError) as exc:
+        raise InputError(f"not a readable .h5ad file ({exc})", args.clusters) from exc
+    if args.groupby not in obs:
+        raise InputError(
+            f"obs has no column {args.groupby!r} (run `scregnet cluster` first)", args.clusters
+        )
+    chrom_sizes = read_chrom_sizes(args.genome)
+    write_cluster_tracks(
+        args.fragments,
+        obs[args.groupby],
+        chrom_sizes,
+        args.outdir,
+        bin_size=args.bin_size,
+        exclude_chroms=tuple(c for c in args.exclude_chroms.split(",") if c),
+        threads=args.threads,
+    )
+    return 0
