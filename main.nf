@@ -31,6 +31,7 @@ workflow {
             peaks           : params.peaks,
             bulk_sheet      : params.bulk_sheet,
             bulk_rna        : params.bulk_rna,
+            motifs          : params.motifs,
             tfs             : params.tfs,
             grn_labels      : params.grn_labels,
             tfbind_model    : params.tfbind_model,

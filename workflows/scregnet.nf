@@ -25,7 +25,7 @@ workflow SCREGNET {
     ch_bam          // channel: [ meta, path(bam), path(bai) ]
     ch_fragments_in // channel: [ meta, path(fragments), path(tbi) ]  (samples given as fragments)
     ch_rna          // channel: [ meta, path(rna.h5ad) ]
-    references      // value channel: [ fasta:, fai:, gtf:, peaks:, bulk_sheet:, bulk_files:, bulk_rna:, tfs:, grn_labels:, tfbind_model: ] (path or [])
+    references      // value channel: [ fasta:, fai:, gtf:, peaks:, bulk_sheet:, bulk_files:, bulk_rna:, motifs:, tfs:, grn_labels:, tfbind_model: ] (path or [])
     skip_chroms     // list: chromosomes left out of TF-binding prediction (e.g. chrM)
     multiqc_config  // value channel: path(multiqc_config.yml)
 
@@ -79,8 +79,8 @@ workflow SCREGNET {
         .join(ch_fragments)
         .combine(ch_chroms)
         .combine(ch_model)  // channel: [ meta, path(clustered), path(fragments), path(tbi), chrom, path(model) ]
-    TFBIND_PREDICT(ch_shards, ch_fasta, ch_fai)
-    TFBIND_MERGE(TFBIND_PREDICT.out.shard.groupTuple(), ch_fai)
+    TFBIND_PREDICT(ch_shards, ch_fasta, ch_fai, references.map { refs -> refs.motifs })
+    TFBIND_MERGE(TFBIND_PREDICT.out.shard.groupTuple().join(CLUSTER.out.h5ad))  // [ meta, [ shards ], path(clustered) ]
 
     //
     // Stage 4: one GRN over all views, supervised by known edges or by the TF-binding priors

@@ -206,7 +206,9 @@ class LanguageServer:
                     continue
                 start = d["range"]["start"]
                 out.append(
-                    Diagnostic(path, start["line"] + 1, start["character"] + 1, severity, d["message"])
+                    Diagnostic(
+                        path, start["line"] + 1, start["character"] + 1, severity, d["message"]
+                    )
                 )
         return out
 

@@ -210,7 +210,9 @@ def parse(path: Path) -> Script:
                 continue
             original = parts[0]
             alias = parts[2] if len(parts) == 3 and parts[1] == "as" else original
-            includes.append(Include(alias, original, m.group(2), _resolve_include(path, m.group(2))))
+            includes.append(
+                Include(alias, original, m.group(2), _resolve_include(path, m.group(2)))
+            )
     processes, workflows = [], []
     for m in BLOCK.finditer(text):
         open_at = m.end() - 1
@@ -246,7 +248,9 @@ def parse(path: Path) -> Script:
                     args_open = cm.end() - 1
                     args_close = matching(body, args_open, "(", ")")
                     line = text.count("\n", 0, wf_body_start + cm.start()) + 1
-                    wf.calls.append(Call(inc.name, split_args(body[args_open + 1 : args_close]), line))
+                    wf.calls.append(
+                        Call(inc.name, split_args(body[args_open + 1 : args_close]), line)
+                    )
                 for om in re.finditer(rf"(?<![\w.]){re.escape(inc.name)}\.out\.(\w+)", body):
                     line = text.count("\n", 0, wf_body_start + om.start()) + 1
                     wf.out_refs.append((inc.name, om.group(1), line))
@@ -262,8 +266,12 @@ def known_labels(base_config: Path) -> set[str]:
 
 def pipeline_files(root: Path) -> list[Path]:
     return sorted(
-        [root / "main.nf", *(root / "workflows").glob("*.nf"), *(root / "subworkflows").rglob("*.nf")]
-        + sorted((root / "modules").rglob("main.nf"))
+        [
+            root / "main.nf",
+            *(root / "workflows").glob("*.nf"),
+            *(root / "subworkflows").rglob("*.nf"),
+            *sorted((root / "modules").rglob("main.nf")),
+        ]
     )
 
 
@@ -273,12 +281,18 @@ def check_process(proc: Process, labels: set[str]) -> list[str]:
     problems = []
     if len(proc.labels) != 1:
         problems.append(f"{where}: needs exactly one resource label, has {proc.labels}")
-    problems += [f"{where}: unknown label '{lb}' (known: {sorted(labels)})" for lb in proc.labels if lb not in labels]
+    problems += [
+        f"{where}: unknown label '{lb}' (known: {sorted(labels)})"
+        for lb in proc.labels
+        if lb not in labels
+    ]
     for directive in ("tag", "conda", "container"):
         if proc.directive(directive) is None:
             problems.append(f"{where}: no '{directive}' directive")
     if proc.directive("accelerator") is not None:
-        problems.append(f"{where}: hard-codes 'accelerator' (set it by label in conf/, not in a module)")
+        problems.append(
+            f"{where}: hard-codes 'accelerator' (set it by label in conf/, not in a module)"
+        )
     for section in ("input", "output", "when", "script", "stub"):
         if section not in proc.sections:
             problems.append(f"{where}: no '{section}:' section")
@@ -286,7 +300,9 @@ def check_process(proc: Process, labels: set[str]) -> list[str]:
         problems.append(f"{where}: 'when:' must be `{WHEN_DEFAULT}`")
     script = proc.sections.get("script", "")
     if "task.ext.args" not in script or "${args}" not in script:
-        problems.append(f"{where}: script must take `def args = task.ext.args ?: ''` and use ${{args}}")
+        problems.append(
+            f"{where}: script must take `def args = task.ext.args ?: ''` and use ${{args}}"
+        )
     version_outputs = [o for o in proc.outputs if "eval(" in o and "versions" in o]
     if proc.name in TOPIC_CONSUMERS:
         if not any(re.search(r"emit:\s*versions\b", o) for o in version_outputs):
@@ -299,11 +315,17 @@ def check_process(proc: Process, labels: set[str]) -> list[str]:
         problems.append(f"{where}: chooses a device but is not labelled 'process_gpu'")
     if gpu:
         if "task.accelerator" not in script or "--device" not in script:
-            problems.append(f"{where}: labelled 'process_gpu' but does not pass --device from task.accelerator")
+            problems.append(
+                f"{where}: labelled 'process_gpu' but does not pass --device from task.accelerator"
+            )
         if "task.accelerator" not in (proc.directive("container") or ""):
-            problems.append(f"{where}: labelled 'process_gpu' but its container ignores task.accelerator")
+            problems.append(
+                f"{where}: labelled 'process_gpu' but its container ignores task.accelerator"
+            )
     if re.search(r"\bparams\.", "\n".join([proc.directives, *proc.sections.values()])):
-        problems.append(f"{where}: reads params (only main.nf may; use ext.args in conf/modules.config)")
+        problems.append(
+            f"{where}: reads params (only main.nf may; use ext.args in conf/modules.config)"
+        )
     emits = proc.emits
     if len(emits) != len(set(emits)):
         problems.append(f"{where}: duplicate emit names {emits}")
@@ -326,7 +348,9 @@ def check_pipeline(root: Path) -> list[str]:
         if script.path.name != "main.nf" or script.path.parent.resolve() != root.resolve():
             for wf in script.workflows:
                 if re.search(r"\bparams\.", wf.main):
-                    problems.append(f"{script.path}: workflow {wf.name} reads params (only main.nf may)")
+                    problems.append(
+                        f"{script.path}: workflow {wf.name} reads params (only main.nf may)"
+                    )
         for wf in script.workflows:
             called: dict[str, int] = {}
             for call in wf.calls:
@@ -345,7 +369,9 @@ def check_pipeline(root: Path) -> list[str]:
                 elif key in workflows:
                     want, kind = len(workflows[key].takes), "takes"
                 else:
-                    problems.append(f"{script.path}:{call.line}: {inc.original} not found in {inc.target}")
+                    problems.append(
+                        f"{script.path}:{call.line}: {inc.original} not found in {inc.target}"
+                    )
                     continue
                 if len(call.args) != want:
                     problems.append(
@@ -357,8 +383,11 @@ def check_pipeline(root: Path) -> list[str]:
                 assert inc.target is not None
                 key = (inc.target, inc.original)
                 target_emits = (
-                    processes[key].emits if key in processes
-                    else workflows[key].emits if key in workflows else None
+                    processes[key].emits
+                    if key in processes
+                    else workflows[key].emits
+                    if key in workflows
+                    else None
                 )
                 if target_emits is not None and emit not in target_emits:
                     problems.append(

@@ -20,8 +20,9 @@ process GRN {
 
     script:
     def args = task.ext.args ?: ''
-    def views = rna.collect { h5ad -> "--rna ${h5ad}" }.join(' ')
-    def supervision = labels ? "--labels ${labels}" : priors.collect { h5ad -> "--prior ${h5ad}" }.join(' ') + " --gtf ${gtf}"
+    def views = (rna instanceof List ? rna : [ rna ]).collect { h5ad -> "--rna ${h5ad}" }.join(' ')
+    def prior = (priors instanceof List ? priors : [ priors ]).collect { h5ad -> "--prior ${h5ad}" }.join(' ')
+    def supervision = labels ? "--labels ${labels}" : "${prior} --gtf ${gtf}"
     def tf_list = tfs ? "--tfs ${tfs}" : ''
     def device = task.accelerator ? 'cuda' : 'cpu'
     """
@@ -30,6 +31,7 @@ process GRN {
         ${supervision} \\
         ${tf_list} \\
         --out grn_edges.tsv \\
+        --attention-out grn_attention.tsv \\
         --device ${device} \\
         --threads ${task.cpus} \\
         ${args}

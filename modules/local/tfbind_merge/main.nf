@@ -6,8 +6,7 @@ process TFBIND_MERGE {
     container 'ghcr.io/scregnet/scregnet:0.1.0'
 
     input:
-    tuple val(meta), path(shards, stageAs: 'shards/*')
-    path(fai)
+    tuple val(meta), path(shards, stageAs: 'shards/*'), path(atac)
 
     output:
     tuple val(meta), path("tfbind/*.tfbind.h5ad"), emit: h5ad
@@ -23,9 +22,10 @@ process TFBIND_MERGE {
     """
     scregnet tfbind merge \\
         --shards ${shards} \\
-        --genome ${fai} \\
+        --atac ${atac} \\
         --out tfbind/${prefix}.tfbind.h5ad \\
-        --tracks-dir tfbind/${prefix} \\
+        --tracks-outdir tfbind/${prefix} \\
+        --threads ${task.cpus} \\
         ${args}
     """
 

@@ -9,6 +9,7 @@ process TFBIND_PREDICT {
     tuple val(meta), path(atac), path(fragments), path(tbi), val(chrom), path(model)
     path(fasta)
     path(fai)
+    path(motifs)
 
     output:
     tuple val(meta), path("*.tfbind.h5ad"), emit: shard
@@ -21,6 +22,7 @@ process TFBIND_PREDICT {
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}.${chrom}"
     def device = task.accelerator ? 'cuda' : 'cpu'
+    def jaspar = motifs ? "--motifs ${motifs}" : ''
     """
     scregnet tfbind predict \\
         --model ${model} \\
@@ -28,6 +30,7 @@ process TFBIND_PREDICT {
         --atac ${atac} \\
         --fragments ${fragments} \\
         --chrom ${chrom} \\
+        ${jaspar} \\
         --out ${prefix}.tfbind.h5ad \\
         --device ${device} \\
         --threads ${task.cpus} \\

@@ -12,7 +12,7 @@ include { SIMULATE          } from '../../../modules/local/simulate'
 workflow PIPELINE_INITIALISATION {
 
     take:
-    inputs  // map: input, fasta, gtf, peaks, bulk_sheet, bulk_rna, tfs, grn_labels, tfbind_model (String or null), simulate_preset (String or null), outdir (String)
+    inputs  // map: input, fasta, gtf, peaks, bulk_sheet, bulk_rna, motifs, tfs, grn_labels, tfbind_model (String or null), simulate_preset (String or null), outdir (String)
 
     main:
     def schema = "${projectDir}/assets/schema_input.json"
@@ -173,6 +173,7 @@ def userReferences(inputs, info_dir) {
         bulk_sheet   : bulk[0],
         bulk_files   : bulk[1],
         bulk_rna     : optionalFile(inputs.bulk_rna),
+        motifs       : optionalFile(inputs.motifs),
         tfs          : optionalFile(inputs.tfs),
         grn_labels   : optionalFile(inputs.grn_labels),
         tfbind_model : optionalFile(inputs.tfbind_model),
@@ -193,6 +194,7 @@ def worldReferences(world, inputs, info_dir) {
         bulk_sheet   : bulk[0],
         bulk_files   : bulk[1],
         bulk_rna     : world.resolve('bulk/bulk_rna.tsv'),
+        motifs       : world.resolve('motifs.jaspar'),
         tfs          : world.resolve('tfs.txt'),
         grn_labels   : inputs.grn_labels ? file(inputs.grn_labels, checkIfExists: true) : [],
         tfbind_model : inputs.tfbind_model ? file(inputs.tfbind_model, checkIfExists: true) : [],

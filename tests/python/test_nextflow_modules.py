@@ -1,0 +1,340 @@
+"""Module contract runs: every module's ``stub:`` and ``script:`` block rendered (Groovy) and run
+with bash on the simulator's ``tiny`` world, with ``bin/`` on PATH; every declared output must appear.
+
+Script blocks are chained in DAG order (SIMULATE makes the world, FRAGMENTS feeds COUNT, ...). A
+module whose subcommand does not exist yet is skipped with a reason naming that subcommand; its
+stub block is still run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfcheck.render import Renderer, RunResult, Task, execute, inputs_of, outputs_of
+from nfcheck.structure import Process, parse
+
+REPO = Path(__file__).resolve().parents[2]
+MODULES: dict[str, Process] = {
+    p.name: p
+    for path in sorted((REPO / "modules" / "local").glob("*/main.nf"))
+    for p in parse(path).processes
+}
+#: the command each module's script block runs (what must exist for a contract run)
+COMMAND = {
+    "SIMULATE": "scregnet simulate",
+    "FRAGMENTS": "scregnet fragments",
+    "PEAKS": "scregnet peaks",
+    "COUNT": "scregnet count",
+    "CLUSTER": "scregnet cluster",
+    "TRACKS": "scregnet tracks",
+    "IMPUTE": "scregnet impute",
+    "TFBIND_TRAIN": "scregnet tfbind train",
+    "TFBIND_PREDICT": "scregnet tfbind predict",
+    "TFBIND_MERGE": "scregnet tfbind merge",
+    "GRN": "scregnet grn",
+    "REPORT": "scregnet report",
+    "MULTIQC": "multiqc",
+}
+#: ext.args as conf/modules.config renders them with conf/test.config's params; models are made
+#: small and trained for one epoch, since this checks the command-line contract, not accuracy
+EXT_ARGS = {
+    "SIMULATE": "--seed 0",
+    "FRAGMENTS": "--min-mapq 30 --barcode-tag CB --seed 0",
+    "PEAKS": "--seed 0",
+    "COUNT": "--min-fragments 100 --tile-size 5000 --seed 0",
+    "CLUSTER": "--seed 0",
+    "TRACKS": "--seed 0",
+    "IMPUTE": "--seed 0 --epochs 1 --hidden-dim 32 --latent-dim 8",
+    "TFBIND_TRAIN": "--seed 0 --epochs 1 --filters 16,16,16 --hidden 32",
+    "TFBIND_PREDICT": "--seed 0",
+    "GRN": "--seed 0 --epochs 1",
+}
+
+
+def test_every_module_is_covered() -> None:
+    assert set(MODULES) == set(COMMAND)
+
+
+def command_available(command: str) -> bool:
+    """Whether ``command`` exists here (``scregnet <sub> --help`` exits 0, or the tool is on PATH)."""
+    words = command.split()
+    if words[0] != "scregnet":
+        return shutil.which(words[0]) is not None
+    proc = subprocess.run(
+        [sys.executable, "-m", "scregnet.cli.main", *words[1:], "--help"],
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Iterator[Renderer]:
+    r = Renderer()
+    yield r
+    r.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# stub blocks: always run
+# ---------------------------------------------------------------------------------------------
+
+
+def dummy_task(proc: Process, tmp: Path) -> Task:
+    """Bind every input of ``proc`` to a placeholder (the stub must not read them)."""
+    vals: dict[str, Any] = {}
+    paths: dict[str, Path | list[Path]] = {}
+    for inp in inputs_of(proc):
+        if inp.kind == "val":
+            vals[inp.name] = {"id": "s1", "view": "v1"} if inp.name == "meta" else "chr1"
+        else:
+            f = tmp / "inputs" / f"{inp.name}.dat"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.touch()
+            paths[inp.name] = [f] if inp.stage_as else f
+    return Task(proc, vals, paths, ext={"args": EXT_ARGS.get(proc.name, "")})
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND))
+def test_stub_block_creates_every_declared_output(
+    name: str, renderer: Renderer, tmp_path: Path
+) -> None:
+    proc = MODULES[name]
+    task = dummy_task(proc, tmp_path)
+    result = execute(task, renderer.render(task, "stub"), tmp_path / "task")
+    assert result.ok, result.explain()
+    assert all(result.outputs[o.pattern] for o in outputs_of(proc)), result.outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# script blocks: chained on the tiny world
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    result: RunResult | None = None
+    skipped: str | None = None
+
+
+class Chain:
+    """Runs script blocks in DAG order, each in its own task directory, remembering outputs."""
+
+    def __init__(self, renderer: Renderer, root: Path) -> None:
+        self.renderer, self.root = renderer, root
+        self.steps: dict[str, Step] = {}
+        self.seconds: dict[str, float] = {}
+
+    def out(self, name: str, pattern_end: str) -> list[Path]:
+        step = self.steps[name]
+        assert step.result is not None
+        return next(v for k, v in step.result.outputs.items() if k.endswith(pattern_end))
+
+    def ok(self, name: str) -> bool:
+        step = self.steps.get(name)
+        return step is not None and step.result is not None and step.result.ok
+
+    def ready(self, name: str, *upstream: str) -> bool:
+        for up in upstream:
+            step = self.steps.get(up)
+            if step is None or step.result is None or not step.result.ok:
+                why = step.skipped if step and step.skipped else "failed"
+                self.steps[name] = Step(skipped=f"needs {up}'s outputs ({up}: {why})")
+                return False
+        if not command_available(COMMAND[name]):
+            self.steps[name] = Step(
+                skipped=f"`{COMMAND[name]}` is not available yet: script block not run "
+                "(its stub block is checked)"
+            )
+            return False
+        return True
+
+    def run(self, name: str, vals: dict[str, Any], paths: dict[str, Any], *, tag: str = "") -> None:
+        task = Task(MODULES[name], vals, paths, ext={"args": EXT_ARGS.get(name, "")}, cpus=1)
+        command = self.renderer.render(task, "script")
+        key = name + tag
+        start = time.perf_counter()
+        self.steps[key] = Step(execute(task, command, self.root / key.lower()))
+        self.seconds[key] = time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain:
+    c = Chain(renderer, tmp_path_factory.mktemp("contract"))
+    meta = {"id": "sample1", "view": "ctrl"}
+    if c.ready("SIMULATE"):
+        c.run("SIMULATE", {"meta": {"id": "world_tiny"}, "preset": "tiny"}, {})
+    if "SIMULATE" not in c.steps or c.steps["SIMULATE"].result is None:
+        return c
+    world = c.out("SIMULATE", "world")[0]
+    fasta, fai, gtf = world / "genome.fa", world / "genome.fa.fai", world / "genes.gtf"
+    bam = world / "samples" / "sample1.bam"
+
+    if c.ready("FRAGMENTS", "SIMULATE"):
+        c.run("FRAGMENTS", {"meta": meta}, {"bam": bam, "bai": Path(f"{bam}.bai")})
+    frags = tbi = None
+    if c.ok("FRAGMENTS"):
+        frags, tbi = c.out("FRAGMENTS", ".tsv.gz")[0], c.out("FRAGMENTS", ".tbi")[0]
+    if c.ready("PEAKS", "FRAGMENTS"):
+        c.run("PEAKS", {"meta": meta}, {"fragments": frags, "tbi": tbi, "fai": fai})
+    if c.ready("COUNT", "FRAGMENTS"):
+        peaks = world / "peaks.bed"
+        c.run(
+            "COUNT",
+            {"meta": meta},
+            {"fragments": frags, "tbi": tbi, "peaks": peaks, "fai": fai, "gtf": gtf},
+        )
+    if c.ready("CLUSTER", "COUNT"):
+        c.run("CLUSTER", {"meta": meta}, {"atac": c.out("COUNT", ".atac.h5ad")[0]})
+    clustered = c.out("CLUSTER", ".clustered.h5ad")[0] if c.ok("CLUSTER") else None
+    if c.ready("TRACKS", "FRAGMENTS", "CLUSTER"):
+        c.run(
+            "TRACKS",
+            {"meta": meta},
+            {"fragments": frags, "tbi": tbi, "clustered": clustered, "fai": fai},
+        )
+    if c.ready("IMPUTE", "SIMULATE"):
+        c.run(
+            "IMPUTE",
+            {"meta": meta},
+            {
+                "rna": world / "samples" / "sample1.rna.h5ad",
+                # no bulk: the tiny world has too few genes for bulk transfer (impute needs 200)
+                "bulk_rna": [],
+            },
+        )
+    if c.ready("TFBIND_TRAIN", "SIMULATE"):
+        sheet = world / "bulk" / "bulk_sheet.csv"
+        files = sorted(p for p in sheet.parent.iterdir() if p.suffix in (".bed", ".bw"))
+        c.run(
+            "TFBIND_TRAIN",
+            {"meta": {"id": "tfbind"}},
+            {"bulk_sheet": sheet, "bulk_files": files, "fasta": fasta, "fai": fai},
+        )
+    chroms = [line.split("\t")[0] for line in fai.read_text().splitlines()][:1]  # one shard
+    if c.ready("TFBIND_PREDICT", "TFBIND_TRAIN", "CLUSTER", "FRAGMENTS"):
+        model = c.out("TFBIND_TRAIN", ".pt")[0]
+        for chrom in chroms:
+            c.run(
+                "TFBIND_PREDICT",
+                {"meta": meta, "chrom": chrom},
+                {
+                    "atac": clustered,
+                    "fragments": frags,
+                    "tbi": tbi,
+                    "model": model,
+                    "fasta": fasta,
+                    "fai": fai,
+                    "motifs": world / "motifs.jaspar",
+                },
+                tag=f".{chrom}",
+            )
+        shard_steps = [c.steps[f"TFBIND_PREDICT.{chrom}"] for chrom in chroms]
+        c.steps["TFBIND_PREDICT"] = next(
+            (s for s in shard_steps if s.result is None or not s.result.ok), shard_steps[0]
+        )
+    if c.ready("TFBIND_MERGE", "TFBIND_PREDICT"):
+        shards = [c.steps[f"TFBIND_PREDICT.{chrom}"].result.outputs for chrom in chroms]  # type: ignore[union-attr]
+        shard_files = [
+            next(v for k, v in o.items() if k.endswith(".tfbind.h5ad"))[0] for o in shards
+        ]
+        c.run("TFBIND_MERGE", {"meta": meta}, {"shards": shard_files, "atac": clustered})
+    if c.ready("GRN", "IMPUTE", "TFBIND_MERGE"):
+        c.run(
+            "GRN",
+            {"meta": {"id": "grn"}},
+            {
+                "rna": [c.out("IMPUTE", ".imputed.h5ad")[0]],
+                "labels": [],
+                "priors": [c.out("TFBIND_MERGE", ".tfbind.h5ad")[0]],
+                "gtf": gtf,
+                "tfs": world / "tfs.txt",
+            },
+        )
+    if c.ready("REPORT", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN"):
+        c.run(
+            "REPORT",
+            {"meta": {"id": "report"}},
+            {
+                "atac": [
+                    frags,
+                    tbi,
+                    c.out("COUNT", ".atac.h5ad")[0],
+                    c.out("COUNT", ".qc.tsv")[0],
+                    clustered,
+                ],
+                "tracks": c.out("TRACKS", "tracks/*"),
+                "impute": [c.out("IMPUTE", ".imputed.h5ad")[0]],
+                "tfbind": [c.out("TFBIND_MERGE", ".tfbind.h5ad")[0]],
+                "grn": [c.out("GRN", "grn_edges.tsv")[0], c.out("GRN", "grn_attention.tsv")[0]],
+            },
+        )
+    if c.ready("MULTIQC", "COUNT", "REPORT"):
+        c.run(
+            "MULTIQC",
+            {"meta": {"id": "multiqc"}},
+            {
+                "multiqc_files": [c.out("COUNT", ".qc.tsv")[0], *c.out("REPORT", "_mqc.tsv")],
+                "multiqc_config": REPO / "assets" / "multiqc_config.yml",
+            },
+        )
+    return c
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND))
+def test_script_block_honours_the_cli_contract(name: str, chain: Chain) -> None:
+    step = chain.steps.get(name)
+    if step is None:
+        pytest.skip(
+            f"`{COMMAND[name]}` not reached: the simulator (`scregnet simulate`) is missing"
+        )
+    if step.skipped:
+        pytest.skip(f"{name}: {step.skipped}")
+    assert step.result is not None
+    assert step.result.ok, step.result.explain()
+    for cmd, version in step.result.versions.items():
+        assert version and "\n" not in version, f"version command {cmd!r} printed {version!r}"
+
+
+def test_contract_run_fails_on_a_broken_module(renderer: Renderer, tmp_path: Path) -> None:
+    """The harness catches a stub that forgets an output and a script with an unknown flag."""
+    proc = MODULES["FRAGMENTS"]
+    broken_stub = Process(
+        proc.name,
+        proc.path,
+        proc.directives,
+        proc.inputs,
+        proc.outputs,
+        {
+            **proc.sections,
+            "stub": proc.sections["stub"].replace("touch ${prefix}.fragments.tsv.gz.tbi", ""),
+        },
+    )
+    task = dummy_task(broken_stub, tmp_path)
+    result = execute(task, renderer.render(task, "stub"), tmp_path / "stub")
+    assert not result.ok and result.missing == ["*.fragments.tsv.gz.tbi"]
+
+    broken_script = Process(
+        proc.name,
+        proc.path,
+        proc.directives,
+        proc.inputs,
+        proc.outputs,
+        {**proc.sections, "script": proc.sections["script"].replace("--bam", "--bam-file")},
+    )
+    task = dummy_task(broken_script, tmp_path)
+    result = execute(task, renderer.render(task, "script"), tmp_path / "script")
+    assert result.returncode != 0 and "--bam" in result.stderr
+
+
+def test_print_contract_timings(chain: Chain) -> None:
+    print({k: round(v, 1) for k, v in chain.seconds.items()})
