@@ -5,8 +5,9 @@ block is turned into ``(barcode, feature)`` pairs with vectorised binary searche
 sorted peaks and arithmetic on tiles, and into per-barcode QC sums. After the pass, cells are
 called (``min_fragments`` or the knee of the barcode-rank curve, optionally within a barcode
 whitelist) and the pairs of called cells become CSR matrices (scipy's linear-time COO -> CSR,
-duplicates summed). Memory is the pairs of the called cells plus a few arrays per barcode; the
-input file is never held whole.
+duplicates summed). Memory is one block of text, the int32 pairs (8 bytes per count; pairs of
+barcodes outside a ``barcodes`` whitelist are dropped as they are read) and a few arrays per
+barcode: it grows with the counts, not with the size of the input file.
 
 Counting strategies (SnapATAC2's ``counting_strategy``):
 
@@ -17,6 +18,18 @@ Counting strategies (SnapATAC2's ``counting_strategy``):
   fragment counts at most once per feature.
 
 Every unique fragment counts once whatever its duplicate count (column 5), as in SnapATAC2.
+
+The AnnData written by ``scregnet count`` (DESIGN.md's ``atac.h5ad``):
+
+* ``X``: cells x peaks, CSR int32; ``var``: ``chrom, start, end`` (+ ``name`` from the BED),
+  ``var_names`` ``chrom:start-end`` in the order of the peaks file (duplicates dropped);
+* ``obs`` (index: barcode; whitelist order with ``barcodes``, else sorted): ``n_fragments``,
+  ``n_reads``, ``duplicate_rate``, ``frip``, ``nucleosome_signal``, ``tss_enrichment``
+  (see :mod:`scregnet.atac.qc`);
+* ``obsm['tiles']``: cells x tiles, CSR int32, kept in the same file so that cells can never
+  get out of step with their tiles; ``uns['tiles']`` holds ``size``, ``chroms``, ``n_tiles``,
+  ``chrom_sizes`` and :func:`tile_names` rebuilds the ``chrom:start-end`` column names;
+* ``uns['count']``: the fragments path, strategy, cell-calling rule and threshold.
 """
 
 from __future__ import annotations
@@ -309,6 +322,9 @@ def count_fragments(
     _check_fragment_chromosomes(fragments, chrom_sizes)
 
     reader = FragmentReader(fragments, threads=threads)
+    wanted: set[str] = set(barcodes) if barcodes is not None else set()
+    use_whitelist = barcodes is not None
+    wanted_mask = np.zeros(0, dtype=bool)
     qc = QCAccumulator()
     peak_pairs, tile_pairs = _Pairs(), _Pairs()
     skipped = 0
@@ -327,8 +343,22 @@ def count_fragments(
                 path=fragments,
             )
         s, e, bc = chunk.start, chunk.end, chunk.barcode
+        if use_whitelist:
+            names_now = reader.barcodes.names
+            if wanted_mask.size < len(names_now):
+                extra = np.fromiter(
+                    (n in wanted for n in names_now[wanted_mask.size :]),
+                    dtype=bool,
+                    count=len(names_now) - wanted_mask.size,
+                )
+                wanted_mask = np.concatenate([wanted_mask, extra])
+            keep_pairs = wanted_mask[bc]
+        else:
+            keep_pairs = None
         index = peak_index.get(chunk.chrom)
         q, f = feature_hits(index, s, e, strategy, n_peaks)
+        if keep_pairs is not None:
+            q, f = q[keep_pairs[q]], f[keep_pairs[q]]
         peak_pairs.add(bc[q], f)
         if strategy == "fragment":
             in_peak = np.zeros(s.size, dtype=bool)
@@ -340,6 +370,8 @@ def count_fragments(
         if tiles is not None and chunk.chrom in tile_offsets:
             n_chrom = tiles.n_per_chrom[tiles.chroms.index(chunk.chrom)]
             tq, tt = tile_hits(s, e, tiles.size, tile_offsets[chunk.chrom], n_chrom, strategy)
+            if keep_pairs is not None:
+                tq, tt = tq[keep_pairs[tq]], tt[keep_pairs[tq]]
             tile_pairs.add(bc[tq], tt)
         tss_hits = flank_hits = None
         if tss_index is not None:
@@ -362,7 +394,6 @@ def count_fragments(
     # --- cell calling -------------------------------------------------------------------------
     candidates = np.ones(len(names), dtype=bool)
     if barcodes is not None:
-        wanted = set(barcodes)
         candidates = np.fromiter((n in wanted for n in names), dtype=bool, count=len(names))
     n_frag = table["n_fragments"].to_numpy()
     threshold = (
