@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import subprocess
 import tempfile
 import threading
@@ -20,11 +21,11 @@ from typing import Any
 
 from nfcheck.tools import ensure_jar, java
 
-#: Diagnostics that are false positives offline: the plugin registry cannot be reached, so the
-#: server knows neither the nf-schema plugin nor its ``validation`` config scope.
+#: Diagnostics that are false positives offline, matched as whole messages: the plugin registry
+#: cannot be reached, so the server knows neither the nf-schema plugin nor its `validation` scope.
 OFFLINE_FALSE_POSITIVES = (
-    "Plugin 'nf-schema' does not exist",
-    "Unrecognized config option 'validation.",
+    re.compile(r"Plugin 'nf-schema' does not exist"),
+    re.compile(r"Unrecognized config option 'validation(\.[A-Za-z]+)+'"),
 )
 
 SEVERITY = {1: "error", 2: "warning", 3: "info", 4: "hint"}
@@ -44,7 +45,7 @@ class Diagnostic:
 
     @property
     def allowlisted(self) -> bool:
-        return any(self.message.startswith(fp) for fp in OFFLINE_FALSE_POSITIVES)
+        return any(fp.fullmatch(self.message) for fp in OFFLINE_FALSE_POSITIVES)
 
 
 def nextflow_files(root: Path) -> list[Path]:
@@ -234,6 +235,9 @@ class LanguageServer:
             if self._proc.poll() is None:
                 self._proc.kill()
                 self._proc.wait()
+            for stream in (self._proc.stdin, self._proc.stdout):
+                if stream is not None:
+                    stream.close()
             self._home.cleanup()
 
     def __enter__(self) -> LanguageServer:

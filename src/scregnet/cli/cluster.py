@@ -1,0 +1,75 @@
+"""``scregnet cluster``: TF-IDF + LSI + Leiden + UMAP on a ``scregnet count`` AnnData."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+HELP = "cluster cells: TF-IDF, LSI (depth component dropped), neighbours, Leiden, UMAP"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--atac", required=True, type=Path, help="S.atac.h5ad from scregnet count")
+    parser.add_argument("--out", required=True, type=Path, help="output S.clustered.h5ad")
+    parser.add_argument(
+        "--features",
+        choices=["peaks", "tiles"],
+        default="peaks",
+        help="matrix to embed: X (peaks) or obsm['tiles']",
+    )
+    parser.add_argument(
+        "--n-top-features",
+        type=int,
+        default=50_000,
+        help="keep the features accessible in the most cells (0: all)",
+    )
+    parser.add_argument("--n-components", type=int, default=30, help="LSI components")
+    parser.add_argument(
+        "--depth-cutoff",
+        type=float,
+        default=0.75,
+        help="drop LSI components whose |Pearson r| with log10 fragments exceeds this",
+    )
+    parser.add_argument("--n-neighbors", type=int, default=15, help="neighbours per cell")
+    parser.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution")
+    parser.add_argument(
+        "--umap", action=argparse.BooleanOptionalAction, default=True, help="compute a UMAP"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from scregnet.atac.cluster import cluster_cells
+    from scregnet.errors import InputError
+    from scregnet.io.h5ad import read_h5ad, write_h5ad
+
+    if args.n_components < 2:
+        raise InputError(f"--n-components must be >= 2, got {args.n_components}")
+    if args.n_neighbors < 2:
+        raise InputError(f"--n-neighbors must be >= 2, got {args.n_neighbors}")
+    if args.n_top_features < 0:
+        raise InputError(f"--n-top-features must be >= 0, got {args.n_top_features}")
+    if args.resolution <= 0:
+        raise InputError(f"--resolution must be > 0, got {args.resolution}")
+    adata = read_h5ad(args.atac)
+    try:
+        cluster_cells(
+            adata,
+            features=args.features,
+            n_top_features=args.n_top_features or None,
+            n_components=args.n_components,
+            depth_cutoff=args.depth_cutoff,
+            n_neighbors=args.n_neighbors,
+            resolution=args.resolution,
+            seed=args.seed,
+            umap=args.umap,
+        )
+    except InputError as exc:
+        raise InputError(str(exc), args.atac) from exc
+    write_h5ad(adata, args.out)
+    log.info(
+        "wrote %s (%d cells, %d clusters)", args.out, adata.n_obs, adata.obs["cluster"].nunique()
+    )
+    return 0
