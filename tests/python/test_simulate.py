@@ -368,3 +368,21 @@ def test_bulk_data_follow_the_truth(tiny_world: Path) -> None:
         pseudo = np.asarray(truth[truth.obs.cell_type == ct].X.mean(axis=0)).ravel()
         rep = bulk_rna.loc[truth.var_names, f"{ct}_rep1"].to_numpy()
         assert spearmanr(pseudo, rep)[0] > 0.8
+
+
+def test_write_bigwig_binned_round_trip(tmp_path: Path) -> None:
+    import pyBigWig
+
+    from scregnet.io.tracks import write_bigwig_binned
+
+    sizes = {"chr1": 100, "chrM": 45}
+    tracks = [("chr1", np.arange(5, dtype=float)), ("chrM", np.array([1.0, 2.0, 3.5]))]
+    path = write_bigwig_binned(tmp_path / "x.bw", sizes, tracks, bin_size=20)
+    bw = pyBigWig.open(str(path))
+    assert bw.chroms() == sizes
+    assert bw.values("chr1", 0, 100)[::20] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert bw.values("chrM", 38, 45) == [2.0, 2.0, 3.5, 3.5, 3.5, 3.5, 3.5]
+    bw.close()
+    with pytest.raises(ValueError, match="expected 5 bins"):
+        write_bigwig_binned(tmp_path / "y.bw", sizes, [("chr1", np.ones(4))], bin_size=20)
+    assert not (tmp_path / "y.bw").exists()

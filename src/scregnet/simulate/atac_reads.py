@@ -195,8 +195,10 @@ def write_bam(
     chroms = list(world.genome.sequences)
     sizes = np.array([world.genome.sequences[c].size for c in chroms], dtype=np.int64)
     n = len(fragments)
+    # fragments in genome order, so that the records below are nearly sorted already
+    by_position = np.argsort((fragments.chrom << 32) | fragments.start, kind="stable")
     copies = 1 + rng.poisson(DUPLICATE_RATE, n)
-    src = np.repeat(np.arange(n), copies)
+    src = np.repeat(by_position, copies)
     mapq_frag = np.where(rng.random(n) < LOW_MAPQ_RATE, rng.integers(0, 30, n), 60)
     m = src.size
     tid = fragments.chrom[src]
@@ -232,32 +234,36 @@ def write_bam(
     rec_tlen = np.concatenate([tlen, -tlen, np.zeros(sec.size, dtype=np.int64)])
     rec_pair = np.concatenate([pair_id, pair_id, pair_id[sec]])
     rec_cb = np.concatenate([cb, cb, cb[sec]])
-    order = np.lexsort((rec_flag, rec_pair, rec_pos, rec_tid))
+    # coordinate order; ties keep left reads, right reads, secondaries, each by pair id
+    order = np.argsort((rec_tid << 32) | rec_pos, kind="stable")
 
     tags = ["\tCB:Z:" + b for b in barcodes] + [""]  # index -1 -> no tag
     header = ["@HD\tVN:1.6\tSO:coordinate"]
     header += [f"@SQ\tSN:{c}\tLN:{s}" for c, s in zip(chroms, sizes.tolist(), strict=True)]
     header.append(f"@PG\tID:scregnet\tPN:scregnet\tVN:{__version__}\tCL:{command_line}")
     sam = path.with_suffix(".sam")
+    prefix = f"{sample}:"
     with open(sam, "w") as handle:
         handle.write("\n".join(header) + "\n")
         for lo in range(0, order.size, chunk):
             o = order[lo : lo + chunk]
             handle.write(
                 "".join(
-                    f"{sample}:{q}\t{f}\t{chroms[t]}\t{p + 1}\t{mq}\t{ln}M\t=\t{pn + 1}\t{tl}\t*\t*{tags[c]}\n"
-                    for q, f, t, p, mq, ln, pn, tl, c in zip(
-                        rec_pair[o].tolist(),
-                        rec_flag[o].tolist(),
-                        rec_tid[o].tolist(),
-                        rec_pos[o].tolist(),
-                        rec_mapq[o].tolist(),
-                        rec_len[o].tolist(),
-                        rec_pnext[o].tolist(),
-                        rec_tlen[o].tolist(),
-                        rec_cb[o].tolist(),
-                        strict=True,
-                    )
+                    [
+                        f"{prefix}{q}\t{f}\t{chroms[t]}\t{p}\t{mq}\t{ln}M\t=\t{pn}\t{tl}\t*\t*{tags[c]}\n"
+                        for q, f, t, p, mq, ln, pn, tl, c in zip(
+                            rec_pair[o].tolist(),
+                            rec_flag[o].tolist(),
+                            rec_tid[o].tolist(),
+                            (rec_pos[o] + 1).tolist(),  # SAM is 1-based
+                            rec_mapq[o].tolist(),
+                            rec_len[o].tolist(),
+                            (rec_pnext[o] + 1).tolist(),
+                            rec_tlen[o].tolist(),
+                            rec_cb[o].tolist(),
+                            strict=True,
+                        )
+                    ]
                 )
             )
     extra = ["-@", str(threads - 1)] if threads > 1 else []

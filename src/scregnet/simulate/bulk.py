@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from scregnet.io.atomic import atomic_path
-from scregnet.io.tracks import runs_from_dense, write_bigwig
+from scregnet.io.tracks import write_bigwig_binned
 from scregnet.simulate.atac_reads import sample_fragments
 from scregnet.simulate.world import World
 
@@ -37,22 +37,21 @@ def accessibility_track(
     sizes = world.genome.sizes
     scale = 1e6 / max(len(frags), 1)
 
-    def tracks() -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    def tracks() -> Iterator[tuple[str, np.ndarray]]:
         for ci, chrom in enumerate(chroms):
             sel = frags.chrom == ci
             size = sizes[chrom]
-            diff = np.zeros(size + 1, dtype=np.int64)
-            np.add.at(diff, frags.start[sel], 1)
-            np.add.at(diff, frags.end[sel], -1)
-            cover = np.cumsum(diff[:-1])
+            diff = np.bincount(frags.start[sel], minlength=size + 1) - np.bincount(
+                frags.end[sel], minlength=size + 1
+            )
+            cover = np.cumsum(diff[:size])
             n_bins = -(-size // BIGWIG_BIN)
             padded = np.zeros(n_bins * BIGWIG_BIN)
             padded[:size] = cover
             binned = padded.reshape(n_bins, BIGWIG_BIN).mean(axis=1) * scale
-            starts, ends, values = runs_from_dense(np.round(binned, 3))
-            yield chrom, starts * BIGWIG_BIN, np.minimum(ends * BIGWIG_BIN, size), values
+            yield chrom, np.round(binned, 3)
 
-    return write_bigwig(path, sizes, tracks())
+    return write_bigwig_binned(path, sizes, tracks(), bin_size=BIGWIG_BIN)
 
 
 def chip_peaks(rng: np.random.Generator, world: World, cell_type: int, tf: int, path: Path) -> int:
