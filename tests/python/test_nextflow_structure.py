@@ -1,0 +1,151 @@
+"""Rules the language server does not check: labels, containers, stubs, versions, GPU routing,
+call arity and emit names (tests/nfcheck/structure.py), each shown to fail on a broken copy."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nfcheck.structure import check_pipeline, known_labels, parse
+
+REPO = Path(__file__).resolve().parents[2]
+LABELS = {
+    "process_single",
+    "process_low",
+    "process_medium",
+    "process_high",
+    "process_long",
+    "process_high_memory",
+    "process_gpu",
+}
+GPU_MODULES = {"IMPUTE", "TFBIND_TRAIN", "TFBIND_PREDICT", "GRN"}
+
+
+def test_pipeline_follows_every_rule() -> None:
+    assert check_pipeline(REPO) == []
+
+
+def test_base_config_defines_the_nf_core_labels() -> None:
+    assert known_labels(REPO / "conf" / "base.config") == LABELS
+
+
+def test_gpu_modules_are_exactly_the_torch_stages() -> None:
+    gpu = {
+        p.name
+        for path in (REPO / "modules" / "local").glob("*/main.nf")
+        for p in parse(path).processes
+        if "process_gpu" in p.labels
+    }
+    assert gpu == GPU_MODULES
+
+
+def test_every_module_has_meta_yml_and_nf_test() -> None:
+    for module in sorted((REPO / "modules" / "local").iterdir()):
+        assert (module / "meta.yml").is_file(), module
+        assert (module / "tests" / "main.nf.test").is_file(), module
+
+
+def copy_pipeline(dst: Path) -> Path:
+    for sub in ("conf", "modules", "workflows", "subworkflows"):
+        shutil.copytree(REPO / sub, dst / sub)
+    shutil.copy(REPO / "main.nf", dst / "main.nf")
+    return dst
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"broken copy no longer applies: {old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+BREAKS = {
+    "unknown label": (
+        "modules/local/cluster/main.nf",
+        "label 'process_low'",
+        "label 'process_tiny'",
+        "unknown label 'process_tiny'",
+    ),
+    "no container": (
+        "modules/local/count/main.nf",
+        "    container 'ghcr.io/scregnet/scregnet:0.1.0'\n",
+        "",
+        "no 'container' directive",
+    ),
+    "no stub": (
+        "modules/local/tracks/main.nf",
+        "    stub:\n",
+        "    // stub removed\n",
+        "no 'stub:' section",
+    ),
+    "no versions topic": (
+        "modules/local/cluster/main.nf",
+        "eval('scregnet --version | sed \"s/^scregnet //\"'), topic: versions",
+        "eval('scregnet --version | sed \"s/^scregnet //\"'), emit: versions",
+        "no versions output on the 'versions' topic",
+    ),
+    "gpu process without process_gpu": (
+        "modules/local/impute/main.nf",
+        "label 'process_gpu'",
+        "label 'process_medium'",
+        "chooses a device but is not labelled 'process_gpu'",
+    ),
+    "hard-coded accelerator": (
+        "modules/local/grn/main.nf",
+        "    label 'process_gpu'\n",
+        "    label 'process_gpu'\n    accelerator 1\n",
+        "hard-codes 'accelerator'",
+    ),
+    "module reads params": (
+        "modules/local/fragments/main.nf",
+        "--threads ${task.cpus}",
+        "--threads ${task.cpus} --min-mapq ${params.min_mapq}",
+        "reads params",
+    ),
+    "wrong call arity": (
+        "workflows/scregnet.nf",
+        "COUNT(ch_fragments.join(ch_peaks), ch_fai, ch_gtf)",
+        "COUNT(ch_fragments.join(ch_peaks), ch_fai)",
+        "COUNT called with 2 argument(s), it declares 3 inputs",
+    ),
+    "unknown emit": (
+        "workflows/scregnet.nf",
+        "CLUSTER(COUNT.out.h5ad)",
+        "CLUSTER(COUNT.out.matrix)",
+        "COUNT.out.matrix does not exist (emits: h5ad, qc)",
+    ),
+    "subworkflow take arity": (
+        "main.nf",
+        "        PIPELINE_INITIALISATION.out.rna,\n",
+        "",
+        "SCREGNET called with 5 argument(s), it declares 6 takes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BREAKS))
+def test_structure_check_fails_on_a_broken_copy(case: str, tmp_path: Path) -> None:
+    root = copy_pipeline(tmp_path)
+    rel, old, new, expected = BREAKS[case]
+    edit(root / rel, old, new)
+    problems = check_pipeline(root)
+    assert any(expected in p for p in problems), problems
+
+
+def test_meta_yml_documents_every_input_and_emit() -> None:
+    import yaml
+
+    from nfcheck.render import inputs_of
+
+    for path in sorted((REPO / "modules" / "local").glob("*/main.nf")):
+        proc = parse(path).processes[0]
+        meta = yaml.safe_load((path.parent / "meta.yml").read_text())
+        documented = [
+            name
+            for entry in meta["input"]
+            for item in (entry if isinstance(entry, list) else [entry])
+            for name in item
+        ]
+        assert documented == [i.name for i in inputs_of(proc)], path
+        assert set(meta["output"]) == set(proc.emits), path
