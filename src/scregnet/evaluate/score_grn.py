@@ -1,0 +1,114 @@
+"""Score the GRN ranking (``R/grn/grn_edges.tsv``) against simulator truth (``truth/grn_edges.tsv``).
+
+Over the full ranking (every scored TF-target pair; a pair is positive when it is a true edge):
+AUROC, AUPRC, BEELINE's AUPRC ratio and EPR, plus how many true edges the ranking covers. The
+|Spearman| baseline on the same pairs is computed beside it from the world's observed scRNA
+(``<world>/samples/*.rna.h5ad``, log1p of counts per 10k, samples pooled) when those files exist.
+Held-out-TF figures need retraining and live in ``bench/grn.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from scregnet.errors import InputError
+from scregnet.evaluate.metrics import auprc, auprc_ratio, auroc, early_precision_ratio
+
+log = logging.getLogger(__name__)
+
+
+def _read_pairs(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype={"tf": str, "target": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        msg = f"cannot read ({type(exc).__name__})"
+        raise InputError(msg, path) from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        msg = f"missing column(s) {', '.join(missing)}"
+        raise InputError(msg, path)
+    return frame
+
+
+def ranking_metrics(labels: NDArray[np.int8], scores: NDArray[np.float64]) -> dict[str, float]:
+    return {
+        "auroc": auroc(labels, scores),
+        "auprc": auprc(labels, scores),
+        "auprc_ratio": auprc_ratio(labels, scores),
+        "epr": early_precision_ratio(labels, scores),
+    }
+
+
+def _spearman_baseline(world: Path, edges: pd.DataFrame) -> NDArray[np.float64] | None:
+    """|Spearman| of each scored pair on the world's pooled observed expression, or None."""
+    import anndata as ad
+    import scipy.sparse as sp
+    from scipy.stats import rankdata
+
+    files = sorted((world / "samples").glob("*.rna.h5ad"))
+    if not files:
+        return None
+    mats, genes = [], None
+    for f in files:
+        a = ad.read_h5ad(f)
+        x = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X)
+        x = np.asarray(x, dtype=np.float64)
+        lib = x.sum(axis=1, keepdims=True)
+        lib[lib == 0] = 1
+        frame = pd.DataFrame(np.log1p(x / lib * 1e4), columns=a.var_names.astype(str))
+        genes = frame.columns if genes is None else genes.intersection(frame.columns)
+        mats.append(frame)
+    assert genes is not None
+    pooled = np.concatenate([m[genes].to_numpy() for m in mats])
+    ranks = rankdata(pooled, axis=0)
+    ranks -= ranks.mean(axis=0)
+    norm = np.linalg.norm(ranks, axis=0)
+    norm[norm == 0] = 1
+    z = ranks / norm
+    index = {g: i for i, g in enumerate(genes)}
+    ok = edges.tf.isin(index) & edges.target.isin(index)
+    out = np.zeros(len(edges))
+    a_idx = edges.tf[ok].map(index).to_numpy(int)
+    b_idx = edges.target[ok].map(index).to_numpy(int)
+    out[ok.to_numpy()] = np.abs((z[:, a_idx] * z[:, b_idx]).sum(axis=0))
+    return out
+
+
+def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
+    """GRN metrics, or None when the results have no ``grn/grn_edges.tsv``."""
+    truth_dir, results_dir = Path(truth_dir), Path(results_dir)
+    edges_path = results_dir / "grn" / "grn_edges.tsv"
+    if not edges_path.exists():
+        return None
+    truth_path = truth_dir / "grn_edges.tsv"
+    if not truth_path.exists():
+        msg = "truth has no grn_edges.tsv"
+        raise InputError(msg, truth_dir)
+    edges = _read_pairs(edges_path, ("tf", "target", "score"))
+    truth = _read_pairs(truth_path, ("tf", "target"))
+    true_pairs = set(zip(truth.tf, truth.target, strict=True))
+    labels = np.fromiter(
+        ((p in true_pairs) for p in zip(edges.tf, edges.target, strict=True)),
+        dtype=np.int8,
+        count=len(edges),
+    )
+    result: dict[str, Any] = {
+        "n_scored_pairs": len(edges),
+        "n_scored_tfs": int(edges.tf.nunique()),
+        "n_true_edges": len(true_pairs),
+        "n_true_edges_scored": int(labels.sum()),
+    }
+    if labels.sum() == 0:
+        log.warning("no true edge among the %d scored pairs", len(edges))
+        return result
+    result.update(ranking_metrics(labels, edges.score.to_numpy(np.float64)))
+    baseline = _spearman_baseline(truth_dir.parent, edges)
+    if baseline is not None:
+        result["spearman_baseline"] = ranking_metrics(labels, baseline)
+    return result
