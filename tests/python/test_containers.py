@@ -1,0 +1,210 @@
+"""containers/: base images pinned, package versions identical to pyproject.toml's pins, and the
+image tags the modules use are the ones these files build."""
+
+from __future__ import annotations
+
+import io
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+from dockerfile_parse import DockerfileParser
+
+import scregnet
+
+REPO = Path(__file__).resolve().parents[2]
+CONTAINERS = REPO / "containers"
+#: pyproject name -> conda-forge/bioconda name
+CONDA_NAMES = {
+    "torch": "pytorch",
+    "pyBigWig": "pybigwig",
+    "igraph": "python-igraph",
+    "matplotlib": "matplotlib-base",
+}
+
+
+def requirement(spec: str) -> tuple[str, str]:
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", spec)
+    assert m, spec
+    return m.group(1), m.group(2).replace(" ", "")
+
+
+def pyproject_deps() -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return dict(requirement(d) for d in project["dependencies"])
+
+
+def parse_dockerfile(dockerfile: Path) -> DockerfileParser:
+    return DockerfileParser(fileobj=io.BytesIO(dockerfile.read_bytes()))
+
+
+def pip_installs(dockerfile: Path) -> list[list[str]]:
+    """The argument lists of every `pip install` in the Dockerfile's RUN instructions."""
+    parser = parse_dockerfile(dockerfile)
+    found = []
+    for instr in parser.structure:
+        if instr["instruction"] != "RUN":
+            continue
+        lexer = shlex.shlex(instr["value"], posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        commands: list[list[str]] = [[]]
+        for token in lexer:
+            if token in ("&&", ";", "||", "|"):
+                commands.append([])
+            else:
+                commands[-1].append(token)
+        for words in commands:
+            if "pip" in words and "install" in words:
+                found.append(
+                    [w for w in words[words.index("install") + 1 :] if not w.startswith("-")]
+                )
+    return found
+
+
+def check_dockerfile(dockerfile: Path, deps: dict[str, str], *, cuda: bool) -> list[str]:
+    problems = []
+    base = parse_dockerfile(dockerfile).baseimage or ""
+    _image, _, tag = base.partition(":")
+    if not tag or tag == "latest" or not re.search(r"\d+\.\d+", tag):
+        problems.append(f"{dockerfile.name}: base image {base!r} is not pinned to a version")
+    torch_pin = deps["torch"].removeprefix("==")
+    if cuda:
+        if "cuda" not in tag or "runtime" not in tag or not tag.startswith(torch_pin + "-"):
+            problems.append(
+                f"{dockerfile.name}: base {base!r} is not the CUDA PyTorch {torch_pin} runtime image"
+            )
+    installs = pip_installs(dockerfile)
+    args = [a.split("#")[0] for cmd in installs for a in cmd if not a.startswith(("http", "--"))]
+    if "." not in args:
+        problems.append(f"{dockerfile.name}: does not `pip install .` (the scregnet package)")
+    for arg in args:
+        if arg == "." or "==" not in arg:
+            continue
+        name, spec = requirement(arg)
+        if name in deps and deps[name] != spec:
+            problems.append(
+                f"{dockerfile.name}: {name}{spec}, pyproject.toml has {name}{deps[name]}"
+            )
+    pinned = {requirement(a)[0] for a in args if "==" in a}
+    for name, spec in deps.items():
+        if spec.startswith("==") and name not in pinned:
+            problems.append(f"{dockerfile.name}: does not install {name}{spec} explicitly")
+    return problems
+
+
+def check_environment(env_file: Path, deps: dict[str, str]) -> list[str]:
+    env = yaml.safe_load(env_file.read_text())
+    conda = {}
+    pip: list[str] = []
+    for entry in env["dependencies"]:
+        if isinstance(entry, dict):
+            pip += entry.get("pip", [])
+        else:
+            name, _, spec = (
+                entry.partition("=")
+                if "=" in entry and "==" not in entry and not re.search(r"[<>]", entry)
+                else (None, None, None)
+            )
+            if name is not None:
+                conda[name] = "==" + spec
+            else:
+                n, s = requirement(entry)
+                conda[n] = s
+    pip_names = {requirement(p)[0]: requirement(p)[1] for p in pip if p != ".."}
+    problems = []
+    for name, spec in deps.items():
+        cname = CONDA_NAMES.get(name, name.lower())
+        got = conda.get(cname, pip_names.get(name))
+        if got is None:
+            problems.append(f"{env_file.name}: {name} missing")
+        elif got != spec:
+            problems.append(f"{env_file.name}: {cname} {got}, pyproject.toml has {name}{spec}")
+    if ".." not in pip:
+        problems.append(f"{env_file.name}: does not pip-install the package from the checkout")
+    return problems
+
+
+def test_cuda_dockerfile() -> None:
+    assert check_dockerfile(CONTAINERS / "Dockerfile", pyproject_deps(), cuda=True) == []
+
+
+def test_cpu_dockerfile() -> None:
+    assert check_dockerfile(CONTAINERS / "Dockerfile.cpu", pyproject_deps(), cuda=False) == []
+
+
+def test_conda_environment() -> None:
+    assert check_environment(CONTAINERS / "environment.yml", pyproject_deps()) == []
+
+
+def test_macs3_is_the_same_version_everywhere() -> None:
+    pins = set(
+        re.findall(r"macs3[=]=?([\d.]+)", "".join(p.read_text() for p in CONTAINERS.iterdir()))
+    )
+    assert len(pins) == 1, pins
+
+
+def test_modules_use_the_images_these_files_build() -> None:
+    version = scregnet.__version__
+    images = set()
+    for path in (REPO / "modules" / "local").glob("*/main.nf"):
+        images |= set(re.findall(r"ghcr\.io/scregnet/scregnet:[\w.\-]+", path.read_text()))
+    assert images == {
+        f"ghcr.io/scregnet/scregnet:{version}",
+        f"ghcr.io/scregnet/scregnet:{version}-cuda",
+    }
+    for name, image in (("Dockerfile", f"{version}-cuda"), ("Dockerfile.cpu", version)):
+        assert f"scregnet:{image} ." in (CONTAINERS / name).read_text()
+    assert (
+        f"From: ghcr.io/scregnet/scregnet:{version}-cuda"
+        in (CONTAINERS / "apptainer.def").read_text()
+    )
+
+
+BROKEN = {
+    "unpinned base": (
+        "Dockerfile.cpu",
+        "FROM python:3.11.11-slim-bookworm",
+        "FROM python:latest",
+        "not pinned",
+    ),
+    "other torch in base": (
+        "Dockerfile",
+        "pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime",
+        "pytorch/pytorch:2.12.0-cuda12.8-cudnn9-runtime",
+        "not the CUDA PyTorch 2.13.0 runtime image",
+    ),
+    "other torch pin": (
+        "Dockerfile.cpu",
+        '"torch==2.13.0" "macs3',
+        '"torch==2.12.1" "macs3',
+        "torch==2.12.1, pyproject.toml has torch==2.13.0",
+    ),
+    "package not installed": (
+        "Dockerfile",
+        '"macs3==3.0.4" .',
+        '"macs3==3.0.4" scregnet-core',
+        "does not `pip install .`",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_container_check_fails_on_a_broken_copy(case: str, tmp_path: Path) -> None:
+    name, old, new, expected = BROKEN[case]
+    text = (CONTAINERS / name).read_text()
+    assert old in text
+    broken = tmp_path / name
+    broken.write_text(text.replace(old, new))
+    problems = check_dockerfile(broken, pyproject_deps(), cuda=name == "Dockerfile")
+    assert any(expected in p for p in problems), problems
+
+
+def test_environment_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
+    broken = tmp_path / "environment.yml"
+    broken.write_text(
+        (CONTAINERS / "environment.yml").read_text().replace("pytorch=2.13.0", "pytorch=2.12")
+    )
+    assert any("pytorch ==2.12" in p for p in check_environment(broken, pyproject_deps()))
