@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -344,7 +345,12 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
             optional_tool=True,
         )
     )
-    return [step for stage in stage_order() for step in steps[stage]]
+    ordered = [step for stage in stage_order() for step in steps[stage]]
+    for step in ordered:  # `<process>_args` params: extra flags, like Nextflow's ext.args
+        extra = params.get(f"{step.stage.lower()}_args")
+        if extra and step.executable == "scregnet":
+            step.argv += shlex.split(str(extra))
+    return ordered
 
 
 def _mtime(path: Path) -> float:
@@ -386,6 +392,8 @@ def run_steps(
             say(f"{label}: skipped, `{step.executable}` is not installed")
             continue
         say(f"{label}: running")
+        for output in step.outputs:
+            output.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         env = {**os.environ, **step.env}
         proc = subprocess.run(
