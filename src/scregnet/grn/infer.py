@@ -84,7 +84,9 @@ def iter_scores(
     from scregnet.grn.train import neighbour_embeddings
 
     cand = np.arange(builder.n_genes) if targets is None else np.asarray(targets, dtype=np.intp)
-    neigh = neighbour_embeddings(model, builder)
+    neigh = neighbour_embeddings(
+        model, builder, genes=np.concatenate([cand, np.asarray(tfs, dtype=np.intp)])
+    )
     with torch.no_grad():
         for t in tfs:
             tg_all = cand[cand != t]

@@ -97,27 +97,37 @@ def tf_aware_split(
 
 
 def neighbour_embeddings(
-    model: DeepMCL, builder: ImageBuilder, *, chunk: int = 256
+    model: DeepMCL,
+    builder: ImageBuilder,
+    *,
+    genes: NDArray[np.intp] | None = None,
+    chunk: int = 256,
 ) -> torch.Tensor:
-    """Embeddings of every gene's neighbour images, ``(genes, views, k + 1, D)``, without gradient.
+    """Embeddings of the genes' neighbour images, ``(all genes, views, k + 1, D)``, no gradient.
 
     Neighbour images depend on one gene only, so they are embedded once per gene (a memory bank
     refreshed every epoch in training, computed once for scoring) instead of once per pair.
+    Only ``genes`` (default: all) are computed; other rows stay zero.
     """
     import torch
 
     from scregnet.device import autocast
 
+    wanted = np.arange(builder.n_genes) if genes is None else np.unique(genes)
     was_training = model.training
     model.eval()
-    parts = []
+    bank: torch.Tensor | None = None
     with torch.no_grad():
-        for start in range(0, builder.n_genes, chunk):
-            genes = torch.arange(start, min(start + chunk, builder.n_genes), device=builder.device)
+        for start in range(0, wanted.size, chunk):
+            idx = torch.as_tensor(wanted[start : start + chunk], device=builder.device)
             with autocast(builder.device):
-                parts.append(model.encode(builder.neighbour(genes)).float())
+                emb = model.encode(builder.neighbour(idx)).float()
+            if bank is None:
+                bank = emb.new_zeros((builder.n_genes, *emb.shape[1:]))
+            bank[idx] = emb
     model.train(was_training)
-    return torch.cat(parts)
+    assert bank is not None
+    return bank
 
 
 def forward_pairs(
@@ -157,7 +167,7 @@ def predict_pairs(
 
     from scregnet.device import autocast
 
-    bank = neighbour_embeddings(model, builder)
+    bank = neighbour_embeddings(model, builder, genes=np.concatenate([labels.tf, labels.target]))
     model.eval()
     out = []
     with torch.no_grad():
@@ -207,9 +217,10 @@ def fit(
     generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
     result = TrainResult(model=model, train_tfs=train_tfs, val_tfs=val_tfs)
     best_score, best_state, stale = -np.inf, copy.deepcopy(model.state_dict()), 0
+    needed = np.concatenate([train.tf, train.target])
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        bank = neighbour_embeddings(model, builder)
+        bank = neighbour_embeddings(model, builder, genes=needed)
         model.train()
         order = _epoch_pairs(train, config.max_pairs_per_epoch, rng)
         total, n_batches = 0.0, 0

@@ -1,0 +1,330 @@
+"""GRN benchmark: DeepMCL-style model vs |Spearman|, GRNBoost2 and GENIE3 on the same pairs.
+
+Protocol (SCIENCE.md section 4): TF-aware cross-validation. TFs are split into folds; the model is
+trained on the other folds' TFs (their true edges positive, their other pairs negative) and scores
+the held-out TFs' pairs with every candidate target. Baselines need no training and score the same
+pairs. Reported per method: mean over folds of AUROC / AUPRC / AUPRC ratio / EPR on the held-out
+pairs, and AUPRC ratio / EPR on the full out-of-fold ranking (every TF x target, each TF scored by
+a model that never saw it). Ablation: the model on each single view. Speed: pairs/s for image
+building and for scoring (images + CNN + head) on this machine's CPU.
+
+    .venv/bin/python bench/grn.py --world /path/to/small_world [--beeline ../shared/data/beeline_gsd]
+
+GRNBoost2 / GENIE3 run arboreto's per-target regression (``arboreto.core.infer_partial_network``,
+its ``SGBM_KWARGS`` with early stopping / ``RF_KWARGS``) when arboreto is installed (the ``bench``
+extra), else scikit-learn with the same settings (``scregnet.grn.baselines``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.typing import NDArray
+
+from scregnet.evaluate.metrics import auprc, auprc_ratio, auroc, early_precision_ratio
+from scregnet.grn.baselines import abs_spearman, tree_importances
+from scregnet.grn.data import ExpressionViews, read_views
+from scregnet.grn.images import ImageBuilder
+from scregnet.grn.model import GRNConfig
+from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
+from scregnet.seed import seed_everything
+
+log = logging.getLogger("bench.grn")
+
+
+def tree_baseline(
+    expr: NDArray[np.float32], tfs: list[int], genes: list[str], method: str, targets: list[int]
+) -> NDArray[np.float64]:
+    """(TFs, genes) importances; arboreto per target when available."""
+    try:
+        from arboreto.core import RF_KWARGS, SGBM_KWARGS, infer_partial_network
+    except ImportError:
+        log.warning("arboreto not installed: scikit-learn %s", method)
+        return tree_importances(
+            expr, tfs, method="grnboost2" if method == "GRNBoost2" else "genie3", targets=targets
+        )
+    start = time.perf_counter()
+    x = np.asarray(expr, dtype=np.float64)
+    tf_names = [genes[t] for t in tfs]
+    out = np.zeros((len(tfs), len(genes)))
+    kind, kwargs = ("GBM", SGBM_KWARGS) if method == "GRNBoost2" else ("RF", RF_KWARGS)
+    for g in targets:
+        if x[:, g].std() == 0:
+            continue
+        keep = [i for i, t in enumerate(tfs) if t != g]
+        links = infer_partial_network(
+            kind,
+            kwargs,
+            x[:, [tfs[i] for i in keep]],
+            [tf_names[i] for i in keep],
+            genes[g],
+            x[:, g],
+            seed=0,
+        )
+        row = dict(zip(links["TF"], links["importance"], strict=True))
+        for i in keep:
+            out[i, g] = row.get(tf_names[i], 0.0)
+    log.info(
+        "%s (arboreto): %d targets in %.0f s", method, len(targets), time.perf_counter() - start
+    )
+    return out
+
+
+def metrics(y: NDArray[np.int8], s: NDArray[np.float64]) -> dict[str, float]:
+    return {
+        "auroc": auroc(y, s),
+        "auprc": auprc(y, s),
+        "auprc_ratio": auprc_ratio(y, s),
+        "epr": early_precision_ratio(y, s),
+    }
+
+
+def cross_validate(
+    data: ExpressionViews,
+    tfs: list[int],
+    true: set[tuple[int, int]],
+    *,
+    folds: int,
+    seeds: list[int],
+    epochs: int,
+    targets: list[int],
+    baselines: dict[str, NDArray[np.float64]],
+    configs: dict[str, list[str]],
+    val_fraction: float,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-fold held-out metrics and full out-of-fold ranking metrics for models and baselines."""
+    rows, full_rows = [], []
+    target_set = np.asarray(targets)
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(tfs)
+        splits = [order[i::folds].tolist() for i in range(folds)]
+        oof: dict[str, list[tuple[NDArray[np.int8], NDArray[np.float64]]]] = {}
+
+        def pairs(tf_ids: list[int]) -> PairLabels:
+            a = np.repeat(tf_ids, target_set.size)
+            b = np.tile(target_set, len(tf_ids))
+            keep = a != b
+            a, b = a[keep], b[keep]
+            y = np.fromiter(
+                ((p in true) for p in zip(a.tolist(), b.tolist(), strict=True)), dtype=np.int8
+            )
+            return PairLabels(a.astype(np.intp), b.astype(np.intp), y)
+
+        for f, test_tfs in enumerate(splits):
+            train_tfs = [t for t in tfs if t not in test_tfs]
+            train, test = pairs(train_tfs), pairs(test_tfs)
+            if test.n_positive == 0:
+                continue
+            scores: dict[str, NDArray[np.float64]] = {}
+            for name, views in configs.items():
+                r = seed_everything(seed)
+                builder = ImageBuilder(data.subset_views(views))
+                t0 = time.perf_counter()
+                result = fit(
+                    builder,
+                    train,
+                    model_config=GRNConfig(),
+                    config=TrainConfig(epochs=epochs, val_fraction=val_fraction),
+                    rng=r,
+                )
+                scores[name] = predict_pairs(result.model, builder, test)
+                log.info("seed %d fold %d %s: %.0f s", seed, f, name, time.perf_counter() - t0)
+            tf_row = {t: i for i, t in enumerate(tfs)}
+            for name, matrix in baselines.items():
+                scores[name] = np.array(
+                    [matrix[tf_row[a], b] for a, b in zip(test.tf, test.target, strict=True)]
+                )
+            for name, s in scores.items():
+                rows.append({"seed": seed, "fold": f, "method": name, **metrics(test.label, s)})
+                oof.setdefault(name, []).append((test.label, s))
+        for name, parts in oof.items():
+            y = np.concatenate([p[0] for p in parts])
+            s = np.concatenate([p[1] for p in parts])
+            full_rows.append(
+                {
+                    "seed": seed,
+                    "method": name,
+                    "auprc_ratio": auprc_ratio(y, s),
+                    "epr": early_precision_ratio(y, s),
+                }
+            )
+    return pd.DataFrame(rows), pd.DataFrame(full_rows)
+
+
+def table(held: pd.DataFrame, full: pd.DataFrame, order: list[str]) -> str:
+    h = held.groupby("method")[["auroc", "auprc", "auprc_ratio", "epr"]].mean()
+    f = full.groupby("method")[["auprc_ratio", "epr"]].mean()
+    lines = [
+        "| method | held-out AUROC | held-out AUPRC | held-out AUPRC ratio | held-out EPR "
+        "| full-ranking AUPRC ratio | full-ranking EPR |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in order:
+        if m in h.index:
+            r, q = h.loc[m], f.loc[m]
+            lines.append(
+                f"| {m} | {r.auroc:.3f} | {r.auprc:.3f} | {r.auprc_ratio:.2f} | {r.epr:.2f} "
+                f"| {q.auprc_ratio:.2f} | {q.epr:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def speed(data: ExpressionViews, n_pairs: int = 20_000) -> dict[str, float]:
+    """Pairs/s for primary-image building and for full scoring with an untrained model."""
+    from scregnet.grn.infer import iter_scores
+    from scregnet.grn.model import DeepMCL
+
+    seed_everything(0)
+    builder = ImageBuilder(data)
+    g = builder.n_genes
+    rng = np.random.default_rng(0)
+    a = torch.as_tensor(rng.integers(0, g, n_pairs))
+    b = torch.as_tensor(rng.integers(0, g, n_pairs))
+    t0 = time.perf_counter()
+    for s in range(0, n_pairs, 2048):
+        builder.primary(a[s : s + 2048], b[s : s + 2048])
+    build = n_pairs / (time.perf_counter() - t0)
+    model = DeepMCL(GRNConfig()).eval()
+    n_tfs = max(1, n_pairs // (g - 1))
+    t0 = time.perf_counter()
+    n = sum(len(batch[0]) for batch in iter_scores(model, builder, list(range(n_tfs))))
+    score = n / (time.perf_counter() - t0)
+    return {"image_pairs_per_s": build, "score_pairs_per_s": score, "cells": sum(data.n_cells())}
+
+
+def run_world(world: Path, args: argparse.Namespace) -> str:
+    rna = sorted((world / "samples").glob("*.rna.h5ad"))
+    data = read_views(rna)
+    genes = data.genes
+    index = {g: i for i, g in enumerate(genes)}
+    tf_names = [t for t in (world / "tfs.txt").read_text().split() if t in index]
+    tfs = [index[t] for t in tf_names]
+    truth = pd.read_csv(world / "truth" / "grn_edges.tsv", sep="\t")
+    true = {
+        (index[a], index[b])
+        for a, b in zip(truth.tf, truth.target, strict=True)
+        if a in index and b in index
+    }
+    rng = np.random.default_rng(0)
+    targets = list(range(len(genes)))
+    if args.targets and args.targets < len(genes):
+        targets = sorted(
+            set(rng.choice(len(genes), args.targets, replace=False).tolist()) | set(tfs)
+        )
+    pooled = data.pooled()
+    baselines = {"|Spearman|": abs_spearman(pooled, tfs)}
+    if not args.no_trees:
+        baselines["GRNBoost2"] = tree_baseline(pooled, tfs, genes, "GRNBoost2", targets)
+        baselines["GENIE3"] = tree_baseline(pooled, tfs, genes, "GENIE3", targets)
+    configs = {"DeepMCL (all views)": list(data.views)}
+    configs |= {f"DeepMCL ({v} only)": [v] for v in data.views}
+    held, full = cross_validate(
+        data,
+        tfs,
+        true,
+        folds=args.folds,
+        seeds=[0],
+        epochs=args.epochs,
+        targets=targets,
+        baselines=baselines,
+        configs=configs,
+        val_fraction=0.0,
+    )
+    sp = speed(data)
+    head = (
+        f"Simulator world {world.name}: {len(genes)} genes, {len(tfs)} TFs, views "
+        f"{', '.join(f'{v} ({n} cells)' for v, n in zip(data.views, data.n_cells(), strict=True))}, "
+        f"{len(true)} true edges; {args.folds}-fold TF-aware CV, {len(targets)} candidate targets, "
+        f"{args.epochs} epochs."
+    )
+    speed_line = (
+        f"Speed (CPU, {torch.get_num_threads()} thread(s), {sp['cells']} cells): image building "
+        f"{sp['image_pairs_per_s']:.0f} pairs/s; scoring (images + CNN + head) "
+        f"{sp['score_pairs_per_s']:.0f} pairs/s."
+    )
+    held.to_csv(args.outdir / "grn_world_folds.tsv", sep="\t", index=False)
+    return "\n\n".join([head, table(held, full, [*configs, *baselines]), speed_line])
+
+
+def run_beeline(path: Path, args: argparse.Namespace) -> str:
+    expr = pd.read_csv(path / "ExpressionData.csv", index_col=0)
+    pt = pd.read_csv(path / "PseudoTime.csv", index_col=0).loc[expr.columns]
+    genes = [str(g) for g in expr.index]
+    x = expr.T.to_numpy(np.float32)
+    data = ExpressionViews(
+        genes,
+        ["branch1", "branch2"],
+        [x[pt.iloc[:, 0].notna().to_numpy()], x[pt.iloc[:, 1].notna().to_numpy()]],
+    )
+    net = pd.read_csv(path / "GroundTruthNetwork.csv")
+    index = {g: i for i, g in enumerate(genes)}
+    true = {(index[a], index[b]) for a, b in zip(net.Gene1, net.Gene2, strict=True) if a != b}
+    tfs = sorted({a for a, _ in true})
+    full_x = x
+    baselines = {"|Spearman|": abs_spearman(full_x, tfs)}
+    if not args.no_trees:
+        baselines["GRNBoost2"] = tree_baseline(
+            full_x, tfs, genes, "GRNBoost2", list(range(len(genes)))
+        )
+        baselines["GENIE3"] = tree_baseline(full_x, tfs, genes, "GENIE3", list(range(len(genes))))
+    configs = {"DeepMCL (both branches)": ["branch1", "branch2"]}
+    held, full = cross_validate(
+        data,
+        tfs,
+        true,
+        folds=2,
+        seeds=list(range(args.beeline_repeats)),
+        epochs=args.epochs,
+        targets=list(range(len(genes))),
+        baselines=baselines,
+        configs=configs,
+        val_fraction=0.0,
+    )
+    held.to_csv(args.outdir / "grn_beeline_folds.tsv", sep="\t", index=False)
+    head = (
+        f"BEELINE GSD: {len(genes)} genes x {x.shape[0]} cells, 2 views = the two pseudotime "
+        f"branches ({', '.join(str(n) for n in data.n_cells())} cells), {len(true)} true edges of "
+        f"{len(tfs)} regulators; TF-aware 2-fold CV x {args.beeline_repeats} random TF splits, "
+        f"{args.epochs} epochs; baselines on all cells."
+    )
+    return "\n\n".join([head, table(held, full, [*configs, *baselines])])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world", type=Path, help="simulator world directory (preset small)")
+    parser.add_argument("--beeline", type=Path, help="BEELINE GSD directory")
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--targets", type=int, default=0, help="subsample candidate targets")
+    parser.add_argument("--beeline-repeats", type=int, default=3)
+    parser.add_argument("--no-trees", action="store_true", help="skip GRNBoost2/GENIE3")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--outdir", type=Path, default=Path("."))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    runs: list[tuple[Path | None, Callable[[Path, argparse.Namespace], str]]] = [
+        (args.world, run_world),
+        (args.beeline, run_beeline),
+    ]
+    for path, fn in runs:
+        if path is not None:
+            print(fn(path, args) + "\n", flush=True)
+    print(json.dumps({"date": time.strftime("%Y-%m-%d"), "threads": args.threads}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
