@@ -143,6 +143,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--no-rc-augment", action="store_true", help="no reverse-complement augmentation"
     )
+    t.add_argument(
+        "--jitter",
+        type=int,
+        default=50,
+        help="random shift of training windows, +- bp (0 = none; the paper tiled bins every 50 bp)",
+    )
     _common_nested(t)
 
     p = sub.add_parser(
@@ -280,8 +286,8 @@ def _train(args: argparse.Namespace) -> int:
     if len(args.filters) != len(args.dropout):
         msg = f"--filters has {len(args.filters)} blocks but --dropout {len(args.dropout)}"
         raise InputError(msg)
-    if args.negative_ratio <= 0 or args.lr <= 0 or args.max_pos_weight < 1:
-        msg = "--negative-ratio and --lr must be > 0 and --max-pos-weight >= 1"
+    if args.negative_ratio <= 0 or args.lr <= 0 or args.max_pos_weight < 1 or args.jitter < 0:
+        msg = "--negative-ratio and --lr must be > 0, --max-pos-weight >= 1 and --jitter >= 0"
         raise InputError(msg)
     config = TrainConfig(
         window=args.window,
@@ -301,6 +307,7 @@ def _train(args: argparse.Namespace) -> int:
         hidden=args.hidden,
         use_accessibility=not args.no_accessibility,
         rc_augment=not args.no_rc_augment,
+        jitter=args.jitter,
         seed=args.seed,
     )
     train(args.fasta, args.bulk, args.out, config=config, device=resolve_device(args.device))

@@ -115,8 +115,8 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         sample = path.name[: -len(SUFFIX)]
         result = ad.read_h5ad(path)
         if "tfbind" not in result.uns:
-            msg = "not a tfbind result (no uns['tfbind']; a shard?)"
-            raise InputError(msg, path)
+            log.warning("%s: not a merged tfbind result (a shard?); skipped", path.name)
+            continue
         u = result.uns["tfbind"]
         st = types[types["sample"] == sample] if "sample" in types.columns else types
         cell_type = pd.Series(result.obs_names.astype(str), index=result.obs_names).map(

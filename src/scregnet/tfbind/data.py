@@ -527,7 +527,11 @@ class WindowReader:
 
 
 class BulkWindows(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """``(x, y)`` pairs for a :class:`WindowIndex`: x is ``(4 [+1], window)``, y is ``(n_tfs,)`` (-1 = masked)."""
+    """``(x, y)`` pairs for a :class:`WindowIndex`: x is ``(4 [+1], window)``, y is ``(n_tfs,)`` (-1 = masked).
+
+    ``jitter`` > 0 shifts each window by a random offset in ``[-jitter, jitter]`` bp (augmentation,
+    like the paper's 50 bp tiling step); validation and test sets use 0.
+    """
 
     def __init__(
         self,
@@ -537,8 +541,10 @@ class BulkWindows(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
         window: int,
         bin_size: int,
         use_accessibility: bool = True,
+        jitter: int = 0,
     ) -> None:
         self.data = data
+        self.jitter = jitter
         self.index = index
         self.window = window
         self.bin_size = bin_size
@@ -558,6 +564,9 @@ class BulkWindows(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
         idx = self.index
         chrom = idx.chroms[int(idx.chrom_idx[i])]
         lo = int(idx.starts[i]) + self.bin_size // 2 - self.window // 2
+        if self.jitter:
+            # random shift augmentation (training only): the bin moves off-centre by up to jitter bp
+            lo += int(torch.randint(-self.jitter, self.jitter + 1, (1,)))
         x = self.reader.sequence(chrom, lo)
         if self.use_accessibility:
             ti = int(idx.track_idx[i])

@@ -266,7 +266,7 @@ def chromvar_deviations(
     ``counts`` is cells x peaks, ``matches`` peaks x motifs (motif present in the peak).
     """
     x = sp.csr_matrix(counts, dtype=np.float64)
-    m = sp.csr_matrix(matches.astype(np.float64))
+    m = sp.csr_matrix(np.asarray(matches, dtype=np.float64))
     n_cells = x.shape[0]
     peak_total = np.asarray(x.sum(axis=0)).ravel()
     total = peak_total.sum()

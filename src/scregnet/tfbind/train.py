@@ -64,6 +64,7 @@ class TrainConfig:
     hidden: int = 919
     use_accessibility: bool = True
     rc_augment: bool = True
+    jitter: int = 50
     seed: int = 0
 
 
@@ -290,13 +291,14 @@ def train(
         ", ".join(f"{tf}={n}" for tf, n in zip(data.tfs, pos, strict=True)),
     )
 
-    def dataset(idx: Any) -> BulkWindows:
+    def dataset(idx: Any, jitter: int = 0) -> BulkWindows:
         return BulkWindows(
             data,
             idx,
             window=config.window,
             bin_size=config.bin_size,
             use_accessibility=config.use_accessibility,
+            jitter=jitter,
         )
 
     model_config = ModelConfig(
@@ -311,7 +313,7 @@ def train(
     weights = pos_weights(train_idx.labels, cap=config.max_pos_weight)
     result = fit(
         model,
-        dataset(train_idx),
+        dataset(train_idx, config.jitter),
         dataset(val_idx),
         pos_weight=weights,
         config=config,
