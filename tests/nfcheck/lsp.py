@@ -165,7 +165,7 @@ class LanguageServer:
             },
         )
 
-    def open(self, files: Iterable[Path], *, timeout: float = 150) -> None:
+    def open(self, files: Iterable[Path], *, timeout: float = 400) -> None:
         """Open ``files`` and wait until the server has published diagnostics for each."""
         uris = []
         for path in files:

@@ -8,9 +8,14 @@ import groovy.json.JsonOutput
 import groovy.json.JsonSlurper
 import java.nio.file.Paths
 
-class BlankSeparatedList extends ArrayList {
-    BlankSeparatedList(Collection items) { super(items) }
-    String toString() { join(' ') }
+// Like Nextflow's nextflow.util.BlankSeparatedList: iterable (collect, size, join), interpolates as
+// space-separated names. It is deliberately not a java.util.List, so that GStrings call toString().
+class BlankSeparatedList implements Iterable {
+    @Delegate(interfaces = false) List target
+    BlankSeparatedList(Collection items) { target = new ArrayList(items) }
+    Iterator iterator() { target.iterator() }
+    boolean asBoolean() { !target.isEmpty() }
+    String toString() { target.join(' ') }
 }
 
 def slurper = new JsonSlurper()

@@ -37,6 +37,7 @@ class Input:
     kind: str  # val | path
     name: str
     stage_as: str | None = None
+    many: bool = False  # arity '0..*' or '1..*': always a list, even of one file
 
 
 @dataclass

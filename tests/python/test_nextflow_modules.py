@@ -100,7 +100,7 @@ def dummy_task(proc: Process, tmp: Path) -> Task:
             f = tmp / "inputs" / f"{inp.name}.dat"
             f.parent.mkdir(parents=True, exist_ok=True)
             f.touch()
-            paths[inp.name] = [f] if inp.stage_as else f
+            paths[inp.name] = [f] if inp.stage_as or inp.many else f
     return Task(proc, vals, paths, ext={"args": EXT_ARGS.get(proc.name, "")})
 
 

@@ -6,7 +6,7 @@ process GRN {
     container "${ task.accelerator ? 'ghcr.io/scregnet/scregnet:0.1.0-cuda' : 'ghcr.io/scregnet/scregnet:0.1.0' }"
 
     input:
-    tuple val(meta), path(rna, stageAs: 'rna/*'), path(labels), path(priors, stageAs: 'priors/*')
+    tuple val(meta), path(rna, stageAs: 'rna/*', arity: '1..*'), path(labels), path(priors, stageAs: 'priors/*', arity: '0..*')
     path(gtf)
     path(tfs)
 
@@ -20,8 +20,8 @@ process GRN {
 
     script:
     def args = task.ext.args ?: ''
-    def views = (rna instanceof List ? rna : [ rna ]).collect { h5ad -> "--rna ${h5ad}" }.join(' ')
-    def prior = (priors instanceof List ? priors : [ priors ]).collect { h5ad -> "--prior ${h5ad}" }.join(' ')
+    def views = rna.collect { h5ad -> "--rna ${h5ad}" }.join(' ')
+    def prior = priors.collect { h5ad -> "--prior ${h5ad}" }.join(' ')
     def supervision = labels ? "--labels ${labels}" : "${prior} --gtf ${gtf}"
     def tf_list = tfs ? "--tfs ${tfs}" : ''
     def device = task.accelerator ? 'cuda' : 'cpu'

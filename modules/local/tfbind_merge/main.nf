@@ -6,7 +6,7 @@ process TFBIND_MERGE {
     container 'ghcr.io/scregnet/scregnet:0.1.0'
 
     input:
-    tuple val(meta), path(shards, stageAs: 'shards/*'), path(atac)
+    tuple val(meta), path(shards, stageAs: 'shards/*', arity: '1..*'), path(atac)
 
     output:
     tuple val(meta), path("tfbind/*.tfbind.h5ad"), emit: h5ad

@@ -6,7 +6,7 @@ process TFBIND_TRAIN {
     container "${ task.accelerator ? 'ghcr.io/scregnet/scregnet:0.1.0-cuda' : 'ghcr.io/scregnet/scregnet:0.1.0' }"
 
     input:
-    tuple val(meta), path(bulk_sheet), path(bulk_files)
+    tuple val(meta), path(bulk_sheet), path(bulk_files, arity: '1..*')
     path(fasta)
     path(fai)
 
