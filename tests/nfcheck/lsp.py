@@ -49,11 +49,14 @@ class Diagnostic:
 
 
 def nextflow_files(root: Path) -> list[Path]:
-    """Every ``.nf`` and ``.config`` file under ``root`` outside caches, work dirs and venvs."""
+    """Every ``.nf`` and ``.config`` file under ``root`` outside caches, work dirs and venvs
+    (``nf-test.config`` is nf-test's, checked with the nf-test files)."""
     found = []
     for path in sorted([*root.rglob("*.nf"), *root.rglob("*.config")]):
         rel = path.relative_to(root).as_posix()
         if any(rel == ex or rel.startswith(ex + "/") or f"/{ex}/" in f"/{rel}" for ex in EXCLUDE):
+            continue
+        if path.name == "nf-test.config":  # nf-test's own DSL, not a Nextflow config
             continue
         found.append(path)
     return found
