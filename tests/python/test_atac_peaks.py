@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import gzip
 import shutil
 import sys
 from pathlib import Path
@@ -70,8 +70,9 @@ def test_missing_macs3_is_one_clear_line(
 def test_macs3_failure_is_an_input_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    junk = tmp_path / "junk.tsv.gz"
-    junk.write_bytes(os.urandom(200))
+    junk = tmp_path / "junk.tsv.gz"  # three fragments: nothing to call
+    with gzip.open(junk, "wt") as handle:
+        handle.write("chr1\t10\t100\tA\t1\nchr1\t20\t120\tA\t1\nchr1\t500\t600\tB\t1\n")
     genome = tmp_path / "g.sizes"
     genome.write_text("chr1\t1000\n")
     out = tmp_path / "p.narrowPeak"

@@ -40,6 +40,7 @@ from typing import Literal
 import numpy as np
 
 from scregnet.errors import InputError
+from scregnet.io.atomic import make_parent
 from scregnet.io.fragments import format_fragments, write_bgzf, write_fragment_parts
 
 log = logging.getLogger(__name__)
@@ -338,6 +339,7 @@ def bam_to_fragments(
     )
     total = ContigStats("all")
     per_contig: list[ContigStats] = []
+    make_parent(out)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.parts.", dir=out.parent or ".") as tmp:
         parts = [Path(tmp) / f"{k:05d}.gz" for k in range(len(contigs))]
         if threads > 1 and len(contigs) > 1:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from scregnet.errors import InputError, MissingToolError
-from scregnet.io.atomic import atomic_path
+from scregnet.io.atomic import atomic_path, make_parent
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def call_peaks(
         gsize = int(sum(chrom_sizes.values()))
     name = name or out.name.split(".")[0]
     began = time.perf_counter()
+    make_parent(out)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.macs3.", dir=out.parent or ".") as tmp:
         cmd = [
             macs3, "callpeak", "-f", "FRAG", "-t", str(fragments), "-g", str(gsize),

@@ -35,6 +35,13 @@ def _check_parent(path: Path) -> None:
         raise InputError(msg, parent)
 
 
+def make_parent(path: str | Path) -> Path:
+    """Create ``path``'s directory when missing; an :class:`InputError` when impossible or read-only."""
+    path = Path(path)
+    _check_parent(path)
+    return path.parent if str(path.parent) else Path(".")
+
+
 def temp_path_for(path: str | Path) -> Path:
     """A fresh temporary path in the same directory as ``path`` (same filesystem: rename is atomic)."""
     path = Path(path)
