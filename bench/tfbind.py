@@ -1,7 +1,7 @@
 """TF-binding benchmark: accuracy vs the motif baselines on the simulator, the real CTCF check, speed.
 
-    python bench/tfbind.py [--workdir DIR] [--preset small] [--filters 48,64,64 --hidden 128]
-                           [--epochs 6] [--device cpu] [--threads 1] [--skip-ctcf]
+    python bench/tfbind.py [--workdir DIR] [--preset small] [--filters 32,48,48 --hidden 64]
+                           [--epochs 8] [--device cpu] [--threads 1] [--skip-ctcf]
 
 1. Simulator (``small`` by default): ``scregnet simulate``, then per sample ``fragments``,
    ``count`` (the world's peaks), ``cluster``; ``tfbind train`` on the bulk sheet, ``tfbind
@@ -83,7 +83,9 @@ def simulator(args: argparse.Namespace, timings: dict[str, Any]) -> dict[str, An
     if not model.exists():
         argv = ["tfbind", "train", "--fasta", str(world / "genome.fa")]
         argv += ["--bulk", str(world / "bulk" / "bulk_sheet.csv"), "--out", str(model)]
-        argv += [*size, "--epochs", str(args.epochs), "--device", args.device, *common]
+        argv += [*size, "--epochs", str(args.epochs), "--lr", str(args.lr)]
+        argv += ["--batch-size", str(args.batch_size), "--negative-ratio", str(args.negative_ratio)]
+        argv += ["--device", args.device, *common]
         run("tfbind train", argv, timings)
     ckpt = torch.load(model, map_location="cpu", weights_only=False)
     predict_rates = []
@@ -159,9 +161,12 @@ def main() -> int:
     )
     parser.add_argument("--workdir", type=Path, default=REPO / "bench" / "work" / "tfbind")
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--filters", default="48,64,64", help="paper: 160,240,240 (use on a GPU)")
-    parser.add_argument("--hidden", type=int, default=128, help="paper: 919")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--filters", default="32,48,48", help="paper: 160,240,240 (use on a GPU)")
+    parser.add_argument("--hidden", type=int, default=64, help="paper: 919")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--negative-ratio", type=float, default=2.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-ctcf", action="store_true")

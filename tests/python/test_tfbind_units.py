@@ -173,3 +173,14 @@ def test_model_shapes_and_config() -> None:
     assert seq_only(torch.zeros(1, 4, 200)).shape == (1, 1)
     with pytest.raises(ValueError, match="too short"):
         ScFAN(ModelConfig(n_tfs=1, window=30, filters=(8, 8, 8)))
+
+
+def test_short_motif_threshold_falls_back_to_best_kmers() -> None:
+    motif = Motif(
+        "M", "SHORT", np.array([[1, 1, 1, 20], [20, 1, 1, 1], [1, 1, 20, 1], [20, 1, 1, 1]]).T
+    )
+    lo = motif.log_odds()
+    # 4 bp: no k-mer is as rare as 5e-5 under a uniform background, so only the consensus matches
+    threshold = score_threshold(lo, p_value=5e-5)
+    best = lo.max(axis=0).sum()
+    assert best - 0.05 < threshold <= best

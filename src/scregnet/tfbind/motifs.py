@@ -149,6 +149,7 @@ def score_threshold(
     """The smallest score reached with probability <= ``p_value`` under the background.
 
     Exact distribution of the (0.01-rounded) log-odds score by dynamic programming over positions.
+    A motif too short to reach ``p_value`` gets its maximum score (only its best k-mers match).
     """
     scale = 100
     ints = np.round(log_odds * scale).astype(np.int64)
@@ -166,8 +167,8 @@ def score_threshold(
     assert offset == lo
     tail = np.cumsum(dist[::-1])[::-1]  # P(score >= lo + i)
     ok = np.flatnonzero(tail <= p_value)
-    if ok.size == 0:
-        return float(ints.max(axis=0).sum()) / scale + 1.0  # unreachable: nothing matches
+    if ok.size == 0:  # a short motif cannot reach the p-value: only its best k-mers match
+        return float(lo + dist.size - 1) / scale
     return float(lo + ok[0]) / scale
 
 
