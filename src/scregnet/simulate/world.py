@@ -239,7 +239,7 @@ def build_world(
                 )
             )
             edge_sites.append([site])
-    # --- drivers for enhancers without regulators; extra non-functional motifs in some promoters
+    # --- drivers for enhancers without regulators: bound sites near genes that are not edges
     for i, kind in enumerate(peaks.kind):
         if kind != "promoter" and not drivers[i]:
             k = 1 + int(rng.random() < 0.4)
