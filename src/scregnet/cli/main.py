@@ -53,9 +53,7 @@ def common_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("common options")
     group.add_argument("--seed", type=int, default=0, help="random seed")
-    group.add_argument(
-        "--threads", type=int, default=1, help="worker threads/processes"
-    )
+    group.add_argument("--threads", type=int, default=1, help="worker threads/processes")
     verbosity = group.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
     verbosity.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
