@@ -56,8 +56,8 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny",
         n_chromosomes=6,
-        chromosome_length=200_000,
-        n_genes=100,
+        chromosome_length=400_000,
+        n_genes=240,
         cell_types=("B_cell", "monocyte", "T_cell"),
         tfs=("CTCF", "NRF1", "SPI1", "PAX5", "CEBPA", "TCF7"),
         samples=(Sample("sample1", "ctrl", 80), Sample("sample2", "stim", 80)),
