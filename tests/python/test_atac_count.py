@@ -380,3 +380,21 @@ def test_gzip_reading_of_header_lines(tmp_path: Path) -> None:
     result = count_fragments(path, read_bed(tmp_path / "p.bed"), {"chr1": 1000}, min_fragments=1)
     assert result.adata.obs.n_fragments.tolist() == [2]
     assert result.adata.obs.duplicate_rate.tolist() == pytest.approx([1 / 3])
+
+
+def test_four_column_fragments_count_once(tmp_path: Path) -> None:
+    path = tmp_path / "four.tsv.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("chr1\t10\t100\tA\nchr1\t20\t90\tA\nchr1\t30\t80\tB\n")
+    result = count_fragments(
+        path, read_bed_text(tmp_path, "chr1\t0\t50\n"), {"chr1": 1000}, min_fragments=1
+    )
+    assert result.adata.obs.n_fragments.tolist() == [2, 1]
+    assert result.adata.obs.duplicate_rate.tolist() == [0.0, 0.0]
+    assert result.adata.X.toarray().ravel().tolist() == [2, 1]
+
+
+def read_bed_text(tmp_path: Path, text: str) -> pd.DataFrame:
+    bed = tmp_path / "p.bed"
+    bed.write_text(text)
+    return read_bed(bed)
