@@ -312,8 +312,9 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
         if params.get("grn_epochs"):
             argv += ["--epochs", str(params["grn_epochs"])]
         if grn_inputs:
-            argv += ["--out", str(grn), *device, *common]
-            steps["GRN"].append(Step("GRN", "all", argv, grn_inputs, [grn]))
+            attention = grn_dir / "grn_attention.tsv"
+            argv += ["--out", str(grn), "--attention-out", str(attention), *device, *common]
+            steps["GRN"].append(Step("GRN", "all", argv, grn_inputs, [grn, attention]))
         else:
             log.warning(
                 "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
@@ -394,6 +395,10 @@ def run_steps(
         say(f"{label}: running")
         for output in step.outputs:
             output.parent.mkdir(parents=True, exist_ok=True)
+            for stale in output.parent.glob(
+                f".{output.name}.*part*"
+            ):  # left by a killed earlier attempt
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         start = time.perf_counter()
         env = {**os.environ, **step.env}
         proc = subprocess.run(
