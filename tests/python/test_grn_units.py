@@ -289,3 +289,16 @@ def test_contrastive_loss() -> None:
     assert contrastive_loss(far, torch.tensor([1.0, 0.0])).item() == pytest.approx(0.0)
     assert contrastive_loss(far, torch.tensor([1.0, 1.0])).item() == pytest.approx(4.0)
     assert contrastive_loss(same, torch.tensor([1.0, 0.0])).item() == pytest.approx(1.0)
+
+
+def test_prior_labels_survive_an_uninformative_prior() -> None:
+    """Binding predicted near nearly every gene: the top half are positives, the lowest are negatives."""
+    genes = ["TFA", *[f"G{i}" for i in range(10)]]
+    prior = np.array(
+        [[0.0, 0.99, 0.98, 0.97, 0.96, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7]], dtype=np.float32
+    )
+    frame = prior_labels(["TFA"], prior, genes, threshold=0.5, rng=np.random.default_rng(0))
+    positives = frame[frame.label == 1].target.tolist()
+    negatives = frame[frame.label == 0].target.tolist()
+    assert positives == ["G0", "G1", "G2", "G3", "G4"]
+    assert negatives and set(negatives) <= {"G5", "G6", "G7", "G8", "G9"}

@@ -249,14 +249,21 @@ def prior_labels(
     *,
     threshold: float = 0.5,
     negative_ratio: float = 3.0,
+    max_positive_fraction: float = 0.5,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
     """Positive pairs (prior >= threshold) and, per TF, ``negative_ratio`` x as many sampled negatives.
 
-    Negatives are drawn from the TF's genes with prior below ``threshold / 2`` (clearly unbound).
+    Negatives are drawn from the TF's genes with prior below ``threshold / 2`` (clearly unbound);
+    when too few genes are that clearly unbound (dense peaks, a poorly calibrated model), from the
+    genes with the lowest prior that are not positives. A TF whose prior passes the threshold for more
+    than ``max_positive_fraction`` of the genes carries little information at that threshold: only
+    its top ``max_positive_fraction`` genes by prior are kept as positives (logged).
     Returns ``tf, target, label``; TFs without any positive are left out.
     """
     records: list[tuple[str, str, int]] = []
+    n_genes = len(genes)
+    cap = max(1, int(max_positive_fraction * n_genes))
     for i, tf in enumerate(tfs):
         row = prior[i]
         g_tf = genes.index(tf) if tf in genes else -1
@@ -264,12 +271,28 @@ def prior_labels(
         pos = pos[pos != g_tf]
         if pos.size == 0:
             continue
+        if pos.size > cap:
+            log.warning(
+                "%s: prior >= %.2f for %d of %d genes; keeping the top %d by prior as positives",
+                tf,
+                threshold,
+                pos.size,
+                n_genes,
+                cap,
+            )
+            pos = np.sort(pos[np.argsort(-row[pos], kind="stable")[:cap]])
+        n_neg = max(1, round(negative_ratio * pos.size))
         pool = np.flatnonzero(row < threshold / 2)
         pool = pool[pool != g_tf]
-        n_neg = min(pool.size, max(1, round(negative_ratio * pos.size)))
+        if pool.size < n_neg:
+            others = np.setdiff1d(np.arange(n_genes), np.append(pos, g_tf))
+            pool = np.sort(
+                others[np.argsort(row[others], kind="stable")[: min(others.size, 2 * n_neg)]]
+            )
+        n_neg = min(pool.size, n_neg)
         neg = rng.choice(pool, size=n_neg, replace=False) if n_neg else pool[:0]
-        records += [(tf, genes[j], 1) for j in pos]
-        records += [(tf, genes[j], 0) for j in np.sort(neg)]
+        records += [(tf, genes[int(j)], 1) for j in pos]
+        records += [(tf, genes[int(j)], 0) for j in np.sort(neg)]
     frame = pd.DataFrame(records, columns=["tf", "target", "label"])
     frame["label"] = frame["label"].astype(np.int8)
     log.info(
