@@ -183,14 +183,43 @@ def test_long_conv_matches_depthwise_conv1d() -> None:
 
 
 @pytest.mark.parametrize("use_unet", [True, False])
-def test_model_shapes(use_unet: bool) -> None:
+@pytest.mark.parametrize("use_neighbours", [True, False])
+def test_model_shapes(use_unet: bool, use_neighbours: bool) -> None:
     torch.manual_seed(0)
-    model = ScDTL(ImputeConfig(n_genes=103, use_unet=use_unet, **TINY, **TINY_MODEL))  # type: ignore[arg-type]
-    out = model(torch.rand(5, 103))
+    cfg = ImputeConfig(
+        n_genes=103,
+        use_unet=use_unet,
+        use_neighbours=use_neighbours,
+        **TINY,  # type: ignore[arg-type]
+        **TINY_MODEL,  # type: ignore[arg-type]
+    )
+    model = ScDTL(cfg)
+    x, depth, nbr = torch.rand(5, 103), torch.rand(5, 1), torch.rand(5, 103)
+    out = model(x, depth, nbr if use_neighbours else None)
     assert out.imputed.shape == (5, 103) and out.dae.shape == (5, 103)
     assert out.latent.shape == (5, 8)
     assert (out.imputed >= 0).all()
     assert (model.unet is None) == (not use_unet)
+    assert cfg.in_channels == (3 if use_neighbours else 2)
+    if use_neighbours:
+        # the neighbour channel is an input: changing it changes the output
+        assert not torch.allclose(model(x, depth, nbr + 1).imputed, out.imputed)
+        with pytest.raises(ValueError, match="neighbour"):
+            model(x, depth, None)
+
+
+def test_gene_wise_head_has_per_gene_weights() -> None:
+    from scregnet.impute.model import GeneWiseHead
+
+    head = GeneWiseHead(3, 4)
+    h = torch.ones(2, 3, 4)
+    with torch.no_grad():
+        head.weight[2] += 1.0  # only gene 2's read-out changes
+    out = head(h)
+    base = float(head.shared.detach().sum())
+    out = out.detach()
+    torch.testing.assert_close(out[:, [0, 1, 3]], torch.full((2, 3), base))
+    torch.testing.assert_close(out[:, 2], torch.full((2,), base + 3.0))
 
 
 def test_mmd_detects_shift() -> None:
@@ -209,13 +238,41 @@ def test_batched_inference_matches_one_batch() -> None:
     adata = make_adata(n_cells=23, n_genes=50)
     counts = data.get_counts(adata)
     lib = data.library_sizes(counts)
+    pool = data.neighbour_pool(data.neighbour_graph(counts, lib, k=4, n_pcs=5))
     torch.manual_seed(0)
     model = ScDTL(ImputeConfig(n_genes=50, **TINY, **TINY_MODEL))  # type: ignore[arg-type]
     cpu = resolve_device("cpu")
-    whole = predict(model, counts, lib, device=cpu, batch_size=1024)
+    whole = predict(model, counts, lib, pool=pool, device=cpu, batch_size=1024)
     np.testing.assert_allclose(
-        predict(model, counts, lib, device=cpu, batch_size=4), whole, atol=1e-6
+        predict(model, counts, lib, pool=pool, device=cpu, batch_size=4), whole, atol=1e-6
     )
+    with pytest.raises(ValueError, match="pool"):
+        predict(model, counts, lib, pool=None, device=cpu)
+
+
+def test_neighbour_graph_excludes_self_and_finds_own_type() -> None:
+    counts, _, types = synthetic_counts(n_cells=90, n_genes=240, seed=2)
+    csr = sp.csr_matrix(counts)
+    lib = data.library_sizes(csr)
+    nbrs = data.neighbour_graph(csr, lib, k=5, n_pcs=10)
+    assert nbrs.shape == (90, 5)
+    assert not (nbrs == np.arange(90)[:, None]).any()
+    assert (types[nbrs] == types[:, None]).mean() > 0.95
+    np.testing.assert_array_equal(nbrs, data.neighbour_graph(csr, lib, k=5, n_pcs=10))
+    pool = data.neighbour_pool(nbrs)
+    np.testing.assert_allclose((pool @ counts)[0], counts[nbrs[0]].sum(axis=0))
+    # fewer cells than k: every other cell
+    assert data.neighbour_graph(csr[:3], lib[:3], k=5, n_pcs=10).shape == (3, 2)
+
+
+def test_hold_out_splits_nonzeros_disjointly() -> None:
+    from scregnet.impute.train import hold_out
+
+    counts = sp.csr_matrix(synthetic_counts(n_cells=40, n_genes=100)[0])
+    train, held = hold_out(counts, 0.1, torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal((train + held).toarray(), counts.toarray())
+    assert train.multiply(held).nnz == 0
+    assert 0.07 < held.nnz / counts.nnz < 0.13
 
 
 # ------------------------------------------------------------------ API
@@ -249,6 +306,26 @@ def test_ablations_change_training() -> None:
     assert no_bulk.adata.uns["scregnet_impute"]["bulk_source"] == "none"
     no_unet = quick(adata, use_unet=False)
     assert no_unet.model.unet is None
+    no_nbr = quick(adata, use_neighbours=False)
+    assert not no_nbr.model.config.use_neighbours
+    assert no_nbr.model.dae_proj.weight.shape[1] == 3  # own, depth, DAE reconstruction
+    full = quick(adata).adata.layers["imputed"]
+    for other in (no_bulk, no_unet, no_nbr):
+        assert not np.allclose(other.adata.layers["imputed"], full)
+    k5 = quick(adata, n_neighbours=5)
+    assert not np.allclose(k5.adata.layers["imputed"], full)
+
+
+def test_early_stopping_keeps_best_state() -> None:
+    adata = make_adata()
+    # a learning rate this large makes the held-out error worse after the first epochs
+    result = quick(adata, epochs=8, train_options={**TINY_TRAIN, "lr": 0.3, "patience": 1})
+    fuse = [r for r in result.losses if r["phase"] == "fuse"]
+    vals = [float(r["validation"]) for r in fuse]  # type: ignore[arg-type]
+    assert all(np.isfinite(vals))
+    assert len(fuse) < 8  # stopped early
+    assert vals[-1] > min(vals)
+    assert result.adata.uns["scregnet_impute"]["epochs"] == len(fuse)
 
 
 def test_n_top_genes_limits_modelled_genes() -> None:
@@ -272,7 +349,11 @@ def knn_smoothing(counts: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def test_masked_recovery_beats_baselines() -> None:
-    """On held-out (zeroed) counts the model beats gene means and kNN smoothing (default widths)."""
+    """On held-out (zeroed) counts the model beats gene means and kNN smoothing (default widths).
+
+    Also the depth-only reference (the gene's mean non-zero count at the cell's depth), which
+    knows that masked entries were non-zero, as the model learns to.
+    """
     from scregnet.evaluate.metrics import mask_nonzeros, masked_recovery
 
     counts, _, _ = synthetic_counts(n_cells=150, n_genes=240, seed=1)
@@ -280,13 +361,18 @@ def test_masked_recovery_beats_baselines() -> None:
     truth = data.normalize_log1p(counts, masked.sum(axis=1))
     adata = ad.AnnData(sp.csr_matrix(masked.astype(np.float32)))
     adata.var_names = [f"G{i}" for i in range(counts.shape[1])]
-    result = quick(adata, epochs=12, hidden_dim=512, latent_dim=128, model_options={})
+    result = quick(adata, epochs=12, hidden_dim=256, latent_dim=64, model_options={})
     scdtl = masked_recovery(truth, result.adata.layers["imputed"], entries)
     observed = data.normalize_log1p(masked)
     gene_mean = masked_recovery(
         truth, np.broadcast_to(observed.mean(axis=0), observed.shape), entries
     )
     knn = masked_recovery(truth, knn_smoothing(masked), entries)
+    detected = (masked > 0).sum(axis=0)
+    mean_nz = masked.sum(axis=0) / np.maximum(detected, 1)
+    depth_ref = np.log1p(mean_nz[None, :] * 1e4 / masked.sum(axis=1, keepdims=True))
+    depth = masked_recovery(truth, depth_ref, entries)
+    assert scdtl.pearson > depth.pearson
     assert scdtl.pearson > gene_mean.pearson + 0.1
     assert scdtl.pearson > knn.pearson
     assert scdtl.rmse < min(gene_mean.rmse, knn.rmse)
@@ -344,6 +430,7 @@ def test_cli_writes_h5ad_checkpoint_and_loss_table(cli_run: tuple[Path, Path]) -
         "reconstruction",
         "mmd",
         "bulk",
+        "validation",
         "seconds",
     ]
     assert (losses["phase"] == "fuse").sum() == 2  # --epochs 2

@@ -21,15 +21,19 @@ def _positive(text: str) -> int:
 
 #: flag, default, help
 TRAINING_OPTIONS = (
-    ("--epochs", 20, "single-cell training epochs"),
+    (
+        "--epochs",
+        20,
+        "most single-cell (fusion) training epochs; early stopping on held-out entries",
+    ),
     ("--batch-size", 64, "cells per training batch"),
     (
         "--n-top-genes",
         2000,
         "model at most this many (most variable) genes; others keep observed values",
     ),
-    ("--hidden-dim", 512, "autoencoder hidden width"),
-    ("--latent-dim", 128, "autoencoder bottleneck width"),
+    ("--hidden-dim", 256, "autoencoder hidden width"),
+    ("--latent-dim", 64, "autoencoder bottleneck width"),
 )
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import anndata as ad
     import pandas as pd
 
-    from scregnet.impute.model import ScDTL
+    from scregnet.impute.model import ImputeConfig, ScDTL
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,12 @@ def impute(
     n_top_genes: int | None = 2000,
     epochs: int = 20,
     batch_size: int = 64,
-    hidden_dim: int = 512,
-    latent_dim: int = 128,
+    hidden_dim: int = 256,
+    latent_dim: int = 64,
     use_bulk: bool = True,
     use_unet: bool = True,
+    use_neighbours: bool = True,
+    n_neighbours: int = 15,
     device: str = "auto",
     seed: int = 0,
     threads: int | None = None,
@@ -142,9 +144,12 @@ def impute(
         present in ``adata``).
     n_top_genes
         Model at most this many genes (most variable among the detected, bulk-shared genes).
-    use_bulk, use_unet
+    use_bulk, use_unet, use_neighbours
         Ablations: ``use_bulk=False`` skips bulk pretraining and the MMD adaptation;
-        ``use_unet=False`` drops the U-Net branch.
+        ``use_unet=False`` drops the U-Net branch; ``use_neighbours=False`` drops the neighbour
+        channel (our extension; the paper's single-channel network).
+    n_neighbours
+        Neighbours pooled into the neighbour channel (found among the cells of ``adata``).
     train_options, model_options
         Extra fields of :class:`~scregnet.impute.train.TrainConfig` /
         :class:`~scregnet.impute.model.ImputeConfig`.
@@ -181,6 +186,7 @@ def impute(
             counts = sp.csr_matrix(counts_all[:, cols])
             trained = False
             log.info("loaded checkpoint %s (%d genes); not training", checkpoint, len(genes))
+            pool = _neighbour_pool(model.config, counts, library)
         else:
             bulk_frame = data.read_bulk_tsv(bulk) if isinstance(bulk, str | Path) else bulk
             candidates = list(var_names)
@@ -236,8 +242,11 @@ def impute(
                 hidden_dim=hidden_dim,
                 latent_dim=latent_dim,
                 use_unet=use_unet,
+                use_neighbours=use_neighbours,
+                n_neighbours=n_neighbours,
                 **(model_options or {}),
             )
+            pool = _neighbour_pool(mcfg, counts, library)
             seed_everything(seed)  # the weights do not depend on the data-preparation draws
             model = ScDTL(mcfg)
             losses = fit(
@@ -246,6 +255,7 @@ def impute(
                 library,
                 bulk_pair,
                 tcfg,
+                pool=pool,
                 device=torch_device,
                 seed=seed,
                 progress=progress,
@@ -260,7 +270,7 @@ def impute(
             }
             trained = True
         t_inf = time.perf_counter()
-        imputed = predict(model, counts, library, device=torch_device)
+        imputed = predict(model, counts, library, pool=pool, device=torch_device)
         log.info("inference: %d cells in %.1f s", counts.shape[0], time.perf_counter() - t_inf)
 
     out = adata.copy()
@@ -273,12 +283,29 @@ def impute(
         "layer": layer or "X",
         "trained": trained,
         "seed": seed,
-        "epochs": int(epochs) if trained else 0,
+        "epochs": sum(1 for r in losses if r["phase"] == "fuse"),
     }
     log.info("imputation finished in %.1f s", time.perf_counter() - start)
     return ImputeResult(
         adata=out, model=model, genes=genes, config=config, losses=losses, trained=trained
     )
+
+
+def _neighbour_pool(
+    mcfg: ImputeConfig, counts: sp.csr_matrix, library: NDArray[np.floating]
+) -> sp.csr_matrix | None:
+    """The neighbour pooling matrix for the model's input cells (None without that channel)."""
+    if not mcfg.use_neighbours:
+        return None
+    t0 = time.perf_counter()
+    nbrs = data.neighbour_graph(counts, library, k=mcfg.n_neighbours, n_pcs=mcfg.n_pcs)
+    log.info(
+        "neighbour channel: %d nearest neighbours per cell (%d PCs) in %.1f s",
+        nbrs.shape[1],
+        mcfg.n_pcs,
+        time.perf_counter() - t0,
+    )
+    return data.neighbour_pool(nbrs)
 
 
 def _assemble_layer(

@@ -16,6 +16,12 @@ Bulk: a TSV of genes x samples (first column ``gene``) of raw counts, validated 
 counts. It is intersected with the single-cell genes explicitly (:func:`intersect_genes`); fewer than
 ``MIN_SHARED_GENES`` shared genes is an error. Without a bulk matrix, :func:`cluster_pseudobulk`
 sums the single cells' raw counts per (unsupervised) cluster instead.
+
+Neighbours (our extension of scDTL, see :mod:`scregnet.impute.model`): :func:`neighbour_graph`
+finds each cell's ``k`` nearest neighbours (Euclidean, top principal components of the
+log-normalised modelled genes; the cell itself excluded) and :func:`neighbour_pool` turns them
+into a sparse pooling matrix. A cell's neighbour profile is ``log1p(TARGET_SUM * sum of the
+neighbours' counts / sum of their library sizes)``: the pooled, library-weighted mean profile.
 """
 
 from __future__ import annotations
@@ -246,7 +252,7 @@ def cluster_pseudobulk(
     n_comp = min(n_pcs, n_cells - 1, counts.shape[1] - 1)
     if n_clusters > 1 and n_comp >= 1:
         logn = normalize_log1p(counts, library)
-        pcs = PCA(n_components=n_comp, random_state=seed).fit_transform(logn)
+        pcs = PCA(n_components=n_comp, svd_solver="arpack", random_state=seed).fit_transform(logn)
         labels = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit_predict(pcs)
     else:
         labels = np.zeros(n_cells, dtype=np.int64)
@@ -293,3 +299,45 @@ def gene_order(logn: NDArray[np.floating]) -> NDArray[np.intp]:
     np.fill_diagonal(dist, 0.0)
     tree = linkage(squareform(dist, checks=False), method="average")
     return np.asarray(leaves_list(tree), dtype=np.intp)
+
+
+def neighbour_graph(
+    counts: sp.csr_matrix, library: NDArray[np.floating], *, k: int, n_pcs: int
+) -> NDArray[np.intp]:
+    """Each cell's ``k`` nearest neighbours, itself excluded: (cells, min(k, cells - 1)) indices.
+
+    Euclidean distance on the top ``n_pcs`` principal components of ``normalize_log1p(counts,
+    library)`` (ARPACK on the implicitly centred sparse matrix, fixed start vector, so the
+    result is deterministic).
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    n_cells, n_genes = counts.shape
+    k = min(k, n_cells - 1)
+    if k < 1:
+        return np.zeros((n_cells, 0), dtype=np.intp)
+    logn = normalize_log1p_sparse(counts, library)
+    n_comp = min(n_pcs, n_cells - 1, n_genes - 1)  # ARPACK needs fewer than min(shape)
+    if n_comp >= 1:
+        pca = PCA(n_components=n_comp, svd_solver="arpack", random_state=0)
+        coords = pca.fit_transform(logn)
+    else:
+        coords = logn.toarray()
+    # kneighbors() without a query excludes each point from its own neighbours
+    _, idx = NearestNeighbors(n_neighbors=k).fit(coords).kneighbors()
+    return np.asarray(idx, dtype=np.intp)
+
+
+def neighbour_pool(neighbours: NDArray[np.intp], n_cells: int | None = None) -> sp.csr_matrix:
+    """Sparse (cells x cells) 0/1 matrix: row ``i`` selects cell ``i``'s neighbours.
+
+    ``pool @ counts`` sums the neighbours' counts, ``pool @ library`` their library sizes.
+    """
+    n = neighbours.shape[0] if n_cells is None else n_cells
+    k = neighbours.shape[1]
+    rows = np.repeat(np.arange(neighbours.shape[0]), k)
+    return sp.csr_matrix(
+        (np.ones(rows.size, dtype=np.float32), (rows, neighbours.ravel())),
+        shape=(neighbours.shape[0], n),
+    )

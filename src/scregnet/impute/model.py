@@ -10,12 +10,23 @@ Four parts, after scDTL (Brief Bioinform 2024, bbae555):
 4. :class:`CrossChannelAttention`: CBAM-style channel + spatial attention over the two branches'
    concatenated feature maps, decoded to the imputed expression by :class:`ScDTL`.
 
-All tensors are log1p(counts per 10k); ``G`` = genes, ``B`` = batch, ``H``/``L`` = hidden/latent
-width, ``C`` = channels.
+Our extension (not in the paper): a **neighbour channel**. Besides the cell's own profile the
+network receives, as a second input channel, the pooled profile of the cell's ``k`` nearest
+neighbours (PCA of the log-normalised counts, the cell itself excluded; see
+:func:`scregnet.impute.data.neighbour_graph`). Both branches see both channels, and a gene-wise
+output layer (:class:`GeneWiseHead`, one weight vector per gene) lets the network learn, per gene,
+how much to trust the cell's own counts against its neighbours' -- the weighting that fixed
+smoothing methods (kNN smoothing, MAGIC) hard-code. ``use_neighbours=False`` is the paper's
+single-channel network.
 
-Default widths are scaled for ~2,000 genes on a CPU (hidden 512, latent 128, U-Net channels
-8/16/32 with kernels 15/31/63 over patches of 4 genes); the paper's 4096 -> 2048 encoder was sized for 4,000 genes on a GPU.
-Every width is a field of :class:`ImputeConfig`.
+All tensors are log1p(counts per 10k); ``G`` = genes, ``B`` = batch, ``H``/``L`` = hidden/latent
+width, ``C`` = channels, ``I`` = input channels: the cell's own profile, its depth
+``log1p(TARGET_SUM / library)`` (the value one count takes; constant over genes) and, with the
+neighbour channel, the neighbour profile.
+
+Default widths are scaled for ~2,000 genes on a CPU (hidden 256, latent 64, U-Net channels
+8/16/32 with kernels 15/31/63 over patches of 8 genes); the paper's 4096 -> 2048 encoder was sized
+for 4,000 genes on a GPU. Every width is a field of :class:`ImputeConfig`.
 """
 
 from __future__ import annotations
@@ -34,13 +45,16 @@ class ImputeConfig:
     """Architecture of :class:`ScDTL` (saved in checkpoints as a dict)."""
 
     n_genes: int
-    hidden_dim: int = 512
-    latent_dim: int = 128
+    hidden_dim: int = 256
+    latent_dim: int = 64
     dropout: float = 0.1
     use_unet: bool = True
+    use_neighbours: bool = True
+    n_neighbours: int = 15  # neighbours pooled into the neighbour channel
+    n_pcs: int = 30  # principal components the neighbours are found in
     unet_channels: tuple[int, ...] = (8, 16, 32)
     unet_kernels: tuple[int, ...] = (15, 31, 63)
-    unet_patch: int = 4
+    unet_patch: int = 8
     fusion_channels: int = 8
     attention_reduction: int = 4
     spatial_kernel: int = 7
@@ -55,6 +69,11 @@ class ImputeConfig:
         if min(self.n_genes, self.hidden_dim, self.latent_dim, self.fusion_channels) < 1:
             msg = "n_genes, hidden_dim, latent_dim and fusion_channels must be >= 1"
             raise ValueError(msg)
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels per gene: own profile, cell depth (+ neighbour profile)."""
+        return 3 if self.use_neighbours else 2
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -167,14 +186,15 @@ class UNet1D(nn.Module):
     60, 250 and 1,000 genes: fine and coarse features.
     """
 
-    def __init__(self, channels: tuple[int, ...], kernels: tuple[int, ...], patch: int) -> None:
+    def __init__(
+        self, channels: tuple[int, ...], kernels: tuple[int, ...], patch: int, in_channels: int = 1
+    ) -> None:
         super().__init__()
         self.patch = patch
         c0 = channels[0]
-        # patch embedding: each group of `patch` genes -> c0 channels, and back
-        self.stem = nn.Parameter(
-            torch.empty(c0, patch).uniform_(-1 / math.sqrt(patch), 1 / math.sqrt(patch))
-        )
+        # patch embedding: each group of `patch` genes x `in_channels` -> c0 channels, and back
+        bound = 1 / math.sqrt(patch * in_channels)
+        self.stem = nn.Parameter(torch.empty(c0, in_channels, patch).uniform_(-bound, bound))
         self.stem_bias = nn.Parameter(torch.zeros(c0))
         self.unpatch = nn.Parameter(
             torch.empty(c0, c0, patch).uniform_(-1 / math.sqrt(c0), 1 / math.sqrt(c0))
@@ -191,11 +211,12 @@ class UNet1D(nn.Module):
         self.out_channels = channels[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, I, G)
         n_genes = x.shape[-1]
         pad = (-n_genes) % self.patch
-        # (B, G) -> (B, N_0, patch), N_0 = (G + pad) / patch -> (B, C_0, N_0)
-        patches = F.pad(x, (0, pad)).reshape(x.shape[0], -1, self.patch)
-        h = torch.einsum("bnp,cp->bcn", patches, self.stem) + self.stem_bias.unsqueeze(-1)
+        # (B, I, G) -> (B, I, N_0, patch), N_0 = (G + pad) / patch -> (B, C_0, N_0)
+        patches = F.pad(x, (0, pad)).reshape(x.shape[0], x.shape[1], -1, self.patch)
+        h = torch.einsum("binp,cip->bcn", patches, self.stem) + self.stem_bias.unsqueeze(-1)
         skips: list[torch.Tensor] = []
         for level, block in enumerate(self.down):
             if level > 0:
@@ -238,6 +259,27 @@ class CrossChannelAttention(nn.Module):
         return h * torch.sigmoid(logits).unsqueeze(1)
 
 
+class GeneWiseHead(nn.Module):
+    """Per-gene linear read-out of the fused features: one weight vector and bias per gene.
+
+    Convolutions and pointwise layers share weights across genes; this layer is where the network
+    can learn gene-specific weightings (e.g. own counts vs neighbours). Initialised to a shared
+    read-out plus zero gene-specific deviations.
+    """
+
+    def __init__(self, channels: int, n_genes: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(channels)
+        self.shared = nn.Parameter(torch.empty(channels).uniform_(-bound, bound))
+        self.weight = nn.Parameter(torch.zeros(n_genes, channels))
+        self.bias = nn.Parameter(torch.zeros(n_genes))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        # (B, C, G) -> (B, G)
+        w = (self.weight + self.shared).t()  # (C, G)
+        return (h * w).sum(dim=1) + self.bias
+
+
 class ImputeOutput(NamedTuple):
     imputed: torch.Tensor  # (B, G) non-negative log1p expression
     latent: torch.Tensor  # (B, L) bulk-encoder code
@@ -253,30 +295,42 @@ class ScDTL(nn.Module):
         c = config
         self.dae = BulkDAE(c.n_genes, c.hidden_dim, c.latent_dim, c.dropout)
         f = c.fusion_channels
-        # DAE branch features: [input, reconstruction] -> F channels
-        self.dae_proj = Pointwise(2, f)
+        # DAE branch features: [input channels..., reconstruction] -> F channels
+        self.dae_proj = Pointwise(c.in_channels + 1, f)
         self.unet: UNet1D | None = None
         self.unet_proj: Pointwise | None = None
         fused = f
         if c.use_unet:
-            self.unet = UNet1D(c.unet_channels, c.unet_kernels, c.unet_patch)
+            self.unet = UNet1D(c.unet_channels, c.unet_kernels, c.unet_patch, c.in_channels)
             self.unet_proj = Pointwise(self.unet.out_channels, f)
             fused = 2 * f
         self.attention = CrossChannelAttention(fused, c.attention_reduction, c.spatial_kernel)
-        self.head = nn.Sequential(Pointwise(fused, f), nn.GELU(), Pointwise(f, 1))
+        self.mix = Pointwise(fused, f)
+        self.head = GeneWiseHead(f, c.n_genes)
 
-    def forward(self, x: torch.Tensor) -> ImputeOutput:
-        # x: (B, G)
+    def forward(
+        self, x: torch.Tensor, depth: torch.Tensor, neighbours: torch.Tensor | None = None
+    ) -> ImputeOutput:
+        # x: own profile (B, G); depth: log1p(TARGET_SUM / library) (B, 1);
+        # neighbours: pooled neighbour profile (B, G), or None
+        channels = [x, depth.expand_as(x)]
+        if self.config.use_neighbours:
+            if neighbours is None:
+                msg = "this model needs the neighbour profile"
+                raise ValueError(msg)
+            channels.append(neighbours)
+        inputs = torch.stack(channels, dim=1)  # (B, I, G)
         z, recon = self.dae(x)  # (B, L), (B, G)
-        # (B, 2, G) -> (B, F, G)
-        feats = self.dae_proj(torch.stack([x, F.softplus(recon)], dim=1))
+        dae = F.softplus(recon)
+        # (B, I + 1, G) -> (B, F, G)
+        feats = self.dae_proj(torch.cat([inputs, dae.unsqueeze(1)], dim=1))
         if self.unet is not None and self.unet_proj is not None:
-            # (B, G) -> (B, C_0, G) -> (B, F, G); concat -> (B, 2F, G)
-            feats = torch.cat([feats, self.unet_proj(self.unet(x))], dim=1)
-        fused = self.attention(feats)  # (B, F or 2F, G)
-        # head (B, 1, G) -> (B, G), residual on the DAE logits
-        out = F.softplus(recon + self.head(fused).squeeze(1))
-        return ImputeOutput(imputed=out, latent=z, dae=F.softplus(recon))
+            # (B, I, G) -> (B, C_0, G) -> (B, F, G); concat -> (B, 2F, G)
+            feats = torch.cat([feats, self.unet_proj(self.unet(inputs))], dim=1)
+        fused = F.gelu(self.mix(self.attention(feats)))  # (B, F or 2F, G) -> (B, F, G)
+        # gene-wise read-out (B, G), residual on the DAE logits
+        out = F.softplus(recon + self.head(fused))
+        return ImputeOutput(imputed=out, latent=z, dae=dae)
 
 
 def mmd_rbf(

@@ -2,25 +2,36 @@
 
 Three phases (each logged per epoch to the loss table):
 
-``pretrain``  the bulk DAE learns to reconstruct clean bulk profiles from corrupted ones. Bulk
-              samples are augmented on the fly: random mixtures of two samples (Dirichlet weights),
-              Poisson-resampled at a random depth, then a fraction of entries is zeroed.
+``pretrain``  the bulk DAE learns to reconstruct clean bulk profiles from corrupted ones
+              (``pretrain_epochs`` x ``bulk_steps`` batches). Bulk samples are augmented on the
+              fly: random mixtures of two samples, Poisson-resampled at a random depth, then a
+              fraction of entries is zeroed.
 ``adapt``     domain adaptation: the DAE is trained on single cells (masked reconstruction, below)
               plus ``mmd_weight`` x MMD between bulk and single-cell latent codes plus the bulk
               reconstruction loss (so the bulk knowledge is kept, not overwritten).
 ``fuse``      the whole network (DAE branch, U-Net branch, attention fusion) is trained on the
-              single cells' masked reconstruction; the MMD and bulk terms stay on.
+              single cells' masked reconstruction; the MMD and bulk terms stay on. At most
+              ``epochs`` epochs, with early stopping (below).
 
-Masked reconstruction (self-supervised; the same protocol as the evaluation): for each cell a
-fraction ``U(mask_min, mask_max)`` of its non-zero counts is zeroed, the masked counts are
-normalised (library size of the masked cell) and fed in; the loss is the mean squared error
-against the unmasked counts on the same scale, weighting zeroed non-zeros 1, kept non-zeros
+Masked reconstruction (self-supervised, noise2self style; the same protocol as the evaluation):
+for each cell a fraction ``U(mask_min, mask_max)`` of its non-zero counts is zeroed, the masked
+counts are normalised (library size of the masked cell) and fed in as the cell's own channel; the
+neighbour channel (pooled counts of the cell's neighbours, never masked by this step, and never
+containing the cell itself) is fed unchanged. The loss is the mean squared error against the
+unmasked counts on the same scale, weighting zeroed non-zeros 1, kept non-zeros
 ``observed_weight`` and observed zeros ``zero_weight`` (zeros are partly dropout, so they are
-trusted less). No labels are used anywhere.
+trusted less).
+
+Early stopping: before training, ``val_fraction`` of the non-zero entries are held out -- zeroed
+in every input (own and neighbour channels) and never used as a target. After each fusion epoch
+the mean squared error on them (log1p CP10k of the held-out count with the training library) is
+computed; training stops after ``patience`` epochs without improvement and the best state is
+kept. The final imputation runs on the full counts. No labels are used anywhere.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Iterator
@@ -42,21 +53,24 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Optimisation settings (saved in the checkpoint beside the architecture)."""
 
-    epochs: int = 20
-    pretrain_epochs: int | None = None  # default: epochs
-    adapt_epochs: int | None = None  # default: max(1, epochs // 3)
+    epochs: int = 20  # most fusion epochs (early stopping usually ends sooner)
+    pretrain_epochs: int = 10
+    adapt_epochs: int = 2
+    bulk_steps: int = 16  # bulk pretraining batches per pretraining epoch
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-5
     mask_min: float = 0.1
-    mask_max: float = 0.5
-    observed_weight: float = 0.5
-    zero_weight: float = 0.1
+    mask_max: float = 0.4
+    observed_weight: float = 0.2
+    zero_weight: float = 0.0
     bulk_corruption: float = 0.3
     mmd_weight: float = 0.25
     bulk_weight: float = 0.1
     use_bulk: bool = True
-    bulk_steps: int = 8  # bulk pretraining steps (batches of augmented profiles) per epoch
+    val_fraction: float = 0.05
+    patience: int = 3
+    val_max_cells: int = 2000
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -68,20 +82,15 @@ class TrainConfig:
         if not 0 <= self.mask_min <= self.mask_max < 1:
             msg = "need 0 <= mask_min <= mask_max < 1"
             raise ValueError(msg)
-
-    @property
-    def n_pretrain(self) -> int:
-        return self.epochs if self.pretrain_epochs is None else self.pretrain_epochs
-
-    @property
-    def n_adapt(self) -> int:
-        return max(1, self.epochs // 3) if self.adapt_epochs is None else self.adapt_epochs
+        if not 0 <= self.val_fraction < 0.5:
+            msg = "need 0 <= val_fraction < 0.5"
+            raise ValueError(msg)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-LOSS_COLUMNS = ("phase", "epoch", "loss", "reconstruction", "mmd", "bulk", "seconds")
+LOSS_COLUMNS = ("phase", "epoch", "loss", "reconstruction", "mmd", "bulk", "validation", "seconds")
 
 
 def log1p_norm(counts: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
@@ -101,13 +110,18 @@ def mask_counts(
     return counts.masked_fill(drop, 0.0), drop
 
 
+def depth_of(library: torch.Tensor) -> torch.Tensor:
+    """``log1p(TARGET_SUM / library)`` (B, 1): the log-normalised value of a single count."""
+    return torch.log1p(TARGET_SUM / library.clamp_min(1.0))
+
+
 def masked_targets(
     counts: torch.Tensor, library: torch.Tensor, cfg: TrainConfig, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Input, target and per-entry loss weight for a batch of raw counts (all (B, G), on CPU).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input (B, G), depth (B, 1), target and per-entry loss weight (B, G) for a batch, on CPU.
 
     ``library`` (B, 1) is each cell's total count over all its genes (not only the model's); the
-    masked cell's library loses the zeroed counts, and both input and target use it.
+    masked cell's library loses the zeroed counts, and input, depth and target all use it.
     """
     masked, drop = mask_counts(counts, cfg.mask_min, cfg.mask_max, generator)
     lib = (library - (counts - masked).sum(dim=1, keepdim=True)).clamp_min(1.0)
@@ -116,7 +130,7 @@ def masked_targets(
     weight = torch.full_like(counts, cfg.zero_weight)
     weight[counts > 0] = cfg.observed_weight
     weight[drop] = 1.0
-    return x_in, target, weight
+    return x_in, depth_of(lib), target, weight
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -124,7 +138,7 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor)
 
 
 class BulkSampler:
-    """Augmented bulk profiles: Dirichlet mixtures of two samples, Poisson-resampled at random depth."""
+    """Augmented bulk profiles: random mixtures of two samples, Poisson-resampled at random depth."""
 
     def __init__(
         self,
@@ -155,21 +169,62 @@ class BulkSampler:
         return clean * keep
 
 
+class CellData:
+    """Single-cell counts, library sizes and neighbour pooling, served as dense batches.
+
+    ``counts`` (cells x model genes, CSR), ``library`` (cells,) totals over all genes, ``pool``
+    (cells x cells) neighbour pooling matrix or ``None`` (no neighbour channel). Only one batch is
+    dense at a time.
+    """
+
+    def __init__(
+        self,
+        counts: sp.csr_matrix,
+        library: NDArray[np.floating],
+        pool: sp.csr_matrix | None,
+    ) -> None:
+        self.counts = sp.csr_matrix(counts, dtype=np.float32)
+        self.library = np.asarray(library, dtype=np.float64)
+        self.pool = pool
+        self.n_cells = counts.shape[0]
+
+    def own(self, idx: NDArray[np.intp] | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw counts (B, G) and libraries (B, 1) of the cells ``idx``."""
+        x = torch.from_numpy(np.asarray(self.counts[idx].toarray(), dtype=np.float32))
+        lib = torch.from_numpy(np.asarray(self.library[idx], dtype=np.float32).reshape(-1, 1))
+        return x, lib
+
+    def neighbours(self, idx: NDArray[np.intp] | slice) -> torch.Tensor | None:
+        """Log-normalised pooled neighbour profiles (B, G), or None without a pool."""
+        if self.pool is None:
+            return None
+        rows = self.pool[idx]
+        pooled = torch.from_numpy(np.asarray((rows @ self.counts).toarray(), dtype=np.float32))
+        lib = torch.from_numpy(np.asarray(rows @ self.library, dtype=np.float32).reshape(-1, 1))
+        return log1p_norm(pooled, lib)
+
+
+def hold_out(
+    counts: sp.csr_matrix, fraction: float, generator: torch.Generator
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Split the non-zero entries: (training counts, held-out counts), same shape, disjoint."""
+    csr = sp.csr_matrix(counts, dtype=np.float32)
+    csr.sort_indices()
+    pick = (torch.rand(csr.nnz, generator=generator) < fraction).numpy()
+    train, held = csr.copy(), csr.copy()
+    train.data = np.where(pick, 0.0, csr.data).astype(np.float32)
+    held.data = np.where(pick, csr.data, 0.0).astype(np.float32)
+    train.eliminate_zeros()
+    held.eliminate_zeros()
+    return train, held
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[NDArray[np.int64]]:
     order = torch.randperm(n, generator=generator).numpy()
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         if idx.size >= 2:
             yield idx
-
-
-def _dense(
-    counts: sp.csr_matrix, library: NDArray[np.floating], idx: NDArray[np.int64] | slice
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of the sparse counts as a dense (B, G) tensor and their libraries as (B, 1)."""
-    x = torch.from_numpy(np.asarray(counts[idx].toarray(), dtype=np.float32))
-    lib = torch.from_numpy(np.asarray(library[idx], dtype=np.float32).reshape(-1, 1))
-    return x, lib
 
 
 @dataclass
@@ -187,7 +242,9 @@ class _Step:
         self.bulk += bulk
         self.n += 1
 
-    def row(self, phase: str, epoch: int, seconds: float) -> dict[str, object]:
+    def row(
+        self, phase: str, epoch: int, seconds: float, validation: float = float("nan")
+    ) -> dict[str, object]:
         k = max(1, self.n)
         return {
             "phase": phase,
@@ -196,6 +253,7 @@ class _Step:
             "reconstruction": self.recon / k,
             "mmd": self.mmd / k,
             "bulk": self.bulk / k,
+            "validation": validation,
             "seconds": seconds,
         }
 
@@ -216,6 +274,45 @@ def init_output_bias(model: ScDTL, counts: sp.csr_matrix, library: NDArray[np.fl
         last.bias.copy_(torch.log(torch.expm1(mean_t)))
 
 
+class _Validator:
+    """Mean squared error on the held-out entries (log1p CP10k with the training library)."""
+
+    def __init__(
+        self, cells: CellData, held: sp.csr_matrix, max_cells: int, generator: torch.Generator
+    ) -> None:
+        rows = np.flatnonzero(np.diff(held.indptr) > 0)
+        if rows.size > max_cells:
+            pick = torch.randperm(rows.size, generator=generator)[:max_cells].numpy()
+            rows = np.sort(rows[pick])
+        self.rows = rows
+        self.cells = cells
+        self.held = held
+
+    def __bool__(self) -> bool:
+        return self.rows.size > 0
+
+    @torch.no_grad()
+    def __call__(self, model: ScDTL, device: torch.device, batch_size: int) -> float:
+        model.eval()
+        total, n = 0.0, 0
+        for start in range(0, self.rows.size, batch_size):
+            idx = self.rows[start : start + batch_size]
+            counts, lib = self.cells.own(idx)
+            nbr = self.cells.neighbours(idx)
+            with autocast(device):
+                pred = model(
+                    log1p_norm(counts, lib).to(device),
+                    depth_of(lib).to(device),
+                    None if nbr is None else nbr.to(device),
+                ).imputed
+            held = torch.from_numpy(np.asarray(self.held[idx].toarray(), dtype=np.float32))
+            where = (held > 0).to(device)
+            target = log1p_norm(held, lib).to(device)
+            total += float(((pred.float() - target)[where] ** 2).sum())
+            n += int(where.sum())
+        return total / max(1, n)
+
+
 def fit(
     model: ScDTL,
     counts: sp.csr_matrix,
@@ -223,19 +320,35 @@ def fit(
     bulk: tuple[NDArray[np.floating], NDArray[np.floating]] | None,
     cfg: TrainConfig,
     *,
+    pool: sp.csr_matrix | None,
     device: torch.device,
     seed: int,
     progress: bool = False,
 ) -> list[dict[str, object]]:
     """Train ``model`` in place on single-cell ``counts`` (cells x model genes); return the loss rows.
 
-    ``library`` holds each cell's total count over all genes. ``bulk`` = (raw counts, samples x
-    model genes; library of each sample over all its genes) is required when ``cfg.use_bulk``.
+    ``library`` holds each cell's total count over all genes; ``pool`` is the neighbour pooling
+    matrix (:func:`scregnet.impute.data.neighbour_pool`; required when the model uses the
+    neighbour channel). ``bulk`` = (raw counts, samples x model genes; library of each sample over
+    all its genes) is required when ``cfg.use_bulk``.
     """
     from tqdm.auto import tqdm
 
+    if model.config.use_neighbours and pool is None:
+        msg = "the model uses the neighbour channel: pass pool"
+        raise ValueError(msg)
     gen = torch.Generator().manual_seed(seed)
-    init_output_bias(model, counts, library)
+    train_counts, held = hold_out(counts, cfg.val_fraction, gen)
+    train_lib = np.asarray(library, dtype=np.float64) - np.asarray(held.sum(axis=1)).ravel()
+    cells = CellData(train_counts, train_lib, pool if model.config.use_neighbours else None)
+    validate = _Validator(cells, held, cfg.val_max_cells, gen)
+    log.info(
+        "held out %d of %d non-zero entries (%.1f %%) for early stopping",
+        held.nnz,
+        counts.nnz,
+        100 * held.nnz / max(1, counts.nnz),
+    )
+    init_output_bias(model, train_counts, train_lib)
     model.to(device)
     rows: list[dict[str, object]] = []
     sampler = None
@@ -245,7 +358,6 @@ def fit(
             raise ValueError(msg)
         sampler = BulkSampler(bulk[0], bulk[1], gen)
     scaler = grad_scaler(device)
-    n_cells = counts.shape[0]
 
     def optimiser(params: Iterator[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -274,10 +386,10 @@ def fit(
     bar = tqdm(total=0, disable=not progress, unit="epoch", desc="impute")
 
     # phase 1: bulk DAE pretraining
-    if sampler is not None and cfg.n_pretrain > 0:
+    if sampler is not None and cfg.pretrain_epochs > 0:
         opt = optimiser(model.dae.parameters())
         model.train()
-        for epoch in range(1, cfg.n_pretrain + 1):
+        for epoch in range(1, cfg.pretrain_epochs + 1):
             t0, acc = time.perf_counter(), _Step()
             for _ in range(cfg.bulk_steps):
                 clean = sampler.sample(cfg.batch_size)
@@ -291,35 +403,55 @@ def fit(
                 acc.add(loss.item(), 0.0, 0.0, loss.item())
             rows.append(acc.row("pretrain", epoch, time.perf_counter() - t0))
             bar.update()
-        log.info("bulk pretraining: %d epochs, final loss %.4f", cfg.n_pretrain, rows[-1]["loss"])
+        log.info(
+            "bulk pretraining: %d epochs, final loss %.4f", cfg.pretrain_epochs, rows[-1]["loss"]
+        )
 
-    # phases 2 and 3: adaptation (DAE only) then fusion (whole network)
-    for phase, n_epochs in (("adapt", cfg.n_adapt), ("fuse", cfg.epochs)):
+    # phases 2 and 3: adaptation (DAE only) then fusion (whole network, early stopping)
+    best_state: dict[str, torch.Tensor] | None = None
+    for phase, n_epochs in (("adapt", cfg.adapt_epochs), ("fuse", cfg.epochs)):
         params = model.dae.parameters() if phase == "adapt" else model.parameters()
         opt = optimiser(params)
-        model.train()
+        best, best_epoch, stale = float("inf"), 0, 0
         for epoch in range(1, n_epochs + 1):
+            model.train()
             t0, acc = time.perf_counter(), _Step()
-            for idx in _batches(n_cells, cfg.batch_size, gen):
-                x_in, target, weight = masked_targets(*_dense(counts, library, idx), cfg, gen)
-                x_in, target, weight = x_in.to(device), target.to(device), weight.to(device)
+            for idx in _batches(cells.n_cells, cfg.batch_size, gen):
+                x_in, depth, target, weight = (
+                    t.to(device) for t in masked_targets(*cells.own(idx), cfg, gen)
+                )
                 with autocast(device):
                     if phase == "adapt":
                         z, recon = model.dae(x_in)
                         pred = torch.nn.functional.softplus(recon.float())
                     else:
-                        out = model(x_in)
+                        nbr = cells.neighbours(idx)
+                        out = model(x_in, depth, None if nbr is None else nbr.to(device))
                         z, pred = out.latent, out.imputed
                 recon_loss = weighted_mse(pred, target, weight)
                 mmd, bulk_loss = bulk_terms(z)
                 loss = recon_loss + cfg.mmd_weight * mmd + cfg.bulk_weight * bulk_loss
                 step(opt, loss)
                 acc.add(loss.item(), recon_loss.item(), mmd.item(), bulk_loss.item())
-            rows.append(acc.row(phase, epoch, time.perf_counter() - t0))
+            val = float("nan")
+            if phase == "fuse" and validate:
+                val = validate(model, device, max(cfg.batch_size, 256))
+                if best_epoch == 0 or val < best - 1e-4 * abs(best):
+                    best, best_epoch, stale = val, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    stale += 1
+            rows.append(acc.row(phase, epoch, time.perf_counter() - t0, val))
             bar.update()
             log.debug("%s epoch %d: %s", phase, epoch, rows[-1])
+            if phase == "fuse" and stale >= cfg.patience:
+                log.info("early stopping after fusion epoch %d", epoch)
+                break
         if n_epochs:
-            log.info("%s: %d epochs, final loss %.4f", phase, n_epochs, rows[-1]["loss"])
+            log.info("%s: %d epochs, final loss %.4f", phase, rows[-1]["epoch"], rows[-1]["loss"])
+        if phase == "fuse" and best_state is not None:
+            model.load_state_dict(best_state)
+            log.info("kept the state of fusion epoch %d (held-out MSE %.4f)", best_epoch, best)
     bar.close()
     return rows
 
@@ -330,21 +462,31 @@ def predict(
     counts: sp.csr_matrix,
     library: NDArray[np.floating],
     *,
+    pool: sp.csr_matrix | None,
     device: torch.device,
     batch_size: int = 1024,
 ) -> NDArray[np.float32]:
     """Imputed log1p(counts per 10k) for every cell, computed in batches; (cells, G) float32.
 
-    Only one batch is dense at a time, so memory is the output plus ``batch_size`` x G.
+    Only one batch is dense at a time, so memory is the output plus a few ``batch_size`` x G
+    blocks.
     """
+    if model.config.use_neighbours and pool is None:
+        msg = "the model uses the neighbour channel: pass pool"
+        raise ValueError(msg)
+    cells = CellData(counts, library, pool if model.config.use_neighbours else None)
     model.to(device)
     model.eval()
-    n = counts.shape[0]
-    out = np.empty((n, counts.shape[1]), dtype=np.float32)
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        x = log1p_norm(*_dense(counts, library, slice(start, stop)))
+    out = np.empty((cells.n_cells, counts.shape[1]), dtype=np.float32)
+    for start in range(0, cells.n_cells, batch_size):
+        idx = slice(start, min(cells.n_cells, start + batch_size))
+        counts_b, lib = cells.own(idx)
+        nbr = cells.neighbours(idx)
         with autocast(device):
-            pred = model(x.to(device)).imputed
-        out[start:stop] = pred.float().cpu().numpy()
+            pred = model(
+                log1p_norm(counts_b, lib).to(device),
+                depth_of(lib).to(device),
+                None if nbr is None else nbr.to(device),
+            ).imputed
+        out[idx] = pred.float().cpu().numpy()
     return out
