@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any, NoReturn
 
 from scregnet import __version__
 from scregnet.errors import InputError
@@ -60,13 +61,20 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``scregnet count: error: ...``), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="scregnet",
         description="Single-cell ATAC (+ scRNA) to counts, imputed expression, TF binding and a GRN.",
     )
     parser.add_argument("--version", action="version", version=f"scregnet {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="<subcommand>")
+    subparsers: Any = parser.add_subparsers(dest="command", metavar="<subcommand>")
     parent = common_options()
     for name, module in _available().items():
         sub = subparsers.add_parser(
