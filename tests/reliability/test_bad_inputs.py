@@ -1,0 +1,487 @@
+"""Bad input across every subcommand: one clear error line naming the file, a non-zero exit, and no
+output left behind (neither under the final name nor as a temporary file).
+
+Each case builds its broken input from the tiny world and the stage outputs in ``staged``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+import scipy.sparse as sp
+
+from scregnet.cli.main import main as cli
+
+
+@dataclass
+class Case:
+    """``build(staged, tmp)`` returns (argv, the text the error must contain, outputs that must not exist)."""
+
+    build: Callable[[dict[str, Path], Path], tuple[list[str], str, list[Path]]]
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copy(src, dst)
+    return dst
+
+
+def _rna(tmp: Path, name: str, matrix: np.ndarray, genes: list[str] | None = None) -> Path:
+    genes = genes or [f"G{i}" for i in range(matrix.shape[1])]
+    adata = ad.AnnData(
+        sp.csr_matrix(matrix),
+        obs=pd.DataFrame(index=[f"c{i}" for i in range(matrix.shape[0])]),
+        var=pd.DataFrame(index=genes),
+    )
+    path = tmp / name
+    adata.write_h5ad(path)
+    return path
+
+
+def _world_rna(s: dict[str, Path]) -> ad.AnnData:
+    return ad.read_h5ad(s["world"] / "samples" / "sample1.rna.h5ad")
+
+
+# ---- fragments -------------------------------------------------------------------------------------
+def bam_without_index(s: dict[str, Path], tmp: Path):  # type: ignore[no-untyped-def]
+    bam = _copy(s["world"] / "samples" / "sample1.bam", tmp / "noindex.bam")
+    out = tmp / "f.tsv.gz"
+    return ["fragments", "--bam", str(bam), "--out", str(out)], "noindex.bam", [out]
+
+
+def bam_name_sorted(s, tmp):  # type: ignore[no-untyped-def]
+    bam = tmp / "byname.bam"
+    pysam.sort("-n", "-o", str(bam), str(s["world"] / "samples" / "sample1.bam"))
+    out = tmp / "f.tsv.gz"
+    return ["fragments", "--bam", str(bam), "--out", str(out)], "byname.bam", [out]
+
+
+def no_barcode_tag(s, tmp):  # type: ignore[no-untyped-def]
+    out = tmp / "f.tsv.gz"
+    return (
+        [
+            "fragments",
+            "--bam",
+            str(s["world"] / "samples" / "sample1.bam"),
+            "--barcode-tag",
+            "XB",
+            "--out",
+            str(out),
+        ],
+        "XB",
+        [out],
+    )
+
+
+def missing_bam(s, tmp):  # type: ignore[no-untyped-def]
+    out = tmp / "f.tsv.gz"
+    return ["fragments", "--bam", str(tmp / "absent.bam"), "--out", str(out)], "absent.bam", [out]
+
+
+# ---- count -----------------------------------------------------------------------------------------
+def _count(
+    s: dict[str, Path],
+    tmp: Path,
+    *,
+    fragments: Path | None = None,
+    peaks: Path | None = None,
+    extra: list[str] | None = None,
+) -> tuple[list[str], Path]:
+    out = tmp / "x.atac.h5ad"
+    argv = [
+        "count",
+        "--fragments",
+        str(fragments or s["fragments"]),
+        "--peaks",
+        str(peaks or s["world"] / "peaks.bed"),
+        "--genome",
+        str(s["fai"]),
+        "--min-fragments",
+        "500",
+        "--out",
+        str(out),
+        *(extra or []),
+    ]
+    return argv, out
+
+
+def peaks_wrong_chromosome_names(s, tmp):  # type: ignore[no-untyped-def]
+    bed = tmp / "nochr.bed"
+    bed.write_text(
+        "".join(
+            line.removeprefix("chr")
+            for line in (s["world"] / "peaks.bed").read_text().splitlines(True)
+        )
+    )
+    argv, out = _count(s, tmp, peaks=bed)
+    return argv, "nochr.bed", [out]
+
+
+def empty_peaks(s, tmp):  # type: ignore[no-untyped-def]
+    bed = tmp / "empty.bed"
+    bed.write_text("")
+    argv, out = _count(s, tmp, peaks=bed)
+    return argv, "empty.bed", [out]
+
+
+def peak_end_before_start(s, tmp):  # type: ignore[no-untyped-def]
+    bed = tmp / "inverted.bed"
+    bed.write_text("chr1\t500\t400\tp1\n")
+    argv, out = _count(s, tmp, peaks=bed)
+    return argv, "inverted.bed", [out]
+
+
+def truncated_fragments(s, tmp):  # type: ignore[no-untyped-def]
+    data = s["fragments"].read_bytes()
+    frag = tmp / "cut.tsv.gz"
+    frag.write_bytes(data[: len(data) // 2])
+    argv, out = _count(s, tmp, fragments=frag)
+    return argv, "cut.tsv.gz", [out]
+
+
+def unsorted_fragments(s, tmp):  # type: ignore[no-untyped-def]
+    with gzip.open(s["fragments"], "rt") as handle:
+        lines = handle.readlines()
+    frag = tmp / "unsorted.tsv.gz"
+    with pysam.BGZFile(str(frag), "wb") as handle:
+        handle.write("".join(lines[::-1]).encode())
+    argv, out = _count(s, tmp, fragments=frag)
+    return argv, "unsorted.tsv.gz", [out]
+
+
+def zero_cells_pass(s, tmp):  # type: ignore[no-untyped-def]
+    argv, out = _count(s, tmp)
+    argv[argv.index("--min-fragments") + 1] = "100000000"
+    return argv, str(s["fragments"].name), [out]
+
+
+def genome_index_missing(s, tmp):  # type: ignore[no-untyped-def]
+    argv, out = _count(s, tmp)
+    argv[argv.index("--genome") + 1] = str(tmp / "nope.fai")
+    return argv, "nope.fai", [out]
+
+
+# ---- cluster / tracks ------------------------------------------------------------------------------
+def cluster_empty_h5ad(s, tmp):  # type: ignore[no-untyped-def]
+    bad = tmp / "empty.atac.h5ad"
+    bad.write_bytes(b"")
+    out = tmp / "c.h5ad"
+    return ["cluster", "--atac", str(bad), "--out", str(out)], "empty.atac.h5ad", [out]
+
+
+def cluster_not_h5ad(s, tmp):  # type: ignore[no-untyped-def]
+    bad = tmp / "text.atac.h5ad"
+    bad.write_text("this is not HDF5\n")
+    out = tmp / "c.h5ad"
+    return ["cluster", "--atac", str(bad), "--out", str(out)], "text.atac.h5ad", [out]
+
+
+def tracks_without_clusters(s, tmp):  # type: ignore[no-untyped-def]
+    out = tmp / "tracks"
+    return (
+        [
+            "tracks",
+            "--fragments",
+            str(s["fragments"]),
+            "--clusters",
+            str(s["atac"]),
+            "--genome",
+            str(s["fai"]),
+            "--outdir",
+            str(out),
+        ],
+        "cluster",
+        [out],
+    )
+
+
+# ---- impute ----------------------------------------------------------------------------------------
+def _impute(rna: Path, tmp: Path, extra: list[str] | None = None) -> tuple[list[str], Path]:
+    out = tmp / "i.imputed.h5ad"
+    return ["impute", "--rna", str(rna), "--out", str(out), "--epochs", "1", *(extra or [])], out
+
+
+def rna_with_nan(s, tmp):  # type: ignore[no-untyped-def]
+    x = np.ones((60, 250))
+    x[3, 4] = np.nan
+    argv, out = _impute(_rna(tmp, "nan.h5ad", x), tmp)
+    return argv, "nan.h5ad", [out]
+
+
+def rna_negative(s, tmp):  # type: ignore[no-untyped-def]
+    x = np.ones((60, 250))
+    x[3, 4] = -2
+    argv, out = _impute(_rna(tmp, "neg.h5ad", x), tmp)
+    return argv, "neg.h5ad", [out]
+
+
+def rna_not_counts(s, tmp):  # type: ignore[no-untyped-def]
+    argv, out = _impute(_rna(tmp, "lognorm.h5ad", np.full((60, 250), 0.37)), tmp)
+    return argv, "lognorm.h5ad", [out]
+
+
+def rna_empty(s, tmp):  # type: ignore[no-untyped-def]
+    argv, out = _impute(_rna(tmp, "nocells.h5ad", np.zeros((0, 250))), tmp)
+    return argv, "nocells.h5ad", [out]
+
+
+def bulk_shares_too_few_genes(s, tmp):  # type: ignore[no-untyped-def]
+    bulk = tmp / "otherbulk.tsv"
+    pd.DataFrame({"gene": [f"X{i}" for i in range(300)], "b1": 10, "b2": 12}).to_csv(
+        bulk, sep="\t", index=False
+    )
+    argv, out = _impute(s["world"] / "samples" / "sample1.rna.h5ad", tmp, ["--bulk", str(bulk)])
+    return argv, "otherbulk.tsv", [out]
+
+
+def checkpoint_genes_mismatch(s, tmp):  # type: ignore[no-untyped-def]
+    model = tmp / "other.model.pt"
+    import torch
+
+    torch.save(
+        {
+            "format": "scregnet-impute",
+            "version": "0.1.0",
+            "config": {},
+            "state_dict": {},
+            "genes": ["A", "B"],
+        },
+        model,
+    )
+    argv, out = _impute(s["world"] / "samples" / "sample1.rna.h5ad", tmp, ["--model", str(model)])
+    argv.remove("--epochs")
+    argv.remove("1")
+    return argv, "other.model.pt", [out]
+
+
+# ---- tfbind ----------------------------------------------------------------------------------------
+def tfbind_heldout_absent(s, tmp):  # type: ignore[no-untyped-def]
+    out = tmp / "m.pt"
+    return (
+        [
+            "tfbind",
+            "train",
+            "--fasta",
+            str(s["world"] / "genome.fa"),
+            "--bulk",
+            str(s["world"] / "bulk" / "bulk_sheet.csv"),
+            "--test-chroms",
+            "chr99",
+            "--out",
+            str(out),
+        ],
+        "chr99",
+        [out],
+    )
+
+
+def tfbind_missing_accessibility(s, tmp):  # type: ignore[no-untyped-def]
+    sheet = pd.read_csv(s["world"] / "bulk" / "bulk_sheet.csv")
+    bulk = s["world"] / "bulk"
+    sheet["chip_bed"] = [str(bulk / p) for p in sheet.chip_bed]
+    sheet["accessibility_bw"] = [str(bulk / p) for p in sheet.accessibility_bw]
+    sheet.loc[0, "accessibility_bw"] = str(tmp / "gone.bw")
+    path = tmp / "sheet.csv"
+    sheet.to_csv(path, index=False)
+    out = tmp / "m.pt"
+    return (
+        [
+            "tfbind",
+            "train",
+            "--fasta",
+            str(s["world"] / "genome.fa"),
+            "--bulk",
+            str(path),
+            "--out",
+            str(out),
+        ],
+        "gone.bw",
+        [out],
+    )
+
+
+def tfbind_chrom_names_differ(s, tmp):  # type: ignore[no-untyped-def]
+    sheet = pd.read_csv(s["world"] / "bulk" / "bulk_sheet.csv")
+    bulk = s["world"] / "bulk"
+    sheet["accessibility_bw"] = [str(bulk / p) for p in sheet.accessibility_bw]
+    bed = tmp / "renamed.chip.bed"
+    bed.write_text(
+        "".join("chrUn_" + line for line in (bulk / sheet.chip_bed[0]).read_text().splitlines(True))
+    )
+    sheet["chip_bed"] = [str(bulk / p) for p in sheet.chip_bed]
+    sheet.loc[0, "chip_bed"] = str(bed)
+    path = tmp / "sheet.csv"
+    sheet.to_csv(path, index=False)
+    out = tmp / "m.pt"
+    return (
+        [
+            "tfbind",
+            "train",
+            "--fasta",
+            str(s["world"] / "genome.fa"),
+            "--bulk",
+            str(path),
+            "--out",
+            str(out),
+        ],
+        "renamed.chip.bed",
+        [out],
+    )
+
+
+# ---- grn -------------------------------------------------------------------------------------------
+def _grn(
+    rnas: list[Path], labels: Path, tmp: Path, extra: list[str] | None = None
+) -> tuple[list[str], Path]:
+    out = tmp / "g.tsv"
+    argv = ["grn"]
+    for rna in rnas:
+        argv += ["--rna", str(rna)]
+    return [*argv, "--labels", str(labels), "--out", str(out), "--epochs", "1", *(extra or [])], out
+
+
+def grn_tfs_absent(s, tmp):  # type: ignore[no-untyped-def]
+    argv, out = _grn(
+        [s["world"] / "samples" / "sample1.rna.h5ad"],
+        s["world"] / "truth" / "grn_edges.tsv",
+        tmp,
+        ["--tfs", "NOTATF1,NOTATF2"],
+    )
+    return argv, "NOTATF1", [out]
+
+
+def grn_labels_share_no_gene(s, tmp):  # type: ignore[no-untyped-def]
+    labels = tmp / "alien.tsv"
+    labels.write_text("tf\ttarget\nZZ1\tZZ2\nZZ1\tZZ3\n")
+    argv, out = _grn([s["world"] / "samples" / "sample1.rna.h5ad"], labels, tmp)
+    return argv, "alien.tsv", [out]
+
+
+def grn_too_few_cells(s, tmp):  # type: ignore[no-untyped-def]
+    rna = _world_rna(s)[:20].copy()
+    path = tmp / "twenty.h5ad"
+    rna.write_h5ad(path)
+    argv, out = _grn([path], s["world"] / "truth" / "grn_edges.tsv", tmp)
+    return argv, "twenty.h5ad", [out]
+
+
+# ---- simulate / run / evaluate / report ------------------------------------------------------------
+def simulate_unknown_preset(s, tmp):  # type: ignore[no-untyped-def]
+    out = tmp / "world"
+    return ["simulate", "--preset", "huge", "--outdir", str(out)], "huge", [out]
+
+
+def simulate_unwritable(s, tmp):  # type: ignore[no-untyped-def]
+    locked = tmp / "locked"
+    locked.mkdir()
+    (locked / "file").write_text("x")
+    out = locked / "file" / "world"  # a file where a directory must be
+    return ["simulate", "--preset", "tiny", "--outdir", str(out)], "world", [out]
+
+
+def run_duplicate_samples(s, tmp):  # type: ignore[no-untyped-def]
+    sheet = tmp / "dup.csv"
+    bam = s["world"] / "samples" / "sample1.bam"
+    sheet.write_text(f"sample,bam\nA,{bam}\nA,{bam}\n")
+    params = tmp / "p.yaml"
+    params.write_text(
+        f"input: {sheet}\nfasta: {s['world'] / 'genome.fa'}\ngtf: {s['world'] / 'genes.gtf'}\n"
+    )
+    out = tmp / "results"
+    return ["run", "--params", str(params), "--outdir", str(out)], "dup.csv", [out / "atac"]
+
+
+def run_params_missing_input(s, tmp):  # type: ignore[no-untyped-def]
+    params = tmp / "p.yaml"
+    params.write_text(f"fasta: {s['world'] / 'genome.fa'}\n")
+    out = tmp / "results"
+    return ["run", "--params", str(params), "--outdir", str(out)], "p.yaml", [out / "atac"]
+
+
+def evaluate_missing_truth(s, tmp):  # type: ignore[no-untyped-def]
+    out = tmp / "e.json"
+    return (
+        ["evaluate", "--truth", str(tmp / "notruth"), "--results", str(tmp), "--out", str(out)],
+        "notruth",
+        [out],
+    )
+
+
+def report_missing_results(s, tmp):  # type: ignore[no-untyped-def]
+    out = tmp / "r.html"
+    return ["report", "--results", str(tmp / "noresults"), "--out", str(out)], "noresults", [out]
+
+
+CASES = {
+    f.__name__: Case(f)
+    for f in (
+        bam_without_index,
+        bam_name_sorted,
+        no_barcode_tag,
+        missing_bam,
+        peaks_wrong_chromosome_names,
+        empty_peaks,
+        peak_end_before_start,
+        truncated_fragments,
+        unsorted_fragments,
+        zero_cells_pass,
+        genome_index_missing,
+        cluster_empty_h5ad,
+        cluster_not_h5ad,
+        tracks_without_clusters,
+        rna_with_nan,
+        rna_negative,
+        rna_not_counts,
+        rna_empty,
+        bulk_shares_too_few_genes,
+        checkpoint_genes_mismatch,
+        tfbind_heldout_absent,
+        tfbind_missing_accessibility,
+        tfbind_chrom_names_differ,
+        grn_tfs_absent,
+        grn_labels_share_no_gene,
+        grn_too_few_cells,
+        simulate_unknown_preset,
+        simulate_unwritable,
+        run_duplicate_samples,
+        run_params_missing_input,
+        evaluate_missing_truth,
+        report_missing_results,
+    )
+}
+
+
+def test_at_least_25_cases() -> None:
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input(
+    name: str, staged: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, expected, outputs = CASES[name].build(staged, tmp_path)
+    before = {p for p in tmp_path.rglob("*")}
+    try:
+        code = cli([*argv, "--quiet"])
+    except SystemExit as exc:  # argparse usage errors
+        code = int(exc.code or 0)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    # one error line; with --quiet only warnings (context) may precede it, never a traceback
+    err = [line for line in lines if " WARNING " not in line]
+    assert code != 0, f"{name}: exit 0"
+    assert len(err) == 1, f"{name}: expected one error line, got {lines}"
+    assert "error" in err[0] and expected in err[0], (
+        f"{name}: {err[0]!r} does not name {expected!r}"
+    )
+    for out in outputs:
+        assert not out.exists(), f"{name}: partial output {out}"
+    leftovers = [p for p in set(tmp_path.rglob("*")) - before if ".part" in p.name]
+    assert not leftovers, f"{name}: temporary files left: {leftovers}"
