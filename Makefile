@@ -42,5 +42,10 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) bench/atac.py && $(PY) bench/impute.py && $(PY) bench/tfbind.py && $(PY) bench/grn.py
 
+## regold: rewrite tests/golden/tiny_summary.json from a fresh tiny end-to-end run (review the diff!)
+regold: $(STAMP)
+	SCREGNET_REGOLD=1 $(VENV)/bin/pytest -q tests/python/test_end_to_end.py -k golden
+	git --no-pager diff --stat tests/golden
+
 clean:
 	rm -rf results work .pytest_cache .mypy_cache .ruff_cache
