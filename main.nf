@@ -36,6 +36,7 @@ workflow {
             grn_labels      : params.grn_labels,
             tfbind_model    : params.tfbind_model,
             simulate_preset : params.simulate_preset,
+            simulate_drop   : params.simulate_drop ? params.simulate_drop.tokenize(',') : [],
             outdir          : params.outdir,
         ]
     )

@@ -12,11 +12,12 @@ include { SIMULATE          } from '../../../modules/local/simulate'
 workflow PIPELINE_INITIALISATION {
 
     take:
-    inputs  // map: input, fasta, gtf, peaks, bulk_sheet, bulk_rna, motifs, tfs, grn_labels, tfbind_model (String or null), simulate_preset (String or null), outdir (String)
+    inputs  // map: input, fasta, gtf, peaks, bulk_sheet, bulk_rna, motifs, tfs, grn_labels, tfbind_model (String or null), simulate_preset (String or null), simulate_drop (list: inputs of the simulated world to leave out), outdir (String)
 
     main:
     def schema = "${projectDir}/assets/schema_input.json"
     def info_dir = file("${inputs.outdir}/pipeline_info")
+    def drop_rna = inputs.simulate_preset && 'rna' in inputs.simulate_drop
 
     if (inputs.simulate_preset) {
         // -profile test: simulate a world, then read its samplesheet and references like a user's
@@ -42,7 +43,7 @@ workflow PIPELINE_INITIALISATION {
             return [ meta, fragments, indexOf(fragments, '.tbi') ]
     }
     ch_rna = ch_samples
-        .filter { _meta, _bam, _fragments, rna -> rna }
+        .filter { _meta, _bam, _fragments, rna -> rna && !drop_rna }
         .map { meta, _bam, _fragments, rna -> [ meta, rna ] }
 
     emit:
@@ -181,21 +182,23 @@ def userReferences(inputs, info_dir) {
 }
 
 /*
- * References of a simulated world (the files its params.yaml names); params given explicitly
- * (grn_labels, tfbind_model) still apply.
+ * References of a simulated world (the files its params.yaml names), less those named in
+ * inputs.simulate_drop (to exercise the optional branches); params given explicitly (grn_labels,
+ * tfbind_model) still apply.
  */
 def worldReferences(world, inputs, info_dir) {
-    def bulk = stageBulkSheet(world.resolve('bulk/bulk_sheet.csv'), info_dir)
+    def drop = inputs.simulate_drop
+    def bulk = 'bulk_sheet' in drop ? [ [], [] ] : stageBulkSheet(world.resolve('bulk/bulk_sheet.csv'), info_dir)
     return [
         fasta        : world.resolve('genome.fa'),
         fai          : world.resolve('genome.fa.fai'),
         gtf          : world.resolve('genes.gtf'),
-        peaks        : world.resolve('peaks.bed'),
+        peaks        : 'peaks' in drop ? [] : world.resolve('peaks.bed'),
         bulk_sheet   : bulk[0],
         bulk_files   : bulk[1],
-        bulk_rna     : world.resolve('bulk/bulk_rna.tsv'),
-        motifs       : world.resolve('motifs.jaspar'),
-        tfs          : world.resolve('tfs.txt'),
+        bulk_rna     : 'bulk_rna' in drop ? [] : world.resolve('bulk/bulk_rna.tsv'),
+        motifs       : 'motifs' in drop ? [] : world.resolve('motifs.jaspar'),
+        tfs          : 'tfs' in drop ? [] : world.resolve('tfs.txt'),
         grn_labels   : inputs.grn_labels ? file(inputs.grn_labels, checkIfExists: true) : [],
         tfbind_model : inputs.tfbind_model ? file(inputs.tfbind_model, checkIfExists: true) : [],
     ]
