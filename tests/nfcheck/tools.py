@@ -93,5 +93,5 @@ def run_groovy(script: Path, *args: str, timeout: float = 120) -> subprocess.Com
     )
 
 
-if __name__ == "__main__":  # `python -m nfcheck.tools`: prefetch (Makefile install step)
+if __name__ == "__main__":  # `python tests/nfcheck/tools.py`: prefetch (Makefile install step)
     print(ensure_jar())
