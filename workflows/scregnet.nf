@@ -2,7 +2,7 @@
  * The scregnet DAG: ATAC counts -> (imputation) -> TF binding -> GRN -> report.
  *
  * Every process is called here directly, so this workflow's DAG is the process graph that
- * `scregnet run` follows (scregnet.pipeline.STAGE_GRAPH; tests/python/test_nextflow_dag.py compares them).
+ * `scregnet run` follows (scregnet.pipeline.STAGE_GRAPH; tests/python/test_nextflow_lsp.py compares them).
  * Optional inputs are values that are [] when absent; they steer the branches below.
  */
 
