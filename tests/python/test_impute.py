@@ -289,6 +289,26 @@ def test_impute_keeps_x_and_adds_layer() -> None:
     assert {r["phase"] for r in result.losses} == {"pretrain", "adapt", "fuse"}
 
 
+def test_expected_layer_weights_zeros_by_neighbour_detection() -> None:
+    from scregnet.impute.api import expected_values
+
+    counts = sp.csr_matrix(np.array([[2, 0, 0], [1, 1, 0], [0, 3, 0], [1, 0, 0]], dtype=np.float32))
+    imputed = np.full((4, 3), 2.0, dtype=np.float32)
+    nbrs = np.array([[1, 2], [0, 2], [0, 1], [1, 2]])
+    got = expected_values(imputed, counts, data.neighbour_pool(nbrs), block=3)
+    # observed entries keep the imputed value; zeros x the fraction of neighbours detecting the gene
+    want = np.array([[2, 2 * 1.0, 0], [2, 2, 0], [2 * 1.0, 2, 0], [2, 2 * 1.0, 0]])
+    np.testing.assert_allclose(got, want)
+    # without neighbours: the gene's detection rate over all cells
+    got = expected_values(imputed, counts, None)
+    np.testing.assert_allclose(got[0], [2, 2 * 0.5, 0])
+    result = quick(make_adata())
+    layers = result.adata.layers
+    assert (layers["imputed_expected"] <= layers["imputed"] + 1e-6).all()
+    seen = result.adata.X.toarray() > 0
+    np.testing.assert_allclose(layers["imputed_expected"][seen], layers["imputed"][seen])
+
+
 def test_same_seed_same_output_other_seed_differs() -> None:
     adata = make_adata()
     a = quick(adata, seed=3).adata.layers["imputed"]
@@ -418,7 +438,7 @@ def test_cli_writes_h5ad_checkpoint_and_loss_table(cli_run: tuple[Path, Path]) -
     model_path, loss_path = sidecar_paths(out)
     assert model_path.name == "s.imputed.model.pt" and loss_path.name == "s.imputed.loss.tsv"
     result = ad.read_h5ad(out)
-    assert "imputed" in result.layers
+    assert {"imputed", "imputed_expected"} <= set(result.layers)
     ckpt = load_checkpoint(model_path)
     assert {"config", "state_dict", "version", "genes"} <= set(ckpt)
     assert set(ckpt["genes"]) == set(result.var_names[result.var["imputed"].to_numpy()])

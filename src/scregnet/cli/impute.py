@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         type=Path,
-        help="output h5ad (X unchanged + layer 'imputed'); OUT stem + .model.pt and .loss.tsv "
+        help="output h5ad (X unchanged + layers 'imputed' (dropout recovery) and 'imputed_expected' "
+        "(zeros weighted by neighbourhood detection rate)); OUT stem + .model.pt and .loss.tsv "
         "are written beside it",
     )
     parser.add_argument(

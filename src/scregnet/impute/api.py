@@ -4,7 +4,16 @@ The result keeps ``X`` untouched and adds ``layers['imputed']``: log1p(counts pe
 :mod:`scregnet.impute.data` for the normalisation) with the model's output for the modelled genes
 (``var['imputed'] == True``: detected genes, shared with the bulk matrix when one is given, the
 ``n_top_genes`` most variable) and the observed log-normalised values for the others.
-``uns['scregnet_impute']`` records what was done. :func:`write_outputs` writes the h5ad, the
+``uns['scregnet_impute']`` records what was done.
+
+What the values mean. ``imputed``: for an observed non-zero, a denoised value; for an observed
+zero, the value the entry would have had it been detected (dropout recovery; the quantity that
+masked-recovery benchmarks score; see :mod:`scregnet.impute.train`). Genes that are truly off
+then get about the value of one count at the cell's depth, which varies with library size and
+can dominate principal components. ``imputed_expected`` multiplies the imputed value of each
+observed zero by the fraction of the cell's neighbours in which the gene was detected (an
+estimate of the detection probability): an expected value, better suited to clustering and
+other analyses that compare cells (see docs/benchmarks.md for both layers' scores). :func:`write_outputs` writes the h5ad, the
 checkpoint (``.model.pt``) and the per-epoch loss table (``.loss.tsv``) together, atomically.
 """
 
@@ -35,6 +44,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 LAYER = "imputed"
+#: expected-value layer: observed non-zeros as imputed, zeros x their neighbourhood detection rate
+EXPECTED_LAYER = "imputed_expected"
 #: a dense layer above this many entries (1 GB of float32) is stored as CSR instead
 DENSE_LIMIT = 250_000_000
 #: cells used to order genes for the U-Net (a random subset of larger data sets)
@@ -274,7 +285,9 @@ def impute(
         log.info("inference: %d cells in %.1f s", counts.shape[0], time.perf_counter() - t_inf)
 
     out = adata.copy()
+    expected = expected_values(imputed, counts, pool)
     out.layers[LAYER] = _assemble_layer(counts_all, library, imputed, cols)
+    out.layers[EXPECTED_LAYER] = _assemble_layer(counts_all, library, expected, cols)
     out.var["imputed"] = np.isin(np.arange(adata.n_vars), cols)
     out.uns["scregnet_impute"] = {
         "n_genes_modelled": len(genes),
@@ -306,6 +319,37 @@ def _neighbour_pool(
         time.perf_counter() - t0,
     )
     return data.neighbour_pool(nbrs)
+
+
+def expected_values(
+    imputed: NDArray[np.float32],
+    counts: sp.csr_matrix,
+    pool: sp.csr_matrix | None,
+    *,
+    block: int = 4096,
+) -> NDArray[np.float32]:
+    """The expected-value layer: ``imputed`` where a count was observed, else ``p x imputed``.
+
+    ``imputed`` estimates each entry's value had it been detected; ``p`` is the probability that
+    it is detected, estimated by the fraction of the cell's neighbours (``pool``) in which the gene
+    was detected (without a neighbour pool: the fraction of all cells). Computed in row blocks.
+    """
+    csr = sp.csr_matrix(counts)
+    detected = sp.csr_matrix((csr > 0).astype(np.float32))
+    out = np.empty_like(imputed)
+    if pool is None:
+        rate_all = np.asarray(detected.mean(axis=0), dtype=np.float32).ravel()
+    else:
+        k = np.maximum(np.asarray(pool.sum(axis=1), dtype=np.float32).ravel(), 1.0)
+    for start in range(0, csr.shape[0], block):
+        rows = slice(start, min(csr.shape[0], start + block))
+        if pool is None:
+            rate = np.broadcast_to(rate_all, imputed[rows].shape)
+        else:
+            rate = (pool[rows] @ detected).toarray() / k[rows, None]
+        seen = detected[rows].toarray() > 0
+        out[rows] = np.where(seen, imputed[rows], rate * imputed[rows])
+    return out
 
 
 def _assemble_layer(
