@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -202,6 +203,91 @@ def test_train_flags(synth: Synth, tmp_path: Path) -> None:
         torch.load(out2, map_location="cpu", weights_only=False)["metrics"]["n_windows"]["train"]
         > n
     )
+
+
+def test_probabilities_are_calibrated(predicted: Path, synth: Synth) -> None:
+    """Not every peak is called bound: per TF, the share of (cluster, peak) pairs at or above 0.5
+    stays near the true share (the GRN stage's --prior labels threshold at 0.5)."""
+    result = ad.read_h5ad(predicted)
+    u = result.uns["tfbind"]
+    called = (np.asarray(u["binding"]) >= 0.5).mean(axis=(0, 1))
+    truth = pd.read_csv(synth.root / "truth" / "tf_binding.tsv.gz", sep="\t")
+    true_share = truth[["CTCF", "GATA1"]].to_numpy().mean(axis=0)  # 1/3 and 1/6
+    assert (called < 0.6).all() and called.max() > 0.05, called
+    np.testing.assert_allclose(called, true_share, atol=0.2)
+    ckpt = torch.load(synth.root / "model.pt", map_location="cpu", weights_only=False)
+    assert not np.allclose(ckpt["state_dict"]["calib_scale"].numpy(), 1.0)
+
+
+SMALL = ["--filters", "4,4,4", "--hidden", "4", "--device", "cpu", "--threads", "1"]
+
+
+def _train_small(synth: Synth, out: Path, *extra: str) -> dict[str, Any]:
+    argv = ["tfbind", "train", "--fasta", str(synth.fasta), "--bulk", str(synth.bulk_sheet)]
+    code = cli.main([*argv, "--out", str(out), *SMALL, "--epochs", "1", "--quiet", *extra])
+    assert code == 0
+    ckpt: dict[str, Any] = torch.load(out, map_location="cpu", weights_only=False)
+    return ckpt
+
+
+@pytest.fixture(scope="module")
+def reference(synth: Synth) -> dict[str, Any]:
+    return _train_small(synth, synth.root / "reference.pt")
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--max-pos-weight", "1"],
+        ["--jitter", "0"],
+        ["--no-rc-augment"],
+        ["--dropout", "0,0,0"],
+        ["--batch-size", "16"],
+        ["--lr", "1e-2"],
+        ["--step", "100"],
+        ["--bin-size", "100"],
+        ["--exclude-chroms", "chr3"],
+        ["--motifs", "MOTIFS"],
+        ["--sequence-warmup", "1", "--epochs", "2"],
+    ],
+)
+def test_train_flag_changes_the_model(
+    synth: Synth, reference: dict[str, Any], tmp_path: Path, flag: list[str]
+) -> None:
+    flag = [str(synth.motifs) if f == "MOTIFS" else f for f in flag]
+    ckpt = _train_small(synth, tmp_path / "m.pt", *flag)
+    ref_state, state = reference["state_dict"], ckpt["state_dict"]
+    same = ref_state.keys() == state.keys() and all(
+        ref_state[k].shape == state[k].shape and torch.allclose(ref_state[k], state[k])
+        for k in ref_state
+    )
+    assert not same, f"{flag} did not change the trained model"
+    config = ckpt["config"]
+    if flag[0] == "--step":
+        assert ckpt["metrics"]["n_windows"]["train"] > reference["metrics"]["n_windows"]["train"]
+    if flag[0] == "--bin-size":
+        assert ckpt["bin_size"] == 100
+    if flag[0] == "--exclude-chroms":
+        assert "chr3" not in {*ckpt["test_chroms"], *ckpt["val_chroms"]}
+        assert ckpt["test_chroms"] != reference["test_chroms"]
+    if flag[0] == "--motifs":
+        # two first-block filters per TF hold its motif's log-odds (trained for one epoch)
+        assert config["motifs"] == str(synth.motifs)
+        assert float(state["features.1.bias"][:4].mean()) < -1.0
+    if flag[0] == "--sequence-warmup":
+        history = ckpt["metrics"]["history"]
+        assert len(history) == 2 and ckpt["metrics"]["best_epoch"] == 2
+
+
+def test_train_motif_file_errors(
+    synth: Synth, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _train_fails(synth, tmp_path, capsys, "--motifs", str(tmp_path / "absent.jaspar"))
+    assert "absent.jaspar" in line and "does not exist" in line
+    other = tmp_path / "other.jaspar"
+    other.write_text(">MA0001.1 FOXO9\nA [ 9 0 ]\nC [ 0 9 ]\nG [ 0 0 ]\nT [ 1 1 ]\n")
+    line = _train_fails(synth, tmp_path, capsys, "--motifs", str(other))
+    assert "other.jaspar" in line and "no motif" in line and "CTCF" in line
 
 
 # ---------------------------------------------------------------------------------- bad input

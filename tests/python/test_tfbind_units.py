@@ -184,3 +184,57 @@ def test_short_motif_threshold_falls_back_to_best_kmers() -> None:
     threshold = score_threshold(lo, p_value=5e-5)
     best = lo.max(axis=0).sum()
     assert best - 0.05 < threshold <= best
+
+
+def test_motif_filters_hold_the_log_odds_on_both_strands() -> None:
+    model = ScFAN(ModelConfig(n_tfs=2, window=200, filters=(6, 4, 4), hidden=8))
+    long_lo = torch.randn(4, 12)
+    long_lo[:, 3:11] += 5.0  # the informative stretch is columns 3..10
+    short_lo = torch.randn(4, 5)
+    used = model.init_motif_filters([long_lo, short_lo, torch.randn(4, 9), torch.randn(4, 9)])
+    assert used == [0, 1, 2, 3, 4, 5]  # 6 filters hold 3 motifs; the 4th does not fit
+    w = model.features[0].weight.detach()
+    torch.testing.assert_close(w[0, :4], long_lo[:, 3:11])
+    torch.testing.assert_close(w[1, :4], long_lo[:, 3:11].flip(dims=(0, 1)))  # reverse complement
+    torch.testing.assert_close(w[2, :4, 1:6], short_lo)  # centred, zero padded
+    assert float(w[2, :4, 0].abs().sum()) == 0.0 and float(w[:6, 4].abs().sum()) == 0.0
+    assert torch.all(model.features[1].bias.detach()[:6] == -2.0)
+    # a forward filter responds most to its own motif's consensus, the reverse one to its complement
+    consensus = "".join("ACGT"[i] for i in long_lo[:, 3:11].argmax(dim=0))
+    x = torch.from_numpy(one_hot("A" * 50 + consensus + "A" * 142))[None]
+    x = torch.cat([x, torch.zeros(1, 1, 200)], dim=1)
+    out = torch.nn.functional.conv1d(x, model.features[0].weight)
+    assert int(out[0, 0].argmax()) == 50
+    rc = reverse_complement(x)
+    assert int(torch.nn.functional.conv1d(rc, model.features[0].weight)[0, 1].argmax()) == 200 - 58
+
+
+def test_calibration_undoes_sampling_and_class_weights() -> None:
+    from scregnet.tfbind.train import fit_calibration
+
+    rng = np.random.default_rng(0)
+    # true model: P(y=1 | z) = sigmoid(2 z - 4); the network's logit is z + 3 (overconfident)
+    z = rng.normal(size=200_000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-(2 * z - 4)))).astype(np.int8)
+    # keep every positive and 10 % of the negatives, with weight 10
+    keep = (y == 1) | (rng.random(z.size) < 0.1)
+    w = np.where(y[keep] == 1, 1.0, 10.0)
+    logits = (z[keep] + 3)[:, None]
+    labels = np.column_stack([y[keep], np.full(keep.sum(), -1)])  # second TF: never assayed
+    scale, bias = fit_calibration(
+        np.column_stack([logits, logits]), labels, w, ["A", "B"], min_positives=5
+    )
+    assert scale[0] == pytest.approx(2.0, rel=0.05)
+    assert bias[0] == pytest.approx(-4.0 - 2.0 * 3, rel=0.05)
+    assert (scale[1], bias[1]) == (1.0, 0.0)
+    # unweighted, the fit would reproduce the sample's balance instead (a higher intercept)
+    _, biased = fit_calibration(logits, labels[:, :1], np.ones(keep.sum()), ["A"])
+    assert biased[0] > bias[0] + 2.0
+
+
+def test_pwm_likelihood_ratio() -> None:
+    counts = np.array([[9, 0, 0], [0, 9, 0], [0, 0, 9], [1, 1, 1]], dtype=float)
+    scanner = MotifScanner([Motif("M1", "X", counts)])
+    best = scanner.max_score[0]
+    scores = np.array([[best], [best - 1.0], [best - 3.0], [-np.inf]])
+    np.testing.assert_allclose(scanner.likelihood_ratio(scores)[:, 0], [1.0, 0.5, 0.125, 0.0])

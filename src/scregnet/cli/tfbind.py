@@ -149,6 +149,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=50,
         help="random shift of training windows, +- bp (0 = none; the paper tiled bins every 50 bp)",
     )
+    t.add_argument(
+        "--motifs",
+        type=Path,
+        default=None,
+        help="JASPAR PFMs: initialise two first-block filters per TF (both strands) from its motif, still trained (default: random initialisation)",
+    )
+    t.add_argument(
+        "--sequence-warmup",
+        type=int,
+        default=0,
+        help="first epochs trained with the accessibility channel zeroed, so sequence features are learnt first",
+    )
     _common_nested(t)
 
     p = sub.add_parser(
@@ -286,9 +298,18 @@ def _train(args: argparse.Namespace) -> int:
     if len(args.filters) != len(args.dropout):
         msg = f"--filters has {len(args.filters)} blocks but --dropout {len(args.dropout)}"
         raise InputError(msg)
-    if args.negative_ratio <= 0 or args.lr <= 0 or args.max_pos_weight < 1 or args.jitter < 0:
-        msg = "--negative-ratio and --lr must be > 0, --max-pos-weight >= 1 and --jitter >= 0"
+    if (
+        args.negative_ratio <= 0
+        or args.lr <= 0
+        or args.max_pos_weight < 1
+        or args.jitter < 0
+        or args.sequence_warmup < 0
+    ):
+        msg = "--negative-ratio and --lr must be > 0, --max-pos-weight >= 1, --jitter and --sequence-warmup >= 0"
         raise InputError(msg)
+    if args.motifs is not None and not args.motifs.exists():
+        msg = "motif file does not exist"
+        raise InputError(msg, args.motifs)
     config = TrainConfig(
         window=args.window,
         bin_size=args.bin_size,
@@ -308,6 +329,8 @@ def _train(args: argparse.Namespace) -> int:
         use_accessibility=not args.no_accessibility,
         rc_augment=not args.no_rc_augment,
         jitter=args.jitter,
+        motifs=str(args.motifs) if args.motifs is not None else None,
+        sequence_warmup=args.sequence_warmup,
         seed=args.seed,
     )
     train(args.fasta, args.bulk, args.out, config=config, device=resolve_device(args.device))

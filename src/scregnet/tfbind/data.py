@@ -304,7 +304,10 @@ class WindowIndex:
     """Bins to train or evaluate on: coordinates, the bulk track each uses, and per-TF labels.
 
     ``labels`` is ``(n, n_tfs)`` int8 with 1 bound, 0 unbound and -1 when the TF was not assayed
-    in that track's cell type (masked out of the loss).
+    in that track's cell type (masked out of the loss). ``weights`` is the number of bins of the
+    chromosomes each window stands for (the inverse of its sampling probability: 1 for positive
+    bins, more for sampled negatives), so that weighted statistics over the index estimate those
+    over every bin of its chromosomes (calibration, held-out metrics).
     """
 
     chroms: list[str]
@@ -312,6 +315,11 @@ class WindowIndex:
     starts: NDArray[np.int64]
     track_idx: NDArray[np.int16]
     labels: NDArray[np.int8]
+    weights: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        if self.weights.size != self.starts.size:
+            self.weights = np.ones(self.starts.size, dtype=np.float64)
 
     def __len__(self) -> int:
         return int(self.starts.size)
@@ -393,7 +401,7 @@ def build_index(
     uniformly, skipping windows with more than ``max_n_fraction`` N bases.
     """
     fasta = open_fasta(data.fasta)
-    rows_chrom, rows_start, rows_track, rows_labels = [], [], [], []
+    rows_chrom, rows_start, rows_track, rows_labels, rows_weight = [], [], [], [], []
     n_tfs = len(data.tfs)
     try:
         for ti, track in enumerate(data.tracks):
@@ -425,21 +433,33 @@ def build_index(
                     hard = np.flatnonzero(negative & accessible)
                     easy = np.flatnonzero(negative & ~accessible)
                     n_hard = min(hard.size, n_neg // 2)
+                    weight = np.ones(n_bins, dtype=np.float64)
                     picks = [rng.choice(hard, n_hard, replace=False)] if n_hard else []
+                    if n_hard:
+                        weight[hard] = hard.size / n_hard
                     n_easy = min(easy.size, 2 * (n_neg - n_hard))
                     if n_easy:
                         cand = rng.choice(easy, n_easy, replace=False)
-                        ok = [
-                            _n_fraction(fasta, chrom, int(starts[b]), bin_size, window, size)
-                            <= max_n_fraction
-                            for b in cand
-                        ]
-                        picks.append(cand[np.asarray(ok, dtype=bool)][: n_neg - n_hard])
+                        ok = np.asarray(
+                            [
+                                _n_fraction(fasta, chrom, int(starts[b]), bin_size, window, size)
+                                <= max_n_fraction
+                                for b in cand
+                            ],
+                            dtype=bool,
+                        )
+                        kept = cand[ok][: n_neg - n_hard]
+                        picks.append(kept)
+                        if kept.size:
+                            # usable easy bins (estimated from the N-filtered candidates) per pick
+                            usable = easy.size * ok.mean()
+                            weight[easy] = max(usable / kept.size, 1.0)
                     chosen = np.sort(np.concatenate([np.flatnonzero(positive), *picks]))
                     rows_chrom.append(np.full(chosen.size, ci, dtype=np.int32))
                     rows_start.append(starts[chosen])
                     rows_track.append(np.full(chosen.size, ti, dtype=np.int16))
                     rows_labels.append(labels[chosen])
+                    rows_weight.append(weight[chosen])
             finally:
                 bw.close()
     finally:
@@ -453,6 +473,7 @@ def build_index(
         np.concatenate(rows_start),
         np.concatenate(rows_track),
         np.concatenate(rows_labels),
+        np.concatenate(rows_weight),
     )
 
 

@@ -56,6 +56,9 @@ class ScFAN(nn.Module):
     ``forward`` always returns logits.
     """
 
+    calib_scale: torch.Tensor
+    calib_bias: torch.Tensor
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -76,6 +79,9 @@ class ScFAN(nn.Module):
                 msg = f"window {config.window} is too short for {len(config.filters)} blocks of kernel {config.kernel} and pool {config.pool}"
                 raise ValueError(msg)
         self.features = nn.Sequential(*blocks)
+        # per-TF logit calibration (``scale * logit + bias``), fitted after training; identity before
+        self.register_buffer("calib_scale", torch.ones(config.n_tfs))
+        self.register_buffer("calib_bias", torch.zeros(config.n_tfs))
         # (batch, channels * length) -> (batch, hidden) -> (batch, n_tfs)
         self.head = nn.Sequential(
             nn.Flatten(),
@@ -87,7 +93,50 @@ class ScFAN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
+    def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits: the per-TF Platt scaling fitted on the validation chromosomes."""
+        return logits.float() * self.calib_scale + self.calib_bias
+
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Binding probabilities ``(batch, n_tfs)`` in eval mode."""
-        return torch.sigmoid(self(x).float())
+        """Calibrated binding probabilities ``(batch, n_tfs)`` in eval mode."""
+        return torch.sigmoid(self.calibrate(self(x)))
+
+    @torch.no_grad()
+    def init_motif_filters(
+        self, log_odds: list[torch.Tensor], *, bn_shift: float = -2.0
+    ) -> list[int]:
+        """Initialise first-block filters from motifs (still trainable); returns the filters used.
+
+        Each ``(4, length)`` log-odds matrix fills two filters, the motif and its reverse
+        complement: its most informative ``kernel``-wide stretch (the whole motif, centred, when it
+        is shorter). The accessibility input weight of these filters is 0 and the following batch
+        norm's shift is ``bn_shift``, so that at the start only strong matches pass the ReLU.
+        Motifs beyond the first block's filters (two per motif) are left out.
+        """
+        conv = self.features[0]
+        bn = self.features[1]
+        assert isinstance(conv, nn.Conv1d) and isinstance(bn, nn.BatchNorm1d)
+        assert conv.bias is not None
+        k = self.config.kernel
+        n_fit = min(len(log_odds), conv.out_channels // 2)
+        used: list[int] = []
+        for i, lo in enumerate(log_odds[:n_fit]):
+            lo = lo.float()
+            length = lo.shape[1]
+            w = torch.zeros(4, k)
+            if length >= k:
+                info = lo.clamp(min=0).sum(dim=0)  # per-column information proxy
+                sums = torch.stack([info[j : j + k].sum() for j in range(length - k + 1)])
+                j = int(torch.argmax(sums))
+                w = lo[:, j : j + k]
+            else:
+                off = (k - length) // 2
+                w[:, off : off + length] = lo
+            for f, mat in ((2 * i, w), (2 * i + 1, w.flip(dims=(0, 1)))):
+                conv.weight[f].zero_()
+                conv.weight[f, :4] = mat
+                conv.bias[f] = 0.0
+                bn.bias[f] = bn_shift
+                used.append(f)
+        return used

@@ -1,7 +1,7 @@
 """Motif baselines: JASPAR PFMs, PWM log-odds scanning, and chromVAR-style motif deviations.
 
-- ``pwm x accessibility``: a peak's best PWM log-odds match (both strands), rescaled to [0, 1]
-  between the motif's minimum and maximum possible scores, times the pseudobulk accessibility.
+- ``pwm x accessibility``: the likelihood ratio of a peak's best PWM match (both strands),
+  ``2 ** (log2-odds - maximum log2-odds)``, times the pseudobulk accessibility.
 - chromVAR-style deviations (Schep et al. 2017): per cell, reads in a motif's peaks minus the
   expected share, over the expectation; bias-corrected with background peak sets matched on GC
   content and mean accessibility, reported as z-scores against those backgrounds.
@@ -217,6 +217,15 @@ class MotifScanner:
             torch.where(ok_f, fwd, neg).amax(dim=2), torch.where(ok_r, rev, neg).amax(dim=2)
         )
         return best.double().numpy()
+
+    def likelihood_ratio(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``2 ** (score - max score)``: the best match's likelihood ratio (motif vs background)
+        relative to the consensus's, in (0, 1] (-inf -> 0). Unlike :meth:`relative` it keeps the
+        log-odds scale, so a strong match outweighs many weak ones when multiplied by another
+        signal such as accessibility."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            ratio = np.exp2(scores - self.max_score)
+        return np.clip(np.nan_to_num(ratio, nan=0.0), 0.0, 1.0)
 
     def relative(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:
         """Scores rescaled to [0, 1] between each motif's minimum and maximum (-inf -> 0)."""

@@ -35,6 +35,7 @@ from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir
 from scregnet.io.genome import open_fasta, read_chrom_sizes
 from scregnet.tfbind.data import WindowReader, normalise_signal, one_hot, reverse_complement
+from scregnet.tfbind.model import ScFAN
 from scregnet.tfbind.motifs import Motif, MotifScanner, chromvar_deviations
 from scregnet.tfbind.train import LoadedModel
 
@@ -271,6 +272,7 @@ def predict_peaks(
         else None
     )
     pwm_score = np.zeros((n_p, n_t), dtype=np.float32)
+    pwm_ratio = np.zeros((n_p, n_t), dtype=np.float32)
     match = np.zeros((n_p, n_t), dtype=bool)
     gc = np.zeros(n_p, dtype=np.float64)
     motif_cols = np.asarray([tfs.index(tf) for tf in tf_with_motif], dtype=np.int64)
@@ -298,6 +300,7 @@ def predict_peaks(
                 if scanner is not None:
                     scores = scanner.max_scores(onehot, widths)
                     pwm_score[np.ix_(batch, motif_cols)] = scanner.relative(scores)
+                    pwm_ratio[np.ix_(batch, motif_cols)] = scanner.likelihood_ratio(scores)
                     match[np.ix_(batch, motif_cols)] = scores >= scanner.threshold[None, :]
                 positions = lows[batch, None] + offsets[None, :]
                 inside = (positions >= 0) & (positions < sizes[str(chrom)])
@@ -316,7 +319,9 @@ def predict_peaks(
     finally:
         fa.close()
         tabix.close()
-    pwm_binding = pwm_score[None, :, :] * access[:, :, None]
+    # baseline: the best match's likelihood ratio (2 ** log2-odds, relative to the consensus's)
+    # times the cluster's accessibility at the peak, i.e. odds(motif) x accessibility
+    pwm_binding = pwm_ratio[None, :, :] * access[:, :, None]
     rate = n_windows / t_model if t_model > 0 else float("nan")
     log.info(
         "predicted %d windows (%d peaks x %d clusters) in %.1f s (%.0f windows/s)",
@@ -372,6 +377,8 @@ def _probabilities(
         logit = model(xt).float()
         if rc:
             logit = (logit + model(reverse_complement(xt)).float()) / 2
+    if isinstance(model, ScFAN):
+        logit = model.calibrate(logit)
     return torch.sigmoid(logit).cpu().numpy().astype(np.float32)
 
 

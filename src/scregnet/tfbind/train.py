@@ -39,7 +39,7 @@ from scregnet.tfbind.model import PAPER_DROPOUT, PAPER_FILTERS, ModelConfig, ScF
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 CHECKPOINT_KIND = "scregnet.tfbind"
 
 
@@ -65,6 +65,8 @@ class TrainConfig:
     use_accessibility: bool = True
     rc_augment: bool = True
     jitter: int = 50
+    motifs: str | None = None
+    sequence_warmup: int = 0
     seed: int = 0
 
 
@@ -86,6 +88,29 @@ def masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor) 
 
 
 @torch.no_grad()
+def dataset_logits(
+    model: nn.Module,
+    dataset: Dataset[Any],
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    rc_average: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uncalibrated logits and labels of every item of a labelled dataset (eval mode, strand-averaged)."""
+    model.eval()
+    logits, labels = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x = x.to(device)
+        with autocast(device):
+            logit = model(x).float()
+            if rc_average:
+                logit = (logit + model(reverse_complement(x)).float()) / 2
+        logits.append(logit.float().cpu().numpy())
+        labels.append(y.numpy())
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+@torch.no_grad()
 def predict_dataset(
     model: nn.Module,
     dataset: Dataset[Any],
@@ -94,24 +119,68 @@ def predict_dataset(
     batch_size: int = 256,
     rc_average: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and labels of every item of a labelled dataset (eval mode, strand-averaged)."""
-    model.eval()
-    probs, labels = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        x = x.to(device)
-        with autocast(device):
-            logit = model(x).float()
-            if rc_average:
-                logit = (logit + model(reverse_complement(x)).float()) / 2
-        probs.append(torch.sigmoid(logit).cpu().numpy())
-        labels.append(y.numpy())
-    return np.concatenate(probs), np.concatenate(labels)
+    """Calibrated probabilities and labels of every item of a labelled dataset."""
+    logits, labels = dataset_logits(
+        model, dataset, device=device, batch_size=batch_size, rc_average=rc_average
+    )
+    t = torch.from_numpy(logits)
+    if isinstance(model, ScFAN):
+        t = model.calibrate(t.to(model.calib_scale.device)).cpu()
+    return torch.sigmoid(t).numpy(), labels
+
+
+def fit_calibration(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    tfs: Sequence[str],
+    *,
+    min_positives: int = 5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-TF Platt scaling ``sigmoid(a * logit + b)`` fitted on held-out windows.
+
+    ``weights`` (the bins each window stands for) make the fit reflect every bin of the held-out
+    chromosomes rather than the training sample's class balance, undoing both the oversampling
+    of positives and any positive-class weight in the loss. A TF with fewer than
+    ``min_positives`` assayed positives, or whose fit is not increasing, keeps ``a = 1, b = 0``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    scale = np.ones(len(tfs), dtype=np.float32)
+    bias = np.zeros(len(tfs), dtype=np.float32)
+    for k, tf in enumerate(tfs):
+        keep = labels[:, k] >= 0
+        y = labels[keep, k]
+        if y.sum() < min_positives or (y == 0).sum() < min_positives:
+            log.warning("calibration: %s has too few held-out positives; left uncalibrated", tf)
+            continue
+        lr = LogisticRegression(C=1e4, max_iter=1000)
+        lr.fit(logits[keep, k][:, None], y, sample_weight=weights[keep])
+        a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        if a <= 0:
+            log.warning(
+                "calibration: %s's logits do not rank its held-out windows; left uncalibrated", tf
+            )
+            continue
+        scale[k], bias[k] = a, b
+    return scale, bias
 
 
 def per_tf_metrics(
-    probs: np.ndarray, labels: np.ndarray, tfs: Sequence[str]
+    probs: np.ndarray,
+    labels: np.ndarray,
+    tfs: Sequence[str],
+    *,
+    weights: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """AUROC/AUPRC per TF over the assayed entries; TFs without both classes are left out."""
+    """AUROC/AUPRC per TF over the assayed entries; TFs without both classes are left out.
+
+    With ``weights`` (bins per window, :class:`~scregnet.tfbind.data.WindowIndex`) also
+    ``auroc_all_bins``/``auprc_all_bins``: the same metrics estimated over every bin of the
+    windows' chromosomes (the scFAN protocol), not just over the sampled windows.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     out: dict[str, dict[str, float]] = {}
     for k, tf in enumerate(tfs):
         keep = labels[:, k] >= 0
@@ -124,6 +193,12 @@ def per_tf_metrics(
             "positives": float(y.sum()),
             "n": float(y.size),
         }
+        if weights is not None:
+            w = weights[keep]
+            out[tf]["auroc_all_bins"] = float(roc_auc_score(y, probs[keep, k], sample_weight=w))
+            out[tf]["auprc_all_bins"] = float(
+                average_precision_score(y, probs[keep, k], sample_weight=w)
+            )
     return out
 
 
@@ -142,7 +217,12 @@ def fit(
     device: torch.device,
     generator: torch.Generator,
 ) -> dict[str, Any]:
-    """Adam + masked BCE with early stopping on validation loss; restores the best weights."""
+    """Adam + masked BCE with early stopping on validation loss; restores the best weights.
+
+    During the first ``config.sequence_warmup`` epochs the accessibility channel is zeroed, so the
+    network has to learn sequence features before it can lean on accessibility; early stopping
+    starts counting after the warm-up.
+    """
     model.to(device)
     pos_weight = pos_weight.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -153,12 +233,16 @@ def fit(
     best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
     history: list[dict[str, float]] = []
     n_seen, t_train = 0, 0.0
+    warmup = config.sequence_warmup if config.use_accessibility else 0
     for epoch in range(1, config.epochs + 1):
         model.train()
         t0 = time.perf_counter()
         total, batches = 0.0, 0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
+            if epoch <= warmup and x.shape[1] > 4:
+                x = x.clone()
+                x[:, 4:] = 0.0
             if config.rc_augment:
                 flip = torch.rand(x.shape[0], generator=generator) < 0.5
                 if flip.any():
@@ -181,13 +265,16 @@ def fit(
         )
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         log.info(
-            "epoch %d/%d: train loss %.4f, validation loss %.4f (%.1f s)",
+            "epoch %d/%d%s: train loss %.4f, validation loss %.4f (%.1f s)",
             epoch,
             config.epochs,
+            " (sequence-only warm-up)" if epoch <= warmup else "",
             train_loss,
             val_loss,
             time.perf_counter() - t0,
         )
+        if epoch <= warmup and epoch < config.epochs:
+            continue
         if val_loss < best_loss - 1e-4:
             best_loss, best_epoch, stale = val_loss, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -310,6 +397,8 @@ def train(
         hidden=config.hidden,
     )
     model = ScFAN(model_config)
+    if config.motifs is not None:
+        _init_from_motifs(model, config.motifs, data.tfs)
     weights = pos_weights(train_idx.labels, cap=config.max_pos_weight)
     result = fit(
         model,
@@ -320,10 +409,21 @@ def train(
         device=device,
         generator=generator,
     )
+    # calibration on the validation chromosomes (weighted to stand for all their bins)
+    val_logits, val_labels = dataset_logits(model, dataset(val_idx), device=device)
+    scale, bias = fit_calibration(val_logits, val_labels, val_idx.weights, data.tfs)
+    model.calib_scale.copy_(torch.from_numpy(scale))
+    model.calib_bias.copy_(torch.from_numpy(bias))
+    log.info(
+        "calibration (validation %s): scale %s; bias %s",
+        ",".join(val),
+        " ".join(f"{v:.2f}" for v in scale),
+        " ".join(f"{v:.2f}" for v in bias),
+    )
     t0 = time.perf_counter()
     probs, labels = predict_dataset(model, dataset(test_idx), device=device, batch_size=256)
     predict_rate = len(test_idx) / max(time.perf_counter() - t0, 1e-9)
-    test_metrics = per_tf_metrics(probs, labels, data.tfs)
+    test_metrics = per_tf_metrics(probs, labels, data.tfs, weights=test_idx.weights)
     log.info(
         "held-out chromosomes %s: mean AUROC %.3f, mean AUPRC %.3f over %d TF(s)",
         ",".join(test),
@@ -335,6 +435,8 @@ def train(
         "test": test_metrics,
         "test_mean_auroc": mean_metric(test_metrics, "auroc"),
         "test_mean_auprc": mean_metric(test_metrics, "auprc"),
+        "test_mean_auroc_all_bins": mean_metric(test_metrics, "auroc_all_bins"),
+        "test_mean_auprc_all_bins": mean_metric(test_metrics, "auprc_all_bins"),
         "train_windows_per_s": result["train_windows_per_s"],
         "predict_windows_per_s": predict_rate,
         "best_epoch": result["best_epoch"],
@@ -355,6 +457,27 @@ def train(
     )
     log.info("wrote %s (%.1f s)", out, time.perf_counter() - t_start)
     return metrics
+
+
+def _init_from_motifs(model: ScFAN, path: str | Path, tfs: Sequence[str]) -> None:
+    """First-block filters from the TFs' PFMs (``--motifs``); InputError when none match."""
+    from scregnet.tfbind.motifs import motifs_for_tfs, read_motifs
+
+    motifs = read_motifs(path)
+    if not {m.name.upper() for m in motifs} & {tf.upper() for tf in tfs}:
+        msg = f"no motif in the file is named like one of the TFs ({', '.join(list(tfs)[:6])})"
+        raise InputError(msg, path)
+    found = motifs_for_tfs(motifs, tfs)
+    ordered = [found[tf] for tf in tfs if tf in found]
+    used = model.init_motif_filters([torch.from_numpy(m.log_odds()) for m in ordered])
+    fitted = len(used) // 2
+    log.info(
+        "initialised %d of %d first-block filters from %d motif(s) (both strands)%s",
+        len(used),
+        model.config.filters[0],
+        fitted,
+        f"; {len(ordered) - fitted} motif(s) did not fit" if fitted < len(ordered) else "",
+    )
 
 
 def save_checkpoint(
