@@ -1,0 +1,201 @@
+"""End to end on the simulator's tiny world: every stage, evaluation, report, golden regression,
+kill -9 + resume, and run-to-run determinism.
+
+The pipeline runs through ``bin/scregnet run`` exactly as a user runs it. Training is shortened with
+``*_epochs`` and ``*_args`` params (the same knobs Nextflow's ext.args uses).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from scregnet.evaluate.summary import summarize
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = REPO / "tests" / "golden" / "tiny_summary.json"
+
+FAST = {
+    "impute_epochs": 3,
+    "tfbind_epochs": 2,
+    "grn_epochs": 3,
+    "min_fragments": 500,
+    "device": "cpu",
+    "tfbind_train_args": "--filters 16,16,16 --hidden 32",
+    # a 2-epoch model on the tiny world predicts calibrated but low probabilities (max ~0.25)
+    "grn_args": "--prior-threshold 0.1",
+}
+
+
+def tiny_params(world: Path, dest: Path) -> Path:
+    """params.yaml for the tiny world with absolute paths and the fast training settings."""
+    import yaml
+
+    params = yaml.safe_load((world / "params.yaml").read_text())
+    for key, value in list(params.items()):
+        if isinstance(value, str) and (world / value).exists():
+            params[key] = str(world / value)
+    params.update(FAST)
+    dest.write_text(yaml.safe_dump(params, sort_keys=True))
+    return dest
+
+
+def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "bin" / "scregnet"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        **kwargs,
+    )  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("e2e")
+    params = tiny_params(tiny_world, base / "params.yaml")
+    results = base / "results"
+    proc = run(["run", "--params", str(params), "--outdir", str(results)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"report: {(results / 'report' / 'report.html').resolve()}" in proc.stdout
+    return results
+
+
+def test_every_stage_wrote_its_outputs(tiny_run: Path) -> None:
+    for sample in ("sample1", "sample2"):
+        for rel in (
+            f"atac/{sample}.fragments.tsv.gz",
+            f"atac/{sample}.fragments.tsv.gz.tbi",
+            f"atac/{sample}.atac.h5ad",
+            f"atac/{sample}.clustered.h5ad",
+            f"atac/{sample}.qc.tsv",
+            f"impute/{sample}.imputed.h5ad",
+            f"tfbind/{sample}.tfbind.h5ad",
+        ):
+            assert (tiny_run / rel).is_file(), rel
+        assert list((tiny_run / "tracks" / sample).glob("*.bw"))
+    for rel in (
+        "tfbind/model.pt",
+        "grn/grn_edges.tsv",
+        "grn/grn_attention.tsv",
+        "report/report.html",
+    ):
+        assert (tiny_run / rel).is_file(), rel
+    edges = pd.read_csv(tiny_run / "grn" / "grn_edges.tsv", sep="\t")
+    assert list(edges.columns[:4]) == ["tf", "target", "score", "rank"]
+    assert (np.diff(edges["score"].to_numpy()) <= 0).all()
+
+
+def test_rerun_skips_every_stage(tiny_run: Path, tiny_world: Path, tmp_path: Path) -> None:
+    params = tiny_params(tiny_world, tiny_run.parent / "params.yaml")
+    proc = run(["run", "--params", str(params), "--outdir", str(tiny_run)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ran = [line for line in proc.stderr.splitlines() if line.endswith(": running")]
+    assert ran == [], ran
+    assert "skipped (resume)" in proc.stderr
+
+
+def test_evaluation_scores_every_stage(tiny_run: Path, tiny_world: Path) -> None:
+    proc = run(
+        [
+            "evaluate",
+            "--truth",
+            str(tiny_world / "truth"),
+            "--results",
+            str(tiny_run),
+            "--out",
+            str(tiny_run.parent / "evaluation.json"),
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tiny_run.parent / "evaluation.json").read_text())
+    assert set(report) == {"atac", "impute", "tfbind", "grn"}
+
+
+def test_golden_summary(tiny_run: Path) -> None:
+    """Changing these numbers takes `make regold`, whose diff is reviewed in the commit."""
+    summary = summarize(tiny_run)
+    if os.environ.get("SCREGNET_REGOLD"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    assert summary == golden
+
+
+def _dense(x: object) -> np.ndarray:
+    return x.toarray() if sp.issparse(x) else np.asarray(x)  # type: ignore[union-attr]
+
+
+def _tables_equal(a: Path, b: Path) -> None:
+    for path in sorted(a.rglob("*")):
+        rel = path.relative_to(a)
+        if path.suffix == ".h5ad":
+            x, y = ad.read_h5ad(path), ad.read_h5ad(b / rel)
+            assert x.shape == y.shape, rel
+            assert np.array_equal(_dense(x.X), _dense(y.X)), rel
+            assert x.obs.equals(y.obs) and x.var.equals(y.var), rel
+            for key in x.layers:
+                assert np.array_equal(np.asarray(x.layers[key]), np.asarray(y.layers[key])), (
+                    rel,
+                    key,
+                )
+            for key in x.obsm:
+                assert np.array_equal(_dense(x.obsm[key]), _dense(y.obsm[key])), (rel, key)
+        elif path.name.endswith(
+            ".loss.tsv"
+        ):  # a training log: identical but for wall-clock seconds
+            x, y = (pd.read_csv(p, sep="\t").drop(columns="seconds") for p in (path, b / rel))
+            assert x.equals(y), rel
+        elif path.name.endswith((".tsv", ".bed")):
+            assert path.read_bytes() == (b / rel).read_bytes(), rel
+
+
+def test_kill_9_mid_stage_then_rerun_matches_an_uninterrupted_run(
+    tiny_run: Path, tiny_world: Path, tmp_path: Path
+) -> None:
+    params = tiny_params(tiny_world, tmp_path / "params.yaml")
+    results = tmp_path / "results"
+    with (tmp_path / "run.log").open("w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "bin" / "scregnet"),
+                "run",
+                "--params",
+                str(params),
+                "--outdir",
+                str(results),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + 600
+        while "IMPUTE (sample1): running" not in (tmp_path / "run.log").read_text():
+            assert proc.poll() is None and time.time() < deadline, (
+                tmp_path / "run.log"
+            ).read_text()[-2000:]
+            time.sleep(0.2)
+        time.sleep(1.5)  # well inside the imputation's training
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (results / "impute" / "sample1.imputed.h5ad").exists()
+    rerun = run(["run", "--params", str(params), "--outdir", str(results)])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "FRAGMENTS (sample1): outputs complete and up to date, skipped (resume)" in rerun.stderr
+    assert not [p for p in results.rglob("*") if ".part" in p.name], (
+        "stale temporary files left behind"
+    )
+    for folder in ("atac", "impute", "tfbind", "grn"):
+        _tables_equal(tiny_run / folder, results / folder)
