@@ -283,58 +283,34 @@ def tfbind_heldout_absent(s, tmp):  # type: ignore[no-untyped-def]
     )
 
 
-def tfbind_missing_accessibility(s, tmp):  # type: ignore[no-untyped-def]
-    sheet = pd.read_csv(s["world"] / "bulk" / "bulk_sheet.csv")
+def _train_with_sheet(
+    s: dict[str, Path], tmp: Path, column: str, replacement: Path
+) -> tuple[list[str], Path]:
+    """`tfbind train` on the world's bulk sheet (absolute paths) with row 0's ``column`` replaced."""
     bulk = s["world"] / "bulk"
-    sheet["chip_bed"] = [str(bulk / p) for p in sheet.chip_bed]
-    sheet["accessibility_bw"] = [str(bulk / p) for p in sheet.accessibility_bw]
-    sheet.loc[0, "accessibility_bw"] = str(tmp / "gone.bw")
+    sheet = pd.read_csv(bulk / "bulk_sheet.csv")
+    for col in ("chip_bed", "accessibility_bw"):
+        sheet[col] = [str(bulk / p) for p in sheet[col]]
+    sheet.loc[0, column] = str(replacement)
     path = tmp / "sheet.csv"
     sheet.to_csv(path, index=False)
     out = tmp / "m.pt"
-    return (
-        [
-            "tfbind",
-            "train",
-            "--fasta",
-            str(s["world"] / "genome.fa"),
-            "--bulk",
-            str(path),
-            "--out",
-            str(out),
-        ],
-        "gone.bw",
-        [out],
-    )
+    argv = ["tfbind", "train", "--fasta", str(s["world"] / "genome.fa"), "--bulk", str(path)]
+    return [*argv, "--out", str(out)], out
+
+
+def tfbind_missing_accessibility(s, tmp):  # type: ignore[no-untyped-def]
+    argv, out = _train_with_sheet(s, tmp, "accessibility_bw", tmp / "gone.bw")
+    return argv, "gone.bw", [out]
 
 
 def tfbind_chrom_names_differ(s, tmp):  # type: ignore[no-untyped-def]
-    sheet = pd.read_csv(s["world"] / "bulk" / "bulk_sheet.csv")
     bulk = s["world"] / "bulk"
-    sheet["accessibility_bw"] = [str(bulk / p) for p in sheet.accessibility_bw]
+    first = pd.read_csv(bulk / "bulk_sheet.csv").chip_bed[0]
     bed = tmp / "renamed.chip.bed"
-    bed.write_text(
-        "".join("chrUn_" + line for line in (bulk / sheet.chip_bed[0]).read_text().splitlines(True))
-    )
-    sheet["chip_bed"] = [str(bulk / p) for p in sheet.chip_bed]
-    sheet.loc[0, "chip_bed"] = str(bed)
-    path = tmp / "sheet.csv"
-    sheet.to_csv(path, index=False)
-    out = tmp / "m.pt"
-    return (
-        [
-            "tfbind",
-            "train",
-            "--fasta",
-            str(s["world"] / "genome.fa"),
-            "--bulk",
-            str(path),
-            "--out",
-            str(out),
-        ],
-        "renamed.chip.bed",
-        [out],
-    )
+    bed.write_text("".join("chrUn_" + line for line in (bulk / first).read_text().splitlines(True)))
+    argv, out = _train_with_sheet(s, tmp, "chip_bed", bed)
+    return argv, "renamed.chip.bed", [out]
 
 
 # ---- grn -------------------------------------------------------------------------------------------
