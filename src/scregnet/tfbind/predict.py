@@ -145,14 +145,14 @@ def mean_fragment_length(fragments: Path) -> float:
 def open_fragments(fragments: Path) -> Any:
     import pysam
 
+    from scregnet.io.fragments import check_tabix
+
     if not fragments.exists():
         msg = "fragments file does not exist"
         raise InputError(msg, fragments)
-    if not Path(str(fragments) + ".tbi").exists():
-        msg = "fragments file has no tabix index (.tbi)"
-        raise InputError(msg, fragments)
+    index = check_tabix(fragments)
     try:
-        return pysam.TabixFile(str(fragments))
+        return pysam.TabixFile(str(fragments), index=str(index))
     except (OSError, ValueError) as exc:
         msg = f"cannot open the tabix-indexed fragments file ({exc})"
         raise InputError(msg, fragments) from exc
