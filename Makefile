@@ -35,9 +35,10 @@ pytest: $(STAMP) sysdeps
 ## test: fresh-machine safe: venv + install + lint + format check + mypy + pytest (exit 5 = no tests fails)
 test: lint typecheck pytest
 
-## demo: simulate the small data set and run every stage on one machine
+## demo: simulate the small data set and run every stage on one machine (JOBS steps at once)
+JOBS ?= 2
 demo: $(STAMP)
-	$(VENV)/bin/scregnet run --profile test --outdir results
+	$(VENV)/bin/scregnet run --profile test --outdir results --jobs $(JOBS)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"

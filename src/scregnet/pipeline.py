@@ -371,55 +371,275 @@ def is_fresh(step: Step, record: Path) -> bool:
     return min(_mtime(p) for p in step.outputs) >= newest_input
 
 
+#: Rough seconds one step of each stage takes (CPU test profile, measured 2026-11-21). They only
+#: decide which ready step starts first (the longest remaining chain first), never what it computes.
+STAGE_COST: dict[str, float] = {
+    "FRAGMENTS": 13,
+    "PEAKS": 20,
+    "COUNT": 5,
+    "CLUSTER": 18,
+    "TRACKS": 7,
+    "IMPUTE": 40,
+    "TFBIND_TRAIN": 180,
+    "TFBIND_PREDICT": 22,
+    "TFBIND_MERGE": 6,
+    "GRN": 165,
+    "REPORT": 8,
+    "MULTIQC": 5,
+}
+
+#: the ``name`` of a step that pools every sample (it waits for every sample's upstream steps)
+POOLED = "all"
+
+TRACE_COLUMNS = ("stage", "name", "status", "start", "wall_s", "peak_rss_mb", "log")
+
+
+def _stage_ancestors() -> dict[str, set[str]]:
+    ancestors: dict[str, set[str]] = {}
+    for stage in stage_order():
+        ancestors[stage] = set(STAGE_GRAPH[stage])
+        for up in STAGE_GRAPH[stage]:
+            ancestors[stage] |= ancestors[up]
+    return ancestors
+
+
+def step_dependencies(steps: Sequence[Step]) -> list[set[int]]:
+    """For each step, the indices of the steps that must finish before it may start.
+
+    Step ``b`` comes before step ``a`` when ``b``'s stage is upstream of ``a``'s in
+    :data:`STAGE_GRAPH` and both concern the same sample (or either pools every sample), and
+    whenever ``a`` reads a file that ``b`` writes.
+    """
+    ancestors = _stage_ancestors()
+    deps: list[set[int]] = []
+    for a in steps:
+        upstream = ancestors.get(a.stage, set())
+        inputs = set(a.inputs)
+        deps.append(
+            {
+                j
+                for j, b in enumerate(steps)
+                if b is not a
+                and (
+                    (b.stage in upstream and (a.name == b.name or POOLED in (a.name, b.name)))
+                    or any(o in inputs for o in b.outputs)
+                )
+            }
+        )
+    return deps
+
+
+def _priorities(steps: Sequence[Step], deps: Sequence[set[int]]) -> list[float]:
+    """Each step's longest remaining chain (its cost plus its slowest chain of dependents)."""
+    dependents: list[list[int]] = [[] for _ in steps]
+    for i, ds in enumerate(deps):
+        for j in ds:
+            dependents[j].append(i)
+    sorter = graphlib.TopologicalSorter({i: deps[i] for i in range(len(steps))})
+    try:
+        order = list(sorter.static_order())
+    except graphlib.CycleError as exc:
+        msg = f"the steps depend on each other in a cycle: {exc.args[1]}"
+        raise RuntimeError(msg) from exc
+    level = [0.0] * len(steps)
+    for i in reversed(order):
+        level[i] = STAGE_COST.get(steps[i].stage, 1.0) + max(
+            (level[k] for k in dependents[i]), default=0.0
+        )
+    return level
+
+
+@dataclass
+class _Running:
+    index: int
+    proc: subprocess.Popen[bytes]
+    log: Any
+    log_path: Path
+    started: float
+    started_at: str
+
+
+def _wait_any(running: dict[int, _Running]) -> tuple[_Running, int, float]:
+    """Block until one running step exits; return it, its exit code and its peak RSS in MB.
+
+    ``os.wait4`` gives the exit status with the child's resource usage, whose ``ru_maxrss`` covers
+    the child and every process it waited for (MACS3 under ``scregnet peaks``, for instance).
+    """
+    while True:
+        for run in running.values():
+            pid, status, usage = os.wait4(run.proc.pid, os.WNOHANG)
+            if pid:
+                code = os.waitstatus_to_exitcode(status)
+                run.proc.returncode = code
+                return run, code, usage.ru_maxrss / 1024  # KiB on Linux
+        time.sleep(0.05)
+
+
+def _stop(running: dict[int, _Running]) -> None:
+    """Terminate the steps still running (after a failure or an interrupt) and reap them."""
+    for run in running.values():
+        if run.proc.poll() is None:
+            run.proc.terminate()
+    for run in running.values():
+        try:
+            run.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            run.proc.kill()
+            run.proc.wait()
+        run.log.close()
+    running.clear()
+
+
+def _last_line(log_path: Path, code: int) -> str:
+    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else f"exit code {code}"
+
+
+def _write_trace(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            "\t".join(TRACE_COLUMNS)
+            + "\n"
+            + "".join("\t".join(str(r.get(c, "")) for c in TRACE_COLUMNS) + "\n" for r in rows)
+        )
+
+
 def run_steps(
     steps: Sequence[Step],
     outdir: Path,
     *,
+    jobs: int = 1,
     on_progress: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """Run (or skip as fresh) every step in order; return the names of the steps that ran."""
+    """Run (or skip as fresh) every step, up to ``jobs`` at once; return the steps that ran.
+
+    A step starts once every step it depends on (:func:`step_dependencies`) has finished; among
+    the ready steps the one heading the longest remaining chain starts first. Each step is a child
+    process with a fixed command line, so what it writes does not depend on ``jobs`` or on the
+    order. Every step's output goes to ``pipeline_info/logs/<stage>.<name>.log``; its wall time and
+    peak memory go to ``pipeline_info/steps/<stage>.<name>.json`` and ``pipeline_info/trace.tsv``.
+    On a failure the steps still running are terminated and the first failure is raised; their
+    partial outputs are only temporary files (atomic writes), removed when the step runs again.
+    """
+    if jobs < 1:
+        msg = f"jobs must be >= 1, got {jobs}"
+        raise ValueError(msg)
     say = on_progress or log.info
-    records = outdir / "pipeline_info" / "steps"
+    info = outdir / "pipeline_info"
+    records, logs = info / "steps", info / "logs"
     records.mkdir(parents=True, exist_ok=True)
-    ran: list[str] = []
+    logs.mkdir(parents=True, exist_ok=True)
+    deps = step_dependencies(steps)
+    priority = _priorities(steps, deps)
     total = len(steps)
-    for i, step in enumerate(steps, 1):
-        label = f"[{i}/{total}] {step.stage} ({step.name})"
-        record = records / f"{step.stage}.{step.name}.json"
-        if is_fresh(step, record):
-            say(f"{label}: outputs complete and up to date, skipped (resume)")
-            continue
-        if step.optional_tool and shutil.which(step.executable) is None:
-            say(f"{label}: skipped, `{step.executable}` is not installed")
-            continue
-        say(f"{label}: running")
-        for output in step.outputs:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            for stale in output.parent.glob(
-                f".{output.name}.*part*"
-            ):  # left by a killed earlier attempt
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-        start = time.perf_counter()
-        env = {**os.environ, **step.env}
-        proc = subprocess.run(
-            step.command(), env=env, check=False, stderr=subprocess.PIPE, text=True
-        )
-        if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-            detail = lines[-1] if lines else f"exit code {proc.returncode}"
-            msg = f"{step.stage} ({step.name}) failed: {detail}"
-            raise InputError(msg)
-        missing = [str(p) for p in step.outputs if not p.exists()]
-        if missing:
-            msg = f"{step.stage} ({step.name}) exited 0 but did not write {', '.join(missing)}"
-            raise RuntimeError(msg)
-        with atomic_path(record) as tmp:
-            tmp.write_text(
-                json.dumps({"fingerprint": step.fingerprint(), "argv": step.argv}) + "\n"
+    labels = [f"[{i}/{total}] {s.stage} ({s.name})" for i, s in enumerate(steps, 1)]
+    pending = set(range(total))
+    finished: set[int] = set()
+    running: dict[int, _Running] = {}
+    trace: dict[int, dict[str, Any]] = {}
+    ran: list[str] = []
+    try:
+        while pending or running:
+            ready = sorted(
+                (i for i in pending if deps[i] <= finished), key=lambda i: (-priority[i], i)
             )
-        ran.append(f"{step.stage}:{step.name}")
-        say(f"{label}: done in {time.perf_counter() - start:.1f} s")
+            launched_or_skipped = False
+            for i in ready:
+                if len(running) >= jobs:
+                    break
+                step, label = steps[i], labels[i]
+                record = records / f"{step.stage}.{step.name}.json"
+                row: dict[str, Any] = {"stage": step.stage, "name": step.name}
+                if is_fresh(step, record):
+                    say(f"{label}: outputs complete and up to date, skipped (resume)")
+                    previous = json.loads(record.read_text())
+                    row.update(
+                        {k: previous.get(k, "") for k in ("start", "wall_s", "peak_rss_mb", "log")}
+                    )
+                    trace[i] = {**row, "status": "CACHED"}
+                elif step.optional_tool and shutil.which(step.executable) is None:
+                    say(f"{label}: skipped, `{step.executable}` is not installed")
+                    trace[i] = {**row, "status": "SKIPPED"}
+                else:
+                    running[i] = _launch(i, step, label, logs, say)
+                    pending.discard(i)
+                    launched_or_skipped = True
+                    continue
+                pending.discard(i)
+                finished.add(i)
+                launched_or_skipped = True
+            if launched_or_skipped and len(running) < jobs:
+                continue  # a skipped step may have made others ready
+            if not running:
+                if pending:
+                    msg = f"steps never became ready: {sorted(labels[i] for i in pending)}"
+                    raise RuntimeError(msg)
+                break
+            run, code, peak_mb = _wait_any(running)
+            del running[run.index]
+            run.log.close()
+            step, label = steps[run.index], labels[run.index]
+            wall = time.perf_counter() - run.started
+            if code != 0:
+                _stop(running)
+                msg = (
+                    f"{step.stage} ({step.name}) failed: {_last_line(run.log_path, code)}"
+                    f" (log: {run.log_path})"
+                )
+                raise InputError(msg)
+            missing = [str(p) for p in step.outputs if not p.exists()]
+            if missing:
+                _stop(running)
+                msg = f"{step.stage} ({step.name}) exited 0 but did not write {', '.join(missing)}"
+                raise RuntimeError(msg)
+            row = {
+                "stage": step.stage,
+                "name": step.name,
+                "status": "COMPLETED",
+                "start": run.started_at,
+                "wall_s": round(wall, 1),
+                "peak_rss_mb": round(peak_mb, 1),
+                "log": str(run.log_path.relative_to(info)),
+            }
+            trace[run.index] = row
+            record = records / f"{step.stage}.{step.name}.json"
+            with atomic_path(record) as tmp:
+                tmp.write_text(
+                    json.dumps(
+                        {
+                            "fingerprint": step.fingerprint(),
+                            "argv": step.argv,
+                            **{k: row[k] for k in ("start", "wall_s", "peak_rss_mb", "log")},
+                        }
+                    )
+                    + "\n"
+                )
+            finished.add(run.index)
+            ran.append(f"{step.stage}:{step.name}")
+            _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])  # as it goes
+            say(f"{label}: done in {wall:.1f} s (peak memory {peak_mb:.0f} MB)")
+    except BaseException:
+        _stop(running)
+        raise
+    finally:
+        _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
     return ran
+
+
+def _launch(index: int, step: Step, label: str, logs: Path, say: Callable[[str], None]) -> _Running:
+    say(f"{label}: running")
+    for output in step.outputs:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        for stale in output.parent.glob(f".{output.name}.*part*"):  # left by a killed attempt
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    log_path = logs / f"{step.stage}.{step.name}.log"
+    handle = log_path.open("wb")
+    proc = subprocess.Popen(
+        step.command(), env={**os.environ, **step.env}, stdout=handle, stderr=subprocess.STDOUT
+    )
+    return _Running(
+        index, proc, handle, log_path, time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
+    )
 
 
 #: ``--profile test``: the simulator's ``small`` world with short training (mirrors conf/test.config).
@@ -452,13 +672,19 @@ def prepare_test_data(outdir: Path) -> Path:
 
 
 def run_pipeline(
-    params: dict[str, Any], outdir: Path, *, threads: int = 1, truth: Path | None = None
+    params: dict[str, Any],
+    outdir: Path,
+    *,
+    threads: int = 1,
+    jobs: int = 1,
+    truth: Path | None = None,
 ) -> Path:
-    """Plan and run every stage; score against ``truth`` when given; return the report's path."""
+    """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads); score
+    against ``truth`` when given; return the report's path."""
     outdir.mkdir(parents=True, exist_ok=True)
     steps = plan(params, outdir, threads=threads)
     start = time.perf_counter()
-    run_steps(steps, outdir)
+    run_steps(steps, outdir, jobs=jobs)
     if truth is not None and truth.is_dir():
         from scregnet.evaluate.truth import evaluate, write_evaluation
 

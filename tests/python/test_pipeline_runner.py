@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from scregnet.errors import InputError
-from scregnet.pipeline import STAGE_GRAPH, Step, run_steps, stage_order
+from scregnet.pipeline import STAGE_GRAPH, Step, plan, run_steps, stage_order, step_dependencies
 
 
 def test_stage_order_is_topological() -> None:
@@ -62,3 +63,160 @@ def test_failed_step_raises_with_its_last_error_line(tmp_path: Path) -> None:
     ):
         run_steps([bad], tmp_path)
     assert not (tmp_path / "pipeline_info" / "steps" / "COUNT.s1.json").exists()
+
+
+def _timed_step(
+    stage: str, name: str, out: Path, *, sleep: float, inputs: tuple[Path, ...] = ()
+) -> Step:
+    """A step that records when it started and ended (epoch seconds) in ``out``."""
+    code = (
+        "import sys,time; t=time.time(); time.sleep(float(sys.argv[2])); "
+        "open(sys.argv[1],'w').write(f'{t} {time.time()}')"
+    )
+    return Step(
+        stage,
+        name,
+        ["-c", code, str(out), str(sleep)],
+        list(inputs),
+        [out],
+        executable=sys.executable,
+    )
+
+
+def _interval(path: Path) -> tuple[float, float]:
+    start, end = map(float, path.read_text().split())
+    return start, end
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_jobs_run_independent_steps_together_and_dependents_after(
+    jobs: int, tmp_path: Path
+) -> None:
+    imp, frag, count = tmp_path / "imp", tmp_path / "frag", tmp_path / "count"
+    steps = [
+        _timed_step("FRAGMENTS", "s1", frag, sleep=1.0),
+        _timed_step("IMPUTE", "s1", imp, sleep=1.0),  # no upstream: independent of FRAGMENTS
+        _timed_step("COUNT", "s1", count, sleep=0.1),  # after FRAGMENTS (STAGE_GRAPH)
+    ]
+    lines: list[str] = []
+    assert sorted(run_steps(steps, tmp_path, jobs=jobs, on_progress=lines.append)) == [
+        "COUNT:s1",
+        "FRAGMENTS:s1",
+        "IMPUTE:s1",
+    ]
+    (f0, f1), (i0, i1), (c0, _c1) = (_interval(p) for p in (frag, imp, count))
+    overlap = min(f1, i1) - max(f0, i0)
+    if jobs == 2:
+        assert overlap > 0.5, (f0, f1, i0, i1)
+    else:
+        assert overlap < 0, (f0, f1, i0, i1)
+    assert c0 >= f1
+    # every step has a record with its wall time and peak memory, and a row in the trace
+    trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text().splitlines()
+    assert trace[0].split("\t")[:6] == ["stage", "name", "status", "start", "wall_s", "peak_rss_mb"]
+    assert {tuple(r.split("\t")[:3]) for r in trace[1:]} == {
+        (s.stage, "s1", "COMPLETED") for s in steps
+    }
+    # resume: nothing runs again, the trace says CACHED
+    assert run_steps(steps, tmp_path, jobs=jobs) == []
+    trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text().splitlines()
+    assert {r.split("\t")[2] for r in trace[1:]} == {"CACHED"}
+
+
+def test_peak_memory_of_a_step_is_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "big.txt"
+    code = f"b = bytearray(b'x') * (200 * 2**20); open({str(out)!r}, 'w').write(str(len(b)))"
+    run_steps([Step("COUNT", "s1", ["-c", code], [], [out], executable=sys.executable)], tmp_path)
+    record = json.loads((tmp_path / "pipeline_info" / "steps" / "COUNT.s1.json").read_text())
+    assert 200 <= record["peak_rss_mb"] < 400, record
+    assert record["wall_s"] > 0
+
+
+def test_a_failure_stops_the_steps_running_beside_it(tmp_path: Path) -> None:
+    slow = _timed_step("IMPUTE", "s1", tmp_path / "slow", sleep=60)
+    bad = Step(
+        "FRAGMENTS",
+        "s1",
+        [
+            "-c",
+            "import sys,time; time.sleep(0.5); sys.exit('scregnet fragments: error: x.bam: bad')",
+        ],
+        [],
+        [tmp_path / "never"],
+        executable=sys.executable,
+    )
+    after = _timed_step("COUNT", "s1", tmp_path / "after", sleep=0)
+    start = time.perf_counter()
+    with pytest.raises(InputError, match=r"FRAGMENTS \(s1\) failed: scregnet fragments: error"):
+        run_steps([slow, bad, after], tmp_path, jobs=2)
+    assert time.perf_counter() - start < 30
+    assert not (tmp_path / "slow").exists() and not (tmp_path / "after").exists()
+    log = tmp_path / "pipeline_info" / "logs" / "FRAGMENTS.s1.log"
+    assert "x.bam: bad" in log.read_text()
+
+
+def test_step_dependencies_of_the_real_plan(tiny_world: Path, tmp_path: Path) -> None:
+    from scregnet.io.params import read_params
+
+    steps = plan(read_params(tiny_world / "params.yaml"), tmp_path, threads=1)
+    deps = step_dependencies(steps)
+    named = {
+        (s.stage, s.name): {(steps[j].stage, steps[j].name) for j in deps[i]}
+        for i, s in enumerate(steps)
+    }
+    samples = sorted({s.name for s in steps if s.stage == "FRAGMENTS"})
+    assert len(samples) >= 2
+    s1, s2 = samples[:2]
+    assert named[("IMPUTE", s1)] == set()
+    assert named[("TFBIND_TRAIN", "all")] == set()
+    assert named[("COUNT", s1)] >= {("FRAGMENTS", s1)}
+    assert ("FRAGMENTS", s2) not in named[("COUNT", s1)]
+    assert named[("TFBIND_PREDICT", s1)] >= {
+        ("TFBIND_TRAIN", "all"),
+        ("CLUSTER", s1),
+        ("FRAGMENTS", s1),
+    }
+    assert not {n for n in named[("TFBIND_PREDICT", s1)] if n[1] == s2}
+    assert named[("GRN", "all")] >= {
+        ("IMPUTE", s1),
+        ("IMPUTE", s2),
+        ("TFBIND_MERGE", s1),
+        ("TFBIND_MERGE", s2),
+    }
+    everything = {(s.stage, s.name) for s in steps}
+    assert named[("REPORT", "all")] == everything - {("REPORT", "all"), ("MULTIQC", "all")}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"), [([], 7), (["--seed", "0"], 0), (["--seed", "3"], 3)]
+)
+def test_run_seed_on_the_command_line_beats_the_params_seed(
+    argv: list[str],
+    expected: int,
+    tiny_world: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import yaml
+
+    import scregnet.pipeline
+    from scregnet.cli import main as cli
+
+    params = yaml.safe_load((tiny_world / "params.yaml").read_text())
+    for key, value in params.items():
+        if isinstance(value, str) and (tiny_world / value).exists():
+            params[key] = str(tiny_world / value)
+    params["seed"] = 7
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    seen: dict[str, object] = {}
+
+    def fake_run(params: dict[str, object], outdir: Path, **kwargs: object) -> Path:
+        seen.update(params)
+        return outdir / "report" / "report.html"
+
+    monkeypatch.setattr(scregnet.pipeline, "run_pipeline", fake_run)
+    assert (
+        cli.main(["run", "--params", str(params_file), "--outdir", str(tmp_path / "r"), *argv]) == 0
+    )
+    assert seen["seed"] == expected

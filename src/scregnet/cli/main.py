@@ -53,7 +53,10 @@ def common_options() -> argparse.ArgumentParser:
     """Options every subcommand takes: ``--seed``, ``--threads``, ``--quiet``, ``--debug``."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("common options")
-    group.add_argument("--seed", type=int, default=0, help="random seed")
+    # no argparse default, so that `scregnet run` can tell `--seed 0` from no --seed (main sets 0)
+    group.add_argument(
+        "--seed", type=int, default=argparse.SUPPRESS, help="random seed (default: 0)"
+    )
     group.add_argument("--threads", type=int, default=1, help="worker threads/processes")
     verbosity = group.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
@@ -108,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    args.seed_given = hasattr(args, "seed")
+    if not args.seed_given:
+        args.seed = 0
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
     if args.threads < 1:

@@ -23,13 +23,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default=None, help="override params' device: auto, cpu, cuda, cuda:N"
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="steps run at the same time when the DAG allows (each uses --threads threads); "
+        "outputs do not depend on it",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    from scregnet.errors import InputError
     from scregnet.io.atomic import check_writable_dir
     from scregnet.io.params import read_params
     from scregnet.pipeline import TEST_PROFILE, prepare_test_data, run_pipeline
 
+    if args.jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {args.jobs}")
     outdir = check_writable_dir(args.outdir)
     truth = None
     if args.profile == "test":
@@ -41,8 +51,11 @@ def main(args: argparse.Namespace) -> int:
         params = read_params(args.params)
     if args.device:
         params["device"] = args.device
-    params["seed"] = args.seed if args.seed else params.get("seed", 0)
-    report = run_pipeline(params, outdir, threads=args.threads, truth=truth)
+    if getattr(args, "seed_given", True):  # --seed on the command line beats params' seed
+        params["seed"] = args.seed
+    else:
+        params.setdefault("seed", 0)
+    report = run_pipeline(params, outdir, threads=args.threads, jobs=args.jobs, truth=truth)
     if report.exists():
         print(f"report: {report.resolve()}")
     return 0
