@@ -172,8 +172,8 @@ BROKEN = {
     ),
     "other torch in base": (
         "Dockerfile",
-        "pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime",
-        "pytorch/pytorch:2.12.0-cuda12.8-cudnn9-runtime",
+        "pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime",
+        "pytorch/pytorch:2.12.0-cuda12.6-cudnn9-runtime",
         "not the CUDA PyTorch 2.13.0 runtime image",
     ),
     "other torch pin": (
@@ -208,3 +208,38 @@ def test_environment_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
         (CONTAINERS / "environment.yml").read_text().replace("pytorch=2.13.0", "pytorch=2.12")
     )
     assert any("pytorch ==2.12" in p for p in check_environment(broken, pyproject_deps()))
+
+
+def optional_deps(extra: str) -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return dict(requirement(d.split(";")[0]) for d in project["optional-dependencies"][extra])
+
+
+def multiqc_module_versions(text: str) -> set[str]:
+    """The MultiQC versions the module's conda and container directives name."""
+    conda = re.findall(r"conda\s+'bioconda::multiqc=([\d.]+)'", text)
+    container = re.findall(r"container\s+'[\w./-]*/multiqc:([\d.]+)--[\w]+'", text)
+    assert conda and container, "MULTIQC module: no conda or container pin found"
+    return set(conda) | set(container)
+
+
+def test_multiqc_is_the_same_version_in_the_module_and_the_dev_extra() -> None:
+    """The contract run executes the pip-installed MultiQC (dev extra): the module's version."""
+    module = multiqc_module_versions((REPO / "modules/local/multiqc/main.nf").read_text())
+    assert module == {optional_deps("dev")["multiqc"].removeprefix("==")}
+
+
+def test_multiqc_version_check_fails_on_a_broken_copy() -> None:
+    text = (REPO / "modules/local/multiqc/main.nf").read_text()
+    broken = text.replace("multiqc:1.29--", "multiqc:1.30--")
+    assert broken != text and multiqc_module_versions(broken) == {"1.29", "1.30"}
+
+
+def test_containers_macs3_satisfies_the_peaks_extra() -> None:
+    from packaging.specifiers import SpecifierSet
+
+    spec = SpecifierSet(optional_deps("peaks")["macs3"])
+    pins = set(
+        re.findall(r"macs3==?([\d.]+)", "".join(p.read_text() for p in CONTAINERS.iterdir()))
+    )
+    assert pins and all(pin in spec for pin in pins), (pins, spec)
