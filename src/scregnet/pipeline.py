@@ -391,7 +391,9 @@ STAGE_COST: dict[str, float] = {
 #: the ``name`` of a step that pools every sample (it waits for every sample's upstream steps)
 POOLED = "all"
 
-TRACE_COLUMNS = ("stage", "name", "status", "start", "wall_s", "peak_rss_mb", "log")
+TRACE_COLUMNS = ("stage", "name", "status", "start", "wall_s", "cpu_s", "peak_rss_mb", "log")
+#: what a step record keeps besides its command (and a trace row takes from it when resumed)
+RECORD_FIELDS = ("start", "wall_s", "cpu_s", "peak_rss_mb", "log")
 
 
 def _stage_ancestors() -> dict[str, set[str]]:
@@ -459,8 +461,9 @@ class _Running:
     started_at: str
 
 
-def _wait_any(running: dict[int, _Running]) -> tuple[_Running, int, float]:
-    """Block until one running step exits; return it, its exit code and its peak RSS in MB.
+def _wait_any(running: dict[int, _Running]) -> tuple[_Running, int, float, float]:
+    """Block until one running step exits; return it, its exit code, its CPU seconds (user +
+    system) and its peak RSS in MB.
 
     ``os.wait4`` gives the exit status with the child's resource usage, whose ``ru_maxrss`` covers
     the child and every process it waited for (MACS3 under ``scregnet peaks``, for instance).
@@ -471,7 +474,8 @@ def _wait_any(running: dict[int, _Running]) -> tuple[_Running, int, float]:
             if pid:
                 code = os.waitstatus_to_exitcode(status)
                 run.proc.returncode = code
-                return run, code, usage.ru_maxrss / 1024  # KiB on Linux
+                cpu = usage.ru_utime + usage.ru_stime
+                return run, code, cpu, usage.ru_maxrss / 1024  # KiB on Linux
         time.sleep(0.05)
 
 
@@ -553,9 +557,7 @@ def run_steps(
                 if is_fresh(step, record):
                     say(f"{label}: outputs complete and up to date, skipped (resume)")
                     previous = json.loads(record.read_text())
-                    row.update(
-                        {k: previous.get(k, "") for k in ("start", "wall_s", "peak_rss_mb", "log")}
-                    )
+                    row.update({k: previous.get(k, "") for k in RECORD_FIELDS})
                     trace[i] = {**row, "status": "CACHED"}
                 elif step.optional_tool and shutil.which(step.executable) is None:
                     say(f"{label}: skipped, `{step.executable}` is not installed")
@@ -575,7 +577,7 @@ def run_steps(
                     msg = f"steps never became ready: {sorted(labels[i] for i in pending)}"
                     raise RuntimeError(msg)
                 break
-            run, code, peak_mb = _wait_any(running)
+            run, code, cpu, peak_mb = _wait_any(running)
             del running[run.index]
             run.log.close()
             step, label = steps[run.index], labels[run.index]
@@ -598,6 +600,7 @@ def run_steps(
                 "status": "COMPLETED",
                 "start": run.started_at,
                 "wall_s": round(wall, 1),
+                "cpu_s": round(cpu, 1),
                 "peak_rss_mb": round(peak_mb, 1),
                 "log": str(run.log_path.relative_to(info)),
             }
@@ -609,7 +612,7 @@ def run_steps(
                         {
                             "fingerprint": step.fingerprint(),
                             "argv": step.argv,
-                            **{k: row[k] for k in ("start", "wall_s", "peak_rss_mb", "log")},
+                            **{k: row[k] for k in RECORD_FIELDS},
                         }
                     )
                     + "\n"
