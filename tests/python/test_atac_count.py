@@ -12,7 +12,7 @@ import pysam
 import pytest
 import scipy.sparse as sp
 
-from scregnet.atac.count import count_fragments, tile_names
+from scregnet.atac.count import IntervalIndex, count_fragments, feature_hits, tile_names
 from scregnet.cli import main as cli
 from scregnet.io.bed import read_bed
 from scregnet.io.h5ad import read_h5ad
@@ -398,3 +398,31 @@ def read_bed_text(tmp_path: Path, text: str) -> pd.DataFrame:
     bed = tmp_path / "p.bed"
     bed.write_text(text)
     return read_bed(bed)
+
+
+@pytest.mark.parametrize("strategy", ["fragment", "insertion", "paired-insertion"])
+def test_disjoint_fast_path_equals_general_overlap(strategy: str) -> None:
+    """Disjoint peaks take two binary searches per fragment; the pairs and FRiP flags must be
+    those of the general (overlapping-interval) path, including touching peaks, fragments
+    spanning several peaks and fragments before the first / after the last peak."""
+    rng = np.random.default_rng(0)
+    bounds = np.sort(rng.choice(np.arange(100, 20_000), 400, replace=False))
+    start, end = bounds[0::2], bounds[1::2]
+    end[::7] = np.minimum(end[::7], start[::7] + 1)  # 1 bp peaks
+    start[1::5] = end[:-1:5][: start[1::5].size]  # touching neighbours
+    keep = end > start
+    start, end = start[keep], end[keep]
+    ids = rng.permutation(start.size)
+    index = IntervalIndex(start, end, ids)
+    assert index.disjoint
+    s = np.sort(rng.integers(0, 20_500, 20_000))
+    e = s + rng.choice([1, 2, 50, 300, 3000], s.size)
+    q, f, in_peak = index.disjoint_hits(s, e, strategy)  # type: ignore[arg-type]
+    index.disjoint = False
+    q2, f2 = feature_hits(index, s, e, strategy, start.size)  # type: ignore[arg-type]
+    ours = sorted(zip(q.tolist(), f.tolist(), strict=True))
+    assert ours == sorted(zip(q2.tolist(), f2.tolist(), strict=True))
+    expected = np.zeros(s.size, dtype=bool)
+    expected[index.overlap(s, e)[0]] = True
+    np.testing.assert_array_equal(in_peak, expected)
+    assert q.size > 1000 and 0 < expected.sum() < s.size

@@ -19,9 +19,10 @@ import itertools
 import logging
 import shutil
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,7 @@ class BarcodeTable:
 
     names: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
+    _arrow: Any = field(default=None, repr=False, compare=False)
 
     def ids(self, values: Sequence[str]) -> np.ndarray:
         """Global ids of ``values`` (adding unseen ones); int32."""
@@ -66,6 +68,24 @@ class BarcodeTable:
                 index[v] = j
                 names.append(v)
             out[i] = j
+        return out
+
+    def ids_of(self, values: Any) -> np.ndarray:
+        """Global ids of the strings in a pyarrow array (adding unseen ones); int32.
+
+        Vectorised: one hash lookup of ``values`` against the known names; only names not seen
+        before go through :meth:`ids`.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self._arrow is None or len(self._arrow) != len(self.names):
+            self._arrow = pa.array(self.names, type=pa.string())
+        pos = pc.index_in(values, value_set=self._arrow)
+        out = pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+        missing = out < 0
+        if missing.any():
+            out[missing] = self.ids(values.filter(pa.array(missing)).to_pylist())
         return out
 
     def __len__(self) -> int:
@@ -90,6 +110,19 @@ def _sniff(path: Path) -> tuple[int, int]:
         raise InputError(msg, path) from exc
     msg = "fragments file has no fragments"
     raise InputError(msg, path)
+
+
+def _raw_inflate() -> tuple[Callable[..., bytes], tuple[type[Exception], ...]]:
+    """Raw-deflate decompressor: ISA-L's (``isal``, about 3x faster than zlib) when installed.
+
+    Both produce the same bytes (DEFLATE decoding is deterministic); only the speed differs.
+    """
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - without isal, the standard library's zlib
+        return zlib.decompress, (zlib.error,)
+    isal_error: type[Exception] = isal_zlib.error  # type: ignore[assignment]
+    return isal_zlib.decompress, (isal_error, zlib.error)
 
 
 _BGZF_MAGIC = b"\x1f\x8b\x08\x04"
@@ -131,11 +164,13 @@ def text_chunks(path: Path, target: int, *, threads: int = 1) -> Iterator[bytes 
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    decompress, errors = _raw_inflate()
+
     def inflate(args: tuple[memoryview, int, int, int]) -> bytes:
         view, start, end, isize = args
         try:
-            out = zlib.decompress(view[start:end], -15)
-        except zlib.error as exc:
+            out = decompress(view[start:end], -15)
+        except errors as exc:
             msg = f"truncated or corrupt gzip stream ({exc})"
             raise InputError(msg, path) from exc
         if len(out) != isize:
@@ -311,7 +346,7 @@ class FragmentReader:
             if cols["start"].null_count or cols["end"].null_count or cols["chrom"].null_count:
                 msg = f"empty field in a fragment line after line {self.n_lines + self._skip}"
                 raise InputError(msg, self.path)
-            bc_local = self.barcodes.ids(cols["barcode"].dictionary.to_pylist())
+            bc_local = self.barcodes.ids_of(cols["barcode"].dictionary)
             barcode = bc_local[cols["barcode"].indices.to_numpy(zero_copy_only=False)]
             if "count" in cols:
                 count = cols["count"].to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
