@@ -190,8 +190,10 @@ def tile_hits(
     else:
         two = t1 != t0
         q, t = np.concatenate([idx, idx[two]]), np.concatenate([t0, t1[two]])
-    keep = t < n_tiles_chrom  # fragments hanging over the chromosome end
-    return q[keep], t[keep] + offset
+    if t.size and int(t1.max()) >= n_tiles_chrom:  # fragments hanging over the chromosome end
+        keep = t < n_tiles_chrom
+        q, t = q[keep], t[keep]
+    return q, t + offset
 
 
 @dataclass
@@ -354,9 +356,7 @@ def count_fragments(
     tiles = Tiles.build(chrom_sizes, tile_size, exclude) if tile_size else None
     tile_offsets = tiles.offsets if tiles else {}
     tss_index = TSSIndex(tss) if tss is not None else None
-    _check_fragment_chromosomes(fragments, chrom_sizes)
-
-    reader = FragmentReader(fragments, threads=threads)
+    reader = FragmentReader(fragments, threads=threads, genome=chrom_sizes, exclude=exclude)
     wanted: set[str] = set(barcodes) if barcodes is not None else set()
     use_whitelist = barcodes is not None
     wanted_mask = np.zeros(0, dtype=bool)
@@ -367,16 +367,6 @@ def count_fragments(
         if chunk.chrom in exclude:
             skipped += len(chunk)
             continue
-        if chunk.chrom not in chrom_sizes:
-            from scregnet.io.genome import check_same_chromosomes
-
-            check_same_chromosomes(
-                [chunk.chrom],
-                chrom_sizes,
-                what="fragments",
-                ref_what="genome index",
-                path=fragments,
-            )
         s, e, bc = chunk.start, chunk.end, chunk.barcode
         if use_whitelist:
             names_now = reader.barcodes.names
@@ -453,7 +443,7 @@ def count_fragments(
     else:
         cell_ids = np.flatnonzero(is_cell)
         cell_ids = cell_ids[np.argsort(np.asarray(names, dtype=object)[cell_ids], kind="stable")]
-    row_of = np.full(len(names), -1, dtype=np.int64)
+    row_of = np.full(len(names), -1, dtype=np.int32)
     row_of[cell_ids] = np.arange(cell_ids.size)
     n_cells = int(cell_ids.size)
 
@@ -488,22 +478,3 @@ def count_fragments(
         time.perf_counter() - began,
     )
     return CountResult(adata, table, threshold)
-
-
-def _check_fragment_chromosomes(fragments: Path, chrom_sizes: dict[str, int]) -> None:
-    """With a tabix index, check the fragments' chromosome names before reading anything."""
-    import pysam
-
-    from scregnet.io.genome import check_same_chromosomes
-
-    for suffix in (".tbi", ".csi"):
-        if Path(str(fragments) + suffix).exists():
-            try:
-                with pysam.TabixFile(str(fragments)) as tbx:
-                    contigs = list(tbx.contigs)
-            except (OSError, ValueError):
-                return  # the streaming reader reports what is wrong with the file
-            check_same_chromosomes(
-                contigs, chrom_sizes, what="fragments", ref_what="genome index", path=fragments
-            )
-            return

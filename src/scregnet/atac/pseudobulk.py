@@ -46,9 +46,9 @@ def insertion_counts(
     labels = sorted(pd.unique(groups.astype(str)).tolist())
     code_of = {g: i for i, g in enumerate(labels)}
     barcode_group = {str(b): code_of[str(g)] for b, g in groups.items()}
-    reader = FragmentReader(fragments, threads=threads)
-    lookup = np.zeros(0, dtype=np.int64)
     exclude = set(exclude_chroms)
+    reader = FragmentReader(fragments, threads=threads, genome=chrom_sizes, exclude=exclude)
+    lookup = np.zeros(0, dtype=np.int64)
     per_group: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {g: [] for g in labels}
     totals = np.zeros(len(labels), dtype=np.int64)
     pending: list[tuple[np.ndarray, np.ndarray]] = []
@@ -77,16 +77,6 @@ def insertion_counts(
             current = chunk.chrom
         if chunk.chrom in exclude:
             continue
-        if chunk.chrom not in chrom_sizes:
-            from scregnet.io.genome import check_same_chromosomes
-
-            check_same_chromosomes(
-                [chunk.chrom],
-                chrom_sizes,
-                what="fragments",
-                ref_what="genome index",
-                path=fragments,
-            )
         names = reader.barcodes.names
         if lookup.size < len(names):
             extra = np.array(

@@ -19,7 +19,7 @@ import itertools
 import logging
 import shutil
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,11 +270,20 @@ class FragmentReader:
 
     ``barcodes`` (the :class:`BarcodeTable`) maps the ``barcode`` ids of every chunk to strings;
     it is complete once iteration has finished. ``chromosomes`` lists the chromosomes in file
-    order, ``n_lines`` the number of fragment lines read.
+    order, ``n_lines`` the number of fragment lines read. With ``genome`` (chromosome sizes),
+    every chromosome of the file that is not in ``exclude`` must be one of the genome's: checked
+    from the tabix index (when there is one) before anything is read, and again as each new
+    chromosome appears (one :class:`InputError` showing both naming styles, e.g. chr1 vs 1).
     """
 
     def __init__(
-        self, path: str | Path, *, block_size: int = _BLOCK_SIZE, threads: int = 1
+        self,
+        path: str | Path,
+        *,
+        block_size: int = _BLOCK_SIZE,
+        threads: int = 1,
+        genome: Mapping[str, int] | None = None,
+        exclude: Iterable[str] = (),
     ) -> None:
         self.path = Path(path)
         if not self.path.exists():
@@ -292,6 +301,38 @@ class FragmentReader:
         if self._ncols < 4:
             msg = f"expected 4 or 5 tab-separated columns (chrom start end barcode [count]), found {self._ncols}"
             raise InputError(msg, self.path)
+        self.genome = genome
+        self.exclude = frozenset(exclude)
+        if genome is not None:
+            self._check_indexed_chromosomes()
+
+    def _check_chromosomes(self, names: Iterable[str]) -> None:
+        """Chromosomes of the fragments (not excluded ones) must be in ``genome``."""
+        if self.genome is None:
+            return
+        from scregnet.io.genome import check_same_chromosomes
+
+        check_same_chromosomes(
+            [n for n in names if n not in self.exclude],
+            self.genome,
+            what="fragments",
+            ref_what="genome index",
+            path=self.path,
+        )
+
+    def _check_indexed_chromosomes(self) -> None:
+        """With a tabix index, check the chromosome names before reading anything."""
+        import pysam
+
+        for suffix in (".tbi", ".csi"):
+            if Path(str(self.path) + suffix).exists():
+                try:
+                    with pysam.TabixFile(str(self.path)) as tbx:
+                        contigs = list(tbx.contigs)
+                except (OSError, ValueError):
+                    return  # the streaming reader reports what is wrong with the file
+                self._check_chromosomes(contigs)
+                return
 
     def _batches(self) -> Iterator[object]:
         import pyarrow as pa
@@ -364,6 +405,8 @@ class FragmentReader:
                 a, b = int(a), int(b)
                 name = chrom_names[int(chrom_codes[a])]
                 if name != current:
+                    if self.genome is not None and name not in self.genome:
+                        self._check_chromosomes([name])
                     if name in seen:
                         msg = (
                             f"line {self.n_lines + self._skip + a + 1}: fragments are not sorted "
