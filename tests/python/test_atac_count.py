@@ -426,3 +426,26 @@ def test_disjoint_fast_path_equals_general_overlap(strategy: str) -> None:
     expected[index.overlap(s, e)[0]] = True
     np.testing.assert_array_equal(in_peak, expected)
     assert q.size > 1000 and 0 < expected.sum() < s.size
+
+
+def test_excluded_contig_need_not_be_in_the_genome(
+    toy: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """chrM is excluded by default, so a genome index without it is fine (tabix index present or
+    not); once chrM is counted (--exclude-chroms '') its absence is the naming error."""
+    no_m = tmp_path / "no_m.sizes"
+    no_m.write_text("chr1\t20000\nchr2\t10000\n")
+    plain = write_fragments(tmp_path / "noidx.tsv.gz", TOY, index=False)
+    for frags in (toy["fragments"], plain):
+        adata = toy_run({**toy, "genome": no_m, "fragments": frags}, tmp_path)
+        assert adata.obs.n_fragments.tolist() == [2, 3, 2]  # type: ignore[attr-defined]
+    for frags in (toy["fragments"], plain):
+        out = tmp_path / "m.h5ad"
+        code = run(
+            "--fragments", frags, "--peaks", toy["peaks"], "--genome", no_m,
+            "--out", out, "--min-fragments", "1", "--exclude-chroms", "",
+        )  # fmt: skip
+        assert code == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and frags.name in err[0] and "chrM" in err[0], err
+        assert not out.exists()
