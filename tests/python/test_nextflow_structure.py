@@ -149,3 +149,54 @@ def test_meta_yml_documents_every_input_and_emit() -> None:
         ]
         assert documented == [i.name for i in inputs_of(proc)], path
         assert set(meta["output"]) == set(proc.emits), path
+
+
+#: config file -> what it must say (whitespace-insensitive) to route GPU work as NEXTFLOW.md asks
+GPU_ROUTING = {
+    "base.config": [
+        "withLabel: process_gpu {",
+        "accelerator = { workflow.profile.contains('gpu') ? 1 : null }",
+    ],
+    "gpu.config": [
+        "docker.runOptions = '-u $(id -u):$(id -g) --gpus all'",
+        "singularity.runOptions = '--nv'",
+        "apptainer.runOptions = '--nv'",
+    ],
+    "awsbatch.config": [
+        "executor = 'awsbatch'",
+        "queue = { task.accelerator && params.gpu_queue ? params.gpu_queue : params.aws_queue }",
+    ],
+    "googlebatch.config": [
+        "executor = 'google-batch'",
+        "accelerator = { workflow.profile.contains('gpu') ? [ request: 1, type: params.gpu_type ] : null }",
+        "installGpuDrivers = true",
+        "50001",
+    ],
+    "slurm.config": [
+        "executor = 'slurm'",
+        "clusterOptions = { task.accelerator ? \"--gres=gpu:${task.accelerator.request}\" : '' }",
+    ],
+}
+
+
+def gpu_routing_problems(conf: Path) -> list[str]:
+    problems = []
+    for name, needed in GPU_ROUTING.items():
+        text = " ".join((conf / name).read_text().split())
+        problems += [f"{name}: missing `{n}`" for n in needed if " ".join(n.split()) not in text]
+    return problems
+
+
+def test_profiles_route_gpu_work() -> None:
+    assert gpu_routing_problems(REPO / "conf") == []
+    assert "gpu_type = 'nvidia-l4'" in " ".join((REPO / "nextflow.config").read_text().split())
+
+
+def test_gpu_routing_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    slurm = conf / "slurm.config"
+    slurm.write_text(slurm.read_text().replace("--gres=gpu:", "--gpus="))
+    assert gpu_routing_problems(conf) == [
+        "slurm.config: missing `clusterOptions = { task.accelerator ? \"--gres=gpu:${task.accelerator.request}\" : '' }`"
+    ]
