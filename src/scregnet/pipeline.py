@@ -431,8 +431,11 @@ def step_dependencies(steps: Sequence[Step]) -> list[set[int]]:
     return deps
 
 
-def _priorities(steps: Sequence[Step], deps: Sequence[set[int]]) -> list[float]:
-    """Each step's longest remaining chain (its cost plus its slowest chain of dependents)."""
+def step_priorities(
+    steps: Sequence[Step], deps: Sequence[set[int]], costs: Sequence[float] | None = None
+) -> list[float]:
+    """Each step's longest remaining chain (its cost plus its slowest chain of dependents), from
+    ``costs`` (seconds per step) or else :data:`STAGE_COST`; the scheduler starts the highest first."""
     dependents: list[list[int]] = [[] for _ in steps]
     for i, ds in enumerate(deps):
         for j in ds:
@@ -445,9 +448,8 @@ def _priorities(steps: Sequence[Step], deps: Sequence[set[int]]) -> list[float]:
         raise RuntimeError(msg) from exc
     level = [0.0] * len(steps)
     for i in reversed(order):
-        level[i] = STAGE_COST.get(steps[i].stage, 1.0) + max(
-            (level[k] for k in dependents[i]), default=0.0
-        )
+        cost = STAGE_COST.get(steps[i].stage, 1.0) if costs is None else costs[i]
+        level[i] = cost + max((level[k] for k in dependents[i]), default=0.0)
     return level
 
 
@@ -534,7 +536,7 @@ def run_steps(
     records.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     deps = step_dependencies(steps)
-    priority = _priorities(steps, deps)
+    priority = step_priorities(steps, deps)
     total = len(steps)
     labels = [f"[{i}/{total}] {s.stage} ({s.name})" for i, s in enumerate(steps, 1)]
     pending = set(range(total))
