@@ -1,7 +1,7 @@
 """TF-binding benchmark: accuracy vs the motif baselines on the simulator, the real CTCF check, speed.
 
     python bench/tfbind.py [--workdir DIR] [--preset small] [--filters 32,48,48 --hidden 64]
-                           [--epochs 4] [--train-motifs] [--sequence-warmup N] [--device cpu]
+                           [--epochs 4] [--motif-init] [--no-motif-tracks] [--no-context] [--sequence-warmup N] [--device cpu]
                            [--threads 1] [--skip-ctcf]
 
 1. Simulator (``small`` by default): ``scregnet simulate``, then per sample ``fragments``,
@@ -89,9 +89,13 @@ def simulator(args: argparse.Namespace, timings: dict[str, Any]) -> dict[str, An
         argv += ["--bulk", str(world / "bulk" / "bulk_sheet.csv"), "--out", str(model)]
         argv += [*size, "--epochs", str(args.epochs), "--lr", str(args.lr)]
         argv += ["--batch-size", str(args.batch_size), "--negative-ratio", str(args.negative_ratio)]
-        argv += ["--device", args.device, *common]
-        if args.train_motifs:
-            argv += ["--motifs", str(world / "motifs.jaspar")]
+        argv += ["--device", args.device, "--motifs", str(world / "motifs.jaspar"), *common]
+        if args.motif_init:
+            argv += ["--motif-init"]
+        if args.no_motif_tracks:
+            argv += ["--no-motif-tracks"]
+        if args.no_context:
+            argv += ["--no-context"]
         if args.sequence_warmup:
             argv += ["--sequence-warmup", str(args.sequence_warmup)]
         run("tfbind train", argv, timings)
@@ -154,19 +158,25 @@ def ctcf(testdata: Path) -> dict[str, float]:
     train_seqs = [s for s, t in zip(seqs, test, strict=True) if not t]
     model, _ = fit_sequences(train_seqs, y[~test], config=config, device=torch.device("cpu"))
     x = torch.from_numpy(np.stack([one_hot(s) for s, t in zip(seqs, test, strict=True) if t]))
-    probs, _ = predict_dataset(
-        model, TensorDataset(x, torch.from_numpy(y[test][:, None])), device=torch.device("cpu")
-    )
+    held_out = TensorDataset(x, torch.from_numpy(y[test][:, None]))
+    probs, _ = predict_dataset(model, held_out, device=torch.device("cpu"))
     motif = next(
         m
         for m in read_motifs(testdata / "motifs" / "JASPAR2022_vertebrates.pfm")
         if m.name.upper() == "CTCF"
     )
+    # the same network with the JASPAR CTCF motif-scan track (our extension)
+    tracked, _ = fit_sequences(
+        train_seqs, y[~test], config=config, device=torch.device("cpu"), motifs=[motif]
+    )
+    probs_tracked, _ = predict_dataset(tracked, held_out, device=torch.device("cpu"))
     pwm = MotifScanner([motif]).max_scores(x.numpy(), np.full(int(test.sum()), 200))[:, 0]
     gc = np.array([(s.count("G") + s.count("C")) / len(s) for s in seqs])[test]
     return {
         "model_auroc": auroc(y[test], probs[:, 0]),
         "model_auprc": auprc(y[test], probs[:, 0]),
+        "tracks_auroc": auroc(y[test], probs_tracked[:, 0]),
+        "tracks_auprc": auprc(y[test], probs_tracked[:, 0]),
         "pwm_auroc": auroc(y[test], pwm),
         "pwm_auprc": auprc(y[test], pwm),
         "gc_auroc": auroc(y[test], gc),
@@ -184,7 +194,13 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=64, help="paper: 919")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument(
-        "--train-motifs", action="store_true", help="initialise filters from the world's motifs"
+        "--motif-init", action="store_true", help="initialise filters from the world's motifs"
+    )
+    parser.add_argument(
+        "--no-motif-tracks", action="store_true", help="ablation: no motif-scan input tracks"
+    )
+    parser.add_argument(
+        "--no-context", action="store_true", help="ablation: no cell-type activity context"
     )
     parser.add_argument("--sequence-warmup", type=int, default=0)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -233,6 +249,9 @@ def main() -> int:
         print("|---|---|---|")
         print(
             f"| sequence-only model (32,32,32 filters) | {real['model_auroc']:.3f} | {real['model_auprc']:.3f} |"
+        )
+        print(
+            f"| same + JASPAR CTCF motif-scan track | {real['tracks_auroc']:.3f} | {real['tracks_auprc']:.3f} |"
         )
         print(
             f"| JASPAR CTCF PWM max log-odds | {real['pwm_auroc']:.3f} | {real['pwm_auprc']:.3f} |"

@@ -1,9 +1,11 @@
 """A minimal synthetic world for the TF-binding tests (independent of the simulator).
 
 Six 24 kb chromosomes; two TFs with planted motifs; two cell types. TF binding = motif x TF
-active in the cell type; bound sites are open (bulk bigWig bump, single-cell fragments). Decoy
-motifs stay closed and decoy open regions have no motif, so accessibility alone or the motif
-alone cannot explain binding.
+active in the cell type x site open (bulk bigWig bump, single-cell fragments). Decoy motifs stay
+closed and decoy open regions have no motif, so accessibility alone or the motif alone cannot
+explain binding; and some GATA1 sites are open in both cell types but bound only where GATA1 is
+active (typeA), so motif x accessibility cannot explain it either: the model needs to know which
+TFs are active in the sample.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ def build(root: Path, *, seed: int = 0, cells_per_type: int = 40) -> Synth:
     for chrom in CHROMS:
         slots = rng.permutation(np.arange(600, CHROM_LEN - 600, 700))
         kinds = ["CTCF"] * 8 + ["GATA1"] * 8 + ["decoy_motif"] * 4 + ["open"] * 4
+        kinds += ["GATA1_open"] * 3
         for pos, kind in zip(slots, kinds, strict=False):
-            tf = kind if kind in CONSENSUS else None
+            tf = kind.removesuffix("_open") if kind.removesuffix("_open") in CONSENSUS else None
             if kind == "decoy_motif":
                 tf = ["CTCF", "GATA1"][int(rng.integers(2))]
             motif = CONSENSUS[tf] if tf else ""
@@ -76,7 +79,10 @@ def build(root: Path, *, seed: int = 0, cells_per_type: int = 40) -> Synth:
 
     def open_in(cell_type: str) -> np.ndarray:
         return np.array(
-            [(k in CONSENSUS and k in ACTIVE[cell_type]) or (k == "open") for k in sites["kind"]]
+            [
+                (k in CONSENSUS and k in ACTIVE[cell_type]) or k in ("open", "GATA1_open")
+                for k in sites["kind"]
+            ]
         )
 
     bulk = root / "bulk"
@@ -96,7 +102,7 @@ def build(root: Path, *, seed: int = 0, cells_per_type: int = 40) -> Synth:
         bw.close()
         for tf in CONSENSUS:
             bed = bulk / f"{cell_type}.{tf}.chip.bed"
-            bound = sites[(sites.kind == tf) & (tf in active)]
+            bound = sites[sites.kind.isin([tf, f"{tf}_open"]) & (tf in active)]
             with bed.open("w") as fh:
                 for _, s in bound.iterrows():
                     fh.write(f"{s.chrom}\t{s.pos - 150}\t{s.pos + 160}\n")
@@ -182,7 +188,7 @@ def build(root: Path, *, seed: int = 0, cells_per_type: int = 40) -> Synth:
                 "cell_type": cell_type,
             }
             for tf in CONSENSUS:
-                row[tf] = int(prow.kind == tf and tf in active)
+                row[tf] = int(prow.kind in (tf, f"{tf}_open") and tf in active)
             rows_t.append(row)
     pd.DataFrame(rows_t).to_csv(truth / "tf_binding.tsv.gz", sep="\t", index=False)
     pd.DataFrame(

@@ -29,6 +29,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 def model(synth: Synth) -> Path:
     out = synth.root / "model.pt"
     argv = ["tfbind", "train", "--fasta", str(synth.fasta), "--bulk", str(synth.bulk_sheet)]
+    argv += ["--motifs", str(synth.motifs)]
     code = cli.main([*argv, "--out", str(out), *FAST, "--epochs", "12", "--lr", "3e-3"])
     assert code == 0
     return out
@@ -81,6 +82,13 @@ def test_checkpoint_carries_what_prediction_needs(model: Path) -> None:
     assert ckpt["test_chroms"] == ["chr4", "chr5"] and ckpt["val_chroms"] == ["chr6"]
     assert ckpt["config"]["filters"] == (16, 24, 24) and ckpt["config"]["epochs"] == 12
     assert ckpt["model_config"]["use_accessibility"] is True
+    # motif tracks and context from the given motif file, carried for prediction
+    assert ckpt["model_config"]["n_motifs"] == 2 and ckpt["model_config"]["use_context"] is True
+    assert [m["motif_id"] for m in ckpt["motifs"]] == ["MA9000.1", "MA9001.1"]
+    assert ckpt["motif_tfs"] == ["CTCF", "GATA1"]
+    # GATA1 is active in typeA only: its motif regions are more accessible there than in typeB
+    context = np.asarray(ckpt["bulk_context"])
+    assert context[0, 1] > context[1, 1] + 0.1, context
     # the held-out windows were scored and the model learned something there
     assert ckpt["metrics"]["test_mean_auroc"] > 0.8
 
@@ -121,7 +129,11 @@ def test_binding_and_activity_against_truth(predicted: Path, synth: Synth) -> No
     assert report is not None
     assert report["chromosomes"] == ["chr4", "chr5"]
     assert report["auroc"] > 0.7, report
-    # accessibility alone cannot tell bound sites from open decoys: the model must beat it
+    # open GATA1 sites in typeB (GATA1 inactive there) fool motif x accessibility; the model,
+    # which also sees each cluster's TF-activity context, must beat that baseline
+    pwm = report["pwm_baseline"]
+    assert report["auprc"] >= pwm["auprc"] + 0.05, report
+    assert report["auroc"] >= pwm["auroc"], report
     result = ad.read_h5ad(predicted)
     u = result.uns["tfbind"]
     assert report["ari"] >= report["chromvar_baseline"]["ari"] - 0.05
@@ -178,11 +190,17 @@ def test_threshold_and_tracks_outdir(
 ) -> None:
     out = tmp_path / "S.tfbind.h5ad"
     tracks = tmp_path / "elsewhere"
-    assert _predict(synth, model, out, "--threshold", "0.8", "--tracks-outdir", str(tracks)) == 0
+    # a threshold just above the weakest pair called at the default 0.5 drops at least that one
+    binding = np.asarray(ad.read_h5ad(predicted).uns["tfbind"]["binding"])[0]
+    called = binding[binding >= 0.5]
+    assert called.size > 0
+    thr = float(np.nextafter(np.float32(called.min()), np.float32(1.0)))
+    argv = ["--threshold", repr(thr), "--tracks-outdir", str(tracks)]
+    assert _predict(synth, model, out, *argv) == 0
     strict = (tracks / "0.binding.bed").read_text().splitlines()
     default = (predicted.parent / "S" / "0.binding.bed").read_text().splitlines()
-    assert len(strict) < len(default)
-    assert all(int(line.split("\t")[4]) >= 800 for line in strict)
+    assert len(default) == called.size
+    assert len(strict) == int((binding >= thr).sum()) < len(default)
     assert not (tmp_path / "S").exists()
 
 
@@ -248,6 +266,9 @@ def reference(synth: Synth) -> dict[str, Any]:
         ["--bin-size", "100"],
         ["--exclude-chroms", "chr3"],
         ["--motifs", "MOTIFS"],
+        ["--motif-init"],
+        ["--no-motif-tracks"],
+        ["--no-context"],
         ["--sequence-warmup", "1", "--epochs", "2"],
     ],
 )
@@ -271,9 +292,20 @@ def test_train_flag_changes_the_model(
         assert "chr3" not in {*ckpt["test_chroms"], *ckpt["val_chroms"]}
         assert ckpt["test_chroms"] != reference["test_chroms"]
     if flag[0] == "--motifs":
-        # two first-block filters per TF hold its motif's log-odds (trained for one epoch)
+        # the file's motifs, not pyjaspar's, feed the motif tracks
         assert config["motifs"] == str(synth.motifs)
+        assert [m["motif_id"] for m in ckpt["motifs"]] == ["MA9000.1", "MA9001.1"]
+        assert [m["motif_id"] for m in reference["motifs"]] != ["MA9000.1", "MA9001.1"]
+    if flag[0] == "--motif-init":
+        # two first-block filters per TF hold its motif's log-odds (trained for one epoch)
+        assert config["motif_init"] is True
         assert float(state["features.1.bias"][:4].mean()) < -1.0
+    if flag[0] == "--no-motif-tracks":
+        assert ckpt["model_config"]["n_motifs"] == 0 and reference["model_config"]["n_motifs"] == 2
+        assert ckpt["model_config"]["use_context"] is True
+    if flag[0] == "--no-context":
+        assert ckpt["model_config"]["use_context"] is False and ckpt["bulk_context"] is None
+        assert reference["model_config"]["use_context"] is True
     if flag[0] == "--sequence-warmup":
         history = ckpt["metrics"]["history"]
         assert len(history) == 2 and ckpt["metrics"]["best_epoch"] == 2

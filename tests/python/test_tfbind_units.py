@@ -238,3 +238,68 @@ def test_pwm_likelihood_ratio() -> None:
     best = scanner.max_score[0]
     scores = np.array([[best], [best - 1.0], [best - 3.0], [-np.inf]])
     np.testing.assert_allclose(scanner.likelihood_ratio(scores)[:, 0], [1.0, 0.5, 0.125, 0.0])
+
+
+def test_motif_auc_and_top_matches() -> None:
+    from scregnet.tfbind.context import motif_auc, tf_context, top_matches
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(400, 2))
+    scores[:20, 0] += 10.0  # 20 strong matches of motif 0
+    match = top_matches(scores, top=0.05)
+    assert match.sum(axis=0).tolist() == [20, 20] and match[:20, 0].all()
+    # sample 0: motif-0 regions are the most accessible; sample 1: the least; sample 2: no signal
+    access = rng.gamma(2.0, 1.0, size=(3, 400))
+    access[0, :20] += 50.0
+    access[1, :20] = 0.0
+    access[2] = 1.0
+    ctx = motif_auc(access, match)
+    assert ctx[0, 0] == pytest.approx(0.5) and ctx[1, 0] < -0.4 and ctx[2].tolist() == [0.0, 0.0]
+    assert abs(ctx[0, 1]) < 0.2
+    # scale-free: depth and a monotone transform do not change it; sparse input is the same
+    np.testing.assert_allclose(motif_auc(np.log1p(access * 7.0), match), ctx)
+    np.testing.assert_allclose(motif_auc(sp.csr_matrix(access), match), ctx)
+    spread = tf_context(ctx, [2, 0], 3)
+    assert spread.shape == (3, 3) and spread[0, 2] == pytest.approx(0.5) and spread[0, 1] == 0.0
+
+
+def test_motif_tracks_and_context_in_the_model() -> None:
+    counts = np.full((4, 8), 1.0)
+    consensus = "TGACGTCA"
+    for j, b in enumerate(consensus):
+        counts["ACGT".index(b), j] = 30.0
+    lo = torch.from_numpy(Motif("M", "X", counts).log_odds())
+    config = ModelConfig(
+        n_tfs=2,
+        window=200,
+        filters=(4, 4, 4),
+        hidden=4,
+        n_motifs=1,
+        motif_width=8,
+        motif_tf=(1,),
+        use_context=True,
+    )
+    assert config.in_channels == 4 + 1 + 2 and config.trunk_channels == 4 + 1 + 1
+    model = ScFAN(config).eval()
+    model.set_motifs([lo])
+    seq = "A" * 96 + consensus + "A" * 96
+    dna = torch.from_numpy(one_hot(seq))[None]
+    scores = model.motif_scores(dna)
+    assert scores.shape == (1, 1, 200) and float(scores.max()) == pytest.approx(0.0, abs=1e-5)
+    assert float(scores[0, 0, :80].max()) < -10  # no match in the poly-A flank
+    # strand-symmetric: the reverse complement scores the same maximum
+    assert float(model.motif_scores(reverse_complement(dna)).max()) == pytest.approx(0.0, abs=1e-5)
+    # the motif path and the context term move only their own TF's logit
+    x = torch.cat([dna, torch.ones(1, 1, 200), torch.zeros(1, 2, 200)], dim=1)
+    with torch.no_grad():
+        model.motif_path.fill_(1.0)
+        model.context_weight.fill_(1.0)
+        base = model(x)
+        x_ctx = x.clone()
+        x_ctx[:, 6] = 0.2  # context of TF 1
+        shifted = model(x_ctx)
+    assert float(shifted[0, 1] - base[0, 1]) == pytest.approx(0.2 * ScFAN.CONTEXT_SCALE, rel=1e-4)
+    assert float(shifted[0, 0] - base[0, 0]) == pytest.approx(0.0, abs=1e-5)
+    torch.testing.assert_close(model.base_logits(x_ctx), model.base_logits(x))
+    with pytest.raises(ValueError, match="one TF index"):
+        ModelConfig(n_tfs=2, n_motifs=1, motif_width=8, motif_tf=(5,))

@@ -153,7 +153,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--motifs",
         type=Path,
         default=None,
-        help="JASPAR PFMs: initialise two first-block filters per TF (both strands) from its motif, still trained (default: random initialisation)",
+        help="JASPAR PFMs of the TFs (matched by name) for the motif tracks, the context and --motif-init (default: pyjaspar's bundled JASPAR by TF name)",
+    )
+    t.add_argument(
+        "--no-motif-tracks",
+        action="store_true",
+        help="no motif-scan input tracks and no per-TF motif x accessibility path (the paper's input: DNA + accessibility only)",
+    )
+    t.add_argument(
+        "--no-context",
+        action="store_true",
+        help="no sample-level TF-activity context (motif-accessibility AUC per cell type / cluster / cell)",
+    )
+    t.add_argument(
+        "--motif-init",
+        action="store_true",
+        help="initialise two first-block filters per TF (both strands) from its motif, still trained",
     )
     t.add_argument(
         "--sequence-warmup",
@@ -330,6 +345,9 @@ def _train(args: argparse.Namespace) -> int:
         rc_augment=not args.no_rc_augment,
         jitter=args.jitter,
         motifs=str(args.motifs) if args.motifs is not None else None,
+        motif_init=args.motif_init,
+        motif_tracks=not args.no_motif_tracks,
+        context=not args.no_context,
         sequence_warmup=args.sequence_warmup,
         seed=args.seed,
     )

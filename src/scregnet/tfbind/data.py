@@ -548,7 +548,9 @@ class WindowReader:
 
 
 class BulkWindows(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """``(x, y)`` pairs for a :class:`WindowIndex`: x is ``(4 [+1], window)``, y is ``(n_tfs,)`` (-1 = masked).
+    """``(x, y)`` pairs for a :class:`WindowIndex`: x is ``(4 [+1] [+n_tfs], window)``, y is
+    ``(n_tfs,)`` (-1 = masked). With ``context`` (``(n_tracks, n_tfs)``), each window carries its
+    track's context as constant channels after the accessibility.
 
     ``jitter`` > 0 shifts each window by a random offset in ``[-jitter, jitter]`` bp (augmentation,
     like the paper's 50 bp tiling step); validation and test sets use 0.
@@ -563,8 +565,10 @@ class BulkWindows(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
         bin_size: int,
         use_accessibility: bool = True,
         jitter: int = 0,
+        context: NDArray[np.float32] | None = None,
     ) -> None:
         self.data = data
+        self.context = context
         self.jitter = jitter
         self.index = index
         self.window = window
@@ -597,4 +601,7 @@ class BulkWindows(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
             raw = WindowReader.signal(bw, chrom, lo, self.window, self.data.chrom_sizes[chrom])
             acc = normalise_signal(raw, self.data.track_means[ti])
             x = np.concatenate([x, acc[None]], axis=0)
+        if self.context is not None:
+            ctx = self.context[int(idx.track_idx[i])].astype(np.float32)
+            x = np.concatenate([x, np.repeat(ctx[:, None], self.window, axis=1)], axis=0)
         return torch.from_numpy(x), torch.from_numpy(idx.labels[i].astype(np.float32))

@@ -2,15 +2,18 @@
 
 1. :func:`predict_peaks` (one shard = some chromosomes): per ATAC cluster, a pseudobulk coverage
    track is built from the fragments of the cluster's cells and fed to the CNN in place of the
-   bulk accessibility, one window per peak (centred on the peak). Also the PWM x accessibility
-   baseline, motif matches and GC content per peak. Shards hold only per-peak quantities, so any
-   split by chromosome merges exactly.
-2. :func:`finalize` (all peaks): per cell, reads pooled over the cell and its k nearest LSI
-   neighbours; binding per peak as the neighbourhood-weighted mix of the clusters' predictions;
+   bulk accessibility, one window per peak (centred on the peak); the shard keeps the network's
+   base logits (without the context term). Also the PWM x accessibility baseline, motif matches,
+   the model's own motif scores and GC content per peak. Shards hold only per-peak quantities,
+   so any split by chromosome merges exactly.
+2. :func:`finalize` (all peaks): the TF-activity context (:mod:`.context`) of each cluster (its
+   pseudobulk) and of each cell (reads pooled over the cell and its k nearest LSI neighbours)
+   over all peaks; cluster binding = calibrated sigmoid of base logit + context term;
    activity (X, cells x TFs) = the pooled reads' enrichment in predicted-bound peaks over the
    expectation from depth and peak share (a deviation score with predicted binding as the
-   annotation); ``layers['mean_binding']`` = mean binding probability over the cell's accessible
-   peaks (scFAN's definition). The chromVAR-style deviations (``obsm['chromvar']``) are the
+   annotation); ``layers['mean_binding']`` = mean binding probability over the peaks the cell's
+   neighbourhood reads (scFAN's definition), with the cell's own context; ``obsm['tf_context']``
+   the cells' contexts. The chromVAR-style deviations (``obsm['chromvar']``) are the
    cell-level baseline. Per-cluster binding BED and bigWig.
 """
 
@@ -34,6 +37,7 @@ from scregnet.device import autocast
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir
 from scregnet.io.genome import open_fasta, read_chrom_sizes
+from scregnet.tfbind.context import motif_auc, tf_context, top_matches
 from scregnet.tfbind.data import WindowReader, normalise_signal, one_hot, reverse_complement
 from scregnet.tfbind.model import ScFAN
 from scregnet.tfbind.motifs import Motif, MotifScanner, chromvar_deviations
@@ -210,9 +214,10 @@ def predict_peaks(
 ) -> ad.AnnData:
     """Per-peak predictions for the peaks on ``chroms`` (all when ``None``): a shard AnnData.
 
-    The shard has obs = peaks, var = TFs and in ``uns``: ``clusters``, ``binding`` and
-    ``pwm_binding`` (clusters x peaks x TFs), ``pwm_score`` (peaks x TFs, relative 0..1),
-    ``motif_match`` (peaks x TFs), ``gc`` (peaks), and the model's metadata.
+    The shard has obs = peaks, var = TFs and in ``uns``: ``clusters``, ``logit`` (base logits)
+    and ``pwm_binding`` (clusters x peaks x TFs), ``pwm_score`` (peaks x TFs, relative 0..1),
+    ``motif_match`` (peaks x TFs), ``context_scores`` (peaks x the model's motifs), ``gc``
+    (peaks), and the model's calibration, context weight and metadata.
     """
     import anndata as ad
 
@@ -238,7 +243,7 @@ def predict_peaks(
     tabix = open_fragments(fragments)
     tfs = loaded.tfs
     n_c, n_p, n_t = len(clusters), len(peaks), len(tfs)
-    binding = np.zeros((n_c, n_p, n_t), dtype=np.float32)
+    logits = np.zeros((n_c, n_p, n_t), dtype=np.float32)
     access = np.zeros((n_c, n_p), dtype=np.float32)
     # genome-wide mean coverage of each cluster (the pseudobulk analogue of a bigWig's mean)
     n_frag = _cluster_fragment_counts(adata, clusters)
@@ -271,6 +276,10 @@ def predict_peaks(
         if tf_with_motif
         else None
     )
+    # the model's own motifs: context scores (finalize turns them into per-sample contexts)
+    model_motifs = loaded.motifs()
+    ctx_scanner = MotifScanner(model_motifs) if model.config.use_context else None
+    ctx_scores = np.zeros((n_p, len(model_motifs) if ctx_scanner else 0), dtype=np.float64)
     pwm_score = np.zeros((n_p, n_t), dtype=np.float32)
     pwm_ratio = np.zeros((n_p, n_t), dtype=np.float32)
     match = np.zeros((n_p, n_t), dtype=bool)
@@ -302,6 +311,8 @@ def predict_peaks(
                     pwm_score[np.ix_(batch, motif_cols)] = scanner.relative(scores)
                     pwm_ratio[np.ix_(batch, motif_cols)] = scanner.likelihood_ratio(scores)
                     match[np.ix_(batch, motif_cols)] = scores >= scanner.threshold[None, :]
+                if ctx_scanner is not None:
+                    ctx_scores[batch] = ctx_scanner.max_scores(onehot, widths)
                 positions = lows[batch, None] + offsets[None, :]
                 inside = (positions >= 0) & (positions < sizes[str(chrom)])
                 t0 = time.perf_counter()
@@ -313,7 +324,7 @@ def predict_peaks(
                     centre = acc[:, window // 2 - bin_half : window // 2 + bin_half].mean(axis=1)
                     access[g, batch] = centre
                     x = seqs if not use_acc else np.concatenate([seqs, acc[:, None, :]], axis=1)
-                    binding[g, batch] = _probabilities(model, x, device, config.rc_average)
+                    logits[g, batch] = _base_logits(model, x, device, config.rc_average)
                     n_windows += len(batch)
                 t_model += time.perf_counter() - t0
     finally:
@@ -335,7 +346,8 @@ def predict_peaks(
     shard.obs["gc"] = gc
     shard.uns[SHARD_KEY] = {
         "clusters": np.asarray(clusters, dtype=object),
-        "binding": binding,
+        "logit": logits,
+        "context_scores": ctx_scores,
         "pwm_binding": pwm_binding.astype(np.float32),
         "pwm_score": pwm_score,
         "motif_match": match,
@@ -350,6 +362,11 @@ def predict_peaks(
         "val_chroms": np.asarray(loaded.val_chroms, dtype=object),
         "predict_windows_per_s": float(rate),
         "n_peaks_total": len(peaks_all),
+        "calib_scale": model.calib_scale.detach().cpu().numpy().astype(np.float64),
+        "calib_bias": model.calib_bias.detach().cpu().numpy().astype(np.float64),
+        "use_context": bool(model.config.use_context),
+        "context_slope": float(model.context_weight.detach().cpu()) * ScFAN.CONTEXT_SCALE,
+        "context_motif_tf": np.asarray(loaded.motif_tf_index(), dtype=np.int64),
     }
     return shard
 
@@ -369,17 +386,38 @@ def _cluster_fragment_counts(adata: ad.AnnData, clusters: list[str]) -> NDArray[
 
 
 @torch.no_grad()
-def _probabilities(
+def _base_logits(
     model: torch.nn.Module, x: NDArray[np.float32], device: torch.device, rc: bool
 ) -> NDArray[np.float32]:
+    """Uncalibrated logits without the context term (strand-averaged with ``rc``).
+
+    A context model gets a neutral (zero) context here; :func:`finalize` adds the context term
+    of each cluster and cell, then the calibration, once all peaks are known.
+    """
+    assert isinstance(model, ScFAN)
+    if model.config.use_context:
+        x = np.concatenate(
+            [x, np.zeros((x.shape[0], model.config.n_tfs, x.shape[2]), dtype=x.dtype)], axis=1
+        )
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     with autocast(device):
-        logit = model(xt).float()
+        logit = model.base_logits(xt).float()
         if rc:
-            logit = (logit + model(reverse_complement(xt)).float()) / 2
-    if isinstance(model, ScFAN):
-        logit = model.calibrate(logit)
-    return torch.sigmoid(logit).cpu().numpy().astype(np.float32)
+            logit = (logit + model.base_logits(reverse_complement(xt)).float()) / 2
+    return logit.cpu().numpy().astype(np.float32)
+
+
+def binding_probability(
+    logit: NDArray[np.floating],
+    context: NDArray[np.floating] | None,
+    u: dict[str, Any],
+) -> NDArray[np.float32]:
+    """Calibrated probability from base logits ``(..., n_tfs)`` and a context ``(..., n_tfs)``."""
+    z = np.asarray(logit, dtype=np.float64)
+    if context is not None and bool(u["use_context"]):
+        z = z + float(u["context_slope"]) * np.asarray(context, dtype=np.float64)
+    z = np.asarray(u["calib_scale"]) * z + np.asarray(u["calib_bias"])
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,9 +460,9 @@ def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = 
     obs = pd.concat([s.obs for s in shards])
     merged = ad.AnnData(obs=obs, var=shards[0].var.copy())
     u: dict[str, Any] = dict(first)
-    for key in ("binding", "pwm_binding", "accessibility"):
+    for key in ("logit", "pwm_binding", "accessibility"):
         u[key] = np.concatenate([s.uns[SHARD_KEY][key] for s in shards], axis=1)
-    for key in ("pwm_score", "motif_match"):
+    for key in ("pwm_score", "motif_match", "context_scores"):
         u[key] = np.concatenate([s.uns[SHARD_KEY][key] for s in shards], axis=0)
     u["chroms"] = np.asarray(list(seen), dtype=object)
     rates = [float(s.uns[SHARD_KEY]["predict_windows_per_s"]) for s in shards]
@@ -446,6 +484,37 @@ def knn_weights(lsi: NDArray[np.float64], k: int) -> sp.csr_matrix:
     w = sp.csr_matrix((np.full(rows.size, 1.0 / k_eff), (rows, idx.ravel())), shape=(n, n))
     w.sum_duplicates()
     return w
+
+
+def _mean_binding(
+    pooled: sp.csr_matrix,
+    logit: NDArray[np.floating],
+    mix: NDArray[np.float64],
+    cell_ctx: NDArray[np.floating] | None,
+    u: dict[str, Any],
+) -> NDArray[np.float64]:
+    """scFAN's cell activity: mean binding probability over the peaks the cell's neighbourhood
+    reads (``pooled`` > 0), each peak's base logit mixed over the neighbourhood's clusters and
+    the cell's own context added (``(cells, tfs)``)."""
+    acc = sp.csr_matrix(pooled)
+    acc.eliminate_zeros()
+    n_cells, n_tfs = acc.shape[0], logit.shape[2]
+    rows = np.repeat(np.arange(n_cells), np.diff(acc.indptr))
+    cols = acc.indices
+    total = np.zeros((n_cells, n_tfs))
+    for g in range(logit.shape[0]):
+        weight = mix[rows, g]
+        sel = np.flatnonzero(weight > 0)
+        if sel.size == 0:
+            continue
+        ctx = None if cell_ctx is None else cell_ctx[rows[sel]]
+        prob = binding_probability(logit[g][cols[sel]], ctx, u).astype(np.float64)
+        gather = sp.csr_matrix(
+            (weight[sel], (rows[sel], np.arange(sel.size))), shape=(n_cells, sel.size)
+        )
+        total += gather @ prob
+    n_open = np.diff(acc.indptr).astype(np.float64)[:, None]
+    return np.where(n_open > 0, total / np.maximum(n_open, 1.0), 0.0)
 
 
 def finalize(
@@ -474,7 +543,7 @@ def finalize(
         raise InputError(msg, atac_path)
     order = np.argsort(pos, kind="stable")  # shard rows in the ATAC file's peak order
     pos = pos[order]
-    binding = np.asarray(u["binding"])[:, order]
+    logit = np.asarray(u["logit"])[:, order]
     pwm_binding = np.asarray(u["pwm_binding"])[:, order]
     match = np.asarray(u["motif_match"])[order]
     gc = shard.obs["gc"].to_numpy(np.float64)[order]
@@ -494,20 +563,30 @@ def finalize(
         shape=(adata.n_obs, len(clusters)),
     )
     mix = np.asarray((w @ onehot_cluster).todense())  # (cells, clusters) neighbourhood composition
+    # sample-level TF-activity context (our extension, :mod:`.context`): per cluster from its
+    # pseudobulk, per cell from its neighbourhood's pooled reads; reads per bp of each peak
+    cluster_ctx = cell_ctx = None
+    if bool(u.get("use_context", False)):
+        lengths = (peaks_all["end"] - peaks_all["start"]).to_numpy(np.float64)[pos]
+        per_bp = sp.diags(1.0 / np.maximum(lengths, 1.0))
+        cmatch = top_matches(np.asarray(u["context_scores"], dtype=np.float64)[order])
+        motif_tf = np.asarray(u["context_motif_tf"], dtype=np.int64)
+        cluster_reads = sp.csr_matrix(onehot_cluster.T @ counts.astype(np.float64)) @ per_bp
+        cluster_ctx = tf_context(motif_auc(cluster_reads, cmatch), motif_tf, len(tfs))
+        cell_ctx = tf_context(motif_auc(sp.csr_matrix(pooled @ per_bp), cmatch), motif_tf, len(tfs))
+    binding = binding_probability(
+        logit, None if cluster_ctx is None else cluster_ctx[:, None, :], u
+    )  # (clusters, peaks, tfs)
     depth = np.asarray(pooled.sum(axis=1)).ravel()
     peak_total = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
     frac = peak_total / max(peak_total.sum(), 1.0)
     observed = np.zeros((adata.n_obs, len(tfs)))
     expected = np.zeros((adata.n_obs, len(tfs)))
-    accessible = sp.csr_matrix(pooled > 0, dtype=np.float64)
-    mean_binding = np.zeros((adata.n_obs, len(tfs)))
     for g in range(len(clusters)):
         p_g = binding[g].astype(np.float64)  # (peaks, tfs)
         observed += mix[:, [g]] * np.asarray(pooled @ p_g)
         expected += mix[:, [g]] * depth[:, None] * (frac @ p_g)[None, :]
-        mean_binding += mix[:, [g]] * np.asarray(accessible @ p_g)
-    n_open = np.asarray(accessible.sum(axis=1)).ravel()[:, None]
-    mean_binding = np.where(n_open > 0, mean_binding / np.maximum(n_open, 1.0), 0.0)
+    mean_binding = _mean_binding(pooled, logit, mix, cell_ctx, u)
     # activity: reads in the peaks the model predicts bound, relative to the expectation from the
     # cell's depth and each peak's share of all reads (chromVAR's deviation with predicted binding
     # as a soft annotation)
@@ -528,6 +607,9 @@ def finalize(
     )
     out.obsm["chromvar"] = chromvar.astype(np.float32)
     out.layers["mean_binding"] = mean_binding.astype(np.float32)
+    if cell_ctx is not None and cluster_ctx is not None:
+        out.obsm["tf_context"] = cell_ctx.astype(np.float32)
+        out.uns["tfbind_cluster_context"] = cluster_ctx.astype(np.float32)
     if "X_umap" in adata.obsm:
         out.obsm["X_umap"] = np.asarray(adata.obsm["X_umap"])
     out.uns["tfbind"] = {

@@ -28,6 +28,7 @@ from scregnet.io.atomic import atomic_path
 from scregnet.io.genome import read_chrom_sizes
 from scregnet.tfbind.data import (
     DEFAULT_EXCLUDE,
+    BulkData,
     BulkWindows,
     build_index,
     choose_heldout,
@@ -36,10 +37,11 @@ from scregnet.tfbind.data import (
     reverse_complement,
 )
 from scregnet.tfbind.model import PAPER_DROPOUT, PAPER_FILTERS, ModelConfig, ScFAN
+from scregnet.tfbind.motifs import Motif
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 CHECKPOINT_KIND = "scregnet.tfbind"
 
 
@@ -66,6 +68,10 @@ class TrainConfig:
     rc_augment: bool = True
     jitter: int = 50
     motifs: str | None = None
+    motif_init: bool = False
+    motif_tracks: bool = True
+    context: bool = True
+    motif_centre: int = 300
     sequence_warmup: int = 0
     seed: int = 0
 
@@ -378,6 +384,26 @@ def train(
         ", ".join(f"{tf}={n}" for tf, n in zip(data.tfs, pos, strict=True)),
     )
 
+    found = _load_motifs(config, data.tfs)
+    motif_tfs = [tf for tf in data.tfs if tf in found]
+    motif_list = [found[tf] for tf in motif_tfs]
+    motif_idx = [data.tfs.index(tf) for tf in motif_tfs]
+    use_tracks = config.motif_tracks and bool(motif_list)
+    use_context = config.context and config.use_accessibility and bool(motif_list)
+    if (config.motif_tracks or config.context) and not motif_list:
+        log.warning("no motif for any TF: training without motif tracks and context")
+    context = None
+    if use_context:
+        context = bulk_context(data, motif_list, motif_idx, chroms, bin_size=config.bin_size)
+        log.info(
+            "context (motif-accessibility AUC - 0.5) per cell type: %s",
+            "; ".join(
+                f"{t.cell_type}: "
+                + " ".join(f"{tf}={context[k, data.tfs.index(tf)]:+.2f}" for tf in motif_tfs)
+                for k, t in enumerate(tracks)
+            ),
+        )
+
     def dataset(idx: Any, jitter: int = 0) -> BulkWindows:
         return BulkWindows(
             data,
@@ -386,6 +412,7 @@ def train(
             bin_size=config.bin_size,
             use_accessibility=config.use_accessibility,
             jitter=jitter,
+            context=context,
         )
 
     model_config = ModelConfig(
@@ -395,10 +422,17 @@ def train(
         filters=config.filters,
         dropout=config.dropout,
         hidden=config.hidden,
+        n_motifs=len(motif_list) if use_tracks else 0,
+        motif_width=max((m.counts.shape[1] for m in motif_list), default=0) if use_tracks else 0,
+        motif_tf=tuple(motif_idx) if use_tracks else (),
+        motif_centre=config.motif_centre,
+        use_context=use_context,
     )
     model = ScFAN(model_config)
-    if config.motifs is not None:
-        _init_from_motifs(model, config.motifs, data.tfs)
+    if use_tracks:
+        model.set_motifs([torch.from_numpy(m.log_odds()) for m in motif_list])
+    if config.motif_init:
+        _init_from_motifs(model, motif_list)
     weights = pos_weights(train_idx.labels, cap=config.max_pos_weight)
     result = fit(
         model,
@@ -454,29 +488,80 @@ def train(
         val_chroms=val,
         cell_types=[t.cell_type for t in tracks],
         metrics=metrics,
+        motifs=motif_list,
+        motif_tfs=motif_tfs,
+        context=context,
     )
     log.info("wrote %s (%.1f s)", out, time.perf_counter() - t_start)
     return metrics
 
 
-def _init_from_motifs(model: ScFAN, path: str | Path, tfs: Sequence[str]) -> None:
-    """First-block filters from the TFs' PFMs (``--motifs``); InputError when none match."""
-    from scregnet.tfbind.motifs import motifs_for_tfs, read_motifs
+def _load_motifs(config: TrainConfig, tfs: Sequence[str]) -> dict[str, Motif]:
+    """The TFs' motifs: from ``config.motifs`` (InputError when none is named like a TF), else
+    pyjaspar's bundled JASPAR by TF name; none are needed when no motif feature is asked for."""
+    from scregnet.tfbind.motifs import jaspar_motifs, motifs_for_tfs, read_motifs
 
-    motifs = read_motifs(path)
+    if not (config.motif_tracks or config.context or config.motif_init):
+        return {}
+    if config.motifs is None:
+        return jaspar_motifs(tfs)
+    motifs = read_motifs(config.motifs)
     if not {m.name.upper() for m in motifs} & {tf.upper() for tf in tfs}:
         msg = f"no motif in the file is named like one of the TFs ({', '.join(list(tfs)[:6])})"
-        raise InputError(msg, path)
-    found = motifs_for_tfs(motifs, tfs)
-    ordered = [found[tf] for tf in tfs if tf in found]
-    used = model.init_motif_filters([torch.from_numpy(m.log_odds()) for m in ordered])
+        raise InputError(msg, config.motifs)
+    return motifs_for_tfs(motifs, tfs)
+
+
+def bulk_context(
+    data: BulkData,
+    motifs: Sequence[Motif],
+    motif_tf: Sequence[int],
+    chroms: Sequence[str],
+    *,
+    bin_size: int,
+) -> np.ndarray:
+    """``(n_tracks, n_tfs)`` activity context of each bulk cell type (:mod:`.context`)."""
+    from scregnet.io.genome import open_fasta
+    from scregnet.tfbind.context import (
+        bulk_regions,
+        motif_auc,
+        region_scores,
+        tf_context,
+        top_matches,
+    )
+    from scregnet.tfbind.motifs import MotifScanner
+
+    regions, access = bulk_regions(
+        [t.accessibility_bw for t in data.tracks],
+        data.track_means,
+        data.chrom_sizes,
+        chroms,
+        bin_size=bin_size,
+    )
+    if len(regions) < 20:
+        msg = f"only {len(regions)} accessible regions in the bulk tracks: too few for the context (use --no-context)"
+        raise InputError(msg, data.tracks[0].accessibility_bw)
+    fasta = open_fasta(data.fasta)
+    try:
+        scores = region_scores(MotifScanner(list(motifs)), fasta, regions)
+    finally:
+        fasta.close()
+    return tf_context(motif_auc(access, top_matches(scores)), motif_tf, len(data.tfs))
+
+
+def _init_from_motifs(model: ScFAN, motifs: Sequence[Motif]) -> None:
+    """First-block filters from the TFs' PFMs (``--motif-init``)."""
+    if not motifs:
+        msg = "--motif-init needs motifs for the TFs (none found)"
+        raise InputError(msg)
+    used = model.init_motif_filters([torch.from_numpy(m.log_odds()) for m in motifs])
     fitted = len(used) // 2
     log.info(
         "initialised %d of %d first-block filters from %d motif(s) (both strands)%s",
         len(used),
         model.config.filters[0],
         fitted,
-        f"; {len(ordered) - fitted} motif(s) did not fit" if fitted < len(ordered) else "",
+        f"; {len(motifs) - fitted} motif(s) did not fit" if fitted < len(motifs) else "",
     )
 
 
@@ -492,6 +577,9 @@ def save_checkpoint(
     val_chroms: list[str],
     cell_types: list[str],
     metrics: dict[str, Any],
+    motifs: Sequence[Motif] = (),
+    motif_tfs: Sequence[str] = (),
+    context: np.ndarray | None = None,
 ) -> Path:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
@@ -508,6 +596,13 @@ def save_checkpoint(
         "val_chroms": list(val_chroms),
         "cell_types": list(cell_types),
         "metrics": metrics,
+        # the motifs behind the motif tracks and the context, so prediction scans the same ones
+        "motifs": [
+            {"motif_id": m.motif_id, "name": m.name, "counts": np.asarray(m.counts).tolist()}
+            for m in motifs
+        ],
+        "motif_tfs": list(motif_tfs),
+        "bulk_context": None if context is None else np.asarray(context).tolist(),
     }
     with atomic_path(out) as tmp:
         torch.save(payload, tmp)
@@ -524,6 +619,17 @@ class LoadedModel:
     test_chroms: list[str]
     val_chroms: list[str]
     checkpoint: dict[str, Any]
+
+    def motifs(self) -> list[Motif]:
+        """The motifs the model was trained with (its motif tracks and context), in TF order."""
+        return [
+            Motif(m["motif_id"], m["name"], np.asarray(m["counts"], dtype=np.float64))
+            for m in self.checkpoint.get("motifs", [])
+        ]
+
+    def motif_tf_index(self) -> list[int]:
+        """Output index of the TF of each of :meth:`motifs`."""
+        return [self.tfs.index(tf) for tf in self.checkpoint.get("motif_tfs", [])]
 
 
 def load_checkpoint(
@@ -597,11 +703,13 @@ def fit_sequences(
     config: TrainConfig,
     device: torch.device,
     val_fraction: float = 0.1,
+    motifs: Sequence[Motif] = (),
 ) -> tuple[ScFAN, dict[str, Any]]:
     """Train a sequence-only model on equal-length sequences with ``(n, n_tasks)`` 0/1 labels.
 
     For motif sanity checks (e.g. ChIP summits against shuffled backgrounds); a random
-    ``val_fraction`` of the sequences drives early stopping.
+    ``val_fraction`` of the sequences drives early stopping. ``motifs`` (one per task) add the
+    motif-scan tracks and the per-task motif path (none: the plain CNN).
     """
     from torch.utils.data import TensorDataset
 
@@ -629,8 +737,14 @@ def fit_sequences(
             filters=config.filters,
             dropout=config.dropout,
             hidden=config.hidden,
+            n_motifs=len(motifs),
+            motif_width=max((m.counts.shape[1] for m in motifs), default=0),
+            motif_tf=tuple(range(len(motifs))),
+            motif_centre=window,
         )
     )
+    if motifs:
+        model.set_motifs([torch.from_numpy(m.log_odds()) for m in motifs])
     result = fit(
         model,
         TensorDataset(x[tr], y[tr]),
