@@ -303,3 +303,14 @@ def test_motif_tracks_and_context_in_the_model() -> None:
     torch.testing.assert_close(model.base_logits(x_ctx), model.base_logits(x))
     with pytest.raises(ValueError, match="one TF index"):
         ModelConfig(n_tfs=2, n_motifs=1, motif_width=8, motif_tf=(5,))
+
+
+def test_jaspar_lookup_prefers_the_canonical_vertebrate_profile() -> None:
+    from scregnet.tfbind.motifs import jaspar_motifs
+
+    found = jaspar_motifs(["CTCF", "GATA1", "NOT_A_TF"])
+    # CTCF also names an insect profile (MA0531) and GATA1 a plant one (MA2388)
+    assert {tf: m.motif_id.split(".")[0] for tf, m in found.items()} == {
+        "CTCF": "MA0139",
+        "GATA1": "MA0035",
+    }

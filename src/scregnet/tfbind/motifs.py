@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,17 +115,25 @@ def read_motifs(path: str | Path) -> list[Motif]:
     return motifs
 
 
-def jaspar_motifs(tfs: Sequence[str]) -> dict[str, Motif]:
-    """Look the TFs up in pyjaspar's bundled JASPAR release (offline); unknown TFs are skipped."""
+def jaspar_motifs(tfs: Sequence[str], *, tax_group: str = "vertebrates") -> dict[str, Motif]:
+    """Look the TFs up in pyjaspar's bundled JASPAR release (offline); unknown TFs are skipped.
+
+    A name can match several profiles (CTCF: an insect one and three human ones): those of
+    ``tax_group`` are preferred, and among them the earliest deposited matrix (the lowest base
+    ID, e.g. MA0139 for CTCF), the canonical profile.
+    """
     from pyjaspar import jaspardb
 
     db = jaspardb()
     found: dict[str, Motif] = {}
     for tf in tfs:
-        hits = db.fetch_motifs_by_name(tf) or db.fetch_motifs_by_name(tf.upper())
+        with warnings.catch_warnings():  # pyjaspar warns on names it does not know
+            warnings.simplefilter("ignore")
+            hits = db.fetch_motifs_by_name(tf) or db.fetch_motifs_by_name(tf.upper())
         if not hits:
             continue
-        m = hits[0]
+        preferred = [h for h in hits if str(getattr(h, "tax_group", "")).lower() == tax_group]
+        m = min(preferred or hits, key=lambda h: str(h.matrix_id).split(".")[0])
         counts = np.asarray([m.counts[b] for b in "ACGT"], dtype=np.float64)
         found[tf] = Motif(m.matrix_id, m.name, counts)
     log.info("pyjaspar %s: motifs for %d of %d TF(s)", db.release, len(found), len(tfs))
