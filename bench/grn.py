@@ -5,7 +5,8 @@ trained on the other folds' TFs (their true edges positive, their other pairs ne
 the held-out TFs' pairs with every candidate target. Baselines need no training and score the same
 pairs. Reported per method: mean over folds of AUROC / AUPRC / AUPRC ratio / EPR on the held-out
 pairs, and AUPRC ratio / EPR on the full out-of-fold ranking (every TF x target, each TF scored by
-a model that never saw it). Ablation: the model on each single view. Speed: pairs/s for image
+a model that never saw it). Ablation: the model on each single view, without the metacell pair
+features, without any pair features (DeepMCL as published) and with natural-rate sampling. Speed: pairs/s for image
 building and for scoring (images + CNN + head) on this machine's CPU.
 
     .venv/bin/python bench/grn.py --world /path/to/small_world [--beeline ../shared/data/beeline_gsd]
@@ -24,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,21 @@ from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
 from scregnet.seed import seed_everything
 
 log = logging.getLogger("bench.grn")
+
+#: a model variant: its views, GRNConfig and TrainConfig overrides
+Variant = tuple[list[str], dict[str, Any], dict[str, Any]]
+
+
+def variants(views: list[str], ablation: bool) -> dict[str, Variant]:
+    """scregnet's model on all views (and each view alone), plus the ablation of our extensions."""
+    out: dict[str, Variant] = {"scregnet (all views)": (views, {}, {})}
+    if len(views) > 1:
+        out |= {f"scregnet ({v} only)": ([v], {}, {}) for v in views}
+    if ablation:
+        out["- metacell features"] = (views, {"cells_per_metacell": 0}, {})
+        out["- pair features (DeepMCL as published)"] = (views, {"n_pair_features": 0}, {})
+        out["natural-rate sampling"] = (views, {}, {"sampling": "natural"})
+    return out
 
 
 def tree_baseline(
@@ -103,7 +120,7 @@ def cross_validate(
     epochs: int,
     targets: list[int],
     baselines: dict[str, NDArray[np.float64]],
-    configs: dict[str, list[str]],
+    configs: dict[str, Variant],
     val_fraction: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-fold held-out metrics and full out-of-fold ranking metrics for models and baselines."""
@@ -131,15 +148,22 @@ def cross_validate(
             if test.n_positive == 0:
                 continue
             scores: dict[str, NDArray[np.float64]] = {}
-            for name, views in configs.items():
+            for name, (views, model_kw, train_kw) in configs.items():
                 r = seed_everything(seed)
-                builder = ImageBuilder(data.subset_views(views))
+                model_config = GRNConfig(**model_kw)
+                builder = ImageBuilder(
+                    data.subset_views(views),
+                    cells_per_metacell=model_config.cells_per_metacell
+                    if model_config.n_pair_features
+                    else 0,
+                    seed=seed,
+                )
                 t0 = time.perf_counter()
                 result = fit(
                     builder,
                     train,
-                    model_config=GRNConfig(),
-                    config=TrainConfig(epochs=epochs, val_fraction=val_fraction),
+                    model_config=model_config,
+                    config=TrainConfig(epochs=epochs, val_fraction=val_fraction, **train_kw),
                     rng=r,
                 )
                 scores[name] = predict_pairs(result.model, builder, test)
@@ -231,8 +255,7 @@ def run_world(world: Path, args: argparse.Namespace) -> str:
     if not args.no_trees:
         baselines["GRNBoost2"] = tree_baseline(pooled, tfs, genes, "GRNBoost2", targets)
         baselines["GENIE3"] = tree_baseline(pooled, tfs, genes, "GENIE3", targets)
-    configs = {"DeepMCL (all views)": list(data.views)}
-    configs |= {f"DeepMCL ({v} only)": [v] for v in data.views}
+    configs = variants(list(data.views), not args.no_ablation)
     held, full = cross_validate(
         data,
         tfs,
@@ -282,7 +305,7 @@ def run_beeline(path: Path, args: argparse.Namespace) -> str:
             full_x, tfs, genes, "GRNBoost2", list(range(len(genes)))
         )
         baselines["GENIE3"] = tree_baseline(full_x, tfs, genes, "GENIE3", list(range(len(genes))))
-    configs = {"DeepMCL (both branches)": ["branch1", "branch2"]}
+    configs = variants(["branch1", "branch2"], not args.no_ablation)
     held, full = cross_validate(
         data,
         tfs,
@@ -314,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=0, help="subsample candidate targets")
     parser.add_argument("--beeline-repeats", type=int, default=3)
     parser.add_argument("--no-trees", action="store_true", help="skip GRNBoost2/GENIE3")
+    parser.add_argument(
+        "--no-ablation", action="store_true", help="skip the ablation of our extensions"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--outdir", type=Path, default=Path("."))
     args = parser.parse_args(argv)

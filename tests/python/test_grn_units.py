@@ -11,18 +11,21 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from scipy.stats import spearmanr
 
 from scregnet.errors import InputError
 from scregnet.grn.data import ExpressionViews, label_pairs, read_labels, read_views
 from scregnet.grn.images import (
     ImageBuilder,
     bin_genes,
+    metacell_means,
     pair_histograms,
     standardise,
     top_neighbours,
 )
 from scregnet.grn.model import DeepMCL, GRNConfig, contrastive_loss
 from scregnet.grn.priors import combined_prior, prior_labels, read_binding, tss_prior
+from scregnet.grn.train import PairLabels, _epoch_pairs
 
 
 def _adata(x: np.ndarray, genes: list[str], view: str | None = None) -> ad.AnnData:
@@ -273,7 +276,11 @@ def test_model_shapes_and_attention() -> None:
     emb = model.encode(images)
     assert emb.shape == (5, 3, 8)
     out = model.head(
-        emb, torch.rand(5, 3, 3, 8), torch.rand(5, 3, 3, 8), torch.rand(5, 3, config.n_stats)
+        emb,
+        torch.rand(5, 3, 3, 8),
+        torch.rand(5, 3, 3, 8),
+        torch.rand(5, 3, config.n_stats),
+        torch.rand(5, config.n_pair_features),
     )
     assert out.logit.shape == (5,)
     assert out.view_weights.shape == (5, 3)
@@ -302,3 +309,76 @@ def test_prior_labels_survive_an_uninformative_prior() -> None:
     negatives = frame[frame.label == 0].target.tolist()
     assert positives == ["G0", "G1", "G2", "G3", "G4"]
     assert negatives and set(negatives) <= {"G5", "G6", "G7", "G8", "G9"}
+
+
+# ---------------------------------------------------------------- pair features (our extension)
+
+
+def test_metacell_means_average_clusters() -> None:
+    rng = np.random.default_rng(6)
+    # three well-separated groups of 40 cells: metacells of ~40 cells recover their means
+    centres = np.array([[0.0, 5.0, 1.0], [5.0, 0.0, 1.0], [2.0, 2.0, 6.0]])
+    expr = np.repeat(centres, 40, axis=0) + rng.normal(0, 0.05, (120, 3))
+    means = metacell_means(expr, 40, seed=0)
+    assert means.shape == (3, 3)
+    order = np.argsort(means[:, 0])
+    np.testing.assert_allclose(means[order], centres[[0, 2, 1]], atol=0.05)
+
+
+def test_pair_features_are_standardised_correlations() -> None:
+    rng = np.random.default_rng(7)
+    genes = [f"g{i}" for i in range(8)]
+    expr = [rng.gamma(1.0, 1.0, (80, 8)).astype(np.float32) for _ in range(2)]
+    expr[1][:, 3] = expr[1][:, 0] * 3  # a strong pair in the second view
+    views = ExpressionViews(genes=genes, views=["a", "b"], expr=expr)
+    builder = ImageBuilder(views, n_neighbours=2, n_bins=8, cells_per_metacell=20)
+    assert builder.n_metacells == 8  # 4 per view
+    a, b = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+    raw = builder.pair_features(a, b) * builder.feature_scale + builder.feature_mean
+    pooled = np.concatenate(expr)
+    rho = spearmanr(pooled[:, 0], pooled[:, 3]).statistic
+    assert raw[0, 0].item() == pytest.approx(rho, abs=1e-4)
+    assert raw[0, 1].item() == pytest.approx(abs(rho), abs=1e-4)
+    assert raw[0, 3].item() == pytest.approx(abs(raw[0, 2].item()), abs=1e-6)
+    assert -1 <= raw[:, 2].min() and raw[:, 2].max() <= 1
+    # standardised over random gene pairs; switching metacells off zeroes their features
+    assert builder.feature_scale.shape == (4,)
+    off = ImageBuilder(views, n_neighbours=2, n_bins=8, cells_per_metacell=0)
+    assert off.n_metacells == 0
+    assert torch.equal(off.pair_features(a, b)[:, 2:], torch.zeros(3, 2))
+    torch.testing.assert_close(off.pair_features(a, b)[:, :2], builder.pair_features(a, b)[:, :2])
+
+
+def test_pair_feature_head_starts_as_the_spearman_ranking() -> None:
+    torch.manual_seed(0)
+    config = GRNConfig(n_neighbours=2, embed_dim=8, hidden=16)
+    model = DeepMCL(config).eval()
+    pair = torch.randn(6, config.n_pair_features)
+    out = model.head(
+        torch.rand(6, 2, 8),
+        torch.rand(6, 2, 3, 8),
+        torch.rand(6, 2, 3, 8),
+        torch.rand(6, 2, 4),
+        pair,
+    )
+    # gate 0 and skip = the |rho| feature: the initial logit is exactly the |Spearman| ranking
+    torch.testing.assert_close(out.logit, pair[:, 1])
+    with pytest.raises(ValueError, match="pair features"):
+        model.head(
+            torch.rand(6, 2, 8), torch.rand(6, 2, 3, 8), torch.rand(6, 2, 3, 8), torch.rand(6, 2, 4)
+        )
+    plain = DeepMCL(GRNConfig(n_neighbours=2, embed_dim=8, hidden=16, n_pair_features=0))
+    assert plain.skip is None and plain.gate is None
+
+
+def test_epoch_pairs_sampling() -> None:
+    labels = PairLabels(
+        np.zeros(100, dtype=np.intp), np.arange(100), (np.arange(100) < 10).astype(np.int8)
+    )
+    rng = np.random.default_rng(0)
+    balanced = _epoch_pairs(labels, 40, rng)
+    assert balanced.size == 40 and labels.label[balanced].sum() == 20
+    natural = _epoch_pairs(labels, 1000, rng, "natural")
+    assert sorted(natural.tolist()) == list(range(100))  # every pair once, at the 10 % rate
+    with pytest.raises(ValueError, match="unknown sampling"):
+        _epoch_pairs(labels, 40, rng, "focal")

@@ -71,6 +71,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--contrastive-weight", type=float, default=0.5, help="weight of the contrastive loss"
     )
     parser.add_argument(
+        "--pair-features",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give the head the pair's pooled Spearman and metacell correlations beside the "
+        "image embeddings, through a skip that starts as the |Spearman| ranking (our extension; "
+        "--no-pair-features = DeepMCL as published)",
+    )
+    parser.add_argument(
+        "--cells-per-metacell",
+        type=int,
+        default=100,
+        help="cells per k-means metacell (per view) for the metacell-correlation pair features; "
+        "0 = no metacell features",
+    )
+    parser.add_argument(
+        "--sampling",
+        choices=("balanced", "natural"),
+        default="balanced",
+        help="training pairs per epoch: class-balanced, or at the labels' own positive rate",
+    )
+    parser.add_argument(
         "--val-fraction",
         type=float,
         default=0.2,
@@ -96,6 +117,7 @@ def default_attention_path(out: Path) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
+    from scregnet.grn.images import N_PAIR_FEATURES
     from scregnet.grn.infer import infer_grn, read_tf_list
     from scregnet.grn.model import GRNConfig
     from scregnet.grn.train import TrainConfig
@@ -106,6 +128,7 @@ def main(args: argparse.Namespace) -> int:
         ("--score-batch-size", args.score_batch_size, 1),
         ("--neighbours", args.neighbours, 1),
         ("--prior-window", args.prior_window, 0),
+        ("--cells-per-metacell", args.cells_per_metacell, 0),
     ):
         if value < low:
             msg = f"{name} must be at least {low}, got {value}"
@@ -128,13 +151,18 @@ def main(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         threads=args.threads,
-        model_config=GRNConfig(n_neighbours=args.neighbours),
+        model_config=GRNConfig(
+            n_neighbours=args.neighbours,
+            n_pair_features=N_PAIR_FEATURES if args.pair_features else 0,
+            cells_per_metacell=args.cells_per_metacell,
+        ),
         train_config=TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
             contrastive_weight=args.contrastive_weight,
             val_fraction=args.val_fraction,
+            sampling=args.sampling,
         ),
         prior_window=args.prior_window,
         prior_threshold=args.prior_threshold,

@@ -11,6 +11,15 @@ most-correlated genes (|Pearson| on log expression, within the view). A pair thu
 Everything is vectorised: each gene is binned once per view (``uint8`` codes), a batch of pair
 images is one ``bincount`` over ``a_code * n_bins + b_code`` offset by the pair's index.
 Neighbour images depend on one gene only, so a caller embeds them once per gene, not per pair.
+
+*Pair features* (our extension of DeepMCL, see docs/benchmarks.md ``## GRN``) are scalar
+co-expression statistics of a pair over all views together, given to the classifier head beside
+the image embeddings so that it starts from what a correlation ranking knows: Spearman rho over
+all cells pooled (the |Spearman| baseline), and Pearson r over *metacells* — k-means clusters of
+about ``cells_per_metacell`` cells found per view in PCA space, each summarised by its mean log
+expression. Averaging over a metacell removes most sampling and dropout noise while keeping the
+differences between cell states and views, where regulation shows most on sparse counts. Each
+feature is standardised by its mean and standard deviation over random gene pairs.
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ log = logging.getLogger(__name__)
 
 N_BINS = 32
 N_STATS = 4
+#: pooled rho, |pooled rho|, metacell r, |metacell r|
+N_PAIR_FEATURES = 4
+CELLS_PER_METACELL = 100
 
 
 def bin_genes(expr: NDArray[np.floating], n_bins: int = N_BINS) -> NDArray[np.uint8]:
@@ -110,6 +122,32 @@ def pair_histograms(
     return torch.log1p(counts.float()) / math.log1p(n_cells)
 
 
+def metacell_means(
+    expr: NDArray[np.floating], cells_per_metacell: int, *, seed: int = 0, n_pcs: int = 20
+) -> NDArray[np.float32]:
+    """Mean expression of k-means metacells: ``(cells, genes)`` -> ``(k, genes)``.
+
+    ``k = max(2, round(cells / cells_per_metacell))``; clusters are found on the top ``n_pcs``
+    principal components of the (at most 2,000) most variable genes, deterministically for a seed.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(expr, dtype=np.float32)
+    n_cells = x.shape[0]
+    k = min(n_cells, max(2, round(n_cells / cells_per_metacell)))
+    variable = np.argsort(-x.var(axis=0), kind="stable")[:2000]
+    sub = x[:, variable] - x[:, variable].mean(axis=0)
+    n_comp = max(1, min(n_pcs, n_cells - 1, variable.size))
+    pcs = PCA(n_comp, random_state=seed, svd_solver="randomized").fit_transform(sub)
+    labels = KMeans(k, n_init=4, random_state=seed).fit_predict(pcs)
+    sums = np.zeros((k, x.shape[1]))
+    np.add.at(sums, labels, x)
+    counts = np.bincount(labels, minlength=k)
+    keep = counts > 0
+    return (sums[keep] / counts[keep, None]).astype(np.float32)
+
+
 @dataclass
 class ViewTensors:
     """One view ready for image building, on the compute device."""
@@ -130,7 +168,9 @@ class ImageBuilder:
         *,
         n_neighbours: int = 5,
         n_bins: int = N_BINS,
+        cells_per_metacell: int = CELLS_PER_METACELL,
         device: torch.device | None = None,
+        seed: int = 0,
     ) -> None:
         import torch
 
@@ -146,11 +186,34 @@ class ImageBuilder:
             zrank = torch.from_numpy(standardise(rankdata(expr, axis=0))).to(self.device)
             neighbours = top_neighbours(z, self.n_neighbours)
             self.views.append(ViewTensors(name, bins, z, zrank, neighbours))
+        # pair features over all views: pooled ranks and metacell means
+        self.pooled_zrank = torch.from_numpy(standardise(rankdata(data.pooled(), axis=0))).to(
+            self.device
+        )
+        self.zmeta: torch.Tensor | None = None  # (genes, metacells); None: no metacell features
+        self.n_metacells = 0
+        if cells_per_metacell > 0:
+            metacells = np.concatenate(
+                [metacell_means(e, cells_per_metacell, seed=seed) for e in data.expr], axis=0
+            )
+            self.n_metacells = int(metacells.shape[0])
+            self.zmeta = torch.from_numpy(standardise(metacells)).to(self.device)
+        self.feature_mean = torch.zeros(N_PAIR_FEATURES, device=self.device)
+        self.feature_scale = torch.ones(N_PAIR_FEATURES, device=self.device)
+        gen = torch.Generator().manual_seed(seed)
+        n_ref = min(20_000, self.n_genes * self.n_genes)
+        ref = self.pair_features(
+            torch.randint(self.n_genes, (n_ref,), generator=gen).to(self.device),
+            torch.randint(self.n_genes, (n_ref,), generator=gen).to(self.device),
+        )
+        self.feature_mean = ref.mean(dim=0)
+        self.feature_scale = ref.std(dim=0).clamp(min=1e-6)
         log.info(
-            "binned %d genes in %d view(s), %d neighbours each, in %.1f s",
+            "binned %d genes in %d view(s), %d neighbours each, %d metacells, in %.1f s",
             self.n_genes,
             len(self.views),
             self.n_neighbours,
+            self.n_metacells,
             time.perf_counter() - start,
         )
 
@@ -208,6 +271,21 @@ class ImageBuilder:
             rho = (v.zrank[a] * v.zrank[b]).sum(dim=1)
             out.append(torch.stack([r, r.abs(), rho, rho.abs()], dim=1))
         return torch.stack(out, dim=1)
+
+    def pair_features(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Standardised pooled Spearman rho, |rho|, metacell Pearson r, |r|: ``(n, N_PAIR_FEATURES)``.
+
+        Without metacells (``cells_per_metacell = 0``) the last two are 0.
+        """
+        import torch
+
+        rho = (self.pooled_zrank[a] * self.pooled_zrank[b]).sum(dim=1)
+        if self.zmeta is None:  # metacells switched off: constant 0 features
+            r = torch.zeros_like(rho)
+        else:
+            r = (self.zmeta[a] * self.zmeta[b]).sum(dim=1)
+        raw = torch.stack([rho, rho.abs(), r, r.abs()], dim=1)
+        return (raw - self.feature_mean) / self.feature_scale
 
     def sample_cells(self, fraction: float, generator: torch.Generator) -> list[torch.Tensor]:
         """A random subset of each view's cells (training augmentation)."""

@@ -100,6 +100,9 @@ def iter_scores(
                         neigh[a].to(primary.dtype),
                         neigh[tg].to(primary.dtype),
                         builder.stats(a, tg).to(primary.dtype),
+                        builder.pair_features(a, tg).to(primary.dtype)
+                        if model.skip is not None
+                        else None,
                     )
                 yield (
                     np.full(tg.shape[0], t, dtype=np.intp),
@@ -278,7 +281,14 @@ def infer_grn(
     score_tfs = resolve_tfs(tfs, genes, source="--tfs") if tfs else sorted(set(pairs.tf.tolist()))
     with torch_threads(threads):
         builder = ImageBuilder(
-            data, n_neighbours=model_config.n_neighbours, n_bins=model_config.n_bins, device=dev
+            data,
+            n_neighbours=model_config.n_neighbours,
+            n_bins=model_config.n_bins,
+            cells_per_metacell=model_config.cells_per_metacell
+            if model_config.n_pair_features
+            else 0,
+            device=dev,
+            seed=seed,
         )
         result = fit(builder, pairs, model_config=model_config, config=train_config, rng=rng)
         scores = score_all(

@@ -1,6 +1,13 @@
 """DeepMCL-style network (nn.Modules only): Siamese image encoder, attention, classifier head.
 
 Shapes: ``B`` pairs, ``V`` views, ``K = k + 1`` neighbour images per gene, ``D`` embedding size.
+
+Our extension (``n_pair_features > 0``): the pair's scalar co-expression features over all views
+(:meth:`scregnet.grn.images.ImageBuilder.pair_features`) enter the classifier beside the fused
+image embedding and, through a linear skip, the logit itself: ``logit = skip(features) + gate *
+classifier(embedding, features)`` with the skip initialised to the |pooled Spearman| feature and
+the gate to 0, so the network starts as a correlation ranking and learns what to add. ``n_pair_features = 0`` is DeepMCL as
+published (per-view statistics only, inside the view representation).
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ class GRNConfig:
     hidden: int = 64
     dropout: float = 0.2
     n_stats: int = 4
+    n_pair_features: int = 4
+    #: metacell size for the metacell-correlation pair features (0: those features are 0)
+    cells_per_metacell: int = 100
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,14 +97,24 @@ class DeepMCL(nn.Module):
             nn.Linear(config.hidden, d),
         )
         self.view_pool = AttentionPool(d, config.hidden)
+        p = config.n_pair_features
         self.classifier = nn.Sequential(
             nn.Dropout(config.dropout),
-            nn.Linear(d, config.hidden),
+            nn.Linear(d + p, config.hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(config.dropout),
             nn.Linear(config.hidden, 1),
         )
         self.projection = nn.Linear(d, d)
+        self.skip = nn.Linear(p, 1) if p else None
+        if self.skip is not None:
+            # start as the |pooled Spearman| ranking (feature 1 of ImageBuilder.pair_features)
+            # with the network's contribution gated off (ReZero-style gate at 0)
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
+            with torch.no_grad():
+                self.skip.weight[0, min(1, p - 1)] = 1.0
+        self.gate = nn.Parameter(torch.zeros(())) if p else None
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``(..., n_bins, n_bins)`` images -> ``(..., D)`` embeddings."""
@@ -108,11 +128,13 @@ class DeepMCL(nn.Module):
         tf_neighbours: torch.Tensor,
         target_neighbours: torch.Tensor,
         stats: torch.Tensor,
+        pair: torch.Tensor | None = None,
     ) -> HeadOutput:
         """Combine embeddings into P(TF regulates target).
 
         ``primary`` (B, V, D); ``tf_neighbours``, ``target_neighbours`` (B, V, K, D);
-        ``stats`` (B, V, n_stats).
+        ``stats`` (B, V, n_stats); ``pair`` (B, n_pair_features), required when the config has
+        pair features.
         """
         # (B, V, K, D) x 2 -> (B, V, 2K, D) with side and rank codes added
         tokens = torch.cat(
@@ -125,7 +147,15 @@ class DeepMCL(nn.Module):
         pooled, neighbour_w = self.neighbour_pool(tokens)  # (B, V, D), (B, V, 2K)
         per_view = self.view_repr(torch.cat([primary, pooled, stats], dim=-1))  # (B, V, D)
         fused, view_w = self.view_pool(per_view)  # (B, D), (B, V)
-        logit = self.classifier(fused).squeeze(-1)
+        if self.skip is not None:
+            if pair is None:
+                msg = "this model needs the pair features"
+                raise ValueError(msg)
+            assert self.gate is not None
+            net = self.classifier(torch.cat([fused, pair], dim=-1)).squeeze(-1)
+            logit = self.skip(pair).squeeze(-1) + self.gate * net
+        else:
+            logit = self.classifier(fused).squeeze(-1)
         embedding = F.normalize(self.projection(fused), dim=-1)
         return HeadOutput(logit, embedding, view_w, neighbour_w)
 

@@ -55,6 +55,9 @@ class TrainConfig:
     val_fraction: float = 0.2
     patience: int = 8
     max_pairs_per_epoch: int = 2048
+    #: ``balanced``: as many positive as negative pairs per epoch (positives resampled);
+    #: ``natural``: pairs drawn uniformly, so at the labels' own positive rate (our ablation)
+    sampling: str = "balanced"
     amp: bool = True
 
     def as_dict(self) -> dict[str, Any]:
@@ -146,12 +149,21 @@ def forward_pairs(
         bank[a].to(primary.dtype),
         bank[b].to(primary.dtype),
         builder.stats(a, b).to(primary.dtype),
+        builder.pair_features(a, b).to(primary.dtype) if model.skip is not None else None,
     )
 
 
-def _epoch_pairs(labels: PairLabels, cap: int, rng: np.random.Generator) -> NDArray[np.intp]:
-    """Class-balanced pairs for one epoch: the majority class subsampled to ``cap / 2`` and the
-    minority class drawn (with replacement when needed) to the same size."""
+def _epoch_pairs(
+    labels: PairLabels, cap: int, rng: np.random.Generator, sampling: str = "balanced"
+) -> NDArray[np.intp]:
+    """Pairs for one epoch. ``balanced``: the majority class subsampled to ``cap / 2`` and the
+    minority class drawn (with replacement when needed) to the same size. ``natural``: at most
+    ``cap`` pairs drawn without replacement, at the labels' positive rate."""
+    if sampling == "natural":
+        return rng.permutation(len(labels))[:cap]
+    if sampling != "balanced":
+        msg = f"unknown sampling {sampling!r} (balanced or natural)"
+        raise ValueError(msg)
     pos = np.flatnonzero(labels.label == 1)
     neg = np.flatnonzero(labels.label == 0)
     n = min(max(pos.size, neg.size), cap // 2)
@@ -222,7 +234,7 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         bank = neighbour_embeddings(model, builder, genes=needed)
         model.train()
-        order = _epoch_pairs(train, config.max_pairs_per_epoch, rng)
+        order = _epoch_pairs(train, config.max_pairs_per_epoch, rng, config.sampling)
         total, n_batches = 0.0, 0
         for s in range(0, order.size, config.batch_size):
             idx = order[s : s + config.batch_size]
