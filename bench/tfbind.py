@@ -229,6 +229,9 @@ def main() -> int:
     print(
         f"| scregnet tfbind (filters {args.filters}, dense {args.hidden}) | {sim['auroc']:.3f} | {sim['auprc']:.3f} | {sim['ari']:.3f} |"
     )
+    print(
+        f"| same, cell activity = mean binding over accessible peaks (scFAN) | | | {sim['ari_mean_binding']:.3f} |"
+    )
     pwm = sim["pwm_baseline"]
     print(f"| PWM log-odds x accessibility | {pwm['auroc']:.3f} | {pwm['auprc']:.3f} | |")
     print(f"| chromVAR-style deviations | | | {sim['chromvar_baseline']['ari']:.3f} |")

@@ -137,6 +137,7 @@ def test_binding_and_activity_against_truth(predicted: Path, synth: Synth) -> No
     result = ad.read_h5ad(predicted)
     u = result.uns["tfbind"]
     assert report["ari"] >= report["chromvar_baseline"]["ari"] - 0.05
+    assert report["ari_mean_binding"] >= report["chromvar_baseline"]["ari"] - 0.05
     assert report["pwm_baseline"]["auroc"] > 0.8  # the planted motifs are found by the scan
     assert u["binding"].shape[0] == 2
 

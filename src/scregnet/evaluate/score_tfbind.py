@@ -7,8 +7,9 @@ test chromosomes (all peaks when none of them carries peaks). Reported values ar
 with both classes.
 
 Cell-level activity: k-means (k = number of true cell types, 10 restarts, seed 0) on the
-standardised cells x TFs matrix, ARI against the true cell types; the same for the chromVAR-style
-deviations. Means over samples.
+standardised cells x TFs matrix (``X``), ARI against the true cell types; the same for scFAN's
+mean binding over each cell's accessible peaks (``layers['mean_binding']``) and for the
+chromVAR-style deviations. Means over samples.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     ys: dict[str, list[NDArray[np.int8]]] = {}
     model_scores: dict[str, list[NDArray[np.float64]]] = {}
     pwm_scores: dict[str, list[NDArray[np.float64]]] = {}
-    aris, chromvar_aris, chroms_used = [], [], set()
+    aris, chromvar_aris, mean_binding_aris, chroms_used = [], [], [], set()
     per_sample: dict[str, Any] = {}
     for path in files:
         sample = path.name[: -len(SUFFIX)]
@@ -174,9 +175,20 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         true_labels = np.asarray(cell_type[known])
         ari = cluster_ari(np.asarray(result.X)[known.to_numpy()], true_labels)
         cv = cluster_ari(np.asarray(result.obsm["chromvar"])[known.to_numpy()], true_labels)
+        mb = (
+            cluster_ari(np.asarray(result.layers["mean_binding"])[known.to_numpy()], true_labels)
+            if "mean_binding" in result.layers
+            else float("nan")
+        )
         aris.append(ari)
         chromvar_aris.append(cv)
-        per_sample[sample] = {"ari": ari, "chromvar_ari": cv, "n_cells": int(known.sum())}
+        mean_binding_aris.append(mb)
+        per_sample[sample] = {
+            "ari": ari,
+            "ari_mean_binding": mb,
+            "chromvar_ari": cv,
+            "n_cells": int(known.sum()),
+        }
     per_tf: dict[str, dict[str, float]] = {}
     for tf, parts in ys.items():
         y = np.concatenate(parts)
@@ -204,6 +216,7 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         "auroc": mean("auroc"),
         "auprc": mean("auprc"),
         "ari": nanmean(aris),
+        "ari_mean_binding": nanmean(mean_binding_aris),
         "pwm_baseline": {"auroc": mean("pwm_auroc"), "auprc": mean("pwm_auprc")},
         "chromvar_baseline": {"ari": nanmean(chromvar_aris)},
         "chromosomes": sorted(chroms_used),
