@@ -229,3 +229,24 @@ def test_run_seed_on_the_command_line_beats_the_params_seed(
         cli.main(["run", "--params", str(params_file), "--outdir", str(tmp_path / "r"), *argv]) == 0
     )
     assert seen["seed"] == expected
+
+
+def test_test_profile_world_is_simulated_in_a_child_and_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scregnet.pipeline
+    import scregnet.simulate
+
+    monkeypatch.setitem(scregnet.pipeline.TEST_PROFILE, "preset", "tiny")  # `small` takes ~30 s
+
+    def not_in_process(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the runner simulated in its own process")
+
+    monkeypatch.setattr(scregnet.simulate, "simulate", not_in_process)
+    params = scregnet.pipeline.prepare_test_data(tmp_path)
+    assert params == tmp_path / "testdata" / "params.yaml" and params.exists()
+    world = json.loads((tmp_path / "testdata" / "truth" / "world.json").read_text())
+    assert world["preset"] == "tiny" and world["seed"] == 0
+    before = params.stat().st_mtime_ns
+    assert scregnet.pipeline.prepare_test_data(tmp_path) == params  # reused, not simulated again
+    assert params.stat().st_mtime_ns == before
