@@ -449,3 +449,26 @@ def test_excluded_contig_need_not_be_in_the_genome(
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and frags.name in err[0] and "chrM" in err[0], err
         assert not out.exists()
+
+
+def test_tss_hits_equal_brute_force() -> None:
+    """Windows (+-50 bp) and flanks (1,901-2,000 bp either side) counted per TSS, including
+    insertions near several TSSs, at window edges and before the first / after the last TSS."""
+    from scregnet.atac.qc import TSSIndex
+
+    rng = np.random.default_rng(1)
+    sites = np.concatenate([rng.integers(3000, 60_000, 40), [10_000, 10_030, 10_030 + 1950]])
+    tss = pd.DataFrame({"chrom": "chr1", "tss": sites})
+    points = np.concatenate(
+        [
+            rng.integers(0, 70_000, 5000),
+            [10_050, 10_051, 9_950, 9_949, 10_000 + 1901, 10_000 - 2000],
+        ]
+    )
+    window, flank = TSSIndex(tss).hits("chr1", points)
+    uniq = np.unique(sites)
+    d = points[:, None] - uniq[None, :]
+    np.testing.assert_array_equal(window, (np.abs(d) <= 50).sum(axis=1))
+    np.testing.assert_array_equal(flank, ((np.abs(d) >= 1901) & (np.abs(d) <= 2000)).sum(axis=1))
+    assert window.max() >= 2 and flank.max() >= 1 and (window == 0).sum() > 1000
+    assert TSSIndex(tss).hits("chr2", points)[0].sum() == 0

@@ -107,6 +107,11 @@ class TSSIndex:
             str(chrom): np.unique(group["tss"].to_numpy(dtype=np.int64))
             for chrom, group in tss.groupby("chrom", sort=False)
         }
+        # the sites followed by a sentinel past every position
+        self._padded = {
+            chrom: np.append(sites, np.iinfo(np.int64).max)
+            for chrom, sites in self.by_chrom.items()
+        }
 
     def hits(self, chrom: str, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each insertion position: number of TSS windows and of TSS flanks containing it."""
@@ -119,9 +124,15 @@ class TSSIndex:
             # TSS t with lo <= t <= hi
             return np.searchsorted(sites, hi, side="right") - np.searchsorted(sites, lo, "left")
 
-        window = within(points - TSS_WINDOW, points + TSS_WINDOW)
-        flank = within(points + FLANK_INNER, points + FLANK_OUTER) + within(
-            points - FLANK_OUTER, points - FLANK_INNER
+        # most insertions have no TSS within FLANK_OUTER bp: one search finds those that do
+        first = np.searchsorted(sites, points - FLANK_OUTER, side="left")
+        near = np.flatnonzero(self._padded[chrom][first] <= points + FLANK_OUTER)
+        x = points[near]
+        window = np.zeros(points.size, dtype=np.int64)
+        flank = np.zeros(points.size, dtype=np.int64)
+        window[near] = within(x - TSS_WINDOW, x + TSS_WINDOW)
+        flank[near] = within(x + FLANK_INNER, x + FLANK_OUTER) + within(
+            x - FLANK_OUTER, x - FLANK_INNER
         )
         return window, flank
 
