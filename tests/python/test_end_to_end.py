@@ -66,7 +66,8 @@ def tiny_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     base = tmp_path_factory.mktemp("e2e")
     params = tiny_params(tiny_world, base / "params.yaml")
     results = base / "results"
-    proc = run(["run", "--params", str(params), "--outdir", str(results)])
+    # two steps at a time here, one at a time in the kill -9 test: outputs must not depend on it
+    proc = run(["run", "--params", str(params), "--outdir", str(results), "--jobs", "2"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"report: {(results / 'report' / 'report.html').resolve()}" in proc.stdout
     return results
@@ -176,6 +177,8 @@ def test_kill_9_mid_stage_then_rerun_matches_an_uninterrupted_run(
                 str(params),
                 "--outdir",
                 str(results),
+                "--jobs",
+                "2",  # killed while two steps run side by side; the rerun goes one at a time
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
