@@ -309,6 +309,76 @@ def test_expected_layer_weights_zeros_by_neighbour_detection() -> None:
     np.testing.assert_allclose(layers["imputed_expected"][seen], layers["imputed"][seen])
 
 
+def test_depth_anchored_layer_follows_neighbourhood_detection() -> None:
+    from scregnet.impute.api import depth_anchored_values
+
+    # 4 cells x 3 genes; libraries 100, 200, 400, 400 (median 300)
+    counts = sp.csr_matrix(np.array([[2, 0, 0], [1, 1, 0], [0, 3, 0], [1, 0, 0]], dtype=np.float32))
+    library = np.array([100.0, 200.0, 400.0, 400.0])
+    imputed = np.full((4, 3), 2.0, dtype=np.float32)
+    nbrs = np.array([[1, 2], [0, 2], [0, 1], [1, 2]])
+    got = depth_anchored_values(imputed, counts, library, data.neighbour_pool(nbrs), gate=0.5)
+    v_ref = np.log1p(np.expm1(2.0) * library / 300.0)  # the same count at the median library
+    seen = counts.toarray() > 0
+    np.testing.assert_allclose(got[seen], 2.0)  # observed non-zeros keep the imputed value
+    # gene 1 is detected by both neighbours of cells 0 and 2 (fraction 1 >= gate): own depth
+    np.testing.assert_allclose(got[[0, 2], [1, 0]], 2.0, rtol=1e-6)
+    # cell 3's neighbours 1, 2 both detect gene 1: own depth too; gene 2 is never detected:
+    # every cell gets the reference-depth value, which no longer depends on its library
+    np.testing.assert_allclose(got[3, 1], 2.0, rtol=1e-6)
+    np.testing.assert_allclose(got[:, 2], v_ref, rtol=1e-5)
+    # half the gate: halfway between the two depths (cell 1: neighbours 0, 2; gene 0 seen by 0)
+    counts2 = sp.csr_matrix(np.array([[1, 0], [0, 0], [0, 1]], dtype=np.float32))
+    lib2 = np.array([100.0, 100.0, 400.0])
+    nb2 = np.array([[1, 2], [0, 2], [0, 1]])
+    imp2 = np.full((3, 2), 1.5, dtype=np.float32)
+    got2 = depth_anchored_values(imp2, counts2, lib2, data.neighbour_pool(nb2), gate=1.0)
+    half_ref = np.log1p(np.expm1(1.5) * 100.0 / 100.0)  # median library is 100: v_ref = v
+    np.testing.assert_allclose(got2[1, 0], half_ref, rtol=1e-6)
+    lib3 = np.array([100.0, 400.0, 400.0])  # median 400: cell 0's reference value is lower
+    got3 = depth_anchored_values(imp2, counts2, lib3, data.neighbour_pool(nb2), gate=1.0)
+    # cell 0, gene 1: neighbours 1, 2 -> fraction 0.5 -> g = 0.5
+    want = 0.5 * 1.5 + 0.5 * np.log1p(np.expm1(1.5) * 100.0 / 400.0)
+    np.testing.assert_allclose(got3[0, 1], want, rtol=1e-6)
+    result = quick(make_adata())
+    layers = result.adata.layers
+    seen = result.adata.X.toarray() > 0
+    np.testing.assert_allclose(layers["imputed"][seen], layers["imputed_detected"][seen])
+    assert not np.allclose(layers["imputed"], layers["imputed_detected"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 4 bar not met on the tiny world: masked Pearson 0.533 vs kNN smoothing 0.601 "
+    "(measured 2026-11-21); strict, so this flags the day it passes",
+)
+def test_headline_layer_beats_knn_and_keeps_clustering(tiny_world: Path) -> None:
+    """The bar of issue 4 on the simulator's tiny world (80 cells x 240 genes, 3 cell types),
+    measured here: on the 20 %-masked counts, masked Pearson of layer ``imputed`` above kNN
+    smoothing and its clustering ARI (true cell types) no more than 0.02 below no imputation."""
+    from scregnet.evaluate.metrics import mask_nonzeros, masked_recovery
+    from scregnet.evaluate.score_impute import clustering_scores
+    from scregnet.impute.api import impute
+
+    adata = ad.read_h5ad(tiny_world / "samples" / "sample1.rna.h5ad")
+    types = pd.read_csv(tiny_world / "truth" / "cell_types.tsv", sep="\t", dtype=str)
+    types = types[types["sample"] == "sample1"].set_index("barcode")["cell_type"]
+    labels = types.reindex(adata.obs_names).to_numpy()
+    counts = data.get_counts(adata).toarray()
+    masked, entries = mask_nonzeros(counts, 0.2, np.random.default_rng(0))
+    truth = data.normalize_log1p(counts, masked.sum(axis=1))
+    masked_ad = ad.AnnData(sp.csr_matrix(masked.astype(np.float32)))
+    masked_ad.var_names = adata.var_names
+    result = impute(masked_ad, epochs=10, device="cpu", seed=0, threads=1, n_top_genes=None)
+    out = np.asarray(result.adata.layers["imputed"])
+    ours = masked_recovery(truth, out, entries).pearson
+    knn = masked_recovery(truth, knn_smoothing(masked), entries).pearson
+    ari = clustering_scores(out, labels)["ari"]
+    ari_none = clustering_scores(data.normalize_log1p(masked), labels)["ari"]
+    assert ours > knn, (ours, knn)
+    assert ari >= ari_none - 0.02, (ari, ari_none)
+
+
 def test_same_seed_same_output_other_seed_differs() -> None:
     adata = make_adata()
     a = quick(adata, seed=3).adata.layers["imputed"]
@@ -438,7 +508,7 @@ def test_cli_writes_h5ad_checkpoint_and_loss_table(cli_run: tuple[Path, Path]) -
     model_path, loss_path = sidecar_paths(out)
     assert model_path.name == "s.imputed.model.pt" and loss_path.name == "s.imputed.loss.tsv"
     result = ad.read_h5ad(out)
-    assert {"imputed", "imputed_expected"} <= set(result.layers)
+    assert {"imputed", "imputed_detected", "imputed_expected"} <= set(result.layers)
     ckpt = load_checkpoint(model_path)
     assert {"config", "state_dict", "version", "genes"} <= set(ckpt)
     assert set(ckpt["genes"]) == set(result.var_names[result.var["imputed"].to_numpy()])

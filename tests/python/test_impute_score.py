@@ -55,6 +55,7 @@ def test_score_rewards_recovering_true_expression(tmp_path: Path) -> None:
     assert sample["imputed"]["dropout"]["rmse"] < sample["observed"]["dropout"]["rmse"]
     assert sample["imputed"]["ari"] == pytest.approx(1.0)
     assert report["imputed_ari_mean"] >= report["observed_ari_mean"]
+    assert report["layer"] == "imputed"  # the stage's headline layer is what is scored
 
 
 def test_score_no_imputation_equals_observed(tmp_path: Path) -> None:

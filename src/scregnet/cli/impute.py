@@ -52,9 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         type=Path,
-        help="output h5ad (X unchanged + layers 'imputed' (dropout recovery) and 'imputed_expected' "
-        "(zeros weighted by neighbourhood detection rate)); OUT stem + .model.pt and .loss.tsv "
-        "are written beside it",
+        help="output h5ad (X unchanged + layers 'imputed' (headline: dropout recovery, depth "
+        "anchored by neighbourhood detection), 'imputed_detected' (value if detected at the "
+        "cell's depth) and 'imputed_expected' (zeros weighted by neighbourhood detection rate)); "
+        "OUT stem + .model.pt and .loss.tsv are written beside it",
     )
     parser.add_argument(
         "--layer", default=None, help="take raw counts from this layer instead of X"

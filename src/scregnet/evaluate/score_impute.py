@@ -2,7 +2,8 @@
 
 For each sample with an imputed file:
 
-- expression recovery: RMSE, L1 and Pearson between ``layers['imputed']`` and the true
+- expression recovery: RMSE, L1 and Pearson between ``layers['imputed']`` (the stage's headline
+  layer, :data:`HEADLINE_LAYER`; the summary names it under ``layer``) and the true
   (pre-dropout) expression ``truth/expression/<sample>.h5ad`` on the same scale (log1p of counts per
   10k, see :mod:`scregnet.impute.data`), over all entries and over the dropout entries (observed
   zero, true expression > 0); the same for the observed, un-imputed counts as the baseline;
@@ -29,6 +30,7 @@ from scregnet.evaluate.metrics import adjusted_rand, masked_recovery, normalized
 log = logging.getLogger(__name__)
 
 TARGET_SUM = 1e4  # the imputation stage's normalisation (scregnet.impute.data.TARGET_SUM)
+HEADLINE_LAYER = "imputed"  # scregnet.impute.api.LAYER
 
 
 def log_normalise(values: ArrayLike | sp.spmatrix) -> NDArray[np.float64]:
@@ -75,8 +77,8 @@ def score_sample(
     from scregnet.io.h5ad import read_h5ad
 
     imp = read_h5ad(imputed_path)
-    if "imputed" not in imp.layers:
-        msg = "no layer 'imputed'"
+    if HEADLINE_LAYER not in imp.layers:
+        msg = f"no layer {HEADLINE_LAYER!r}"
         raise InputError(msg, imputed_path)
     true = read_h5ad(truth_expression)
     genes = [g for g in imp.var_names if g in set(true.var_names)]
@@ -86,7 +88,7 @@ def score_sample(
         raise InputError(msg, imputed_path)
     imp = imp[cells, genes]
     true_norm = log_normalise(true[cells, genes].X)
-    layer = imp.layers["imputed"]
+    layer = imp.layers[HEADLINE_LAYER]
     imputed = np.asarray(layer.toarray() if sp.issparse(layer) else layer, dtype=np.float64)
     observed = log_normalise(imp.X)
     everywhere = np.ones(true_norm.shape, dtype=bool)
@@ -142,7 +144,7 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         samples[sample] = score_sample(path, expr, per_cell)
     if not samples:
         return None
-    summary: dict[str, Any] = {"samples": samples}
+    summary: dict[str, Any] = {"layer": HEADLINE_LAYER, "samples": samples}
     for which in ("imputed", "observed"):
         for key in ("ari", "nmi"):
             vals = [s[which][key] for s in samples.values() if key in s[which]]

@@ -6,14 +6,22 @@ The result keeps ``X`` untouched and adds ``layers['imputed']``: log1p(counts pe
 ``n_top_genes`` most variable) and the observed log-normalised values for the others.
 ``uns['scregnet_impute']`` records what was done.
 
-What the values mean. ``imputed``: for an observed non-zero, a denoised value; for an observed
-zero, the value the entry would have had it been detected (dropout recovery; the quantity that
-masked-recovery benchmarks score; see :mod:`scregnet.impute.train`). Genes that are truly off
-then get about the value of one count at the cell's depth, which varies with library size and
-can dominate principal components. ``imputed_expected`` multiplies the imputed value of each
-observed zero by the fraction of the cell's neighbours in which the gene was detected (an
-estimate of the detection probability): an expected value, better suited to clustering and
-other analyses that compare cells (see docs/benchmarks.md for both layers' scores). :func:`write_outputs` writes the h5ad, the
+What the values mean. The network predicts, for every entry, the value it would have had it
+been detected (dropout recovery; see :mod:`scregnet.impute.train`); observed non-zeros get a
+denoised value. Three layers are written from that one prediction:
+
+- ``imputed`` (the headline layer, :func:`depth_anchored_values`): observed zeros of genes the
+  cell's neighbours detect (fraction >= ``DEPTH_GATE``) get the value-if-detected at the cell's
+  own library; zeros of genes the neighbourhood does not detect get the same count expressed at
+  the median library, so that they no longer vary with library size (linear in between).
+- ``imputed_detected``: the value-if-detected at the cell's own library for every zero. Truly
+  off genes then get about one count at the cell's depth, which varies with library size and
+  dominates principal components: use it for per-entry recovery, not to compare cells.
+- ``imputed_expected``: observed zeros x the fraction of the cell's neighbours detecting the
+  gene (an expected value; best suited to clustering).
+
+docs/benchmarks.md scores all three against MAGIC, kNN smoothing and no imputation.
+:func:`write_outputs` writes the h5ad, the
 checkpoint (``.model.pt``) and the per-epoch loss table (``.loss.tsv``) together, atomically.
 """
 
@@ -42,10 +50,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: U-Net projects straight to the fusion channels (no unet_proj)
+#: the headline layer (see :func:`depth_anchored_values`)
 LAYER = "imputed"
+#: value-if-detected layer: the network's dropout recovery at every zero, at the cell's depth
+DETECTED_LAYER = "imputed_detected"
 #: expected-value layer: observed non-zeros as imputed, zeros x their neighbourhood detection rate
 EXPECTED_LAYER = "imputed_expected"
+#: neighbourhood detection fraction from which a zero is imputed fully at the cell's own depth
+DEPTH_GATE = 0.3
 #: a dense layer above this many entries (1 GB of float32) is stored as CSR instead
 DENSE_LIMIT = 250_000_000
 #: cells used to order genes for the U-Net (a random subset of larger data sets)
@@ -286,7 +299,10 @@ def impute(
 
     out = adata.copy()
     expected = expected_values(imputed, counts, pool)
-    out.layers[LAYER] = _assemble_layer(counts_all, library, imputed, cols)
+    anchored = depth_anchored_values(imputed, counts, library, pool)
+    out.layers[LAYER] = _assemble_layer(counts_all, library, anchored, cols)
+    del anchored
+    out.layers[DETECTED_LAYER] = _assemble_layer(counts_all, library, imputed, cols)
     out.layers[EXPECTED_LAYER] = _assemble_layer(counts_all, library, expected, cols)
     out.var["imputed"] = np.isin(np.arange(adata.n_vars), cols)
     out.uns["scregnet_impute"] = {
@@ -297,6 +313,7 @@ def impute(
         "trained": trained,
         "seed": seed,
         "epochs": sum(1 for r in losses if r["phase"] == "fuse"),
+        "depth_gate": DEPTH_GATE,
     }
     log.info("imputation finished in %.1f s", time.perf_counter() - start)
     return ImputeResult(
@@ -321,6 +338,57 @@ def _neighbour_pool(
     return data.neighbour_pool(nbrs)
 
 
+def _detection_rate(
+    detected: sp.csr_matrix, pool: sp.csr_matrix | None, rows: slice
+) -> NDArray[np.float32]:
+    """Fraction of each cell's neighbours (all cells without a pool) detecting each gene."""
+    if pool is None:
+        rate = np.asarray(detected.mean(axis=0), dtype=np.float32).ravel()
+        return np.broadcast_to(rate, (rows.stop - rows.start, detected.shape[1]))
+    block = pool[rows]
+    k = np.maximum(np.asarray(block.sum(axis=1), dtype=np.float32).ravel(), 1.0)
+    return np.asarray((block @ detected).toarray() / k[:, None], dtype=np.float32)
+
+
+def depth_anchored_values(
+    imputed: NDArray[np.float32],
+    counts: sp.csr_matrix,
+    library: NDArray[np.floating],
+    pool: sp.csr_matrix | None,
+    *,
+    gate: float = DEPTH_GATE,
+    block: int = 4096,
+) -> NDArray[np.float32]:
+    """The headline layer: value-if-detected whose depth follows the neighbourhood's evidence.
+
+    ``imputed`` (cells x genes, log1p CP10k at each cell's own library) is the network's value
+    for an entry had it been detected. For a gene the cell's neighbours rarely detect, that value
+    is about one count at the cell's depth, ``log1p(1e4 / library)``, which differs between
+    cells by library size alone and swamps the principal components. So each observed zero is
+    re-expressed between two depths: with ``f`` the fraction of the cell's neighbours detecting
+    the gene and ``g = min(1, f / gate)``, the output is ``g x v + (1 - g) x v_ref`` where ``v``
+    is the imputed value at the cell's own library and ``v_ref`` the same count at the median
+    library of all cells (``log1p(expm1(v) x library / median)``). Genes the neighbourhood
+    detects (``f >= gate``) keep the cell's own depth; genes it does not detect get a value that
+    no longer depends on the cell's library. Observed non-zeros keep ``imputed``.
+    """
+    csr = sp.csr_matrix(counts)
+    detected = sp.csr_matrix((csr > 0).astype(np.float32))
+    lib = np.asarray(library, dtype=np.float64)
+    positive = lib[lib > 0]
+    ref = float(np.median(positive)) if positive.size else 1.0
+    ratio = (np.where(lib > 0, lib, ref) / ref).astype(np.float32)
+    out = np.empty_like(imputed)
+    for start in range(0, csr.shape[0], block):
+        rows = slice(start, min(csr.shape[0], start + block))
+        v = imputed[rows]
+        v_ref = np.log1p(np.expm1(v) * ratio[rows, None])
+        g = np.minimum(1.0, _detection_rate(detected, pool, rows) / gate)
+        seen = detected[rows].toarray() > 0
+        out[rows] = np.where(seen, v, g * v + (1.0 - g) * v_ref)
+    return out
+
+
 def expected_values(
     imputed: NDArray[np.float32],
     counts: sp.csr_matrix,
@@ -337,16 +405,9 @@ def expected_values(
     csr = sp.csr_matrix(counts)
     detected = sp.csr_matrix((csr > 0).astype(np.float32))
     out = np.empty_like(imputed)
-    if pool is None:
-        rate_all = np.asarray(detected.mean(axis=0), dtype=np.float32).ravel()
-    else:
-        k = np.maximum(np.asarray(pool.sum(axis=1), dtype=np.float32).ravel(), 1.0)
     for start in range(0, csr.shape[0], block):
         rows = slice(start, min(csr.shape[0], start + block))
-        if pool is None:
-            rate = np.broadcast_to(rate_all, imputed[rows].shape)
-        else:
-            rate = (pool[rows] @ detected).toarray() / k[rows, None]
+        rate = _detection_rate(detected, pool, rows)
         seen = detected[rows].toarray() > 0
         out[rows] = np.where(seen, imputed[rows], rate * imputed[rows])
     return out

@@ -27,7 +27,8 @@ width, ``C`` = channels, ``I`` = input channels: the cell's own profile, its dep
 neighbour channel, the neighbour profile.
 
 Default widths are scaled for ~2,000 genes on a CPU (hidden 256, latent 64, U-Net channels
-8/16/32 with kernels 15/31/63 over patches of 8 genes); the paper's 4096 -> 2048 encoder was sized
+4/8/16 with kernels 15/31/63 over patches of 8 genes, 4 fusion channels per gene; halved from
+8/16/32 and 8 for speed, see docs/benchmarks.md); the paper's 4096 -> 2048 encoder was sized
 for 4,000 genes on a GPU. Every width is a field of :class:`ImputeConfig`.
 """
 
@@ -54,10 +55,10 @@ class ImputeConfig:
     use_neighbours: bool = True
     n_neighbours: int = 15  # neighbours pooled into the neighbour channel
     n_pcs: int = 30  # principal components the neighbours are found in
-    unet_channels: tuple[int, ...] = (8, 16, 32)
+    unet_channels: tuple[int, ...] = (4, 8, 16)
     unet_kernels: tuple[int, ...] = (15, 31, 63)
     unet_patch: int = 8
-    fusion_channels: int = 8
+    fusion_channels: int = 4
     attention_reduction: int = 4
     spatial_kernel: int = 7
     extra: dict[str, Any] = field(default_factory=dict)
@@ -127,8 +128,8 @@ class Pointwise(nn.Module):
         self.bias = nn.Parameter(torch.empty(c_out).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, C_in, N) -> (B, C_out, N)
-        return torch.einsum("oc,bcn->bon", self.weight, x) + self.bias.unsqueeze(-1)
+        # (C_out, C_in) @ (B, C_in, N) -> (B, C_out, N) (a broadcast batched matmul, no copies)
+        return torch.matmul(self.weight, x) + self.bias.unsqueeze(-1)
 
 
 class LongConv1d(nn.Module):
@@ -189,19 +190,26 @@ class UNet1D(nn.Module):
     """
 
     def __init__(
-        self, channels: tuple[int, ...], kernels: tuple[int, ...], patch: int, in_channels: int = 1
+        self,
+        channels: tuple[int, ...],
+        kernels: tuple[int, ...],
+        patch: int,
+        in_channels: int = 1,
+        out_channels: int | None = None,
     ) -> None:
         super().__init__()
         self.patch = patch
         c0 = channels[0]
-        # patch embedding: each group of `patch` genes x `in_channels` -> c0 channels, and back
+        out = c0 if out_channels is None else out_channels
+        # patch embedding: each group of `patch` genes x `in_channels` -> c0 channels; the
+        # transposed patch convolution maps back to `out` channels per gene
         bound = 1 / math.sqrt(patch * in_channels)
         self.stem = nn.Parameter(torch.empty(c0, in_channels, patch).uniform_(-bound, bound))
         self.stem_bias = nn.Parameter(torch.zeros(c0))
         self.unpatch = nn.Parameter(
-            torch.empty(c0, c0, patch).uniform_(-1 / math.sqrt(c0), 1 / math.sqrt(c0))
+            torch.empty(out, c0, patch).uniform_(-1 / math.sqrt(c0), 1 / math.sqrt(c0))
         )
-        self.unpatch_bias = nn.Parameter(torch.zeros(c0))
+        self.unpatch_bias = nn.Parameter(torch.zeros(out))
         ins = (channels[0], *channels[:-1])
         self.down = nn.ModuleList(
             ConvBlock(ci, co, k) for ci, co, k in zip(ins, channels, kernels, strict=True)
@@ -210,7 +218,7 @@ class UNet1D(nn.Module):
             ConvBlock(channels[i] + channels[i + 1], channels[i], kernels[i])
             for i in range(len(channels) - 1)
         )
-        self.out_channels = channels[0]
+        self.out_channels = out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, I, G)
@@ -231,8 +239,10 @@ class UNet1D(nn.Module):
             # (B, C_{l+1}, N_{l+1}) -> (B, C_{l+1}, N_l), then concat -> (B, C_l + C_{l+1}, N_l)
             h = F.interpolate(h, size=skip.shape[-1], mode="linear", align_corners=False)
             h = self.up[level](torch.cat([skip, h], dim=1))  # (B, C_l, N_l)
-        # (B, C_0, N_0) -> (B, C_0, N_0, patch) -> (B, C_0, G + pad) -> (B, C_0, G)
-        out = torch.einsum("bcn,ocp->bonp", h, self.unpatch).reshape(h.shape[0], h.shape[1], -1)
+        # (B, C_0, N_0) -> (B, O, N_0, patch) -> (B, O, G + pad) -> (B, O, G)
+        out = torch.einsum("bcn,ocp->bonp", h, self.unpatch).reshape(
+            h.shape[0], self.out_channels, -1
+        )
         return out[..., :n_genes] + self.unpatch_bias.unsqueeze(-1)
 
 
@@ -255,10 +265,10 @@ class CrossChannelAttention(nn.Module):
         # spatial attention: (B, C, G) -> [mean, max] over C (B, 2, G) -> conv -> (B, 1, G)
         pooled = torch.cat([h.mean(dim=1, keepdim=True), h.amax(dim=1, keepdim=True)], dim=1)
         k = self.spatial_kernel
-        # 'same' padding, windows (B, 2, G, k) -> (B, 1, G)
-        windows = F.pad(pooled, ((k - 1) // 2, k // 2)).unfold(-1, k, 1)
-        logits = torch.einsum("bcgk,ck->bg", windows, self.spatial) + self.spatial_bias
-        return h * torch.sigmoid(logits).unsqueeze(1)
+        # 'same' padding, (B, 2, G + k - 1) -> (B, 1, G) (cross-correlation, as nn.Conv1d)
+        padded = F.pad(pooled, ((k - 1) // 2, k // 2))
+        logits = F.conv1d(padded, self.spatial.unsqueeze(0)) + self.spatial_bias
+        return h * torch.sigmoid(logits)
 
 
 class GeneWiseHead(nn.Module):
@@ -300,11 +310,10 @@ class ScDTL(nn.Module):
         # DAE branch features: [input channels..., reconstruction] -> F channels
         self.dae_proj = Pointwise(c.in_channels + 1, f)
         self.unet: UNet1D | None = None
-        self.unet_proj: Pointwise | None = None
         fused = f
         if c.use_unet:
-            self.unet = UNet1D(c.unet_channels, c.unet_kernels, c.unet_patch, c.in_channels)
-            self.unet_proj = Pointwise(self.unet.out_channels, f)
+            # (B, I, G) -> (B, F, G): the transposed patch convolution projects to F channels
+            self.unet = UNet1D(c.unet_channels, c.unet_kernels, c.unet_patch, c.in_channels, f)
             fused = 2 * f
         self.attention = CrossChannelAttention(fused, c.attention_reduction, c.spatial_kernel)
         self.mix = Pointwise(fused, f)
@@ -326,9 +335,9 @@ class ScDTL(nn.Module):
         dae = F.softplus(recon)
         # (B, I + 1, G) -> (B, F, G)
         feats = self.dae_proj(torch.cat([inputs, dae.unsqueeze(1)], dim=1))
-        if self.unet is not None and self.unet_proj is not None:
+        if self.unet is not None:
             # (B, I, G) -> (B, C_0, G) -> (B, F, G); concat -> (B, 2F, G)
-            feats = torch.cat([feats, self.unet_proj(self.unet(inputs))], dim=1)
+            feats = torch.cat([feats, self.unet(inputs)], dim=1)
         fused = F.gelu(self.mix(self.attention(feats)))  # (B, F or 2F, G) -> (B, F, G)
         # gene-wise read-out (B, G), residual on the DAE logits
         out = F.softplus(recon + self.head(fused))
