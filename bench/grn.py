@@ -6,7 +6,7 @@ the held-out TFs' pairs with every candidate target. Baselines need no training 
 pairs. Reported per method: mean over folds of AUROC / AUPRC / AUPRC ratio / EPR on the held-out
 pairs, and AUPRC ratio / EPR on the full out-of-fold ranking (every TF x target, each TF scored by
 a model that never saw it). Ablation: the model on each single view, without the metacell pair
-features, without any pair features (DeepMCL as published) and with natural-rate sampling. Speed: pairs/s for image
+features, without any pair features (DeepMCL as published) and with class-balanced sampling. Speed: pairs/s for image
 building and for scoring (images + CNN + head) on this machine's CPU.
 
     .venv/bin/python bench/grn.py --world /path/to/small_world [--beeline ../shared/data/beeline_gsd]
@@ -54,7 +54,7 @@ def variants(views: list[str], ablation: bool) -> dict[str, Variant]:
     if ablation:
         out["- metacell features"] = (views, {"cells_per_metacell": 0}, {})
         out["- pair features (DeepMCL as published)"] = (views, {"n_pair_features": 0}, {})
-        out["natural-rate sampling"] = (views, {}, {"sampling": "natural"})
+        out["class-balanced sampling"] = (views, {}, {"sampling": "balanced"})
     return out
 
 

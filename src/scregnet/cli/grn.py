@@ -88,8 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sampling",
         choices=("balanced", "natural"),
-        default="balanced",
-        help="training pairs per epoch: class-balanced, or at the labels' own positive rate",
+        default="natural",
+        help="training pairs per epoch: at the labels' own positive rate (default), or "
+        "class-balanced as DeepMCL trains",
     )
     parser.add_argument(
         "--val-fraction",

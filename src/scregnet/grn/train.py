@@ -55,9 +55,10 @@ class TrainConfig:
     val_fraction: float = 0.2
     patience: int = 8
     max_pairs_per_epoch: int = 2048
-    #: ``balanced``: as many positive as negative pairs per epoch (positives resampled);
-    #: ``natural``: pairs drawn uniformly, so at the labels' own positive rate (our ablation)
-    sampling: str = "balanced"
+    #: ``natural``: pairs drawn uniformly, so at the labels' own positive rate (better early
+    #: precision, see docs/benchmarks.md); ``balanced``: as many positive as negative pairs per
+    #: epoch (positives resampled), as DeepMCL trains
+    sampling: str = "natural"
     amp: bool = True
 
     def as_dict(self) -> dict[str, Any]:
