@@ -472,3 +472,23 @@ def test_tss_hits_equal_brute_force() -> None:
     np.testing.assert_array_equal(flank, ((np.abs(d) >= 1901) & (np.abs(d) <= 2000)).sum(axis=1))
     assert window.max() >= 2 and flank.max() >= 1 and (window == 0).sum() > 1000
     assert TSSIndex(tss).hits("chr2", points)[0].sum() == 0
+
+
+def test_zlib_fallback_reads_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without isal the BGZF blocks are inflated by zlib: same text, same truncation error."""
+    import zlib
+
+    import scregnet.io.fragments as frag_io
+    from scregnet.errors import InputError
+
+    rows = [("chr1", i, i + 100, f"B{i % 97}", 1 + i % 3) for i in range(0, 60_000, 2)]
+    path = write_fragments(tmp_path / "f.tsv.gz", rows, index=False)
+    fast = b"".join(bytes(t) for t in frag_io.text_chunks(path, 1 << 16))
+    monkeypatch.setattr(frag_io, "_raw_inflate", lambda: (zlib.decompress, (zlib.error,)))
+    slow = b"".join(bytes(t) for t in frag_io.text_chunks(path, 1 << 16))
+    assert fast == slow == gzip.decompress(path.read_bytes())
+    cut = tmp_path / "cut.tsv.gz"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match="gzip"):
+        for _ in frag_io.text_chunks(cut, 1 << 16):
+            pass
