@@ -314,3 +314,25 @@ def test_jaspar_lookup_prefers_the_canonical_vertebrate_profile() -> None:
         "CTCF": "MA0139",
         "GATA1": "MA0035",
     }
+
+
+def test_cell_mean_binding_uses_each_cells_context() -> None:
+    from scregnet.tfbind.predict import _mean_binding
+
+    rng = np.random.default_rng(0)
+    pooled = sp.random(60, 80, density=0.3, random_state=0, format="csr")
+    logit = rng.normal(size=(2, 80, 3))
+    mix = np.zeros((60, 2))
+    mix[:, 0], mix[30:, 1] = 1.0, 0.5
+    mix[30:, 0] = 0.5
+    ctx = rng.normal(size=(60, 3)) * 0.1
+    u = {"use_context": True, "context_slope": 10.0, "calib_scale": np.ones(3)}
+    u["calib_bias"] = np.zeros(3)
+    whole = _mean_binding(pooled, logit, mix, ctx, u, chunk=1000)
+    np.testing.assert_allclose(_mean_binding(pooled, logit, mix, ctx, u, chunk=7), whole)
+    # by hand for one cell of each kind: mean over its read peaks of the mixed probabilities
+    for cell in (3, 40):
+        peaks = pooled[cell].indices
+        z = logit[:, peaks] + 10.0 * ctx[cell]
+        p = (mix[cell][:, None, None] / (1 + np.exp(-z))).sum(axis=0).mean(axis=0)
+        np.testing.assert_allclose(whole[cell], p, rtol=1e-5)

@@ -492,27 +492,33 @@ def _mean_binding(
     mix: NDArray[np.float64],
     cell_ctx: NDArray[np.floating] | None,
     u: dict[str, Any],
+    *,
+    chunk: int = 128,
 ) -> NDArray[np.float64]:
     """scFAN's cell activity: mean binding probability over the peaks the cell's neighbourhood
     reads (``pooled`` > 0), each peak's base logit mixed over the neighbourhood's clusters and
-    the cell's own context added (``(cells, tfs)``)."""
+    the cell's own context added (``(cells, tfs)``). Cells are processed ``chunk`` at a time so
+    memory stays bounded by a chunk's accessible (cell, peak) pairs."""
     acc = sp.csr_matrix(pooled)
     acc.eliminate_zeros()
     n_cells, n_tfs = acc.shape[0], logit.shape[2]
-    rows = np.repeat(np.arange(n_cells), np.diff(acc.indptr))
-    cols = acc.indices
     total = np.zeros((n_cells, n_tfs))
-    for g in range(logit.shape[0]):
-        weight = mix[rows, g]
-        sel = np.flatnonzero(weight > 0)
-        if sel.size == 0:
-            continue
-        ctx = None if cell_ctx is None else cell_ctx[rows[sel]]
-        prob = binding_probability(logit[g][cols[sel]], ctx, u).astype(np.float64)
-        gather = sp.csr_matrix(
-            (weight[sel], (rows[sel], np.arange(sel.size))), shape=(n_cells, sel.size)
-        )
-        total += gather @ prob
+    for lo in range(0, n_cells, chunk):
+        block = acc[lo : lo + chunk]
+        n_block = block.shape[0]
+        rows = np.repeat(np.arange(n_block), np.diff(block.indptr))
+        cols = block.indices
+        for g in range(logit.shape[0]):
+            weight = mix[lo + rows, g]
+            sel = np.flatnonzero(weight > 0)
+            if sel.size == 0:
+                continue
+            ctx = None if cell_ctx is None else cell_ctx[lo + rows[sel]]
+            prob = binding_probability(logit[g][cols[sel]], ctx, u).astype(np.float64)
+            gather = sp.csr_matrix(
+                (weight[sel], (rows[sel], np.arange(sel.size))), shape=(n_block, sel.size)
+            )
+            total[lo : lo + n_block] += gather @ prob
     n_open = np.diff(acc.indptr).astype(np.float64)[:, None]
     return np.where(n_open > 0, total / np.maximum(n_open, 1.0), 0.0)
 
