@@ -8,6 +8,7 @@ stub block is still run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -67,8 +68,9 @@ def test_every_module_is_covered() -> None:
 def command_available(command: str) -> bool:
     """Whether ``command`` exists here (``scregnet <sub> --help`` exits 0, or the tool is on PATH)."""
     words = command.split()
-    if words[0] != "scregnet":
-        return shutil.which(words[0]) is not None
+    if words[0] != "scregnet":  # looked up on the PATH the task gets (render.execute)
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        return shutil.which(words[0], path=path) is not None
     proc = subprocess.run(
         [sys.executable, "-m", "scregnet.cli.main", *words[1:], "--help"],
         capture_output=True,
@@ -318,6 +320,23 @@ def test_script_block_honours_the_cli_contract(name: str, chain: Chain) -> None:
     assert step.result.ok, step.result.explain()
     for cmd, version in step.result.versions.items():
         assert version and "\n" not in version, f"version command {cmd!r} printed {version!r}"
+
+
+def test_multiqc_parses_the_scregnet_custom_content(chain: Chain) -> None:
+    """MULTIQC's script block on the tiny world's QC table and the report's *_mqc.tsv: both become
+    MultiQC sections with this sample's rows (not just an HTML file)."""
+    step = chain.steps.get("MULTIQC")
+    if step is None or step.skipped:
+        pytest.skip(f"MULTIQC: {step.skipped if step else 'not reached'}")
+    assert step.result is not None and step.result.ok, step.result and step.result.explain()
+    data = chain.out("MULTIQC", "_data")[0]
+    report = data / "multiqc_scregnet_atac_qc.txt"  # from report/scregnet_atac_qc_mqc.tsv
+    rows = report.read_text().splitlines()
+    assert rows[0].split("\t")[:2] == ["Sample", "cells"]
+    assert [r.split("\t")[0] for r in rows[1:]] == ["sample1"]
+    assert int(rows[1].split("\t")[1]) > 0
+    per_barcode = (data / "multiqc_scregnet_count_qc.txt").read_text().splitlines()  # *.qc.tsv
+    assert "tss_enrichment" in per_barcode[0] and len(per_barcode) > 10
 
 
 def test_contract_run_fails_on_a_broken_module(renderer: Renderer, tmp_path: Path) -> None:
