@@ -75,10 +75,16 @@ class Step:
     def command(self) -> list[str]:
         if self.executable == "scregnet":
             return [sys.executable, "-m", "scregnet.cli.main", *self.argv]
-        return [self.executable, *self.argv]
+        return [find_tool(self.executable) or self.executable, *self.argv]
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps([self.executable, *self.argv]).encode()).hexdigest()[:16]
+
+
+def find_tool(name: str) -> str | None:
+    """``name`` on PATH or beside this Python (a venv's bin/, e.g. MultiQC, when not activated)."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), str(Path(sys.executable).parent)])
+    return shutil.which(name, path=path)
 
 
 def _p(path: Path | None) -> str:
@@ -561,7 +567,7 @@ def run_steps(
                     previous = json.loads(record.read_text())
                     row.update({k: previous.get(k, "") for k in RECORD_FIELDS})
                     trace[i] = {**row, "status": "CACHED"}
-                elif step.optional_tool and shutil.which(step.executable) is None:
+                elif step.optional_tool and find_tool(step.executable) is None:
                     say(f"{label}: skipped, `{step.executable}` is not installed")
                     trace[i] = {**row, "status": "SKIPPED"}
                 else:

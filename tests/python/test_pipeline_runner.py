@@ -250,3 +250,13 @@ def test_test_profile_world_is_simulated_in_a_child_and_reused(
     before = params.stat().st_mtime_ns
     assert scregnet.pipeline.prepare_test_data(tmp_path) == params  # reused, not simulated again
     assert params.stat().st_mtime_ns == before
+
+
+def test_tools_beside_this_python_are_found_without_an_activated_venv(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scregnet.pipeline import find_tool
+
+    monkeypatch.setenv("PATH", "")
+    assert find_tool(Path(sys.executable).name) == str(Path(sys.executable))  # `make demo`: MultiQC
+    assert find_tool("no-such-tool-xyz") is None
