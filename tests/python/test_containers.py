@@ -23,6 +23,7 @@ CONDA_NAMES = {
     "pyBigWig": "pybigwig",
     "igraph": "python-igraph",
     "matplotlib": "matplotlib-base",
+    "isal": "python-isal",
 }
 
 
