@@ -66,7 +66,7 @@ workflow SCREGNET {
     ch_train = references
         .filter { refs -> !refs.tfbind_model && refs.bulk_sheet }
         .map { refs -> [ [ id: 'tfbind' ], refs.bulk_sheet, refs.bulk_files ] }
-    TFBIND_TRAIN(ch_train, ch_fasta, ch_fai)
+    TFBIND_TRAIN(ch_train, ch_fasta, ch_fai, references.map { refs -> refs.motifs })
     ch_model = TFBIND_TRAIN.out.model
         .map { _meta, model -> model }
         .mix(references.filter { refs -> refs.tfbind_model }.map { refs -> refs.tfbind_model })  // channel: path(model.pt)

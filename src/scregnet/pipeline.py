@@ -245,6 +245,9 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
         ]
         if params.get("tfbind_epochs"):
             argv += ["--epochs", str(params["tfbind_epochs"])]
+        # the motif-scan input tracks come from the given JASPAR file, else pyjaspar's release
+        if params.get("motifs") is not None:
+            argv += ["--motifs", str(params["motifs"])]
         steps["TFBIND_TRAIN"].append(
             Step("TFBIND_TRAIN", "all", argv, [fasta, params["bulk_sheet"]], [model])
         )
@@ -662,7 +665,7 @@ TEST_PROFILE: dict[str, Any] = {
     "grn_epochs": 20,
     "min_fragments": 500,
     # CPU-sized TF-binding network (the default is the paper's 160/240/240 + 919, meant for a GPU)
-    "tfbind_train_args": "--filters 32,48,48 --hidden 64 --lr 3e-3 --negative-ratio 2",
+    "tfbind_train_args": "--filters 16,24,24 --hidden 32 --lr 3e-3 --negative-ratio 2",
     # the calibrated CPU-sized model predicts low probabilities; take weaker binding as a prior
     "grn_args": "--prior-threshold 0.05",
 }

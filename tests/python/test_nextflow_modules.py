@@ -224,7 +224,13 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
         c.run(
             "TFBIND_TRAIN",
             {"meta": {"id": "tfbind"}},
-            {"bulk_sheet": sheet, "bulk_files": files, "fasta": fasta, "fai": fai},
+            {
+                "bulk_sheet": sheet,
+                "bulk_files": files,
+                "fasta": fasta,
+                "fai": fai,
+                "motifs": world / "motifs.jaspar",
+            },
         )
     # two shards that together cover every chromosome with peaks (merge requires all of them)
     names = [line.split("\t")[0] for line in fai.read_text().splitlines()]

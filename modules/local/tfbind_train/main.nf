@@ -9,6 +9,7 @@ process TFBIND_TRAIN {
     tuple val(meta), path(bulk_sheet), path(bulk_files, arity: '1..*')
     path(fasta)
     path(fai)
+    path(motifs)
 
     output:
     tuple val(meta), path("*.pt"), emit: model
@@ -21,6 +22,7 @@ process TFBIND_TRAIN {
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: 'model'
     def device = task.accelerator ? 'cuda' : 'cpu'
+    def jaspar = motifs ? "--motifs ${motifs}" : ''
     """
     scregnet tfbind train \\
         --fasta ${fasta} \\
@@ -28,6 +30,7 @@ process TFBIND_TRAIN {
         --out ${prefix}.pt \\
         --device ${device} \\
         --threads ${task.cpus} \\
+        ${jaspar} \\
         ${args}
     """
 
