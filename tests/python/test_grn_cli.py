@@ -181,18 +181,13 @@ def test_prior_labels_end_to_end(world: dict[str, Any], tmp_path: Path) -> None:
     assert cli(no_gtf) == 1
 
 
-@pytest.mark.slow
-def test_heldout_tf_accuracy_beats_chance_and_multiview(tmp_path: Path) -> None:
-    """Trained on half of the TFs, the held-out TFs' targets are ranked far above chance, and
-    two views beat one alone."""
+def _heldout_split(tmp_path: Path) -> tuple[Any, Any, Any]:
+    """Synthetic two-view data (10 TFs, 30 targets, 150 cells) and a TF-aware split: the
+    even-numbered TFs' pairs train, the odd-numbered TFs' pairs are held out."""
     from grn_synth import synth_grn
 
-    from scregnet.evaluate.metrics import auprc_ratio, early_precision_ratio
     from scregnet.grn.data import ExpressionViews, _log_expression
-    from scregnet.grn.images import ImageBuilder
-    from scregnet.grn.model import GRNConfig
-    from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
-    from scregnet.seed import seed_everything
+    from scregnet.grn.train import PairLabels
 
     _, genes, counts, edges = synth_grn(n_tfs=10, n_targets=30, n_cells=150, seed=0)
     data = ExpressionViews(
@@ -210,6 +205,21 @@ def test_heldout_tf_accuracy_beats_chance_and_multiview(tmp_path: Path) -> None:
         )
 
     train, test = pairs(list(range(0, 10, 2))), pairs(list(range(1, 10, 2)))
+    return data, train, test
+
+
+@pytest.mark.slow
+def test_heldout_tf_accuracy_beats_chance_and_multiview(tmp_path: Path) -> None:
+    """Trained on half of the TFs, the held-out TFs' targets are ranked far above chance, and
+    two views beat one alone."""
+
+    from scregnet.evaluate.metrics import auprc_ratio, early_precision_ratio
+    from scregnet.grn.images import ImageBuilder
+    from scregnet.grn.model import GRNConfig
+    from scregnet.grn.train import TrainConfig, fit, predict_pairs
+    from scregnet.seed import seed_everything
+
+    data, train, test = _heldout_split(tmp_path)
     ratios = {}
     for name, views in [("multi", ["v1", "v2"]), ("v1", ["v1"])]:
         rng = seed_everything(0)
@@ -235,32 +245,15 @@ def test_pair_features_beat_spearman_on_heldout_tfs(tmp_path: Path) -> None:
     """Our extension: with the pair features (pooled Spearman + metacell correlation) the model
     ranks held-out TFs' targets better than |Spearman| on the same pairs, on both BEELINE metrics,
     and better than the published architecture without them."""
-    from grn_synth import synth_grn
 
     from scregnet.evaluate.metrics import auprc_ratio, early_precision_ratio
     from scregnet.grn.baselines import abs_spearman
-    from scregnet.grn.data import ExpressionViews, _log_expression
     from scregnet.grn.images import ImageBuilder
     from scregnet.grn.model import GRNConfig
-    from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
+    from scregnet.grn.train import TrainConfig, fit, predict_pairs
     from scregnet.seed import seed_everything
 
-    _, genes, counts, edges = synth_grn(n_tfs=10, n_targets=30, n_cells=150, seed=0)
-    data = ExpressionViews(
-        genes, list(counts), [_log_expression(c, tmp_path) for c in counts.values()]
-    )
-    index = {g: i for i, g in enumerate(genes)}
-    true = {(index[a], index[b]) for a, b in edges}
-
-    def pairs(tf_ids: list[int]) -> PairLabels:
-        p = [(a, b) for a in tf_ids for b in range(len(genes)) if a != b]
-        return PairLabels(
-            np.array([x[0] for x in p]),
-            np.array([x[1] for x in p]),
-            np.array([x in true for x in p], dtype=np.int8),
-        )
-
-    train, test = pairs(list(range(0, 10, 2))), pairs(list(range(1, 10, 2)))
+    data, train, test = _heldout_split(tmp_path)
     rho = abs_spearman(data.pooled(), list(range(10)))[test.tf, test.target]
     ratios = {"spearman": (auprc_ratio(test.label, rho), early_precision_ratio(test.label, rho))}
     for name, n_pair in [("pair", 4), ("plain", 0)]:
