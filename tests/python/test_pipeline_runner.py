@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -135,7 +136,15 @@ def test_jobs_run_independent_steps_together_and_dependents_after(
 def test_peak_memory_of_a_step_is_recorded(tmp_path: Path) -> None:
     out = tmp_path / "big.txt"
     code = f"b = bytearray(b'x') * (200 * 2**20); open({str(out)!r}, 'w').write(str(len(b)))"
-    run_steps([Step("COUNT", "s1", ["-c", code], [], [out], executable=sys.executable)], tmp_path)
+    # Linux folds the parent's peak RSS at exec into a child's ru_maxrss, so the runner must be a
+    # small process (as `scregnet run` is); run it in a fresh interpreter, not inside pytest,
+    # whose memory grows with the tests that ran before this one.
+    runner = (
+        "import sys; from pathlib import Path; from scregnet.pipeline import Step, run_steps; "
+        f"run_steps([Step('COUNT', 's1', ['-c', {code!r}], [], [Path({str(out)!r})], "
+        f"executable=sys.executable)], Path({str(tmp_path)!r}))"
+    )
+    subprocess.run([sys.executable, "-c", runner], check=True, capture_output=True)
     record = json.loads((tmp_path / "pipeline_info" / "steps" / "COUNT.s1.json").read_text())
     assert 200 <= record["peak_rss_mb"] < 400, record
     assert record["wall_s"] > 0 and record["cpu_s"] > 0
