@@ -182,7 +182,7 @@ def main() -> int:
                 "tfbind_epochs": args.tfbind_epochs,
                 "grn_epochs": args.grn_epochs,
                 # the test profile's CPU-sized network and prior threshold (scregnet.pipeline.TEST_PROFILE)
-                "tfbind_train_args": "--filters 32,48,48 --hidden 64 --lr 3e-3 --negative-ratio 2",
+                "tfbind_train_args": "--filters 16,24,24 --hidden 32 --lr 3e-3 --negative-ratio 2",
                 "grn_args": "--prior-threshold 0.05",
             },
         )
