@@ -593,8 +593,7 @@ def run_steps(
             run.log.close()
             step, label = steps[run.index], labels[run.index]
             wall = time.perf_counter() - run.started
-            if code != 0:
-                _stop(running)
+            if code != 0:  # the except clause below stops the steps running beside it
                 msg = (
                     f"{step.stage} ({step.name}) failed: {_last_line(run.log_path, code)}"
                     f" (log: {run.log_path})"
@@ -602,7 +601,6 @@ def run_steps(
                 raise InputError(msg)
             missing = [str(p) for p in step.outputs if not p.exists()]
             if missing:
-                _stop(running)
                 msg = f"{step.stage} ({step.name}) exited 0 but did not write {', '.join(missing)}"
                 raise RuntimeError(msg)
             row = {
