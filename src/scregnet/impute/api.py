@@ -300,10 +300,11 @@ def impute(
     out = adata.copy()
     expected = expected_values(imputed, counts, pool)
     anchored = depth_anchored_values(imputed, counts, library, pool)
-    out.layers[LAYER] = _assemble_layer(counts_all, library, anchored, cols)
+    observed = data.normalize_log1p_sparse(counts_all, library)  # shared by the three layers
+    out.layers[LAYER] = _assemble_layer(observed, anchored, cols)
     del anchored
-    out.layers[DETECTED_LAYER] = _assemble_layer(counts_all, library, imputed, cols)
-    out.layers[EXPECTED_LAYER] = _assemble_layer(counts_all, library, expected, cols)
+    out.layers[DETECTED_LAYER] = _assemble_layer(observed, imputed, cols)
+    out.layers[EXPECTED_LAYER] = _assemble_layer(observed, expected, cols)
     out.var["imputed"] = np.isin(np.arange(adata.n_vars), cols)
     out.uns["scregnet_impute"] = {
         "n_genes_modelled": len(genes),
@@ -414,24 +415,23 @@ def expected_values(
 
 
 def _assemble_layer(
-    counts_all: sp.csr_matrix,
-    library: NDArray[np.floating],
+    observed: sp.csr_matrix,
     imputed: NDArray[np.float32],
     cols: NDArray[np.intp],
 ) -> NDArray[np.float32] | sp.csr_matrix:
-    """Observed log-normalised values everywhere, the model's output in the modelled columns."""
-    n, g = counts_all.shape
+    """``observed`` (log-normalised counts, all genes) everywhere, ``imputed`` in columns ``cols``."""
+    n, g = observed.shape
     if cols.size == g or n * g <= DENSE_LIMIT:
-        layer = data.normalize_log1p_sparse(counts_all, library).toarray()
+        layer = observed.toarray()
         layer[:, cols] = imputed
         return layer
     keep = np.ones(g, dtype=np.float32)
     keep[cols] = 0.0
-    observed = data.normalize_log1p_sparse(counts_all, library) @ sp.diags(keep)
+    others = observed @ sp.diags(keep)
     scatter = sp.csr_matrix(
         (np.ones(cols.size, dtype=np.float32), (np.arange(cols.size), cols)), shape=(cols.size, g)
     )
-    return sp.csr_matrix(observed + sp.csr_matrix(imputed) @ scatter, dtype=np.float32)
+    return sp.csr_matrix(others + sp.csr_matrix(imputed) @ scatter, dtype=np.float32)
 
 
 def save_checkpoint(result: ImputeResult, path: str | Path) -> None:
