@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=100,
         help="cells per k-means metacell (per view) for the metacell-correlation pair features; "
-        "0 = no metacell features",
+        "0 = no metacell features; ignored with --no-pair-features",
     )
     parser.add_argument(
         "--sampling",
