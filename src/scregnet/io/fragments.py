@@ -74,11 +74,16 @@ class BarcodeTable:
         """Global ids of the strings in a pyarrow array (adding unseen ones); int32.
 
         Vectorised: one hash lookup of ``values`` against the known names; only names not seen
-        before go through :meth:`ids`.
+        before go through :meth:`ids`. That lookup hashes every known name on each call, so when
+        ``values`` is a small part of a large table (a batch of a file with 10^5-10^6 barcodes,
+        most of them empty droplets) the per-value dict loop of :meth:`ids` is used instead
+        (about 10x faster there; both give the same ids).
         """
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if 2 * len(values) < len(self.names):
+            return self.ids(values.to_pylist())
         if self._arrow is None or len(self._arrow) != len(self.names):
             self._arrow = pa.array(self.names, type=pa.string())
         pos = pc.index_in(values, value_set=self._arrow)
