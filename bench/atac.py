@@ -141,8 +141,10 @@ def measure_rounds(
         for label, task, args in jobs:
             r = measure(task, **args)
             old = best.get(label)
-            if old is None or "error" in old or "error" in r:
-                best[label] = r if old is None or "error" in r else old
+            if old is None or "error" in r:  # an error in any round is the tool's result
+                best[label] = r
+                continue
+            if "error" in old:
                 continue
             old["wall"] = min(old["wall"], r["wall"])
             old["cpu"] = min(old["cpu"], r["cpu"])
