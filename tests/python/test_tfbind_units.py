@@ -136,7 +136,7 @@ def test_scanner_finds_motif_on_both_strands() -> None:
     onehot = np.stack([one_hot(s) for s in seqs])
     scores = scanner.max_scores(onehot, np.array([12, 12, 12]))[:, 0]
     assert scores[0] == pytest.approx(scores[1]) and scores[0] > scores[2]
-    assert scanner.relative(scores)[0] == pytest.approx(1.0)
+    assert scanner.likelihood_ratio(scores[:, None])[0, 0] == pytest.approx(1.0)  # the consensus
     # a motif that runs past a sequence's true length is not counted
     short = scanner.max_scores(onehot[:1], np.array([6]))[0, 0]
     assert short < scores[0]

@@ -195,7 +195,6 @@ class MotifScanner:
             weight[i, :, : m.shape[1]] = m
         self.weight = torch.from_numpy(weight)
         self.rc_weight = torch.from_numpy(np.ascontiguousarray(weight[:, ::-1, ::-1]))
-        self.min_score = np.array([m.min(axis=0).sum() for m in mats])
         self.max_score = np.array([m.max(axis=0).sum() for m in mats])
         self.threshold = np.array([score_threshold(m, p_value=p_value) for m in mats])
         self.lengths = np.array([m.shape[1] for m in mats])
@@ -229,17 +228,12 @@ class MotifScanner:
 
     def likelihood_ratio(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:
         """``2 ** (score - max score)``: the best match's likelihood ratio (motif vs background)
-        relative to the consensus's, in (0, 1] (-inf -> 0). Unlike :meth:`relative` it keeps the
-        log-odds scale, so a strong match outweighs many weak ones when multiplied by another
+        relative to the consensus's, in (0, 1] (-inf -> 0). Unlike a min-max rescaling it keeps
+        the log-odds scale, so a strong match outweighs many weak ones when multiplied by another
         signal such as accessibility."""
         with np.errstate(over="ignore", invalid="ignore"):
             ratio = np.exp2(scores - self.max_score)
         return np.clip(np.nan_to_num(ratio, nan=0.0), 0.0, 1.0)
-
-    def relative(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Scores rescaled to [0, 1] between each motif's minimum and maximum (-inf -> 0)."""
-        rel = (scores - self.min_score) / (self.max_score - self.min_score)
-        return np.clip(np.nan_to_num(rel, neginf=0.0, nan=0.0), 0.0, 1.0)
 
 
 def background_peaks(

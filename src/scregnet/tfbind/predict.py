@@ -215,8 +215,7 @@ def predict_peaks(
     """Per-peak predictions for the peaks on ``chroms`` (all when ``None``): a shard AnnData.
 
     The shard has obs = peaks, var = TFs and in ``uns``: ``clusters``, ``logit`` (base logits)
-    and ``pwm_binding`` (clusters x peaks x TFs), ``pwm_score`` (peaks x TFs, relative 0..1),
-    ``motif_match`` (peaks x TFs), ``context_scores`` (peaks x the model's motifs), ``gc``
+    and ``pwm_binding`` (clusters x peaks x TFs), ``motif_match`` (peaks x TFs), ``context_scores`` (peaks x the model's motifs), ``gc``
     (peaks), and the model's calibration, context weight and metadata.
     """
     import anndata as ad
@@ -280,7 +279,6 @@ def predict_peaks(
     model_motifs = loaded.motifs()
     ctx_scanner = MotifScanner(model_motifs) if model.config.use_context else None
     ctx_scores = np.zeros((n_p, len(model_motifs) if ctx_scanner else 0), dtype=np.float64)
-    pwm_score = np.zeros((n_p, n_t), dtype=np.float32)
     pwm_ratio = np.zeros((n_p, n_t), dtype=np.float32)
     match = np.zeros((n_p, n_t), dtype=bool)
     gc = np.zeros(n_p, dtype=np.float64)
@@ -308,7 +306,6 @@ def predict_peaks(
                 )
                 if scanner is not None:
                     scores = scanner.max_scores(onehot, widths)
-                    pwm_score[np.ix_(batch, motif_cols)] = scanner.relative(scores)
                     pwm_ratio[np.ix_(batch, motif_cols)] = scanner.likelihood_ratio(scores)
                     match[np.ix_(batch, motif_cols)] = scores >= scanner.threshold[None, :]
                 if ctx_scanner is not None:
@@ -349,7 +346,6 @@ def predict_peaks(
         "logit": logits,
         "context_scores": ctx_scores,
         "pwm_binding": pwm_binding.astype(np.float32),
-        "pwm_score": pwm_score,
         "motif_match": match,
         "accessibility": access,
         "has_motif": np.asarray([tf in motifs for tf in tfs]),
@@ -462,7 +458,7 @@ def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = 
     u: dict[str, Any] = dict(first)
     for key in ("logit", "pwm_binding", "accessibility"):
         u[key] = np.concatenate([s.uns[SHARD_KEY][key] for s in shards], axis=1)
-    for key in ("pwm_score", "motif_match", "context_scores"):
+    for key in ("motif_match", "context_scores"):
         u[key] = np.concatenate([s.uns[SHARD_KEY][key] for s in shards], axis=0)
     u["chroms"] = np.asarray(list(seen), dtype=object)
     rates = [float(s.uns[SHARD_KEY]["predict_windows_per_s"]) for s in shards]
