@@ -301,6 +301,8 @@ def test_motif_tracks_and_context_in_the_model() -> None:
     assert float(shifted[0, 1] - base[0, 1]) == pytest.approx(0.2 * ScFAN.CONTEXT_SCALE, rel=1e-4)
     assert float(shifted[0, 0] - base[0, 0]) == pytest.approx(0.0, abs=1e-5)
     torch.testing.assert_close(model.base_logits(x_ctx), model.base_logits(x))
+    # base logits need no context channels at all (prediction does not build them)
+    torch.testing.assert_close(model.base_logits(x[:, :5]), model.base_logits(x))
     with pytest.raises(ValueError, match="one TF index"):
         ModelConfig(n_tfs=2, n_motifs=1, motif_width=8, motif_tf=(5,))
 

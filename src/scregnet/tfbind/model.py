@@ -164,10 +164,15 @@ class ScFAN(nn.Module):
         return x[:, :4], acc, ctx
 
     def base_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits without the context term (``(batch, n_tfs)``): trunk + motif path."""
-        dna, acc, _ = self.split_input(x)
-        parts = [dna] if acc is None else [dna, acc]
+        """Logits without the context term (``(batch, n_tfs)``): trunk + motif path.
+
+        Reads only the DNA and accessibility channels; context channels, if present, are ignored
+        (so they need not be built at all).
+        """
         c = self.config
+        dna = x[:, :4]
+        acc = x[:, 4:5] if c.use_accessibility else None
+        parts = [dna] if acc is None else [dna, acc]
         if c.n_motifs:
             scores = self.motif_scores(dna)
             parts.append(torch.exp2(scores))  # likelihood-ratio tracks, 1 at the consensus

@@ -387,14 +387,11 @@ def _base_logits(
 ) -> NDArray[np.float32]:
     """Uncalibrated logits without the context term (strand-averaged with ``rc``).
 
-    A context model gets a neutral (zero) context here; :func:`finalize` adds the context term
-    of each cluster and cell, then the calibration, once all peaks are known.
+    :meth:`ScFAN.base_logits` reads only the DNA and accessibility channels, so no context
+    channels are built here; :func:`finalize` adds the context term of each cluster and cell,
+    then the calibration, once all peaks are known.
     """
     assert isinstance(model, ScFAN)
-    if model.config.use_context:
-        x = np.concatenate(
-            [x, np.zeros((x.shape[0], model.config.n_tfs, x.shape[2]), dtype=x.dtype)], axis=1
-        )
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     with autocast(device):
         logit = model.base_logits(xt).float()
