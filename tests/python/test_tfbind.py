@@ -249,6 +249,12 @@ def _train_small(synth: Synth, out: Path, *extra: str) -> dict[str, Any]:
     return ckpt
 
 
+def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(
+        a[k].shape == b[k].shape and torch.allclose(a[k], b[k]) for k in a
+    )
+
+
 @pytest.fixture(scope="module")
 def reference(synth: Synth) -> dict[str, Any]:
     return _train_small(synth, synth.root / "reference.pt")
@@ -278,12 +284,8 @@ def test_train_flag_changes_the_model(
 ) -> None:
     flag = [str(synth.motifs) if f == "MOTIFS" else f for f in flag]
     ckpt = _train_small(synth, tmp_path / "m.pt", *flag)
-    ref_state, state = reference["state_dict"], ckpt["state_dict"]
-    same = ref_state.keys() == state.keys() and all(
-        ref_state[k].shape == state[k].shape and torch.allclose(ref_state[k], state[k])
-        for k in ref_state
-    )
-    assert not same, f"{flag} did not change the trained model"
+    state = ckpt["state_dict"]
+    assert not _same_state(reference["state_dict"], state), f"{flag} did not change the model"
     config = ckpt["config"]
     if flag[0] == "--step":
         assert ckpt["metrics"]["n_windows"]["train"] > reference["metrics"]["n_windows"]["train"]
@@ -310,6 +312,9 @@ def test_train_flag_changes_the_model(
     if flag[0] == "--sequence-warmup":
         history = ckpt["metrics"]["history"]
         assert len(history) == 2 and ckpt["metrics"]["best_epoch"] == 2
+        # the reference ran 1 epoch: compare with the same 2 epochs without the warm-up too
+        plain = _train_small(synth, tmp_path / "plain.pt", "--epochs", "2")
+        assert not _same_state(plain["state_dict"], state), "the warm-up changed nothing"
 
 
 def test_train_motif_file_errors(
