@@ -3,11 +3,15 @@
 Each step runs the same ``scregnet <subcommand>`` command line that the Nextflow module runs, in a
 child process (exactly like a Nextflow task, and so a crash or ``kill -9`` of one step cannot leave the
 runner in a half state). A step is skipped when all its outputs exist, are newer than its inputs, and
-were made by the same command (recorded in ``pipeline_info/steps/``): that is resume.
+were made by the same command of the same scregnet code (recorded in ``pipeline_info/steps/``): that
+is resume. Like Nextflow's task hash, which covers the process script and its container, the record
+covers the command line and a digest of the installed scregnet package, so outputs of an older
+version are never reused after an upgrade (or, in a development checkout, after an edit).
 """
 
 from __future__ import annotations
 
+import functools
 import graphlib
 import hashlib
 import json
@@ -78,7 +82,22 @@ class Step:
         return [find_tool(self.executable) or self.executable, *self.argv]
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps([self.executable, *self.argv]).encode()).hexdigest()[:16]
+        code = package_digest() if self.executable == "scregnet" else ""
+        key = json.dumps([self.executable, *self.argv, code])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def package_digest() -> str:
+    """Version and source digest of the scregnet package that runs the steps (its ``*.py`` files)."""
+    import scregnet
+
+    root = Path(scregnet.__file__).parent
+    digest = hashlib.sha256(scregnet.__version__.encode())
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"{scregnet.__version__}+{digest.hexdigest()[:12]}"
 
 
 def find_tool(name: str) -> str | None:
@@ -620,6 +639,7 @@ def run_steps(
                     json.dumps(
                         {
                             "fingerprint": step.fingerprint(),
+                            "scregnet": package_digest(),
                             "argv": step.argv,
                             **{k: row[k] for k in RECORD_FIELDS},
                         }

@@ -47,6 +47,25 @@ def test_resume_skips_fresh_steps_and_reruns_stale_ones(tmp_path: Path) -> None:
     assert run_steps([_copy_step(src, dst, tag="x")], tmp_path) == ["COUNT:s1"]
 
 
+def test_an_upgraded_scregnet_does_not_reuse_old_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import scregnet
+    from scregnet import pipeline
+
+    ours = Step("COUNT", "s1", ["count", "--fragments", "f"], [], [])
+    theirs = Step("MULTIQC", "all", ["."], [], [], executable="multiqc")
+    before = ours.fingerprint(), theirs.fingerprint()
+    pipeline.package_digest.cache_clear()
+    monkeypatch.setattr(scregnet, "__version__", "999.0")
+    try:
+        assert pipeline.package_digest().startswith("999.0+")
+        assert ours.fingerprint() != before[0]  # a scregnet step reruns after an upgrade
+        assert theirs.fingerprint() == before[1]  # another tool's step does not
+    finally:
+        monkeypatch.undo()
+        pipeline.package_digest.cache_clear()
+    assert ours.fingerprint() == before[0]
+
+
 def test_failed_step_raises_with_its_last_error_line(tmp_path: Path) -> None:
     bad = Step(
         "COUNT",
