@@ -338,3 +338,34 @@ def test_cell_mean_binding_uses_each_cells_context() -> None:
         z = logit[:, peaks] + 10.0 * ctx[cell]
         p = (mix[cell][:, None, None] / (1 + np.exp(-z))).sum(axis=0).mean(axis=0)
         np.testing.assert_allclose(whole[cell], p, rtol=1e-5)
+
+
+def test_bulk_regions_read_gaps_as_zero(tmp_path: Path) -> None:
+    from scregnet.io.tracks import write_bigwig
+    from scregnet.tfbind.context import bulk_regions
+
+    sizes = {"chr1": 2_000, "chr2": 1_000}
+    dense = {"chr1": np.zeros(2_000), "chr2": np.zeros(1_000)}
+    dense["chr1"][250:330] = 10.0  # a gapped run: bases 200-250 and 330-400 hold no data
+    dense["chr1"][400:600] = 1.0
+    dense["chr1"][1_000:1_200] = 8.0
+    dense["chr2"][0:50] = 4.0
+    runs = []
+    for chrom, values in dense.items():
+        on = np.flatnonzero(values)  # data only where the signal is non-zero
+        cuts = np.flatnonzero(np.diff(on) != 1) + 1
+        for block in np.split(on, cuts):
+            runs.append((chrom, block[:1], block[-1:] + 1, values[block[:1]]))
+    tracks = [
+        (c, np.concatenate([r[1] for r in runs if r[0] == c]),
+         np.concatenate([r[2] for r in runs if r[0] == c]),
+         np.concatenate([r[3] for r in runs if r[0] == c]))
+        for c in sizes
+    ]  # fmt: skip
+    bw = write_bigwig(tmp_path / "bulk.bw", sizes, tracks)
+    regions, access = bulk_regions([bw], [1.0], sizes, ["chr1", "chr2"], bin_size=200, fold=1.0)
+    # bins [200,400) mean 4.0 and [400,600) mean 1.0 are adjacent: one region; [1000,1200) alone;
+    # chr2's [0,200) has mean 1.0 (>= fold)
+    assert regions == [("chr1", 200, 600), ("chr1", 1_000, 1_200), ("chr2", 0, 200)]
+    expected = [dense[c][a:b].mean() for c, a, b in regions]
+    np.testing.assert_allclose(access[0], expected)

@@ -120,38 +120,38 @@ def bulk_regions(
     """Candidate regions of the bulk tracks and each track's mean signal over them.
 
     Returns the regions (merged ``bin_size`` bins reaching ``fold`` x a track's genome mean in at
-    least one track) and ``(n_tracks, n_regions)`` mean signal densities.
+    least one track) and ``(n_tracks, n_regions)`` mean signal densities. Each track is read once;
+    a region's density is the mean of its bins' densities, so bases without data count as 0 in both
+    the selection and the density (as in :func:`scregnet.tfbind.data.bin_means`).
     """
     from scregnet.io.tracks import open_bigwig
-    from scregnet.tfbind.data import bin_means, merge_intervals
+    from scregnet.tfbind.data import bin_means
 
     handles = [open_bigwig(p) for p in tracks]
     regions: list[tuple[str, int, int]] = []
+    densities: list[NDArray[np.float64]] = []
     try:
         for chrom in chroms:
             size = chrom_sizes[chrom]
             if size < bin_size:
                 continue
             starts = np.arange(0, size - bin_size + 1, bin_size, dtype=np.int64)
-            rel = np.stack(
-                [
-                    bin_means(bw, chrom, starts, bin_size) / mu
-                    for bw, mu in zip(handles, means, strict=True)
-                ]
-            )
-            keep = rel.max(axis=0) >= fold
-            s, e = merge_intervals(starts[keep], starts[keep] + bin_size)
+            signal = np.stack([bin_means(bw, chrom, starts, bin_size) for bw in handles])
+            keep = np.flatnonzero((signal / np.asarray(means)[:, None]).max(axis=0) >= fold)
+            if keep.size == 0:
+                continue
+            first = np.flatnonzero(np.diff(keep, prepend=-2) != 1)  # runs of adjacent bins
+            n_bins = np.diff(np.append(first, keep.size))
+            densities.append(np.add.reduceat(signal[:, keep], first, axis=1) / n_bins)
+            lo = starts[keep[first]]
             regions += [
-                (chrom, int(a), int(b)) for a, b in zip(s.tolist(), e.tolist(), strict=True)
+                (chrom, int(a), int(a) + int(n) * bin_size)
+                for a, n in zip(lo.tolist(), n_bins.tolist(), strict=True)
             ]
-        access = np.zeros((len(handles), len(regions)), dtype=np.float64)
-        for k, bw in enumerate(handles):
-            for i, (chrom, lo, hi) in enumerate(regions):
-                v = bw.stats(chrom, lo, hi, type="mean", exact=True)[0]
-                access[k, i] = float(v) if v is not None else 0.0
     finally:
         for bw in handles:
             bw.close()
+    access = np.concatenate(densities, axis=1) if densities else np.zeros((len(handles), 0))
     log.info(
         "context: %d candidate regions (bins >= %.1f x a track's mean) over %d track(s)",
         len(regions),
