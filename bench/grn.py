@@ -5,9 +5,11 @@ trained on the other folds' TFs (their true edges positive, their other pairs ne
 the held-out TFs' pairs with every candidate target. Baselines need no training and score the same
 pairs. Reported per method: mean over folds of AUROC / AUPRC / AUPRC ratio / EPR on the held-out
 pairs, and AUPRC ratio / EPR on the full out-of-fold ranking (every TF x target, each TF scored by
-a model that never saw it). Ablation: the model on each single view, without the metacell pair
-features, without any pair features (DeepMCL as published) and with class-balanced sampling. Speed: pairs/s for image
-building and for scoring (images + CNN + head) on this machine's CPU.
+a model that never saw it). Each model makes its own held-out choices (read-out, epoch, network
+on/off) on its training TFs only (``scregnet.grn.train.fit``); what it chose is listed per fold.
+Ablation: the model on each single view, without the held-out selection (``val_fraction = 0``,
+the session-2 model) and without any pair features (DeepMCL as published). Speed: pairs/s for
+image building and for scoring (images + CNN + head) on this machine's CPU.
 
     .venv/bin/python bench/grn.py --world /path/to/small_world [--beeline ../shared/data/beeline_gsd]
 
@@ -52,9 +54,8 @@ def variants(views: list[str], ablation: bool) -> dict[str, Variant]:
     if len(views) > 1:
         out |= {f"scregnet ({v} only)": ([v], {}, {}) for v in views}
     if ablation:
-        out["- metacell features"] = (views, {"cells_per_metacell": 0}, {})
+        out["- held-out selection (session-2 model)"] = (views, {}, {"val_fraction": 0.0})
         out["- pair features (DeepMCL as published)"] = (views, {"n_pair_features": 0}, {})
-        out["class-balanced sampling"] = (views, {}, {"sampling": "balanced"})
     return out
 
 
@@ -121,10 +122,11 @@ def cross_validate(
     targets: list[int],
     baselines: dict[str, NDArray[np.float64]],
     configs: dict[str, Variant],
-    val_fraction: float,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-fold held-out metrics and full out-of-fold ranking metrics for models and baselines."""
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list[str]]]:
+    """Per-fold held-out metrics and full out-of-fold ranking metrics for models and baselines,
+    and per model what its held-out selection chose in each fold."""
     rows, full_rows = [], []
+    choices: dict[str, list[str]] = {}
     target_set = np.asarray(targets)
     for seed in seeds:
         rng = np.random.default_rng(seed)
@@ -163,10 +165,16 @@ def cross_validate(
                     builder,
                     train,
                     model_config=model_config,
-                    config=TrainConfig(epochs=epochs, val_fraction=val_fraction, **train_kw),
+                    config=TrainConfig(epochs=epochs, **train_kw),
                     rng=r,
                 )
                 scores[name] = predict_pairs(result.model, builder, test)
+                sel = result.selection
+                choices.setdefault(name, []).append(
+                    f"skip {sel['skip']}, network {'epoch ' + str(sel['network_epoch']) if sel['network'] else 'off'}"
+                    if "skip" in sel
+                    else f"{sel['mode']}, epoch {result.best_epoch}"
+                )
                 log.info("seed %d fold %d %s: %.0f s", seed, f, name, time.perf_counter() - t0)
             tf_row = {t: i for i, t in enumerate(tfs)}
             for name, matrix in baselines.items():
@@ -187,7 +195,17 @@ def cross_validate(
                     "epr": early_precision_ratio(y, s),
                 }
             )
-    return pd.DataFrame(rows), pd.DataFrame(full_rows)
+    return pd.DataFrame(rows), pd.DataFrame(full_rows), choices
+
+
+def choice_lines(choices: dict[str, list[str]]) -> str:
+    """What each model's held-out selection chose, counted over folds."""
+    from collections import Counter
+
+    return "\n".join(
+        f"- {name}: " + "; ".join(f"{c} ({n}x)" for c, n in Counter(picks).most_common())
+        for name, picks in choices.items()
+    )
 
 
 def table(held: pd.DataFrame, full: pd.DataFrame, order: list[str]) -> str:
@@ -256,7 +274,7 @@ def run_world(world: Path, args: argparse.Namespace) -> str:
         baselines["GRNBoost2"] = tree_baseline(pooled, tfs, genes, "GRNBoost2", targets)
         baselines["GENIE3"] = tree_baseline(pooled, tfs, genes, "GENIE3", targets)
     configs = variants(list(data.views), not args.no_ablation)
-    held, full = cross_validate(
+    held, full, choices = cross_validate(
         data,
         tfs,
         true,
@@ -266,7 +284,6 @@ def run_world(world: Path, args: argparse.Namespace) -> str:
         targets=targets,
         baselines=baselines,
         configs=configs,
-        val_fraction=0.0,
     )
     sp = speed(data)
     head = (
@@ -281,7 +298,9 @@ def run_world(world: Path, args: argparse.Namespace) -> str:
         f"{sp['score_pairs_per_s']:.0f} pairs/s."
     )
     held.to_csv(args.outdir / "grn_world_folds.tsv", sep="\t", index=False)
-    return "\n\n".join([head, table(held, full, [*configs, *baselines]), speed_line])
+    return "\n\n".join(
+        [head, table(held, full, [*configs, *baselines]), choice_lines(choices), speed_line]
+    )
 
 
 def run_beeline(path: Path, args: argparse.Namespace) -> str:
@@ -289,10 +308,11 @@ def run_beeline(path: Path, args: argparse.Namespace) -> str:
     pt = pd.read_csv(path / "PseudoTime.csv", index_col=0).loc[expr.columns]
     genes = [str(g) for g in expr.index]
     x = expr.T.to_numpy(np.float32)
+    cells = np.asarray(expr.columns, dtype=str)
+    in_branch = [pt.iloc[:, j].notna().to_numpy() for j in range(2)]
+    # the branches share their early cells (same names): pooled features count them once
     data = ExpressionViews(
-        genes,
-        ["branch1", "branch2"],
-        [x[pt.iloc[:, 0].notna().to_numpy()], x[pt.iloc[:, 1].notna().to_numpy()]],
+        genes, ["branch1", "branch2"], [x[m] for m in in_branch], [cells[m] for m in in_branch]
     )
     net = pd.read_csv(path / "GroundTruthNetwork.csv")
     index = {g: i for i, g in enumerate(genes)}
@@ -306,7 +326,7 @@ def run_beeline(path: Path, args: argparse.Namespace) -> str:
         )
         baselines["GENIE3"] = tree_baseline(full_x, tfs, genes, "GENIE3", list(range(len(genes))))
     configs = variants(["branch1", "branch2"], not args.no_ablation)
-    held, full = cross_validate(
+    held, full, choices = cross_validate(
         data,
         tfs,
         true,
@@ -316,7 +336,6 @@ def run_beeline(path: Path, args: argparse.Namespace) -> str:
         targets=list(range(len(genes))),
         baselines=baselines,
         configs=configs,
-        val_fraction=0.0,
     )
     held.to_csv(args.outdir / "grn_beeline_folds.tsv", sep="\t", index=False)
     head = (
@@ -325,7 +344,7 @@ def run_beeline(path: Path, args: argparse.Namespace) -> str:
         f"{len(tfs)} regulators; TF-aware 2-fold CV x {args.beeline_repeats} random TF splits, "
         f"{args.epochs} epochs; baselines on all cells."
     )
-    return "\n\n".join([head, table(held, full, [*configs, *baselines])])
+    return "\n\n".join([head, table(held, full, [*configs, *baselines]), choice_lines(choices)])
 
 
 def main(argv: list[str] | None = None) -> int:

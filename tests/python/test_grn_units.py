@@ -382,3 +382,141 @@ def test_epoch_pairs_sampling() -> None:
     assert sorted(natural.tolist()) == list(range(100))  # every pair once, at the 10 % rate
     with pytest.raises(ValueError, match="unknown sampling"):
         _epoch_pairs(labels, 40, rng, "focal")
+
+
+# ---------------------------------------------------------------- shared cells
+
+
+def test_cells_shared_by_views_are_pooled_once(tmp_path: Path) -> None:
+    """Two overlapping branches (30 shared cells, same names and values) pool to their union; a
+    barcode collision (same name, other values) is two cells; the pooled Spearman feature then
+    equals Spearman over the union (what an untrained model ranks by)."""
+    from scregnet.grn.baselines import abs_spearman
+
+    rng = np.random.default_rng(8)
+    genes = [f"g{i}" for i in range(6)]
+    union = rng.poisson(3, (130, 6))
+    first, second = union[:80], union[50:]  # cells 50..79 in both branches
+    a = _adata(first, genes, "b1")
+    a.obs_names = [f"c{i}" for i in range(80)]
+    b = _adata(second.copy(), genes, "b2")
+    b.obs_names = [f"c{i}" for i in range(50, 130)]
+    a.write_h5ad(tmp_path / "b1.h5ad")
+    b.write_h5ad(tmp_path / "b2.h5ad")
+    data = read_views([tmp_path / "b1.h5ad", tmp_path / "b2.h5ad"])
+    assert data.n_cells() == [80, 80]
+    assert [int(m.sum()) for m in data.unique_masks()] == [80, 50]
+    assert data.pooled().shape == (130, 6)
+    builder = ImageBuilder(data, n_neighbours=2, n_bins=8, cells_per_metacell=20)
+    assert builder.n_metacells == 4 + round(50 / 20)  # shared cells clustered in b1 only
+    rho = builder.pair_features(torch.tensor([0]), torch.tensor([3]))
+    rho = rho * builder.feature_scale + builder.feature_mean
+    log_union = np.log1p(union / union.sum(axis=1, keepdims=True) * 1e4)
+    expected = spearmanr(log_union[:, 0], log_union[:, 3]).statistic
+    assert rho[0, 0].item() == pytest.approx(expected, abs=1e-5)
+    assert abs_spearman(data.pooled(), [0])[0, 3] == pytest.approx(abs(expected), abs=1e-5)
+    # same barcode, different expression: a collision between samples, both cells kept
+    b.X = sp.csr_matrix(b.X.toarray() + 1)
+    b.write_h5ad(tmp_path / "b2.h5ad")
+    assert read_views([tmp_path / "b1.h5ad", tmp_path / "b2.h5ad"]).pooled().shape == (160, 6)
+
+
+# ---------------------------------------------------------------- held-out selection
+
+
+def test_inner_tf_folds_and_one_se_gain() -> None:
+    from scregnet.grn.train import inner_tf_folds, one_se_gain
+
+    tf = np.repeat(np.arange(8), 20)
+    label = ((np.arange(160) % 20 < 4) & (tf < 6)).astype(np.int8)  # TFs 6, 7: no positive
+    folds = inner_tf_folds(PairLabels(tf, tf * 0, label), 3, np.random.default_rng(0))
+    assert len(folds) == 3
+    held = [set(tf[m].tolist()) for m in folds]
+    assert sorted(t for h in held for t in h) == list(range(6))  # each positive TF once
+    assert all(set(tf[m]) == h for m, h in zip(folds, held, strict=True))  # whole TFs
+    one = PairLabels(tf[tf == 0], tf[tf == 0], label[tf == 0])
+    assert inner_tf_folds(one, 3, np.random.default_rng(0)) == []
+    rng = np.random.default_rng(1)
+    noise = rng.random(160)
+    perfect = label + 0.1 * noise
+    gain, se = one_se_gain(tf, label, perfect, noise, rng)
+    assert gain > 0.5 and 0 < se < gain
+    gain, se = one_se_gain(tf, label, noise, noise, rng)
+    assert gain == 0 and se == 0  # no gain is never more than one standard error
+
+
+def _selection_world(tmp_path: Path) -> ImageBuilder:
+    """Two synthetic views (9 TFs, 40 genes, 150 cells each) ready for image building."""
+    from grn_synth import synth_grn
+
+    from scregnet.grn.data import _log_expression
+
+    _, genes, counts, _ = synth_grn(n_tfs=9, n_targets=31, n_cells=150, seed=1)
+    data = ExpressionViews(
+        genes, list(counts), [_log_expression(c, tmp_path) for c in counts.values()]
+    )
+    return ImageBuilder(data, n_neighbours=3, n_bins=16, cells_per_metacell=25)
+
+
+def _top_pairs_by(builder: ImageBuilder, column: int, n_tfs: int, k: int) -> PairLabels:
+    """Every pair of TFs 0..n_tfs-1; positives = the ``k * n_tfs`` pairs highest on one feature
+    (so that feature ranks any set of TFs perfectly); every TF has a positive."""
+    a = np.repeat(np.arange(n_tfs), builder.n_genes)
+    b = np.tile(np.arange(builder.n_genes), n_tfs)
+    a, b = a[a != b], b[a != b]
+    value = builder.pair_features(torch.as_tensor(a), torch.as_tensor(b))[:, column].numpy()
+    label = np.zeros(a.size, dtype=np.int8)
+    label[np.argsort(-value)[: k * n_tfs]] = 1
+    assert all(label[a == t].any() for t in range(n_tfs))
+    return PairLabels(a.astype(np.intp), b.astype(np.intp), label)
+
+
+@pytest.mark.parametrize(("column", "expected"), [(1, "spearman"), (3, "metacell")])
+def test_held_out_selection_picks_the_read_out_that_generalises(
+    tmp_path: Path, column: int, expected: str
+) -> None:
+    """Labels that are exactly the top |Spearman| (or |metacell r|) pairs of every TF: the inner
+    folds must choose that read-out, and since nothing beats a perfect read-out by more than a
+    standard error the network stays off, so the model ranks new TFs exactly by it."""
+    from scregnet.grn.train import TrainConfig, fit, predict_pairs
+    from scregnet.seed import seed_everything
+
+    builder = _selection_world(tmp_path)
+    labels = _top_pairs_by(builder, column, 9, 5)
+    train = labels.subset(labels.tf < 6)
+    test = labels.subset(labels.tf >= 6)
+    rng = seed_everything(0)
+    config = GRNConfig(n_neighbours=3, n_bins=16, embed_dim=8, hidden=16, cells_per_metacell=25)
+    result = fit(builder, train, model_config=config, config=TrainConfig(epochs=2), rng=rng)
+    sel = result.selection
+    assert sel["skip"] == expected
+    assert sel["inner_folds"] == 3 and sel["network_splits"] == 3  # 6 TFs: too few for one split
+    assert sel["network"] is False and result.best_epoch == 0
+    assert result.model.gate is not None and result.model.gate.item() == 0.0
+    from scregnet.evaluate.metrics import auprc
+
+    assert auprc(test.label, predict_pairs(result.model, builder, test)) == pytest.approx(1.0)
+
+
+def test_held_out_selection_keeps_a_network_that_validates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the network beats the read-out on held-out TFs by more than a standard error it is
+    kept (refitted on every training TF for its best epoch count when chosen on inner folds)."""
+    import scregnet.grn.train as train_mod
+    from scregnet.grn.train import TrainConfig, fit
+    from scregnet.seed import seed_everything
+
+    builder = _selection_world(tmp_path)
+    labels = _top_pairs_by(builder, 1, 9, 5)
+    calls = iter([(0.0, 1.0), (0.2, 0.05)])  # read-out: no gain; network: a clear gain
+    monkeypatch.setattr(train_mod, "one_se_gain", lambda *a, **k: next(calls))
+    rng = seed_everything(0)
+    config = GRNConfig(n_neighbours=3, n_bins=16, embed_dim=8, hidden=16, cells_per_metacell=25)
+    result = fit(builder, labels, model_config=config, config=TrainConfig(epochs=3), rng=rng)
+    sel = result.selection
+    assert sel["skip"] == "spearman" and sel["network"] is True
+    assert result.best_epoch == sel["network_epoch"] >= 1
+    assert len(result.history) == sel["network_epoch"]  # the refit ran that many epochs
+    assert result.val_tfs == [] and result.model.gate is not None
+    assert result.model.gate.item() != 0.0

@@ -38,12 +38,16 @@ MIN_GENES = 5
 class ExpressionViews:
     """Log expression per view on one shared gene list.
 
-    ``expr[i]`` is a dense ``(cells, genes)`` float32 matrix for view ``views[i]``.
+    ``expr[i]`` is a dense ``(cells, genes)`` float32 matrix for view ``views[i]``; ``cells[i]``
+    (optional) names its cells (``obs_names``). Views may share cells (two pseudotime branches
+    share their early cells): a cell with the same name and the same expression in two views is
+    one cell, counted once wherever the views are pooled (:meth:`pooled`, :meth:`unique_masks`).
     """
 
     genes: list[str]
     views: list[str]
     expr: list[NDArray[np.float32]]
+    cells: list[NDArray[np.str_]] | None = None
 
     @property
     def gene_index(self) -> dict[str, int]:
@@ -58,15 +62,41 @@ class ExpressionViews:
         if missing:
             msg = f"unknown view(s) {', '.join(missing)}; have {', '.join(self.views)}"
             raise InputError(msg)
+        pick = [self.views.index(n) for n in names]
         return ExpressionViews(
             genes=list(self.genes),
             views=list(names),
-            expr=[self.expr[self.views.index(n)] for n in names],
+            expr=[self.expr[i] for i in pick],
+            cells=None if self.cells is None else [self.cells[i] for i in pick],
         )
 
+    def unique_masks(self) -> list[NDArray[np.bool_]]:
+        """Per view, which cells are not already in an earlier view.
+
+        A cell is "already in" an earlier view when that view has a cell of the same name with the
+        same expression (the same cell listed twice, e.g. in two overlapping trajectory branches);
+        equal names with different expression (barcode collisions between samples) are different
+        cells. Without cell names every cell is unique.
+        """
+        if self.cells is None:
+            return [np.ones(e.shape[0], dtype=bool) for e in self.expr]
+        seen: dict[str, tuple[int, int]] = {}
+        masks = []
+        for v, (names, expr) in enumerate(zip(self.cells, self.expr, strict=True)):
+            mask = np.ones(len(names), dtype=bool)
+            for i, name in enumerate(names.tolist()):
+                first = seen.get(name)
+                if first is None:
+                    seen[name] = (v, i)
+                elif first[0] != v and np.array_equal(self.expr[first[0]][first[1]], expr[i]):
+                    mask[i] = False
+            masks.append(mask)
+        return masks
+
     def pooled(self) -> NDArray[np.float32]:
-        """All views' cells stacked: ``(sum of cells, genes)``."""
-        return np.concatenate(self.expr, axis=0)
+        """All views' cells stacked, each cell once: ``(unique cells, genes)``."""
+        masks = self.unique_masks()
+        return np.concatenate([e[m] for e, m in zip(self.expr, masks, strict=True)], axis=0)
 
 
 def _view_name(path: Path) -> str:
@@ -108,7 +138,9 @@ def read_views(
         msg = "no expression file given (--rna)"
         raise InputError(msg)
     start = time.perf_counter()
-    per_file: list[tuple[Path, list[str], NDArray[np.float32], NDArray[np.str_]]] = []
+    per_file: list[
+        tuple[Path, list[str], NDArray[np.float32], NDArray[np.str_], NDArray[np.str_]]
+    ] = []
     for raw in paths:
         path = Path(raw)
         adata = read_h5ad(path)
@@ -133,11 +165,12 @@ def read_views(
             labels = adata.obs["view"].astype(str).to_numpy()
         else:
             labels = np.full(adata.n_obs, _view_name(path), dtype=object)
-        per_file.append((path, genes, _log_expression(matrix, path), labels.astype(str)))
+        names = np.asarray(adata.obs_names, dtype=str)
+        per_file.append((path, genes, _log_expression(matrix, path), labels.astype(str), names))
         log.info("read %s: %d cells x %d genes", path, adata.n_obs, adata.n_vars)
 
     shared = set(per_file[0][1])
-    for _, genes, _, _ in per_file[1:]:
+    for _, genes, _, _, _ in per_file[1:]:
         shared &= set(genes)
     order = [g for g in per_file[0][1] if g in shared]
     if len(order) < min_genes:
@@ -156,13 +189,15 @@ def read_views(
         )
 
     pooled: dict[str, list[NDArray[np.float32]]] = {}
+    cell_names: dict[str, list[NDArray[np.str_]]] = {}
     sources: dict[str, list[Path]] = {}
-    for path, genes, expr, labels in per_file:
+    for path, genes, expr, labels, names in per_file:
         idx = {g: i for i, g in enumerate(genes)}
         cols = np.fromiter((idx[g] for g in order), dtype=np.intp, count=len(order))
         expr = expr[:, cols]
         for view in dict.fromkeys(labels.tolist()):
             pooled.setdefault(str(view), []).append(expr[labels == view])
+            cell_names.setdefault(str(view), []).append(names[labels == view])
             sources.setdefault(str(view), []).append(path)
     views = [str(v) for v in pooled]
     mats = [np.ascontiguousarray(np.concatenate(pooled[v], axis=0)) for v in views]
@@ -177,7 +212,18 @@ def read_views(
         len(order),
         time.perf_counter() - start,
     )
-    return ExpressionViews(genes=order, views=views, expr=mats)
+    data = ExpressionViews(
+        genes=order,
+        views=views,
+        expr=mats,
+        cells=[np.concatenate(cell_names[v]) for v in views],
+    )
+    n_shared = sum(int((~m).sum()) for m in data.unique_masks())
+    if n_shared:
+        log.info(
+            "%d cell(s) appear in more than one view: counted once when views are pooled", n_shared
+        )
+    return data
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:

@@ -17,7 +17,9 @@ co-expression statistics of a pair over all views together, given to the classif
 the image embeddings so that it starts from what a correlation ranking knows: Spearman rho over
 all cells pooled (the |Spearman| baseline), and Pearson r over *metacells* — k-means clusters of
 about ``cells_per_metacell`` cells found per view in PCA space, each summarised by its mean log
-expression. Averaging over a metacell removes most sampling and dropout noise while keeping the
+expression. A cell shared by several views (same name and expression, e.g. the early cells of two
+trajectory branches) is counted once in both: pooled once, and clustered only in the first view
+that has it. Averaging over a metacell removes most sampling and dropout noise while keeping the
 differences between cell states and views, where regulation shows most on sparse counts. Each
 feature is standardised by its mean and standard deviation over random gene pairs.
 """
@@ -193,8 +195,14 @@ class ImageBuilder:
         self.zmeta: torch.Tensor | None = None  # (genes, metacells); None: no metacell features
         self.n_metacells = 0
         if cells_per_metacell > 0:
+            # per view, over the cells no earlier view has (a shared cell joins one metacell)
             metacells = np.concatenate(
-                [metacell_means(e, cells_per_metacell, seed=seed) for e in data.expr], axis=0
+                [
+                    metacell_means(e[m], cells_per_metacell, seed=seed)
+                    for e, m in zip(data.expr, data.unique_masks(), strict=True)
+                    if m.sum() >= 2
+                ],
+                axis=0,
             )
             self.n_metacells = int(metacells.shape[0])
             self.zmeta = torch.from_numpy(standardise(metacells)).to(self.device)

@@ -300,6 +300,7 @@ def infer_grn(
             "history": result.history,
             "val_tfs": [genes[i] for i in result.val_tfs],
             "n_train_pairs": len(pairs),
+            "selection": result.selection,
         }
     )
     write_outputs(scores, out, attention_out)

@@ -1,4 +1,13 @@
-"""Training the DeepMCL-style model on labelled TF-target pairs, with a TF-aware validation split."""
+"""Training the DeepMCL-style model on labelled TF-target pairs, with held-out-TF model selection.
+
+Every validation split holds out whole TFs, since the model must score TFs it never saw. With
+pair features (our extension), :func:`fit` chooses on held-out training TFs, by AUPRC with the
+one-standard-error rule (the simpler choice wins unless the other beats it by more than one
+bootstrap standard error over validation TFs): the skip read-out of the pair features (|Spearman|,
+|metacell r| or a logistic regression), then whether the network adds to it (gate > 0 at its best
+epoch) or not (gate 0). The model is thus never knowingly worse on held-out TFs than the
+correlation read-out it starts from, and uses the network only where it validated.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_VAL_POSITIVES = 20
+#: an AUPRC gain must exceed its standard error by more than rounding noise
+GAIN_TOLERANCE = 1e-9
 
 
 @dataclass
@@ -60,6 +71,14 @@ class TrainConfig:
     #: epoch (positives resampled), as DeepMCL trains
     sampling: str = "natural"
     amp: bool = True
+    #: TF-aware inner folds of the training TFs for the held-out choice of the skip read-out (and
+    #: of the network when one ``val_fraction`` split holds too few positives)
+    inner_folds: int = 3
+    #: bootstrap resamples of validation TFs for the one-standard-error rule
+    n_bootstrap: int = 200
+    #: let the (chosen, fitted) skip keep training with the network; False: only the network and
+    #: its gate learn, on top of the fixed read-out
+    train_skip: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +91,8 @@ class TrainResult:
     best_epoch: int = 0
     train_tfs: list[int] = field(default_factory=list)
     val_tfs: list[int] = field(default_factory=list)
+    #: what the held-out model selection measured and chose (see :func:`fit`)
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 def tf_aware_split(
@@ -193,46 +214,132 @@ def predict_pairs(
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
-def fit(
+def inner_tf_folds(labels: PairLabels, k: int, rng: np.random.Generator) -> list[NDArray[np.bool_]]:
+    """``k`` TF-aware validation masks over ``labels``: the TFs with a positive pair dealt into
+    ``k`` folds (every pair of a TF in the same fold); TFs without positives always train.
+
+    Returns no fold when fewer than two TFs have a positive pair (nothing to validate on).
+    """
+    with_pos = np.unique(labels.tf[labels.label == 1])
+    k = min(k, with_pos.size)
+    if k < 2:
+        return []
+    order = rng.permutation(with_pos)
+    return [np.isin(labels.tf, order[i::k]) for i in range(k)]
+
+
+def one_se_gain(
+    tf: NDArray[np.intp],
+    label: NDArray[np.int8],
+    better: NDArray[np.float64],
+    base: NDArray[np.float64],
+    rng: np.random.Generator,
+    n_bootstrap: int = 200,
+) -> tuple[float, float]:
+    """AUPRC(better) - AUPRC(base) on validation pairs, and its standard error over bootstrap
+    resamples of the validation TFs (whole TFs drawn with replacement, so the error reflects how
+    much the gain varies between regulators, the unit that generalises)."""
+    from scregnet.evaluate.metrics import auprc
+
+    gain = auprc(label, better) - auprc(label, base)
+    groups = [np.flatnonzero(tf == t) for t in np.unique(tf)]
+    diffs = []
+    for _ in range(n_bootstrap):
+        idx = np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
+        if label[idx].max() == 0:
+            continue
+        diffs.append(auprc(label[idx], better[idx]) - auprc(label[idx], base[idx]))
+    se = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else float("inf")
+    return float(gain), se
+
+
+def _feature_matrix(builder: ImageBuilder, labels: PairLabels) -> NDArray[np.float64]:
+    import torch
+
+    with torch.no_grad():
+        return (
+            builder.pair_features(
+                torch.as_tensor(labels.tf, device=builder.device),
+                torch.as_tensor(labels.target, device=builder.device),
+            )
+            .double()
+            .cpu()
+            .numpy()
+        )
+
+
+#: the read-outs of the pair features that the skip can take, simplest first: the |Spearman|
+#: feature alone (the correlation start), the |metacell r| feature alone, a logistic regression
+SKIP_CANDIDATES = ("spearman", "metacell", "logistic")
+
+
+def fit_skip(
+    name: str, features: NDArray[np.float64], label: NDArray[np.int8]
+) -> tuple[NDArray[np.float64], float]:
+    """Weights and bias of a skip read-out (:data:`SKIP_CANDIDATES`) fitted on labelled pairs."""
+    from sklearn.linear_model import LogisticRegression
+
+    w = np.zeros(features.shape[1])
+    if name == "spearman":
+        w[1] = 1.0  # ImageBuilder.pair_features: rho, |rho|, metacell r, |metacell r|
+        return w, 0.0
+    if name == "metacell":
+        w[3] = 1.0
+        return w, 0.0
+    if name != "logistic":
+        msg = f"unknown skip read-out {name!r}"
+        raise ValueError(msg)
+    lr = LogisticRegression(C=1.0, max_iter=2000).fit(features, label)
+    return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
+
+
+def _set_skip(model: DeepMCL, w: NDArray[np.float64], b: float, *, trainable: bool) -> None:
+    import torch
+
+    assert model.skip is not None and model.gate is not None
+    with torch.no_grad():
+        model.skip.weight.copy_(torch.as_tensor(w, dtype=model.skip.weight.dtype).view(1, -1))
+        model.skip.bias.fill_(b)
+        model.gate.zero_()
+    model.skip.requires_grad_(trainable)
+
+
+def _train_epochs(
+    model: DeepMCL,
     builder: ImageBuilder,
-    labels: PairLabels,
+    train: PairLabels,
+    val: PairLabels | None,
     *,
-    model_config: GRNConfig,
+    epochs: int,
     config: TrainConfig,
     rng: np.random.Generator,
-) -> TrainResult:
-    """Train on ``labels``; early-stops on validation TFs' AUPRC when a TF-aware split is possible."""
+    patience: int | None,
+) -> tuple[list[dict[str, float]], list[NDArray[np.float64]], int, dict[str, Any]]:
+    """Train ``model`` in place for up to ``epochs`` epochs.
+
+    Returns the per-epoch history, the validation predictions before training (index 0) and after
+    each epoch, the epoch of the best validation AUPRC (>= 1; the last epoch without validation)
+    and that epoch's state. Stops after ``patience`` epochs without improvement (None: never).
+    """
     import torch
 
     from scregnet.device import autocast, grad_scaler
     from scregnet.evaluate.metrics import auprc
-    from scregnet.grn.model import DeepMCL, contrastive_loss
+    from scregnet.grn.model import contrastive_loss
 
-    if labels.n_positive == 0 or labels.n_positive == len(labels):
-        msg = "training labels need both positive and negative pairs"
-        raise InputError(msg)
     device = builder.device
-    train_mask, train_tfs, val_tfs = tf_aware_split(labels, config.val_fraction, rng)
-    train, val = labels.subset(train_mask), labels.subset(~train_mask)
-    log.info(
-        "training on %d pairs (%d positive) of %d TFs; validating on %d pairs of %d held-out TFs",
-        len(train),
-        train.n_positive,
-        len(train_tfs),
-        len(val),
-        len(val_tfs),
-    )
-    model = DeepMCL(model_config).to(device)
     optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
     )
     scaler = grad_scaler(device, enabled=config.amp)
     generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
-    result = TrainResult(model=model, train_tfs=train_tfs, val_tfs=val_tfs)
-    best_score, best_state, stale = -np.inf, copy.deepcopy(model.state_dict()), 0
+    history: list[dict[str, float]] = []
+    preds = [predict_pairs(model, builder, val)] if val is not None else []
+    best_score, best_epoch, best_state, stale = -np.inf, 0, copy.deepcopy(model.state_dict()), 0
     needed = np.concatenate([train.tf, train.target])
-    start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, epochs + 1):
         bank = neighbour_embeddings(model, builder, genes=needed)
         model.train()
         order = _epoch_pairs(train, config.max_pairs_per_epoch, rng, config.sampling)
@@ -263,28 +370,262 @@ def fit(
             total += float(loss.detach())
             n_batches += 1
         record = {"epoch": float(epoch), "loss": total / max(n_batches, 1)}
-        if len(val):
-            score = auprc(val.label, predict_pairs(model, builder, val))
+        if val is not None:
+            preds.append(predict_pairs(model, builder, val))
+            score = auprc(val.label, preds[-1])
             record["val_auprc"] = score
         else:
             score = float(epoch)  # no validation TFs: keep the last epoch
-        result.history.append(record)
+        history.append(record)
         log.debug("epoch %d: %s", epoch, record)
         if score > best_score:
-            best_score, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
-            result.best_epoch = epoch
+            best_score, best_epoch, best_state, stale = (
+                score,
+                epoch,
+                copy.deepcopy(model.state_dict()),
+                0,
+            )
         else:
             stale += 1
-            if stale >= config.patience:
+            if patience is not None and stale >= patience:
                 break
+    return history, preds, best_epoch, best_state
+
+
+def _fit_plain(
+    builder: ImageBuilder,
+    labels: PairLabels,
+    *,
+    model_config: GRNConfig,
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> TrainResult:
+    """No held-out selection of the read-out: one TF-aware validation split (when
+    ``val_fraction`` gives one) picks the epoch; the skip, if any, starts as |Spearman| and trains
+    with the network. This is how DeepMCL as published (no pair features) always trains."""
+    from scregnet.grn.model import DeepMCL
+
+    train_mask, train_tfs, val_tfs = tf_aware_split(labels, config.val_fraction, rng)
+    train, val = labels.subset(train_mask), labels.subset(~train_mask)
+    log.info(
+        "training on %d pairs (%d positive) of %d TFs; validating on %d pairs of %d held-out TFs",
+        len(train),
+        train.n_positive,
+        len(train_tfs),
+        len(val),
+        len(val_tfs),
+    )
+    model = DeepMCL(model_config).to(builder.device)
+    history, _, best_epoch, best_state = _train_epochs(
+        model,
+        builder,
+        train,
+        val if len(val) else None,
+        epochs=config.epochs,
+        config=config,
+        rng=rng,
+        patience=config.patience,
+    )
     model.load_state_dict(best_state)
     model.eval()
-    log.info(
-        "trained %d epoch(s) in %.1f s; best epoch %d (%s %.4f)",
-        len(result.history),
-        time.perf_counter() - start,
-        result.best_epoch,
-        "validation AUPRC" if val_tfs else "last epoch",
-        best_score,
+    return TrainResult(
+        model=model,
+        history=history,
+        best_epoch=best_epoch,
+        train_tfs=train_tfs,
+        val_tfs=val_tfs,
+        selection={"mode": "fixed" if not val_tfs else "early stopping"},
     )
-    return result
+
+
+def fit(
+    builder: ImageBuilder,
+    labels: PairLabels,
+    *,
+    model_config: GRNConfig,
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> TrainResult:
+    """Train on ``labels`` with model selection on held-out training TFs.
+
+    With pair features and ``val_fraction > 0`` (our extension, see the module docstring):
+
+    1. *Read-out.* On ``inner_folds`` TF-aware folds of the training TFs, each skip read-out of
+       :data:`SKIP_CANDIDATES` is fitted on the other folds and scores the fold's pairs. The
+       |Spearman| start is kept unless the best other read-out's out-of-fold AUPRC beats it by
+       more than one standard error (bootstrap over validation TFs).
+    2. *Network.* The network is trained with the gate starting at 0 on top of the chosen skip,
+       on a TF-aware split (``val_fraction`` of the TFs held out; when those carry fewer than
+       ``MIN_VAL_POSITIVES`` positives, on each of the inner folds instead). Its best epoch is
+       kept only if it beats the skip alone (epoch 0: gate 0) by more than one standard error on
+       the held-out TFs; otherwise the gate is set to 0 and the model is the skip read-out
+       refitted on every training TF.
+    3. *Refit or keep.* A network chosen on one split is kept as trained (on the split's training
+       TFs); one chosen on the inner folds is refitted on every training TF for the chosen
+       number of epochs.
+
+    Without pair features (DeepMCL as published) or with ``val_fraction = 0``:
+    :func:`_fit_plain`.
+    """
+    from scregnet.evaluate.metrics import auprc
+    from scregnet.grn.model import DeepMCL
+
+    if labels.n_positive == 0 or labels.n_positive == len(labels):
+        msg = "training labels need both positive and negative pairs"
+        raise InputError(msg)
+    start = time.perf_counter()
+    folds = (
+        inner_tf_folds(labels, config.inner_folds, rng)
+        if model_config.n_pair_features and config.val_fraction > 0
+        else []
+    )
+    if not folds:
+        result = _fit_plain(builder, labels, model_config=model_config, config=config, rng=rng)
+        log.info(
+            "trained %d epoch(s) in %.1f s; kept epoch %d (%s)",
+            len(result.history),
+            time.perf_counter() - start,
+            result.best_epoch,
+            result.selection["mode"],
+        )
+        return result
+
+    boot = np.random.default_rng(int(rng.integers(2**31)))
+    features = _feature_matrix(builder, labels)
+    names = [n for n in SKIP_CANDIDATES if n != "metacell" or builder.zmeta is not None]
+    # 1. the skip read-out, chosen on the inner folds' out-of-fold scores
+    oof = {n: np.zeros(len(labels)) for n in names}
+    for val_mask in folds:
+        for n in names:
+            w, b = fit_skip(n, features[~val_mask], labels.label[~val_mask])
+            oof[n][val_mask] = features[val_mask] @ w + b
+    in_val = np.logical_or.reduce(folds)
+    tf_v, y_v = labels.tf[in_val], labels.label[in_val]
+    skip_auprc = {n: auprc(y_v, oof[n][in_val]) for n in names}
+    challenger = max(names[1:], key=lambda n: skip_auprc[n]) if len(names) > 1 else names[0]
+    gain, se = one_se_gain(
+        tf_v, y_v, oof[challenger][in_val], oof["spearman"][in_val], boot, config.n_bootstrap
+    )
+    skip_name = (
+        challenger if challenger != "spearman" and gain > se + GAIN_TOLERANCE else "spearman"
+    )
+    selection: dict[str, Any] = {
+        "mode": "held-out selection",
+        "skip_auprc": skip_auprc,
+        "skip_gain": gain,
+        "skip_gain_se": se,
+        "skip": skip_name,
+        "inner_folds": len(folds),
+    }
+    log.info(
+        "skip read-out on %d inner TF folds: out-of-fold AUPRC %s; %s gains %.4f (SE %.4f): "
+        "using %s",
+        len(folds),
+        ", ".join(f"{n} {v:.4f}" for n, v in skip_auprc.items()),
+        challenger,
+        gain,
+        se,
+        skip_name,
+    )
+
+    # 2. the network on top of the chosen skip (gate from 0)
+    train_mask, train_tfs, val_tfs = tf_aware_split(labels, config.val_fraction, rng)
+    splits = [~train_mask] if val_tfs else folds
+    histories, curves, states, best_epochs = [], [], [], []
+    for val_mask in splits:
+        train, val = labels.subset(~val_mask), labels.subset(val_mask)
+        model = DeepMCL(model_config).to(builder.device)
+        w, b = fit_skip(skip_name, features[~val_mask], train.label)
+        _set_skip(model, w, b, trainable=config.train_skip)
+        history, preds, best_epoch, best_state = _train_epochs(
+            model,
+            builder,
+            train,
+            val,
+            epochs=config.epochs,
+            config=config,
+            rng=rng,
+            patience=config.patience if len(splits) == 1 else None,
+        )
+        histories.append(history)
+        curves.append(preds)
+        states.append(best_state)
+        best_epochs.append(best_epoch)
+    order = np.concatenate([np.flatnonzero(m) for m in splits])
+    n_epochs = min(len(c) for c in curves)  # epoch 0 (gate 0) .. last epoch every split ran
+    pooled = [np.concatenate([c[e] for c in curves]) for e in range(n_epochs)]
+    y_net, tf_net = labels.label[order], labels.tf[order]
+    curve_auprc = [auprc(y_net, p) for p in pooled]
+    net_epoch = int(np.argmax(curve_auprc[1:])) + 1 if n_epochs > 1 else 0
+    net_gain, net_se = (
+        one_se_gain(tf_net, y_net, pooled[net_epoch], pooled[0], boot, config.n_bootstrap)
+        if net_epoch
+        else (0.0, float("inf"))
+    )
+    use_network = net_epoch > 0 and net_gain > net_se + GAIN_TOLERANCE
+    selection |= {
+        "network_splits": len(splits),
+        "network_val_auprc": curve_auprc,
+        "network_epoch": net_epoch,
+        "network_gain": net_gain,
+        "network_gain_se": net_se,
+        "network": use_network,
+    }
+    log.info(
+        "network on %d split(s): held-out AUPRC %.4f at gate 0, %.4f at its best epoch %d "
+        "(gain %.4f, SE %.4f): %s",
+        len(splits),
+        curve_auprc[0],
+        curve_auprc[net_epoch],
+        net_epoch,
+        net_gain,
+        net_se,
+        "network kept" if use_network else "gate set to 0 (skip read-out only)",
+    )
+
+    # 3. refit or keep
+    model = DeepMCL(model_config).to(builder.device)
+    history = histories[0]
+    best_epoch = net_epoch if use_network else 0
+    if use_network and len(splits) == 1:
+        model.load_state_dict(states[0])
+        kept_train_tfs, kept_val_tfs = train_tfs, val_tfs
+    elif use_network:
+        w, b = fit_skip(skip_name, features, labels.label)
+        _set_skip(model, w, b, trainable=config.train_skip)
+        history, _, _, state = _train_epochs(
+            model,
+            builder,
+            labels,
+            None,
+            epochs=net_epoch,
+            config=config,
+            rng=rng,
+            patience=None,
+        )
+        model.load_state_dict(state)
+        kept_train_tfs, kept_val_tfs = np.unique(labels.tf).tolist(), []
+    else:
+        # the skip read-out on every training TF; the trained network stays (its attention is
+        # still reported) but contributes nothing
+        model.load_state_dict(states[0])
+        w, b = fit_skip(skip_name, features, labels.label)
+        _set_skip(model, w, b, trainable=False)
+        kept_train_tfs, kept_val_tfs = np.unique(labels.tf).tolist(), []
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    log.info(
+        "trained in %.1f s: skip %s, %s",
+        time.perf_counter() - start,
+        skip_name,
+        f"network at epoch {net_epoch}" if use_network else "no network contribution",
+    )
+    return TrainResult(
+        model=model,
+        history=history,
+        best_epoch=best_epoch,
+        train_tfs=kept_train_tfs,
+        val_tfs=kept_val_tfs,
+        selection=selection,
+    )
