@@ -75,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="give the head the pair's pooled Spearman and metacell correlations beside the "
-        "image embeddings, through a skip that starts as the |Spearman| ranking (our extension; "
+        "image embeddings, through a skip read-out (|Spearman|, |metacell r| or a logistic "
+        "regression, chosen on held-out training TFs) plus the gated network (our extension; "
         "--no-pair-features = DeepMCL as published)",
     )
     parser.add_argument(
@@ -96,7 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--val-fraction",
         type=float,
         default=0.2,
-        help="fraction of TFs held out (whole TFs) for early stopping; 0 = none",
+        help="fraction of the training TFs held out (whole TFs) to choose the epoch and, with "
+        "pair features, whether the network adds to the correlation read-out (chosen on 3 inner "
+        "TF folds, which are also used when this split holds < 20 positives); 0 = no held-out "
+        "selection: the read-out starts as |Spearman| and trains with the network for --epochs",
     )
     parser.add_argument(
         "--prior-window", type=int, default=10_000, help="bp either side of a TSS (with --prior)"

@@ -6,7 +6,9 @@ Our extension (``n_pair_features > 0``): the pair's scalar co-expression feature
 (:meth:`scregnet.grn.images.ImageBuilder.pair_features`) enter the classifier beside the fused
 image embedding and, through a linear skip, the logit itself: ``logit = skip(features) + gate *
 classifier(embedding, features)`` with the skip initialised to the |pooled Spearman| feature and
-the gate to 0, so the network starts as a correlation ranking and learns what to add. ``n_pair_features = 0`` is DeepMCL as
+the gate to 0, so the network starts as a correlation ranking and learns what to add.
+:func:`scregnet.grn.train.fit` then sets the skip to the read-out chosen on held-out training TFs
+and keeps the network's contribution only where it validates there (otherwise the gate stays 0). ``n_pair_features = 0`` is DeepMCL as
 published (per-view statistics only, inside the view representation).
 """
 
