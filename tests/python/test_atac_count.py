@@ -12,7 +12,7 @@ import pysam
 import pytest
 import scipy.sparse as sp
 
-from scregnet.atac.count import IntervalIndex, count_fragments, feature_hits, tile_names
+from scregnet.atac.count import count_fragments, tile_names
 from scregnet.cli import main as cli
 from scregnet.io.bed import read_bed
 from scregnet.io.h5ad import read_h5ad
@@ -400,31 +400,134 @@ def read_bed_text(tmp_path: Path, text: str) -> pd.DataFrame:
     return read_bed(bed)
 
 
+def _brute_force(
+    frags: list[tuple[str, int, int, str, int]],
+    peaks: list[tuple[str, int, int]],
+    tss: dict[str, list[int]],
+    sizes: dict[str, int],
+    tile_size: int,
+    strategy: str,
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int], dict[str, list[int]]]:
+    """Peak and tile counts per (barcode, column) and QC sums per barcode, fragment by fragment."""
+    offsets, total = {}, 0
+    for c, n in sizes.items():
+        offsets[c] = total
+        total += (n + tile_size - 1) // tile_size
+    peak_counts: dict[tuple[str, int], int] = {}
+    tile_counts: dict[tuple[str, int], int] = {}
+    qc: dict[str, list[int]] = {}
+    for c, s, e, b, n in frags:
+        ins = [s, e - 1]
+        hit = [j for j, (pc, ps, pe) in enumerate(peaks) if pc == c and ps < e and pe > s]
+        if strategy == "fragment":
+            pk = hit
+        else:
+            per = [[j for j in hit if peaks[j][1] <= x < peaks[j][2]] for x in ins]
+            pk = per[0] + per[1] if strategy == "insertion" else sorted(set(per[0] + per[1]))
+        n_tiles = (sizes[c] + tile_size - 1) // tile_size
+        if strategy == "fragment":
+            tl = list(range(s // tile_size, (e - 1) // tile_size + 1))
+        else:
+            tl = [x // tile_size for x in ins]
+            tl = tl if strategy == "insertion" else sorted(set(tl))
+        for j in pk:
+            peak_counts[b, j] = peak_counts.get((b, j), 0) + 1
+        for t in tl:
+            if t < n_tiles:
+                key = (b, offsets[c] + t)
+                tile_counts[key] = tile_counts.get(key, 0) + 1
+        sites = np.array(sorted(set(tss.get(c, []))), dtype=np.int64)
+        d = np.abs(np.array(ins)[:, None] - sites[None, :])
+        row = qc.setdefault(b, [0] * 7)
+        length = e - s
+        for k, v in enumerate(
+            [
+                1,
+                n,
+                int(bool(hit)),
+                int(length < 147),
+                int(147 <= length < 294),
+                int((d <= 50).sum()),
+                int(((d >= 1901) & (d <= 2000)).sum()),
+            ]
+        ):
+            row[k] += v
+    return peak_counts, tile_counts, qc
+
+
 @pytest.mark.parametrize("strategy", ["fragment", "insertion", "paired-insertion"])
-def test_disjoint_fast_path_equals_general_overlap(strategy: str) -> None:
-    """Disjoint peaks take two binary searches per fragment; the pairs and FRiP flags must be
-    those of the general (overlapping-interval) path, including touching peaks, fragments
-    spanning several peaks and fragments before the first / after the last peak."""
-    rng = np.random.default_rng(0)
-    bounds = np.sort(rng.choice(np.arange(100, 20_000), 400, replace=False))
-    start, end = bounds[0::2], bounds[1::2]
-    end[::7] = np.minimum(end[::7], start[::7] + 1)  # 1 bp peaks
-    start[1::5] = end[:-1:5][: start[1::5].size]  # touching neighbours
-    keep = end > start
-    start, end = start[keep], end[keep]
-    ids = rng.permutation(start.size)
-    index = IntervalIndex(start, end, ids)
-    assert index.disjoint
-    s = np.sort(rng.integers(0, 20_500, 20_000))
-    e = s + rng.choice([1, 2, 50, 300, 3000], s.size)
-    q, f, in_peak = index.disjoint_hits(s, e, strategy)  # type: ignore[arg-type]
-    q2, f2 = feature_hits(index, s, e, strategy, start.size)  # type: ignore[arg-type]
-    ours = sorted(zip(q.tolist(), f.tolist(), strict=True))
-    assert ours == sorted(zip(q2.tolist(), f2.tolist(), strict=True))
-    expected = np.zeros(s.size, dtype=bool)
-    expected[index.overlap(s, e)[0]] = True
-    np.testing.assert_array_equal(in_peak, expected)
-    assert q.size > 1000 and 0 < expected.sum() < s.size
+def test_counts_equal_brute_force(strategy: str, tmp_path: Path) -> None:
+    """Matrices and QC sums of ``count`` equal a per-fragment brute force: overlapping, nested,
+    touching and 1 bp peaks, fragments spanning many peaks (more pairs than the kernel's first
+    buffers hold), fragments hanging over the chromosome end, insertions near several TSSs, at
+    window and flank edges, a chromosome without peaks or TSSs; with and without a whitelist."""
+    from scregnet.io.gtf import read_tss
+
+    rng = np.random.default_rng(7)
+    sizes = {"chr1": 60_000, "chr2": 30_000, "chr3": 9_000}
+    peaks = []
+    for c, n in (("chr1", 150), ("chr2", 300)):
+        starts = rng.integers(0, sizes[c] - 2000, n)
+        widths = rng.choice([1, 50, 300, 1500], n)
+        peaks += [(c, int(a), int(a + w)) for a, w in zip(starts, widths, strict=True)]
+    peaks += [("chr1", 5000, 5100), ("chr1", 5100, 5200), ("chr1", 5000, 5200)]  # touching, nested
+    peaks = sorted(set(peaks))
+    barcodes = [f"BC{i:03d}" for i in range(40)]
+    frags = []
+    for c, n in (("chr1", 3000), ("chr2", 40), ("chr3", 200)):
+        starts = np.sort(rng.integers(0, sizes[c] - 10, n))
+        widths = rng.choice([1, 2, 60, 150, 200, 400, 3000], n)
+        if c == "chr2":
+            widths[:] = 20_000  # each over ~200 peaks
+        for a, w in zip(starts.tolist(), widths.tolist(), strict=True):
+            frags.append((c, a, a + w, barcodes[rng.integers(0, 40)], int(rng.integers(1, 4))))
+    frags.append(("chr3", sizes["chr3"] - 5, sizes["chr3"] + 700, "BC000", 1))  # over the end
+    tss = {"chr1": [int(x) for x in rng.integers(2500, 57_000, 30)] + [10_000, 10_030, 11_980]}
+    frags += [
+        ("chr1", 10_000 + d, 10_000 + d + 1, "BC001", 1) for d in (-2001, -2000, -1901, -1900)
+    ]
+    frags += [("chr1", 10_050, 10_052, "BC002", 1), ("chr1", 9_949, 10_051, "BC003", 1)]
+    frags.sort(key=lambda r: (r[0], r[1], r[2]))
+    path = write_fragments(tmp_path / "f.tsv.gz", frags, index=False)
+    bed = tmp_path / "p.bed"
+    bed.write_text("".join(f"{c}\t{a}\t{b}\n" for c, a, b in peaks))
+    gtf = tmp_path / "g.gtf"
+    gtf.write_text(
+        "".join(
+            f'chr1\tt\tgene\t{t + 1}\t{t + 500}\t.\t+\t.\tgene_id "g{i}"; gene_name "G{i}";\n'
+            for i, t in enumerate(tss["chr1"])
+        )
+    )
+    table = read_bed(bed)
+    order = [
+        (c, int(a), int(b)) for c, a, b in zip(table.chrom, table.start, table.end, strict=True)
+    ]
+    want_peaks, want_tiles, want_qc = _brute_force(frags, order, tss, sizes, 1000, strategy)
+    for whitelist in (None, barcodes[::3]):
+        result = count_fragments(
+            path, table, sizes, tss=read_tss(gtf), tile_size=1000, strategy=strategy,  # type: ignore[arg-type]
+            min_fragments=1, barcodes=whitelist,
+        )  # fmt: skip
+        adata = result.adata
+        cells = list(adata.obs_names)
+        assert cells == (whitelist or sorted({f[3] for f in frags}))
+        for matrix, want in ((adata.X, want_peaks), (adata.obsm["tiles"], want_tiles)):
+            coo = matrix.tocoo()
+            got = {
+                (cells[r], int(c)): int(v)
+                for r, c, v in zip(coo.row, coo.col, coo.data, strict=True)
+            }
+            assert got == {k: v for k, v in want.items() if k[0] in cells}
+            assert matrix.has_sorted_indices and matrix.dtype == np.int32
+        qc = result.qc
+        for b, row in want_qc.items():
+            n_frag, reads, in_peak, nfr, mono, win, flank = row
+            assert qc.loc[b, "n_fragments"] == n_frag and qc.loc[b, "n_reads"] == reads
+            assert qc.loc[b, "frip"] == pytest.approx(in_peak / n_frag)
+            assert qc.loc[b, "nucleosome_signal"] == pytest.approx(mono / max(nfr, 1))
+            expected = 2 * (win / 101) / max(flank / 100, 0.2)
+            assert qc.loc[b, "tss_enrichment"] == pytest.approx(expected)
+    assert max(v for k, v in want_peaks.items()) >= 2 and sum(r[5] for r in want_qc.values()) > 0
 
 
 def test_excluded_contig_need_not_be_in_the_genome(
@@ -448,29 +551,6 @@ def test_excluded_contig_need_not_be_in_the_genome(
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and frags.name in err[0] and "chrM" in err[0], err
         assert not out.exists()
-
-
-def test_tss_hits_equal_brute_force() -> None:
-    """Windows (+-50 bp) and flanks (1,901-2,000 bp either side) counted per TSS, including
-    insertions near several TSSs, at window edges and before the first / after the last TSS."""
-    from scregnet.atac.qc import TSSIndex
-
-    rng = np.random.default_rng(1)
-    sites = np.concatenate([rng.integers(3000, 60_000, 40), [10_000, 10_030, 10_030 + 1950]])
-    tss = pd.DataFrame({"chrom": "chr1", "tss": sites})
-    points = np.concatenate(
-        [
-            rng.integers(0, 70_000, 5000),
-            [10_050, 10_051, 9_950, 9_949, 10_000 + 1901, 10_000 - 2000],
-        ]
-    )
-    window, flank = TSSIndex(tss).hits("chr1", points)
-    uniq = np.unique(sites)
-    d = points[:, None] - uniq[None, :]
-    np.testing.assert_array_equal(window, (np.abs(d) <= 50).sum(axis=1))
-    np.testing.assert_array_equal(flank, ((np.abs(d) >= 1901) & (np.abs(d) <= 2000)).sum(axis=1))
-    assert window.max() >= 2 and flank.max() >= 1 and (window == 0).sum() > 1000
-    assert TSSIndex(tss).hits("chr2", points)[0].sum() == 0
 
 
 def test_zlib_fallback_reads_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -502,3 +582,97 @@ def test_zlib_fallback_reads_the_same(tmp_path: Path, monkeypatch: pytest.Monkey
         read(bad)
     assert fast == slow == gzip.decompress(path.read_bytes())
     assert "BGZF" not in str(fast_err.value) and "BGZF" not in str(slow_err.value)
+
+
+def _gzip_text(path: Path, text: str) -> Path:
+    with gzip.open(path, "wb") as handle:
+        handle.write(text.encode())
+    return path
+
+
+@pytest.mark.parametrize("ncols", [4, 5, 6])
+def test_reader_parses_like_python(ncols: int, tmp_path: Path) -> None:
+    """The compiled parser against a plain Python split: header lines, CRLF and empty lines,
+    4-6 columns, UTF-8 barcodes, 6,000 distinct barcodes (the barcode table grows several
+    times), blocks cut mid-chromosome (block_size 4 kB)."""
+    from scregnet.io.fragments import FragmentReader
+
+    rng = np.random.default_rng(3)
+    names = [f"{''.join(rng.choice(list('ACGT'), 12))}-{i}" for i in range(6000)] + ["ßé-1"]
+    lines = []
+    for c in ("chr1", "chr10", "chr2"):
+        for s in np.sort(rng.integers(0, 10**9, 3000)).tolist():
+            fields = [
+                c,
+                str(s),
+                str(s + int(rng.integers(1, 900))),
+                names[rng.integers(len(names))],
+            ]
+            fields += [str(int(rng.integers(1, 9)))] * (ncols >= 5) + ["x"] * (ncols - 5)
+            lines.append("\t".join(fields))
+    body = "".join(line + ("\r\n" if i % 7 == 0 else "\n") for i, line in enumerate(lines))
+    body = body.replace("\n", "\n\n", 5)  # empty lines are skipped
+    path = _gzip_text(tmp_path / "f.tsv.gz", "# header\n#x\n" + body)
+    reader = FragmentReader(path, block_size=1 << 12)
+    chunks = list(reader)
+    assert len(chunks) > 30  # many blocks
+    got = [
+        (ch.chrom, int(s), int(e), reader.barcodes.names[b], int(n))
+        for ch in chunks
+        for s, e, b, n in zip(ch.start, ch.end, ch.barcode, ch.count, strict=True)
+    ]
+    want = [
+        (f[0], int(f[1]), int(f[2]), f[3], int(f[4]) if ncols >= 5 else 1)
+        for f in (line.split("\t") for line in lines)
+    ]
+    assert got == want
+    assert reader.chromosomes == ["chr1", "chr10", "chr2"] and reader.n_lines == len(lines)
+    first_seen = list(dict.fromkeys(f[3] for f in want))
+    assert reader.barcodes.names == first_seen  # ids in order of first appearance
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("chr1\t1\t5\tA\t1\nchr1\tx\t9\tA\t1\n", ["line 2", "start is not an integer"]),
+        ("chr1\t1\t5\tA\t1\nchr1\t2\t\tA\t1\n", ["line 2", "end is not an integer"]),
+        ("chr1\t1\t5\tA\t1\nchr1\t2\t9\tA\t1.5\n", ["line 2", "count is not an integer"]),
+        ("chr1\t1\t5\tA\t1\nchr1\t2\t9\tA\t3000000000\n", ["line 2", "count is not an integer"]),
+        ("chr1\t1\t5\tA\t1\nchr1\t2\t9\tA\n", ["line 2", "expected 5", "found 4"]),
+        ("chr1\t1\t5\tA\t1\nchr1\t2\t9\tA\t1\t7\n", ["line 2", "expected 5", "found 6"]),
+        ("chr1\t1\t5\tA\t1\nchr1\t2\n", ["line 2", "expected 5", "found 2"]),
+        ("chr1\t1\t5\tA\t1\nchr1\t2\t9\t\t1\n", ["line 2", "empty chromosome or barcode"]),
+        ("chr1\t1\t5\tA\t1\n\t2\t9\tA\t1\n", ["line 2", "empty chromosome or barcode"]),
+        ("chr1\t1\t5\tA\t1\nchr1\t9\t9\tA\t1\n", ["line 2", "end <= start", "9-9"]),
+        ("chr1\t1\t5\tA\t1\nchr1\t-3\t9\tA\t1\n", ["line 2", "negative start"]),
+        ("chr1\t4\t5\tA\t1\nchr1\t2\t9\tA\t1\n", ["line 2", "not sorted by position", "2 after 4"]),
+        (
+            "chr1\t4\t5\tA\t1\nchr2\t2\t9\tA\t1\nchr1\t9\t19\tA\t1\n",
+            ["line 3", "chr1 appears again"],
+        ),
+        ("#h\nchr1\t1\t5\tA\t1\nchr1\tx\t9\tA\t1\n", ["line 3", "start is not an integer"]),
+    ],
+)
+def test_reader_rejects_malformed_lines(text: str, words: list[str], tmp_path: Path) -> None:
+    from scregnet.errors import InputError
+    from scregnet.io.fragments import FragmentReader
+
+    path = _gzip_text(tmp_path / "bad.tsv.gz", text)
+    with pytest.raises(InputError) as err:
+        list(FragmentReader(path))
+    message = str(err.value)
+    assert "bad.tsv.gz" in message and "\n" not in message
+    for w in words:
+        assert w in message, message
+
+
+def test_reader_unsorted_across_blocks(tmp_path: Path) -> None:
+    """The order check carries over from one block of text to the next."""
+    from scregnet.errors import InputError
+    from scregnet.io.fragments import FragmentReader
+
+    rows = [f"chr1\t{i}\t{i + 50}\tA\t1\n" for i in range(0, 2000)]
+    rows.insert(1500, "chr1\t10\t60\tA\t1\n")
+    path = _gzip_text(tmp_path / "u.tsv.gz", "".join(rows))
+    with pytest.raises(InputError, match=r"line 1501: fragments are not sorted by position"):
+        list(FragmentReader(path, block_size=1 << 12))

@@ -1,13 +1,15 @@
 """Fragments -> cells x peaks and cells x tiles count matrices, per-cell QC, cell calling.
 
-One streaming pass over the fragments file (pyarrow blocks, one chromosome at a time): each
-block is turned into ``(barcode, feature)`` pairs with vectorised binary searches against the
-sorted peaks and arithmetic on tiles, and into per-barcode QC sums. After the pass, cells are
-called (``min_fragments`` or the knee of the barcode-rank curve, optionally within a barcode
-whitelist) and the pairs of called cells become CSR matrices (scipy's linear-time COO -> CSR,
-duplicates summed). Memory is one block of text, the int32 pairs (8 bytes per count; pairs of
-barcodes outside a ``barcodes`` whitelist are dropped as they are read) and a few arrays per
-barcode: it grows with the counts, not with the size of the input file.
+One streaming pass over the fragments file (blocks of text parsed by a compiled kernel, one
+chromosome at a time): each piece of a chromosome goes through one compiled loop
+(:func:`scregnet.atac.count_kernels.count_chunk`) that emits ``(barcode, feature)`` pairs
+against the sorted peaks and the tiles and adds every fragment to its barcode's QC sums. After
+the pass, cells are called (``min_fragments`` or the knee of the barcode-rank curve, optionally
+within a barcode whitelist) and the pairs of called cells become CSR matrices (a counting sort,
+duplicates summed, column indices sorted). Memory is one block of text, the int32 pairs (8
+bytes per count; pairs of barcodes outside a ``barcodes`` whitelist are dropped as they are
+read) and a few arrays per barcode: it grows with the counts, not with the size of the input
+file.
 
 Counting strategies (SnapATAC2's ``counting_strategy``):
 
@@ -43,7 +45,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from scregnet.atac.qc import QCAccumulator, TSSIndex, knee_threshold
+from scregnet.atac.count_kernels import count_chunk
+from scregnet.atac.qc import QC_COLUMNS, knee_threshold, qc_table, tss_sites
 from scregnet.errors import InputError
 from scregnet.io.fragments import FragmentReader
 
@@ -56,144 +59,31 @@ Strategy = Literal["fragment", "insertion", "paired-insertion"]
 STRATEGIES: tuple[Strategy, ...] = ("fragment", "insertion", "paired-insertion")
 
 
-class IntervalIndex:
-    """Intervals of one chromosome sorted by start, for vectorised overlap queries.
+@dataclass
+class PeakIndex:
+    """One chromosome's peaks sorted by (start, end), as :func:`count_chunk` reads them.
 
-    ``ids`` are the caller's feature ids. Overlapping intervals are allowed: the running maximum
-    of the ends bounds the candidates, which are then filtered exactly.
+    ``max_end`` is the running maximum of the ends, so overlapping peaks are handled exactly;
+    ``ids`` are the peaks' columns in the matrix.
     """
 
-    def __init__(self, start: np.ndarray, end: np.ndarray, ids: np.ndarray) -> None:
+    start: np.ndarray
+    end: np.ndarray
+    max_end: np.ndarray
+    ids: np.ndarray
+
+    @classmethod
+    def build(cls, start: np.ndarray, end: np.ndarray, ids: np.ndarray) -> PeakIndex:
         order = np.lexsort((end, start))
-        self.start = start[order].astype(np.int64)
-        self.end = end[order].astype(np.int64)
-        self.ids = ids[order].astype(np.int64)
-        self.max_end = np.maximum.accumulate(self.end) if self.end.size else self.end
-        # disjoint intervals (the usual peak set): a point lies in at most one of them
-        self.disjoint = bool(np.all(self.start[1:] >= self.end[:-1]))
-        # end of interval i - 1 at position i (position 0: before every interval)
-        self._end_before = np.concatenate([[np.iinfo(np.int64).min], self.end])
-
-    def _expand(
-        self, lo: np.ndarray, hi: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:  # (query index, sorted-interval index)
-        n = np.maximum(hi - lo, 0)
-        total = int(n.sum())
-        query = np.repeat(np.arange(n.size), n)
-        offset = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
-        return query, lo[query] + offset
-
-    def overlap(self, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pairs (query index, feature id) for intervals ``[s, e)`` overlapping a feature."""
-        hi = np.searchsorted(self.start, e, side="left")
-        lo = np.searchsorted(self.max_end, s, side="right")
-        q, k = self._expand(lo, hi)
-        keep = self.end[k] > s[q]
-        return q[keep], self.ids[k[keep]]
-
-    def contain(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pairs (query index, feature id) for points ``x`` inside a feature."""
-        hi = np.searchsorted(self.start, x, side="right")
-        lo = np.searchsorted(self.max_end, x, side="right")
-        q, k = self._expand(lo, hi)
-        keep = self.end[k] > x[q]
-        return q[keep], self.ids[k[keep]]
-
-    def disjoint_hits(
-        self, s: np.ndarray, e: np.ndarray, strategy: Strategy
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(fragment index, feature id) pairs under ``strategy`` and per-fragment peak overlap.
-
-        Only for disjoint intervals (``self.disjoint``), where a point lies in at most one: two
-        binary searches per fragment give everything (the same pairs as :func:`feature_hits`).
-        """
-        a = np.searchsorted(self.start, s, side="right")  # intervals starting <= s
-        b = np.searchsorted(self.start, e - 1, side="right")  # intervals starting <= e - 1
-        s_in = self._end_before[a] > s  # s inside interval a - 1
-        if strategy == "fragment":
-            lo = a - s_in  # first interval ending after s; [lo, b) all overlap [s, e)
-            n = b - lo
-            in_peak = n > 0
-            if n.size == 0 or int(n.max()) <= 1:
-                q = np.flatnonzero(in_peak)
-                return q, self.ids[lo[q]], in_peak
-            q, k = self._expand(lo, b)
-            return q, self.ids[k], in_peak
-        in_peak = s_in | (b > a)  # s inside an interval, or one starts in (s, e - 1]
-        e_in = self._end_before[b] > e - 1
-        qs = np.flatnonzero(s_in)
-        qe = np.flatnonzero(e_in)
-        if strategy == "paired-insertion":  # both insertions in the same interval: count once
-            same = s_in[qe] & (a[qe] == b[qe])
-            qe = qe[~same]
-        q = np.concatenate([qs, qe])
-        k = np.concatenate([a[qs], b[qe]]) - 1
-        return q, self.ids[k], in_peak
+        s = np.ascontiguousarray(start[order], dtype=np.int64)
+        e = np.ascontiguousarray(end[order], dtype=np.int64)
+        max_end = np.maximum.accumulate(e) if e.size else e
+        return cls(s, e, max_end, np.ascontiguousarray(ids[order], dtype=np.int32))
 
 
-def _paired(
-    q1: np.ndarray, f1: np.ndarray, q2: np.ndarray, f2: np.ndarray, n_features: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Union of two hit lists, counting a (query, feature) pair present in both once."""
-    if q1.size == 0 or q2.size == 0:
-        return np.concatenate([q1, q2]), np.concatenate([f1, f2])
-    key1 = q1 * np.int64(n_features) + f1
-    key2 = q2 * np.int64(n_features) + f2
-    order = np.argsort(key1, kind="stable")
-    sorted1 = key1[order]
-    pos = np.searchsorted(sorted1, key2)
-    dup = (pos < sorted1.size) & (sorted1[np.minimum(pos, sorted1.size - 1)] == key2)
-    return np.concatenate([q1, q2[~dup]]), np.concatenate([f1, f2[~dup]])
-
-
-def feature_hits(
-    index: IntervalIndex | None,
-    s: np.ndarray,
-    e: np.ndarray,
-    strategy: Strategy,
-    n_features: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(fragment index, feature id) pairs of one chromosome's fragments under ``strategy``."""
-    if index is None or index.start.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    if strategy == "fragment":
-        return index.overlap(s, e)
-    q1, f1 = index.contain(s)
-    q2, f2 = index.contain(e - 1)
-    if strategy == "insertion":
-        return np.concatenate([q1, q2]), np.concatenate([f1, f2])
-    return _paired(q1, f1, q2, f2, n_features)
-
-
-def tile_hits(
-    s: np.ndarray,
-    e: np.ndarray,
-    tile_size: int,
-    offset: int,
-    n_tiles_chrom: int,
-    strategy: Strategy,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(fragment index, global tile id) pairs of one chromosome's fragments under ``strategy``."""
-    t0 = s // tile_size
-    t1 = (e - 1) // tile_size
-    idx = np.arange(s.size)
-    if strategy == "fragment":
-        n = t1 - t0 + 1
-        if np.all(n == 1):
-            q, t = idx, t0
-        else:
-            q = np.repeat(idx, n)
-            t = t0[q] + (np.arange(q.size) - np.repeat(np.cumsum(n) - n, n))
-    elif strategy == "insertion":
-        q, t = np.concatenate([idx, idx]), np.concatenate([t0, t1])
-    else:
-        two = t1 != t0
-        q, t = np.concatenate([idx, idx[two]]), np.concatenate([t0, t1[two]])
-    if t.size and int(t1.max()) >= n_tiles_chrom:  # fragments hanging over the chromosome end
-        keep = t < n_tiles_chrom
-        q, t = q[keep], t[keep]
-    return q, t + offset
+_NO_PEAKS = PeakIndex(
+    np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
+)
 
 
 @dataclass
@@ -257,31 +147,39 @@ class CountResult:
 
 
 class _Pairs:
-    """Growing int32 (barcode, feature) pair lists."""
+    """Growing int32 (barcode, feature) pair lists, and the reusable buffers the kernel fills."""
 
     def __init__(self) -> None:
         self.rows: list[np.ndarray] = []
         self.cols: list[np.ndarray] = []
+        self.buf_rows = np.zeros(0, dtype=np.int32)
+        self.buf_cols = np.zeros(0, dtype=np.int32)
 
-    def add(self, rows: np.ndarray, cols: np.ndarray) -> None:
-        if rows.size:
-            self.rows.append(rows.astype(np.int32, copy=False))
-            self.cols.append(cols.astype(np.int32, copy=False))
+    def reserve(self, n: int) -> None:
+        if self.buf_rows.size < n:
+            self.buf_rows = np.empty(n, dtype=np.int32)
+            self.buf_cols = np.empty(n, dtype=np.int32)
+
+    def keep(self, n: int) -> None:
+        """Store (copies of) the first ``n`` pairs of the buffers."""
+        if n:
+            self.rows.append(self.buf_rows[:n].copy())
+            self.cols.append(self.buf_cols[:n].copy())
 
     def matrix(self, row_of_barcode: np.ndarray, n_rows: int, n_cols: int) -> object:
+        """CSR int32 (sorted indices, duplicates summed) of the pairs of rows ``row_of >= 0``."""
         import scipy.sparse as sp
+
+        from scregnet.atac.count_kernels import csr_from_pairs
 
         rows = np.concatenate(self.rows) if self.rows else np.zeros(0, dtype=np.int32)
         cols = np.concatenate(self.cols) if self.cols else np.zeros(0, dtype=np.int32)
         self.rows, self.cols = [], []
-        mapped = row_of_barcode[rows]
-        keep = mapped >= 0
-        rows, cols = mapped[keep], cols[keep]
-        data = np.ones(rows.size, dtype=np.int32)
-        mat = sp.coo_matrix((data, (rows, cols)), shape=(n_rows, n_cols)).tocsr()
-        mat.sum_duplicates()
-        mat.sort_indices()
-        return mat
+        indptr, indices, data = csr_from_pairs(rows, cols, row_of_barcode, n_rows)
+        del rows, cols
+        if max(int(indptr[-1]), n_cols) < np.iinfo(np.int32).max:
+            indptr = indptr.astype(np.int32)
+        return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
 
 
 def prepare_peaks(
@@ -348,65 +246,63 @@ def count_fragments(
     n_peaks = var.shape[0]
     exclude = set(exclude_chroms)
     peak_index = {
-        str(chrom): IntervalIndex(
+        str(chrom): PeakIndex.build(
             group["start"].to_numpy(), group["end"].to_numpy(), group["pos"].to_numpy()
         )
         for chrom, group in var.assign(pos=np.arange(n_peaks)).groupby("chrom", sort=False)
     }
     tiles = Tiles.build(chrom_sizes, tile_size, exclude) if tile_size else None
     tile_offsets = tiles.offsets if tiles else {}
-    tss_index = TSSIndex(tss) if tss is not None else None
+    tile_counts = dict(zip(tiles.chroms, tiles.n_per_chrom, strict=True)) if tiles else {}
+    sites = tss_sites(tss) if tss is not None else {}
+    no_sites = np.zeros(0, dtype=np.int64)
     reader = FragmentReader(fragments, threads=threads, genome=chrom_sizes, exclude=exclude)
     wanted: set[str] = set(barcodes) if barcodes is not None else set()
-    use_whitelist = barcodes is not None
-    wanted_mask = np.zeros(0, dtype=bool)
-    qc = QCAccumulator()
+    keep = np.zeros(0, dtype=np.uint8)  # per barcode id: 1 = count its pairs (with a whitelist)
+    sums = np.zeros((0, QC_COLUMNS), dtype=np.int64)
     peak_pairs, tile_pairs = _Pairs(), _Pairs()
+    fill = np.zeros(2, dtype=np.int64)
+    code = STRATEGIES.index(strategy)
     skipped = 0
     for chunk in reader:
         if chunk.chrom in exclude:
             skipped += len(chunk)
             continue
-        s, e, bc = chunk.start, chunk.end, chunk.barcode
-        if use_whitelist:
-            names_now = reader.barcodes.names
-            if wanted_mask.size < len(names_now):
-                extra = np.fromiter(
-                    (n in wanted for n in names_now[wanted_mask.size :]),
-                    dtype=bool,
-                    count=len(names_now) - wanted_mask.size,
-                )
-                wanted_mask = np.concatenate([wanted_mask, extra])
-            keep_pairs = wanted_mask[bc]
-        else:
-            keep_pairs = None
-        index = peak_index.get(chunk.chrom)
-        if index is not None and index.start.size and index.disjoint:
-            q, f, in_peak = index.disjoint_hits(s, e, strategy)
-        else:
-            q, f = feature_hits(index, s, e, strategy, n_peaks)
-            in_peak = np.zeros(s.size, dtype=bool)
-            if strategy == "fragment":
-                in_peak[q] = True
-            elif index is not None and index.start.size:
-                in_peak[index.overlap(s, e)[0]] = True
-        if keep_pairs is not None:
-            q, f = q[keep_pairs[q]], f[keep_pairs[q]]
-        peak_pairs.add(bc[q], f)
-        if tiles is not None and chunk.chrom in tile_offsets:
-            n_chrom = tiles.n_per_chrom[tiles.chroms.index(chunk.chrom)]
-            tq, tt = tile_hits(s, e, tiles.size, tile_offsets[chunk.chrom], n_chrom, strategy)
-            if keep_pairs is not None:
-                tq, tt = tq[keep_pairs[tq]], tt[keep_pairs[tq]]
-            tile_pairs.add(bc[tq], tt)
-        tss_hits = flank_hits = None
-        if tss_index is not None:
-            w1, f1 = tss_index.hits(chunk.chrom, s)
-            w2, f2 = tss_index.hits(chunk.chrom, e - 1)
-            tss_hits, flank_hits = w1 + w2, f1 + f2
-        qc.add(bc, chunk.count, e - s, in_peak, tss_hits, flank_hits, len(reader.barcodes))
+        n_barcodes = len(reader.barcodes)
+        if sums.shape[0] < n_barcodes:
+            grown = np.zeros((max(n_barcodes, 2 * sums.shape[0], 1024), QC_COLUMNS), np.int64)
+            grown[: sums.shape[0]] = sums
+            sums = grown
+        if barcodes is not None and keep.size < n_barcodes:
+            new = reader.barcodes.names[keep.size :]
+            keep = np.concatenate(
+                [keep, np.fromiter((n in wanted for n in new), np.uint8, len(new))]
+            )
+        index = peak_index.get(chunk.chrom, _NO_PEAKS)
+        n = len(chunk)
+        peak_pairs.reserve(2 * n + 64)
+        tile_pairs.reserve(2 * n + 64)
+        done = 0
+        while True:
+            fill[:] = 0
+            done = count_chunk(
+                chunk.start, chunk.end, chunk.barcode, chunk.count, done,
+                index.start, index.end, index.max_end, index.ids, code,
+                tiles.size if tiles is not None and chunk.chrom in tile_offsets else 0,
+                tile_offsets.get(chunk.chrom, 0), tile_counts.get(chunk.chrom, 0),
+                sites.get(chunk.chrom, no_sites), keep,
+                peak_pairs.buf_rows, peak_pairs.buf_cols,
+                tile_pairs.buf_rows, tile_pairs.buf_cols, fill, sums,
+            )  # fmt: skip
+            peak_pairs.keep(int(fill[0]))
+            tile_pairs.keep(int(fill[1]))
+            if done >= n:
+                break
+            # a fragment with more pairs than the buffers hold (long fragments, many peaks)
+            peak_pairs.reserve(2 * peak_pairs.buf_rows.size)
+            tile_pairs.reserve(2 * tile_pairs.buf_rows.size + 2 * (n - done))
     names = reader.barcodes.names
-    table = qc.table(names, with_tss=tss_index is not None)
+    table = qc_table(sums, names, with_tss=tss is not None)
     log.info(
         "read %s: %d fragments, %d barcodes, %d chromosome(s) (%d fragments on excluded ones) in %.1f s",
         fragments,

@@ -1,8 +1,8 @@
 """10x-style fragment files: ``chrom start end barcode count``, bgzip-compressed and tabix-indexed.
 
-Reading streams the file in large blocks parsed by pyarrow's CSV reader and hands out
-per-chromosome pieces as numpy arrays with integer barcode ids, so that callers never hold the
-whole file in memory. Writing goes through pysam (BGZF + tabix) and is atomic: the file and its
+Reading streams the file in large blocks of decompressed text, parsed by a compiled kernel
+(:mod:`scregnet.io.fragment_parser`), and hands out per-chromosome pieces as numpy arrays with
+integer barcode ids, so that callers never hold the whole file in memory. Writing goes through pysam (BGZF + tabix) and is atomic: the file and its
 ``.tbi`` appear together or not at all.
 
 Contract checked while reading (each violation is one :class:`~scregnet.errors.InputError`
@@ -20,9 +20,8 @@ import logging
 import shutil
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -49,52 +48,59 @@ class FragmentChunk:
         return int(self.start.size)
 
 
-@dataclass
 class BarcodeTable:
-    """Barcode string <-> dense integer id, grown as new barcodes appear."""
+    """Barcode <-> dense integer id (order of first appearance), grown while reading.
 
-    names: list[str] = field(default_factory=list)
-    index: dict[str, int] = field(default_factory=dict)
-    _arrow: Any = field(default=None, repr=False, compare=False)
+    The table lives in numpy arrays used by the compiled parser
+    (:func:`scregnet.io.fragment_parser.parse_block`): each id's 64-bit hash and bytes, and an
+    open-addressing slot table. ``names`` decodes the ids to strings (new ones on demand).
+    """
 
-    def ids(self, values: Sequence[str]) -> np.ndarray:
-        """Global ids of ``values`` (adding unseen ones); int32."""
-        index, names = self.index, self.names
-        out = np.empty(len(values), dtype=np.int32)
-        for i, v in enumerate(values):
-            j = index.get(v)
-            if j is None:
-                j = len(names)
-                index[v] = j
-                names.append(v)
-            out[i] = j
-        return out
+    def __init__(self, path: Path, capacity: int = 1 << 12) -> None:
+        self.path = path
+        self.n = 0  # ids assigned
+        self.used = 0  # bytes of ``store`` in use
+        self.hashes = np.zeros(capacity, dtype=np.uint64)
+        self.offsets = np.zeros(capacity + 1, dtype=np.int64)
+        self.store = np.zeros(capacity * 24, dtype=np.uint8)
+        self.slots = np.full(4 * capacity, -1, dtype=np.int32)
+        self._names: list[str] = []
 
-    def ids_of(self, values: Any) -> np.ndarray:
-        """Global ids of the strings in a pyarrow array (adding unseen ones); int32.
+    def grow(self) -> None:
+        """Double the id capacity (and the byte store); rehash the slots."""
+        from scregnet.io.fragment_parser import rehash
 
-        Vectorised: one hash lookup of ``values`` against the known names; only names not seen
-        before go through :meth:`ids`. That lookup hashes every known name on each call, so when
-        ``values`` is a small part of a large table (a batch of a file with 10^5-10^6 barcodes,
-        most of them empty droplets) the per-value dict loop of :meth:`ids` is used instead
-        (about 10x faster there; both give the same ids).
-        """
-        import pyarrow as pa
-        import pyarrow.compute as pc
+        capacity = 2 * self.hashes.size
+        if capacity > np.iinfo(np.int32).max // 4:
+            msg = "more than 500 million distinct barcodes"
+            raise InputError(msg, self.path)
+        self.hashes = np.concatenate([self.hashes, np.zeros_like(self.hashes)])
+        self.offsets = np.concatenate([self.offsets, np.zeros(capacity // 2, dtype=np.int64)])
+        self.store = np.concatenate([self.store, np.zeros_like(self.store)])
+        self.slots = rehash(self.hashes, self.n, 4 * capacity)
 
-        if 2 * len(values) < len(self.names):
-            return self.ids(values.to_pylist())
-        if self._arrow is None or len(self._arrow) != len(self.names):
-            self._arrow = pa.array(self.names, type=pa.string())
-        pos = pc.index_in(values, value_set=self._arrow)
-        out = pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
-        missing = out < 0
-        if missing.any():
-            out[missing] = self.ids(values.filter(pa.array(missing)).to_pylist())
-        return out
+    @property
+    def names(self) -> list[str]:
+        """Barcode strings by id (the list grows as the reader goes on)."""
+        if len(self._names) < self.n:
+            first = len(self._names)
+            raw = self.store[self.offsets[first] : self.offsets[self.n]].tobytes()
+            bounds = (self.offsets[first : self.n + 1] - self.offsets[first]).tolist()
+            if raw.isascii():
+                text = raw.decode("ascii")
+                self._names.extend(text[i:j] for i, j in itertools.pairwise(bounds))
+            else:
+                try:
+                    self._names.extend(
+                        raw[i:j].decode("utf-8") for i, j in itertools.pairwise(bounds)
+                    )
+                except UnicodeDecodeError as exc:
+                    msg = f"a barcode is not valid UTF-8 text ({exc})"
+                    raise InputError(msg, self.path) from exc
+        return self._names
 
     def __len__(self) -> int:
-        return len(self.names)
+        return self.n
 
 
 def _sniff(path: Path) -> tuple[int, int]:
@@ -184,7 +190,7 @@ def text_chunks(path: Path, target: int, *, threads: int = 1) -> Iterator[bytes 
         return out
 
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
-    read_size = max(target // 4, 1 << 20)
+    read_size = max(target // 4, 1 << 16)
     carry, pending = b"", b""
     last_isize = -1
     try:
@@ -235,9 +241,10 @@ def _gzip_chunks(path: Path, target: int) -> Iterator[bytes | memoryview]:
     buffered: list[bytes] = []
     size = 0
     carry = b""
+    read_size = min(1 << 20, max(target // 4, 1 << 12))
     with path.open("rb") as handle:
         while True:
-            raw = handle.read(1 << 20)
+            raw = handle.read(read_size)
             if not raw:
                 break
             while raw:
@@ -299,7 +306,7 @@ class FragmentReader:
             raise InputError(msg, self.path)
         self.block_size = block_size
         self.threads = threads
-        self.barcodes = BarcodeTable()
+        self.barcodes = BarcodeTable(self.path)
         self.chromosomes: list[str] = []
         self.n_lines = 0
         self._skip, self._ncols = _sniff(self.path)
@@ -339,76 +346,93 @@ class FragmentReader:
                 self._check_chromosomes(contigs)
                 return
 
-    def _batches(self) -> Iterator[object]:
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
+    def _blocks(self) -> Iterator[tuple[np.ndarray, int]]:
+        """Decompressed blocks of whole lines as uint8 arrays, with the position of the first
+        fragment line (past the leading ``#`` header lines)."""
+        from scregnet.io.fragment_parser import skip_lines
 
-        names = [*FRAGMENT_COLUMNS[: min(self._ncols, 5)]]
-        extra = [f"extra{i}" for i in range(self._ncols - len(names))]
-        column_types = {
-            "chrom": pa.dictionary(pa.int32(), pa.string()),
-            "start": pa.int64(),
-            "end": pa.int64(),
-            "barcode": pa.dictionary(pa.int32(), pa.string()),
-        }
-        if "count" in names:
-            column_types["count"] = pa.int32()
-        parse = pacsv.ParseOptions(delimiter="\t", quote_char=False)
-        convert = pacsv.ConvertOptions(column_types=column_types, include_columns=names)
         skip = self._skip
         for text in text_chunks(self.path, self.block_size, threads=self.threads):
-            try:
-                table = pacsv.read_csv(
-                    pa.py_buffer(text),
-                    read_options=pacsv.ReadOptions(
-                        column_names=names + extra,
-                        skip_rows=skip,
-                        block_size=len(text) + 1,
-                        use_threads=self.threads > 1,
-                    ),
-                    parse_options=parse,
-                    convert_options=convert,
-                )
-            except (pa.ArrowInvalid, OSError) as exc:
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                msg = f"malformed fragment line after line {self.n_lines + self._skip} ({first})"
-                raise InputError(msg, self.path) from exc
-            skip = 0
-            yield from table.to_batches()
+            buf = np.frombuffer(text, dtype=np.uint8)
+            pos = 0
+            if skip:
+                pos, skip = skip_lines(buf, 0, skip)
+            if pos < buf.size:
+                yield buf, pos
+
+    def _fail(
+        self, status: int, buf: np.ndarray, state: np.ndarray, arrays: tuple[np.ndarray, np.ndarray]
+    ) -> None:
+        """Raise the :class:`InputError` for a line the parser refused."""
+        from scregnet.io import fragment_parser as fp
+
+        i = int(state[fp.S_LINE])
+        number = self.n_lines + self._skip + i + 1
+        start, end = arrays[0], arrays[1]
+        if status == fp.E_RANGE:
+            msg = f"line {number}: fragment end <= start or negative start ({start[i]}-{end[i]})"
+            raise InputError(msg, self.path)
+        if status == fp.E_UNSORTED:
+            name = self.chromosomes[-1]
+            msg = (
+                f"line {number}: fragments are not sorted by position ({name}:{start[i]} after "
+                f"{start[i - 1]}; sort with `sort -k1,1 -k2,2n` and bgzip)"
+            )
+            raise InputError(msg, self.path)
+        pos = int(state[fp.S_POS])
+        stop = pos + int(np.argmax(buf[pos:] == 10))
+        text = buf[pos:stop].tobytes().decode("utf-8", "replace").rstrip("\r")
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        found = len(text.split("\t"))
+        if status == fp.E_COLUMNS:
+            why = f"expected {self._ncols} tab-separated columns, found {found}"
+        elif status == fp.E_INT:
+            column = FRAGMENT_COLUMNS[int(state[fp.S_FIELD]) - 1]
+            why = f"{column} is not an integer"
+        else:
+            why = "empty chromosome or barcode field"
+        msg = f"line {number}: malformed fragment line ({why}): {shown!r}"
+        raise InputError(msg, self.path)
 
     def __iter__(self) -> Iterator[FragmentChunk]:
+        from scregnet.io import fragment_parser as fp
+
         seen: set[str] = set()
         current: str | None = None
         last_start = -1
-        for batch in self._batches():
-            n = batch.num_rows  # type: ignore[attr-defined]
-            if n == 0:
-                continue
-            cols = {name: batch.column(name) for name in batch.schema.names}  # type: ignore[attr-defined]
-            chrom_codes = cols["chrom"].indices.to_numpy(zero_copy_only=False)
-            chrom_names = cols["chrom"].dictionary.to_pylist()
-            start = cols["start"].to_numpy(zero_copy_only=False)
-            end = cols["end"].to_numpy(zero_copy_only=False)
-            if cols["start"].null_count or cols["end"].null_count or cols["chrom"].null_count:
-                msg = f"empty field in a fragment line after line {self.n_lines + self._skip}"
-                raise InputError(msg, self.path)
-            bc_local = self.barcodes.ids_of(cols["barcode"].dictionary)
-            barcode = bc_local[cols["barcode"].indices.to_numpy(zero_copy_only=False)]
-            if "count" in cols:
-                count = cols["count"].to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-            else:
-                count = np.ones(n, dtype=np.int32)
-            bad = np.flatnonzero((end <= start) | (start < 0))
-            if bad.size:
-                i = int(bad[0])
-                msg = f"line {self.n_lines + self._skip + i + 1}: fragment end <= start or negative start ({start[i]}-{end[i]})"
-                raise InputError(msg, self.path)
-            # runs of equal chromosome inside the batch
-            cuts = np.flatnonzero(np.diff(chrom_codes)) + 1
-            bounds = np.concatenate([[0], cuts, [n]])
-            for a, b in itertools.pairwise(bounds.tolist()):
-                a, b = int(a), int(b)
-                name = chrom_names[int(chrom_codes[a])]
+        table = self.barcodes
+        for buf, pos in self._blocks():
+            n_max = fp.count_lines(buf) + 1
+            start = np.empty(n_max, dtype=np.int64)
+            end = np.empty(n_max, dtype=np.int64)
+            barcode = np.empty(n_max, dtype=np.int32)
+            count = np.empty(n_max, dtype=np.int32)
+            run_line = np.empty(n_max + 1, dtype=np.int64)
+            run_a = np.empty(n_max, dtype=np.int64)
+            run_b = np.empty(n_max, dtype=np.int64)
+            state = np.zeros(fp.STATE_SIZE, dtype=np.int64)
+            state[fp.S_POS], state[fp.S_PREV_A], state[fp.S_PREV_B] = pos, -1, -1
+            while True:
+                state[fp.S_IDS], state[fp.S_USED] = table.n, table.used
+                status = fp.parse_block(
+                    buf, self._ncols, state, start, end, barcode, count,
+                    run_line, run_a, run_b,
+                    table.slots, table.hashes, table.offsets, table.store,
+                )  # fmt: skip
+                table.n, table.used = int(state[fp.S_IDS]), int(state[fp.S_USED])
+                if status != fp.GROW:
+                    break
+                table.grow()
+            n, n_runs = int(state[fp.S_LINE]), int(state[fp.S_RUNS])
+            run_line[n_runs] = n
+            for r in range(n_runs):
+                a, b = int(run_line[r]), int(run_line[r + 1])
+                raw = buf[run_a[r] : run_b[r]].tobytes()
+                try:
+                    name = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    msg = f"line {self.n_lines + self._skip + a + 1}: chromosome name is not UTF-8 text"
+                    raise InputError(msg, self.path) from exc
                 if name != current:
                     if self.genome is not None and name not in self.genome:
                         self._check_chromosomes([name])
@@ -422,18 +446,17 @@ class FragmentReader:
                     seen.add(name)
                     self.chromosomes.append(name)
                     current = name
-                    last_start = -1
-                s = start[a:b]
-                if s[0] < last_start or (s.size > 1 and np.any(s[1:] < s[:-1])):
-                    prev = np.concatenate([[last_start], s[:-1]])
-                    i = int(np.flatnonzero(s < prev)[0])
+                elif start[a] < last_start:
                     msg = (
-                        f"line {self.n_lines + self._skip + a + i + 1}: fragments are not sorted by "
-                        f"position ({name}:{s[i]} after {prev[i]}; sort with `sort -k1,1 -k2,2n` and bgzip)"
+                        f"line {self.n_lines + self._skip + a + 1}: fragments are not sorted by "
+                        f"position ({name}:{start[a]} after {last_start}; sort with "
+                        "`sort -k1,1 -k2,2n` and bgzip)"
                     )
                     raise InputError(msg, self.path)
-                last_start = int(s[-1])
-                yield FragmentChunk(name, s, end[a:b], barcode[a:b], count[a:b])
+                last_start = int(start[b - 1])
+                yield FragmentChunk(name, start[a:b], end[a:b], barcode[a:b], count[a:b])
+            if status != fp.OK:
+                self._fail(status, buf, state, (start, end))
             self.n_lines += n
 
 
