@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TFBIND_H5AD",
         help="tfbind.h5ad (repeatable: the maximum over files is used): predicted binding of TF t "
         "within --prior-window of gene g's TSS labels t -> g positive; negatives are sampled "
-        "among clearly unbound pairs (needs --gtf)",
+        "among clearly unbound pairs (needs --gtf). The output's score is then the rank mean of "
+        "the network's co-expression score and that binding (columns expression_score, "
+        "binding_prior)",
     )
     parser.add_argument("--gtf", type=Path, help="gene annotation for TSSs (with --prior)")
     parser.add_argument("--out", required=True, type=Path, help="ranked edges TSV")

@@ -35,6 +35,30 @@ class EdgeScores:
     score: NDArray[np.float32]
     view_weights: NDArray[np.float32]  # (pairs, views)
     info: dict[str, Any] = field(default_factory=dict)
+    expression_score: NDArray[np.float32] | None = None  # the network's, when ``score`` is combined
+    binding: NDArray[np.float32] | None = None  # the prior's, NaN for TFs without one
+
+    def combine_with_binding(self, tfs: Sequence[str], prior: NDArray[np.float32]) -> None:
+        """``score`` := rank mean of the network's score and the binding prior (see grn.combine).
+
+        ``prior`` is the ``(tfs, genes)`` TSS-window binding matrix the labels were drawn from.
+        """
+        from scregnet.grn.combine import rank_mean
+
+        row = np.full(len(self.genes), -1, dtype=np.intp)  # gene index -> prior row
+        index = {g: i for i, g in enumerate(self.genes)}
+        row[[index[tf] for tf in tfs]] = np.arange(len(tfs))
+        r = row[self.tf]
+        binding = np.full(self.score.size, np.nan, dtype=np.float32)
+        binding[r >= 0] = prior[r[r >= 0], self.target[r >= 0]]
+        self.expression_score = self.score
+        self.binding = binding
+        self.score = rank_mean(self.score, binding)
+        log.info(
+            "edge score = rank mean of co-expression and binding (%d of %d pairs have binding)",
+            int(np.isfinite(binding).sum()),
+            binding.size,
+        )
 
     def frame(self) -> pd.DataFrame:
         """Ranked table: ``tf target score rank`` then one ``attention_<view>`` column per view."""
@@ -49,6 +73,9 @@ class EdgeScores:
                 "rank": np.arange(1, order.size + 1),
             }
         )
+        if self.expression_score is not None and self.binding is not None:
+            out["expression_score"] = self.expression_score[order]
+            out["binding_prior"] = self.binding[order]
         for j, view in enumerate(self.views):
             out[f"attention_{view}"] = self.view_weights[order, j]
         return out
@@ -303,6 +330,8 @@ def infer_grn(
             "selection": result.selection,
         }
     )
+    if prior is not None:
+        scores.combine_with_binding(prior_tfs, matrix)
     write_outputs(scores, out, attention_out)
     log.info("GRN inference finished in %.1f s", time.perf_counter() - start)
     return scores
