@@ -348,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="benchmark `fragments` on the reads of the world's first N contigs (0: all)",
     )
+    parser.add_argument(
+        "--skip-fragments",
+        action="store_true",
+        help="only the `count` tables (skip the BAM -> fragments comparison)",
+    )
     args = parser.parse_args(argv)
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
@@ -373,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                 bam, args.fragments_contigs, out / f"{world.name}.first{args.fragments_contigs}.bam"
             )
             what += f", first {args.fragments_contigs} contig(s)"
-        print(bench_fragments(what, bench_bam, args.threads, args.repeat), flush=True)
+        if not args.skip_fragments:
+            print(bench_fragments(what, bench_bam, args.threads, args.repeat), flush=True)
         frags = out / f"{world.name}.{sheet['sample'].iloc[0]}.fragments.tsv.gz"
         if not frags.exists():
             from scregnet.atac.fragments import bam_to_fragments
@@ -397,15 +403,16 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     if args.real:
-        print(
-            bench_fragments(
-                "real scPipe chr21 reads",
-                DATA / "scpipe_chr21" / "chr21_scatac.bam",
-                args.threads,
-                args.repeat,
-            ),
-            flush=True,
-        )
+        if not args.skip_fragments:
+            print(
+                bench_fragments(
+                    "real scPipe chr21 reads",
+                    DATA / "scpipe_chr21" / "chr21_scatac.bam",
+                    args.threads,
+                    args.repeat,
+                ),
+                flush=True,
+            )
         real = out / "pbsmall"
         real.mkdir(exist_ok=True)
         (real / "g.sizes").write_text("chr5\t180915260\nchr11\t135006516\n")

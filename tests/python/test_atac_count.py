@@ -593,12 +593,15 @@ def _gzip_text(path: Path, text: str) -> Path:
 @pytest.mark.parametrize("ncols", [4, 5, 6])
 def test_reader_parses_like_python(ncols: int, tmp_path: Path) -> None:
     """The compiled parser against a plain Python split: header lines, CRLF and empty lines,
-    4-6 columns, UTF-8 barcodes, 6,000 distinct barcodes (the barcode table grows several
-    times), blocks cut mid-chromosome (block_size 4 kB)."""
+    4-6 columns, UTF-8 barcodes, 6,000 distinct barcodes and a 70-byte one (the barcode table
+    grows several times and widens its rows), blocks cut mid-chromosome (block_size 4 kB)."""
     from scregnet.io.fragments import FragmentReader
 
     rng = np.random.default_rng(3)
-    names = [f"{''.join(rng.choice(list('ACGT'), 12))}-{i}" for i in range(6000)] + ["ßé-1"]
+    names = [f"{''.join(rng.choice(list('ACGT'), 12))}-{i}" for i in range(6000)] + [
+        "ßé-1",
+        "L" * 70,
+    ]
     lines = []
     for c in ("chr1", "chr10", "chr2"):
         for s in np.sort(rng.integers(0, 10**9, 3000)).tolist():

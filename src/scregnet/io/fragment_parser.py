@@ -4,8 +4,10 @@
 fragment line, ``start``, ``end``, the barcode's integer id and the ``count`` column into
 preallocated arrays; it records where the chromosome changes (byte span of the name) so that
 the caller can cut the block into per-chromosome pieces. Barcodes get dense ids in order of
-first appearance from an open-addressing hash table held in numpy arrays (64-bit FNV-1a hash
-of the barcode's bytes; a hash match is confirmed by comparing the bytes, so ids are exact).
+first appearance from an open-addressing hash table held in numpy arrays: a slot holds the
+barcode's 64-bit hash with its id and length, and the barcode's bytes sit in a fixed-width row
+of ``store``; a hash match is confirmed by comparing the bytes, so ids are exact (two memory
+reads per lookup: the slot and the row).
 
 The kernel stops at the first line it cannot accept and reports why (a status code and the
 line, see the ``E_*`` constants); the caller turns that into an
@@ -31,11 +33,12 @@ E_RANGE = 5  # end <= start or negative start (values written at the line's inde
 E_UNSORTED = 6  # start below the previous line's on the same chromosome (start written)
 
 # indices into the int64 ``state`` array shared with the caller
-S_POS, S_LINE, S_RUNS, S_IDS, S_USED, S_PREV_A, S_PREV_B, S_FIELD = range(8)
+S_POS, S_LINE, S_RUNS, S_IDS, S_WIDTH, S_PREV_A, S_PREV_B, S_FIELD = range(8)
 STATE_SIZE = 8
 
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
+_SEED = np.uint64(0x9E3779B97F4A7C15)
+_MUL = np.uint64(0xFF51AFD7ED558CCD)
+_MUL2 = np.uint64(0xC4CEB9FE1A85EC53)
 _TAB, _LF, _CR = 9, 10, 13
 _MAX_DIGITS = 18  # |value| < 10^18 fits int64 whatever the digits
 
@@ -88,6 +91,30 @@ def _parse_int(buf: np.ndarray, pos: int) -> tuple[int, int, bool]:  # pragma: n
     return (-value if neg else value), pos, ok
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _pack(buf: np.ndarray, a: int, b: int, words: np.ndarray) -> np.uint64:  # pragma: no cover
+    """64-bit hash of ``buf[a:b]``; its bytes packed little-endian into ``words`` (8 per word,
+    zero-padded; only as many words as ``words`` holds). One multiply per 8 bytes, murmur3's
+    finaliser at the end."""
+    h = _SEED ^ np.uint64(b - a)
+    j = 0
+    k = a
+    while k < b:
+        word = np.uint64(0)
+        for t in range(min(8, b - k)):
+            word |= np.uint64(buf[k + t]) << np.uint64(8 * t)
+        if j < words.size:
+            words[j] = word
+        h = (h ^ word) * _MUL
+        h ^= h >> np.uint64(32)
+        j += 1
+        k += 8
+    h ^= h >> np.uint64(33)
+    h *= _MUL2
+    h ^= h >> np.uint64(33)
+    return h
+
+
 @njit(cache=True, nogil=True)
 def parse_block(
     buf: np.ndarray,
@@ -101,27 +128,31 @@ def parse_block(
     run_a: np.ndarray,
     run_b: np.ndarray,
     slots: np.ndarray,
-    hashes: np.ndarray,
-    offsets: np.ndarray,
     store: np.ndarray,
+    lengths: np.ndarray,
 ) -> int:  # pragma: no cover - compiled
     """Parse the lines of ``buf`` (uint8, ends with a newline) from ``state[S_POS]``.
 
     Fragment ``i`` of the block (``i`` from ``state[S_LINE]``) goes to ``start[i]``,
     ``end[i]``, ``barcode[i]`` (id) and ``count[i]`` (1 when ``ncols == 4``). Run ``r``
     (``state[S_RUNS]`` of them) of equal chromosome begins at fragment ``run_line[r]``, its name
-    is ``buf[run_a[r]:run_b[r]]``. ``slots`` (power-of-two size, -1 = free) maps hash positions
-    to ids; ``hashes[id]``, ``store[offsets[id]:offsets[id + 1]]`` are each id's hash and bytes.
+    is ``buf[run_a[r]:run_b[r]]``. Barcode table: ``slots`` (int64, pairs ``hash, id | length
+    << 32`` for a power-of-two number of slots, ``-1`` = free), ``store`` (uint64, one row per
+    id: the barcode's bytes packed 8 per word, little-endian, zero-padded) and ``lengths`` (per
+    id, bytes). On ``GROW``, ``state[S_WIDTH]`` is the number of words the pending barcode
+    needs per row.
     Empty lines are skipped. Returns ``OK`` or a status code; ``state`` is updated in place.
     """
     pos = state[S_POS]
     line = state[S_LINE]
     nruns = state[S_RUNS]
     nids = state[S_IDS]
-    used = state[S_USED]
     prev_a = state[S_PREV_A]
     prev_b = state[S_PREV_B]
-    mask = slots.size - 1
+    mask = slots.size // 2 - 1
+    width = store.shape[1]  # words per row
+    capacity = store.shape[0]
+    words = np.zeros(width, dtype=np.uint64)
     n = buf.size
     status = OK
     line_start = pos
@@ -201,30 +232,31 @@ def parse_block(
             status = E_EMPTY
             break
         # barcode id (exact: hash, then bytes)
-        h = _FNV_OFFSET
-        for k in range(ba, bb):
-            h = (h ^ np.uint64(buf[k])) * _FNV_PRIME
-        slot = np.int64(h & np.uint64(mask))
         size = bb - ba
+        need = (size + 7) // 8
+        h = _pack(buf, ba, bb, words)
+        key = np.int64(h)
+        slot = np.int64(h & np.uint64(mask))
         while True:
-            ident = slots[slot]
-            if ident < 0:
-                if nids >= hashes.size or used + size > store.size or 2 * (nids + 1) > slots.size:
+            meta = slots[2 * slot + 1]
+            if meta < 0:
+                if nids >= capacity or need > width or 2 * (nids + 1) > mask + 1:
                     status = GROW
+                    state[S_WIDTH] = max(need, width)
                     break
-                hashes[nids] = h
-                store[used : used + size] = buf[ba:bb]
-                used += size
-                offsets[nids + 1] = used
-                slots[slot] = nids
+                slots[2 * slot] = key
+                slots[2 * slot + 1] = nids | (size << 32)
+                for j in range(need):
+                    store[nids, j] = words[j]
+                lengths[nids] = size
                 ident = nids
                 nids += 1
                 break
-            if hashes[ident] == h and offsets[ident + 1] - offsets[ident] == size:
-                o = offsets[ident]
+            if slots[2 * slot] == key and (meta >> 32) == size:
+                ident = meta & 0xFFFFFFFF
                 same = True
-                for k in range(size):
-                    if store[o + k] != buf[ba + k]:
+                for j in range(need):
+                    if store[ident, j] != words[j]:
                         same = False
                         break
                 if same:
@@ -265,20 +297,24 @@ def parse_block(
     state[S_LINE] = line
     state[S_RUNS] = nruns
     state[S_IDS] = nids
-    state[S_USED] = used
     state[S_PREV_A] = prev_a
     state[S_PREV_B] = prev_b
     return status
 
 
 @njit(cache=True, nogil=True)
-def rehash(hashes: np.ndarray, n: int, size: int) -> np.ndarray:  # pragma: no cover
-    """A fresh slot table of ``size`` (a power of two) holding ids ``0..n-1``."""
-    slots = np.full(size, -1, dtype=np.int32)
-    mask = np.uint64(size - 1)
-    for ident in range(n):
-        slot = np.int64(hashes[ident] & mask)
-        while slots[slot] >= 0:
-            slot = (slot + 1) & (size - 1)
-        slots[slot] = ident
-    return slots
+def rehash(slots: np.ndarray, n_slots: int) -> np.ndarray:  # pragma: no cover - compiled
+    """The entries of ``slots`` in a fresh table of ``n_slots`` (a power of two) slots."""
+    out = np.full(2 * n_slots, -1, dtype=np.int64)
+    mask = n_slots - 1
+    for j in range(slots.size // 2):
+        meta = slots[2 * j + 1]
+        if meta < 0:
+            continue
+        key = slots[2 * j]
+        slot = np.int64(np.uint64(key) & np.uint64(mask))
+        while out[2 * slot + 1] >= 0:
+            slot = (slot + 1) & mask
+        out[2 * slot] = key
+        out[2 * slot + 1] = meta
+    return out

@@ -15,7 +15,6 @@ stream. Leading ``#`` header lines (Cell Ranger ATAC 2) are skipped.
 from __future__ import annotations
 
 import gzip
-import itertools
 import logging
 import shutil
 import zlib
@@ -51,48 +50,61 @@ class FragmentChunk:
 class BarcodeTable:
     """Barcode <-> dense integer id (order of first appearance), grown while reading.
 
-    The table lives in numpy arrays used by the compiled parser
-    (:func:`scregnet.io.fragment_parser.parse_block`): each id's 64-bit hash and bytes, and an
-    open-addressing slot table. ``names`` decodes the ids to strings (new ones on demand).
+    The table lives in numpy arrays that the compiled parser
+    (:func:`scregnet.io.fragment_parser.parse_block`) reads and fills: an open-addressing slot
+    table (each slot: the barcode's 64-bit hash and ``id | length << 32``), and per id a row of
+    ``store`` holding the barcode's bytes (8 per uint64 word, little-endian, zero-padded) and
+    its length. ``names`` decodes the ids to strings (new ones on demand).
     """
 
-    def __init__(self, path: Path, capacity: int = 1 << 12) -> None:
+    def __init__(self, path: Path, capacity: int = 1 << 12, width: int = 4) -> None:
         self.path = path
         self.n = 0  # ids assigned
-        self.used = 0  # bytes of ``store`` in use
-        self.hashes = np.zeros(capacity, dtype=np.uint64)
-        self.offsets = np.zeros(capacity + 1, dtype=np.int64)
-        self.store = np.zeros(capacity * 24, dtype=np.uint8)
-        self.slots = np.full(4 * capacity, -1, dtype=np.int32)
+        self.store = np.zeros((capacity, width), dtype=np.uint64)  # 8 bytes per word
+        self.lengths = np.zeros(capacity, dtype=np.int64)
+        self.slots = np.full(2 * 4 * capacity, -1, dtype=np.int64)  # 4 slots per row
         self._names: list[str] = []
 
-    def grow(self) -> None:
-        """Double the id capacity (and the byte store); rehash the slots."""
+    def grow(self, width: int) -> None:
+        """Make room for one more barcode of ``width`` words (8 bytes each): double the rows
+        when full (and the slots with them), widen the rows when the barcode is longer."""
         from scregnet.io.fragment_parser import rehash
 
-        capacity = 2 * self.hashes.size
-        if capacity > np.iinfo(np.int32).max // 4:
-            msg = "more than 500 million distinct barcodes"
-            raise InputError(msg, self.path)
-        self.hashes = np.concatenate([self.hashes, np.zeros_like(self.hashes)])
-        self.offsets = np.concatenate([self.offsets, np.zeros(capacity // 2, dtype=np.int64)])
-        self.store = np.concatenate([self.store, np.zeros_like(self.store)])
-        self.slots = rehash(self.hashes, self.n, 4 * capacity)
+        rows, old_width = self.store.shape
+        if self.n >= rows:
+            rows *= 2
+            if rows > np.iinfo(np.int32).max:
+                msg = "more than 2^31 distinct barcodes"
+                raise InputError(msg, self.path)
+        if width > old_width:
+            width = 1 << (width - 1).bit_length()
+        else:
+            width = old_width
+        if (rows, width) != self.store.shape:
+            store = np.zeros((rows, width), dtype=np.uint64)
+            store[: self.n, :old_width] = self.store[: self.n]
+            self.store = store
+            lengths = np.zeros(rows, dtype=np.int64)
+            lengths[: self.n] = self.lengths[: self.n]
+            self.lengths = lengths
+        if 4 * rows > self.slots.size // 2:
+            self.slots = rehash(self.slots, 4 * rows)
 
     @property
     def names(self) -> list[str]:
         """Barcode strings by id (the list grows as the reader goes on)."""
         if len(self._names) < self.n:
-            first = len(self._names)
-            raw = self.store[self.offsets[first] : self.offsets[self.n]].tobytes()
-            bounds = (self.offsets[first : self.n + 1] - self.offsets[first]).tolist()
+            first, width = len(self._names), 8 * self.store.shape[1]
+            raw = self.store[first : self.n].astype("<u8", copy=False).tobytes()
+            ends = self.lengths[first : self.n].tolist()
+            starts = range(0, len(raw), width)
             if raw.isascii():
                 text = raw.decode("ascii")
-                self._names.extend(text[i:j] for i, j in itertools.pairwise(bounds))
+                self._names.extend(text[i : i + n] for i, n in zip(starts, ends, strict=True))
             else:
                 try:
                     self._names.extend(
-                        raw[i:j].decode("utf-8") for i, j in itertools.pairwise(bounds)
+                        raw[i : i + n].decode("utf-8") for i, n in zip(starts, ends, strict=True)
                     )
                 except UnicodeDecodeError as exc:
                     msg = f"a barcode is not valid UTF-8 text ({exc})"
@@ -413,16 +425,15 @@ class FragmentReader:
             state = np.zeros(fp.STATE_SIZE, dtype=np.int64)
             state[fp.S_POS], state[fp.S_PREV_A], state[fp.S_PREV_B] = pos, -1, -1
             while True:
-                state[fp.S_IDS], state[fp.S_USED] = table.n, table.used
+                state[fp.S_IDS] = table.n
                 status = fp.parse_block(
                     buf, self._ncols, state, start, end, barcode, count,
-                    run_line, run_a, run_b,
-                    table.slots, table.hashes, table.offsets, table.store,
+                    run_line, run_a, run_b, table.slots, table.store, table.lengths,
                 )  # fmt: skip
-                table.n, table.used = int(state[fp.S_IDS]), int(state[fp.S_USED])
+                table.n = int(state[fp.S_IDS])
                 if status != fp.GROW:
                     break
-                table.grow()
+                table.grow(int(state[fp.S_WIDTH]))
             n, n_runs = int(state[fp.S_LINE]), int(state[fp.S_RUNS])
             run_line[n_runs] = n
             for r in range(n_runs):
