@@ -9,11 +9,19 @@ Protocol (SCIENCE.md section 2), identical for every method:
 - scores: RMSE, L1 and Pearson on exactly the zeroed entries; on the simulator also against the
   true (pre-dropout) expression (log1p CP10k of the truth matrix) on those entries
   (``true_pearson``) and on all entries (``true_all_pearson``);
-- clustering: the same procedure for every method (``score_impute.cluster_labels``: top 30 PCs of
-  the method's output, k-means with k = number of reference labels, n_init 10). Simulator: each
-  method's output for the unmasked counts against the true cell types. The real counts have no
-  labels, so there the reference is that procedure on the unmasked, un-imputed counts and each
-  method is clustered on its output for the 20 %-masked counts (robustness to dropout).
+- clustering, the same procedure for every method. Simulator (true labels): k-means (k = number
+  of true types, ``score_impute.cluster_labels``, 3 k-means seeds averaged) on each method's
+  output for the unmasked counts (the sessions 1-2 figure is the seed-0 one, ``ari_seed0``) and
+  for 20 %-masked copies (``--mask-seeds``). Real counts (no labels), two protocols:
+  *old* (sessions 1-2, kept for comparison): k-means with k = cells // 50 on the unmasked counts
+  as the reference, the same on one 20 %-masked copy, one seed -- its reference is not
+  reproducible (ARI between k-means seeds on the same unmasked data is printed);
+  *new*: the reference is scanpy's standard workflow (30 PCs, 15-neighbour graph, Leiden at
+  resolution 1, ``score_impute.leiden_labels``) on the unmasked counts with 3 seeds; each method
+  is clustered the same way on its output for each 20 %-masked copy (``--mask-seeds``, default
+  2,3,4) with 3 seeds; ARI is averaged over the 3 x 3 reference/prediction pairs per mask seed,
+  then reported as mean, sd and minimum over mask seeds, with the paired difference to ``none``
+  (same masked copy) and its sd.
 
 A reference row, "gene non-zero mean at cell depth", predicts ``log1p(mean non-zero count of the
 gene x 1e4 / library of the cell)``: no cell-specific information except the library size. It shows
@@ -25,6 +33,7 @@ Usage::
     python bench/impute.py                   # everything (tens of minutes on 2 CPU cores)
     python bench/impute.py --datasets celltypist --fractions 0.2 --no-ablation
     python bench/impute.py --speed           # cells/s and peak memory at 5,000 x 2,000
+    python bench/impute.py --clustering-noise  # how reproducible each reference clustering is
 """
 
 from __future__ import annotations
@@ -46,8 +55,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scregnet.evaluate.metrics import mask_nonzeros, masked_recovery
-from scregnet.evaluate.score_impute import cluster_labels, clustering_scores
+from scregnet.evaluate.metrics import (
+    adjusted_rand,
+    mask_nonzeros,
+    masked_recovery,
+    normalized_mutual_info,
+)
+from scregnet.evaluate.score_impute import cluster_labels, clustering_scores, leiden_labels
 from scregnet.impute import data
 from scregnet.impute.api import impute
 
@@ -58,6 +72,8 @@ log = logging.getLogger("bench.impute")
 Method = Callable[[sp.csr_matrix, int], np.ndarray]
 #: (genes, bulk matrix) of the data set being benchmarked, for the scDTL runs
 CONTEXT: dict[str, Any] = {}
+#: reproducibility of the unlabelled data sets' reference clusterings (filled by clustering_table)
+REFERENCE: dict[str, dict[str, Any]] = {}
 
 
 # ---------------------------------------------------------------- data sets
@@ -195,33 +211,177 @@ def masked_table(
     return rows
 
 
+def _masked_copy(counts: sp.csr_matrix, frac: float, mask_seed: int) -> sp.csr_matrix:
+    masked, _ = mask_nonzeros(counts, frac, np.random.default_rng(mask_seed))
+    return sp.csr_matrix(masked.astype(np.float32))
+
+
+def _pairwise_ari(refs: list[np.ndarray], preds: list[np.ndarray]) -> float:
+    return float(np.mean([adjusted_rand(r, p) for r in refs for p in preds]))
+
+
+def _self_ari(labelings: list[np.ndarray]) -> tuple[float, float]:
+    vals = [adjusted_rand(a, b) for i, a in enumerate(labelings) for b in labelings[i + 1 :]]
+    return float(np.mean(vals)), float(np.min(vals))
+
+
+def _summarise(
+    name: str, protocol: str, per_seed: dict[str, list[float]], nmi: dict[str, list[float]]
+) -> list[dict[str, Any]]:
+    """Mean and spread over mask seeds, and the paired difference to ``none`` per mask seed."""
+    rows = []
+    base = np.asarray(per_seed["none"])
+    for method, vals in per_seed.items():
+        v = np.asarray(vals)
+        diff = v - base
+        rows.append(
+            {
+                "data": name,
+                "method": method,
+                "protocol": protocol,
+                "ari": float(v.mean()),
+                "ari_sd": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
+                "ari_min": float(v.min()),
+                "delta_vs_none": float(diff.mean()),
+                "delta_sd": float(diff.std(ddof=1)) if v.size > 1 else float("nan"),
+                "nmi": float(np.mean(nmi[method])),
+                "n_mask_seeds": int(v.size),
+            }
+        )
+        log.info("%s", rows[-1])
+    return rows
+
+
 def clustering_table(
     name: str,
     counts: sp.csr_matrix,
     labels: np.ndarray | None,
     methods: dict[str, Method],
     seed: int,
+    mask_seeds: list[int],
+    n_cluster_seeds: int = 3,
 ) -> list[dict[str, Any]]:
+    """Clustering ARI / NMI for every method (see the module docstring for the protocols)."""
     rows: list[dict[str, Any]] = []
+    cseeds = range(seed, seed + n_cluster_seeds)
     if labels is not None:
         ok = pd.notna(labels)
+        k = int(np.unique(labels[ok]).size)
+        # old protocol (sessions 1-2): unmasked counts, one k-means seed; now also averaged
         for method, fn in methods.items():
-            out = fn(counts, seed)
+            out = fn(counts, seed)[ok]
+            preds = [cluster_labels(out, k, seed=s) for s in cseeds]
+            aris = [adjusted_rand(labels[ok], p) for p in preds]
             rows.append(
-                {"data": name, "method": method, "input": "unmasked"}
-                | clustering_scores(out[ok], labels[ok], seed=seed)
+                {"data": name, "method": method, "protocol": "unmasked, k-means (true k)"}
+                | {"ari_seed0": aris[0], "ari": float(np.mean(aris)), "ari_min": min(aris)}
+                | {"nmi": float(np.mean([normalized_mutual_info(labels[ok], p) for p in preds]))}
             )
             log.info("%s", rows[-1])
-        return rows
+        # masked inputs: the same k-means against the true labels, several mask seeds
+        per_seed: dict[str, list[float]] = {m: [] for m in methods}
+        nmi: dict[str, list[float]] = {m: [] for m in methods}
+        for ms in mask_seeds:
+            masked = _masked_copy(counts, 0.2, ms)
+            for method, fn in methods.items():
+                out = fn(masked, seed)[ok]
+                preds = [cluster_labels(out, k, seed=s) for s in cseeds]
+                per_seed[method].append(
+                    float(np.mean([adjusted_rand(labels[ok], p) for p in preds]))
+                )
+                nmi[method].append(
+                    float(np.mean([normalized_mutual_info(labels[ok], p) for p in preds]))
+                )
+        return rows + _summarise(name, "20% masked, k-means (true k) vs true types", per_seed, nmi)
+    # old protocol (sessions 1-2): k-means (k = cells // 50) of the unmasked counts, one seed,
+    # against the same on one 20 %-masked copy (mask seed seed + 1)
     n_clusters = int(np.clip(counts.shape[0] // 50, 2, 12))
-    reference = cluster_labels(data.normalize_log1p(counts), n_clusters, seed=seed)
-    masked, _ = mask_nonzeros(counts, 0.2, np.random.default_rng(seed + 1))
-    masked_csr = sp.csr_matrix(masked.astype(np.float32))
+    logn = data.normalize_log1p(counts)
+    km_refs = [cluster_labels(logn, n_clusters, seed=s) for s in range(seed, seed + 8)]
+    km_self = _self_ari(km_refs)
+    masked = _masked_copy(counts, 0.2, seed + 1)
     for method, fn in methods.items():
-        out = fn(masked_csr, seed)
+        out = fn(masked, seed)
         rows.append(
-            {"data": name, "method": method, "input": "20% masked vs unmasked k-means"}
-            | clustering_scores(out, reference, seed=seed)
+            {"data": name, "method": method, "protocol": f"old: k-means k={n_clusters}, 1 seed"}
+            | clustering_scores(out, km_refs[0], seed=seed)
+        )
+        log.info("%s", rows[-1])
+    # new protocol: Leiden (scanpy standard workflow) on the unmasked counts as the reference
+    # (several Leiden seeds), the same on each method's output for several 20 %-masked copies
+    leiden_refs = [leiden_labels(logn, seed=s) for s in cseeds]
+    ld_self = _self_ari(leiden_refs)
+    REFERENCE[name] = {
+        "kmeans_self_ari_mean": km_self[0],
+        "kmeans_self_ari_min": km_self[1],
+        "leiden_self_ari_mean": ld_self[0],
+        "leiden_self_ari_min": ld_self[1],
+        "leiden_n_clusters": [int(np.unique(r).size) for r in leiden_refs],
+    }
+    log.info("%s reference reproducibility: %s", name, REFERENCE[name])
+    per_seed = {m: [] for m in methods}
+    nmi = {m: [] for m in methods}
+    for ms in mask_seeds:
+        masked = _masked_copy(counts, 0.2, ms)
+        for method, fn in methods.items():
+            out = fn(masked, seed)
+            preds = [leiden_labels(out, seed=s) for s in cseeds]
+            per_seed[method].append(_pairwise_ari(leiden_refs, preds))
+            nmi[method].append(
+                float(np.mean([normalized_mutual_info(r, p) for r in leiden_refs for p in preds]))
+            )
+    return rows + _summarise(name, "20% masked vs unmasked, Leiden", per_seed, nmi)
+
+
+def clustering_noise(
+    counts: sp.csr_matrix, n_seeds: int = 8, mask_seeds: int = 5
+) -> list[dict[str, Any]]:
+    """How reproducible are candidate reference clusterings of unlabelled counts (``none`` only)?
+
+    For each candidate procedure: ARI between ``n_seeds`` runs on the unmasked counts, and ARI of
+    the same procedure (3 seeds) on 20 %-masked copies (mask seeds 1..``mask_seeds``) against the
+    seed-0 reference. No imputation method is involved: this is what chose the protocol.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import silhouette_score
+
+    logn = data.normalize_log1p(counts)
+    pcs = PCA(n_components=30, random_state=0).fit_transform(logn)
+    silhouette = {
+        k: float(
+            np.mean([silhouette_score(pcs, cluster_labels(logn, k, seed=s)) for s in range(3)])
+        )
+        for k in range(2, 16)
+    }
+    log.info("silhouette of k-means by k: %s", {k: round(v, 3) for k, v in silhouette.items()})
+    k_sil = max(silhouette, key=lambda k: silhouette[k])
+    k_old = int(np.clip(counts.shape[0] // 50, 2, 12))
+    candidates: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+        f"k-means k={k_old} (old)": lambda x, s: cluster_labels(x, k_old, seed=s),
+        f"k-means k={k_sil} (silhouette)": lambda x, s: cluster_labels(x, k_sil, seed=s),
+        "Leiden resolution 1": lambda x, s: leiden_labels(x, seed=s),
+        "Leiden resolution 0.5": lambda x, s: leiden_labels(x, seed=s, resolution=0.5),
+    }
+    masked = [
+        data.normalize_log1p(_masked_copy(counts, 0.2, ms)) for ms in range(1, mask_seeds + 1)
+    ]
+    rows = []
+    for name, fn in candidates.items():
+        refs = [fn(logn, s) for s in range(n_seeds)]
+        self_ari = [adjusted_rand(a, b) for i, a in enumerate(refs) for b in refs[i + 1 :]]
+        none = [[adjusted_rand(refs[0], fn(m, s)) for s in range(3)] for m in masked]
+        rows.append(
+            {
+                "reference": name,
+                "clusters": "-".join(sorted({str(np.unique(r).size) for r in refs})),
+                "self_ari": float(np.mean(self_ari)),
+                "self_ari_sd": float(np.std(self_ari, ddof=1)),
+                "self_ari_min": float(np.min(self_ari)),
+                "none_masked_ari": float(np.mean(none)),
+                "none_masked_sd": float(np.std(none, ddof=1)),
+                "none_per_mask_min": float(np.min(np.mean(none, axis=1))),
+                "none_per_mask_max": float(np.max(np.mean(none, axis=1))),
+            }
         )
         log.info("%s", rows[-1])
     return rows
@@ -249,6 +409,19 @@ def speed(
     thinned = rng.binomial(base.astype(np.int64), rng.uniform(0.5, 1.0, size=(n_cells, 1)))
     adata = ad.AnnData(sp.csr_matrix(thinned.astype(np.float32)))
     adata.var_names = [f"g{i}" for i in range(counts.shape[1])]
+    marks: dict[str, float] = {}
+
+    class PhaseCpu(logging.Handler):
+        """CPU time of this process when each training phase logs its end."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            msg = record.getMessage()
+            for phase in ("bulk pretraining", "adapt", "fuse"):
+                if msg.startswith(f"{phase}:"):
+                    marks[phase] = time.process_time()
+
+    handler = PhaseCpu()
+    logging.getLogger("scregnet.impute.train").addHandler(handler)
     t0, c0 = time.perf_counter(), time.process_time()
     res = impute(
         adata,
@@ -260,6 +433,9 @@ def speed(
         model_options=model_options,
     )
     total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
+    logging.getLogger("scregnet.impute.train").removeHandler(handler)
+    n_fuse = sum(1 for r in res.losses if r["phase"] == "fuse")
+    fuse_cpu = marks["fuse"] - marks["adapt"]
 
     def mean_s(phase: str) -> float:
         return float(np.mean([float(r["seconds"]) for r in res.losses if r["phase"] == phase]))  # type: ignore[arg-type]
@@ -279,8 +455,9 @@ def speed(
         "cells": n_cells,
         "genes": n_genes,
         "threads": threads,
-        "fusion_epochs_run": sum(1 for r in res.losses if r["phase"] == "fuse"),
+        "fusion_epochs_run": n_fuse,
         "train_cells_per_s_fuse": n_cells / mean_s("fuse"),
+        "train_cells_per_cpu_s_fuse": n_cells * n_fuse / fuse_cpu,
         "train_cells_per_s_adapt": n_cells / mean_s("adapt"),
         "pretrain_epoch_s": mean_s("pretrain"),
         "neighbour_graph_s": graph_s,
@@ -314,7 +491,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--no-clustering", action="store_true")
+    parser.add_argument(
+        "--ablation-only", action="store_true", help="only the ablation (and the full model)"
+    )
+    parser.add_argument(
+        "--mask-seeds",
+        default="2,3,4",
+        help="mask seeds of the 20 %%-masked copies that are clustered (not the development "
+        "seeds 11, 12 used to choose the depth gate)",
+    )
     parser.add_argument("--speed", action="store_true", help="only the speed benchmark")
+    parser.add_argument(
+        "--clustering-noise",
+        action="store_true",
+        help="only the reproducibility of reference clusterings of the real counts (no imputation)",
+    )
     parser.add_argument(
         "--model-options",
         type=json.loads,
@@ -333,6 +524,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
         return 0
+    if args.clustering_noise:
+        rows = clustering_noise(load_celltypist()[0])
+        print(markdown(rows, list(rows[0])))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        return 0
     scdtl = make_scdtl(args.epochs, args.threads)
     base: dict[str, Method] = {
         "none": m_none,
@@ -343,11 +540,20 @@ def main(argv: list[str] | None = None) -> int:
         "scDTL (expected layer)": make_scdtl(args.epochs, args.threads, layer="imputed_expected"),
     }
     reference: dict[str, Method] = {"gene non-zero mean at cell depth": m_depth_reference}
-    ablations: dict[str, Method] = {
-        "scDTL, no bulk transfer": make_scdtl(args.epochs, args.threads, use_bulk=False),
-        "scDTL, no U-Net": make_scdtl(args.epochs, args.threads, use_unet=False),
-        "scDTL, no neighbour channel": make_scdtl(args.epochs, args.threads, use_neighbours=False),
-    }
+    # each ablation scored on the headline layer and on the network's own output (the detected
+    # layer), which the post-hoc depth anchoring does not touch (consecutive: one fit serves both)
+    ablations: dict[str, Method] = {}
+    if args.ablation_only:
+        ablations |= {k: base[k] for k in ("scDTL", "scDTL (detected layer)")}
+    for label, option in (
+        ("no bulk transfer", {"use_bulk": False}),
+        ("no U-Net", {"use_unet": False}),
+        ("no neighbour channel", {"use_neighbours": False}),
+    ):
+        ablations[f"scDTL, {label}"] = make_scdtl(args.epochs, args.threads, **option)
+        ablations[f"scDTL, {label} (detected layer)"] = make_scdtl(
+            args.epochs, args.threads, layer="imputed_detected", **option
+        )
     fractions = [float(f) for f in args.fractions.split(",")]
     masked_rows: list[dict[str, Any]] = []
     cluster_rows: list[dict[str, Any]] = []
@@ -357,8 +563,10 @@ def main(argv: list[str] | None = None) -> int:
         CONTEXT.update(genes=genes, bulk=bulk)
         log.info("%s: %d cells x %d genes", name, *counts.shape)
         if not args.no_clustering:
-            cluster_rows += clustering_table(name, counts, labels, base, args.seed)
-        masked_rows += masked_table(name, counts, true, base | reference, fractions, args.seed)
+            mask_seeds = [int(x) for x in args.mask_seeds.split(",")]
+            cluster_rows += clustering_table(name, counts, labels, base, args.seed, mask_seeds)
+        if not args.ablation_only:
+            masked_rows += masked_table(name, counts, true, base | reference, fractions, args.seed)
         if not args.no_ablation:
             mid = [0.2] if 0.2 in fractions else fractions[:1]
             masked_rows += masked_table(name, counts, true, ablations, mid, args.seed)
@@ -370,10 +578,17 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(masked_rows, [*cols, "seconds"]))
     if cluster_rows:
         print("\n### Clustering\n")
-        print(markdown(cluster_rows, ["data", "method", "input", "ari", "nmi"]))
+        cols = ["data", "method", "protocol", "ari", "ari_sd", "ari_min", "delta_vs_none"]
+        print(markdown(cluster_rows, [*cols, "delta_sd", "ari_seed0", "nmi"]))
+        print("\nReference reproducibility (ARI between clusterings of the unmasked counts):")
+        print(json.dumps(REFERENCE, indent=1))
     if args.json:
         args.json.write_text(
-            json.dumps({"masked": masked_rows, "clustering": cluster_rows}, indent=2, default=float)
+            json.dumps(
+                {"masked": masked_rows, "clustering": cluster_rows, "reference": REFERENCE},
+                indent=2,
+                default=float,
+            )
         )
     return 0
 

@@ -56,6 +56,46 @@ def cluster_labels(
     return np.asarray(km.fit_predict(pcs), dtype=np.int64)
 
 
+def leiden_labels(
+    values: ArrayLike,
+    *,
+    seed: int = 0,
+    n_pcs: int = 30,
+    n_neighbours: int = 15,
+    resolution: float = 1.0,
+) -> NDArray[np.int64]:
+    """Leiden clusters of ``values`` (cells x genes): scanpy's standard workflow.
+
+    Top ``n_pcs`` principal components, ``n_neighbours``-nearest-neighbour graph (UMAP
+    connectivities, ``sc.pp.neighbors``), Leiden (igraph, 2 iterations) at ``resolution``. The
+    number of clusters is not fixed: it is what the data support at that resolution, which is
+    what makes it a reproducible reference for unlabelled data (docs/benchmarks.md, Imputation).
+    """
+    import anndata as ad
+    import scanpy as sc
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(values, dtype=np.float64)
+    n_comp = max(1, min(n_pcs, x.shape[0] - 1, x.shape[1] - 1))
+    adata = ad.AnnData(np.zeros((x.shape[0], 1), dtype=np.float32))
+    adata.obsm["X_pca"] = PCA(n_components=n_comp, random_state=seed).fit_transform(x)
+    sc.pp.neighbors(
+        adata,
+        n_neighbors=min(n_neighbours, x.shape[0] - 1),
+        use_rep="X_pca",
+        random_state=seed,
+    )
+    sc.tl.leiden(
+        adata,
+        resolution=resolution,
+        random_state=seed,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+    )
+    return np.asarray(adata.obs["leiden"].astype(int).to_numpy(), dtype=np.int64)
+
+
 def clustering_scores(values: ArrayLike, labels: ArrayLike, *, seed: int = 0) -> dict[str, float]:
     """ARI and NMI of :func:`cluster_labels` (k = number of distinct ``labels``) against ``labels``."""
     truth = np.asarray(labels)

@@ -18,7 +18,13 @@ denoised value. Three layers are written from that one prediction:
   off genes then get about one count at the cell's depth, which varies with library size and
   dominates principal components: use it for per-entry recovery, not to compare cells.
 - ``imputed_expected``: observed zeros x the fraction of the cell's neighbours detecting the
-  gene (an expected value; best suited to clustering).
+  gene (an expected value; the layer that clusters best of the three).
+
+Caveat for clustering (measured, docs/benchmarks.md): any layer that fills zeros with a
+value-if-detected -- ``imputed`` and ``imputed_detected`` -- weakens the contrast between
+detected and undetected genes that carries cell identity in sparse data, and clusters less
+like the raw counts than no imputation does, whatever the depth gate. Cluster on ``X`` or on
+``imputed_expected``; use ``imputed`` for per-gene values (the GRN stage).
 
 docs/benchmarks.md scores all three against MAGIC, kNN smoothing and no imputation.
 :func:`write_outputs` writes the h5ad, the
@@ -58,7 +64,8 @@ DETECTED_LAYER = "imputed_detected"
 #: expected-value layer: observed non-zeros as imputed, zeros x their neighbourhood detection rate
 EXPECTED_LAYER = "imputed_expected"
 #: neighbourhood detection fraction from which a zero is imputed fully at the cell's own depth
-DEPTH_GATE = 0.3
+#: (0.1: chosen on development masks, docs/benchmarks.md "Imputation"; session 2 used 0.3)
+DEPTH_GATE = 0.1
 #: a dense layer above this many entries (1 GB of float32) is stored as CSR instead
 DENSE_LIMIT = 250_000_000
 #: cells used to order genes for the U-Net (a random subset of larger data sets)
