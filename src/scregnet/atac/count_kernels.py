@@ -177,23 +177,26 @@ def count_chunk(
             qc[b, QC_MONO] += 1
         if n_tss > 0:
             t1 = _advance(tss, t1, s - FLANK_OUTER - 1)
-            t2 = _advance(tss, t2, s - FLANK_INNER)
-            t3 = _advance(tss, t3, s - TSS_WINDOW - 1)
-            t4 = _advance(tss, t4, s + TSS_WINDOW)
-            t5 = _advance(tss, t5, s + FLANK_INNER - 1)
             t6 = _advance(tss, t6, s + FLANK_OUTER)
-            window = t4 - t3
-            flank = (t2 - t1) + (t6 - t5)
-            u1 = _advance(tss, t1, y - FLANK_OUTER - 1)
-            u2 = _advance(tss, t2, y - FLANK_INNER)
-            u3 = _advance(tss, t3, y - TSS_WINDOW - 1)
-            u4 = _advance(tss, t4, y + TSS_WINDOW)
-            u5 = _advance(tss, t5, y + FLANK_INNER - 1)
             u6 = _advance(tss, t6, y + FLANK_OUTER)
-            window += u4 - u3
-            flank += (u2 - u1) + (u6 - u5)
-            qc[b, QC_TSS] += window
-            qc[b, QC_FLANK] += flank
+            if u6 == t1:  # no TSS within 2 kb of either insertion: the other pointers meet t1
+                t2 = t3 = t4 = t5 = t1
+            else:
+                t2 = _advance(tss, t2, s - FLANK_INNER)
+                t3 = _advance(tss, t3, s - TSS_WINDOW - 1)
+                t4 = _advance(tss, t4, s + TSS_WINDOW)
+                t5 = _advance(tss, t5, s + FLANK_INNER - 1)
+                window = t4 - t3
+                flank = (t2 - t1) + (t6 - t5)
+                u1 = _advance(tss, t1, y - FLANK_OUTER - 1)
+                u2 = _advance(tss, t2, y - FLANK_INNER)
+                u3 = _advance(tss, t3, y - TSS_WINDOW - 1)
+                u4 = _advance(tss, t4, y + TSS_WINDOW)
+                u5 = _advance(tss, t5, y + FLANK_INNER - 1)
+                window += u4 - u3
+                flank += (u2 - u1) + (u6 - u5)
+                qc[b, QC_TSS] += window
+                qc[b, QC_FLANK] += flank
         i += 1
     fill[0] = np_fill
     fill[1] = nt_fill

@@ -41,6 +41,7 @@ _MUL = np.uint64(0xFF51AFD7ED558CCD)
 _MUL2 = np.uint64(0xC4CEB9FE1A85EC53)
 _TAB, _LF, _CR = 9, 10, 13
 _MAX_DIGITS = 18  # |value| < 10^18 fits int64 whatever the digits
+_ZERO, _NINE = np.uint64(48), np.uint64(9)
 
 
 @njit(cache=True, nogil=True)
@@ -75,19 +76,18 @@ def _parse_int(buf: np.ndarray, pos: int) -> tuple[int, int, bool]:  # pragma: n
         pos += 1
     elif c == 43:  # '+'
         pos += 1
+    first = pos
     value = 0
-    digits = 0
-    while True:
-        c = int(buf[pos])
-        if c < 48 or c > 57:
-            break
-        value = value * 10 + (c - 48)
-        digits += 1
+    digit = np.uint64(buf[pos]) - _ZERO  # wraps around below '0': one comparison per byte
+    while digit <= _NINE:
+        value = value * 10 + np.int64(digit)  # type: ignore[assignment]
         pos += 1
+        digit = np.uint64(buf[pos]) - _ZERO
+    c = int(buf[pos])
     if c == _CR and buf[pos + 1] == _LF:
         pos += 1
         c = _LF
-    ok = 0 < digits <= _MAX_DIGITS and (c == _TAB or c == _LF)
+    ok = 0 < pos - first <= _MAX_DIGITS and (c == _TAB or c == _LF)
     return (-value if neg else value), pos, ok
 
 
