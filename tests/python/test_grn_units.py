@@ -442,16 +442,21 @@ def test_inner_tf_folds_and_one_se_gain() -> None:
     gain, se = one_se_gain(tf, label, perfect, noise, rng)
     assert gain > 0.5 and 0 < se < gain
     gain, se = one_se_gain(tf, label, noise, noise, rng)
-    assert gain == 0 and se == 0  # no gain is never more than one standard error
+    assert gain == 0 and se == 0  # no gain is never more than a standard error
+    # one validation TF: its pairs are resampled, so a small gain still has an error
+    first = tf == 0
+    slightly = noise[first] + 0.05 * label[first]
+    gain, se = one_se_gain(tf[first], label[first], slightly, noise[first], rng)
+    assert gain > 0 and se > 0
 
 
 def _selection_world(tmp_path: Path) -> ImageBuilder:
-    """Two synthetic views (9 TFs, 40 genes, 150 cells each) ready for image building."""
+    """Two synthetic views (15 TFs, 40 genes, 150 cells each) ready for image building."""
     from grn_synth import synth_grn
 
     from scregnet.grn.data import _log_expression
 
-    _, genes, counts, _ = synth_grn(n_tfs=9, n_targets=31, n_cells=150, seed=1)
+    _, genes, counts, _ = synth_grn(n_tfs=15, n_targets=25, n_cells=150, seed=1)
     data = ExpressionViews(
         genes, list(counts), [_log_expression(c, tmp_path) for c in counts.values()]
     )
@@ -482,20 +487,21 @@ def test_held_out_selection_picks_the_read_out_that_generalises(
     from scregnet.seed import seed_everything
 
     builder = _selection_world(tmp_path)
-    labels = _top_pairs_by(builder, column, 9, 5)
-    train = labels.subset(labels.tf < 6)
-    test = labels.subset(labels.tf >= 6)
+    labels = _top_pairs_by(builder, column, 15, 5)
+    train = labels.subset(labels.tf < 10)
+    test = labels.subset(labels.tf >= 10)
     rng = seed_everything(0)
     config = GRNConfig(n_neighbours=3, n_bins=16, embed_dim=8, hidden=16, cells_per_metacell=25)
     result = fit(builder, train, model_config=config, config=TrainConfig(epochs=2), rng=rng)
     sel = result.selection
     assert sel["skip"] == expected
-    assert sel["inner_folds"] == 3 and sel["network_splits"] == 3  # 6 TFs: too few for one split
+    assert sel["inner_folds"] == 3 and sel["network_splits"] == 3  # 2 val TFs: < 20 positives
     assert sel["network"] is False and result.best_epoch == 0
     assert result.model.gate is not None and result.model.gate.item() == 0.0
     from scregnet.evaluate.metrics import auprc
 
-    assert auprc(test.label, predict_pairs(result.model, builder, test)) == pytest.approx(1.0)
+    # float32 sigmoids of close logits may tie: all but a hair of perfect
+    assert auprc(test.label, predict_pairs(result.model, builder, test)) > 0.99
 
 
 def test_held_out_selection_keeps_a_network_that_validates(
