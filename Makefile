@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DEMO_STAMP := $(VENV)/.demo-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export SCREGNET_TESTDATA ?= $(abspath ../shared/data)
 
 .PHONY: venv sysdeps test lint typecheck pytest demo bench clean regold
@@ -35,9 +36,17 @@ pytest: $(STAMP) sysdeps
 ## test: fresh-machine safe: venv + install + lint + format check + mypy + pytest (exit 5 = no tests fails)
 test: lint typecheck pytest
 
-## demo: simulate the small data set and run every stage on one machine (JOBS steps at once)
+## demo: simulate the small data set and run every stage on one machine (JOBS steps at once). It
+## needs the package and MultiQC only: a fresh venv gets just those (the test venv serves as well).
 JOBS ?= 2
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml
+	@if [ -f $(STAMP) ]; then touch $@; else \
+	  $(PYTHON) -m venv $(VENV) && \
+	  $(PY) -m pip install --quiet --upgrade pip && \
+	  $(PY) -m pip install --quiet "torch==2.13.0" && \
+	  $(PY) -m pip install --quiet -e ".[multiqc]" && touch $@; fi
+
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/scregnet run --profile test --outdir results --jobs $(JOBS)
 
 bench: $(STAMP)
