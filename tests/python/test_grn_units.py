@@ -424,8 +424,8 @@ def test_cells_shared_by_views_are_pooled_once(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- held-out selection
 
 
-def test_inner_tf_folds_and_one_se_gain() -> None:
-    from scregnet.grn.train import inner_tf_folds, one_se_gain
+def test_inner_tf_folds_and_auprc_gain_se() -> None:
+    from scregnet.grn.train import auprc_gain_se, inner_tf_folds
 
     tf = np.repeat(np.arange(8), 20)
     label = ((np.arange(160) % 20 < 4) & (tf < 6)).astype(np.int8)  # TFs 6, 7: no positive
@@ -439,14 +439,14 @@ def test_inner_tf_folds_and_one_se_gain() -> None:
     rng = np.random.default_rng(1)
     noise = rng.random(160)
     perfect = label + 0.1 * noise
-    gain, se = one_se_gain(tf, label, perfect, noise, rng)
+    gain, se = auprc_gain_se(tf, label, perfect, noise, rng)
     assert gain > 0.5 and 0 < se < gain
-    gain, se = one_se_gain(tf, label, noise, noise, rng)
+    gain, se = auprc_gain_se(tf, label, noise, noise, rng)
     assert gain == 0 and se == 0  # no gain is never more than a standard error
     # one validation TF: its pairs are resampled, so a small gain still has an error
     first = tf == 0
     slightly = noise[first] + 0.05 * label[first]
-    gain, se = one_se_gain(tf[first], label[first], slightly, noise[first], rng)
+    gain, se = auprc_gain_se(tf[first], label[first], slightly, noise[first], rng)
     assert gain > 0 and se > 0
 
 
@@ -516,7 +516,7 @@ def test_held_out_selection_keeps_a_network_that_validates(
     builder = _selection_world(tmp_path)
     labels = _top_pairs_by(builder, 1, 9, 5)
     calls = iter([(0.0, 1.0), (0.2, 0.05)])  # read-out: no gain; network: a clear gain
-    monkeypatch.setattr(train_mod, "one_se_gain", lambda *a, **k: next(calls))
+    monkeypatch.setattr(train_mod, "auprc_gain_se", lambda *a, **k: next(calls))
     rng = seed_everything(0)
     config = GRNConfig(n_neighbours=3, n_bins=16, embed_dim=8, hidden=16, cells_per_metacell=25)
     result = fit(builder, labels, model_config=config, config=TrainConfig(epochs=3), rng=rng)

@@ -82,9 +82,6 @@ class TrainConfig:
     inner_folds: int = 3
     #: bootstrap resamples of validation TFs for the standard-error rule
     n_bootstrap: int = 200
-    #: let the (chosen, fitted) skip keep training with the network; False: only the network and
-    #: its gate learn, on top of the fixed read-out
-    train_skip: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -234,7 +231,7 @@ def inner_tf_folds(labels: PairLabels, k: int, rng: np.random.Generator) -> list
     return [np.isin(labels.tf, order[i::k]) for i in range(k)]
 
 
-def one_se_gain(
+def auprc_gain_se(
     tf: NDArray[np.intp],
     label: NDArray[np.int8],
     better: NDArray[np.float64],
@@ -303,7 +300,8 @@ def fit_skip(
     return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
 
 
-def _set_skip(model: DeepMCL, w: NDArray[np.float64], b: float, *, trainable: bool) -> None:
+def _set_skip(model: DeepMCL, w: NDArray[np.float64], b: float) -> None:
+    """Fix the skip read-out to ``w, b`` (frozen: only the network and its gate train) and close the gate."""
     import torch
 
     assert model.skip is not None and model.gate is not None
@@ -311,7 +309,7 @@ def _set_skip(model: DeepMCL, w: NDArray[np.float64], b: float, *, trainable: bo
         model.skip.weight.copy_(torch.as_tensor(w, dtype=model.skip.weight.dtype).view(1, -1))
         model.skip.bias.fill_(b)
         model.gate.zero_()
-    model.skip.requires_grad_(trainable)
+    model.skip.requires_grad_(False)
 
 
 def _train_epochs(
@@ -513,7 +511,7 @@ def fit(
     tf_v, y_v = labels.tf[in_val], labels.label[in_val]
     skip_auprc = {n: auprc(y_v, oof[n][in_val]) for n in names}
     challenger = max(names[1:], key=lambda n: skip_auprc[n]) if len(names) > 1 else names[0]
-    gain, se = one_se_gain(
+    gain, se = auprc_gain_se(
         tf_v, y_v, oof[challenger][in_val], oof["spearman"][in_val], boot, config.n_bootstrap
     )
     skip_name = (
@@ -548,7 +546,7 @@ def fit(
         train, val = labels.subset(~val_mask), labels.subset(val_mask)
         model = DeepMCL(model_config).to(builder.device)
         w, b = fit_skip(skip_name, features[~val_mask], train.label)
-        _set_skip(model, w, b, trainable=config.train_skip)
+        _set_skip(model, w, b)
         history, preds, best_epoch, best_state = _train_epochs(
             model,
             builder,
@@ -570,7 +568,7 @@ def fit(
     curve_auprc = [auprc(y_net, p) for p in pooled]
     net_epoch = int(np.argmax(curve_auprc[1:])) + 1 if n_epochs > 1 else 0
     net_gain, net_se = (
-        one_se_gain(tf_net, y_net, pooled[net_epoch], pooled[0], boot, config.n_bootstrap)
+        auprc_gain_se(tf_net, y_net, pooled[net_epoch], pooled[0], boot, config.n_bootstrap)
         if net_epoch
         else (0.0, float("inf"))
     )
@@ -604,7 +602,7 @@ def fit(
         kept_train_tfs, kept_val_tfs = train_tfs, val_tfs
     elif use_network:
         w, b = fit_skip(skip_name, features, labels.label)
-        _set_skip(model, w, b, trainable=config.train_skip)
+        _set_skip(model, w, b)
         history, _, _, state = _train_epochs(
             model,
             builder,
@@ -622,7 +620,7 @@ def fit(
         # still reported) but contributes nothing
         model.load_state_dict(states[0])
         w, b = fit_skip(skip_name, features, labels.label)
-        _set_skip(model, w, b, trainable=False)
+        _set_skip(model, w, b)
         kept_train_tfs, kept_val_tfs = np.unique(labels.tf).tolist(), []
     for p in model.parameters():
         p.requires_grad_(True)

@@ -471,13 +471,6 @@ class FragmentReader:
             self.n_lines += n
 
 
-def read_fragments(path: str | Path) -> tuple[list[FragmentChunk], list[str]]:
-    """Read a whole (small) fragments file: per-chromosome chunks and the barcode names."""
-    reader = FragmentReader(path)
-    chunks = list(reader)
-    return chunks, reader.barcodes.names
-
-
 def format_fragments(
     chrom: str,
     start: np.ndarray,
