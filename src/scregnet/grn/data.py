@@ -17,7 +17,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,9 @@ class ExpressionViews:
     views: list[str]
     expr: list[NDArray[np.float32]]
     cells: list[NDArray[np.str_]] | None = None
+    _unique: list[NDArray[np.bool_]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def gene_index(self) -> dict[str, int]:
@@ -78,6 +81,8 @@ class ExpressionViews:
         equal names with different expression (barcode collisions between samples) are different
         cells. Without cell names every cell is unique.
         """
+        if self._unique is not None:  # computed once: a Python pass over every cell name
+            return self._unique
         if self.cells is None:
             return [np.ones(e.shape[0], dtype=bool) for e in self.expr]
         seen: dict[str, tuple[int, int]] = {}
@@ -91,6 +96,7 @@ class ExpressionViews:
                 elif first[0] != v and np.array_equal(self.expr[first[0]][first[1]], expr[i]):
                     mask[i] = False
             masks.append(mask)
+        self._unique = masks
         return masks
 
     def pooled(self) -> NDArray[np.float32]:
