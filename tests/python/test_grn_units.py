@@ -133,6 +133,18 @@ def test_read_views_layer(tmp_path: Path) -> None:
     a.write_h5ad(tmp_path / "s.h5ad")
     data = read_views([tmp_path / "s.h5ad"])
     np.testing.assert_allclose(data.expr[0], a.layers["imputed"], rtol=1e-6)
+    # the imputation stage's expected-value layer is preferred when present
+    a.layers["imputed_expected"] = a.layers["imputed"] * 0.5
+    a.write_h5ad(tmp_path / "s.h5ad")
+    data = read_views([tmp_path / "s.h5ad"])
+    np.testing.assert_allclose(data.expr[0], a.layers["imputed_expected"], rtol=1e-6)
+    chosen = read_views([tmp_path / "s.h5ad"], layer="imputed")
+    np.testing.assert_allclose(chosen.expr[0], a.layers["imputed"], rtol=1e-6)
+    raw = read_views([tmp_path / "s.h5ad"], layer="X")  # integer counts: normalised + log1p
+    x = np.asarray(a.X.toarray(), dtype=np.float64)
+    np.testing.assert_allclose(
+        raw.expr[0], np.log1p(x / x.sum(axis=1, keepdims=True) * 1e4), rtol=1e-5
+    )
     with pytest.raises(InputError, match="no layer 'denoised'"):
         read_views([tmp_path / "s.h5ad"], layer="denoised")
 

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="H5AD",
         help="expression h5ad (repeatable). Cells are grouped into views by obs['view'] when "
         "present, else each file is a view named after it; inputs sharing a view are pooled. "
-        "Uses layer 'imputed' when present, else X (integer counts are normalised + log1p)",
+        "Uses layer 'imputed_expected' (the imputation stage's expected values), else 'imputed', "
+        "else X (integer counts are normalised + log1p)",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -57,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "prior's TFs. TFs unseen in training can be scored",
     )
     parser.add_argument(
-        "--layer", default=None, help="expression layer to use instead of the default"
+        "--layer",
+        default=None,
+        help="expression layer to use instead of the default ('X': the main matrix)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=40, help="maximum training epochs")

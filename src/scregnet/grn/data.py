@@ -5,10 +5,15 @@ A *view* is one data source, condition or time point. Cells are grouped into vie
 file (``S1.rna.h5ad`` -> ``S1``). Files (or cells) that share a view name are pooled. Every view
 must have at least ``min_cells`` cells, and all inputs are restricted to the genes they share.
 
-Expression is taken from the layer ``imputed`` when present (the imputation stage's output), else
-from ``X`` (or from ``layer=`` when given). Integer counts are library-size normalised to 10,000
-and ``log1p``-transformed; non-integer values are taken as already normalised (log-scale)
-expression and used as they are.
+Expression is taken from the first of :data:`DEFAULT_LAYERS` present -- the imputation stage's
+expected-value layer ``imputed_expected``, then its headline layer ``imputed`` -- else from ``X``;
+``layer=`` picks one (``"X"``: the main matrix). The expected-value layer is the default because
+it keeps co-expression: the headline layer fills every zero with a value-if-detected that follows
+the cell's depth, which pulls all genes' zeros together and weakens correlations. Measured on two
+simulated worlds (seeds 0 and 1, 17,985 TF-gene pairs each; docs/benchmarks.md, GRN): |Spearman|
+AUPRC ratio 3.04 / 2.80 on ``imputed_expected``, 1.78 / 1.74 on ``imputed``, 2.90 / 2.77 on the
+observed counts. Integer counts are library-size normalised to 10,000 and ``log1p``-transformed;
+non-integer values are taken as already normalised (log-scale) expression and used as they are.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ log = logging.getLogger(__name__)
 
 MIN_CELLS = 50
 MIN_GENES = 5
+#: layers read when ``layer`` is not given, first present wins (scregnet.impute.api.EXPECTED_LAYER
+#: and .LAYER; named here so that reading expression does not import the imputation model)
+DEFAULT_LAYERS = ("imputed_expected", "imputed")
 
 
 @dataclass
@@ -130,6 +138,21 @@ def _log_expression(matrix: Any, path: Path) -> NDArray[np.float32]:
     return dense.astype(np.float32)
 
 
+def _expression_matrix(adata: Any, layer: str | None, path: Path) -> Any:
+    """The matrix to read: ``layer`` (``"X"``: the main matrix), else the first default layer."""
+    if layer == "X":
+        return adata.X
+    if layer is not None:
+        if layer not in adata.layers:
+            msg = f"has no layer {layer!r} (layers: {', '.join(adata.layers) or 'none'}; or X)"
+            raise InputError(msg, path)
+        return adata.layers[layer]
+    for name in DEFAULT_LAYERS:
+        if name in adata.layers:
+            return adata.layers[name]
+    return adata.X
+
+
 def read_views(
     paths: Sequence[str | Path],
     *,
@@ -150,15 +173,7 @@ def read_views(
     for raw in paths:
         path = Path(raw)
         adata = read_h5ad(path)
-        if layer is not None:
-            if layer not in adata.layers:
-                msg = f"has no layer {layer!r} (layers: {', '.join(adata.layers) or 'none'})"
-                raise InputError(msg, path)
-            matrix = adata.layers[layer]
-        elif "imputed" in adata.layers:
-            matrix = adata.layers["imputed"]
-        else:
-            matrix = adata.X
+        matrix = _expression_matrix(adata, layer, path)
         if matrix is None or adata.n_obs == 0 or adata.n_vars == 0:
             msg = "expression matrix is empty"
             raise InputError(msg, path)

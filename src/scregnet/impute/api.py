@@ -24,7 +24,8 @@ Caveat for clustering (measured, docs/benchmarks.md): any layer that fills zeros
 value-if-detected -- ``imputed`` and ``imputed_detected`` -- weakens the contrast between
 detected and undetected genes that carries cell identity in sparse data, and clusters less
 like the raw counts than no imputation does, whatever the depth gate. Cluster on ``X`` or on
-``imputed_expected``; use ``imputed`` for per-gene values (the GRN stage).
+``imputed_expected``; use ``imputed`` for per-entry values. Co-expression too is better on
+``imputed_expected``, which is what the GRN stage reads (:data:`scregnet.grn.data.DEFAULT_LAYERS`).
 
 docs/benchmarks.md scores all three against MAGIC, kNN smoothing and no imputation.
 :func:`write_outputs` writes the h5ad, the
