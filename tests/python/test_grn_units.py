@@ -538,3 +538,18 @@ def test_held_out_selection_keeps_a_network_that_validates(
     assert len(result.history) == sel["network_epoch"]  # the refit ran that many epochs
     assert result.val_tfs == [] and result.model.gate is not None
     assert result.model.gate.item() != 0.0
+
+
+def test_pair_dots_in_blocks_equal_one_pass() -> None:
+    import torch
+
+    from scregnet.grn.images import pair_dots
+
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randn(40, 257, generator=gen)
+    a = torch.randint(40, (700,), generator=gen)
+    b = torch.randint(40, (700,), generator=gen)
+    one_pass = (rows[a] * rows[b]).sum(dim=1)
+    for block in (1, 257, 3 * 257 + 5, 10**9):  # 1 pair, 1 pair, 3 pairs, all pairs per block
+        assert torch.equal(pair_dots(rows, a, b, block=block), one_pass)
+    assert pair_dots(rows, a[:0], b[:0], block=257).shape == (0,)
