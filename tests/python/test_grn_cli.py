@@ -306,3 +306,36 @@ def test_scorer_reads_results(world: dict[str, Any], tmp_path: Path) -> None:
     assert result["auprc_ratio"] == pytest.approx(4.0)  # density 1/4, perfect ranking
     assert result["epr"] == pytest.approx(4.0)
     assert result["n_true_edges_scored"] == len(true)
+
+
+def test_scorer_spearman_baseline_matches_scipy(tmp_path: Path) -> None:
+    """The |Spearman| baseline of the scorer equals scipy's on the pooled log-normalised counts."""
+    import anndata as ad
+    from scipy.stats import spearmanr
+
+    from scregnet.evaluate.score_grn import _spearman_baseline
+
+    rng = np.random.default_rng(3)
+    genes = [f"G{i}" for i in range(7)]
+    (tmp_path / "samples").mkdir()
+    pooled = []
+    for name, n in (("s1", 40), ("s2", 30)):
+        counts = rng.poisson(3.0, (n, len(genes))).astype(np.float32)
+        counts[:, 1] += 2 * counts[:, 0]  # one co-varying pair
+        a = ad.AnnData(counts)
+        a.var_names = genes
+        a.write_h5ad(tmp_path / "samples" / f"{name}.rna.h5ad")
+        pooled.append(np.log1p(counts / counts.sum(axis=1, keepdims=True) * 1e4))
+    x = np.concatenate(pooled)
+    edges = pd.DataFrame(
+        {"tf": ["G0", "G0", "G3", "G3", "G9"], "target": ["G1", "G2", "G0", "G6", "G1"]}
+    )
+    got = _spearman_baseline(tmp_path, edges)
+    assert got is not None
+    want = [
+        abs(spearmanr(x[:, int(t[1])], x[:, int(g[1])])[0])
+        for t, g in zip(edges.tf[:4], edges.target[:4], strict=True)
+    ]
+    np.testing.assert_allclose(got[:4], want, rtol=1e-9)
+    assert got[4] == 0.0  # a TF absent from the expression scores 0
+    assert got[0] > 0.5
