@@ -680,9 +680,10 @@ TEST_PROFILE: dict[str, Any] = {
     "seed": 0,
     "impute_epochs": 10,
     "tfbind_epochs": 4,
-    # the held-out selection keeps the gate at 0 on this world whatever the epochs: 20, 8, 4 and 2
-    # epochs give identical edge scores (304 s, 120 s, 92 s, 59 s; only the attention columns
-    # differ; 2026-11-21), and the demo must stay < 10 min (9 min 43 s with 4 in session 4)
+    # the held-out selection keeps the gate at 0 on this world whatever the epochs: reading
+    # `imputed`, 20, 8 and 4 epochs gave identical edges (304 s, 120 s, ~90 s); reading
+    # `imputed_expected`, 4 and 2 give identical edge scores (92 s, 59 s; only the attention
+    # columns differ; 2026-11-21), and the demo must stay < 10 min (9 min 43 s with 4)
     "grn_epochs": 2,
     "min_fragments": 500,
     # CPU-sized TF-binding network (the default is the paper's 160/240/240 + 919, meant for a GPU)
