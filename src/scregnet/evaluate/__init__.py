@@ -1,4 +1,4 @@
-"""Metrics and scoring of stage outputs against simulator truth."""
+"""Metrics and scoring of stage outputs against simulator truth (and labelled real counts)."""
 
 from scregnet.evaluate.metrics import (
     adjusted_rand,
