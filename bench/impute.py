@@ -502,13 +502,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--no-clustering", action="store_true")
     parser.add_argument(
+        "--no-masked", action="store_true", help="skip the masked-recovery table (clustering only)"
+    )
+    parser.add_argument(
         "--ablation-only", action="store_true", help="only the ablation (and the full model)"
     )
     parser.add_argument(
         "--mask-seeds",
         default="2,3,4",
         help="mask seeds of the 20 %%-masked copies that are clustered (not the development "
-        "seeds 11, 12 used to choose the depth gate)",
+        "seeds 11, 12 used to choose the depth gate (session 3) and the headline layer (session 5))",
     )
     parser.add_argument("--speed", action="store_true", help="only the speed benchmark")
     parser.add_argument(
@@ -579,17 +582,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_clustering:
             mask_seeds = [int(x) for x in args.mask_seeds.split(",")]
             cluster_rows += clustering_table(name, counts, labels, base, args.seed, mask_seeds)
-        if not args.ablation_only:
+        if not (args.ablation_only or args.no_masked):
             masked_rows += masked_table(name, counts, true, base | reference, fractions, args.seed)
-        if not args.no_ablation:
+        if not (args.no_ablation or args.no_masked):
             mid = [0.2] if 0.2 in fractions else fractions[:1]
             masked_rows += masked_table(name, counts, true, ablations, mid, args.seed)
         log.info("load average: %s", os.getloadavg())
     cols = ["data", "mask", "method", "rmse", "l1", "pearson"]
     if any("true_pearson" in r for r in masked_rows):
         cols += ["true_pearson", "true_all_pearson"]
-    print("\n### Masked recovery\n")
-    print(markdown(masked_rows, [*cols, "seconds"]))
+    if masked_rows:
+        print("\n### Masked recovery\n")
+        print(markdown(masked_rows, [*cols, "seconds"]))
     if cluster_rows:
         print("\n### Clustering\n")
         cols = ["data", "method", "protocol", "ari", "ari_sd", "ari_min", "delta_vs_none"]

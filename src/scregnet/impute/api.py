@@ -10,22 +10,21 @@ What the values mean. The network predicts, for every entry, the value it would 
 been detected (dropout recovery; see :mod:`scregnet.impute.train`); observed non-zeros get a
 denoised value. Three layers are written from that one prediction:
 
-- ``imputed`` (the headline layer, :func:`depth_anchored_values`): observed zeros of genes the
-  cell's neighbours detect (fraction >= ``DEPTH_GATE``) get the value-if-detected at the cell's
-  own library; zeros of genes the neighbourhood does not detect get the same count expressed at
-  the median library, so that they no longer vary with library size (linear in between).
+- ``imputed`` (the headline layer, :func:`evidence_weighted_values`): each observed zero gets
+  its value-if-detected x ``sqrt(p)``, ``p`` the probability that the cell detects the gene
+  (detection averaged over the kNN graph, 3 random-walk steps): zeros the neighbourhood
+  detects are filled almost fully, zeros it does not detect stay near 0, so the contrast
+  between detected and undetected genes that carries cell identity survives.
 - ``imputed_detected``: the value-if-detected at the cell's own library for every zero. Truly
   off genes then get about one count at the cell's depth, which varies with library size and
   dominates principal components: use it for per-entry recovery, not to compare cells.
 - ``imputed_expected``: observed zeros x the fraction of the cell's neighbours detecting the
-  gene (an expected value; the layer that clusters best of the three).
+  gene (the expected log value; what the GRN stage reads,
+  :data:`scregnet.grn.data.DEFAULT_LAYERS`).
 
-Caveat for clustering (measured, docs/benchmarks.md): any layer that fills zeros with a
-value-if-detected -- ``imputed`` and ``imputed_detected`` -- weakens the contrast between
-detected and undetected genes that carries cell identity in sparse data, and clusters less
-like the raw counts than no imputation does, whatever the depth gate. Cluster on ``X`` or on
-``imputed_expected``; use ``imputed`` for per-entry values. Co-expression too is better on
-``imputed_expected``, which is what the GRN stage reads (:data:`scregnet.grn.data.DEFAULT_LAYERS`).
+Measured (docs/benchmarks.md, Imputation): ``imputed`` recovers masked counts better than MAGIC
+and kNN smoothing and clusters like no imputation against known labels (simulator, real PBMCs);
+``imputed_detected`` recovers masked counts best but splits cells by sequencing depth.
 
 docs/benchmarks.md scores all three against MAGIC, kNN smoothing and no imputation.
 :func:`write_outputs` writes the h5ad, the
@@ -58,15 +57,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 2  # 2: U-Net projects straight to the fusion channels (no unet_proj)
-#: the headline layer (see :func:`depth_anchored_values`)
+#: the headline layer (see :func:`evidence_weighted_values`)
 LAYER = "imputed"
 #: value-if-detected layer: the network's dropout recovery at every zero, at the cell's depth
 DETECTED_LAYER = "imputed_detected"
 #: expected-value layer: observed non-zeros as imputed, zeros x their neighbourhood detection rate
 EXPECTED_LAYER = "imputed_expected"
-#: neighbourhood detection fraction from which a zero is imputed fully at the cell's own depth
-#: (0.1: chosen on development masks, docs/benchmarks.md "Imputation"; session 2 used 0.3)
-DEPTH_GATE = 0.1
+#: random-walk steps on the kNN graph behind the headline layer's detection probability, and the
+#: power of that probability weighing each zero's value-if-detected (both chosen on development
+#: masks, docs/benchmarks.md "Imputation", session 5; sessions 2-4 used a depth gate instead)
+DETECTION_STEPS = 3
+EVIDENCE_POWER = 0.5
 #: a dense layer above this many entries (1 GB of float32) is stored as CSR instead
 DENSE_LIMIT = 250_000_000
 #: cells used to order genes for the U-Net (a random subset of larger data sets)
@@ -307,10 +308,10 @@ def impute(
 
     out = adata.copy()
     expected = expected_values(imputed, counts, pool)
-    anchored = depth_anchored_values(imputed, counts, library, pool)
+    weighted = evidence_weighted_values(imputed, counts, pool)
     observed = data.normalize_log1p_sparse(counts_all, library)  # shared by the three layers
-    out.layers[LAYER] = _assemble_layer(observed, anchored, cols)
-    del anchored
+    out.layers[LAYER] = _assemble_layer(observed, weighted, cols)
+    del weighted
     out.layers[DETECTED_LAYER] = _assemble_layer(observed, imputed, cols)
     out.layers[EXPECTED_LAYER] = _assemble_layer(observed, expected, cols)
     out.var["imputed"] = np.isin(np.arange(adata.n_vars), cols)
@@ -322,7 +323,8 @@ def impute(
         "trained": trained,
         "seed": seed,
         "epochs": sum(1 for r in losses if r["phase"] == "fuse"),
-        "depth_gate": DEPTH_GATE,
+        "detection_steps": DETECTION_STEPS,
+        "evidence_power": EVIDENCE_POWER,
     }
     log.info("imputation finished in %.1f s", time.perf_counter() - start)
     return ImputeResult(
@@ -359,43 +361,50 @@ def _detection_rate(
     return np.asarray((block @ detected).toarray() / k[:, None], dtype=np.float32)
 
 
-def depth_anchored_values(
-    imputed: NDArray[np.float32],
-    counts: sp.csr_matrix,
-    library: NDArray[np.floating],
-    pool: sp.csr_matrix | None,
-    *,
-    gate: float = DEPTH_GATE,
-    block: int = 4096,
+def detection_probability(
+    counts: sp.csr_matrix, pool: sp.csr_matrix | None, *, steps: int = DETECTION_STEPS
 ) -> NDArray[np.float32]:
-    """The headline layer: value-if-detected whose depth follows the neighbourhood's evidence.
+    """P(detected) for every cell and gene: detection averaged over the neighbour graph.
 
-    ``imputed`` (cells x genes, log1p CP10k at each cell's own library) is the network's value
-    for an entry had it been detected. For a gene the cell's neighbours rarely detect, that value
-    is about one count at the cell's depth, ``log1p(1e4 / library)``, which differs between
-    cells by library size alone and swamps the principal components. So each observed zero is
-    re-expressed between two depths: with ``f`` the fraction of the cell's neighbours detecting
-    the gene and ``g = min(1, f / gate)``, the output is ``g x v + (1 - g) x v_ref`` where ``v``
-    is the imputed value at the cell's own library and ``v_ref`` the same count at the median
-    library of all cells (``log1p(expm1(v) x library / median)``). Genes the neighbourhood
-    detects (``f >= gate``) keep the cell's own depth; genes it does not detect get a value that
-    no longer depends on the cell's library. Observed non-zeros keep ``imputed``.
+    Step 1 is the fraction of the cell's neighbours detecting the gene (:func:`_detection_rate`);
+    each further step averages that fraction over the neighbours again (a random walk of
+    ``steps`` steps on the kNN graph, as MAGIC diffuses), which steadies the estimate from 15
+    neighbours. Without a neighbour pool: the fraction of all cells, the same for every cell.
     """
     csr = sp.csr_matrix(counts)
     detected = sp.csr_matrix((csr > 0).astype(np.float32))
-    lib = np.asarray(library, dtype=np.float64)
-    positive = lib[lib > 0]
-    ref = float(np.median(positive)) if positive.size else 1.0
-    ratio = (np.where(lib > 0, lib, ref) / ref).astype(np.float32)
-    out = np.empty_like(imputed)
-    for start in range(0, csr.shape[0], block):
-        rows = slice(start, min(csr.shape[0], start + block))
-        v = imputed[rows]
-        v_ref = np.log1p(np.expm1(v) * ratio[rows, None])
-        g = np.minimum(1.0, _detection_rate(detected, pool, rows) / gate)
-        seen = detected[rows].toarray() > 0
-        out[rows] = np.where(seen, v, g * v + (1.0 - g) * v_ref)
-    return out
+    prob = _detection_rate(detected, pool, slice(0, csr.shape[0])).copy()
+    if pool is None or steps <= 1:
+        return prob
+    k = np.maximum(np.asarray(pool.sum(axis=1), dtype=np.float32).ravel(), 1.0)
+    walk = sp.csr_matrix(sp.diags(1.0 / k) @ pool, dtype=np.float32)
+    for _ in range(steps - 1):
+        prob = np.asarray(walk @ prob, dtype=np.float32)
+    return prob
+
+
+def evidence_weighted_values(
+    imputed: NDArray[np.float32],
+    counts: sp.csr_matrix,
+    pool: sp.csr_matrix | None,
+    *,
+    steps: int = DETECTION_STEPS,
+    power: float = EVIDENCE_POWER,
+) -> NDArray[np.float32]:
+    """The headline layer: observed non-zeros as imputed, each zero ``p ** power x imputed``.
+
+    ``imputed`` (cells x genes, log1p CP10k at each cell's own library) is the network's value
+    for an entry had it been detected; ``p`` is :func:`detection_probability`. ``power`` 1 gives
+    the expected log value (every zero weighed by how likely it was to be seen), 0 the
+    value-if-detected everywhere; 0.5 (their geometric mean) recovers masked counts better than
+    MAGIC and kNN smoothing while clustering like no imputation, where 0 splits cells by
+    sequencing depth (docs/benchmarks.md, Imputation, session 5).
+    """
+    prob = detection_probability(counts, pool, steps=steps)
+    seen = sp.csr_matrix(counts).toarray() > 0
+    np.power(prob, power, out=prob)
+    prob *= imputed
+    return np.where(seen, imputed, prob).astype(np.float32, copy=False)
 
 
 def expected_values(
