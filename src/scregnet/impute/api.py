@@ -400,11 +400,14 @@ def evidence_weighted_values(
     MAGIC and kNN smoothing while clustering like no imputation, where 0 splits cells by
     sequencing depth (docs/benchmarks.md, Imputation, session 5).
     """
-    prob = detection_probability(counts, pool, steps=steps)
-    seen = sp.csr_matrix(counts).toarray() > 0
+    prob = detection_probability(counts, pool, steps=steps)  # becomes the output, in place
     np.power(prob, power, out=prob)
     prob *= imputed
-    return np.where(seen, imputed, prob).astype(np.float32, copy=False)
+    csr = sp.csr_matrix(counts)
+    rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+    seen = csr.data > 0
+    prob[rows[seen], csr.indices[seen]] = imputed[rows[seen], csr.indices[seen]]
+    return prob
 
 
 def expected_values(
