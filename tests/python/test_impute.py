@@ -290,17 +290,18 @@ def test_impute_keeps_x_and_adds_layer() -> None:
 
 
 def test_expected_layer_weights_zeros_by_neighbour_detection() -> None:
-    from scregnet.impute.api import expected_values
+    from scregnet.impute.api import evidence_weighted_values
 
     counts = sp.csr_matrix(np.array([[2, 0, 0], [1, 1, 0], [0, 3, 0], [1, 0, 0]], dtype=np.float32))
     imputed = np.full((4, 3), 2.0, dtype=np.float32)
     nbrs = np.array([[1, 2], [0, 2], [0, 1], [1, 2]])
-    got = expected_values(imputed, counts, data.neighbour_pool(nbrs), block=3)
+    pool = data.neighbour_pool(nbrs)
+    got = evidence_weighted_values(imputed, counts, pool, steps=1, power=1.0)
     # observed entries keep the imputed value; zeros x the fraction of neighbours detecting the gene
     want = np.array([[2, 2 * 1.0, 0], [2, 2, 0], [2 * 1.0, 2, 0], [2, 2 * 1.0, 0]])
     np.testing.assert_allclose(got, want)
     # without neighbours: the gene's detection rate over all cells
-    got = expected_values(imputed, counts, None)
+    got = evidence_weighted_values(imputed, counts, None, steps=1, power=1.0)
     np.testing.assert_allclose(got[0], [2, 2 * 0.5, 0])
     result = quick(make_adata())
     layers = result.adata.layers

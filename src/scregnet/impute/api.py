@@ -307,7 +307,7 @@ def impute(
         log.info("inference: %d cells in %.1f s", counts.shape[0], time.perf_counter() - t_inf)
 
     out = adata.copy()
-    expected = expected_values(imputed, counts, pool)
+    expected = evidence_weighted_values(imputed, counts, pool, steps=1, power=1.0)
     weighted = evidence_weighted_values(imputed, counts, pool)
     observed = data.normalize_log1p_sparse(counts_all, library)  # shared by the three layers
     out.layers[LAYER] = _assemble_layer(observed, weighted, cols)
@@ -349,37 +349,26 @@ def _neighbour_pool(
     return data.neighbour_pool(nbrs)
 
 
-def _detection_rate(
-    detected: sp.csr_matrix, pool: sp.csr_matrix | None, rows: slice
-) -> NDArray[np.float32]:
-    """Fraction of each cell's neighbours (all cells without a pool) detecting each gene."""
-    if pool is None:
-        rate = np.asarray(detected.mean(axis=0), dtype=np.float32).ravel()
-        return np.broadcast_to(rate, (rows.stop - rows.start, detected.shape[1]))
-    block = pool[rows]
-    k = np.maximum(np.asarray(block.sum(axis=1), dtype=np.float32).ravel(), 1.0)
-    return np.asarray((block @ detected).toarray() / k[:, None], dtype=np.float32)
-
-
 def detection_probability(
     counts: sp.csr_matrix, pool: sp.csr_matrix | None, *, steps: int = DETECTION_STEPS
 ) -> NDArray[np.float32]:
     """P(detected) for every cell and gene: detection averaged over the neighbour graph.
 
-    Step 1 is the fraction of the cell's neighbours detecting the gene (:func:`_detection_rate`);
-    each further step averages that fraction over the neighbours again (a random walk of
-    ``steps`` steps on the kNN graph, as MAGIC diffuses), which steadies the estimate from 15
-    neighbours. Without a neighbour pool: the fraction of all cells, the same for every cell.
+    Step 1 is the fraction of the cell's neighbours detecting the gene; each further step
+    averages that fraction over the neighbours again (a random walk of ``steps`` steps on the kNN
+    graph, as MAGIC diffuses), which steadies the estimate from 15 neighbours. Without a
+    neighbour pool: the fraction of all cells detecting the gene, the same for every cell.
     """
-    csr = sp.csr_matrix(counts)
-    detected = sp.csr_matrix((csr > 0).astype(np.float32))
-    prob = _detection_rate(detected, pool, slice(0, csr.shape[0])).copy()
-    if pool is None or steps <= 1:
-        return prob
+    detected = sp.csr_matrix((sp.csr_matrix(counts) > 0).astype(np.float32))
+    if pool is None:
+        rate = np.asarray(detected.mean(axis=0), dtype=np.float32).ravel()
+        return np.tile(rate, (detected.shape[0], 1))
     k = np.maximum(np.asarray(pool.sum(axis=1), dtype=np.float32).ravel(), 1.0)
-    walk = sp.csr_matrix(sp.diags(1.0 / k) @ pool, dtype=np.float32)
-    for _ in range(steps - 1):
-        prob = np.asarray(walk @ prob, dtype=np.float32)
+    prob = np.asarray((pool @ detected).toarray() / k[:, None], dtype=np.float32)
+    if steps > 1:
+        walk = sp.csr_matrix(sp.diags(1.0 / k) @ pool, dtype=np.float32)
+        for _ in range(steps - 1):
+            prob = np.asarray(walk @ prob, dtype=np.float32)
     return prob
 
 
@@ -391,7 +380,10 @@ def evidence_weighted_values(
     steps: int = DETECTION_STEPS,
     power: float = EVIDENCE_POWER,
 ) -> NDArray[np.float32]:
-    """The headline layer: observed non-zeros as imputed, each zero ``p ** power x imputed``.
+    """Observed non-zeros as imputed, each zero ``p ** power x imputed``: two of the three layers.
+
+    The headline layer is the default (``p`` diffused ``DETECTION_STEPS`` steps, ``power``
+    ``EVIDENCE_POWER``); the expected-value layer is ``steps=1, power=1``.
 
     ``imputed`` (cells x genes, log1p CP10k at each cell's own library) is the network's value
     for an entry had it been detected; ``p`` is :func:`detection_probability`. ``power`` 1 gives
@@ -401,37 +393,14 @@ def evidence_weighted_values(
     sequencing depth (docs/benchmarks.md, Imputation, session 5).
     """
     prob = detection_probability(counts, pool, steps=steps)  # becomes the output, in place
-    np.power(prob, power, out=prob)
+    if power != 1.0:
+        np.power(prob, power, out=prob)
     prob *= imputed
     csr = sp.csr_matrix(counts)
     rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
     seen = csr.data > 0
     prob[rows[seen], csr.indices[seen]] = imputed[rows[seen], csr.indices[seen]]
     return prob
-
-
-def expected_values(
-    imputed: NDArray[np.float32],
-    counts: sp.csr_matrix,
-    pool: sp.csr_matrix | None,
-    *,
-    block: int = 4096,
-) -> NDArray[np.float32]:
-    """The expected-value layer: ``imputed`` where a count was observed, else ``p x imputed``.
-
-    ``imputed`` estimates each entry's value had it been detected; ``p`` is the probability that
-    it is detected, estimated by the fraction of the cell's neighbours (``pool``) in which the gene
-    was detected (without a neighbour pool: the fraction of all cells). Computed in row blocks.
-    """
-    csr = sp.csr_matrix(counts)
-    detected = sp.csr_matrix((csr > 0).astype(np.float32))
-    out = np.empty_like(imputed)
-    for start in range(0, csr.shape[0], block):
-        rows = slice(start, min(csr.shape[0], start + block))
-        rate = _detection_rate(detected, pool, rows)
-        seen = detected[rows].toarray() > 0
-        out[rows] = np.where(seen, imputed[rows], rate * imputed[rows])
-    return out
 
 
 def _assemble_layer(
