@@ -64,7 +64,7 @@ def marker_labels(
     panel = IMMUNE_LINEAGE_MARKERS if markers is None else markers
     adata = ad.AnnData(sp.csr_matrix(counts, dtype=np.float32))
     adata.var_names = [str(g) for g in genes]
-    detected = np.asarray((adata.X > 0).mean(axis=0)).ravel()  # type: ignore[operator]
+    detected = np.asarray((adata.X > 0).mean(axis=0)).ravel()
     seen = set(adata.var_names[detected >= MIN_DETECTED])
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
