@@ -79,7 +79,7 @@ log = logging.getLogger("bench.impute")
 Method = Callable[[sp.csr_matrix, int], np.ndarray]
 #: (genes, bulk matrix) of the data set being benchmarked, for the scDTL runs
 CONTEXT: dict[str, Any] = {}
-#: reproducibility of the unlabelled data sets' reference clusterings (filled by self_reference_clustering_table)
+#: reproducibility of the self-reference clusterings (filled by self_reference_clustering_table)
 REFERENCE: dict[str, dict[str, Any]] = {}
 #: data sets whose labels are not ground truth (marker lineages): also scored against their own
 #: clusters (the sessions 2-5 protocol)
