@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scregnet.evaluate.labelled_counts import marker_labels, pbmc68k_counts
+from scregnet.evaluate.labelled_counts import marker_labelled_counts, pbmc68k_counts
 from scregnet.evaluate.metrics import (
     adjusted_rand,
     mask_nonzeros,
@@ -81,8 +81,13 @@ Method = Callable[[sp.csr_matrix, int], np.ndarray]
 CONTEXT: dict[str, Any] = {}
 #: reproducibility of the self-reference clusterings (filled by self_reference_clustering_table)
 REFERENCE: dict[str, dict[str, Any]] = {}
-#: data sets whose labels are not ground truth (marker lineages): also scored against their own
-#: clusters (the sessions 2-5 protocol)
+#: where each data set's labels come from (named in the clustering protocol)
+LABEL_SOURCE = {
+    "simulator": "true types",
+    "pbmc68k": "bulk_labels",
+    "celltypist": "marker lineages",
+}
+#: data sets also scored against clusters of their own unmasked counts (sessions 2-5 protocol)
 SELF_REFERENCE = {"celltypist"}
 
 
@@ -96,10 +101,9 @@ def load_celltypist(n_genes: int = 2000) -> Loaded:
     The labels (``labelled_counts.marker_labels``, all 32,786 genes) come from a fixed panel of
     canonical immune markers, not from clustering: the data ship without labels.
     """
-    frame = pd.read_csv(DATA / "celltypist_counts" / "sample_cell_by_gene.csv.gz", index_col=0)
-    counts = sp.csr_matrix(np.rint(frame.to_numpy(dtype=np.float64)).astype(np.float32))
-    genes = list(frame.columns.astype(str))
-    labels = marker_labels(counts, genes)
+    counts, genes, labels = marker_labelled_counts(
+        DATA / "celltypist_counts" / "sample_cell_by_gene.csv.gz"
+    )
     keep = data.select_variable_genes(counts, genes, n_genes)
     idx = pd.Index(genes).get_indexer(keep)
     return sp.csr_matrix(counts[:, idx]), keep, labels, None, None
@@ -282,7 +286,8 @@ def labelled_clustering_table(
     seed: int,
     mask_seeds: list[int],
     n_cluster_seeds: int = 3,
-    kind: str = "true types",
+    *,
+    kind: str,
 ) -> list[dict[str, Any]]:
     """Clustering ARI / NMI against known labels (``kind`` names where they come from)."""
     rows: list[dict[str, Any]] = []
@@ -604,9 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_clustering:
             mask_seeds = [int(x) for x in args.mask_seeds.split(",")]
             if labels is not None:
-                kind = "marker lineages" if name in SELF_REFERENCE else "true types"
                 cluster_rows += labelled_clustering_table(
-                    name, counts, labels, base, args.seed, mask_seeds, kind=kind
+                    name, counts, labels, base, args.seed, mask_seeds, kind=LABEL_SOURCE[name]
                 )
             if name in SELF_REFERENCE:
                 cluster_rows += self_reference_clustering_table(

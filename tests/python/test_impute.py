@@ -484,22 +484,20 @@ def test_masked_recovery_on_real_labelled_counts_beats_knn() -> None:
     assert detected.rmse < min(knn.rmse, depth.rmse)
 
 
-def test_clustering_on_real_counts_keeps_marker_lineages(testdata: Path) -> None:
+def test_clustering_on_real_counts_keeps_marker_lineages(
+    celltypist_labelled: tuple[sp.csr_matrix, list[str], np.ndarray],
+) -> None:
     """celltypist's real counts, 20 % of non-zeros zeroed, top 2,000 variable genes, default model.
 
     k-means (k = 6) of the headline layer recovers the marker lineages (``marker_labels``) within
     0.02 ARI of no imputation (the issue's bar; bench/impute.py: -0.005 over mask seeds 2-4); the
     network's value-if-detected, which fills every zero at the cell's depth, does not.
     """
-    from scregnet.evaluate.labelled_counts import marker_labels
     from scregnet.evaluate.metrics import adjusted_rand, mask_nonzeros
     from scregnet.evaluate.score_impute import cluster_labels
     from scregnet.impute.api import impute
 
-    frame = pd.read_csv(testdata / "celltypist_counts" / "sample_cell_by_gene.csv.gz", index_col=0)
-    genes = list(frame.columns)
-    counts = sp.csr_matrix(frame.to_numpy(dtype=np.float32))
-    labels = marker_labels(counts, genes)
+    counts, genes, labels = celltypist_labelled
     keep = data.select_variable_genes(counts, genes, 2000)
     counts = sp.csr_matrix(counts[:, pd.Index(genes).get_indexer(keep)])
     masked, _ = mask_nonzeros(counts, 0.2, np.random.default_rng(0))

@@ -19,6 +19,8 @@ method's output defines the reference its own ARI is measured against.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
@@ -82,6 +84,21 @@ def marker_labels(
     labels = np.asarray(names, dtype=object)[table.argmax(axis=1)]
     labels[table.max(axis=1) <= 0] = None
     return labels
+
+
+def marker_labelled_counts(
+    path: str | Path,
+) -> tuple[sp.csr_matrix, list[str], NDArray[np.object_]]:
+    """A cells-in-rows count CSV (``celltypist_counts``) with :func:`marker_labels` over all genes.
+
+    Returns integer counts (cells x genes, CSR float32), gene names and the labels.
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(path, index_col=0)
+    counts = sp.csr_matrix(np.rint(frame.to_numpy(dtype=np.float64)).astype(np.float32))
+    genes = [str(g) for g in frame.columns]
+    return counts, genes, marker_labels(counts, genes)
 
 
 def pbmc68k_counts() -> tuple[sp.csr_matrix, list[str], NDArray[np.str_]]:

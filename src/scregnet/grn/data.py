@@ -11,8 +11,9 @@ expected-value layer ``imputed_expected``, then its headline layer ``imputed`` -
 it keeps co-expression best (docs/benchmarks.md, GRN and Imputation): on the demo world the
 pipeline's GRN scores AUPRC ratio 4.06 reading ``imputed_expected`` and 3.79 reading the headline
 ``imputed`` (session 5's layer; 3.53 with the depth-gated headline of sessions 2-4, whose
-|Spearman| on two simulated worlds was 1.78 / 1.74 against 3.04 / 2.80 on ``imputed_expected``). Integer counts are library-size normalised to 10,000 and ``log1p``-transformed;
-non-integer values are taken as already normalised (log-scale) expression and used as they are.
+|Spearman| on two simulated worlds was 1.78 / 1.74 against 3.04 / 2.80 on ``imputed_expected``).
+Integer counts are library-size normalised to 10,000 and ``log1p``-transformed; non-integer
+values are taken as already normalised (log-scale) expression and used as they are.
 """
 
 from __future__ import annotations
