@@ -8,88 +8,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from scregnet.stats import auprc, auprc_ratio, auroc, early_precision_ratio
 
-def _binary(y_true: ArrayLike, scores: ArrayLike) -> tuple[NDArray[np.int8], NDArray[np.float64]]:
-    y = np.asarray(y_true).astype(np.int8).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if y.shape != s.shape:
-        msg = f"labels and scores differ in length ({y.size} vs {s.size})"
-        raise ValueError(msg)
-    if np.isnan(s).any():
-        msg = "scores contain NaN"
-        raise ValueError(msg)
-    if not np.isin(y, (0, 1)).all():
-        msg = "labels must be 0/1"
-        raise ValueError(msg)
-    return y, s
-
-
-def auroc(y_true: ArrayLike, scores: ArrayLike) -> float:
-    """Area under the ROC curve; NaN when only one class is present."""
-    from sklearn.metrics import roc_auc_score
-
-    y, s = _binary(y_true, scores)
-    if y.min() == y.max():
-        return float("nan")
-    return float(roc_auc_score(y, s))
-
-
-def auprc(y_true: ArrayLike, scores: ArrayLike) -> float:
-    """Area under the precision-recall curve as average precision (ties form one step)."""
-    from sklearn.metrics import average_precision_score
-
-    y, s = _binary(y_true, scores)
-    if y.max() == 0:
-        return float("nan")
-    return float(average_precision_score(y, s))
-
-
-def auprc_ratio(y_true: ArrayLike, scores: ArrayLike) -> float:
-    """BEELINE's AUPRC ratio: AUPRC divided by the density (the AUPRC of a random ranking)."""
-    y, s = _binary(y_true, scores)
-    density = y.mean()
-    if density == 0:
-        return float("nan")
-    return auprc(y, s) / float(density)
-
-
-def early_precision_ratio(y_true: ArrayLike, scores: ArrayLike, *, k: int | None = None) -> float:
-    """BEELINE's early precision ratio.
-
-    Early precision is the fraction of true edges among the top-``k`` predictions, ``k`` being the
-    number of true edges. As in BEELINE, ties are handled by taking every prediction whose score is
-    at least the ``k``-th highest score (so tied edges enter or leave together), and only edges with a
-    non-zero score count as predicted. The ratio divides by the density (precision of a random
-    ranking).
-    """
-    y, s = _binary(y_true, scores)
-    n_true = int(y.sum())
-    if n_true == 0:
-        return float("nan")
-    k = n_true if k is None else k
-    density = n_true / y.size
-    order = np.sort(s)[::-1]
-    kth = order[min(k, order.size) - 1]
-    selected = (s >= kth) & (s != 0)
-    if not selected.any():
-        return 0.0
-    early_precision = y[selected].mean()
-    return float(early_precision / density)
-
-
-def edge_labels(
-    scored: Iterable[tuple[str, str]], true_edges: Iterable[tuple[str, str]]
-) -> NDArray[np.int8]:
-    """0/1 labels for scored ``(tf, target)`` pairs given the set of true edges."""
-    truth = set(true_edges)
-    return np.fromiter(((pair in truth) for pair in scored), dtype=np.int8)
+__all__ = [
+    "MaskedScores",
+    "adjusted_rand",
+    "auprc",
+    "auprc_ratio",
+    "auroc",
+    "early_precision_ratio",
+    "mask_nonzeros",
+    "masked_recovery",
+    "normalized_mutual_info",
+]
 
 
 @dataclass(frozen=True)

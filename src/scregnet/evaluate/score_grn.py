@@ -48,13 +48,13 @@ def ranking_metrics(labels: NDArray[np.int8], scores: NDArray[np.float64]) -> di
 def _spearman_baseline(world: Path, edges: pd.DataFrame) -> NDArray[np.float64] | None:
     """|Spearman| of each scored pair on the world's pooled observed expression, or None.
 
-    The GRN stage's own baseline (:func:`scregnet.grn.baselines.abs_spearman`, a TFs x genes
+    The GRN stage's own baseline (:func:`scregnet.stats.abs_spearman`, a TFs x genes
     matrix) on log1p counts per 10k (:func:`scregnet.evaluate.score_impute.log_normalise`).
     """
     import anndata as ad
 
     from scregnet.evaluate.score_impute import log_normalise
-    from scregnet.grn.baselines import abs_spearman
+    from scregnet.stats import abs_spearman
 
     files = sorted((world / "samples").glob("*.rna.h5ad"))
     if not files:

@@ -16,23 +16,12 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import rankdata
+
+from scregnet.stats import abs_spearman
 
 log = logging.getLogger(__name__)
 
-Method = Literal["spearman", "grnboost2", "genie3"]
-
-
-def abs_spearman(expr: NDArray[np.floating], tfs: Sequence[int]) -> NDArray[np.float64]:
-    """|Spearman| between each TF and each gene: ``(cells, genes)`` -> ``(TFs, genes)``."""
-    ranks = rankdata(np.asarray(expr, dtype=np.float64), axis=0)
-    ranks -= ranks.mean(axis=0)
-    norm = np.linalg.norm(ranks, axis=0)
-    norm[norm == 0] = 1.0
-    z = ranks / norm
-    scores = np.abs(z[:, list(tfs)].T @ z)
-    scores[np.arange(len(tfs)), list(tfs)] = 0.0
-    return np.clip(scores, 0.0, 1.0)
+__all__ = ["abs_spearman", "tree_importances"]
 
 
 def tree_importances(
@@ -72,11 +61,3 @@ def tree_importances(
         scores[regs, g] = model.feature_importances_
     log.info("%s: %d targets in %.1f s", method, len(list(targets)), time.perf_counter() - start)
     return scores
-
-
-def baseline_scores(
-    expr: NDArray[np.floating], tfs: Sequence[int], method: Method, *, seed: int = 0
-) -> NDArray[np.float64]:
-    if method == "spearman":
-        return abs_spearman(expr, tfs)
-    return tree_importances(expr, tfs, method=method, seed=seed)

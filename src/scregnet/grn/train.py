@@ -243,7 +243,7 @@ def auprc_gain_se(
     resamples of the validation TFs (whole TFs drawn with replacement, so the error reflects how
     much the gain varies between regulators, the unit that generalises). With a single
     validation TF, whose resamples would all be equal, its pairs are resampled instead."""
-    from scregnet.evaluate.metrics import auprc
+    from scregnet.stats import auprc
 
     gain = auprc(label, better) - auprc(label, base)
     groups = [np.flatnonzero(tf == t) for t in np.unique(tf)]
@@ -332,8 +332,8 @@ def _train_epochs(
     import torch
 
     from scregnet.device import autocast, grad_scaler
-    from scregnet.evaluate.metrics import auprc
     from scregnet.grn.model import contrastive_loss
+    from scregnet.stats import auprc
 
     device = builder.device
     optimiser = torch.optim.AdamW(
@@ -475,8 +475,8 @@ def fit(
     Without pair features (DeepMCL as published) or with ``val_fraction = 0``:
     :func:`_fit_plain`.
     """
-    from scregnet.evaluate.metrics import auprc
     from scregnet.grn.model import DeepMCL
+    from scregnet.stats import auprc
 
     if labels.n_positive == 0 or labels.n_positive == len(labels):
         msg = "training labels need both positive and negative pairs"

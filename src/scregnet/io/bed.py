@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from scregnet.errors import InputError
-from scregnet.io.atomic import atomic_path
 
 
 def read_bed(path: str | Path, *, min_fields: int = 3, allow_empty: bool = False) -> pd.DataFrame:
@@ -82,11 +81,3 @@ def check_within_bounds(
             f"(e.g. {frame.chrom.iloc[i]}:{frame.start.iloc[i]}-{frame.end.iloc[i]})"
         )
         raise InputError(msg, path)
-
-
-def write_bed(frame: pd.DataFrame, path: str | Path, *, columns: list[str] | None = None) -> Path:
-    """Write ``frame`` as tab-separated BED without a header, atomically."""
-    columns = columns or [c for c in frame.columns]
-    with atomic_path(path) as tmp:
-        frame.loc[:, columns].to_csv(tmp, sep="\t", header=False, index=False)
-    return Path(path)

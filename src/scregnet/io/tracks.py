@@ -79,24 +79,6 @@ def write_bigwig_binned(
     return Path(path)
 
 
-def runs_from_dense(
-    values: np.ndarray, *, skip_zero: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run-length encode a per-base signal into bedGraph-like ``starts, ends, values``."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
-    change = np.flatnonzero(np.diff(values)) + 1
-    starts = np.concatenate([[0], change])
-    ends = np.concatenate([change, [values.size]])
-    vals = values[starts]
-    if skip_zero:
-        keep = vals != 0
-        starts, ends, vals = starts[keep], ends[keep], vals[keep]
-    return starts.astype(np.int64), ends.astype(np.int64), vals
-
-
 def open_bigwig(path: str | Path) -> Any:
     """Open a bigWig for reading; a missing or invalid file is an :class:`InputError`."""
     import pyBigWig

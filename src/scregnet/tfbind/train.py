@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from scregnet.device import autocast, grad_scaler
 from scregnet.errors import InputError
-from scregnet.evaluate.metrics import auprc, auroc
 from scregnet.io.atomic import atomic_path
 from scregnet.io.genome import read_chrom_sizes
+from scregnet.stats import auprc, auroc
 from scregnet.tfbind.data import (
     DEFAULT_EXCLUDE,
     BulkData,
