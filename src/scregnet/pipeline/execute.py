@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import logging
 import os
@@ -89,13 +90,20 @@ def remove_leftovers(outputs: Sequence[Path]) -> int:
 _PR_SET_PDEATHSIG = 1
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child get SIGTERM when this process dies (Linux only)."""
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     except OSError:
+        return None
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when this process dies (Linux only)."""
+    libc = _libc()
+    if libc is None:
         return None
     parent = os.getpid()
 
@@ -183,7 +191,7 @@ def _wait_any(running: dict[int, _Running]) -> tuple[_Running, int, float, float
             run.proc.returncode = code
             cpu = usage.ru_utime + usage.ru_stime
             return run, code, cpu, usage.ru_maxrss / 1024  # KiB on Linux
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def _last_line(log_path: Path, code: int) -> str:

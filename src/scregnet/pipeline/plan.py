@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 
 from scregnet.errors import InputError
 from scregnet.io.genome import read_chrom_sizes
+from scregnet.io.params import PATH_KEYS
 from scregnet.io.samplesheet import Sample, read_samplesheet
 
 log = logging.getLogger(__name__)
@@ -464,13 +465,27 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
         )
     )
     ordered = [step for stage in stage_order() for step in steps[stage]]
+    extra_files: list[Path] = []
     for step in ordered:  # `<process>_args` params: extra flags, like Nextflow's ext.args
         extra = params.get(f"{step.stage.lower()}_args")
         if extra and step.executable == "scregnet":
             tokens = shlex.split(str(extra))
             step.argv += tokens
-            step.inputs += [p for p in _extra_inputs(tokens) if p not in step.inputs]
-    check_layout(ordered, samplesheet=Path(params["input"]))
+            named = _extra_inputs(tokens)
+            step.inputs += [p for p in named if p not in step.inputs]
+            extra_files += named
+    external = [Path(params[k]) for k in PATH_KEYS if params.get(k) is not None]
+    for s in samples:
+        if s.bam is not None:
+            external += bam_files(s.bam)
+        if s.fragments is not None:
+            external += tabix_files(s.fragments)
+        if s.rna is not None:
+            external.append(s.rna)
+    if params.get("bulk_sheet") is not None:
+        external += bulk_sheet_files(params["bulk_sheet"])
+    external += extra_files
+    check_layout(ordered, samplesheet=Path(params["input"]), external=external)
     return ordered
 
 
@@ -481,12 +496,14 @@ def _key(path: Path) -> Path:
     return Path(path).resolve()
 
 
-def check_layout(steps: Sequence[Step], *, samplesheet: Path) -> None:
+def check_layout(
+    steps: Sequence[Step], *, samplesheet: Path, external: Iterable[Path] = ()
+) -> None:
     """Refuse a plan in which two steps write one path, a step writes inside another's output, or
-    an output is (or lies inside, or contains) an input that no step writes.
+    a step writes over (or into a folder holding) one of the ``external`` input files.
 
-    Paths are compared after resolving symlinks. The error names the samplesheet when a sample id
-    is involved, since renaming the sample is the fix.
+    Paths are compared after resolving symlinks. A clash between outputs names the samplesheet,
+    since renaming a sample is the fix; a clash with an input names that input.
     """
     owner: dict[Path, Step] = {}
     for step in steps:
@@ -501,18 +518,17 @@ def check_layout(steps: Sequence[Step], *, samplesheet: Path) -> None:
             other = owner.get(parent)
             if other is not None and other is not step:
                 _layout_error(step, other, key, samplesheet, inside=True)
-    for step in steps:
-        for path in step.inputs:
-            key = _key(path)
-            if key in owner:
-                continue  # written by an upstream step
-            for target in (key, *key.parents):
-                other = owner.get(target)
-                if other is not None:
-                    msg = f"{other.label} would write {target}, which holds its input {path}"
-                    if not other.pooled:
-                        msg += f"; rename sample {other.name!r} or move the input"
-                    raise InputError(msg, samplesheet)
+    for path in external:
+        key = _key(path)
+        for target in (key, *key.parents):
+            other = owner.get(target)
+            if other is None:
+                continue
+            if target == key:
+                msg = f"is an input, but {other.label} would write over it"
+            else:
+                msg = f"is an input inside {target}, which {other.label} would replace"
+            raise InputError(msg + "; move it out of the results folder", path)
 
 
 def _layout_error(
