@@ -282,7 +282,8 @@ def _schedule(
                     say(f"{label}: skipped, `{step.executable}` is not installed")
                     trace[i] = {**row, "status": "SKIPPED"}
                 else:
-                    running[i] = _launch(i, step, f"{label} ({reason})", logs, inputs, say)
+                    say(f"{label}: to run, {reason}")
+                    running[i] = _launch(i, step, label, logs, inputs, say)
                     pending.discard(i)
                     launched_or_skipped = True
                     continue
