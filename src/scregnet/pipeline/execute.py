@@ -32,6 +32,7 @@ from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_path
 from scregnet.pipeline.lock import outdir_lock
 from scregnet.pipeline.plan import (
+    RECORDS,
     TEST_PROFILE,
     Step,
     find_tool,
@@ -209,7 +210,7 @@ def _write_trace(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def _record_path(records: Path, step: Step) -> Path:
-    return records / f"{step.stage}.{step.name}.json"
+    return records / step.record_name
 
 
 def run_steps(
@@ -235,7 +236,7 @@ def run_steps(
         raise ValueError(msg)
     say = on_progress or log.info
     info = outdir / "pipeline_info"
-    records, logs = info / "steps", info / "logs"
+    records, logs = outdir / RECORDS, info / "logs"
     with outdir_lock(outdir):
         records.mkdir(parents=True, exist_ok=True)
         logs.mkdir(parents=True, exist_ok=True)
@@ -249,7 +250,7 @@ def run_steps(
 def _schedule(
     steps: Sequence[Step], info: Path, *, jobs: int, say: Callable[[str], None]
 ) -> list[str]:
-    records, logs = info / "steps", info / "logs"
+    records, logs = info.parent / RECORDS, info / "logs"
     deps = step_dependencies(steps)
     priority = step_priorities(steps, deps)
     total = len(steps)

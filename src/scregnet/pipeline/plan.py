@@ -56,6 +56,8 @@ POOLED_STAGES = frozenset({"TFBIND_TRAIN", "GRN", "REPORT", "MULTIQC"})
 POOLED = "all"
 #: folder of the per-sample TF-binding shards; it starts with '_', which no sample id can
 SHARDS_DIR = "_shards"
+#: where the runner keeps one record per finished step, relative to the outdir (see ``state``)
+RECORDS = Path("pipeline_info") / "steps"
 
 
 def stage_order() -> list[str]:
@@ -90,6 +92,11 @@ class Step:
     @property
     def label(self) -> str:
         return f"{self.stage} ({self.name})"
+
+    @property
+    def record_name(self) -> str:
+        """The file name of this step's record in ``pipeline_info/steps/``."""
+        return f"{self.stage}.{self.name}.json"
 
     def command(self) -> list[str]:
         if self.executable == "scregnet":
@@ -442,8 +449,11 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
                 "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
             )
     report = outdir / "report" / "report.html"
-    # the report reads the results folder: every output of the steps above
+    # the report reads the results folder: every output of the steps above, their records (the
+    # commands it lists) and the evaluation when there is one
     upstream = [o for stage in stage_order() for step in steps[stage] for o in step.outputs]
+    upstream += [outdir / RECORDS / s.record_name for stage in stage_order() for s in steps[stage]]
+    upstream.append(outdir / "evaluation.json")
     steps["REPORT"].append(
         Step(
             "REPORT",
