@@ -40,7 +40,13 @@ from scregnet.pipeline.plan import (
     step_dependencies,
     step_priorities,
 )
-from scregnet.pipeline.state import RECORD_FIELDS, snapshot, stale_reason, write_record
+from scregnet.pipeline.state import (
+    NOT_RUN,
+    RECORD_FIELDS,
+    snapshot,
+    stale_reason,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +289,8 @@ def _schedule(
                     say(f"{label}: skipped, `{step.executable}` is not installed")
                     trace[i] = {**row, "status": "SKIPPED"}
                 else:
-                    say(f"{label}: to run, {reason}")
+                    if reason != NOT_RUN:
+                        say(f"{label}: out of date, {reason}")
                     running[i] = _launch(i, step, label, logs, inputs, say)
                     pending.discard(i)
                     launched_or_skipped = True

@@ -29,6 +29,8 @@ from scregnet.pipeline.plan import Step, package_digest
 HASH_LIMIT = 16 * 2**20
 #: what a step record keeps besides its command and signatures (a resumed trace row reuses them)
 RECORD_FIELDS = ("start", "wall_s", "cpu_s", "peak_rss_mb", "log")
+#: the reason :func:`stale_reason` gives for a step without a record
+NOT_RUN = "not run before"
 
 
 def _file_signature(path: Path, st: os.stat_result) -> str:
@@ -70,7 +72,7 @@ def stale_reason(step: Step, record: Path, inputs: dict[str, str | None]) -> str
     ``inputs`` is the :func:`snapshot` of the step's inputs taken now.
     """
     if not record.exists():
-        return "not run before"
+        return NOT_RUN
     try:
         previous: dict[str, Any] = json.loads(record.read_text())
     except (OSError, ValueError):
