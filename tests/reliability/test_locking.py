@@ -263,3 +263,21 @@ def test_a_refused_run_leaves_the_running_one_and_its_temp_files_alone(
     assert temps[0].exists() and "writing" in log.read_text()  # log not reopened by the second
     assert first.wait(timeout=60) == 0
     assert (outdir / "a.txt").read_text() == "complete"
+
+
+def test_without_flock_the_recorded_pid_still_decides(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from scregnet.pipeline import lock as lock_module
+
+    def no_flock(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock_module.fcntl, "flock", no_flock)
+    with outdir_lock(tmp_path / "a") as held:
+        assert json.loads(held.read_text())["pid"] == os.getpid()
+    _write_lock(tmp_path / "b", pid=sleeper.pid, proc_start=_process_start(sleeper.pid))
+    with pytest.raises(InputError, match=f"pid {sleeper.pid}"), outdir_lock(tmp_path / "b"):
+        pass

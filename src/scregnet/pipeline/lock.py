@@ -109,11 +109,12 @@ def _acquire(path: Path) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = _read(fd)
-            os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                holder = _read(fd)
+                os.close(fd)
                 raise _refuse(path, holder, remote=False) from None
-            raise
+            # no flock on this file system (ENOLCK, ENOTSUP): the recorded pid alone decides
+            log.debug("no flock on %s (%s); relying on the pid it records", path, exc.strerror)
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
