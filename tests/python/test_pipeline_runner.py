@@ -35,13 +35,17 @@ def test_resume_skips_fresh_steps_and_reruns_stale_ones(tmp_path: Path) -> None:
     assert run_steps([_copy_step(src, dst)], tmp_path, on_progress=lines.append) == ["COUNT:s1"]
     assert run_steps([_copy_step(src, dst)], tmp_path, on_progress=lines.append) == []
     assert any("skipped (resume)" in line for line in lines)
-    # a newer input makes the step stale
+    # a newer input with the same content does not make the step stale (inputs are compared by
+    # content), an edited one does, even with its old modification time
     future = time.time() + 5
+    os.utime(src, (future, future))
+    assert run_steps([_copy_step(src, dst)], tmp_path) == []
+    src.write_text("b")
     os.utime(src, (future, future))
     assert run_steps([_copy_step(src, dst)], tmp_path) == ["COUNT:s1"]
     # a different command makes it stale too
     assert run_steps([_copy_step(src, dst, tag="x")], tmp_path) == ["COUNT:s1"]
-    assert dst.read_text() == "ax"
+    assert dst.read_text() == "bx"
     # a missing output makes it stale
     dst.unlink()
     assert run_steps([_copy_step(src, dst, tag="x")], tmp_path) == ["COUNT:s1"]

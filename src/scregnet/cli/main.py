@@ -2,17 +2,26 @@
 
 Every subcommand module in :data:`SUBCOMMANDS` exposes ``HELP`` (one line), ``add_arguments(parser)``
 and ``main(args) -> int``; heavy imports stay inside ``main`` so ``--help`` is instant.
+
+While a subcommand runs, SIGTERM and SIGHUP raise :class:`Terminated` and SIGINT raises
+``KeyboardInterrupt`` in the main thread, so every ``with`` block on the way out cleans up (atomic
+writes delete their temporary files and folders, child processes are stopped) before the command
+exits with ``128 + signal number`` and one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
-from types import ModuleType
+from collections.abc import Iterator, Sequence
+from types import FrameType, ModuleType
 from typing import Any, NoReturn
 
 from scregnet import __version__
@@ -47,6 +56,61 @@ def _available() -> dict[str, ModuleType]:
             if exc.name != module:
                 raise
     return found
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM or SIGHUP.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+#: the signals a command stops on; SIGINT raises KeyboardInterrupt, the others Terminated
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_as_exceptions() -> Iterator[None]:
+    """Turn SIGTERM, SIGHUP and SIGINT into exceptions for the block (main thread only).
+
+    The first signal raises; later ones are ignored, so the cleanup that the first one starts is
+    not cut short (``kill -9`` still ends the process at once). A signal that was ignored when the
+    block began (``nohup``) stays ignored. Earlier handlers come back when the block exits.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:  # a forked worker: end the default way
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if received:
+            return
+        received.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    previous: dict[signal.Signals, object] = {}
+    for sig in STOP_SIGNALS:
+        current = signal.getsignal(sig)
+        if current == signal.SIG_IGN:
+            continue
+        previous[sig] = current
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]  # getsignal's result, as it was
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -121,13 +185,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(quiet=args.quiet, debug=args.debug)
     start = time.perf_counter()
     try:
-        code = int(args._module.main(args) or 0)
+        with signals_as_exceptions():
+            code = int(args._module.main(args) or 0)
     except InputError as exc:
         print(f"scregnet {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"scregnet {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(
+            f"scregnet {args.command}: interrupted (SIGINT), temporary files removed",
+            file=sys.stderr,
+        )
+        return 128 + signal.SIGINT
+    except Terminated as exc:
+        print(
+            f"scregnet {args.command}: stopped by {exc}, temporary files removed", file=sys.stderr
+        )
+        return 128 + exc.signum
     except Exception as exc:  # a bug, not a user error: one line unless --debug
         if args.debug:
             raise

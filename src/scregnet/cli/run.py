@@ -36,26 +36,27 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
     from scregnet.io.atomic import check_writable_dir
     from scregnet.io.params import read_params
-    from scregnet.pipeline import TEST_PROFILE, prepare_test_data, run_pipeline
+    from scregnet.pipeline import TEST_PROFILE, outdir_lock, prepare_test_data, run_pipeline
 
     if args.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")
     outdir = check_writable_dir(args.outdir)
     truth = None
-    if args.profile == "test":
-        params_path = prepare_test_data(outdir)
-        params = read_params(params_path)
-        params.update({k: v for k, v in TEST_PROFILE.items() if k not in {"preset"}})
-        truth = params_path.parent / "truth"
-    else:
-        params = read_params(args.params)
-    if args.device:
-        params["device"] = args.device
-    if getattr(args, "seed_given", True):  # --seed on the command line beats params' seed
-        params["seed"] = args.seed
-    else:
-        params.setdefault("seed", 0)
-    report = run_pipeline(params, outdir, threads=args.threads, jobs=args.jobs, truth=truth)
+    if args.profile != "test":
+        params = read_params(args.params)  # a bad params file is refused before the outdir exists
+    with outdir_lock(outdir):  # one run per outdir, from the test world's simulation on
+        if args.profile == "test":
+            params_path = prepare_test_data(outdir)
+            params = read_params(params_path)
+            params.update({k: v for k, v in TEST_PROFILE.items() if k not in {"preset"}})
+            truth = params_path.parent / "truth"
+        if args.device:
+            params["device"] = args.device
+        if getattr(args, "seed_given", True):  # --seed on the command line beats params' seed
+            params["seed"] = args.seed
+        else:
+            params.setdefault("seed", 0)
+        report = run_pipeline(params, outdir, threads=args.threads, jobs=args.jobs, truth=truth)
     if report.exists():
         print(f"report: {report.resolve()}")
     return 0

@@ -1,16 +1,18 @@
-"""Single-machine runner: every stage in DAG order, from the same samplesheet and params as Nextflow.
+"""Planning: the samplesheet and params expanded into steps (command line, inputs, outputs).
 
-Each step runs the same ``scregnet <subcommand>`` command line that the Nextflow module runs, in a
-child process (exactly like a Nextflow task, and so a crash or ``kill -9`` of one step cannot leave the
-runner in a half state). A step is skipped when all its outputs exist, are newer than its inputs, and
-were made by the same command of the same scregnet code (recorded in ``pipeline_info/steps/``): that
-is resume. Like Nextflow's task hash, which covers the process script and its container, the record
-covers the command line and a digest of the installed scregnet package, so outputs of an older
-version are never reused after an upgrade (or, in a development checkout, after an edit).
+A step's inputs are every file its command reads: the paths on its command line, their companion
+indexes (``.bai``, ``.tbi``, ``.fai``) and the files named inside sheets it reads (the bulk sheet's
+ChIP BEDs and accessibility bigWigs). Resume compares exactly these files, so editing any of them
+reruns the step and, through its changed outputs, everything downstream.
+
+Every output path is derived from a fixed folder and a sample id; :func:`check_layout` refuses a
+plan in which two steps would write the same path, one step would write inside another's output,
+or an output would overwrite an input, so no sample id can make one step replace another's files.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import graphlib
 import hashlib
@@ -19,17 +21,15 @@ import logging
 import os
 import shlex
 import shutil
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from scregnet.errors import InputError
-from scregnet.io.atomic import atomic_path
 from scregnet.io.genome import read_chrom_sizes
+from scregnet.io.params import PATH_KEYS
 from scregnet.io.samplesheet import Sample, read_samplesheet
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,15 @@ STAGE_GRAPH: dict[str, tuple[str, ...]] = {
     "REPORT": ("FRAGMENTS", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN"),
     "MULTIQC": ("COUNT", "REPORT"),
 }
+
+#: the processes that pool every sample into one step (named :data:`POOLED`)
+POOLED_STAGES = frozenset({"TFBIND_TRAIN", "GRN", "REPORT", "MULTIQC"})
+#: the ``name`` of a pooled step; a sample may carry this id too, pooling is told by the stage
+POOLED = "all"
+#: folder of the per-sample TF-binding shards; it starts with '_', which no sample id can
+SHARDS_DIR = "_shards"
+#: where the runner keeps one record per finished step, relative to the outdir (see ``state``)
+RECORDS = Path("pipeline_info") / "steps"
 
 
 def stage_order() -> list[str]:
@@ -75,6 +84,19 @@ class Step:
     executable: str = "scregnet"
     optional_tool: bool = False  # skip with a log line when the executable is absent (MultiQC)
     env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pooled(self) -> bool:
+        return self.stage in POOLED_STAGES
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage} ({self.name})"
+
+    @property
+    def record_name(self) -> str:
+        """The file name of this step's record in ``pipeline_info/steps/``."""
+        return f"{self.stage}.{self.name}.json"
 
     def command(self) -> list[str]:
         if self.executable == "scregnet":
@@ -106,8 +128,61 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name, path=path)
 
 
-def _p(path: Path | None) -> str:
-    return "" if path is None else str(path)
+# ---- files a command reads besides the paths on its command line ---------------------------------
+
+
+def _existing(*paths: Path) -> list[Path]:
+    return [p for p in paths if p.exists()]
+
+
+def bam_files(bam: Path) -> list[Path]:
+    """A BAM and its index (``x.bam.bai``, ``x.bai`` or ``x.bam.csi``, whichever exist)."""
+    return [bam, *_existing(Path(f"{bam}.bai"), bam.with_suffix(".bai"), Path(f"{bam}.csi"))]
+
+
+def tabix_files(fragments: Path, *, planned: bool = False) -> list[Path]:
+    """A bgzipped fragments file and its index; ``planned``: both written by an upstream step."""
+    if planned:
+        return [fragments, Path(f"{fragments}.tbi")]
+    return [fragments, *_existing(Path(f"{fragments}.tbi"), Path(f"{fragments}.csi"))]
+
+
+def fasta_files(fasta: Path) -> list[Path]:
+    """A FASTA, its ``.fai`` and, for a bgzipped FASTA, its ``.gzi``."""
+    return [fasta, Path(f"{fasta}.fai"), *_existing(Path(f"{fasta}.gzi"))]
+
+
+def bulk_sheet_files(sheet: Path) -> list[Path]:
+    """The bulk sheet and the ChIP BEDs and accessibility bigWigs it names (relative to the sheet).
+
+    Read the way ``tfbind train`` reads it (``#`` starts a comment, cells are stripped); a sheet
+    that cannot be read yields only itself: the step then fails with the reader's own error.
+    """
+    files = [sheet]
+    try:
+        text = sheet.read_text()
+    except (OSError, UnicodeDecodeError):
+        return files
+    lines = [line.split("#", 1)[0] for line in text.splitlines()]
+    rows = csv.DictReader([line for line in lines if line.strip()])
+    for row in rows:
+        for column in ("chip_bed", "accessibility_bw"):
+            value = (row.get(column) or "").strip()
+            if value:
+                path = (sheet.parent / value).resolve()
+                if path not in files:
+                    files.append(path)
+    return files
+
+
+def _extra_inputs(tokens: Iterable[str]) -> list[Path]:
+    """Existing files named by extra flags (``<process>_args``), as ``--x PATH`` or ``--x=PATH``."""
+    found: list[Path] = []
+    for token in tokens:
+        value = token.split("=", 1)[1] if token.startswith("--") and "=" in token else token
+        if value and not value.startswith("-") and Path(value).exists():
+            found.append(Path(value))
+    return found
 
 
 def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step]:
@@ -122,14 +197,17 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
     seed = str(params.get("seed", 0))
     common = ["--seed", seed, "--threads", str(threads)]
     device = ["--device", str(params.get("device", "auto"))]
+    motifs: Path | None = params.get("motifs")
+    motif_files = [motifs] if motifs is not None else []
     steps: dict[str, list[Step]] = {stage: [] for stage in STAGE_GRAPH}
     atac, peaks_dir, tracks_dir = outdir / "atac", outdir / "peaks", outdir / "tracks"
     impute_dir, tfbind_dir, grn_dir = outdir / "impute", outdir / "tfbind", outdir / "grn"
-    frags: dict[str, Path] = {}
+    frags: dict[str, list[Path]] = {}  # the fragments file and its index
     clustered: dict[str, Path] = {}
     for s in samples:
         if s.bam is not None:
             frag = atac / f"{s.sample}.fragments.tsv.gz"
+            frags[s.sample] = tabix_files(frag, planned=True)
             steps["FRAGMENTS"].append(
                 Step(
                     "FRAGMENTS",
@@ -146,14 +224,14 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
                         str(params["barcode_tag"]),
                         *common,
                     ],
-                    [s.bam],
-                    [frag, Path(str(frag) + ".tbi")],
+                    bam_files(s.bam),
+                    frags[s.sample],
                 )
             )
         else:
             assert s.fragments is not None
             frag = s.fragments
-        frags[s.sample] = frag
+            frags[s.sample] = tabix_files(frag)
         if params.get("peaks") is None:
             peaks = peaks_dir / f"{s.sample}.narrowPeak"
             steps["PEAKS"].append(
@@ -170,13 +248,14 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
                         str(peaks),
                         *common,
                     ],
-                    [frag],
+                    [*frags[s.sample], fai],
                     [peaks],
                 )
             )
         else:
             peaks = params["peaks"]
         count = atac / f"{s.sample}.atac.h5ad"
+        qc = atac / f"{s.sample}.qc.tsv"
         steps["COUNT"].append(
             Step(
                 "COUNT",
@@ -196,13 +275,13 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
                     "--tile-size",
                     str(params["tile_size"]),
                     "--qc",
-                    str(atac / f"{s.sample}.qc.tsv"),
+                    str(qc),
                     "--out",
                     str(count),
                     *common,
                 ],
-                [frag, peaks, gtf],
-                [count, atac / f"{s.sample}.qc.tsv"],
+                [*frags[s.sample], peaks, fai, gtf],
+                [count, qc],
             )
         )
         clustered[s.sample] = atac / f"{s.sample}.clustered.h5ad"
@@ -232,7 +311,7 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
                     str(track_dir),
                     *common,
                 ],
-                [frag, clustered[s.sample]],
+                [*frags[s.sample], clustered[s.sample], fai],
                 [track_dir],
             )
         )
@@ -242,11 +321,13 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
             continue
         imputed[s.sample] = impute_dir / f"{s.sample}.imputed.h5ad"
         argv = ["impute", "--rna", str(s.rna), "--out", str(imputed[s.sample]), *device, *common]
+        inputs = [s.rna]
         if params.get("bulk_rna") is not None:
             argv += ["--bulk", str(params["bulk_rna"])]
+            inputs.append(params["bulk_rna"])
         if params.get("impute_epochs"):
             argv += ["--epochs", str(params["impute_epochs"])]
-        steps["IMPUTE"].append(Step("IMPUTE", s.sample, argv, [s.rna], [imputed[s.sample]]))
+        steps["IMPUTE"].append(Step("IMPUTE", s.sample, argv, inputs, [imputed[s.sample]]))
     model = params.get("tfbind_model")
     if model is None and params.get("bulk_sheet") is not None:
         model = tfbind_dir / "model.pt"
@@ -265,17 +346,20 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
         if params.get("tfbind_epochs"):
             argv += ["--epochs", str(params["tfbind_epochs"])]
         # the motif-scan input tracks come from the given JASPAR file, else pyjaspar's release
-        if params.get("motifs") is not None:
-            argv += ["--motifs", str(params["motifs"])]
-        steps["TFBIND_TRAIN"].append(
-            Step("TFBIND_TRAIN", "all", argv, [fasta, params["bulk_sheet"]], [model])
-        )
+        if motifs is not None:
+            argv += ["--motifs", str(motifs)]
+        inputs = [*fasta_files(fasta), *bulk_sheet_files(params["bulk_sheet"]), *motif_files]
+        steps["TFBIND_TRAIN"].append(Step("TFBIND_TRAIN", POOLED, argv, inputs, [model]))
     tfbind: dict[str, Path] = {}
     if model is not None:
         # One shard covering every chromosome here; Nextflow runs one shard per chromosome. Both merge.
-        chroms = ",".join(read_chrom_sizes(fai))
+        chrom_names = list(read_chrom_sizes(fai))
+        bad = [c for c in chrom_names if "," in c]
+        if bad:
+            msg = f"chromosome name {bad[0]!r} contains ',' (the separator of --chrom lists)"
+            raise InputError(msg, fai)
         for s in samples:
-            shard = tfbind_dir / "shards" / f"{s.sample}.all.tfbind_shard.h5ad"
+            shard = tfbind_dir / SHARDS_DIR / f"{s.sample}.all.tfbind_shard.h5ad"
             argv = [
                 "tfbind",
                 "predict",
@@ -286,26 +370,33 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
                 "--atac",
                 str(clustered[s.sample]),
                 "--fragments",
-                str(frags[s.sample]),
+                str(frags[s.sample][0]),
                 "--chrom",
-                chroms,
+                ",".join(chrom_names),
                 "--out",
                 str(shard),
                 *device,
                 *common,
             ]
-            if params.get("motifs") is not None:
-                argv += ["--motifs", str(params["motifs"])]
+            if motifs is not None:
+                argv += ["--motifs", str(motifs)]
             steps["TFBIND_PREDICT"].append(
                 Step(
                     "TFBIND_PREDICT",
                     s.sample,
                     argv,
-                    [model, clustered[s.sample], frags[s.sample]],
+                    [
+                        model,
+                        *fasta_files(fasta),
+                        clustered[s.sample],
+                        *frags[s.sample],
+                        *motif_files,
+                    ],
                     [shard],
                 )
             )
             tfbind[s.sample] = tfbind_dir / f"{s.sample}.tfbind.h5ad"
+            binding_tracks = tfbind_dir / s.sample
             argv = [
                 "tfbind",
                 "merge",
@@ -315,49 +406,58 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
                 str(clustered[s.sample]),
                 "--out",
                 str(tfbind[s.sample]),
+                "--tracks-outdir",
+                str(binding_tracks),
                 *common,
             ]
             steps["TFBIND_MERGE"].append(
-                Step("TFBIND_MERGE", s.sample, argv, [shard], [tfbind[s.sample]])
+                Step(
+                    "TFBIND_MERGE",
+                    s.sample,
+                    argv,
+                    [shard, clustered[s.sample]],
+                    [tfbind[s.sample], binding_tracks],
+                )
             )
     if imputed:
         grn = grn_dir / "grn_edges.tsv"
         argv = ["grn"]
         for path in imputed.values():
             argv += ["--rna", str(path)]
+        grn_inputs: list[Path] = [*imputed.values()]
         if params.get("grn_labels") is not None:
             argv += ["--labels", str(params["grn_labels"])]
-            grn_inputs = [*imputed.values(), params["grn_labels"]]
+            grn_inputs.append(params["grn_labels"])
         elif tfbind:
             for path in tfbind.values():
                 argv += ["--prior", str(path)]
             argv += ["--gtf", str(gtf)]
-            grn_inputs = [*imputed.values(), *tfbind.values()]
+            grn_inputs += [*tfbind.values(), gtf]
         else:
             grn_inputs = []
         if params.get("tfs") is not None:
             argv += ["--tfs", str(params["tfs"])]
+            grn_inputs.append(params["tfs"])
         if params.get("grn_epochs"):
             argv += ["--epochs", str(params["grn_epochs"])]
         if grn_inputs:
             attention = grn_dir / "grn_attention.tsv"
             argv += ["--out", str(grn), "--attention-out", str(attention), *device, *common]
-            steps["GRN"].append(Step("GRN", "all", argv, grn_inputs, [grn, attention]))
+            steps["GRN"].append(Step("GRN", POOLED, argv, grn_inputs, [grn, attention]))
         else:
             log.warning(
                 "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
             )
     report = outdir / "report" / "report.html"
-    upstream = [
-        o
-        for st in ("COUNT", "CLUSTER", "IMPUTE", "TFBIND_MERGE", "GRN")
-        for step in steps[st]
-        for o in step.outputs
-    ]
+    # the report reads the results folder: every output of the steps above, their records (the
+    # commands it lists) and the evaluation when there is one
+    upstream = [o for stage in stage_order() for step in steps[stage] for o in step.outputs]
+    upstream += [outdir / RECORDS / s.record_name for stage in stage_order() for s in steps[stage]]
+    upstream.append(outdir / "evaluation.json")
     steps["REPORT"].append(
         Step(
             "REPORT",
-            "all",
+            POOLED,
             ["report", "--results", str(outdir), "--out", str(report), *common],
             upstream,
             [report],
@@ -366,38 +466,95 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
     steps["MULTIQC"].append(
         Step(
             "MULTIQC",
-            "all",
+            POOLED,
             [str(outdir / "report"), "--outdir", str(outdir / "multiqc"), "--force"],
-            [report],
+            [report.parent],
             [outdir / "multiqc" / "multiqc_report.html"],
             executable="multiqc",
             optional_tool=True,
         )
     )
     ordered = [step for stage in stage_order() for step in steps[stage]]
+    extra_files: list[Path] = []
     for step in ordered:  # `<process>_args` params: extra flags, like Nextflow's ext.args
         extra = params.get(f"{step.stage.lower()}_args")
         if extra and step.executable == "scregnet":
-            step.argv += shlex.split(str(extra))
+            tokens = shlex.split(str(extra))
+            step.argv += tokens
+            named = _extra_inputs(tokens)
+            step.inputs += [p for p in named if p not in step.inputs]
+            extra_files += named
+    external = [Path(params[k]) for k in PATH_KEYS if params.get(k) is not None]
+    for s in samples:
+        if s.bam is not None:
+            external += bam_files(s.bam)
+        if s.fragments is not None:
+            external += tabix_files(s.fragments)
+        if s.rna is not None:
+            external.append(s.rna)
+    if params.get("bulk_sheet") is not None:
+        external += bulk_sheet_files(params["bulk_sheet"])
+    external += extra_files
+    check_layout(ordered, samplesheet=Path(params["input"]), external=external)
     return ordered
 
 
-def _mtime(path: Path) -> float:
-    return path.stat().st_mtime
+# ---- output layout -------------------------------------------------------------------------------
 
 
-def is_fresh(step: Step, record: Path) -> bool:
-    """Outputs complete, newer than every input, and made by this very command."""
-    if (
-        not record.exists()
-        or json.loads(record.read_text()).get("fingerprint") != step.fingerprint()
-    ):
-        return False
-    if not all(p.exists() for p in step.outputs):
-        return False
-    newest_input = max((_mtime(p) for p in step.inputs if p.exists()), default=0.0)
-    return min(_mtime(p) for p in step.outputs) >= newest_input
+def _key(path: Path) -> Path:
+    return Path(path).resolve()
 
+
+def check_layout(
+    steps: Sequence[Step], *, samplesheet: Path, external: Iterable[Path] = ()
+) -> None:
+    """Refuse a plan in which two steps write one path, a step writes inside another's output, or
+    a step writes over (or into a folder holding) one of the ``external`` input files.
+
+    Paths are compared after resolving symlinks. A clash between outputs names the samplesheet,
+    since renaming a sample is the fix; a clash with an input names that input.
+    """
+    owner: dict[Path, Step] = {}
+    for step in steps:
+        for out in step.outputs:
+            key = _key(out)
+            other = owner.get(key)
+            if other is not None and other is not step:
+                _layout_error(step, other, out, samplesheet, inside=False)
+            owner[key] = step
+    for key, step in owner.items():
+        for parent in key.parents:
+            other = owner.get(parent)
+            if other is not None and other is not step:
+                _layout_error(step, other, key, samplesheet, inside=True)
+    for path in external:
+        key = _key(path)
+        for target in (key, *key.parents):
+            other = owner.get(target)
+            if other is None:
+                continue
+            if target == key:
+                msg = f"is an input, but {other.label} would write over it"
+            else:
+                msg = f"is an input inside {target}, which {other.label} would replace"
+            raise InputError(msg + "; move it out of the results folder", path)
+
+
+def _layout_error(
+    step: Step, other: Step, path: Path, samplesheet: Path, *, inside: bool
+) -> NoReturn:
+    if inside:
+        msg = f"{step.label} would write {path} inside the output of {other.label}"
+    else:
+        msg = f"{step.label} and {other.label} would both write {path}"
+    names = sorted({s.name for s in (step, other) if not s.pooled})
+    if names:
+        msg += f"; rename sample {' or '.join(repr(n) for n in names)}"
+    raise InputError(msg, samplesheet)
+
+
+# ---- scheduling ----------------------------------------------------------------------------------
 
 #: Rough seconds one step of each stage takes (CPU test profile, measured 2026-11-21). They only
 #: decide which ready step starts first (the longest remaining chain first), never what it computes.
@@ -416,13 +573,6 @@ STAGE_COST: dict[str, float] = {
     "MULTIQC": 5,
 }
 
-#: the ``name`` of a step that pools every sample (it waits for every sample's upstream steps)
-POOLED = "all"
-
-TRACE_COLUMNS = ("stage", "name", "status", "start", "wall_s", "cpu_s", "peak_rss_mb", "log")
-#: what a step record keeps besides its command (and a trace row takes from it when resumed)
-RECORD_FIELDS = ("start", "wall_s", "cpu_s", "peak_rss_mb", "log")
-
 
 def _stage_ancestors() -> dict[str, set[str]]:
     ancestors: dict[str, set[str]] = {}
@@ -438,21 +588,26 @@ def step_dependencies(steps: Sequence[Step]) -> list[set[int]]:
 
     Step ``b`` comes before step ``a`` when ``b``'s stage is upstream of ``a``'s in
     :data:`STAGE_GRAPH` and both concern the same sample (or either pools every sample), and
-    whenever ``a`` reads a file that ``b`` writes.
+    whenever ``a`` reads a file that ``b`` writes (or a file inside a folder ``b`` writes, or a
+    folder holding one of ``b``'s outputs).
     """
     ancestors = _stage_ancestors()
+    written = [{_key(o) for o in b.outputs} for b in steps]
+    holding = [{parent for o in w for parent in o.parents} for w in written]
     deps: list[set[int]] = []
     for a in steps:
         upstream = ancestors.get(a.stage, set())
-        inputs = set(a.inputs)
+        reads = {_key(p) for p in a.inputs}
+        around = reads | {parent for p in reads for parent in p.parents}
         deps.append(
             {
                 j
                 for j, b in enumerate(steps)
                 if b is not a
                 and (
-                    (b.stage in upstream and (a.name == b.name or POOLED in (a.name, b.name)))
-                    or any(o in inputs for o in b.outputs)
+                    (b.stage in upstream and (a.name == b.name or a.pooled or b.pooled))
+                    or bool(written[j] & around)
+                    or bool(holding[j] & reads)
                 )
             }
         )
@@ -481,199 +636,6 @@ def step_priorities(
     return level
 
 
-@dataclass
-class _Running:
-    index: int
-    proc: subprocess.Popen[bytes]
-    log: Any
-    log_path: Path
-    started: float
-    started_at: str
-
-
-def _wait_any(running: dict[int, _Running]) -> tuple[_Running, int, float, float]:
-    """Block until one running step exits; return it, its exit code, its CPU seconds (user +
-    system) and its peak RSS in MB.
-
-    ``os.wait4`` gives the exit status with the child's resource usage, whose ``ru_maxrss`` covers
-    the child and every process it waited for (MACS3 under ``scregnet peaks``, for instance).
-    """
-    while True:
-        for run in running.values():
-            pid, status, usage = os.wait4(run.proc.pid, os.WNOHANG)
-            if pid:
-                code = os.waitstatus_to_exitcode(status)
-                run.proc.returncode = code
-                cpu = usage.ru_utime + usage.ru_stime
-                return run, code, cpu, usage.ru_maxrss / 1024  # KiB on Linux
-        time.sleep(0.05)
-
-
-def _stop(running: dict[int, _Running]) -> None:
-    """Terminate the steps still running (after a failure or an interrupt) and reap them."""
-    for run in running.values():
-        if run.proc.poll() is None:
-            run.proc.terminate()
-    for run in running.values():
-        try:
-            run.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            run.proc.kill()
-            run.proc.wait()
-        run.log.close()
-    running.clear()
-
-
-def _last_line(log_path: Path, code: int) -> str:
-    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else f"exit code {code}"
-
-
-def _write_trace(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            "\t".join(TRACE_COLUMNS)
-            + "\n"
-            + "".join("\t".join(str(r.get(c, "")) for c in TRACE_COLUMNS) + "\n" for r in rows)
-        )
-
-
-def run_steps(
-    steps: Sequence[Step],
-    outdir: Path,
-    *,
-    jobs: int = 1,
-    on_progress: Callable[[str], None] | None = None,
-) -> list[str]:
-    """Run (or skip as fresh) every step, up to ``jobs`` at once; return the steps that ran.
-
-    A step starts once every step it depends on (:func:`step_dependencies`) has finished; among
-    the ready steps the one heading the longest remaining chain starts first. Each step is a child
-    process with a fixed command line, so what it writes does not depend on ``jobs`` or on the
-    order. Every step's output goes to ``pipeline_info/logs/<stage>.<name>.log``; its wall time and
-    peak memory go to ``pipeline_info/steps/<stage>.<name>.json`` and ``pipeline_info/trace.tsv``.
-    On a failure the steps still running are terminated and the first failure is raised; their
-    partial outputs are only temporary files (atomic writes), removed when the step runs again.
-    """
-    if jobs < 1:
-        msg = f"jobs must be >= 1, got {jobs}"
-        raise ValueError(msg)
-    say = on_progress or log.info
-    info = outdir / "pipeline_info"
-    records, logs = info / "steps", info / "logs"
-    records.mkdir(parents=True, exist_ok=True)
-    logs.mkdir(parents=True, exist_ok=True)
-    deps = step_dependencies(steps)
-    priority = step_priorities(steps, deps)
-    total = len(steps)
-    labels = [f"[{i}/{total}] {s.stage} ({s.name})" for i, s in enumerate(steps, 1)]
-    pending = set(range(total))
-    finished: set[int] = set()
-    running: dict[int, _Running] = {}
-    trace: dict[int, dict[str, Any]] = {}
-    ran: list[str] = []
-    try:
-        while pending or running:
-            ready = sorted(
-                (i for i in pending if deps[i] <= finished), key=lambda i: (-priority[i], i)
-            )
-            launched_or_skipped = False
-            for i in ready:
-                if len(running) >= jobs:
-                    break
-                step, label = steps[i], labels[i]
-                record = records / f"{step.stage}.{step.name}.json"
-                row: dict[str, Any] = {"stage": step.stage, "name": step.name}
-                if is_fresh(step, record):
-                    say(f"{label}: outputs complete and up to date, skipped (resume)")
-                    previous = json.loads(record.read_text())
-                    row.update({k: previous.get(k, "") for k in RECORD_FIELDS})
-                    trace[i] = {**row, "status": "CACHED"}
-                elif step.optional_tool and find_tool(step.executable) is None:
-                    say(f"{label}: skipped, `{step.executable}` is not installed")
-                    trace[i] = {**row, "status": "SKIPPED"}
-                else:
-                    running[i] = _launch(i, step, label, logs, say)
-                    pending.discard(i)
-                    launched_or_skipped = True
-                    continue
-                pending.discard(i)
-                finished.add(i)
-                launched_or_skipped = True
-            if launched_or_skipped and len(running) < jobs:
-                continue  # a skipped step may have made others ready
-            if not running:
-                if pending:
-                    msg = f"steps never became ready: {sorted(labels[i] for i in pending)}"
-                    raise RuntimeError(msg)
-                break
-            run, code, cpu, peak_mb = _wait_any(running)
-            del running[run.index]
-            run.log.close()
-            step, label = steps[run.index], labels[run.index]
-            wall = time.perf_counter() - run.started
-            if code != 0:  # the except clause below stops the steps running beside it
-                msg = (
-                    f"{step.stage} ({step.name}) failed: {_last_line(run.log_path, code)}"
-                    f" (log: {run.log_path})"
-                )
-                raise InputError(msg)
-            missing = [str(p) for p in step.outputs if not p.exists()]
-            if missing:
-                msg = f"{step.stage} ({step.name}) exited 0 but did not write {', '.join(missing)}"
-                raise RuntimeError(msg)
-            row = {
-                "stage": step.stage,
-                "name": step.name,
-                "status": "COMPLETED",
-                "start": run.started_at,
-                "wall_s": round(wall, 1),
-                "cpu_s": round(cpu, 1),
-                "peak_rss_mb": round(peak_mb, 1),
-                "log": str(run.log_path.relative_to(info)),
-            }
-            trace[run.index] = row
-            record = records / f"{step.stage}.{step.name}.json"
-            with atomic_path(record) as tmp:
-                tmp.write_text(
-                    json.dumps(
-                        {
-                            "fingerprint": step.fingerprint(),
-                            "scregnet": package_digest(),
-                            "argv": step.argv,
-                            **{k: row[k] for k in RECORD_FIELDS},
-                        }
-                    )
-                    + "\n"
-                )
-            finished.add(run.index)
-            ran.append(f"{step.stage}:{step.name}")
-            _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])  # as it goes
-            say(f"{label}: done in {wall:.1f} s (peak memory {peak_mb:.0f} MB)")
-    except BaseException:
-        _stop(running)
-        raise
-    finally:
-        _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
-    return ran
-
-
-def _launch(index: int, step: Step, label: str, logs: Path, say: Callable[[str], None]) -> _Running:
-    say(f"{label}: running")
-    for output in step.outputs:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        for stale in output.parent.glob(f".{output.name}.*part*"):  # left by a killed attempt
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    log_path = logs / f"{step.stage}.{step.name}.log"
-    handle = log_path.open("wb")
-    proc = subprocess.Popen(
-        step.command(), env={**os.environ, **step.env}, stdout=handle, stderr=subprocess.STDOUT
-    )
-    return _Running(
-        index, proc, handle, log_path, time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
-    )
-
-
 #: ``--profile test``: the simulator's ``small`` world with short training (mirrors conf/test.config).
 TEST_PROFILE: dict[str, Any] = {
     "preset": "small",
@@ -692,47 +654,3 @@ TEST_PROFILE: dict[str, Any] = {
     # (0.5 gave no better labels on this world: expression score EPR 2.96 vs 3.09)
     "grn_args": "--prior-threshold 0.05",
 }
-
-
-def prepare_test_data(outdir: Path) -> Path:
-    """Simulate the test profile's world under ``outdir/testdata`` (reused when already complete).
-
-    The simulator runs in a child process, like every step: the runner stays small, and so do the
-    peak-memory figures of the steps it starts (Linux counts the parent's resident memory at
-    ``exec`` time in a child's ``ru_maxrss``).
-    """
-    world = outdir / "testdata"
-    params = world / "params.yaml"
-    if params.exists():
-        log.info("test data already simulated at %s, reused", world)
-        return params
-    log.info("simulating the %r test world into %s", TEST_PROFILE["preset"], world)
-    argv = ["simulate", "--preset", str(TEST_PROFILE["preset"]), "--outdir", str(world)]
-    argv += ["--seed", str(TEST_PROFILE["seed"])]
-    if subprocess.run([sys.executable, "-m", "scregnet.cli.main", *argv], check=False).returncode:
-        msg = f"simulating the test world into {world} failed (see the lines above)"
-        raise InputError(msg)
-    return params
-
-
-def run_pipeline(
-    params: dict[str, Any],
-    outdir: Path,
-    *,
-    threads: int = 1,
-    jobs: int = 1,
-    truth: Path | None = None,
-) -> Path:
-    """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads); score
-    against ``truth`` when given; return the report's path."""
-    outdir.mkdir(parents=True, exist_ok=True)
-    steps = plan(params, outdir, threads=threads)
-    start = time.perf_counter()
-    run_steps(steps, outdir, jobs=jobs)
-    if truth is not None and truth.is_dir():
-        from scregnet.evaluate.truth import evaluate, write_evaluation
-
-        write_evaluation(evaluate(truth, outdir), outdir / "evaluation.json")
-        log.info("evaluation against %s written to %s", truth, outdir / "evaluation.json")
-    log.info("pipeline finished in %.1f s", time.perf_counter() - start)
-    return outdir / "report" / "report.html"

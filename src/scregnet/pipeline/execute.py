@@ -1,0 +1,449 @@
+"""Execution: run the planned steps as child processes, resume finished ones, stop cleanly.
+
+Each step runs its ``scregnet <subcommand>`` command line (the one the Nextflow module runs) in a
+child process of its own session, so its process group holds it and every tool it starts: stopping
+the run (a failure, SIGTERM or SIGINT to the runner) signals each running step's whole group,
+waits briefly, kills what remains and removes the step's temporary outputs. On Linux a step also
+gets SIGTERM when the runner itself dies (``PR_SET_PDEATHSIG``). Whether a step is up to date is
+decided in :mod:`scregnet.pipeline.state`; one run at a time per outdir is enforced by
+:mod:`scregnet.pipeline.lock`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scregnet.errors import InputError
+from scregnet.io.atomic import atomic_path
+from scregnet.pipeline.lock import outdir_lock
+from scregnet.pipeline.plan import (
+    RECORDS,
+    TEST_PROFILE,
+    Step,
+    find_tool,
+    plan,
+    step_dependencies,
+    step_priorities,
+)
+from scregnet.pipeline.state import (
+    NOT_RUN,
+    RECORD_FIELDS,
+    snapshot,
+    stale_reason,
+    write_record,
+)
+
+log = logging.getLogger(__name__)
+
+TRACE_COLUMNS = ("stage", "name", "status", "start", "wall_s", "cpu_s", "peak_rss_mb", "log")
+#: seconds a stopped step gets to clean up after SIGTERM before its process group is killed
+STOP_GRACE_S = 10.0
+
+# The temporary names the writers of this package give an output ``<name>`` beside it, with
+# 8 random characters R from tempfile: io.atomic (``.<name>.R.part`` + the name's suffixes, a
+# folder's ``.<name>.R.part`` and ``.<name>.old-<pid>``), atac.fragments (``.<name>.parts.R``) and
+# atac.peaks (``.<name>.macs3.R``). R has no '.', so no other output's temporary name matches.
+_RANDOM = r"[a-z0-9_]{8}"
+
+
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    suffixes = re.escape("".join(Path(name).suffixes))
+    return re.compile(
+        rf"\.{re.escape(name)}\.(?:{_RANDOM}\.part(?:{suffixes})?|parts\.{_RANDOM}"
+        rf"|macs3\.{_RANDOM}|old-\d+)"
+    )
+
+
+def temp_leftovers(output: Path) -> list[Path]:
+    """Temporary files and folders that an interrupted writer of ``output`` left beside it."""
+    try:
+        entries = list(output.parent.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    pattern = _temp_pattern(output.name)
+    return sorted(p for p in entries if pattern.fullmatch(p.name))
+
+
+def remove_leftovers(outputs: Sequence[Path]) -> int:
+    """Remove the temporary leftovers of ``outputs``; return how many were removed."""
+    removed = 0
+    for output in outputs:
+        for stale in temp_leftovers(output):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+# ---- child processes ---------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when this process dies (Linux only)."""
+    libc = _libc()
+    if libc is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the runner died before the line above
+            os._exit(143)
+
+    return preexec
+
+
+def start_child(command: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session (and process group) of its own, tied to this process."""
+    return subprocess.Popen(
+        list(command),
+        start_new_session=True,
+        preexec_fn=_parent_death_signal(),  # the runner starts no threads, so a preexec_fn is safe
+        **kwargs,
+    )
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` has exited, without reaping it (its pid, the group id, stays reserved)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def stop_child(proc: subprocess.Popen[bytes], *, grace: float | None = None) -> None:
+    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds, and reap the child."""
+    stop_children([proc], grace=STOP_GRACE_S if grace is None else grace)
+
+
+def stop_children(procs: Sequence[subprocess.Popen[bytes]], *, grace: float) -> None:
+    live = [p for p in procs if p.returncode is None]
+    for proc in live:
+        _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    try:
+        while any(not _exited(p.pid) for p in live) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        for proc in live:
+            _signal_group(proc.pid, signal.SIGKILL)  # what is left, and any tool a step started
+            proc.wait()
+
+
+# ---- the scheduler -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Running:
+    index: int
+    proc: subprocess.Popen[bytes]
+    log: Any
+    log_path: Path
+    inputs: dict[str, str | None]
+    started: float
+    started_at: str
+
+
+def _wait_any(running: dict[int, _Running]) -> tuple[_Running, int, float, float]:
+    """Block until one running step exits; return it, its exit code, its CPU seconds (user +
+    system) and its peak RSS in MB.
+
+    ``os.wait4`` gives the exit status with the child's resource usage, whose ``ru_maxrss`` covers
+    the child and every process it waited for (MACS3 under ``scregnet peaks``, for instance).
+    Before the step is reaped, whatever it left running in its process group is killed.
+    """
+    while True:
+        for run in running.values():
+            if not _exited(run.proc.pid):
+                continue
+            _signal_group(run.proc.pid, signal.SIGKILL)
+            _pid, status, usage = os.wait4(run.proc.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            run.proc.returncode = code
+            cpu = usage.ru_utime + usage.ru_stime
+            return run, code, cpu, usage.ru_maxrss / 1024  # KiB on Linux
+        time.sleep(0.01)
+
+
+def _last_line(log_path: Path, code: int) -> str:
+    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else f"exit code {code}"
+
+
+def _write_trace(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            "\t".join(TRACE_COLUMNS)
+            + "\n"
+            + "".join("\t".join(str(r.get(c, "")) for c in TRACE_COLUMNS) + "\n" for r in rows)
+        )
+
+
+def _record_path(records: Path, step: Step) -> Path:
+    return records / step.record_name
+
+
+def run_steps(
+    steps: Sequence[Step],
+    outdir: Path,
+    *,
+    jobs: int = 1,
+    on_progress: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Run (or skip as up to date) every step, up to ``jobs`` at once; return the steps that ran.
+
+    A step starts once every step it depends on (:func:`~scregnet.pipeline.plan.step_dependencies`)
+    has finished; among the ready steps the one heading the longest remaining chain starts first.
+    Each step is a child process with a fixed command line, so what it writes does not depend on
+    ``jobs`` or on the order. Every step's output goes to ``pipeline_info/logs/<stage>.<name>.log``;
+    its record (:mod:`~scregnet.pipeline.state`) to ``pipeline_info/steps/<stage>.<name>.json``, and
+    a row to ``pipeline_info/trace.tsv``. The run holds the outdir's lock throughout, and first
+    removes the temporary leftovers of an earlier, killed run. On a failure or an interrupt the steps
+    still running are stopped, their temporary outputs removed, and the exception re-raised.
+    """
+    if jobs < 1:
+        msg = f"jobs must be >= 1, got {jobs}"
+        raise ValueError(msg)
+    say = on_progress or log.info
+    info = outdir / "pipeline_info"
+    records, logs = outdir / RECORDS, info / "logs"
+    with outdir_lock(outdir):
+        records.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(parents=True, exist_ok=True)
+        bookkeeping = [info / "trace.tsv", *(_record_path(records, s) for s in steps)]
+        swept = remove_leftovers([o for s in steps for o in s.outputs] + bookkeeping)
+        if swept:
+            say(f"removed {swept} temporary file(s) left by an interrupted run")
+        return _schedule(steps, info, jobs=jobs, say=say)
+
+
+def _schedule(
+    steps: Sequence[Step], info: Path, *, jobs: int, say: Callable[[str], None]
+) -> list[str]:
+    records, logs = info.parent / RECORDS, info / "logs"
+    deps = step_dependencies(steps)
+    priority = step_priorities(steps, deps)
+    total = len(steps)
+    labels = [f"[{i}/{total}] {s.label}" for i, s in enumerate(steps, 1)]
+    pending = set(range(total))
+    finished: set[int] = set()
+    running: dict[int, _Running] = {}
+    trace: dict[int, dict[str, Any]] = {}
+    ran: list[str] = []
+    try:
+        while pending or running:
+            ready = sorted(
+                (i for i in pending if deps[i] <= finished), key=lambda i: (-priority[i], i)
+            )
+            launched_or_skipped = False
+            for i in ready:
+                if len(running) >= jobs:
+                    break
+                step, label = steps[i], labels[i]
+                record = _record_path(records, step)
+                row: dict[str, Any] = {"stage": step.stage, "name": step.name}
+                inputs = snapshot(step.inputs)
+                reason = stale_reason(step, record, inputs)
+                if reason is None:
+                    say(f"{label}: outputs complete and up to date, skipped (resume)")
+                    previous = json.loads(record.read_text())
+                    row.update({k: previous.get(k, "") for k in RECORD_FIELDS})
+                    trace[i] = {**row, "status": "CACHED"}
+                elif step.optional_tool and find_tool(step.executable) is None:
+                    say(f"{label}: skipped, `{step.executable}` is not installed")
+                    trace[i] = {**row, "status": "SKIPPED"}
+                else:
+                    if reason != NOT_RUN:
+                        say(f"{label}: out of date, {reason}")
+                    running[i] = _launch(i, step, label, logs, inputs, say)
+                    pending.discard(i)
+                    launched_or_skipped = True
+                    continue
+                pending.discard(i)
+                finished.add(i)
+                launched_or_skipped = True
+            if launched_or_skipped and len(running) < jobs:
+                continue  # a skipped step may have made others ready
+            if not running:
+                if pending:
+                    msg = f"steps never became ready: {sorted(labels[i] for i in pending)}"
+                    raise RuntimeError(msg)
+                break
+            run, code, cpu, peak_mb = _wait_any(running)
+            del running[run.index]
+            run.log.close()
+            step, label = steps[run.index], labels[run.index]
+            wall = time.perf_counter() - run.started
+            row = {
+                "stage": step.stage,
+                "name": step.name,
+                "status": "COMPLETED" if code == 0 else "FAILED",
+                "start": run.started_at,
+                "wall_s": round(wall, 1),
+                "cpu_s": round(cpu, 1),
+                "peak_rss_mb": round(peak_mb, 1),
+                "log": str(run.log_path.relative_to(info)),
+            }
+            trace[run.index] = row
+            if code != 0:  # the except clause below stops the steps running beside it
+                remove_leftovers(step.outputs)
+                msg = f"{step.label} failed: {_last_line(run.log_path, code)} (log: {run.log_path})"
+                raise InputError(msg)
+            missing = [str(p) for p in step.outputs if not p.exists()]
+            if missing:
+                msg = f"{step.label} exited 0 but did not write {', '.join(missing)}"
+                raise RuntimeError(msg)
+            write_record(_record_path(records, step), step, run.inputs, row)
+            finished.add(run.index)
+            ran.append(f"{step.stage}:{step.name}")
+            _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])  # as it goes
+            say(f"{label}: done in {wall:.1f} s (peak memory {peak_mb:.0f} MB)")
+    except BaseException:
+        for index in running:
+            step = steps[index]
+            trace[index] = {"stage": step.stage, "name": step.name, "status": "ABORTED"}
+        _stop(steps, running)
+        raise
+    finally:
+        _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
+    return ran
+
+
+def _stop(steps: Sequence[Step], running: dict[int, _Running]) -> None:
+    """Stop the steps still running (after a failure or an interrupt) and remove their temporary
+    outputs; a step's own SIGTERM handler removes them too, this covers a step that was killed."""
+    try:
+        stop_children([run.proc for run in running.values()], grace=STOP_GRACE_S)
+    finally:
+        for index, run in running.items():
+            run.log.close()
+            remove_leftovers(steps[index].outputs)
+        running.clear()
+
+
+def _launch(
+    index: int,
+    step: Step,
+    label: str,
+    logs: Path,
+    inputs: dict[str, str | None],
+    say: Callable[[str], None],
+) -> _Running:
+    say(f"{label}: running")
+    for output in step.outputs:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(step.outputs)  # left by a killed attempt
+    log_path = logs / f"{step.stage}.{step.name}.log"
+    handle = log_path.open("wb")
+    try:
+        proc = start_child(
+            step.command(),
+            env={**os.environ, **step.env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except BaseException:
+        handle.close()
+        raise
+    return _Running(
+        index,
+        proc,
+        handle,
+        log_path,
+        inputs,
+        time.perf_counter(),
+        time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+
+
+# ---- the whole pipeline ------------------------------------------------------------------------
+
+
+def prepare_test_data(outdir: Path) -> Path:
+    """Simulate the test profile's world under ``outdir/testdata`` (reused when already complete).
+
+    The simulator runs in a child process, like every step: the runner stays small, and so do the
+    peak-memory figures of the steps it starts (Linux counts the parent's resident memory at
+    ``exec`` time in a child's ``ru_maxrss``).
+    """
+    world = outdir / "testdata"
+    params = world / "params.yaml"
+    if params.exists():
+        log.info("test data already simulated at %s, reused", world)
+        return params
+    log.info("simulating the %r test world into %s", TEST_PROFILE["preset"], world)
+    argv = ["simulate", "--preset", str(TEST_PROFILE["preset"]), "--outdir", str(world)]
+    argv += ["--seed", str(TEST_PROFILE["seed"])]
+    with outdir_lock(outdir):
+        remove_leftovers([world])
+        proc = start_child([sys.executable, "-m", "scregnet.cli.main", *argv])
+        try:
+            code = proc.wait()
+        except BaseException:
+            stop_child(proc)
+            remove_leftovers([world])
+            raise
+    if code:
+        msg = f"simulating the test world into {world} failed (see the lines above)"
+        raise InputError(msg)
+    return params
+
+
+def run_pipeline(
+    params: dict[str, Any],
+    outdir: Path,
+    *,
+    threads: int = 1,
+    jobs: int = 1,
+    truth: Path | None = None,
+) -> Path:
+    """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads); score
+    against ``truth`` when given; return the report's path."""
+    with outdir_lock(outdir):
+        steps = plan(params, outdir, threads=threads)
+        start = time.perf_counter()
+        run_steps(steps, outdir, jobs=jobs)
+        if truth is not None and truth.is_dir():
+            from scregnet.evaluate.truth import evaluate, write_evaluation
+
+            write_evaluation(evaluate(truth, outdir), outdir / "evaluation.json")
+            log.info("evaluation against %s written to %s", truth, outdir / "evaluation.json")
+    log.info("pipeline finished in %.1f s", time.perf_counter() - start)
+    return outdir / "report" / "report.html"
