@@ -42,6 +42,7 @@ import numpy as np
 from scregnet.errors import InputError
 from scregnet.io.atomic import make_parent
 from scregnet.io.fragments import format_fragments, write_bgzf, write_fragment_parts
+from scregnet.io.outputs import writing
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +341,10 @@ def bam_to_fragments(
     total = ContigStats("all")
     per_contig: list[ContigStats] = []
     make_parent(out)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.parts.", dir=out.parent or ".") as tmp:
+    with (
+        writing(out),
+        tempfile.TemporaryDirectory(prefix=f".{out.name}.parts.", dir=out.parent or ".") as tmp,
+    ):
         parts = [Path(tmp) / f"{k:05d}.gz" for k in range(len(contigs))]
         if threads > 1 and len(contigs) > 1:
             size = dict(zip(references, lengths, strict=True))

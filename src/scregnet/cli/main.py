@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from scregnet import __version__
 from scregnet.errors import InputError
+from scregnet.io.outputs import os_problem
 
 # subcommand -> module; listed in pipeline order
 SUBCOMMANDS: dict[str, str] = {
@@ -129,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scregnet {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not a user error: one line unless --debug
+        problem = os_problem(exc)
+        if problem is not None:  # disk full, permission denied, ... on a named file
+            print(f"scregnet {args.command}: error: {problem}", file=sys.stderr)
+            return 1
         if args.debug:
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""

@@ -14,6 +14,7 @@ stream. Leading ``#`` header lines (Cell Ranger ATAC 2) are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import shutil
@@ -492,11 +493,24 @@ def format_fragments(
     return "".join(lines).encode()
 
 
+@contextlib.contextmanager
+def quiet_htslib() -> Iterator[None]:
+    """No htslib messages on stderr while writing: a failed write (disk full) is reported once,
+    as an error naming the output, instead of as several ``[E::bgzf_...]`` lines."""
+    import pysam
+
+    previous = pysam.set_verbosity(0)
+    try:
+        yield
+    finally:
+        pysam.set_verbosity(previous)
+
+
 def write_bgzf(path: str | Path, payload: bytes) -> None:
     """Write ``payload`` as a BGZF file (htslib blocks, EOF marker)."""
     import pysam
 
-    with pysam.BGZFile(str(path), "wb") as handle:  # type: ignore[call-arg]
+    with quiet_htslib(), pysam.BGZFile(str(path), "wb") as handle:  # type: ignore[call-arg]
         if payload:
             handle.write(payload)
 
@@ -530,7 +544,7 @@ def write_fragments(chunks: Iterable[tuple[FragmentChunk, Sequence[str]]], out: 
     import pysam
 
     out = Path(out)
-    with atomic_paths(out, Path(str(out) + ".tbi")) as (tmp_gz, tmp_tbi):
+    with atomic_paths(out, Path(str(out) + ".tbi")) as (tmp_gz, tmp_tbi), quiet_htslib():
         with pysam.BGZFile(str(tmp_gz), "wb") as handle:  # type: ignore[call-arg]
             for chunk, names in chunks:
                 handle.write(
