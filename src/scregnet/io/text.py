@@ -6,6 +6,8 @@ A byte-order mark is dropped; any other byte that is not UTF-8 (a Latin-1 or UTF
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from scregnet.errors import InputError
@@ -39,3 +41,21 @@ def read_text(path: str | Path) -> str:
         msg = f"cannot read ({exc.strerror})"
         raise InputError(msg, path) from exc
     return decode(data, path)
+
+
+@contextlib.contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Parsing of the text file ``path``: undecodable bytes and malformed tables (pandas parser
+    errors) become an :class:`InputError` naming ``path``."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start] if exc.start < len(exc.object) else 0
+        msg = f"not UTF-8 text (byte 0x{byte:02x}); save it as UTF-8"
+        raise InputError(msg, path) from exc
+    except Exception as exc:
+        if type(exc).__name__ == "ParserError" and type(exc).__module__.startswith("pandas"):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = f"not a readable table ({first})"
+            raise InputError(msg, path) from exc
+        raise
