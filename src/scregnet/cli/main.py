@@ -130,12 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scregnet {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not a user error: one line unless --debug
+        if args.debug:
+            raise
         problem = os_problem(exc)
         if problem is not None:  # disk full, permission denied, ... on a named file
             print(f"scregnet {args.command}: error: {problem}", file=sys.stderr)
             return 1
-        if args.debug:
-            raise
         first = str(exc).splitlines()[0] if str(exc) else ""
         print(
             f"scregnet {args.command}: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
