@@ -41,7 +41,8 @@ def _check_parent(path: Path) -> None:
         raise InputError(msg, parent)
     if not os.access(parent, os.W_OK):
         readonly = os.statvfs(parent).f_flag & os.ST_RDONLY
-        msg = f"output directory is not writable ({'read-only file system' if readonly else 'permission denied'})"
+        why = "read-only file system" if readonly else "permission denied"
+        msg = f"output directory is not writable ({why})"
         raise InputError(msg, parent)
 
 
@@ -258,7 +259,12 @@ def check_writable_dir(path: str | Path) -> Path:
     probe = path
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        msg = "output location is not a writable directory"
+    if not probe.is_dir():
+        msg = f"output location is not a writable directory ({probe} is a file)"
+        raise InputError(msg, path)
+    if not os.access(probe, os.W_OK):
+        readonly = os.statvfs(probe).f_flag & os.ST_RDONLY
+        why = "read-only file system" if readonly else "permission denied"
+        msg = f"output location is not a writable directory ({why})"
         raise InputError(msg, path)
     return path
