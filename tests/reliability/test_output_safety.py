@@ -379,3 +379,36 @@ def test_distinct_sample_ids_plan_distinct_outputs(staged: dict[str, Path], tmp_
     steps = plan(read_params(params), tmp_path / "results")
     outputs = [str(p).casefold() for step in steps for p in step.outputs]
     assert len(outputs) == len(set(outputs))
+
+
+def test_tfbind_track_folder_keeps_foreign_files_and_makes_labels_safe(tmp_path: Path) -> None:
+    """`tfbind merge|predict --out D/x.h5ad` writes tracks into D/x/ without deleting what is there;
+    a cluster label with a path separator stays inside the folder."""
+    import anndata as ad
+    import numpy as np
+
+    from scregnet.tfbind.predict import write_outputs
+
+    peaks = pd.DataFrame({"chrom": ["chr1", "chr1"], "start": [100, 500], "end": [300, 700]})
+    result = ad.AnnData(np.zeros((2, 2), dtype=np.float32), var=pd.DataFrame(index=["TF1", "TF2"]))
+    result.uns["tfbind"] = {
+        "peaks": peaks,
+        "binding": np.array([[[0.9, 0.1], [0.2, 0.7]], [[0.1, 0.1], [0.8, 0.6]]]),
+        "clusters": np.array(["T/NK", "B"], dtype=object),
+        "threshold": 0.5,
+    }
+    out = tmp_path / "D" / "x.h5ad"
+    tracks = tmp_path / "D" / "x"
+    tracks.mkdir(parents=True)
+    (tracks / "notes.txt").write_text("mine\n")
+    write_outputs(result, out, tracks, chrom_sizes={"chr1": 1000})
+    names = sorted(p.name for p in tracks.iterdir() if not p.name.startswith("."))
+    assert names == [
+        "B.binding.bed",
+        "B.binding.bw",
+        "T_NK.binding.bed",
+        "T_NK.binding.bw",
+        "notes.txt",
+    ]
+    assert (tracks / "notes.txt").read_text() == "mine\n" and out.exists()
+    assert not (tracks / "T").exists()
