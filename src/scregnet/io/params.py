@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +159,15 @@ def _check_values(params: dict[str, Any], path: Path) -> None:
         msg = f"parameter 'device' must be auto, cpu, cuda or cuda:N, got {device!r}"
         raise InputError(msg, path)
     for key, value in params.items():
-        if key.endswith("_args") and value is not None and not isinstance(value, str):
-            msg = f"parameter '{key}' must be a string of command-line flags, got {value!r}"
-            raise InputError(msg, path)
+        if key.endswith("_args") and value is not None:
+            if not isinstance(value, str):
+                msg = f"parameter '{key}' must be a string of command-line flags, got {value!r}"
+                raise InputError(msg, path)
+            try:
+                shlex.split(value)
+            except ValueError as exc:
+                msg = f"parameter '{key}' is not a valid command line ({exc}): {value!r}"
+                raise InputError(msg, path) from exc
         allowed = NEXTFLOW_ONLY.get(key)
         if key in NEXTFLOW_ONLY and value is not None:
             if not isinstance(value, str):
