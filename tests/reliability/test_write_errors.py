@@ -99,6 +99,7 @@ def _check(
     ("name", "size"),
     [
         ("fragments", "64k"),
+        ("fragments", "160k"),  # the first parts fit, the joined file does not
         ("count", "64k"),
         ("count", "160k"),  # the matrix is half written when the disk fills
         ("cluster", "100k"),
