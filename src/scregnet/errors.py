@@ -14,6 +14,7 @@ class InputError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         self.path = None if path is None else str(path)
+        self.message = message
         full = f"{self.path}: {message}" if self.path is not None else message
         super().__init__(full)
 

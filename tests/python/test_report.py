@@ -89,13 +89,27 @@ def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
 
 
 def test_report_marks_missing_stages(tmp_path: Path) -> None:
-    res = tmp_path / "empty"
-    res.mkdir()
+    res = tmp_path / "grn_only"
+    (res / "grn").mkdir(parents=True)
+    pd.DataFrame({"tf": ["A"], "target": ["B"], "score": [0.9], "rank": [1]}).to_csv(
+        res / "grn" / "grn_edges.tsv", sep="\t", index=False
+    )
     out = tmp_path / "r.html"
     assert cli(["report", "--results", str(res), "--out", str(out)]) == 0
-    assert (
-        out.read_text().count("produced no outputs") == len(SECTIONS) - 1
-    )  # versions are always there
+    # every section but the GRN and the versions (always there) says its stage is absent
+    assert out.read_text().count("produced no outputs") == len(SECTIONS) - 2
+
+
+def test_report_on_a_folder_without_results_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    res = tmp_path / "empty"
+    (res / "pipeline_info").mkdir(parents=True)
+    out = tmp_path / "r.html"
+    assert cli(["report", "--results", str(res), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no scregnet results" in err[0] and str(res) in err[0]
+    assert not out.exists()
 
 
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ sorted fragments as a BGZF part; parts are concatenated in BAM header order and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -42,6 +43,7 @@ import numpy as np
 from scregnet.errors import InputError
 from scregnet.io.atomic import make_parent
 from scregnet.io.fragments import format_fragments, write_bgzf, write_fragment_parts
+from scregnet.io.outputs import writing
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,18 @@ def open_bam(path: str | Path) -> object:
         bam.close()
         msg = "BAM has no index (.bai/.csi); run `samtools index` on it"
         raise InputError(msg, path)
+    from scregnet.io.fragments import quiet_htslib
+
+    try:  # an index that is not a BAM index fails on the first fetch
+        with quiet_htslib():
+            for contig in bam.references:
+                for _ in bam.fetch(contig):
+                    break
+    except (ValueError, OSError) as exc:
+        with contextlib.suppress(OSError):
+            bam.close()
+        msg = f"BAM cannot be read through its index ({exc}); rebuild it with `samtools index`"
+        raise InputError(msg, path) from exc
     return bam
 
 
@@ -191,7 +205,24 @@ def collapse_fragments(
 def _contig_fragments(
     bam_path: str, contig: str, options: FragmentOptions, part: str
 ) -> ContigStats:
-    """Worker: fragments of one contig, sorted, written as a BGZF part file."""
+    """Worker: fragments of one contig, sorted, written as a BGZF part file.
+
+    A BAM that cannot be read (e.g. its index belongs to another file) is an error naming the BAM.
+    """
+    from scregnet.io.fragments import quiet_htslib
+    from scregnet.io.outputs import write_error
+
+    try:
+        with quiet_htslib():
+            return _read_contig(bam_path, contig, options, part)
+    except (OSError, ValueError) as exc:
+        if write_error(exc, part) is not None:
+            raise  # the part file could not be written: reported for the output
+        msg = f"BAM cannot be read on {contig} ({exc}); is the index of this BAM? rebuild it with `samtools index`"
+        raise InputError(msg, bam_path) from exc
+
+
+def _read_contig(bam_path: str, contig: str, options: FragmentOptions, part: str) -> ContigStats:
     import pysam
 
     stats = ContigStats(contig)
@@ -340,7 +371,10 @@ def bam_to_fragments(
     total = ContigStats("all")
     per_contig: list[ContigStats] = []
     make_parent(out)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.parts.", dir=out.parent or ".") as tmp:
+    with (
+        writing(out),
+        tempfile.TemporaryDirectory(prefix=f".{out.name}.parts.", dir=out.parent or ".") as tmp,
+    ):
         parts = [Path(tmp) / f"{k:05d}.gz" for k in range(len(contigs))]
         if threads > 1 and len(contigs) > 1:
             size = dict(zip(references, lengths, strict=True))

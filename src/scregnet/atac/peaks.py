@@ -18,6 +18,7 @@ from pathlib import Path
 
 from scregnet.errors import InputError, MissingToolError
 from scregnet.io.atomic import atomic_path, make_parent
+from scregnet.io.outputs import writing
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,10 @@ def call_peaks(
     name = name or out.name.split(".")[0]
     began = time.perf_counter()
     make_parent(out)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.macs3.", dir=out.parent or ".") as tmp:
+    with (
+        writing(out),
+        tempfile.TemporaryDirectory(prefix=f".{out.name}.macs3.", dir=out.parent or ".") as tmp,
+    ):
         cmd = [
             macs3, "callpeak", "-f", "FRAG", "-t", str(fragments), "-g", str(gsize),
             "-q", str(qvalue), "-n", name, "--outdir", tmp,

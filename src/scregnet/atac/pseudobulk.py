@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +107,13 @@ def write_cluster_tracks(
     bin_size: int = 1,
     exclude_chroms: tuple[str, ...] = ("chrM", "M", "MT"),
     threads: int = 1,
+    protect: Sequence[str | Path] = (),
 ) -> dict[str, Path]:
-    """Write ``outdir/<cluster>.bw`` for every group; the directory appears complete or not at all."""
+    """Write ``outdir/<cluster>.bw`` for every group; the directory appears complete or not at all.
+
+    Files in an existing ``outdir`` that this command did not write are kept; ``protect`` (the
+    command's inputs, besides ``fragments``) are never replaced.
+    """
     began = time.perf_counter()
     labels, per_group, totals = insertion_counts(
         fragments,
@@ -126,10 +131,10 @@ def write_cluster_tracks(
     outdir = Path(outdir)
     written: dict[str, Path] = {}
     names = {label: safe_name(label) for label in labels}
-    if len(set(names.values())) != len(names):
+    if len({n.casefold() for n in names.values()}) != len(names):
         msg = "cluster labels collide once made file-name safe"
         raise InputError(msg, outdir)
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, owner="tracks", protect=[fragments, *protect]) as tmp:
         for gi, label in enumerate(labels):
             scale = 1e6 / max(int(totals[gi]), 1)
             order = {c: i for i, c in enumerate(chrom_sizes)}

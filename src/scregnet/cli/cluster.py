@@ -44,7 +44,9 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.atac.cluster import cluster_cells
     from scregnet.errors import InputError
     from scregnet.io.h5ad import read_h5ad, write_h5ad
+    from scregnet.io.outputs import check_paths
 
+    check_paths(inputs=[args.atac], outputs=[args.out])
     if args.n_components < 2:
         raise InputError(f"--n-components must be >= 2, got {args.n_components}")
     if args.n_neighbors < 2:

@@ -69,12 +69,17 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.atac.count import count_fragments
     from scregnet.atac.fragments import read_barcode_list
     from scregnet.errors import InputError
-    from scregnet.io.atomic import atomic_path
+    from scregnet.io.atomic import atomic_paths
     from scregnet.io.bed import read_bed
     from scregnet.io.genome import read_chrom_sizes
     from scregnet.io.gtf import read_tss
-    from scregnet.io.h5ad import write_h5ad
+    from scregnet.io.h5ad import write_h5ad_file
+    from scregnet.io.outputs import check_paths
 
+    check_paths(
+        inputs=[args.fragments, args.peaks, args.genome, args.tss, args.barcodes],
+        outputs=[args.out, args.qc],
+    )
     if args.tile_size < 0:
         raise InputError(f"--tile-size must be >= 0, got {args.tile_size}")
     chrom_sizes = read_chrom_sizes(args.genome)
@@ -94,9 +99,11 @@ def main(args: argparse.Namespace) -> int:
         threads=args.threads,
         peaks_path=args.peaks,
     )
-    if args.qc is not None:
-        with atomic_path(args.qc) as tmp:
-            result.qc.to_csv(tmp, sep="\t", float_format="%.6g")
-    write_h5ad(result.adata, args.out)
+    # the QC table and the matrix appear together or not at all
+    targets = [args.out] if args.qc is None else [args.out, args.qc]
+    with atomic_paths(*targets) as temps:
+        write_h5ad_file(result.adata, temps[0])
+        if args.qc is not None:
+            result.qc.to_csv(temps[1], sep="\t", float_format="%.6g")
     log.info("wrote %s (%d cells x %d peaks)", args.out, *result.adata.shape)
     return 0

@@ -24,10 +24,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from scregnet.errors import InputError
     from scregnet.evaluate.truth import evaluate, write_evaluation
+    from scregnet.io.outputs import check_paths, files_under
 
-    report = evaluate(args.truth, args.results)
     out = args.out or args.results / "evaluation.json"
+    read = (".h5ad", ".tsv", ".tsv.gz", ".bed", ".bw", ".narrowPeak")
+    check_paths(
+        inputs=[
+            args.truth,
+            args.results,
+            *files_under(args.truth),
+            *files_under(args.results, suffixes=read),
+        ],
+        outputs=[out],
+    )
+    report = evaluate(args.truth, args.results)
+    if not report:
+        msg = "no stage outputs to score (atac/, impute/, tfbind/ or grn/ results)"
+        raise InputError(msg, args.results)
     write_evaluation(report, out)
     log.info("scored %d stage(s): %s -> %s", len(report), ", ".join(report) or "none", out)
     return 0

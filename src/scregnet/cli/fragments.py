@@ -58,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from scregnet.atac.fragments import FragmentOptions, bam_to_fragments, read_barcode_list
     from scregnet.errors import InputError
+    from scregnet.io.outputs import check_paths
 
+    check_paths(inputs=[args.bam, args.barcodes], outputs=[args.out, Path(str(args.out) + ".tbi")])
     if args.min_mapq < 0:
         raise InputError(f"--min-mapq must be >= 0, got {args.min_mapq}")
     if args.min_length < 1:

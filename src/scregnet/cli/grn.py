@@ -128,9 +128,10 @@ def default_attention_path(out: Path) -> Path:
 def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
     from scregnet.grn.images import N_PAIR_FEATURES
-    from scregnet.grn.infer import infer_grn, read_tf_list
+    from scregnet.grn.infer import infer_grn, read_tf_list, tfs_file
     from scregnet.grn.model import GRNConfig
     from scregnet.grn.train import TrainConfig
+    from scregnet.io.outputs import check_paths
 
     for name, value, low in (
         ("--epochs", args.epochs, 1),
@@ -149,14 +150,21 @@ def main(args: argparse.Namespace) -> int:
     if args.prior is not None and args.gtf is None:
         msg = "--prior needs --gtf"
         raise InputError(msg)
+    tfs = read_tf_list(args.tfs) if args.tfs else None
+    attention = args.attention_out or default_attention_path(args.out)
+    check_paths(
+        inputs=[args.labels, args.prior, args.gtf, tfs_file(args.tfs)],
+        distinct=args.rna,
+        outputs=[args.out, attention],
+    )
     infer_grn(
         args.rna,
         out=args.out,
         labels=args.labels,
         prior=args.prior,
         gtf=args.gtf,
-        tfs=read_tf_list(args.tfs) if args.tfs else None,
-        attention_out=args.attention_out or default_attention_path(args.out),
+        tfs=tfs,
+        attention_out=attention,
         layer=args.layer,
         device=args.device,
         seed=args.seed,

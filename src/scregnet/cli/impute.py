@@ -81,13 +81,18 @@ def main(args: argparse.Namespace) -> int:
     import sys
 
     from scregnet.errors import InputError
-    from scregnet.impute.api import impute, write_outputs
+    from scregnet.impute.api import impute, sidecar_paths, write_outputs
     from scregnet.io.atomic import check_writable_dir
     from scregnet.io.h5ad import read_h5ad
+    from scregnet.io.outputs import check_paths
 
     if not args.out.name.endswith(".h5ad"):
         msg = "--out must end in .h5ad"
         raise InputError(msg, args.out)
+    check_paths(
+        inputs=[args.rna, args.bulk, args.model],
+        outputs=[args.out, *(sidecar_paths(args.out) if args.model is None else ())],
+    )
     given = [
         f for f, _, _ in TRAINING_OPTIONS if getattr(args, f[2:].replace("-", "_")) is not None
     ]

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from scregnet import __version__
 from scregnet.errors import InputError
+from scregnet.io.outputs import os_problem
 
 # subcommand -> module; listed in pipeline order
 SUBCOMMANDS: dict[str, str] = {
@@ -204,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a user error: one line unless --debug
         if args.debug:
             raise
+        problem = os_problem(exc)
+        if problem is not None:  # disk full, permission denied, ... on a named file
+            print(f"scregnet {args.command}: error: {problem}", file=sys.stderr)
+            return 1
         first = str(exc).splitlines()[0] if str(exc) else ""
         print(
             f"scregnet {args.command}: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",

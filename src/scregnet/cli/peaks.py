@@ -35,7 +35,9 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.atac.peaks import GSIZE_SHORTCUTS, call_peaks
     from scregnet.errors import InputError
     from scregnet.io.genome import read_chrom_sizes
+    from scregnet.io.outputs import check_paths
 
+    check_paths(inputs=[args.fragments, args.genome, args.barcodes], outputs=[args.out])
     gsize: str | int | None = args.gsize
     if gsize is not None and gsize not in GSIZE_SHORTCUTS:
         try:

@@ -17,10 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
-    from scregnet.report.build import build_report
+    from scregnet.io.outputs import check_paths, files_under
+    from scregnet.report.build import MULTIQC_TABLE, build_report
 
     if not args.results.is_dir():
         msg = "results directory does not exist"
         raise InputError(msg, args.results)
+    read = (".h5ad", ".tsv", ".tsv.gz", ".json", ".bed", ".bw", ".narrowPeak")
+    check_paths(
+        inputs=[args.results, *files_under(args.results, suffixes=read, exclude=(MULTIQC_TABLE,))],
+        outputs=[args.out, args.out.parent / MULTIQC_TABLE],
+    )
     build_report(args.results, args.out)
     return 0

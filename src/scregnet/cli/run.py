@@ -35,11 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
     from scregnet.io.atomic import check_writable_dir
+    from scregnet.io.outputs import check_paths
     from scregnet.io.params import read_params
     from scregnet.pipeline import TEST_PROFILE, outdir_lock, prepare_test_data, run_pipeline
 
     if args.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")
+    check_paths(inputs=[args.params], outdirs=[args.outdir])
     outdir = check_writable_dir(args.outdir)
     truth = None
     if args.profile != "test":

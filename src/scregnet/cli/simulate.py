@@ -24,8 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from scregnet.io.outputs import check_paths
     from scregnet.simulate import simulate
 
+    check_paths(outdirs=[args.outdir])
     out = simulate(args.outdir, preset=args.preset, seed=args.seed, threads=args.threads)
     log.info("world written to %s", out)
     return 0

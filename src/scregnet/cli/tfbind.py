@@ -308,6 +308,7 @@ def main(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from scregnet.device import resolve_device
     from scregnet.errors import InputError
+    from scregnet.io.outputs import check_paths
     from scregnet.tfbind.train import TrainConfig, train
 
     if len(args.filters) != len(args.dropout):
@@ -325,6 +326,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.motifs is not None and not args.motifs.exists():
         msg = "motif file does not exist"
         raise InputError(msg, args.motifs)
+    check_paths(
+        inputs=[args.fasta, args.bulk, args.motifs, *_sheet_files(args.bulk)], outputs=[args.out]
+    )
     config = TrainConfig(
         window=args.window,
         bin_size=args.bin_size,
@@ -355,11 +359,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sheet_files(sheet: Path) -> list[Path]:
+    """The ChIP BEDs and accessibility bigWigs a bulk sheet names (none when it is unreadable:
+    reading it for training then gives the error)."""
+    from scregnet.errors import InputError
+    from scregnet.tfbind.data import read_bulk_sheet
+
+    try:
+        tracks = read_bulk_sheet(sheet)
+    except InputError:
+        return []
+    return [p for t in tracks for p in (t.accessibility_bw, *t.chip.values())]
+
+
 def _predict(args: argparse.Namespace) -> int:
     from scregnet.device import resolve_device
     from scregnet.errors import InputError
     from scregnet.io.genome import read_chrom_sizes
     from scregnet.io.h5ad import read_h5ad, write_h5ad
+    from scregnet.io.outputs import check_paths
     from scregnet.seed import seed_everything
     from scregnet.tfbind.motifs import jaspar_motifs, motifs_for_tfs, read_motifs
     from scregnet.tfbind.predict import finalize, predict_peaks, write_outputs
@@ -374,6 +392,12 @@ def _predict(args: argparse.Namespace) -> int:
         if given:
             msg = f"{', '.join(given)} only apply to whole-genome runs or `tfbind merge`, not with --chrom"
             raise InputError(msg)
+    inputs = [args.model, args.fasta, args.atac, args.fragments, args.motifs]
+    check_paths(
+        inputs=inputs,
+        outputs=[args.out],
+        outdirs=[_tracks_dir(args)] if args.chrom is None else [],
+    )
     seed_everything(args.seed)
     device = resolve_device(args.device)
     sizes = read_chrom_sizes(args.fasta)
@@ -401,20 +425,32 @@ def _predict(args: argparse.Namespace) -> int:
         return 0
     result = finalize(atac, shard, atac_path=args.atac, config=config)
     write_outputs(
-        result, args.out, _tracks_dir(args), chrom_sizes=shard.uns["tfbind_shard"]["chrom_sizes"]
+        result,
+        args.out,
+        _tracks_dir(args),
+        chrom_sizes=shard.uns["tfbind_shard"]["chrom_sizes"],
+        protect=[p for p in inputs if p is not None],
     )
     return 0
 
 
 def _merge(args: argparse.Namespace) -> int:
     from scregnet.io.h5ad import read_h5ad
+    from scregnet.io.outputs import check_paths
     from scregnet.tfbind.predict import SHARD_KEY, finalize, merge_shards, write_outputs
 
+    check_paths(
+        inputs=[args.atac], distinct=args.shards, outputs=[args.out], outdirs=[_tracks_dir(args)]
+    )
     shards = [read_h5ad(p) for p in args.shards]
     merged = merge_shards(shards, names=[str(p) for p in args.shards])
     atac = read_h5ad(args.atac)
     result = finalize(atac, merged, atac_path=args.atac, config=_predict_config(args))
     write_outputs(
-        result, args.out, _tracks_dir(args), chrom_sizes=merged.uns[SHARD_KEY]["chrom_sizes"]
+        result,
+        args.out,
+        _tracks_dir(args),
+        chrom_sizes=merged.uns[SHARD_KEY]["chrom_sizes"],
+        protect=[args.atac, *args.shards],
     )
     return 0

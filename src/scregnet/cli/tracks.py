@@ -34,7 +34,9 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.atac.pseudobulk import write_cluster_tracks
     from scregnet.errors import InputError
     from scregnet.io.genome import read_chrom_sizes
+    from scregnet.io.outputs import check_paths
 
+    check_paths(inputs=[args.fragments, args.clusters, args.genome], outdirs=[args.outdir])
     if args.bin_size < 1:
         raise InputError(f"--bin-size must be >= 1, got {args.bin_size}")
     if not args.clusters.exists():
@@ -57,5 +59,6 @@ def main(args: argparse.Namespace) -> int:
         bin_size=args.bin_size,
         exclude_chroms=tuple(c for c in args.exclude_chroms.split(",") if c),
         threads=args.threads,
+        protect=[args.clusters, args.genome],
     )
     return 0

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
+from scregnet.io.text import reading
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         msg = "labels file does not exist"
         raise InputError(msg, path)
     try:
-        raw = pd.read_csv(path, sep="\t", header=None, dtype=str, comment="#")
+        with reading(path):
+            raw = pd.read_csv(path, sep="\t", header=None, dtype=str, comment="#")
     except pd.errors.EmptyDataError as exc:
         msg = "labels file is empty"
         raise InputError(msg, path) from exc

@@ -215,18 +215,32 @@ def resolve_tfs(
     return sorted({index[t] for t in names})
 
 
+def tfs_file(spec: str | None) -> Path | None:
+    """The file ``--tfs`` names, or ``None`` when it is a list of names (or not given)."""
+    if not spec:
+        return None
+    try:
+        return Path(spec) if Path(spec).is_file() else None
+    except OSError:  # e.g. a long comma-separated list is too long for a file name
+        return None
+
+
 def read_tf_list(spec: str) -> list[str]:
-    """``--tfs``: a file with one TF per line, or a comma-separated list."""
-    path = Path(spec)
-    if path.is_file():
-        names = [ln.split("\t")[0].strip() for ln in path.read_text().splitlines()]
+    """``--tfs``: a file with one TF per line, or a comma-separated list (a single name without a
+    comma is a TF unless it looks like a file name)."""
+    path = tfs_file(spec)
+    if path is not None:
+        from scregnet.io.text import read_text
+
+        names = [ln.split("\t")[0].strip() for ln in read_text(path).splitlines()]
         names = [n for n in names if n and not n.startswith("#")]
         if not names:
             msg = "TF list is empty"
             raise InputError(msg, path)
         return names
     names = [n.strip() for n in spec.split(",") if n.strip()]
-    if not names or (len(names) == 1 and ("/" in spec or spec.endswith((".txt", ".tsv")))):
+    looks_like_file = "/" in spec or spec.endswith((".txt", ".tsv", ".csv"))
+    if not names or (len(names) == 1 and looks_like_file):
         msg = "TF list file does not exist"
         raise InputError(msg, spec)
     return names

@@ -456,12 +456,13 @@ def write_outputs(result: ImputeResult, out: str | Path) -> list[Path]:
     All files appear together or not at all.
     """
     from scregnet.io.atomic import atomic_paths
+    from scregnet.io.h5ad import write_h5ad_file
 
     out = Path(out)
     model_path, loss_path = sidecar_paths(out)
     targets = [out, model_path, loss_path] if result.trained else [out]
     with atomic_paths(*targets) as temps:
-        result.adata.write_h5ad(temps[0], compression="gzip")
+        write_h5ad_file(result.adata, temps[0])
         if result.trained:
             save_checkpoint(result, temps[1])
             write_loss_table(result.losses, temps[2])

@@ -1,19 +1,25 @@
 """Atomic outputs: write beside the target under a temporary name, rename only on success.
 
 A process killed half-way (``kill -9``, out of memory, an exception) therefore never leaves a
-partial file under the final name, and a rerun simply starts again.
+partial file under the final name, and a rerun simply starts again. Output folders keep the files
+the command did not write (:func:`atomic_dir`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from scregnet.errors import InputError
+from scregnet.io.outputs import write_error
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -30,8 +36,13 @@ def _check_parent(path: Path) -> None:
         except OSError as exc:
             msg = f"cannot create output directory ({exc.strerror})"
             raise InputError(msg, parent) from exc
+    if not parent.is_dir():
+        msg = "output directory is not a directory"
+        raise InputError(msg, parent)
     if not os.access(parent, os.W_OK):
-        msg = "output directory is not writable"
+        readonly = os.statvfs(parent).f_flag & os.ST_RDONLY
+        why = "read-only file system" if readonly else "permission denied"
+        msg = f"output directory is not writable ({why})"
         raise InputError(msg, parent)
 
 
@@ -46,10 +57,24 @@ def temp_path_for(path: str | Path) -> Path:
     """A fresh temporary path in the same directory as ``path`` (same filesystem: rename is atomic)."""
     path = Path(path)
     _check_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write ({exc.strerror})", path) from exc
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give outputs the usual permissions
     return Path(tmp)
+
+
+def _fail(exc: BaseException, target: Path) -> BaseException:
+    """The error to raise for ``exc`` met while writing ``target`` (a write failure names it)."""
+    return write_error(exc, target) or exc
+
+
+def _raise(exc: BaseException, translated: BaseException) -> NoReturn:
+    if translated is exc:
+        raise exc
+    raise translated from exc
 
 
 @contextlib.contextmanager
@@ -57,19 +82,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; it replaces ``path`` when the block exits cleanly.
 
     The temporary file keeps the target's suffixes (``x.h5ad`` -> ``.x.h5ad.<rand>.part.h5ad``)
-    so that libraries that dispatch on extensions still work.
+    so that libraries that dispatch on extensions still work. An ``OSError`` while writing (disk
+    full, permission denied, read-only file system) becomes an :class:`InputError` naming ``path``;
+    nothing is left behind.
     """
-    path = Path(path)
-    tmp = temp_path_for(path)
-    suffixed = tmp.with_name(tmp.name + "".join(path.suffixes))
-    tmp.rename(suffixed)
-    try:
-        yield suffixed
-        os.replace(suffixed, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            suffixed.unlink()
-        raise
+    with atomic_paths(path) as temps:
+        yield temps[0]
 
 
 @contextlib.contextmanager
@@ -77,44 +95,162 @@ def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
     """Several outputs that appear together or not at all (e.g. a file and its index)."""
     targets = [Path(p) for p in paths]
     temps: list[Path] = []
+    current = targets[0] if targets else Path(".")
     try:
         for target in targets:
+            current = target
             tmp = temp_path_for(target)
             suffixed = tmp.with_name(tmp.name + "".join(target.suffixes))
             tmp.rename(suffixed)
             temps.append(suffixed)
+        current = targets[0] if targets else current
         yield temps
         for tmp, target in zip(temps, targets, strict=True):
+            current = target
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
+        translated = _fail(exc, _written(temps, targets) or current)
         for tmp in temps:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        raise
+        _raise(exc, translated)
+
+
+def _written(temps: list[Path], targets: list[Path]) -> Path | None:
+    """The target whose temporary file was written last (the likeliest to have failed)."""
+    best: tuple[float, Path] | None = None
+    for tmp, target in zip(temps, targets, strict=False):
+        try:
+            mtime = tmp.stat().st_mtime
+        except OSError:
+            continue
+        if best is None or mtime > best[0]:
+            best = (mtime, target)
+    return None if best is None else best[1]
+
+
+def manifest_name(owner: str) -> str:
+    """The file listing what command ``owner`` wrote into a folder (replaced by its next run)."""
+    return f".scregnet-{owner}.files"
+
+
+def _own_files(path: Path, owner: str) -> set[str]:
+    """Files (relative POSIX paths) an earlier run of ``owner`` wrote into folder ``path``."""
+    manifest = path / manifest_name(owner)
+    if not manifest.is_file():
+        return set()
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return set()
+    own = set()
+    for line in lines:
+        rel = line.strip()
+        if rel and not rel.startswith("#") and ".." not in Path(rel).parts:
+            own.add(rel)
+    return own
+
+
+def _files_under(root: Path) -> list[str]:
+    found = []
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            found.append(Path(dirpath, name).relative_to(root).as_posix())
+    return sorted(found)
+
+
+def _merge_into(tmp: Path, path: Path, owner: str, protect: Sequence[str | Path]) -> None:
+    """Move the files built in ``tmp`` into the existing folder ``path``.
+
+    Files in ``path`` that no scregnet run wrote there are kept (replaced only when this command
+    writes a file of that very name); files an earlier run wrote there (listed in its manifest) and
+    this run does not write are removed. Refuses, before moving anything, when a file would replace
+    an input or a foreign folder stands where a file goes.
+    """
+    from scregnet.io.outputs import is_protected, protected_keys
+
+    manifest = manifest_name(owner)
+    new = [rel for rel in _files_under(tmp) if rel != manifest]
+    old = _own_files(path, owner)
+    keys = protected_keys(protect)
+    for rel in new:
+        dest = path / rel
+        for parent in list(Path(rel).parents)[:-1]:
+            where = path / parent
+            if where.exists() and not where.is_dir() and parent.as_posix() not in old:
+                msg = f"a file stands where this command writes the folder {parent}"
+                raise InputError(msg, where)
+        if dest.is_dir() and not dest.is_symlink():
+            msg = "a folder stands where this command writes a file"
+            raise InputError(msg, dest)
+        if dest.exists() and is_protected(dest, keys):
+            msg = "output would replace an input of this command; choose another output folder"
+            raise InputError(msg, dest)
+        if dest.exists() and rel not in old:
+            log.warning(
+                "replacing %s, which this command writes (not written by scregnet before)", dest
+            )
+    (tmp / manifest).write_text("".join(f"{rel}\n" for rel in new), encoding="utf-8")
+    for rel in new:
+        dest = path / rel
+        for parent in reversed(list(Path(rel).parents)[:-1]):
+            where = path / parent
+            if where.exists() and not where.is_dir():  # an own file of an earlier run
+                where.unlink()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / rel, dest)
+    for rel in sorted(old - set(new)):
+        stale = path / rel
+        if stale.is_file() and not is_protected(stale, keys):
+            stale.unlink()
+            for parent in Path(rel).parents:
+                if parent == Path("."):
+                    break
+                with contextlib.suppress(OSError):
+                    (path / parent).rmdir()  # only when empty
+    os.replace(tmp / manifest, path / manifest)
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Build a whole directory under a temporary name; it takes the final name on success.
+def atomic_dir(
+    path: str | Path, *, owner: str, protect: Sequence[str | Path] = ()
+) -> Iterator[Path]:
+    """Build a folder's files under a temporary name; they move to ``path`` on success.
 
-    An existing directory at ``path`` is replaced only once the new one is complete.
+    A new folder appears whole. Into an existing folder only this command's files are moved: files
+    it did not write stay, files an earlier run of the same command (``owner``) wrote there and
+    this run does not write are removed (the folder's ``.scregnet-<owner>.files`` lists them).
+    ``protect`` lists the command's inputs, which are never replaced.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        msg = "output folder is an existing file"
+        raise InputError(msg, path)
     _check_parent(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    except OSError as exc:
+        raise InputError(f"cannot write ({exc.strerror})", path) from exc
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            _merge_into(tmp, path, owner, protect)
         else:
+            (tmp / manifest_name(owner)).write_text(
+                "".join(f"{rel}\n" for rel in _files_under(tmp)), encoding="utf-8"
+            )
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        translated = _fail(exc, path)
+        if isinstance(translated, InputError) and translated.path is not None:
+            inner = Path(translated.path)
+            if inner.is_relative_to(tmp):  # name the file as the user will see it
+                translated = InputError(translated.message, path / inner.relative_to(tmp))
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _raise(exc, translated)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_writable_dir(path: str | Path) -> Path:
@@ -123,7 +259,12 @@ def check_writable_dir(path: str | Path) -> Path:
     probe = path
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        msg = "output location is not a writable directory"
+    if not probe.is_dir():
+        msg = f"output location is not a writable directory ({probe} is a file)"
+        raise InputError(msg, path)
+    if not os.access(probe, os.W_OK):
+        readonly = os.statvfs(probe).f_flag & os.ST_RDONLY
+        why = "read-only file system" if readonly else "permission denied"
+        msg = f"output location is not a writable directory ({why})"
         raise InputError(msg, path)
     return path

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scregnet.errors import InputError
+from scregnet.io.text import reading
 
 
 def read_bed(path: str | Path, *, min_fields: int = 3, allow_empty: bool = False) -> pd.DataFrame:
@@ -23,7 +24,7 @@ def read_bed(path: str | Path, *, min_fields: int = 3, allow_empty: bool = False
         raise InputError(msg, path)
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt") as handle:
+        with reading(path), opener(path, "rt") as handle:
             rows = [
                 line.rstrip("\n").split("\t")
                 for line in handle

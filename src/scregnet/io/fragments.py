@@ -2,8 +2,9 @@
 
 Reading streams the file in large blocks of decompressed text, parsed by a compiled kernel
 (:mod:`scregnet.io.fragment_parser`), and hands out per-chromosome pieces as numpy arrays with
-integer barcode ids, so that callers never hold the whole file in memory. Writing goes through pysam (BGZF + tabix) and is atomic: the file and its
-``.tbi`` appear together or not at all.
+integer barcode ids, so that callers never hold the whole file in memory. Writing compresses BGZF
+blocks with zlib in Python (the bytes htslib writes; a full disk is then an ordinary ``OSError``),
+indexes with pysam's tabix and is atomic: the file and its ``.tbi`` appear together or not at all.
 
 Contract checked while reading (each violation is one :class:`~scregnet.errors.InputError`
 naming the file and the first offending line): 4 or 5 tab-separated columns (a missing count
@@ -14,6 +15,7 @@ stream. Leading ``#`` header lines (Cell Ranger ATAC 2) are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import shutil
@@ -492,13 +494,71 @@ def format_fragments(
     return "".join(lines).encode()
 
 
-def write_bgzf(path: str | Path, payload: bytes) -> None:
-    """Write ``payload`` as a BGZF file (htslib blocks, EOF marker)."""
+@contextlib.contextmanager
+def quiet_htslib() -> Iterator[None]:
+    """No htslib messages on stderr while writing: a failed write (disk full) is reported once,
+    as an error naming the output, instead of as several ``[E::bgzf_...]`` lines."""
     import pysam
 
-    with pysam.BGZFile(str(path), "wb") as handle:  # type: ignore[call-arg]
-        if payload:
-            handle.write(payload)
+    previous = pysam.set_verbosity(0)
+    try:
+        yield
+    finally:
+        pysam.set_verbosity(previous)
+
+
+#: uncompressed bytes per BGZF block (htslib's size: its deflate output always fits a block)
+_BGZF_BLOCK = 0xFF00
+
+
+def bgzf_block(data: bytes, *, level: int = 6) -> bytes:
+    """One BGZF block (a gzip member whose ``BC`` extra field gives its size) holding ``data``."""
+    deflater = zlib.compressobj(level, zlib.DEFLATED, -15)
+    body = deflater.compress(data) + deflater.flush()
+    size = 18 + len(body) + 8
+    header = (
+        _BGZF_MAGIC
+        + b"\x00\x00\x00\x00\x00\xff\x06\x00BC\x02\x00"
+        + (size - 1).to_bytes(2, "little")
+    )
+    trailer = zlib.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little")
+    return header + body + trailer
+
+
+class BgzfWriter:
+    """Write a BGZF file through Python's own file object, so that a failed write (a full disk)
+    is one ``OSError`` naming the file, with nothing printed by a C library."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._handle = open(path, "wb")
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._pending += data
+        while len(self._pending) >= _BGZF_BLOCK:
+            self._handle.write(bgzf_block(bytes(self._pending[:_BGZF_BLOCK])))
+            del self._pending[:_BGZF_BLOCK]
+
+    def close(self) -> None:
+        try:
+            if self._pending:
+                self._handle.write(bgzf_block(bytes(self._pending)))
+                self._pending.clear()
+            self._handle.write(_BGZF_EOF)
+        finally:
+            self._handle.close()
+
+    def __enter__(self) -> BgzfWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_bgzf(path: str | Path, payload: bytes) -> None:
+    """Write ``payload`` as a BGZF file (htslib-sized blocks, EOF marker)."""
+    with BgzfWriter(path) as handle:
+        handle.write(payload)
 
 
 def concat_bgzf(parts: Iterable[Path], out: Path) -> None:
@@ -513,7 +573,8 @@ def tabix_index(path: str | Path, index: str | Path) -> None:
     """Tabix-index a bgzipped fragments file (BED preset: 0-based, chrom/start/end in 1/2/3)."""
     import pysam
 
-    pysam.tabix_index(str(path), preset="bed", force=True, index=str(index))
+    with quiet_htslib():
+        pysam.tabix_index(str(path), preset="bed", force=True, index=str(index))
 
 
 def write_fragment_parts(parts: Sequence[Path], out: str | Path) -> Path:
@@ -527,11 +588,9 @@ def write_fragment_parts(parts: Sequence[Path], out: str | Path) -> Path:
 
 def write_fragments(chunks: Iterable[tuple[FragmentChunk, Sequence[str]]], out: str | Path) -> Path:
     """Write ``(chunk, barcode_names)`` pairs (sorted, chromosome-contiguous) as bgzip + tabix."""
-    import pysam
-
     out = Path(out)
     with atomic_paths(out, Path(str(out) + ".tbi")) as (tmp_gz, tmp_tbi):
-        with pysam.BGZFile(str(tmp_gz), "wb") as handle:  # type: ignore[call-arg]
+        with BgzfWriter(tmp_gz) as handle:
             for chunk, names in chunks:
                 handle.write(
                     format_fragments(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scregnet.errors import InputError
+from scregnet.io.text import reading
 
 if TYPE_CHECKING:
     import pysam
@@ -25,7 +26,7 @@ def read_chrom_sizes(path: str | Path) -> dict[str, int]:
             raise InputError(msg, path)
         path = fai
     sizes: dict[str, int] = {}
-    with path.open() as handle:
+    with reading(path), path.open() as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.strip() or line.startswith("#"):
                 continue

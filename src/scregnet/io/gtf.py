@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from scregnet.errors import InputError
+from scregnet.io.text import reading
 
 _ATTR = re.compile(r'(\S+) "([^"]*)"')
 
@@ -25,7 +26,7 @@ def read_tss(path: str | Path) -> pd.DataFrame:
         raise InputError(msg, path)
     opener = gzip.open if path.name.endswith(".gz") else open
     records: list[tuple[str, str, str, int, str, str]] = []
-    with opener(path, "rt") as handle:
+    with reading(path), opener(path, "rt") as handle:
         for line in handle:
             if line.startswith("#") or not line.strip():
                 continue

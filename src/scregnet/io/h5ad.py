@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,9 +31,33 @@ def read_h5ad(path: str | Path, *, backed: bool = False) -> ad.AnnData:
         raise InputError(msg, path) from exc
 
 
+def write_h5ad_file(
+    adata: ad.AnnData, path: str | Path, *, compression: str | None = "gzip"
+) -> None:
+    """Write ``adata`` to ``path`` (not atomic: give it a temporary path).
+
+    HDF5 is written in memory and the bytes copied to disk by Python: HDF5 writing straight to a
+    disk that fills up prints stacks of errors and can crash the process, whereas a failed copy
+    is an ``OSError`` that names the file. Costs the compressed file's size in memory.
+    """
+    import anndata as ad
+    import h5py
+
+    adata.strings_to_categoricals()
+    if adata.raw is not None:
+        adata.strings_to_categoricals(adata.raw.var)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        ad.io.write_elem(
+            handle, "/", adata, dataset_kwargs={"compression": compression} if compression else {}
+        )
+    with open(path, "wb") as out:
+        out.write(buffer.getbuffer())
+
+
 def write_h5ad(adata: ad.AnnData, path: str | Path, *, compression: str | None = "gzip") -> Path:
-    """Write ``adata`` atomically (temporary file + rename)."""
+    """Write ``adata`` atomically (temporary file + rename); a full disk is an error naming ``path``."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        adata.write_h5ad(tmp, compression=compression)
+        write_h5ad_file(adata, tmp, compression=compression)
     return path

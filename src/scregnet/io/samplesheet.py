@@ -8,15 +8,46 @@ against the samplesheet's own directory.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from scregnet.errors import InputError
+from scregnet.io.text import read_text
 
 REQUIRED = ("sample",)
 KNOWN = ("sample", "bam", "fragments", "rna", "view")
 _SAMPLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: names the pipeline gives its own files and folders beside per-sample ones (compared ignoring
+#: case): a sample named so would share a path with them ("all" names the pooled steps)
+RESERVED_IDS = frozenset({"all", "shards", "model.pt"})
+
+
+def check_sample_id(sid: str) -> str | None:
+    """Why ``sid`` cannot be a sample id, or ``None`` when it can."""
+    if not _SAMPLE_ID.match(sid):
+        return "must be non-empty letters, digits, '_', '.', '-' and start with a letter or digit"
+    if sid.casefold() in RESERVED_IDS:
+        reserved = ", ".join(sorted(RESERVED_IDS))
+        return f"is a name the pipeline gives its own files (reserved: {reserved})"
+    return None
+
+
+def _prefix_clash(ids: list[str]) -> tuple[str, str] | None:
+    """Two ids where one is the other plus '.' and more (ignoring case), or ``None``.
+
+    Every per-sample output is named ``<id>.<suffix>`` or ``<id>/``, so sample ``a.chr1``'s files
+    could be sample ``a``'s (e.g. its chr1 shard ``a.chr1.tfbind.h5ad``).
+    """
+    folded = sorted((sid.casefold(), sid) for sid in ids)
+    for i, (key, sid) in enumerate(folded):  # ids extending ``key`` sort right after it
+        for other_key, other in folded[i + 1 :]:
+            if not other_key.startswith(key):
+                break
+            if other_key.startswith(key + "."):
+                return sid, other
+    return None
 
 
 @dataclass(frozen=True)
@@ -53,8 +84,8 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
     if not path.exists():
         msg = "samplesheet does not exist"
         raise InputError(msg, path)
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    try:
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED if c not in header]
         if missing:
@@ -63,22 +94,41 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
         if "bam" not in header and "fragments" not in header:
             msg = "needs a 'bam' or a 'fragments' column"
             raise InputError(msg, path)
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+        duplicated = sorted({h for h in header if header.count(h) > 1})
+        if duplicated:
+            msg = f"column(s) {', '.join(duplicated)} appear twice in the header"
+            raise InputError(msg, path)
+        rows = []
+        for r in reader:
+            if None in r:
+                msg = f"row {reader.line_num}: {len(header) + len(r[None])} fields but the header has {len(header)}"
+                raise InputError(msg, path)
+            rows.append({(k or "").strip(): (v or "").strip() for k, v in r.items()})
+    except csv.Error as exc:
+        msg = f"not a readable CSV (line {reader.line_num}: {exc})"
+        raise InputError(msg, path) from exc
     if not rows:
         msg = "samplesheet has no samples"
         raise InputError(msg, path)
     base = path.parent
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     samples: list[Sample] = []
     for i, row in enumerate(rows, start=2):
         sid = row.get("sample", "")
-        if not _SAMPLE_ID.match(sid):
-            msg = f"row {i}: sample id {sid!r} must be non-empty letters, digits, '_', '.', '-'"
+        problem = check_sample_id(sid)
+        if problem is not None:
+            msg = f"row {i}: sample id {sid!r} {problem}"
             raise InputError(msg, path)
-        if sid in seen:
-            msg = f"row {i}: duplicate sample id {sid!r}"
+        if sid.casefold() in seen:
+            other = seen[sid.casefold()]
+            same = (
+                ""
+                if other == sid
+                else f" (same as {other!r} ignoring case: their files would collide)"
+            )
+            msg = f"row {i}: duplicate sample id {sid!r}{same}"
             raise InputError(msg, path)
-        seen.add(sid)
+        seen[sid.casefold()] = sid
         bam = _resolve(row.get("bam", ""), base)
         fragments = _resolve(row.get("fragments", ""), base)
         rna = _resolve(row.get("rna", ""), base)
@@ -100,4 +150,12 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
         if rna is not None:
             _check_file(rna, sheet=path, row=i, column="rna", suffixes=(".h5ad",))
         samples.append(Sample(sid, bam, fragments, rna, row.get("view", "") or sid))
+    clash = _prefix_clash([s.sample for s in samples])
+    if clash is not None:
+        short, long = clash
+        msg = (
+            f"sample id {long!r} is sample id {short!r} followed by '.': their files could share "
+            f"a path ({long}.<suffix> is also {short}.<...>); rename one"
+        )
+        raise InputError(msg, path)
     return samples

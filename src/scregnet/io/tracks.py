@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,24 @@ import numpy as np
 
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_path
+
+
+@contextlib.contextmanager
+def _bigwig_target(path: str | Path) -> Iterator[str]:
+    """A scratch file for libBigWig, copied to ``path`` (atomically) when the block succeeds.
+
+    libBigWig aborts the whole process when a write fails while it closes a file (a full disk),
+    so it writes in the system's temporary folder and Python copies the result into place, where
+    a failure is an ordinary error naming ``path``.
+    """
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory(prefix="scregnet-bigwig.") as d:
+        scratch = Path(d) / "track.bw"
+        yield str(scratch)
+        try:
+            shutil.copyfile(scratch, tmp)
+        except OSError as exc:
+            msg = f"cannot write ({exc.strerror})"
+            raise InputError(msg, path) from exc
 
 
 def write_bigwig(
@@ -24,8 +45,8 @@ def write_bigwig(
     """
     import pyBigWig
 
-    with atomic_path(path) as tmp:
-        bw = pyBigWig.open(str(tmp), "w")
+    with _bigwig_target(path) as target:
+        bw = pyBigWig.open(target, "w")
         try:
             bw.addHeader(list(chrom_sizes.items()), maxZooms=10)
             for chrom, starts, ends, values in tracks:
@@ -57,8 +78,8 @@ def write_bigwig_binned(
     """
     import pyBigWig
 
-    with atomic_path(path) as tmp:
-        bw = pyBigWig.open(str(tmp), "w")
+    with _bigwig_target(path) as target:
+        bw = pyBigWig.open(target, "w")
         try:
             bw.addHeader(list(chrom_sizes.items()), maxZooms=10)
             for chrom, values in tracks:

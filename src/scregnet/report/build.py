@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scregnet import __version__
+from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_path
 from scregnet.report import figures
 
@@ -34,6 +35,11 @@ SECTIONS = (
     ("parameters", "Parameters"),
     ("versions", "Software versions"),
 )
+
+#: sections that show a stage's results (a report without any is refused)
+RESULT_SECTIONS = ("atac-qc", "clusters", "imputation", "tf-activity", "grn", "evaluation")
+#: the MultiQC custom-content table written beside the report
+MULTIQC_TABLE = "scregnet_atac_qc_mqc.tsv"
 
 PACKAGES = (
     "scregnet",
@@ -283,6 +289,12 @@ def build_report(results: str | Path, out: str | Path) -> Path:
     tf_activity_section(results, sections["tf-activity"])
     grn_section(results, sections["grn"])
     evaluation_section(results, sections["evaluation"])
+    if not any(sections[key].parts for key in RESULT_SECTIONS):
+        msg = (
+            "no scregnet results found (atac/*.clustered.h5ad, impute/*.imputed.h5ad, "
+            "tfbind/*.tfbind.h5ad, grn/grn_edges.tsv or evaluation.json)"
+        )
+        raise InputError(msg, results)
     parameters_section(results, sections["parameters"])
     sections["versions"].table(versions())
     body = "\n".join(s.render() for s in sections.values())
@@ -301,7 +313,7 @@ def build_report(results: str | Path, out: str | Path) -> Path:
 
 def write_multiqc(qc: pd.DataFrame, outdir: Path) -> Path:
     """Per-sample ATAC QC as MultiQC custom content (general-stats style table)."""
-    path = outdir / "scregnet_atac_qc_mqc.tsv"
+    path = outdir / MULTIQC_TABLE
     header = (
         "# id: 'scregnet_atac_qc'\n# section_name: 'scregnet ATAC QC'\n"
         "# description: 'Cells called and per-cell QC medians from scregnet count'\n# plot_type: 'table'\n"

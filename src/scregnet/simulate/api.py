@@ -163,6 +163,8 @@ def _write_truth(world: World, out: Path, cell_types: pd.DataFrame) -> None:
 def simulate(outdir: str | Path, *, preset: str = "small", seed: int = 0, threads: int = 1) -> Path:
     """Simulate a world (see ``docs/simulator.md``) into ``outdir``, which appears atomically.
 
+    An existing ``outdir`` keeps the files that the simulator did not write there.
+
     ``threads`` only speeds up BAM compression; the files are the same for any value.
     Raises :class:`InputError` for an unknown preset, a negative seed or an unwritable ``outdir``.
     """
@@ -177,7 +179,7 @@ def simulate(outdir: str | Path, *, preset: str = "small", seed: int = 0, thread
     command_line = f"scregnet simulate --preset {spec.name} --seed {seed}"
     views = list(dict.fromkeys(s.view for s in spec.samples))
 
-    with atomic_dir(outdir) as out:
+    with atomic_dir(outdir, owner="simulate") as out:
         for sub in ("samples", "bulk", "truth/expression"):
             (out / sub).mkdir(parents=True)
         motifs = load_motifs(spec.tfs)

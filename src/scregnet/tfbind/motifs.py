@@ -22,6 +22,7 @@ import torch
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
+from scregnet.io.text import reading
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def read_motifs(path: str | Path) -> list[Motif]:
         motifs.append(Motif(motif_id, name, counts))
 
     letters = False
-    with path.open() as handle:
+    with reading(path), path.open() as handle:
         for line in handle:
             text = line.strip()
             if not text or text.startswith("#"):

@@ -632,13 +632,21 @@ def finalize(
 
 
 def write_outputs(
-    result: ad.AnnData, out: Path, tracks_dir: Path, *, chrom_sizes: dict[str, int]
+    result: ad.AnnData,
+    out: Path,
+    tracks_dir: Path,
+    *,
+    chrom_sizes: dict[str, int],
+    protect: Sequence[str | Path] = (),
 ) -> None:
     """Per-cluster ``<cluster>.binding.bed`` (peaks x TFs at or above the threshold, score 0-1000)
     and ``<cluster>.binding.bw`` (max binding probability over TFs per peak), then the h5ad.
 
-    The track directory and the h5ad appear together or not at all.
+    The track directory and the h5ad appear together or not at all; files in an existing track
+    directory that this command did not write are kept, and ``protect`` (the inputs) never replaced.
+    Cluster labels become file names made safe (``T/NK`` -> ``T_NK``).
     """
+    from scregnet.atac.pseudobulk import safe_name
     from scregnet.io.h5ad import write_h5ad
     from scregnet.io.tracks import write_bigwig
 
@@ -649,8 +657,12 @@ def write_outputs(
     order = np.lexsort(
         (peaks["start"].to_numpy(), peaks["chrom"].map(list(chrom_sizes).index).to_numpy())
     )
-    with atomic_dir(tracks_dir) as tmp:
-        for g, cluster in enumerate(u["clusters"]):
+    names = [safe_name(c) for c in u["clusters"]]
+    if len({n.casefold() for n in names}) != len(names):
+        msg = "cluster labels collide once made file-name safe"
+        raise InputError(msg, tracks_dir)
+    with atomic_dir(tracks_dir, owner="tfbind", protect=protect) as tmp:
+        for g, cluster in enumerate(names):
             prob = binding[g][order]
             sub = peaks.iloc[order]
             hit_p, hit_t = np.nonzero(prob >= u["threshold"])
