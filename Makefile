@@ -70,7 +70,9 @@ lock:
 	@! grep -q '^nvidia-' $(LOCK) || { echo "$(LOCK): resolved a CUDA torch; lock against a CPU torch index (pip config or PIP_EXTRA_INDEX_URL)"; exit 1; }
 	git --no-pager diff --stat $(LOCK)
 
-## regold: rewrite tests/golden/tiny_summary.json from a fresh tiny end-to-end run (review the diff!)
+## regold: rewrite tests/golden/tiny_summary.json from a fresh tiny end-to-end run (review the diff!).
+## Its tolerances come from tests/golden/tiny_spread.json: after `make lock` or a change of kernels,
+## re-measure with `$(PY) bench/golden_spread.py --out tests/golden/tiny_spread.json` (~10 min a variant).
 regold: $(STAMP)
 	SCREGNET_REGOLD=1 $(VENV)/bin/pytest -q tests/python/test_end_to_end.py -k golden
 	git --no-pager diff --stat tests/golden
