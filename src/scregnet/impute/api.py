@@ -428,21 +428,24 @@ def save_checkpoint(result: ImputeResult, path: str | Path) -> None:
 
     from scregnet import __version__
 
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": __version__,
-            "config": result.config,
-            "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-            "genes": list(result.genes),
-        },
-        path,
-    )
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": __version__,
+        "config": result.config,
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "genes": list(result.genes),
+    }
+    # a file object, not the path: torch.save names the archive inside after a path it is given
+    # (here a temporary name), which would make the same model differ byte for byte
+    with open(path, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def write_loss_table(rows: list[dict[str, object]], path: str | Path) -> None:
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(LOSS_COLUMNS), delimiter="\t")
+        writer = csv.DictWriter(
+            handle, fieldnames=list(LOSS_COLUMNS), delimiter="\t", extrasaction="ignore"
+        )
         writer.writeheader()
         for row in rows:
             writer.writerow(

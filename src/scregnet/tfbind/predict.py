@@ -356,7 +356,6 @@ def predict_peaks(
         "window": int(window),
         "test_chroms": np.asarray(loaded.test_chroms, dtype=object),
         "val_chroms": np.asarray(loaded.val_chroms, dtype=object),
-        "predict_windows_per_s": float(rate),
         "n_peaks_total": len(peaks_all),
         "calib_scale": model.calib_scale.detach().cpu().numpy().astype(np.float64),
         "calib_bias": model.calib_bias.detach().cpu().numpy().astype(np.float64),
@@ -458,8 +457,6 @@ def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = 
     for key in ("motif_match", "context_scores"):
         u[key] = np.concatenate([s.uns[SHARD_KEY][key] for s in shards], axis=0)
     u["chroms"] = np.asarray(list(seen), dtype=object)
-    rates = [float(s.uns[SHARD_KEY]["predict_windows_per_s"]) for s in shards]
-    u["predict_windows_per_s"] = float(np.nanmean(rates))
     merged.uns[SHARD_KEY] = u
     return merged
 
@@ -621,7 +618,6 @@ def finalize(
         "window": int(u["window"]),
         "n_neighbors": int(config.n_neighbors),
         "threshold": float(config.threshold),
-        "predict_windows_per_s": float(u["predict_windows_per_s"]),
     }
     log.info(
         "activity: %d cells x %d TFs; chromVAR baseline for %d TF(s)",
