@@ -19,12 +19,13 @@ process TFBIND_MERGE {
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def shard_list = shards.collect { shard -> "'${shard}'" }.join(' ')
     """
     scregnet tfbind merge \\
-        --shards ${shards} \\
-        --atac ${atac} \\
-        --out tfbind/${prefix}.tfbind.h5ad \\
-        --tracks-outdir tfbind/${prefix} \\
+        --shards ${shard_list} \\
+        --atac '${atac}' \\
+        --out 'tfbind/${prefix}.tfbind.h5ad' \\
+        --tracks-outdir 'tfbind/${prefix}' \\
         --threads ${task.cpus} \\
         ${args}
     """
@@ -32,9 +33,9 @@ process TFBIND_MERGE {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    mkdir -p tfbind/${prefix}
-    touch tfbind/${prefix}.tfbind.h5ad
-    touch tfbind/${prefix}/0.binding.bed
-    touch tfbind/${prefix}/0.binding.bw
+    mkdir -p 'tfbind/${prefix}'
+    touch 'tfbind/${prefix}.tfbind.h5ad'
+    touch 'tfbind/${prefix}/0.binding.bed'
+    touch 'tfbind/${prefix}/0.binding.bw'
     """
 }
