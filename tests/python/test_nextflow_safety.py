@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from nfcheck.render import StagingCollision, Task, staging_plan
 from nfcheck.safety import (
     launch_writes,
     unquoted_interpolations,
     unsorted_gathers,
     workflow_files,
 )
+from nfcheck.schema import load, missing_indexes, read_rows, resolve_relative, validate_rows
+from nfcheck.structure import Process, parse
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,3 +139,40 @@ def test_quoting_check_fails_on_a_broken_copy(case: str, tmp_path: Path) -> None
     edit(root / rel, old, new)
     problems = unquoted_interpolations(root)
     assert any(expected in p for p in problems), problems
+
+
+def report_task(fragments: list[Path], *, stage_as: str | None = None) -> Task:
+    """REPORT bound to ``fragments`` (other inputs empty), optionally with another stageAs."""
+    proc = parse(REPO / "modules" / "local" / "report" / "main.nf").processes[0]
+    if stage_as is not None:
+        inputs = [
+            d.replace("stageAs: 'fragments?/*'", f"stageAs: '{stage_as}'") for d in proc.inputs
+        ]
+        assert inputs != proc.inputs
+        proc = Process(proc.name, proc.path, proc.directives, inputs, proc.outputs, proc.sections)
+    ids = [f.parts[-3] for f in fragments]
+    return Task(
+        proc,
+        {"meta": {"id": "report"}, "fragment_ids": ids},
+        {"atac": [], "fragments": fragments, "tracks": [], "impute": [], "tfbind": [], "grn": []},
+    )
+
+
+def test_cellranger_samplesheet_stages_without_collision() -> None:
+    """tests/data/samplesheet_cellranger.csv: two samples whose fragments files are both
+    outs/fragments.tsv.gz (tests/default.nf.test runs the pipeline on it with -stub)."""
+    sheet = REPO / "tests" / "data" / "samplesheet_cellranger.csv"
+    rows = read_rows(sheet)
+    resolve_relative(rows, sheet.parent, ("bam", "fragments", "rna"))
+    schema = load(REPO / "assets" / "schema_input.json")
+    assert validate_rows(schema, rows, check_exists=True) == [] and missing_indexes(rows) == []
+    files = [Path(r["fragments"]) for r in rows]
+    assert {f.name for f in files} == {"fragments.tsv.gz"} and len(files) == 2
+    plan = staging_plan(report_task(files))
+    assert sorted(k for k in plan if k.startswith("fragments")) == [
+        "fragments1/fragments.tsv.gz",
+        "fragments2/fragments.tsv.gz",
+    ]
+    # REPORT as it was (every file staged by its own name into one folder) collides
+    with pytest.raises(StagingCollision, match="input file name collision"):
+        staging_plan(report_task(files, stage_as="results/atac/*"))
