@@ -23,6 +23,9 @@ process TFBIND_TRAIN {
     def prefix = task.ext.prefix ?: 'model'
     def device = task.accelerator ? 'cuda' : 'cpu'
     def jaspar = motifs ? "--motifs '${motifs}'" : ''
+    // --state: the training state after each epoch, kept in the task directory. Where that directory
+    // lives in the bucket (Google Batch's mounted work dir, or Fusion), a task that Batch reruns in
+    // place after a spot reclaim (maxSpotAttempts) resumes from it instead of starting over.
     // the bulk sheet arrives as text (its file columns are base names of the staged bulk_files):
     // one single-quoted printf argument per line, quotes inside a line escaped
     def sheet_lines = bulk_sheet_csv.readLines().collect { line -> "'${line.replace("'", "'\\''")}'" }.join(' ')
@@ -33,6 +36,7 @@ process TFBIND_TRAIN {
         --fasta '${fasta}' \\
         --bulk bulk_sheet.csv \\
         --out '${prefix}.pt' \\
+        --state tfbind_train.state \\
         --device ${device} \\
         --threads ${task.cpus} \\
         ${jaspar} \\

@@ -76,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bulk sheet CSV: tf,chip_bed,accessibility_bw,cell_type",
     )
     t.add_argument("--out", type=Path, required=True, help="model checkpoint to write (.pt)")
+    t.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="training-state file written after every epoch and resumed from when it exists "
+        "(a retried task continues where the killed one stopped); removed when training ends",
+    )
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--window", type=_positive_int, default=1000, help="input window (bp)")
     t.add_argument(
@@ -351,7 +358,14 @@ def _train(args: argparse.Namespace) -> int:
         sequence_warmup=args.sequence_warmup,
         seed=args.seed,
     )
-    train(args.fasta, args.bulk, args.out, config=config, device=resolve_device(args.device))
+    train(
+        args.fasta,
+        args.bulk,
+        args.out,
+        config=config,
+        device=resolve_device(args.device),
+        state=args.state,
+    )
     return 0
 
 
