@@ -85,7 +85,8 @@ workflow SCREGNET {
     TFBIND_PREDICT(ch_shards, ch_fasta, ch_fai, references.map { refs -> refs.motifs })
     ch_shard_files = TFBIND_PREDICT.out.shard
         .groupTuple(sort: { a, b -> a.name <=> b.name })  // channel: [ meta, [ shard files, by name ] ]
-    TFBIND_MERGE(ch_shard_files.join(CLUSTER.out.h5ad))  // [ meta, [ shards ], path(clustered) ]
+    ch_skipped = ch_fai.map { fai -> skippedContigs(fai.splitCsv(sep: '\t').collect { row -> [ row[0], row[1] as long ] }, options.skip_chroms) }  // value channel: [ contig names left out ]
+    TFBIND_MERGE(ch_shard_files.join(CLUSTER.out.h5ad), ch_skipped)  // [ meta, [ shards ], path(clustered) ]
 
     //
     // Stage 4: one GRN over all views, supervised by known edges or by the TF-binding priors
@@ -168,6 +169,26 @@ def isMinorContig(name) {
 }
 
 /*
+ * Stop with a message naming the contigs whose names cannot be passed safely on a command line
+ * (a quote, a comma or white space).
+ */
+def checkContigNames(contigs) {
+    def bad = contigs.findAll { contig -> !(contig[0] ==~ /[!-~]+/) || contig[0].contains("'") || contig[0].contains(',') }
+    if (bad) {
+        error("Genome index: contig name(s) ${bad.collect { contig -> contig[0] }.join(' ')} contain a quote, a comma or white space; rename them in the FASTA")
+    }
+}
+
+/*
+ * The contigs that predictionShards leaves out (`skip` and the minor contigs), in .fai order:
+ * TFBIND_MERGE accepts peaks on them without a prediction.
+ */
+def skippedContigs(contigs, skip) {
+    checkContigNames(contigs)
+    return contigs.findAll { contig -> contig[0] in skip || isMinorContig(contig[0]) }.collect { contig -> contig[0] }
+}
+
+/*
  * TF-binding prediction shards: the contigs of a .fai ([ name, length ] pairs, in file order) less
  * those in `skip` and the minor contigs, dealt into at most `n` groups of balanced total length
  * (longest first, each to the lightest group; ties to the first group). Each shard keeps its
@@ -175,11 +196,8 @@ def isMinorContig(name) {
  * a quote, a comma or white space) is an error naming it.
  */
 def predictionShards(contigs, skip, n) {
+    checkContigNames(contigs)
     def kept = contigs.findAll { contig -> !(contig[0] in skip) && !isMinorContig(contig[0]) }
-    def bad = kept.findAll { contig -> !(contig[0] ==~ /[!-~]+/) || contig[0].contains("'") || contig[0].contains(',') }
-    if (bad) {
-        error("Genome index: contig name(s) ${bad.collect { contig -> contig[0] }.join(' ')} contain a quote, a comma or white space; rename them in the FASTA")
-    }
     def order = kept.withIndex().collect { contig, i -> [ contig[0], contig[1] as long, i ] }
     def groups = (0..<Math.max(1, Math.min(n as int, order.size()))).collect { _i -> [ total: 0L, members: [] ] }
     order.sort(false) { a, b -> b[1] <=> a[1] ?: a[2] <=> b[2] }.each { contig ->

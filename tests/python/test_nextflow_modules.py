@@ -121,6 +121,7 @@ DUMMY_VALS: dict[str, Any] = {
     "meta": {"id": "s1", "view": "v1"},
     "shard": {"id": "shard1", "chroms": ["chr1"]},
     "fragment_ids": ["s1"],
+    "skipped_chroms": ["chrM"],
     "bulk_sheet_csv": "tf,chip_bed,accessibility_bw,cell_type\n",
 }
 
@@ -255,7 +256,12 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
     contigs = [
         [row.split("\t")[0], int(row.split("\t")[1])] for row in fai.read_text().splitlines()
     ]
-    chroms = call(WORKFLOW, "predictionShards(contigs, ['chrM'], 2)", contigs=contigs)
+    shards_and_skipped = call(
+        WORKFLOW,
+        "[ predictionShards(contigs, ['chrM'], 2), skippedContigs(contigs, ['chrM']) ]",
+        contigs=contigs,
+    )
+    chroms, skipped = shards_and_skipped[0], shards_and_skipped[1]
     if c.ready("TFBIND_PREDICT", "TFBIND_TRAIN", "CLUSTER", "FRAGMENTS"):
         model = c.out("TFBIND_TRAIN", ".pt")[0]
         for chrom in chroms:
@@ -282,7 +288,11 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
         shard_files = [
             next(v for k, v in o.items() if k.endswith(".tfbind.h5ad"))[0] for o in shards
         ]
-        c.run("TFBIND_MERGE", {"meta": meta}, {"shards": shard_files, "atac": clustered})
+        c.run(
+            "TFBIND_MERGE",
+            {"meta": meta, "skipped_chroms": skipped},
+            {"shards": shard_files, "atac": clustered},
+        )
     if c.ready("GRN", "IMPUTE", "TFBIND_MERGE"):
         # known-edge labels (the --labels branch): priors from a one-epoch tiny TF-binding model
         # mark nearly every pair bound, which leaves `scregnet grn --prior` no negatives to learn from
@@ -456,3 +466,32 @@ def test_contract_run_fails_on_a_broken_module(renderer: Renderer, tmp_path: Pat
     task = dummy_task(broken_script, tmp_path)
     result = execute(task, renderer.render(task, "script"), tmp_path / "script")
     assert result.returncode != 0 and "--bam" in result.stderr
+
+
+def test_merge_accepts_peaks_on_skipped_contigs_only(chain: Chain, tmp_path: Path) -> None:
+    """`tfbind merge --skip-chroms` (TFBIND_MERGE's skipped contigs): one shard plus the other
+    shard's chromosomes declared skipped merges; without the declaration it is refused."""
+    for name in ("CLUSTER", "TFBIND_PREDICT"):
+        if not chain.ok(name):
+            pytest.skip(f"{name} not run")
+    shard0 = chain.steps["TFBIND_PREDICT.shard0"].result
+    shard1 = chain.steps["TFBIND_PREDICT.shard1"].result
+    assert shard0 is not None and shard1 is not None
+    first = next(v for k, v in shard0.outputs.items() if k.endswith(".tfbind.h5ad"))[0]
+    other = shard1.command.split("--chrom '")[1].split("'")[0]
+    base = [
+        sys.executable, "-m", "scregnet.cli.main", "tfbind", "merge",
+        "--shards", str(first), "--atac", str(chain.out("CLUSTER", ".clustered.h5ad")[0]),
+    ]  # fmt: skip
+    refused = subprocess.run(
+        [*base, "--out", str(tmp_path / "a.h5ad")], capture_output=True, text=True, check=False
+    )
+    assert refused.returncode != 0 and "no shard covers" in refused.stderr
+    merged = subprocess.run(
+        [*base, "--skip-chroms", other, "--out", str(tmp_path / "b.h5ad")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    assert (tmp_path / "b.h5ad").stat().st_size > 0

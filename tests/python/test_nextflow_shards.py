@@ -76,7 +76,8 @@ def results() -> dict[str, Any]:
     value = call(
         WORKFLOW,
         "[ four: predictionShards(fai, ['chrM'], 4), one: predictionShards(fai, ['chrM'], 1),"
-        "  many: predictionShards(fai, ['chrM'], 100), minor: fai.collect { c -> isMinorContig(c[0]) } ]",
+        "  many: predictionShards(fai, ['chrM'], 100), minor: fai.collect { c -> isMinorContig(c[0]) },"
+        "  skipped: skippedContigs(fai, ['chrM']) ]",
         fai=FAI,
     )
     assert isinstance(value, dict)
@@ -95,6 +96,14 @@ def test_shards_are_a_handful_of_balanced_primary_chromosome_groups(
 def test_minor_contigs_are_skipped_by_rule(results: dict[str, Any]) -> None:
     flagged = {c[0] for c, minor in zip(FAI, results["minor"], strict=True) if minor}
     assert flagged == set(MINOR)
+
+
+def test_merge_is_told_every_skipped_contig(results: dict[str, Any]) -> None:
+    """TFBIND_MERGE accepts peaks without a prediction on exactly the contigs no shard has."""
+    assert results["skipped"] == ["chrM", *MINOR]
+    in_shards = {c for s in results["four"] for c in s["chroms"]}
+    assert in_shards.isdisjoint(results["skipped"])
+    assert in_shards | set(results["skipped"]) == {c[0] for c in FAI}
 
 
 def test_unsafe_contig_names_are_refused() -> None:

@@ -7,6 +7,7 @@ process TFBIND_MERGE {
 
     input:
     tuple val(meta), path(shards, stageAs: 'shards/*', arity: '1..*'), path(atac)
+    val(skipped_chroms)
 
     output:
     tuple val(meta), path("tfbind/*.tfbind.h5ad"), emit: h5ad
@@ -20,10 +21,13 @@ process TFBIND_MERGE {
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
     def shard_list = shards.collect { shard -> "'${shard}'" }.join(' ')
+    // contigs the workflow left out of prediction (names checked by predictionShards)
+    def skipped = skipped_chroms ? "--skip-chroms '${skipped_chroms.join(',')}'" : ''
     """
     scregnet tfbind merge \\
         --shards ${shard_list} \\
         --atac '${atac}' \\
+        ${skipped} \\
         --out 'tfbind/${prefix}.tfbind.h5ad' \\
         --tracks-outdir 'tfbind/${prefix}' \\
         --threads ${task.cpus} \\

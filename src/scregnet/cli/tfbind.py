@@ -240,6 +240,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--atac", type=Path, required=True, help="the S.clustered.h5ad the shards came from"
     )
     m.add_argument("--out", type=Path, required=True, help="S.tfbind.h5ad")
+    m.add_argument(
+        "--skip-chroms",
+        type=lambda s: [c for c in s.split(",") if c],
+        action="extend",
+        default=[],
+        help="comma-separated chromosomes left out of prediction on purpose (no shard needed; "
+        "their peaks get no prediction)",
+    )
     _finalize_options(m)
     _common_nested(m)
 
@@ -427,7 +435,13 @@ def _merge(args: argparse.Namespace) -> int:
     shards = [read_h5ad(p) for p in args.shards]
     merged = merge_shards(shards, names=[str(p) for p in args.shards])
     atac = read_h5ad(args.atac)
-    result = finalize(atac, merged, atac_path=args.atac, config=_predict_config(args))
+    result = finalize(
+        atac,
+        merged,
+        atac_path=args.atac,
+        config=_predict_config(args),
+        skipped_chroms=args.skip_chroms,
+    )
     write_outputs(
         result, args.out, _tracks_dir(args), chrom_sizes=merged.uns[SHARD_KEY]["chrom_sizes"]
     )
