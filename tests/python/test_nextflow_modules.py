@@ -448,9 +448,10 @@ def test_contract_run_fails_on_a_broken_module(renderer: Renderer, tmp_path: Pat
         proc.outputs,
         {
             **proc.sections,
-            "stub": proc.sections["stub"].replace("touch ${prefix}.fragments.tsv.gz.tbi", ""),
+            "stub": proc.sections["stub"].replace("touch '${prefix}.fragments.tsv.gz.tbi'", ""),
         },
     )
+    assert broken_stub.sections["stub"] != proc.sections["stub"]  # the break still applies
     task = dummy_task(broken_stub, tmp_path)
     result = execute(task, renderer.render(task, "stub"), tmp_path / "stub")
     assert not result.ok and result.missing == ["*.fragments.tsv.gz.tbi"]
