@@ -38,6 +38,8 @@ workflow {
             simulate_preset : params.simulate_preset,
             simulate_drop   : params.simulate_drop ? params.simulate_drop.tokenize(',') : [],
             outdir          : params.outdir,
+            params          : params,
+            run_name        : params.trace_report_suffix,
         ]
     )
 
@@ -46,7 +48,11 @@ workflow {
         PIPELINE_INITIALISATION.out.fragments,
         PIPELINE_INITIALISATION.out.rna,
         PIPELINE_INITIALISATION.out.references,
-        params.tfbind_skip_chroms ? params.tfbind_skip_chroms.tokenize(',') : [],
+        [
+            skip_chroms   : params.tfbind_skip_chroms ? params.tfbind_skip_chroms.tokenize(',') : [],
+            tfbind_shards : params.tfbind_shards,
+            outdir        : params.outdir,
+        ],
         channel.value(file(params.multiqc_config ?: "${projectDir}/assets/multiqc_config.yml", checkIfExists: true)),
     )
 

@@ -4,6 +4,10 @@
  * Every process is called here directly, so this workflow's DAG is the process graph that
  * `scregnet run` follows (scregnet.pipeline.STAGE_GRAPH; tests/python/test_nextflow_lsp.py compares them).
  * Optional inputs are values that are [] when absent; they steer the branches below.
+ *
+ * -resume: every list of files handed to one task is sorted (by sample id or file name), so that a
+ * task's inputs, and therefore its cache key, do not depend on the order in which upstream tasks
+ * finished.
  */
 
 include { FRAGMENTS      } from '../modules/local/fragments'
@@ -25,8 +29,8 @@ workflow SCREGNET {
     ch_bam          // channel: [ meta, path(bam), path(bai) ]
     ch_fragments_in // channel: [ meta, path(fragments), path(tbi) ]  (samples given as fragments)
     ch_rna          // channel: [ meta, path(rna.h5ad) ]
-    references      // value channel: [ fasta:, fai:, gtf:, peaks:, bulk_sheet:, bulk_files:, bulk_rna:, motifs:, tfs:, grn_labels:, tfbind_model: ] (path or [])
-    skip_chroms     // list: chromosomes left out of TF-binding prediction (e.g. chrM)
+    references      // value channel: [ fasta:, fai:, gtf:, peaks:, bulk_sheet: (text), bulk_files:, bulk_rna:, motifs:, tfs:, grn_labels:, tfbind_model: ] (path or [])
+    options         // map: skip_chroms (list: chromosomes left out of TF-binding prediction), tfbind_shards (int: prediction tasks per sample), outdir (string: results directory)
     multiqc_config  // value channel: path(multiqc_config.yml)
 
     main:
@@ -61,7 +65,8 @@ workflow SCREGNET {
     IMPUTE(ch_rna, references.map { refs -> refs.bulk_rna })
 
     //
-    // Stage 3: TF binding; train on bulk unless a model is given, predict per sample x chromosome
+    // Stage 3: TF binding; train on bulk unless a model is given, predict per sample x shard
+    // (a shard is a balanced group of chromosomes; see predictionShards)
     //
     ch_train = references
         .filter { refs -> !refs.tfbind_model && refs.bulk_sheet }
@@ -71,22 +76,24 @@ workflow SCREGNET {
         .map { _meta, model -> model }
         .mix(references.filter { refs -> refs.tfbind_model }.map { refs -> refs.tfbind_model })  // channel: path(model.pt)
 
-    ch_chroms = ch_fai
-        .splitCsv(sep: '\t')
-        .map { row -> row[0] }
-        .filter { chrom -> !(chrom in skip_chroms) }  // channel: chromosome name
+    ch_chrom_shards = ch_fai
+        .flatMap { fai -> predictionShards(fai.splitCsv(sep: '\t').collect { row -> [ row[0], row[1] as long ] }, options.skip_chroms, options.tfbind_shards) }  // channel: [ id: 'shard1', chroms: [ name, ... ] ]
     ch_shards = CLUSTER.out.h5ad
         .join(ch_fragments)
-        .combine(ch_chroms)
-        .combine(ch_model)  // channel: [ meta, path(clustered), path(fragments), path(tbi), chrom, path(model) ]
+        .combine(ch_chrom_shards)
+        .combine(ch_model)  // channel: [ meta, path(clustered), path(fragments), path(tbi), shard, path(model) ]
     TFBIND_PREDICT(ch_shards, ch_fasta, ch_fai, references.map { refs -> refs.motifs })
-    TFBIND_MERGE(TFBIND_PREDICT.out.shard.groupTuple().join(CLUSTER.out.h5ad))  // [ meta, [ shards ], path(clustered) ]
+    ch_shard_files = TFBIND_PREDICT.out.shard
+        .groupTuple(sort: { a, b -> a.name <=> b.name })  // channel: [ meta, [ shard files, by name ] ]
+    ch_skipped = ch_fai.map { fai -> skippedContigs(fai.splitCsv(sep: '\t').collect { row -> [ row[0], row[1] as long ] }, options.skip_chroms) }  // value channel: [ contig names left out ]
+    TFBIND_MERGE(ch_shard_files.join(CLUSTER.out.h5ad), ch_skipped)  // [ meta, [ shards ], path(clustered) ]
 
     //
     // Stage 4: one GRN over all views, supervised by known edges or by the TF-binding priors
     //
-    ch_imputed = IMPUTE.out.h5ad.map { _meta, h5ad -> h5ad }.collect()  // value channel: [ path(imputed.h5ad), ... ]
-    ch_priors = TFBIND_MERGE.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([])
+    // the GRN reads genes in the first view's order: views and priors go in sample-id order
+    ch_imputed = sortedBySample(IMPUTE.out.h5ad).filter { views -> views }  // value channel: [ path(imputed.h5ad), ... ], none without scRNA
+    ch_priors = sortedBySample(TFBIND_MERGE.out.h5ad).ifEmpty([])
     ch_grn = ch_imputed
         .map { views -> [ [ id: 'grn' ], views ] }
         .combine(ch_priors.map { priors -> [ priors ] })
@@ -98,31 +105,37 @@ workflow SCREGNET {
     //
     // Report and MultiQC over everything the run produced
     //
-    ch_atac_results = ch_fragments
-        .map { _meta, fragments, tbi -> [ fragments, tbi ] }
-        .mix(COUNT.out.h5ad.map { _meta, h5ad -> h5ad })
-        .mix(COUNT.out.qc.map { _meta, qc -> qc })
-        .mix(CLUSTER.out.h5ad.map { _meta, h5ad -> h5ad })
-        .flatten()
-        .collect()
+    // Fragments files keep their own names in a task (Cell Ranger names every sample's file
+    // fragments.tsv.gz): REPORT stages each in its own folder and links it as <sample>.fragments.tsv.gz
+    ch_report_fragments = ch_fragments
+        .map { meta, fragments, _tbi -> [ meta.id, fragments ] }
+        .toSortedList { a, b -> a[0] <=> b[0] }
+        .map { pairs -> [ pairs.collect { pair -> pair[0] }, pairs.collect { pair -> pair[1] } ] }  // value channel: [ [ sample ids ], [ fragments ] ]
+    ch_atac_results = COUNT.out.h5ad
+        .mix(COUNT.out.qc)
+        .mix(CLUSTER.out.h5ad)
+        .map { _meta, file -> file }
+        .collect(sort: { a, b -> a.name <=> b.name })
     REPORT(
         ch_atac_results
             .map { atac -> [ [ id: 'report' ], atac ] }
-            .combine(TRACKS.out.tracks.map { _meta, dir -> dir }.collect().ifEmpty([]).map { dirs -> [ dirs ] })
-            .combine(IMPUTE.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([]).map { files -> [ files ] })
-            .combine(TFBIND_MERGE.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([]).map { files -> [ files ] })
-            .combine(GRN.out.edges.mix(GRN.out.attention).map { _meta, tsv -> tsv }.collect().ifEmpty([]).map { files -> [ files ] })
+            .combine(ch_report_fragments)
+            .combine(sortedBySample(TRACKS.out.tracks).ifEmpty([]).map { dirs -> [ dirs ] })
+            .combine(sortedBySample(IMPUTE.out.h5ad).ifEmpty([]).map { files -> [ files ] })
+            .combine(sortedBySample(TFBIND_MERGE.out.h5ad).ifEmpty([]).map { files -> [ files ] })
+            .combine(GRN.out.edges.mix(GRN.out.attention).map { _meta, tsv -> tsv }.collect(sort: { a, b -> a.name <=> b.name }).ifEmpty([]).map { files -> [ files ] })
     )
 
+    // software versions from the 'versions' topic: one YAML for MultiQC and pipeline_info/
     ch_versions = channel.topic('versions')
         .unique()
         .map { process, tool, version -> "${process.tokenize(':').last()}:\n  ${tool}: ${version}" }
-        .collectFile(name: 'software_versions_mqc.yml', sort: true, newLine: true)
-    ch_multiqc_files = COUNT.out.qc
-        .map { _meta, qc -> qc }
-        .mix(REPORT.out.mqc.map { _meta, mqc -> mqc })
+        .collectFile(name: 'software_versions_mqc.yml', storeDir: "${options.outdir}/pipeline_info", sort: true, newLine: true)
+    // one row per sample (REPORT's table); per-barcode QC stays in atac/*.qc.tsv
+    ch_multiqc_files = REPORT.out.mqc
+        .map { _meta, mqc -> mqc }
         .mix(ch_versions)
-        .collect()
+        .collect(sort: { a, b -> a.name <=> b.name })
         .map { files -> [ [ id: 'multiqc' ], files ] }
     MULTIQC(ch_multiqc_files, multiqc_config)
 
@@ -130,4 +143,70 @@ workflow SCREGNET {
     report         = REPORT.out.html        // channel: [ meta, path(report.html) ]
     multiqc_report = MULTIQC.out.report     // channel: [ meta, path(multiqc_report.html) ]
     grn            = GRN.out.edges          // channel: [ meta, path(grn_edges.tsv) ]
+}
+
+/*
+ * The files of a [ meta, path ] channel as one list in sample-id order (a value channel).
+ */
+def sortedBySample(ch) {
+    return ch
+        .toSortedList { a, b -> a[0].id <=> b[0].id }
+        .map { items -> items.collect { item -> item[1] } }
+}
+
+/*
+ * Contigs that TF-binding prediction skips by rule: unplaced, unlocalised, alternate, fix-patch,
+ * decoy, HLA and EBV sequences (GRCh38/hg38, GRCm39/mm39 and Ensembl naming). Such contigs are
+ * short, repeat the primary assembly or carry no gene regulation that a GRN can use.
+ */
+def isMinorContig(name) {
+    return name ==~ /(?i).*(_alt|_random|_fix|_decoy|_hap\d+)$/ \
+        || name ==~ /(?i)^(chr)?Un([_-].*)?$/ \
+        || name ==~ /(?i)^(chr)?EBV$/ \
+        || name ==~ /^HLA-.*/ \
+        || name ==~ /^(GL|KI|JH|KN|KQ|KV|KZ|ML|MU)\d+(\.\d+)?$/ \
+        || name ==~ /(?i)^hs3\d+d\d+$|.*decoy.*/
+}
+
+/*
+ * Stop with a message naming the contigs whose names cannot be passed safely on a command line
+ * (a quote, a comma or white space).
+ */
+def checkContigNames(contigs) {
+    def bad = contigs.findAll { contig -> !(contig[0] ==~ /[!-~]+/) || contig[0].contains("'") || contig[0].contains(',') }
+    if (bad) {
+        error("Genome index: contig name(s) ${bad.collect { contig -> contig[0] }.join(' ')} contain a quote, a comma or white space; rename them in the FASTA")
+    }
+}
+
+/*
+ * The contigs that predictionShards leaves out (`skip` and the minor contigs), in .fai order:
+ * TFBIND_MERGE accepts peaks on them without a prediction.
+ */
+def skippedContigs(contigs, skip) {
+    checkContigNames(contigs)
+    return contigs.findAll { contig -> contig[0] in skip || isMinorContig(contig[0]) }.collect { contig -> contig[0] }
+}
+
+/*
+ * TF-binding prediction shards: the contigs of a .fai ([ name, length ] pairs, in file order) less
+ * those in `skip` and the minor contigs, dealt into at most `n` groups of balanced total length
+ * (longest first, each to the lightest group; ties to the first group). Each shard keeps its
+ * contigs in .fai order. A contig name that cannot be passed safely on a command line (it contains
+ * a quote, a comma or white space) is an error naming it.
+ */
+def predictionShards(contigs, skip, n) {
+    checkContigNames(contigs)
+    def kept = contigs.findAll { contig -> !(contig[0] in skip) && !isMinorContig(contig[0]) }
+    def order = kept.withIndex().collect { contig, i -> [ contig[0], contig[1] as long, i ] }
+    def groups = (0..<Math.max(1, Math.min(n as int, order.size()))).collect { _i -> [ total: 0L, members: [] ] }
+    order.sort(false) { a, b -> b[1] <=> a[1] ?: a[2] <=> b[2] }.each { contig ->
+        def lightest = groups.min { g -> g.total }
+        lightest.total += contig[1]
+        lightest.members << contig
+    }
+    return groups
+        .findAll { g -> g.members }
+        .withIndex()
+        .collect { g, i -> [ id: "shard${i + 1}", chroms: g.members.sort(false) { c -> c[2] }.collect { c -> c[0] } ] }
 }

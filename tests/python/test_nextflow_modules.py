@@ -20,10 +20,20 @@ from typing import Any
 
 import pytest
 
-from nfcheck.render import Renderer, RunResult, Task, execute, inputs_of, outputs_of
+from nfcheck.functions import call
+from nfcheck.render import (
+    Renderer,
+    RunResult,
+    StagingCollision,
+    Task,
+    execute,
+    inputs_of,
+    outputs_of,
+)
 from nfcheck.structure import Process, parse
 
 REPO = Path(__file__).resolve().parents[2]
+WORKFLOW = REPO / "workflows" / "scregnet.nf"
 MODULES: dict[str, Process] = {
     p.name: p
     for path in sorted((REPO / "modules" / "local").glob("*/main.nf"))
@@ -97,13 +107,23 @@ def dummy_task(proc: Process, tmp: Path) -> Task:
     paths: dict[str, Path | list[Path]] = {}
     for inp in inputs_of(proc):
         if inp.kind == "val":
-            vals[inp.name] = {"id": "s1", "view": "v1"} if inp.name == "meta" else "chr1"
+            vals[inp.name] = DUMMY_VALS.get(inp.name, "chr1")
         else:
             f = tmp / "inputs" / f"{inp.name}.dat"
             f.parent.mkdir(parents=True, exist_ok=True)
             f.touch()
             paths[inp.name] = [f] if inp.stage_as or inp.many else f
     return Task(proc, vals, paths, ext={"args": EXT_ARGS.get(proc.name, "")})
+
+
+#: placeholder values of the val inputs that are not plain strings
+DUMMY_VALS: dict[str, Any] = {
+    "meta": {"id": "s1", "view": "v1"},
+    "shard": {"id": "shard1", "chroms": ["chr1"]},
+    "fragment_ids": ["s1"],
+    "skipped_chroms": ["chrM"],
+    "bulk_sheet_csv": "tf,chip_bed,accessibility_bw,cell_type\n",
+}
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND))
@@ -223,25 +243,31 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
         files = sorted(p for p in sheet.parent.iterdir() if p.suffix in (".bed", ".bw"))
         c.run(
             "TFBIND_TRAIN",
-            {"meta": {"id": "tfbind"}},
+            # the workflow hands the sheet over as text (stageBulkSheet), its files staged beside it
+            {"meta": {"id": "tfbind"}, "bulk_sheet_csv": sheet.read_text()},
             {
-                "bulk_sheet": sheet,
                 "bulk_files": files,
                 "fasta": fasta,
                 "fai": fai,
                 "motifs": world / "motifs.jaspar",
             },
         )
-    # two shards that together cover every chromosome with peaks (merge requires all of them)
-    names = [line.split("\t")[0] for line in fai.read_text().splitlines()]
-    nuclear = [c for c in names if c not in ("chrM", "MT")]
-    chroms = [nuclear[0], ",".join(nuclear[1:])]
+    # two shards made by the workflow's own rule (predictionShards, chrM skipped as by default)
+    contigs = [
+        [row.split("\t")[0], int(row.split("\t")[1])] for row in fai.read_text().splitlines()
+    ]
+    shards_and_skipped = call(
+        WORKFLOW,
+        "[ predictionShards(contigs, ['chrM'], 2), skippedContigs(contigs, ['chrM']) ]",
+        contigs=contigs,
+    )
+    chroms, skipped = shards_and_skipped[0], shards_and_skipped[1]
     if c.ready("TFBIND_PREDICT", "TFBIND_TRAIN", "CLUSTER", "FRAGMENTS"):
         model = c.out("TFBIND_TRAIN", ".pt")[0]
         for chrom in chroms:
             c.run(
                 "TFBIND_PREDICT",
-                {"meta": meta, "chrom": chrom},
+                {"meta": meta, "shard": chrom},
                 {
                     "atac": clustered,
                     "fragments": frags,
@@ -262,7 +288,11 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
         shard_files = [
             next(v for k, v in o.items() if k.endswith(".tfbind.h5ad"))[0] for o in shards
         ]
-        c.run("TFBIND_MERGE", {"meta": meta}, {"shards": shard_files, "atac": clustered})
+        c.run(
+            "TFBIND_MERGE",
+            {"meta": meta, "skipped_chroms": skipped},
+            {"shards": shard_files, "atac": clustered},
+        )
     if c.ready("GRN", "IMPUTE", "TFBIND_MERGE"):
         # known-edge labels (the --labels branch): priors from a one-epoch tiny TF-binding model
         # mark nearly every pair bound, which leaves `scregnet grn --prior` no negatives to learn from
@@ -286,15 +316,10 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
     if c.ready("REPORT", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN"):
         c.run(
             "REPORT",
-            {"meta": {"id": "report"}},
+            {"meta": {"id": "report"}, "fragment_ids": ["sample1"]},
             {
-                "atac": [
-                    frags,
-                    tbi,
-                    c.out("COUNT", ".atac.h5ad")[0],
-                    c.out("COUNT", ".qc.tsv")[0],
-                    clustered,
-                ],
+                "atac": [c.out("COUNT", ".atac.h5ad")[0], c.out("COUNT", ".qc.tsv")[0], clustered],
+                "fragments": [frags],
                 "tracks": c.out("TRACKS", "tracks/*"),
                 "impute": [c.out("IMPUTE", ".imputed.h5ad")[0]],
                 "tfbind": [c.out("TFBIND_MERGE", ".tfbind.h5ad")[0]],
@@ -306,7 +331,7 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
             "MULTIQC",
             {"meta": {"id": "multiqc"}},
             {
-                "multiqc_files": [c.out("COUNT", ".qc.tsv")[0], *c.out("REPORT", "_mqc.tsv")],
+                "multiqc_files": c.out("REPORT", "_mqc.tsv"),
                 "multiqc_config": REPO / "assets" / "multiqc_config.yml",
             },
         )
@@ -329,8 +354,8 @@ def test_script_block_honours_the_cli_contract(name: str, chain: Chain) -> None:
 
 
 def test_multiqc_parses_the_scregnet_custom_content(chain: Chain) -> None:
-    """MULTIQC's script block on the tiny world's QC table and the report's *_mqc.tsv: both become
-    MultiQC sections with this sample's rows (not just an HTML file)."""
+    """MULTIQC's script block on the report's *_mqc.tsv: one MultiQC row per sample with the
+    per-sample QC medians; the per-barcode tables (atac/*.qc.tsv) are not MultiQC's input."""
     step = chain.steps.get("MULTIQC")
     if step is None or step.skipped:
         pytest.skip(f"MULTIQC: {step.skipped if step else 'not reached'}")
@@ -338,11 +363,78 @@ def test_multiqc_parses_the_scregnet_custom_content(chain: Chain) -> None:
     data = chain.out("MULTIQC", "_data")[0]
     report = data / "multiqc_scregnet_atac_qc.txt"  # from report/scregnet_atac_qc_mqc.tsv
     rows = report.read_text().splitlines()
-    assert rows[0].split("\t")[:2] == ["Sample", "cells"]
+    header = rows[0].split("\t")
+    assert header[:2] == ["Sample", "cells"]
+    for column in (
+        "median_fragments",
+        "median_tss_enrichment",
+        "median_frip",
+        "median_duplicate_rate",
+        "median_nucleosome_signal",
+    ):
+        assert column in header, header
     assert [r.split("\t")[0] for r in rows[1:]] == ["sample1"]
     assert int(rows[1].split("\t")[1]) > 0
-    per_barcode = (data / "multiqc_scregnet_count_qc.txt").read_text().splitlines()  # *.qc.tsv
-    assert "tss_enrichment" in per_barcode[0] and len(per_barcode) > 10
+    assert not (data / "multiqc_scregnet_count_qc.txt").exists()
+
+
+def cellranger_task(chain: Chain, root: Path) -> Task:
+    """REPORT over two samples whose fragments files are both named fragments.tsv.gz, as Cell
+    Ranger ATAC writes them (cellranger/<sample>/outs/fragments.tsv.gz)."""
+    frags = chain.out("FRAGMENTS", ".tsv.gz")[0]
+    named = []
+    for sample in ("day0", "day3"):
+        outs = root / "cellranger" / sample / "outs"
+        outs.mkdir(parents=True)
+        (outs / "fragments.tsv.gz").symlink_to(frags)
+        named.append(outs / "fragments.tsv.gz")
+    atac = [chain.out("COUNT", ".atac.h5ad")[0], chain.out("COUNT", ".qc.tsv")[0]]
+    return Task(
+        MODULES["REPORT"],
+        {"meta": {"id": "report"}, "fragment_ids": ["day0", "day3"]},
+        {
+            "atac": [*atac, chain.out("CLUSTER", ".clustered.h5ad")[0]],
+            "fragments": named,
+            "tracks": [],
+            "impute": [],
+            "tfbind": [],
+            "grn": [],
+        },
+    )
+
+
+def test_report_stages_two_cellranger_fragments_files(
+    chain: Chain, renderer: Renderer, tmp_path: Path
+) -> None:
+    for name in ("FRAGMENTS", "COUNT", "CLUSTER", "REPORT"):
+        if not chain.ok(name):
+            pytest.skip(f"{name} not run: {chain.steps.get(name)}")
+    task = cellranger_task(chain, tmp_path)
+    result = execute(task, renderer.render(task, "script"), tmp_path / "task")
+    assert result.ok, result.explain()
+    for sample in ("day0", "day3"):
+        link = tmp_path / "task" / "results" / "atac" / f"{sample}.fragments.tsv.gz"
+        assert link.resolve() == chain.out("FRAGMENTS", ".tsv.gz")[0].resolve()
+
+
+def test_staging_check_fails_on_a_broken_copy(chain: Chain, tmp_path: Path) -> None:
+    """REPORT as it was: every fragments file staged as results/atac/<its own name>."""
+    for name in ("FRAGMENTS", "COUNT", "CLUSTER"):
+        if not chain.ok(name):
+            pytest.skip(f"{name} not run")
+    task = cellranger_task(chain, tmp_path)
+    proc = task.process
+    broken = Process(
+        proc.name,
+        proc.path,
+        proc.directives,
+        [d.replace("stageAs: 'fragments?/*'", "stageAs: 'results/atac/*'") for d in proc.inputs],
+        proc.outputs,
+        proc.sections,
+    )
+    assert broken.inputs != proc.inputs
+    with pytest.raises(StagingCollision, match="input file name collision"):
+        execute(Task(broken, task.vals, task.paths), "true", tmp_path / "broken")
 
 
 def test_contract_run_fails_on_a_broken_module(renderer: Renderer, tmp_path: Path) -> None:
@@ -356,9 +448,10 @@ def test_contract_run_fails_on_a_broken_module(renderer: Renderer, tmp_path: Pat
         proc.outputs,
         {
             **proc.sections,
-            "stub": proc.sections["stub"].replace("touch ${prefix}.fragments.tsv.gz.tbi", ""),
+            "stub": proc.sections["stub"].replace("touch '${prefix}.fragments.tsv.gz.tbi'", ""),
         },
     )
+    assert broken_stub.sections["stub"] != proc.sections["stub"]  # the break still applies
     task = dummy_task(broken_stub, tmp_path)
     result = execute(task, renderer.render(task, "stub"), tmp_path / "stub")
     assert not result.ok and result.missing == ["*.fragments.tsv.gz.tbi"]
@@ -374,3 +467,32 @@ def test_contract_run_fails_on_a_broken_module(renderer: Renderer, tmp_path: Pat
     task = dummy_task(broken_script, tmp_path)
     result = execute(task, renderer.render(task, "script"), tmp_path / "script")
     assert result.returncode != 0 and "--bam" in result.stderr
+
+
+def test_merge_accepts_peaks_on_skipped_contigs_only(chain: Chain, tmp_path: Path) -> None:
+    """`tfbind merge --skip-chroms` (TFBIND_MERGE's skipped contigs): one shard plus the other
+    shard's chromosomes declared skipped merges; without the declaration it is refused."""
+    for name in ("CLUSTER", "TFBIND_PREDICT"):
+        if not chain.ok(name):
+            pytest.skip(f"{name} not run")
+    shard0 = chain.steps["TFBIND_PREDICT.shard0"].result
+    shard1 = chain.steps["TFBIND_PREDICT.shard1"].result
+    assert shard0 is not None and shard1 is not None
+    first = next(v for k, v in shard0.outputs.items() if k.endswith(".tfbind.h5ad"))[0]
+    other = shard1.command.split("--chrom '")[1].split("'")[0]
+    base = [
+        sys.executable, "-m", "scregnet.cli.main", "tfbind", "merge",
+        "--shards", str(first), "--atac", str(chain.out("CLUSTER", ".clustered.h5ad")[0]),
+    ]  # fmt: skip
+    refused = subprocess.run(
+        [*base, "--out", str(tmp_path / "a.h5ad")], capture_output=True, text=True, check=False
+    )
+    assert refused.returncode != 0 and "no shard covers" in refused.stderr
+    merged = subprocess.run(
+        [*base, "--skip-chroms", other, "--out", str(tmp_path / "b.h5ad")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    assert (tmp_path / "b.h5ad").stat().st_size > 0

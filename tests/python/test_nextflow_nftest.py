@@ -8,8 +8,11 @@ assert explicit properties instead.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
+from nfcheck.nftest import arity_problems, nftest_cases
 from nfcheck.tools import run_groovy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,19 +34,90 @@ def test_every_module_and_the_pipeline_have_nf_tests() -> None:
     assert {"tests/default.nf.test", "nf-test.config"} <= files
 
 
-def test_every_test_has_a_stub_twin_and_gpu_modules_a_gpu_test() -> None:
+def gpu_test_problems(module_dir: Path) -> list[str]:
+    """A GPU module's tests/gpu.nf.test: tagged gpu, run with a config that gives process_gpu tasks
+    an accelerator, and every test asserts that the task ran with `--device cuda` (which fails
+    unless a GPU is visible) and that the container engine was handed the GPU."""
+    gpu = module_dir / "tests" / "gpu.nf.test"
+    if not gpu.exists():
+        return [f"{module_dir.name}: no tests/gpu.nf.test"]
+    text = gpu.read_text()
+    problems = []
+    if 'tag "gpu"' not in text or 'config "./gpu.config"' not in text:
+        problems.append(f'{gpu}: needs tag "gpu" and config "./gpu.config"')
+    config = (module_dir / "tests" / "gpu.config").read_text()
+    if "accelerator = 1" not in config or "params.gpu = true" not in config:
+        problems.append(f"{module_dir.name}/tests/gpu.config: does not switch the GPU on")
+    cases = nftest_cases(gpu)
+    if not cases:
+        problems.append(f"{gpu}: no test")
+    for case in cases:
+        if "'--device cuda'" not in case.body or ".command.run" not in case.body:
+            problems.append(f"{gpu}: test {case.name!r} does not assert --device cuda and a GPU")
+    return problems
+
+
+#: an assertion that reads what an output contains (not only that it exists)
+CONTENT = re.compile(r"readLines|linesGzip|\.text\b|\.bytes\b|md5")
+
+
+def test_every_test_has_a_stub_twin_and_real_tests_assert_content() -> None:
     for path in nftest_files(REPO):
-        if path.suffix != ".test":
+        if path.suffix != ".test" or path.name == "gpu.nf.test":
             continue
-        text = path.read_text()
-        names = [
-            line.split('"')[1] for line in text.splitlines() if line.strip().startswith("test(")
-        ]
-        real = [n for n in names if not n.endswith(("- stub", "- gpu"))]
+        names = [case.name for case in nftest_cases(path)]
+        real = [n for n in names if not n.endswith("- stub")]
         assert real and all(f"{n} - stub" in names for n in real), (path, names)
-        module = path.parents[1] / "main.nf"
-        if module.exists() and "process_gpu" in module.read_text():
-            assert any(n.endswith("- gpu") for n in names) and 'tag "gpu"' in text, path
+        assert not any(n.endswith("- gpu") for n in names), f"{path}: GPU tests go in gpu.nf.test"
+        for case in nftest_cases(path):
+            if not case.name.endswith("- stub") and path.parent.name == "tests":
+                assert CONTENT.search(case.body), f"{path}: {case.name!r} asserts no content"
+
+
+def test_gpu_modules_have_gpu_tests() -> None:
+    gpu_modules = [
+        m.parent
+        for m in (REPO / "modules" / "local").glob("*/main.nf")
+        if "process_gpu" in m.read_text()
+    ]
+    assert len(gpu_modules) == 4
+    assert [p for m in sorted(gpu_modules) for p in gpu_test_problems(m)] == []
+
+
+def test_gpu_test_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
+    """The old "gpu" tests: the CPU test again, nothing about the device."""
+    module = tmp_path / "tfbind_train"
+    shutil.copytree(REPO / "modules" / "local" / "tfbind_train", module)
+    gpu = module / "tests" / "gpu.nf.test"
+    text = gpu.read_text()
+    kept = [line for line in text.splitlines(keepends=True) if "--device cuda" not in line]
+    gpu.write_text("".join(kept))
+    assert gpu_test_problems(module) == [
+        f"{gpu}: test 'simulated tiny world - gpu' does not assert --device cuda and a GPU"
+    ]
+
+
+def test_nf_test_inputs_match_each_process() -> None:
+    problems = [
+        p for path in nftest_files(REPO) if path.suffix == ".test" for p in arity_problems(path)
+    ]
+    assert problems == []
+
+
+def test_arity_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
+    """A setup that calls TFBIND_TRAIN with 3 of its 4 inputs (its motifs input was added later)."""
+    tests_dir = tmp_path / "modules" / "local"
+    shutil.copytree(REPO / "modules" / "local", tests_dir)
+    path = tests_dir / "grn" / "tests" / "main.nf.test"
+    lines = path.read_text().splitlines(keepends=True)
+    setup = next(i for i, line in enumerate(lines) if 'run("TFBIND_TRAIN")' in line)
+    motifs = next(i for i in range(setup, len(lines)) if "input[3]" in lines[i])
+    path.write_text("".join(lines[:motifs] + lines[motifs + 1 :]))
+    problems = arity_problems(path)
+    assert (
+        len(problems) == 1
+        and "sets input[0, 1, 2] but TFBIND_TRAIN declares 4 input(s)" in problems[0]
+    )
 
 
 def test_nf_test_files_parse(tmp_path: Path) -> None:

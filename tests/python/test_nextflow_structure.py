@@ -155,22 +155,26 @@ def test_meta_yml_documents_every_input_and_emit() -> None:
 GPU_ROUTING = {
     "base.config": [
         "withLabel: process_gpu {",
-        "accelerator = { workflow.profile.contains('gpu') ? 1 : null }",
+        "accelerator = { params.gpu ? 1 : null }",
     ],
     "gpu.config": [
+        "params.gpu = true",
         "docker.runOptions = '-u $(id -u):$(id -g) --gpus all'",
         "singularity.runOptions = '--nv'",
         "apptainer.runOptions = '--nv'",
     ],
     "awsbatch.config": [
         "executor = 'awsbatch'",
+        "cliPath = params.aws_cli_path",
         "queue = { task.accelerator && params.gpu_queue ? params.gpu_queue : params.aws_queue }",
     ],
     "googlebatch.config": [
         "executor = 'google-batch'",
-        "accelerator = { workflow.profile.contains('gpu') ? [ request: 1, type: params.gpu_type ] : null }",
+        "accelerator = { params.gpu ? [ request: 1, type: params.gpu_type ] : null }",
+        "machineType = { params.gpu ? params.gpu_machine_type : null }",
         "installGpuDrivers = true",
-        "50001",
+        "maxSpotAttempts = 5",
+        "autoRetryExitCodes = [ 50001, 50002, 50003, 50006 ]",
     ],
     "slurm.config": [
         "executor = 'slurm'",
@@ -190,6 +194,55 @@ def gpu_routing_problems(conf: Path) -> list[str]:
 def test_profiles_route_gpu_work() -> None:
     assert gpu_routing_problems(REPO / "conf") == []
     assert "gpu_type = 'nvidia-l4'" in " ".join((REPO / "nextflow.config").read_text().split())
+
+
+def profile_sniffing(root: Path) -> list[str]:
+    """Config lines that switch behaviour on the profile's *name* (`-profile mygpu` would match)."""
+    return [
+        f"{path.relative_to(root)}:{i}"
+        for path in [root / "nextflow.config", *sorted((root / "conf").glob("*.config"))]
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if "workflow.profile" in line and not line.lstrip().startswith(("//", "*"))
+    ]
+
+
+def spot_retries_escalate(conf: Path) -> list[str]:
+    """Cloud profiles whose Nextflow errorStrategy retries spot-reclaim exit codes (5000x): such a
+    retry is a new attempt, and every resource closure multiplies by task.attempt."""
+    return [
+        path.name
+        for path in sorted(conf.glob("*.config"))
+        for line in path.read_text().splitlines()
+        if "errorStrategy" in line and "5000" in line
+    ]
+
+
+def test_gpu_is_an_explicit_switch_and_spot_retries_keep_resources() -> None:
+    assert profile_sniffing(REPO) == []
+    assert spot_retries_escalate(REPO / "conf") == []
+
+
+def test_switch_and_spot_checks_fail_on_a_broken_copy(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    shutil.copy(REPO / "nextflow.config", tmp_path / "nextflow.config")
+    base = tmp_path / "conf" / "base.config"
+    base.write_text(
+        base.read_text().replace(
+            "params.gpu ? 1 : null", "workflow.profile.contains('gpu') ? 1 : null"
+        )
+    )
+    gcp = tmp_path / "conf" / "googlebatch.config"
+    gcp.write_text(
+        gcp.read_text().replace(
+            "process {\n",
+            "process {\n    errorStrategy = { task.exitStatus in [ 50001, 137 ] ? 'retry' : 'finish' }\n",
+            1,
+        )
+    )
+    assert profile_sniffing(tmp_path) == [
+        f"conf/base.config:{next(i for i, line in enumerate(base.read_text().splitlines(), 1) if 'workflow.profile' in line)}"
+    ]
+    assert spot_retries_escalate(tmp_path / "conf") == ["googlebatch.config"]
 
 
 def test_gpu_routing_check_fails_on_a_broken_copy(tmp_path: Path) -> None:

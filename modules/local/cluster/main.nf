@@ -20,8 +20,8 @@ process CLUSTER {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     scregnet cluster \\
-        --atac ${atac} \\
-        --out ${prefix}.clustered.h5ad \\
+        --atac '${atac}' \\
+        --out '${prefix}.clustered.h5ad' \\
         --threads ${task.cpus} \\
         ${args}
     """
@@ -29,6 +29,6 @@ process CLUSTER {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.clustered.h5ad
+    touch '${prefix}.clustered.h5ad'
     """
 }

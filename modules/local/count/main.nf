@@ -23,12 +23,12 @@ process COUNT {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     scregnet count \\
-        --fragments ${fragments} \\
-        --peaks ${peaks} \\
-        --genome ${fai} \\
-        --tss ${gtf} \\
-        --out ${prefix}.atac.h5ad \\
-        --qc ${prefix}.qc.tsv \\
+        --fragments '${fragments}' \\
+        --peaks '${peaks}' \\
+        --genome '${fai}' \\
+        --tss '${gtf}' \\
+        --out '${prefix}.atac.h5ad' \\
+        --qc '${prefix}.qc.tsv' \\
         --threads ${task.cpus} \\
         ${args}
     """
@@ -36,7 +36,7 @@ process COUNT {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.atac.h5ad
-    touch ${prefix}.qc.tsv
+    touch '${prefix}.atac.h5ad'
+    touch '${prefix}.qc.tsv'
     """
 }

@@ -20,8 +20,8 @@ process FRAGMENTS {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     scregnet fragments \\
-        --bam ${bam} \\
-        --out ${prefix}.fragments.tsv.gz \\
+        --bam '${bam}' \\
+        --out '${prefix}.fragments.tsv.gz' \\
         --threads ${task.cpus} \\
         ${args}
     """
@@ -29,7 +29,7 @@ process FRAGMENTS {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    echo -n | gzip > ${prefix}.fragments.tsv.gz
-    touch ${prefix}.fragments.tsv.gz.tbi
+    echo -n | gzip > '${prefix}.fragments.tsv.gz'
+    touch '${prefix}.fragments.tsv.gz.tbi'
     """
 }

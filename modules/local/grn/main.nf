@@ -2,7 +2,7 @@ process GRN {
     tag "${meta.id}"
     label 'process_gpu'
 
-    conda "${moduleDir}/../../../containers/environment.yml"
+    conda "${moduleDir}/../../../containers/${ task.accelerator ? 'environment-gpu.yml' : 'environment.yml' }"
     container "${ task.accelerator ? 'ghcr.io/scregnet/scregnet:0.1.0-cuda' : 'ghcr.io/scregnet/scregnet:0.1.0' }"
 
     input:
@@ -20,10 +20,10 @@ process GRN {
 
     script:
     def args = task.ext.args ?: ''
-    def views = rna.collect { h5ad -> "--rna ${h5ad}" }.join(' ')
-    def prior = priors.collect { h5ad -> "--prior ${h5ad}" }.join(' ')
-    def supervision = labels ? "--labels ${labels}" : "${prior} --gtf ${gtf}"
-    def tf_list = tfs ? "--tfs ${tfs}" : ''
+    def views = rna.collect { h5ad -> "--rna '${h5ad}'" }.join(' ')
+    def prior = priors.collect { h5ad -> "--prior '${h5ad}'" }.join(' ')
+    def supervision = labels ? "--labels '${labels}'" : "${prior} --gtf '${gtf}'"
+    def tf_list = tfs ? "--tfs '${tfs}'" : ''
     def device = task.accelerator ? 'cuda' : 'cpu'
     """
     scregnet grn \\

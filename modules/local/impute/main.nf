@@ -2,7 +2,7 @@ process IMPUTE {
     tag "${meta.id}"
     label 'process_gpu'
 
-    conda "${moduleDir}/../../../containers/environment.yml"
+    conda "${moduleDir}/../../../containers/${ task.accelerator ? 'environment-gpu.yml' : 'environment.yml' }"
     container "${ task.accelerator ? 'ghcr.io/scregnet/scregnet:0.1.0-cuda' : 'ghcr.io/scregnet/scregnet:0.1.0' }"
 
     input:
@@ -21,13 +21,13 @@ process IMPUTE {
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
-    def bulk = bulk_rna ? "--bulk ${bulk_rna}" : ''
+    def bulk = bulk_rna ? "--bulk '${bulk_rna}'" : ''
     def device = task.accelerator ? 'cuda' : 'cpu'
     """
     scregnet impute \\
-        --rna ${rna} \\
+        --rna '${rna}' \\
         ${bulk} \\
-        --out ${prefix}.imputed.h5ad \\
+        --out '${prefix}.imputed.h5ad' \\
         --device ${device} \\
         --threads ${task.cpus} \\
         ${args}
@@ -36,8 +36,8 @@ process IMPUTE {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.imputed.h5ad
-    touch ${prefix}.imputed.model.pt
-    touch ${prefix}.imputed.loss.tsv
+    touch '${prefix}.imputed.h5ad'
+    touch '${prefix}.imputed.model.pt'
+    touch '${prefix}.imputed.loss.tsv'
     """
 }

@@ -22,9 +22,9 @@ process PEAKS {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     scregnet peaks \\
-        --fragments ${fragments} \\
-        --genome ${fai} \\
-        --out ${prefix}.narrowPeak \\
+        --fragments '${fragments}' \\
+        --genome '${fai}' \\
+        --out '${prefix}.narrowPeak' \\
         --threads ${task.cpus} \\
         ${args}
     """
@@ -32,6 +32,6 @@ process PEAKS {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.narrowPeak
+    touch '${prefix}.narrowPeak'
     """
 }

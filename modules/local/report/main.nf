@@ -6,7 +6,7 @@ process REPORT {
     container 'ghcr.io/scregnet/scregnet:0.1.0'
 
     input:
-    tuple val(meta), path(atac, stageAs: 'results/atac/*'), path(tracks, stageAs: 'results/tracks/*'), path(impute, stageAs: 'results/impute/*'), path(tfbind, stageAs: 'results/tfbind/*'), path(grn, stageAs: 'results/grn/*')
+    tuple val(meta), path(atac, stageAs: 'results/atac/*'), val(fragment_ids), path(fragments, stageAs: 'fragments?/*', arity: '0..*'), path(tracks, stageAs: 'results/tracks/*'), path(impute, stageAs: 'results/impute/*'), path(tfbind, stageAs: 'results/tfbind/*'), path(grn, stageAs: 'results/grn/*')
 
     output:
     tuple val(meta), path("report/report.html"), emit: html
@@ -18,10 +18,19 @@ process REPORT {
 
     script:
     def args = task.ext.args ?: ''
+    // each sample's fragments file (staged in its own folder: Cell Ranger names them all
+    // fragments.tsv.gz) is linked as results/atac/<sample>.fragments.tsv.gz, where the report reads it
+    def links = [ fragment_ids, fragments.collect { f -> f } ].transpose()
+        .collect { id, f -> "ln -s '../../${f}' 'results/atac/${id}.fragments.tsv.gz'" }
+        .join('\n    ')
     """
+    mkdir -p results/atac
+    ${links}
+
     scregnet report \\
         --results results \\
         --out report/report.html \\
+        --threads ${task.cpus} \\
         ${args}
     """
 

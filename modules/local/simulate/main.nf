@@ -20,7 +20,7 @@ process SIMULATE {
     """
     scregnet simulate \\
         --outdir world \\
-        --preset ${preset} \\
+        --preset '${preset}' \\
         --threads ${task.cpus} \\
         ${args}
     """

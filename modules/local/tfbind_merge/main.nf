@@ -7,6 +7,7 @@ process TFBIND_MERGE {
 
     input:
     tuple val(meta), path(shards, stageAs: 'shards/*', arity: '1..*'), path(atac)
+    val(skipped_chroms)
 
     output:
     tuple val(meta), path("tfbind/*.tfbind.h5ad"), emit: h5ad
@@ -19,12 +20,16 @@ process TFBIND_MERGE {
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def shard_list = shards.collect { shard -> "'${shard}'" }.join(' ')
+    // contigs the workflow left out of prediction (names checked by predictionShards)
+    def skipped = skipped_chroms ? "--skip-chroms '${skipped_chroms.join(',')}'" : ''
     """
     scregnet tfbind merge \\
-        --shards ${shards} \\
-        --atac ${atac} \\
-        --out tfbind/${prefix}.tfbind.h5ad \\
-        --tracks-outdir tfbind/${prefix} \\
+        --shards ${shard_list} \\
+        --atac '${atac}' \\
+        ${skipped} \\
+        --out 'tfbind/${prefix}.tfbind.h5ad' \\
+        --tracks-outdir 'tfbind/${prefix}' \\
         --threads ${task.cpus} \\
         ${args}
     """
@@ -32,9 +37,9 @@ process TFBIND_MERGE {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    mkdir -p tfbind/${prefix}
-    touch tfbind/${prefix}.tfbind.h5ad
-    touch tfbind/${prefix}/0.binding.bed
-    touch tfbind/${prefix}/0.binding.bw
+    mkdir -p 'tfbind/${prefix}'
+    touch 'tfbind/${prefix}.tfbind.h5ad'
+    touch 'tfbind/${prefix}/0.binding.bed'
+    touch 'tfbind/${prefix}/0.binding.bw'
     """
 }

@@ -1,12 +1,12 @@
 process TFBIND_PREDICT {
-    tag "${meta.id}:${chrom}"
+    tag "${meta.id}:${shard.id}"
     label 'process_gpu'
 
-    conda "${moduleDir}/../../../containers/environment.yml"
+    conda "${moduleDir}/../../../containers/${ task.accelerator ? 'environment-gpu.yml' : 'environment.yml' }"
     container "${ task.accelerator ? 'ghcr.io/scregnet/scregnet:0.1.0-cuda' : 'ghcr.io/scregnet/scregnet:0.1.0' }"
 
     input:
-    tuple val(meta), path(atac), path(fragments), path(tbi), val(chrom), path(model)
+    tuple val(meta), path(atac), path(fragments), path(tbi), val(shard), path(model)
     path(fasta)
     path(fai)
     path(motifs)
@@ -20,26 +20,28 @@ process TFBIND_PREDICT {
 
     script:
     def args = task.ext.args ?: ''
-    def prefix = task.ext.prefix ?: "${meta.id}.${chrom}"
+    def prefix = task.ext.prefix ?: "${meta.id}.${shard.id}"
     def device = task.accelerator ? 'cuda' : 'cpu'
-    def jaspar = motifs ? "--motifs ${motifs}" : ''
+    def jaspar = motifs ? "--motifs '${motifs}'" : ''
+    // shard: [ id:, chroms: [ contig names ] ]; names were checked by the workflow (predictionShards)
+    def chroms = shard.chroms.join(',')
     """
     scregnet tfbind predict \\
-        --model ${model} \\
-        --fasta ${fasta} \\
-        --atac ${atac} \\
-        --fragments ${fragments} \\
-        --chrom ${chrom} \\
+        --model '${model}' \\
+        --fasta '${fasta}' \\
+        --atac '${atac}' \\
+        --fragments '${fragments}' \\
+        --chrom '${chroms}' \\
         ${jaspar} \\
-        --out ${prefix}.tfbind.h5ad \\
+        --out '${prefix}.tfbind.h5ad' \\
         --device ${device} \\
         --threads ${task.cpus} \\
         ${args}
     """
 
     stub:
-    def prefix = task.ext.prefix ?: "${meta.id}.${chrom}"
+    def prefix = task.ext.prefix ?: "${meta.id}.${shard.id}"
     """
-    touch ${prefix}.tfbind.h5ad
+    touch '${prefix}.tfbind.h5ad'
     """
 }

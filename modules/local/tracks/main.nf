@@ -21,10 +21,10 @@ process TRACKS {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     scregnet tracks \\
-        --fragments ${fragments} \\
-        --clusters ${clustered} \\
-        --genome ${fai} \\
-        --outdir tracks/${prefix} \\
+        --fragments '${fragments}' \\
+        --clusters '${clustered}' \\
+        --genome '${fai}' \\
+        --outdir 'tracks/${prefix}' \\
         --threads ${task.cpus} \\
         ${args}
     """
@@ -32,7 +32,7 @@ process TRACKS {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    mkdir -p tracks/${prefix}
-    touch tracks/${prefix}/0.bw
+    mkdir -p 'tracks/${prefix}'
+    touch 'tracks/${prefix}/0.bw'
     """
 }

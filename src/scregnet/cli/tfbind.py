@@ -76,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bulk sheet CSV: tf,chip_bed,accessibility_bw,cell_type",
     )
     t.add_argument("--out", type=Path, required=True, help="model checkpoint to write (.pt)")
+    t.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="training-state file written after every epoch and resumed from when it exists "
+        "(a retried task continues where the killed one stopped); removed when training ends",
+    )
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--window", type=_positive_int, default=1000, help="input window (bp)")
     t.add_argument(
@@ -233,6 +240,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--atac", type=Path, required=True, help="the S.clustered.h5ad the shards came from"
     )
     m.add_argument("--out", type=Path, required=True, help="S.tfbind.h5ad")
+    m.add_argument(
+        "--skip-chroms",
+        type=lambda s: [c for c in s.split(",") if c],
+        action="extend",
+        default=[],
+        help="comma-separated chromosomes left out of prediction on purpose (no shard needed; "
+        "their peaks get no prediction)",
+    )
     _finalize_options(m)
     _common_nested(m)
 
@@ -355,7 +370,14 @@ def _train(args: argparse.Namespace) -> int:
         sequence_warmup=args.sequence_warmup,
         seed=args.seed,
     )
-    train(args.fasta, args.bulk, args.out, config=config, device=resolve_device(args.device))
+    train(
+        args.fasta,
+        args.bulk,
+        args.out,
+        config=config,
+        device=resolve_device(args.device),
+        state=args.state,
+    )
     return 0
 
 
@@ -445,7 +467,13 @@ def _merge(args: argparse.Namespace) -> int:
     shards = [read_h5ad(p) for p in args.shards]
     merged = merge_shards(shards, names=[str(p) for p in args.shards])
     atac = read_h5ad(args.atac)
-    result = finalize(atac, merged, atac_path=args.atac, config=_predict_config(args))
+    result = finalize(
+        atac,
+        merged,
+        atac_path=args.atac,
+        config=_predict_config(args),
+        skipped_chroms=args.skip_chroms,
+    )
     write_outputs(
         result,
         args.out,

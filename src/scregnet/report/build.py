@@ -91,6 +91,10 @@ def _fragment_lengths(path: Path, limit: int = 2_000_000) -> np.ndarray:
     return (frame[2] - frame[1]).to_numpy()
 
 
+#: per-cell QC columns of scregnet count whose per-sample medians the QC table reports
+QC_MEDIANS = ("n_fragments", "tss_enrichment", "frip", "duplicate_rate", "nucleosome_signal")
+
+
 def atac_sections(results: Path, qc: Section, clusters: Section) -> pd.DataFrame | None:
     import anndata as ad
 
@@ -98,18 +102,19 @@ def atac_sections(results: Path, qc: Section, clusters: Section) -> pd.DataFrame
     for sample, path in _samples(results, "atac", ".clustered.h5ad").items():
         adata = ad.read_h5ad(path)
         obs = adata.obs
+        # one row per sample (the MultiQC table): per-cell QC medians; per-barcode tables stay in atac/
+        medians = {
+            f"median_{column.removeprefix('n_')}": float(np.median(obs[column]))
+            if column in obs and adata.n_obs
+            else np.nan
+            for column in QC_MEDIANS
+        }
         rows.append(
             {
                 "sample": sample,
                 "cells": adata.n_obs,
                 "peaks": adata.n_vars,
-                "median_fragments": float(np.median(obs["n_fragments"]))
-                if "n_fragments" in obs
-                else np.nan,
-                "median_tss_enrichment": float(np.median(obs["tss_enrichment"]))
-                if "tss_enrichment" in obs
-                else np.nan,
-                "median_frip": float(np.median(obs["frip"])) if "frip" in obs else np.nan,
+                **medians,
                 "clusters": int(obs["cluster"].nunique()) if "cluster" in obs else 0,
             }
         )

@@ -519,14 +519,26 @@ def finalize(
     *,
     atac_path: Path,
     config: PredictConfig,
+    skipped_chroms: Sequence[str] = (),
 ) -> ad.AnnData:
-    """Cells x TFs activity and the chromVAR-style baseline from all peaks' predictions."""
+    """Cells x TFs activity and the chromVAR-style baseline from all peaks' predictions.
+
+    ``skipped_chroms``: chromosomes left out of prediction on purpose (a pipeline's minor contigs);
+    their peaks get no prediction and do not count in the activity. Any other chromosome with
+    peaks must be covered by the shards.
+    """
     import anndata as ad
 
     check_atac(adata, atac_path, need_lsi=True)
     u = shard.uns[SHARD_KEY]
     peaks_all = peak_table(adata)
-    missing_chroms = sorted(set(peaks_all["chrom"]) - {str(c) for c in u["chroms"]})
+    covered = {str(c) for c in u["chroms"]}
+    left_out = peaks_all["chrom"].isin(set(skipped_chroms) - covered)
+    if left_out.any():
+        log.info(
+            "%d peak(s) on skipped chromosome(s) get no binding prediction", int(left_out.sum())
+        )
+    missing_chroms = sorted(set(peaks_all["chrom"]) - covered - set(skipped_chroms))
     if missing_chroms:
         msg = f"no shard covers the peaks on chromosome(s) {', '.join(missing_chroms[:6])}"
         raise InputError(msg, atac_path)

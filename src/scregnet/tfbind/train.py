@@ -222,12 +222,18 @@ def fit(
     config: TrainConfig,
     device: torch.device,
     generator: torch.Generator,
+    state: Path | None = None,
 ) -> dict[str, Any]:
     """Adam + masked BCE with early stopping on validation loss; restores the best weights.
 
     During the first ``config.sequence_warmup`` epochs the accessibility channel is zeroed, so the
     network has to learn sequence features before it can lean on accessibility; early stopping
     starts counting after the warm-up.
+
+    With ``state``, the whole training state (weights, optimiser, random generators, early-stopping
+    bookkeeping) is written there after every epoch, and training continues from it when it exists
+    and was written for the same configuration and data: a task killed mid-training (a reclaimed
+    spot VM) loses at most one epoch, and ends with the same weights as an uninterrupted run.
     """
     model.to(device)
     pos_weight = pos_weight.to(device)
@@ -240,7 +246,29 @@ def fit(
     history: list[dict[str, float]] = []
     n_seen, t_train = 0, 0.0
     warmup = config.sequence_warmup if config.use_accessibility else 0
-    for epoch in range(1, config.epochs + 1):
+    first, stopped = 1, False
+    key = _state_key(config, len(train_set), None if val_set is None else len(val_set))  # type: ignore[arg-type]
+    saved = _read_state(state, key, device) if state is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimiser"])
+        scaler.load_state_dict(saved["scaler"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        best_loss, best_state, best_epoch, stale = (
+            saved["best_loss"],
+            saved["best_state"],
+            saved["best_epoch"],
+            saved["stale"],
+        )
+        history, n_seen, t_train = saved["history"], saved["n_seen"], saved["t_train"]
+        first, stopped = saved["epoch"] + 1, saved["stopped"]
+        log.info("resuming training after epoch %d from %s", saved["epoch"], state)
+    for epoch in range(first, config.epochs + 1):
+        if stopped:
+            break
         model.train()
         t0 = time.perf_counter()
         total, batches = 0.0, 0
@@ -279,16 +307,40 @@ def fit(
             val_loss,
             time.perf_counter() - t0,
         )
-        if epoch <= warmup and epoch < config.epochs:
-            continue
-        if val_loss < best_loss - 1e-4:
-            best_loss, best_epoch, stale = val_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= config.patience:
-                log.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
-                break
+        if not (epoch <= warmup and epoch < config.epochs):
+            if val_loss < best_loss - 1e-4:
+                best_loss, best_epoch, stale = val_loss, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+                stopped = stale >= config.patience
+        if state is not None:
+            _write_state(
+                state,
+                {
+                    "key": key,
+                    "epoch": epoch,
+                    "stopped": stopped,
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all()
+                    if torch.cuda.is_available()
+                    else None,
+                    "best_loss": best_loss,
+                    "best_state": best_state,
+                    "best_epoch": best_epoch,
+                    "stale": stale,
+                    "history": history,
+                    "n_seen": n_seen,
+                    "t_train": t_train,
+                },
+            )
+        if stopped:
+            log.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     return {
@@ -297,6 +349,34 @@ def fit(
         "best_val_loss": best_loss,
         "train_windows_per_s": n_seen / t_train if t_train > 0 else float("nan"),
     }
+
+
+def _state_key(config: TrainConfig, n_train: int, n_val: int | None) -> str:
+    """What a saved training state must have been written for: the configuration and data sizes."""
+    return repr((sorted(asdict(config).items()), n_train, n_val))
+
+
+def _read_state(path: Path, key: str, device: torch.device) -> dict[str, Any] | None:
+    """The training state at ``path`` when it exists and was written for ``key``, else None."""
+    import pickle
+
+    if not path.exists():
+        return None
+    try:
+        saved: dict[str, Any] = torch.load(path, map_location=device, weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        log.warning("ignoring unreadable training state %s (%s): starting over", path, err)
+        return None
+    if saved.get("key") != key:
+        log.warning("ignoring training state %s: written for another configuration or data", path)
+        return None
+    return saved
+
+
+def _write_state(path: Path, payload: dict[str, Any]) -> None:
+    """Write a training state atomically (a kill mid-write leaves the previous epoch's)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
 
 
 @torch.no_grad()
@@ -325,8 +405,12 @@ def train(
     *,
     config: TrainConfig,
     device: torch.device,
+    state: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train on the bulk sheet's tracks and ChIP peaks; write the checkpoint atomically to ``out``.
+
+    ``state``: a file for the per-epoch training state (see :func:`fit`), resumed from when it
+    exists, removed once the checkpoint is written.
 
     Returns the held-out metrics (per-TF AUROC/AUPRC on the test chromosomes' windows), as the
     checkpoint holds them, and the training and prediction speeds (windows/s), which it does not.
@@ -443,6 +527,7 @@ def train(
         config=config,
         device=device,
         generator=generator,
+        state=None if state is None else Path(state),
     )
     # calibration on the validation chromosomes (weighted to stand for all their bins)
     val_logits, val_labels = dataset_logits(model, dataset(val_idx), device=device)
@@ -498,6 +583,8 @@ def train(
         context=context,
     )
     log.info("wrote %s (%.1f s)", out, time.perf_counter() - t_start)
+    if state is not None:
+        Path(state).unlink(missing_ok=True)
     return {
         **metrics,
         "train_windows_per_s": result["train_windows_per_s"],

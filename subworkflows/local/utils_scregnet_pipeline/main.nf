@@ -3,7 +3,9 @@
  *
  * Relative paths inside a samplesheet or a bulk sheet are relative to that sheet's own directory,
  * the same rule as `scregnet run` (src/scregnet/io/samplesheet.py). Before nf-schema validates the
- * samplesheet, a copy with those paths made absolute is written to <outdir>/pipeline_info/.
+ * samplesheet, a copy with those paths made absolute is written to <outdir>/pipeline_info/, beside
+ * a dump of the run's parameters. These two records are written at launch and are never a process
+ * input: a task input written anew at each launch would change its cache key and defeat -resume.
  */
 
 include { samplesheetToList } from 'plugin/nf-schema'
@@ -12,23 +14,24 @@ include { SIMULATE          } from '../../../modules/local/simulate'
 workflow PIPELINE_INITIALISATION {
 
     take:
-    inputs  // map: input, fasta, gtf, peaks, bulk_sheet, bulk_rna, motifs, tfs, grn_labels, tfbind_model (String or null), simulate_preset (String or null), simulate_drop (list: inputs of the simulated world to leave out), outdir (String)
+    inputs  // map: input, fasta, gtf, peaks, bulk_sheet, bulk_rna, motifs, tfs, grn_labels, tfbind_model (String or null), simulate_preset (String or null), simulate_drop (list: inputs of the simulated world to leave out), outdir (String), params (map: every parameter, dumped to pipeline_info/), run_name (String: suffix of the dump's name)
 
     main:
     def schema = "${projectDir}/assets/schema_input.json"
     def info_dir = file("${inputs.outdir}/pipeline_info")
     def drop_rna = inputs.simulate_preset && 'rna' in inputs.simulate_drop
+    dumpParameters(inputs.params, info_dir, inputs.run_name)
 
     if (inputs.simulate_preset) {
         // -profile test: simulate a world, then read its samplesheet and references like a user's
         SIMULATE(channel.of([ [ id: "world_${inputs.simulate_preset}" ], inputs.simulate_preset ]))
         ch_world = SIMULATE.out.world.map { _meta, world -> world }
         ch_sheet = ch_world.map { world -> world.resolve('samplesheet.csv') }
-        ch_references = ch_world.map { world -> worldReferences(world, inputs, info_dir) }.first()
+        ch_references = ch_world.map { world -> worldReferences(world, inputs) }.first()
     }
     else {
         ch_sheet = channel.value(file(inputs.input, checkIfExists: true))
-        ch_references = channel.value(userReferences(inputs, info_dir))
+        ch_references = channel.value(userReferences(inputs))
     }
 
     // [ meta, bam or [], fragments or [], rna or [] ], meta = [ id, view ]
@@ -115,11 +118,21 @@ def resolveSamplesheet(sheet, info_dir) {
 }
 
 /*
- * Copy a TF-binding bulk sheet (tf,chip_bed,accessibility_bw,cell_type) to `info_dir` with its file
- * columns reduced to base names, and return [ sheet copy, [ the referenced files ] ] so that a task
- * stages the sheet and its files side by side (locally and on object stores alike).
+ * Write every parameter to `info_dir`/params_<run_name>.json (a record of the run).
  */
-def stageBulkSheet(sheet, info_dir) {
+def dumpParameters(all_params, info_dir, run_name) {
+    info_dir.mkdirs()
+    def dump = info_dir.resolve("params_${run_name}.json")
+    dump.text = groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(all_params)) + '\n'
+}
+
+/*
+ * A TF-binding bulk sheet (tf,chip_bed,accessibility_bw,cell_type) with its file columns reduced
+ * to base names, as text, and the files it references: [ sheet text, [ files ] ]. TFBIND_TRAIN
+ * writes the text next to the staged files, so the task's cache key is the sheet's content and the
+ * files, whatever the launch (nothing is written here).
+ */
+def stageBulkSheet(sheet) {
     def rows = sheet.splitCsv()
     if (rows.size() < 2) {
         error("Bulk sheet ${sheet} has no rows (columns: tf,chip_bed,accessibility_bw,cell_type)")
@@ -147,10 +160,7 @@ def stageBulkSheet(sheet, info_dir) {
         }
         lines << cells.join(',')
     }
-    info_dir.mkdirs()
-    def staged = info_dir.resolve("bulk_sheet.staged.csv")
-    staged.text = lines.join('\n') + '\n'
-    return [ staged, files.values() as List ]
+    return [ lines.join("\n") + "\n", (files.values() as List).sort(false) { path -> path.name } ]
 }
 
 /*
@@ -163,9 +173,9 @@ def optionalFile(value) {
 /*
  * References from params: each key maps to a file, or to [] when the input was not given.
  */
-def userReferences(inputs, info_dir) {
+def userReferences(inputs) {
     def fasta = file(inputs.fasta, checkIfExists: true)
-    def bulk = inputs.bulk_sheet ? stageBulkSheet(file(inputs.bulk_sheet, checkIfExists: true), info_dir) : [ [], [] ]
+    def bulk = inputs.bulk_sheet ? stageBulkSheet(file(inputs.bulk_sheet, checkIfExists: true)) : [ [], [] ]
     return [
         fasta        : fasta,
         fai          : file("${inputs.fasta}.fai", checkIfExists: true),
@@ -186,9 +196,9 @@ def userReferences(inputs, info_dir) {
  * inputs.simulate_drop (to exercise the optional branches); params given explicitly (grn_labels,
  * tfbind_model) still apply.
  */
-def worldReferences(world, inputs, info_dir) {
+def worldReferences(world, inputs) {
     def drop = inputs.simulate_drop
-    def bulk = 'bulk_sheet' in drop ? [ [], [] ] : stageBulkSheet(world.resolve('bulk/bulk_sheet.csv'), info_dir)
+    def bulk = 'bulk_sheet' in drop ? [ [], [] ] : stageBulkSheet(world.resolve('bulk/bulk_sheet.csv'))
     return [
         fasta        : world.resolve('genome.fa'),
         fai          : world.resolve('genome.fa.fai'),

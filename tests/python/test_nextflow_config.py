@@ -1,0 +1,47 @@
+"""Config precedence: a profile's settings override conf/modules.config (nfcheck/config.py replays
+Nextflow's reading order), and `-profile test` gives the stages the runner's test settings."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from nfcheck.config import config_files_read, ext_args
+from scregnet.pipeline import TEST_PROFILE
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "nextflow.config"
+
+
+def test_test_profile_overrides_modules_config() -> None:
+    args = ext_args(CONFIG, ["test", "docker"])
+    assert args["TFBIND_TRAIN"].source.name == "test.config", args["TFBIND_TRAIN"]
+    assert args["GRN"].source.name == "test.config", args["GRN"]
+    # without the profile the modules.config flags apply
+    plain = ext_args(CONFIG, ["docker"])
+    assert plain["TFBIND_TRAIN"].source.name == "modules.config"
+
+
+def test_modules_config_is_read_before_every_profile() -> None:
+    order = [p.name for p in config_files_read(CONFIG, ["test", "gpu", "slurm"])]
+    assert order.index("modules.config") < min(
+        order.index(name) for name in ("test.config", "gpu.config", "slurm.config")
+    ), order
+
+
+def test_precedence_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
+    """modules.config included after the profiles (the nf-core template's old bug)."""
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    text = CONFIG.read_text()
+    line = "includeConfig 'conf/modules.config'\n"
+    assert line in text
+    (tmp_path / "nextflow.config").write_text(text.replace(line, "", 1) + "\n" + line)
+    args = ext_args(tmp_path / "nextflow.config", ["test"])
+    assert args["TFBIND_TRAIN"].source.name == "modules.config"
+
+
+def test_test_profile_flags_equal_the_runner_test_profile() -> None:
+    """conf/test.config's extra flags are scregnet.pipeline.TEST_PROFILE's (`scregnet run --profile test`)."""
+    args = ext_args(CONFIG, ["test"])
+    assert TEST_PROFILE["tfbind_train_args"] in args["TFBIND_TRAIN"].value
+    assert TEST_PROFILE["grn_args"] in args["GRN"].value

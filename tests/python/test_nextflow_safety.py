@@ -1,0 +1,178 @@
+"""-resume and shell safety of the Nextflow layer (tests/nfcheck/safety.py), each rule shown to fail
+on a broken copy: ordered gathers, no launch-time file reaching a process, quoted interpolation."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nfcheck.render import StagingCollision, Task, staging_plan
+from nfcheck.safety import (
+    launch_writes,
+    unquoted_interpolations,
+    unsorted_gathers,
+    workflow_files,
+)
+from nfcheck.schema import load, missing_indexes, read_rows, resolve_relative, validate_rows
+from nfcheck.structure import Process, parse
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def copy_pipeline(dst: Path) -> Path:
+    for sub in ("modules", "workflows", "subworkflows"):
+        shutil.copytree(REPO / sub, dst / sub)
+    shutil.copy(REPO / "main.nf", dst / "main.nf")
+    return dst
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"broken copy no longer applies: {old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_every_gather_is_ordered() -> None:
+    assert unsorted_gathers(workflow_files(REPO)) == []
+
+
+def test_no_launch_time_file_is_used() -> None:
+    assert launch_writes(workflow_files(REPO)) == []
+
+
+def test_every_interpolation_is_quoted_or_checked() -> None:
+    assert unquoted_interpolations(REPO) == []
+
+
+WF = "workflows/scregnet.nf"
+SUB = "subworkflows/local/utils_scregnet_pipeline/main.nf"
+BREAKS = {
+    # gathers in completion order (the -resume defects of issue 16)
+    "groupTuple without sort": (
+        WF,
+        ".groupTuple(sort: { a, b -> a.name <=> b.name })",
+        ".groupTuple()",
+        unsorted_gathers,
+        ".groupTuple() has no order",
+    ),
+    "collect without sort": (
+        WF,
+        "        .collect(sort: { a, b -> a.name <=> b.name })\n        .map { files -> [ [ id: 'multiqc' ], files ] }",
+        "        .collect()\n        .map { files -> [ [ id: 'multiqc' ], files ] }",
+        unsorted_gathers,
+        ".collect() has no order",
+    ),
+    "toList": (
+        WF,
+        ".toSortedList { a, b -> a[0].id <=> b[0].id }",
+        ".toList()",
+        unsorted_gathers,
+        ".toList() has no order",
+    ),
+    # the staged bulk sheet written to pipeline_info/ at each launch and handed to TFBIND_TRAIN
+    "bulk sheet written at launch": (
+        SUB,
+        '    return [ lines.join("\\n") + "\\n",',
+        '    def staged = file("${workflow.launchDir}/bulk_sheet.staged.csv")\n'
+        '    staged.text = lines.join("\\n")\n'
+        '    return [ lines.join("\\n") + "\\n",',
+        launch_writes,
+        "stageBulkSheet() writes a file at launch and its result is used",
+    ),
+    "params dump used": (
+        SUB,
+        "    dumpParameters(inputs.params, info_dir, inputs.run_name)\n",
+        "    def dumped = dumpParameters(inputs.params, info_dir, inputs.run_name)\n",
+        launch_writes,
+        "dumpParameters() writes a file at launch and its result is used",
+    ),
+}
+QUOTING = {
+    "contig names unquoted": (
+        "modules/local/tfbind_predict/main.nf",
+        "--chrom '${chroms}'",
+        "--chrom ${chroms}",
+        "TFBIND_PREDICT script: ${chroms} is neither single-quoted",
+    ),
+    "path unquoted": (
+        "modules/local/count/main.nf",
+        "--peaks '${peaks}'",
+        "--peaks ${peaks}",
+        "COUNT script: ${peaks} is neither single-quoted",
+    ),
+    "def built from raw values": (
+        "modules/local/grn/main.nf",
+        """def views = rna.collect { h5ad -> "--rna '${h5ad}'" }.join(' ')""",
+        """def views = "--rna " + rna.join(' --rna ')""",
+        "GRN script: ${views} is neither single-quoted",
+    ),
+    "def with an unquoted interpolation": (
+        "modules/local/impute/main.nf",
+        """def bulk = bulk_rna ? "--bulk '${bulk_rna}'" : ''""",
+        """def bulk = bulk_rna ? "--bulk ${bulk_rna}" : ''""",
+        "IMPUTE script: ${bulk} is neither single-quoted",
+    ),
+    "stub unquoted": (
+        "modules/local/peaks/main.nf",
+        "touch '${prefix}.narrowPeak'",
+        "touch ${prefix}.narrowPeak",
+        "PEAKS stub: ${prefix} is neither single-quoted",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BREAKS))
+def test_resume_checks_fail_on_a_broken_copy(case: str, tmp_path: Path) -> None:
+    root = copy_pipeline(tmp_path)
+    rel, old, new, check, expected = BREAKS[case]
+    edit(root / rel, old, new)
+    problems = check(workflow_files(root))
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("case", sorted(QUOTING))
+def test_quoting_check_fails_on_a_broken_copy(case: str, tmp_path: Path) -> None:
+    root = copy_pipeline(tmp_path)
+    rel, old, new, expected = QUOTING[case]
+    edit(root / rel, old, new)
+    problems = unquoted_interpolations(root)
+    assert any(expected in p for p in problems), problems
+
+
+def report_task(fragments: list[Path], *, stage_as: str | None = None) -> Task:
+    """REPORT bound to ``fragments`` (other inputs empty), optionally with another stageAs."""
+    proc = parse(REPO / "modules" / "local" / "report" / "main.nf").processes[0]
+    if stage_as is not None:
+        inputs = [
+            d.replace("stageAs: 'fragments?/*'", f"stageAs: '{stage_as}'") for d in proc.inputs
+        ]
+        assert inputs != proc.inputs
+        proc = Process(proc.name, proc.path, proc.directives, inputs, proc.outputs, proc.sections)
+    ids = [f.parts[-3] for f in fragments]
+    return Task(
+        proc,
+        {"meta": {"id": "report"}, "fragment_ids": ids},
+        {"atac": [], "fragments": fragments, "tracks": [], "impute": [], "tfbind": [], "grn": []},
+    )
+
+
+def test_cellranger_samplesheet_stages_without_collision() -> None:
+    """tests/data/samplesheet_cellranger.csv: two samples whose fragments files are both
+    outs/fragments.tsv.gz (tests/default.nf.test runs the pipeline on it with -stub)."""
+    sheet = REPO / "tests" / "data" / "samplesheet_cellranger.csv"
+    rows = read_rows(sheet)
+    resolve_relative(rows, sheet.parent, ("bam", "fragments", "rna"))
+    schema = load(REPO / "assets" / "schema_input.json")
+    assert validate_rows(schema, rows, check_exists=True) == [] and missing_indexes(rows) == []
+    files = [Path(r["fragments"]) for r in rows]
+    assert {f.name for f in files} == {"fragments.tsv.gz"} and len(files) == 2
+    plan = staging_plan(report_task(files))
+    assert sorted(k for k in plan if k.startswith("fragments")) == [
+        "fragments1/fragments.tsv.gz",
+        "fragments2/fragments.tsv.gz",
+    ]
+    # REPORT as it was (every file staged by its own name into one folder) collides
+    with pytest.raises(StagingCollision, match="input file name collision"):
+        staging_plan(report_task(files, stage_as="results/atac/*"))

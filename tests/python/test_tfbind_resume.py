@@ -1,0 +1,101 @@
+"""TF-binding training resumes from its per-epoch state (`scregnet tfbind train --state`): a run
+killed after some epochs and started again trains only the missing epochs and ends with exactly
+the weights of an uninterrupted run (TFBIND_TRAIN on a reclaimed spot VM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from scregnet.tfbind.train import TrainConfig, fit
+
+N, EPOCHS = 48, 4
+
+
+class Windows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Random one-hot-like windows with 3 TF labels; counts reads, can fail at a given read."""
+
+    def __init__(self, seed: int, *, fail_at: int | None = None) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.rand(N, 4, 24, generator=g)
+        self.y = (torch.rand(N, 3, generator=g) > 0.6).float()
+        self.reads, self.fail_at = 0, fail_at
+
+    def __len__(self) -> int:
+        return N
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.reads += 1
+        if self.fail_at is not None and self.reads > self.fail_at:
+            raise KeyboardInterrupt  # the task is killed
+        return self.x[i], self.y[i]
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv1d(4, 8, 5),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.AdaptiveMaxPool1d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    )
+
+
+CONFIG = TrainConfig(epochs=EPOCHS, patience=10, batch_size=8, lr=1e-2, use_accessibility=False)
+
+
+def run(
+    train_set: Windows, state: Path | None, config: TrainConfig = CONFIG
+) -> tuple[nn.Module, Any]:
+    net = model()
+    result = fit(
+        net,
+        train_set,
+        Windows(1),
+        pos_weight=torch.ones(3),
+        config=config,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+        state=state,
+    )
+    return net, result
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    return all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def test_a_killed_training_resumes_and_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    reference, ref_result = run(Windows(0), None)
+    state = tmp_path / "tfbind_train.state"
+    with pytest.raises(KeyboardInterrupt):
+        run(Windows(0, fail_at=2 * N + 5), state)  # killed during epoch 3
+    assert state.exists()
+    again = Windows(0)
+    resumed, result = run(again, state)
+    assert again.reads == (EPOCHS - 2) * N  # only epochs 3 and 4 were trained again
+    assert same_weights(resumed, reference)
+    assert result["history"] == ref_result["history"]
+
+
+def test_a_state_from_another_configuration_is_ignored(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    state = tmp_path / "tfbind_train.state"
+    other = TrainConfig(epochs=EPOCHS, patience=10, batch_size=8, lr=5e-3, use_accessibility=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(Windows(0, fail_at=2 * N + 5), state, other)
+    again = Windows(0)
+    resumed, _ = run(again, state)
+    assert again.reads == EPOCHS * N  # started over
+    assert same_weights(resumed, run(Windows(0), None)[0])
