@@ -369,3 +369,29 @@ def test_bulk_regions_read_gaps_as_zero(tmp_path: Path) -> None:
     assert regions == [("chr1", 200, 600), ("chr1", 1_000, 1_200), ("chr2", 0, 200)]
     expected = [dense[c][a:b].mean() for c, a, b in regions]
     np.testing.assert_allclose(access[0], expected)
+
+
+def test_scfan_activity_is_the_top2_fraction_over_a_cells_accessible_peaks() -> None:
+    from scregnet.tfbind.predict import scfan_activity
+
+    # 2 clusters x 3 peaks x 3 TFs; the top-2 TFs per peak differ between the clusters
+    binding = np.array(
+        [
+            [[0.9, 0.8, 0.1], [0.2, 0.7, 0.6], [0.5, 0.1, 0.4]],  # cluster 0: {0,1}, {1,2}, {0,2}
+            [[0.1, 0.2, 0.3], [0.9, 0.1, 0.8], [0.3, 0.6, 0.9]],  # cluster 1: {1,2}, {0,2}, {1,2}
+        ]
+    )
+    counts = sp.csr_matrix(np.array([[2, 1, 0], [0, 0, 3], [1, 1, 1], [0, 0, 0]]))
+    cluster = np.array([0, 0, 1, 1])
+    got = scfan_activity(counts, binding, cluster)
+    expected = np.array(
+        [
+            [1 / 2, 2 / 2, 1 / 2],  # peaks 0, 1 in cluster 0
+            [1, 0, 1],  # peak 2 in cluster 0
+            [1 / 3, 2 / 3, 3 / 3],  # every peak in cluster 1
+            [0, 0, 0],  # no accessible peak
+        ]
+    )
+    np.testing.assert_allclose(got, expected)
+    # every accessible peak contributes exactly two TFs
+    np.testing.assert_allclose(got[:3].sum(axis=1), 2.0)
