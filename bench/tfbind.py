@@ -208,6 +208,7 @@ def real_chip(args: argparse.Namespace) -> int:
         kernel=args.real_kernel,
         first_kernel=args.real_first_kernel,
         motif_init=not args.no_real_motif_init,
+        motif_tracks=args.real_motif_tracks,
         hidden=args.real_hidden,
         epochs=args.real_epochs,
         lr=args.real_lr,
@@ -301,6 +302,11 @@ def main() -> int:
     parser.add_argument("--real-first-kernel", type=int, default=20)
     parser.add_argument(
         "--no-real-motif-init", action="store_true", help="ablation: random first-layer filters"
+    )
+    parser.add_argument(
+        "--real-motif-tracks",
+        action="store_true",
+        help="our extension: the best PWMs also as fixed scan tracks with a per-TF path",
     )
     parser.add_argument("--real-hidden", type=int, default=64)
     parser.add_argument("--real-epochs", type=int, default=10)

@@ -441,6 +441,9 @@ class NetConfig:
     first_kernel: int = 20
     #: first-block filters start as the TFs' best PWMs (chosen on the training blocks)
     motif_init: bool = True
+    #: our extension: the TFs' best PWMs also scanned as fixed input tracks, with a per-TF path
+    #: from the best match to the TF's logit (:class:`~scregnet.tfbind.model.ScFAN`)
+    motif_tracks: bool = False
     pool: int = 4
     hidden: int = 64
     dropout: tuple[float, ...] = (0.1, 0.1, 0.3)
@@ -477,6 +480,7 @@ def train_net(
     window: int,
     config: NetConfig,
     init_motifs: Sequence[Motif] = (),
+    motif_tf: Sequence[int] = (),
 ) -> tuple[Any, dict[str, Any]]:
     """Multi-task scFAN trunk (no accessibility input) on ``x`` ``(n, 4, window + 2 margin)``."""
     from scregnet.seed import seed_everything
@@ -495,8 +499,16 @@ def train_net(
             pool=config.pool,
             dropout=config.dropout,
             hidden=config.hidden,
+            n_motifs=len(motif_tf) if config.motif_tracks else 0,
+            motif_width=max((m.counts.shape[1] for m in init_motifs), default=0)
+            if config.motif_tracks
+            else 0,
+            motif_tf=tuple(motif_tf) if config.motif_tracks else (),
+            motif_centre=window,
         )
     )
+    if config.motif_tracks:
+        model.set_motifs([torch.from_numpy(m.log_odds()) for m in init_motifs])
     if config.motif_init and init_motifs:
         model.init_motif_filters([torch.from_numpy(m.log_odds()) for m in init_motifs])
     margin = (x.shape[2] - window) // 2
@@ -583,7 +595,8 @@ def evaluate(
         tr = np.isin(ws.block, list(train_blocks))
         # each TF's best named PWM on the training blocks (first-layer initialisation)
         init: list[Motif] = []
-        for tf in ws.tfs:
+        init_tf: list[int] = []
+        for k, tf in enumerate(ws.tfs):
             ids = motif_ids.get(tf, [])
             pos, neg = ws.positives[tf], ws.negatives[tf]
             ptr, ntr = pos[tr[pos]], neg[tr[neg]]
@@ -593,9 +606,15 @@ def evaluate(
             cand = pwm_named[np.r_[ptr, ntr]][:, [col[i] for i in ids]]
             ap = [auprc(y_tr, cand[:, j]) for j in range(cand.shape[1])]
             init.append(motifs[ids[int(np.argmax(ap))]])
+            init_tf.append(k)
         t1 = time.perf_counter()
         model, fit_info = train_net(
-            x_ext[tr], ws.labels[tr], window=ws.window, config=net, init_motifs=init
+            x_ext[tr],
+            ws.labels[tr],
+            window=ws.window,
+            config=net,
+            init_motifs=init,
+            motif_tf=init_tf,
         )
         timing["train_s"] += time.perf_counter() - t1
         timing["windows_trained"] += float(tr.sum()) * len(fit_info["history"])
