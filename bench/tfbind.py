@@ -16,6 +16,9 @@
    held-out fifth; the JASPAR CTCF PWM and GC content beside it.
 3. Speed: training and prediction windows/s and each step's peak memory (``os.wait4`` rusage).
 
+``--speed`` measures only training and prediction windows per CPU second at the paper's network
+size and the cost of a genome-wide prediction (``bench/out/tfbind_speed.json``).
+
 ``--real`` runs only the real-sequence ChIP-seq benchmark (:mod:`scregnet.tfbind.chip_benchmark`)
 on ``encode_chr22``: per TF, summit windows against GC-matched genomic background (and, apart,
 dinucleotide shuffles), three contiguous genomic blocks each held out once; the multi-task
@@ -262,6 +265,67 @@ def real_chip(args: argparse.Namespace) -> int:
     return 0
 
 
+def paper_speed(args: argparse.Namespace) -> int:
+    """Windows per CPU second at the paper's network size (160/240/240, dense 919, 1,000 bp
+    windows, DNA + accessibility), training (Adam step, batch 64) and prediction (eval, batch
+    256, both strands), one thread; and what a genome-wide prediction would cost."""
+    import torch
+
+    from scregnet.tfbind.data import reverse_complement
+    from scregnet.tfbind.model import ModelConfig, ScFAN
+
+    torch.manual_seed(0)
+    n_tfs = 31
+    model = ScFAN(ModelConfig(n_tfs=n_tfs, window=1000, use_accessibility=True))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def timed(step: Any, n_batches: int) -> float:
+        step()  # warm-up
+        t0 = time.process_time()
+        for _ in range(n_batches):
+            step()
+        return time.process_time() - t0
+
+    x_tr, y_tr = torch.rand(64, 5, 1000), torch.randint(0, 2, (64, n_tfs)).float()
+
+    def train_step() -> None:
+        model.train()
+        optimiser.zero_grad()
+        loss_fn(model(x_tr), y_tr).backward()
+        optimiser.step()
+
+    x_pr = torch.rand(256, 5, 1000)
+
+    @torch.no_grad()
+    def predict_step() -> None:
+        model.eval()
+        _ = (model(x_pr) + model(reverse_complement(x_pr))) / 2
+
+    n_train, n_pred = args.speed_batches, max(args.speed_batches // 4, 1)
+    train_rate = 64 * n_train / timed(train_step, n_train)
+    predict_rate = 256 * n_pred / timed(predict_step, n_pred)
+    windows = 150_000 * args.speed_clusters
+    out = {
+        "network": "paper size: filters 160/240/240 width 8, dense 919, window 1000, 5 input channels",
+        "threads": torch.get_num_threads(),
+        "device": "cpu",
+        "train_windows_per_cpu_s": train_rate,
+        "predict_windows_per_cpu_s": predict_rate,
+        "genome_wide": {
+            "peaks": 150_000,
+            "clusters": args.speed_clusters,
+            "windows": windows,
+            "predict_cpu_hours": windows / predict_rate / 3600,
+        },
+    }
+    path = REPO / "bench" / "out" / "tfbind_speed.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -293,6 +357,11 @@ def main() -> int:
         default=Path(os.environ.get("SCREGNET_TESTDATA", REPO.parent / "shared" / "data")),
     )
     parser.add_argument("--real", action="store_true", help="only the real ChIP-seq benchmark")
+    parser.add_argument(
+        "--speed", action="store_true", help="only windows/s at the paper's network size"
+    )
+    parser.add_argument("--speed-batches", type=int, default=8)
+    parser.add_argument("--speed-clusters", type=int, default=10)
     parser.add_argument("--tune", action="store_true", help="with --real: the tuning split")
     parser.add_argument("--real-window", type=int, default=200)
     parser.add_argument("--neg-ratio", type=int, default=5)
@@ -318,6 +387,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.speed:
+        return paper_speed(args)
     if args.real:
         import logging
 
