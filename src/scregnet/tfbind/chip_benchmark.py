@@ -421,11 +421,13 @@ def pwm_scores(motifs: Sequence[Motif], onehot: NDArray[np.float32]) -> NDArray[
     """``(n, motifs)`` best log-odds over each window, both strands."""
     scanner = MotifScanner(motifs)
     lengths = np.full(onehot.shape[0], onehot.shape[2], dtype=np.int64)
+    # windows per chunk: the scan holds (chunk, motifs, positions) floats per strand
+    step = max(16, 25_000_000 // (len(motifs) * (onehot.shape[2] + scanner.max_len)))
     out = [
-        scanner.max_scores(onehot[i : i + 2048], lengths[i : i + 2048])
-        for i in range(0, onehot.shape[0], 2048)
+        scanner.max_scores(onehot[i : i + step], lengths[i : i + step])
+        for i in range(0, onehot.shape[0], step)
     ]
-    return np.concatenate(out)
+    return np.concatenate(out) if out else np.zeros((0, len(motifs)))
 
 
 # --------------------------------------------------------------------------------------------
