@@ -102,6 +102,11 @@ def test_predict_outputs(predicted: Path, synth: Synth) -> None:
     assert u["binding"].shape == (2, atac.n_vars, 2) == u["pwm_binding"].shape
     assert ((u["binding"] >= 0) & (u["binding"] <= 1)).all()
     assert result.obsm["chromvar"].shape == (atac.n_obs, 2)
+    assert set(result.layers) == {"scfan_activity", "bound_peak_deviation", "mean_binding"}
+    np.testing.assert_array_equal(result.layers["bound_peak_deviation"], result.X)
+    # with two TFs both are among every peak's top 2: scFAN activity is 1 for a cell with a read
+    has_read = np.asarray(atac.X.sum(axis=1)).ravel() > 0
+    np.testing.assert_allclose(result.layers["scfan_activity"][has_read], 1.0)
     tracks = predicted.parent / "S"
     assert sorted(p.name for p in tracks.iterdir() if not p.name.startswith(".")) == [
         "0.binding.bed",

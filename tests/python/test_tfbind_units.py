@@ -369,3 +369,79 @@ def test_bulk_regions_read_gaps_as_zero(tmp_path: Path) -> None:
     assert regions == [("chr1", 200, 600), ("chr1", 1_000, 1_200), ("chr2", 0, 200)]
     expected = [dense[c][a:b].mean() for c, a, b in regions]
     np.testing.assert_allclose(access[0], expected)
+
+
+def test_scfan_activity_is_the_top2_fraction_over_a_cells_accessible_peaks() -> None:
+    from scregnet.tfbind.predict import scfan_activity
+
+    # 2 clusters x 3 peaks x 3 TFs; the top-2 TFs per peak differ between the clusters
+    binding = np.array(
+        [
+            [[0.9, 0.8, 0.1], [0.2, 0.7, 0.6], [0.5, 0.1, 0.4]],  # cluster 0: {0,1}, {1,2}, {0,2}
+            [[0.1, 0.2, 0.3], [0.9, 0.1, 0.8], [0.3, 0.6, 0.9]],  # cluster 1: {1,2}, {0,2}, {1,2}
+        ]
+    )
+    counts = sp.csr_matrix(np.array([[2, 1, 0], [0, 0, 3], [1, 1, 1], [0, 0, 0]]))
+    cluster = np.array([0, 0, 1, 1])
+    got = scfan_activity(counts, binding, cluster)
+    expected = np.array(
+        [
+            [1 / 2, 2 / 2, 1 / 2],  # peaks 0, 1 in cluster 0
+            [1, 0, 1],  # peak 2 in cluster 0
+            [1 / 3, 2 / 3, 3 / 3],  # every peak in cluster 1
+            [0, 0, 0],  # no accessible peak
+        ]
+    )
+    np.testing.assert_allclose(got, expected)
+    # every accessible peak contributes exactly two TFs
+    np.testing.assert_allclose(got[:3].sum(axis=1), 2.0)
+
+
+def test_chip_benchmark_helpers() -> None:
+    from scregnet.tfbind import chip_benchmark as cb
+    from scregnet.tfbind.data import one_hot
+
+    # summits closer than the distance to a cluster's first one merge; the strongest is kept
+    summits = np.array([100, 150, 400, 190, 1000])
+    kept, members = cb.merge_summits(summits, np.array([1.0, 5.0, 2.0, 3.0, 1.0]), 100)
+    assert kept.tolist() == [150, 400, 1000]
+    assert [sorted(summits[m].tolist()) for m in members] == [[100, 150, 190], [400], [1000]]
+    # GC matching: same bin first, then nearest unused candidates; never a candidate twice
+    rng = np.random.default_rng(0)
+    cand = np.r_[np.full(10, 0.41), np.full(3, 0.61), [0.7]]
+    take = cb.matched_negatives(np.array([0.41, 0.61]), cand, ratio=4, rng=rng)
+    assert np.unique(take).size == take.size == 8
+    assert (cand[take] == 0.41).sum() == 4 and (cand[take] == 0.61).sum() == 3
+    assert (cand[take] == 0.7).sum() == 1  # the 0.61 bin was short by one: nearest GC fills it
+    # 6-mers collapse with their reverse complements: a sequence and its RC count the same
+    seq = "ACGTTGCAAGGCTTAACCGGATCGATTTACG"
+    rc = seq[::-1].translate(str.maketrans("ACGT", "TGCA"))
+    counts = cb.kmer_counts(np.stack([one_hot(seq), one_hot(rc)]))
+    assert counts.shape[1] == 2080 and counts[0].sum() == len(seq) - 5
+    np.testing.assert_array_equal(counts[0].toarray(), counts[1].toarray())
+    # blocks hold equal numbers of summits
+    bounds = cb.block_bounds(3, np.arange(16_100_000, 21_000_000, 1000))
+    assert bounds[0] == cb.REAL_SEGMENTS[0][0] and bounds[-1] == cb.REAL_SEGMENTS[-1][1]
+    assert np.diff(np.searchsorted(np.arange(16_100_000, 21_000_000, 1000), bounds)).tolist()[
+        :2
+    ] == [1633, 1634]
+
+
+def test_read_meme(tmp_path: Path) -> None:
+    from scregnet.errors import InputError
+    from scregnet.tfbind.motifs import read_meme
+
+    path = tmp_path / "m.meme"
+    path.write_text(
+        "MEME version 4\n\nALPHABET= ACGT\n\nMOTIF X_f1 XTF\n\n"
+        "letter-probability matrix: alength= 4 w= 2 nsites= 10 E= 0\n"
+        " 0.7 0.1 0.1 0.1\n 0.0 0.0 1.0 0.0\n\nMOTIF Y_si\n"
+        "letter-probability matrix: alength= 4 w= 1 nsites= 0 E= 0\n 0.25 0.25 0.25 0.25\n"
+    )
+    x, y = read_meme(path)
+    assert (x.motif_id, x.name, y.name) == ("X_f1", "XTF", "Y_si")
+    np.testing.assert_allclose(x.counts, [[7, 0], [1, 0], [1, 10], [1, 0]])
+    np.testing.assert_allclose(y.counts.ravel(), [25, 25, 25, 25])
+    path.write_text("MEME version 4\n")
+    with pytest.raises(InputError, match="no MOTIF"):
+        read_meme(path)

@@ -7,9 +7,11 @@ test chromosomes (all peaks when none of them carries peaks). Reported values ar
 with both classes.
 
 Cell-level activity: k-means (k = number of true cell types, 10 restarts, seed 0) on the
-standardised cells x TFs matrix (``X``), ARI against the true cell types; the same for scFAN's
-mean binding over each cell's accessible peaks (``layers['mean_binding']``) and for the
-chromVAR-style deviations. Means over samples.
+standardised cells x TFs matrix (``X``: the pooled-read deviation in predicted-bound peaks),
+ARI against the true cell types; the same for scFAN's activity (``layers['scfan_activity']``: the
+fraction of a cell's accessible peaks where the TF is among the top-2 predicted), for the mean
+binding probability over the cell's neighbourhood's accessible peaks (``layers['mean_binding']``)
+and for the chromVAR-style deviations. Means over samples.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     ys: dict[str, list[NDArray[np.int8]]] = {}
     model_scores: dict[str, list[NDArray[np.float64]]] = {}
     pwm_scores: dict[str, list[NDArray[np.float64]]] = {}
-    aris, chromvar_aris, mean_binding_aris, chroms_used = [], [], [], set()
+    aris, chromvar_aris, mean_binding_aris, scfan_aris, chroms_used = [], [], [], [], set()
     per_sample: dict[str, Any] = {}
     for path in files:
         sample = path.name[: -len(SUFFIX)]
@@ -180,12 +182,19 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
             if "mean_binding" in result.layers
             else float("nan")
         )
+        sa = (
+            cluster_ari(np.asarray(result.layers["scfan_activity"])[known.to_numpy()], true_labels)
+            if "scfan_activity" in result.layers
+            else float("nan")
+        )
         aris.append(ari)
         chromvar_aris.append(cv)
         mean_binding_aris.append(mb)
+        scfan_aris.append(sa)
         per_sample[sample] = {
             "ari": ari,
             "ari_mean_binding": mb,
+            "ari_scfan_activity": sa,
             "chromvar_ari": cv,
             "n_cells": int(known.sum()),
         }
@@ -217,6 +226,7 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         "auprc": mean("auprc"),
         "ari": nanmean(aris),
         "ari_mean_binding": nanmean(mean_binding_aris),
+        "ari_scfan_activity": nanmean(scfan_aris),
         "pwm_baseline": {"auroc": mean("pwm_auroc"), "auprc": mean("pwm_auprc")},
         "chromvar_baseline": {"ari": nanmean(chromvar_aris)},
         "chromosomes": sorted(chroms_used),

@@ -207,7 +207,7 @@ def tf_activity_section(results: Path, section: Section) -> None:
                 z.to_numpy(),
                 list(z.index),
                 list(z.columns),
-                title=f"{sample}: TF activity per cluster",
+                title=f"{sample}: TF activity per cluster (X: read deviation in predicted-bound peaks)",
                 label="z-score",
             ),
             f"{sample} TF activity heatmap",

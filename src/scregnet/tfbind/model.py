@@ -26,6 +26,8 @@ class ModelConfig:
     use_accessibility: bool = True
     filters: tuple[int, ...] = PAPER_FILTERS
     kernel: int = 8
+    #: width of the first block's filters (0 = ``kernel``); wider filters hold whole motifs
+    first_kernel: int = 0
     pool: int = 4
     dropout: tuple[float, ...] = PAPER_DROPOUT
     hidden: int = 919
@@ -93,16 +95,17 @@ class ScFAN(nn.Module):
         self.config = config
         blocks: list[nn.Module] = []
         channels, length = config.trunk_channels, config.window
-        for n_filters, p_drop in zip(config.filters, config.dropout, strict=True):
+        for i, (n_filters, p_drop) in enumerate(zip(config.filters, config.dropout, strict=True)):
+            kernel = config.first_kernel if i == 0 and config.first_kernel > 0 else config.kernel
             # (batch, channels, length) -> (batch, n_filters, ceil((length - kernel + 1) / pool))
             blocks += [
-                nn.Conv1d(channels, n_filters, kernel_size=config.kernel),
+                nn.Conv1d(channels, n_filters, kernel_size=kernel),
                 nn.BatchNorm1d(n_filters),
                 nn.ReLU(),
                 nn.MaxPool1d(config.pool, ceil_mode=True),
                 nn.Dropout(p_drop),
             ]
-            length = -(-(length - config.kernel + 1) // config.pool)
+            length = -(-(length - kernel + 1) // config.pool)
             channels = n_filters
             if length < 1:
                 msg = f"window {config.window} is too short for {len(config.filters)} blocks of kernel {config.kernel} and pool {config.pool}"
@@ -228,7 +231,7 @@ class ScFAN(nn.Module):
         bn = self.features[1]
         assert isinstance(conv, nn.Conv1d) and isinstance(bn, nn.BatchNorm1d)
         assert conv.bias is not None
-        k = self.config.kernel
+        k = int(conv.kernel_size[0])
         n_fit = min(len(log_odds), conv.out_channels // 2)
         used: list[int] = []
         for i, lo in enumerate(log_odds[:n_fit]):

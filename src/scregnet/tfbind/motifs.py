@@ -306,3 +306,51 @@ def chromvar_deviations(
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sd > 0, corrected / sd, 0.0)
     return corrected, z
+
+
+def read_meme(path: str | Path, *, sites: float = 100.0) -> list[Motif]:
+    """Read a MEME-format motif file (``MOTIF id [name]`` then a ``letter-probability matrix``
+    of rows A C G T per position); probabilities become counts out of ``nsites`` (else
+    ``sites``)."""
+    path = Path(path)
+    if not path.exists():
+        msg = "motif file does not exist"
+        raise InputError(msg, path)
+    motifs: list[Motif] = []
+    lines = path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        text = lines[i].strip()
+        i += 1
+        if not text.startswith("MOTIF"):
+            continue
+        fields = text.split()
+        motif_id = fields[1] if len(fields) > 1 else f"motif{len(motifs) + 1}"
+        name = fields[2] if len(fields) > 2 else motif_id
+        while i < len(lines) and not lines[i].strip().startswith("letter-probability"):
+            i += 1
+        if i == len(lines):
+            msg = f"motif {motif_id!r} has no letter-probability matrix"
+            raise InputError(msg, path)
+        header = lines[i]
+        i += 1
+        width = re.search(r"w=\s*(\d+)", header)
+        nsites = re.search(r"nsites=\s*(\d+(?:\.\d+)?)", header)
+        n = float(nsites.group(1)) if nsites and float(nsites.group(1)) > 0 else sites
+        rows: list[list[float]] = []
+        while i < len(lines) and (width is None or len(rows) < int(width.group(1))):
+            values = _numbers(lines[i])
+            i += 1
+            if len(values) == 4:
+                rows.append(values)
+            elif rows:
+                break
+        if not rows:
+            msg = f"motif {motif_id!r} has no matrix rows"
+            raise InputError(msg, path)
+        motifs.append(Motif(motif_id, name, np.asarray(rows, dtype=np.float64).T * n))
+    if not motifs:
+        msg = "motif file has no MOTIF entries"
+        raise InputError(msg, path)
+    log.info("read %d motif(s) from %s", len(motifs), path)
+    return motifs

@@ -8,13 +8,20 @@
    so any split by chromosome merges exactly.
 2. :func:`finalize` (all peaks): the TF-activity context (:mod:`.context`) of each cluster (its
    pseudobulk) and of each cell (reads pooled over the cell and its k nearest LSI neighbours)
-   over all peaks; cluster binding = calibrated sigmoid of base logit + context term;
-   activity (X, cells x TFs) = the pooled reads' enrichment in predicted-bound peaks over the
-   expectation from depth and peak share (a deviation score with predicted binding as the
-   annotation); ``layers['mean_binding']`` = mean binding probability over the peaks the cell's
-   neighbourhood reads (scFAN's definition), with the cell's own context; ``obsm['tf_context']``
-   the cells' contexts. The chromVAR-style deviations (``obsm['chromvar']``) are the
-   cell-level baseline. Per-cluster binding BED and bigWig.
+   over all peaks; cluster binding = calibrated sigmoid of base logit + context term. Cell
+   scores (cells x TFs):
+
+   - ``layers['scfan_activity']``: scFAN's activity (Fu et al. 2020): the fraction of the cell's
+     accessible peaks (a read in the cell itself) in which the TF is among the two TFs of highest
+     predicted binding probability in the cell's cluster;
+   - ``X`` = ``layers['bound_peak_deviation']``: the pooled reads' (cell and its neighbours)
+     enrichment in predicted-bound peaks over the expectation from depth and peak share (a
+     chromVAR-style deviation with predicted binding as the annotation);
+   - ``layers['mean_binding']``: mean binding probability over the peaks the cell's
+     neighbourhood reads, with the cell's own context (not scFAN's definition);
+
+   ``obsm['tf_context']`` the cells' contexts. The chromVAR-style motif deviations
+   (``obsm['chromvar']``) are the cell-level baseline. Per-cluster binding BED and bigWig.
 """
 
 from __future__ import annotations
@@ -485,7 +492,7 @@ def _mean_binding(
     *,
     chunk: int = 128,
 ) -> NDArray[np.float64]:
-    """scFAN's cell activity: mean binding probability over the peaks the cell's neighbourhood
+    """Mean binding probability over the peaks the cell's neighbourhood
     reads (``pooled`` > 0), each peak's base logit mixed over the neighbourhood's clusters and
     the cell's own context added (``(cells, tfs)``). Cells are processed ``chunk`` at a time so
     memory stays bounded by a chunk's accessible (cell, peak) pairs."""
@@ -511,6 +518,37 @@ def _mean_binding(
             total[lo : lo + n_block] += gather @ prob
     n_open = np.diff(acc.indptr).astype(np.float64)[:, None]
     return np.where(n_open > 0, total / np.maximum(n_open, 1.0), 0.0)
+
+
+def scfan_activity(
+    counts: sp.csr_matrix,
+    binding: NDArray[np.floating],
+    cell_cluster: NDArray[np.int64],
+    *,
+    top: int = 2,
+) -> NDArray[np.float64]:
+    """scFAN's cell activity ``(cells, tfs)``: the fraction of each cell's accessible peaks
+    (count > 0) in which the TF is among the ``top`` TFs of highest binding probability in the
+    cell's cluster (``binding`` is clusters x peaks x TFs; ties broken by TF order). A cell with
+    no accessible peak scores 0."""
+    x = sp.csr_matrix(counts)
+    open_ = sp.csr_matrix((np.ones(x.nnz), x.indices, x.indptr), shape=x.shape)
+    open_.data[x.data <= 0] = 0.0
+    open_.eliminate_zeros()
+    n_cells, n_tfs = x.shape[0], binding.shape[2]
+    k = min(top, n_tfs)
+    out = np.zeros((n_cells, n_tfs))
+    for g in range(binding.shape[0]):
+        cells = np.flatnonzero(cell_cluster == g)
+        if cells.size == 0:
+            continue
+        # (peaks, tfs) indicator of the cluster's top-k TFs per peak
+        order = np.argsort(-binding[g], axis=1, kind="stable")[:, :k]
+        top_k = np.zeros(binding.shape[1:], dtype=np.float64)
+        np.put_along_axis(top_k, order, 1.0, axis=1)
+        out[cells] = np.asarray(open_[cells] @ top_k)
+    n_open = np.diff(open_.indptr).astype(np.float64)[:, None]
+    return np.where(n_open > 0, out / np.maximum(n_open, 1.0), 0.0)
 
 
 def finalize(
@@ -595,6 +633,7 @@ def finalize(
         observed += mix[:, [g]] * np.asarray(pooled @ p_g)
         expected += mix[:, [g]] * depth[:, None] * (frac @ p_g)[None, :]
     mean_binding = _mean_binding(pooled, logit, mix, cell_ctx, u)
+    scfan = scfan_activity(counts, binding, cell_cluster)
     # activity: reads in the peaks the model predicts bound, relative to the expectation from the
     # cell's depth and each peak's share of all reads (chromVAR's deviation with predicted binding
     # as a soft annotation)
@@ -614,6 +653,8 @@ def finalize(
         var=pd.DataFrame({"has_motif": has_motif}, index=pd.Index(tfs, name="tf")),
     )
     out.obsm["chromvar"] = chromvar.astype(np.float32)
+    out.layers["scfan_activity"] = scfan.astype(np.float32)
+    out.layers["bound_peak_deviation"] = activity.astype(np.float32)
     out.layers["mean_binding"] = mean_binding.astype(np.float32)
     if cell_ctx is not None and cluster_ctx is not None:
         out.obsm["tf_context"] = cell_ctx.astype(np.float32)
@@ -630,6 +671,7 @@ def finalize(
         "window": int(u["window"]),
         "n_neighbors": int(config.n_neighbors),
         "threshold": float(config.threshold),
+        "X": "bound_peak_deviation",
     }
     log.info(
         "activity: %d cells x %d TFs; chromVAR baseline for %d TF(s)",
