@@ -64,6 +64,8 @@ log = logging.getLogger("bench.impute_mcv")
 #: a method: (training counts of the modelled genes, each cell's library over all genes, seed)
 #: -> (cells x genes values, kind for the depth correction)
 Method = Callable[[sp.csr_matrix, np.ndarray, int], tuple[np.ndarray, str]]
+#: the modelled genes' names in the current call (for the bulk matrix of the scregnet variants)
+CONTEXT: dict[str, Any] = {}
 
 
 # ---------------------------------------------------------------- data
@@ -87,6 +89,15 @@ def load_bulk() -> pd.DataFrame:
         pure = meta.index[meta[f"{line}_prop"] == 1]
         out[line] = counts[pure].sum(axis=1)
     return pd.DataFrame(out)
+
+
+def load_bulk_samples() -> pd.DataFrame:
+    """The pure single-line RNAmix CEL-seq2 samples (genes x samples raw counts): the real bulk
+    domain for ``scregnet impute --bulk`` (Ensembl IDs, as the cells)."""
+    counts = pd.read_csv(DATA / "RNAmix_celseq2.count.csv.gz", index_col=0)
+    meta = pd.read_csv(DATA / "RNAmix_celseq2.metadata.csv.gz", index_col=0).reindex(counts.columns)
+    pure = (meta[[f"{line}_prop" for line in BULK_LINES]] == 1).any(axis=1).to_numpy()
+    return counts.loc[:, pure]
 
 
 # ---------------------------------------------------------------- methods
@@ -181,7 +192,7 @@ def make_scregnet(epochs: int, threads: int, **kw: Any) -> Method:
         rest = np.maximum(library - np.asarray(counts.sum(axis=1)).ravel(), 0.0)
         full = sp.hstack([counts, sp.csr_matrix(rest[:, None])], format="csr")
         adata = ad.AnnData(full)
-        adata.var_names = [f"g{i}" for i in range(counts.shape[1])] + ["rest"]
+        adata.var_names = [*CONTEXT["genes"], "rest"]
         res = impute(
             adata,
             genes=list(adata.var_names[:-1]),
@@ -211,21 +222,21 @@ def de_auroc(values: np.ndarray, labels: np.ndarray, bulk: pd.DataFrame) -> floa
     return float(np.nanmean(scores))
 
 
-def full_scores(
-    values: np.ndarray, labels: np.ndarray, bulk: pd.DataFrame | None, seed: int
-) -> dict[str, float]:
+def full_scores(values: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
+    """ARI of k-means (k = number of lines, 3 seeds averaged) and Leiden against the labels."""
     k = int(np.unique(labels).size)
-    out = {
-        "ari_kmeans": float(
-            np.mean([adjusted_rand(labels, cluster_labels(values, k, seed=s)) for s in range(3)])
-        ),
-        "ari_leiden": adjusted_rand(labels, leiden_labels(values, seed=seed, resolution=0.3)),
+    kmeans = [adjusted_rand(labels, cluster_labels(values, k, seed=s)) for s in range(3)]
+    leiden = adjusted_rand(labels, leiden_labels(values, seed=seed, resolution=0.3))
+    return {"ari_kmeans": float(np.mean(kmeans)), "ari_leiden": leiden}
+
+
+def bulk_scores(values: np.ndarray, labels: np.ndarray, bulk: pd.DataFrame) -> dict[str, float]:
+    """Mean pseudobulk Spearman over the lines with bulk, and the DE AUROC."""
+    rho = pseudobulk_spearman(values, labels, {c: bulk[c].to_numpy() for c in bulk.columns})
+    return {
+        "bulk_spearman": float(np.mean(list(rho.values()))),
+        "de_auroc": de_auroc(values, labels, bulk),
     }
-    if bulk is not None:
-        rho = pseudobulk_spearman(values, labels, {c: bulk[c].to_numpy() for c in bulk.columns})
-        out["bulk_spearman"] = float(np.mean(list(rho.values())))
-        out["de_auroc"] = de_auroc(values, labels, bulk)
-    return out
 
 
 def run_set(
@@ -251,6 +262,7 @@ def run_set(
         chosen = hvg(train, genes)
         cols = pd.Index(genes).get_indexer(chosen)
         x, y = sp.csr_matrix(train[:, cols], dtype=np.float32), sp.csr_matrix(held[:, cols])
+        CONTEXT["genes"] = chosen
         for method, fn in methods.items():
             t0 = time.perf_counter()
             values, kind = fn(x, lib_x, seed)
@@ -279,14 +291,14 @@ def run_set(
         chosen = hvg(counts, genes)
         cols = pd.Index(genes).get_indexer(chosen)
         x = sp.csr_matrix(counts[:, cols], dtype=np.float32)
+        CONTEXT["genes"] = chosen
         shared = [g for g in chosen if g in bulk_all.index]
         bulk = bulk_all.loc[shared, [c for c in BULK_LINES if (labels == c).any()]]
         sub = pd.Index(chosen).get_indexer(shared)
         for method, fn in methods.items():
             t0 = time.perf_counter()
             values, _ = fn(x, lib, seed)
-            scores = full_scores(values, labels, None, seed)
-            scores |= full_scores(values[:, sub], labels, bulk, seed) | scores
+            scores = full_scores(values, labels, seed) | bulk_scores(values[:, sub], labels, bulk)
             rows.append(
                 {
                     "data": name,
@@ -315,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default="sc_celseq2,sc_celseq2_5cl_p1,sc_dropseq")
     parser.add_argument("--fractions", default="0.5,0.2")
     parser.add_argument("--seed", type=int, default=0, help="binomial split seed (1 = development)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--methods", default=None, help="comma-separated subset of the methods")
     parser.add_argument(
@@ -325,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-full", action="store_true", help="MCV only (no bulk/ARI/DE)")
     parser.add_argument("--model-options", type=json.loads, default=None)
     parser.add_argument("--train-options", type=json.loads, default=None)
+    parser.add_argument(
+        "--ablation", action="store_true", help="also the model with real bulk and without parts"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -348,6 +363,17 @@ def main(argv: list[str] | None = None) -> int:
         model_options=args.model_options,
         train_options=args.train_options,
     )
+    if args.ablation:
+        pure = load_bulk_samples()
+        for label, option in (
+            ("RNAmix bulk", {"bulk": pure}),
+            ("no bulk pretraining or MMD", {"use_bulk": False}),
+            ("no U-Net", {"use_unet": False}),
+            ("no neighbour channel", {"use_neighbours": False}),
+        ):
+            methods[f"scregnet, {label}"] = make_scregnet(
+                args.epochs, args.threads, batch_size=args.batch_size, **option
+            )
     if args.methods:
         wanted = args.methods.split(",")
         methods = {k: v for k, v in methods.items() if k in wanted}
@@ -357,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += run_set(
             name,
             methods,
-            [float(f) for f in args.fractions.split(",")],
+            [float(f) for f in args.fractions.split(",") if f],
             args.seed,
             bulk,
             full=not args.no_full,
