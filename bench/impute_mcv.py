@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--methods", default=None, help="comma-separated subset of the methods")
+    parser.add_argument("--methods", default=None, help="semicolon-separated subset of the methods")
     parser.add_argument(
         "--external-python", default=None, help="interpreter with magic-impute and scvi-tools"
     )
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.epochs, args.threads, batch_size=args.batch_size, **option
             )
     if args.methods:
-        wanted = args.methods.split(",")
+        wanted = args.methods.split(";")
         methods = {k: v for k, v in methods.items() if k in wanted}
     bulk = load_bulk()
     rows: list[dict[str, Any]] = []
