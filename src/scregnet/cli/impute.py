@@ -24,7 +24,7 @@ TRAINING_OPTIONS = (
     (
         "--epochs",
         20,
-        "most single-cell (fusion) training epochs; early stopping on held-out entries",
+        "most single-cell (fusion) training epochs; early stopping on held-out molecules",
     ),
     ("--batch-size", 64, "cells per training batch"),
     (
@@ -52,9 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         type=Path,
-        help="output h5ad (X unchanged + layers 'imputed' (headline: dropout recovery, depth "
-        "anchored by neighbourhood detection), 'imputed_detected' (value if detected at the "
-        "cell's depth) and 'imputed_expected' (zeros weighted by neighbourhood detection rate)); "
+        help="output h5ad (X unchanged + layers 'imputed' (headline: log1p of the model's "
+        "expected expression, counts per 10k), 'imputed_expected' (expected log value of a count "
+        "at the cell's depth), 'imputed_detected' (the same given detection) and the baseline "
+        "'baseline_fill_rule' (post-hoc fill rule, no network)); "
         "OUT stem + .model.pt and .loss.tsv are written beside it",
     )
     parser.add_argument(

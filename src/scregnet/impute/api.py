@@ -6,27 +6,25 @@ The result keeps ``X`` untouched and adds ``layers['imputed']``: log1p(counts pe
 ``n_top_genes`` most variable) and the observed log-normalised values for the others.
 ``uns['scregnet_impute']`` records what was done.
 
-What the values mean. The network predicts, for every entry, the value it would have had it
-been detected (dropout recovery; see :mod:`scregnet.impute.train`); observed non-zeros get a
-denoised value. Three layers are written from that one prediction:
+What the values mean. The network predicts each cell's expected expression (the mean of a
+negative binomial count model, trained on the cells' own molecules, see
+:mod:`scregnet.impute.train`); every layer is computed from that one prediction for the modelled
+genes:
 
-- ``imputed`` (the headline layer, :func:`evidence_weighted_values`): each observed zero gets
-  its value-if-detected x ``sqrt(p)``, ``p`` the probability that the cell detects the gene
-  (detection averaged over the kNN graph, 3 random-walk steps): zeros the neighbourhood
-  detects are filled almost fully, zeros it does not detect stay near 0, so the contrast
-  between detected and undetected genes that carries cell identity survives.
-- ``imputed_detected``: the value-if-detected at the cell's own library for every zero. Truly
-  off genes then get about one count at the cell's depth, which varies with library size and
-  dominates principal components: use it for per-entry recovery, not to compare cells.
-- ``imputed_expected``: observed zeros x the fraction of the cell's neighbours detecting the
-  gene (the expected log value; what the GRN stage reads,
+- ``imputed`` (the headline layer): log1p of the expected expression in counts per 10k, for
+  every entry (observed non-zeros included: the model denoises them too).
+- ``imputed_expected``: the expected log-normalised value of a count drawn at the cell's own
+  depth from that expression, ``E[log1p(TARGET_SUM * N / library)]``, ``N ~ Poisson(expected
+  counts)`` (:func:`scregnet.impute.data.expected_log1p`): genes the cell would rarely detect
+  stay near 0, which keeps co-expression (what the GRN stage reads,
   :data:`scregnet.grn.data.DEFAULT_LAYERS`).
+- ``imputed_detected``: the same expectation given that the count is non-zero (the value the
+  entry takes when detected at the cell's depth).
+- ``baseline_fill_rule`` (a baseline, not the model): the earlier post-hoc fill rule with no
+  network, :func:`fill_rule_values`.
 
-Measured (docs/benchmarks.md, Imputation): ``imputed`` recovers masked counts better than MAGIC
-and kNN smoothing and clusters like no imputation against known labels (simulator, real PBMCs);
-``imputed_detected`` recovers masked counts best but splits cells by sequencing depth.
-
-docs/benchmarks.md scores all three against MAGIC, kNN smoothing and no imputation.
+docs/benchmarks.md scores the headline by molecular cross-validation on real counts
+(CellBench) against MAGIC, kNN smoothing, scVI and no imputation.
 :func:`write_outputs` writes the h5ad, the
 checkpoint (``.model.pt``) and the per-epoch loss table (``.loss.tsv``) together, atomically.
 """
@@ -56,16 +54,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 2  # 2: U-Net projects straight to the fusion channels (no unet_proj)
-#: the headline layer (see :func:`evidence_weighted_values`)
+CHECKPOINT_FORMAT = 3  # 3: negative binomial output (per-gene dispersion log_theta)
+#: the headline layer: log1p of the model's expected expression (counts per 10k)
 LAYER = "imputed"
-#: value-if-detected layer: the network's dropout recovery at every zero, at the cell's depth
-DETECTED_LAYER = "imputed_detected"
-#: expected-value layer: observed non-zeros as imputed, zeros x their neighbourhood detection rate
+#: expected log-normalised value of a count at the cell's depth
 EXPECTED_LAYER = "imputed_expected"
-#: random-walk steps on the kNN graph behind the headline layer's detection probability, and the
-#: power of that probability weighing each zero's value-if-detected (both chosen on development
-#: masks, docs/benchmarks.md "Imputation", session 5; sessions 2-4 used a depth gate instead)
+#: the same given detection
+DETECTED_LAYER = "imputed_detected"
+#: the baseline post-hoc fill rule (no network), see :func:`fill_rule_values`
+FILL_LAYER = "baseline_fill_rule"
+#: random-walk steps on the kNN graph behind the fill rule's detection probability, and the
+#: power of that probability weighing each zero's fill value
 DETECTION_STEPS = 3
 EVIDENCE_POWER = 0.5
 #: a dense layer above this many entries (1 GB of float32) is stored as CSR instead
@@ -146,6 +145,7 @@ def impute(
     layer: str | None = None,
     checkpoint: str | Path | None = None,
     n_top_genes: int | None = 2000,
+    genes: list[str] | None = None,
     epochs: int = 20,
     batch_size: int = 64,
     hidden_dim: int = 256,
@@ -177,6 +177,9 @@ def impute(
         present in ``adata``).
     n_top_genes
         Model at most this many genes (most variable among the detected, bulk-shared genes).
+    genes
+        Model exactly these genes (the detected ones among them) instead of choosing them by
+        variability; every name must be in ``adata.var_names``.
     use_bulk, use_unet, use_neighbours
         Ablations: ``use_bulk=False`` skips bulk pretraining and the MMD adaptation;
         ``use_unet=False`` drops the U-Net branch; ``use_neighbours=False`` drops the neighbour
@@ -229,9 +232,18 @@ def impute(
                     list(bulk_frame.index),
                     path=bulk if isinstance(bulk, str | Path) else None,
                 )
+            if genes is not None:
+                missing = [g for g in genes if g not in set(var_names)]
+                if missing:
+                    msg = f"{len(missing)} requested genes are not in the input (e.g. {missing[0]})"
+                    raise InputError(msg, path)
+                wanted = set(genes)
+                candidates = [g for g in candidates if g in wanted]
             cand_idx = var_names.get_indexer(candidates)
             chosen = data.select_variable_genes(
-                sp.csr_matrix(counts_all[:, cand_idx]), candidates, n_top_genes
+                sp.csr_matrix(counts_all[:, cand_idx]),
+                candidates,
+                None if genes is not None else n_top_genes,
             )
             if len(chosen) < 2:
                 msg = f"only {len(chosen)} detected genes to model; need at least 2"
@@ -307,13 +319,16 @@ def impute(
         log.info("inference: %d cells in %.1f s", counts.shape[0], time.perf_counter() - t_inf)
 
     out = adata.copy()
-    expected = evidence_weighted_values(imputed, counts, pool, steps=1, power=1.0)
-    weighted = evidence_weighted_values(imputed, counts, pool)
-    observed = data.normalize_log1p_sparse(counts_all, library)  # shared by the three layers
-    out.layers[LAYER] = _assemble_layer(observed, weighted, cols)
-    del weighted
-    out.layers[DETECTED_LAYER] = _assemble_layer(observed, imputed, cols)
+    observed = data.normalize_log1p_sparse(counts_all, library)  # shared by the layers
+    expected, detected = expected_layers(imputed, library)
+    out.layers[LAYER] = _assemble_layer(observed, imputed, cols)
     out.layers[EXPECTED_LAYER] = _assemble_layer(observed, expected, cols)
+    del expected
+    out.layers[DETECTED_LAYER] = _assemble_layer(observed, detected, cols)
+    del detected
+    fill = fill_rule_values(counts, library, pool)
+    out.layers[FILL_LAYER] = _assemble_layer(observed, fill, cols)
+    del fill
     out.var["imputed"] = np.isin(np.arange(adata.n_vars), cols)
     out.uns["scregnet_impute"] = {
         "n_genes_modelled": len(genes),
@@ -323,8 +338,8 @@ def impute(
         "trained": trained,
         "seed": seed,
         "epochs": sum(1 for r in losses if r["phase"] == "fuse"),
-        "detection_steps": DETECTION_STEPS,
-        "evidence_power": EVIDENCE_POWER,
+        "output": "negative binomial mean (log1p counts per 10k)",
+        "baseline_layers": [FILL_LAYER],
     }
     log.info("imputation finished in %.1f s", time.perf_counter() - start)
     return ImputeResult(
@@ -347,6 +362,58 @@ def _neighbour_pool(
         time.perf_counter() - t0,
     )
     return data.neighbour_pool(nbrs)
+
+
+def expected_layers(
+    imputed: NDArray[np.float32], library: NDArray[np.floating]
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """The expected-value and detected-value layers from the headline values (cells x genes).
+
+    ``imputed`` is log1p of the expected expression in counts per 10k; at a cell's library ``L``
+    the expected count is ``lam = expm1(imputed) * L / TARGET_SUM``. Expected layer:
+    ``E[log1p(TARGET_SUM * N / L)]``, ``N ~ Poisson(lam)``; detected layer: the same given
+    ``N > 0`` (expected / (1 - exp(-lam)), ``log1p(TARGET_SUM / L)`` as ``lam -> 0``).
+    """
+    lib = np.maximum(np.asarray(library, dtype=np.float64), 1.0)
+    expected = np.empty(imputed.shape, dtype=np.float32)
+    detected = np.empty(imputed.shape, dtype=np.float32)
+    step = 4096
+    for start in range(0, imputed.shape[0], step):
+        rows = slice(start, start + step)
+        scale = data.TARGET_SUM / lib[rows]
+        lam = np.expm1(np.asarray(imputed[rows], dtype=np.float64)) / scale[:, None]
+        exp_log = data.expected_log1p(lam, scale)
+        p_detect = -np.expm1(-lam)
+        single = np.broadcast_to(np.log1p(scale)[:, None], lam.shape)
+        cond = np.where(p_detect > 1e-6, exp_log / np.maximum(p_detect, 1e-12), single)
+        expected[rows] = exp_log
+        detected[rows] = np.maximum(cond, exp_log)
+    return expected, detected
+
+
+def fill_rule_values(
+    counts: sp.csr_matrix,
+    library: NDArray[np.floating],
+    pool: sp.csr_matrix | None,
+) -> NDArray[np.float32]:
+    """The ``baseline_fill_rule`` layer: a post-hoc fill rule with no network.
+
+    Observed non-zeros keep their log-normalised values; each zero gets the gene's mean
+    non-zero count at the cell's depth, ``log1p(mean * TARGET_SUM / library)``, x ``sqrt(p)``,
+    ``p`` the probability that the cell detects the gene (:func:`detection_probability`). This
+    was the earlier headline with a per-gene mean in place of the network's value; kept as a
+    baseline.
+    """
+    csr = sp.csr_matrix(counts)
+    n_detected = np.asarray((csr > 0).sum(axis=0), dtype=np.float64).ravel()
+    total = np.asarray(csr.sum(axis=0), dtype=np.float64).ravel()
+    mean_nz = np.where(n_detected > 0, total / np.maximum(n_detected, 1.0), 0.0)
+    lib = np.maximum(np.asarray(library, dtype=np.float64), 1.0)
+    values = np.log1p(mean_nz[None, :] * data.TARGET_SUM / lib[:, None]).astype(np.float32)
+    observed = data.normalize_log1p_sparse(csr, lib)
+    rows = np.repeat(np.arange(observed.shape[0]), np.diff(observed.indptr))
+    values[rows, observed.indices] = observed.data
+    return evidence_weighted_values(values, csr, pool)
 
 
 def detection_probability(
@@ -380,17 +447,11 @@ def evidence_weighted_values(
     steps: int = DETECTION_STEPS,
     power: float = EVIDENCE_POWER,
 ) -> NDArray[np.float32]:
-    """Observed non-zeros as imputed, each zero ``p ** power x imputed``: two of the three layers.
+    """Observed non-zeros as ``imputed``, each zero ``p ** power x imputed`` (the fill rule).
 
-    The headline layer is the default (``p`` diffused ``DETECTION_STEPS`` steps, ``power``
-    ``EVIDENCE_POWER``); the expected-value layer is ``steps=1, power=1``.
-
-    ``imputed`` (cells x genes, log1p CP10k at each cell's own library) is the network's value
-    for an entry had it been detected; ``p`` is :func:`detection_probability`. ``power`` 1 gives
-    the expected log value (every zero weighed by how likely it was to be seen), 0 the
-    value-if-detected everywhere; 0.5 (their geometric mean) recovers masked counts better than
-    MAGIC and kNN smoothing while clustering like no imputation, where 0 splits cells by
-    sequencing depth (docs/benchmarks.md, Imputation, session 5).
+    ``imputed`` (cells x genes, log1p CP10k at each cell's own library) is a value for an entry
+    had it been detected; ``p`` is :func:`detection_probability` (``steps`` random-walk steps).
+    ``power`` 1 gives the expected log value, 0 the value-if-detected everywhere.
     """
     prob = detection_probability(counts, pool, steps=steps)  # becomes the output, in place
     if power != 1.0:

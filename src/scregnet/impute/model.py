@@ -17,9 +17,10 @@ neighbours (PCA of the log-normalised counts, the cell itself excluded; see
 output layer (:class:`GeneWiseHead`, one weight vector per gene) lets the network learn, per gene,
 how much to trust the cell's own counts against its neighbours' -- the weighting that fixed
 smoothing methods (kNN smoothing, MAGIC) hard-code. ``use_neighbours=False`` is the paper's
-single-channel network. (Measured in docs/benchmarks.md: on our two benchmark data sets the
-channel did not improve masked recovery; it is kept on by default as the documented design, and
-the ablation is one flag away.)
+single-channel network. (Measured in docs/benchmarks.md: on real CellBench cells scored by
+molecular cross-validation the channel did not improve the loss, nor did bulk pretraining; the
+U-Net branch did. The channel is kept on by default as the documented design, and the ablation is
+one flag away.)
 
 All tensors are log1p(counts per 10k); ``G`` = genes, ``B`` = batch, ``H``/``L`` = hidden/latent
 width, ``C`` = channels, ``I`` = input channels: the cell's own profile, its depth
@@ -293,13 +294,18 @@ class GeneWiseHead(nn.Module):
 
 
 class ImputeOutput(NamedTuple):
-    imputed: torch.Tensor  # (B, G) non-negative log1p expression
+    imputed: torch.Tensor  # (B, G) log1p of the expected expression in counts per 10k
     latent: torch.Tensor  # (B, L) bulk-encoder code
     dae: torch.Tensor  # (B, G) non-negative DAE-branch reconstruction
 
 
 class ScDTL(nn.Module):
-    """Bulk-pretrained DAE branch + 1D U-Net branch, fused by cross-channel attention."""
+    """Bulk-pretrained DAE branch + 1D U-Net branch, fused by cross-channel attention.
+
+    The output is ``log1p`` of the cell's expected expression in counts per 10k (the mean of a
+    negative binomial count model with per-gene dispersion ``exp(log_theta)``, see
+    :func:`nb_nll`).
+    """
 
     def __init__(self, config: ImputeConfig) -> None:
         super().__init__()
@@ -318,6 +324,8 @@ class ScDTL(nn.Module):
         self.attention = CrossChannelAttention(fused, c.attention_reduction, c.spatial_kernel)
         self.mix = Pointwise(fused, f)
         self.head = GeneWiseHead(f, c.n_genes)
+        # per-gene negative binomial dispersion (log of the inverse overdispersion theta)
+        self.log_theta = nn.Parameter(torch.full((c.n_genes,), math.log(10.0)))
 
     def forward(
         self, x: torch.Tensor, depth: torch.Tensor, neighbours: torch.Tensor | None = None
@@ -342,6 +350,25 @@ class ScDTL(nn.Module):
         # gene-wise read-out (B, G), residual on the DAE logits
         out = F.softplus(recon + self.head(fused))
         return ImputeOutput(imputed=out, latent=z, dae=dae)
+
+
+def nb_nll(
+    counts: torch.Tensor, mean: torch.Tensor, log_theta: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
+    """Negative binomial negative log-likelihood per entry (mean/dispersion parametrisation).
+
+    ``counts`` and ``mean`` (B, G) are counts at the same depth; ``log_theta`` (G,) the log
+    inverse overdispersion (variance ``mean + mean^2 / theta``). Returns (B, G).
+    """
+    theta = torch.exp(log_theta).unsqueeze(0)  # (1, G)
+    log_theta_mu = torch.log(theta + mean + eps)
+    return -(
+        torch.lgamma(counts + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(counts + 1.0)
+        + theta * (torch.log(theta + eps) - log_theta_mu)
+        + counts * (torch.log(mean + eps) - log_theta_mu)
+    )
 
 
 def mmd_rbf(

@@ -13,24 +13,22 @@ Three phases (each logged per epoch to the loss table):
               single cells' masked reconstruction; the MMD and bulk terms stay on. At most
               ``epochs`` epochs, with early stopping (below).
 
-Masked reconstruction (self-supervised, noise2self style; the same protocol as the evaluation):
-for each cell a fraction ``U(mask_min, mask_max)`` of its non-zero counts is zeroed, the masked
-counts are normalised (library size of the masked cell) and fed in as the cell's own channel; the
-neighbour channel (pooled counts of the cell's neighbours, never masked by this step, and never
-containing the cell itself) is fed unchanged. The loss is the mean squared error against the
-unmasked counts on the same scale, weighting zeroed non-zeros 1, kept non-zeros
-``observed_weight`` and observed zeros ``zero_weight``. The default ``zero_weight`` is 0: an
-observed zero may be a dropout, so it is not used as evidence of zero expression, and the network
-learns, for every entry it sees as zero, the value the entry would take had it been detected (the
-quantity masked-recovery benchmarks score). The imputed values of genes that are truly off are
-then not zero but low (about the value of a single count at the cell's depth, as far as the
-neighbours do not argue otherwise); raise ``zero_weight`` to shrink zeros towards zero instead.
+Objective (self-supervised, noise2self on molecules, as molecular cross-validation scores it):
+each cell's counts are split binomially per batch, a fraction ``U(split_min, split_max)`` of its
+molecules forming the input and the rest the target. The input is normalised with its own library
+(log1p CP10k) and fed as the cell's own channel, with its depth; the neighbour channel (pooled
+counts of the cell's neighbours, never containing the cell itself) is fed unchanged. The network
+predicts the cell's expected expression (counts per 10k); the loss is the negative binomial
+negative log-likelihood (per-gene dispersion, :func:`scregnet.impute.model.nb_nll`) of the target
+molecules at the target's depth, over every entry, zeros included. Input and target are
+independent draws of the same cell, so the network cannot copy its input: it learns the
+expression the cell's molecules were sampled from, which is what fills the zeros.
 
-Early stopping: before training, ``val_fraction`` of the non-zero entries are held out -- zeroed
-in every input (own and neighbour channels) and never used as a target. After each fusion epoch
-the mean squared error on them (log1p CP10k of the held-out count with the training library) is
-computed; training stops after ``patience`` epochs without improvement and the best state is
-kept. The final imputation runs on the full counts. No labels are used anywhere.
+Early stopping: before training, ``val_fraction`` of every cell's molecules are held out
+(binomially) -- removed from every input (own and neighbour channels) and never a target. After
+each fusion epoch the negative binomial loss of the held-out molecules given the rest is computed;
+training stops after ``patience`` epochs without improvement and the best state is kept. The
+final imputation runs on the full counts. No labels are used anywhere.
 """
 
 from __future__ import annotations
@@ -48,7 +46,7 @@ from numpy.typing import NDArray
 
 from scregnet.device import autocast, grad_scaler
 from scregnet.impute.data import TARGET_SUM
-from scregnet.impute.model import ScDTL, mmd_rbf
+from scregnet.impute.model import ScDTL, mmd_rbf, nb_nll
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +62,13 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-5
-    mask_min: float = 0.1
-    mask_max: float = 0.4
-    observed_weight: float = 0.2
-    zero_weight: float = 0.0
+    split_min: float = 0.5  # fraction of a cell's molecules fed in (the rest is the target)
+    split_max: float = 0.9
     bulk_corruption: float = 0.3
     mmd_weight: float = 0.25
     bulk_weight: float = 0.1
     use_bulk: bool = True
-    val_fraction: float = 0.05
+    val_fraction: float = 0.1
     patience: int = 3
     val_max_cells: int = 2000
 
@@ -83,8 +79,8 @@ class TrainConfig:
         if self.batch_size < 2:
             msg = f"batch size must be >= 2, got {self.batch_size}"
             raise ValueError(msg)
-        if not 0 <= self.mask_min <= self.mask_max < 1:
-            msg = "need 0 <= mask_min <= mask_max < 1"
+        if not 0 < self.split_min <= self.split_max < 1:
+            msg = "need 0 < split_min <= split_max < 1"
             raise ValueError(msg)
         if not 0 <= self.val_fraction < 0.5:
             msg = "need 0 <= val_fraction < 0.5"
@@ -104,43 +100,34 @@ def log1p_norm(counts: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
     return torch.log1p(counts / library.clamp_min(1.0) * TARGET_SUM)
 
 
-def mask_counts(
-    counts: torch.Tensor, low: float, high: float, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero a per-cell random fraction in ``[low, high]`` of non-zero counts.
-
-    (B, G) -> masked counts (B, G), boolean mask of the zeroed entries (B, G).
-    """
-    rate = low + (high - low) * torch.rand(counts.shape[0], 1, generator=generator)
-    drop = (torch.rand(counts.shape, generator=generator) < rate) & (counts > 0)
-    return counts.masked_fill(drop, 0.0), drop
-
-
 def depth_of(library: torch.Tensor) -> torch.Tensor:
     """``log1p(TARGET_SUM / library)`` (B, 1): the log-normalised value of a single count."""
     return torch.log1p(TARGET_SUM / library.clamp_min(1.0))
 
 
-def masked_targets(
+def split_targets(
     counts: torch.Tensor, library: torch.Tensor, cfg: TrainConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Input (B, G), depth (B, 1), target and per-entry loss weight (B, G) for a batch, on CPU.
+    """Input (B, G), depth (B, 1), target counts (B, G) and target library (B, 1), on CPU.
 
-    ``library`` (B, 1) is each cell's total count over all its genes (not only the model's); the
-    masked cell's library loses the zeroed counts, and input, depth and target all use it.
+    Each cell keeps a fraction ``q ~ U(split_min, split_max)`` of its molecules as input
+    (binomial thinning) and the rest is the target. ``library`` (B, 1) is each cell's total over
+    all its genes; the genes outside the batch are split in expectation (``q`` of them).
     """
-    masked, drop = mask_counts(counts, cfg.mask_min, cfg.mask_max, generator)
-    lib = (library - (counts - masked).sum(dim=1, keepdim=True)).clamp_min(1.0)
-    x_in = torch.log1p(masked / lib * TARGET_SUM)
-    target = torch.log1p(counts / lib * TARGET_SUM)
-    weight = torch.full_like(counts, cfg.zero_weight)
-    weight[counts > 0] = cfg.observed_weight
-    weight[drop] = 1.0
-    return x_in, depth_of(lib), target, weight
+    q = cfg.split_min + (cfg.split_max - cfg.split_min) * torch.rand(
+        counts.shape[0], 1, generator=generator
+    )
+    kept = torch.binomial(counts, q.expand_as(counts), generator=generator)
+    target = counts - kept
+    rest = (library - counts.sum(dim=1, keepdim=True)).clamp_min(0.0)
+    lib_in = (kept.sum(dim=1, keepdim=True) + q * rest).clamp_min(1.0)
+    lib_target = (target.sum(dim=1, keepdim=True) + (1 - q) * rest).clamp_min(1.0)
+    return log1p_norm(kept, lib_in), depth_of(lib_in), target, lib_target
 
 
-def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return (weight * (pred.float() - target) ** 2).sum() / weight.sum().clamp_min(1e-8)
+def expected_counts(imputed: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
+    """Expected counts (B, G) at ``library`` (B, 1) from log1p expected counts per 10k (B, G)."""
+    return torch.expm1(imputed.float()).clamp_min(0.0) * (library / TARGET_SUM)
 
 
 class BulkSampler:
@@ -213,13 +200,14 @@ class CellData:
 def hold_out(
     counts: sp.csr_matrix, fraction: float, generator: torch.Generator
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Split the non-zero entries: (training counts, held-out counts), same shape, disjoint."""
+    """Split every count binomially: (training counts, held-out counts), summing to ``counts``."""
     csr = sp.csr_matrix(counts, dtype=np.float32)
     csr.sort_indices()
-    pick = (torch.rand(csr.nnz, generator=generator) < fraction).numpy()
+    values = torch.from_numpy(np.asarray(csr.data, dtype=np.float32))
+    held_vals = torch.binomial(values, torch.full_like(values, fraction), generator=generator)
     train, held = csr.copy(), csr.copy()
-    train.data = np.where(pick, 0.0, csr.data).astype(np.float32)
-    held.data = np.where(pick, csr.data, 0.0).astype(np.float32)
+    held.data = held_vals.numpy().astype(np.float32)
+    train.data = (values - held_vals).numpy().astype(np.float32)
     train.eliminate_zeros()
     held.eliminate_zeros()
     return train, held
@@ -281,19 +269,19 @@ def init_output_bias(model: ScDTL, counts: sp.csr_matrix, library: NDArray[np.fl
 
 
 class _Validator:
-    """The training objective on held-out entries: squared error on the held-out counts (log1p
-    CP10k with the training library; weight 1) plus ``zero_weight`` x squared error of the
-    prediction at the observed zeros (target 0), normalised by the total weight."""
+    """The training objective on held-out molecules: mean negative binomial loss per entry of
+    the held-out counts given the training counts (the held-out library is the held-out part of
+    the cell's modelled genes plus ``fraction`` of its other genes)."""
 
     def __init__(
         self,
         cells: CellData,
         held: sp.csr_matrix,
+        full_library: NDArray[np.floating],
+        fraction: float,
         max_cells: int,
         generator: torch.Generator,
-        zero_weight: float,
     ) -> None:
-        self.zero_weight = zero_weight
         rows = np.flatnonzero(np.diff(held.indptr) > 0)
         if rows.size > max_cells:
             pick = torch.randperm(rows.size, generator=generator)[:max_cells].numpy()
@@ -301,6 +289,11 @@ class _Validator:
         self.rows = rows
         self.cells = cells
         self.held = held
+        modelled = (
+            np.asarray(cells.counts.sum(axis=1)).ravel() + np.asarray(held.sum(axis=1)).ravel()
+        )
+        rest = np.maximum(np.asarray(full_library, dtype=np.float64) - modelled, 0.0)
+        self.held_library = np.asarray(held.sum(axis=1)).ravel() + fraction * rest
 
     def __bool__(self) -> bool:
         return self.rows.size > 0
@@ -308,7 +301,7 @@ class _Validator:
     @torch.no_grad()
     def __call__(self, model: ScDTL, device: torch.device, batch_size: int) -> float:
         model.eval()
-        total, n = 0.0, 0.0
+        total, n = 0.0, 0
         for start in range(0, self.rows.size, batch_size):
             idx = self.rows[start : start + batch_size]
             counts, lib = self.cells.own(idx)
@@ -320,12 +313,14 @@ class _Validator:
                     None if nbr is None else nbr.to(device),
                 ).imputed
             held = torch.from_numpy(np.asarray(self.held[idx].toarray(), dtype=np.float32))
-            weight = torch.where(held > 0, 1.0, torch.where(counts > 0, 0.0, self.zero_weight))
-            target = log1p_norm(held, lib)
-            err = weight.to(device) * (pred.float() - target.to(device)) ** 2
+            lib_held = torch.from_numpy(
+                np.asarray(self.held_library[idx], dtype=np.float32).reshape(-1, 1)
+            )
+            mean = expected_counts(pred, lib_held.to(device))
+            err = nb_nll(held.to(device), mean, model.log_theta.float())
             total += float(err.sum())
-            n += float(weight.sum())
-        return total / max(1e-8, n)
+            n += err.numel()
+        return total / max(1, n)
 
 
 def fit(
@@ -354,14 +349,18 @@ def fit(
         raise ValueError(msg)
     gen = torch.Generator().manual_seed(seed)
     train_counts, held = hold_out(counts, cfg.val_fraction, gen)
-    train_lib = np.asarray(library, dtype=np.float64) - np.asarray(held.sum(axis=1)).ravel()
+    # the training part's library: the modelled genes' training counts plus (1 - val_fraction)
+    # of the cell's other genes
+    full_lib = np.asarray(library, dtype=np.float64)
+    rest = np.maximum(full_lib - np.asarray(counts.sum(axis=1)).ravel(), 0.0)
+    train_lib = np.asarray(train_counts.sum(axis=1)).ravel() + (1 - cfg.val_fraction) * rest
     cells = CellData(train_counts, train_lib, pool if model.config.use_neighbours else None)
-    validate = _Validator(cells, held, cfg.val_max_cells, gen, cfg.zero_weight)
+    validate = _Validator(cells, held, library, cfg.val_fraction, cfg.val_max_cells, gen)
     log.info(
-        "held out %d of %d non-zero entries (%.1f %%) for early stopping",
-        held.nnz,
-        counts.nnz,
-        100 * held.nnz / max(1, counts.nnz),
+        "held out %d of %d molecules (%.1f %%) for early stopping",
+        int(held.sum()),
+        int(counts.sum()),
+        100 * float(held.sum()) / max(1.0, float(counts.sum())),
     )
     init_output_bias(model, train_counts, train_lib)
     model.to(device)
@@ -432,8 +431,8 @@ def fit(
             model.train()
             t0, acc = time.perf_counter(), _Step()
             for idx in _batches(cells.n_cells, cfg.batch_size, gen):
-                x_in, depth, target, weight = (
-                    t.to(device) for t in masked_targets(*cells.own(idx), cfg, gen)
+                x_in, depth, target, lib_target = (
+                    t.to(device) for t in split_targets(*cells.own(idx), cfg, gen)
                 )
                 with autocast(device):
                     if phase == "adapt":
@@ -443,7 +442,8 @@ def fit(
                         nbr = cells.neighbours(idx)
                         out = model(x_in, depth, None if nbr is None else nbr.to(device))
                         z, pred = out.latent, out.imputed
-                recon_loss = weighted_mse(pred, target, weight)
+                mean = expected_counts(pred, lib_target)
+                recon_loss = nb_nll(target, mean, model.log_theta.float()).mean()
                 mmd, bulk_loss = bulk_terms(z)
                 loss = recon_loss + cfg.mmd_weight * mmd + cfg.bulk_weight * bulk_loss
                 step(opt, loss)
@@ -466,7 +466,7 @@ def fit(
             log.info("%s: %d epochs, final loss %.4f", phase, rows[-1]["epoch"], rows[-1]["loss"])
         if phase == "fuse" and best_state is not None:
             model.load_state_dict(best_state)
-            log.info("kept the state of fusion epoch %d (held-out MSE %.4f)", best_epoch, best)
+            log.info("kept the state of fusion epoch %d (held-out loss %.4f)", best_epoch, best)
     bar.close()
     return rows
 

@@ -1,0 +1,421 @@
+"""Imputation on real CellBench counts: molecular cross-validation, bulk agreement, ARI, DE.
+
+Data: ``shared/data/cellbench`` (Tian et al. 2019): single cells of lung adenocarcinoma lines with
+genotype-called labels, and RNA of the same lines extracted in bulk (``RNAmix_celseq2`` pure
+samples). Protocol, identical for every method:
+
+- MCV (``scregnet.evaluate.mcv``): each cell's counts are split binomially (training fraction
+  0.5 and 0.2, split seed ``--seed``); 2,000 HVGs are chosen on the training part; every method
+  imputes from the training part of those genes; the loss is the squared error against the
+  held-out part in log1p(counts per 10k), with the paper's depth correction, over all entries
+  (``mse``) and as the median over genes and over cells.
+- On the full counts (same 2,000 HVGs chosen on all counts): (a) bulk agreement, per line the
+  Spearman over genes between the pseudobulk of the imputed cells and the sum of that line's
+  pure RNAmix samples (genes shared with the bulk; mean over the lines that have bulk);
+  (b) ARI of k-means (k = number of lines, 3 seeds averaged) and Leiden (resolution 0.3, the
+  number of clusters left to the data) against the genotype labels; (c) DE: for each pair of
+  lines with bulk, genes with |log2 fold change| > 1 between the pure bulk profiles (CPM + 1) are
+  the positives, the absolute difference of the lines' mean imputed values is the score (AUROC;
+  mean over pairs).
+
+Methods: none; kNN smoothing (k = 15: each cell's counts summed with its 15 nearest neighbours',
+PCA of the log-normalised counts); kNN diffusion (1-3 steps of the 15-neighbour averaging operator
+on the log values); MAGIC; scVI's denoised expression (both via ``--external-python``, a separate venv: they
+are not project dependencies); "no network" (the fill rule of the earlier headline with the
+per-gene non-zero mean at the cell's depth in place of the network, the ``fill_rule`` baseline
+layer); scregnet's headline layer ``imputed``.
+
+Usage::
+
+    python bench/impute_mcv.py --sets sc_celseq2,sc_celseq2_5cl_p1,sc_dropseq \
+        --external-python /work/venvs/impute-real/bin/python --json mcv.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scregnet.evaluate.mcv import mcv_loss, pseudobulk_spearman, split_molecules
+from scregnet.evaluate.metrics import adjusted_rand, auroc
+from scregnet.evaluate.score_impute import cluster_labels, leiden_labels
+from scregnet.impute import data
+from scregnet.impute.api import fill_rule_values, impute
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SCREGNET_TESTDATA", REPO.parent / "shared" / "data")) / "cellbench"
+BULK_LINES = ("H2228", "H1975", "HCC827")
+log = logging.getLogger("bench.impute_mcv")
+
+#: a method: (training counts of the modelled genes, each cell's library over all genes, seed)
+#: -> (cells x genes values, kind for the depth correction)
+Method = Callable[[sp.csr_matrix, np.ndarray, int], tuple[np.ndarray, str]]
+#: the modelled genes' names in the current call (for the bulk matrix of the scregnet variants)
+CONTEXT: dict[str, Any] = {}
+
+
+# ---------------------------------------------------------------- data
+def load_cells(name: str) -> tuple[sp.csr_matrix, list[str], np.ndarray]:
+    """(cells x genes counts, Ensembl IDs, genotype labels) of a CellBench single-cell set."""
+    counts = pd.read_csv(DATA / f"{name}.count.csv.gz", index_col=0)
+    meta = pd.read_csv(DATA / f"{name}.metadata.csv.gz", index_col=0)
+    col = "cell_line" if "cell_line" in meta.columns else "cell_line_demuxlet"
+    labels = meta.reindex(counts.columns)[col].astype(str).to_numpy()
+    x = sp.csr_matrix(counts.to_numpy(dtype=np.float32).T)
+    return x, list(counts.index), labels
+
+
+def load_bulk() -> pd.DataFrame:
+    """Pure single-line RNAmix CEL-seq2 samples summed per line: genes x lines, raw counts."""
+    counts = pd.read_csv(DATA / "RNAmix_celseq2.count.csv.gz", index_col=0)
+    meta = pd.read_csv(DATA / "RNAmix_celseq2.metadata.csv.gz", index_col=0)
+    meta = meta.reindex(counts.columns)
+    out = {}
+    for line in BULK_LINES:
+        pure = meta.index[meta[f"{line}_prop"] == 1]
+        out[line] = counts[pure].sum(axis=1)
+    return pd.DataFrame(out)
+
+
+def load_bulk_samples() -> pd.DataFrame:
+    """The pure single-line RNAmix CEL-seq2 samples (genes x samples raw counts): the real bulk
+    domain for ``scregnet impute --bulk`` (Ensembl IDs, as the cells)."""
+    counts = pd.read_csv(DATA / "RNAmix_celseq2.count.csv.gz", index_col=0)
+    meta = pd.read_csv(DATA / "RNAmix_celseq2.metadata.csv.gz", index_col=0).reindex(counts.columns)
+    pure = (meta[[f"{line}_prop" for line in BULK_LINES]] == 1).any(axis=1).to_numpy()
+    return counts.loc[:, pure]
+
+
+# ---------------------------------------------------------------- methods
+def hvg(counts: sp.csr_matrix, genes: list[str], n_top: int = 2000) -> list[str]:
+    """scanpy's highly variable genes (Seurat flavour) on log1p CP10k, in input order."""
+    import scanpy as sc
+
+    adata = ad.AnnData(sp.csr_matrix(counts, dtype=np.float32))
+    adata.var_names = genes
+    sc.pp.filter_genes(adata, min_cells=3)
+    sc.pp.normalize_total(adata, target_sum=data.TARGET_SUM)
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat")
+    return list(adata.var_names[adata.var["highly_variable"].to_numpy()])
+
+
+def _neighbours(counts: sp.csr_matrix, library: np.ndarray, k: int) -> np.ndarray:
+    return data.neighbour_graph(counts, library, k=k, n_pcs=30)
+
+
+def m_none(counts: sp.csr_matrix, library: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    return data.normalize_log1p(counts, library), "log"
+
+
+def m_knn(counts: sp.csr_matrix, library: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """kNN smoothing, one step (Wagner et al. 2017): pooled counts of the cell and 15 neighbours."""
+    nbrs = _neighbours(counts, library, 15)
+    pool = data.neighbour_pool(nbrs) + sp.identity(counts.shape[0], format="csr")
+    pooled = pool @ counts
+    return data.normalize_log1p(pooled, pool @ library), "mean"
+
+
+def make_diffusion(steps: int) -> Method:
+    def run(counts: sp.csr_matrix, library: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+        nbrs = _neighbours(counts, library, 15)
+        pool = data.neighbour_pool(nbrs) + sp.identity(counts.shape[0], format="csr")
+        walk = sp.diags(1.0 / np.asarray(pool.sum(axis=1)).ravel()) @ pool
+        values = data.normalize_log1p(counts, library).astype(np.float64)
+        for _ in range(steps):
+            values = walk @ values
+        return np.asarray(values), "log"
+
+    return run
+
+
+def _external(
+    python: str, method: str, matrix: sp.csr_matrix, seed: int, threads: int
+) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npy"
+        sp.save_npz(src, sp.csr_matrix(matrix))
+        subprocess.run(
+            [python, str(REPO / "bench" / "_external.py"), method, str(src), str(dst), str(seed)],
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+        )
+        return np.asarray(np.load(dst), dtype=np.float64)
+
+
+def make_magic(python: str, threads: int) -> Method:
+    """MAGIC (magic-impute defaults) on log1p CP10k, run in its own interpreter."""
+
+    def run(counts: sp.csr_matrix, library: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+        logn = sp.csr_matrix(data.normalize_log1p(counts, library))
+        return np.maximum(_external(python, "magic", logn, seed, threads), 0.0), "log"
+
+    return run
+
+
+def m_fill_rule(counts: sp.csr_matrix, library: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """No network: the earlier headline's fill rule around a per-gene mean at the cell's depth."""
+    nbrs = _neighbours(counts, library, 15)
+    return np.asarray(fill_rule_values(counts, library, data.neighbour_pool(nbrs))), "log"
+
+
+def make_scvi(python: str, threads: int) -> Method:
+    """scVI (scvi-tools, its own interpreter): log1p of the denoised expression in CP10k."""
+
+    def run(counts: sp.csr_matrix, library: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+        rho = _external(python, "scvi", counts, seed, threads)  # proportions over the genes
+        modelled = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+        cp10k = rho * (modelled / np.maximum(library, 1.0))[:, None] * data.TARGET_SUM
+        return np.log1p(cp10k), "mean"
+
+    return run
+
+
+def make_scregnet(epochs: int, threads: int, **kw: Any) -> Method:
+    def run(counts: sp.csr_matrix, library: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+        # a last column carries the counts of the genes that are not modelled, so that the
+        # stage sees each cell's full library
+        rest = np.maximum(library - np.asarray(counts.sum(axis=1)).ravel(), 0.0)
+        full = sp.hstack([counts, sp.csr_matrix(rest[:, None])], format="csr")
+        adata = ad.AnnData(full)
+        adata.var_names = [*CONTEXT["genes"], "rest"]
+        res = impute(
+            adata,
+            genes=list(adata.var_names[:-1]),
+            epochs=epochs,
+            device="cpu",
+            seed=seed,
+            threads=threads,
+            **kw,
+        )
+        layer = np.asarray(res.adata.layers["imputed"], dtype=np.float64)[:, :-1]
+        return layer, "mean"
+
+    return run
+
+
+# ---------------------------------------------------------------- scores
+def de_auroc(values: np.ndarray, labels: np.ndarray, bulk: pd.DataFrame) -> float:
+    """Mean AUROC over line pairs of |mean imputed difference| for bulk DE genes (|log2FC| > 1)."""
+    cpm = bulk / bulk.sum(axis=0) * 1e6
+    scores = []
+    lines = [c for c in bulk.columns if (labels == c).sum() >= 3]
+    for i, a in enumerate(lines):
+        for b in lines[i + 1 :]:
+            lfc = np.log2(cpm[a].to_numpy() + 1) - np.log2(cpm[b].to_numpy() + 1)
+            diff = values[labels == a].mean(axis=0) - values[labels == b].mean(axis=0)
+            scores.append(auroc(np.abs(lfc) > 1, np.abs(diff)))
+    return float(np.nanmean(scores))
+
+
+def full_scores(values: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
+    """ARI of k-means (k = number of lines, 3 seeds averaged) and Leiden against the labels."""
+    k = int(np.unique(labels).size)
+    kmeans = [adjusted_rand(labels, cluster_labels(values, k, seed=s)) for s in range(3)]
+    leiden = adjusted_rand(labels, leiden_labels(values, seed=seed, resolution=0.3))
+    return {"ari_kmeans": float(np.mean(kmeans)), "ari_leiden": leiden}
+
+
+def bulk_scores(values: np.ndarray, labels: np.ndarray, bulk: pd.DataFrame) -> dict[str, float]:
+    """Mean pseudobulk Spearman over the lines with bulk, and the DE AUROC."""
+    rho = pseudobulk_spearman(values, labels, {c: bulk[c].to_numpy() for c in bulk.columns})
+    return {
+        "bulk_spearman": float(np.mean(list(rho.values()))),
+        "de_auroc": de_auroc(values, labels, bulk),
+    }
+
+
+def run_set(
+    name: str,
+    methods: dict[str, Method],
+    fractions: list[float],
+    seed: int,
+    bulk_all: pd.DataFrame,
+    *,
+    full: bool,
+) -> list[dict[str, Any]]:
+    counts, genes, labels = load_cells(name)
+    keep = np.asarray(counts.sum(axis=1)).ravel() > 0
+    counts, labels = counts[keep], labels[keep]
+    log.info("%s: %d cells x %d genes, lines %s", name, *counts.shape, sorted(set(labels)))
+    rows: list[dict[str, Any]] = []
+    for frac in fractions:
+        train, held = split_molecules(counts, frac, seed=seed)
+        lib_x = data.library_sizes(train)
+        lib_y = data.library_sizes(held)
+        ok = (lib_x > 0) & (lib_y > 0)
+        train, held, lib_x, lib_y = train[ok], held[ok], lib_x[ok], lib_y[ok]
+        chosen = hvg(train, genes)
+        cols = pd.Index(genes).get_indexer(chosen)
+        x, y = sp.csr_matrix(train[:, cols], dtype=np.float32), sp.csr_matrix(held[:, cols])
+        CONTEXT["genes"] = chosen
+        for method, fn in methods.items():
+            t0 = time.perf_counter()
+            values, kind = fn(x, lib_x, seed)
+            seconds = time.perf_counter() - t0
+            # each output scored under both readings of the depth correction; the better one
+            # is reported (no method loses by how its output is read)
+            scores = {
+                k: mcv_loss(values, y, train_library=lib_x, held_library=lib_y, kind=k)
+                for k in ("log", "mean")
+            }
+            best = min(scores, key=lambda k: scores[k].mse)
+            rows.append(
+                {
+                    "data": name,
+                    "split": frac,
+                    "method": method,
+                    **scores[best].summary(),
+                    "kind": best,
+                    "declared_kind": kind,
+                    "seconds": seconds,
+                }
+            )
+            log.info("%s", rows[-1])
+    if full:
+        lib = data.library_sizes(counts)
+        chosen = hvg(counts, genes)
+        cols = pd.Index(genes).get_indexer(chosen)
+        x = sp.csr_matrix(counts[:, cols], dtype=np.float32)
+        CONTEXT["genes"] = chosen
+        shared = [g for g in chosen if g in bulk_all.index]
+        bulk = bulk_all.loc[shared, [c for c in BULK_LINES if (labels == c).any()]]
+        sub = pd.Index(chosen).get_indexer(shared)
+        for method, fn in methods.items():
+            t0 = time.perf_counter()
+            values, _ = fn(x, lib, seed)
+            scores = full_scores(values, labels, seed) | bulk_scores(values[:, sub], labels, bulk)
+            rows.append(
+                {
+                    "data": name,
+                    "split": "full",
+                    "method": method,
+                    **scores,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            log.info("%s", rows[-1])
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = [
+            f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="sc_celseq2,sc_celseq2_5cl_p1,sc_dropseq")
+    parser.add_argument("--fractions", default="0.5,0.2")
+    parser.add_argument("--seed", type=int, default=0, help="binomial split seed (1 = development)")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--methods", default=None, help="semicolon-separated subset of the methods")
+    parser.add_argument(
+        "--external-python", default=None, help="interpreter with magic-impute and scvi-tools"
+    )
+    parser.add_argument("--no-full", action="store_true", help="MCV only (no bulk/ARI/DE)")
+    parser.add_argument("--model-options", type=json.loads, default=None)
+    parser.add_argument("--train-options", type=json.loads, default=None)
+    parser.add_argument(
+        "--ablation", action="store_true", help="also the model with real bulk and without parts"
+    )
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    methods: dict[str, Method] = {
+        "none": m_none,
+        "kNN smoothing (k=15)": m_knn,
+        "kNN diffusion (1 step)": make_diffusion(1),
+        "kNN diffusion (3 steps)": make_diffusion(3),
+        "no network (fill rule)": m_fill_rule,
+    }
+    if args.external_python:
+        methods["MAGIC"] = make_magic(args.external_python, args.threads)
+        methods["scVI"] = make_scvi(args.external_python, args.threads)
+    methods["scregnet"] = make_scregnet(
+        args.epochs,
+        args.threads,
+        batch_size=args.batch_size,
+        model_options=args.model_options,
+        train_options=args.train_options,
+    )
+    if args.ablation:
+        pure = load_bulk_samples()
+        for label, option in (
+            ("RNAmix bulk", {"bulk": pure}),
+            ("no bulk pretraining or MMD", {"use_bulk": False}),
+            ("no U-Net", {"use_unet": False}),
+            ("no neighbour channel", {"use_neighbours": False}),
+        ):
+            methods[f"scregnet, {label}"] = make_scregnet(
+                args.epochs, args.threads, batch_size=args.batch_size, **option
+            )
+    if args.methods:
+        wanted = args.methods.split(";")
+        methods = {k: v for k, v in methods.items() if k in wanted}
+    bulk = load_bulk()
+    rows: list[dict[str, Any]] = []
+    for name in args.sets.split(","):
+        rows += run_set(
+            name,
+            methods,
+            [float(f) for f in args.fractions.split(",") if f],
+            args.seed,
+            bulk,
+            full=not args.no_full,
+        )
+    mcv_rows = [r for r in rows if r["split"] != "full"]
+    print(
+        markdown(
+            mcv_rows,
+            ["data", "split", "method", "mse", "gene_median", "cell_median", "kind", "seconds"],
+        )
+    )
+    full = [r for r in rows if r["split"] == "full"]
+    if full:
+        print()
+        print(
+            markdown(
+                full,
+                [
+                    "data",
+                    "method",
+                    "bulk_spearman",
+                    "ari_kmeans",
+                    "ari_leiden",
+                    "de_auroc",
+                    "seconds",
+                ],
+            )
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
