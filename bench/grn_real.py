@@ -70,7 +70,7 @@ DEFAULT_ROOT = (
 
 
 def tree_scores(
-    sets: list[RealSet], outdir: Path, *, skip: bool
+    sets: list[RealSet], outdir: Path, *, skip: bool, cached_only: bool = False
 ) -> dict[str, dict[str, NDArray[np.float64]]]:
     """Per set, GRNBoost2 / GENIE3 ``(genes, genes)`` scores (rows: regulators), computed once per
     cell type on the union of its sets' TF lists and cached in ``outdir``."""
@@ -93,6 +93,9 @@ def tree_scores(
             cache = outdir / f"trees_{cell}_{method}.npz"
             if cache.exists():
                 matrix = np.load(cache)["scores"]
+            elif cached_only:
+                log.warning("%s %s: no cached scores in %s, left out", cell, method, outdir)
+                continue
             else:
                 matrix = tree_baseline(
                     ref.expr, tfs, ref.genes, method, list(range(len(ref.genes)))
@@ -126,10 +129,10 @@ def run_models(
     views = ExpressionViews(list(data.genes), ["all"], [data.expr])
     scores: dict[str, NDArray[np.float64]] = {}
     chosen: dict[str, str] = {}
-    for name, model_config in (
-        ("scregnet", GRNConfig()),
-        ("DeepMCL (published)", GRNConfig(n_pair_features=0)),
-    ):
+    models = [("scregnet", GRNConfig()), ("DeepMCL (published)", GRNConfig(n_pair_features=0))]
+    if args.readout_only:
+        models = [("scregnet read-out", GRNConfig())]
+    for name, model_config in models:
         if name.startswith("DeepMCL") and (
             seed not in args.deepmcl_splits or len(test) > args.deepmcl_max_test
         ):
@@ -147,12 +150,16 @@ def run_models(
             builder,
             train,
             model_config=model_config,
-            config=TrainConfig(epochs=args.epochs, max_pairs_per_epoch=args.max_pairs),
+            config=TrainConfig(
+                epochs=args.epochs,
+                max_pairs_per_epoch=args.max_pairs,
+                network=not args.readout_only,
+            ),
             rng=rng,
         )
         scores[name] = predict_pairs(result.model, builder, test)
         sel = result.selection
-        if result.model.gate is not None:
+        if result.model.gate is not None and not args.readout_only:
             off = copy.deepcopy(result.model)
             assert off.gate is not None
             with torch.no_grad():
@@ -163,6 +170,8 @@ def run_models(
                 f"{'epoch ' + str(sel['network_epoch']) if sel['network'] else 'off'}"
                 f" (gain {sel['network_gain']:.4f}, SE {sel['network_gain_se']:.4f})"
             )
+        elif args.readout_only:
+            chosen[name] = f"skip {sel['skip']}"
         else:
             chosen[name] = f"{sel['mode']}, epoch {result.best_epoch}"
         log.info(
@@ -286,8 +295,17 @@ def main(argv: list[str] | None = None) -> int:
         default=10**9,
         help="run DeepMCL only on folds with at most this many held-out pairs",
     )
+    parser.add_argument(
+        "--readout-only",
+        action="store_true",
+        help="scregnet without the network (its held-out selection of the read-out only); "
+        "reported as 'scregnet read-out'; DeepMCL is not run",
+    )
     parser.add_argument("--max-pairs", type=int, default=2048, help="training pairs per epoch")
     parser.add_argument("--no-trees", action="store_true")
+    parser.add_argument(
+        "--trees-dir", type=Path, default=None, help="use only the tree scores cached there"
+    )
     parser.add_argument(
         "--also",
         type=Path,
@@ -320,7 +338,12 @@ def main(argv: list[str] | None = None) -> int:
             len(s.regulators),
             len(s.true),
         )
-    trees = tree_scores(sets, args.outdir, skip=args.no_trees)
+    trees = tree_scores(
+        sets,
+        args.trees_dir or args.outdir,
+        skip=args.no_trees,
+        cached_only=args.trees_dir is not None,
+    )
     rows_path = args.outdir / "grn_real_folds.tsv"
     rows_path.unlink(missing_ok=True)
     for s in sets:

@@ -113,6 +113,7 @@ def readout_name(selection: dict[str, Any], n_pair_features: int) -> str:
         "metacell": "|metacell r|",
         "prior": "target prior (ties broken by |Spearman|)",
         "prior_x_rho": "target prior x |Spearman|",
+        "loglinear": "log-linear target prior x |r| x similarity-weighted prior",
         "logistic": f"logistic regression on {inputs}",
     }[selection["skip"]]
     if selection.get("network"):
