@@ -247,7 +247,7 @@ def summary(rows: pd.DataFrame) -> str:
                 cells.append(f"{r.auprc_ratio:.2f} / {r.epr:.2f}")
             else:
                 cells.append("-")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append(f"| {m.replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
     # every method but scregnet's own rows is a baseline (DeepMCL as published included)
     baselines = [m for m in methods if not m.startswith("scregnet")]
     for model in ("scregnet", "scregnet read-out"):
