@@ -234,6 +234,7 @@ def run_set(
 
 def summary(rows: pd.DataFrame) -> str:
     """Method x set table of mean held-out AUPRC ratio / EPR, and scregnet / best baseline."""
+    rows = rows.drop_duplicates(["set", "split", "fold", "method"])  # baselines of several runs
     mean = rows.groupby(["set", "method"])[["auprc_ratio", "epr"]].mean()
     sets = list(dict.fromkeys(rows.set))
     methods = list(dict.fromkeys(rows.method))
