@@ -39,7 +39,18 @@ def test_outputs_ranked_with_attention(world: dict[str, Any], tmp_path: Path) ->
     out = tmp_path / "grn_edges.tsv"
     assert _run(world, out) == 0
     edges = pd.read_csv(out, sep="\t")
-    assert list(edges.columns) == ["tf", "target", "score", "rank", "attention_v1", "attention_v2"]
+    assert list(edges.columns) == [
+        "tf",
+        "target",
+        "score",
+        "rank",
+        "method",
+        "attention_v1",
+        "attention_v2",
+    ]
+    # the read-out that produced the score is named on every row
+    assert edges.method.nunique() == 1
+    assert edges.method[0].endswith(("(network gate 0)", "features)"))
     n_genes = len(world["genes"])
     n_tfs = len({t for t, _ in world["edges"]})
     assert len(edges) == n_tfs * (n_genes - 1)  # every labelled TF x every other gene

@@ -85,6 +85,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-pair-features = DeepMCL as published)",
     )
     parser.add_argument(
+        "--label-features",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --pair-features, also give the head gene-level features: the target prior "
+        "(fraction of the labelled TFs regulating the target, the TF's own labels left out), its "
+        "co-expression-weighted version and both times |rho|, and the TF's and target's mean, "
+        "variance and dropout (scregnet.grn.label_features)",
+    )
+    parser.add_argument(
         "--cells-per-metacell",
         type=int,
         default=100,
@@ -129,6 +138,7 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
     from scregnet.grn.images import N_PAIR_FEATURES
     from scregnet.grn.infer import infer_grn, read_tf_list, tfs_file
+    from scregnet.grn.label_features import N_LABEL_FEATURES
     from scregnet.grn.model import GRNConfig
     from scregnet.grn.train import TrainConfig
     from scregnet.io.outputs import check_paths
@@ -171,7 +181,9 @@ def main(args: argparse.Namespace) -> int:
         threads=args.threads,
         model_config=GRNConfig(
             n_neighbours=args.neighbours,
-            n_pair_features=N_PAIR_FEATURES if args.pair_features else 0,
+            n_pair_features=(N_PAIR_FEATURES + N_LABEL_FEATURES * args.label_features)
+            if args.pair_features
+            else 0,
             cells_per_metacell=args.cells_per_metacell,
         ),
         train_config=TrainConfig(

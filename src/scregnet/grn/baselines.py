@@ -21,7 +21,7 @@ from scregnet.stats import abs_spearman
 
 log = logging.getLogger(__name__)
 
-__all__ = ["abs_spearman", "tree_importances"]
+__all__ = ["abs_pearson", "abs_spearman", "target_prior", "tree_importances"]
 
 
 def tree_importances(
@@ -61,3 +61,36 @@ def tree_importances(
         scores[regs, g] = model.feature_importances_
     log.info("%s: %d targets in %.1f s", method, len(list(targets)), time.perf_counter() - start)
     return scores
+
+
+def abs_pearson(expr: NDArray[np.floating]) -> NDArray[np.float64]:
+    """|Pearson| between every pair of genes: ``(cells, genes)`` -> ``(genes, genes)``, diagonal 0."""
+    x = np.asarray(expr, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    norm = np.linalg.norm(x, axis=0)
+    norm[norm == 0] = 1.0
+    z = x / norm
+    out = np.abs(z.T @ z)
+    np.fill_diagonal(out, 0.0)
+    return np.clip(out, 0.0, 1.0)
+
+
+def target_prior(
+    train_tf: NDArray[np.intp],
+    train_target: NDArray[np.intp],
+    train_label: NDArray[np.int8],
+    tf: NDArray[np.intp],
+    target: NDArray[np.intp],
+    r: NDArray[np.float64],
+) -> dict[str, NDArray[np.float64]]:
+    """What a supervised user gets for free under a TF-aware split, for pairs ``(tf, target)``.
+
+    ``target prior``: the fraction of the training TFs with a true edge to the target, ties
+    broken by ``r`` (the pairs' |correlation|, in [0, 1]); ``target prior x |r|``: that fraction
+    times ``r``.
+    """
+    n_train = max(1, np.unique(train_tf).size)
+    n_genes = int(max(train_target.max(initial=0), target.max(initial=0))) + 1
+    count = np.bincount(train_target[train_label == 1], minlength=n_genes)
+    prior = count[target] / n_train
+    return {"target prior": prior + r / (2 * n_train), "target prior x |r|": prior * r}

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import torch
 
     from scregnet.grn.data import ExpressionViews
+    from scregnet.grn.label_features import LabelFeatures
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,13 @@ class ImageBuilder:
             )
             self.n_metacells = int(metacells.shape[0])
             self.zmeta = torch.from_numpy(standardise(metacells)).to(self.device)
+        from scregnet.grn.label_features import gene_statistics
+
+        self.gene_stats = torch.from_numpy(gene_statistics(data.pooled())).to(self.device)
+        self.pooled_z = torch.from_numpy(standardise(data.pooled())).to(self.device)
+        #: label features of the labelled pairs last given to :meth:`set_labels` (None: zeros)
+        self.label_features: LabelFeatures | None = None
+        self.seed = seed
         self.feature_mean = torch.zeros(N_PAIR_FEATURES, device=self.device)
         self.feature_scale = torch.ones(N_PAIR_FEATURES, device=self.device)
         gen = torch.Generator().manual_seed(seed)
@@ -319,6 +327,41 @@ class ImageBuilder:
             r = pair_dots(self.zmeta, a, b)
         raw = torch.stack([rho, rho.abs(), r, r.abs()], dim=1)
         return (raw - self.feature_mean) / self.feature_scale
+
+    def set_labels(
+        self,
+        tf: NDArray[np.intp] | None,
+        target: NDArray[np.intp] | None = None,
+        label: NDArray[np.int8] | None = None,
+    ) -> None:
+        """Label features from these labelled pairs from now on (``tf=None``: none, zeros)."""
+        from scregnet.grn.label_features import LabelFeatures
+
+        if tf is None or target is None or label is None:
+            self.label_features = None
+            return
+        self.label_features = LabelFeatures(
+            self.pooled_zrank, self.pooled_z, self.gene_stats, tf, target, label, seed=self.seed
+        )
+
+    def features(self, a: torch.Tensor, b: torch.Tensor, width: int) -> torch.Tensor:
+        """The head's features of pairs: :meth:`pair_features`, followed (when ``width`` has room
+        for them) by the label features of :meth:`set_labels` (zeros before any labels are set)."""
+        import torch
+
+        from scregnet.grn.label_features import N_LABEL_FEATURES
+
+        pair = self.pair_features(a, b)
+        if width == N_PAIR_FEATURES:
+            return pair
+        if width != N_PAIR_FEATURES + N_LABEL_FEATURES:
+            msg = f"feature width {width}: expected {N_PAIR_FEATURES} or {N_PAIR_FEATURES + N_LABEL_FEATURES}"
+            raise ValueError(msg)
+        if self.label_features is None:
+            extra = torch.zeros((a.numel(), N_LABEL_FEATURES), device=pair.device)
+        else:
+            extra = self.label_features(a, b)
+        return torch.cat([pair, extra.to(pair.dtype)], dim=1)
 
     def sample_cells(self, fraction: float, generator: torch.Generator) -> list[torch.Tensor]:
         """A random subset of each view's cells (training augmentation)."""

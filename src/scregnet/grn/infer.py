@@ -37,6 +37,8 @@ class EdgeScores:
     info: dict[str, Any] = field(default_factory=dict)
     expression_score: NDArray[np.float32] | None = None  # the network's, when ``score`` is combined
     binding: NDArray[np.float32] | None = None  # the prior's, NaN for TFs without one
+    #: which read-out produced ``score`` (:func:`readout_name`), written as the ``method`` column
+    method: str = ""
 
     def combine_with_binding(self, tfs: Sequence[str], prior: NDArray[np.float32]) -> None:
         """``score`` := rank mean of the network's score and the binding prior (see grn.combine).
@@ -54,6 +56,7 @@ class EdgeScores:
         self.expression_score = self.score
         self.binding = binding
         self.score = rank_mean(self.score, binding)
+        self.method = f"rank mean of ({self.method or 'expression score'}) and binding prior"
         log.info(
             "edge score = rank mean of co-expression and binding (%d of %d pairs have binding)",
             int(np.isfinite(binding).sum()),
@@ -73,6 +76,8 @@ class EdgeScores:
                 "rank": np.arange(1, order.size + 1),
             }
         )
+        if self.method:
+            out["method"] = self.method
         if self.expression_score is not None and self.binding is not None:
             out["expression_score"] = self.expression_score[order]
             out["binding_prior"] = self.binding[order]
@@ -88,6 +93,32 @@ class EdgeScores:
         per_tf = frame.groupby("tf", sort=True)[self.views].mean()
         per_tf.loc["*"] = frame[self.views].mean()
         return per_tf.reset_index().melt(id_vars="tf", var_name="view", value_name="weight")
+
+
+def readout_name(selection: dict[str, Any], n_pair_features: int) -> str:
+    """In words, which read-out of the trained model produces its scores.
+
+    ``selection``: :attr:`scregnet.grn.train.TrainResult.selection`; ``n_pair_features``: the
+    model's feature width (0: DeepMCL as published).
+    """
+    from scregnet.grn.images import N_PAIR_FEATURES
+
+    if n_pair_features == 0:
+        return "DeepMCL network (published architecture)"
+    inputs = "pair features" if n_pair_features == N_PAIR_FEATURES else "pair and label features"
+    if selection.get("mode") != "held-out selection":
+        return f"DeepMCL network + |Spearman| skip trained together ({inputs})"
+    skip = {
+        "spearman": "|Spearman|",
+        "metacell": "|metacell r|",
+        "prior": "target prior (ties broken by |Spearman|)",
+        "prior_x_rho": "target prior x |Spearman|",
+        "loglinear": "log-linear target prior x |r| x similarity-weighted prior",
+        "logistic": f"logistic regression on {inputs}",
+    }[selection["skip"]]
+    if selection.get("network"):
+        return f"{skip} + DeepMCL network (gated, {inputs})"
+    return f"{skip} (network gate 0)"
 
 
 def iter_scores(
@@ -127,7 +158,7 @@ def iter_scores(
                         neigh[a].to(primary.dtype),
                         neigh[tg].to(primary.dtype),
                         builder.stats(a, tg).to(primary.dtype),
-                        builder.pair_features(a, tg).to(primary.dtype)
+                        builder.features(a, tg, model.config.n_pair_features).to(primary.dtype)
                         if model.skip is not None
                         else None,
                     )
@@ -344,6 +375,8 @@ def infer_grn(
             "selection": result.selection,
         }
     )
+    scores.method = readout_name(result.selection, model_config.n_pair_features)
+    log.info("published score: %s", scores.method)
     if prior is not None:
         scores.combine_with_binding(prior_tfs, matrix)
     write_outputs(scores, out, attention_out)

@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scregnet.grn.images import N_PAIR_FEATURES
+from scregnet.grn.label_features import N_LABEL_FEATURES
+
 
 @dataclass
 class GRNConfig:
@@ -30,7 +33,9 @@ class GRNConfig:
     hidden: int = 64
     dropout: float = 0.2
     n_stats: int = 4
-    n_pair_features: int = 4
+    #: width of the head's feature vector (ImageBuilder.features): the 4 expression pair
+    #: features, then the label features; 4: expression only; 0: DeepMCL as published
+    n_pair_features: int = N_PAIR_FEATURES + N_LABEL_FEATURES
     #: metacell size for the metacell-correlation pair features (0: those features are 0)
     cells_per_metacell: int = 100
 

@@ -3,10 +3,10 @@
 Every validation split holds out whole TFs, since the model must score TFs it never saw. With
 pair features (our extension), :func:`fit` chooses on held-out training TFs, by AUPRC with the
 two-standard-error rule (the simpler choice wins unless the other beats it by more than
-:data:`SE_MULTIPLE` bootstrap standard errors over validation TFs): the skip read-out of the pair features (|Spearman|,
-|metacell r| or a logistic regression), then whether the network adds to it (gate > 0 at its best
-epoch) or not (gate 0). The model is thus never knowingly worse on held-out TFs than the
-correlation read-out it starts from, and uses the network only where it validated.
+:data:`SE_MULTIPLE` bootstrap standard errors over validation TFs): the skip read-out of the
+features (:data:`SKIP_CANDIDATES`), then whether the network adds to it (gate > 0 at its best
+epoch) or not (gate 0). The model is thus never knowingly worse on held-out TFs than the best
+fixed ranking it starts from, and uses the network only where it validated.
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ class TrainConfig:
     #: TF-aware inner folds of the training TFs for the held-out choice of the skip read-out (and
     #: of the network when one ``val_fraction`` split holds too few positives)
     inner_folds: int = 3
+    #: train the network on top of the chosen read-out (False: the read-out alone, gate 0)
+    network: bool = True
     #: bootstrap resamples of validation TFs for the standard-error rule
     n_bootstrap: int = 200
 
@@ -174,7 +176,9 @@ def forward_pairs(
         bank[a].to(primary.dtype),
         bank[b].to(primary.dtype),
         builder.stats(a, b).to(primary.dtype),
-        builder.pair_features(a, b).to(primary.dtype) if model.skip is not None else None,
+        builder.features(a, b, model.config.n_pair_features).to(primary.dtype)
+        if model.skip is not None
+        else None,
     )
 
 
@@ -199,11 +203,24 @@ def _epoch_pairs(
 def predict_pairs(
     model: DeepMCL, builder: ImageBuilder, labels: PairLabels, *, batch_size: int = 512
 ) -> NDArray[np.float64]:
-    """P(edge) for labelled pairs (evaluation mode, all cells)."""
+    """P(edge) for labelled pairs (evaluation mode, all cells).
+
+    With the network's gate at 0 the logit is the skip read-out of the features alone (exactly),
+    so no image is built.
+    """
     import torch
 
     from scregnet.device import autocast
 
+    if model.gate is not None and model.skip is not None and float(model.gate.detach()) == 0.0:
+        with torch.no_grad():
+            features = torch.as_tensor(
+                _feature_matrix(builder, labels, model.config.n_pair_features),
+                dtype=torch.float32,
+                device=model.skip.weight.device,
+            )
+            logit = model.skip(features).squeeze(-1)
+        return torch.sigmoid(logit).cpu().numpy().astype(np.float64)
     bank = neighbour_embeddings(model, builder, genes=np.concatenate([labels.tf, labels.target]))
     model.eval()
     out = []
@@ -260,14 +277,15 @@ def auprc_gain_se(
     return float(gain), se
 
 
-def _feature_matrix(builder: ImageBuilder, labels: PairLabels) -> NDArray[np.float64]:
+def _feature_matrix(builder: ImageBuilder, labels: PairLabels, width: int) -> NDArray[np.float64]:
     import torch
 
     with torch.no_grad():
         return (
-            builder.pair_features(
+            builder.features(
                 torch.as_tensor(labels.tf, device=builder.device),
                 torch.as_tensor(labels.target, device=builder.device),
+                width,
             )
             .double()
             .cpu()
@@ -275,9 +293,34 @@ def _feature_matrix(builder: ImageBuilder, labels: PairLabels) -> NDArray[np.flo
         )
 
 
+def use_labels(builder: ImageBuilder, labels: PairLabels) -> None:
+    """Label features (scregnet.grn.label_features) from these pairs only, from now on."""
+    builder.set_labels(labels.tf, labels.target, labels.label)
+
+
 #: the read-outs of the pair features that the skip can take, simplest first: the |Spearman|
 #: feature alone (the correlation start), the |metacell r| feature alone, a logistic regression
-SKIP_CANDIDATES = ("spearman", "metacell", "logistic")
+SKIP_CANDIDATES = ("spearman", "metacell", "prior", "prior_x_rho", "loglinear", "logistic")
+#: the candidates with weights fitted on the labels (the others are fixed rankings)
+FITTED_CANDIDATES = ("loglinear", "logistic")
+#: the candidates that need the label features
+LABEL_CANDIDATES = ("prior", "prior_x_rho", "loglinear")
+#: ``loglinear``: weights tried for the standardised log target prior, log |Pearson r| and log
+#: similarity-weighted prior; the combination with the best AUPRC on the training pairs wins
+LOGLINEAR_GRID = tuple(
+    (u, v, w)
+    for u in (0.0, 0.5, 1.0, 2.0)
+    for v in (0.0, 0.5, 1.0, 2.0)
+    for w in (0.0, 0.5, 1.0)
+    if u or v or w
+)
+
+
+def _label_column(name: str) -> int:
+    from scregnet.grn.images import N_PAIR_FEATURES
+    from scregnet.grn.label_features import LABEL_FEATURE_NAMES
+
+    return N_PAIR_FEATURES + LABEL_FEATURE_NAMES.index(name)
 
 
 def fit_skip(
@@ -292,6 +335,20 @@ def fit_skip(
         return w, 0.0
     if name == "metacell":
         w[3] = 1.0
+        return w, 0.0
+    if name == "prior":  # the target prior, ties broken by |rho|
+        w[_label_column("log_prior")] = 1.0
+        w[_label_column("log_abs_rho")] = 1e-4
+        return w, 0.0
+    if name == "prior_x_rho":
+        w[_label_column("prior_x_rho")] = 1.0
+        return w, 0.0
+    if name == "loglinear":  # a product prior^u |r|^v sim_prior^w, fitted by AUPRC
+        from scregnet.evaluate.metrics import auprc
+
+        cols = [_label_column(c) for c in ("log_prior", "log_abs_r", "log_sim_prior")]
+        best = max(LOGLINEAR_GRID, key=lambda g: auprc(label, features[:, cols] @ np.asarray(g)))
+        w[cols] = best
         return w, 0.0
     if name != "logistic":
         msg = f"unknown skip read-out {name!r}"
@@ -424,6 +481,7 @@ def _fit_plain(
         len(val_tfs),
     )
     model = DeepMCL(model_config).to(builder.device)
+    use_labels(builder, train)
     history, _, best_epoch, best_state = _train_epochs(
         model,
         builder,
@@ -436,6 +494,7 @@ def _fit_plain(
     )
     model.load_state_dict(best_state)
     model.eval()
+    use_labels(builder, labels)
     return TrainResult(
         model=model,
         history=history,
@@ -459,9 +518,11 @@ def fit(
     With pair features and ``val_fraction > 0`` (our extension, see the module docstring):
 
     1. *Read-out.* On ``inner_folds`` TF-aware folds of the training TFs, each skip read-out of
-       :data:`SKIP_CANDIDATES` is fitted on the other folds and scores the fold's pairs. The
-       |Spearman| start is kept unless the best other read-out's out-of-fold AUPRC beats it by
-       more than ``SE_MULTIPLE`` standard errors (bootstrap over validation TFs).
+       :data:`SKIP_CANDIDATES` (the label-feature ones when the model has them) is fitted on the
+       other folds and scores the fold's pairs. The fixed ranking (|Spearman|, |metacell r|,
+       target prior, target prior x |rho|) with the best out-of-fold AUPRC is kept unless the
+       best fitted read-out (log-linear, logistic) beats it by more than ``SE_MULTIPLE``
+       standard errors (bootstrap over validation TFs).
     2. *Network.* The network is trained with the gate starting at 0 on top of the chosen skip,
        on a TF-aware split (``val_fraction`` of the TFs held out; when those carry fewer than
        ``MIN_VAL_POSITIVES`` positives, on each of the inner folds instead). Its best epoch is
@@ -499,25 +560,36 @@ def fit(
         return result
 
     boot = np.random.default_rng(int(rng.integers(2**31)))
-    features = _feature_matrix(builder, labels)
-    names = [n for n in SKIP_CANDIDATES if n != "metacell" or builder.zmeta is not None]
-    # 1. the skip read-out, chosen on the inner folds' out-of-fold scores
+    width = model_config.n_pair_features
+    from scregnet.grn.images import N_PAIR_FEATURES
+
+    names = [
+        n
+        for n in SKIP_CANDIDATES
+        if (n != "metacell" or builder.zmeta is not None)
+        and (n not in LABEL_CANDIDATES or width > N_PAIR_FEATURES)
+    ]
+    # 1. the skip read-out, chosen on the inner folds' out-of-fold scores; each fold's label
+    # features come from its own training TFs' labels only
     oof = {n: np.zeros(len(labels)) for n in names}
     for val_mask in folds:
+        use_labels(builder, labels.subset(~val_mask))
+        features = _feature_matrix(builder, labels, width)
         for n in names:
             w, b = fit_skip(n, features[~val_mask], labels.label[~val_mask])
             oof[n][val_mask] = features[val_mask] @ w + b
     in_val = np.logical_or.reduce(folds)
     tf_v, y_v = labels.tf[in_val], labels.label[in_val]
     skip_auprc = {n: auprc(y_v, oof[n][in_val]) for n in names}
-    challenger = max(names[1:], key=lambda n: skip_auprc[n]) if len(names) > 1 else names[0]
+    # the best read-out without fitted weights, unless a fitted one beats it by SE_MULTIPLE SEs
+    base = max((n for n in names if n not in FITTED_CANDIDATES), key=lambda n: skip_auprc[n])
+    fitted = [n for n in names if n in FITTED_CANDIDATES]
+    challenger = max(fitted, key=lambda n: skip_auprc[n]) if fitted else base
     gain, se = auprc_gain_se(
-        tf_v, y_v, oof[challenger][in_val], oof["spearman"][in_val], boot, config.n_bootstrap
+        tf_v, y_v, oof[challenger][in_val], oof[base][in_val], boot, config.n_bootstrap
     )
     skip_name = (
-        challenger
-        if challenger != "spearman" and gain > SE_MULTIPLE * se + GAIN_TOLERANCE
-        else "spearman"
+        challenger if challenger != base and gain > SE_MULTIPLE * se + GAIN_TOLERANCE else base
     )
     selection: dict[str, Any] = {
         "mode": "held-out selection",
@@ -538,6 +610,20 @@ def fit(
         skip_name,
     )
 
+    if not config.network:  # the chosen read-out alone, refitted on every training TF
+        use_labels(builder, labels)
+        model = DeepMCL(model_config).to(builder.device)
+        w, b = fit_skip(skip_name, _feature_matrix(builder, labels, width), labels.label)
+        _set_skip(model, w, b)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.eval()
+        selection |= {"network": False, "network_epoch": 0, "network_gain": 0.0}
+        selection |= {"network_gain_se": float("nan"), "network_splits": 0}
+        return TrainResult(
+            model=model, train_tfs=np.unique(labels.tf).tolist(), selection=selection
+        )
+
     # 2. the network on top of the chosen skip (gate from 0)
     train_mask, train_tfs, val_tfs = tf_aware_split(labels, config.val_fraction, rng)
     splits = [~train_mask] if val_tfs else folds
@@ -545,6 +631,8 @@ def fit(
     for val_mask in splits:
         train, val = labels.subset(~val_mask), labels.subset(val_mask)
         model = DeepMCL(model_config).to(builder.device)
+        use_labels(builder, train)
+        features = _feature_matrix(builder, labels, width)
         w, b = fit_skip(skip_name, features[~val_mask], train.label)
         _set_skip(model, w, b)
         history, preds, best_epoch, best_state = _train_epochs(
@@ -593,7 +681,9 @@ def fit(
         "network kept" if use_network else "gate set to 0 (skip read-out only)",
     )
 
-    # 3. refit or keep
+    # 3. refit or keep; from here on the label features come from every training TF
+    use_labels(builder, labels)
+    features = _feature_matrix(builder, labels, width)
     model = DeepMCL(model_config).to(builder.device)
     history = histories[0]
     best_epoch = net_epoch if use_network else 0

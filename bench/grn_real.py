@@ -1,0 +1,372 @@
+"""GRN on real BEELINE data: scregnet vs the baselines a supervised user gets, held-out TFs.
+
+Data: ``../shared/data/beeline_real`` (BEELINE's hHEP, mESC and mHSC-GM "TFs+500" sets, each with
+cell-type-specific ChIP-seq, non-specific ChIP-seq and STRING truths; README there). Protocol:
+the regulators (TFs with at least one true edge) are split at random into 2 folds, 3 times
+(split seeds 0, 1, 2). Each model is given the training fold's TFs x every gene as labels (their
+true edges positive, all other pairs negative: ``scregnet grn --labels`` with a positives list)
+and scores the held-out fold's TFs x every gene (self pairs excluded); every method scores
+exactly those pairs. Metrics: held-out AUPRC ratio and EPR (``scregnet.evaluate.metrics``, the
+BEELINE definitions the scorer uses), mean over the 6 folds.
+
+Methods, all in the same run:
+
+- ``|Spearman|``, ``|Pearson|`` over all cells;
+- ``target prior``: fraction of the training TFs that regulate the target, ties broken by
+  |Pearson|; ``target prior x |r|``: that fraction times |Pearson|;
+- ``GRNBoost2`` / ``GENIE3``: arboreto's per-target regression (``arboreto.core.
+  infer_partial_network``; GENIE3 with 100 trees) when arboreto imports, else the scikit-learn
+  equivalents of ``scregnet.grn.baselines`` (the table then names them ``(sklearn)``); regulators
+  are every TF of the set's TF list, computed once per cell type (the three truths share the
+  expression);
+- ``DeepMCL (published)``: the network without pair or label features (``--no-pair-features``);
+- ``scregnet``: the default model (expression pair features, label features, held-out selection
+  of the read-out and of the network on the training TFs only) and ``scregnet, gate 0``: the same
+  trained model with the network's gate set to 0 (its skip read-out alone).
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/grn_real.py --outdir /tmp/grn_real
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.typing import NDArray
+
+sys.path.insert(0, str(Path(__file__).parent))
+from grn import metrics, tree_baseline
+from scregnet.evaluate.beeline_real import (
+    CELLS,
+    NETS,
+    RealSet,
+    load_set,
+    tf_folds,
+    tf_pairs,
+)
+from scregnet.grn.baselines import abs_pearson, abs_spearman, target_prior
+from scregnet.grn.images import ImageBuilder
+from scregnet.grn.model import GRNConfig
+from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
+from scregnet.seed import seed_everything
+
+log = logging.getLogger("bench.grn_real")
+
+DEFAULT_ROOT = (
+    Path(
+        os.environ.get("SCREGNET_TESTDATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+    / "beeline_real"
+)
+
+
+def tree_scores(
+    sets: list[RealSet], outdir: Path, *, skip: bool, cached_only: bool = False
+) -> dict[str, dict[str, NDArray[np.float64]]]:
+    """Per set, GRNBoost2 / GENIE3 ``(genes, genes)`` scores (rows: regulators), computed once per
+    cell type on the union of its sets' TF lists and cached in ``outdir``."""
+    out: dict[str, dict[str, NDArray[np.float64]]] = {s.name: {} for s in sets}
+    if skip:
+        return out
+    try:
+        import arboreto  # noqa: F401
+
+        suffix = ""
+    except ImportError:
+        suffix = " (sklearn)"
+    for cell in dict.fromkeys(s.cell for s in sets):
+        group = [s for s in sets if s.cell == cell]
+        ref = group[0]
+        tf_names = sorted({s.genes[t] for s in group for t in s.tf_list})
+        index = {g: i for i, g in enumerate(ref.genes)}
+        tfs = [index[t] for t in tf_names if t in index]
+        for method in ("GRNBoost2", "GENIE3"):
+            cache = outdir / f"trees_{cell}_{method}.npz"
+            if cache.exists():
+                matrix = np.load(cache)["scores"]
+            elif cached_only:
+                log.warning("%s %s: no cached scores in %s, left out", cell, method, outdir)
+                continue
+            else:
+                matrix = tree_baseline(
+                    ref.expr, tfs, ref.genes, method, list(range(len(ref.genes)))
+                )
+                np.savez_compressed(cache, scores=matrix)
+            for s in group:
+                # map rows (regulators) and columns (genes) onto this set's gene order by symbol
+                full = np.zeros((len(s.genes), len(s.genes)))
+                cols = np.asarray([index.get(g, -1) for g in s.genes])
+                row_of = {ref.genes[t]: i for i, t in enumerate(tfs)}
+                for gi, g in enumerate(s.genes):
+                    r = row_of.get(g)
+                    if r is not None:
+                        full[gi, cols >= 0] = matrix[r, cols[cols >= 0]]
+                out[s.name][method + suffix] = full
+    return out
+
+
+def correlation_matrices(expr: NDArray[np.float32]) -> dict[str, NDArray[np.float64]]:
+    return {
+        "|Spearman|": abs_spearman(expr, list(range(expr.shape[1]))),
+        "|Pearson|": abs_pearson(expr),
+    }
+
+
+def run_models(
+    data: RealSet, train: PairLabels, test: PairLabels, *, seed: int, args: argparse.Namespace
+) -> tuple[dict[str, NDArray[np.float64]], dict[str, str]]:
+    from scregnet.grn.data import ExpressionViews
+
+    views = ExpressionViews(list(data.genes), ["all"], [data.expr])
+    scores: dict[str, NDArray[np.float64]] = {}
+    chosen: dict[str, str] = {}
+    models = [("scregnet", GRNConfig()), ("DeepMCL (published)", GRNConfig(n_pair_features=0))]
+    if args.readout_only:
+        models = [("scregnet read-out", GRNConfig())]
+    for name, model_config in models:
+        if name.startswith("DeepMCL") and (
+            seed not in args.deepmcl_splits or len(test) > args.deepmcl_max_test
+        ):
+            continue
+        rng = seed_everything(seed)
+        builder = ImageBuilder(
+            views,
+            cells_per_metacell=model_config.cells_per_metacell
+            if model_config.n_pair_features
+            else 0,
+            seed=seed,
+        )
+        t0 = time.perf_counter()
+        result = fit(
+            builder,
+            train,
+            model_config=model_config,
+            config=TrainConfig(
+                epochs=args.epochs,
+                max_pairs_per_epoch=args.max_pairs,
+                network=not args.readout_only,
+            ),
+            rng=rng,
+        )
+        scores[name] = predict_pairs(result.model, builder, test)
+        sel = result.selection
+        if result.model.gate is not None and not args.readout_only:
+            off = copy.deepcopy(result.model)
+            assert off.gate is not None
+            with torch.no_grad():
+                off.gate.zero_()
+            scores[name + ", gate 0"] = predict_pairs(off, builder, test)
+            chosen[name] = (
+                f"skip {sel['skip']}, network "
+                f"{'epoch ' + str(sel['network_epoch']) if sel['network'] else 'off'}"
+                f" (gain {sel['network_gain']:.4f}, SE {sel['network_gain_se']:.4f})"
+            )
+        elif args.readout_only:
+            chosen[name] = f"skip {sel['skip']}"
+        else:
+            chosen[name] = f"{sel['mode']}, epoch {result.best_epoch}"
+        log.info(
+            "%s split %d %s: %.0f s (%s)",
+            data.name,
+            seed,
+            name,
+            time.perf_counter() - t0,
+            chosen[name],
+        )
+    return scores, chosen
+
+
+def run_set(
+    data: RealSet,
+    trees: dict[str, NDArray[np.float64]],
+    args: argparse.Namespace,
+    rows_path: Path,
+) -> None:
+    corr = correlation_matrices(data.expr)
+    for seed in args.splits:
+        for f, test_tfs in enumerate(tf_folds(data.regulators, seed)):
+            train_tfs = [t for t in data.regulators if t not in test_tfs]
+            train = tf_pairs(train_tfs, len(data.genes), data.true)
+            test = tf_pairs(test_tfs, len(data.genes), data.true)
+            scores = {name: m[test.tf, test.target] for name, m in {**corr, **trees}.items()}
+            scores |= target_prior(
+                train.tf,
+                train.target,
+                train.label,
+                test.tf,
+                test.target,
+                corr["|Pearson|"][test.tf, test.target],
+            )
+            chosen: dict[str, str] = {}
+            if not args.baselines_only:
+                model_scores, chosen = run_models(data, train, test, seed=seed, args=args)
+                scores |= model_scores
+            rows = [
+                {
+                    "set": data.name,
+                    "split": seed,
+                    "fold": f,
+                    "method": name,
+                    **metrics(test.label, s),
+                    "choice": chosen.get(name, ""),
+                }
+                for name, s in scores.items()
+            ]
+            frame = pd.DataFrame(rows)
+            frame.to_csv(rows_path, sep="\t", index=False, mode="a", header=not rows_path.exists())
+            log.info(
+                "%s split %d fold %d: %s",
+                data.name,
+                seed,
+                f,
+                ", ".join(f"{r['method']} {r['auprc_ratio']:.2f}/{r['epr']:.2f}" for r in rows),
+            )
+
+
+def summary(rows: pd.DataFrame) -> str:
+    """Method x set table of mean held-out AUPRC ratio / EPR, and scregnet / best baseline."""
+    rows = rows.drop_duplicates(["set", "split", "fold", "method"])  # baselines of several runs
+    mean = rows.groupby(["set", "method"])[["auprc_ratio", "epr"]].mean()
+    sets = list(dict.fromkeys(rows.set))
+    methods = list(dict.fromkeys(rows.method))
+    lines = ["| method | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+    notes: list[str] = []
+    for m in methods:
+        cells = []
+        for s in sets:
+            if (s, m) in mean.index:
+                r = mean.loc[(s, m)]
+                cells.append(f"{r.auprc_ratio:.2f} / {r.epr:.2f}")
+            else:
+                cells.append("-")
+        lines.append(f"| {m.replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
+    # every method but scregnet's own rows is a baseline (DeepMCL as published included)
+    baselines = [m for m in methods if not m.startswith("scregnet")]
+    for model in ("scregnet", "scregnet read-out"):
+        done = [s for s in sets if (s, model) in mean.index]
+        if not done:
+            continue
+        ratios: dict[str, list[float]] = {"auprc_ratio": [], "epr": []}
+        gate: dict[str, list[float]] = {"auprc_ratio": [], "epr": []}
+        for s in done:
+            # every method averaged over exactly the folds this model ran on
+            keys = rows.loc[(rows.set == s) & (rows.method == model), ["split", "fold"]]
+            same = rows[rows.set == s].merge(keys, on=["split", "fold"])
+            m = same.groupby("method")[["auprc_ratio", "epr"]].mean()
+            for k in ratios:
+                best = max(m.loc[b, k] for b in baselines if b in m.index)
+                ratios[k].append(m.loc[model, k] / best)
+                if model + ", gate 0" in m.index:
+                    gate[k].append(m.loc[model, k] / m.loc[model + ", gate 0", k])
+        cells = iter(
+            f"{a:.2f} / {e:.2f}" for a, e in zip(ratios["auprc_ratio"], ratios["epr"], strict=True)
+        )
+        lines.append(
+            f"| {model} / best baseline (same folds) | "
+            + " | ".join(next(cells) if s in done else "-" for s in sets)
+            + " |"
+        )
+        notes.append(
+            f"{model} / best baseline over {len(done)} set(s): mean "
+            f"{np.mean(ratios['auprc_ratio']):.3f} (AUPRC ratio), {np.mean(ratios['epr']):.3f} "
+            f"(EPR); minimum {min(ratios['auprc_ratio']):.3f} / {min(ratios['epr']):.3f}."
+        )
+        if gate["auprc_ratio"]:
+            notes.append(
+                f"{model} / the same with gate 0: mean {np.mean(gate['auprc_ratio']):.3f} "
+                f"(AUPRC ratio), {np.mean(gate['epr']):.3f} (EPR)."
+            )
+    lines += ["", *notes]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--sets", nargs="*", default=None, help="e.g. 'hHEP Specific'")
+    parser.add_argument("--splits", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument(
+        "--deepmcl-splits", type=int, nargs="*", default=[0, 1, 2], help="splits DeepMCL runs on"
+    )
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument(
+        "--deepmcl-max-test",
+        type=int,
+        default=10**9,
+        help="run DeepMCL only on folds with at most this many held-out pairs",
+    )
+    parser.add_argument(
+        "--readout-only",
+        action="store_true",
+        help="scregnet without the network (its held-out selection of the read-out only); "
+        "reported as 'scregnet read-out'; DeepMCL is not run",
+    )
+    parser.add_argument("--max-pairs", type=int, default=2048, help="training pairs per epoch")
+    parser.add_argument("--no-trees", action="store_true")
+    parser.add_argument(
+        "--trees-dir", type=Path, default=None, help="use only the tree scores cached there"
+    )
+    parser.add_argument(
+        "--also",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="fold TSVs of other runs (same splits) to add",
+    )
+    parser.add_argument("--summary-only", action="store_true", help="tabulate --also, run nothing")
+    parser.add_argument("--baselines-only", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--outdir", type=Path, default=Path("grn_real"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("scregnet").setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    if args.summary_only:
+        print(summary(pd.concat([pd.read_csv(p, sep="\t") for p in args.also])))
+        return 0
+    sets = [load_set(args.root, n, c) for n in NETS for c in CELLS]
+    if args.sets:
+        sets = [s for s in sets if s.name in args.sets]
+    sets.sort(key=lambda s: len(s.regulators) * len(s.genes))  # small sets first
+    for s in sets:
+        log.info(
+            "%s: %d genes x %d cells, %d regulators, %d true edges",
+            s.name,
+            len(s.genes),
+            s.expr.shape[0],
+            len(s.regulators),
+            len(s.true),
+        )
+    trees = tree_scores(
+        sets,
+        args.trees_dir or args.outdir,
+        skip=args.no_trees,
+        cached_only=args.trees_dir is not None,
+    )
+    rows_path = args.outdir / "grn_real_folds.tsv"
+    rows_path.unlink(missing_ok=True)
+    for s in sets:
+        run_set(s, trees[s.name], args, rows_path)
+    rows = pd.concat([pd.read_csv(p, sep="\t") for p in [rows_path, *args.also]])
+    rows = rows.drop_duplicates(["set", "split", "fold", "method"])
+    print(summary(rows))
+    print(
+        json.dumps(
+            {"date": time.strftime("%Y-%m-%d"), "threads": args.threads, "epochs": args.epochs}
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""scregnet's GRN on a real BEELINE set (mHSC-GM, non-specific ChIP-seq truth), split 0 fold 0 of
+the benchmark's TF-aware folds, against the baselines a supervised user gets for free (|Spearman|,
+|Pearson|, target prior, target prior x |r|; the tree methods take minutes and are left to
+bench/grn_real.py), computed in the same test on the same held-out pairs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="issue 17 open: on this fold (fixed before any result) the held-out selection keeps "
+    "|Spearman| (7.76 / 15.3), below target prior x |r| (9.50 / 15.2); strict, so the test fails "
+    "once scregnet beats the best baseline here and the marker must go",
+    strict=True,
+)
+def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
+    from scregnet.evaluate.beeline_real import load_set, tf_folds, tf_pairs
+    from scregnet.evaluate.metrics import auprc_ratio, early_precision_ratio
+    from scregnet.grn.baselines import abs_pearson, abs_spearman, target_prior
+    from scregnet.grn.data import ExpressionViews
+    from scregnet.grn.images import ImageBuilder
+    from scregnet.grn.model import GRNConfig
+    from scregnet.grn.train import TrainConfig, fit, predict_pairs
+    from scregnet.seed import seed_everything
+
+    data = load_set(testdata / "beeline_real", "Non-Specific", "mHSC-GM")
+    test_tfs, train_tfs = tf_folds(data.regulators, 0)
+    train = tf_pairs(train_tfs, len(data.genes), data.true)
+    test = tf_pairs(test_tfs, len(data.genes), data.true)
+    pearson = abs_pearson(data.expr)
+    scores = {
+        "|Spearman|": abs_spearman(data.expr, list(range(len(data.genes))))[test.tf, test.target],
+        "|Pearson|": pearson[test.tf, test.target],
+        **target_prior(
+            train.tf, train.target, train.label, test.tf, test.target, pearson[test.tf, test.target]
+        ),
+    }
+    rng = seed_everything(0)
+    builder = ImageBuilder(ExpressionViews(data.genes, ["all"], [data.expr]), seed=0)
+    model = fit(
+        builder,
+        train,
+        model_config=GRNConfig(),
+        config=TrainConfig(epochs=2, max_pairs_per_epoch=1024),
+        rng=rng,
+    ).model
+    scores["scregnet"] = predict_pairs(model, builder, test)
+    result = {
+        name: (auprc_ratio(test.label, s), early_precision_ratio(test.label, s))
+        for name, s in scores.items()
+    }
+    print(json.dumps(result))
+    best = np.max([v for k, v in result.items() if k != "scregnet"], axis=0)
+    assert result["scregnet"][0] >= best[0] and result["scregnet"][1] >= best[1]
