@@ -45,7 +45,8 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grn import metrics, tree_baseline
-from scregnet.evaluate.beeline_real import (
+from scregnet.grn.baselines import abs_pearson, abs_spearman, target_prior
+from scregnet.grn.beeline import (
     CELLS,
     NETS,
     RealSet,
@@ -53,7 +54,6 @@ from scregnet.evaluate.beeline_real import (
     tf_folds,
     tf_pairs,
 )
-from scregnet.grn.baselines import abs_pearson, abs_spearman, target_prior
 from scregnet.grn.images import ImageBuilder
 from scregnet.grn.model import GRNConfig
 from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs

@@ -3,6 +3,8 @@
 - Ranking: AUROC, AUPRC (average precision, the step-wise area; scikit-learn's definition),
   AUPRC ratio and early precision ratio (EPR) as defined by BEELINE (Pratapa et al. 2020).
 - Association: |Spearman| between TFs and genes in one matrix product.
+- Counts: the normalisation constant (counts per ``TARGET_SUM``) and the expected log-normalised
+  value of a Poisson count (:func:`expected_log1p`), shared by imputation and its scorer.
 
 Stages and ``scregnet.evaluate`` both import from here; this module imports neither.
 """
@@ -94,3 +96,46 @@ def abs_spearman(expr: NDArray[np.floating], tfs: Sequence[int]) -> NDArray[np.f
     scores = np.abs(z[:, list(tfs)].T @ z)
     scores[np.arange(len(tfs)), list(tfs)] = 0.0
     return np.clip(scores, 0.0, 1.0)
+
+
+#: the library size every cell is normalised to before log1p (counts per 10k)
+TARGET_SUM = 1e4
+
+
+#: Poisson means up to this are summed exactly in :func:`expected_log1p`; above it a second-order
+#: delta expansion is used (its error there is below 1e-3 on the log scale)
+EXACT_MAX = 60.0
+_SUPPORT = np.arange(0, 241, dtype=np.float64)  # enough support for Poisson(EXACT_MAX)
+_GRID = np.concatenate([[0.0], np.geomspace(1e-6, EXACT_MAX, 800)])
+
+
+def _grid_pmf() -> NDArray[np.float64]:
+    from scipy.stats import poisson
+
+    return np.asarray(poisson.pmf(_SUPPORT[None, :], _GRID[:, None]), dtype=np.float64)
+
+
+_PMF: list[NDArray[np.float64]] = []  # the grid's Poisson probabilities, computed once
+
+
+def expected_log1p(
+    lam: NDArray[np.floating], scale: NDArray[np.floating] | float
+) -> NDArray[np.float64]:
+    """``E[log1p(scale * N)]`` for ``N ~ Poisson(lam)``, elementwise.
+
+    ``lam`` is 1D or 2D; ``scale`` a scalar or one value per row of ``lam`` (a cell's
+    ``TARGET_SUM / library``: the expected log-normalised value of a count drawn at that depth).
+    Exact (interpolated on a fine grid) up to ``EXACT_MAX``, a delta expansion above.
+    """
+    lam2 = np.atleast_2d(np.asarray(lam, dtype=np.float64))
+    scales = np.broadcast_to(np.asarray(scale, dtype=np.float64).reshape(-1), (lam2.shape[0],))
+    if not _PMF:
+        _PMF.append(_grid_pmf())
+    out = np.empty_like(lam2)
+    for i in range(lam2.shape[0]):
+        c, row = scales[i], np.maximum(lam2[i], 0.0)
+        small = row <= EXACT_MAX
+        out[i, small] = np.interp(row[small], _GRID, _PMF[0] @ np.log1p(c * _SUPPORT))
+        mu = c * row[~small]
+        out[i, ~small] = np.log1p(mu) - c * mu / (2.0 * (1.0 + mu) ** 2)
+    return out.reshape(np.shape(lam))

@@ -154,8 +154,8 @@ def test_golden_fails_when_the_imputation_changes_a_little(
     tiny_run: Path, tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The headline layer recomputed from each sample's own checkpoint reproduces the run and
-    passes; with the evidence power 0.5 -> 0.49 (one constant; ~1 % more imputed signal) it fails."""
-    from scregnet.impute import api
+    passes; with the model's predicted expression 1 % higher it fails."""
+    from scregnet.impute import api, train
 
     golden = json.loads(GOLDEN.read_text())
     tol = golden_tolerance()
@@ -176,13 +176,13 @@ def test_golden_fails_when_the_imputation_changes_a_little(
         ad.read_h5ad(tiny_run / "impute" / "sample1.imputed.h5ad").layers["imputed"],
     )
     assert compare_summaries(summarize(same), golden, tolerance=tol) == []
-    original = api.evidence_weighted_values
+    original = train.predict
 
-    def power_049(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("power", 0.49)  # the headline layer's call passes no power
-        return original(*args, **kwargs)
+    def one_percent_more(*args: Any, **kwargs: Any) -> Any:
+        values = original(*args, **kwargs)  # log1p of counts per 10k
+        return np.log1p(np.expm1(values) * 1.01).astype(values.dtype)
 
-    monkeypatch.setattr(api, "evidence_weighted_values", power_049)
+    monkeypatch.setattr(train, "predict", one_percent_more)
     problems = compare_summaries(summarize(impute_all(tmp_path / "changed")), golden, tolerance=tol)
     assert {p.split(":")[0] for p in problems} == {
         f"impute {s} {k}" for s in ("sample1", "sample2") for k in ("imputed_sum", "imputed_mean")
@@ -214,7 +214,8 @@ def test_golden_fails_when_the_grn_score_weighs_binding_a_little_more(
         return results
 
     same = rescored(0.5, tmp_path / "same")
-    # the table's scores are the rank mean (to the precision its columns are written with)
+    # the table's scores are the rank mean (to the precision its columns are written with: rounded
+    # expression scores tie, which moves a fractional rank by up to the tie group's size / pairs)
     assert (
         np.abs(
             pd.read_csv(same / "grn" / "grn_edges.tsv", sep="\t").set_index(["tf", "target"])[
@@ -222,7 +223,7 @@ def test_golden_fails_when_the_grn_score_weighs_binding_a_little_more(
             ]
             - edges.set_index(["tf", "target"])["score"]
         ).max()
-        < 1e-3
+        < 1e-2
     )
     assert compare_summaries(summarize(same), golden, tolerance=golden_tolerance()) == []
     changed = summarize(rescored(0.6, tmp_path / "changed"))

@@ -20,9 +20,9 @@ import pytest
     strict=True,
 )
 def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
-    from scregnet.evaluate.beeline_real import load_set, tf_folds, tf_pairs
     from scregnet.evaluate.metrics import auprc_ratio, early_precision_ratio
     from scregnet.grn.baselines import abs_pearson, abs_spearman, target_prior
+    from scregnet.grn.beeline import load_set, tf_folds, tf_pairs
     from scregnet.grn.data import ExpressionViews
     from scregnet.grn.images import ImageBuilder
     from scregnet.grn.model import GRNConfig

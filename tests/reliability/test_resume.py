@@ -297,10 +297,8 @@ def _sheet(world: Path, tmp: Path, ids: list[str]) -> Path:
 @pytest.mark.parametrize(
     "ids",
     [
-        ["shards", "all"],
         ["pipeline_info", "report"],
         ["tracks", "atac"],
-        ["s", "s.atac"],
         ["x", "grn_edges.tsv"],
     ],
 )
@@ -324,8 +322,9 @@ def test_sample_ids_named_like_internal_folders_run_and_rerun(
 @pytest.mark.parametrize(
     ("ids", "clash"),
     [
-        (["model.pt"], "TFBIND_MERGE (model.pt) and TFBIND_TRAIN (all) would both write"),
-        (["s", "s.tfbind.h5ad"], "TFBIND_MERGE (s.tfbind.h5ad) and TFBIND_MERGE (s) would both"),
+        # the samplesheet reader refuses these ids before the plan exists
+        (["model.pt"], "sample id 'model.pt' is a name the pipeline gives its own files"),
+        (["s", "s.tfbind.h5ad"], "sample id 's.tfbind.h5ad' is sample id 's' followed by '.'"),
     ],
 )
 def test_sample_ids_whose_outputs_collide_are_refused_before_anything_runs(
@@ -336,7 +335,6 @@ def test_sample_ids_whose_outputs_collide_are_refused_before_anything_runs(
     with pytest.raises(InputError, match=re.escape(clash)) as err:
         plan(world_params(world, input=sheet), tmp_path / "out")
     assert str(err.value).startswith(f"{sheet}: ")
-    assert "rename sample" in str(err.value)
     assert not (tmp_path / "out").exists()
 
 
@@ -379,7 +377,11 @@ def test_temporary_names_are_told_apart_per_output(tmp_path: Path) -> None:
         tmp_path / "s.atac.h5ad",
         tmp_path / "s.atac.h5ad.atac.h5ad",
     )  # ids s, s.atac.h5ad
-    with atomic_path(mine) as a, atomic_path(theirs) as b, atomic_dir(tmp_path / "s") as d:
+    with (
+        atomic_path(mine) as a,
+        atomic_path(theirs) as b,
+        atomic_dir(tmp_path / "s", owner="test") as d,
+    ):
         a.write_text("x")
         b.write_text("x")
         raw = temp_path_for(mine)

@@ -255,7 +255,10 @@ def test_every_subcommand_turns_a_signal_into_a_clean_exit(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     def body(args: argparse.Namespace) -> int:
-        with atomic_dir(args.out) as folder, atomic_path(args.out.with_name("table.tsv")) as table:
+        with (
+            atomic_dir(args.out, owner="fakecmd") as folder,
+            atomic_path(args.out.with_name("table.tsv")) as table,
+        ):
             (folder / "x.bed").write_text("partial")
             table.write_text("partial")
             os.kill(os.getpid(), sig)

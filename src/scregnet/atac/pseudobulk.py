@@ -9,7 +9,6 @@ Bins without insertions are left out of the bigWig (they read back as no data / 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,14 +19,10 @@ import pandas as pd
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir
 from scregnet.io.fragments import FragmentReader
+from scregnet.io.outputs import safe_name
 from scregnet.io.tracks import write_bigwig
 
 log = logging.getLogger(__name__)
-
-
-def safe_name(label: str) -> str:
-    """A file-name-safe version of a cluster label."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", str(label)) or "_"
 
 
 def insertion_counts(

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from scregnet.impute.data import TARGET_SUM, expected_log1p
+from scregnet.stats import TARGET_SUM, expected_log1p
 
 Kind = Literal["log", "mean"]
 

@@ -8,10 +8,7 @@ must have at least ``min_cells`` cells, and all inputs are restricted to the gen
 Expression is taken from the first of :data:`DEFAULT_LAYERS` present -- the imputation stage's
 expected-value layer ``imputed_expected``, then its headline layer ``imputed`` -- else from ``X``;
 ``layer=`` picks one (``"X"``: the main matrix). The expected-value layer is the default because
-it keeps co-expression best (docs/benchmarks.md, GRN and Imputation): on the demo world the
-pipeline's GRN scores AUPRC ratio 4.06 reading ``imputed_expected`` and 3.79 reading the headline
-``imputed`` (session 5's layer; 3.53 with the depth-gated headline of sessions 2-4, whose
-|Spearman| on two simulated worlds was 1.78 / 1.74 against 3.04 / 2.80 on ``imputed_expected``).
+it keeps co-expression best (docs/benchmarks.md, GRN).
 Integer counts are library-size normalised to 10,000 and ``log1p``-transformed; non-integer
 values are taken as already normalised (log-scale) expression and used as they are.
 """

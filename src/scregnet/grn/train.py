@@ -344,7 +344,7 @@ def fit_skip(
         w[_label_column("prior_x_rho")] = 1.0
         return w, 0.0
     if name == "loglinear":  # a product prior^u |r|^v sim_prior^w, fitted by AUPRC
-        from scregnet.evaluate.metrics import auprc
+        from scregnet.stats import auprc
 
         cols = [_label_column(c) for c in ("log_prior", "log_abs_r", "log_sim_prior")]
         best = max(LOGLINEAR_GRID, key=lambda g: auprc(label, features[:, cols] @ np.asarray(g)))

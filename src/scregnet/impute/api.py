@@ -15,7 +15,7 @@ genes:
   every entry (observed non-zeros included: the model denoises them too).
 - ``imputed_expected``: the expected log-normalised value of a count drawn at the cell's own
   depth from that expression, ``E[log1p(TARGET_SUM * N / library)]``, ``N ~ Poisson(expected
-  counts)`` (:func:`scregnet.impute.data.expected_log1p`): genes the cell would rarely detect
+  counts)`` (:func:`scregnet.stats.expected_log1p`): genes the cell would rarely detect
   stay near 0, which keeps co-expression (what the GRN stage reads,
   :data:`scregnet.grn.data.DEFAULT_LAYERS`).
 - ``imputed_detected``: the same expectation given that the count is non-zero (the value the
@@ -45,6 +45,7 @@ from numpy.typing import NDArray
 from scregnet.errors import InputError
 from scregnet.impute import data
 from scregnet.impute.train import LOSS_COLUMNS, TrainConfig
+from scregnet.stats import expected_log1p
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -382,7 +383,7 @@ def expected_layers(
         rows = slice(start, start + step)
         scale = data.TARGET_SUM / lib[rows]
         lam = np.expm1(np.asarray(imputed[rows], dtype=np.float64)) / scale[:, None]
-        exp_log = data.expected_log1p(lam, scale)
+        exp_log = expected_log1p(lam, scale)
         p_detect = -np.expm1(-lam)
         single = np.broadcast_to(np.log1p(scale)[:, None], lam.shape)
         cond = np.where(p_detect > 1e-6, exp_log / np.maximum(p_detect, 1e-12), single)

@@ -233,3 +233,8 @@ def os_problem(exc: BaseException) -> str | None:
     if exc.errno not in WRITE_ERRNOS | {errno.ENOENT, errno.EEXIST}:
         return None
     return f"{os.fsdecode(named)}: {exc.strerror or os.strerror(exc.errno)}"
+
+
+def safe_name(label: str) -> str:
+    """A file-name-safe version of a cluster label."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(label)) or "_"

@@ -61,12 +61,14 @@ NEXTFLOW_ONLY: dict[str, tuple[Any, ...] | None] = {
     "aws_region": None,
     "gpu_queue": None,
     "gpu_type": None,
+    "gpu_machine_type": None,
+    "aws_cli_path": None,
     "trace_report_suffix": None,
     "config_profile_name": None,
     "config_profile_description": None,
 }
 #: Nextflow parameters that take true/false
-NEXTFLOW_FLAGS = ("validate_params", "help")
+NEXTFLOW_FLAGS = ("validate_params", "help", "gpu")
 
 #: integer parameters: name -> (smallest allowed value, whether null means "the default")
 INTEGERS: dict[str, tuple[int, bool]] = {
@@ -77,6 +79,7 @@ INTEGERS: dict[str, tuple[int, bool]] = {
     "impute_epochs": (1, True),
     "tfbind_epochs": (1, True),
     "grn_epochs": (1, True),
+    "tfbind_shards": (1, True),
 }
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -112,7 +115,17 @@ def known_keys() -> list[str]:
 
     args = [f"{stage.lower()}_args" for stage in STAGE_GRAPH]
     return sorted(
-        {"input", "fasta", "gtf", *PATH_KEYS, *DEFAULTS, *NEXTFLOW_ONLY, *NEXTFLOW_FLAGS, *args}
+        {
+            "input",
+            "fasta",
+            "gtf",
+            *PATH_KEYS,
+            *DEFAULTS,
+            *INTEGERS,
+            *NEXTFLOW_ONLY,
+            *NEXTFLOW_FLAGS,
+            *args,
+        }
     )
 
 
@@ -120,7 +133,10 @@ def _check_keys(loaded: dict[Any, Any], path: Path) -> None:
     known = known_keys()
     for key in loaded:
         if not isinstance(key, str) or key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            # a misspelt `<process>_args` is matched against the other `_args` keys first
+            same_kind = [k for k in known if k.endswith("_args") == str(key).endswith("_args")]
+            close = difflib.get_close_matches(str(key), same_kind, n=1, cutoff=0.6)
+            close = close or difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             msg = f"unknown parameter {str(key)!r}{hint}"
             raise InputError(msg, path)

@@ -556,7 +556,7 @@ def _layout_error(
 
 # ---- scheduling ----------------------------------------------------------------------------------
 
-#: Rough seconds one step of each stage takes (CPU test profile, measured 2026-11-21). They only
+#: Rough seconds one step of each stage takes (CPU test profile). They only
 #: decide which ready step starts first (the longest remaining chain first), never what it computes.
 STAGE_COST: dict[str, float] = {
     "FRAGMENTS": 13,
@@ -642,10 +642,7 @@ TEST_PROFILE: dict[str, Any] = {
     "seed": 0,
     "impute_epochs": 10,
     "tfbind_epochs": 4,
-    # the held-out selection keeps the gate at 0 on this world whatever the epochs: reading
-    # `imputed`, 20, 8 and 4 epochs gave identical edges (304 s, 120 s, ~90 s); reading
-    # `imputed_expected`, 4 and 2 give identical edge scores (92 s, 59 s; only the attention
-    # columns differ; 2026-11-21), and the demo must stay < 10 min (9 min 43 s with 4)
+    # two epochs: on this world more epochs give the same edge scores, and the demo stays short
     "grn_epochs": 2,
     "min_fragments": 500,
     # CPU-sized TF-binding network (the default is the paper's 160/240/240 + 919, meant for a GPU)

@@ -35,7 +35,7 @@ import torch
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
-from scregnet.evaluate.metrics import auprc, auroc
+from scregnet.stats import auprc, auroc
 from scregnet.tfbind.data import dinucleotide_shuffle, merge_intervals, one_hot
 from scregnet.tfbind.motifs import Motif, MotifScanner, read_meme, read_motifs
 

@@ -696,8 +696,8 @@ def write_outputs(
     directory that this command did not write are kept, and ``protect`` (the inputs) never replaced.
     Cluster labels become file names made safe (``T/NK`` -> ``T_NK``).
     """
-    from scregnet.atac.pseudobulk import safe_name
     from scregnet.io.h5ad import write_h5ad
+    from scregnet.io.outputs import safe_name
     from scregnet.io.tracks import write_bigwig
 
     u = result.uns["tfbind"]
