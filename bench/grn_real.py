@@ -45,7 +45,7 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grn import metrics, tree_baseline
-from scregnet.grn.baselines import abs_pearson, abs_spearman, target_prior
+from scregnet.grn.baselines import abs_pearson, target_prior
 from scregnet.grn.beeline import (
     CELLS,
     NETS,
@@ -58,6 +58,7 @@ from scregnet.grn.images import ImageBuilder
 from scregnet.grn.model import GRNConfig
 from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
 from scregnet.seed import seed_everything
+from scregnet.stats import abs_spearman
 
 log = logging.getLogger("bench.grn_real")
 

@@ -268,11 +268,11 @@ def test_pair_features_beat_spearman_on_heldout_tfs(tmp_path: Path) -> None:
     and better than the published architecture without them."""
 
     from scregnet.evaluate.metrics import auprc_ratio, early_precision_ratio
-    from scregnet.grn.baselines import abs_spearman
     from scregnet.grn.images import ImageBuilder
     from scregnet.grn.model import GRNConfig
     from scregnet.grn.train import TrainConfig, fit, predict_pairs
     from scregnet.seed import seed_everything
+    from scregnet.stats import abs_spearman
 
     data, train, test = _heldout_split(tmp_path)
     rho = abs_spearman(data.pooled(), list(range(10)))[test.tf, test.target]

@@ -403,7 +403,7 @@ def test_cells_shared_by_views_are_pooled_once(tmp_path: Path) -> None:
     """Two overlapping branches (30 shared cells, same names and values) pool to their union; a
     barcode collision (same name, other values) is two cells; the pooled Spearman feature then
     equals Spearman over the union (what an untrained model ranks by)."""
-    from scregnet.grn.baselines import abs_spearman
+    from scregnet.stats import abs_spearman
 
     rng = np.random.default_rng(8)
     genes = [f"g{i}" for i in range(6)]

@@ -17,11 +17,9 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from scregnet.stats import abs_spearman
-
 log = logging.getLogger(__name__)
 
-__all__ = ["abs_pearson", "abs_spearman", "target_prior", "tree_importances"]
+__all__ = ["abs_pearson", "target_prior", "tree_importances"]
 
 
 def tree_importances(
