@@ -34,14 +34,13 @@ import pandas as pd
 import torch
 from numpy.typing import NDArray
 
-from scregnet.evaluate.metrics import auprc, auprc_ratio, auroc, early_precision_ratio
 from scregnet.grn.baselines import tree_importances
 from scregnet.grn.data import ExpressionViews, read_views
 from scregnet.grn.images import ImageBuilder
 from scregnet.grn.model import GRNConfig
 from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
 from scregnet.seed import seed_everything
-from scregnet.stats import abs_spearman
+from scregnet.stats import abs_spearman, auprc, auprc_ratio, auroc, early_precision_ratio
 
 log = logging.getLogger("bench.grn")
 

@@ -6,7 +6,7 @@ the regulators (TFs with at least one true edge) are split at random into 2 fold
 (split seeds 0, 1, 2). Each model is given the training fold's TFs x every gene as labels (their
 true edges positive, all other pairs negative: ``scregnet grn --labels`` with a positives list)
 and scores the held-out fold's TFs x every gene (self pairs excluded); every method scores
-exactly those pairs. Metrics: held-out AUPRC ratio and EPR (``scregnet.evaluate.metrics``, the
+exactly those pairs. Metrics: held-out AUPRC ratio and EPR (``scregnet.stats``, the
 BEELINE definitions the scorer uses), mean over the 6 folds.
 
 Methods, all in the same run:

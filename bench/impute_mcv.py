@@ -51,10 +51,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scregnet.evaluate.mcv import mcv_loss, pseudobulk_spearman, split_molecules
-from scregnet.evaluate.metrics import adjusted_rand, auroc
+from scregnet.evaluate.metrics import adjusted_rand
 from scregnet.evaluate.score_impute import cluster_labels, leiden_labels
 from scregnet.impute import data
 from scregnet.impute.api import fill_rule_values, impute
+from scregnet.stats import auroc
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SCREGNET_TESTDATA", REPO.parent / "shared" / "data")) / "cellbench"

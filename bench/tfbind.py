@@ -167,7 +167,7 @@ def ctcf(testdata: Path) -> dict[str, float]:
     import torch
     from torch.utils.data import TensorDataset
 
-    from scregnet.evaluate.metrics import auprc, auroc
+    from scregnet.stats import auprc, auroc
     from scregnet.tfbind.data import dinucleotide_shuffle, one_hot
     from scregnet.tfbind.motifs import MotifScanner, read_motifs
     from scregnet.tfbind.train import TrainConfig, fit_sequences, predict_dataset

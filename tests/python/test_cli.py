@@ -21,8 +21,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"scregnet {__version__}"
 
 
-def test_every_available_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    available = cli._available()
+def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    available = cli.subcommands()
     assert "evaluate" in available and "simulate" in available
     for name in available:
         with pytest.raises(SystemExit) as exc:

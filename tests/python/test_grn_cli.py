@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from grn_synth import write_world
 
 from scregnet.cli.main import main as cli
-from scregnet.evaluate.metrics import auprc
 from scregnet.grn.combine import rank_mean
+from scregnet.stats import auprc
 
 FAST = ["--epochs", "1", "--val-fraction", "0", "--threads", "1", "--device", "cpu"]
 
@@ -234,11 +234,11 @@ def test_heldout_tf_accuracy_beats_chance_and_multiview(tmp_path: Path) -> None:
     """Trained on half of the TFs, the held-out TFs' targets are ranked far above chance, and
     two views beat one alone."""
 
-    from scregnet.evaluate.metrics import auprc_ratio, early_precision_ratio
     from scregnet.grn.images import ImageBuilder
     from scregnet.grn.model import GRNConfig
     from scregnet.grn.train import TrainConfig, fit, predict_pairs
     from scregnet.seed import seed_everything
+    from scregnet.stats import auprc_ratio, early_precision_ratio
 
     data, train, test = _heldout_split(tmp_path)
     ratios = {}
@@ -267,12 +267,11 @@ def test_pair_features_beat_spearman_on_heldout_tfs(tmp_path: Path) -> None:
     ranks held-out TFs' targets better than |Spearman| on the same pairs, on both BEELINE metrics,
     and better than the published architecture without them."""
 
-    from scregnet.evaluate.metrics import auprc_ratio, early_precision_ratio
     from scregnet.grn.images import ImageBuilder
     from scregnet.grn.model import GRNConfig
     from scregnet.grn.train import TrainConfig, fit, predict_pairs
     from scregnet.seed import seed_everything
-    from scregnet.stats import abs_spearman
+    from scregnet.stats import abs_spearman, auprc_ratio, early_precision_ratio
 
     data, train, test = _heldout_split(tmp_path)
     rho = abs_spearman(data.pooled(), list(range(10)))[test.tf, test.target]

@@ -20,7 +20,6 @@ import pytest
     strict=True,
 )
 def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
-    from scregnet.evaluate.metrics import auprc_ratio, early_precision_ratio
     from scregnet.grn.baselines import abs_pearson, target_prior
     from scregnet.grn.beeline import load_set, tf_folds, tf_pairs
     from scregnet.grn.data import ExpressionViews
@@ -28,7 +27,7 @@ def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
     from scregnet.grn.model import GRNConfig
     from scregnet.grn.train import TrainConfig, fit, predict_pairs
     from scregnet.seed import seed_everything
-    from scregnet.stats import abs_spearman
+    from scregnet.stats import abs_spearman, auprc_ratio, early_precision_ratio
 
     data = load_set(testdata / "beeline_real", "Non-Specific", "mHSC-GM")
     test_tfs, train_tfs = tf_folds(data.regulators, 0)

@@ -510,7 +510,7 @@ def test_held_out_selection_picks_the_read_out_that_generalises(
     assert sel["inner_folds"] == 3 and sel["network_splits"] == 3  # 2 val TFs: < 20 positives
     assert sel["network"] is False and result.best_epoch == 0
     assert result.model.gate is not None and result.model.gate.item() == 0.0
-    from scregnet.evaluate.metrics import auprc
+    from scregnet.stats import auprc
 
     # float32 sigmoids of close logits may tie: all but a hair of perfect
     assert auprc(test.label, predict_pairs(result.model, builder, test)) > 0.99

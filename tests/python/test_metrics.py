@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from scregnet import stats
 from scregnet.evaluate import metrics
 
 
@@ -13,42 +14,42 @@ def test_auroc_auprc_match_sklearn() -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 500)
     s = y * 0.5 + rng.normal(size=500)
-    assert metrics.auroc(y, s) == pytest.approx(roc_auc_score(y, s))
-    assert metrics.auprc(y, s) == pytest.approx(average_precision_score(y, s))
+    assert stats.auroc(y, s) == pytest.approx(roc_auc_score(y, s))
+    assert stats.auprc(y, s) == pytest.approx(average_precision_score(y, s))
 
 
 def test_hand_worked_auroc_auprc() -> None:
     # ranking: pos, neg, pos, neg -> AUROC = 3/4 ; AP = (1/1 + 2/3) / 2
     y = [1, 0, 1, 0]
     s = [0.9, 0.8, 0.7, 0.1]
-    assert metrics.auroc(y, s) == pytest.approx(0.75)
-    assert metrics.auprc(y, s) == pytest.approx((1 + 2 / 3) / 2)
-    assert metrics.auprc_ratio(y, s) == pytest.approx((1 + 2 / 3) / 2 / 0.5)
+    assert stats.auroc(y, s) == pytest.approx(0.75)
+    assert stats.auprc(y, s) == pytest.approx((1 + 2 / 3) / 2)
+    assert stats.auprc_ratio(y, s) == pytest.approx((1 + 2 / 3) / 2 / 0.5)
 
 
 def test_single_class_is_nan() -> None:
-    assert np.isnan(metrics.auroc([1, 1], [0.1, 0.2]))
-    assert np.isnan(metrics.auprc([0, 0], [0.1, 0.2]))
+    assert np.isnan(stats.auroc([1, 1], [0.1, 0.2]))
+    assert np.isnan(stats.auprc([0, 0], [0.1, 0.2]))
 
 
 def test_epr_hand_worked() -> None:
     # 2 true edges among 8 -> density 0.25; top-2 has one true -> EP 0.5 -> EPR 2
     y = [1, 0, 0, 1, 0, 0, 0, 0]
     s = [0.9, 0.8, 0.3, 0.2, 0.1, 0.05, 0.04, 0.03]
-    assert metrics.early_precision_ratio(y, s) == pytest.approx(2.0)
+    assert stats.early_precision_ratio(y, s) == pytest.approx(2.0)
 
 
 def test_epr_ties_enter_together() -> None:
     # k=2, but three edges tie at the 2nd-highest score: all three are taken -> EP = 2/4
     y = [1, 0, 1, 0, 0, 0, 0, 0]
     s = [0.9, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1]
-    assert metrics.early_precision_ratio(y, s) == pytest.approx((2 / 4) / 0.25)
+    assert stats.early_precision_ratio(y, s) == pytest.approx((2 / 4) / 0.25)
 
 
 def test_epr_zero_scores_are_not_predictions() -> None:
     y = [1, 1, 0, 0]
     s = [0.0, 0.0, 0.0, 0.0]
-    assert metrics.early_precision_ratio(y, s) == 0.0
+    assert stats.early_precision_ratio(y, s) == 0.0
 
 
 def test_masked_recovery_hand_worked() -> None:
@@ -84,6 +85,6 @@ def test_clustering_scores() -> None:
 
 def test_bad_inputs_raise() -> None:
     with pytest.raises(ValueError, match="differ in length"):
-        metrics.auroc([0, 1], [0.1])
+        stats.auroc([0, 1], [0.1])
     with pytest.raises(ValueError, match="NaN"):
-        metrics.auroc([0, 1], [0.1, np.nan])
+        stats.auroc([0, 1], [0.1, np.nan])

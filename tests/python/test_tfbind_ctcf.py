@@ -14,7 +14,7 @@ import pysam
 import torch
 from torch.utils.data import TensorDataset
 
-from scregnet.evaluate.metrics import auroc
+from scregnet.stats import auroc
 from scregnet.tfbind.data import dinucleotide_shuffle, one_hot
 from scregnet.tfbind.motifs import MotifScanner, read_motifs
 from scregnet.tfbind.train import TrainConfig, fit_sequences, predict_dataset

@@ -47,16 +47,9 @@ SUBCOMMANDS: dict[str, str] = {
 log = logging.getLogger("scregnet")
 
 
-def _available() -> dict[str, ModuleType]:
-    """The subcommand modules present in this installation (stages land one by one)."""
-    found: dict[str, ModuleType] = {}
-    for name, module in SUBCOMMANDS.items():
-        try:
-            found[name] = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    return found
+def subcommands() -> dict[str, ModuleType]:
+    """The subcommand modules, by name."""
+    return {name: importlib.import_module(module) for name, module in SUBCOMMANDS.items()}
 
 
 class Terminated(BaseException):
@@ -144,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scregnet {__version__}")
     subparsers: Any = parser.add_subparsers(dest="command", metavar="<subcommand>")
     parent = common_options()
-    for name, module in _available().items():
+    for name, module in subcommands().items():
         sub = subparsers.add_parser(
             name,
             help=module.HELP,

@@ -2,10 +2,6 @@
 
 from scregnet.evaluate.metrics import (
     adjusted_rand,
-    auprc,
-    auprc_ratio,
-    auroc,
-    early_precision_ratio,
     mask_nonzeros,
     masked_recovery,
     normalized_mutual_info,
@@ -13,10 +9,6 @@ from scregnet.evaluate.metrics import (
 
 __all__ = [
     "adjusted_rand",
-    "auprc",
-    "auprc_ratio",
-    "auroc",
-    "early_precision_ratio",
     "mask_nonzeros",
     "masked_recovery",
     "normalized_mutual_info",

@@ -1,7 +1,6 @@
-"""The metrics every stage is scored with.
+"""The scorer's own metrics (the ranking metrics, AUROC, AUPRC, AUPRC ratio and EPR, live in
+:mod:`scregnet.stats`, shared with the stages).
 
-- Ranking: AUROC, AUPRC (average precision, the step-wise area; scikit-learn's definition),
-  AUPRC ratio and early precision ratio (EPR) as defined by BEELINE (Pratapa et al. 2020).
 - Imputation: RMSE, L1 and Pearson on exactly the masked entries.
 - Clustering: ARI and NMI.
 """
@@ -15,15 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from scregnet.stats import auprc, auprc_ratio, auroc, early_precision_ratio
-
 __all__ = [
     "MaskedScores",
     "adjusted_rand",
-    "auprc",
-    "auprc_ratio",
-    "auroc",
-    "early_precision_ratio",
     "mask_nonzeros",
     "masked_recovery",
     "normalized_mutual_info",

@@ -18,7 +18,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
-from scregnet.evaluate.metrics import auprc, auprc_ratio, auroc, early_precision_ratio
+from scregnet.stats import auprc, auprc_ratio, auroc, early_precision_ratio
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
-from scregnet.evaluate.metrics import adjusted_rand, auprc, auroc
+from scregnet.evaluate.metrics import adjusted_rand
+from scregnet.stats import auprc, auroc
 
 log = logging.getLogger(__name__)
 
