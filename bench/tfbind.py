@@ -124,7 +124,7 @@ def simulator(args: argparse.Namespace, timings: dict[str, Any]) -> dict[str, An
         if args.sequence_warmup:
             argv += ["--sequence-warmup", str(args.sequence_warmup)]
         run("tfbind train", argv, timings)
-    ckpt = torch.load(model, map_location="cpu", weights_only=False)
+    ckpt = torch.load(model, map_location="cpu", weights_only=True)
     called_parts: list[Any] = []
     for sample in sheet["sample"]:
         out = results / "tfbind" / f"{sample}.tfbind.h5ad"

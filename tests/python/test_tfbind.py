@@ -75,7 +75,7 @@ def _one_error_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
 
 
 def test_checkpoint_carries_what_prediction_needs(model: Path) -> None:
-    ckpt = torch.load(model, map_location="cpu", weights_only=False)
+    ckpt = torch.load(model, map_location="cpu", weights_only=True)
     assert ckpt["tfs"] == ["CTCF", "GATA1"]
     assert ckpt["window"] == 1000 and ckpt["bin_size"] == 200
     assert list(ckpt["chrom_sizes"]) == CHROMS
@@ -216,7 +216,7 @@ def test_train_flags(synth: Synth, tmp_path: Path) -> None:
     extra = ["--epochs", "1", "--test-chroms", "chr1", "--val-chroms", "chr2", "--no-accessibility"]
     extra += ["--window", "600", "--seed", "3"]
     assert cli.main([*argv, "--out", str(out), *FAST, *extra, "--negative-ratio", "1"]) == 0
-    ckpt = torch.load(out, map_location="cpu", weights_only=False)
+    ckpt = torch.load(out, map_location="cpu", weights_only=True)
     assert ckpt["test_chroms"] == ["chr1"] and ckpt["val_chroms"] == ["chr2"]
     assert ckpt["model_config"]["use_accessibility"] is False and ckpt["window"] == 600
     assert ckpt["config"]["seed"] == 3 and ckpt["config"]["negative_ratio"] == 1.0
@@ -224,8 +224,7 @@ def test_train_flags(synth: Synth, tmp_path: Path) -> None:
     out2 = tmp_path / "m2.pt"
     assert cli.main([*argv, "--out", str(out2), *FAST, *extra]) == 0
     assert (
-        torch.load(out2, map_location="cpu", weights_only=False)["metrics"]["n_windows"]["train"]
-        > n
+        torch.load(out2, map_location="cpu", weights_only=True)["metrics"]["n_windows"]["train"] > n
     )
 
 
@@ -239,7 +238,7 @@ def test_probabilities_are_calibrated(predicted: Path, synth: Synth) -> None:
     true_share = truth[["CTCF", "GATA1"]].to_numpy().mean(axis=0)  # 1/3 and 1/6
     assert (called < 0.6).all() and called.max() > 0.05, called
     np.testing.assert_allclose(called, true_share, atol=0.2)
-    ckpt = torch.load(synth.root / "model.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(synth.root / "model.pt", map_location="cpu", weights_only=True)
     assert not np.allclose(ckpt["state_dict"]["calib_scale"].numpy(), 1.0)
 
 
@@ -250,7 +249,7 @@ def _train_small(synth: Synth, out: Path, *extra: str) -> dict[str, Any]:
     argv = ["tfbind", "train", "--fasta", str(synth.fasta), "--bulk", str(synth.bulk_sheet)]
     code = cli.main([*argv, "--out", str(out), *SMALL, "--epochs", "1", "--quiet", *extra])
     assert code == 0
-    ckpt: dict[str, Any] = torch.load(out, map_location="cpu", weights_only=False)
+    ckpt: dict[str, Any] = torch.load(out, map_location="cpu", weights_only=True)
     return ckpt
 
 

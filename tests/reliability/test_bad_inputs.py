@@ -248,8 +248,8 @@ def checkpoint_genes_mismatch(s, tmp):  # type: ignore[no-untyped-def]
 
     torch.save(
         {
-            "format": "scregnet-impute",
-            "version": "0.1.0",
+            "kind": "scregnet.impute",
+            "version": 3,
             "config": {},
             "state_dict": {},
             "genes": ["A", "B"],

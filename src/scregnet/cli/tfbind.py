@@ -401,9 +401,9 @@ def _predict(args: argparse.Namespace) -> int:
     from scregnet.io.h5ad import read_h5ad, write_h5ad
     from scregnet.io.outputs import check_paths
     from scregnet.seed import seed_everything
+    from scregnet.tfbind.checkpoint import load_checkpoint
     from scregnet.tfbind.motifs import jaspar_motifs, motifs_for_tfs, read_motifs
     from scregnet.tfbind.predict import finalize, predict_peaks, write_outputs
-    from scregnet.tfbind.train import load_checkpoint
 
     if args.chrom is not None:
         given = [

@@ -1,4 +1,5 @@
-"""DeepMCL-style network (nn.Modules only): Siamese image encoder, attention, classifier head.
+"""DeepMCL-style network (nn.Modules and their checkpoint): Siamese image encoder, attention,
+classifier head.
 
 Shapes: ``B`` pairs, ``V`` views, ``K = k + 1`` neighbour images per gene, ``D`` embedding size.
 
@@ -15,14 +16,20 @@ published (per-view statistics only, inside the view representation).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scregnet import checkpoint
 from scregnet.grn.images import N_PAIR_FEATURES
 from scregnet.grn.label_features import N_LABEL_FEATURES
+
+#: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout
+CHECKPOINT_KIND = "scregnet.grn"
+CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -181,3 +188,16 @@ def contrastive_loss(
     loss = same * dist.pow(2) + (1 - same) * F.relu(margin - dist).pow(2)
     off_diag = 1 - torch.eye(len(labels), device=embedding.device)
     return (loss * off_diag).sum() / off_diag.sum().clamp(min=1)
+
+
+def save_checkpoint(model: DeepMCL, path: str | Path, **extra: Any) -> Path:
+    """Write the network (its :class:`GRNConfig` and weights) and ``extra`` plain data to ``path``."""
+    return checkpoint.save(
+        path, CHECKPOINT_KIND, CHECKPOINT_VERSION, model.config, model.state_dict(), **extra
+    )
+
+
+def load_checkpoint(path: str | Path) -> tuple[DeepMCL, dict[str, Any]]:
+    """The network saved by :func:`save_checkpoint` (in eval mode) and the whole checkpoint."""
+    ckpt = checkpoint.load(path, CHECKPOINT_KIND, CHECKPOINT_VERSION)
+    return checkpoint.restore(lambda: DeepMCL(GRNConfig(**ckpt["config"])), ckpt, path), ckpt

@@ -55,7 +55,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 3  # 3: negative binomial output (per-gene dispersion log_theta)
+#: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout; version 3: negative
+#: binomial output (per-gene dispersion log_theta)
+CHECKPOINT_KIND = "scregnet.impute"
+CHECKPOINT_VERSION = 3
 #: the headline layer: log1p of the model's expected expression (counts per 10k)
 LAYER = "imputed"
 #: expected log-normalised value of a count at the cell's depth
@@ -95,37 +98,20 @@ def sidecar_paths(out: str | Path) -> tuple[Path, Path]:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and validate a checkpoint written by :func:`write_outputs`."""
-    import torch
+    from scregnet import checkpoint
 
-    path = Path(path)
-    if not path.exists():
-        msg = "checkpoint does not exist"
-        raise InputError(msg, path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt/foreign file
-        msg = f"not a readable scregnet imputation checkpoint ({type(exc).__name__})"
-        raise InputError(msg, path) from exc
-    keys = {"config", "state_dict", "version", "genes", "format"}
-    if not isinstance(ckpt, dict) or not keys <= set(ckpt):
-        msg = f"not a scregnet imputation checkpoint (needs keys {sorted(keys)})"
-        raise InputError(msg, path)
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        msg = f"checkpoint format {ckpt['format']} is not supported (expected {CHECKPOINT_FORMAT})"
+    ckpt = checkpoint.load(path, CHECKPOINT_KIND, CHECKPOINT_VERSION)
+    if "genes" not in ckpt:
+        msg = "imputation checkpoint has no gene list"
         raise InputError(msg, path)
     return ckpt
 
 
 def _model_from_checkpoint(ckpt: dict[str, Any], path: str | Path | None) -> ScDTL:
+    from scregnet import checkpoint
     from scregnet.impute.model import ImputeConfig, ScDTL
 
-    try:
-        model = ScDTL(ImputeConfig(**ckpt["config"]["model"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (TypeError, KeyError, RuntimeError, ValueError) as exc:
-        msg = f"checkpoint does not match this scregnet version's model ({type(exc).__name__})"
-        raise InputError(msg, path) from exc
-    return model
+    return checkpoint.restore(lambda: ScDTL(ImputeConfig(**ckpt["config"]["model"])), ckpt, path)
 
 
 def _check_genes(model_genes: list[str], var_names: pd.Index, path: str | Path | None) -> None:
@@ -486,21 +472,16 @@ def _assemble_layer(
 
 
 def save_checkpoint(result: ImputeResult, path: str | Path) -> None:
-    import torch
+    from scregnet import checkpoint
 
-    from scregnet import __version__
-
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "version": __version__,
-        "config": result.config,
-        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-        "genes": list(result.genes),
-    }
-    # a file object, not the path: torch.save names the archive inside after a path it is given
-    # (here a temporary name), which would make the same model differ byte for byte
-    with open(path, "wb") as handle:
-        torch.save(payload, handle)
+    checkpoint.save(
+        path,
+        CHECKPOINT_KIND,
+        CHECKPOINT_VERSION,
+        result.config,
+        result.model.state_dict(),
+        genes=list(result.genes),
+    )
 
 
 def write_loss_table(rows: list[dict[str, object]], path: str | Path) -> None:

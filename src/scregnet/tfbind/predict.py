@@ -44,11 +44,11 @@ from scregnet.device import autocast
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir
 from scregnet.io.genome import open_fasta, read_chrom_sizes
+from scregnet.tfbind.checkpoint import LoadedModel
 from scregnet.tfbind.context import motif_auc, tf_context, top_matches
 from scregnet.tfbind.data import WindowReader, normalise_signal, one_hot, reverse_complement
 from scregnet.tfbind.model import ScFAN
 from scregnet.tfbind.motifs import Motif, MotifScanner, chromvar_deviations
-from scregnet.tfbind.train import LoadedModel
 
 if TYPE_CHECKING:
     import anndata as ad

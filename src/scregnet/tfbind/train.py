@@ -1,8 +1,6 @@
 """Training the scFAN model on bulk data: held-out chromosomes, class balance, early stopping.
 
-The checkpoint (``torch.save``) carries the model and training configuration, the TF names, the
-window and bin sizes, the genome's chromosome names and lengths, the held-out chromosomes and the
-held-out metrics, so that prediction can refuse a genome or window it was not trained for.
+The trained model is written as a :mod:`scregnet.tfbind.checkpoint`.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_path
 from scregnet.io.genome import read_chrom_sizes
 from scregnet.stats import auprc, auroc
+from scregnet.tfbind.checkpoint import save_checkpoint
 from scregnet.tfbind.data import (
     DEFAULT_EXCLUDE,
     BulkData,
@@ -40,9 +39,6 @@ from scregnet.tfbind.model import PAPER_DROPOUT, PAPER_FILTERS, ModelConfig, ScF
 from scregnet.tfbind.motifs import Motif
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_VERSION = 3
-CHECKPOINT_KIND = "scregnet.tfbind"
 
 
 @dataclass
@@ -363,7 +359,7 @@ def _read_state(path: Path, key: str, device: torch.device) -> dict[str, Any] | 
     if not path.exists():
         return None
     try:
-        saved: dict[str, Any] = torch.load(path, map_location=device, weights_only=False)
+        saved: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         log.warning("ignoring unreadable training state %s (%s): starting over", path, err)
         return None
@@ -658,139 +654,6 @@ def _init_from_motifs(model: ScFAN, motifs: Sequence[Motif]) -> None:
         model.config.filters[0],
         fitted,
         f"; {len(motifs) - fitted} motif(s) did not fit" if fitted < len(motifs) else "",
-    )
-
-
-def save_checkpoint(
-    out: str | Path,
-    *,
-    model: nn.Module,
-    model_config: ModelConfig,
-    config: TrainConfig,
-    tfs: list[str],
-    chrom_sizes: dict[str, int],
-    test_chroms: list[str],
-    val_chroms: list[str],
-    cell_types: list[str],
-    metrics: dict[str, Any],
-    motifs: Sequence[Motif] = (),
-    motif_tfs: Sequence[str] = (),
-    context: np.ndarray | None = None,
-) -> Path:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {
-        "kind": CHECKPOINT_KIND,
-        "version": CHECKPOINT_VERSION,
-        "config": asdict(config),
-        "model_config": model_config.to_dict(),
-        "state_dict": state,
-        "tfs": list(tfs),
-        "window": model_config.window,
-        "bin_size": config.bin_size,
-        "chrom_sizes": dict(chrom_sizes),
-        "test_chroms": list(test_chroms),
-        "val_chroms": list(val_chroms),
-        "cell_types": list(cell_types),
-        "metrics": metrics,
-        # the motifs behind the motif tracks and the context, so prediction scans the same ones
-        "motifs": [
-            {"motif_id": m.motif_id, "name": m.name, "counts": np.asarray(m.counts).tolist()}
-            for m in motifs
-        ],
-        "motif_tfs": list(motif_tfs),
-        "bulk_context": None if context is None else np.asarray(context).tolist(),
-    }
-    # a file object, not the path: torch.save names the archive inside after a path it is given
-    # (here a temporary name), which would make the same model differ byte for byte
-    with atomic_path(out) as tmp, open(tmp, "wb") as handle:
-        torch.save(payload, handle)
-    return Path(out)
-
-
-@dataclass
-class LoadedModel:
-    model: ScFAN
-    tfs: list[str]
-    window: int
-    bin_size: int
-    chrom_sizes: dict[str, int]
-    test_chroms: list[str]
-    val_chroms: list[str]
-    checkpoint: dict[str, Any]
-
-    def motifs(self) -> list[Motif]:
-        """The motifs the model was trained with (its motif tracks and context), in TF order."""
-        return [
-            Motif(m["motif_id"], m["name"], np.asarray(m["counts"], dtype=np.float64))
-            for m in self.checkpoint.get("motifs", [])
-        ]
-
-    def motif_tf_index(self) -> list[int]:
-        """Output index of the TF of each of :meth:`motifs`."""
-        return [self.tfs.index(tf) for tf in self.checkpoint.get("motif_tfs", [])]
-
-
-def load_checkpoint(
-    path: str | Path,
-    *,
-    chrom_sizes: dict[str, int] | None = None,
-    window: int | None = None,
-    fasta: str | Path | None = None,
-) -> LoadedModel:
-    """Load a ``tfbind train`` checkpoint; refuse another genome or window size.
-
-    ``chrom_sizes`` (of the genome it is applied to) must agree with the training genome on every
-    chromosome both have, and share at least one chromosome; ``window`` must equal the model's.
-    """
-    path = Path(path)
-    if not path.exists():
-        msg = "model checkpoint does not exist"
-        raise InputError(msg, path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        msg = f"not a readable checkpoint ({type(exc).__name__})"
-        raise InputError(msg, path) from exc
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
-        msg = "not a scregnet tfbind checkpoint"
-        raise InputError(msg, path)
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        msg = f"checkpoint version {ckpt.get('version')} is not supported (expected {CHECKPOINT_VERSION}); retrain"
-        raise InputError(msg, path)
-    trained: dict[str, int] = ckpt["chrom_sizes"]
-    if chrom_sizes is not None:
-        where = f"the genome {Path(fasta).name}" if fasta else "the genome"
-        shared = [c for c in chrom_sizes if c in trained]
-        if not shared:
-            msg = (
-                f"model was trained on another genome: none of its chromosomes ({', '.join(list(trained)[:4])}) "
-                f"are in {where} ({', '.join(list(chrom_sizes)[:4])})"
-            )
-            raise InputError(msg, path)
-        differ = [c for c in shared if chrom_sizes[c] != trained[c]]
-        if differ:
-            c = differ[0]
-            msg = (
-                f"model was trained on another genome: {c} is {trained[c]} bp there but "
-                f"{chrom_sizes[c]} bp in {where} ({len(differ)} chromosome(s) differ)"
-            )
-            raise InputError(msg, path)
-    if window is not None and window != ckpt["window"]:
-        msg = f"model was trained on {ckpt['window']} bp windows, not {window} bp"
-        raise InputError(msg, path)
-    mc = ckpt["model_config"]
-    model = ScFAN(ModelConfig(**mc))
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    return LoadedModel(
-        model,
-        list(ckpt["tfs"]),
-        int(ckpt["window"]),
-        int(ckpt["bin_size"]),
-        trained,
-        list(ckpt["test_chroms"]),
-        list(ckpt["val_chroms"]),
-        ckpt,
     )
 
 

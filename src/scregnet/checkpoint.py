@@ -1,0 +1,114 @@
+"""The one checkpoint format of the package's models (imputation, TF binding, GRN).
+
+A checkpoint is a ``torch.save`` of a dict ``{"kind", "version", "config", "state_dict", ...}``:
+``kind`` names the model (``scregnet.impute``, ...), ``version`` its layout, ``config`` the plain
+data (dataclasses become dicts) that rebuilds the network, ``state_dict`` its tensors; a model may
+add plain-data fields of its own. :func:`load` reads it with ``torch.load(weights_only=True)``, so
+a file holding any other pickled object is refused rather than run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from scregnet.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+#: the fields every checkpoint has
+FIELDS = ("kind", "version", "config", "state_dict")
+
+M = TypeVar("M", bound="nn.Module")
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain data ``torch.load(weights_only=True)`` reads back: dataclasses become
+    dicts, numpy scalars and arrays Python numbers and lists, paths strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def save(
+    path: str | Path,
+    kind: str,
+    version: int,
+    config: Any,
+    state_dict: Mapping[str, torch.Tensor],
+    **extra: Any,
+) -> Path:
+    """Write a checkpoint of ``kind`` and layout ``version`` to ``path`` (tensors moved to the CPU)."""
+    import torch
+
+    payload = {
+        "kind": kind,
+        "version": int(version),
+        "config": plain(config),
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        **{k: plain(v) for k, v in extra.items()},
+    }
+    # a file object, not the path: torch.save names the archive inside after a path it is given
+    # (often a temporary name), which would make the same model differ byte for byte
+    with open(path, "wb") as handle:
+        torch.save(payload, handle)
+    return Path(path)
+
+
+def load(path: str | Path, kind: str, version: int) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save`; InputError naming ``path`` unless it is a
+    ``kind`` checkpoint of layout ``version``."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        msg = "checkpoint does not exist"
+        raise InputError(msg, path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            raise
+        msg = (
+            f"not a readable {kind} checkpoint: it is corrupt or holds objects other than "
+            f"tensors and plain data ({type(exc).__name__})"
+        )
+        raise InputError(msg, path) from exc
+    if not isinstance(ckpt, dict) or not set(FIELDS) <= set(ckpt):
+        msg = f"not a scregnet checkpoint (needs the fields {', '.join(FIELDS)})"
+        raise InputError(msg, path)
+    if ckpt["kind"] != kind:
+        msg = f"a {ckpt['kind']} checkpoint, not a {kind} one"
+        raise InputError(msg, path)
+    if ckpt["version"] != version:
+        msg = f"{kind} checkpoint version {ckpt['version']} is not supported (expected {version}); retrain"
+        raise InputError(msg, path)
+    return ckpt
+
+
+def restore(build: Callable[[], M], ckpt: dict[str, Any], path: str | Path | None = None) -> M:
+    """The network ``build()`` makes, with the checkpoint's weights, in eval mode; InputError
+    naming ``path`` when the two do not fit (a checkpoint of another version of the model)."""
+    try:
+        model = build()
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as exc:
+        msg = f"{ckpt.get('kind', 'the')} checkpoint does not match this scregnet version's model ({type(exc).__name__})"
+        raise InputError(msg, path) from exc
+    return model.eval()
