@@ -321,7 +321,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scregnet.device import resolve_device
     from scregnet.errors import InputError
     from scregnet.io.outputs import check_paths
     from scregnet.tfbind.train import TrainConfig, train
@@ -375,7 +374,7 @@ def _train(args: argparse.Namespace) -> int:
         args.bulk,
         args.out,
         config=config,
-        device=resolve_device(args.device),
+        device=args.device,
         state=args.state,
     )
     return 0
@@ -395,12 +394,10 @@ def _sheet_files(sheet: Path) -> list[Path]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from scregnet.device import resolve_device
     from scregnet.errors import InputError
     from scregnet.io.genome import read_chrom_sizes
     from scregnet.io.h5ad import read_h5ad, write_h5ad
     from scregnet.io.outputs import check_paths
-    from scregnet.seed import seed_everything
     from scregnet.tfbind.checkpoint import load_checkpoint
     from scregnet.tfbind.motifs import jaspar_motifs, motifs_for_tfs, read_motifs
     from scregnet.tfbind.predict import finalize, predict_peaks, write_outputs
@@ -420,8 +417,6 @@ def _predict(args: argparse.Namespace) -> int:
         outputs=[args.out],
         outdirs=[_tracks_dir(args)] if args.chrom is None else [],
     )
-    seed_everything(args.seed)
-    device = resolve_device(args.device)
     sizes = read_chrom_sizes(args.fasta)
     loaded = load_checkpoint(args.model, chrom_sizes=sizes, window=args.window, fasta=args.fasta)
     motifs = (
@@ -440,7 +435,7 @@ def _predict(args: argparse.Namespace) -> int:
         motifs=motifs,
         chroms=args.chrom,
         config=config,
-        device=device,
+        device=args.device,
     )
     if args.chrom is not None:
         write_h5ad(shard, args.out)

@@ -195,6 +195,8 @@ def impute(
         counts_all.nnz,
         f", layer {layer!r}" if layer else "",
     )
+    # the one seeding: data preparation draws from ``rng`` only, so the network's initial weights
+    # (torch's global generator) depend on the seed alone
     rng = seed_everything(seed)
     losses: list[dict[str, object]] = []
     with torch_threads(threads):
@@ -279,7 +281,6 @@ def impute(
                 **(model_options or {}),
             )
             pool = _neighbour_pool(mcfg, counts, library)
-            seed_everything(seed)  # the weights do not depend on the data-preparation draws
             model = ScDTL(mcfg)
             losses = fit(
                 model,

@@ -217,9 +217,12 @@ def predict_peaks(
     motifs: dict[str, Motif],
     chroms: Sequence[str] | None,
     config: PredictConfig,
-    device: torch.device,
+    device: str = "auto",
 ) -> ad.AnnData:
     """Per-peak predictions for the peaks on ``chroms`` (all when ``None``): a shard AnnData.
+
+    ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (:func:`scregnet.device.resolve_device`);
+    ``config.seed`` seeds every generator.
 
     The shard has obs = peaks, var = TFs and in ``uns``: ``clusters``, ``logit`` (base logits)
     and ``pwm_binding`` (clusters x peaks x TFs), ``motif_match`` (peaks x TFs), ``context_scores`` (peaks x the model's motifs), ``gc``
@@ -227,7 +230,12 @@ def predict_peaks(
     """
     import anndata as ad
 
+    from scregnet.device import resolve_device
+    from scregnet.seed import seed_everything
+
     t_start = time.perf_counter()
+    seed_everything(config.seed)
+    torch_device = resolve_device(device)
     check_atac(adata, atac_path, need_lsi=False)
     sizes = read_chrom_sizes(fasta)
     peaks_all = peak_table(adata)
@@ -267,7 +275,7 @@ def predict_peaks(
     )
     window = loaded.window
     reader = WindowReader(fasta, sizes, window)
-    model = loaded.model.to(device).eval()
+    model = loaded.model.to(torch_device).eval()
     use_acc = model.config.use_accessibility
     pstarts = peaks["start"].to_numpy(np.int64)
     pends = peaks["end"].to_numpy(np.int64)
@@ -328,7 +336,7 @@ def predict_peaks(
                     centre = acc[:, window // 2 - bin_half : window // 2 + bin_half].mean(axis=1)
                     access[g, batch] = centre
                     x = seqs if not use_acc else np.concatenate([seqs, acc[:, None, :]], axis=1)
-                    logits[g, batch] = _base_logits(model, x, device, config.rc_average)
+                    logits[g, batch] = _base_logits(model, x, torch_device, config.rc_average)
                     n_windows += len(batch)
                 t_model += time.perf_counter() - t0
     finally:

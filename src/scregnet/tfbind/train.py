@@ -400,10 +400,13 @@ def train(
     out: str | Path,
     *,
     config: TrainConfig,
-    device: torch.device,
+    device: str = "auto",
     state: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train on the bulk sheet's tracks and ChIP peaks; write the checkpoint atomically to ``out``.
+
+    ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (:func:`scregnet.device.resolve_device`);
+    ``config.seed`` seeds every generator.
 
     ``state``: a file for the per-epoch training state (see :func:`fit`), resumed from when it
     exists, removed once the checkpoint is written.
@@ -411,10 +414,12 @@ def train(
     Returns the held-out metrics (per-TF AUROC/AUPRC on the test chromosomes' windows), as the
     checkpoint holds them, and the training and prediction speeds (windows/s), which it does not.
     """
+    from scregnet.device import resolve_device
     from scregnet.seed import seed_everything
 
     t_start = time.perf_counter()
     fasta = Path(fasta)
+    torch_device = resolve_device(device)
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     if config.bin_size < 1 or config.window < config.bin_size or config.step < 1:
@@ -521,12 +526,12 @@ def train(
         dataset(val_idx),
         pos_weight=weights,
         config=config,
-        device=device,
+        device=torch_device,
         generator=generator,
         state=None if state is None else Path(state),
     )
     # calibration on the validation chromosomes (weighted to stand for all their bins)
-    val_logits, val_labels = dataset_logits(model, dataset(val_idx), device=device)
+    val_logits, val_labels = dataset_logits(model, dataset(val_idx), device=torch_device)
     scale, bias = fit_calibration(val_logits, val_labels, val_idx.weights, data.tfs)
     model.calib_scale.copy_(torch.from_numpy(scale))
     model.calib_bias.copy_(torch.from_numpy(bias))
@@ -537,7 +542,7 @@ def train(
         " ".join(f"{v:.2f}" for v in bias),
     )
     t0 = time.perf_counter()
-    probs, labels = predict_dataset(model, dataset(test_idx), device=device, batch_size=256)
+    probs, labels = predict_dataset(model, dataset(test_idx), device=torch_device, batch_size=256)
     predict_rate = len(test_idx) / max(time.perf_counter() - t0, 1e-9)
     # speeds go to the log only: the checkpoint holds no timing, so the same seed gives the same bytes
     log.info(
