@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from scregnet import keys
 from scregnet.errors import InputError
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def cluster_cells(
         counts[:, selected], depth, n_components=n_components, depth_cutoff=depth_cutoff, seed=seed
     )
     dropped = [j for j in range(emb.shape[1]) if j not in keep]
-    adata.obsm["X_lsi"] = emb[:, keep]
+    adata.obsm[keys.LSI] = emb[:, keep]
     adata.uns["lsi"] = {
         "features": features,
         "n_features": int(selected.size),
@@ -138,24 +139,24 @@ def cluster_cells(
     sc.pp.neighbors(
         adata,
         n_neighbors=min(n_neighbors, adata.n_obs - 1),
-        use_rep="X_lsi",
+        use_rep=keys.LSI,
         random_state=seed,
     )
     sc.tl.leiden(
         adata,
         resolution=resolution,
-        key_added="cluster",
+        key_added=keys.CLUSTER,
         random_state=seed,
         flavor="igraph",
         n_iterations=2,
         directed=False,
     )
-    adata.obs["cluster"] = pd.Categorical(adata.obs["cluster"].astype(str))
+    adata.obs[keys.CLUSTER] = pd.Categorical(adata.obs[keys.CLUSTER].astype(str))
     if umap:
         sc.tl.umap(adata, random_state=seed)
     log.info(
         "%d clusters over %d cells (resolution %.2f) in %.1f s",
-        adata.obs["cluster"].nunique(),
+        adata.obs[keys.CLUSTER].nunique(),
         adata.n_obs,
         resolution,
         time.perf_counter() - began,

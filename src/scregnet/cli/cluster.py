@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from scregnet import keys
     from scregnet.atac.cluster import cluster_cells
     from scregnet.errors import InputError
     from scregnet.io.h5ad import read_h5ad, write_h5ad
@@ -72,6 +73,6 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(str(exc), args.atac) from exc
     write_h5ad(adata, args.out)
     log.info(
-        "wrote %s (%d cells, %d clusters)", args.out, adata.n_obs, adata.obs["cluster"].nunique()
+        "wrote %s (%d cells, %d clusters)", args.out, adata.n_obs, adata.obs[keys.CLUSTER].nunique()
     )
     return 0

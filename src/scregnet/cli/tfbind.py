@@ -394,6 +394,7 @@ def _sheet_files(sheet: Path) -> list[Path]:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from scregnet import keys
     from scregnet.errors import InputError
     from scregnet.io.genome import read_chrom_sizes
     from scregnet.io.h5ad import read_h5ad, write_h5ad
@@ -445,16 +446,17 @@ def _predict(args: argparse.Namespace) -> int:
         result,
         args.out,
         _tracks_dir(args),
-        chrom_sizes=shard.uns["tfbind_shard"]["chrom_sizes"],
+        chrom_sizes=shard.uns[keys.TFBIND_SHARD]["chrom_sizes"],
         protect=[p for p in inputs if p is not None],
     )
     return 0
 
 
 def _merge(args: argparse.Namespace) -> int:
+    from scregnet import keys
     from scregnet.io.h5ad import read_h5ad
     from scregnet.io.outputs import check_paths
-    from scregnet.tfbind.predict import SHARD_KEY, finalize, merge_shards, write_outputs
+    from scregnet.tfbind.predict import finalize, merge_shards, write_outputs
 
     check_paths(
         inputs=[args.atac], distinct=args.shards, outputs=[args.out], outdirs=[_tracks_dir(args)]
@@ -473,7 +475,7 @@ def _merge(args: argparse.Namespace) -> int:
         result,
         args.out,
         _tracks_dir(args),
-        chrom_sizes=merged.uns[SHARD_KEY]["chrom_sizes"],
+        chrom_sizes=merged.uns[keys.TFBIND_SHARD]["chrom_sizes"],
         protect=[args.atac, *args.shards],
     )
     return 0

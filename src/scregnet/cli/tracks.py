@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from scregnet import keys
+
 HELP = "per-cluster pseudobulk insertion coverage as CPM-normalised bigWig files"
 
 log = logging.getLogger(__name__)
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--genome", required=True, type=Path, help="genome .fai / chrom.sizes / indexed FASTA"
     )
     parser.add_argument("--outdir", required=True, type=Path, help="directory for <cluster>.bw")
-    parser.add_argument("--groupby", default="cluster", help="obs column that groups the cells")
+    parser.add_argument("--groupby", default=keys.CLUSTER, help="obs column that groups the cells")
     parser.add_argument("--bin-size", type=int, default=1, help="bin width in bp")
     parser.add_argument(
         "--exclude-chroms", default="chrM,M,MT", help="comma-separated chromosomes left out"

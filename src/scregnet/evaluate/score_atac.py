@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand, normalized_mutual_info
 
@@ -44,9 +45,9 @@ def score_sample(truth: pd.DataFrame, obs: pd.DataFrame) -> dict[str, Any]:
         "cell_precision": len(hits) / len(called) if called else float("nan"),
         "cell_recall": len(hits) / len(true_cells) if true_cells else float("nan"),
     }
-    if "cluster" in obs and len(hits) >= 2:
+    if keys.CLUSTER in obs and len(hits) >= 2:
         labels = truth.set_index("barcode").loc[hits, "cell_type"].astype(str).to_numpy()
-        clusters = obs.loc[hits, "cluster"].astype(str).to_numpy()
+        clusters = obs.loc[hits, keys.CLUSTER].astype(str).to_numpy()
         out["n_clusters"] = int(pd.Series(clusters).nunique())
         out["ari"] = adjusted_rand(labels, clusters)
         out["nmi"] = normalized_mutual_info(labels, clusters)

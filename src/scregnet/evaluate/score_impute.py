@@ -24,13 +24,14 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand, masked_recovery, normalized_mutual_info
 
 log = logging.getLogger(__name__)
 
 TARGET_SUM = 1e4  # the imputation stage's normalisation (scregnet.impute.data.TARGET_SUM)
-HEADLINE_LAYER = "imputed"  # scregnet.impute.api.LAYER
+HEADLINE_LAYER = keys.IMPUTED
 
 
 def log_normalise(values: ArrayLike | sp.spmatrix) -> NDArray[np.float64]:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand
 from scregnet.stats import auprc, auroc
@@ -118,10 +119,10 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     for path in files:
         sample = path.name[: -len(SUFFIX)]
         result = ad.read_h5ad(path)
-        if "tfbind" not in result.uns:
+        if keys.TFBIND_UNS not in result.uns:
             log.warning("%s: not a merged tfbind result (a shard?); skipped", path.name)
             continue
-        u = result.uns["tfbind"]
+        u = result.uns[keys.TFBIND_UNS]
         st = types[types["sample"] == sample] if "sample" in types.columns else types
         cell_type = pd.Series(result.obs_names.astype(str), index=result.obs_names).map(
             dict(zip(st["barcode"], st["cell_type"], strict=False))
@@ -134,7 +135,7 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         majority = (
             pd.DataFrame(
                 {
-                    "cluster": result.obs["cluster"].astype(str).to_numpy()[known],
+                    "cluster": result.obs[keys.CLUSTER].astype(str).to_numpy()[known],
                     "type": np.asarray(cell_type[known]),
                 }
             )
@@ -164,10 +165,10 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
             ctype = majority[cluster]
             labels = np.zeros((rows.size, len(tfs)), dtype=np.int8)
             hit = np.flatnonzero(matched >= 0)
-            keys = [(truth_ids[matched[i]], ctype) for i in hit]
-            present = [k in lookup.index for k in keys]
+            pairs = [(truth_ids[matched[i]], ctype) for i in hit]
+            present = [k in lookup.index for k in pairs]
             if any(present):
-                sel = [k for k, ok in zip(keys, present, strict=True) if ok]
+                sel = [k for k, ok in zip(pairs, present, strict=True) if ok]
                 vals = lookup.loc[sel, tfs].to_numpy(np.int8)
                 labels[hit[np.asarray(present)]] = vals
             for j, tf in enumerate(tfs):
@@ -177,15 +178,17 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
                 pwm_scores.setdefault(tf, []).append(pwm[g, rows, k].astype(np.float64))
         true_labels = np.asarray(cell_type[known])
         ari = cluster_ari(np.asarray(result.X)[known.to_numpy()], true_labels)
-        cv = cluster_ari(np.asarray(result.obsm["chromvar"])[known.to_numpy()], true_labels)
+        cv = cluster_ari(np.asarray(result.obsm[keys.CHROMVAR])[known.to_numpy()], true_labels)
         mb = (
             cluster_ari(np.asarray(result.layers["mean_binding"])[known.to_numpy()], true_labels)
             if "mean_binding" in result.layers
             else float("nan")
         )
         sa = (
-            cluster_ari(np.asarray(result.layers["scfan_activity"])[known.to_numpy()], true_labels)
-            if "scfan_activity" in result.layers
+            cluster_ari(
+                np.asarray(result.layers[keys.SCFAN_ACTIVITY])[known.to_numpy()], true_labels
+            )
+            if keys.SCFAN_ACTIVITY in result.layers
             else float("nan")
         )
         aris.append(ari)

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scregnet import keys
+
 
 def _r(value: float) -> float:
     return float(f"{float(value):.4g}")
@@ -37,7 +39,7 @@ def summarize(results: str | Path, *, top_tfs: int = 20, top_edges: int = 50) ->
             "shape": list(adata.shape),
             "sum": int(adata.X.sum()),
             "nnz": int(adata.X.nnz),
-            "clusters": int(obs["cluster"].nunique()),
+            "clusters": int(obs[keys.CLUSTER].nunique()),
             "median_n_fragments": _r(np.median(obs["n_fragments"])),
             "median_tss_enrichment": _r(np.median(obs["tss_enrichment"])),
             "median_frip": _r(np.median(obs["frip"])),
@@ -45,7 +47,7 @@ def summarize(results: str | Path, *, top_tfs: int = 20, top_edges: int = 50) ->
     for path in sorted((results / "impute").glob("*.imputed.h5ad")):
         sample = path.name.removesuffix(".imputed.h5ad")
         adata = ad.read_h5ad(path)
-        imputed = np.asarray(adata.layers["imputed"], dtype=np.float64)
+        imputed = np.asarray(adata.layers[keys.IMPUTED], dtype=np.float64)
         out["impute"][sample] = {
             "shape": list(adata.shape),
             "imputed_sum": _r(imputed.sum()),
@@ -57,7 +59,7 @@ def summarize(results: str | Path, *, top_tfs: int = 20, top_edges: int = 50) ->
         x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
         means = (
             pd.DataFrame(x, columns=adata.var_names)
-            .groupby(adata.obs["cluster"].astype(str).to_numpy())
+            .groupby(adata.obs[keys.CLUSTER].astype(str).to_numpy())
             .mean()
         )
         out["tfbind"][sample] = {

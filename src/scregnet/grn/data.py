@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.io.text import reading
 
@@ -35,9 +36,9 @@ log = logging.getLogger(__name__)
 
 MIN_CELLS = 50
 MIN_GENES = 5
-#: layers read when ``layer`` is not given, first present wins (scregnet.impute.api.EXPECTED_LAYER
-#: and .LAYER; named here so that reading expression does not import the imputation model)
-DEFAULT_LAYERS = ("imputed_expected", "imputed")
+#: layers read when ``layer`` is not given, first present wins (the imputation stage's
+#: expected-value layer, then its headline layer)
+DEFAULT_LAYERS = (keys.IMPUTED_EXPECTED, keys.IMPUTED)
 
 
 @dataclass

@@ -42,6 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.impute import data
 from scregnet.impute.train import LOSS_COLUMNS, TrainConfig
@@ -59,14 +60,6 @@ log = logging.getLogger(__name__)
 #: binomial output (per-gene dispersion log_theta)
 CHECKPOINT_KIND = "scregnet.impute"
 CHECKPOINT_VERSION = 3
-#: the headline layer: log1p of the model's expected expression (counts per 10k)
-LAYER = "imputed"
-#: expected log-normalised value of a count at the cell's depth
-EXPECTED_LAYER = "imputed_expected"
-#: the same given detection
-DETECTED_LAYER = "imputed_detected"
-#: the baseline post-hoc fill rule (no network), see :func:`fill_rule_values`
-FILL_LAYER = "baseline_fill_rule"
 #: random-walk steps on the kNN graph behind the fill rule's detection probability, and the
 #: power of that probability weighing each zero's fill value
 DETECTION_STEPS = 3
@@ -309,16 +302,16 @@ def impute(
     out = adata.copy()
     observed = data.normalize_log1p_sparse(counts_all, library)  # shared by the layers
     expected, detected = expected_layers(imputed, library)
-    out.layers[LAYER] = _assemble_layer(observed, imputed, cols)
-    out.layers[EXPECTED_LAYER] = _assemble_layer(observed, expected, cols)
+    out.layers[keys.IMPUTED] = _assemble_layer(observed, imputed, cols)
+    out.layers[keys.IMPUTED_EXPECTED] = _assemble_layer(observed, expected, cols)
     del expected
-    out.layers[DETECTED_LAYER] = _assemble_layer(observed, detected, cols)
+    out.layers[keys.IMPUTED_DETECTED] = _assemble_layer(observed, detected, cols)
     del detected
     fill = fill_rule_values(counts, library, pool)
-    out.layers[FILL_LAYER] = _assemble_layer(observed, fill, cols)
+    out.layers[keys.FILL_RULE] = _assemble_layer(observed, fill, cols)
     del fill
-    out.var["imputed"] = np.isin(np.arange(adata.n_vars), cols)
-    out.uns["scregnet_impute"] = {
+    out.var[keys.IMPUTED] = np.isin(np.arange(adata.n_vars), cols)
+    out.uns[keys.IMPUTE_UNS] = {
         "n_genes_modelled": len(genes),
         "bulk_source": str(config.get("bulk_source", "checkpoint")),
         "target_sum": data.TARGET_SUM,
@@ -327,7 +320,7 @@ def impute(
         "seed": seed,
         "epochs": sum(1 for r in losses if r["phase"] == "fuse"),
         "output": "negative binomial mean (log1p counts per 10k)",
-        "baseline_layers": [FILL_LAYER],
+        "baseline_layers": [keys.FILL_RULE],
     }
     log.info("imputation finished in %.1f s", time.perf_counter() - start)
     return ImputeResult(

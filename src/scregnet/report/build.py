@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scregnet import __version__
+from scregnet import __version__, keys
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_path
 from scregnet.report import figures
@@ -115,7 +115,7 @@ def atac_sections(results: Path, qc: Section, clusters: Section) -> pd.DataFrame
                 "cells": adata.n_obs,
                 "peaks": adata.n_vars,
                 **medians,
-                "clusters": int(obs["cluster"].nunique()) if "cluster" in obs else 0,
+                "clusters": int(obs[keys.CLUSTER].nunique()) if keys.CLUSTER in obs else 0,
             }
         )
         for column, title, log_x in (
@@ -138,11 +138,11 @@ def atac_sections(results: Path, qc: Section, clusters: Section) -> pd.DataFrame
             qc.image(
                 figures.fragment_lengths(_fragment_lengths(frag)), f"{sample} fragment lengths"
             )
-        if "X_umap" in adata.obsm and "cluster" in obs:
+        if keys.UMAP in adata.obsm and keys.CLUSTER in obs:
             clusters.image(
                 figures.scatter_by_label(
-                    np.asarray(adata.obsm["X_umap"]),
-                    obs["cluster"].astype(str).tolist(),
+                    np.asarray(adata.obsm[keys.UMAP]),
+                    obs[keys.CLUSTER].astype(str).tolist(),
                     title=f"{sample}: UMAP by cluster",
                 ),
                 f"{sample} UMAP",
@@ -160,12 +160,12 @@ def imputation_section(results: Path, section: Section, *, max_cells: int = 5000
 
     for sample, path in _samples(results, "impute", ".imputed.h5ad").items():
         adata = ad.read_h5ad(path)
-        if "imputed" not in adata.layers:
+        if keys.IMPUTED not in adata.layers:
             continue
         keep = np.sort(np.random.default_rng(0).permutation(adata.n_obs)[:max_cells])
         raw_x = adata.X[keep]
         raw = raw_x.toarray() if sp.issparse(raw_x) else np.asarray(raw_x)
-        imputed = np.asarray(adata.layers["imputed"][keep])
+        imputed = np.asarray(adata.layers[keys.IMPUTED][keep])
         detected = (raw > 0).mean(axis=0)
         lib = np.maximum(raw.sum(axis=1, keepdims=True), 1)
         observed = np.log1p(raw / lib * 1e4)
@@ -191,14 +191,14 @@ def tf_activity_section(results: Path, section: Section) -> None:
 
     for sample, path in _samples(results, "tfbind", ".tfbind.h5ad").items():
         adata = ad.read_h5ad(path)
-        if "cluster" not in adata.obs:
+        if keys.CLUSTER not in adata.obs:
             continue
         values = np.asarray(
             adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, dtype=float
         )
         frame = (
             pd.DataFrame(values, columns=adata.var_names)
-            .groupby(adata.obs["cluster"].astype(str).to_numpy())
+            .groupby(adata.obs[keys.CLUSTER].astype(str).to_numpy())
             .mean()
         )
         z = (frame - frame.mean()) / frame.std(ddof=0).replace(0, 1)

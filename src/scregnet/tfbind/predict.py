@@ -40,6 +40,7 @@ import scipy.sparse as sp
 import torch
 from numpy.typing import NDArray
 
+from scregnet import keys
 from scregnet.device import autocast
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SHARD_KEY = "tfbind_shard"
 #: fragments read from the top of the file to estimate the mean fragment length
 FRAGMENT_LENGTH_SAMPLE = 100_000
 
@@ -80,10 +80,10 @@ class PredictConfig:
 def check_atac(adata: ad.AnnData, path: str | Path, *, need_lsi: bool = True) -> None:
     """The clustered ATAC contract: var chrom/start/end, obs cluster, obsm X_lsi."""
     missing = [f"var['{c}']" for c in ("chrom", "start", "end") if c not in adata.var]
-    if "cluster" not in adata.obs:
-        missing.append("obs['cluster']")
-    if need_lsi and "X_lsi" not in adata.obsm:
-        missing.append("obsm['X_lsi']")
+    if keys.CLUSTER not in adata.obs:
+        missing.append(f"obs[{keys.CLUSTER!r}]")
+    if need_lsi and keys.LSI not in adata.obsm:
+        missing.append(f"obsm[{keys.LSI!r}]")
     if missing:
         msg = f"clustered ATAC file lacks {', '.join(missing)} (run `scregnet cluster` first)"
         raise InputError(msg, path)
@@ -249,8 +249,8 @@ def predict_peaks(
     else:
         keep = np.ones(len(peaks_all), dtype=bool)
     peaks = peaks_all.loc[keep]
-    clusters = sorted(adata.obs["cluster"].astype(str).unique(), key=_cluster_key)
-    cell_cluster = adata.obs["cluster"].astype(str).map({c: i for i, c in enumerate(clusters)})
+    clusters = sorted(adata.obs[keys.CLUSTER].astype(str).unique(), key=_cluster_key)
+    cell_cluster = adata.obs[keys.CLUSTER].astype(str).map({c: i for i, c in enumerate(clusters)})
     barcode_cluster = dict(
         zip(adata.obs_names.astype(str), cell_cluster.to_numpy(int), strict=True)
     )
@@ -356,7 +356,7 @@ def predict_peaks(
     )
     shard = ad.AnnData(obs=peaks.copy(), var=pd.DataFrame(index=pd.Index(tfs, name="tf")))
     shard.obs["gc"] = gc
-    shard.uns[SHARD_KEY] = {
+    shard.uns[keys.TFBIND_SHARD] = {
         "clusters": np.asarray(clusters, dtype=object),
         "logit": logits,
         "context_scores": ctx_scores,
@@ -391,7 +391,7 @@ def _cluster_fragment_counts(adata: ad.AnnData, clusters: list[str]) -> NDArray[
         per_cell = adata.obs["n_fragments"].to_numpy(np.float64)
     else:
         per_cell = np.asarray(adata.X.sum(axis=1)).ravel().astype(np.float64)
-    frame = pd.Series(per_cell).groupby(adata.obs["cluster"].astype(str).to_numpy()).sum()
+    frame = pd.Series(per_cell).groupby(adata.obs[keys.CLUSTER].astype(str).to_numpy()).sum()
     return frame.reindex(clusters).fillna(0).to_numpy(np.float64)
 
 
@@ -440,12 +440,12 @@ def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = 
         raise InputError(msg)
     names = list(names or [f"shard {i + 1}" for i in range(len(shards))])
     for s, name in zip(shards, names, strict=True):
-        if SHARD_KEY not in s.uns:
+        if keys.TFBIND_SHARD not in s.uns:
             msg = "not a tfbind shard (written by `scregnet tfbind predict --chrom ...`)"
             raise InputError(msg, name)
-    first = shards[0].uns[SHARD_KEY]
+    first = shards[0].uns[keys.TFBIND_SHARD]
     for s, name in zip(shards[1:], names[1:], strict=True):
-        other = s.uns[SHARD_KEY]
+        other = s.uns[keys.TFBIND_SHARD]
         if list(s.var_names) != list(shards[0].var_names):
             msg = f"shard has other TFs than {names[0]}"
             raise InputError(msg, name)
@@ -457,7 +457,7 @@ def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = 
             raise InputError(msg, name)
     seen: dict[str, str] = {}
     for s, name in zip(shards, names, strict=True):
-        for c in s.uns[SHARD_KEY]["chroms"]:
+        for c in s.uns[keys.TFBIND_SHARD]["chroms"]:
             if c in seen:
                 msg = f"chromosome {c} is in two shards ({seen[c]} and this one)"
                 raise InputError(msg, name)
@@ -468,11 +468,11 @@ def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = 
     merged = ad.AnnData(obs=obs, var=shards[0].var.copy())
     u: dict[str, Any] = dict(first)
     for key in ("logit", "pwm_binding", "accessibility"):
-        u[key] = np.concatenate([s.uns[SHARD_KEY][key] for s in shards], axis=1)
+        u[key] = np.concatenate([s.uns[keys.TFBIND_SHARD][key] for s in shards], axis=1)
     for key in ("motif_match", "context_scores"):
-        u[key] = np.concatenate([s.uns[SHARD_KEY][key] for s in shards], axis=0)
+        u[key] = np.concatenate([s.uns[keys.TFBIND_SHARD][key] for s in shards], axis=0)
     u["chroms"] = np.asarray(list(seen), dtype=object)
-    merged.uns[SHARD_KEY] = u
+    merged.uns[keys.TFBIND_SHARD] = u
     return merged
 
 
@@ -576,7 +576,7 @@ def finalize(
     import anndata as ad
 
     check_atac(adata, atac_path, need_lsi=True)
-    u = shard.uns[SHARD_KEY]
+    u = shard.uns[keys.TFBIND_SHARD]
     peaks_all = peak_table(adata)
     covered = {str(c) for c in u["chroms"]}
     left_out = peaks_all["chrom"].isin(set(skipped_chroms) - covered)
@@ -604,13 +604,16 @@ def finalize(
     clusters = [str(c) for c in u["clusters"]]
     tfs = list(shard.var_names)
     counts = sp.csr_matrix(adata.X)[:, pos]
-    lsi = np.asarray(adata.obsm["X_lsi"], dtype=np.float64)
+    lsi = np.asarray(adata.obsm[keys.LSI], dtype=np.float64)
     w = knn_weights(lsi, config.n_neighbors)
     # (cells, peaks): fraction of the cell's neighbourhood with a read in the peak
     # (cells, peaks): reads of the cell's neighbourhood (itself + k nearest), averaged
     pooled = sp.csr_matrix(w @ counts.astype(np.float64))
     cell_cluster = (
-        adata.obs["cluster"].astype(str).map({c: i for i, c in enumerate(clusters)}).to_numpy(int)
+        adata.obs[keys.CLUSTER]
+        .astype(str)
+        .map({c: i for i, c in enumerate(clusters)})
+        .to_numpy(int)
     )
     onehot_cluster = sp.csr_matrix(
         (np.ones(adata.n_obs), (np.arange(adata.n_obs), cell_cluster)),
@@ -660,16 +663,16 @@ def finalize(
         obs=adata.obs.copy(),
         var=pd.DataFrame({"has_motif": has_motif}, index=pd.Index(tfs, name="tf")),
     )
-    out.obsm["chromvar"] = chromvar.astype(np.float32)
-    out.layers["scfan_activity"] = scfan.astype(np.float32)
+    out.obsm[keys.CHROMVAR] = chromvar.astype(np.float32)
+    out.layers[keys.SCFAN_ACTIVITY] = scfan.astype(np.float32)
     out.layers["bound_peak_deviation"] = activity.astype(np.float32)
     out.layers["mean_binding"] = mean_binding.astype(np.float32)
     if cell_ctx is not None and cluster_ctx is not None:
         out.obsm["tf_context"] = cell_ctx.astype(np.float32)
         out.uns["tfbind_cluster_context"] = cluster_ctx.astype(np.float32)
-    if "X_umap" in adata.obsm:
-        out.obsm["X_umap"] = np.asarray(adata.obsm["X_umap"])
-    out.uns["tfbind"] = {
+    if keys.UMAP in adata.obsm:
+        out.obsm[keys.UMAP] = np.asarray(adata.obsm[keys.UMAP])
+    out.uns[keys.TFBIND_UNS] = {
         "clusters": np.asarray(clusters, dtype=object),
         "peaks": peaks_all.iloc[pos].copy(),
         "binding": binding.astype(np.float32),
@@ -708,7 +711,7 @@ def write_outputs(
     from scregnet.io.outputs import safe_name
     from scregnet.io.tracks import write_bigwig
 
-    u = result.uns["tfbind"]
+    u = result.uns[keys.TFBIND_UNS]
     peaks: pd.DataFrame = u["peaks"]
     binding = np.asarray(u["binding"])
     tfs = list(result.var_names)

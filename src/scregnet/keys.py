@@ -1,0 +1,37 @@
+"""The AnnData keys one stage writes and another stage, the scorer or the report reads.
+
+Stages meet only through files; these names are the contract inside those files, defined once.
+"""
+
+from __future__ import annotations
+
+# ---- clustering (``scregnet cluster``) -------------------------------------------------------
+#: obs column with each cell's cluster label
+CLUSTER = "cluster"
+#: obsm key of the cells' LSI embedding
+LSI = "X_lsi"
+#: obsm key of the cells' UMAP coordinates
+UMAP = "X_umap"
+
+# ---- imputation (``scregnet impute``) --------------------------------------------------------
+#: the headline layer: log1p of the model's expected expression (counts per 10k); also the
+#: bool var column marking the modelled genes
+IMPUTED = "imputed"
+#: layer: expected log-normalised value of a count at the cell's depth
+IMPUTED_EXPECTED = "imputed_expected"
+#: layer: the same given detection
+IMPUTED_DETECTED = "imputed_detected"
+#: layer: the baseline post-hoc fill rule (no network)
+FILL_RULE = "baseline_fill_rule"
+#: uns key recording what the imputation did
+IMPUTE_UNS = "scregnet_impute"
+
+# ---- TF binding (``scregnet tfbind``) --------------------------------------------------------
+#: uns key of a prediction shard (one or more chromosomes' per-peak predictions)
+TFBIND_SHARD = "tfbind_shard"
+#: uns key of the merged result's metadata
+TFBIND_UNS = "tfbind"
+#: layer: cells x TFs activity from the model's predicted binding
+SCFAN_ACTIVITY = "scfan_activity"
+#: obsm key of the chromVAR-style baseline deviations
+CHROMVAR = "chromvar"
