@@ -8,7 +8,6 @@ kernels, so the tolerances come from a measured spread (``bench/golden_spread.py
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,10 +79,6 @@ def summarize(results: str | Path, *, top_tfs: int = 20, top_edges: int = 50) ->
             ]
         }
     return out
-
-
-def write_summary(summary: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
