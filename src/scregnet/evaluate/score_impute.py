@@ -27,10 +27,10 @@ from numpy.typing import ArrayLike, NDArray
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand, masked_recovery, normalized_mutual_info
+from scregnet.stats import TARGET_SUM
 
 log = logging.getLogger(__name__)
 
-TARGET_SUM = 1e4  # the imputation stage's normalisation (scregnet.impute.data.TARGET_SUM)
 HEADLINE_LAYER = keys.IMPUTED
 
 
