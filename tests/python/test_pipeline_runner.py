@@ -269,7 +269,9 @@ def test_test_profile_world_is_simulated_in_a_child_and_reused(
     import scregnet.pipeline
     import scregnet.simulate
 
-    monkeypatch.setitem(scregnet.pipeline.TEST_PROFILE, "preset", "tiny")  # `small` takes ~30 s
+    monkeypatch.setitem(
+        scregnet.pipeline.TEST_PROFILE, "simulate_preset", "tiny"
+    )  # `small` takes ~30 s
 
     def not_in_process(*args: object, **kwargs: object) -> None:
         raise AssertionError("the runner simulated in its own process")

@@ -29,35 +29,23 @@ from typing import Any, NoReturn
 
 from scregnet.errors import InputError
 from scregnet.io.genome import read_chrom_sizes
-from scregnet.io.params import PATH_KEYS
+from scregnet.io.params import DEFAULTS, PATH_KEYS
 from scregnet.io.samplesheet import Sample, read_samplesheet
+from scregnet.pipeline.contigs import check_contig_names, prediction_shards, skipped_contigs
+from scregnet.pipeline.steps import POOLED_STAGES, STAGE_GRAPH, STEPS
 
 log = logging.getLogger(__name__)
 
-#: process -> upstream processes; the Nextflow workflow's DAG must be this graph (a test checks it).
-STAGE_GRAPH: dict[str, tuple[str, ...]] = {
-    "FRAGMENTS": (),
-    "PEAKS": ("FRAGMENTS",),
-    "COUNT": ("FRAGMENTS", "PEAKS"),
-    "CLUSTER": ("COUNT",),
-    "TRACKS": ("FRAGMENTS", "CLUSTER"),
-    "IMPUTE": (),
-    "TFBIND_TRAIN": (),
-    "TFBIND_PREDICT": ("TFBIND_TRAIN", "FRAGMENTS", "CLUSTER"),
-    "TFBIND_MERGE": ("TFBIND_PREDICT", "CLUSTER"),
-    "GRN": ("IMPUTE", "TFBIND_MERGE"),
-    "REPORT": ("FRAGMENTS", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN"),
-    "MULTIQC": ("COUNT", "REPORT"),
-}
-
-#: the processes that pool every sample into one step (named :data:`POOLED`)
-POOLED_STAGES = frozenset({"TFBIND_TRAIN", "GRN", "REPORT", "MULTIQC"})
 #: the ``name`` of a pooled step; a sample may carry this id too, pooling is told by the stage
 POOLED = "all"
 #: folder of the per-sample TF-binding shards; it starts with '_', which no sample id can
 SHARDS_DIR = "_shards"
 #: where the runner keeps one record per finished step, relative to the outdir (see ``state``)
 RECORDS = Path("pipeline_info") / "steps"
+#: the software versions YAML (MultiQC's and pipeline_info/'s, as Nextflow writes it)
+VERSIONS = Path("pipeline_info") / "software_versions_mqc.yml"
+#: the MultiQC config both runners use by default (Nextflow: assets/multiqc_config.yml, a link to it)
+DEFAULT_MULTIQC_CONFIG = Path(__file__).resolve().parents[1] / "data" / "multiqc_config.yml"
 
 
 def stage_order() -> list[str]:
@@ -84,19 +72,27 @@ class Step:
     executable: str = "scregnet"
     optional_tool: bool = False  # skip with a log line when the executable is absent (MultiQC)
     env: dict[str, str] = field(default_factory=dict)
+    part: str = ""  # one of several steps of a stage for this sample (a prediction shard)
+    #: what filled the command line's slots (step table names; the Nextflow modules' input names)
+    slots: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def pooled(self) -> bool:
         return self.stage in POOLED_STAGES
 
     @property
+    def task(self) -> str:
+        """The step's name with its part (``sample1.shard2``), unique within its stage."""
+        return f"{self.name}.{self.part}" if self.part else self.name
+
+    @property
     def label(self) -> str:
-        return f"{self.stage} ({self.name})"
+        return f"{self.stage} ({self.task})"
 
     @property
     def record_name(self) -> str:
         """The file name of this step's record in ``pipeline_info/steps/``."""
-        return f"{self.stage}.{self.name}.json"
+        return f"{self.stage}.{self.task}.json"
 
     def command(self) -> list[str]:
         if self.executable == "scregnet":
@@ -185,21 +181,57 @@ def _extra_inputs(tokens: Iterable[str]) -> list[Path]:
     return found
 
 
+def resolve_run_device(spec: str) -> str:
+    """The device every GPU-capable step gets: ``auto`` resolved here once (``cuda`` when a CUDA
+    GPU is visible, else ``cpu``), as Nextflow resolves it per task from ``task.accelerator``;
+    an explicit device is passed on as given (the step checks it)."""
+    if spec != "auto":
+        return spec
+    from scregnet.device import resolve_device
+
+    return resolve_device("auto").type
+
+
+def multiqc_config(params: dict[str, Any]) -> Path:
+    """``multiqc_config`` when given, else the pipeline's own (the file Nextflow's default is)."""
+    given = params.get("multiqc_config")
+    return Path(given) if given else DEFAULT_MULTIQC_CONFIG
+
+
 def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step]:
-    """Expand params + samplesheet into the ordered list of steps."""
-    samples: list[Sample] = read_samplesheet(params["input"])
+    """Expand params + samplesheet into the ordered list of steps.
+
+    Each step's command line is built from :data:`~scregnet.pipeline.steps.STEPS`; this function
+    only binds its slots (files, shard contigs) and applies the skip rules.
+    """
+    samples: list[Sample] = sorted(read_samplesheet(params["input"]), key=lambda s: s.sample)
     fasta: Path = params["fasta"]
     fai = Path(str(fasta) + ".fai")
     if not fai.exists():
         msg = "FASTA has no .fai index (run `samtools faidx`)"
         raise InputError(msg, fasta)
     gtf: Path = params["gtf"]
-    seed = str(params.get("seed", 0))
-    common = ["--seed", seed, "--threads", str(threads)]
-    device = ["--device", str(params.get("device", "auto"))]
+    device = resolve_run_device(str(params.get("device") or "auto"))
     motifs: Path | None = params.get("motifs")
     motif_files = [motifs] if motifs is not None else []
     steps: dict[str, list[Step]] = {stage: [] for stage in STAGE_GRAPH}
+    slots: dict[str, Any]  # a step's slot values (step table names)
+
+    def add(
+        stage: str,
+        name: str,
+        slots: dict[str, Any],
+        inputs: list[Path],
+        outputs: list[Path],
+        part: str = "",
+    ) -> None:
+        spec = STEPS[stage]
+        argv = spec.argv(slots, params, threads=threads, device=device)
+        step = Step(
+            stage, name, argv, inputs, outputs, executable=spec.executable, part=part, slots=slots
+        )
+        steps[stage].append(step)
+
     atac, peaks_dir, tracks_dir = outdir / "atac", outdir / "peaks", outdir / "tracks"
     impute_dir, tfbind_dir, grn_dir = outdir / "impute", outdir / "tfbind", outdir / "grn"
     frags: dict[str, list[Path]] = {}  # the fragments file and its index
@@ -208,25 +240,12 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
         if s.bam is not None:
             frag = atac / f"{s.sample}.fragments.tsv.gz"
             frags[s.sample] = tabix_files(frag, planned=True)
-            steps["FRAGMENTS"].append(
-                Step(
-                    "FRAGMENTS",
-                    s.sample,
-                    [
-                        "fragments",
-                        "--bam",
-                        str(s.bam),
-                        "--out",
-                        str(frag),
-                        "--min-mapq",
-                        str(params["min_mapq"]),
-                        "--barcode-tag",
-                        str(params["barcode_tag"]),
-                        *common,
-                    ],
-                    bam_files(s.bam),
-                    frags[s.sample],
-                )
+            add(
+                "FRAGMENTS",
+                s.sample,
+                {"bam": s.bam, "out": frag},
+                bam_files(s.bam),
+                frags[s.sample],
             )
         else:
             assert s.fragments is not None
@@ -234,246 +253,134 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
             frags[s.sample] = tabix_files(frag)
         if params.get("peaks") is None:
             peaks = peaks_dir / f"{s.sample}.narrowPeak"
-            steps["PEAKS"].append(
-                Step(
-                    "PEAKS",
-                    s.sample,
-                    [
-                        "peaks",
-                        "--fragments",
-                        str(frag),
-                        "--genome",
-                        str(fai),
-                        "--out",
-                        str(peaks),
-                        *common,
-                    ],
-                    [*frags[s.sample], fai],
-                    [peaks],
-                )
-            )
+            slots = {"fragments": frag, "fai": fai, "out": peaks}
+            add("PEAKS", s.sample, slots, [*frags[s.sample], fai], [peaks])
         else:
             peaks = params["peaks"]
         count = atac / f"{s.sample}.atac.h5ad"
         qc = atac / f"{s.sample}.qc.tsv"
-        steps["COUNT"].append(
-            Step(
-                "COUNT",
-                s.sample,
-                [
-                    "count",
-                    "--fragments",
-                    str(frag),
-                    "--peaks",
-                    str(peaks),
-                    "--genome",
-                    str(fai),
-                    "--tss",
-                    str(gtf),
-                    "--min-fragments",
-                    str(params["min_fragments"]),
-                    "--tile-size",
-                    str(params["tile_size"]),
-                    "--qc",
-                    str(qc),
-                    "--out",
-                    str(count),
-                    *common,
-                ],
-                [*frags[s.sample], peaks, fai, gtf],
-                [count, qc],
-            )
-        )
+        slots = {"fragments": frag, "peaks": peaks, "fai": fai, "gtf": gtf, "out": count, "qc": qc}
+        add("COUNT", s.sample, slots, [*frags[s.sample], peaks, fai, gtf], [count, qc])
         clustered[s.sample] = atac / f"{s.sample}.clustered.h5ad"
-        steps["CLUSTER"].append(
-            Step(
-                "CLUSTER",
-                s.sample,
-                ["cluster", "--atac", str(count), "--out", str(clustered[s.sample]), *common],
-                [count],
-                [clustered[s.sample]],
-            )
+        add(
+            "CLUSTER",
+            s.sample,
+            {"atac": count, "out": clustered[s.sample]},
+            [count],
+            [clustered[s.sample]],
         )
         track_dir = tracks_dir / s.sample
-        steps["TRACKS"].append(
-            Step(
-                "TRACKS",
-                s.sample,
-                [
-                    "tracks",
-                    "--fragments",
-                    str(frag),
-                    "--clusters",
-                    str(clustered[s.sample]),
-                    "--genome",
-                    str(fai),
-                    "--outdir",
-                    str(track_dir),
-                    *common,
-                ],
-                [*frags[s.sample], clustered[s.sample], fai],
-                [track_dir],
-            )
-        )
+        slots = {"fragments": frag, "clustered": clustered[s.sample], "fai": fai, "out": track_dir}
+        add("TRACKS", s.sample, slots, [*frags[s.sample], clustered[s.sample], fai], [track_dir])
     imputed: dict[str, Path] = {}
+    bulk_rna: Path | None = params.get("bulk_rna")
     for s in samples:
         if s.rna is None:
             continue
         imputed[s.sample] = impute_dir / f"{s.sample}.imputed.h5ad"
-        argv = ["impute", "--rna", str(s.rna), "--out", str(imputed[s.sample]), *device, *common]
-        inputs = [s.rna]
-        if params.get("bulk_rna") is not None:
-            argv += ["--bulk", str(params["bulk_rna"])]
-            inputs.append(params["bulk_rna"])
-        if params.get("impute_epochs"):
-            argv += ["--epochs", str(params["impute_epochs"])]
-        steps["IMPUTE"].append(Step("IMPUTE", s.sample, argv, inputs, [imputed[s.sample]]))
+        slots = {"rna": s.rna, "bulk_rna": bulk_rna, "out": imputed[s.sample]}
+        inputs = [s.rna, *([bulk_rna] if bulk_rna is not None else [])]
+        add("IMPUTE", s.sample, slots, inputs, [imputed[s.sample]])
     model = params.get("tfbind_model")
     if model is None and params.get("bulk_sheet") is not None:
         model = tfbind_dir / "model.pt"
-        argv = [
-            "tfbind",
-            "train",
-            "--fasta",
-            str(fasta),
-            "--bulk",
-            str(params["bulk_sheet"]),
-            "--out",
-            str(model),
-            *device,
-            *common,
-        ]
-        if params.get("tfbind_epochs"):
-            argv += ["--epochs", str(params["tfbind_epochs"])]
-        # the motif-scan input tracks come from the given JASPAR file, else pyjaspar's release
-        if motifs is not None:
-            argv += ["--motifs", str(motifs)]
+        slots = {
+            "fasta": fasta,
+            "bulk_sheet": params["bulk_sheet"],
+            "motifs": motifs,
+            "out": model,
+            # '_' starts no sample id: no sample's files can be here
+            "state": tfbind_dir / "_state" / "tfbind_train.state",
+        }
         inputs = [*fasta_files(fasta), *bulk_sheet_files(params["bulk_sheet"]), *motif_files]
-        steps["TFBIND_TRAIN"].append(Step("TFBIND_TRAIN", POOLED, argv, inputs, [model]))
+        add("TFBIND_TRAIN", POOLED, slots, inputs, [model])
     tfbind: dict[str, Path] = {}
     if model is not None:
-        # One shard covering every chromosome here; Nextflow runs one shard per chromosome. Both merge.
-        chrom_names = list(read_chrom_sizes(fai))
-        bad = [c for c in chrom_names if "," in c]
-        if bad:
-            msg = f"chromosome name {bad[0]!r} contains ',' (the separator of --chrom lists)"
-            raise InputError(msg, fai)
+        contigs = list(read_chrom_sizes(fai).items())
+        check_contig_names(contigs, fai)
+        skip = [c for c in str(params.get("tfbind_skip_chroms") or "").split(",") if c]
+        n_shards = int(params.get("tfbind_shards") or DEFAULTS["tfbind_shards"])
+        shards = prediction_shards(contigs, skip, n_shards)
+        skipped = skipped_contigs(contigs, skip)
         for s in samples:
-            shard = tfbind_dir / SHARDS_DIR / f"{s.sample}.all.tfbind_shard.h5ad"
-            argv = [
-                "tfbind",
-                "predict",
-                "--model",
-                str(model),
-                "--fasta",
-                str(fasta),
-                "--atac",
-                str(clustered[s.sample]),
-                "--fragments",
-                str(frags[s.sample][0]),
-                "--chrom",
-                ",".join(chrom_names),
-                "--out",
-                str(shard),
-                *device,
-                *common,
-            ]
-            if motifs is not None:
-                argv += ["--motifs", str(motifs)]
-            steps["TFBIND_PREDICT"].append(
-                Step(
-                    "TFBIND_PREDICT",
-                    s.sample,
-                    argv,
-                    [
-                        model,
-                        *fasta_files(fasta),
-                        clustered[s.sample],
-                        *frags[s.sample],
-                        *motif_files,
-                    ],
-                    [shard],
-                )
-            )
+            if not shards:
+                break
+            shard_files = []
+            for shard_id, chroms in shards:
+                shard = tfbind_dir / SHARDS_DIR / f"{s.sample}.{shard_id}.tfbind.h5ad"
+                slots = {
+                    "model": model,
+                    "fasta": fasta,
+                    "atac": clustered[s.sample],
+                    "fragments": frags[s.sample][0],
+                    "chroms": chroms,
+                    "motifs": motifs,
+                    "out": shard,
+                }
+                inputs = [
+                    model,
+                    *fasta_files(fasta),
+                    clustered[s.sample],
+                    *frags[s.sample],
+                    *motif_files,
+                ]
+                add("TFBIND_PREDICT", s.sample, slots, inputs, [shard], part=shard_id)
+                shard_files.append(shard)
+            shard_files.sort(key=lambda p: p.name)
             tfbind[s.sample] = tfbind_dir / f"{s.sample}.tfbind.h5ad"
-            binding_tracks = tfbind_dir / s.sample
-            argv = [
-                "tfbind",
-                "merge",
-                "--shards",
-                str(shard),
-                "--atac",
-                str(clustered[s.sample]),
-                "--out",
-                str(tfbind[s.sample]),
-                "--tracks-outdir",
-                str(binding_tracks),
-                *common,
-            ]
-            steps["TFBIND_MERGE"].append(
-                Step(
-                    "TFBIND_MERGE",
-                    s.sample,
-                    argv,
-                    [shard, clustered[s.sample]],
-                    [tfbind[s.sample], binding_tracks],
-                )
-            )
-    if imputed:
-        grn = grn_dir / "grn_edges.tsv"
-        argv = ["grn"]
-        for path in imputed.values():
-            argv += ["--rna", str(path)]
-        grn_inputs: list[Path] = [*imputed.values()]
-        if params.get("grn_labels") is not None:
-            argv += ["--labels", str(params["grn_labels"])]
-            grn_inputs.append(params["grn_labels"])
-        elif tfbind:
-            for path in tfbind.values():
-                argv += ["--prior", str(path)]
-            argv += ["--gtf", str(gtf)]
-            grn_inputs += [*tfbind.values(), gtf]
-        else:
-            grn_inputs = []
-        if params.get("tfs") is not None:
-            argv += ["--tfs", str(params["tfs"])]
-            grn_inputs.append(params["tfs"])
-        if params.get("grn_epochs"):
-            argv += ["--epochs", str(params["grn_epochs"])]
-        if grn_inputs:
-            attention = grn_dir / "grn_attention.tsv"
-            argv += ["--out", str(grn), "--attention-out", str(attention), *device, *common]
-            steps["GRN"].append(Step("GRN", POOLED, argv, grn_inputs, [grn, attention]))
-        else:
-            log.warning(
-                "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
-            )
+            slots = {
+                "shards": shard_files,
+                "atac": clustered[s.sample],
+                "skipped_chroms": skipped,
+                "out": tfbind[s.sample],
+                "binding": tfbind_dir / s.sample,
+            }
+            outputs = [tfbind[s.sample], tfbind_dir / s.sample]
+            add("TFBIND_MERGE", s.sample, slots, [*shard_files, clustered[s.sample]], outputs)
+    labels: Path | None = params.get("grn_labels")
+    tfs: Path | None = params.get("tfs")
+    if imputed and (labels is not None or tfbind):
+        grn, attention = grn_dir / "grn_edges.tsv", grn_dir / "grn_attention.tsv"
+        priors = [] if labels is not None else list(tfbind.values())
+        slots = {
+            "rna": list(imputed.values()),
+            "labels": labels,
+            "priors": priors,
+            "gtf": None if labels is not None else gtf,
+            "tfs": tfs,
+            "out": grn,
+            "attention": attention,
+        }
+        inputs = [*imputed.values(), *([labels] if labels is not None else [*priors, gtf])]
+        inputs += [tfs] if tfs is not None else []
+        add("GRN", POOLED, slots, inputs, [grn, attention])
+    elif imputed:
+        log.warning(
+            "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
+        )
     report = outdir / "report" / "report.html"
     # the report reads the results folder: every output of the steps above, their records (the
     # commands it lists) and the evaluation when there is one
     upstream = [o for stage in stage_order() for step in steps[stage] for o in step.outputs]
     upstream += [outdir / RECORDS / s.record_name for stage in stage_order() for s in steps[stage]]
     upstream.append(outdir / "evaluation.json")
-    steps["REPORT"].append(
-        Step(
-            "REPORT",
-            POOLED,
-            ["report", "--results", str(outdir), "--out", str(report), *common],
-            upstream,
-            [report],
-        )
+    add("REPORT", POOLED, {"results": outdir, "out": report}, upstream, [report])
+    # MultiQC reads REPORT's one-row-per-sample tables (report/*_mqc.tsv) and the versions YAML
+    config = multiqc_config(params)
+    versions = outdir / VERSIONS
+    slots = {
+        "multiqc_config": config,
+        "multiqc_files": [report.parent, versions],
+        "outdir": outdir / "multiqc",
+    }
+    add(
+        "MULTIQC",
+        POOLED,
+        slots,
+        [report.parent, versions, config],
+        [outdir / "multiqc" / "multiqc_report.html"],
     )
-    steps["MULTIQC"].append(
-        Step(
-            "MULTIQC",
-            POOLED,
-            [str(outdir / "report"), "--outdir", str(outdir / "multiqc"), "--force"],
-            [report.parent],
-            [outdir / "multiqc" / "multiqc_report.html"],
-            executable="multiqc",
-            optional_tool=True,
-        )
-    )
+    steps["MULTIQC"][0].optional_tool = True
     ordered = [step for stage in stage_order() for step in steps[stage]]
     extra_files: list[Path] = []
     for step in ordered:  # `<process>_args` params: extra flags, like Nextflow's ext.args
@@ -634,20 +541,3 @@ def step_priorities(
         cost = STAGE_COST.get(steps[i].stage, 1.0) if costs is None else costs[i]
         level[i] = cost + max((level[k] for k in dependents[i]), default=0.0)
     return level
-
-
-#: ``--profile test``: the simulator's ``small`` world with short training (mirrors conf/test.config).
-TEST_PROFILE: dict[str, Any] = {
-    "preset": "small",
-    "seed": 0,
-    "impute_epochs": 10,
-    "tfbind_epochs": 4,
-    # two epochs: on this world more epochs give the same edge scores, and the demo stays short
-    "grn_epochs": 2,
-    "min_fragments": 500,
-    # CPU-sized TF-binding network (the default is the paper's 160/240/240 + 919, meant for a GPU)
-    "tfbind_train_args": "--filters 16,24,24 --hidden 32 --lr 3e-3 --negative-ratio 2",
-    # the calibrated CPU-sized model predicts low probabilities; take weaker binding as a prior
-    # (0.5 gave no better labels on this world: expression score EPR 2.96 vs 3.09)
-    "grn_args": "--prior-threshold 0.05",
-}
