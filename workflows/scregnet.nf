@@ -2,7 +2,8 @@
  * The scregnet DAG: ATAC counts -> (imputation) -> TF binding -> GRN -> report.
  *
  * Every process is called here directly, so this workflow's DAG is the process graph that
- * `scregnet run` follows (scregnet.pipeline.STAGE_GRAPH; tests/python/test_nextflow_lsp.py compares them).
+ * `scregnet run` follows (the step table, scregnet.pipeline.steps; tests/python/test_nextflow_lsp.py
+ * compares the graphs and tests/python/test_nextflow_argv.py each module's command line).
  * Optional inputs are values that are [] when absent; they steer the branches below.
  *
  * -resume: every list of files handed to one task is sorted (by sample id or file name), so that a
