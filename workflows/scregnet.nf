@@ -127,11 +127,14 @@ workflow SCREGNET {
             .combine(GRN.out.edges.mix(GRN.out.attention).map { _meta, tsv -> tsv }.collect(sort: { a, b -> a.name <=> b.name }).ifEmpty([]).map { files -> [ files ] })
     )
 
-    // software versions from the 'versions' topic: one YAML for MultiQC and pipeline_info/
+    // software versions from the 'versions' topic: one YAML for MultiQC and pipeline_info/, one
+    // entry per process with its tools (MultiQC reads *_mqc_versions.yml as its versions table)
     ch_versions = channel.topic('versions')
         .unique()
-        .map { process, tool, version -> "${process.tokenize(':').last()}:\n  ${tool}: ${version}" }
-        .collectFile(name: 'software_versions_mqc.yml', storeDir: "${options.outdir}/pipeline_info", sort: true, newLine: true)
+        .map { process, tool, version -> [ process.tokenize(':').last(), "  ${tool}: ${version}" ] }
+        .groupTuple(sort: true)
+        .map { process, tools -> "${process}:\n${tools.join('\n')}" }
+        .collectFile(name: 'software_mqc_versions.yml', storeDir: "${options.outdir}/pipeline_info", sort: true, newLine: true)
     // one row per sample (REPORT's table); per-barcode QC stays in atac/*.qc.tsv
     ch_multiqc_files = REPORT.out.mqc
         .map { _meta, mqc -> mqc }

@@ -442,7 +442,7 @@ def tool_version(tool: str) -> str:
 
 
 def write_versions(steps: Sequence[Step], outdir: Path) -> Path:
-    """``pipeline_info/software_versions_mqc.yml``: process -> tool -> version for the processes
+    """``pipeline_info/software_mqc_versions.yml``: process -> tool -> version for the processes
     in ``steps`` (the YAML Nextflow collects from the ``versions`` topic). Rewritten only when its
     content changes, so that resume sees the same file."""
     versions = {tool: tool_version(tool) for s in steps for tool in STEPS[s.stage].tools}

@@ -43,7 +43,7 @@ SHARDS_DIR = "_shards"
 #: where the runner keeps one record per finished step, relative to the outdir (see ``state``)
 RECORDS = Path("pipeline_info") / "steps"
 #: the software versions YAML (MultiQC's and pipeline_info/'s, as Nextflow writes it)
-VERSIONS = Path("pipeline_info") / "software_versions_mqc.yml"
+VERSIONS = Path("pipeline_info") / "software_mqc_versions.yml"
 #: the MultiQC config both runners use by default (Nextflow: assets/multiqc_config.yml, a link to it)
 DEFAULT_MULTIQC_CONFIG = Path(__file__).resolve().parents[1] / "data" / "multiqc_config.yml"
 
