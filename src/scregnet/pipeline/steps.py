@@ -5,12 +5,15 @@ whether it takes a device (GPU processes) and the processes it reads from. ``scr
 builds its command lines from it (:func:`Process.argv`, called by :mod:`~scregnet.pipeline.plan`);
 the Nextflow modules (``modules/local/*/main.nf`` script blocks with ``conf/modules.config``'s
 ``ext.args``) are rendered for the same inputs by ``tests/python/test_nextflow_argv.py`` and must
-give the same flags with the same values. Slot names are the modules' input names.
+give the same flags with the same values. An input slot has the name of the module's input it
+binds (``bulk_sheet``, ``chroms``, ``results`` and ``multiqc_files`` are what the module builds from
+its inputs: the staged sheet, the shard's contigs, the staged results and files folder).
 
 A flag's value comes from one of:
 
 - ``input``/``output``: a file (or list) bound by the planner to the slot of that name;
 - ``param``: a pipeline parameter (``params.yaml`` key; ``conf/modules.config`` ``ext.args``);
+- ``const``: always given (a switch such as MultiQC's ``--force``);
 - ``seed``, ``threads``, ``device``: the run's seed, threads per step (Nextflow: ``task.cpus``)
   and resolved device (``cpu`` or ``cuda``; Nextflow: from ``task.accelerator``).
 
