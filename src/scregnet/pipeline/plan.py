@@ -198,11 +198,46 @@ def multiqc_config(params: dict[str, Any]) -> Path:
     return Path(given) if given else DEFAULT_MULTIQC_CONFIG
 
 
+@dataclass
+class _Planner:
+    """The steps planned so far, and what every step's command line needs besides its slots."""
+
+    params: dict[str, Any]
+    outdir: Path
+    threads: int
+    device: str
+    fasta: Path
+    fai: Path
+    steps: dict[str, list[Step]] = field(default_factory=lambda: {s: [] for s in STAGE_GRAPH})
+
+    def add(
+        self,
+        stage: str,
+        name: str,
+        slots: dict[str, Any],
+        inputs: list[Path],
+        outputs: list[Path],
+        part: str = "",
+    ) -> Step:
+        """A step of ``stage`` whose command line the step table builds from ``slots``."""
+        spec = STEPS[stage]
+        argv = spec.argv(slots, self.params, threads=self.threads, device=self.device)
+        step = Step(stage, name, argv, inputs, outputs, spec.executable, part=part, slots=slots)
+        self.steps[stage].append(step)
+        return step
+
+    @property
+    def motif_files(self) -> list[Path]:
+        motifs = self.params.get("motifs")
+        return [motifs] if motifs is not None else []
+
+
 def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step]:
     """Expand params + samplesheet into the ordered list of steps.
 
-    Each step's command line is built from :data:`~scregnet.pipeline.steps.STEPS`; this function
-    only binds its slots (files, shard contigs) and applies the skip rules.
+    Each step's command line is built from :data:`~scregnet.pipeline.steps.STEPS`; the planning
+    below only binds each step's slots (files, shard contigs) and applies the skip rules.
+    Samples are taken in sample-id order, as Nextflow sorts them.
     """
     samples: list[Sample] = sorted(read_samplesheet(params["input"]), key=lambda s: s.sample)
     fasta: Path = params["fasta"]
@@ -210,187 +245,199 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
     if not fai.exists():
         msg = "FASTA has no .fai index (run `samtools faidx`)"
         raise InputError(msg, fasta)
-    gtf: Path = params["gtf"]
     device = resolve_run_device(str(params.get("device") or "auto"))
-    motifs: Path | None = params.get("motifs")
-    motif_files = [motifs] if motifs is not None else []
-    steps: dict[str, list[Step]] = {stage: [] for stage in STAGE_GRAPH}
-    slots: dict[str, Any]  # a step's slot values (step table names)
+    p = _Planner(params, outdir, threads, device, fasta, fai)
+    frags, clustered = _plan_atac(p, samples)
+    imputed = _plan_impute(p, samples)
+    tfbind = _plan_tfbind(p, samples, frags, clustered)
+    _plan_grn(p, imputed, tfbind)
+    _plan_report(p)
+    ordered = [step for stage in stage_order() for step in p.steps[stage]]
+    extra_files = _add_extra_args(ordered, params)
+    external = [*_external_inputs(params, samples), *extra_files]
+    check_layout(ordered, samplesheet=Path(params["input"]), external=external)
+    return ordered
 
-    def add(
-        stage: str,
-        name: str,
-        slots: dict[str, Any],
-        inputs: list[Path],
-        outputs: list[Path],
-        part: str = "",
-    ) -> None:
-        spec = STEPS[stage]
-        argv = spec.argv(slots, params, threads=threads, device=device)
-        step = Step(
-            stage, name, argv, inputs, outputs, executable=spec.executable, part=part, slots=slots
-        )
-        steps[stage].append(step)
 
-    atac, peaks_dir, tracks_dir = outdir / "atac", outdir / "peaks", outdir / "tracks"
-    impute_dir, tfbind_dir, grn_dir = outdir / "impute", outdir / "tfbind", outdir / "grn"
-    frags: dict[str, list[Path]] = {}  # the fragments file and its index
+def _plan_atac(
+    p: _Planner, samples: Sequence[Sample]
+) -> tuple[dict[str, list[Path]], dict[str, Path]]:
+    """FRAGMENTS (BAM samples), PEAKS (unless ``peaks`` is given), COUNT, CLUSTER, TRACKS; returns
+    each sample's fragments file with its index, and its clustered h5ad."""
+    atac, fai, gtf = p.outdir / "atac", p.fai, p.params["gtf"]
+    frags: dict[str, list[Path]] = {}
     clustered: dict[str, Path] = {}
     for s in samples:
         if s.bam is not None:
             frag = atac / f"{s.sample}.fragments.tsv.gz"
             frags[s.sample] = tabix_files(frag, planned=True)
-            add(
-                "FRAGMENTS",
-                s.sample,
-                {"bam": s.bam, "out": frag},
-                bam_files(s.bam),
-                frags[s.sample],
-            )
+            slots: dict[str, Any] = {"bam": s.bam, "out": frag}
+            p.add("FRAGMENTS", s.sample, slots, bam_files(s.bam), frags[s.sample])
         else:
             assert s.fragments is not None
             frag = s.fragments
             frags[s.sample] = tabix_files(frag)
-        if params.get("peaks") is None:
-            peaks = peaks_dir / f"{s.sample}.narrowPeak"
+        peaks = p.params.get("peaks")
+        if peaks is None:
+            peaks = p.outdir / "peaks" / f"{s.sample}.narrowPeak"
             slots = {"fragments": frag, "fai": fai, "out": peaks}
-            add("PEAKS", s.sample, slots, [*frags[s.sample], fai], [peaks])
-        else:
-            peaks = params["peaks"]
-        count = atac / f"{s.sample}.atac.h5ad"
-        qc = atac / f"{s.sample}.qc.tsv"
+            p.add("PEAKS", s.sample, slots, [*frags[s.sample], fai], [peaks])
+        count, qc = atac / f"{s.sample}.atac.h5ad", atac / f"{s.sample}.qc.tsv"
         slots = {"fragments": frag, "peaks": peaks, "fai": fai, "gtf": gtf, "out": count, "qc": qc}
-        add("COUNT", s.sample, slots, [*frags[s.sample], peaks, fai, gtf], [count, qc])
+        p.add("COUNT", s.sample, slots, [*frags[s.sample], peaks, fai, gtf], [count, qc])
         clustered[s.sample] = atac / f"{s.sample}.clustered.h5ad"
-        add(
-            "CLUSTER",
-            s.sample,
-            {"atac": count, "out": clustered[s.sample]},
-            [count],
-            [clustered[s.sample]],
-        )
-        track_dir = tracks_dir / s.sample
-        slots = {"fragments": frag, "clustered": clustered[s.sample], "fai": fai, "out": track_dir}
-        add("TRACKS", s.sample, slots, [*frags[s.sample], clustered[s.sample], fai], [track_dir])
+        slots = {"atac": count, "out": clustered[s.sample]}
+        p.add("CLUSTER", s.sample, slots, [count], [clustered[s.sample]])
+        tracks = p.outdir / "tracks" / s.sample
+        slots = {"fragments": frag, "clustered": clustered[s.sample], "fai": fai, "out": tracks}
+        p.add("TRACKS", s.sample, slots, [*frags[s.sample], clustered[s.sample], fai], [tracks])
+    return frags, clustered
+
+
+def _plan_impute(p: _Planner, samples: Sequence[Sample]) -> dict[str, Path]:
+    """IMPUTE for each sample with scRNA; returns the imputed h5ad per sample."""
     imputed: dict[str, Path] = {}
-    bulk_rna: Path | None = params.get("bulk_rna")
+    bulk_rna: Path | None = p.params.get("bulk_rna")
     for s in samples:
         if s.rna is None:
             continue
-        imputed[s.sample] = impute_dir / f"{s.sample}.imputed.h5ad"
+        imputed[s.sample] = p.outdir / "impute" / f"{s.sample}.imputed.h5ad"
         slots = {"rna": s.rna, "bulk_rna": bulk_rna, "out": imputed[s.sample]}
         inputs = [s.rna, *([bulk_rna] if bulk_rna is not None else [])]
-        add("IMPUTE", s.sample, slots, inputs, [imputed[s.sample]])
-    model = params.get("tfbind_model")
-    if model is None and params.get("bulk_sheet") is not None:
+        p.add("IMPUTE", s.sample, slots, inputs, [imputed[s.sample]])
+    return imputed
+
+
+def _plan_tfbind(
+    p: _Planner,
+    samples: Sequence[Sample],
+    frags: dict[str, list[Path]],
+    clustered: dict[str, Path],
+) -> dict[str, Path]:
+    """TFBIND_TRAIN (unless ``tfbind_model`` is given; needs ``bulk_sheet``), TFBIND_PREDICT per
+    sample and contig shard, TFBIND_MERGE per sample; returns the merged h5ad per sample."""
+    tfbind_dir, fasta, motifs = p.outdir / "tfbind", p.fasta, p.params.get("motifs")
+    model = p.params.get("tfbind_model")
+    if model is None and p.params.get("bulk_sheet") is not None:
         model = tfbind_dir / "model.pt"
+        sheet = p.params["bulk_sheet"]
         slots = {
             "fasta": fasta,
-            "bulk_sheet": params["bulk_sheet"],
+            "bulk_sheet": sheet,
             "motifs": motifs,
             "out": model,
             # '_' starts no sample id: no sample's files can be here
             "state": tfbind_dir / "_state" / "tfbind_train.state",
         }
-        inputs = [*fasta_files(fasta), *bulk_sheet_files(params["bulk_sheet"]), *motif_files]
-        add("TFBIND_TRAIN", POOLED, slots, inputs, [model])
-    tfbind: dict[str, Path] = {}
-    if model is not None:
-        contigs = list(read_chrom_sizes(fai).items())
-        check_contig_names(contigs, fai)
-        skip = [c for c in str(params.get("tfbind_skip_chroms") or "").split(",") if c]
-        n_shards = int(params.get("tfbind_shards") or DEFAULTS["tfbind_shards"])
-        shards = prediction_shards(contigs, skip, n_shards)
-        skipped = skipped_contigs(contigs, skip)
-        for s in samples:
-            if not shards:
-                break
-            shard_files = []
-            for shard_id, chroms in shards:
-                shard = tfbind_dir / SHARDS_DIR / f"{s.sample}.{shard_id}.tfbind.h5ad"
-                slots = {
-                    "model": model,
-                    "fasta": fasta,
-                    "atac": clustered[s.sample],
-                    "fragments": frags[s.sample][0],
-                    "chroms": chroms,
-                    "motifs": motifs,
-                    "out": shard,
-                }
-                inputs = [
-                    model,
-                    *fasta_files(fasta),
-                    clustered[s.sample],
-                    *frags[s.sample],
-                    *motif_files,
-                ]
-                add("TFBIND_PREDICT", s.sample, slots, inputs, [shard], part=shard_id)
-                shard_files.append(shard)
-            shard_files.sort(key=lambda p: p.name)
-            tfbind[s.sample] = tfbind_dir / f"{s.sample}.tfbind.h5ad"
+        inputs = [*fasta_files(fasta), *bulk_sheet_files(sheet), *p.motif_files]
+        p.add("TFBIND_TRAIN", POOLED, slots, inputs, [model])
+    if model is None:
+        return {}
+    contigs = list(read_chrom_sizes(p.fai).items())
+    check_contig_names(contigs, p.fai)
+    skip = [c for c in str(p.params.get("tfbind_skip_chroms") or "").split(",") if c]
+    n_shards = int(p.params.get("tfbind_shards") or DEFAULTS["tfbind_shards"])
+    shards = prediction_shards(contigs, skip, n_shards)
+    if not shards:
+        return {}
+    merged: dict[str, Path] = {}
+    for s in samples:
+        shard_files = []
+        for shard_id, chroms in shards:
+            shard = tfbind_dir / SHARDS_DIR / f"{s.sample}.{shard_id}.tfbind.h5ad"
             slots = {
-                "shards": shard_files,
+                "model": model,
+                "fasta": fasta,
                 "atac": clustered[s.sample],
-                "skipped_chroms": skipped,
-                "out": tfbind[s.sample],
-                "binding": tfbind_dir / s.sample,
+                "fragments": frags[s.sample][0],
+                "chroms": chroms,
+                "motifs": motifs,
+                "out": shard,
             }
-            outputs = [tfbind[s.sample], tfbind_dir / s.sample]
-            add("TFBIND_MERGE", s.sample, slots, [*shard_files, clustered[s.sample]], outputs)
-    labels: Path | None = params.get("grn_labels")
-    tfs: Path | None = params.get("tfs")
-    if imputed and (labels is not None or tfbind):
-        grn, attention = grn_dir / "grn_edges.tsv", grn_dir / "grn_attention.tsv"
-        priors = [] if labels is not None else list(tfbind.values())
+            inputs = [model, *fasta_files(fasta), clustered[s.sample], *frags[s.sample]]
+            p.add("TFBIND_PREDICT", s.sample, slots, inputs + p.motif_files, [shard], shard_id)
+            shard_files.append(shard)
+        shard_files.sort(key=lambda path: path.name)  # Nextflow groups them by file name
+        merged[s.sample] = tfbind_dir / f"{s.sample}.tfbind.h5ad"
         slots = {
-            "rna": list(imputed.values()),
-            "labels": labels,
-            "priors": priors,
-            "gtf": None if labels is not None else gtf,
-            "tfs": tfs,
-            "out": grn,
-            "attention": attention,
+            "shards": shard_files,
+            "atac": clustered[s.sample],
+            "skipped_chroms": skipped_contigs(contigs, skip),
+            "out": merged[s.sample],
+            "binding": tfbind_dir / s.sample,
         }
-        inputs = [*imputed.values(), *([labels] if labels is not None else [*priors, gtf])]
-        inputs += [tfs] if tfs is not None else []
-        add("GRN", POOLED, slots, inputs, [grn, attention])
-    elif imputed:
+        outputs = [merged[s.sample], tfbind_dir / s.sample]
+        p.add("TFBIND_MERGE", s.sample, slots, [*shard_files, clustered[s.sample]], outputs)
+    return merged
+
+
+def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) -> None:
+    """GRN over every imputed view, supervised by ``grn_labels`` or else the TF-binding priors."""
+    if not imputed:
+        return
+    labels: Path | None = p.params.get("grn_labels")
+    tfs: Path | None = p.params.get("tfs")
+    if labels is None and not tfbind:
         log.warning(
             "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
         )
-    report = outdir / "report" / "report.html"
+        return
+    gtf: Path = p.params["gtf"]
+    grn, attention = p.outdir / "grn" / "grn_edges.tsv", p.outdir / "grn" / "grn_attention.tsv"
+    priors = [] if labels is not None else list(tfbind.values())
+    slots = {
+        "rna": list(imputed.values()),
+        "labels": labels,
+        "priors": priors,
+        "gtf": None if labels is not None else gtf,
+        "tfs": tfs,
+        "out": grn,
+        "attention": attention,
+    }
+    inputs = [*imputed.values(), *([labels] if labels is not None else [*priors, gtf])]
+    inputs += [tfs] if tfs is not None else []
+    p.add("GRN", POOLED, slots, inputs, [grn, attention])
+
+
+def _plan_report(p: _Planner) -> None:
+    """REPORT over the results folder, then MultiQC over REPORT's tables and the versions YAML."""
+    report = p.outdir / "report" / "report.html"
     # the report reads the results folder: every output of the steps above, their records (the
     # commands it lists) and the evaluation when there is one
-    upstream = [o for stage in stage_order() for step in steps[stage] for o in step.outputs]
-    upstream += [outdir / RECORDS / s.record_name for stage in stage_order() for s in steps[stage]]
-    upstream.append(outdir / "evaluation.json")
-    add("REPORT", POOLED, {"results": outdir, "out": report}, upstream, [report])
+    before = [step for stage in stage_order() for step in p.steps[stage]]
+    upstream = [o for step in before for o in step.outputs]
+    upstream += [p.outdir / RECORDS / step.record_name for step in before]
+    upstream.append(p.outdir / "evaluation.json")
+    p.add("REPORT", POOLED, {"results": p.outdir, "out": report}, upstream, [report])
     # MultiQC reads REPORT's one-row-per-sample tables (report/*_mqc.tsv) and the versions YAML
-    config = multiqc_config(params)
-    versions = outdir / VERSIONS
+    config, versions = multiqc_config(p.params), p.outdir / VERSIONS
     slots = {
         "multiqc_config": config,
         "multiqc_files": [report.parent, versions],
-        "outdir": outdir / "multiqc",
+        "outdir": p.outdir / "multiqc",
     }
-    add(
-        "MULTIQC",
-        POOLED,
-        slots,
-        [report.parent, versions, config],
-        [outdir / "multiqc" / "multiqc_report.html"],
-    )
-    steps["MULTIQC"][0].optional_tool = True
-    ordered = [step for stage in stage_order() for step in steps[stage]]
+    inputs = [report.parent, versions, config]
+    step = p.add("MULTIQC", POOLED, slots, inputs, [p.outdir / "multiqc" / "multiqc_report.html"])
+    step.optional_tool = True
+
+
+def _add_extra_args(steps: Sequence[Step], params: dict[str, Any]) -> list[Path]:
+    """Append each ``<process>_args`` param (extra flags, like Nextflow's ext.args) to its steps;
+    the existing files they name become inputs. Returns those files."""
     extra_files: list[Path] = []
-    for step in ordered:  # `<process>_args` params: extra flags, like Nextflow's ext.args
+    for step in steps:
         extra = params.get(f"{step.stage.lower()}_args")
         if extra and step.executable == "scregnet":
             tokens = shlex.split(str(extra))
             step.argv += tokens
             named = _extra_inputs(tokens)
-            step.inputs += [p for p in named if p not in step.inputs]
+            step.inputs += [path for path in named if path not in step.inputs]
             extra_files += named
+    return extra_files
+
+
+def _external_inputs(params: dict[str, Any], samples: Sequence[Sample]) -> list[Path]:
+    """Every input file from outside the pipeline (no step may write over one)."""
     external = [Path(params[k]) for k in PATH_KEYS if params.get(k) is not None]
     for s in samples:
         if s.bam is not None:
@@ -401,9 +448,7 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
             external.append(s.rna)
     if params.get("bulk_sheet") is not None:
         external += bulk_sheet_files(params["bulk_sheet"])
-    external += extra_files
-    check_layout(ordered, samplesheet=Path(params["input"]), external=external)
-    return ordered
+    return external
 
 
 # ---- output layout -------------------------------------------------------------------------------
