@@ -22,7 +22,6 @@ from scregnet.pipeline.execute import (
 from scregnet.pipeline.lock import LOCK_NAME, outdir_lock
 from scregnet.pipeline.plan import (
     POOLED,
-    STAGE_COST,
     Step,
     check_layout,
     find_tool,
@@ -33,7 +32,13 @@ from scregnet.pipeline.plan import (
     step_priorities,
 )
 from scregnet.pipeline.state import RECORD_FIELDS, signature, stale_reason
-from scregnet.pipeline.steps import POOLED_STAGES, STAGE_GRAPH, STEPS, TEST_PROFILE
+from scregnet.pipeline.steps import (
+    POOLED_STAGES,
+    STAGE_COST,
+    STAGE_GRAPH,
+    STEPS,
+    TEST_PROFILE,
+)
 
 __all__ = [
     "LOCK_NAME",

@@ -32,7 +32,7 @@ from scregnet.io.genome import read_chrom_sizes
 from scregnet.io.params import DEFAULTS, PATH_KEYS
 from scregnet.io.samplesheet import Sample, read_samplesheet
 from scregnet.pipeline.contigs import check_contig_names, prediction_shards, skipped_contigs
-from scregnet.pipeline.steps import POOLED_STAGES, STAGE_GRAPH, STEPS
+from scregnet.pipeline.steps import POOLED_STAGES, STAGE_COST, STAGE_GRAPH, STEPS
 
 log = logging.getLogger(__name__)
 
@@ -507,23 +507,6 @@ def _layout_error(
 
 
 # ---- scheduling ----------------------------------------------------------------------------------
-
-#: Rough seconds one step of each stage takes (CPU test profile). They only
-#: decide which ready step starts first (the longest remaining chain first), never what it computes.
-STAGE_COST: dict[str, float] = {
-    "FRAGMENTS": 13,
-    "PEAKS": 20,
-    "COUNT": 5,
-    "CLUSTER": 18,
-    "TRACKS": 7,
-    "IMPUTE": 40,
-    "TFBIND_TRAIN": 180,
-    "TFBIND_PREDICT": 22,
-    "TFBIND_MERGE": 6,
-    "GRN": 165,
-    "REPORT": 8,
-    "MULTIQC": 5,
-}
 
 
 def _stage_ancestors() -> dict[str, set[str]]:

@@ -85,6 +85,9 @@ class Process:
     pooled: bool = False  # one step over all samples
     #: tools whose versions it reports (the modules' `versions` topic outputs)
     tools: tuple[str, ...] = ("scregnet",)
+    #: rough seconds one step takes (CPU test profile); only decides which ready step the runner
+    #: starts first (the longest remaining chain first), never what it computes
+    cost: float = 1.0
 
     @property
     def gpu(self) -> bool:
@@ -144,6 +147,7 @@ STEPS: dict[str, Process] = _table(
             _param("--barcode-tag", "barcode_tag"),
             SEED,
         ),
+        cost=13,
     ),
     Process(
         "PEAKS",
@@ -152,6 +156,7 @@ STEPS: dict[str, Process] = _table(
         ("FRAGMENTS",),
         (_in("--fragments", "fragments"), _in("--genome", "fai"), _out("--out"), THREADS, SEED),
         tools=("scregnet", "macs3"),
+        cost=20,
     ),
     Process(
         "COUNT",
@@ -170,6 +175,7 @@ STEPS: dict[str, Process] = _table(
             _param("--tile-size", "tile_size"),
             SEED,
         ),
+        cost=5,
     ),
     Process(
         "CLUSTER",
@@ -177,6 +183,7 @@ STEPS: dict[str, Process] = _table(
         "process_low",
         ("COUNT",),
         (_in("--atac", "atac"), _out("--out"), THREADS, SEED),
+        cost=18,
     ),
     Process(
         "TRACKS",
@@ -191,6 +198,7 @@ STEPS: dict[str, Process] = _table(
             THREADS,
             SEED,
         ),
+        cost=7,
     ),
     Process(
         "IMPUTE",
@@ -206,6 +214,7 @@ STEPS: dict[str, Process] = _table(
             SEED,
             _param("--epochs", "impute_epochs", optional=True),
         ),
+        cost=40,
     ),
     Process(
         "TFBIND_TRAIN",
@@ -225,6 +234,7 @@ STEPS: dict[str, Process] = _table(
             _param("--epochs", "tfbind_epochs", optional=True),
         ),
         pooled=True,
+        cost=180,
     ),
     Process(
         "TFBIND_PREDICT",
@@ -244,6 +254,7 @@ STEPS: dict[str, Process] = _table(
             THREADS,
             SEED,
         ),
+        cost=22,
     ),
     Process(
         "TFBIND_MERGE",
@@ -260,6 +271,7 @@ STEPS: dict[str, Process] = _table(
             THREADS,
             SEED,
         ),
+        cost=6,
     ),
     Process(
         "GRN",
@@ -282,6 +294,7 @@ STEPS: dict[str, Process] = _table(
             _param("--epochs", "grn_epochs", optional=True),
         ),
         pooled=True,
+        cost=165,
     ),
     Process(
         "REPORT",
@@ -290,6 +303,7 @@ STEPS: dict[str, Process] = _table(
         ("FRAGMENTS", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN"),
         (_in("--results", "results"), _out("--out"), THREADS, SEED),
         pooled=True,
+        cost=8,
     ),
     Process(
         "MULTIQC",
@@ -307,11 +321,14 @@ STEPS: dict[str, Process] = _table(
         executable="multiqc",
         pooled=True,
         tools=(),  # MultiQC reads the versions topic; its own version is not in it
+        cost=5,
     ),
 )
 
 #: process -> upstream processes; the Nextflow workflow's DAG must be this graph (a test checks it)
 STAGE_GRAPH: dict[str, tuple[str, ...]] = {name: p.upstream for name, p in STEPS.items()}
+#: process -> rough seconds per step (the scheduler's priorities)
+STAGE_COST: dict[str, float] = {name: p.cost for name, p in STEPS.items()}
 #: the processes that pool every sample into one step
 POOLED_STAGES = frozenset(name for name, p in STEPS.items() if p.pooled)
 
