@@ -339,3 +339,25 @@ def test_argv_check_fails_on_a_broken_copy(
     assert theirs.get(expect) != ours.get(expect), (theirs, ours)
     # the unbroken module agrees on that flag
     assert compared(good.tokens[len(spec.command) :], spec)[0].get(expect) == ours.get(expect)
+
+
+def test_argv_check_fails_on_a_broken_table(
+    rendered: list[Rendered], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner side: a table entry without TFBIND_MERGE's --skip-chroms (the runner's old
+    difference) plans a command line that no longer equals the module's."""
+    import dataclasses
+
+    good = next(r for r in rendered if r.step.stage == "TFBIND_MERGE")
+    spec = STEPS["TFBIND_MERGE"]
+    broken = dataclasses.replace(
+        spec, args=tuple(a for a in spec.args if a.flag != "--skip-chroms")
+    )
+    monkeypatch.setitem(STEPS, "TFBIND_MERGE", broken)
+    scenario = SCENARIOS[good.scenario]
+    paths = _world(tmp_path / "inputs", labels=bool(scenario.get("labels")))
+    steps = plan(runner_params(scenario, paths), tmp_path / "results", threads=3)
+    step = next(s for s in steps if s.stage == "TFBIND_MERGE" and s.name == good.step.name)
+    theirs, _ = compared(good.tokens[len(spec.command) :], spec)
+    ours, _ = compared(step.argv[len(spec.command) :], spec)
+    assert theirs["--skip-chroms"] and "--skip-chroms" not in ours
