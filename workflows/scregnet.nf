@@ -2,7 +2,8 @@
  * The scregnet DAG: ATAC counts -> (imputation) -> TF binding -> GRN -> report.
  *
  * Every process is called here directly, so this workflow's DAG is the process graph that
- * `scregnet run` follows (scregnet.pipeline.STAGE_GRAPH; tests/python/test_nextflow_lsp.py compares them).
+ * `scregnet run` follows (the step table, scregnet.pipeline.steps; tests/python/test_nextflow_lsp.py
+ * compares the graphs and tests/python/test_nextflow_argv.py each module's command line).
  * Optional inputs are values that are [] when absent; they steer the branches below.
  *
  * -resume: every list of files handed to one task is sorted (by sample id or file name), so that a
@@ -126,11 +127,14 @@ workflow SCREGNET {
             .combine(GRN.out.edges.mix(GRN.out.attention).map { _meta, tsv -> tsv }.collect(sort: { a, b -> a.name <=> b.name }).ifEmpty([]).map { files -> [ files ] })
     )
 
-    // software versions from the 'versions' topic: one YAML for MultiQC and pipeline_info/
+    // software versions from the 'versions' topic: one YAML for MultiQC and pipeline_info/, one
+    // entry per process with its tools (MultiQC reads *_mqc_versions.yml as its versions table)
     ch_versions = channel.topic('versions')
         .unique()
-        .map { process, tool, version -> "${process.tokenize(':').last()}:\n  ${tool}: ${version}" }
-        .collectFile(name: 'software_versions_mqc.yml', storeDir: "${options.outdir}/pipeline_info", sort: true, newLine: true)
+        .map { process, tool, version -> [ process.tokenize(':').last(), "  ${tool}: ${version}" ] }
+        .groupTuple(sort: true)
+        .map { process, tools -> "${process}:\n${tools.join('\n')}" }
+        .collectFile(name: 'software_mqc_versions.yml', storeDir: "${options.outdir}/pipeline_info", sort: true, newLine: true)
     // one row per sample (REPORT's table); per-barcode QC stays in atac/*.qc.tsv
     ch_multiqc_files = REPORT.out.mqc
         .map { _meta, mqc -> mqc }

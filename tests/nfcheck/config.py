@@ -98,3 +98,30 @@ def config_files_read(config: Path, profiles: list[str] | tuple[str, ...] = ()) 
         if not order or order[-1] != source:
             order.append(source)
     return order
+
+
+PARAMS_BLOCK = re.compile(r"^\s*params\s*\{", re.MULTILINE)
+ASSIGN = re.compile(r"^\s*(\w+)\s*=\s*(.+?)\s*$", re.MULTILINE)
+
+
+def literal(text: str) -> object:
+    """A config literal (null, true/false, an integer, a quoted string); else the text as written."""
+    if text in ("null", "true", "false"):
+        return {"null": None, "true": True, "false": False}[text]
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"'[^']*'|\"[^\"$]*\"", text):
+        return text[1:-1]
+    return text
+
+
+def params(config: Path, profiles: list[str] | tuple[str, ...] = ()) -> dict[str, object]:
+    """The ``params { name = literal }`` values once ``config`` is read with ``profiles`` (later
+    assignments win, as in Nextflow)."""
+    found: dict[str, object] = {}
+    for _, text in _chunks(config, list(profiles), config.parent):
+        for m in PARAMS_BLOCK.finditer(text):
+            close = matching(text, m.end() - 1)
+            for name, value in ASSIGN.findall(text[m.end() : close]):
+                found[name] = literal(value)
+    return found

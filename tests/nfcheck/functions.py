@@ -32,7 +32,12 @@ def function_sources(path: Path) -> str:
 def call(path: Path, expression: str, **bindings: Any) -> Any:
     """The JSON value of ``expression`` evaluated after ``path``'s functions; raises ValueError
     with Groovy's message when it throws (``error(...)`` included)."""
-    request = {"functions": function_sources(path), "expression": expression, "bindings": bindings}
+    return evaluate(expression, function_sources(path), **bindings)
+
+
+def evaluate(expression: str, functions: str = "", **bindings: Any) -> Any:
+    """The JSON value of the Groovy ``expression`` (after ``functions``) with ``bindings``."""
+    request = {"functions": functions, "expression": expression, "bindings": bindings}
     proc = subprocess.run(
         [java(), "-cp", str(ensure_jar()), "groovy.ui.GroovyMain", str(SCRIPT)],
         input=json.dumps(request),

@@ -87,7 +87,7 @@ def test_output_doc_names_every_published_pattern() -> None:
         "multiqc_report.html",
         "samplesheet.resolved.csv",
         "params_<time>.json",
-        "software_versions_mqc.yml",
+        "software_mqc_versions.yml",
         "report/scregnet_atac_qc_mqc.tsv",
         "multiqc/multiqc_data/",
     ):

@@ -1,5 +1,8 @@
 """The Nextflow language server's verdict on every .nf and .config file, and the workflow's DAG.
 
+The DAG must be the step table's graph (each process's ``upstream`` in scregnet.pipeline.STEPS);
+tests/python/test_nextflow_argv.py checks the same table against each module's command line.
+
 One server runs for this module with two workspace folders: the repository, and a sandbox holding
 deliberately broken copies that prove each check fails when it should.
 """
@@ -14,21 +17,15 @@ import pytest
 
 from nfcheck.dag import graph_diff, process_graph
 from nfcheck.lsp import LanguageServer, nextflow_files
-from scregnet.pipeline import STAGE_GRAPH
+from scregnet.pipeline import STEPS
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / "workflows" / "scregnet.nf"
-#: edges that scregnet.pipeline.STAGE_GRAPH still has and the workflow no longer has: MultiQC gets
-#: REPORT's one-row-per-sample table, not COUNT's per-barcode tables (the runner's MultiQC step
-#: reads only report/ already). Empty this once STAGE_GRAPH drops the edge.
-RUNNER_EDGES_DROPPED = {"MULTIQC": {"COUNT"}}
 
 
 def runner_graph() -> dict[str, set[str]]:
-    return {
-        stage: set(upstream) - RUNNER_EDGES_DROPPED.get(stage, set())
-        for stage, upstream in STAGE_GRAPH.items()
-    }
+    """The step table's process graph (scregnet.pipeline.STEPS, the runner's STAGE_GRAPH)."""
+    return {name: set(spec.upstream) for name, spec in STEPS.items()}
 
 
 def _broken_copy(sandbox: Path, name: str, old: str, new: str) -> Path:

@@ -1,6 +1,7 @@
 """TF-binding prediction shards (workflows/scregnet.nf: predictionShards, isMinorContig), run with the
 language server's Groovy on a GRCh38-style .fai: a handful of balanced groups of the primary
-chromosomes, minor contigs skipped by rule, unsafe contig names refused."""
+chromosomes, minor contigs skipped by rule, unsafe contig names refused; `scregnet run`'s shards
+(scregnet.pipeline.contigs) are the same."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from nfcheck.functions import call
+from scregnet.pipeline.contigs import is_minor_contig, prediction_shards, skipped_contigs
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / "workflows" / "scregnet.nf"
@@ -104,6 +106,16 @@ def test_merge_is_told_every_skipped_contig(results: dict[str, Any]) -> None:
     in_shards = {c for s in results["four"] for c in s["chroms"]}
     assert in_shards.isdisjoint(results["skipped"])
     assert in_shards | set(results["skipped"]) == {c[0] for c in FAI}
+
+
+def test_the_runner_shards_like_the_workflow(results: dict[str, Any]) -> None:
+    """`scregnet run` (scregnet.pipeline.contigs) gives the same shards and skipped contigs."""
+    contigs = [(c[0], int(c[1])) for c in FAI]
+    for key, n in (("four", 4), ("one", 1), ("many", 100)):
+        ours = [{"id": i, "chroms": c} for i, c in prediction_shards(contigs, ["chrM"], n)]
+        assert ours == results[key], key
+    assert [is_minor_contig(c[0]) for c in FAI] == results["minor"]
+    assert skipped_contigs(contigs, ["chrM"]) == results["skipped"]
 
 
 def test_unsafe_contig_names_are_refused() -> None:

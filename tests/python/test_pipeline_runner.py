@@ -196,6 +196,41 @@ def test_a_failure_stops_the_steps_running_beside_it(tmp_path: Path) -> None:
     assert "x.bam: bad" in log.read_text()
 
 
+def test_gpu_steps_get_one_resolved_device(tiny_world: Path, tmp_path: Path) -> None:
+    """`device: auto` is resolved once (cuda when a GPU is visible, else cpu), as Nextflow gives
+    each GPU-labelled task cpu or cuda; only the table's GPU processes get a device."""
+    import torch
+
+    from scregnet.io.params import read_params
+    from scregnet.pipeline import STEPS
+
+    params = read_params(tiny_world / "params.yaml")
+    assert params["device"] == "auto"
+    steps = plan(params, tmp_path, threads=1)
+    devices = {s.argv[s.argv.index("--device") + 1] for s in steps if "--device" in s.argv}
+    assert devices == {"cuda" if torch.cuda.is_available() else "cpu"}
+    with_device = {s.stage for s in steps if "--device" in s.argv}
+    assert with_device == {name for name, spec in STEPS.items() if spec.gpu}
+
+
+def test_versions_yaml_lists_each_process_once(tiny_world: Path, tmp_path: Path) -> None:
+    import yaml
+
+    import scregnet
+    from scregnet.io.params import read_params
+    from scregnet.pipeline.execute import write_versions
+
+    steps = plan(read_params(tiny_world / "params.yaml"), tmp_path, threads=1)
+    path = write_versions(steps, tmp_path)
+    versions = yaml.safe_load(path.read_text())
+    assert set(versions) == {s.stage for s in steps} - {"MULTIQC"}
+    assert all(v["scregnet"] == scregnet.__version__ for v in versions.values())
+    before = path.stat().st_mtime_ns
+    time.sleep(0.01)
+    write_versions(steps, tmp_path)  # same content: not rewritten, so resume sees the same file
+    assert path.stat().st_mtime_ns == before
+
+
 def test_step_dependencies_of_the_real_plan(tiny_world: Path, tmp_path: Path) -> None:
     from scregnet.io.params import read_params
 
@@ -269,7 +304,9 @@ def test_test_profile_world_is_simulated_in_a_child_and_reused(
     import scregnet.pipeline
     import scregnet.simulate
 
-    monkeypatch.setitem(scregnet.pipeline.TEST_PROFILE, "preset", "tiny")  # `small` takes ~30 s
+    monkeypatch.setitem(
+        scregnet.pipeline.TEST_PROFILE, "simulate_preset", "tiny"
+    )  # `small` takes ~30 s
 
     def not_in_process(*args: object, **kwargs: object) -> None:
         raise AssertionError("the runner simulated in its own process")

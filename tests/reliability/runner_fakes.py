@@ -82,6 +82,7 @@ def stand_in(step: Step, *, sleep: float = 0.0) -> Step:
         list(step.inputs),
         list(step.outputs),
         executable=sys.executable,
+        part=step.part,
     )
 
 

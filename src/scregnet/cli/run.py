@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
         if args.profile == "test":
             params_path = prepare_test_data(outdir)
             params = read_params(params_path)
-            params.update({k: v for k, v in TEST_PROFILE.items() if k not in {"preset"}})
+            params.update({k: v for k, v in TEST_PROFILE.items() if k not in {"simulate_preset"}})
             truth = params_path.parent / "truth"
         if args.device:
             params["device"] = args.device

@@ -25,6 +25,7 @@ PATH_KEYS = (
     "tfs",
     "grn_labels",
     "tfbind_model",
+    "multiqc_config",
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -43,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "impute_epochs": None,
     "tfbind_epochs": None,
     "grn_epochs": None,
+    "tfbind_skip_chroms": "chrM",
+    "tfbind_shards": 4,
+    "multiqc_config": None,
+    "multiqc_title": None,
     "device": "auto",
 }
 
@@ -53,10 +58,7 @@ NEXTFLOW_ONLY: dict[str, tuple[Any, ...] | None] = {
     "outdir": None,
     "simulate_preset": ("tiny", "small", "large"),
     "simulate_drop": None,
-    "tfbind_skip_chroms": None,
     "publish_dir_mode": ("symlink", "rellink", "link", "copy", "copyNoFollow", "move"),
-    "multiqc_config": None,
-    "multiqc_title": None,
     "aws_queue": None,
     "aws_region": None,
     "gpu_queue": None,
@@ -161,7 +163,16 @@ def _check_values(params: dict[str, Any], path: Path) -> None:
             msg = f"parameter '{key}' must be >= {low}, got {value}{default}"
             raise InputError(msg, path)
         params[key] = value
-    for key in (*PATH_KEYS, "input", "fasta", "gtf", "barcode_tag", "device"):
+    for key in (
+        *PATH_KEYS,
+        "input",
+        "fasta",
+        "gtf",
+        "barcode_tag",
+        "device",
+        "multiqc_title",
+        "tfbind_skip_chroms",
+    ):
         value = params.get(key)
         if value is not None and not isinstance(value, str | Path):
             msg = f"parameter '{key}' must be a string, got {value!r}"

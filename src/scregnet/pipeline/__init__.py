@@ -1,5 +1,7 @@
 """Single-machine runner: every stage in DAG order, from the same samplesheet and params as Nextflow.
 
+:mod:`~scregnet.pipeline.steps` defines each process once (command line, label, device, upstream),
+for this runner and as the reference the Nextflow modules are checked against;
 :mod:`~scregnet.pipeline.plan` expands params and samplesheet into steps (command line, every file
 it reads, every file it writes); :mod:`~scregnet.pipeline.execute` runs them as child processes,
 ``jobs`` at a time; :mod:`~scregnet.pipeline.state` decides what is up to date (resume), and
@@ -20,10 +22,6 @@ from scregnet.pipeline.execute import (
 from scregnet.pipeline.lock import LOCK_NAME, outdir_lock
 from scregnet.pipeline.plan import (
     POOLED,
-    POOLED_STAGES,
-    STAGE_COST,
-    STAGE_GRAPH,
-    TEST_PROFILE,
     Step,
     check_layout,
     find_tool,
@@ -34,6 +32,13 @@ from scregnet.pipeline.plan import (
     step_priorities,
 )
 from scregnet.pipeline.state import RECORD_FIELDS, signature, stale_reason
+from scregnet.pipeline.steps import (
+    POOLED_STAGES,
+    STAGE_COST,
+    STAGE_GRAPH,
+    STEPS,
+    TEST_PROFILE,
+)
 
 __all__ = [
     "LOCK_NAME",
@@ -42,6 +47,7 @@ __all__ = [
     "RECORD_FIELDS",
     "STAGE_COST",
     "STAGE_GRAPH",
+    "STEPS",
     "STOP_GRACE_S",
     "TEST_PROFILE",
     "TRACE_COLUMNS",

@@ -33,7 +33,7 @@ from scregnet.io.atomic import atomic_path
 from scregnet.pipeline.lock import outdir_lock
 from scregnet.pipeline.plan import (
     RECORDS,
-    TEST_PROFILE,
+    VERSIONS,
     Step,
     find_tool,
     plan,
@@ -47,6 +47,7 @@ from scregnet.pipeline.state import (
     stale_reason,
     write_record,
 )
+from scregnet.pipeline.steps import STEPS, TEST_PROFILE
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ def _schedule(
                     break
                 step, label = steps[i], labels[i]
                 record = _record_path(records, step)
-                row: dict[str, Any] = {"stage": step.stage, "name": step.name}
+                row: dict[str, Any] = {"stage": step.stage, "name": step.task}
                 inputs = snapshot(step.inputs)
                 reason = stale_reason(step, record, inputs)
                 if reason is None:
@@ -312,7 +313,7 @@ def _schedule(
             wall = time.perf_counter() - run.started
             row = {
                 "stage": step.stage,
-                "name": step.name,
+                "name": step.task,
                 "status": "COMPLETED" if code == 0 else "FAILED",
                 "start": run.started_at,
                 "wall_s": round(wall, 1),
@@ -331,13 +332,13 @@ def _schedule(
                 raise RuntimeError(msg)
             write_record(_record_path(records, step), step, run.inputs, row)
             finished.add(run.index)
-            ran.append(f"{step.stage}:{step.name}")
+            ran.append(f"{step.stage}:{step.task}")
             _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])  # as it goes
             say(f"{label}: done in {wall:.1f} s (peak memory {peak_mb:.0f} MB)")
     except BaseException:
         for index in running:
             step = steps[index]
-            trace[index] = {"stage": step.stage, "name": step.name, "status": "ABORTED"}
+            trace[index] = {"stage": step.stage, "name": step.task, "status": "ABORTED"}
         _stop(steps, running)
         raise
     finally:
@@ -369,7 +370,7 @@ def _launch(
     for output in step.outputs:
         output.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(step.outputs)  # left by a killed attempt
-    log_path = logs / f"{step.stage}.{step.name}.log"
+    log_path = logs / f"{step.stage}.{step.task}.log"
     handle = log_path.open("wb")
     try:
         proc = start_child(
@@ -408,8 +409,8 @@ def prepare_test_data(outdir: Path) -> Path:
     if params.exists():
         log.info("test data already simulated at %s, reused", world)
         return params
-    log.info("simulating the %r test world into %s", TEST_PROFILE["preset"], world)
-    argv = ["simulate", "--preset", str(TEST_PROFILE["preset"]), "--outdir", str(world)]
+    log.info("simulating the %r test world into %s", TEST_PROFILE["simulate_preset"], world)
+    argv = ["simulate", "--preset", str(TEST_PROFILE["simulate_preset"]), "--outdir", str(world)]
     argv += ["--seed", str(TEST_PROFILE["seed"])]
     with outdir_lock(outdir):
         remove_leftovers([world])
@@ -426,6 +427,39 @@ def prepare_test_data(outdir: Path) -> Path:
     return params
 
 
+def tool_version(tool: str) -> str:
+    """``tool``'s version as the modules' ``versions`` outputs report it; '' when not installed."""
+    if tool == "scregnet":
+        import scregnet
+
+        return scregnet.__version__
+    path = find_tool(tool)
+    if path is None:
+        return ""
+    proc = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    words = proc.stdout.strip().split()
+    return words[-1] if proc.returncode == 0 and words else ""
+
+
+def write_versions(steps: Sequence[Step], outdir: Path) -> Path:
+    """``pipeline_info/software_mqc_versions.yml``: process -> tool -> version for the processes
+    in ``steps`` (the YAML Nextflow collects from the ``versions`` topic). Rewritten only when its
+    content changes, so that resume sees the same file."""
+    versions = {tool: tool_version(tool) for s in steps for tool in STEPS[s.stage].tools}
+    lines = []
+    for stage in sorted({s.stage for s in steps}):
+        tools = [t for t in STEPS[stage].tools if versions[t]]
+        if tools:
+            lines.append(f"{stage}:")
+            lines += [f"  {tool}: {versions[tool]}" for tool in tools]
+    text = "\n".join(lines) + "\n"
+    path = outdir / VERSIONS
+    if not path.exists() or path.read_text() != text:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return path
+
+
 def run_pipeline(
     params: dict[str, Any],
     outdir: Path,
@@ -438,6 +472,7 @@ def run_pipeline(
     against ``truth`` when given; return the report's path."""
     with outdir_lock(outdir):
         steps = plan(params, outdir, threads=threads)
+        write_versions(steps, outdir)
         start = time.perf_counter()
         run_steps(steps, outdir, jobs=jobs)
         if truth is not None and truth.is_dir():

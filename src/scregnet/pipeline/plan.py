@@ -29,35 +29,23 @@ from typing import Any, NoReturn
 
 from scregnet.errors import InputError
 from scregnet.io.genome import read_chrom_sizes
-from scregnet.io.params import PATH_KEYS
+from scregnet.io.params import DEFAULTS, PATH_KEYS
 from scregnet.io.samplesheet import Sample, read_samplesheet
+from scregnet.pipeline.contigs import check_contig_names, prediction_shards, skipped_contigs
+from scregnet.pipeline.steps import POOLED_STAGES, STAGE_COST, STAGE_GRAPH, STEPS
 
 log = logging.getLogger(__name__)
 
-#: process -> upstream processes; the Nextflow workflow's DAG must be this graph (a test checks it).
-STAGE_GRAPH: dict[str, tuple[str, ...]] = {
-    "FRAGMENTS": (),
-    "PEAKS": ("FRAGMENTS",),
-    "COUNT": ("FRAGMENTS", "PEAKS"),
-    "CLUSTER": ("COUNT",),
-    "TRACKS": ("FRAGMENTS", "CLUSTER"),
-    "IMPUTE": (),
-    "TFBIND_TRAIN": (),
-    "TFBIND_PREDICT": ("TFBIND_TRAIN", "FRAGMENTS", "CLUSTER"),
-    "TFBIND_MERGE": ("TFBIND_PREDICT", "CLUSTER"),
-    "GRN": ("IMPUTE", "TFBIND_MERGE"),
-    "REPORT": ("FRAGMENTS", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN"),
-    "MULTIQC": ("COUNT", "REPORT"),
-}
-
-#: the processes that pool every sample into one step (named :data:`POOLED`)
-POOLED_STAGES = frozenset({"TFBIND_TRAIN", "GRN", "REPORT", "MULTIQC"})
 #: the ``name`` of a pooled step; a sample may carry this id too, pooling is told by the stage
 POOLED = "all"
 #: folder of the per-sample TF-binding shards; it starts with '_', which no sample id can
 SHARDS_DIR = "_shards"
 #: where the runner keeps one record per finished step, relative to the outdir (see ``state``)
 RECORDS = Path("pipeline_info") / "steps"
+#: the software versions YAML (MultiQC's and pipeline_info/'s, as Nextflow writes it)
+VERSIONS = Path("pipeline_info") / "software_mqc_versions.yml"
+#: the MultiQC config both runners use by default (Nextflow: assets/multiqc_config.yml, a link to it)
+DEFAULT_MULTIQC_CONFIG = Path(__file__).resolve().parents[1] / "data" / "multiqc_config.yml"
 
 
 def stage_order() -> list[str]:
@@ -84,19 +72,27 @@ class Step:
     executable: str = "scregnet"
     optional_tool: bool = False  # skip with a log line when the executable is absent (MultiQC)
     env: dict[str, str] = field(default_factory=dict)
+    part: str = ""  # one of several steps of a stage for this sample (a prediction shard)
+    #: what filled the command line's slots (step table names; the Nextflow modules' input names)
+    slots: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def pooled(self) -> bool:
         return self.stage in POOLED_STAGES
 
     @property
+    def task(self) -> str:
+        """The step's name with its part (``sample1.shard2``), unique within its stage."""
+        return f"{self.name}.{self.part}" if self.part else self.name
+
+    @property
     def label(self) -> str:
-        return f"{self.stage} ({self.name})"
+        return f"{self.stage} ({self.task})"
 
     @property
     def record_name(self) -> str:
         """The file name of this step's record in ``pipeline_info/steps/``."""
-        return f"{self.stage}.{self.name}.json"
+        return f"{self.stage}.{self.task}.json"
 
     def command(self) -> list[str]:
         if self.executable == "scregnet":
@@ -185,305 +181,263 @@ def _extra_inputs(tokens: Iterable[str]) -> list[Path]:
     return found
 
 
+def resolve_run_device(spec: str) -> str:
+    """The device every GPU-capable step gets: ``auto`` resolved here once (``cuda`` when a CUDA
+    GPU is visible, else ``cpu``), as Nextflow resolves it per task from ``task.accelerator``;
+    an explicit device is passed on as given (the step checks it)."""
+    if spec != "auto":
+        return spec
+    from scregnet.device import resolve_device
+
+    return resolve_device("auto").type
+
+
+def multiqc_config(params: dict[str, Any]) -> Path:
+    """``multiqc_config`` when given, else the pipeline's own (the file Nextflow's default is)."""
+    given = params.get("multiqc_config")
+    return Path(given) if given else DEFAULT_MULTIQC_CONFIG
+
+
+@dataclass
+class _Planner:
+    """The steps planned so far, and what every step's command line needs besides its slots."""
+
+    params: dict[str, Any]
+    outdir: Path
+    threads: int
+    device: str
+    fasta: Path
+    fai: Path
+    steps: dict[str, list[Step]] = field(default_factory=lambda: {s: [] for s in STAGE_GRAPH})
+
+    def add(
+        self,
+        stage: str,
+        name: str,
+        slots: dict[str, Any],
+        inputs: list[Path],
+        outputs: list[Path],
+        part: str = "",
+    ) -> Step:
+        """A step of ``stage`` whose command line the step table builds from ``slots``."""
+        spec = STEPS[stage]
+        argv = spec.argv(slots, self.params, threads=self.threads, device=self.device)
+        step = Step(stage, name, argv, inputs, outputs, spec.executable, part=part, slots=slots)
+        self.steps[stage].append(step)
+        return step
+
+    @property
+    def motif_files(self) -> list[Path]:
+        motifs = self.params.get("motifs")
+        return [motifs] if motifs is not None else []
+
+
 def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step]:
-    """Expand params + samplesheet into the ordered list of steps."""
-    samples: list[Sample] = read_samplesheet(params["input"])
+    """Expand params + samplesheet into the ordered list of steps.
+
+    Each step's command line is built from :data:`~scregnet.pipeline.steps.STEPS`; the planning
+    below only binds each step's slots (files, shard contigs) and applies the skip rules.
+    Samples are taken in sample-id order, as Nextflow sorts them.
+    """
+    samples: list[Sample] = sorted(read_samplesheet(params["input"]), key=lambda s: s.sample)
     fasta: Path = params["fasta"]
     fai = Path(str(fasta) + ".fai")
     if not fai.exists():
         msg = "FASTA has no .fai index (run `samtools faidx`)"
         raise InputError(msg, fasta)
-    gtf: Path = params["gtf"]
-    seed = str(params.get("seed", 0))
-    common = ["--seed", seed, "--threads", str(threads)]
-    device = ["--device", str(params.get("device", "auto"))]
-    motifs: Path | None = params.get("motifs")
-    motif_files = [motifs] if motifs is not None else []
-    steps: dict[str, list[Step]] = {stage: [] for stage in STAGE_GRAPH}
-    atac, peaks_dir, tracks_dir = outdir / "atac", outdir / "peaks", outdir / "tracks"
-    impute_dir, tfbind_dir, grn_dir = outdir / "impute", outdir / "tfbind", outdir / "grn"
-    frags: dict[str, list[Path]] = {}  # the fragments file and its index
+    device = resolve_run_device(str(params.get("device") or "auto"))
+    p = _Planner(params, outdir, threads, device, fasta, fai)
+    frags, clustered = _plan_atac(p, samples)
+    imputed = _plan_impute(p, samples)
+    tfbind = _plan_tfbind(p, samples, frags, clustered)
+    _plan_grn(p, imputed, tfbind)
+    _plan_report(p)
+    ordered = [step for stage in stage_order() for step in p.steps[stage]]
+    extra_files = _add_extra_args(ordered, params)
+    external = [*_external_inputs(params, samples), *extra_files]
+    check_layout(ordered, samplesheet=Path(params["input"]), external=external)
+    return ordered
+
+
+def _plan_atac(
+    p: _Planner, samples: Sequence[Sample]
+) -> tuple[dict[str, list[Path]], dict[str, Path]]:
+    """FRAGMENTS (BAM samples), PEAKS (unless ``peaks`` is given), COUNT, CLUSTER, TRACKS; returns
+    each sample's fragments file with its index, and its clustered h5ad."""
+    atac, fai, gtf = p.outdir / "atac", p.fai, p.params["gtf"]
+    frags: dict[str, list[Path]] = {}
     clustered: dict[str, Path] = {}
     for s in samples:
         if s.bam is not None:
             frag = atac / f"{s.sample}.fragments.tsv.gz"
             frags[s.sample] = tabix_files(frag, planned=True)
-            steps["FRAGMENTS"].append(
-                Step(
-                    "FRAGMENTS",
-                    s.sample,
-                    [
-                        "fragments",
-                        "--bam",
-                        str(s.bam),
-                        "--out",
-                        str(frag),
-                        "--min-mapq",
-                        str(params["min_mapq"]),
-                        "--barcode-tag",
-                        str(params["barcode_tag"]),
-                        *common,
-                    ],
-                    bam_files(s.bam),
-                    frags[s.sample],
-                )
-            )
+            slots: dict[str, Any] = {"bam": s.bam, "out": frag}
+            p.add("FRAGMENTS", s.sample, slots, bam_files(s.bam), frags[s.sample])
         else:
             assert s.fragments is not None
             frag = s.fragments
             frags[s.sample] = tabix_files(frag)
-        if params.get("peaks") is None:
-            peaks = peaks_dir / f"{s.sample}.narrowPeak"
-            steps["PEAKS"].append(
-                Step(
-                    "PEAKS",
-                    s.sample,
-                    [
-                        "peaks",
-                        "--fragments",
-                        str(frag),
-                        "--genome",
-                        str(fai),
-                        "--out",
-                        str(peaks),
-                        *common,
-                    ],
-                    [*frags[s.sample], fai],
-                    [peaks],
-                )
-            )
-        else:
-            peaks = params["peaks"]
-        count = atac / f"{s.sample}.atac.h5ad"
-        qc = atac / f"{s.sample}.qc.tsv"
-        steps["COUNT"].append(
-            Step(
-                "COUNT",
-                s.sample,
-                [
-                    "count",
-                    "--fragments",
-                    str(frag),
-                    "--peaks",
-                    str(peaks),
-                    "--genome",
-                    str(fai),
-                    "--tss",
-                    str(gtf),
-                    "--min-fragments",
-                    str(params["min_fragments"]),
-                    "--tile-size",
-                    str(params["tile_size"]),
-                    "--qc",
-                    str(qc),
-                    "--out",
-                    str(count),
-                    *common,
-                ],
-                [*frags[s.sample], peaks, fai, gtf],
-                [count, qc],
-            )
-        )
+        peaks = p.params.get("peaks")
+        if peaks is None:
+            peaks = p.outdir / "peaks" / f"{s.sample}.narrowPeak"
+            slots = {"fragments": frag, "fai": fai, "out": peaks}
+            p.add("PEAKS", s.sample, slots, [*frags[s.sample], fai], [peaks])
+        count, qc = atac / f"{s.sample}.atac.h5ad", atac / f"{s.sample}.qc.tsv"
+        slots = {"fragments": frag, "peaks": peaks, "fai": fai, "gtf": gtf, "out": count, "qc": qc}
+        p.add("COUNT", s.sample, slots, [*frags[s.sample], peaks, fai, gtf], [count, qc])
         clustered[s.sample] = atac / f"{s.sample}.clustered.h5ad"
-        steps["CLUSTER"].append(
-            Step(
-                "CLUSTER",
-                s.sample,
-                ["cluster", "--atac", str(count), "--out", str(clustered[s.sample]), *common],
-                [count],
-                [clustered[s.sample]],
-            )
-        )
-        track_dir = tracks_dir / s.sample
-        steps["TRACKS"].append(
-            Step(
-                "TRACKS",
-                s.sample,
-                [
-                    "tracks",
-                    "--fragments",
-                    str(frag),
-                    "--clusters",
-                    str(clustered[s.sample]),
-                    "--genome",
-                    str(fai),
-                    "--outdir",
-                    str(track_dir),
-                    *common,
-                ],
-                [*frags[s.sample], clustered[s.sample], fai],
-                [track_dir],
-            )
-        )
+        slots = {"atac": count, "out": clustered[s.sample]}
+        p.add("CLUSTER", s.sample, slots, [count], [clustered[s.sample]])
+        tracks = p.outdir / "tracks" / s.sample
+        slots = {"fragments": frag, "clustered": clustered[s.sample], "fai": fai, "out": tracks}
+        p.add("TRACKS", s.sample, slots, [*frags[s.sample], clustered[s.sample], fai], [tracks])
+    return frags, clustered
+
+
+def _plan_impute(p: _Planner, samples: Sequence[Sample]) -> dict[str, Path]:
+    """IMPUTE for each sample with scRNA; returns the imputed h5ad per sample."""
     imputed: dict[str, Path] = {}
+    bulk_rna: Path | None = p.params.get("bulk_rna")
     for s in samples:
         if s.rna is None:
             continue
-        imputed[s.sample] = impute_dir / f"{s.sample}.imputed.h5ad"
-        argv = ["impute", "--rna", str(s.rna), "--out", str(imputed[s.sample]), *device, *common]
-        inputs = [s.rna]
-        if params.get("bulk_rna") is not None:
-            argv += ["--bulk", str(params["bulk_rna"])]
-            inputs.append(params["bulk_rna"])
-        if params.get("impute_epochs"):
-            argv += ["--epochs", str(params["impute_epochs"])]
-        steps["IMPUTE"].append(Step("IMPUTE", s.sample, argv, inputs, [imputed[s.sample]]))
-    model = params.get("tfbind_model")
-    if model is None and params.get("bulk_sheet") is not None:
+        imputed[s.sample] = p.outdir / "impute" / f"{s.sample}.imputed.h5ad"
+        slots = {"rna": s.rna, "bulk_rna": bulk_rna, "out": imputed[s.sample]}
+        inputs = [s.rna, *([bulk_rna] if bulk_rna is not None else [])]
+        p.add("IMPUTE", s.sample, slots, inputs, [imputed[s.sample]])
+    return imputed
+
+
+def _plan_tfbind(
+    p: _Planner,
+    samples: Sequence[Sample],
+    frags: dict[str, list[Path]],
+    clustered: dict[str, Path],
+) -> dict[str, Path]:
+    """TFBIND_TRAIN (unless ``tfbind_model`` is given; needs ``bulk_sheet``), TFBIND_PREDICT per
+    sample and contig shard, TFBIND_MERGE per sample; returns the merged h5ad per sample."""
+    tfbind_dir, fasta, motifs = p.outdir / "tfbind", p.fasta, p.params.get("motifs")
+    model = p.params.get("tfbind_model")
+    if model is None and p.params.get("bulk_sheet") is not None:
         model = tfbind_dir / "model.pt"
-        argv = [
-            "tfbind",
-            "train",
-            "--fasta",
-            str(fasta),
-            "--bulk",
-            str(params["bulk_sheet"]),
-            "--out",
-            str(model),
-            *device,
-            *common,
-        ]
-        if params.get("tfbind_epochs"):
-            argv += ["--epochs", str(params["tfbind_epochs"])]
-        # the motif-scan input tracks come from the given JASPAR file, else pyjaspar's release
-        if motifs is not None:
-            argv += ["--motifs", str(motifs)]
-        inputs = [*fasta_files(fasta), *bulk_sheet_files(params["bulk_sheet"]), *motif_files]
-        steps["TFBIND_TRAIN"].append(Step("TFBIND_TRAIN", POOLED, argv, inputs, [model]))
-    tfbind: dict[str, Path] = {}
-    if model is not None:
-        # One shard covering every chromosome here; Nextflow runs one shard per chromosome. Both merge.
-        chrom_names = list(read_chrom_sizes(fai))
-        bad = [c for c in chrom_names if "," in c]
-        if bad:
-            msg = f"chromosome name {bad[0]!r} contains ',' (the separator of --chrom lists)"
-            raise InputError(msg, fai)
-        for s in samples:
-            shard = tfbind_dir / SHARDS_DIR / f"{s.sample}.all.tfbind_shard.h5ad"
-            argv = [
-                "tfbind",
-                "predict",
-                "--model",
-                str(model),
-                "--fasta",
-                str(fasta),
-                "--atac",
-                str(clustered[s.sample]),
-                "--fragments",
-                str(frags[s.sample][0]),
-                "--chrom",
-                ",".join(chrom_names),
-                "--out",
-                str(shard),
-                *device,
-                *common,
-            ]
-            if motifs is not None:
-                argv += ["--motifs", str(motifs)]
-            steps["TFBIND_PREDICT"].append(
-                Step(
-                    "TFBIND_PREDICT",
-                    s.sample,
-                    argv,
-                    [
-                        model,
-                        *fasta_files(fasta),
-                        clustered[s.sample],
-                        *frags[s.sample],
-                        *motif_files,
-                    ],
-                    [shard],
-                )
-            )
-            tfbind[s.sample] = tfbind_dir / f"{s.sample}.tfbind.h5ad"
-            binding_tracks = tfbind_dir / s.sample
-            argv = [
-                "tfbind",
-                "merge",
-                "--shards",
-                str(shard),
-                "--atac",
-                str(clustered[s.sample]),
-                "--out",
-                str(tfbind[s.sample]),
-                "--tracks-outdir",
-                str(binding_tracks),
-                *common,
-            ]
-            steps["TFBIND_MERGE"].append(
-                Step(
-                    "TFBIND_MERGE",
-                    s.sample,
-                    argv,
-                    [shard, clustered[s.sample]],
-                    [tfbind[s.sample], binding_tracks],
-                )
-            )
-    if imputed:
-        grn = grn_dir / "grn_edges.tsv"
-        argv = ["grn"]
-        for path in imputed.values():
-            argv += ["--rna", str(path)]
-        grn_inputs: list[Path] = [*imputed.values()]
-        if params.get("grn_labels") is not None:
-            argv += ["--labels", str(params["grn_labels"])]
-            grn_inputs.append(params["grn_labels"])
-        elif tfbind:
-            for path in tfbind.values():
-                argv += ["--prior", str(path)]
-            argv += ["--gtf", str(gtf)]
-            grn_inputs += [*tfbind.values(), gtf]
-        else:
-            grn_inputs = []
-        if params.get("tfs") is not None:
-            argv += ["--tfs", str(params["tfs"])]
-            grn_inputs.append(params["tfs"])
-        if params.get("grn_epochs"):
-            argv += ["--epochs", str(params["grn_epochs"])]
-        if grn_inputs:
-            attention = grn_dir / "grn_attention.tsv"
-            argv += ["--out", str(grn), "--attention-out", str(attention), *device, *common]
-            steps["GRN"].append(Step("GRN", POOLED, argv, grn_inputs, [grn, attention]))
-        else:
-            log.warning(
-                "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
-            )
-    report = outdir / "report" / "report.html"
+        sheet = p.params["bulk_sheet"]
+        slots = {
+            "fasta": fasta,
+            "bulk_sheet": sheet,
+            "motifs": motifs,
+            "out": model,
+            # '_' starts no sample id: no sample's files can be here
+            "state": tfbind_dir / "_state" / "tfbind_train.state",
+        }
+        inputs = [*fasta_files(fasta), *bulk_sheet_files(sheet), *p.motif_files]
+        p.add("TFBIND_TRAIN", POOLED, slots, inputs, [model])
+    if model is None:
+        return {}
+    contigs = list(read_chrom_sizes(p.fai).items())
+    check_contig_names(contigs, p.fai)
+    skip = [c for c in str(p.params.get("tfbind_skip_chroms") or "").split(",") if c]
+    n_shards = int(p.params.get("tfbind_shards") or DEFAULTS["tfbind_shards"])
+    shards = prediction_shards(contigs, skip, n_shards)
+    if not shards:
+        return {}
+    merged: dict[str, Path] = {}
+    for s in samples:
+        shard_files = []
+        for shard_id, chroms in shards:
+            shard = tfbind_dir / SHARDS_DIR / f"{s.sample}.{shard_id}.tfbind.h5ad"
+            slots = {
+                "model": model,
+                "fasta": fasta,
+                "atac": clustered[s.sample],
+                "fragments": frags[s.sample][0],
+                "chroms": chroms,
+                "motifs": motifs,
+                "out": shard,
+            }
+            inputs = [model, *fasta_files(fasta), clustered[s.sample], *frags[s.sample]]
+            p.add("TFBIND_PREDICT", s.sample, slots, inputs + p.motif_files, [shard], shard_id)
+            shard_files.append(shard)
+        shard_files.sort(key=lambda path: path.name)  # Nextflow groups them by file name
+        merged[s.sample] = tfbind_dir / f"{s.sample}.tfbind.h5ad"
+        slots = {
+            "shards": shard_files,
+            "atac": clustered[s.sample],
+            "skipped_chroms": skipped_contigs(contigs, skip),
+            "out": merged[s.sample],
+            "binding": tfbind_dir / s.sample,
+        }
+        outputs = [merged[s.sample], tfbind_dir / s.sample]
+        p.add("TFBIND_MERGE", s.sample, slots, [*shard_files, clustered[s.sample]], outputs)
+    return merged
+
+
+def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) -> None:
+    """GRN over every imputed view, supervised by ``grn_labels`` or else the TF-binding priors."""
+    if not imputed:
+        return
+    labels: Path | None = p.params.get("grn_labels")
+    tfs: Path | None = p.params.get("tfs")
+    if labels is None and not tfbind:
+        log.warning(
+            "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
+        )
+        return
+    gtf: Path = p.params["gtf"]
+    grn, attention = p.outdir / "grn" / "grn_edges.tsv", p.outdir / "grn" / "grn_attention.tsv"
+    priors = [] if labels is not None else list(tfbind.values())
+    slots = {
+        "rna": list(imputed.values()),
+        "labels": labels,
+        "priors": priors,
+        "gtf": None if labels is not None else gtf,
+        "tfs": tfs,
+        "out": grn,
+        "attention": attention,
+    }
+    inputs = [*imputed.values(), *([labels] if labels is not None else [*priors, gtf])]
+    inputs += [tfs] if tfs is not None else []
+    p.add("GRN", POOLED, slots, inputs, [grn, attention])
+
+
+def _plan_report(p: _Planner) -> None:
+    """REPORT over the results folder, then MultiQC over REPORT's tables and the versions YAML."""
+    report = p.outdir / "report" / "report.html"
     # the report reads the results folder: every output of the steps above, their records (the
     # commands it lists) and the evaluation when there is one
-    upstream = [o for stage in stage_order() for step in steps[stage] for o in step.outputs]
-    upstream += [outdir / RECORDS / s.record_name for stage in stage_order() for s in steps[stage]]
-    upstream.append(outdir / "evaluation.json")
-    steps["REPORT"].append(
-        Step(
-            "REPORT",
-            POOLED,
-            ["report", "--results", str(outdir), "--out", str(report), *common],
-            upstream,
-            [report],
-        )
-    )
-    steps["MULTIQC"].append(
-        Step(
-            "MULTIQC",
-            POOLED,
-            [str(outdir / "report"), "--outdir", str(outdir / "multiqc"), "--force"],
-            [report.parent],
-            [outdir / "multiqc" / "multiqc_report.html"],
-            executable="multiqc",
-            optional_tool=True,
-        )
-    )
-    ordered = [step for stage in stage_order() for step in steps[stage]]
+    before = [step for stage in stage_order() for step in p.steps[stage]]
+    upstream = [o for step in before for o in step.outputs]
+    upstream += [p.outdir / RECORDS / step.record_name for step in before]
+    upstream.append(p.outdir / "evaluation.json")
+    p.add("REPORT", POOLED, {"results": p.outdir, "out": report}, upstream, [report])
+    # MultiQC reads REPORT's one-row-per-sample tables (report/*_mqc.tsv) and the versions YAML
+    config, versions = multiqc_config(p.params), p.outdir / VERSIONS
+    slots = {
+        "multiqc_config": config,
+        "multiqc_files": [report.parent, versions],
+        "outdir": p.outdir / "multiqc",
+    }
+    inputs = [report.parent, versions, config]
+    step = p.add("MULTIQC", POOLED, slots, inputs, [p.outdir / "multiqc" / "multiqc_report.html"])
+    step.optional_tool = True
+
+
+def _add_extra_args(steps: Sequence[Step], params: dict[str, Any]) -> list[Path]:
+    """Append each ``<process>_args`` param (extra flags, like Nextflow's ext.args) to its steps;
+    the existing files they name become inputs. Returns those files."""
     extra_files: list[Path] = []
-    for step in ordered:  # `<process>_args` params: extra flags, like Nextflow's ext.args
+    for step in steps:
         extra = params.get(f"{step.stage.lower()}_args")
         if extra and step.executable == "scregnet":
             tokens = shlex.split(str(extra))
             step.argv += tokens
             named = _extra_inputs(tokens)
-            step.inputs += [p for p in named if p not in step.inputs]
+            step.inputs += [path for path in named if path not in step.inputs]
             extra_files += named
+    return extra_files
+
+
+def _external_inputs(params: dict[str, Any], samples: Sequence[Sample]) -> list[Path]:
+    """Every input file from outside the pipeline (no step may write over one)."""
     external = [Path(params[k]) for k in PATH_KEYS if params.get(k) is not None]
     for s in samples:
         if s.bam is not None:
@@ -494,9 +448,7 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
             external.append(s.rna)
     if params.get("bulk_sheet") is not None:
         external += bulk_sheet_files(params["bulk_sheet"])
-    external += extra_files
-    check_layout(ordered, samplesheet=Path(params["input"]), external=external)
-    return ordered
+    return external
 
 
 # ---- output layout -------------------------------------------------------------------------------
@@ -555,23 +507,6 @@ def _layout_error(
 
 
 # ---- scheduling ----------------------------------------------------------------------------------
-
-#: Rough seconds one step of each stage takes (CPU test profile). They only
-#: decide which ready step starts first (the longest remaining chain first), never what it computes.
-STAGE_COST: dict[str, float] = {
-    "FRAGMENTS": 13,
-    "PEAKS": 20,
-    "COUNT": 5,
-    "CLUSTER": 18,
-    "TRACKS": 7,
-    "IMPUTE": 40,
-    "TFBIND_TRAIN": 180,
-    "TFBIND_PREDICT": 22,
-    "TFBIND_MERGE": 6,
-    "GRN": 165,
-    "REPORT": 8,
-    "MULTIQC": 5,
-}
 
 
 def _stage_ancestors() -> dict[str, set[str]]:
@@ -634,20 +569,3 @@ def step_priorities(
         cost = STAGE_COST.get(steps[i].stage, 1.0) if costs is None else costs[i]
         level[i] = cost + max((level[k] for k in dependents[i]), default=0.0)
     return level
-
-
-#: ``--profile test``: the simulator's ``small`` world with short training (mirrors conf/test.config).
-TEST_PROFILE: dict[str, Any] = {
-    "preset": "small",
-    "seed": 0,
-    "impute_epochs": 10,
-    "tfbind_epochs": 4,
-    # two epochs: on this world more epochs give the same edge scores, and the demo stays short
-    "grn_epochs": 2,
-    "min_fragments": 500,
-    # CPU-sized TF-binding network (the default is the paper's 160/240/240 + 919, meant for a GPU)
-    "tfbind_train_args": "--filters 16,24,24 --hidden 32 --lr 3e-3 --negative-ratio 2",
-    # the calibrated CPU-sized model predicts low probabilities; take weaker binding as a prior
-    # (0.5 gave no better labels on this world: expression score EPR 2.96 vs 3.09)
-    "grn_args": "--prior-threshold 0.05",
-}
