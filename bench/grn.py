@@ -8,8 +8,9 @@ pairs, and AUPRC ratio / EPR on the full out-of-fold ranking (every TF x target,
 a model that never saw it). Each model makes its own held-out choices (read-out, epoch, network
 on/off) on its training TFs only (``scregnet.grn.train.fit``); what it chose is listed per fold.
 Ablation: the model on each single view, without the held-out selection (``val_fraction = 0``,
-the session-2 model) and without any pair features (DeepMCL as published). Speed: pairs/s for
-image building and for scoring (images + CNN + head) on this machine's CPU.
+the session-2 model) and without any pair features (DeepMCL as published). Speed (``--speed``): pairs/s
+of image building and of scoring (images + network + head) at 10^5 and 10^6 pairs on a real
+BEELINE set, with peak memory, on this machine's CPU.
 
     .venv/bin/python bench/grn.py --world /path/to/small_world [--beeline ../shared/data/beeline_gsd]
 
@@ -226,27 +227,76 @@ def table(held: pd.DataFrame, full: pd.DataFrame, order: list[str]) -> str:
     return "\n".join(lines)
 
 
-def speed(data: ExpressionViews, n_pairs: int = 20_000) -> dict[str, float]:
-    """Pairs/s for primary-image building and for full scoring with an untrained model."""
+def speed(
+    data: ExpressionViews, sizes: list[int], labels: PairLabels | None = None
+) -> list[dict[str, float]]:
+    """Per size: pairs/s of scoring (images + network + head, ``grn.infer.iter_scores``, the
+    network's gate on) over about that many TF x gene pairs, and the process's peak resident memory
+    so far (sizes run in increasing order). Image building alone is timed on the first size.
+    ``labels``: the training pairs whose label features the head reads (none: zeros)."""
+    import resource
+
     from scregnet.grn.infer import iter_scores
     from scregnet.grn.model import DeepMCL
+    from scregnet.grn.train import use_labels
 
     seed_everything(0)
     builder = ImageBuilder(data)
+    if labels is not None:
+        use_labels(builder, labels)
     g = builder.n_genes
-    rng = np.random.default_rng(0)
-    a = torch.as_tensor(rng.integers(0, g, n_pairs))
-    b = torch.as_tensor(rng.integers(0, g, n_pairs))
-    t0 = time.perf_counter()
-    for s in range(0, n_pairs, 2048):
-        builder.primary(a[s : s + 2048], b[s : s + 2048])
-    build = n_pairs / (time.perf_counter() - t0)
     model = DeepMCL(GRNConfig()).eval()
-    n_tfs = max(1, n_pairs // (g - 1))
-    t0 = time.perf_counter()
-    n = sum(len(batch[0]) for batch in iter_scores(model, builder, list(range(n_tfs))))
-    score = n / (time.perf_counter() - t0)
-    return {"image_pairs_per_s": build, "score_pairs_per_s": score, "cells": sum(data.n_cells())}
+    if model.gate is not None:
+        with torch.no_grad():
+            model.gate.fill_(1.0)
+    rng = np.random.default_rng(0)
+    out = []
+    for n_pairs in sorted(sizes):
+        row: dict[str, float] = {"pairs": 0.0, "cells": float(sum(data.n_cells())), "genes": g}
+        if not out:
+            a = torch.as_tensor(rng.integers(0, g, n_pairs))
+            b = torch.as_tensor(rng.integers(0, g, n_pairs))
+            t0 = time.perf_counter()
+            for s in range(0, n_pairs, 2048):
+                builder.primary(a[s : s + 2048], b[s : s + 2048])
+            row["image_pairs_per_s"] = n_pairs / (time.perf_counter() - t0)
+        n_tfs = min(g, -(-n_pairs // (g - 1)))
+        tfs = rng.choice(g, n_tfs, replace=False).tolist()
+        t0 = time.perf_counter()
+        n = sum(len(batch[0]) for batch in iter_scores(model, builder, tfs))
+        row["pairs"] = float(n)
+        row["score_pairs_per_s"] = n / (time.perf_counter() - t0)
+        row["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        log.info("speed: %s", row)
+        out.append(row)
+    return out
+
+
+def speed_lines(rows: list[dict[str, float]]) -> str:
+    head = (
+        f"Speed (CPU, {torch.get_num_threads()} thread(s), {rows[0]['genes']:.0f} genes x "
+        f"{rows[0]['cells']:.0f} cells): image building {rows[0]['image_pairs_per_s']:.0f} pairs/s"
+    )
+    return "\n".join(
+        [head]
+        + [
+            f"- {r['pairs']:.0f} pairs: scoring (images + network + head) "
+            f"{r['score_pairs_per_s']:.0f} pairs/s, peak resident memory {r['peak_rss_gb']:.2f} GB"
+            for r in rows
+        ]
+    )
+
+
+def run_speed(root: Path, args: argparse.Namespace) -> str:
+    """:func:`speed` on a real BEELINE set (mESC, the most genes), label features from split 0's
+    training TFs."""
+    from scregnet.grn.beeline import load_set, tf_folds, tf_pairs
+
+    data = load_set(root, "Non-Specific", "mESC")
+    _, train_tfs = tf_folds(data.regulators, 0)
+    views = ExpressionViews(list(data.genes), ["all"], [data.expr])
+    rows = speed(views, args.speed_pairs, tf_pairs(train_tfs, len(data.genes), data.true))
+    return f"BEELINE {data.name}\n" + speed_lines(rows)
 
 
 def run_world(world: Path, args: argparse.Namespace) -> str:
@@ -285,18 +335,14 @@ def run_world(world: Path, args: argparse.Namespace) -> str:
         baselines=baselines,
         configs=configs,
     )
-    sp = speed(data)
+    sp = speed(data, [20_000])
     head = (
         f"Simulator world {world.name}: {len(genes)} genes, {len(tfs)} TFs, views "
         f"{', '.join(f'{v} ({n} cells)' for v, n in zip(data.views, data.n_cells(), strict=True))}, "
         f"{len(true)} true edges; {args.folds}-fold TF-aware CV, {len(targets)} candidate targets, "
         f"{args.epochs} epochs."
     )
-    speed_line = (
-        f"Speed (CPU, {torch.get_num_threads()} thread(s), {sp['cells']} cells): image building "
-        f"{sp['image_pairs_per_s']:.0f} pairs/s; scoring (images + CNN + head) "
-        f"{sp['score_pairs_per_s']:.0f} pairs/s."
-    )
+    speed_line = speed_lines(sp)
     held.to_csv(args.outdir / "grn_world_folds.tsv", sep="\t", index=False)
     return "\n\n".join(
         [head, table(held, full, [*configs, *baselines]), choice_lines(choices), speed_line]
@@ -359,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-ablation", action="store_true", help="skip the ablation of our extensions"
     )
+    parser.add_argument(
+        "--speed", type=Path, help="BEELINE real-data root: time scoring only (--speed-pairs)"
+    )
+    parser.add_argument("--speed-pairs", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--outdir", type=Path, default=Path("."))
     args = parser.parse_args(argv)
@@ -368,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[tuple[Path | None, Callable[[Path, argparse.Namespace], str]]] = [
         (args.world, run_world),
         (args.beeline, run_beeline),
+        (args.speed, run_speed),
     ]
     for path, fn in runs:
         if path is not None:

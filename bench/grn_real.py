@@ -155,6 +155,8 @@ def run_models(
                 epochs=args.epochs,
                 max_pairs_per_epoch=args.max_pairs,
                 network=not args.readout_only,
+                pos_weight=args.pos_weight,
+                sampling=args.sampling,
             ),
             rng=rng,
         )
@@ -312,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         "reported as 'scregnet read-out'; DeepMCL is not run",
     )
     parser.add_argument("--max-pairs", type=int, default=2048, help="training pairs per epoch")
+    parser.add_argument(
+        "--pos-weight", type=float, default=TrainConfig.pos_weight, help="positive-class weight"
+    )
+    parser.add_argument("--sampling", default=TrainConfig.sampling, help="natural or balanced")
     parser.add_argument("--no-trees", action="store_true")
     parser.add_argument(
         "--trees-dir", type=Path, default=None, help="use only the tree scores cached there"

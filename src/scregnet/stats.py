@@ -3,6 +3,9 @@
 - Ranking: AUROC, AUPRC (average precision, the step-wise area; scikit-learn's definition),
   AUPRC ratio and early precision ratio (EPR) as defined by BEELINE (Pratapa et al. 2020).
 - Association: |Spearman| between TFs and genes in one matrix product.
+- Rank aggregation: the mean fractional rank of an expression score and a binding score
+  (:func:`rank_mean`), the GRN stage's published edge score with ``--prior`` and the scorer's
+  same-evidence baseline.
 - Counts: the normalisation constant (counts per ``TARGET_SUM``) and the expected log-normalised
   value of a Poisson count (:func:`expected_log1p`), shared by imputation and its scorer.
 
@@ -96,6 +99,35 @@ def abs_spearman(expr: NDArray[np.floating], tfs: Sequence[int]) -> NDArray[np.f
     scores = np.abs(z[:, list(tfs)].T @ z)
     scores[np.arange(len(tfs)), list(tfs)] = 0.0
     return np.clip(scores, 0.0, 1.0)
+
+
+def fractional_rank(values: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Ranks scaled to (0, 1], ties sharing their mean rank."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.float64)
+    return np.asarray(rankdata(values, method="average"), dtype=np.float64) / values.size
+
+
+def rank_mean(
+    expression: NDArray[np.floating], binding: NDArray[np.floating]
+) -> NDArray[np.float32]:
+    """Mean fractional rank of ``expression`` and ``binding`` per pair (``binding`` NaN = no evidence).
+
+    Rank averaging (the "wisdom of crowds" aggregation of DREAM5, Marbach et al. 2012) is
+    calibration-free: neither score's scale matters, and a pair must rank well on both to rank at
+    the top. Where ``binding`` is NaN the pair's score is its expression rank alone; the binding
+    ranks are taken over the pairs that have binding evidence.
+    """
+    expression = np.asarray(expression, dtype=np.float64)
+    binding = np.asarray(binding, dtype=np.float64)
+    if expression.shape != binding.shape:
+        msg = f"expression {expression.shape} and binding {binding.shape} scores differ in shape"
+        raise ValueError(msg)
+    out = fractional_rank(expression)
+    known = ~np.isnan(binding)
+    if known.any():
+        out[known] = 0.5 * (out[known] + fractional_rank(binding[known]))
+    return out.astype(np.float32)
 
 
 #: the library size every cell is normalised to before log1p (counts per 10k)

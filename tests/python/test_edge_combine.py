@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scregnet.grn.combine import fractional_rank, rank_mean
+from scregnet.stats import fractional_rank, rank_mean
 
 
 def test_fractional_rank_shares_ties() -> None:

@@ -194,7 +194,7 @@ def test_golden_fails_when_the_grn_score_weighs_binding_a_little_more(
 ) -> None:
     """The edge score recomputed from the table's two evidence columns (rank mean) passes; with
     the binding rank weighted 0.6 instead of 0.5 it fails."""
-    from scregnet.grn.combine import fractional_rank
+    from scregnet.stats import fractional_rank
 
     golden = json.loads(GOLDEN.read_text())
     edges = pd.read_csv(tiny_run / "grn" / "grn_edges.tsv", sep="\t")

@@ -14,8 +14,7 @@ import scipy.sparse as sp
 from grn_synth import write_world
 
 from scregnet.cli.main import main as cli
-from scregnet.grn.combine import rank_mean
-from scregnet.stats import auprc
+from scregnet.stats import auprc, rank_mean
 
 FAST = ["--epochs", "1", "--val-fraction", "0", "--threads", "1", "--device", "cpu"]
 
@@ -349,3 +348,67 @@ def test_scorer_spearman_baseline_matches_scipy(tmp_path: Path) -> None:
     np.testing.assert_allclose(got[:4], want, rtol=1e-9)
     assert got[4] == 0.0  # a TF absent from the expression scores 0
     assert got[0] > 0.5
+
+
+def test_scorer_baselines_with_the_binding_evidence(tmp_path: Path) -> None:
+    """With a ``binding_prior`` column the scorer also reports the binding prior alone and the rank
+    mean of |Spearman| with it; both equal scikit-learn / scipy / pandas computed here."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import average_precision_score
+
+    from scregnet.evaluate.score_grn import score
+
+    rng = np.random.default_rng(5)
+    genes = [f"G{i}" for i in range(12)]
+    (tmp_path / "samples").mkdir()
+    counts = rng.poisson(3.0, (80, len(genes))).astype(np.float32)
+    counts[:, 4:8] += counts[:, [0]]  # G0 co-varies with G4..G7
+    a = ad.AnnData(counts)
+    a.var_names = genes
+    a.write_h5ad(tmp_path / "samples" / "s1.rna.h5ad")
+    x = np.log1p(counts / counts.sum(axis=1, keepdims=True) * 1e4)
+    tfs, targets = ["G0", "G1", "G2"], genes[3:]
+    pairs = pd.DataFrame([(t, g) for t in tfs for g in targets], columns=["tf", "target"])
+    binding = rng.uniform(0, 1, len(pairs))
+    binding[pairs.tf.to_numpy() == "G2"] = np.nan  # a TF scored without binding evidence
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    true = {("G0", "G4"), ("G0", "G5"), ("G1", "G9"), ("G2", "G6"), ("G0", "G10")}
+    pd.DataFrame(sorted(true), columns=["tf", "target"]).to_csv(
+        truth / "grn_edges.tsv", sep="\t", index=False
+    )
+    (tmp_path / "results" / "grn").mkdir(parents=True)
+    edges = pairs.assign(score=rng.uniform(0, 1, len(pairs)), binding_prior=binding)
+    edges.to_csv(tmp_path / "results" / "grn" / "grn_edges.tsv", sep="\t", index=False)
+    result = score(truth, tmp_path / "results")
+    assert result is not None
+
+    y = np.array([(t, g) in true for t, g in zip(pairs.tf, pairs.target, strict=True)])
+    rho = np.array(
+        [
+            abs(spearmanr(x[:, genes.index(t)], x[:, genes.index(g)])[0])
+            for t, g in zip(pairs.tf, pairs.target, strict=True)
+        ]
+    )
+    known = ~np.isnan(binding)
+    mean_rank = rho.argsort().argsort() + 1.0
+    mean_rank /= len(rho)  # no ties among the continuous |Spearman| values
+    b_rank = pd.Series(binding[known]).rank(pct=True).to_numpy()
+    mean_rank[known] = (mean_rank[known] + b_rank) / 2
+    alone = np.where(known, binding, -1.0)
+    for key, s in (("binding_prior_baseline", alone), ("spearman_binding_baseline", mean_rank)):
+        top = np.argsort(-s)[: len(true)]
+        assert result[key]["auprc_ratio"] == pytest.approx(
+            average_precision_score(y, s) / y.mean()
+        ), key
+        assert result[key]["epr"] == pytest.approx(y[top].mean() / y.mean()), key
+    # the pipeline's own score is scored separately and differs from both baselines here
+    assert result["auprc_ratio"] == pytest.approx(
+        average_precision_score(y, edges.score) / y.mean()
+    )
+    edges.drop(columns="binding_prior").to_csv(
+        tmp_path / "results" / "grn" / "grn_edges.tsv", sep="\t", index=False
+    )
+    result = score(truth, tmp_path / "results")
+    assert result is not None
+    assert "binding_prior_baseline" not in result and "spearman_binding_baseline" not in result

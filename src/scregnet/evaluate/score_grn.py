@@ -4,6 +4,11 @@ Over the full ranking (every scored TF-target pair; a pair is positive when it i
 AUROC, AUPRC, BEELINE's AUPRC ratio and EPR, plus how many true edges the ranking covers. The
 |Spearman| baseline on the same pairs is computed beside it from the world's observed scRNA
 (``<world>/samples/*.rna.h5ad``, log1p of counts per 10k, samples pooled) when those files exist.
+When the ranking carries binding evidence (a ``binding_prior`` column: ``scregnet grn --prior``,
+whose published score is the rank mean of an expression score and that prior), the baselines
+with the same evidence are scored too: the binding prior alone (pairs without binding last) and
+the rank mean of |Spearman| with the binding prior (:func:`scregnet.stats.rank_mean`, the
+published score's combination with |Spearman| in place of the network).
 Held-out-TF figures need retraining and live in ``bench/grn.py``.
 """
 
@@ -18,7 +23,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
-from scregnet.stats import auprc, auprc_ratio, auroc, early_precision_ratio
+from scregnet.stats import auprc, auprc_ratio, auroc, early_precision_ratio, rank_mean
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +108,21 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     if labels.sum() == 0:
         log.warning("no true edge among the %d scored pairs", len(edges))
         return result
+    if "method" in edges.columns and len(edges):
+        result["method"] = str(edges.method.iloc[0])
     result.update(ranking_metrics(labels, edges.score.to_numpy(np.float64)))
-    baseline = _spearman_baseline(truth_dir.parent, edges)
-    if baseline is not None:
-        result["spearman_baseline"] = ranking_metrics(labels, baseline)
+    spearman = _spearman_baseline(truth_dir.parent, edges)
+    if spearman is not None:
+        result["spearman_baseline"] = ranking_metrics(labels, spearman)
+    if "binding_prior" in edges.columns:
+        binding = edges.binding_prior.to_numpy(np.float64)
+        # pairs without binding evidence (NaN) rank below every bound pair
+        floor = np.nanmin(binding) - 1.0 if np.isfinite(binding).any() else 0.0
+        result["binding_prior_baseline"] = ranking_metrics(
+            labels, np.where(np.isnan(binding), floor, binding)
+        )
+        if spearman is not None:
+            result["spearman_binding_baseline"] = ranking_metrics(
+                labels, rank_mean(spearman, binding).astype(np.float64)
+            )
     return result

@@ -41,11 +41,16 @@ class EdgeScores:
     method: str = ""
 
     def combine_with_binding(self, tfs: Sequence[str], prior: NDArray[np.float32]) -> None:
-        """``score`` := rank mean of the network's score and the binding prior (see grn.combine).
+        """``score`` := rank mean of the network's score and the binding prior (:func:`scregnet.stats.rank_mean`).
+
+        The network learns from expression alone which pairs look like the pairs the binding labels
+        positive; the binding itself (TF bound near the gene's TSS in these cells) is separate
+        evidence the network's score does not carry, so the two are rank-averaged. Pairs of TFs
+        without binding evidence (scored through ``--tfs`` only) keep their expression rank.
 
         ``prior`` is the ``(tfs, genes)`` TSS-window binding matrix the labels were drawn from.
         """
-        from scregnet.grn.combine import rank_mean
+        from scregnet.stats import rank_mean
 
         row = np.full(len(self.genes), -1, dtype=np.intp)  # gene index -> prior row
         index = {g: i for i, g in enumerate(self.genes)}

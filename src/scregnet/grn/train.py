@@ -76,6 +76,9 @@ class TrainConfig:
     #: precision, see docs/benchmarks.md); ``balanced``: as many positive as negative pairs per
     #: epoch (positives resampled), as DeepMCL trains
     sampling: str = "natural"
+    #: weight of a positive pair in the classification loss (class weighting for sparse truths;
+    #: 1: unweighted)
+    pos_weight: float = 1.0
     amp: bool = True
     #: TF-aware inner folds of the training TFs for the held-out choice of the skip read-out (and
     #: of the network when one ``val_fraction`` split holds too few positives)
@@ -423,7 +426,11 @@ def _train_epochs(
             )
             with autocast(device, enabled=config.amp):
                 out = forward_pairs(model, builder, a, b, bank, cells=cells)
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(out.logit.float(), y)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    out.logit.float(),
+                    y,
+                    pos_weight=torch.tensor(config.pos_weight, device=device),
+                )
                 if config.contrastive_weight > 0:
                     loss = loss + config.contrastive_weight * contrastive_loss(
                         out.embedding, y, margin=config.margin
