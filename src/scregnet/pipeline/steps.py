@@ -349,3 +349,19 @@ TEST_PROFILE: dict[str, Any] = {
     # the calibrated CPU-sized model predicts low probabilities; take weaker binding as a prior
     "grn_args": "--prior-threshold 0.05",
 }
+
+
+def mermaid(steps: Mapping[str, Process] = STEPS) -> str:
+    """The pipeline's DAG as a Mermaid flowchart (the README's picture is this text).
+
+    A node names its process and its command; GPU processes are marked ``GPU``, processes that pool
+    every sample are drawn as stadiums, per-sample processes as rectangles.
+    """
+    lines = ["flowchart TD"]
+    for name, p in steps.items():
+        text = " ".join((p.executable, *p.command))
+        label = f"{name}<br/><code>{text}</code>" + ("<br/>GPU" if p.gpu else "")
+        lines.append(f'    {name}(["{label}"])' if p.pooled else f'    {name}["{label}"]')
+    for name, p in steps.items():
+        lines += [f"    {up} --> {name}" for up in p.upstream]
+    return "\n".join(lines) + "\n"
