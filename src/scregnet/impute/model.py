@@ -53,6 +53,7 @@ class ImputeConfig:
     latent_dim: int = 64
     dropout: float = 0.1
     use_unet: bool = True
+    use_attention: bool = True  # False: the branches' features are mixed without attention
     use_neighbours: bool = True
     n_neighbours: int = 15  # neighbours pooled into the neighbour channel
     n_pcs: int = 30  # principal components the neighbours are found in
@@ -321,7 +322,9 @@ class ScDTL(nn.Module):
             # (B, I, G) -> (B, F, G): the transposed patch convolution projects to F channels
             self.unet = UNet1D(c.unet_channels, c.unet_kernels, c.unet_patch, c.in_channels, f)
             fused = 2 * f
-        self.attention = CrossChannelAttention(fused, c.attention_reduction, c.spatial_kernel)
+        self.attention: CrossChannelAttention | None = None
+        if c.use_attention:
+            self.attention = CrossChannelAttention(fused, c.attention_reduction, c.spatial_kernel)
         self.mix = Pointwise(fused, f)
         self.head = GeneWiseHead(f, c.n_genes)
         # per-gene negative binomial dispersion (log of the inverse overdispersion theta)
@@ -346,7 +349,9 @@ class ScDTL(nn.Module):
         if self.unet is not None:
             # (B, I, G) -> (B, C_0, G) -> (B, F, G); concat -> (B, 2F, G)
             feats = torch.cat([feats, self.unet(inputs)], dim=1)
-        fused = F.gelu(self.mix(self.attention(feats)))  # (B, F or 2F, G) -> (B, F, G)
+        if self.attention is not None:
+            feats = self.attention(feats)
+        fused = F.gelu(self.mix(feats))  # (B, F or 2F, G) -> (B, F, G)
         # gene-wise read-out (B, G), residual on the DAE logits
         out = F.softplus(recon + self.head(fused))
         return ImputeOutput(imputed=out, latent=z, dae=dae)
