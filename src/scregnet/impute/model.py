@@ -18,8 +18,9 @@ output layer (:class:`GeneWiseHead`, one weight vector per gene) lets the networ
 how much to trust the cell's own counts against its neighbours' -- the weighting that fixed
 smoothing methods (kNN smoothing, MAGIC) hard-code. ``use_neighbours=False`` is the paper's
 single-channel network. (Measured in docs/benchmarks.md: on real CellBench cells scored by
-molecular cross-validation the channel did not improve the loss, nor did bulk pretraining; the
-U-Net branch did. The channel is kept on by default as the documented design, and the ablation is
+molecular cross-validation the channel did not improve the loss, nor did bulk pretraining or the
+attention fusion (``use_attention=False`` mixes the branches' features without it); the U-Net
+branch did. The channel is kept on by default as the documented design, and the ablation is
 one flag away.)
 
 All tensors are log1p(counts per 10k); ``G`` = genes, ``B`` = batch, ``H``/``L`` = hidden/latent
