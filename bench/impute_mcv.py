@@ -248,6 +248,7 @@ def run_set(
     bulk_all: pd.DataFrame,
     *,
     full: bool,
+    full_fraction: float | None = None,
 ) -> list[dict[str, Any]]:
     counts, genes, labels = load_cells(name)
     keep = np.asarray(counts.sum(axis=1)).ravel() > 0
@@ -288,6 +289,11 @@ def run_set(
             )
             log.info("%s", rows[-1])
     if full:
+        if full_fraction is not None:
+            # development: the full-count scores on the training part of this split seed
+            counts, _ = split_molecules(counts, full_fraction, seed=seed)
+            ok = data.library_sizes(counts) > 0
+            counts, labels = counts[ok], labels[ok]
         lib = data.library_sizes(counts)
         chosen = hvg(counts, genes)
         cols = pd.Index(genes).get_indexer(chosen)
@@ -336,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         "--external-python", default=None, help="interpreter with magic-impute and scvi-tools"
     )
     parser.add_argument("--no-full", action="store_true", help="MCV only (no bulk/ARI/DE)")
+    parser.add_argument(
+        "--full-fraction",
+        type=float,
+        default=None,
+        help="score bulk/ARI/DE on this training fraction of the split (development) "
+        "instead of all counts",
+    )
     parser.add_argument("--model-options", type=json.loads, default=None)
     parser.add_argument("--train-options", type=json.loads, default=None)
     parser.add_argument(
@@ -371,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             ("no bulk pretraining or MMD", {"use_bulk": False}),
             ("no U-Net", {"use_unet": False}),
             ("no neighbour channel", {"use_neighbours": False}),
+            ("no attention", {"model_options": {"use_attention": False}}),
         ):
             methods[f"scregnet, {label}"] = make_scregnet(
                 args.epochs, args.threads, batch_size=args.batch_size, **option
@@ -388,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             bulk,
             full=not args.no_full,
+            full_fraction=args.full_fraction,
         )
     mcv_rows = [r for r in rows if r["split"] != "full"]
     print(

@@ -184,11 +184,13 @@ def test_long_conv_matches_depthwise_conv1d() -> None:
 
 @pytest.mark.parametrize("use_unet", [True, False])
 @pytest.mark.parametrize("use_neighbours", [True, False])
-def test_model_shapes(use_unet: bool, use_neighbours: bool) -> None:
+@pytest.mark.parametrize("use_attention", [True, False])
+def test_model_shapes(use_unet: bool, use_neighbours: bool, use_attention: bool) -> None:
     torch.manual_seed(0)
     cfg = ImputeConfig(
         n_genes=103,
         use_unet=use_unet,
+        use_attention=use_attention,
         use_neighbours=use_neighbours,
         **TINY,  # type: ignore[arg-type]
         **TINY_MODEL,  # type: ignore[arg-type]
@@ -200,6 +202,7 @@ def test_model_shapes(use_unet: bool, use_neighbours: bool) -> None:
     assert out.latent.shape == (5, 8)
     assert (out.imputed >= 0).all()
     assert (model.unet is None) == (not use_unet)
+    assert (model.attention is None) == (not use_attention)
     assert cfg.in_channels == (3 if use_neighbours else 2)
     if use_neighbours:
         # the neighbour channel is an input: changing it changes the output

@@ -172,3 +172,45 @@ def test_model_beats_knn_smoothing_on_cellbench(testdata: Path) -> None:
     got = mcv_loss(model, y, train_library=lib_x, held_library=lib_y, kind="mean").mse
     want = mcv_loss(knn, y, train_library=lib_x, held_library=lib_y, kind="mean").mse
     assert got < want
+
+
+@pytest.mark.slow
+def test_cli_bulk_reads_real_rnamix_profiles(
+    testdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``scregnet impute --bulk`` on real CellBench data: CEL-seq2 3-line cells (h5ad) and the
+    RNAmix pure single-line samples of the same lines (TSV, Ensembl IDs as the cells). The bulk
+    samples are the bulk domain and only genes in both are modelled; the same TSV with versioned
+    IDs shares no gene and fails with one line naming it."""
+    from scregnet.cli import main as cli
+
+    cells = pd.read_csv(testdata / "cellbench" / "sc_celseq2.count.csv.gz", index_col=0)
+    bulk = pd.read_csv(testdata / "cellbench" / "RNAmix_celseq2.count.csv.gz", index_col=0)
+    meta = pd.read_csv(testdata / "cellbench" / "RNAmix_celseq2.metadata.csv.gz", index_col=0)
+    props = meta.reindex(bulk.columns)[["H2228_prop", "H1975_prop", "HCC827_prop"]]
+    pure = bulk.loc[:, (props == 1).any(axis=1).to_numpy()]
+    # 600 of the cells' most expressed genes, a third of them absent from the bulk TSV
+    top = cells.sum(axis=1).nlargest(600).index
+    pure = pure.drop(index=top[::3].intersection(pure.index))
+    adata = ad.AnnData(sp.csr_matrix(cells.loc[top].to_numpy(dtype=np.float32).T))
+    adata.var_names = list(top)
+    rna, tsv = tmp_path / "cells.h5ad", tmp_path / "rnamix_pure.tsv"
+    adata.write_h5ad(rna)
+    pure.rename_axis("gene").to_csv(tsv, sep="\t")
+    out = tmp_path / "out.imputed.h5ad"
+    args = ["impute", "--rna", str(rna), "--out", str(out), "--device", "cpu"]
+    small = ["--epochs", "2", "--n-top-genes", "150", "--hidden-dim", "32", "--latent-dim", "8"]
+    assert cli.main([*args, "--bulk", str(tsv), *small]) == 0
+    err = capsys.readouterr().err
+    assert f"bulk domain: {pure.shape[1]} bulk samples" in err and "pseudobulk" not in err
+    result = ad.read_h5ad(out)
+    assert result.uns["scregnet_impute"]["bulk_source"] == "bulk"
+    modelled = set(result.var_names[result.var["imputed"].to_numpy()])
+    assert len(modelled) == 150 and modelled <= set(pure.index)
+
+    pure.rename(index=lambda g: f"{g}.1").rename_axis("gene").to_csv(tsv, sep="\t")
+    out.unlink()
+    assert cli.main([*args, "--bulk", str(tsv), *small]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert str(tsv) in err[-1] and "only 0 genes shared" in err[-1]
+    assert not out.exists()

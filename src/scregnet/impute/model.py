@@ -18,8 +18,9 @@ output layer (:class:`GeneWiseHead`, one weight vector per gene) lets the networ
 how much to trust the cell's own counts against its neighbours' -- the weighting that fixed
 smoothing methods (kNN smoothing, MAGIC) hard-code. ``use_neighbours=False`` is the paper's
 single-channel network. (Measured in docs/benchmarks.md: on real CellBench cells scored by
-molecular cross-validation the channel did not improve the loss, nor did bulk pretraining; the
-U-Net branch did. The channel is kept on by default as the documented design, and the ablation is
+molecular cross-validation the channel did not improve the loss, nor did bulk pretraining or the
+attention fusion (``use_attention=False`` mixes the branches' features without it); the U-Net
+branch did. The channel is kept on by default as the documented design, and the ablation is
 one flag away.)
 
 All tensors are log1p(counts per 10k); ``G`` = genes, ``B`` = batch, ``H``/``L`` = hidden/latent
@@ -53,6 +54,7 @@ class ImputeConfig:
     latent_dim: int = 64
     dropout: float = 0.1
     use_unet: bool = True
+    use_attention: bool = True  # False: the branches' features are mixed without attention
     use_neighbours: bool = True
     n_neighbours: int = 15  # neighbours pooled into the neighbour channel
     n_pcs: int = 30  # principal components the neighbours are found in
@@ -321,7 +323,9 @@ class ScDTL(nn.Module):
             # (B, I, G) -> (B, F, G): the transposed patch convolution projects to F channels
             self.unet = UNet1D(c.unet_channels, c.unet_kernels, c.unet_patch, c.in_channels, f)
             fused = 2 * f
-        self.attention = CrossChannelAttention(fused, c.attention_reduction, c.spatial_kernel)
+        self.attention: CrossChannelAttention | None = None
+        if c.use_attention:
+            self.attention = CrossChannelAttention(fused, c.attention_reduction, c.spatial_kernel)
         self.mix = Pointwise(fused, f)
         self.head = GeneWiseHead(f, c.n_genes)
         # per-gene negative binomial dispersion (log of the inverse overdispersion theta)
@@ -346,7 +350,9 @@ class ScDTL(nn.Module):
         if self.unet is not None:
             # (B, I, G) -> (B, C_0, G) -> (B, F, G); concat -> (B, 2F, G)
             feats = torch.cat([feats, self.unet(inputs)], dim=1)
-        fused = F.gelu(self.mix(self.attention(feats)))  # (B, F or 2F, G) -> (B, F, G)
+        if self.attention is not None:
+            feats = self.attention(feats)
+        fused = F.gelu(self.mix(feats))  # (B, F or 2F, G) -> (B, F, G)
         # gene-wise read-out (B, G), residual on the DAE logits
         out = F.softplus(recon + self.head(fused))
         return ImputeOutput(imputed=out, latent=z, dae=dae)
