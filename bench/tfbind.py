@@ -4,11 +4,13 @@
                            [--epochs 4] [--motif-init] [--no-motif-tracks] [--no-context] [--sequence-warmup N] [--device cpu]
                            [--threads 1] [--skip-ctcf]
 
-1. Simulator (``small`` by default): ``scregnet simulate``, then per sample ``fragments``,
+1. Simulator (``small`` by default; ``--preset small_real`` / ``tiny_real`` for the worlds whose
+   binding cannot be recovered by copying the simulator's rule): ``scregnet simulate``, then per sample ``fragments``,
    ``count`` (the world's peaks), ``cluster``; ``tfbind train`` on the bulk sheet, ``tfbind
    predict`` per sample with the world's motifs; scored by ``scregnet.evaluate.score_tfbind``
    (held-out chromosomes only): the model's and PWM x accessibility's mean AUROC/AUPRC, the ARI
-   of k-means on cells x TF activity and on the chromVAR-style deviations; the share of
+   of k-means on cells x TF activity and on the chromVAR-style deviations; the no-network rule
+   (PWM x accessibility x [cluster context > 0], :func:`no_network_rule`); the share of
    (cluster, peak) pairs called bound (probability >= 0.5) against the true share. Also the bulk
    held-out figures over every 200 bp bin of the test chromosomes (the scFAN paper's protocol),
    estimated from the sampled test windows weighted by their inverse sampling rate.
