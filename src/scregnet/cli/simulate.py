@@ -18,8 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         default="small",
-        metavar="{tiny,small,large}",
-        help="world size: tiny (seconds, unit tests), small (~1 min, -profile test), large (benchmarks)",
+        metavar="{tiny,small,large,tiny_real,small_real}",
+        help="world size: tiny (seconds, unit tests), small (~1 min, -profile test), large "
+        "(benchmarks); *_real: the same sizes with realistic binding (docs/simulator.md)",
     )
 
 

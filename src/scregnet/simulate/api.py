@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import logging
@@ -18,6 +19,7 @@ from scregnet.io.atomic import atomic_dir, check_writable_dir
 from scregnet.simulate import atac_reads, bulk, genome, rna
 from scregnet.simulate.motifs import load_motifs, write_jaspar
 from scregnet.simulate.presets import Preset, get_preset
+from scregnet.simulate.realism import COFACTOR_TFS
 from scregnet.simulate.world import ACTIVE_THRESHOLD, World, build_world
 
 if TYPE_CHECKING:
@@ -158,6 +160,12 @@ def _write_truth(world: World, out: Path, cell_types: pd.DataFrame) -> None:
         open_[ct] = world.open[k].astype(np.int8)
     _write_tsv_gz(open_, truth / "peak_open.tsv.gz")
     _write_tsv_gz(world.motif_sites, truth / "motif_sites.tsv.gz")
+    if world.site_rules is not None:
+        _write_tsv_gz(world.site_rules, truth / "site_rules.tsv.gz")
+        write_jaspar(world.motifs, truth / "planted_motifs.jaspar")
+        opener = pd.DataFrame(world.opener.astype(np.int8), columns=world.tfs)
+        opener.insert(0, "cell_type", world.cell_types)
+        opener.to_csv(truth / "tf_opens_peaks.tsv", sep="\t", index=False)
 
 
 def simulate(outdir: str | Path, *, preset: str = "small", seed: int = 0, threads: int = 1) -> Path:
@@ -187,14 +195,15 @@ def simulate(outdir: str | Path, *, preset: str = "small", seed: int = 0, thread
         genes = genome.place_genes(r_genome, gen, _gene_names(spec))
         genes["is_tf"] = genes.gene_name.isin(spec.tfs)
         genome.enrich_promoter_gc(r_genome, gen, genes)
-        world = build_world(r_world, spec, gen, genes, motifs, views)
+        cofactors = load_motifs(COFACTOR_TFS) if spec.realism is not None else None
+        world = build_world(r_world, spec, gen, genes, motifs, views, cofactors)
         log.info("genome, genes, peaks and GRN built in %.1f s", time.perf_counter() - started)
         genome.write_fasta(gen, out / "genome.fa")
         genome.write_gtf(genes, out / "genes.gtf")
         world.peaks[["chrom", "start", "end", "peak_id"]].to_csv(
             out / "peaks.bed", sep="\t", header=False, index=False
         )
-        write_jaspar(motifs, out / "motifs.jaspar")
+        write_jaspar(world.given_motifs, out / "motifs.jaspar")
         (out / "tfs.txt").write_text("\n".join(world.tfs) + "\n")
         model = rna.expression_model(r_expr, world)
 
@@ -308,4 +317,8 @@ def _write_world_json(world: World, out: Path, seed: int, cell_types: pd.DataFra
         "read_length": spec.read_length,
         "bigwig_bin": bulk.BIGWIG_BIN,
     }
+    if spec.realism is not None:
+        info["realism"] = dataclasses.asdict(spec.realism)
+        given = {m.name for m in world.given_motifs}
+        info["tfs_without_given_motif"] = [t for t in world.tfs if t not in given]
     (out / "truth" / "world.json").write_text(json.dumps(info, indent=2) + "\n")

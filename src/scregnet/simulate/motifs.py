@@ -92,3 +92,29 @@ def write_jaspar(motifs: list[Motif], path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return Path(path)
+
+
+def perturbed(motif: Motif, rng: np.random.Generator, *, concentration: float) -> Motif:
+    """The motif as a database would give it: each column's probabilities redrawn from
+    Dirichlet(``concentration`` x planted probabilities), as counts out of 100."""
+    p = motif.probabilities()
+    cols = [rng.dirichlet(concentration * p[:, k] + 1e-3) for k in range(motif.length)]
+    return Motif(motif.matrix_id, motif.name, np.round(100 * np.array(cols).T, 1))
+
+
+def variant(motif: Motif, rng: np.random.Generator) -> Motif:
+    """A binding form of the TF that the database lacks.
+
+    Motifs up to 12 bp: a head-to-head dimer (the PFM, 1-3 free bases, its reverse complement).
+    Longer motifs: the three most informative columns prefer a rotated base (A->C->G->T->A).
+    """
+    p = motif.probabilities()
+    if motif.length <= 12:
+        spacer = np.full((4, int(rng.integers(1, 4))), 0.25)
+        counts = np.concatenate([p, spacer, p[::-1, ::-1]], axis=1)
+    else:
+        counts = p.copy()
+        info = (p * np.log2(4 * p)).sum(axis=0)
+        for k in np.argsort(-info)[:3]:
+            counts[:, k] = np.roll(p[:, k], 1)
+    return Motif(f"{motif.matrix_id}_variant", motif.name, 100 * counts)

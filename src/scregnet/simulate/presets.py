@@ -1,8 +1,9 @@
-"""Simulator presets: the sizes and rates of each world (``tiny``, ``small``, ``large``)."""
+"""Simulator presets: the sizes and rates of each world (``tiny``, ``small``, ``large``, and the
+``tiny_real`` / ``small_real`` worlds with :class:`Realism` switched on)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scregnet.errors import InputError
 
@@ -28,6 +29,39 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class Realism:
+    """How binding departs from "planted motif x TF active x peak open" (see ``docs/simulator.md``).
+
+    The defaults here are the only definition of these rates; a preset switches them on with
+    ``realism=Realism()``.
+    """
+
+    #: the given motif file's PFM columns ~ Dirichlet(concentration x planted column probabilities)
+    motif_concentration: float = 8.0
+    #: planted sites drawn from the TF's variant (a head-to-head dimer, or a changed core), which
+    #: is not in the given motif file
+    variant_share: float = 0.3
+    #: non-ubiquitous TFs (chosen at random) left out of the given motif file
+    tfs_without_motif: int = 1
+    #: share of non-ubiquitous TFs whose sites bind only with their cofactor's motif nearby
+    cofactor_tf_share: float = 0.5
+    #: sites of such TFs that get the cofactor motif within ``cofactor_window`` bp
+    cofactor_rate: float = 0.5
+    #: sites of such TFs that get it 30-60 bp away (outside the window: no help)
+    far_cofactor_rate: float = 0.25
+    #: largest gap (bp) between a site and its cofactor motif that still lets the TF bind
+    cofactor_window: int = 12
+    #: sites whose +-30 bp flanks are AT-rich (20 % GC): never bound
+    at_rich_share: float = 0.12
+    #: sites under a positioned nucleosome (147 bp, 10 bp AA/TT vs GC phasing): never bound, nor
+    #: any other site of the peak inside the same 147 bp
+    nucleosome_share: float = 0.1
+    #: (cell type, non-ubiquitous TF) pairs where the TF's motif peaks open although it is
+    #: inactive, or stay closed (open only for other reasons) although it is active
+    decoupled_share: float = 0.3
+
+
+@dataclass(frozen=True)
 class Preset:
     """All sizes and rates of one simulated world."""
 
@@ -50,6 +84,7 @@ class Preset:
     decoy_motifs_per_tf: int  # motif instances planted outside peaks (closed, never bound)
     max_link_distance: int = 50_000  # enhancer-gene link distance (bp)
     read_length: int = 50
+    realism: Realism | None = None  # None: binding truth = motif x TF active x peak open
 
 
 PRESETS: dict[str, Preset] = {
@@ -157,6 +192,10 @@ PRESETS: dict[str, Preset] = {
         decoy_motifs_per_tf=500,
     ),
 }
+
+
+PRESETS["tiny_real"] = replace(PRESETS["tiny"], name="tiny_real", realism=Realism())
+PRESETS["small_real"] = replace(PRESETS["small"], name="small_real", realism=Realism())
 
 
 def get_preset(name: str) -> Preset:

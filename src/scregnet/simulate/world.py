@@ -13,6 +13,11 @@ Construction order (each step draws from its own random stream):
    outside peaks (closed chromatin: present but never bound);
 6. binding truth = motif present x TF active in the cell type x peak open; a GRN edge is kept only if
    at least one of its sites is bound in some cell type.
+
+A preset with ``realism`` (:mod:`scregnet.simulate.realism`) changes steps 4-6: peaks open where
+their motifs' *opening* TFs are active (which differ from the binding-active ones for some pairs),
+sites are planted with variants, nucleosomes, AT-rich flanks and cofactor motifs, a site binds only
+where those rules allow, and the motif file given to the pipeline is perturbed and incomplete.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scregnet.simulate import realism as real
 from scregnet.simulate.genome import Genome
 from scregnet.simulate.motifs import Motif, sample_instance
 from scregnet.simulate.presets import LINEAGE_TFS, UBIQUITOUS_TFS, Preset
@@ -44,7 +50,7 @@ class World:
     genome: Genome
     genes: pd.DataFrame  # gene_id gene_name chrom start end strand tss exons is_tf base
     peaks: pd.DataFrame  # peak_id chrom start end center kind gene strength
-    motifs: list[Motif]  # one per TF, in ``tfs`` order
+    motifs: list[Motif]  # the planted PFM of each TF, in ``tfs`` order
     tfs: list[str]
     cell_types: list[str]
     views: list[str]
@@ -55,11 +61,15 @@ class World:
     motif_sites: pd.DataFrame  # chrom start end strand tf peak_id target
     edges: pd.DataFrame  # tf target sign weight hill_k hill_n tf_index gene_index
     edge_bound: np.ndarray  # (n_edges, n_cell_types) bool: some site of the edge bound there
+    motif_bindable: np.ndarray  # (n_peaks, n_tfs) bool: a planted site the rules let bind
+    given_motifs: list[Motif]  # the motif file the pipeline gets
+    opener: np.ndarray  # (n_cell_types, n_tfs) bool: TFs that open their motif peaks there
+    site_rules: pd.DataFrame | None  # per planted site: form, cofactor gap, nucleosome, bindable
 
     @property
     def bound(self) -> np.ndarray:
-        """(n_cell_types, n_peaks, n_tfs) binding truth = open x motif present x TF active."""
-        return self.open[:, :, None] & self.motif_present[None, :, :] & self.active[:, None, :]
+        """(n_cell_types, n_peaks, n_tfs) binding truth = open x bindable site x TF active."""
+        return self.open[:, :, None] & self.motif_bindable[None, :, :] & self.active[:, None, :]
 
 
 def _tf_weights(tfs: list[str]) -> np.ndarray:
@@ -190,14 +200,28 @@ def build_world(
     genes: pd.DataFrame,
     motifs: list[Motif],
     views: list[str],
+    cofactors: list[Motif] | None = None,
 ) -> World:
-    """Peaks, activities, GRN, openness, planted motifs and binding truth (see module docstring)."""
+    """Peaks, activities, GRN, openness, planted motifs and binding truth (see module docstring).
+
+    ``cofactors`` (the motifs of :data:`scregnet.simulate.realism.COFACTOR_TFS`) are needed when
+    the preset has ``realism``.
+    """
     tfs = list(preset.tfs)
     cts = list(preset.cell_types)
     n_ct, n_tf = len(cts), len(tfs)
     peaks = place_peaks(rng, genome, genes, preset)
     n_peaks = len(peaks)
     activity, active = tf_activity(rng, preset, views)
+    realism = preset.realism
+    if realism is not None:
+        if cofactors is None:
+            msg = "a preset with realism needs the cofactor motifs"
+            raise ValueError(msg)
+        forms = real.realistic_motifs(rng, realism, tfs, motifs, cofactors)
+        opener = real.opening_tfs(rng, realism, active, tfs)
+    else:
+        opener = active
     tf_index = {t: j for j, t in enumerate(tfs)}
     gene_index = {g: i for i, g in enumerate(genes.gene_name)}
     weights = _tf_weights(tfs)
@@ -255,7 +279,7 @@ def build_world(
         elif (kind == "promoter" and rng.random() < 0.75) or rng.random() < 0.1:
             open_[:, i] = True  # constitutive
         elif drivers[i]:
-            driven = active[:, drivers[i]].any(axis=1)
+            driven = opener[:, drivers[i]].any(axis=1)
             open_[:, i] = (driven & (rng.random(n_ct) < 0.9)) | (rng.random(n_ct) < 0.03)
         else:
             open_[:, i] = rng.random(n_ct) < 0.5
@@ -263,20 +287,15 @@ def build_world(
             open_[rng.integers(n_ct), i] = True
 
     # --- plant motif sequences (peaks, then decoys in closed background chromatin)
-    present = np.zeros((n_peaks, n_tf), dtype=bool)
-    site_rows: list[tuple[str, int, int, str, str, str]] = []
-    peak_cols = zip(
-        peaks.chrom.tolist(), peaks.center.tolist(), peaks.peak_id.tolist(), strict=True
-    )
-    for i, (p_chrom, p_center, p_id) in enumerate(peak_cols):
-        seq = genome.sequences[p_chrom]
-        for slot, t in enumerate(drivers[i]):
-            inst, strand = sample_instance(motifs[t], rng)
-            mid = int(p_center) + SLOT_OFFSETS[slot] + int(rng.integers(-4, 5))
-            s = mid - inst.size // 2
-            seq[s : s + inst.size] = inst
-            present[i, t] = True
-            site_rows.append((p_chrom, s, s + inst.size, strand, tfs[t], p_id))
+    site_rules = None
+    if realism is not None:
+        present, bindable, site_rows, site_rules = real.plant(
+            rng, realism, genome, peaks, drivers, motifs, forms, tfs, SLOT_OFFSETS
+        )
+        given = forms.given
+    else:
+        present, site_rows = _plant_sites(rng, genome, peaks, drivers, motifs, tfs)
+        bindable, given = present, motifs
     peak_starts = {c: peaks.start[peaks.chrom == c].to_numpy() for c in genome.autosomes}
     peak_ends = {c: peaks.end[peaks.chrom == c].to_numpy() for c in genome.autosomes}
     for t in range(n_tf):
@@ -294,7 +313,7 @@ def build_world(
     sites = pd.DataFrame(site_rows, columns=["chrom", "start", "end", "strand", "tf", "peak_id"])
 
     # --- edges: keep those bound somewhere; record where they are bound
-    bound = open_[:, :, None] & present[None, :, :] & active[:, None, :]
+    bound = open_[:, :, None] & bindable[None, :, :] & active[:, None, :]
     kept: list[tuple[int, int, int, float, float, float]] = []
     kept_sites: list[list[int]] = []
     eb: list[np.ndarray] = []
@@ -345,4 +364,34 @@ def build_world(
         motif_sites=sites,
         edges=edges,
         edge_bound=edge_bound,
+        motif_bindable=bindable,
+        given_motifs=given,
+        opener=opener,
+        site_rules=site_rules,
     )
+
+
+def _plant_sites(
+    rng: np.random.Generator,
+    genome: Genome,
+    peaks: pd.DataFrame,
+    drivers: list[list[int]],
+    motifs: list[Motif],
+    tfs: list[str],
+) -> tuple[np.ndarray, list[tuple[str, int, int, str, str, str]]]:
+    """Write each peak's driver motifs into its slots; ``present`` (peaks x TFs) and site rows."""
+    present = np.zeros((len(peaks), len(tfs)), dtype=bool)
+    site_rows: list[tuple[str, int, int, str, str, str]] = []
+    peak_cols = zip(
+        peaks.chrom.tolist(), peaks.center.tolist(), peaks.peak_id.tolist(), strict=True
+    )
+    for i, (p_chrom, p_center, p_id) in enumerate(peak_cols):
+        seq = genome.sequences[p_chrom]
+        for slot, t in enumerate(drivers[i]):
+            inst, strand = sample_instance(motifs[t], rng)
+            mid = int(p_center) + SLOT_OFFSETS[slot] + int(rng.integers(-4, 5))
+            s = mid - inst.size // 2
+            seq[s : s + inst.size] = inst
+            present[i, t] = True
+            site_rows.append((p_chrom, s, s + inst.size, strand, tfs[t], p_id))
+    return present, site_rows
