@@ -200,3 +200,18 @@ def test_bad_samplesheet_gets_a_clear_message(case: str, tmp_path: Path) -> None
     errors = check_sheet(sheet)
     assert errors, f"{case}: accepted"
     assert any(expected in e for e in errors), errors
+
+
+def test_simulate_presets_are_the_simulators() -> None:
+    """The schema's and the runner's preset lists are the simulator's presets."""
+    from scregnet.io.params import NEXTFLOW_ONLY
+    from scregnet.simulate.presets import PRESETS
+
+    schema = load(PIPELINE_SCHEMA)
+    found = [
+        group["properties"]["simulate_preset"]["enum"]
+        for group in schema["$defs"].values()
+        if "simulate_preset" in group.get("properties", {})
+    ]
+    assert found == [list(PRESETS)]
+    assert NEXTFLOW_ONLY["simulate_preset"] == tuple(PRESETS)

@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
 #: that one params file serves both: name -> allowed values (``None``: any string)
 NEXTFLOW_ONLY: dict[str, tuple[Any, ...] | None] = {
     "outdir": None,
-    "simulate_preset": ("tiny", "small", "large"),
+    "simulate_preset": ("tiny", "small", "large", "tiny_real", "small_real"),
     "simulate_drop": None,
     "publish_dir_mode": ("symlink", "rellink", "link", "copy", "copyNoFollow", "move"),
     "aws_queue": None,
