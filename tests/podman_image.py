@@ -5,7 +5,6 @@ wheelhouse that the host's pip fills (its cache holds the compiled MACS3; its fi
 torch), and the host's extra CA certificates go in as a site's would (containers/certs/). Podman's
 settings, storage, the wheelhouse and the base image live in a cache folder outside the checkout
 (``SCREGNET_CONTAINER_CACHE``, default ``~/.cache/scregnet/podman``): a second build reuses them.
-See ../shared/CONTAINERS.md for why each podman setting is needed here.
 """
 
 from __future__ import annotations
@@ -26,10 +25,13 @@ SUITE = "bookworm"
 #: what the build copies from the checkout (the Dockerfile's COPY sources)
 CONTEXT = ("pyproject.toml", "README.md", "LICENSE", "constraints.txt", "src", "bin", "containers")
 SITE_CERTS = Path("/usr/local/share/ca-certificates")
+#: podman's settings; without them every RUN and `podman run` fails on these machines
 CONTAINERS_CONF = """\
 [containers]
+# podman's default limits exceed root's hard limits here
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 [engine]
+# crun fails on a mixed cgroup v1/v2 host
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
@@ -78,6 +80,8 @@ def check_podman(env: dict[str, str]) -> None:
         raise PodmanUnavailable(
             f"{', '.join(missing)} not installed (`make sysdeps` installs them)"
         )
+    if os.geteuid() != 0:
+        raise PodmanUnavailable("debootstrap and these podman settings need root (CI runs as root)")
     proc = subprocess.run(
         ["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"],
         capture_output=True,
@@ -213,6 +217,7 @@ def build_cpu_image(
             ],
             env=env,
         )
+    _sh(["podman", "image", "prune", "-f"], env=env)  # earlier builds' images, now untagged
     seconds["podman build"] = time.monotonic() - start - sum(seconds.values())
     return seconds
 
