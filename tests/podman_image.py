@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 #: Debian packages the local base image gets (the Dockerfile's BASE needs Python 3.11 + venv)
@@ -138,16 +141,29 @@ def base_image(env: dict[str, str]) -> str:
     return image
 
 
+def image_requirements() -> list[str]:
+    """What the image's pip installs besides the package (the Dockerfile's pinned requirements)
+    and what building the package needs (pyproject.toml's build-system requires)."""
+    dockerfile = (REPO / "containers" / "Dockerfile.cpu").read_text()
+    pins = sorted(set(re.findall(r'"([A-Za-z0-9_.\-]+==[^"]+)"', dockerfile)))
+    build = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    return [*pins, *build]
+
+
 def wheelhouse() -> Path:
     """Wheels of everything the image installs, at constraints.txt's versions, from the host's pip
-    (its cache and find-links). Kept per constraints.txt + pyproject.toml."""
+    (its cache and find-links). Kept per constraints.txt + pyproject.toml + the Dockerfile."""
     key = hashlib.sha256(
-        (REPO / "constraints.txt").read_bytes() + (REPO / "pyproject.toml").read_bytes()
+        b"".join(
+            (REPO / name).read_bytes()
+            for name in ("constraints.txt", "pyproject.toml", "containers/Dockerfile.cpu")
+        )
     ).hexdigest()[:12]
     wheels = cache_dir() / f"wheels-{key}"
     if (wheels / ".complete").exists():
         return wheels
-    shutil.rmtree(wheels, ignore_errors=True)
+    for old in cache_dir().glob("wheels-*"):  # this one unfinished, or for other versions
+        shutil.rmtree(old)
     _sh(
         [
             sys.executable,
@@ -159,10 +175,7 @@ def wheelhouse() -> Path:
             str(REPO / "constraints.txt"),
             "-w",
             str(wheels),
-            "torch==2.13.0",
-            "macs3==3.0.4",
-            "setuptools>=77",
-            "wheel",
+            *image_requirements(),
             str(REPO),
         ]
     )
