@@ -128,7 +128,7 @@ def test_container_run_equals_the_host_run(container_run: Path, tiny_run: Path) 
 
 @pytest.mark.skipif(
     not os.environ.get("SCREGNET_CONTAINER_PROFILE_TEST"),
-    reason="opt-in (~25 min on 2 cores): `scregnet run --profile test` in the image and on the "
+    reason="opt-in (~17 min on 2 busy cores): `scregnet run --profile test` in the image and on the "
     "host; set SCREGNET_CONTAINER_PROFILE_TEST=1",
 )
 def test_profile_test_in_the_image_equals_the_host_run(
