@@ -10,10 +10,12 @@ export SCREGNET_TESTDATA ?= $(abspath ../shared/data)
 
 .PHONY: venv sysdeps test lint typecheck pytest demo bench clean regold lock
 
-# System tools the tests use: Chromium (report rendering) and Java 17 (Nextflow language server).
+# System tools the tests use: Chromium (report rendering), Java 17 (Nextflow language server) and
+# podman, runc and debootstrap (the CPU image is built and run: tests/podman_image.py).
+SYSDEPS := chromium java podman runc debootstrap
 sysdeps:
-	@command -v chromium >/dev/null 2>&1 && command -v java >/dev/null 2>&1 || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openjdk-17-jre-headless >/dev/null)
+	@(for tool in $(SYSDEPS); do command -v $$tool >/dev/null 2>&1 || exit 1; done) || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openjdk-17-jre-headless podman runc debootstrap >/dev/null)
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)

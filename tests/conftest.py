@@ -46,3 +46,18 @@ def celltypist_labelled(testdata: Path) -> tuple[Any, list[str], Any]:
     from scregnet.evaluate.labelled_counts import marker_labelled_counts
 
     return marker_labelled_counts(testdata / "celltypist_counts" / "sample_cell_by_gene.csv.gz")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny world's results folder from ``bin/scregnet run`` with fast training settings."""
+    from tiny_run import run, tiny_params
+
+    base = tmp_path_factory.mktemp("e2e")
+    params = tiny_params(tiny_world, base / "params.yaml")
+    results = base / "results"
+    # two steps at a time here, one at a time in the kill -9 test: outputs must not depend on it
+    proc = run(["run", "--params", str(params), "--outdir", str(results), "--jobs", "2"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"report: {(results / 'report' / 'report.html').resolve()}" in proc.stdout
+    return results

@@ -252,9 +252,15 @@ def test_containers_macs3_satisfies_the_peaks_extra() -> None:
     assert pins and all(pin in spec for pin in pins), (pins, spec)
 
 
+#: every `pip install` in a Dockerfile takes this: with WHEELS set, pip installs from it alone
+WHEELS_OPTION = '${WHEELS:+--no-index --find-links "$WHEELS"}'
+
+
 def build_input_problems(dockerfile: Path) -> list[str]:
-    """The base image is a build argument (FROM ${BASE}, defaulting to the public image) and a
-    site's extra CA certificates (containers/certs/) are installed before anything is fetched."""
+    """The base image is a build argument (FROM ${BASE}, defaulting to the public image), a
+    site's extra CA certificates (containers/certs/) are installed before anything is fetched, and
+    every pip install takes the optional wheelhouse WHEELS (the podman test builds from the host's
+    wheels: tests/podman_image.py)."""
     parser = parse_dockerfile(dockerfile)
     instructions = [(i["instruction"], i["value"]) for i in parser.structure]
     problems = []
@@ -286,10 +292,19 @@ def build_input_problems(dockerfile: Path) -> list[str]:
         problems.append(
             f"{dockerfile.name}: does not install containers/certs/*.crt before fetching"
         )
+    stage = next((n for n, (k, _) in enumerate(instructions) if k == "FROM"), len(instructions))
+    wheels = [n for n, (k, v) in enumerate(instructions) if k == "ARG" and v == "WHEELS="]
+    runs = " ".join(v for k, v in instructions if k == "RUN")
+    if (
+        not wheels
+        or wheels[0] < stage
+        or runs.count("pip install") != runs.count(f"pip install {WHEELS_OPTION}")
+    ):
+        problems.append(f"{dockerfile.name}: pip does not take the build argument WHEELS")
     return problems
 
 
-def test_dockerfiles_take_base_and_certificates_as_build_inputs() -> None:
+def test_dockerfiles_take_base_wheels_and_certificates_as_build_inputs() -> None:
     assert (CONTAINERS / "certs").is_dir()
     for name in ("Dockerfile", "Dockerfile.cpu"):
         assert build_input_problems(CONTAINERS / name) == []
@@ -307,6 +322,16 @@ def test_build_input_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
         "Dockerfile: base image is not the build argument BASE",
         "Dockerfile: does not install containers/certs/*.crt before fetching",
     ]
+    text = (CONTAINERS / "Dockerfile.cpu").read_text()
+    assert text.count(WHEELS_OPTION) == 2
+    for old, new in (
+        (f"install {WHEELS_OPTION} --no-deps", "install --no-deps"),  # one pip from the index
+        ("ARG WHEELS=\n", ""),
+    ):
+        broken.write_text(text.replace(old, new))
+        assert build_input_problems(broken) == [
+            "Dockerfile: pip does not take the build argument WHEELS"
+        ], old
 
 
 def test_cuda_image_has_a_compiler_where_macs3_builds() -> None:

@@ -24,55 +24,10 @@ import scipy.sparse as sp
 
 from golden_tolerance import golden_tolerance
 from scregnet.evaluate.summary import compare_summaries, summarize
+from tiny_run import run, tiny_params
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden" / "tiny_summary.json"
-
-FAST = {
-    "impute_epochs": 3,
-    "tfbind_epochs": 2,
-    "grn_epochs": 3,
-    "min_fragments": 500,
-    "device": "cpu",
-    "tfbind_train_args": "--filters 16,16,16 --hidden 32",
-    # a 2-epoch model on the tiny world predicts calibrated but low probabilities (max ~0.25)
-    "grn_args": "--prior-threshold 0.1",
-}
-
-
-def tiny_params(world: Path, dest: Path) -> Path:
-    """params.yaml for the tiny world with absolute paths and the fast training settings."""
-    import yaml
-
-    params = yaml.safe_load((world / "params.yaml").read_text())
-    for key, value in list(params.items()):
-        if isinstance(value, str) and (world / value).exists():
-            params[key] = str(world / value)
-    params.update(FAST)
-    dest.write_text(yaml.safe_dump(params, sort_keys=True))
-    return dest
-
-
-def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO / "bin" / "scregnet"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        **kwargs,
-    )  # type: ignore[call-overload]
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("e2e")
-    params = tiny_params(tiny_world, base / "params.yaml")
-    results = base / "results"
-    # two steps at a time here, one at a time in the kill -9 test: outputs must not depend on it
-    proc = run(["run", "--params", str(params), "--outdir", str(results), "--jobs", "2"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"report: {(results / 'report' / 'report.html').resolve()}" in proc.stdout
-    return results
 
 
 def test_every_stage_wrote_its_outputs(tiny_run: Path) -> None:
