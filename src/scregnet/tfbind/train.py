@@ -445,50 +445,10 @@ def train(
         len(data.tfs),
         ", ".join(data.tfs),
     )
-
-    def index(cs: list[str]) -> Any:
-        return build_index(
-            data,
-            cs,
-            window=config.window,
-            bin_size=config.bin_size,
-            step=config.step,
-            negative_ratio=config.negative_ratio,
-            rng=rng,
-        )
-
-    train_idx, val_idx, test_idx = index(train_chroms), index(val), index(test)
-    pos = train_idx.positives()
-    if pos.sum() == 0:
-        msg = "no ChIP peak covers half of any training bin: nothing to learn (check the BEDs' chromosomes)"
-        raise InputError(msg, bulk_sheet)
-    log.info(
-        "windows: %d train, %d validation, %d test; training positives per TF: %s",
-        len(train_idx),
-        len(val_idx),
-        len(test_idx),
-        ", ".join(f"{tf}={n}" for tf, n in zip(data.tfs, pos, strict=True)),
+    train_idx, val_idx, test_idx = _window_indices(
+        data, config, [train_chroms, val, test], rng, bulk_sheet
     )
-
-    found = _load_motifs(config, data.tfs)
-    motif_tfs = [tf for tf in data.tfs if tf in found]
-    motif_list = [found[tf] for tf in motif_tfs]
-    motif_idx = [data.tfs.index(tf) for tf in motif_tfs]
-    use_tracks = config.motif_tracks and bool(motif_list)
-    use_context = config.context and config.use_accessibility and bool(motif_list)
-    if (config.motif_tracks or config.context) and not motif_list:
-        log.warning("no motif for any TF: training without motif tracks and context")
-    context = None
-    if use_context:
-        context = bulk_context(data, motif_list, motif_idx, chroms, bin_size=config.bin_size)
-        log.info(
-            "context (motif-accessibility AUC - 0.5) per cell type: %s",
-            "; ".join(
-                f"{t.cell_type}: "
-                + " ".join(f"{tf}={context[k, data.tfs.index(tf)]:+.2f}" for tf in motif_tfs)
-                for k, t in enumerate(tracks)
-            ),
-        )
+    inputs = _motif_inputs(data, config, chroms, [t.cell_type for t in tracks])
 
     def dataset(idx: Any, jitter: int = 0) -> BulkWindows:
         return BulkWindows(
@@ -498,27 +458,10 @@ def train(
             bin_size=config.bin_size,
             use_accessibility=config.use_accessibility,
             jitter=jitter,
-            context=context,
+            context=inputs.context,
         )
 
-    model_config = ModelConfig(
-        n_tfs=len(data.tfs),
-        window=config.window,
-        use_accessibility=config.use_accessibility,
-        filters=config.filters,
-        dropout=config.dropout,
-        hidden=config.hidden,
-        n_motifs=len(motif_list) if use_tracks else 0,
-        motif_width=max((m.counts.shape[1] for m in motif_list), default=0) if use_tracks else 0,
-        motif_tf=tuple(motif_idx) if use_tracks else (),
-        motif_centre=config.motif_centre,
-        use_context=use_context,
-    )
-    model = ScFAN(model_config)
-    if use_tracks:
-        model.set_motifs([torch.from_numpy(m.log_odds()) for m in motif_list])
-    if config.motif_init:
-        _init_from_motifs(model, motif_list)
+    model_config, model = _new_model(config, len(data.tfs), inputs)
     weights = pos_weights(train_idx.labels, cap=config.max_pos_weight)
     result = fit(
         model,
@@ -530,40 +473,16 @@ def train(
         generator=generator,
         state=None if state is None else Path(state),
     )
-    # calibration on the validation chromosomes (weighted to stand for all their bins)
-    val_logits, val_labels = dataset_logits(model, dataset(val_idx), device=torch_device)
-    scale, bias = fit_calibration(val_logits, val_labels, val_idx.weights, data.tfs)
-    model.calib_scale.copy_(torch.from_numpy(scale))
-    model.calib_bias.copy_(torch.from_numpy(bias))
-    log.info(
-        "calibration (validation %s): scale %s; bias %s",
-        ",".join(val),
-        " ".join(f"{v:.2f}" for v in scale),
-        " ".join(f"{v:.2f}" for v in bias),
+    _calibrate(model, dataset(val_idx), val_idx.weights, data.tfs, val, device=torch_device)
+    metrics, predict_rate = _test_metrics(
+        model, dataset(test_idx), test_idx.weights, data.tfs, test, device=torch_device
     )
-    t0 = time.perf_counter()
-    probs, labels = predict_dataset(model, dataset(test_idx), device=torch_device, batch_size=256)
-    predict_rate = len(test_idx) / max(time.perf_counter() - t0, 1e-9)
-    # speeds go to the log only: the checkpoint holds no timing, so the same seed gives the same bytes
     log.info(
         "speed: training %.0f windows/s, prediction %.0f windows/s",
         result["train_windows_per_s"],
         predict_rate,
     )
-    test_metrics = per_tf_metrics(probs, labels, data.tfs, weights=test_idx.weights)
-    log.info(
-        "held-out chromosomes %s: mean AUROC %.3f, mean AUPRC %.3f over %d TF(s)",
-        ",".join(test),
-        mean_metric(test_metrics, "auroc"),
-        mean_metric(test_metrics, "auprc"),
-        len(test_metrics),
-    )
-    metrics = {
-        "test": test_metrics,
-        "test_mean_auroc": mean_metric(test_metrics, "auroc"),
-        "test_mean_auprc": mean_metric(test_metrics, "auprc"),
-        "test_mean_auroc_all_bins": mean_metric(test_metrics, "auroc_all_bins"),
-        "test_mean_auprc_all_bins": mean_metric(test_metrics, "auprc_all_bins"),
+    metrics |= {
         "best_epoch": result["best_epoch"],
         "history": result["history"],
         "n_windows": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
@@ -579,9 +498,9 @@ def train(
         val_chroms=val,
         cell_types=[t.cell_type for t in tracks],
         metrics=metrics,
-        motifs=motif_list,
-        motif_tfs=motif_tfs,
-        context=context,
+        motifs=inputs.motifs,
+        motif_tfs=inputs.motif_tfs,
+        context=inputs.context,
     )
     log.info("wrote %s (%.1f s)", out, time.perf_counter() - t_start)
     if state is not None:
@@ -591,6 +510,160 @@ def train(
         "train_windows_per_s": result["train_windows_per_s"],
         "predict_windows_per_s": predict_rate,
     }
+
+
+def _window_indices(
+    data: BulkData,
+    config: TrainConfig,
+    splits: list[list[str]],
+    rng: np.random.Generator,
+    bulk_sheet: str | Path,
+) -> list[Any]:
+    """The window indices of the train, validation and test chromosomes (in that order);
+    InputError when no training bin is positive."""
+    train_idx, val_idx, test_idx = (
+        build_index(
+            data,
+            cs,
+            window=config.window,
+            bin_size=config.bin_size,
+            step=config.step,
+            negative_ratio=config.negative_ratio,
+            rng=rng,
+        )
+        for cs in splits
+    )
+    pos = train_idx.positives()
+    if pos.sum() == 0:
+        msg = "no ChIP peak covers half of any training bin: nothing to learn (check the BEDs' chromosomes)"
+        raise InputError(msg, bulk_sheet)
+    log.info(
+        "windows: %d train, %d validation, %d test; training positives per TF: %s",
+        len(train_idx),
+        len(val_idx),
+        len(test_idx),
+        ", ".join(f"{tf}={n}" for tf, n in zip(data.tfs, pos, strict=True)),
+    )
+    return [train_idx, val_idx, test_idx]
+
+
+@dataclass
+class _MotifInputs:
+    """The motif-derived model inputs: motifs of the TFs that have one, and the context."""
+
+    motif_tfs: list[str]
+    motifs: list[Motif]
+    #: each motif's TF as an index into the model's TFs
+    motif_idx: list[int]
+    #: motif-scan input tracks wanted and possible
+    tracks: bool
+    #: (cell types x TFs) motif-accessibility AUC - 0.5, or None without context
+    context: np.ndarray | None
+
+
+def _motif_inputs(
+    data: BulkData, config: TrainConfig, chroms: list[str], cell_types: list[str]
+) -> _MotifInputs:
+    found = _load_motifs(config, data.tfs)
+    motif_tfs = [tf for tf in data.tfs if tf in found]
+    motif_list = [found[tf] for tf in motif_tfs]
+    motif_idx = [data.tfs.index(tf) for tf in motif_tfs]
+    use_tracks = config.motif_tracks and bool(motif_list)
+    use_context = config.context and config.use_accessibility and bool(motif_list)
+    if (config.motif_tracks or config.context) and not motif_list:
+        log.warning("no motif for any TF: training without motif tracks and context")
+    context = None
+    if use_context:
+        context = bulk_context(data, motif_list, motif_idx, chroms, bin_size=config.bin_size)
+        log.info(
+            "context (motif-accessibility AUC - 0.5) per cell type: %s",
+            "; ".join(
+                f"{cell_type}: "
+                + " ".join(f"{tf}={context[k, data.tfs.index(tf)]:+.2f}" for tf in motif_tfs)
+                for k, cell_type in enumerate(cell_types)
+            ),
+        )
+    return _MotifInputs(motif_tfs, motif_list, motif_idx, use_tracks, context)
+
+
+def _new_model(config: TrainConfig, n_tfs: int, inputs: _MotifInputs) -> tuple[ModelConfig, ScFAN]:
+    """The untrained network, with its motif tracks and motif-initialised filters when asked."""
+    motifs, tracks = inputs.motifs, inputs.tracks
+    model_config = ModelConfig(
+        n_tfs=n_tfs,
+        window=config.window,
+        use_accessibility=config.use_accessibility,
+        filters=config.filters,
+        dropout=config.dropout,
+        hidden=config.hidden,
+        n_motifs=len(motifs) if tracks else 0,
+        motif_width=max((m.counts.shape[1] for m in motifs), default=0) if tracks else 0,
+        motif_tf=tuple(inputs.motif_idx) if tracks else (),
+        motif_centre=config.motif_centre,
+        use_context=inputs.context is not None,
+    )
+    model = ScFAN(model_config)
+    if tracks:
+        model.set_motifs([torch.from_numpy(m.log_odds()) for m in motifs])
+    if config.motif_init:
+        _init_from_motifs(model, motifs)
+    return model_config, model
+
+
+def _calibrate(
+    model: ScFAN,
+    val_set: BulkWindows,
+    weights: np.ndarray,
+    tfs: Sequence[str],
+    val_chroms: list[str],
+    *,
+    device: torch.device,
+) -> None:
+    """Fit the per-TF calibration on the validation chromosomes (weighted to stand for all their
+    bins) and set it in ``model``."""
+    val_logits, val_labels = dataset_logits(model, val_set, device=device)
+    scale, bias = fit_calibration(val_logits, val_labels, weights, tfs)
+    model.calib_scale.copy_(torch.from_numpy(scale))
+    model.calib_bias.copy_(torch.from_numpy(bias))
+    log.info(
+        "calibration (validation %s): scale %s; bias %s",
+        ",".join(val_chroms),
+        " ".join(f"{v:.2f}" for v in scale),
+        " ".join(f"{v:.2f}" for v in bias),
+    )
+
+
+def _test_metrics(
+    model: ScFAN,
+    test_set: BulkWindows,
+    weights: np.ndarray,
+    tfs: Sequence[str],
+    test_chroms: list[str],
+    *,
+    device: torch.device,
+) -> tuple[dict[str, Any], float]:
+    """Per-TF and mean AUROC/AUPRC on the test chromosomes' windows, and the prediction speed
+    (windows/s; for the log only: the checkpoint holds no timing, so the same seed gives the
+    same bytes)."""
+    t0 = time.perf_counter()
+    probs, labels = predict_dataset(model, test_set, device=device, batch_size=256)
+    predict_rate = len(test_set) / max(time.perf_counter() - t0, 1e-9)
+    test_metrics = per_tf_metrics(probs, labels, tfs, weights=weights)
+    log.info(
+        "held-out chromosomes %s: mean AUROC %.3f, mean AUPRC %.3f over %d TF(s)",
+        ",".join(test_chroms),
+        mean_metric(test_metrics, "auroc"),
+        mean_metric(test_metrics, "auprc"),
+        len(test_metrics),
+    )
+    metrics = {
+        "test": test_metrics,
+        "test_mean_auroc": mean_metric(test_metrics, "auroc"),
+        "test_mean_auprc": mean_metric(test_metrics, "auprc"),
+        "test_mean_auroc_all_bins": mean_metric(test_metrics, "auroc_all_bins"),
+        "test_mean_auprc_all_bins": mean_metric(test_metrics, "auprc_all_bins"),
+    }
+    return metrics, predict_rate
 
 
 def _load_motifs(config: TrainConfig, tfs: Sequence[str]) -> dict[str, Motif]:
