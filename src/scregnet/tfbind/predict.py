@@ -228,8 +228,6 @@ def predict_peaks(
     and ``pwm_binding`` (clusters x peaks x TFs), ``motif_match`` (peaks x TFs), ``context_scores`` (peaks x the model's motifs), ``gc``
     (peaks), and the model's calibration, context weight and metadata.
     """
-    import anndata as ad
-
     from scregnet.device import resolve_device
     from scregnet.seed import seed_everything
 
@@ -240,25 +238,13 @@ def predict_peaks(
     sizes = read_chrom_sizes(fasta)
     peaks_all = peak_table(adata)
     check_peaks(peaks_all, sizes, atac=atac_path, fasta=fasta)
-    if chroms is not None:
-        absent = [c for c in chroms if c not in sizes]
-        if absent:
-            msg = f"--chrom {', '.join(absent)} not in the FASTA (it has {', '.join(list(sizes)[:5])}...)"
-            raise InputError(msg, fasta)
-        keep = peaks_all["chrom"].isin(list(chroms)).to_numpy()
-    else:
-        keep = np.ones(len(peaks_all), dtype=bool)
-    peaks = peaks_all.loc[keep]
+    peaks = peaks_all.loc[_chrom_mask(peaks_all, chroms, sizes, fasta)]
     clusters = sorted(adata.obs[keys.CLUSTER].astype(str).unique(), key=_cluster_key)
     cell_cluster = adata.obs[keys.CLUSTER].astype(str).map({c: i for i, c in enumerate(clusters)})
     barcode_cluster = dict(
         zip(adata.obs_names.astype(str), cell_cluster.to_numpy(int), strict=True)
     )
     tabix = open_fragments(fragments)
-    tfs = loaded.tfs
-    n_c, n_p, n_t = len(clusters), len(peaks), len(tfs)
-    logits = np.zeros((n_c, n_p, n_t), dtype=np.float32)
-    access = np.zeros((n_c, n_p), dtype=np.float32)
     # genome-wide mean coverage of each cluster (the pseudobulk analogue of a bigWig's mean)
     n_frag = _cluster_fragment_counts(adata, clusters)
     frag_len = mean_fragment_length(fragments)
@@ -268,107 +254,212 @@ def predict_peaks(
         "%s: %d cells in %d clusters; %d peaks on %s; mean fragment length %.0f bp",
         atac_path.name,
         adata.n_obs,
-        n_c,
-        n_p,
+        len(clusters),
+        len(peaks),
         ",".join(chroms) if chroms else "all chromosomes",
         frag_len,
     )
-    window = loaded.window
-    reader = WindowReader(fasta, sizes, window)
     model = loaded.model.to(torch_device).eval()
-    use_acc = model.config.use_accessibility
-    pstarts = peaks["start"].to_numpy(np.int64)
-    pends = peaks["end"].to_numpy(np.int64)
-    centres = (pstarts + pends) // 2
-    lows = centres - window // 2
-    bin_half = loaded.bin_size // 2
-    offsets = np.arange(window, dtype=np.int64)
-    # motif baseline inputs
-    tf_with_motif = [tf for tf in tfs if tf in motifs]
-    scanner = (
-        MotifScanner([motifs[tf] for tf in tf_with_motif], p_value=config.motif_p_value)
-        if tf_with_motif
-        else None
-    )
-    # the model's own motifs: context scores (finalize turns them into per-sample contexts)
-    model_motifs = loaded.motifs()
-    ctx_scanner = MotifScanner(model_motifs) if model.config.use_context else None
-    ctx_scores = np.zeros((n_p, len(model_motifs) if ctx_scanner else 0), dtype=np.float64)
-    pwm_ratio = np.zeros((n_p, n_t), dtype=np.float32)
-    match = np.zeros((n_p, n_t), dtype=bool)
-    gc = np.zeros(n_p, dtype=np.float64)
-    motif_cols = np.asarray([tfs.index(tf) for tf in tf_with_motif], dtype=np.int64)
+    out = _PeakArrays.empty(len(clusters), len(peaks), loaded, model)
+    scanners = _Scanners.build(loaded, motifs, model, config)
+    reader = _ClusterWindows(WindowReader(fasta, sizes, loaded.window), sizes, loaded, cluster_mean)
     fa = open_fasta(fasta)
-    n_windows = 0
-    t_model = 0.0
+    n_windows, t_model = 0, 0.0
     try:
         chrom_codes = peaks["chrom"].to_numpy()
+        pstarts = peaks["start"].to_numpy(np.int64)
+        pends = peaks["end"].to_numpy(np.int64)
+        lows = (pstarts + pends) // 2 - loaded.window // 2
         for chrom in dict.fromkeys(chrom_codes):
             rows = np.flatnonzero(chrom_codes == chrom)
-            frags = cluster_fragments(tabix, str(chrom), barcode_cluster, n_c)
+            frags = cluster_fragments(tabix, str(chrom), barcode_cluster, len(clusters))
             for lo_i in range(0, rows.size, config.batch_size):
                 batch = rows[lo_i : lo_i + config.batch_size]
-                seqs = np.stack([reader.sequence(str(chrom), int(lows[i])) for i in batch])
-                # peak sequences for the motif scan and GC
                 pseqs = [fa.fetch(str(chrom), int(pstarts[i]), int(pends[i])) for i in batch]
-                widths = np.array([len(s) for s in pseqs], dtype=np.int64)
-                onehot = np.zeros((len(batch), 4, int(widths.max())), dtype=np.float32)
-                for j, s in enumerate(pseqs):
-                    onehot[j, :, : widths[j]] = one_hot(s)
-                acgt = onehot.sum(axis=(1, 2))
-                gc[batch] = np.where(
-                    acgt > 0, onehot[:, 1:3].sum(axis=(1, 2)) / np.maximum(acgt, 1), 0.5
-                )
-                if scanner is not None:
-                    scores = scanner.max_scores(onehot, widths)
-                    pwm_ratio[np.ix_(batch, motif_cols)] = scanner.likelihood_ratio(scores)
-                    match[np.ix_(batch, motif_cols)] = scores >= scanner.threshold[None, :]
-                if ctx_scanner is not None:
-                    ctx_scores[batch] = ctx_scanner.max_scores(onehot, widths)
-                positions = lows[batch, None] + offsets[None, :]
-                inside = (positions >= 0) & (positions < sizes[str(chrom)])
+                _scan_peaks(pseqs, batch, scanners, out)
                 t0 = time.perf_counter()
-                for g in range(n_c):
-                    cov = coverage(frags[g][0], frags[g][1], positions.ravel()).reshape(
-                        positions.shape
-                    )
-                    acc = normalise_signal(np.where(inside, cov, 0.0), float(cluster_mean[g]))
-                    centre = acc[:, window // 2 - bin_half : window // 2 + bin_half].mean(axis=1)
-                    access[g, batch] = centre
-                    x = seqs if not use_acc else np.concatenate([seqs, acc[:, None, :]], axis=1)
-                    logits[g, batch] = _base_logits(model, x, torch_device, config.rc_average)
-                    n_windows += len(batch)
+                n_windows += reader.predict(
+                    model, str(chrom), lows[batch], batch, frags, out, torch_device, config
+                )
                 t_model += time.perf_counter() - t0
     finally:
         fa.close()
         tabix.close()
-    # baseline: the best match's likelihood ratio (2 ** log2-odds, relative to the consensus's)
-    # times the cluster's accessibility at the peak, i.e. odds(motif) x accessibility
-    pwm_binding = pwm_ratio[None, :, :] * access[:, :, None]
     rate = n_windows / t_model if t_model > 0 else float("nan")
     log.info(
         "predicted %d windows (%d peaks x %d clusters) in %.1f s (%.0f windows/s)",
         n_windows,
-        n_p,
-        n_c,
+        len(peaks),
+        len(clusters),
         time.perf_counter() - t_start,
         rate,
     )
+    return _shard(peaks, peaks_all, clusters, chroms, sizes, loaded, model, motifs, out)
+
+
+def _chrom_mask(
+    peaks: pd.DataFrame, chroms: Sequence[str] | None, sizes: dict[str, int], fasta: Path
+) -> NDArray[np.bool_]:
+    """The peaks on ``chroms`` (all when None); InputError for a chromosome not in the FASTA."""
+    if chroms is None:
+        return np.ones(len(peaks), dtype=bool)
+    absent = [c for c in chroms if c not in sizes]
+    if absent:
+        msg = (
+            f"--chrom {', '.join(absent)} not in the FASTA (it has {', '.join(list(sizes)[:5])}...)"
+        )
+        raise InputError(msg, fasta)
+    return peaks["chrom"].isin(list(chroms)).to_numpy()
+
+
+@dataclass
+class _PeakArrays:
+    """What :func:`predict_peaks` fills in per peak (``n_c`` clusters, ``n_p`` peaks, ``n_t`` TFs)."""
+
+    #: (n_c, n_p, n_t) base logits
+    logits: NDArray[np.float32]
+    #: (n_c, n_p) cluster accessibility at the peak centre bin
+    access: NDArray[np.float32]
+    #: (n_p, n_t) best motif match's likelihood ratio, and whether it passes the p-value
+    pwm_ratio: NDArray[np.float32]
+    match: NDArray[np.bool_]
+    #: (n_p, the model's motifs) context motif scores
+    ctx_scores: NDArray[np.float64]
+    #: (n_p,) GC fraction of the peak
+    gc: NDArray[np.float64]
+
+    @classmethod
+    def empty(cls, n_c: int, n_p: int, loaded: LoadedModel, model: ScFAN) -> _PeakArrays:
+        n_t = len(loaded.tfs)
+        n_ctx = len(loaded.motifs()) if model.config.use_context else 0
+        return cls(
+            logits=np.zeros((n_c, n_p, n_t), dtype=np.float32),
+            access=np.zeros((n_c, n_p), dtype=np.float32),
+            pwm_ratio=np.zeros((n_p, n_t), dtype=np.float32),
+            match=np.zeros((n_p, n_t), dtype=bool),
+            ctx_scores=np.zeros((n_p, n_ctx), dtype=np.float64),
+            gc=np.zeros(n_p, dtype=np.float64),
+        )
+
+
+@dataclass
+class _Scanners:
+    """The motif scanners of one shard: the baseline's (TFs with a motif) and the context's."""
+
+    #: the baseline PWMs' scanner (None: no TF has a motif) and their TFs' columns
+    baseline: MotifScanner | None
+    motif_cols: NDArray[np.int64]
+    #: the model's own motifs (None without context): per-peak context scores
+    context: MotifScanner | None
+
+    @classmethod
+    def build(
+        cls, loaded: LoadedModel, motifs: dict[str, Motif], model: ScFAN, config: PredictConfig
+    ) -> _Scanners:
+        tfs = loaded.tfs
+        tf_with_motif = [tf for tf in tfs if tf in motifs]
+        baseline = (
+            MotifScanner([motifs[tf] for tf in tf_with_motif], p_value=config.motif_p_value)
+            if tf_with_motif
+            else None
+        )
+        context = MotifScanner(loaded.motifs()) if model.config.use_context else None
+        cols = np.asarray([tfs.index(tf) for tf in tf_with_motif], dtype=np.int64)
+        return cls(baseline, cols, context)
+
+
+def _scan_peaks(
+    pseqs: list[str], batch: NDArray[np.intp], scanners: _Scanners, out: _PeakArrays
+) -> None:
+    """GC, motif baseline scores and context motif scores of a batch of peak sequences."""
+    widths = np.array([len(s) for s in pseqs], dtype=np.int64)
+    onehot = np.zeros((len(batch), 4, int(widths.max())), dtype=np.float32)
+    for j, s in enumerate(pseqs):
+        onehot[j, :, : widths[j]] = one_hot(s)
+    acgt = onehot.sum(axis=(1, 2))
+    out.gc[batch] = np.where(acgt > 0, onehot[:, 1:3].sum(axis=(1, 2)) / np.maximum(acgt, 1), 0.5)
+    scanner = scanners.baseline
+    if scanner is not None:
+        scores = scanner.max_scores(onehot, widths)
+        cols = scanners.motif_cols
+        out.pwm_ratio[np.ix_(batch, cols)] = scanner.likelihood_ratio(scores)
+        out.match[np.ix_(batch, cols)] = scores >= scanner.threshold[None, :]
+    if scanners.context is not None:
+        out.ctx_scores[batch] = scanners.context.max_scores(onehot, widths)
+
+
+@dataclass
+class _ClusterWindows:
+    """Model inputs of peak-centred windows: sequence plus each cluster's pseudobulk coverage."""
+
+    reader: WindowReader
+    sizes: dict[str, int]
+    loaded: LoadedModel
+    #: genome-wide mean coverage per cluster (the signal normaliser)
+    cluster_mean: NDArray[np.float64]
+
+    def predict(
+        self,
+        model: ScFAN,
+        chrom: str,
+        lows: NDArray[np.int64],
+        batch: NDArray[np.intp],
+        frags: list[tuple[NDArray[np.int64], NDArray[np.int64]]],
+        out: _PeakArrays,
+        device: torch.device,
+        config: PredictConfig,
+    ) -> int:
+        """Base logits and centre accessibility of the windows starting at ``lows`` for every
+        cluster, written to ``out`` at rows ``batch``; returns the number of windows."""
+        window = self.loaded.window
+        bin_half = self.loaded.bin_size // 2
+        seqs = np.stack([self.reader.sequence(chrom, int(lo)) for lo in lows])
+        positions = lows[:, None] + np.arange(window, dtype=np.int64)[None, :]
+        inside = (positions >= 0) & (positions < self.sizes[chrom])
+        use_acc = model.config.use_accessibility
+        for g in range(len(frags)):
+            cov = coverage(frags[g][0], frags[g][1], positions.ravel()).reshape(positions.shape)
+            acc = normalise_signal(np.where(inside, cov, 0.0), float(self.cluster_mean[g]))
+            centre = acc[:, window // 2 - bin_half : window // 2 + bin_half].mean(axis=1)
+            out.access[g, batch] = centre
+            x = seqs if not use_acc else np.concatenate([seqs, acc[:, None, :]], axis=1)
+            out.logits[g, batch] = _base_logits(model, x, device, config.rc_average)
+        return len(frags) * len(batch)
+
+
+def _shard(
+    peaks: pd.DataFrame,
+    peaks_all: pd.DataFrame,
+    clusters: list[str],
+    chroms: Sequence[str] | None,
+    sizes: dict[str, int],
+    loaded: LoadedModel,
+    model: ScFAN,
+    motifs: dict[str, Motif],
+    out: _PeakArrays,
+) -> ad.AnnData:
+    """The shard AnnData of :func:`predict_peaks`."""
+    import anndata as ad
+
+    tfs = loaded.tfs
+    # baseline: the best match's likelihood ratio (2 ** log2-odds, relative to the consensus's)
+    # times the cluster's accessibility at the peak, i.e. odds(motif) x accessibility
+    pwm_binding = out.pwm_ratio[None, :, :] * out.access[:, :, None]
     shard = ad.AnnData(obs=peaks.copy(), var=pd.DataFrame(index=pd.Index(tfs, name="tf")))
-    shard.obs["gc"] = gc
+    shard.obs["gc"] = out.gc
     shard.uns[keys.TFBIND_SHARD] = {
         "clusters": np.asarray(clusters, dtype=object),
-        "logit": logits,
-        "context_scores": ctx_scores,
+        "logit": out.logits,
+        "context_scores": out.ctx_scores,
         "pwm_binding": pwm_binding.astype(np.float32),
-        "motif_match": match,
-        "accessibility": access,
+        "motif_match": out.match,
+        "accessibility": out.access,
         "has_motif": np.asarray([tf in motifs for tf in tfs]),
         "chroms": np.asarray(
             list(chroms) if chroms is not None else sorted(set(peaks_all["chrom"])), dtype=object
         ),
         "chrom_sizes": {k: int(v) for k, v in sizes.items()},
-        "window": int(window),
+        "window": int(loaded.window),
         "test_chroms": np.asarray(loaded.test_chroms, dtype=object),
         "val_chroms": np.asarray(loaded.val_chroms, dtype=object),
         "n_peaks_total": len(peaks_all),
