@@ -669,35 +669,13 @@ def finalize(
     check_atac(adata, atac_path, need_lsi=True)
     u = shard.uns[keys.TFBIND_SHARD]
     peaks_all = peak_table(adata)
-    covered = {str(c) for c in u["chroms"]}
-    left_out = peaks_all["chrom"].isin(set(skipped_chroms) - covered)
-    if left_out.any():
-        log.info(
-            "%d peak(s) on skipped chromosome(s) get no binding prediction", int(left_out.sum())
-        )
-    missing_chroms = sorted(set(peaks_all["chrom"]) - covered - set(skipped_chroms))
-    if missing_chroms:
-        msg = f"no shard covers the peaks on chromosome(s) {', '.join(missing_chroms[:6])}"
-        raise InputError(msg, atac_path)
-    if int(u["n_peaks_total"]) != len(peaks_all):
-        msg = f"shards were predicted from {u['n_peaks_total']} peaks, this ATAC file has {len(peaks_all)}"
-        raise InputError(msg, atac_path)
-    pos = peaks_all.index.get_indexer(shard.obs_names)
-    if (pos < 0).any():
-        msg = "shards name peaks that are not in this ATAC file"
-        raise InputError(msg, atac_path)
-    order = np.argsort(pos, kind="stable")  # shard rows in the ATAC file's peak order
-    pos = pos[order]
+    pos, order = _shard_order(shard, peaks_all, atac_path, skipped_chroms)
     logit = np.asarray(u["logit"])[:, order]
-    pwm_binding = np.asarray(u["pwm_binding"])[:, order]
-    match = np.asarray(u["motif_match"])[order]
-    gc = shard.obs["gc"].to_numpy(np.float64)[order]
     clusters = [str(c) for c in u["clusters"]]
     tfs = list(shard.var_names)
     counts = sp.csr_matrix(adata.X)[:, pos]
     lsi = np.asarray(adata.obsm[keys.LSI], dtype=np.float64)
     w = knn_weights(lsi, config.n_neighbors)
-    # (cells, peaks): fraction of the cell's neighbourhood with a read in the peak
     # (cells, peaks): reads of the cell's neighbourhood (itself + k nearest), averaged
     pooled = sp.csr_matrix(w @ counts.astype(np.float64))
     cell_cluster = (
@@ -711,44 +689,30 @@ def finalize(
         shape=(adata.n_obs, len(clusters)),
     )
     mix = np.asarray((w @ onehot_cluster).todense())  # (cells, clusters) neighbourhood composition
-    # sample-level TF-activity context (our extension, :mod:`.context`): per cluster from its
-    # pseudobulk, per cell from its neighbourhood's pooled reads; reads per bp of each peak
-    cluster_ctx = cell_ctx = None
-    if bool(u.get("use_context", False)):
-        lengths = (peaks_all["end"] - peaks_all["start"]).to_numpy(np.float64)[pos]
-        per_bp = sp.diags(1.0 / np.maximum(lengths, 1.0))
-        cmatch = top_matches(np.asarray(u["context_scores"], dtype=np.float64)[order])
-        motif_tf = np.asarray(u["context_motif_tf"], dtype=np.int64)
-        cluster_reads = sp.csr_matrix(onehot_cluster.T @ counts.astype(np.float64)) @ per_bp
-        cluster_ctx = tf_context(motif_auc(cluster_reads, cmatch), motif_tf, len(tfs))
-        cell_ctx = tf_context(motif_auc(sp.csr_matrix(pooled @ per_bp), cmatch), motif_tf, len(tfs))
+    cluster_ctx, cell_ctx = _contexts(
+        u,
+        peaks_all,
+        pos,
+        order,
+        n_tfs=len(tfs),
+        counts=counts,
+        pooled=pooled,
+        onehot_cluster=onehot_cluster,
+    )
     binding = binding_probability(
         logit, None if cluster_ctx is None else cluster_ctx[:, None, :], u
     )  # (clusters, peaks, tfs)
-    depth = np.asarray(pooled.sum(axis=1)).ravel()
-    peak_total = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
-    frac = peak_total / max(peak_total.sum(), 1.0)
-    observed = np.zeros((adata.n_obs, len(tfs)))
-    expected = np.zeros((adata.n_obs, len(tfs)))
-    for g in range(len(clusters)):
-        p_g = binding[g].astype(np.float64)  # (peaks, tfs)
-        observed += mix[:, [g]] * np.asarray(pooled @ p_g)
-        expected += mix[:, [g]] * depth[:, None] * (frac @ p_g)[None, :]
+    activity = _bound_peak_deviation(counts, pooled, binding, mix)
     mean_binding = _mean_binding(pooled, logit, mix, cell_ctx, u)
     scfan = scfan_activity(counts, binding, cell_cluster)
-    # activity: reads in the peaks the model predicts bound, relative to the expectation from the
-    # cell's depth and each peak's share of all reads (chromVAR's deviation with predicted binding
-    # as a soft annotation)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        activity = np.where(expected > 0, (observed - expected) / expected, 0.0)
     has_motif = np.asarray(u["has_motif"], dtype=bool)
-    rng = np.random.default_rng(config.seed)
-    chromvar = np.full((adata.n_obs, len(tfs)), np.nan)
-    if has_motif.any():
-        _, z = chromvar_deviations(
-            counts, match[:, has_motif], gc, n_iterations=config.chromvar_iterations, rng=rng
-        )
-        chromvar[:, has_motif] = z
+    chromvar = _chromvar_baseline(
+        counts,
+        np.asarray(u["motif_match"])[order],
+        shard.obs["gc"].to_numpy(np.float64)[order],
+        has_motif,
+        config,
+    )
     out = ad.AnnData(
         X=activity.astype(np.float32),
         obs=adata.obs.copy(),
@@ -767,7 +731,7 @@ def finalize(
         "clusters": np.asarray(clusters, dtype=object),
         "peaks": peaks_all.iloc[pos].copy(),
         "binding": binding.astype(np.float32),
-        "pwm_binding": pwm_binding.astype(np.float32),
+        "pwm_binding": np.asarray(u["pwm_binding"])[:, order].astype(np.float32),
         "test_chroms": np.asarray(u["test_chroms"], dtype=object),
         "val_chroms": np.asarray(u["val_chroms"], dtype=object),
         "window": int(u["window"]),
@@ -781,6 +745,101 @@ def finalize(
         int(has_motif.sum()),
     )
     return out
+
+
+def _chromvar_baseline(
+    counts: sp.csr_matrix,
+    match: NDArray[np.bool_],
+    gc: NDArray[np.float64],
+    has_motif: NDArray[np.bool_],
+    config: PredictConfig,
+) -> NDArray[np.float64]:
+    """(cells x TFs) chromVAR-style motif deviation z-scores (NaN for TFs without a motif)."""
+    rng = np.random.default_rng(config.seed)
+    chromvar = np.full((counts.shape[0], has_motif.size), np.nan)
+    if has_motif.any():
+        _, z = chromvar_deviations(
+            counts, match[:, has_motif], gc, n_iterations=config.chromvar_iterations, rng=rng
+        )
+        chromvar[:, has_motif] = z
+    return chromvar
+
+
+def _shard_order(
+    shard: ad.AnnData, peaks_all: pd.DataFrame, atac_path: Path, skipped_chroms: Sequence[str]
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """The shard's peaks as positions in the ATAC file's peaks, sorted, and the shard rows in
+    that order; InputError when the shards do not cover the file's peaks (outside
+    ``skipped_chroms``) or name others."""
+    u = shard.uns[keys.TFBIND_SHARD]
+    covered = {str(c) for c in u["chroms"]}
+    left_out = peaks_all["chrom"].isin(set(skipped_chroms) - covered)
+    if left_out.any():
+        log.info(
+            "%d peak(s) on skipped chromosome(s) get no binding prediction", int(left_out.sum())
+        )
+    missing_chroms = sorted(set(peaks_all["chrom"]) - covered - set(skipped_chroms))
+    if missing_chroms:
+        msg = f"no shard covers the peaks on chromosome(s) {', '.join(missing_chroms[:6])}"
+        raise InputError(msg, atac_path)
+    if int(u["n_peaks_total"]) != len(peaks_all):
+        msg = f"shards were predicted from {u['n_peaks_total']} peaks, this ATAC file has {len(peaks_all)}"
+        raise InputError(msg, atac_path)
+    pos = peaks_all.index.get_indexer(shard.obs_names)
+    if (pos < 0).any():
+        msg = "shards name peaks that are not in this ATAC file"
+        raise InputError(msg, atac_path)
+    order = np.argsort(pos, kind="stable")  # shard rows in the ATAC file's peak order
+    return pos[order], order
+
+
+def _contexts(
+    u: dict[str, Any],
+    peaks_all: pd.DataFrame,
+    pos: NDArray[np.intp],
+    order: NDArray[np.intp],
+    *,
+    n_tfs: int,
+    counts: sp.csr_matrix,
+    pooled: sp.csr_matrix,
+    onehot_cluster: sp.csr_matrix,
+) -> tuple[NDArray[np.float64] | None, NDArray[np.float64] | None]:
+    """The sample-level TF-activity contexts (our extension, :mod:`.context`), (clusters x TFs)
+    from each cluster's pseudobulk and (cells x TFs) from each cell's neighbourhood's pooled
+    reads, on reads per bp of each peak; both None when the model has no context."""
+    if not bool(u.get("use_context", False)):
+        return None, None
+    lengths = (peaks_all["end"] - peaks_all["start"]).to_numpy(np.float64)[pos]
+    per_bp = sp.diags(1.0 / np.maximum(lengths, 1.0))
+    cmatch = top_matches(np.asarray(u["context_scores"], dtype=np.float64)[order])
+    motif_tf = np.asarray(u["context_motif_tf"], dtype=np.int64)
+    cluster_reads = sp.csr_matrix(onehot_cluster.T @ counts.astype(np.float64)) @ per_bp
+    cluster_ctx = tf_context(motif_auc(cluster_reads, cmatch), motif_tf, n_tfs)
+    cell_ctx = tf_context(motif_auc(sp.csr_matrix(pooled @ per_bp), cmatch), motif_tf, n_tfs)
+    return cluster_ctx, cell_ctx
+
+
+def _bound_peak_deviation(
+    counts: sp.csr_matrix,
+    pooled: sp.csr_matrix,
+    binding: NDArray[np.floating[Any]],
+    mix: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """(cells x TFs) reads in the peaks the model predicts bound, relative to the expectation from
+    the cell's depth and each peak's share of all reads (chromVAR's deviation with predicted
+    binding as a soft annotation); each cluster's binding weighted by the neighbourhood ``mix``."""
+    depth = np.asarray(pooled.sum(axis=1)).ravel()
+    peak_total = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
+    frac = peak_total / max(peak_total.sum(), 1.0)
+    n_cells, n_tfs = pooled.shape[0], binding.shape[2]
+    observed = np.zeros((n_cells, n_tfs))
+    expected = np.zeros((n_cells, n_tfs))
+    for g in range(binding.shape[0]):
+        p_g = binding[g].astype(np.float64)  # (peaks, tfs)
+        observed += mix[:, [g]] * np.asarray(pooled @ p_g)
+        expected += mix[:, [g]] * depth[:, None] * (frac @ p_g)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(expected > 0, (observed - expected) / expected, 0.0)
 
 
 def write_outputs(
