@@ -14,12 +14,18 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
+from scregnet.grn.config import (
+    NEGATIVE_RATIO,
+    PRIOR_THRESHOLD,
+    PRIOR_WINDOW,
+    SCORE_BATCH_SIZE,
+)
 
 if TYPE_CHECKING:
+    from scregnet.grn.config import GRNConfig, TrainConfig
     from scregnet.grn.data import ExpressionViews
     from scregnet.grn.images import ImageBuilder
-    from scregnet.grn.model import DeepMCL, GRNConfig
-    from scregnet.grn.train import TrainConfig
+    from scregnet.grn.model import DeepMCL
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +112,7 @@ def readout_name(selection: dict[str, Any], n_pair_features: int) -> str:
     ``selection``: :attr:`scregnet.grn.train.TrainResult.selection`; ``n_pair_features``: the
     model's feature width (0: DeepMCL as published).
     """
-    from scregnet.grn.images import N_PAIR_FEATURES
+    from scregnet.grn.config import N_PAIR_FEATURES
 
     if n_pair_features == 0:
         return "DeepMCL network (published architecture)"
@@ -132,7 +138,7 @@ def iter_scores(
     tfs: Sequence[int],
     *,
     targets: Sequence[int] | None = None,
-    batch_size: int = 2048,
+    batch_size: int = SCORE_BATCH_SIZE,
 ) -> Iterator[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32], NDArray[np.float32]]]:
     """Yield ``(tf, target, score, view_weights)`` batches for every TF x target (self excluded).
 
@@ -183,7 +189,7 @@ def score_all(
     tfs: Sequence[int],
     *,
     targets: Sequence[int] | None = None,
-    batch_size: int = 2048,
+    batch_size: int = SCORE_BATCH_SIZE,
 ) -> EdgeScores:
     """Collect :func:`iter_scores` into compact arrays (scores only, never the images)."""
     from tqdm import tqdm
@@ -297,18 +303,18 @@ def infer_grn(
     threads: int = 1,
     model_config: GRNConfig | None = None,
     train_config: TrainConfig | None = None,
-    prior_window: int = 10_000,
-    prior_threshold: float = 0.5,
-    negative_ratio: float = 3.0,
-    score_batch_size: int = 2048,
+    prior_window: int = PRIOR_WINDOW,
+    prior_threshold: float = PRIOR_THRESHOLD,
+    negative_ratio: float = NEGATIVE_RATIO,
+    score_batch_size: int = SCORE_BATCH_SIZE,
     data: ExpressionViews | None = None,
 ) -> EdgeScores:
     """Read views, build labels, train, score every TF x gene, write the ranked edges (and attention)."""
     from scregnet.device import resolve_device, torch_threads
+    from scregnet.grn.config import GRNConfig, TrainConfig
     from scregnet.grn.data import label_pairs, read_labels, read_views
     from scregnet.grn.images import ImageBuilder
-    from scregnet.grn.model import GRNConfig
-    from scregnet.grn.train import PairLabels, TrainConfig, fit
+    from scregnet.grn.train import PairLabels, fit
     from scregnet.seed import seed_everything
 
     if (labels is None) == (prior is None):

@@ -14,19 +14,21 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
+from scregnet.grn.config import TrainConfig
 
 if TYPE_CHECKING:
     import torch
 
+    from scregnet.grn.config import GRNConfig
     from scregnet.grn.images import ImageBuilder
-    from scregnet.grn.model import DeepMCL, GRNConfig, HeadOutput
+    from scregnet.grn.model import DeepMCL, HeadOutput
 
 log = logging.getLogger(__name__)
 
@@ -58,38 +60,6 @@ class PairLabels:
     @property
     def n_positive(self) -> int:
         return int(self.label.sum())
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    contrastive_weight: float = 0.5
-    margin: float = 1.0
-    cell_fraction: float = 0.8
-    val_fraction: float = 0.2
-    patience: int = 8
-    max_pairs_per_epoch: int = 2048
-    #: ``natural``: pairs drawn uniformly, so at the labels' own positive rate (better early
-    #: precision, see docs/benchmarks.md); ``balanced``: as many positive as negative pairs per
-    #: epoch (positives resampled), as DeepMCL trains
-    sampling: str = "natural"
-    #: weight of a positive pair in the classification loss (class weighting for sparse truths;
-    #: 1: unweighted)
-    pos_weight: float = 1.0
-    amp: bool = True
-    #: TF-aware inner folds of the training TFs for the held-out choice of the skip read-out (and
-    #: of the network when one ``val_fraction`` split holds too few positives)
-    inner_folds: int = 3
-    #: train the network on top of the chosen read-out (False: the read-out alone, gate 0)
-    network: bool = True
-    #: bootstrap resamples of validation TFs for the standard-error rule
-    n_bootstrap: int = 200
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -320,8 +290,7 @@ LOGLINEAR_GRID = tuple(
 
 
 def _label_column(name: str) -> int:
-    from scregnet.grn.images import N_PAIR_FEATURES
-    from scregnet.grn.label_features import LABEL_FEATURE_NAMES
+    from scregnet.grn.config import LABEL_FEATURE_NAMES, N_PAIR_FEATURES
 
     return N_PAIR_FEATURES + LABEL_FEATURE_NAMES.index(name)
 
@@ -594,7 +563,7 @@ def fit(
 
 def _skip_candidates(builder: ImageBuilder, width: int) -> list[str]:
     """The read-outs of :data:`SKIP_CANDIDATES` the features of width ``width`` support."""
-    from scregnet.grn.images import N_PAIR_FEATURES
+    from scregnet.grn.config import N_PAIR_FEATURES
 
     return [
         n

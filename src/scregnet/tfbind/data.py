@@ -36,8 +36,6 @@ for _i, _b in enumerate("ACGT"):
 _NOT_ACGT = np.ones(256, dtype=bool)
 _NOT_ACGT[[ord(c) for c in "ACGTacgt"]] = False
 
-#: chromosomes left out of training and prediction unless asked for (mitochondria)
-DEFAULT_EXCLUDE = ("chrM", "MT", "M", "chrMT")
 #: the scFAN paper's held-out chromosomes (human)
 PAPER_TEST_CHROMS = ("chr1", "chr8", "chr21")
 PAPER_VAL_CHROMS = ("chr11",)

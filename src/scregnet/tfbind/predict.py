@@ -46,6 +46,7 @@ from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir
 from scregnet.io.genome import open_fasta, read_chrom_sizes
 from scregnet.tfbind.checkpoint import LoadedModel
+from scregnet.tfbind.config import PredictConfig
 from scregnet.tfbind.context import motif_auc, tf_context, top_matches
 from scregnet.tfbind.data import WindowReader, normalise_signal, one_hot, reverse_complement
 from scregnet.tfbind.model import ScFAN
@@ -58,19 +59,6 @@ log = logging.getLogger(__name__)
 
 #: fragments read from the top of the file to estimate the mean fragment length
 FRAGMENT_LENGTH_SAMPLE = 100_000
-
-
-@dataclass
-class PredictConfig:
-    """Settings of ``tfbind predict`` (each a flag)."""
-
-    batch_size: int = 256
-    rc_average: bool = True
-    n_neighbors: int = 15
-    threshold: float = 0.5
-    motif_p_value: float = 5e-5
-    chromvar_iterations: int = 50
-    seed: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -803,7 +791,7 @@ def _contexts(
     counts: sp.csr_matrix,
     pooled: sp.csr_matrix,
     onehot_cluster: sp.csr_matrix,
-) -> tuple[NDArray[np.float64] | None, NDArray[np.float64] | None]:
+) -> tuple[NDArray[np.floating[Any]] | None, NDArray[np.floating[Any]] | None]:
     """The sample-level TF-activity contexts (our extension, :mod:`.context`), (clusters x TFs)
     from each cluster's pseudobulk and (cells x TFs) from each cell's neighbourhood's pooled
     reads, on reads per bp of each peak; both None when the model has no context."""

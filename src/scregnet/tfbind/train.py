@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,8 @@ from scregnet.io.atomic import atomic_path
 from scregnet.io.genome import read_chrom_sizes
 from scregnet.stats import auprc, auroc
 from scregnet.tfbind.checkpoint import save_checkpoint
+from scregnet.tfbind.config import TrainConfig
 from scregnet.tfbind.data import (
-    DEFAULT_EXCLUDE,
     BulkData,
     BulkWindows,
     build_index,
@@ -35,41 +35,10 @@ from scregnet.tfbind.data import (
     read_bulk_sheet,
     reverse_complement,
 )
-from scregnet.tfbind.model import PAPER_DROPOUT, PAPER_FILTERS, ModelConfig, ScFAN
+from scregnet.tfbind.model import ModelConfig, ScFAN
 from scregnet.tfbind.motifs import Motif
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Training settings (every field is a ``tfbind train`` flag)."""
-
-    window: int = 1000
-    bin_size: int = 200
-    step: int = 200
-    test_chroms: list[str] | None = None
-    val_chroms: list[str] | None = None
-    exclude_chroms: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
-    negative_ratio: float = 3.0
-    max_pos_weight: float = 20.0
-    epochs: int = 20
-    patience: int = 3
-    batch_size: int = 64
-    lr: float = 1e-3
-    filters: tuple[int, ...] = PAPER_FILTERS
-    dropout: tuple[float, ...] = PAPER_DROPOUT
-    hidden: int = 919
-    use_accessibility: bool = True
-    rc_augment: bool = True
-    jitter: int = 50
-    motifs: str | None = None
-    motif_init: bool = False
-    motif_tracks: bool = True
-    context: bool = True
-    motif_centre: int = 300
-    sequence_warmup: int = 0
-    seed: int = 0
 
 
 def pos_weights(labels: np.ndarray, *, cap: float) -> torch.Tensor:
