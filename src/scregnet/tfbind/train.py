@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -207,62 +207,30 @@ def fit(
     loader = DataLoader(
         train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False
     )
-    best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
-    history: list[dict[str, float]] = []
-    n_seen, t_train = 0, 0.0
     warmup = config.sequence_warmup if config.use_accessibility else 0
-    first, stopped = 1, False
     key = _state_key(config, len(train_set), None if val_set is None else len(val_set))  # type: ignore[arg-type]
-    saved = _read_state(state, key, device) if state is not None else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimiser.load_state_dict(saved["optimiser"])
-        scaler.load_state_dict(saved["scaler"])
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        if saved["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        best_loss, best_state, best_epoch, stale = (
-            saved["best_loss"],
-            saved["best_state"],
-            saved["best_epoch"],
-            saved["stale"],
-        )
-        history, n_seen, t_train = saved["history"], saved["n_seen"], saved["t_train"]
-        first, stopped = saved["epoch"] + 1, saved["stopped"]
-        log.info("resuming training after epoch %d from %s", saved["epoch"], state)
-    for epoch in range(first, config.epochs + 1):
-        if stopped:
+    run = _TrainingState(model, optimiser, scaler, generator)
+    progress = run.resume(state, key, device) if state is not None else None
+    if progress is None:
+        progress = _Progress()
+    for epoch in range(progress.epoch + 1, config.epochs + 1):
+        if progress.stopped:
             break
-        model.train()
         t0 = time.perf_counter()
-        total, batches = 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            if epoch <= warmup and x.shape[1] > 4:
-                x = x.clone()
-                x[:, 4:] = 0.0
-            if config.rc_augment:
-                flip = torch.rand(x.shape[0], generator=generator) < 0.5
-                if flip.any():
-                    x = x.clone()
-                    x[flip.to(device)] = reverse_complement(x[flip.to(device)])
-            optimiser.zero_grad(set_to_none=True)
-            with autocast(device):
-                logits = model(x)
-            loss = masked_bce(logits, y, pos_weight)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            total += float(loss.detach())
-            batches += 1
-            n_seen += x.shape[0]
-        t_train += time.perf_counter() - t0
-        train_loss = total / max(batches, 1)
+        train_loss, seen = _train_epoch(
+            run,
+            loader,
+            pos_weight,
+            device=device,
+            rc_augment=config.rc_augment,
+            zero_accessibility=epoch <= warmup,
+        )
+        progress.n_seen += seen
+        progress.t_train += time.perf_counter() - t0
         val_loss = (
             _loss(model, val_set, pos_weight, device, config.batch_size) if val_set else train_loss
         )
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        progress.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         log.info(
             "epoch %d/%d%s: train loss %.4f, validation loss %.4f (%.1f s)",
             epoch,
@@ -273,47 +241,125 @@ def fit(
             time.perf_counter() - t0,
         )
         if not (epoch <= warmup and epoch < config.epochs):
-            if val_loss < best_loss - 1e-4:
-                best_loss, best_epoch, stale = val_loss, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-                stopped = stale >= config.patience
+            progress.update(model, epoch, val_loss, config.patience)
+        progress.epoch = epoch
         if state is not None:
-            _write_state(
-                state,
-                {
-                    "key": key,
-                    "epoch": epoch,
-                    "stopped": stopped,
-                    "model": model.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all()
-                    if torch.cuda.is_available()
-                    else None,
-                    "best_loss": best_loss,
-                    "best_state": best_state,
-                    "best_epoch": best_epoch,
-                    "stale": stale,
-                    "history": history,
-                    "n_seen": n_seen,
-                    "t_train": t_train,
-                },
-            )
-        if stopped:
-            log.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
+            run.save(state, key, progress)
+        if progress.stopped:
+            log.info("early stopping after epoch %d (best epoch %d)", epoch, progress.best_epoch)
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
     return {
-        "history": history,
-        "best_epoch": best_epoch,
-        "best_val_loss": best_loss,
-        "train_windows_per_s": n_seen / t_train if t_train > 0 else float("nan"),
+        "history": progress.history,
+        "best_epoch": progress.best_epoch,
+        "best_val_loss": progress.best_loss,
+        "train_windows_per_s": progress.n_seen / progress.t_train
+        if progress.t_train > 0
+        else float("nan"),
     }
+
+
+@dataclass
+class _Progress:
+    """The early-stopping bookkeeping of :func:`fit` (saved with the training state)."""
+
+    best_loss: float = math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = 0
+    stale: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    n_seen: int = 0
+    t_train: float = 0.0
+    #: the last epoch trained (0: none)
+    epoch: int = 0
+    stopped: bool = False
+
+    def update(self, model: nn.Module, epoch: int, val_loss: float, patience: int) -> None:
+        """Keep ``model``'s weights when ``val_loss`` improves, else count towards stopping."""
+        if val_loss < self.best_loss - 1e-4:
+            self.best_loss, self.best_epoch, self.stale = val_loss, epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.stale += 1
+            self.stopped = self.stale >= patience
+
+
+@dataclass
+class _TrainingState:
+    """What :func:`fit` trains with, and its per-epoch state file."""
+
+    model: nn.Module
+    optimiser: torch.optim.Optimizer
+    scaler: Any
+    generator: torch.Generator
+
+    def resume(self, path: Path, key: str, device: torch.device) -> _Progress | None:
+        """Restore the state saved at ``path`` for ``key``; None when there is none."""
+        saved = _read_state(path, key, device)
+        if saved is None:
+            return None
+        self.model.load_state_dict(saved["model"])
+        self.optimiser.load_state_dict(saved["optimiser"])
+        self.scaler.load_state_dict(saved["scaler"])
+        self.generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        log.info("resuming training after epoch %d from %s", saved["epoch"], path)
+        return _Progress(**{f.name: saved[f.name] for f in fields(_Progress)})
+
+    def save(self, path: Path, key: str, progress: _Progress) -> None:
+        _write_state(
+            path,
+            {
+                "key": key,
+                "model": self.model.state_dict(),
+                "optimiser": self.optimiser.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                **{f.name: getattr(progress, f.name) for f in fields(_Progress)},
+            },
+        )
+
+
+def _train_epoch(
+    run: _TrainingState,
+    loader: DataLoader[Any],
+    pos_weight: torch.Tensor,
+    *,
+    device: torch.device,
+    rc_augment: bool,
+    zero_accessibility: bool,
+) -> tuple[float, int]:
+    """One pass over ``loader`` (accessibility channels zeroed when asked, random strand flips
+    with ``rc_augment``); returns the mean batch loss and the number of windows seen."""
+    model, optimiser, scaler, generator = run.model, run.optimiser, run.scaler, run.generator
+    model.train()
+    total, batches, seen = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        if zero_accessibility and x.shape[1] > 4:
+            x = x.clone()
+            x[:, 4:] = 0.0
+        if rc_augment:
+            flip = torch.rand(x.shape[0], generator=generator) < 0.5
+            if flip.any():
+                x = x.clone()
+                x[flip.to(device)] = reverse_complement(x[flip.to(device)])
+        optimiser.zero_grad(set_to_none=True)
+        with autocast(device):
+            logits = model(x)
+        loss = masked_bce(logits, y, pos_weight)
+        scaler.scale(loss).backward()
+        scaler.step(optimiser)
+        scaler.update()
+        total += float(loss.detach())
+        batches += 1
+        seen += x.shape[0]
+    return total / max(batches, 1), seen
 
 
 def _state_key(config: TrainConfig, n_train: int, n_val: int | None) -> str:
