@@ -28,6 +28,7 @@ from scregnet.tfbind.checkpoint import save_checkpoint
 from scregnet.tfbind.config import TrainConfig
 from scregnet.tfbind.data import (
     BulkData,
+    BulkTrack,
     BulkWindows,
     build_index,
     choose_heldout,
@@ -440,26 +441,7 @@ def train(
     if config.bin_size < 1 or config.window < config.bin_size or config.step < 1:
         msg = f"need 1 <= bin size <= window and step >= 1, got bin {config.bin_size}, window {config.window}, step {config.step}"
         raise InputError(msg)
-    tracks = read_bulk_sheet(bulk_sheet)
-    sizes = read_chrom_sizes(fasta)
-    excluded = set(config.exclude_chroms)
-    chroms = [c for c in sizes if c not in excluded]
-    test, val = choose_heldout(chroms, test=config.test_chroms, val=config.val_chroms, fasta=fasta)
-    train_chroms = [c for c in chroms if c not in set(test) | set(val)]
-    log.info(
-        "chromosomes: train %s; validation %s; test %s",
-        ",".join(train_chroms),
-        ",".join(val),
-        ",".join(test),
-    )
-    data = load_bulk(fasta, tracks, chroms=chroms)
-    log.info(
-        "bulk sheet %s: %d cell type(s), %d TF(s): %s",
-        bulk_sheet,
-        len(tracks),
-        len(data.tfs),
-        ", ".join(data.tfs),
-    )
+    tracks, sizes, data, chroms, (train_chroms, val, test) = _bulk_data(fasta, bulk_sheet, config)
     train_idx, val_idx, test_idx = _window_indices(
         data, config, [train_chroms, val, test], rng, bulk_sheet
     )
@@ -525,6 +507,36 @@ def train(
         "train_windows_per_s": result["train_windows_per_s"],
         "predict_windows_per_s": predict_rate,
     }
+
+
+def _bulk_data(
+    fasta: Path, bulk_sheet: str | Path, config: TrainConfig
+) -> tuple[
+    list[BulkTrack], dict[str, int], BulkData, list[str], tuple[list[str], list[str], list[str]]
+]:
+    """The bulk sheet's tracks, the genome's chromosome sizes, the bulk data on the chromosomes
+    not excluded, those chromosomes, and the train, validation and test chromosomes."""
+    tracks = read_bulk_sheet(bulk_sheet)
+    sizes = read_chrom_sizes(fasta)
+    excluded = set(config.exclude_chroms)
+    chroms = [c for c in sizes if c not in excluded]
+    test, val = choose_heldout(chroms, test=config.test_chroms, val=config.val_chroms, fasta=fasta)
+    train_chroms = [c for c in chroms if c not in set(test) | set(val)]
+    log.info(
+        "chromosomes: train %s; validation %s; test %s",
+        ",".join(train_chroms),
+        ",".join(val),
+        ",".join(test),
+    )
+    data = load_bulk(fasta, tracks, chroms=chroms)
+    log.info(
+        "bulk sheet %s: %d cell type(s), %d TF(s): %s",
+        bulk_sheet,
+        len(tracks),
+        len(data.tfs),
+        ", ".join(data.tfs),
+    )
+    return tracks, sizes, data, chroms, (train_chroms, val, test)
 
 
 def _window_indices(
