@@ -360,8 +360,7 @@ def _train_epochs(
     """
     import torch
 
-    from scregnet.device import autocast, grad_scaler
-    from scregnet.grn.model import contrastive_loss
+    from scregnet.device import grad_scaler
     from scregnet.stats import auprc
 
     device = builder.device
@@ -378,39 +377,11 @@ def _train_epochs(
     needed = np.concatenate([train.tf, train.target])
     for epoch in range(1, epochs + 1):
         bank = neighbour_embeddings(model, builder, genes=needed)
-        model.train()
         order = _epoch_pairs(train, config.max_pairs_per_epoch, rng, config.sampling)
-        total, n_batches = 0.0, 0
-        for s in range(0, order.size, config.batch_size):
-            idx = order[s : s + config.batch_size]
-            if idx.size < 2:
-                continue
-            a = torch.as_tensor(train.tf[idx], device=device)
-            b = torch.as_tensor(train.target[idx], device=device)
-            y = torch.as_tensor(train.label[idx], device=device, dtype=torch.float32)
-            cells = (
-                builder.sample_cells(config.cell_fraction, generator)
-                if config.cell_fraction < 1
-                else None
-            )
-            with autocast(device, enabled=config.amp):
-                out = forward_pairs(model, builder, a, b, bank, cells=cells)
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    out.logit.float(),
-                    y,
-                    pos_weight=torch.tensor(config.pos_weight, device=device),
-                )
-                if config.contrastive_weight > 0:
-                    loss = loss + config.contrastive_weight * contrastive_loss(
-                        out.embedding, y, margin=config.margin
-                    )
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            total += float(loss.detach())
-            n_batches += 1
-        record = {"epoch": float(epoch), "loss": total / max(n_batches, 1)}
+        loss = _train_epoch(
+            model, builder, train, order, bank, config, optimiser, scaler, generator
+        )
+        record = {"epoch": float(epoch), "loss": loss}
         if val is not None:
             preds.append(predict_pairs(model, builder, val))
             score = auprc(val.label, preds[-1])
@@ -431,6 +402,59 @@ def _train_epochs(
             if patience is not None and stale >= patience:
                 break
     return history, preds, best_epoch, best_state
+
+
+def _train_epoch(
+    model: DeepMCL,
+    builder: ImageBuilder,
+    train: PairLabels,
+    order: NDArray[np.intp],
+    bank: torch.Tensor,
+    config: TrainConfig,
+    optimiser: torch.optim.Optimizer,
+    scaler: Any,
+    generator: torch.Generator,
+) -> float:
+    """One pass over the training pairs ``order`` in batches (a batch of fewer than 2 pairs is
+    skipped); returns the mean batch loss (classification plus weighted contrastive)."""
+    import torch
+
+    from scregnet.device import autocast
+    from scregnet.grn.model import contrastive_loss
+
+    device = builder.device
+    model.train()
+    total, n_batches = 0.0, 0
+    for s in range(0, order.size, config.batch_size):
+        idx = order[s : s + config.batch_size]
+        if idx.size < 2:
+            continue
+        a = torch.as_tensor(train.tf[idx], device=device)
+        b = torch.as_tensor(train.target[idx], device=device)
+        y = torch.as_tensor(train.label[idx], device=device, dtype=torch.float32)
+        cells = (
+            builder.sample_cells(config.cell_fraction, generator)
+            if config.cell_fraction < 1
+            else None
+        )
+        with autocast(device, enabled=config.amp):
+            out = forward_pairs(model, builder, a, b, bank, cells=cells)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                out.logit.float(),
+                y,
+                pos_weight=torch.tensor(config.pos_weight, device=device),
+            )
+            if config.contrastive_weight > 0:
+                loss = loss + config.contrastive_weight * contrastive_loss(
+                    out.embedding, y, margin=config.margin
+                )
+        optimiser.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimiser)
+        scaler.update()
+        total += float(loss.detach())
+        n_batches += 1
+    return total / max(n_batches, 1)
 
 
 def _fit_plain(
