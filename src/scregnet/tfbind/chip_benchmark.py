@@ -246,18 +246,7 @@ def build_windows(
     # blocks with equal numbers of (unmerged) conservative summits of every TF
     bounds = block_bounds(n_blocks, cons["summit"].to_numpy())
     names = sorted(cons["tf"].unique()) if tfs is None else list(tfs)
-    site: dict[str, tuple[NDArray[np.int64], list[frozenset[str]]]] = {}
-    for tf in names:
-        p = cons[cons["tf"] == tf]
-        ok = _valid(region, p["summit"].to_numpy(), half, bounds)
-        p = p[ok]
-        summits, members = merge_summits(
-            p["summit"].to_numpy(), p["signal"].to_numpy(), window // 2
-        )
-        cells = [frozenset(p["cell"].to_numpy()[m]) for m in members]
-        if tfs is None and summits.size < min_peaks:
-            continue
-        site[tf] = (summits, cells)
+    site = _tf_sites(region, cons, names, half, bounds, window, min_peaks if tfs is None else 0)
     names = [tf for tf in names if tf in site]
     if not names:
         msg = f"no TF has {min_peaks} or more summits in the benchmark region"
@@ -296,18 +285,7 @@ def build_windows(
     centres.append(grid[used])
     all_centres = np.concatenate(centres)
     neg_ids = {tf: bg_id[g] for tf, g in neg_grid.items()}
-    labels = np.zeros((all_centres.size, len(names)), dtype=np.int8)
-    near = window // 4
-    for k, tf in enumerate(names):
-        overl = _overlaps(*any_peak[tf], all_centres - half, all_centres + half)
-        summits = np.sort(site[tf][0])
-        j = np.searchsorted(summits, all_centres)
-        d = np.minimum(
-            np.abs(all_centres - summits[np.clip(j - 1, 0, summits.size - 1)]),
-            np.abs(summits[np.clip(j, 0, summits.size - 1)] - all_centres),
-        )
-        labels[:, k] = np.where(d <= near, 1, np.where(overl, -1, 0))
-        labels[pos_ids[tf], k] = 1
+    labels = _window_labels(all_centres, names, site, any_peak, pos_ids, half, window)
     ws = WindowSet(
         tfs=names,
         centres=all_centres,
@@ -331,6 +309,58 @@ def build_windows(
         ", ".join(str(int(b)) for b in bounds),
     )
     return ws
+
+
+def _tf_sites(
+    region: Region,
+    cons: pd.DataFrame,
+    names: list[str],
+    half: int,
+    bounds: NDArray[np.int64],
+    window: int,
+    min_peaks: int,
+) -> dict[str, tuple[NDArray[np.int64], list[frozenset[str]]]]:
+    """Per TF with at least ``min_peaks`` of them: its conservative summits with valid windows,
+    merged within half a window, and the experiments (cells) behind each merged summit."""
+    site: dict[str, tuple[NDArray[np.int64], list[frozenset[str]]]] = {}
+    for tf in names:
+        p = cons[cons["tf"] == tf]
+        ok = _valid(region, p["summit"].to_numpy(), half, bounds)
+        p = p[ok]
+        summits, members = merge_summits(
+            p["summit"].to_numpy(), p["signal"].to_numpy(), window // 2
+        )
+        cells = [frozenset(p["cell"].to_numpy()[m]) for m in members]
+        if summits.size < min_peaks:
+            continue
+        site[tf] = (summits, cells)
+    return site
+
+
+def _window_labels(
+    centres: NDArray[np.int64],
+    names: list[str],
+    site: dict[str, tuple[NDArray[np.int64], list[frozenset[str]]]],
+    any_peak: dict[str, tuple[NDArray[np.int64], NDArray[np.int64]]],
+    pos_ids: dict[str, NDArray[np.int64]],
+    half: int,
+    window: int,
+) -> NDArray[np.int8]:
+    """(windows x TFs) labels: 1 within a quarter window of a summit (and every TF's own
+    positives), -1 overlapping any of its peaks otherwise (ambiguous), else 0."""
+    labels = np.zeros((centres.size, len(names)), dtype=np.int8)
+    near = window // 4
+    for k, tf in enumerate(names):
+        overl = _overlaps(*any_peak[tf], centres - half, centres + half)
+        summits = np.sort(site[tf][0])
+        j = np.searchsorted(summits, centres)
+        d = np.minimum(
+            np.abs(centres - summits[np.clip(j - 1, 0, summits.size - 1)]),
+            np.abs(summits[np.clip(j, 0, summits.size - 1)] - centres),
+        )
+        labels[:, k] = np.where(d <= near, 1, np.where(overl, -1, 0))
+        labels[pos_ids[tf], k] = 1
+    return labels
 
 
 def one_hot_windows(region: Region, centres: NDArray[np.int64], half: int) -> NDArray[np.float32]:
