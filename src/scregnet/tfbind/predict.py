@@ -29,7 +29,7 @@ from __future__ import annotations
 import gzip
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -227,17 +227,12 @@ def predict_peaks(
     peaks_all = peak_table(adata)
     check_peaks(peaks_all, sizes, atac=atac_path, fasta=fasta)
     peaks = peaks_all.loc[_chrom_mask(peaks_all, chroms, sizes, fasta)]
-    clusters = sorted(adata.obs[keys.CLUSTER].astype(str).unique(), key=_cluster_key)
-    cell_cluster = adata.obs[keys.CLUSTER].astype(str).map({c: i for i, c in enumerate(clusters)})
-    barcode_cluster = dict(
-        zip(adata.obs_names.astype(str), cell_cluster.to_numpy(int), strict=True)
-    )
+    clusters, barcode_cluster = _clusters(adata)
     tabix = open_fragments(fragments)
     # genome-wide mean coverage of each cluster (the pseudobulk analogue of a bigWig's mean)
     n_frag = _cluster_fragment_counts(adata, clusters)
     frag_len = mean_fragment_length(fragments)
-    genome = float(sum(sizes.values()))
-    cluster_mean = np.maximum(n_frag * frag_len / genome, 1e-12)
+    cluster_mean = np.maximum(n_frag * frag_len / float(sum(sizes.values())), 1e-12)
     log.info(
         "%s: %d cells in %d clusters; %d peaks on %s; mean fragment length %.0f bp",
         atac_path.name,
@@ -252,24 +247,18 @@ def predict_peaks(
     scanners = _Scanners.build(loaded, motifs, model, config)
     reader = _ClusterWindows(WindowReader(fasta, sizes, loaded.window), sizes, loaded, cluster_mean)
     fa = open_fasta(fasta)
-    n_windows, t_model = 0, 0.0
     try:
-        chrom_codes = peaks["chrom"].to_numpy()
-        pstarts = peaks["start"].to_numpy(np.int64)
-        pends = peaks["end"].to_numpy(np.int64)
-        lows = (pstarts + pends) // 2 - loaded.window // 2
-        for chrom in dict.fromkeys(chrom_codes):
-            rows = np.flatnonzero(chrom_codes == chrom)
-            frags = cluster_fragments(tabix, str(chrom), barcode_cluster, len(clusters))
-            for lo_i in range(0, rows.size, config.batch_size):
-                batch = rows[lo_i : lo_i + config.batch_size]
-                pseqs = [fa.fetch(str(chrom), int(pstarts[i]), int(pends[i])) for i in batch]
-                _scan_peaks(pseqs, batch, scanners, out)
-                t0 = time.perf_counter()
-                n_windows += reader.predict(
-                    model, str(chrom), lows[batch], batch, frags, out, torch_device, config
-                )
-                t_model += time.perf_counter() - t0
+        n_windows, t_model = _predict_batches(
+            peaks,
+            fa,
+            lambda chrom: cluster_fragments(tabix, chrom, barcode_cluster, len(clusters)),
+            scanners,
+            reader,
+            model,
+            out,
+            device=torch_device,
+            config=config,
+        )
     finally:
         fa.close()
         tabix.close()
@@ -283,6 +272,16 @@ def predict_peaks(
         rate,
     )
     return _shard(peaks, peaks_all, clusters, chroms, sizes, loaded, model, motifs, out)
+
+
+def _clusters(adata: ad.AnnData) -> tuple[list[str], dict[str, int]]:
+    """The clusters in natural order and each barcode's cluster index."""
+    clusters = sorted(adata.obs[keys.CLUSTER].astype(str).unique(), key=_cluster_key)
+    cell_cluster = adata.obs[keys.CLUSTER].astype(str).map({c: i for i, c in enumerate(clusters)})
+    barcode_cluster = dict(
+        zip(adata.obs_names.astype(str), cell_cluster.to_numpy(int), strict=True)
+    )
+    return clusters, barcode_cluster
 
 
 def _chrom_mask(
@@ -413,6 +412,40 @@ class _ClusterWindows:
             x = seqs if not use_acc else np.concatenate([seqs, acc[:, None, :]], axis=1)
             out.logits[g, batch] = _base_logits(model, x, device, config.rc_average)
         return len(frags) * len(batch)
+
+
+def _predict_batches(
+    peaks: pd.DataFrame,
+    fa: Any,
+    fragments_on: Callable[[str], list[tuple[NDArray[np.int64], NDArray[np.int64]]]],
+    scanners: _Scanners,
+    reader: _ClusterWindows,
+    model: ScFAN,
+    out: _PeakArrays,
+    *,
+    device: torch.device,
+    config: PredictConfig,
+) -> tuple[int, float]:
+    """Fill ``out`` chromosome by chromosome in batches of peaks (``fragments_on(chrom)``: each
+    cluster's fragments there); returns the windows predicted and the seconds the model took."""
+    n_windows, t_model = 0, 0.0
+    chrom_codes = peaks["chrom"].to_numpy()
+    pstarts = peaks["start"].to_numpy(np.int64)
+    pends = peaks["end"].to_numpy(np.int64)
+    lows = (pstarts + pends) // 2 - reader.loaded.window // 2
+    for chrom in dict.fromkeys(chrom_codes):
+        rows = np.flatnonzero(chrom_codes == chrom)
+        frags = fragments_on(str(chrom))
+        for lo_i in range(0, rows.size, config.batch_size):
+            batch = rows[lo_i : lo_i + config.batch_size]
+            pseqs = [fa.fetch(str(chrom), int(pstarts[i]), int(pends[i])) for i in batch]
+            _scan_peaks(pseqs, batch, scanners, out)
+            t0 = time.perf_counter()
+            n_windows += reader.predict(
+                model, str(chrom), lows[batch], batch, frags, out, device, config
+            )
+            t_model += time.perf_counter() - t0
+    return n_windows, t_model
 
 
 def _shard(
@@ -662,21 +695,9 @@ def finalize(
     clusters = [str(c) for c in u["clusters"]]
     tfs = list(shard.var_names)
     counts = sp.csr_matrix(adata.X)[:, pos]
-    lsi = np.asarray(adata.obsm[keys.LSI], dtype=np.float64)
-    w = knn_weights(lsi, config.n_neighbors)
-    # (cells, peaks): reads of the cell's neighbourhood (itself + k nearest), averaged
-    pooled = sp.csr_matrix(w @ counts.astype(np.float64))
-    cell_cluster = (
-        adata.obs[keys.CLUSTER]
-        .astype(str)
-        .map({c: i for i, c in enumerate(clusters)})
-        .to_numpy(int)
+    pooled, cell_cluster, onehot_cluster, mix = _neighbourhoods(
+        adata, counts, clusters, config.n_neighbors
     )
-    onehot_cluster = sp.csr_matrix(
-        (np.ones(adata.n_obs), (np.arange(adata.n_obs), cell_cluster)),
-        shape=(adata.n_obs, len(clusters)),
-    )
-    mix = np.asarray((w @ onehot_cluster).todense())  # (cells, clusters) neighbourhood composition
     cluster_ctx, cell_ctx = _contexts(
         u,
         peaks_all,
@@ -733,6 +754,29 @@ def finalize(
         int(has_motif.sum()),
     )
     return out
+
+
+def _neighbourhoods(
+    adata: ad.AnnData, counts: sp.csr_matrix, clusters: list[str], n_neighbors: int
+) -> tuple[sp.csr_matrix, NDArray[np.int64], sp.csr_matrix, NDArray[np.float64]]:
+    """Each cell's LSI neighbourhood (itself + ``n_neighbors`` nearest): (cells, peaks) its reads
+    averaged, the cells' cluster indices and one-hot (cells, clusters) matrix, and (cells,
+    clusters) the neighbourhood's cluster composition."""
+    lsi = np.asarray(adata.obsm[keys.LSI], dtype=np.float64)
+    w = knn_weights(lsi, n_neighbors)
+    pooled = sp.csr_matrix(w @ counts.astype(np.float64))
+    cell_cluster = (
+        adata.obs[keys.CLUSTER]
+        .astype(str)
+        .map({c: i for i, c in enumerate(clusters)})
+        .to_numpy(int)
+    )
+    onehot_cluster = sp.csr_matrix(
+        (np.ones(adata.n_obs), (np.arange(adata.n_obs), cell_cluster)),
+        shape=(adata.n_obs, len(clusters)),
+    )
+    mix = np.asarray((w @ onehot_cluster).todense())
+    return pooled, cell_cluster, onehot_cluster, mix
 
 
 def _chromvar_baseline(
