@@ -706,33 +706,13 @@ def _choose_network(
 ) -> _NetworkChoice:
     """Step 2 of :func:`fit`: the network on top of the chosen skip (gate from 0), trained on one
     TF-aware split or on each inner fold, and kept only where it beats gate 0 on held-out TFs."""
-    from scregnet.grn.model import DeepMCL
     from scregnet.stats import auprc
 
-    width = model_config.n_pair_features
     train_mask, train_tfs, val_tfs = tf_aware_split(labels, config.val_fraction, rng)
     splits = [~train_mask] if val_tfs else folds
-    histories, curves, states = [], [], []
-    for val_mask in splits:
-        train, val = labels.subset(~val_mask), labels.subset(val_mask)
-        model = DeepMCL(model_config).to(builder.device)
-        use_labels(builder, train)
-        features = _feature_matrix(builder, labels, width)
-        w, b = fit_skip(skip_name, features[~val_mask], train.label)
-        _set_skip(model, w, b)
-        history, preds, _, best_state = _train_epochs(
-            model,
-            builder,
-            train,
-            val,
-            epochs=config.epochs,
-            config=config,
-            rng=rng,
-            patience=config.patience if len(splits) == 1 else None,
-        )
-        histories.append(history)
-        curves.append(preds)
-        states.append(best_state)
+    histories, curves, states = _train_on_splits(
+        builder, labels, splits, skip_name, model_config=model_config, config=config, rng=rng
+    )
     order = np.concatenate([np.flatnonzero(m) for m in splits])
     n_epochs = min(len(c) for c in curves)  # epoch 0 (gate 0) .. last epoch every split ran
     pooled = [np.concatenate([c[e] for c in curves]) for e in range(n_epochs)]
@@ -772,6 +752,46 @@ def _choose_network(
             "network": use_network,
         },
     )
+
+
+def _train_on_splits(
+    builder: ImageBuilder,
+    labels: PairLabels,
+    splits: list[NDArray[np.bool_]],
+    skip_name: str,
+    *,
+    model_config: GRNConfig,
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> tuple[list[list[dict[str, float]]], list[list[NDArray[np.float64]]], list[dict[str, Any]]]:
+    """Per validation mask of ``splits``: a fresh network on the skip fitted to the other TFs,
+    trained on them (early stopping only with a single split); returns each split's history,
+    held-out predictions per epoch (epoch 0: gate 0) and best state."""
+    from scregnet.grn.model import DeepMCL
+
+    width = model_config.n_pair_features
+    histories, curves, states = [], [], []
+    for val_mask in splits:
+        train, val = labels.subset(~val_mask), labels.subset(val_mask)
+        model = DeepMCL(model_config).to(builder.device)
+        use_labels(builder, train)
+        features = _feature_matrix(builder, labels, width)
+        w, b = fit_skip(skip_name, features[~val_mask], train.label)
+        _set_skip(model, w, b)
+        history, preds, _, best_state = _train_epochs(
+            model,
+            builder,
+            train,
+            val,
+            epochs=config.epochs,
+            config=config,
+            rng=rng,
+            patience=config.patience if len(splits) == 1 else None,
+        )
+        histories.append(history)
+        curves.append(preds)
+        states.append(best_state)
+    return histories, curves, states
 
 
 def _final_model(
