@@ -6,40 +6,46 @@ import argparse
 import logging
 from pathlib import Path
 
+from scregnet.grn.config import (
+    N_LABEL_FEATURES,
+    N_PAIR_FEATURES,
+    NEGATIVE_RATIO,
+    PRIOR_THRESHOLD,
+    PRIOR_WINDOW,
+    SCORE_BATCH_SIZE,
+    GRNConfig,
+    TrainConfig,
+)
+
 HELP = "infer a ranked TF -> target network from expression views (DeepMCL-style)"
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``scregnet grn``'s options; every default is :mod:`scregnet.grn.config`'s."""
+    model, train = GRNConfig(), TrainConfig()
     parser.add_argument(
         "--rna",
         required=True,
         action="append",
         type=Path,
         metavar="H5AD",
-        help="expression h5ad (repeatable). Cells are grouped into views by obs['view'] when "
-        "present, else each file is a view named after it; inputs sharing a view are pooled. "
-        "Uses layer 'imputed_expected' (the imputation stage's expected values), else 'imputed', "
-        "else X (integer counts are normalised + log1p)",
+        help="expression h5ad, repeatable; views and layers as in docs/usage.md",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--labels",
         type=Path,
-        help="known edges TSV 'tf target [label]': with a 0/1 label column exactly those pairs; "
-        "without one the listed pairs are positives and the other pairs of the listed TFs negatives",
+        help="known edges TSV 'tf target [label]' to train on (docs/usage.md)",
     )
     source.add_argument(
         "--prior",
         type=Path,
         action="append",
         metavar="TFBIND_H5AD",
-        help="tfbind.h5ad (repeatable: the maximum over files is used): predicted binding of TF t "
-        "within --prior-window of gene g's TSS labels t -> g positive; negatives are sampled "
-        "among clearly unbound pairs (needs --gtf). The output's score is then the rank mean of "
-        "the network's co-expression score and that binding (columns expression_score, "
-        "binding_prior)",
+        help="tfbind.h5ad, repeatable: binding near a TSS labels the pairs (needs --gtf; "
+        "docs/usage.md)",
     )
     parser.add_argument("--gtf", type=Path, help="gene annotation for TSSs (with --prior)")
     parser.add_argument("--out", required=True, type=Path, help="ranked edges TSV")
@@ -47,15 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--attention-out",
         type=Path,
         default=None,
-        help="per-TF and overall (tf '*') mean attention per view, TSV 'tf view weight' "
-        "(default: beside --out, 'edges' in its name replaced by 'attention', e.g. "
-        "grn_edges.tsv -> grn_attention.tsv)",
+        help="per-view attention TSV (default: --out with 'edges' replaced by 'attention')",
     )
     parser.add_argument(
         "--tfs",
         default=None,
-        help="TFs to score (file, one per line, or comma-separated); default: the labels' / "
-        "prior's TFs. TFs unseen in training can be scored",
+        help="TFs to score, a file (one per line) or comma-separated (default: the labels' TFs)",
     )
     parser.add_argument(
         "--layer",
@@ -63,67 +66,76 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="expression layer to use instead of the default ('X': the main matrix)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--epochs", type=int, default=40, help="maximum training epochs")
-    parser.add_argument("--batch-size", type=int, default=64, help="training batch size (pairs)")
+    parser.add_argument("--epochs", type=int, default=train.epochs, help="maximum training epochs")
     parser.add_argument(
-        "--score-batch-size", type=int, default=2048, help="pairs per scoring batch (memory bound)"
-    )
-    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    parser.add_argument(
-        "--neighbours", type=int, default=5, help="top-correlated neighbour genes per side"
+        "--batch-size", type=int, default=train.batch_size, help="training batch size (pairs)"
     )
     parser.add_argument(
-        "--contrastive-weight", type=float, default=0.5, help="weight of the contrastive loss"
+        "--score-batch-size",
+        type=int,
+        default=SCORE_BATCH_SIZE,
+        help="pairs per scoring batch (memory bound)",
+    )
+    parser.add_argument("--lr", type=float, default=train.lr, help="learning rate")
+    parser.add_argument(
+        "--neighbours",
+        type=int,
+        default=model.n_neighbours,
+        help="top-correlated neighbour genes per side",
+    )
+    parser.add_argument(
+        "--contrastive-weight",
+        type=float,
+        default=train.contrastive_weight,
+        help="weight of the contrastive loss",
     )
     parser.add_argument(
         "--pair-features",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="give the head the pair's pooled Spearman and metacell correlations beside the "
-        "image embeddings, through a skip read-out (|Spearman|, |metacell r| or a logistic "
-        "regression, chosen on held-out training TFs) plus the gated network (our extension; "
-        "--no-pair-features = DeepMCL as published)",
+        default=model.n_pair_features >= N_PAIR_FEATURES,
+        help="give the head the pair's correlation features (our extension; docs/usage.md)",
     )
     parser.add_argument(
         "--label-features",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="with --pair-features, also give the head gene-level features: the target prior "
-        "(fraction of the labelled TFs regulating the target, the TF's own labels left out), its "
-        "co-expression-weighted version and both times |rho|, and the TF's and target's mean, "
-        "variance and dropout (scregnet.grn.label_features)",
+        default=model.n_pair_features == N_PAIR_FEATURES + N_LABEL_FEATURES,
+        help="with --pair-features, also give the head gene-level features (docs/usage.md)",
     )
     parser.add_argument(
         "--cells-per-metacell",
         type=int,
-        default=100,
-        help="cells per k-means metacell (per view) for the metacell-correlation pair features; "
-        "0 = no metacell features; ignored with --no-pair-features",
+        default=model.cells_per_metacell,
+        help="cells per k-means metacell for the metacell correlations (0 = none)",
     )
     parser.add_argument(
         "--sampling",
         choices=("balanced", "natural"),
-        default="natural",
-        help="training pairs per epoch: at the labels' own positive rate (default), or "
-        "class-balanced as DeepMCL trains",
+        default=train.sampling,
+        help="training pairs per epoch: at the labels' positive rate, or class-balanced",
     )
     parser.add_argument(
         "--val-fraction",
         type=float,
-        default=0.2,
-        help="fraction of the training TFs held out (whole TFs) to choose the epoch and, with "
-        "pair features, whether the network adds to the correlation read-out (chosen on 3 inner "
-        "TF folds, which are also used when this split holds < 20 positives); 0 = no held-out "
-        "selection: the read-out starts as |Spearman| and trains with the network for --epochs",
+        default=train.val_fraction,
+        help="fraction of the training TFs held out for model selection (docs/usage.md)",
     )
     parser.add_argument(
-        "--prior-window", type=int, default=10_000, help="bp either side of a TSS (with --prior)"
+        "--prior-window",
+        type=int,
+        default=PRIOR_WINDOW,
+        help="bp either side of a TSS (with --prior)",
     )
     parser.add_argument(
-        "--prior-threshold", type=float, default=0.5, help="binding probability for a positive"
+        "--prior-threshold",
+        type=float,
+        default=PRIOR_THRESHOLD,
+        help="binding probability for a positive",
     )
     parser.add_argument(
-        "--negative-ratio", type=float, default=3.0, help="sampled negatives per prior positive"
+        "--negative-ratio",
+        type=float,
+        default=NEGATIVE_RATIO,
+        help="sampled negatives per prior positive",
     )
 
 
@@ -136,11 +148,7 @@ def default_attention_path(out: Path) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
-    from scregnet.grn.images import N_PAIR_FEATURES
     from scregnet.grn.infer import infer_grn, read_tf_list, tfs_file
-    from scregnet.grn.label_features import N_LABEL_FEATURES
-    from scregnet.grn.model import GRNConfig
-    from scregnet.grn.train import TrainConfig
     from scregnet.io.outputs import check_paths
 
     for name, value, low in (
@@ -179,24 +187,34 @@ def main(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         threads=args.threads,
-        model_config=GRNConfig(
-            n_neighbours=args.neighbours,
-            n_pair_features=(N_PAIR_FEATURES + N_LABEL_FEATURES * args.label_features)
-            if args.pair_features
-            else 0,
-            cells_per_metacell=args.cells_per_metacell,
-        ),
-        train_config=TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            contrastive_weight=args.contrastive_weight,
-            val_fraction=args.val_fraction,
-            sampling=args.sampling,
-        ),
+        model_config=model_config(args),
+        train_config=train_config(args),
         prior_window=args.prior_window,
         prior_threshold=args.prior_threshold,
         negative_ratio=args.negative_ratio,
         score_batch_size=args.score_batch_size,
     )
     return 0
+
+
+def model_config(args: argparse.Namespace) -> GRNConfig:
+    """The :class:`GRNConfig` of parsed ``grn`` arguments."""
+    return GRNConfig(
+        n_neighbours=args.neighbours,
+        n_pair_features=(N_PAIR_FEATURES + N_LABEL_FEATURES * args.label_features)
+        if args.pair_features
+        else 0,
+        cells_per_metacell=args.cells_per_metacell,
+    )
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed ``grn`` arguments."""
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        contrastive_weight=args.contrastive_weight,
+        val_fraction=args.val_fraction,
+        sampling=args.sampling,
+    )

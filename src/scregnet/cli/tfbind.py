@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from scregnet.tfbind.config import PredictConfig, TrainConfig
+
 HELP = "TF binding: train the scFAN-style CNN on bulk data, predict per cluster and per cell"
 
 _COMMON = ("--seed", "--threads", "--quiet", "--debug")
@@ -64,10 +66,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="tfbind_command", metavar="{train,predict,merge}")
     sub.required = True
     fmt = argparse.ArgumentDefaultsHelpFormatter
-
-    t = sub.add_parser(
-        "train", help="train on bulk accessibility + ChIP peaks", formatter_class=fmt
+    _train_options(
+        sub.add_parser(
+            "train", help="train on bulk accessibility + ChIP peaks", formatter_class=fmt
+        )
     )
+    _predict_options(
+        sub.add_parser(
+            "predict", help="predict binding per cluster and activity per cell", formatter_class=fmt
+        )
+    )
+    m = sub.add_parser(
+        "merge", help="merge `predict --chrom` shards into S.tfbind.h5ad", formatter_class=fmt
+    )
+    m.add_argument("--shards", type=Path, nargs="+", required=True, help="shard .h5ad files")
+    m.add_argument(
+        "--atac", type=Path, required=True, help="the S.clustered.h5ad the shards came from"
+    )
+    m.add_argument("--out", type=Path, required=True, help="S.tfbind.h5ad")
+    m.add_argument(
+        "--skip-chroms",
+        type=lambda s: [c for c in s.split(",") if c],
+        action="extend",
+        default=[],
+        help="comma-separated chromosomes left out of prediction on purpose (their peaks get no "
+        "prediction)",
+    )
+    _finalize_options(m)
+    _common_nested(m)
+
+
+def _train_options(t: argparse.ArgumentParser) -> None:
+    """``tfbind train``'s options; every default is :class:`TrainConfig`'s."""
+    d = TrainConfig()
     t.add_argument("--fasta", type=Path, required=True, help="genome FASTA (indexed)")
     t.add_argument(
         "--bulk",
@@ -80,67 +111,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--state",
         type=Path,
         default=None,
-        help="training-state file written after every epoch and resumed from when it exists "
-        "(a retried task continues where the killed one stopped); removed when training ends",
+        help="per-epoch training-state file, resumed from when it exists and removed at the end",
     )
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    t.add_argument("--window", type=_positive_int, default=1000, help="input window (bp)")
+    t.add_argument("--window", type=_positive_int, default=d.window, help="input window (bp)")
     t.add_argument(
-        "--bin-size", type=_positive_int, default=200, help="labelled bin at the window centre (bp)"
+        "--bin-size",
+        type=_positive_int,
+        default=d.bin_size,
+        help="labelled bin at the window centre (bp)",
     )
-    t.add_argument(
-        "--step", type=_positive_int, default=200, help="bin tiling step (bp; the paper used 50)"
-    )
+    t.add_argument("--step", type=_positive_int, default=d.step, help="bin tiling step (bp)")
     t.add_argument(
         "--test-chroms",
         type=_csv,
-        default=None,
-        help="held-out test chromosomes (default: chr1,chr8,chr21 when present, else the quarter before the last chromosome)",
+        default=d.test_chroms,
+        help="held-out test chromosomes (default: chr1,chr8,chr21, else see docs/usage.md)",
     )
     t.add_argument(
         "--val-chroms",
         type=_csv,
-        default=None,
-        help="validation chromosomes for early stopping (default: chr11 when present, else the last chromosome)",
+        default=d.val_chroms,
+        help="validation chromosomes for early stopping (default: chr11, else see docs/usage.md)",
     )
     t.add_argument(
         "--exclude-chroms",
         type=_csv,
-        default=["chrM", "MT", "M", "chrMT"],
+        default=d.exclude_chroms,
         help="chromosomes never used",
     )
     t.add_argument(
-        "--negative-ratio", type=float, default=3.0, help="sampled negative bins per positive bin"
+        "--negative-ratio",
+        type=float,
+        default=d.negative_ratio,
+        help="sampled negative bins per positive bin",
     )
     t.add_argument(
         "--max-pos-weight",
         type=float,
-        default=20.0,
+        default=d.max_pos_weight,
         help="cap of the per-TF positive-class weight in the loss",
     )
-    t.add_argument("--epochs", type=_positive_int, default=20, help="maximum epochs")
+    t.add_argument("--epochs", type=_positive_int, default=d.epochs, help="maximum epochs")
     t.add_argument(
         "--patience",
         type=_positive_int,
-        default=3,
+        default=d.patience,
         help="early stopping: epochs without validation improvement",
     )
-    t.add_argument("--batch-size", type=_positive_int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    t.add_argument(
+        "--batch-size", type=_positive_int, default=d.batch_size, help="training batch size"
+    )
+    t.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     t.add_argument(
         "--filters",
         type=_ints,
-        default=(160, 240, 240),
-        help="filters per convolution block (paper: 160,240,240)",
+        default=d.filters,
+        help="filters per convolution block (the paper's by default)",
     )
     t.add_argument(
         "--dropout",
         type=_floats,
-        default=(0.2, 0.2, 0.5),
-        help="dropout per block (paper: 0.2,0.2,0.5)",
+        default=d.dropout,
+        help="dropout per convolution block (the paper's by default)",
     )
     t.add_argument(
-        "--hidden", type=_positive_int, default=919, help="dense layer width (paper: 919)"
+        "--hidden", type=_positive_int, default=d.hidden, help="dense layer width (the paper's)"
     )
     t.add_argument(
         "--no-accessibility",
@@ -153,41 +189,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--jitter",
         type=int,
-        default=50,
-        help="random shift of training windows, +- bp (0 = none; the paper tiled bins every 50 bp)",
+        default=d.jitter,
+        help="random shift of training windows, +- bp (0 = none)",
     )
     t.add_argument(
         "--motifs",
         type=Path,
-        default=None,
-        help="JASPAR PFMs of the TFs (matched by name) for the motif tracks, the context and --motif-init (default: pyjaspar's bundled JASPAR by TF name)",
+        default=d.motifs,
+        help="JASPAR PFMs of the TFs, matched by name (default: pyjaspar's bundled JASPAR)",
     )
     t.add_argument(
         "--no-motif-tracks",
         action="store_true",
-        help="no motif-scan input tracks and no per-TF motif x accessibility path (the paper's input: DNA + accessibility only)",
+        help="no motif-scan input tracks (the paper's input: DNA + accessibility only)",
     )
     t.add_argument(
         "--no-context",
         action="store_true",
-        help="no sample-level TF-activity context (motif-accessibility AUC per cell type / cluster / cell)",
+        help="no sample-level TF-activity context input",
     )
     t.add_argument(
         "--motif-init",
         action="store_true",
-        help="initialise two first-block filters per TF (both strands) from its motif, still trained",
+        help="initialise two first-block filters per TF from its motif",
     )
     t.add_argument(
         "--sequence-warmup",
         type=int,
-        default=0,
-        help="first epochs trained with the accessibility channel zeroed, so sequence features are learnt first",
+        default=d.sequence_warmup,
+        help="first epochs trained with the accessibility channel zeroed",
     )
     _common_nested(t)
 
-    p = sub.add_parser(
-        "predict", help="predict binding per cluster and activity per cell", formatter_class=fmt
-    )
+
+def _predict_options(p: argparse.ArgumentParser) -> None:
+    """``tfbind predict``'s options; every default is :class:`PredictConfig`'s."""
+    d = PredictConfig()
     p.add_argument("--model", type=Path, required=True, help="checkpoint from `tfbind train`")
     p.add_argument("--fasta", type=Path, required=True, help="genome FASTA (the model's genome)")
     p.add_argument(
@@ -217,7 +254,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="expected window size (must be the model's)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=d.batch_size, help="windows per batch"
+    )
     p.add_argument(
         "--no-rc-average",
         action="store_true",
@@ -226,51 +265,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--motif-p-value",
         type=float,
-        default=5e-5,
+        default=d.motif_p_value,
         help="PWM match p-value for the chromVAR baseline",
     )
     _finalize_options(p)
     _common_nested(p)
 
-    m = sub.add_parser(
-        "merge", help="merge `predict --chrom` shards into S.tfbind.h5ad", formatter_class=fmt
-    )
-    m.add_argument("--shards", type=Path, nargs="+", required=True, help="shard .h5ad files")
-    m.add_argument(
-        "--atac", type=Path, required=True, help="the S.clustered.h5ad the shards came from"
-    )
-    m.add_argument("--out", type=Path, required=True, help="S.tfbind.h5ad")
-    m.add_argument(
-        "--skip-chroms",
-        type=lambda s: [c for c in s.split(",") if c],
-        action="extend",
-        default=[],
-        help="comma-separated chromosomes left out of prediction on purpose (no shard needed; "
-        "their peaks get no prediction)",
-    )
-    _finalize_options(m)
-    _common_nested(m)
-
 
 def _finalize_options(parser: argparse.ArgumentParser) -> None:
+    """The cell-level options (default None, so that ``predict --chrom`` can refuse them when
+    given; :func:`predict_config` fills in :class:`PredictConfig`'s default)."""
+    d = PredictConfig()
     g = parser.add_argument_group("cell-level outputs (not with --chrom)")
     g.add_argument(
         "--neighbors",
         type=_positive_int,
         default=None,
-        help="k nearest LSI neighbours pooled per cell (default 15)",
+        help=f"k nearest LSI neighbours pooled per cell (default {d.n_neighbors})",
     )
     g.add_argument(
         "--threshold",
         type=float,
         default=None,
-        help="binding probability for the BED tracks (default 0.5)",
+        help=f"binding probability for the BED tracks (default {d.threshold})",
     )
     g.add_argument(
         "--chromvar-iterations",
         type=_positive_int,
         default=None,
-        help="background peak sets of the chromVAR baseline (default 50)",
+        help=f"background peak sets of the chromVAR baseline (default {d.chromvar_iterations})",
     )
     g.add_argument(
         "--tracks-outdir",
@@ -292,9 +315,8 @@ def _tracks_dir(args: Any) -> Path:
     return out.parent / name
 
 
-def _predict_config(args: Any) -> Any:
-    from scregnet.tfbind.predict import PredictConfig
-
+def predict_config(args: Any) -> PredictConfig:
+    """The :class:`PredictConfig` of parsed ``tfbind predict|merge`` arguments."""
     defaults = PredictConfig()
     return PredictConfig(
         batch_size=getattr(args, "batch_size", defaults.batch_size),
@@ -323,7 +345,7 @@ def main(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
     from scregnet.io.outputs import check_paths
-    from scregnet.tfbind.train import TrainConfig, train
+    from scregnet.tfbind.train import train
 
     if len(args.filters) != len(args.dropout):
         msg = f"--filters has {len(args.filters)} blocks but --dropout {len(args.dropout)}"
@@ -343,13 +365,27 @@ def _train(args: argparse.Namespace) -> int:
     check_paths(
         inputs=[args.fasta, args.bulk, args.motifs, *_sheet_files(args.bulk)], outputs=[args.out]
     )
-    config = TrainConfig(
+    config = train_config(args)
+    train(
+        args.fasta,
+        args.bulk,
+        args.out,
+        config=config,
+        device=args.device,
+        state=args.state,
+    )
+    return 0
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed ``tfbind train`` arguments."""
+    return TrainConfig(
         window=args.window,
         bin_size=args.bin_size,
         step=args.step,
         test_chroms=args.test_chroms,
         val_chroms=args.val_chroms,
-        exclude_chroms=args.exclude_chroms,
+        exclude_chroms=list(args.exclude_chroms),
         negative_ratio=args.negative_ratio,
         max_pos_weight=args.max_pos_weight,
         epochs=args.epochs,
@@ -369,15 +405,6 @@ def _train(args: argparse.Namespace) -> int:
         sequence_warmup=args.sequence_warmup,
         seed=args.seed,
     )
-    train(
-        args.fasta,
-        args.bulk,
-        args.out,
-        config=config,
-        device=args.device,
-        state=args.state,
-    )
-    return 0
 
 
 def _sheet_files(sheet: Path) -> list[Path]:
@@ -426,7 +453,7 @@ def _predict(args: argparse.Namespace) -> int:
         else jaspar_motifs(loaded.tfs)
     )
     atac = read_h5ad(args.atac)
-    config = _predict_config(args)
+    config = predict_config(args)
     shard = predict_peaks(
         atac,
         atac_path=args.atac,
@@ -468,7 +495,7 @@ def _merge(args: argparse.Namespace) -> int:
         atac,
         merged,
         atac_path=args.atac,
-        config=_predict_config(args),
+        config=predict_config(args),
         skipped_chroms=args.skip_chroms,
     )
     write_outputs(

@@ -152,6 +152,10 @@ def _expression_matrix(adata: Any, layer: str | None, path: Path) -> Any:
     return adata.X
 
 
+#: one expression file: path, genes, log expression (cells x genes), view label and name per cell
+_File = tuple[Path, list[str], NDArray[np.float32], NDArray[np.str_], NDArray[np.str_]]
+
+
 def read_views(
     paths: Sequence[str | Path],
     *,
@@ -160,53 +164,12 @@ def read_views(
     min_genes: int = MIN_GENES,
 ) -> ExpressionViews:
     """Read one or more expression ``.h5ad`` files into views on their shared genes."""
-    from scregnet.io.h5ad import read_h5ad
-
     if not paths:
         msg = "no expression file given (--rna)"
         raise InputError(msg)
     start = time.perf_counter()
-    per_file: list[
-        tuple[Path, list[str], NDArray[np.float32], NDArray[np.str_], NDArray[np.str_]]
-    ] = []
-    for raw in paths:
-        path = Path(raw)
-        adata = read_h5ad(path)
-        matrix = _expression_matrix(adata, layer, path)
-        if matrix is None or adata.n_obs == 0 or adata.n_vars == 0:
-            msg = "expression matrix is empty"
-            raise InputError(msg, path)
-        genes = [str(g) for g in adata.var_names]
-        dup = sorted(g for g, n in Counter(genes).items() if n > 1)
-        if dup:
-            msg = f"duplicate gene names: {', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}"
-            raise InputError(msg, path)
-        if "view" in adata.obs.columns:
-            labels = adata.obs["view"].astype(str).to_numpy()
-        else:
-            labels = np.full(adata.n_obs, _view_name(path), dtype=object)
-        names = np.asarray(adata.obs_names, dtype=str)
-        per_file.append((path, genes, _log_expression(matrix, path), labels.astype(str), names))
-        log.info("read %s: %d cells x %d genes", path, adata.n_obs, adata.n_vars)
-
-    shared = set(per_file[0][1])
-    for _, genes, _, _, _ in per_file[1:]:
-        shared &= set(genes)
-    order = [g for g in per_file[0][1] if g in shared]
-    if len(order) < min_genes:
-        worst = min(per_file[1:] or per_file, key=lambda f: len(shared & set(f[1])))[0]
-        msg = (
-            f"the expression inputs share only {len(order)} gene(s) (need at least {min_genes}); "
-            "are they from the same organism and gene naming?"
-        )
-        raise InputError(msg, worst)
-    if any(len(f[1]) != len(order) for f in per_file):
-        dropped = sum(len(set(f[1]) - shared) for f in per_file)
-        log.warning(
-            "inputs have different gene sets: using the %d genes they share (%d gene entries dropped)",
-            len(order),
-            dropped,
-        )
+    per_file = [_read_file(Path(raw), layer) for raw in paths]
+    order = _shared_genes(per_file, min_genes)
 
     pooled: dict[str, list[NDArray[np.float32]]] = {}
     cell_names: dict[str, list[NDArray[np.str_]]] = {}
@@ -244,6 +207,54 @@ def read_views(
             "%d cell(s) appear in more than one view: counted once when views are pooled", n_shared
         )
     return data
+
+
+def _read_file(path: Path, layer: str | None) -> _File:
+    """One expression file's genes, log expression and per-cell view labels and names."""
+    from scregnet.io.h5ad import read_h5ad
+
+    adata = read_h5ad(path)
+    matrix = _expression_matrix(adata, layer, path)
+    if matrix is None or adata.n_obs == 0 or adata.n_vars == 0:
+        msg = "expression matrix is empty"
+        raise InputError(msg, path)
+    genes = [str(g) for g in adata.var_names]
+    dup = sorted(g for g, n in Counter(genes).items() if n > 1)
+    if dup:
+        msg = f"duplicate gene names: {', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}"
+        raise InputError(msg, path)
+    if "view" in adata.obs.columns:
+        labels = adata.obs["view"].astype(str).to_numpy()
+    else:
+        labels = np.full(adata.n_obs, _view_name(path), dtype=object)
+    names = np.asarray(adata.obs_names, dtype=str)
+    expr = _log_expression(matrix, path)
+    log.info("read %s: %d cells x %d genes", path, adata.n_obs, adata.n_vars)
+    return path, genes, expr, labels.astype(str), names
+
+
+def _shared_genes(per_file: list[_File], min_genes: int) -> list[str]:
+    """The genes every file has, in the first file's order; InputError when fewer than
+    ``min_genes``."""
+    shared = set(per_file[0][1])
+    for _, genes, _, _, _ in per_file[1:]:
+        shared &= set(genes)
+    order = [g for g in per_file[0][1] if g in shared]
+    if len(order) < min_genes:
+        worst = min(per_file[1:] or per_file, key=lambda f: len(shared & set(f[1])))[0]
+        msg = (
+            f"the expression inputs share only {len(order)} gene(s) (need at least {min_genes}); "
+            "are they from the same organism and gene naming?"
+        )
+        raise InputError(msg, worst)
+    if any(len(f[1]) != len(order) for f in per_file):
+        dropped = sum(len(set(f[1]) - shared) for f in per_file)
+        log.warning(
+            "inputs have different gene sets: using the %d genes they share (%d gene entries dropped)",
+            len(order),
+            dropped,
+        )
+    return order
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:

@@ -36,6 +36,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import rankdata
 
+from scregnet.grn.config import CELLS_PER_METACELL, N_PAIR_FEATURES
+
 if TYPE_CHECKING:
     import torch
 
@@ -46,9 +48,6 @@ log = logging.getLogger(__name__)
 
 N_BINS = 32
 N_STATS = 4
-#: pooled rho, |pooled rho|, metacell r, |metacell r|
-N_PAIR_FEATURES = 4
-CELLS_PER_METACELL = 100
 #: pairs x cells elements gathered at once by :func:`pair_dots` (64 MB of float32 per operand)
 PAIR_DOT_BLOCK = 1 << 24
 
@@ -349,7 +348,7 @@ class ImageBuilder:
         for them) by the label features of :meth:`set_labels` (zeros before any labels are set)."""
         import torch
 
-        from scregnet.grn.label_features import N_LABEL_FEATURES
+        from scregnet.grn.config import N_LABEL_FEATURES
 
         pair = self.pair_features(a, b)
         if width == N_PAIR_FEATURES:

@@ -14,12 +14,21 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
+from scregnet.grn.config import (
+    NEGATIVE_RATIO,
+    PRIOR_THRESHOLD,
+    PRIOR_WINDOW,
+    SCORE_BATCH_SIZE,
+)
 
 if TYPE_CHECKING:
+    import torch
+
+    from scregnet.grn.config import GRNConfig, TrainConfig
     from scregnet.grn.data import ExpressionViews
     from scregnet.grn.images import ImageBuilder
-    from scregnet.grn.model import DeepMCL, GRNConfig
-    from scregnet.grn.train import TrainConfig
+    from scregnet.grn.model import DeepMCL
+    from scregnet.grn.train import PairLabels
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +115,7 @@ def readout_name(selection: dict[str, Any], n_pair_features: int) -> str:
     ``selection``: :attr:`scregnet.grn.train.TrainResult.selection`; ``n_pair_features``: the
     model's feature width (0: DeepMCL as published).
     """
-    from scregnet.grn.images import N_PAIR_FEATURES
+    from scregnet.grn.config import N_PAIR_FEATURES
 
     if n_pair_features == 0:
         return "DeepMCL network (published architecture)"
@@ -132,7 +141,7 @@ def iter_scores(
     tfs: Sequence[int],
     *,
     targets: Sequence[int] | None = None,
-    batch_size: int = 2048,
+    batch_size: int = SCORE_BATCH_SIZE,
 ) -> Iterator[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32], NDArray[np.float32]]]:
     """Yield ``(tf, target, score, view_weights)`` batches for every TF x target (self excluded).
 
@@ -183,7 +192,7 @@ def score_all(
     tfs: Sequence[int],
     *,
     targets: Sequence[int] | None = None,
-    batch_size: int = 2048,
+    batch_size: int = SCORE_BATCH_SIZE,
 ) -> EdgeScores:
     """Collect :func:`iter_scores` into compact arrays (scores only, never the images)."""
     from tqdm import tqdm
@@ -297,18 +306,17 @@ def infer_grn(
     threads: int = 1,
     model_config: GRNConfig | None = None,
     train_config: TrainConfig | None = None,
-    prior_window: int = 10_000,
-    prior_threshold: float = 0.5,
-    negative_ratio: float = 3.0,
-    score_batch_size: int = 2048,
+    prior_window: int = PRIOR_WINDOW,
+    prior_threshold: float = PRIOR_THRESHOLD,
+    negative_ratio: float = NEGATIVE_RATIO,
+    score_batch_size: int = SCORE_BATCH_SIZE,
     data: ExpressionViews | None = None,
 ) -> EdgeScores:
     """Read views, build labels, train, score every TF x gene, write the ranked edges (and attention)."""
     from scregnet.device import resolve_device, torch_threads
-    from scregnet.grn.data import label_pairs, read_labels, read_views
-    from scregnet.grn.images import ImageBuilder
-    from scregnet.grn.model import GRNConfig
-    from scregnet.grn.train import PairLabels, TrainConfig, fit
+    from scregnet.grn.config import GRNConfig, TrainConfig
+    from scregnet.grn.data import label_pairs, read_views
+    from scregnet.grn.train import PairLabels
     from scregnet.seed import seed_everything
 
     if (labels is None) == (prior is None):
@@ -331,46 +339,69 @@ def infer_grn(
         data = read_views(rna, layer=layer)
     genes = data.genes
 
-    if labels is not None:
-        frame = read_labels(labels)
-        source: str | Path = labels
-    else:
-        from scregnet.grn.priors import combined_prior, prior_labels
-        from scregnet.io.gtf import read_tss
-
-        assert prior is not None and gtf is not None
-        priors = [prior] if isinstance(prior, str | Path) else list(prior)
-        prior_tfs, matrix = combined_prior(priors, read_tss(gtf), genes, window=prior_window)
-        frame = prior_labels(
-            prior_tfs,
-            matrix,
-            genes,
-            threshold=prior_threshold,
-            negative_ratio=negative_ratio,
-            rng=rng,
-        )
-        if frame.empty:
-            msg = f"no TF is bound (probability >= {prior_threshold}) within {prior_window} bp of any TSS"
-            raise InputError(msg, priors[0])
-        source = priors[0]
+    frame, source, binding = _label_frame(
+        labels,
+        prior,
+        gtf,
+        genes,
+        prior_window=prior_window,
+        prior_threshold=prior_threshold,
+        negative_ratio=negative_ratio,
+        rng=rng,
+    )
     tf_idx, tg_idx, y = label_pairs(frame, genes, source=source)
     pairs = PairLabels(tf_idx, tg_idx, y)
     score_tfs = resolve_tfs(tfs, genes, source="--tfs") if tfs else sorted(set(pairs.tf.tolist()))
     with torch_threads(threads):
-        builder = ImageBuilder(
+        scores = _train_and_score(
             data,
-            n_neighbours=model_config.n_neighbours,
-            n_bins=model_config.n_bins,
-            cells_per_metacell=model_config.cells_per_metacell
-            if model_config.n_pair_features
-            else 0,
+            pairs,
+            score_tfs,
+            model_config=model_config,
+            train_config=train_config,
             device=dev,
             seed=seed,
+            rng=rng,
+            score_batch_size=score_batch_size,
         )
-        result = fit(builder, pairs, model_config=model_config, config=train_config, rng=rng)
-        scores = score_all(
-            result.model, builder, genes, data.views, score_tfs, batch_size=score_batch_size
-        )
+    log.info("published score: %s", scores.method)
+    if binding is not None:
+        scores.combine_with_binding(*binding)
+    write_outputs(scores, out, attention_out)
+    log.info("GRN inference finished in %.1f s", time.perf_counter() - start)
+    return scores
+
+
+def _train_and_score(
+    data: ExpressionViews,
+    pairs: PairLabels,
+    score_tfs: Sequence[int],
+    *,
+    model_config: GRNConfig,
+    train_config: TrainConfig,
+    device: torch.device,
+    seed: int,
+    rng: np.random.Generator,
+    score_batch_size: int,
+) -> EdgeScores:
+    """Fit the model on ``pairs`` and score every TF of ``score_tfs`` x gene, with the training
+    record in ``info`` and the published read-out's name in ``method``."""
+    from scregnet.grn.images import ImageBuilder
+    from scregnet.grn.train import fit
+
+    genes = data.genes
+    builder = ImageBuilder(
+        data,
+        n_neighbours=model_config.n_neighbours,
+        n_bins=model_config.n_bins,
+        cells_per_metacell=model_config.cells_per_metacell if model_config.n_pair_features else 0,
+        device=device,
+        seed=seed,
+    )
+    result = fit(builder, pairs, model_config=model_config, config=train_config, rng=rng)
+    scores = score_all(
+        result.model, builder, genes, data.views, score_tfs, batch_size=score_batch_size
+    )
     scores.info.update(
         {
             "best_epoch": result.best_epoch,
@@ -381,9 +412,44 @@ def infer_grn(
         }
     )
     scores.method = readout_name(result.selection, model_config.n_pair_features)
-    log.info("published score: %s", scores.method)
-    if prior is not None:
-        scores.combine_with_binding(prior_tfs, matrix)
-    write_outputs(scores, out, attention_out)
-    log.info("GRN inference finished in %.1f s", time.perf_counter() - start)
     return scores
+
+
+def _label_frame(
+    labels: str | Path | None,
+    prior: str | Path | Sequence[str | Path] | None,
+    gtf: str | Path | None,
+    genes: Sequence[str],
+    *,
+    prior_window: int,
+    prior_threshold: float,
+    negative_ratio: float,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, str | Path, tuple[list[str], NDArray[np.float32]] | None]:
+    """The training pairs (``tf target label``) from ``labels`` or from the binding ``prior``
+    near TSSs, the file they came from, and the prior's TFs and (genes x TFs) binding (None with
+    ``labels``)."""
+    from scregnet.grn.data import read_labels
+
+    if labels is not None:
+        return read_labels(labels), labels, None
+    from scregnet.grn.priors import combined_prior, prior_labels
+    from scregnet.io.gtf import read_tss
+
+    assert prior is not None and gtf is not None
+    priors = [prior] if isinstance(prior, str | Path) else list(prior)
+    prior_tfs, matrix = combined_prior(priors, read_tss(gtf), genes, window=prior_window)
+    frame = prior_labels(
+        prior_tfs,
+        matrix,
+        genes,
+        threshold=prior_threshold,
+        negative_ratio=negative_ratio,
+        rng=rng,
+    )
+    if frame.empty:
+        msg = (
+            f"no TF is bound (probability >= {prior_threshold}) within {prior_window} bp of any TSS"
+        )
+        raise InputError(msg, priors[0])
+    return frame, priors[0], (prior_tfs, matrix)

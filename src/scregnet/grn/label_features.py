@@ -12,7 +12,7 @@ only. A training pair thus never sees its own label, and unlike leaving out only
 the prior's sign on dense truths with few TFs) the features of one TF's pairs do not depend on
 its labels at all. An unlabelled (held-out) TF's features come from every labelled TF.
 
-Features of a pair (a, b), in :data:`LABEL_FEATURE_NAMES` order:
+Features of a pair (a, b), in :data:`scregnet.grn.config.LABEL_FEATURE_NAMES` order:
 
 - ``prior``: fraction of the labelled TFs (out of fold for a labelled ``a``) with a positive
   edge to ``b``;
@@ -38,28 +38,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from scregnet.grn.config import N_LABEL_FEATURES
+
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-LABEL_FEATURE_NAMES = (
-    "prior",
-    "log_prior",
-    "sim_prior",
-    "prior_x_rho",
-    "sim_prior_x_rho",
-    "log_sim_prior",
-    "log_abs_rho",
-    "log_abs_r",
-    "target_mean",
-    "target_var",
-    "target_dropout",
-    "tf_mean",
-    "tf_var",
-    "tf_dropout",
-)
-N_LABEL_FEATURES = len(LABEL_FEATURE_NAMES)
 #: groups of labelled TFs for the out-of-fold label features
 GROUPS = 5
 #: pairs per block when the similarity-weighted prior gathers (pairs, labelled TFs) weights

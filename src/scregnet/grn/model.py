@@ -15,7 +15,6 @@ published (per-view statistics only, inside the view representation).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,30 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from scregnet import checkpoint
-from scregnet.grn.images import N_PAIR_FEATURES
-from scregnet.grn.label_features import N_LABEL_FEATURES
+from scregnet.grn.config import GRNConfig
 
 #: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout
 CHECKPOINT_KIND = "scregnet.grn"
 CHECKPOINT_VERSION = 1
-
-
-@dataclass
-class GRNConfig:
-    n_bins: int = 32
-    n_neighbours: int = 5
-    embed_dim: int = 32
-    hidden: int = 64
-    dropout: float = 0.2
-    n_stats: int = 4
-    #: width of the head's feature vector (ImageBuilder.features): the 4 expression pair
-    #: features, then the label features; 4: expression only; 0: DeepMCL as published
-    n_pair_features: int = N_PAIR_FEATURES + N_LABEL_FEATURES
-    #: metacell size for the metacell-correlation pair features (0: those features are 0)
-    cells_per_metacell: int = 100
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class ImageEncoder(nn.Module):

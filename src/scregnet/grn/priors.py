@@ -30,6 +30,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
+from scregnet.grn.config import NEGATIVE_RATIO, PRIOR_THRESHOLD, PRIOR_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def read_binding(path: str | Path) -> Binding:
 
 
 def tss_prior(
-    binding: Binding, tss: pd.DataFrame, genes: Sequence[str], *, window: int = 10_000
+    binding: Binding, tss: pd.DataFrame, genes: Sequence[str], *, window: int = PRIOR_WINDOW
 ) -> tuple[list[str], NDArray[np.float32]]:
     """Max binding probability of each TF within ``window`` bp of each gene's TSS.
 
@@ -215,7 +216,11 @@ def tss_prior(
 
 
 def combined_prior(
-    paths: Sequence[str | Path], tss: pd.DataFrame, genes: Sequence[str], *, window: int = 10_000
+    paths: Sequence[str | Path],
+    tss: pd.DataFrame,
+    genes: Sequence[str],
+    *,
+    window: int = PRIOR_WINDOW,
 ) -> tuple[list[str], NDArray[np.float32]]:
     """:func:`tss_prior` over several tfbind files (e.g. one per sample): the maximum per TF-gene.
 
@@ -247,8 +252,8 @@ def prior_labels(
     prior: NDArray[np.float32],
     genes: Sequence[str],
     *,
-    threshold: float = 0.5,
-    negative_ratio: float = 3.0,
+    threshold: float = PRIOR_THRESHOLD,
+    negative_ratio: float = NEGATIVE_RATIO,
     max_positive_fraction: float = 0.5,
     rng: np.random.Generator,
 ) -> pd.DataFrame:

@@ -14,19 +14,21 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
+from scregnet.grn.config import TrainConfig
 
 if TYPE_CHECKING:
     import torch
 
+    from scregnet.grn.config import GRNConfig
     from scregnet.grn.images import ImageBuilder
-    from scregnet.grn.model import DeepMCL, GRNConfig, HeadOutput
+    from scregnet.grn.model import DeepMCL, HeadOutput
 
 log = logging.getLogger(__name__)
 
@@ -58,38 +60,6 @@ class PairLabels:
     @property
     def n_positive(self) -> int:
         return int(self.label.sum())
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    contrastive_weight: float = 0.5
-    margin: float = 1.0
-    cell_fraction: float = 0.8
-    val_fraction: float = 0.2
-    patience: int = 8
-    max_pairs_per_epoch: int = 2048
-    #: ``natural``: pairs drawn uniformly, so at the labels' own positive rate (better early
-    #: precision, see docs/benchmarks.md); ``balanced``: as many positive as negative pairs per
-    #: epoch (positives resampled), as DeepMCL trains
-    sampling: str = "natural"
-    #: weight of a positive pair in the classification loss (class weighting for sparse truths;
-    #: 1: unweighted)
-    pos_weight: float = 1.0
-    amp: bool = True
-    #: TF-aware inner folds of the training TFs for the held-out choice of the skip read-out (and
-    #: of the network when one ``val_fraction`` split holds too few positives)
-    inner_folds: int = 3
-    #: train the network on top of the chosen read-out (False: the read-out alone, gate 0)
-    network: bool = True
-    #: bootstrap resamples of validation TFs for the standard-error rule
-    n_bootstrap: int = 200
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -320,8 +290,7 @@ LOGLINEAR_GRID = tuple(
 
 
 def _label_column(name: str) -> int:
-    from scregnet.grn.images import N_PAIR_FEATURES
-    from scregnet.grn.label_features import LABEL_FEATURE_NAMES
+    from scregnet.grn.config import LABEL_FEATURE_NAMES, N_PAIR_FEATURES
 
     return N_PAIR_FEATURES + LABEL_FEATURE_NAMES.index(name)
 
@@ -391,8 +360,7 @@ def _train_epochs(
     """
     import torch
 
-    from scregnet.device import autocast, grad_scaler
-    from scregnet.grn.model import contrastive_loss
+    from scregnet.device import grad_scaler
     from scregnet.stats import auprc
 
     device = builder.device
@@ -409,39 +377,11 @@ def _train_epochs(
     needed = np.concatenate([train.tf, train.target])
     for epoch in range(1, epochs + 1):
         bank = neighbour_embeddings(model, builder, genes=needed)
-        model.train()
         order = _epoch_pairs(train, config.max_pairs_per_epoch, rng, config.sampling)
-        total, n_batches = 0.0, 0
-        for s in range(0, order.size, config.batch_size):
-            idx = order[s : s + config.batch_size]
-            if idx.size < 2:
-                continue
-            a = torch.as_tensor(train.tf[idx], device=device)
-            b = torch.as_tensor(train.target[idx], device=device)
-            y = torch.as_tensor(train.label[idx], device=device, dtype=torch.float32)
-            cells = (
-                builder.sample_cells(config.cell_fraction, generator)
-                if config.cell_fraction < 1
-                else None
-            )
-            with autocast(device, enabled=config.amp):
-                out = forward_pairs(model, builder, a, b, bank, cells=cells)
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    out.logit.float(),
-                    y,
-                    pos_weight=torch.tensor(config.pos_weight, device=device),
-                )
-                if config.contrastive_weight > 0:
-                    loss = loss + config.contrastive_weight * contrastive_loss(
-                        out.embedding, y, margin=config.margin
-                    )
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            total += float(loss.detach())
-            n_batches += 1
-        record = {"epoch": float(epoch), "loss": total / max(n_batches, 1)}
+        loss = _train_epoch(
+            model, builder, train, order, bank, config, optimiser, scaler, generator
+        )
+        record = {"epoch": float(epoch), "loss": loss}
         if val is not None:
             preds.append(predict_pairs(model, builder, val))
             score = auprc(val.label, preds[-1])
@@ -462,6 +402,59 @@ def _train_epochs(
             if patience is not None and stale >= patience:
                 break
     return history, preds, best_epoch, best_state
+
+
+def _train_epoch(
+    model: DeepMCL,
+    builder: ImageBuilder,
+    train: PairLabels,
+    order: NDArray[np.intp],
+    bank: torch.Tensor,
+    config: TrainConfig,
+    optimiser: torch.optim.Optimizer,
+    scaler: Any,
+    generator: torch.Generator,
+) -> float:
+    """One pass over the training pairs ``order`` in batches (a batch of fewer than 2 pairs is
+    skipped); returns the mean batch loss (classification plus weighted contrastive)."""
+    import torch
+
+    from scregnet.device import autocast
+    from scregnet.grn.model import contrastive_loss
+
+    device = builder.device
+    model.train()
+    total, n_batches = 0.0, 0
+    for s in range(0, order.size, config.batch_size):
+        idx = order[s : s + config.batch_size]
+        if idx.size < 2:
+            continue
+        a = torch.as_tensor(train.tf[idx], device=device)
+        b = torch.as_tensor(train.target[idx], device=device)
+        y = torch.as_tensor(train.label[idx], device=device, dtype=torch.float32)
+        cells = (
+            builder.sample_cells(config.cell_fraction, generator)
+            if config.cell_fraction < 1
+            else None
+        )
+        with autocast(device, enabled=config.amp):
+            out = forward_pairs(model, builder, a, b, bank, cells=cells)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                out.logit.float(),
+                y,
+                pos_weight=torch.tensor(config.pos_weight, device=device),
+            )
+            if config.contrastive_weight > 0:
+                loss = loss + config.contrastive_weight * contrastive_loss(
+                    out.embedding, y, margin=config.margin
+                )
+        optimiser.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimiser)
+        scaler.update()
+        total += float(loss.detach())
+        n_batches += 1
+    return total / max(n_batches, 1)
 
 
 def _fit_plain(
@@ -524,28 +517,25 @@ def fit(
 
     With pair features and ``val_fraction > 0`` (our extension, see the module docstring):
 
-    1. *Read-out.* On ``inner_folds`` TF-aware folds of the training TFs, each skip read-out of
-       :data:`SKIP_CANDIDATES` (the label-feature ones when the model has them) is fitted on the
-       other folds and scores the fold's pairs. The fixed ranking (|Spearman|, |metacell r|,
-       target prior, target prior x |rho|) with the best out-of-fold AUPRC is kept unless the
-       best fitted read-out (log-linear, logistic) beats it by more than ``SE_MULTIPLE``
-       standard errors (bootstrap over validation TFs).
-    2. *Network.* The network is trained with the gate starting at 0 on top of the chosen skip,
-       on a TF-aware split (``val_fraction`` of the TFs held out; when those carry fewer than
-       ``MIN_VAL_POSITIVES`` positives, on each of the inner folds instead). Its best epoch is
-       kept only if it beats the skip alone (epoch 0: gate 0) by more than ``SE_MULTIPLE`` SEs on
-       the held-out TFs; otherwise the gate is set to 0 and the model is the skip read-out
-       refitted on every training TF.
-    3. *Refit or keep.* A network chosen on one split is kept as trained (on the split's training
-       TFs); one chosen on the inner folds is refitted on every training TF for the chosen
-       number of epochs.
+    1. *Read-out* (:func:`_choose_skip`). On ``inner_folds`` TF-aware folds of the training TFs,
+       each skip read-out of :data:`SKIP_CANDIDATES` (the label-feature ones when the model has
+       them) is fitted on the other folds and scores the fold's pairs. The fixed ranking
+       (|Spearman|, |metacell r|, target prior, target prior x |rho|) with the best out-of-fold
+       AUPRC is kept unless the best fitted read-out (log-linear, logistic) beats it by more than
+       ``SE_MULTIPLE`` standard errors (bootstrap over validation TFs).
+    2. *Network* (:func:`_choose_network`). The network is trained with the gate starting at 0 on
+       top of the chosen skip, on a TF-aware split (``val_fraction`` of the TFs held out; when
+       those carry fewer than ``MIN_VAL_POSITIVES`` positives, on each of the inner folds
+       instead). Its best epoch is kept only if it beats the skip alone (epoch 0: gate 0) by
+       more than ``SE_MULTIPLE`` SEs on the held-out TFs; otherwise the gate is set to 0 and the
+       model is the skip read-out refitted on every training TF.
+    3. *Refit or keep* (:func:`_final_model`). A network chosen on one split is kept as trained
+       (on the split's training TFs); one chosen on the inner folds is refitted on every
+       training TF for the chosen number of epochs.
 
     Without pair features (DeepMCL as published) or with ``val_fraction = 0``:
     :func:`_fit_plain`.
     """
-    from scregnet.grn.model import DeepMCL
-    from scregnet.stats import auprc
-
     if labels.n_positive == 0 or labels.n_positive == len(labels):
         msg = "training labels need both positive and negative pairs"
         raise InputError(msg)
@@ -568,16 +558,59 @@ def fit(
 
     boot = np.random.default_rng(int(rng.integers(2**31)))
     width = model_config.n_pair_features
-    from scregnet.grn.images import N_PAIR_FEATURES
+    skip_name, selection = _choose_skip(builder, labels, folds, width, boot, config)
+    if not config.network:
+        return _skip_only(builder, labels, skip_name, selection, model_config=model_config)
+    network = _choose_network(
+        builder,
+        labels,
+        folds,
+        skip_name,
+        model_config=model_config,
+        config=config,
+        rng=rng,
+        boot=boot,
+    )
+    selection |= network.selection
+    result = _final_model(
+        builder, labels, skip_name, network, model_config=model_config, config=config, rng=rng
+    )
+    result.selection = selection
+    log.info(
+        "trained in %.1f s: skip %s, %s",
+        time.perf_counter() - start,
+        skip_name,
+        f"network at epoch {network.epoch}" if network.use else "no network contribution",
+    )
+    return result
 
-    names = [
+
+def _skip_candidates(builder: ImageBuilder, width: int) -> list[str]:
+    """The read-outs of :data:`SKIP_CANDIDATES` the features of width ``width`` support."""
+    from scregnet.grn.config import N_PAIR_FEATURES
+
+    return [
         n
         for n in SKIP_CANDIDATES
         if (n != "metacell" or builder.zmeta is not None)
         and (n not in LABEL_CANDIDATES or width > N_PAIR_FEATURES)
     ]
-    # 1. the skip read-out, chosen on the inner folds' out-of-fold scores; each fold's label
-    # features come from its own training TFs' labels only
+
+
+def _choose_skip(
+    builder: ImageBuilder,
+    labels: PairLabels,
+    folds: list[NDArray[np.bool_]],
+    width: int,
+    boot: np.random.Generator,
+    config: TrainConfig,
+) -> tuple[str, dict[str, Any]]:
+    """Step 1 of :func:`fit`: the skip read-out, chosen on the inner folds' out-of-fold scores
+    (each fold's label features come from its own training TFs' labels only); returns its name
+    and the selection record."""
+    from scregnet.stats import auprc
+
+    names = _skip_candidates(builder, width)
     oof = {n: np.zeros(len(labels)) for n in names}
     for val_mask in folds:
         use_labels(builder, labels.subset(~val_mask))
@@ -616,46 +649,70 @@ def fit(
         se,
         skip_name,
     )
+    return skip_name, selection
 
-    if not config.network:  # the chosen read-out alone, refitted on every training TF
-        use_labels(builder, labels)
-        model = DeepMCL(model_config).to(builder.device)
-        w, b = fit_skip(skip_name, _feature_matrix(builder, labels, width), labels.label)
-        _set_skip(model, w, b)
-        for p in model.parameters():
-            p.requires_grad_(True)
-        model.eval()
-        selection |= {"network": False, "network_epoch": 0, "network_gain": 0.0}
-        selection |= {"network_gain_se": float("nan"), "network_splits": 0}
-        return TrainResult(
-            model=model, train_tfs=np.unique(labels.tf).tolist(), selection=selection
-        )
 
-    # 2. the network on top of the chosen skip (gate from 0)
+def _skip_only(
+    builder: ImageBuilder,
+    labels: PairLabels,
+    skip_name: str,
+    selection: dict[str, Any],
+    *,
+    model_config: GRNConfig,
+) -> TrainResult:
+    """``network=False``: the chosen read-out alone (gate 0), refitted on every training TF."""
+    from scregnet.grn.model import DeepMCL
+
+    use_labels(builder, labels)
+    model = DeepMCL(model_config).to(builder.device)
+    width = model_config.n_pair_features
+    w, b = fit_skip(skip_name, _feature_matrix(builder, labels, width), labels.label)
+    _set_skip(model, w, b)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    selection |= {"network": False, "network_epoch": 0, "network_gain": 0.0}
+    selection |= {"network_gain_se": float("nan"), "network_splits": 0}
+    return TrainResult(model=model, train_tfs=np.unique(labels.tf).tolist(), selection=selection)
+
+
+@dataclass
+class _NetworkChoice:
+    """What step 2 of :func:`fit` trained and chose."""
+
+    #: the network's best epoch on the pooled held-out TFs (0: none beyond the gate-0 start)
+    epoch: int
+    #: whether the network beat the skip alone by the standard-error rule
+    use: bool
+    #: per split: training history and best state
+    histories: list[list[dict[str, float]]]
+    states: list[dict[str, torch.Tensor]]
+    #: the ``val_fraction`` split's TFs (kept with the network when it was the only split)
+    train_tfs: list[int]
+    val_tfs: list[int]
+    selection: dict[str, Any]
+
+
+def _choose_network(
+    builder: ImageBuilder,
+    labels: PairLabels,
+    folds: list[NDArray[np.bool_]],
+    skip_name: str,
+    *,
+    model_config: GRNConfig,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    boot: np.random.Generator,
+) -> _NetworkChoice:
+    """Step 2 of :func:`fit`: the network on top of the chosen skip (gate from 0), trained on one
+    TF-aware split or on each inner fold, and kept only where it beats gate 0 on held-out TFs."""
+    from scregnet.stats import auprc
+
     train_mask, train_tfs, val_tfs = tf_aware_split(labels, config.val_fraction, rng)
     splits = [~train_mask] if val_tfs else folds
-    histories, curves, states, best_epochs = [], [], [], []
-    for val_mask in splits:
-        train, val = labels.subset(~val_mask), labels.subset(val_mask)
-        model = DeepMCL(model_config).to(builder.device)
-        use_labels(builder, train)
-        features = _feature_matrix(builder, labels, width)
-        w, b = fit_skip(skip_name, features[~val_mask], train.label)
-        _set_skip(model, w, b)
-        history, preds, best_epoch, best_state = _train_epochs(
-            model,
-            builder,
-            train,
-            val,
-            epochs=config.epochs,
-            config=config,
-            rng=rng,
-            patience=config.patience if len(splits) == 1 else None,
-        )
-        histories.append(history)
-        curves.append(preds)
-        states.append(best_state)
-        best_epochs.append(best_epoch)
+    histories, curves, states = _train_on_splits(
+        builder, labels, splits, skip_name, model_config=model_config, config=config, rng=rng
+    )
     order = np.concatenate([np.flatnonzero(m) for m in splits])
     n_epochs = min(len(c) for c in curves)  # epoch 0 (gate 0) .. last epoch every split ran
     pooled = [np.concatenate([c[e] for c in curves]) for e in range(n_epochs)]
@@ -668,14 +725,6 @@ def fit(
         else (0.0, float("inf"))
     )
     use_network = net_epoch > 0 and net_gain > SE_MULTIPLE * net_se + GAIN_TOLERANCE
-    selection |= {
-        "network_splits": len(splits),
-        "network_val_auprc": curve_auprc,
-        "network_epoch": net_epoch,
-        "network_gain": net_gain,
-        "network_gain_se": net_se,
-        "network": use_network,
-    }
     log.info(
         "network on %d split(s): held-out AUPRC %.4f at gate 0, %.4f at its best epoch %d "
         "(gain %.4f, SE %.4f): %s",
@@ -687,17 +736,87 @@ def fit(
         net_se,
         "network kept" if use_network else "gate set to 0 (skip read-out only)",
     )
+    return _NetworkChoice(
+        epoch=net_epoch,
+        use=use_network,
+        histories=histories,
+        states=states,
+        train_tfs=train_tfs,
+        val_tfs=val_tfs,
+        selection={
+            "network_splits": len(splits),
+            "network_val_auprc": curve_auprc,
+            "network_epoch": net_epoch,
+            "network_gain": net_gain,
+            "network_gain_se": net_se,
+            "network": use_network,
+        },
+    )
 
-    # 3. refit or keep; from here on the label features come from every training TF
+
+def _train_on_splits(
+    builder: ImageBuilder,
+    labels: PairLabels,
+    splits: list[NDArray[np.bool_]],
+    skip_name: str,
+    *,
+    model_config: GRNConfig,
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> tuple[list[list[dict[str, float]]], list[list[NDArray[np.float64]]], list[dict[str, Any]]]:
+    """Per validation mask of ``splits``: a fresh network on the skip fitted to the other TFs,
+    trained on them (early stopping only with a single split); returns each split's history,
+    held-out predictions per epoch (epoch 0: gate 0) and best state."""
+    from scregnet.grn.model import DeepMCL
+
+    width = model_config.n_pair_features
+    histories, curves, states = [], [], []
+    for val_mask in splits:
+        train, val = labels.subset(~val_mask), labels.subset(val_mask)
+        model = DeepMCL(model_config).to(builder.device)
+        use_labels(builder, train)
+        features = _feature_matrix(builder, labels, width)
+        w, b = fit_skip(skip_name, features[~val_mask], train.label)
+        _set_skip(model, w, b)
+        history, preds, _, best_state = _train_epochs(
+            model,
+            builder,
+            train,
+            val,
+            epochs=config.epochs,
+            config=config,
+            rng=rng,
+            patience=config.patience if len(splits) == 1 else None,
+        )
+        histories.append(history)
+        curves.append(preds)
+        states.append(best_state)
+    return histories, curves, states
+
+
+def _final_model(
+    builder: ImageBuilder,
+    labels: PairLabels,
+    skip_name: str,
+    network: _NetworkChoice,
+    *,
+    model_config: GRNConfig,
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> TrainResult:
+    """Step 3 of :func:`fit`: keep the network trained on one split, refit one chosen on the
+    inner folds on every training TF, or set the skip read-out on every training TF (gate 0).
+    From here on the label features come from every training TF."""
+    from scregnet.grn.model import DeepMCL
+
     use_labels(builder, labels)
-    features = _feature_matrix(builder, labels, width)
+    features = _feature_matrix(builder, labels, model_config.n_pair_features)
     model = DeepMCL(model_config).to(builder.device)
-    history = histories[0]
-    best_epoch = net_epoch if use_network else 0
-    if use_network and len(splits) == 1:
-        model.load_state_dict(states[0])
-        kept_train_tfs, kept_val_tfs = train_tfs, val_tfs
-    elif use_network:
+    history = network.histories[0]
+    if network.use and len(network.states) == 1:
+        model.load_state_dict(network.states[0])
+        kept_train_tfs, kept_val_tfs = network.train_tfs, network.val_tfs
+    elif network.use:
         w, b = fit_skip(skip_name, features, labels.label)
         _set_skip(model, w, b)
         history, _, _, state = _train_epochs(
@@ -705,7 +824,7 @@ def fit(
             builder,
             labels,
             None,
-            epochs=net_epoch,
+            epochs=network.epoch,
             config=config,
             rng=rng,
             patience=None,
@@ -713,26 +832,18 @@ def fit(
         model.load_state_dict(state)
         kept_train_tfs, kept_val_tfs = np.unique(labels.tf).tolist(), []
     else:
-        # the skip read-out on every training TF; the trained network stays (its attention is
-        # still reported) but contributes nothing
-        model.load_state_dict(states[0])
+        # the trained network stays (its attention is still reported) but contributes nothing
+        model.load_state_dict(network.states[0])
         w, b = fit_skip(skip_name, features, labels.label)
         _set_skip(model, w, b)
         kept_train_tfs, kept_val_tfs = np.unique(labels.tf).tolist(), []
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
-    log.info(
-        "trained in %.1f s: skip %s, %s",
-        time.perf_counter() - start,
-        skip_name,
-        f"network at epoch {net_epoch}" if use_network else "no network contribution",
-    )
     return TrainResult(
         model=model,
         history=history,
-        best_epoch=best_epoch,
+        best_epoch=network.epoch if network.use else 0,
         train_tfs=kept_train_tfs,
         val_tfs=kept_val_tfs,
-        selection=selection,
     )

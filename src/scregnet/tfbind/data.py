@@ -8,10 +8,11 @@ nothing is materialised genome-wide.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,6 @@ for _i, _b in enumerate("ACGT"):
 _NOT_ACGT = np.ones(256, dtype=bool)
 _NOT_ACGT[[ord(c) for c in "ACGTacgt"]] = False
 
-#: chromosomes left out of training and prediction unless asked for (mitochondria)
-DEFAULT_EXCLUDE = ("chrM", "MT", "M", "chrMT")
 #: the scFAN paper's held-out chromosomes (human)
 PAPER_TEST_CHROMS = ("chr1", "chr8", "chr21")
 PAPER_VAL_CHROMS = ("chr11",)
@@ -402,7 +401,6 @@ def build_index(
     """
     fasta = open_fasta(data.fasta)
     rows_chrom, rows_start, rows_track, rows_labels, rows_weight = [], [], [], [], []
-    n_tfs = len(data.tfs)
     try:
         for ti, track in enumerate(data.tracks):
             bw = open_bigwig(track.accessibility_bw)
@@ -413,47 +411,23 @@ def build_index(
                     if n_bins <= 0:
                         continue
                     starts = np.arange(n_bins, dtype=np.int64) * step
-                    labels = np.full((n_bins, n_tfs), -1, dtype=np.int8)
-                    for k, tf in enumerate(data.tfs):
-                        if tf not in track.chip:
-                            continue
-                        s, e, _ = data.chip.get(
-                            (ti, f"{tf}\t{chrom}"),
-                            (np.zeros(0, np.int64), np.zeros(0, np.int64), ""),
-                        )
-                        labels[:, k] = bin_labels(s, e, starts, bin_size)
+                    labels = _bin_labels(data, ti, chrom, starts, bin_size)
                     positive = (labels == 1).any(axis=1)
-                    negative = ~positive
                     n_pos = int(positive.sum())
-                    n_neg = min(int(negative.sum()), max(round(negative_ratio * n_pos), 16))
+                    n_neg = min(int((~positive).sum()), max(round(negative_ratio * n_pos), 16))
                     accessible = np.zeros(n_bins, dtype=bool)
                     if n_neg:
                         signal = bin_means(bw, chrom, starts, bin_size)
                         accessible = signal > data.track_means[ti]
-                    hard = np.flatnonzero(negative & accessible)
-                    easy = np.flatnonzero(negative & ~accessible)
-                    n_hard = min(hard.size, n_neg // 2)
-                    weight = np.ones(n_bins, dtype=np.float64)
-                    picks = [rng.choice(hard, n_hard, replace=False)] if n_hard else []
-                    if n_hard:
-                        weight[hard] = hard.size / n_hard
-                    n_easy = min(easy.size, 2 * (n_neg - n_hard))
-                    if n_easy:
-                        cand = rng.choice(easy, n_easy, replace=False)
-                        ok = np.asarray(
-                            [
-                                _n_fraction(fasta, chrom, int(starts[b]), bin_size, window, size)
-                                <= max_n_fraction
-                                for b in cand
-                            ],
-                            dtype=bool,
-                        )
-                        kept = cand[ok][: n_neg - n_hard]
-                        picks.append(kept)
-                        if kept.size:
-                            # usable easy bins (estimated from the N-filtered candidates) per pick
-                            usable = easy.size * ok.mean()
-                            weight[easy] = max(usable / kept.size, 1.0)
+                    picks, weight = _sample_negatives(
+                        ~positive,
+                        accessible,
+                        n_neg,
+                        rng=rng,
+                        keep=functools.partial(
+                            _few_n, fasta, chrom, starts, bin_size, window, size, max_n_fraction
+                        ),
+                    )
                     chosen = np.sort(np.concatenate([np.flatnonzero(positive), *picks]))
                     rows_chrom.append(np.full(chosen.size, ci, dtype=np.int32))
                     rows_start.append(starts[chosen])
@@ -475,6 +449,68 @@ def build_index(
         np.concatenate(rows_labels),
         np.concatenate(rows_weight),
     )
+
+
+def _bin_labels(
+    data: BulkData, ti: int, chrom: str, starts: NDArray[np.int64], bin_size: int
+) -> NDArray[np.int8]:
+    """(bins x TFs) labels of track ``ti``'s bins on ``chrom``: 1 bound, 0 not, -1 not assayed."""
+    track = data.tracks[ti]
+    labels = np.full((starts.size, len(data.tfs)), -1, dtype=np.int8)
+    for k, tf in enumerate(data.tfs):
+        if tf not in track.chip:
+            continue
+        s, e, _ = data.chip.get(
+            (ti, f"{tf}\t{chrom}"),
+            (np.zeros(0, np.int64), np.zeros(0, np.int64), ""),
+        )
+        labels[:, k] = bin_labels(s, e, starts, bin_size)
+    return labels
+
+
+def _few_n(
+    fasta: Any,
+    chrom: str,
+    starts: NDArray[np.int64],
+    bin_size: int,
+    window: int,
+    size: int,
+    max_n_fraction: float,
+    b: int,
+) -> bool:
+    """Whether the window around bin ``b`` has at most ``max_n_fraction`` N bases."""
+    return _n_fraction(fasta, chrom, int(starts[b]), bin_size, window, size) <= max_n_fraction
+
+
+def _sample_negatives(
+    negative: NDArray[np.bool_],
+    accessible: NDArray[np.bool_],
+    n_neg: int,
+    *,
+    rng: np.random.Generator,
+    keep: Callable[[int], bool],
+) -> tuple[list[NDArray[np.intp]], NDArray[np.float64]]:
+    """``n_neg`` negative bins: half among the accessible ones (the hard negatives), the rest
+    among the others that pass ``keep`` (the N-base filter); returns the picks and each bin's
+    weight (the bins of its kind each pick stands for; 1 for positives)."""
+    hard = np.flatnonzero(negative & accessible)
+    easy = np.flatnonzero(negative & ~accessible)
+    n_hard = min(hard.size, n_neg // 2)
+    weight = np.ones(negative.size, dtype=np.float64)
+    picks = [rng.choice(hard, n_hard, replace=False)] if n_hard else []
+    if n_hard:
+        weight[hard] = hard.size / n_hard
+    n_easy = min(easy.size, 2 * (n_neg - n_hard))
+    if n_easy:
+        cand = rng.choice(easy, n_easy, replace=False)
+        ok = np.asarray([keep(int(b)) for b in cand], dtype=bool)
+        kept = cand[ok][: n_neg - n_hard]
+        picks.append(kept)
+        if kept.size:
+            # usable easy bins (estimated from the N-filtered candidates) per pick
+            usable = easy.size * ok.mean()
+            weight[easy] = max(usable / kept.size, 1.0)
+    return picks, weight
 
 
 def bin_means(

@@ -13,8 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-PAPER_FILTERS = (160, 240, 240)
-PAPER_DROPOUT = (0.2, 0.2, 0.5)
+from scregnet.tfbind.config import PAPER_DROPOUT, PAPER_FILTERS
 
 
 @dataclass

@@ -29,7 +29,7 @@ from __future__ import annotations
 import gzip
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,7 @@ from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir
 from scregnet.io.genome import open_fasta, read_chrom_sizes
 from scregnet.tfbind.checkpoint import LoadedModel
+from scregnet.tfbind.config import PredictConfig
 from scregnet.tfbind.context import motif_auc, tf_context, top_matches
 from scregnet.tfbind.data import WindowReader, normalise_signal, one_hot, reverse_complement
 from scregnet.tfbind.model import ScFAN
@@ -58,19 +59,6 @@ log = logging.getLogger(__name__)
 
 #: fragments read from the top of the file to estimate the mean fragment length
 FRAGMENT_LENGTH_SAMPLE = 100_000
-
-
-@dataclass
-class PredictConfig:
-    """Settings of ``tfbind predict`` (each a flag)."""
-
-    batch_size: int = 256
-    rc_average: bool = True
-    n_neighbors: int = 15
-    threshold: float = 0.5
-    motif_p_value: float = 5e-5
-    chromvar_iterations: int = 50
-    seed: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,8 +216,6 @@ def predict_peaks(
     and ``pwm_binding`` (clusters x peaks x TFs), ``motif_match`` (peaks x TFs), ``context_scores`` (peaks x the model's motifs), ``gc``
     (peaks), and the model's calibration, context weight and metadata.
     """
-    import anndata as ad
-
     from scregnet.device import resolve_device
     from scregnet.seed import seed_everything
 
@@ -240,135 +226,261 @@ def predict_peaks(
     sizes = read_chrom_sizes(fasta)
     peaks_all = peak_table(adata)
     check_peaks(peaks_all, sizes, atac=atac_path, fasta=fasta)
-    if chroms is not None:
-        absent = [c for c in chroms if c not in sizes]
-        if absent:
-            msg = f"--chrom {', '.join(absent)} not in the FASTA (it has {', '.join(list(sizes)[:5])}...)"
-            raise InputError(msg, fasta)
-        keep = peaks_all["chrom"].isin(list(chroms)).to_numpy()
-    else:
-        keep = np.ones(len(peaks_all), dtype=bool)
-    peaks = peaks_all.loc[keep]
+    peaks = peaks_all.loc[_chrom_mask(peaks_all, chroms, sizes, fasta)]
+    clusters, barcode_cluster = _clusters(adata)
+    tabix = open_fragments(fragments)
+    # genome-wide mean coverage of each cluster (the pseudobulk analogue of a bigWig's mean)
+    n_frag = _cluster_fragment_counts(adata, clusters)
+    frag_len = mean_fragment_length(fragments)
+    cluster_mean = np.maximum(n_frag * frag_len / float(sum(sizes.values())), 1e-12)
+    log.info(
+        "%s: %d cells in %d clusters; %d peaks on %s; mean fragment length %.0f bp",
+        atac_path.name,
+        adata.n_obs,
+        len(clusters),
+        len(peaks),
+        ",".join(chroms) if chroms else "all chromosomes",
+        frag_len,
+    )
+    model = loaded.model.to(torch_device).eval()
+    out = _PeakArrays.empty(len(clusters), len(peaks), loaded, model)
+    scanners = _Scanners.build(loaded, motifs, model, config)
+    reader = _ClusterWindows(WindowReader(fasta, sizes, loaded.window), sizes, loaded, cluster_mean)
+    fa = open_fasta(fasta)
+    try:
+        n_windows, t_model = _predict_batches(
+            peaks,
+            fa,
+            lambda chrom: cluster_fragments(tabix, chrom, barcode_cluster, len(clusters)),
+            scanners,
+            reader,
+            model,
+            out,
+            device=torch_device,
+            config=config,
+        )
+    finally:
+        fa.close()
+        tabix.close()
+    rate = n_windows / t_model if t_model > 0 else float("nan")
+    log.info(
+        "predicted %d windows (%d peaks x %d clusters) in %.1f s (%.0f windows/s)",
+        n_windows,
+        len(peaks),
+        len(clusters),
+        time.perf_counter() - t_start,
+        rate,
+    )
+    return _shard(peaks, peaks_all, clusters, chroms, sizes, loaded, model, motifs, out)
+
+
+def _clusters(adata: ad.AnnData) -> tuple[list[str], dict[str, int]]:
+    """The clusters in natural order and each barcode's cluster index."""
     clusters = sorted(adata.obs[keys.CLUSTER].astype(str).unique(), key=_cluster_key)
     cell_cluster = adata.obs[keys.CLUSTER].astype(str).map({c: i for i, c in enumerate(clusters)})
     barcode_cluster = dict(
         zip(adata.obs_names.astype(str), cell_cluster.to_numpy(int), strict=True)
     )
-    tabix = open_fragments(fragments)
-    tfs = loaded.tfs
-    n_c, n_p, n_t = len(clusters), len(peaks), len(tfs)
-    logits = np.zeros((n_c, n_p, n_t), dtype=np.float32)
-    access = np.zeros((n_c, n_p), dtype=np.float32)
-    # genome-wide mean coverage of each cluster (the pseudobulk analogue of a bigWig's mean)
-    n_frag = _cluster_fragment_counts(adata, clusters)
-    frag_len = mean_fragment_length(fragments)
-    genome = float(sum(sizes.values()))
-    cluster_mean = np.maximum(n_frag * frag_len / genome, 1e-12)
-    log.info(
-        "%s: %d cells in %d clusters; %d peaks on %s; mean fragment length %.0f bp",
-        atac_path.name,
-        adata.n_obs,
-        n_c,
-        n_p,
-        ",".join(chroms) if chroms else "all chromosomes",
-        frag_len,
-    )
-    window = loaded.window
-    reader = WindowReader(fasta, sizes, window)
-    model = loaded.model.to(torch_device).eval()
-    use_acc = model.config.use_accessibility
+    return clusters, barcode_cluster
+
+
+def _chrom_mask(
+    peaks: pd.DataFrame, chroms: Sequence[str] | None, sizes: dict[str, int], fasta: Path
+) -> NDArray[np.bool_]:
+    """The peaks on ``chroms`` (all when None); InputError for a chromosome not in the FASTA."""
+    if chroms is None:
+        return np.ones(len(peaks), dtype=bool)
+    absent = [c for c in chroms if c not in sizes]
+    if absent:
+        msg = (
+            f"--chrom {', '.join(absent)} not in the FASTA (it has {', '.join(list(sizes)[:5])}...)"
+        )
+        raise InputError(msg, fasta)
+    return peaks["chrom"].isin(list(chroms)).to_numpy()
+
+
+@dataclass
+class _PeakArrays:
+    """What :func:`predict_peaks` fills in per peak (``n_c`` clusters, ``n_p`` peaks, ``n_t`` TFs)."""
+
+    #: (n_c, n_p, n_t) base logits
+    logits: NDArray[np.float32]
+    #: (n_c, n_p) cluster accessibility at the peak centre bin
+    access: NDArray[np.float32]
+    #: (n_p, n_t) best motif match's likelihood ratio, and whether it passes the p-value
+    pwm_ratio: NDArray[np.float32]
+    match: NDArray[np.bool_]
+    #: (n_p, the model's motifs) context motif scores
+    ctx_scores: NDArray[np.float64]
+    #: (n_p,) GC fraction of the peak
+    gc: NDArray[np.float64]
+
+    @classmethod
+    def empty(cls, n_c: int, n_p: int, loaded: LoadedModel, model: ScFAN) -> _PeakArrays:
+        n_t = len(loaded.tfs)
+        n_ctx = len(loaded.motifs()) if model.config.use_context else 0
+        return cls(
+            logits=np.zeros((n_c, n_p, n_t), dtype=np.float32),
+            access=np.zeros((n_c, n_p), dtype=np.float32),
+            pwm_ratio=np.zeros((n_p, n_t), dtype=np.float32),
+            match=np.zeros((n_p, n_t), dtype=bool),
+            ctx_scores=np.zeros((n_p, n_ctx), dtype=np.float64),
+            gc=np.zeros(n_p, dtype=np.float64),
+        )
+
+
+@dataclass
+class _Scanners:
+    """The motif scanners of one shard: the baseline's (TFs with a motif) and the context's."""
+
+    #: the baseline PWMs' scanner (None: no TF has a motif) and their TFs' columns
+    baseline: MotifScanner | None
+    motif_cols: NDArray[np.int64]
+    #: the model's own motifs (None without context): per-peak context scores
+    context: MotifScanner | None
+
+    @classmethod
+    def build(
+        cls, loaded: LoadedModel, motifs: dict[str, Motif], model: ScFAN, config: PredictConfig
+    ) -> _Scanners:
+        tfs = loaded.tfs
+        tf_with_motif = [tf for tf in tfs if tf in motifs]
+        baseline = (
+            MotifScanner([motifs[tf] for tf in tf_with_motif], p_value=config.motif_p_value)
+            if tf_with_motif
+            else None
+        )
+        context = MotifScanner(loaded.motifs()) if model.config.use_context else None
+        cols = np.asarray([tfs.index(tf) for tf in tf_with_motif], dtype=np.int64)
+        return cls(baseline, cols, context)
+
+
+def _scan_peaks(
+    pseqs: list[str], batch: NDArray[np.intp], scanners: _Scanners, out: _PeakArrays
+) -> None:
+    """GC, motif baseline scores and context motif scores of a batch of peak sequences."""
+    widths = np.array([len(s) for s in pseqs], dtype=np.int64)
+    onehot = np.zeros((len(batch), 4, int(widths.max())), dtype=np.float32)
+    for j, s in enumerate(pseqs):
+        onehot[j, :, : widths[j]] = one_hot(s)
+    acgt = onehot.sum(axis=(1, 2))
+    out.gc[batch] = np.where(acgt > 0, onehot[:, 1:3].sum(axis=(1, 2)) / np.maximum(acgt, 1), 0.5)
+    scanner = scanners.baseline
+    if scanner is not None:
+        scores = scanner.max_scores(onehot, widths)
+        cols = scanners.motif_cols
+        out.pwm_ratio[np.ix_(batch, cols)] = scanner.likelihood_ratio(scores)
+        out.match[np.ix_(batch, cols)] = scores >= scanner.threshold[None, :]
+    if scanners.context is not None:
+        out.ctx_scores[batch] = scanners.context.max_scores(onehot, widths)
+
+
+@dataclass
+class _ClusterWindows:
+    """Model inputs of peak-centred windows: sequence plus each cluster's pseudobulk coverage."""
+
+    reader: WindowReader
+    sizes: dict[str, int]
+    loaded: LoadedModel
+    #: genome-wide mean coverage per cluster (the signal normaliser)
+    cluster_mean: NDArray[np.float64]
+
+    def predict(
+        self,
+        model: ScFAN,
+        chrom: str,
+        lows: NDArray[np.int64],
+        batch: NDArray[np.intp],
+        frags: list[tuple[NDArray[np.int64], NDArray[np.int64]]],
+        out: _PeakArrays,
+        device: torch.device,
+        config: PredictConfig,
+    ) -> int:
+        """Base logits and centre accessibility of the windows starting at ``lows`` for every
+        cluster, written to ``out`` at rows ``batch``; returns the number of windows."""
+        window = self.loaded.window
+        bin_half = self.loaded.bin_size // 2
+        seqs = np.stack([self.reader.sequence(chrom, int(lo)) for lo in lows])
+        positions = lows[:, None] + np.arange(window, dtype=np.int64)[None, :]
+        inside = (positions >= 0) & (positions < self.sizes[chrom])
+        use_acc = model.config.use_accessibility
+        for g in range(len(frags)):
+            cov = coverage(frags[g][0], frags[g][1], positions.ravel()).reshape(positions.shape)
+            acc = normalise_signal(np.where(inside, cov, 0.0), float(self.cluster_mean[g]))
+            centre = acc[:, window // 2 - bin_half : window // 2 + bin_half].mean(axis=1)
+            out.access[g, batch] = centre
+            x = seqs if not use_acc else np.concatenate([seqs, acc[:, None, :]], axis=1)
+            out.logits[g, batch] = _base_logits(model, x, device, config.rc_average)
+        return len(frags) * len(batch)
+
+
+def _predict_batches(
+    peaks: pd.DataFrame,
+    fa: Any,
+    fragments_on: Callable[[str], list[tuple[NDArray[np.int64], NDArray[np.int64]]]],
+    scanners: _Scanners,
+    reader: _ClusterWindows,
+    model: ScFAN,
+    out: _PeakArrays,
+    *,
+    device: torch.device,
+    config: PredictConfig,
+) -> tuple[int, float]:
+    """Fill ``out`` chromosome by chromosome in batches of peaks (``fragments_on(chrom)``: each
+    cluster's fragments there); returns the windows predicted and the seconds the model took."""
+    n_windows, t_model = 0, 0.0
+    chrom_codes = peaks["chrom"].to_numpy()
     pstarts = peaks["start"].to_numpy(np.int64)
     pends = peaks["end"].to_numpy(np.int64)
-    centres = (pstarts + pends) // 2
-    lows = centres - window // 2
-    bin_half = loaded.bin_size // 2
-    offsets = np.arange(window, dtype=np.int64)
-    # motif baseline inputs
-    tf_with_motif = [tf for tf in tfs if tf in motifs]
-    scanner = (
-        MotifScanner([motifs[tf] for tf in tf_with_motif], p_value=config.motif_p_value)
-        if tf_with_motif
-        else None
-    )
-    # the model's own motifs: context scores (finalize turns them into per-sample contexts)
-    model_motifs = loaded.motifs()
-    ctx_scanner = MotifScanner(model_motifs) if model.config.use_context else None
-    ctx_scores = np.zeros((n_p, len(model_motifs) if ctx_scanner else 0), dtype=np.float64)
-    pwm_ratio = np.zeros((n_p, n_t), dtype=np.float32)
-    match = np.zeros((n_p, n_t), dtype=bool)
-    gc = np.zeros(n_p, dtype=np.float64)
-    motif_cols = np.asarray([tfs.index(tf) for tf in tf_with_motif], dtype=np.int64)
-    fa = open_fasta(fasta)
-    n_windows = 0
-    t_model = 0.0
-    try:
-        chrom_codes = peaks["chrom"].to_numpy()
-        for chrom in dict.fromkeys(chrom_codes):
-            rows = np.flatnonzero(chrom_codes == chrom)
-            frags = cluster_fragments(tabix, str(chrom), barcode_cluster, n_c)
-            for lo_i in range(0, rows.size, config.batch_size):
-                batch = rows[lo_i : lo_i + config.batch_size]
-                seqs = np.stack([reader.sequence(str(chrom), int(lows[i])) for i in batch])
-                # peak sequences for the motif scan and GC
-                pseqs = [fa.fetch(str(chrom), int(pstarts[i]), int(pends[i])) for i in batch]
-                widths = np.array([len(s) for s in pseqs], dtype=np.int64)
-                onehot = np.zeros((len(batch), 4, int(widths.max())), dtype=np.float32)
-                for j, s in enumerate(pseqs):
-                    onehot[j, :, : widths[j]] = one_hot(s)
-                acgt = onehot.sum(axis=(1, 2))
-                gc[batch] = np.where(
-                    acgt > 0, onehot[:, 1:3].sum(axis=(1, 2)) / np.maximum(acgt, 1), 0.5
-                )
-                if scanner is not None:
-                    scores = scanner.max_scores(onehot, widths)
-                    pwm_ratio[np.ix_(batch, motif_cols)] = scanner.likelihood_ratio(scores)
-                    match[np.ix_(batch, motif_cols)] = scores >= scanner.threshold[None, :]
-                if ctx_scanner is not None:
-                    ctx_scores[batch] = ctx_scanner.max_scores(onehot, widths)
-                positions = lows[batch, None] + offsets[None, :]
-                inside = (positions >= 0) & (positions < sizes[str(chrom)])
-                t0 = time.perf_counter()
-                for g in range(n_c):
-                    cov = coverage(frags[g][0], frags[g][1], positions.ravel()).reshape(
-                        positions.shape
-                    )
-                    acc = normalise_signal(np.where(inside, cov, 0.0), float(cluster_mean[g]))
-                    centre = acc[:, window // 2 - bin_half : window // 2 + bin_half].mean(axis=1)
-                    access[g, batch] = centre
-                    x = seqs if not use_acc else np.concatenate([seqs, acc[:, None, :]], axis=1)
-                    logits[g, batch] = _base_logits(model, x, torch_device, config.rc_average)
-                    n_windows += len(batch)
-                t_model += time.perf_counter() - t0
-    finally:
-        fa.close()
-        tabix.close()
+    lows = (pstarts + pends) // 2 - reader.loaded.window // 2
+    for chrom in dict.fromkeys(chrom_codes):
+        rows = np.flatnonzero(chrom_codes == chrom)
+        frags = fragments_on(str(chrom))
+        for lo_i in range(0, rows.size, config.batch_size):
+            batch = rows[lo_i : lo_i + config.batch_size]
+            pseqs = [fa.fetch(str(chrom), int(pstarts[i]), int(pends[i])) for i in batch]
+            _scan_peaks(pseqs, batch, scanners, out)
+            t0 = time.perf_counter()
+            n_windows += reader.predict(
+                model, str(chrom), lows[batch], batch, frags, out, device, config
+            )
+            t_model += time.perf_counter() - t0
+    return n_windows, t_model
+
+
+def _shard(
+    peaks: pd.DataFrame,
+    peaks_all: pd.DataFrame,
+    clusters: list[str],
+    chroms: Sequence[str] | None,
+    sizes: dict[str, int],
+    loaded: LoadedModel,
+    model: ScFAN,
+    motifs: dict[str, Motif],
+    out: _PeakArrays,
+) -> ad.AnnData:
+    """The shard AnnData of :func:`predict_peaks`."""
+    import anndata as ad
+
+    tfs = loaded.tfs
     # baseline: the best match's likelihood ratio (2 ** log2-odds, relative to the consensus's)
     # times the cluster's accessibility at the peak, i.e. odds(motif) x accessibility
-    pwm_binding = pwm_ratio[None, :, :] * access[:, :, None]
-    rate = n_windows / t_model if t_model > 0 else float("nan")
-    log.info(
-        "predicted %d windows (%d peaks x %d clusters) in %.1f s (%.0f windows/s)",
-        n_windows,
-        n_p,
-        n_c,
-        time.perf_counter() - t_start,
-        rate,
-    )
+    pwm_binding = out.pwm_ratio[None, :, :] * out.access[:, :, None]
     shard = ad.AnnData(obs=peaks.copy(), var=pd.DataFrame(index=pd.Index(tfs, name="tf")))
-    shard.obs["gc"] = gc
+    shard.obs["gc"] = out.gc
     shard.uns[keys.TFBIND_SHARD] = {
         "clusters": np.asarray(clusters, dtype=object),
-        "logit": logits,
-        "context_scores": ctx_scores,
+        "logit": out.logits,
+        "context_scores": out.ctx_scores,
         "pwm_binding": pwm_binding.astype(np.float32),
-        "motif_match": match,
-        "accessibility": access,
+        "motif_match": out.match,
+        "accessibility": out.access,
         "has_motif": np.asarray([tf in motifs for tf in tfs]),
         "chroms": np.asarray(
             list(chroms) if chroms is not None else sorted(set(peaks_all["chrom"])), dtype=object
         ),
         "chrom_sizes": {k: int(v) for k, v in sizes.items()},
-        "window": int(window),
+        "window": int(loaded.window),
         "test_chroms": np.asarray(loaded.test_chroms, dtype=object),
         "val_chroms": np.asarray(loaded.val_chroms, dtype=object),
         "n_peaks_total": len(peaks_all),
@@ -578,86 +690,38 @@ def finalize(
     check_atac(adata, atac_path, need_lsi=True)
     u = shard.uns[keys.TFBIND_SHARD]
     peaks_all = peak_table(adata)
-    covered = {str(c) for c in u["chroms"]}
-    left_out = peaks_all["chrom"].isin(set(skipped_chroms) - covered)
-    if left_out.any():
-        log.info(
-            "%d peak(s) on skipped chromosome(s) get no binding prediction", int(left_out.sum())
-        )
-    missing_chroms = sorted(set(peaks_all["chrom"]) - covered - set(skipped_chroms))
-    if missing_chroms:
-        msg = f"no shard covers the peaks on chromosome(s) {', '.join(missing_chroms[:6])}"
-        raise InputError(msg, atac_path)
-    if int(u["n_peaks_total"]) != len(peaks_all):
-        msg = f"shards were predicted from {u['n_peaks_total']} peaks, this ATAC file has {len(peaks_all)}"
-        raise InputError(msg, atac_path)
-    pos = peaks_all.index.get_indexer(shard.obs_names)
-    if (pos < 0).any():
-        msg = "shards name peaks that are not in this ATAC file"
-        raise InputError(msg, atac_path)
-    order = np.argsort(pos, kind="stable")  # shard rows in the ATAC file's peak order
-    pos = pos[order]
+    pos, order = _shard_order(shard, peaks_all, atac_path, skipped_chroms)
     logit = np.asarray(u["logit"])[:, order]
-    pwm_binding = np.asarray(u["pwm_binding"])[:, order]
-    match = np.asarray(u["motif_match"])[order]
-    gc = shard.obs["gc"].to_numpy(np.float64)[order]
     clusters = [str(c) for c in u["clusters"]]
     tfs = list(shard.var_names)
     counts = sp.csr_matrix(adata.X)[:, pos]
-    lsi = np.asarray(adata.obsm[keys.LSI], dtype=np.float64)
-    w = knn_weights(lsi, config.n_neighbors)
-    # (cells, peaks): fraction of the cell's neighbourhood with a read in the peak
-    # (cells, peaks): reads of the cell's neighbourhood (itself + k nearest), averaged
-    pooled = sp.csr_matrix(w @ counts.astype(np.float64))
-    cell_cluster = (
-        adata.obs[keys.CLUSTER]
-        .astype(str)
-        .map({c: i for i, c in enumerate(clusters)})
-        .to_numpy(int)
+    pooled, cell_cluster, onehot_cluster, mix = _neighbourhoods(
+        adata, counts, clusters, config.n_neighbors
     )
-    onehot_cluster = sp.csr_matrix(
-        (np.ones(adata.n_obs), (np.arange(adata.n_obs), cell_cluster)),
-        shape=(adata.n_obs, len(clusters)),
+    cluster_ctx, cell_ctx = _contexts(
+        u,
+        peaks_all,
+        pos,
+        order,
+        n_tfs=len(tfs),
+        counts=counts,
+        pooled=pooled,
+        onehot_cluster=onehot_cluster,
     )
-    mix = np.asarray((w @ onehot_cluster).todense())  # (cells, clusters) neighbourhood composition
-    # sample-level TF-activity context (our extension, :mod:`.context`): per cluster from its
-    # pseudobulk, per cell from its neighbourhood's pooled reads; reads per bp of each peak
-    cluster_ctx = cell_ctx = None
-    if bool(u.get("use_context", False)):
-        lengths = (peaks_all["end"] - peaks_all["start"]).to_numpy(np.float64)[pos]
-        per_bp = sp.diags(1.0 / np.maximum(lengths, 1.0))
-        cmatch = top_matches(np.asarray(u["context_scores"], dtype=np.float64)[order])
-        motif_tf = np.asarray(u["context_motif_tf"], dtype=np.int64)
-        cluster_reads = sp.csr_matrix(onehot_cluster.T @ counts.astype(np.float64)) @ per_bp
-        cluster_ctx = tf_context(motif_auc(cluster_reads, cmatch), motif_tf, len(tfs))
-        cell_ctx = tf_context(motif_auc(sp.csr_matrix(pooled @ per_bp), cmatch), motif_tf, len(tfs))
     binding = binding_probability(
         logit, None if cluster_ctx is None else cluster_ctx[:, None, :], u
     )  # (clusters, peaks, tfs)
-    depth = np.asarray(pooled.sum(axis=1)).ravel()
-    peak_total = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
-    frac = peak_total / max(peak_total.sum(), 1.0)
-    observed = np.zeros((adata.n_obs, len(tfs)))
-    expected = np.zeros((adata.n_obs, len(tfs)))
-    for g in range(len(clusters)):
-        p_g = binding[g].astype(np.float64)  # (peaks, tfs)
-        observed += mix[:, [g]] * np.asarray(pooled @ p_g)
-        expected += mix[:, [g]] * depth[:, None] * (frac @ p_g)[None, :]
+    activity = _bound_peak_deviation(counts, pooled, binding, mix)
     mean_binding = _mean_binding(pooled, logit, mix, cell_ctx, u)
     scfan = scfan_activity(counts, binding, cell_cluster)
-    # activity: reads in the peaks the model predicts bound, relative to the expectation from the
-    # cell's depth and each peak's share of all reads (chromVAR's deviation with predicted binding
-    # as a soft annotation)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        activity = np.where(expected > 0, (observed - expected) / expected, 0.0)
     has_motif = np.asarray(u["has_motif"], dtype=bool)
-    rng = np.random.default_rng(config.seed)
-    chromvar = np.full((adata.n_obs, len(tfs)), np.nan)
-    if has_motif.any():
-        _, z = chromvar_deviations(
-            counts, match[:, has_motif], gc, n_iterations=config.chromvar_iterations, rng=rng
-        )
-        chromvar[:, has_motif] = z
+    chromvar = _chromvar_baseline(
+        counts,
+        np.asarray(u["motif_match"])[order],
+        shard.obs["gc"].to_numpy(np.float64)[order],
+        has_motif,
+        config,
+    )
     out = ad.AnnData(
         X=activity.astype(np.float32),
         obs=adata.obs.copy(),
@@ -676,7 +740,7 @@ def finalize(
         "clusters": np.asarray(clusters, dtype=object),
         "peaks": peaks_all.iloc[pos].copy(),
         "binding": binding.astype(np.float32),
-        "pwm_binding": pwm_binding.astype(np.float32),
+        "pwm_binding": np.asarray(u["pwm_binding"])[:, order].astype(np.float32),
         "test_chroms": np.asarray(u["test_chroms"], dtype=object),
         "val_chroms": np.asarray(u["val_chroms"], dtype=object),
         "window": int(u["window"]),
@@ -690,6 +754,124 @@ def finalize(
         int(has_motif.sum()),
     )
     return out
+
+
+def _neighbourhoods(
+    adata: ad.AnnData, counts: sp.csr_matrix, clusters: list[str], n_neighbors: int
+) -> tuple[sp.csr_matrix, NDArray[np.int64], sp.csr_matrix, NDArray[np.float64]]:
+    """Each cell's LSI neighbourhood (itself + ``n_neighbors`` nearest): (cells, peaks) its reads
+    averaged, the cells' cluster indices and one-hot (cells, clusters) matrix, and (cells,
+    clusters) the neighbourhood's cluster composition."""
+    lsi = np.asarray(adata.obsm[keys.LSI], dtype=np.float64)
+    w = knn_weights(lsi, n_neighbors)
+    pooled = sp.csr_matrix(w @ counts.astype(np.float64))
+    cell_cluster = (
+        adata.obs[keys.CLUSTER]
+        .astype(str)
+        .map({c: i for i, c in enumerate(clusters)})
+        .to_numpy(int)
+    )
+    onehot_cluster = sp.csr_matrix(
+        (np.ones(adata.n_obs), (np.arange(adata.n_obs), cell_cluster)),
+        shape=(adata.n_obs, len(clusters)),
+    )
+    mix = np.asarray((w @ onehot_cluster).todense())
+    return pooled, cell_cluster, onehot_cluster, mix
+
+
+def _chromvar_baseline(
+    counts: sp.csr_matrix,
+    match: NDArray[np.bool_],
+    gc: NDArray[np.float64],
+    has_motif: NDArray[np.bool_],
+    config: PredictConfig,
+) -> NDArray[np.float64]:
+    """(cells x TFs) chromVAR-style motif deviation z-scores (NaN for TFs without a motif)."""
+    rng = np.random.default_rng(config.seed)
+    chromvar = np.full((counts.shape[0], has_motif.size), np.nan)
+    if has_motif.any():
+        _, z = chromvar_deviations(
+            counts, match[:, has_motif], gc, n_iterations=config.chromvar_iterations, rng=rng
+        )
+        chromvar[:, has_motif] = z
+    return chromvar
+
+
+def _shard_order(
+    shard: ad.AnnData, peaks_all: pd.DataFrame, atac_path: Path, skipped_chroms: Sequence[str]
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """The shard's peaks as positions in the ATAC file's peaks, sorted, and the shard rows in
+    that order; InputError when the shards do not cover the file's peaks (outside
+    ``skipped_chroms``) or name others."""
+    u = shard.uns[keys.TFBIND_SHARD]
+    covered = {str(c) for c in u["chroms"]}
+    left_out = peaks_all["chrom"].isin(set(skipped_chroms) - covered)
+    if left_out.any():
+        log.info(
+            "%d peak(s) on skipped chromosome(s) get no binding prediction", int(left_out.sum())
+        )
+    missing_chroms = sorted(set(peaks_all["chrom"]) - covered - set(skipped_chroms))
+    if missing_chroms:
+        msg = f"no shard covers the peaks on chromosome(s) {', '.join(missing_chroms[:6])}"
+        raise InputError(msg, atac_path)
+    if int(u["n_peaks_total"]) != len(peaks_all):
+        msg = f"shards were predicted from {u['n_peaks_total']} peaks, this ATAC file has {len(peaks_all)}"
+        raise InputError(msg, atac_path)
+    pos = peaks_all.index.get_indexer(shard.obs_names)
+    if (pos < 0).any():
+        msg = "shards name peaks that are not in this ATAC file"
+        raise InputError(msg, atac_path)
+    order = np.argsort(pos, kind="stable")  # shard rows in the ATAC file's peak order
+    return pos[order], order
+
+
+def _contexts(
+    u: dict[str, Any],
+    peaks_all: pd.DataFrame,
+    pos: NDArray[np.intp],
+    order: NDArray[np.intp],
+    *,
+    n_tfs: int,
+    counts: sp.csr_matrix,
+    pooled: sp.csr_matrix,
+    onehot_cluster: sp.csr_matrix,
+) -> tuple[NDArray[np.floating[Any]] | None, NDArray[np.floating[Any]] | None]:
+    """The sample-level TF-activity contexts (our extension, :mod:`.context`), (clusters x TFs)
+    from each cluster's pseudobulk and (cells x TFs) from each cell's neighbourhood's pooled
+    reads, on reads per bp of each peak; both None when the model has no context."""
+    if not bool(u.get("use_context", False)):
+        return None, None
+    lengths = (peaks_all["end"] - peaks_all["start"]).to_numpy(np.float64)[pos]
+    per_bp = sp.diags(1.0 / np.maximum(lengths, 1.0))
+    cmatch = top_matches(np.asarray(u["context_scores"], dtype=np.float64)[order])
+    motif_tf = np.asarray(u["context_motif_tf"], dtype=np.int64)
+    cluster_reads = sp.csr_matrix(onehot_cluster.T @ counts.astype(np.float64)) @ per_bp
+    cluster_ctx = tf_context(motif_auc(cluster_reads, cmatch), motif_tf, n_tfs)
+    cell_ctx = tf_context(motif_auc(sp.csr_matrix(pooled @ per_bp), cmatch), motif_tf, n_tfs)
+    return cluster_ctx, cell_ctx
+
+
+def _bound_peak_deviation(
+    counts: sp.csr_matrix,
+    pooled: sp.csr_matrix,
+    binding: NDArray[np.floating[Any]],
+    mix: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """(cells x TFs) reads in the peaks the model predicts bound, relative to the expectation from
+    the cell's depth and each peak's share of all reads (chromVAR's deviation with predicted
+    binding as a soft annotation); each cluster's binding weighted by the neighbourhood ``mix``."""
+    depth = np.asarray(pooled.sum(axis=1)).ravel()
+    peak_total = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
+    frac = peak_total / max(peak_total.sum(), 1.0)
+    n_cells, n_tfs = pooled.shape[0], binding.shape[2]
+    observed = np.zeros((n_cells, n_tfs))
+    expected = np.zeros((n_cells, n_tfs))
+    for g in range(binding.shape[0]):
+        p_g = binding[g].astype(np.float64)  # (peaks, tfs)
+        observed += mix[:, [g]] * np.asarray(pooled @ p_g)
+        expected += mix[:, [g]] * depth[:, None] * (frac @ p_g)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(expected > 0, (observed - expected) / expected, 0.0)
 
 
 def write_outputs(

@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ from scregnet.io.atomic import atomic_path
 from scregnet.io.genome import read_chrom_sizes
 from scregnet.stats import auprc, auroc
 from scregnet.tfbind.checkpoint import save_checkpoint
+from scregnet.tfbind.config import TrainConfig
 from scregnet.tfbind.data import (
-    DEFAULT_EXCLUDE,
     BulkData,
+    BulkTrack,
     BulkWindows,
     build_index,
     choose_heldout,
@@ -35,41 +36,10 @@ from scregnet.tfbind.data import (
     read_bulk_sheet,
     reverse_complement,
 )
-from scregnet.tfbind.model import PAPER_DROPOUT, PAPER_FILTERS, ModelConfig, ScFAN
+from scregnet.tfbind.model import ModelConfig, ScFAN
 from scregnet.tfbind.motifs import Motif
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Training settings (every field is a ``tfbind train`` flag)."""
-
-    window: int = 1000
-    bin_size: int = 200
-    step: int = 200
-    test_chroms: list[str] | None = None
-    val_chroms: list[str] | None = None
-    exclude_chroms: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
-    negative_ratio: float = 3.0
-    max_pos_weight: float = 20.0
-    epochs: int = 20
-    patience: int = 3
-    batch_size: int = 64
-    lr: float = 1e-3
-    filters: tuple[int, ...] = PAPER_FILTERS
-    dropout: tuple[float, ...] = PAPER_DROPOUT
-    hidden: int = 919
-    use_accessibility: bool = True
-    rc_augment: bool = True
-    jitter: int = 50
-    motifs: str | None = None
-    motif_init: bool = False
-    motif_tracks: bool = True
-    context: bool = True
-    motif_centre: int = 300
-    sequence_warmup: int = 0
-    seed: int = 0
 
 
 def pos_weights(labels: np.ndarray, *, cap: float) -> torch.Tensor:
@@ -238,62 +208,30 @@ def fit(
     loader = DataLoader(
         train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False
     )
-    best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
-    history: list[dict[str, float]] = []
-    n_seen, t_train = 0, 0.0
     warmup = config.sequence_warmup if config.use_accessibility else 0
-    first, stopped = 1, False
     key = _state_key(config, len(train_set), None if val_set is None else len(val_set))  # type: ignore[arg-type]
-    saved = _read_state(state, key, device) if state is not None else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimiser.load_state_dict(saved["optimiser"])
-        scaler.load_state_dict(saved["scaler"])
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        if saved["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        best_loss, best_state, best_epoch, stale = (
-            saved["best_loss"],
-            saved["best_state"],
-            saved["best_epoch"],
-            saved["stale"],
-        )
-        history, n_seen, t_train = saved["history"], saved["n_seen"], saved["t_train"]
-        first, stopped = saved["epoch"] + 1, saved["stopped"]
-        log.info("resuming training after epoch %d from %s", saved["epoch"], state)
-    for epoch in range(first, config.epochs + 1):
-        if stopped:
+    run = _TrainingState(model, optimiser, scaler, generator)
+    progress = run.resume(state, key, device) if state is not None else None
+    if progress is None:
+        progress = _Progress()
+    for epoch in range(progress.epoch + 1, config.epochs + 1):
+        if progress.stopped:
             break
-        model.train()
         t0 = time.perf_counter()
-        total, batches = 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            if epoch <= warmup and x.shape[1] > 4:
-                x = x.clone()
-                x[:, 4:] = 0.0
-            if config.rc_augment:
-                flip = torch.rand(x.shape[0], generator=generator) < 0.5
-                if flip.any():
-                    x = x.clone()
-                    x[flip.to(device)] = reverse_complement(x[flip.to(device)])
-            optimiser.zero_grad(set_to_none=True)
-            with autocast(device):
-                logits = model(x)
-            loss = masked_bce(logits, y, pos_weight)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            total += float(loss.detach())
-            batches += 1
-            n_seen += x.shape[0]
-        t_train += time.perf_counter() - t0
-        train_loss = total / max(batches, 1)
+        train_loss, seen = _train_epoch(
+            run,
+            loader,
+            pos_weight,
+            device=device,
+            rc_augment=config.rc_augment,
+            zero_accessibility=epoch <= warmup,
+        )
+        progress.n_seen += seen
+        progress.t_train += time.perf_counter() - t0
         val_loss = (
             _loss(model, val_set, pos_weight, device, config.batch_size) if val_set else train_loss
         )
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        progress.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         log.info(
             "epoch %d/%d%s: train loss %.4f, validation loss %.4f (%.1f s)",
             epoch,
@@ -304,47 +242,125 @@ def fit(
             time.perf_counter() - t0,
         )
         if not (epoch <= warmup and epoch < config.epochs):
-            if val_loss < best_loss - 1e-4:
-                best_loss, best_epoch, stale = val_loss, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-                stopped = stale >= config.patience
+            progress.update(model, epoch, val_loss, config.patience)
+        progress.epoch = epoch
         if state is not None:
-            _write_state(
-                state,
-                {
-                    "key": key,
-                    "epoch": epoch,
-                    "stopped": stopped,
-                    "model": model.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all()
-                    if torch.cuda.is_available()
-                    else None,
-                    "best_loss": best_loss,
-                    "best_state": best_state,
-                    "best_epoch": best_epoch,
-                    "stale": stale,
-                    "history": history,
-                    "n_seen": n_seen,
-                    "t_train": t_train,
-                },
-            )
-        if stopped:
-            log.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
+            run.save(state, key, progress)
+        if progress.stopped:
+            log.info("early stopping after epoch %d (best epoch %d)", epoch, progress.best_epoch)
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
     return {
-        "history": history,
-        "best_epoch": best_epoch,
-        "best_val_loss": best_loss,
-        "train_windows_per_s": n_seen / t_train if t_train > 0 else float("nan"),
+        "history": progress.history,
+        "best_epoch": progress.best_epoch,
+        "best_val_loss": progress.best_loss,
+        "train_windows_per_s": progress.n_seen / progress.t_train
+        if progress.t_train > 0
+        else float("nan"),
     }
+
+
+@dataclass
+class _Progress:
+    """The early-stopping bookkeeping of :func:`fit` (saved with the training state)."""
+
+    best_loss: float = math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = 0
+    stale: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    n_seen: int = 0
+    t_train: float = 0.0
+    #: the last epoch trained (0: none)
+    epoch: int = 0
+    stopped: bool = False
+
+    def update(self, model: nn.Module, epoch: int, val_loss: float, patience: int) -> None:
+        """Keep ``model``'s weights when ``val_loss`` improves, else count towards stopping."""
+        if val_loss < self.best_loss - 1e-4:
+            self.best_loss, self.best_epoch, self.stale = val_loss, epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.stale += 1
+            self.stopped = self.stale >= patience
+
+
+@dataclass
+class _TrainingState:
+    """What :func:`fit` trains with, and its per-epoch state file."""
+
+    model: nn.Module
+    optimiser: torch.optim.Optimizer
+    scaler: Any
+    generator: torch.Generator
+
+    def resume(self, path: Path, key: str, device: torch.device) -> _Progress | None:
+        """Restore the state saved at ``path`` for ``key``; None when there is none."""
+        saved = _read_state(path, key, device)
+        if saved is None:
+            return None
+        self.model.load_state_dict(saved["model"])
+        self.optimiser.load_state_dict(saved["optimiser"])
+        self.scaler.load_state_dict(saved["scaler"])
+        self.generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        log.info("resuming training after epoch %d from %s", saved["epoch"], path)
+        return _Progress(**{f.name: saved[f.name] for f in fields(_Progress)})
+
+    def save(self, path: Path, key: str, progress: _Progress) -> None:
+        _write_state(
+            path,
+            {
+                "key": key,
+                "model": self.model.state_dict(),
+                "optimiser": self.optimiser.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                **{f.name: getattr(progress, f.name) for f in fields(_Progress)},
+            },
+        )
+
+
+def _train_epoch(
+    run: _TrainingState,
+    loader: DataLoader[Any],
+    pos_weight: torch.Tensor,
+    *,
+    device: torch.device,
+    rc_augment: bool,
+    zero_accessibility: bool,
+) -> tuple[float, int]:
+    """One pass over ``loader`` (accessibility channels zeroed when asked, random strand flips
+    with ``rc_augment``); returns the mean batch loss and the number of windows seen."""
+    model, optimiser, scaler, generator = run.model, run.optimiser, run.scaler, run.generator
+    model.train()
+    total, batches, seen = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        if zero_accessibility and x.shape[1] > 4:
+            x = x.clone()
+            x[:, 4:] = 0.0
+        if rc_augment:
+            flip = torch.rand(x.shape[0], generator=generator) < 0.5
+            if flip.any():
+                x = x.clone()
+                x[flip.to(device)] = reverse_complement(x[flip.to(device)])
+        optimiser.zero_grad(set_to_none=True)
+        with autocast(device):
+            logits = model(x)
+        loss = masked_bce(logits, y, pos_weight)
+        scaler.scale(loss).backward()
+        scaler.step(optimiser)
+        scaler.update()
+        total += float(loss.detach())
+        batches += 1
+        seen += x.shape[0]
+    return total / max(batches, 1), seen
 
 
 def _state_key(config: TrainConfig, n_train: int, n_val: int | None) -> str:
@@ -425,6 +441,81 @@ def train(
     if config.bin_size < 1 or config.window < config.bin_size or config.step < 1:
         msg = f"need 1 <= bin size <= window and step >= 1, got bin {config.bin_size}, window {config.window}, step {config.step}"
         raise InputError(msg)
+    tracks, sizes, data, chroms, (train_chroms, val, test) = _bulk_data(fasta, bulk_sheet, config)
+    train_idx, val_idx, test_idx = _window_indices(
+        data, config, [train_chroms, val, test], rng, bulk_sheet
+    )
+    inputs = _motif_inputs(data, config, chroms, [t.cell_type for t in tracks])
+
+    def dataset(idx: Any, jitter: int = 0) -> BulkWindows:
+        return BulkWindows(
+            data,
+            idx,
+            window=config.window,
+            bin_size=config.bin_size,
+            use_accessibility=config.use_accessibility,
+            jitter=jitter,
+            context=inputs.context,
+        )
+
+    model_config, model = _new_model(config, len(data.tfs), inputs)
+    weights = pos_weights(train_idx.labels, cap=config.max_pos_weight)
+    result = fit(
+        model,
+        dataset(train_idx, config.jitter),
+        dataset(val_idx),
+        pos_weight=weights,
+        config=config,
+        device=torch_device,
+        generator=generator,
+        state=None if state is None else Path(state),
+    )
+    _calibrate(model, dataset(val_idx), val_idx.weights, data.tfs, val, device=torch_device)
+    metrics, predict_rate = _test_metrics(
+        model, dataset(test_idx), test_idx.weights, data.tfs, test, device=torch_device
+    )
+    log.info(
+        "speed: training %.0f windows/s, prediction %.0f windows/s",
+        result["train_windows_per_s"],
+        predict_rate,
+    )
+    metrics |= {
+        "best_epoch": result["best_epoch"],
+        "history": result["history"],
+        "n_windows": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
+    }
+    save_checkpoint(
+        out,
+        model=model,
+        model_config=model_config,
+        config=config,
+        tfs=data.tfs,
+        chrom_sizes=sizes,
+        test_chroms=test,
+        val_chroms=val,
+        cell_types=[t.cell_type for t in tracks],
+        metrics=metrics,
+        motifs=inputs.motifs,
+        motif_tfs=inputs.motif_tfs,
+        context=inputs.context,
+    )
+    log.info("wrote %s (%.1f s)", out, time.perf_counter() - t_start)
+    if state is not None:
+        Path(state).unlink(missing_ok=True)
+    return {
+        **metrics,
+        "train_windows_per_s": result["train_windows_per_s"],
+        "predict_windows_per_s": predict_rate,
+    }
+
+
+def _bulk_data(
+    fasta: Path, bulk_sheet: str | Path, config: TrainConfig
+) -> tuple[
+    list[BulkTrack], dict[str, int], BulkData, list[str], tuple[list[str], list[str], list[str]]
+]:
+    """The bulk sheet's tracks, the genome's chromosome sizes, the bulk data on the chromosomes
+    not excluded, those chromosomes, and the train, validation and test chromosomes."""
     tracks = read_bulk_sheet(bulk_sheet)
     sizes = read_chrom_sizes(fasta)
     excluded = set(config.exclude_chroms)
@@ -445,9 +536,20 @@ def train(
         len(data.tfs),
         ", ".join(data.tfs),
     )
+    return tracks, sizes, data, chroms, (train_chroms, val, test)
 
-    def index(cs: list[str]) -> Any:
-        return build_index(
+
+def _window_indices(
+    data: BulkData,
+    config: TrainConfig,
+    splits: list[list[str]],
+    rng: np.random.Generator,
+    bulk_sheet: str | Path,
+) -> list[Any]:
+    """The window indices of the train, validation and test chromosomes (in that order);
+    InputError when no training bin is positive."""
+    train_idx, val_idx, test_idx = (
+        build_index(
             data,
             cs,
             window=config.window,
@@ -456,8 +558,8 @@ def train(
             negative_ratio=config.negative_ratio,
             rng=rng,
         )
-
-    train_idx, val_idx, test_idx = index(train_chroms), index(val), index(test)
+        for cs in splits
+    )
     pos = train_idx.positives()
     if pos.sum() == 0:
         msg = "no ChIP peak covers half of any training bin: nothing to learn (check the BEDs' chromosomes)"
@@ -469,7 +571,26 @@ def train(
         len(test_idx),
         ", ".join(f"{tf}={n}" for tf, n in zip(data.tfs, pos, strict=True)),
     )
+    return [train_idx, val_idx, test_idx]
 
+
+@dataclass
+class _MotifInputs:
+    """The motif-derived model inputs: motifs of the TFs that have one, and the context."""
+
+    motif_tfs: list[str]
+    motifs: list[Motif]
+    #: each motif's TF as an index into the model's TFs
+    motif_idx: list[int]
+    #: motif-scan input tracks wanted and possible
+    tracks: bool
+    #: (cell types x TFs) motif-accessibility AUC - 0.5, or None without context
+    context: np.ndarray | None
+
+
+def _motif_inputs(
+    data: BulkData, config: TrainConfig, chroms: list[str], cell_types: list[str]
+) -> _MotifInputs:
     found = _load_motifs(config, data.tfs)
     motif_tfs = [tf for tf in data.tfs if tf in found]
     motif_list = [found[tf] for tf in motif_tfs]
@@ -484,76 +605,80 @@ def train(
         log.info(
             "context (motif-accessibility AUC - 0.5) per cell type: %s",
             "; ".join(
-                f"{t.cell_type}: "
+                f"{cell_type}: "
                 + " ".join(f"{tf}={context[k, data.tfs.index(tf)]:+.2f}" for tf in motif_tfs)
-                for k, t in enumerate(tracks)
+                for k, cell_type in enumerate(cell_types)
             ),
         )
+    return _MotifInputs(motif_tfs, motif_list, motif_idx, use_tracks, context)
 
-    def dataset(idx: Any, jitter: int = 0) -> BulkWindows:
-        return BulkWindows(
-            data,
-            idx,
-            window=config.window,
-            bin_size=config.bin_size,
-            use_accessibility=config.use_accessibility,
-            jitter=jitter,
-            context=context,
-        )
 
+def _new_model(config: TrainConfig, n_tfs: int, inputs: _MotifInputs) -> tuple[ModelConfig, ScFAN]:
+    """The untrained network, with its motif tracks and motif-initialised filters when asked."""
+    motifs, tracks = inputs.motifs, inputs.tracks
     model_config = ModelConfig(
-        n_tfs=len(data.tfs),
+        n_tfs=n_tfs,
         window=config.window,
         use_accessibility=config.use_accessibility,
         filters=config.filters,
         dropout=config.dropout,
         hidden=config.hidden,
-        n_motifs=len(motif_list) if use_tracks else 0,
-        motif_width=max((m.counts.shape[1] for m in motif_list), default=0) if use_tracks else 0,
-        motif_tf=tuple(motif_idx) if use_tracks else (),
+        n_motifs=len(motifs) if tracks else 0,
+        motif_width=max((m.counts.shape[1] for m in motifs), default=0) if tracks else 0,
+        motif_tf=tuple(inputs.motif_idx) if tracks else (),
         motif_centre=config.motif_centre,
-        use_context=use_context,
+        use_context=inputs.context is not None,
     )
     model = ScFAN(model_config)
-    if use_tracks:
-        model.set_motifs([torch.from_numpy(m.log_odds()) for m in motif_list])
+    if tracks:
+        model.set_motifs([torch.from_numpy(m.log_odds()) for m in motifs])
     if config.motif_init:
-        _init_from_motifs(model, motif_list)
-    weights = pos_weights(train_idx.labels, cap=config.max_pos_weight)
-    result = fit(
-        model,
-        dataset(train_idx, config.jitter),
-        dataset(val_idx),
-        pos_weight=weights,
-        config=config,
-        device=torch_device,
-        generator=generator,
-        state=None if state is None else Path(state),
-    )
-    # calibration on the validation chromosomes (weighted to stand for all their bins)
-    val_logits, val_labels = dataset_logits(model, dataset(val_idx), device=torch_device)
-    scale, bias = fit_calibration(val_logits, val_labels, val_idx.weights, data.tfs)
+        _init_from_motifs(model, motifs)
+    return model_config, model
+
+
+def _calibrate(
+    model: ScFAN,
+    val_set: BulkWindows,
+    weights: np.ndarray,
+    tfs: Sequence[str],
+    val_chroms: list[str],
+    *,
+    device: torch.device,
+) -> None:
+    """Fit the per-TF calibration on the validation chromosomes (weighted to stand for all their
+    bins) and set it in ``model``."""
+    val_logits, val_labels = dataset_logits(model, val_set, device=device)
+    scale, bias = fit_calibration(val_logits, val_labels, weights, tfs)
     model.calib_scale.copy_(torch.from_numpy(scale))
     model.calib_bias.copy_(torch.from_numpy(bias))
     log.info(
         "calibration (validation %s): scale %s; bias %s",
-        ",".join(val),
+        ",".join(val_chroms),
         " ".join(f"{v:.2f}" for v in scale),
         " ".join(f"{v:.2f}" for v in bias),
     )
+
+
+def _test_metrics(
+    model: ScFAN,
+    test_set: BulkWindows,
+    weights: np.ndarray,
+    tfs: Sequence[str],
+    test_chroms: list[str],
+    *,
+    device: torch.device,
+) -> tuple[dict[str, Any], float]:
+    """Per-TF and mean AUROC/AUPRC on the test chromosomes' windows, and the prediction speed
+    (windows/s; for the log only: the checkpoint holds no timing, so the same seed gives the
+    same bytes)."""
     t0 = time.perf_counter()
-    probs, labels = predict_dataset(model, dataset(test_idx), device=torch_device, batch_size=256)
-    predict_rate = len(test_idx) / max(time.perf_counter() - t0, 1e-9)
-    # speeds go to the log only: the checkpoint holds no timing, so the same seed gives the same bytes
-    log.info(
-        "speed: training %.0f windows/s, prediction %.0f windows/s",
-        result["train_windows_per_s"],
-        predict_rate,
-    )
-    test_metrics = per_tf_metrics(probs, labels, data.tfs, weights=test_idx.weights)
+    probs, labels = predict_dataset(model, test_set, device=device, batch_size=256)
+    predict_rate = len(test_set) / max(time.perf_counter() - t0, 1e-9)
+    test_metrics = per_tf_metrics(probs, labels, tfs, weights=weights)
     log.info(
         "held-out chromosomes %s: mean AUROC %.3f, mean AUPRC %.3f over %d TF(s)",
-        ",".join(test),
+        ",".join(test_chroms),
         mean_metric(test_metrics, "auroc"),
         mean_metric(test_metrics, "auprc"),
         len(test_metrics),
@@ -564,33 +689,8 @@ def train(
         "test_mean_auprc": mean_metric(test_metrics, "auprc"),
         "test_mean_auroc_all_bins": mean_metric(test_metrics, "auroc_all_bins"),
         "test_mean_auprc_all_bins": mean_metric(test_metrics, "auprc_all_bins"),
-        "best_epoch": result["best_epoch"],
-        "history": result["history"],
-        "n_windows": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
     }
-    save_checkpoint(
-        out,
-        model=model,
-        model_config=model_config,
-        config=config,
-        tfs=data.tfs,
-        chrom_sizes=sizes,
-        test_chroms=test,
-        val_chroms=val,
-        cell_types=[t.cell_type for t in tracks],
-        metrics=metrics,
-        motifs=motif_list,
-        motif_tfs=motif_tfs,
-        context=context,
-    )
-    log.info("wrote %s (%.1f s)", out, time.perf_counter() - t_start)
-    if state is not None:
-        Path(state).unlink(missing_ok=True)
-    return {
-        **metrics,
-        "train_windows_per_s": result["train_windows_per_s"],
-        "predict_windows_per_s": predict_rate,
-    }
+    return metrics, predict_rate
 
 
 def _load_motifs(config: TrainConfig, tfs: Sequence[str]) -> dict[str, Motif]:

@@ -1,0 +1,88 @@
+"""One definition per default: the ``tfbind`` and ``grn`` command lines, parsed with no optional
+flag, give exactly the config dataclasses' defaults (and ``infer_grn``'s keyword defaults)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+
+import pytest
+
+from scregnet.cli import grn as grn_cli
+from scregnet.cli import tfbind as tfbind_cli
+from scregnet.cli.main import build_parser
+from scregnet.grn.config import GRNConfig
+from scregnet.grn.config import TrainConfig as GRNTrainConfig
+from scregnet.tfbind.config import PredictConfig, TrainConfig
+
+TRAIN = ["tfbind", "train", "--fasta", "g.fa", "--bulk", "b.csv", "--out", "m.pt"]
+PREDICT = ["tfbind", "predict", "--model", "m.pt", "--fasta", "g.fa", "--atac", "a.h5ad"]
+PREDICT += ["--fragments", "f.tsv.gz", "--out", "o.h5ad"]
+MERGE = ["tfbind", "merge", "--shards", "s.h5ad", "--atac", "a.h5ad", "--out", "o.h5ad"]
+GRN = ["grn", "--rna", "x.h5ad", "--labels", "e.tsv", "--out", "e_out.tsv"]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if not hasattr(args, "seed"):  # as cli.main does
+        args.seed = 0
+    return args
+
+
+def differences(got: object, want: object) -> dict[str, tuple[object, object]]:
+    """Fields where two dataclass instances differ: name -> (CLI's, dataclass's)."""
+    return {
+        f.name: (getattr(got, f.name), getattr(want, f.name))
+        for f in dataclasses.fields(want)  # type: ignore[arg-type]
+        if getattr(got, f.name) != getattr(want, f.name)
+    }
+
+
+def test_tfbind_train_defaults_are_the_config_defaults() -> None:
+    assert differences(tfbind_cli.train_config(parse(TRAIN)), TrainConfig()) == {}
+
+
+@pytest.mark.parametrize("argv", [PREDICT, MERGE], ids=["predict", "merge"])
+def test_tfbind_predict_defaults_are_the_config_defaults(argv: list[str]) -> None:
+    assert differences(tfbind_cli.predict_config(parse(argv)), PredictConfig()) == {}
+
+
+def test_grn_defaults_are_the_config_and_api_defaults() -> None:
+    from scregnet.grn.infer import infer_grn
+
+    args = parse(GRN)
+    assert differences(grn_cli.model_config(args), GRNConfig()) == {}
+    assert differences(grn_cli.train_config(args), GRNTrainConfig()) == {}
+    api = inspect.signature(infer_grn).parameters
+    for name in ("prior_window", "prior_threshold", "negative_ratio", "score_batch_size"):
+        assert getattr(args, name) == api[name].default, name
+
+
+def test_a_changed_flag_is_seen() -> None:
+    """The comparison above can fail: a flag away from its default shows as a difference."""
+    got = tfbind_cli.train_config(parse([*TRAIN, "--epochs", "7", "--no-context"]))
+    assert set(differences(got, TrainConfig())) == {"epochs", "context"}
+    args = parse([*GRN, "--neighbours", "3", "--no-label-features", "--sampling", "balanced"])
+    assert set(differences(grn_cli.model_config(args), GRNConfig())) == {
+        "n_neighbours",
+        "n_pair_features",
+    }
+    assert set(differences(grn_cli.train_config(args), GRNTrainConfig())) == {"sampling"}
+
+
+def test_help_lines_are_one_sentence() -> None:
+    """Every option's help of ``tfbind train|predict|merge`` and ``grn`` is one short sentence."""
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    tf_subs = next(
+        a for a in subs.choices["tfbind"]._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    parsers = [subs.choices["grn"], *tf_subs.choices.values()]
+    long = [
+        f"{p.prog} {a.option_strings[0]}: {len(a.help)} characters"
+        for p in parsers
+        for a in p._actions
+        if a.help and a.help != argparse.SUPPRESS and len(a.help) > 100
+    ]
+    assert long == []
