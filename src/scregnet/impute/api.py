@@ -46,14 +46,15 @@ from numpy.typing import NDArray
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.impute import data
-from scregnet.impute.train import LOSS_COLUMNS, TrainConfig
+from scregnet.impute.config import DEVICE, N_TOP_GENES, ImputeConfig, TrainConfig
+from scregnet.impute.train import LOSS_COLUMNS
 from scregnet.stats import expected_log1p
 
 if TYPE_CHECKING:
     import anndata as ad
     import torch
 
-    from scregnet.impute.model import ImputeConfig, ScDTL
+    from scregnet.impute.model import ScDTL
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def _model_from_checkpoint(ckpt: dict[str, Any], path: str | Path | None) -> ScDTL:
     from scregnet import checkpoint
-    from scregnet.impute.model import ImputeConfig, ScDTL
+    from scregnet.impute.model import ScDTL
 
     return checkpoint.restore(lambda: ScDTL(ImputeConfig(**ckpt["config"]["model"])), ckpt, path)
 
@@ -140,17 +141,17 @@ def impute(
     bulk: pd.DataFrame | str | Path | None = None,
     layer: str | None = None,
     checkpoint: str | Path | None = None,
-    n_top_genes: int | None = 2000,
+    n_top_genes: int | None = N_TOP_GENES,
     genes: list[str] | None = None,
-    epochs: int = 20,
-    batch_size: int = 64,
-    hidden_dim: int = 256,
-    latent_dim: int = 64,
-    use_bulk: bool = True,
-    use_unet: bool = True,
-    use_neighbours: bool = True,
-    n_neighbours: int = 15,
-    device: str = "auto",
+    epochs: int = TrainConfig.epochs,
+    batch_size: int = TrainConfig.batch_size,
+    hidden_dim: int = ImputeConfig.hidden_dim,
+    latent_dim: int = ImputeConfig.latent_dim,
+    use_bulk: bool = TrainConfig.use_bulk,
+    use_unet: bool = ImputeConfig.use_unet,
+    use_neighbours: bool = ImputeConfig.use_neighbours,
+    n_neighbours: int = ImputeConfig.n_neighbours,
+    device: str = DEVICE,
     seed: int = 0,
     threads: int | None = None,
     train_options: dict[str, Any] | None = None,
@@ -187,7 +188,6 @@ def impute(
         :class:`~scregnet.impute.model.ImputeConfig`.
     """
     from scregnet.device import resolve_device, torch_threads
-    from scregnet.impute.model import ImputeConfig
     from scregnet.impute.train import predict
     from scregnet.seed import seed_everything
 

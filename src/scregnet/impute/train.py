@@ -37,7 +37,7 @@ import copy
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,49 +46,11 @@ import torch
 from numpy.typing import NDArray
 
 from scregnet.device import autocast, grad_scaler
+from scregnet.impute.config import TrainConfig
 from scregnet.impute.data import TARGET_SUM
 from scregnet.impute.model import ScDTL, mmd_rbf, nb_nll
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (saved in the checkpoint beside the architecture)."""
-
-    epochs: int = 20  # most fusion epochs (early stopping usually ends sooner)
-    pretrain_epochs: int = 10
-    adapt_epochs: int = 2
-    bulk_steps: int = 16  # bulk pretraining batches per pretraining epoch
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-5
-    split_min: float = 0.5  # fraction of a cell's molecules fed in (the rest is the target)
-    split_max: float = 0.9
-    bulk_corruption: float = 0.3
-    mmd_weight: float = 0.25
-    bulk_weight: float = 0.1
-    use_bulk: bool = True
-    val_fraction: float = 0.1
-    patience: int = 3
-    val_max_cells: int = 2000
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            msg = f"epochs must be >= 1, got {self.epochs}"
-            raise ValueError(msg)
-        if self.batch_size < 2:
-            msg = f"batch size must be >= 2, got {self.batch_size}"
-            raise ValueError(msg)
-        if not 0 < self.split_min <= self.split_max < 1:
-            msg = "need 0 < split_min <= split_max < 1"
-            raise ValueError(msg)
-        if not 0 <= self.val_fraction < 0.5:
-            msg = "need 0 <= val_fraction < 0.5"
-            raise ValueError(msg)
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 #: the loss table's columns; each row in memory also has ``seconds`` (the epoch's wall time), which
