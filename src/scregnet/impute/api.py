@@ -36,7 +36,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -209,23 +209,14 @@ def impute(
         if checkpoint is not None:
             fitted = _load_model(checkpoint, adata.var_names, counts_all, library)
         else:
-            bulk_frame = data.read_bulk_tsv(bulk) if isinstance(bulk, str | Path) else bulk
-            bulk_path = bulk if isinstance(bulk, str | Path) else None
-            chosen = _choose_genes(
-                counts_all, adata.var_names, bulk_frame, bulk_path, genes, n_top_genes, path
-            )
-            genes, cols, counts = _order_genes(counts_all, adata.var_names, chosen, library, rng)
-            log.info("modelling %d genes", len(genes))
-            bulk_pair, bulk_source = (
-                _bulk_domain(bulk_frame, genes, counts, library, rng)
-                if use_bulk
-                else (None, "none")
+            prepared = _training_data(
+                counts_all, adata.var_names, library, rng, bulk, genes, n_top_genes, use_bulk, path
             )
             tcfg = TrainConfig(
                 epochs=epochs, batch_size=batch_size, use_bulk=use_bulk, **(train_options or {})
             )
             mcfg = ImputeConfig(
-                n_genes=len(genes),
+                n_genes=len(prepared.genes),
                 hidden_dim=hidden_dim,
                 latent_dim=latent_dim,
                 use_unet=use_unet,
@@ -234,17 +225,7 @@ def impute(
                 **(model_options or {}),
             )
             fitted = _train_model(
-                mcfg,
-                tcfg,
-                genes,
-                cols,
-                counts,
-                library,
-                bulk_pair,
-                bulk_source,
-                device=torch_device,
-                seed=seed,
-                progress=progress,
+                mcfg, tcfg, prepared, library, device=torch_device, seed=seed, progress=progress
             )
         t_inf = time.perf_counter()
         imputed = predict(
@@ -253,7 +234,56 @@ def impute(
         n_cells = fitted.counts.shape[0]
         log.info("inference: %d cells in %.1f s", n_cells, time.perf_counter() - t_inf)
     out = _annotated(adata, counts_all, library, fitted, imputed)
-    out.uns[keys.IMPUTE_UNS] = {
+    out.uns[keys.IMPUTE_UNS] = _record(fitted, layer, seed)
+    log.info("imputation finished in %.1f s", time.perf_counter() - start)
+    return ImputeResult(
+        adata=out,
+        model=fitted.model,
+        genes=fitted.genes,
+        config=fitted.config,
+        losses=fitted.losses,
+        trained=fitted.trained,
+    )
+
+
+class _TrainingData(NamedTuple):
+    """What a new model is trained on: the modelled genes (input order), their columns in the
+    input, their counts and the bulk domain (counts, libraries; ``None`` without bulk)."""
+
+    genes: list[str]
+    cols: NDArray[np.intp]
+    counts: sp.csr_matrix
+    bulk: tuple[NDArray[np.floating], NDArray[np.floating]] | None
+    bulk_source: str
+
+
+def _training_data(
+    counts_all: sp.csr_matrix,
+    var_names: pd.Index,
+    library: NDArray[np.floating],
+    rng: np.random.Generator,
+    bulk: pd.DataFrame | str | Path | None,
+    genes: list[str] | None,
+    n_top_genes: int | None,
+    use_bulk: bool,
+    path: str | Path | None,
+) -> _TrainingData:
+    """The genes chosen and ordered, their counts and the bulk domain (same ``rng`` draws)."""
+    bulk_frame = data.read_bulk_tsv(bulk) if isinstance(bulk, str | Path) else bulk
+    bulk_path = bulk if isinstance(bulk, str | Path) else None
+    chosen = _choose_genes(counts_all, var_names, bulk_frame, bulk_path, genes, n_top_genes, path)
+    genes, cols, counts = _order_genes(counts_all, var_names, chosen, library, rng)
+    log.info("modelling %d genes", len(genes))
+    if not use_bulk:
+        return _TrainingData(genes, cols, counts, None, "none")
+    return _TrainingData(
+        genes, cols, counts, *_bulk_domain(bulk_frame, genes, counts, library, rng)
+    )
+
+
+def _record(fitted: _Fitted, layer: str | None, seed: int) -> dict[str, Any]:
+    """``uns['scregnet_impute']``: what was done."""
+    return {
         "n_genes_modelled": len(fitted.genes),
         "bulk_source": str(fitted.config.get("bulk_source", "checkpoint")),
         "target_sum": data.TARGET_SUM,
@@ -264,15 +294,6 @@ def impute(
         "output": "negative binomial mean (log1p counts per 10k)",
         "baseline_layers": [keys.FILL_RULE],
     }
-    log.info("imputation finished in %.1f s", time.perf_counter() - start)
-    return ImputeResult(
-        adata=out,
-        model=fitted.model,
-        genes=fitted.genes,
-        config=fitted.config,
-        losses=fitted.losses,
-        trained=fitted.trained,
-    )
 
 
 def _load_model(
@@ -372,12 +393,8 @@ def _bulk_domain(
 def _train_model(
     mcfg: ImputeConfig,
     tcfg: TrainConfig,
-    genes: list[str],
-    cols: NDArray[np.intp],
-    counts: sp.csr_matrix,
+    prepared: _TrainingData,
     library: NDArray[np.floating],
-    bulk_pair: tuple[NDArray[np.floating], NDArray[np.floating]] | None,
-    bulk_source: str,
     *,
     device: torch.device,
     seed: int,
@@ -388,13 +405,14 @@ def _train_model(
     from scregnet.impute.model import ScDTL
     from scregnet.impute.train import fit
 
+    genes, cols, counts, bulk, bulk_source = prepared
     pool = _neighbour_pool(mcfg, counts, library)
     model = ScDTL(mcfg)
     losses = fit(
         model,
         counts,
         library,
-        bulk_pair,
+        bulk,
         tcfg,
         pool=pool,
         device=device,
