@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bulk",
         type=Path,
         default=None,
-        help="bulk RNA counts TSV, genes x samples (default: pseudobulk of the cells' clusters)",
+        help="bulk RNA counts TSV, genes x samples; without it, pseudobulk of the cells' clusters",
     )
     parser.add_argument(
         "--out",
@@ -62,8 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     training = parser.add_argument_group("training options (not with --model)")
     for flag, default, text in TRAINING_OPTIONS:
+        # no argparse default, so that a flag given with --model is seen (training_options)
         training.add_argument(
-            flag, type=_positive, default=None, help=f"{text} (default: {default})"
+            flag, type=_positive, default=argparse.SUPPRESS, help=f"{text} (default: {default})"
         )
 
 
@@ -71,9 +72,7 @@ def training_options(args: argparse.Namespace) -> None:
     """Check that no training option comes with ``--model``; fill in the unset ones' defaults."""
     from scregnet.errors import InputError
 
-    given = [
-        f for f, _, _ in TRAINING_OPTIONS if getattr(args, f[2:].replace("-", "_")) is not None
-    ]
+    given = [f for f, _, _ in TRAINING_OPTIONS if hasattr(args, f[2:].replace("-", "_"))]
     if args.bulk is not None:
         given.insert(0, "--bulk")
     if args.model is not None and given:
@@ -81,7 +80,7 @@ def training_options(args: argparse.Namespace) -> None:
         raise InputError(msg, args.model)
     for flag, default, _ in TRAINING_OPTIONS:
         name = flag[2:].replace("-", "_")
-        if getattr(args, name) is None:
+        if not hasattr(args, name):
             setattr(args, name, default)
 
 
