@@ -1,5 +1,6 @@
-"""One definition per default: the ``tfbind`` and ``grn`` command lines, parsed with no optional
-flag, give exactly the config dataclasses' defaults (and ``infer_grn``'s keyword defaults)."""
+"""One definition per default: the ``impute``, ``tfbind`` and ``grn`` command lines, parsed with
+no optional flag, give exactly the config dataclasses' defaults (and ``impute``'s and
+``infer_grn``'s keyword defaults)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import inspect
 import pytest
 
 from scregnet.cli import grn as grn_cli
+from scregnet.cli import impute as impute_cli
 from scregnet.cli import tfbind as tfbind_cli
 from scregnet.cli.main import build_parser
 from scregnet.grn.config import GRNConfig
 from scregnet.grn.config import TrainConfig as GRNTrainConfig
+from scregnet.impute.config import ImputeConfig
+from scregnet.impute.config import TrainConfig as ImputeTrainConfig
 from scregnet.tfbind.config import PredictConfig, TrainConfig
 
 TRAIN = ["tfbind", "train", "--fasta", "g.fa", "--bulk", "b.csv", "--out", "m.pt"]
@@ -21,6 +25,7 @@ PREDICT = ["tfbind", "predict", "--model", "m.pt", "--fasta", "g.fa", "--atac", 
 PREDICT += ["--fragments", "f.tsv.gz", "--out", "o.h5ad"]
 MERGE = ["tfbind", "merge", "--shards", "s.h5ad", "--atac", "a.h5ad", "--out", "o.h5ad"]
 GRN = ["grn", "--rna", "x.h5ad", "--labels", "e.tsv", "--out", "e_out.tsv"]
+IMPUTE = ["impute", "--rna", "x.h5ad", "--out", "x.imputed.h5ad"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -59,6 +64,27 @@ def test_grn_defaults_are_the_config_and_api_defaults() -> None:
         assert getattr(args, name) == api[name].default, name
 
 
+def impute_args(argv: list[str]) -> argparse.Namespace:
+    args = parse(argv)
+    impute_cli.training_options(args)  # as cli.impute.main does
+    return args
+
+
+def test_impute_defaults_are_the_config_and_api_defaults() -> None:
+    from scregnet.impute.api import impute
+
+    args = impute_args(IMPUTE)
+    api = inspect.signature(impute).parameters
+    for name in ("n_top_genes", "epochs", "batch_size", "hidden_dim", "latent_dim", "device"):
+        assert getattr(args, name) == api[name].default, name
+    # impute()'s own defaults are the config dataclasses'
+    train, model = ImputeTrainConfig(), ImputeConfig(n_genes=2)
+    for name in ("epochs", "batch_size", "use_bulk"):
+        assert api[name].default == getattr(train, name), name
+    for name in ("hidden_dim", "latent_dim", "use_unet", "use_neighbours", "n_neighbours"):
+        assert api[name].default == getattr(model, name), name
+
+
 def test_a_changed_flag_is_seen() -> None:
     """The comparison above can fail: a flag away from its default shows as a difference."""
     got = tfbind_cli.train_config(parse([*TRAIN, "--epochs", "7", "--no-context"]))
@@ -69,16 +95,19 @@ def test_a_changed_flag_is_seen() -> None:
         "n_pair_features",
     }
     assert set(differences(grn_cli.train_config(args), GRNTrainConfig())) == {"sampling"}
+    args = impute_args([*IMPUTE, "--epochs", "7", "--latent-dim", "8"])
+    assert (args.epochs, args.latent_dim, args.hidden_dim) == (7, 8, ImputeConfig.hidden_dim)
 
 
 def test_help_lines_are_one_sentence() -> None:
-    """Every option's help of ``tfbind train|predict|merge`` and ``grn`` is one short sentence."""
+    """Every option's help of ``impute``, ``tfbind train|predict|merge`` and ``grn`` is one short
+    sentence."""
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     tf_subs = next(
         a for a in subs.choices["tfbind"]._actions if isinstance(a, argparse._SubParsersAction)
     )
-    parsers = [subs.choices["grn"], *tf_subs.choices.values()]
+    parsers = [subs.choices["impute"], subs.choices["grn"], *tf_subs.choices.values()]
     long = [
         f"{p.prog} {a.option_strings[0]}: {len(a.help)} characters"
         for p in parsers

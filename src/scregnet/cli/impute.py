@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from scregnet.impute.config import DEVICE, N_TOP_GENES, ImputeConfig, TrainConfig
+
 HELP = "impute scRNA dropouts (bulk-pretrained denoising autoencoder + U-Net, scDTL-style)"
 
 log = logging.getLogger(__name__)
@@ -19,25 +21,18 @@ def _positive(text: str) -> int:
     return value
 
 
-#: flag, default, help
+#: flag, default, help; the defaults are :mod:`scregnet.impute.config`'s
 TRAINING_OPTIONS = (
-    (
-        "--epochs",
-        20,
-        "most single-cell (fusion) training epochs; early stopping on held-out molecules",
-    ),
-    ("--batch-size", 64, "cells per training batch"),
-    (
-        "--n-top-genes",
-        2000,
-        "model at most this many (most variable) genes; others keep observed values",
-    ),
-    ("--hidden-dim", 256, "autoencoder hidden width"),
-    ("--latent-dim", 64, "autoencoder bottleneck width"),
+    ("--epochs", TrainConfig.epochs, "most fusion training epochs (early stopping may end sooner)"),
+    ("--batch-size", TrainConfig.batch_size, "cells per training batch"),
+    ("--n-top-genes", N_TOP_GENES, "model at most this many (most variable) genes"),
+    ("--hidden-dim", ImputeConfig.hidden_dim, "autoencoder hidden width"),
+    ("--latent-dim", ImputeConfig.latent_dim, "autoencoder bottleneck width"),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``scregnet impute``'s options; every default is :mod:`scregnet.impute.config`'s."""
     parser.add_argument(
         "--rna", required=True, type=Path, help="scRNA h5ad with raw counts (cells x genes)"
     )
@@ -45,18 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bulk",
         type=Path,
         default=None,
-        help="bulk RNA counts TSV (genes x samples, first column 'gene'); "
-        "default: pseudobulk of the cells' own clusters",
+        help="bulk RNA counts TSV, genes x samples; without it, pseudobulk of the cells' clusters",
     )
     parser.add_argument(
         "--out",
         required=True,
         type=Path,
-        help="output h5ad (X unchanged + layers 'imputed' (headline: log1p of the model's "
-        "expected expression, counts per 10k), 'imputed_expected' (expected log value of a count "
-        "at the cell's depth), 'imputed_detected' (the same given detection) and the baseline "
-        "'baseline_fill_rule' (post-hoc fill rule, no network)); "
-        "OUT stem + .model.pt and .loss.tsv are written beside it",
+        help="output h5ad: X unchanged plus the imputed layers; .model.pt, .loss.tsv beside it",
     )
     parser.add_argument(
         "--layer", default=None, help="take raw counts from this layer instead of X"
@@ -65,17 +55,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         default=None,
-        help="impute with this checkpoint (.model.pt of an earlier run) instead of training; "
-        "its genes must all be in --rna; training options cannot be combined with it",
+        help="impute with this checkpoint (an earlier run's .model.pt) instead of training",
     )
     parser.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda or cuda:N (mixed precision on CUDA)"
+        "--device", default=DEVICE, help="auto, cpu, cuda or cuda:N (mixed precision on CUDA)"
     )
     training = parser.add_argument_group("training options (not with --model)")
     for flag, default, text in TRAINING_OPTIONS:
+        # no argparse default, so that a flag given with --model is seen (training_options)
         training.add_argument(
-            flag, type=_positive, default=None, help=f"{text} (default: {default})"
+            flag, type=_positive, default=argparse.SUPPRESS, help=f"{text} (default: {default})"
         )
+
+
+def training_options(args: argparse.Namespace) -> None:
+    """Check that no training option comes with ``--model``; fill in the unset ones' defaults."""
+    from scregnet.errors import InputError
+
+    given = [f for f, _, _ in TRAINING_OPTIONS if hasattr(args, f[2:].replace("-", "_"))]
+    if args.bulk is not None:
+        given.insert(0, "--bulk")
+    if args.model is not None and given:
+        msg = f"{', '.join(given)}: training options cannot be combined with --model"
+        raise InputError(msg, args.model)
+    for flag, default, _ in TRAINING_OPTIONS:
+        name = flag[2:].replace("-", "_")
+        if not hasattr(args, name):
+            setattr(args, name, default)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -94,18 +100,7 @@ def main(args: argparse.Namespace) -> int:
         inputs=[args.rna, args.bulk, args.model],
         outputs=[args.out, *(sidecar_paths(args.out) if args.model is None else ())],
     )
-    given = [
-        f for f, _, _ in TRAINING_OPTIONS if getattr(args, f[2:].replace("-", "_")) is not None
-    ]
-    if args.bulk is not None:
-        given.insert(0, "--bulk")
-    if args.model is not None and given:
-        msg = f"{', '.join(given)}: training options cannot be combined with --model"
-        raise InputError(msg, args.model)
-    for flag, default, _ in TRAINING_OPTIONS:
-        name = flag[2:].replace("-", "_")
-        if getattr(args, name) is None:
-            setattr(args, name, default)
+    training_options(args)
     if args.batch_size < 2:
         msg = f"--batch-size must be >= 2, got {args.batch_size}"
         raise InputError(msg)

@@ -36,23 +36,25 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.impute import data
-from scregnet.impute.train import LOSS_COLUMNS, TrainConfig
+from scregnet.impute.config import DEVICE, N_TOP_GENES, ImputeConfig, TrainConfig
+from scregnet.impute.train import LOSS_COLUMNS
 from scregnet.stats import expected_log1p
 
 if TYPE_CHECKING:
     import anndata as ad
-    import pandas as pd
+    import torch
 
-    from scregnet.impute.model import ImputeConfig, ScDTL
+    from scregnet.impute.model import ScDTL
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def _model_from_checkpoint(ckpt: dict[str, Any], path: str | Path | None) -> ScDTL:
     from scregnet import checkpoint
-    from scregnet.impute.model import ImputeConfig, ScDTL
+    from scregnet.impute.model import ScDTL
 
     return checkpoint.restore(lambda: ScDTL(ImputeConfig(**ckpt["config"]["model"])), ckpt, path)
 
@@ -118,23 +120,38 @@ def _check_genes(model_genes: list[str], var_names: pd.Index, path: str | Path |
         raise InputError(msg, path)
 
 
+@dataclass
+class _Fitted:
+    """A trained or loaded model and what inference needs: the modelled genes (model input order),
+    their columns in the input, their counts and the neighbour pool."""
+
+    model: ScDTL
+    genes: list[str]
+    cols: NDArray[np.intp]
+    counts: sp.csr_matrix
+    pool: sp.csr_matrix | None
+    config: dict[str, Any]
+    losses: list[dict[str, object]] = field(default_factory=list)
+    trained: bool = True
+
+
 def impute(
     adata: ad.AnnData,
     *,
     bulk: pd.DataFrame | str | Path | None = None,
     layer: str | None = None,
     checkpoint: str | Path | None = None,
-    n_top_genes: int | None = 2000,
+    n_top_genes: int | None = N_TOP_GENES,
     genes: list[str] | None = None,
-    epochs: int = 20,
-    batch_size: int = 64,
-    hidden_dim: int = 256,
-    latent_dim: int = 64,
-    use_bulk: bool = True,
-    use_unet: bool = True,
-    use_neighbours: bool = True,
-    n_neighbours: int = 15,
-    device: str = "auto",
+    epochs: int = TrainConfig.epochs,
+    batch_size: int = TrainConfig.batch_size,
+    hidden_dim: int = ImputeConfig.hidden_dim,
+    latent_dim: int = ImputeConfig.latent_dim,
+    use_bulk: bool = TrainConfig.use_bulk,
+    use_unet: bool = ImputeConfig.use_unet,
+    use_neighbours: bool = ImputeConfig.use_neighbours,
+    n_neighbours: int = ImputeConfig.n_neighbours,
+    device: str = DEVICE,
     seed: int = 0,
     threads: int | None = None,
     train_options: dict[str, Any] | None = None,
@@ -170,17 +187,14 @@ def impute(
         Extra fields of :class:`~scregnet.impute.train.TrainConfig` /
         :class:`~scregnet.impute.model.ImputeConfig`.
     """
-    from scregnet import __version__
     from scregnet.device import resolve_device, torch_threads
-    from scregnet.impute.model import ImputeConfig, ScDTL
-    from scregnet.impute.train import fit, predict
+    from scregnet.impute.train import predict
     from scregnet.seed import seed_everything
 
     start = time.perf_counter()
     torch_device = resolve_device(device)
     counts_all = data.get_counts(adata, layer=layer, path=path)
     library = data.library_sizes(counts_all)
-    var_names = adata.var_names
     log.info(
         "read %d cells x %d genes (%d non-zero counts%s)",
         adata.n_obs,
@@ -191,81 +205,18 @@ def impute(
     # the one seeding: data preparation draws from ``rng`` only, so the network's initial weights
     # (torch's global generator) depend on the seed alone
     rng = seed_everything(seed)
-    losses: list[dict[str, object]] = []
     with torch_threads(threads):
         if checkpoint is not None:
-            ckpt = load_checkpoint(checkpoint)
-            genes = list(ckpt["genes"])
-            _check_genes(genes, var_names, checkpoint)
-            model = _model_from_checkpoint(ckpt, checkpoint)
-            config: dict[str, Any] = dict(ckpt["config"])
-            config["checkpoint"] = str(checkpoint)
-            cols = var_names.get_indexer(genes)
-            counts = sp.csr_matrix(counts_all[:, cols])
-            trained = False
-            log.info("loaded checkpoint %s (%d genes); not training", checkpoint, len(genes))
-            pool = _neighbour_pool(model.config, counts, library)
+            fitted = _load_model(checkpoint, adata.var_names, counts_all, library)
         else:
-            bulk_frame = data.read_bulk_tsv(bulk) if isinstance(bulk, str | Path) else bulk
-            candidates = list(var_names)
-            if bulk_frame is not None:
-                candidates = data.intersect_genes(
-                    candidates,
-                    list(bulk_frame.index),
-                    path=bulk if isinstance(bulk, str | Path) else None,
-                )
-            if genes is not None:
-                missing = [g for g in genes if g not in set(var_names)]
-                if missing:
-                    msg = f"{len(missing)} requested genes are not in the input (e.g. {missing[0]})"
-                    raise InputError(msg, path)
-                wanted = set(genes)
-                candidates = [g for g in candidates if g in wanted]
-            cand_idx = var_names.get_indexer(candidates)
-            chosen = data.select_variable_genes(
-                sp.csr_matrix(counts_all[:, cand_idx]),
-                candidates,
-                None if genes is not None else n_top_genes,
+            prepared = _training_data(
+                counts_all, adata.var_names, library, rng, bulk, genes, n_top_genes, use_bulk, path
             )
-            if len(chosen) < 2:
-                msg = f"only {len(chosen)} detected genes to model; need at least 2"
-                raise InputError(msg, path)
-            cols = var_names.get_indexer(chosen)
-            counts = sp.csr_matrix(counts_all[:, cols])
-            # order genes so that the U-Net's neighbours co-vary (model input order)
-            sub = rng.choice(
-                counts.shape[0], size=min(GENE_ORDER_CELLS, counts.shape[0]), replace=False
-            )
-            sub.sort()
-            order = data.gene_order(data.normalize_log1p(counts[sub], library[sub]))
-            genes = [chosen[i] for i in order]
-            cols = cols[order]
-            counts = sp.csr_matrix(counts[:, order])
-            log.info("modelling %d genes", len(genes))
-
-            bulk_pair: tuple[NDArray[np.floating], NDArray[np.floating]] | None = None
-            bulk_source = "none"
-            if use_bulk:
-                if bulk_frame is not None:
-                    bulk_lib = bulk_frame.sum(axis=0).to_numpy(dtype=np.float64)
-                    bulk_pair = (bulk_frame.loc[genes].to_numpy(dtype=np.float64).T, bulk_lib)
-                    bulk_source = "bulk"
-                    log.info("bulk domain: %d bulk samples", bulk_pair[0].shape[0])
-                else:
-                    pb = data.cluster_pseudobulk(counts, library, rng=rng)
-                    bulk_pair = (pb.counts, pb.library)
-                    bulk_source = "pseudobulk"
-                    log.info(
-                        "no bulk matrix given: using pseudobulk of %d k-means clusters of the "
-                        "cells (%d pseudobulk samples) as the bulk domain",
-                        pb.n_clusters,
-                        pb.counts.shape[0],
-                    )
             tcfg = TrainConfig(
                 epochs=epochs, batch_size=batch_size, use_bulk=use_bulk, **(train_options or {})
             )
             mcfg = ImputeConfig(
-                n_genes=len(genes),
+                n_genes=len(prepared.genes),
                 hidden_dim=hidden_dim,
                 latent_dim=latent_dim,
                 use_unet=use_unet,
@@ -273,32 +224,221 @@ def impute(
                 n_neighbours=n_neighbours,
                 **(model_options or {}),
             )
-            pool = _neighbour_pool(mcfg, counts, library)
-            model = ScDTL(mcfg)
-            losses = fit(
-                model,
-                counts,
-                library,
-                bulk_pair,
-                tcfg,
-                pool=pool,
-                device=torch_device,
-                seed=seed,
-                progress=progress,
+            fitted = _train_model(
+                mcfg, tcfg, prepared, library, device=torch_device, seed=seed, progress=progress
             )
-            config = {
-                "model": mcfg.as_dict(),
-                "train": tcfg.as_dict(),
-                "bulk_source": bulk_source,
-                "target_sum": data.TARGET_SUM,
-                "seed": seed,
-                "version": __version__,
-            }
-            trained = True
         t_inf = time.perf_counter()
-        imputed = predict(model, counts, library, pool=pool, device=torch_device)
-        log.info("inference: %d cells in %.1f s", counts.shape[0], time.perf_counter() - t_inf)
+        imputed = predict(
+            fitted.model, fitted.counts, library, pool=fitted.pool, device=torch_device
+        )
+        n_cells = fitted.counts.shape[0]
+        log.info("inference: %d cells in %.1f s", n_cells, time.perf_counter() - t_inf)
+    out = _annotated(adata, counts_all, library, fitted, imputed)
+    out.uns[keys.IMPUTE_UNS] = _record(fitted, layer, seed)
+    log.info("imputation finished in %.1f s", time.perf_counter() - start)
+    return ImputeResult(
+        adata=out,
+        model=fitted.model,
+        genes=fitted.genes,
+        config=fitted.config,
+        losses=fitted.losses,
+        trained=fitted.trained,
+    )
 
+
+class _TrainingData(NamedTuple):
+    """What a new model is trained on: the modelled genes (input order), their columns in the
+    input, their counts and the bulk domain (counts, libraries; ``None`` without bulk)."""
+
+    genes: list[str]
+    cols: NDArray[np.intp]
+    counts: sp.csr_matrix
+    bulk: tuple[NDArray[np.floating], NDArray[np.floating]] | None
+    bulk_source: str
+
+
+def _training_data(
+    counts_all: sp.csr_matrix,
+    var_names: pd.Index,
+    library: NDArray[np.floating],
+    rng: np.random.Generator,
+    bulk: pd.DataFrame | str | Path | None,
+    genes: list[str] | None,
+    n_top_genes: int | None,
+    use_bulk: bool,
+    path: str | Path | None,
+) -> _TrainingData:
+    """The genes chosen and ordered, their counts and the bulk domain (same ``rng`` draws)."""
+    bulk_frame = data.read_bulk_tsv(bulk) if isinstance(bulk, str | Path) else bulk
+    bulk_path = bulk if isinstance(bulk, str | Path) else None
+    chosen = _choose_genes(counts_all, var_names, bulk_frame, bulk_path, genes, n_top_genes, path)
+    genes, cols, counts = _order_genes(counts_all, var_names, chosen, library, rng)
+    log.info("modelling %d genes", len(genes))
+    if not use_bulk:
+        return _TrainingData(genes, cols, counts, None, "none")
+    return _TrainingData(
+        genes, cols, counts, *_bulk_domain(bulk_frame, genes, counts, library, rng)
+    )
+
+
+def _record(fitted: _Fitted, layer: str | None, seed: int) -> dict[str, Any]:
+    """``uns['scregnet_impute']``: what was done."""
+    return {
+        "n_genes_modelled": len(fitted.genes),
+        "bulk_source": str(fitted.config.get("bulk_source", "checkpoint")),
+        "target_sum": data.TARGET_SUM,
+        "layer": layer or "X",
+        "trained": fitted.trained,
+        "seed": seed,
+        "epochs": sum(1 for r in fitted.losses if r["phase"] == "fuse"),
+        "output": "negative binomial mean (log1p counts per 10k)",
+        "baseline_layers": [keys.FILL_RULE],
+    }
+
+
+def _load_model(
+    checkpoint: str | Path,
+    var_names: pd.Index,
+    counts_all: sp.csr_matrix,
+    library: NDArray[np.floating],
+) -> _Fitted:
+    """The checkpoint's model, on its genes of the input (not trained further)."""
+    ckpt = load_checkpoint(checkpoint)
+    genes = list(ckpt["genes"])
+    _check_genes(genes, var_names, checkpoint)
+    model = _model_from_checkpoint(ckpt, checkpoint)
+    config: dict[str, Any] = dict(ckpt["config"])
+    config["checkpoint"] = str(checkpoint)
+    cols = var_names.get_indexer(pd.Index(genes))
+    counts = sp.csr_matrix(counts_all[:, cols])
+    log.info("loaded checkpoint %s (%d genes); not training", checkpoint, len(genes))
+    pool = _neighbour_pool(model.config, counts, library)
+    return _Fitted(model, genes, cols, counts, pool, config, trained=False)
+
+
+def _choose_genes(
+    counts_all: sp.csr_matrix,
+    var_names: pd.Index,
+    bulk_frame: pd.DataFrame | None,
+    bulk_path: str | Path | None,
+    genes: list[str] | None,
+    n_top_genes: int | None,
+    path: str | Path | None,
+) -> list[str]:
+    """The genes to model: detected, shared with the bulk matrix, ``genes`` if given (all must
+    be in the input) or else the ``n_top_genes`` most variable; at least 2."""
+    candidates = list(var_names)
+    if bulk_frame is not None:
+        candidates = data.intersect_genes(candidates, list(bulk_frame.index), path=bulk_path)
+    if genes is not None:
+        missing = [g for g in genes if g not in set(var_names)]
+        if missing:
+            msg = f"{len(missing)} requested genes are not in the input (e.g. {missing[0]})"
+            raise InputError(msg, path)
+        wanted = set(genes)
+        candidates = [g for g in candidates if g in wanted]
+    cand_idx = var_names.get_indexer(pd.Index(candidates))
+    chosen = data.select_variable_genes(
+        sp.csr_matrix(counts_all[:, cand_idx]),
+        candidates,
+        None if genes is not None else n_top_genes,
+    )
+    if len(chosen) < 2:
+        msg = f"only {len(chosen)} detected genes to model; need at least 2"
+        raise InputError(msg, path)
+    return chosen
+
+
+def _order_genes(
+    counts_all: sp.csr_matrix,
+    var_names: pd.Index,
+    chosen: list[str],
+    library: NDArray[np.floating],
+    rng: np.random.Generator,
+) -> tuple[list[str], NDArray[np.intp], sp.csr_matrix]:
+    """``chosen`` in the U-Net's input order (neighbours co-vary; ordered on at most
+    :data:`GENE_ORDER_CELLS` random cells), their columns in the input and their counts."""
+    cols = var_names.get_indexer(pd.Index(chosen))
+    counts = sp.csr_matrix(counts_all[:, cols])
+    sub = rng.choice(counts.shape[0], size=min(GENE_ORDER_CELLS, counts.shape[0]), replace=False)
+    sub.sort()
+    order = data.gene_order(data.normalize_log1p(counts[sub], library[sub]))
+    return [chosen[i] for i in order], cols[order], sp.csr_matrix(counts[:, order])
+
+
+def _bulk_domain(
+    bulk_frame: pd.DataFrame | None,
+    genes: list[str],
+    counts: sp.csr_matrix,
+    library: NDArray[np.floating],
+    rng: np.random.Generator,
+) -> tuple[tuple[NDArray[np.floating], NDArray[np.floating]], str]:
+    """(bulk counts (samples x ``genes``), each sample's library) and its source: the bulk
+    matrix, or else the pseudobulk of k-means clusters of the cells."""
+    if bulk_frame is not None:
+        bulk_lib = bulk_frame.sum(axis=0).to_numpy(dtype=np.float64)
+        counts_bulk = bulk_frame.loc[genes].to_numpy(dtype=np.float64).T
+        log.info("bulk domain: %d bulk samples", counts_bulk.shape[0])
+        return (counts_bulk, bulk_lib), "bulk"
+    pb = data.cluster_pseudobulk(counts, library, rng=rng)
+    log.info(
+        "no bulk matrix given: using pseudobulk of %d k-means clusters of the "
+        "cells (%d pseudobulk samples) as the bulk domain",
+        pb.n_clusters,
+        pb.counts.shape[0],
+    )
+    return (pb.counts, pb.library), "pseudobulk"
+
+
+def _train_model(
+    mcfg: ImputeConfig,
+    tcfg: TrainConfig,
+    prepared: _TrainingData,
+    library: NDArray[np.floating],
+    *,
+    device: torch.device,
+    seed: int,
+    progress: bool,
+) -> _Fitted:
+    """A new model of ``mcfg`` trained by :func:`scregnet.impute.train.fit`, with its record."""
+    from scregnet import __version__
+    from scregnet.impute.model import ScDTL
+    from scregnet.impute.train import fit
+
+    genes, cols, counts, bulk, bulk_source = prepared
+    pool = _neighbour_pool(mcfg, counts, library)
+    model = ScDTL(mcfg)
+    losses = fit(
+        model,
+        counts,
+        library,
+        bulk,
+        tcfg,
+        pool=pool,
+        device=device,
+        seed=seed,
+        progress=progress,
+    )
+    config = {
+        "model": mcfg.as_dict(),
+        "train": tcfg.as_dict(),
+        "bulk_source": bulk_source,
+        "target_sum": data.TARGET_SUM,
+        "seed": seed,
+        "version": __version__,
+    }
+    return _Fitted(model, genes, cols, counts, pool, config, losses)
+
+
+def _annotated(
+    adata: ad.AnnData,
+    counts_all: sp.csr_matrix,
+    library: NDArray[np.floating],
+    fitted: _Fitted,
+    imputed: NDArray[np.float32],
+) -> ad.AnnData:
+    """A copy of ``adata`` with the imputed layers, the fill-rule baseline and ``var['imputed']``."""
+    cols = fitted.cols
     out = adata.copy()
     observed = data.normalize_log1p_sparse(counts_all, library)  # shared by the layers
     expected, detected = expected_layers(imputed, library)
@@ -307,25 +447,11 @@ def impute(
     del expected
     out.layers[keys.IMPUTED_DETECTED] = _assemble_layer(observed, detected, cols)
     del detected
-    fill = fill_rule_values(counts, library, pool)
+    fill = fill_rule_values(fitted.counts, library, fitted.pool)
     out.layers[keys.FILL_RULE] = _assemble_layer(observed, fill, cols)
     del fill
     out.var[keys.IMPUTED] = np.isin(np.arange(adata.n_vars), cols)
-    out.uns[keys.IMPUTE_UNS] = {
-        "n_genes_modelled": len(genes),
-        "bulk_source": str(config.get("bulk_source", "checkpoint")),
-        "target_sum": data.TARGET_SUM,
-        "layer": layer or "X",
-        "trained": trained,
-        "seed": seed,
-        "epochs": sum(1 for r in losses if r["phase"] == "fuse"),
-        "output": "negative binomial mean (log1p counts per 10k)",
-        "baseline_layers": [keys.FILL_RULE],
-    }
-    log.info("imputation finished in %.1f s", time.perf_counter() - start)
-    return ImputeResult(
-        adata=out, model=model, genes=genes, config=config, losses=losses, trained=trained
-    )
+    return out
 
 
 def _neighbour_pool(

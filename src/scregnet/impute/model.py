@@ -37,55 +37,13 @@ for 4,000 genes on a GPU. Every width is a field of :class:`ImputeConfig`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass
-class ImputeConfig:
-    """Architecture of :class:`ScDTL` (saved in checkpoints as a dict)."""
-
-    n_genes: int
-    hidden_dim: int = 256
-    latent_dim: int = 64
-    dropout: float = 0.1
-    use_unet: bool = True
-    use_attention: bool = True  # False: the branches' features are mixed without attention
-    use_neighbours: bool = True
-    n_neighbours: int = 15  # neighbours pooled into the neighbour channel
-    n_pcs: int = 30  # principal components the neighbours are found in
-    unet_channels: tuple[int, ...] = (4, 8, 16)
-    unet_kernels: tuple[int, ...] = (15, 31, 63)
-    unet_patch: int = 8
-    fusion_channels: int = 4
-    attention_reduction: int = 4
-    spatial_kernel: int = 7
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.unet_channels = tuple(int(c) for c in self.unet_channels)
-        self.unet_kernels = tuple(int(k) for k in self.unet_kernels)
-        if len(self.unet_channels) != len(self.unet_kernels) or not self.unet_channels:
-            msg = "unet_channels and unet_kernels must be non-empty and of equal length"
-            raise ValueError(msg)
-        if min(self.n_genes, self.hidden_dim, self.latent_dim, self.fusion_channels) < 1:
-            msg = "n_genes, hidden_dim, latent_dim and fusion_channels must be >= 1"
-            raise ValueError(msg)
-
-    @property
-    def in_channels(self) -> int:
-        """Input channels per gene: own profile, cell depth (+ neighbour profile)."""
-        return 3 if self.use_neighbours else 2
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["unet_channels"] = list(self.unet_channels)
-        d["unet_kernels"] = list(self.unet_kernels)
-        return d
+from scregnet.impute.config import ImputeConfig
 
 
 class BulkDAE(nn.Module):

@@ -37,7 +37,8 @@ import copy
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,49 +46,11 @@ import torch
 from numpy.typing import NDArray
 
 from scregnet.device import autocast, grad_scaler
+from scregnet.impute.config import TrainConfig
 from scregnet.impute.data import TARGET_SUM
 from scregnet.impute.model import ScDTL, mmd_rbf, nb_nll
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (saved in the checkpoint beside the architecture)."""
-
-    epochs: int = 20  # most fusion epochs (early stopping usually ends sooner)
-    pretrain_epochs: int = 10
-    adapt_epochs: int = 2
-    bulk_steps: int = 16  # bulk pretraining batches per pretraining epoch
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-5
-    split_min: float = 0.5  # fraction of a cell's molecules fed in (the rest is the target)
-    split_max: float = 0.9
-    bulk_corruption: float = 0.3
-    mmd_weight: float = 0.25
-    bulk_weight: float = 0.1
-    use_bulk: bool = True
-    val_fraction: float = 0.1
-    patience: int = 3
-    val_max_cells: int = 2000
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            msg = f"epochs must be >= 1, got {self.epochs}"
-            raise ValueError(msg)
-        if self.batch_size < 2:
-            msg = f"batch size must be >= 2, got {self.batch_size}"
-            raise ValueError(msg)
-        if not 0 < self.split_min <= self.split_max < 1:
-            msg = "need 0 < split_min <= split_max < 1"
-            raise ValueError(msg)
-        if not 0 <= self.val_fraction < 0.5:
-            msg = "need 0 <= val_fraction < 0.5"
-            raise ValueError(msg)
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 #: the loss table's columns; each row in memory also has ``seconds`` (the epoch's wall time), which
@@ -348,6 +311,37 @@ def fit(
         msg = "the model uses the neighbour channel: pass pool"
         raise ValueError(msg)
     gen = torch.Generator().manual_seed(seed)
+    cells, validate = _training_cells(model, counts, library, cfg, pool, gen)
+    model.to(device)
+    sampler = None
+    if cfg.use_bulk:
+        if bulk is None:
+            msg = "use_bulk needs bulk counts"
+            raise ValueError(msg)
+        sampler = BulkSampler(bulk[0], bulk[1], gen)
+    trainer = _Trainer(model, cfg, device, sampler)
+    bar = tqdm(total=0, disable=not progress, unit="epoch", desc="impute")
+    rows: list[dict[str, object]] = []
+    # phase 1: bulk DAE pretraining
+    if sampler is not None and cfg.pretrain_epochs > 0:
+        rows += _pretrain(trainer, sampler, bar)
+    # phases 2 and 3: adaptation (DAE only) then fusion (whole network, early stopping)
+    for phase, n_epochs in (("adapt", cfg.adapt_epochs), ("fuse", cfg.epochs)):
+        rows += _train_phase(trainer, phase, n_epochs, cells, validate, gen, bar)
+    bar.close()
+    return rows
+
+
+def _training_cells(
+    model: ScDTL,
+    counts: sp.csr_matrix,
+    library: NDArray[np.floating],
+    cfg: TrainConfig,
+    pool: sp.csr_matrix | None,
+    gen: torch.Generator,
+) -> tuple[CellData, _Validator]:
+    """Hold out ``cfg.val_fraction`` of the molecules; the training cells and the validator of
+    the held-out part. Initialises the model's output bias on the training part."""
     train_counts, held = hold_out(counts, cfg.val_fraction, gen)
     # the training part's library: the modelled genes' training counts plus (1 - val_fraction)
     # of the cell's other genes
@@ -363,112 +357,139 @@ def fit(
         100 * float(held.sum()) / max(1.0, float(counts.sum())),
     )
     init_output_bias(model, train_counts, train_lib)
-    model.to(device)
-    rows: list[dict[str, object]] = []
-    sampler = None
-    if cfg.use_bulk:
-        if bulk is None:
-            msg = "use_bulk needs bulk counts"
-            raise ValueError(msg)
-        sampler = BulkSampler(bulk[0], bulk[1], gen)
-    scaler = grad_scaler(device)
+    return cells, validate
 
-    def optimiser(params: Iterator[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+class _Trainer:
+    """The model, its settings and device, one optimisation step (scaled for mixed precision,
+    gradients clipped) and the bulk terms of the loss."""
+
+    def __init__(
+        self, model: ScDTL, cfg: TrainConfig, device: torch.device, sampler: BulkSampler | None
+    ) -> None:
+        self.model, self.cfg, self.device, self.sampler = model, cfg, device, sampler
+        self.scaler = grad_scaler(device)
+
+    def optimiser(self, params: Iterator[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        scaler.step(opt)
-        scaler.update()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.scaler.step(opt)
+        self.scaler.update()
 
-    def bulk_terms(z_sc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if sampler is None:
-            zero = torch.zeros((), device=device)
-            return zero, zero
-        clean = sampler.sample(z_sc.shape[0])
-        noisy = sampler.corrupt(clean, cfg.bulk_corruption)
-        with autocast(device):
-            z_bulk, recon_bulk = model.dae(noisy.to(device))
-        bulk_loss = torch.nn.functional.mse_loss(
-            torch.nn.functional.softplus(recon_bulk.float()), clean.to(device)
+    def bulk_loss(self, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latent codes, reconstruction loss) of the DAE on corrupted ``clean`` bulk profiles."""
+        assert self.sampler is not None
+        noisy = self.sampler.corrupt(clean, self.cfg.bulk_corruption)
+        with autocast(self.device):
+            z_bulk, recon = self.model.dae(noisy.to(self.device))
+        loss = torch.nn.functional.mse_loss(
+            torch.nn.functional.softplus(recon.float()), clean.to(self.device)
         )
+        return z_bulk, loss
+
+    def bulk_terms(self, z_sc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(MMD between bulk and single-cell codes, bulk reconstruction loss); zeros without bulk."""
+        if self.sampler is None:
+            zero = torch.zeros((), device=self.device)
+            return zero, zero
+        z_bulk, bulk_loss = self.bulk_loss(self.sampler.sample(z_sc.shape[0]))
         return mmd_rbf(z_bulk.float(), z_sc.float()), bulk_loss
 
-    bar = tqdm(total=0, disable=not progress, unit="epoch", desc="impute")
 
-    # phase 1: bulk DAE pretraining
-    if sampler is not None and cfg.pretrain_epochs > 0:
-        opt = optimiser(model.dae.parameters())
-        model.train()
-        for epoch in range(1, cfg.pretrain_epochs + 1):
-            t0, acc = time.perf_counter(), _Step()
-            for _ in range(cfg.bulk_steps):
-                clean = sampler.sample(cfg.batch_size)
-                noisy = sampler.corrupt(clean, cfg.bulk_corruption)
-                with autocast(device):
-                    _, recon = model.dae(noisy.to(device))
-                loss = torch.nn.functional.mse_loss(
-                    torch.nn.functional.softplus(recon.float()), clean.to(device)
-                )
-                step(opt, loss)
-                acc.add(loss.item(), 0.0, 0.0, loss.item())
-            rows.append(acc.row("pretrain", epoch, time.perf_counter() - t0))
-            bar.update()
-        log.info(
-            "bulk pretraining: %d epochs, final loss %.4f", cfg.pretrain_epochs, rows[-1]["loss"]
-        )
-
-    # phases 2 and 3: adaptation (DAE only) then fusion (whole network, early stopping)
-    best_state: dict[str, torch.Tensor] | None = None
-    for phase, n_epochs in (("adapt", cfg.adapt_epochs), ("fuse", cfg.epochs)):
-        params = model.dae.parameters() if phase == "adapt" else model.parameters()
-        opt = optimiser(params)
-        best, best_epoch, stale = float("inf"), 0, 0
-        for epoch in range(1, n_epochs + 1):
-            model.train()
-            t0, acc = time.perf_counter(), _Step()
-            for idx in _batches(cells.n_cells, cfg.batch_size, gen):
-                x_in, depth, target, lib_target = (
-                    t.to(device) for t in split_targets(*cells.own(idx), cfg, gen)
-                )
-                with autocast(device):
-                    if phase == "adapt":
-                        z, recon = model.dae(x_in)
-                        pred = torch.nn.functional.softplus(recon.float())
-                    else:
-                        nbr = cells.neighbours(idx)
-                        out = model(x_in, depth, None if nbr is None else nbr.to(device))
-                        z, pred = out.latent, out.imputed
-                mean = expected_counts(pred, lib_target)
-                recon_loss = nb_nll(target, mean, model.log_theta.float()).mean()
-                mmd, bulk_loss = bulk_terms(z)
-                loss = recon_loss + cfg.mmd_weight * mmd + cfg.bulk_weight * bulk_loss
-                step(opt, loss)
-                acc.add(loss.item(), recon_loss.item(), mmd.item(), bulk_loss.item())
-            val = float("nan")
-            if phase == "fuse" and validate:
-                val = validate(model, device, max(cfg.batch_size, 256))
-                if best_epoch == 0 or val < best - 1e-4 * abs(best):
-                    best, best_epoch, stale = val, epoch, 0
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    stale += 1
-            rows.append(acc.row(phase, epoch, time.perf_counter() - t0, val))
-            bar.update()
-            log.debug("%s epoch %d: %s", phase, epoch, rows[-1])
-            if phase == "fuse" and stale >= cfg.patience:
-                log.info("early stopping after fusion epoch %d", epoch)
-                break
-        if n_epochs:
-            log.info("%s: %d epochs, final loss %.4f", phase, rows[-1]["epoch"], rows[-1]["loss"])
-        if phase == "fuse" and best_state is not None:
-            model.load_state_dict(best_state)
-            log.info("kept the state of fusion epoch %d (held-out loss %.4f)", best_epoch, best)
-    bar.close()
+def _pretrain(trainer: _Trainer, sampler: BulkSampler, bar: Any) -> list[dict[str, object]]:
+    """Phase 1: the bulk DAE learns to reconstruct clean bulk profiles from corrupted ones."""
+    cfg, rows = trainer.cfg, []
+    opt = trainer.optimiser(trainer.model.dae.parameters())
+    trainer.model.train()
+    for epoch in range(1, cfg.pretrain_epochs + 1):
+        t0, acc = time.perf_counter(), _Step()
+        for _ in range(cfg.bulk_steps):
+            _, loss = trainer.bulk_loss(sampler.sample(cfg.batch_size))
+            trainer.step(opt, loss)
+            acc.add(loss.item(), 0.0, 0.0, loss.item())
+        rows.append(acc.row("pretrain", epoch, time.perf_counter() - t0))
+        bar.update()
+    log.info("bulk pretraining: %d epochs, final loss %.4f", cfg.pretrain_epochs, rows[-1]["loss"])
     return rows
+
+
+def _train_phase(
+    trainer: _Trainer,
+    phase: str,
+    n_epochs: int,
+    cells: CellData,
+    validate: _Validator,
+    gen: torch.Generator,
+    bar: Any,
+) -> list[dict[str, object]]:
+    """``adapt`` (the DAE) or ``fuse`` (the whole network; early stopping on the held-out
+    molecules, the best state kept) for at most ``n_epochs`` epochs; the loss rows."""
+    model, cfg, device = trainer.model, trainer.cfg, trainer.device
+    opt = trainer.optimiser(model.dae.parameters() if phase == "adapt" else model.parameters())
+    rows: list[dict[str, object]] = []
+    best, best_epoch, stale = float("inf"), 0, 0
+    best_state: dict[str, torch.Tensor] | None = None
+    for epoch in range(1, n_epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        acc = _train_epoch(trainer, phase, opt, cells, gen)
+        val = float("nan")
+        if phase == "fuse" and validate:
+            val = validate(model, device, max(cfg.batch_size, 256))
+            if best_epoch == 0 or val < best - 1e-4 * abs(best):
+                best, best_epoch, stale = val, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+        rows.append(acc.row(phase, epoch, time.perf_counter() - t0, val))
+        bar.update()
+        log.debug("%s epoch %d: %s", phase, epoch, rows[-1])
+        if phase == "fuse" and stale >= cfg.patience:
+            log.info("early stopping after fusion epoch %d", epoch)
+            break
+    if n_epochs:
+        log.info("%s: %d epochs, final loss %.4f", phase, rows[-1]["epoch"], rows[-1]["loss"])
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        log.info("kept the state of fusion epoch %d (held-out loss %.4f)", best_epoch, best)
+    return rows
+
+
+def _train_epoch(
+    trainer: _Trainer,
+    phase: str,
+    opt: torch.optim.Optimizer,
+    cells: CellData,
+    gen: torch.Generator,
+) -> _Step:
+    """One pass over the cells in random batches: the masked reconstruction (negative binomial)
+    plus the weighted MMD and bulk terms; the accumulated losses."""
+    model, cfg, device = trainer.model, trainer.cfg, trainer.device
+    acc = _Step()
+    for idx in _batches(cells.n_cells, cfg.batch_size, gen):
+        x_in, depth, target, lib_target = (
+            t.to(device) for t in split_targets(*cells.own(idx), cfg, gen)
+        )
+        with autocast(device):
+            if phase == "adapt":
+                z, recon = model.dae(x_in)
+                pred = torch.nn.functional.softplus(recon.float())
+            else:
+                nbr = cells.neighbours(idx)
+                out = model(x_in, depth, None if nbr is None else nbr.to(device))
+                z, pred = out.latent, out.imputed
+        mean = expected_counts(pred, lib_target)
+        recon_loss = nb_nll(target, mean, model.log_theta.float()).mean()
+        mmd, bulk_loss = trainer.bulk_terms(z)
+        loss = recon_loss + cfg.mmd_weight * mmd + cfg.bulk_weight * bulk_loss
+        trainer.step(opt, loss)
+        acc.add(loss.item(), recon_loss.item(), mmd.item(), bulk_loss.item())
+    return acc
 
 
 @torch.no_grad()
