@@ -58,7 +58,7 @@ def gpu_test_problems(module_dir: Path) -> list[str]:
 
 
 #: an assertion that reads what an output contains (not only that it exists)
-CONTENT = re.compile(r"readLines|linesGzip|\.text\b|\.bytes\b|md5")
+CONTENT = re.compile(r"readLines|linesGzip|\.text\b|\.bytes\b|md5|\.anndata\(\)")
 
 
 def test_every_test_has_a_stub_twin_and_real_tests_assert_content() -> None:
