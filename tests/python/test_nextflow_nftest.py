@@ -74,6 +74,33 @@ def test_every_test_has_a_stub_twin_and_real_tests_assert_content() -> None:
                 assert CONTENT.search(case.body), f"{path}: {case.name!r} asserts no content"
 
 
+#: a plugin loaded at a pinned release: nf-test downloads exactly this jar from its registry
+PLUGIN = re.compile(r'^\s*load "(nft-[\w-]+)@(\d+\.\d+\.\d+)"\s*$', re.MULTILINE)
+
+
+def plugin_problems(root: Path) -> list[str]:
+    """nf-tests that call ``.anndata()`` need nft-anndata loaded, at a pinned version, by
+    ``nf-test.config``."""
+    loaded = dict(PLUGIN.findall((root / "nf-test.config").read_text()))
+    users = [p for p in nftest_files(root) if p.suffix == ".test" and ".anndata()" in p.read_text()]
+    if users and "nft-anndata" not in loaded:
+        return [
+            f"{len(users)} nf-test file(s) read AnnData but nf-test.config loads no nft-anndata@x.y.z"
+        ]
+    return []
+
+
+def test_nf_test_plugins_are_loaded_and_pinned(tmp_path: Path) -> None:
+    assert plugin_problems(REPO) == []
+    broken = tmp_path / "repo"
+    shutil.copytree(REPO / "modules", broken / "modules")
+    config = (REPO / "nf-test.config").read_text()
+    (broken / "nf-test.config").write_text(config.replace("nft-anndata@0.4.1", "nft-anndata"))
+    assert plugin_problems(broken) == [
+        "7 nf-test file(s) read AnnData but nf-test.config loads no nft-anndata@x.y.z"
+    ]
+
+
 def test_gpu_modules_have_gpu_tests() -> None:
     gpu_modules = [
         m.parent
