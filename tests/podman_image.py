@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import tomllib
@@ -73,6 +74,21 @@ def podman_env() -> dict[str, str]:
         f'runroot = "{cache / "run"}"\n'
     )
     return {**os.environ, "CONTAINERS_CONF": str(conf), "CONTAINERS_STORAGE_CONF": str(storage)}
+
+
+def podman_required(
+    environ: Mapping[str, str] | None = None,
+    *,
+    euid: int | None = None,
+    platform: str | None = None,
+) -> bool:
+    """Whether podman must work here, so that the container test fails instead of skipping: in CI
+    (``CI=true``, as GitHub Actions sets it) as root on Linux, where `make sysdeps`
+    installs podman, runc and debootstrap. Defaults: this process's environment, uid, platform."""
+    environ = os.environ if environ is None else environ
+    euid = os.geteuid() if euid is None else euid
+    platform = sys.platform if platform is None else platform
+    return environ.get("CI", "").lower() == "true" and euid == 0 and platform == "linux"
 
 
 def check_podman(env: dict[str, str]) -> None:

@@ -4,7 +4,9 @@ as a non-root user with the output folder mounted, and its results equal the hos
 golden regression tolerances.
 
 Skipped, with the reason, only when podman cannot run on the machine: podman, runc or debootstrap
-not installed (`make sysdeps` installs them) or `podman info` failing.
+not installed (`make sysdeps` installs them) or `podman info` failing. In CI as root on Linux
+(tests/podman_image.py `podman_required`), where `make sysdeps` has installed them, the same
+reasons fail the test instead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from podman_image import (
     build_cpu_image,
     check_podman,
     podman_env,
+    podman_required,
     run_in_image,
 )
 from scregnet.evaluate.summary import compare_summaries, summarize
@@ -43,6 +46,8 @@ def podman() -> dict[str, str]:
         env = podman_env()
         check_podman(env)
     except PodmanUnavailable as exc:
+        if podman_required():
+            pytest.fail(f"podman cannot run in CI as root on Linux (`make sysdeps`): {exc}")
         pytest.skip(f"podman cannot run here: {exc}")
     return env
 
