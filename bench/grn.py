@@ -16,7 +16,7 @@ BEELINE set, with peak memory, on this machine's CPU.
 
 GRNBoost2 / GENIE3 run arboreto's per-target regression (``arboreto.core.infer_partial_network``,
 its ``SGBM_KWARGS`` with early stopping / ``RF_KWARGS`` with 100 trees) when arboreto is installed (the ``bench``
-extra), else scikit-learn with the same settings (``scregnet.grn.baselines``).
+extra), else scikit-learn with the same settings (``grn_baselines``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from numpy.typing import NDArray
 
-from scregnet.grn.baselines import tree_importances
+from grn_baselines import tree_importances
 from scregnet.grn.data import ExpressionViews, read_views
 from scregnet.grn.images import ImageBuilder
 from scregnet.grn.model import GRNConfig
@@ -290,7 +290,7 @@ def speed_lines(rows: list[dict[str, float]]) -> str:
 def run_speed(root: Path, args: argparse.Namespace) -> str:
     """:func:`speed` on a real BEELINE set (mESC, the most genes), label features from split 0's
     training TFs."""
-    from scregnet.grn.beeline import load_set, tf_folds, tf_pairs
+    from grn_beeline import load_set, tf_folds, tf_pairs
 
     data = load_set(root, "Non-Specific", "mESC")
     _, train_tfs = tf_folds(data.regulators, 0)

@@ -16,7 +16,7 @@ Methods, all in the same run:
   |Pearson|; ``target prior x |r|``: that fraction times |Pearson|;
 - ``GRNBoost2`` / ``GENIE3``: arboreto's per-target regression (``arboreto.core.
   infer_partial_network``; GENIE3 with 100 trees) when arboreto imports, else the scikit-learn
-  equivalents of ``scregnet.grn.baselines`` (the table then names them ``(sklearn)``); regulators
+  equivalents of ``grn_baselines`` (the table then names them ``(sklearn)``); regulators
   are every TF of the set's TF list, computed once per cell type (the three truths share the
   expression);
 - ``DeepMCL (published)``: the network without pair or label features (``--no-pair-features``);
@@ -45,8 +45,8 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grn import metrics, tree_baseline
-from scregnet.grn.baselines import abs_pearson, target_prior
-from scregnet.grn.beeline import (
+from grn_baselines import abs_pearson, target_prior
+from grn_beeline import (
     CELLS,
     NETS,
     RealSet,
