@@ -37,6 +37,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ from grn_beeline import (
     tf_folds,
     tf_pairs,
 )
+from scregnet.grn.config import Sampling
 from scregnet.grn.images import ImageBuilder
 from scregnet.grn.model import GRNConfig
 from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
@@ -317,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pos-weight", type=float, default=TrainConfig.pos_weight, help="positive-class weight"
     )
-    parser.add_argument("--sampling", default=TrainConfig.sampling, help="natural or balanced")
+    parser.add_argument(
+        "--sampling",
+        choices=get_args(Sampling),
+        default=TrainConfig.sampling,
+        help="pairs per epoch",
+    )
     parser.add_argument("--no-trees", action="store_true")
     parser.add_argument(
         "--trees-dir", type=Path, default=None, help="use only the tree scores cached there"
