@@ -8,7 +8,7 @@ pairs, and AUPRC ratio / EPR on the full out-of-fold ranking (every TF x target,
 a model that never saw it). Each model makes its own held-out choices (read-out, epoch, network
 on/off) on its training TFs only (``scregnet.grn.train.fit``); what it chose is listed per fold.
 Ablation: the model on each single view, without the held-out selection (``val_fraction = 0``,
-the session-2 model) and without any pair features (DeepMCL as published). Speed (``--speed``): pairs/s
+the model with a fixed read-out) and without any pair features (DeepMCL as published). Speed (``--speed``): pairs/s
 of image building and of scoring (images + network + head) at 10^5 and 10^6 pairs on a real
 BEELINE set, with peak memory, on this machine's CPU.
 
@@ -55,7 +55,7 @@ def variants(views: list[str], ablation: bool) -> dict[str, Variant]:
     if len(views) > 1:
         out |= {f"scregnet ({v} only)": ([v], {}, {}) for v in views}
     if ablation:
-        out["- held-out selection (session-2 model)"] = (views, {}, {"val_fraction": 0.0})
+        out["- held-out selection"] = (views, {}, {"val_fraction": 0.0})
         out["- pair features (DeepMCL as published)"] = (views, {"n_pair_features": 0}, {})
     return out
 

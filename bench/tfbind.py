@@ -48,7 +48,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SCREGNET = [sys.executable, "-m", "scregnet.cli.main"]
-#: each step's log lines (stderr) from this session's runs
+#: each step's log lines (stderr) from the runs of this process
 LOGS: dict[str, list[str]] = {}
 
 
