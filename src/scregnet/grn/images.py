@@ -257,10 +257,6 @@ class ImageBuilder:
             time.perf_counter() - start,
         )
 
-    @property
-    def n_views(self) -> int:
-        return len(self.views)
-
     def primary(
         self, a: torch.Tensor, b: torch.Tensor, cells: list[torch.Tensor] | None = None
     ) -> torch.Tensor:

@@ -284,9 +284,6 @@ class WindowIndex:
     def positives(self) -> NDArray[np.int64]:
         return (self.labels == 1).sum(axis=0).astype(np.int64)
 
-    def negatives(self) -> NDArray[np.int64]:
-        return (self.labels == 0).sum(axis=0).astype(np.int64)
-
 
 @dataclass
 class BulkData:
