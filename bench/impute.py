@@ -11,7 +11,7 @@ Protocol (SCIENCE.md section 2), identical for every method:
   (``true_pearson``) and on all entries (``true_all_pearson``);
 - clustering, the same procedure for every method. Labelled data (the simulator's true types;
   ``pbmc68k``: real PBMC counts shipped with scanpy, with the authors' 10 ``bulk_labels``, see
-  ``scregnet.evaluate.labelled_counts``): k-means (k = number of labelled types,
+  ``bench/labelled_counts.py``): k-means (k = number of labelled types,
   ``score_impute.cluster_labels``, 3 k-means seeds averaged) on each method's output for the
   unmasked counts (``ari_seed0``: the seed-0 figure alone) and for 20 %-masked
   copies (``--mask-seeds``). ``celltypist`` ships without labels; it is scored the same way
@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scregnet.evaluate.labelled_counts import marker_labelled_counts, pbmc68k_counts
+from labelled_counts import marker_labelled_counts, pbmc68k_counts
 from scregnet.evaluate.metrics import (
     adjusted_rand,
     mask_nonzeros,
