@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests bench
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy src/scregnet
+	$(VENV)/bin/mypy  # the files listed in pyproject.toml [tool.mypy]
 
 pytest: $(STAMP) sysdeps
 	$(VENV)/bin/pytest

@@ -16,7 +16,7 @@ runner's own scheduling policy replayed (``--jobs`` slots, same dependencies and
 each step lasting its measured CPU seconds, plus the runner's own CPU time (simulation, evaluation).
 On a shared machine the measured wall time mostly measures the other jobs.
 
-The target (issue #8) is < 8 GB peak memory on the ``large`` world. The world is reused when
+The target is < 8 GB peak memory on the ``large`` world. The world is reused when
 ``WORLD/params.yaml`` exists (the ATAC bench simulates ``bench/work/large``); ``--simulate`` makes it.
 
     python bench/end_to_end.py --world bench/work/large --jobs 1 --impute-epochs 1

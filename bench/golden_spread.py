@@ -9,7 +9,7 @@ the summary reads, one at a time, each a fresh process under environment variabl
 counts that change which floating-point kernels run: oneDNN's ISA (``ONEDNN_MAX_CPU_ISA``, torch's
 convolutions), torch's SIMD dispatch (``ATEN_CPU_CAPABILITY``), MKL's code path (``MKL_CBWR``),
 numpy/scipy's OpenBLAS core (``OPENBLAS_CORETYPE``), numba's target CPU, BLAS and torch threads.
-Each variant's :func:`scregnet.evaluate.summary.summarize` is compared with the first variant's
+Each variant's summary (``tests/golden_summary.py``) is compared with the first variant's
 (this machine's defaults) and with the committed golden file (written on another CPU, where it
 was). The largest difference of each kind of number between any two of them (the variants and the
 golden file) is written to ``--out``; ``test_golden_summary`` derives its tolerances from it.
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", type=Path, default=None, help="write the spread JSON here")
     args = parser.parse_args(argv)
-    from scregnet.evaluate.summary import summarize
+    sys.path.insert(0, str(REPO / "tests"))
+    from golden_summary import summarize
     from scregnet.simulate import simulate
 
     names = args.variants.split(",")

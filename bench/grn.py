@@ -8,7 +8,7 @@ pairs, and AUPRC ratio / EPR on the full out-of-fold ranking (every TF x target,
 a model that never saw it). Each model makes its own held-out choices (read-out, epoch, network
 on/off) on its training TFs only (``scregnet.grn.train.fit``); what it chose is listed per fold.
 Ablation: the model on each single view, without the held-out selection (``val_fraction = 0``,
-the session-2 model) and without any pair features (DeepMCL as published). Speed (``--speed``): pairs/s
+the model with a fixed read-out) and without any pair features (DeepMCL as published). Speed (``--speed``): pairs/s
 of image building and of scoring (images + network + head) at 10^5 and 10^6 pairs on a real
 BEELINE set, with peak memory, on this machine's CPU.
 
@@ -16,7 +16,7 @@ BEELINE set, with peak memory, on this machine's CPU.
 
 GRNBoost2 / GENIE3 run arboreto's per-target regression (``arboreto.core.infer_partial_network``,
 its ``SGBM_KWARGS`` with early stopping / ``RF_KWARGS`` with 100 trees) when arboreto is installed (the ``bench``
-extra), else scikit-learn with the same settings (``scregnet.grn.baselines``).
+extra), else scikit-learn with the same settings (``grn_baselines``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from numpy.typing import NDArray
 
-from scregnet.grn.baselines import tree_importances
+from grn_baselines import tree_importances
 from scregnet.grn.data import ExpressionViews, read_views
 from scregnet.grn.images import ImageBuilder
 from scregnet.grn.model import GRNConfig
@@ -55,7 +55,7 @@ def variants(views: list[str], ablation: bool) -> dict[str, Variant]:
     if len(views) > 1:
         out |= {f"scregnet ({v} only)": ([v], {}, {}) for v in views}
     if ablation:
-        out["- held-out selection (session-2 model)"] = (views, {}, {"val_fraction": 0.0})
+        out["- held-out selection"] = (views, {}, {"val_fraction": 0.0})
         out["- pair features (DeepMCL as published)"] = (views, {"n_pair_features": 0}, {})
     return out
 
@@ -290,7 +290,7 @@ def speed_lines(rows: list[dict[str, float]]) -> str:
 def run_speed(root: Path, args: argparse.Namespace) -> str:
     """:func:`speed` on a real BEELINE set (mESC, the most genes), label features from split 0's
     training TFs."""
-    from scregnet.grn.beeline import load_set, tf_folds, tf_pairs
+    from grn_beeline import load_set, tf_folds, tf_pairs
 
     data = load_set(root, "Non-Specific", "mESC")
     _, train_tfs = tf_folds(data.regulators, 0)

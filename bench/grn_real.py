@@ -16,7 +16,7 @@ Methods, all in the same run:
   |Pearson|; ``target prior x |r|``: that fraction times |Pearson|;
 - ``GRNBoost2`` / ``GENIE3``: arboreto's per-target regression (``arboreto.core.
   infer_partial_network``; GENIE3 with 100 trees) when arboreto imports, else the scikit-learn
-  equivalents of ``scregnet.grn.baselines`` (the table then names them ``(sklearn)``); regulators
+  equivalents of ``grn_baselines`` (the table then names them ``(sklearn)``); regulators
   are every TF of the set's TF list, computed once per cell type (the three truths share the
   expression);
 - ``DeepMCL (published)``: the network without pair or label features (``--no-pair-features``);
@@ -37,6 +37,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -45,8 +46,8 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grn import metrics, tree_baseline
-from scregnet.grn.baselines import abs_pearson, target_prior
-from scregnet.grn.beeline import (
+from grn_baselines import abs_pearson, target_prior
+from grn_beeline import (
     CELLS,
     NETS,
     RealSet,
@@ -54,6 +55,7 @@ from scregnet.grn.beeline import (
     tf_folds,
     tf_pairs,
 )
+from scregnet.grn.config import Sampling
 from scregnet.grn.images import ImageBuilder
 from scregnet.grn.model import GRNConfig
 from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
@@ -317,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pos-weight", type=float, default=TrainConfig.pos_weight, help="positive-class weight"
     )
-    parser.add_argument("--sampling", default=TrainConfig.sampling, help="natural or balanced")
+    parser.add_argument(
+        "--sampling",
+        choices=get_args(Sampling),
+        default=TrainConfig.sampling,
+        help="pairs per epoch",
+    )
     parser.add_argument("--no-trees", action="store_true")
     parser.add_argument(
         "--trees-dir", type=Path, default=None, help="use only the tree scores cached there"

@@ -11,14 +11,14 @@ Protocol (SCIENCE.md section 2), identical for every method:
   (``true_pearson``) and on all entries (``true_all_pearson``);
 - clustering, the same procedure for every method. Labelled data (the simulator's true types;
   ``pbmc68k``: real PBMC counts shipped with scanpy, with the authors' 10 ``bulk_labels``, see
-  ``scregnet.evaluate.labelled_counts``): k-means (k = number of labelled types,
+  ``bench/labelled_counts.py``): k-means (k = number of labelled types,
   ``score_impute.cluster_labels``, 3 k-means seeds averaged) on each method's output for the
-  unmasked counts (the sessions 1-2 figure is the seed-0 one, ``ari_seed0``) and for 20 %-masked
+  unmasked counts (``ari_seed0``: the seed-0 figure alone) and for 20 %-masked
   copies (``--mask-seeds``). ``celltypist`` ships without labels; it is scored the same way
   against marker lineages (``labelled_counts.marker_labels``: 6 immune lineages from a fixed panel
-  of canonical markers, scored on all 32,786 genes; 6 unassigned cells left out; session 6), and,
-  as in sessions 2-5, against clusters of its own unmasked counts, two protocols:
-  *old* (sessions 1-2, kept for comparison): k-means with k = cells // 50 on the unmasked counts
+  of canonical markers, scored on all 32,786 genes; 6 unassigned cells left out), and
+  against clusters of its own unmasked counts, two protocols:
+  *old* (kept for comparison): k-means with k = cells // 50 on the unmasked counts
   as the reference, the same on one 20 %-masked copy, one seed -- its reference is not
   reproducible (ARI between k-means seeds on the same unmasked data is printed);
   *new*: the reference is scanpy's standard workflow (30 PCs, 15-neighbour graph, Leiden at
@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scregnet.evaluate.labelled_counts import marker_labelled_counts, pbmc68k_counts
+from labelled_counts import marker_labelled_counts, pbmc68k_counts
 from scregnet.evaluate.metrics import (
     adjusted_rand,
     mask_nonzeros,
@@ -87,7 +87,7 @@ LABEL_SOURCE = {
     "pbmc68k": "bulk_labels",
     "celltypist": "marker lineages",
 }
-#: data sets also scored against clusters of their own unmasked counts (sessions 2-5 protocol)
+#: data sets also scored against clusters of their own unmasked counts
 SELF_REFERENCE = {"celltypist"}
 
 
@@ -295,7 +295,7 @@ def labelled_clustering_table(
     ok = pd.notna(labels)
     truth = labels[ok].astype(str)
     k = int(np.unique(truth).size)
-    # old protocol (sessions 1-2): unmasked counts, one k-means seed; now also averaged
+    # unmasked counts: the seed-0 k-means figure and the mean over k-means seeds
     for method, fn in methods.items():
         out = fn(counts, seed)[ok]
         preds = [cluster_labels(out, k, seed=s) for s in cseeds]
@@ -330,7 +330,7 @@ def self_reference_clustering_table(
     """Clustering ARI / NMI against clusters of the unmasked counts themselves (no labels)."""
     rows: list[dict[str, Any]] = []
     cseeds = range(seed, seed + n_cluster_seeds)
-    # old protocol (sessions 1-2): k-means (k = cells // 50) of the unmasked counts, one seed,
+    # old protocol: k-means (k = cells // 50) of the unmasked counts, one seed,
     # against the same on one 20 %-masked copy (mask seed seed + 1)
     n_clusters = int(np.clip(counts.shape[0] // 50, 2, 12))
     logn = data.normalize_log1p(counts)
@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         "--mask-seeds",
         default="2,3,4",
         help="mask seeds of the 20 %%-masked copies that are clustered (not the development "
-        "seeds 11, 12 used to choose the depth gate (session 3) and the headline layer (session 5))",
+        "seeds 11, 12, on which the depth gate and the headline layer were chosen)",
     )
     parser.add_argument("--speed", action="store_true", help="only the speed benchmark")
     parser.add_argument(

@@ -21,7 +21,7 @@
 ``--speed`` measures only training and prediction windows per CPU second at the paper's network
 size and the cost of a genome-wide prediction (``bench/out/tfbind_speed.json``).
 
-``--real`` runs only the real-sequence ChIP-seq benchmark (:mod:`scregnet.tfbind.chip_benchmark`)
+``--real`` runs only the real-sequence ChIP-seq benchmark (``bench/tfbind_chip.py``)
 on ``encode_chr22``: per TF, summit windows against GC-matched genomic background (and, apart,
 dinucleotide shuffles), three contiguous genomic blocks each held out once; the multi-task
 sequence-only scFAN trunk beside the best PWM, a 6-mer logistic regression and GC content.
@@ -48,7 +48,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SCREGNET = [sys.executable, "-m", "scregnet.cli.main"]
-#: each step's log lines (stderr) from this session's runs
+#: each step's log lines (stderr) from the runs of this process
 LOGS: dict[str, list[str]] = {}
 
 
@@ -198,9 +198,10 @@ def ctcf(testdata: Path) -> dict[str, float]:
     from torch.utils.data import TensorDataset
 
     from scregnet.stats import auprc, auroc
-    from scregnet.tfbind.data import dinucleotide_shuffle, one_hot
+    from scregnet.tfbind.data import one_hot
     from scregnet.tfbind.motifs import MotifScanner, read_motifs
-    from scregnet.tfbind.train import TrainConfig, fit_sequences, predict_dataset
+    from scregnet.tfbind.train import TrainConfig, predict_dataset
+    from tfbind_sequences import dinucleotide_shuffle, fit_sequences
 
     t0 = time.perf_counter()
     fasta = pysam.FastaFile(str(testdata / "tf_peaks" / "Gm12878.CTCF.top500.w200.fa"))
@@ -246,7 +247,7 @@ def real_chip(args: argparse.Namespace) -> int:
     """The real-sequence ChIP-seq benchmark (or its tuning split with ``--tune``)."""
     import torch
 
-    from scregnet.tfbind import chip_benchmark as cb
+    import tfbind_chip as cb
 
     t0 = time.perf_counter()
     torch.manual_seed(0)

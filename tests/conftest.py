@@ -43,7 +43,7 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def celltypist_labelled(testdata: Path) -> tuple[Any, list[str], Any]:
     """celltypist's real counts (all 32,786 genes), gene names and marker lineage labels (~15 s)."""
-    from scregnet.evaluate.labelled_counts import marker_labelled_counts
+    from labelled_counts import marker_labelled_counts
 
     return marker_labelled_counts(testdata / "celltypist_counts" / "sample_cell_by_gene.csv.gz")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scregnet.evaluate.summary import SummaryTolerance
+from golden_summary import SummaryTolerance
 
 SPREAD = Path(__file__).resolve().parent / "golden" / "tiny_spread.json"
 FACTOR = 1.5

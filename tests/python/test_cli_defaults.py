@@ -1,20 +1,24 @@
 """One definition per default: the ``impute``, ``tfbind`` and ``grn`` command lines, parsed with
 no optional flag, give exactly the config dataclasses' defaults (and ``impute``'s and
-``infer_grn``'s keyword defaults)."""
+``infer_grn``'s keyword defaults); each fixed-choice option's CLI ``choices`` are its ``Literal``
+alias's values, and the API refuses any other value with a ``ValueError`` naming the option."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import inspect
+from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 
+from scregnet.atac.options import Collapse, Features, Strategy
 from scregnet.cli import grn as grn_cli
 from scregnet.cli import impute as impute_cli
 from scregnet.cli import tfbind as tfbind_cli
 from scregnet.cli.main import build_parser
-from scregnet.grn.config import GRNConfig
+from scregnet.grn.config import GRNConfig, Sampling
 from scregnet.grn.config import TrainConfig as GRNTrainConfig
 from scregnet.impute.config import ImputeConfig
 from scregnet.impute.config import TrainConfig as ImputeTrainConfig
@@ -39,7 +43,7 @@ def differences(got: object, want: object) -> dict[str, tuple[object, object]]:
     """Fields where two dataclass instances differ: name -> (CLI's, dataclass's)."""
     return {
         f.name: (getattr(got, f.name), getattr(want, f.name))
-        for f in dataclasses.fields(want)  # type: ignore[arg-type]
+        for f in dataclasses.fields(want)
         if getattr(got, f.name) != getattr(want, f.name)
     }
 
@@ -115,3 +119,52 @@ def test_help_lines_are_one_sentence() -> None:
         if a.help and a.help != argparse.SUPPRESS and len(a.help) > 100
     ]
     assert long == []
+
+
+def option(command: str, flag: str) -> argparse.Action:
+    """The ``flag`` action of ``scregnet <command>``."""
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return next(a for a in subs.choices[command]._actions if flag in a.option_strings)
+
+
+CHOICES = [
+    ("fragments", "--collapse", Collapse),
+    ("count", "--strategy", Strategy),
+    ("cluster", "--features", Features),
+    ("grn", "--sampling", Sampling),
+]
+
+
+@pytest.mark.parametrize(("command", "flag", "alias"), CHOICES, ids=[c[1] for c in CHOICES])
+def test_cli_choices_are_the_literal_values(command: str, flag: str, alias: Any) -> None:
+    action = option(command, flag)
+    assert tuple(action.choices) == get_args(alias)
+    assert action.default in get_args(alias)
+
+
+def test_a_bad_choice_names_the_option_and_its_values(tmp_path: Path) -> None:
+    import anndata as ad
+    import numpy as np
+
+    from scregnet.atac.cluster import cluster_cells
+    from scregnet.atac.count import count_fragments
+    from scregnet.atac.fragments import FragmentOptions
+
+    with pytest.raises(
+        ValueError, match=r"^sampling must be one of 'balanced', 'natural', got 'focal'$"
+    ):
+        GRNTrainConfig(sampling="focal")
+    with pytest.raises(
+        ValueError, match=r"^collapse must be one of 'within', 'across', got 'none'$"
+    ):
+        FragmentOptions(collapse="none")
+    with pytest.raises(
+        ValueError,
+        match=r"^strategy must be one of 'fragment', 'insertion', 'paired-insertion', got 'reads'$",
+    ):
+        count_fragments(tmp_path / "f.tsv.gz", tmp_path / "p.bed", {"chr1": 1000}, strategy="reads")
+    with pytest.raises(
+        ValueError, match=r"^features must be one of 'peaks', 'tiles', got 'genes'$"
+    ):
+        cluster_cells(ad.AnnData(np.ones((4, 3), dtype=np.float32)), features="genes")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import scregnet
+from golden_summary import compare_summaries, summarize
 from golden_tolerance import golden_tolerance
 from podman_image import (
     SITE_CERTS,
@@ -29,7 +30,6 @@ from podman_image import (
     podman_required,
     run_in_image,
 )
-from scregnet.evaluate.summary import compare_summaries, summarize
 from tiny_run import run, tiny_params
 
 pytestmark = pytest.mark.slow

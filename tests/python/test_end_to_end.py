@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from golden_summary import compare_summaries, summarize
 from golden_tolerance import golden_tolerance
-from scregnet.evaluate.summary import compare_summaries, summarize
 from tiny_run import run, tiny_params
 
 REPO = Path(__file__).resolve().parents[2]

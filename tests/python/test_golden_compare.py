@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from golden_summary import ROUNDING_REL, SummaryTolerance, compare_summaries
 from golden_tolerance import FACTOR, SPREAD, golden_tolerance
-from scregnet.evaluate.summary import ROUNDING_REL, SummaryTolerance, compare_summaries
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "tiny_summary.json"
 

@@ -20,8 +20,8 @@ import pytest
     strict=True,
 )
 def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
-    from scregnet.grn.baselines import abs_pearson, target_prior
-    from scregnet.grn.beeline import load_set, tf_folds, tf_pairs
+    from grn_baselines import abs_pearson, target_prior
+    from grn_beeline import load_set, tf_folds, tf_pairs
     from scregnet.grn.data import ExpressionViews
     from scregnet.grn.images import ImageBuilder
     from scregnet.grn.model import GRNConfig

@@ -392,7 +392,9 @@ def test_epoch_pairs_sampling() -> None:
     assert balanced.size == 40 and labels.label[balanced].sum() == 20
     natural = _epoch_pairs(labels, 1000, rng, "natural")
     assert sorted(natural.tolist()) == list(range(100))  # every pair once, at the 10 % rate
-    with pytest.raises(ValueError, match="unknown sampling"):
+    with pytest.raises(
+        ValueError, match="sampling must be one of 'balanced', 'natural', got 'focal'"
+    ):
         _epoch_pairs(labels, 40, rng, "focal")
 
 

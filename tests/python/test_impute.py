@@ -464,7 +464,7 @@ def test_labelled_real_counts_decode_to_integers() -> None:
     """scanpy's pbmc68k_reduced decodes to integer UMI counts whose totals match obs n_counts."""
     import scanpy as sc
 
-    from scregnet.evaluate.labelled_counts import pbmc68k_counts
+    from labelled_counts import pbmc68k_counts
 
     counts, genes, labels = pbmc68k_counts()
     assert counts.shape == (700, 765) and len(genes) == 765

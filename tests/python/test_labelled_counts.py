@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scregnet.evaluate.labelled_counts import IMMUNE_LINEAGE_MARKERS, marker_labels
+from labelled_counts import IMMUNE_LINEAGE_MARKERS, marker_labels
 
 
 def marker_world(seed: int = 0) -> tuple[np.ndarray, list[str], list[str | None]]:

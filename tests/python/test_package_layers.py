@@ -55,7 +55,7 @@ def test_no_stage_imports_another_stage_or_evaluate() -> None:
     [
         ("grn", "from scregnet.evaluate.metrics import auprc\n"),
         ("tfbind", "def f():\n    from scregnet.impute import api\n"),
-        ("evaluate", "import scregnet.grn.baselines\n"),
+        ("evaluate", "import scregnet.grn.model\n"),
         ("impute", "from scregnet import tfbind\n"),
     ],
 )

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from scregnet.tfbind import chip_benchmark as cb
+import tfbind_chip as cb
 
 #: TFs with >= 100 summits whose PWM the network beat on the tuning split (train block 0, score
 #: block 1); on TFs with strong PWMs (CTCF, CEBPB) it does not (docs/benchmarks.md)

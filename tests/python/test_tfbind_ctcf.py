@@ -15,9 +15,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from scregnet.stats import auroc
-from scregnet.tfbind.data import dinucleotide_shuffle, one_hot
+from scregnet.tfbind.data import one_hot
 from scregnet.tfbind.motifs import MotifScanner, read_motifs
-from scregnet.tfbind.train import TrainConfig, fit_sequences, predict_dataset
+from scregnet.tfbind.train import TrainConfig, predict_dataset
+from tfbind_sequences import dinucleotide_shuffle, fit_sequences
 
 
 def test_ctcf_summits_against_shuffled_background(testdata: Path) -> None:

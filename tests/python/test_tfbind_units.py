@@ -15,7 +15,6 @@ from scregnet.errors import InputError
 from scregnet.tfbind.data import (
     bin_labels,
     choose_heldout,
-    dinucleotide_shuffle,
     merge_intervals,
     one_hot,
     read_bulk_sheet,
@@ -29,6 +28,7 @@ from scregnet.tfbind.motifs import (
     read_motifs,
     score_threshold,
 )
+from tfbind_sequences import dinucleotide_shuffle
 
 
 def test_one_hot_and_reverse_complement() -> None:
@@ -398,7 +398,7 @@ def test_scfan_activity_is_the_top2_fraction_over_a_cells_accessible_peaks() -> 
 
 
 def test_chip_benchmark_helpers() -> None:
-    from scregnet.tfbind import chip_benchmark as cb
+    import tfbind_chip as cb
     from scregnet.tfbind.data import one_hot
 
     # summits closer than the distance to a cluster's first one merge; the strongest is kept
@@ -429,7 +429,7 @@ def test_chip_benchmark_helpers() -> None:
 
 def test_read_meme(tmp_path: Path) -> None:
     from scregnet.errors import InputError
-    from scregnet.tfbind.motifs import read_meme
+    from tfbind_chip import read_meme
 
     path = tmp_path / "m.meme"
     path.write_text(

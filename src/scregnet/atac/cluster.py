@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scregnet import keys
+from scregnet.atac.options import Features
+from scregnet.choices import check_choice
 from scregnet.errors import InputError
 
 if TYPE_CHECKING:
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
     import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
-
-Features = Literal["peaks", "tiles"]
 
 
 def tfidf(counts: sp.spmatrix, *, scale: float = 1e4) -> sp.csr_matrix:
@@ -94,6 +94,7 @@ def cluster_cells(
     umap: bool = True,
 ) -> ad.AnnData:
     """Add ``obsm['X_lsi']``, ``obs['cluster']`` and ``obsm['X_umap']`` to ``adata`` (in place)."""
+    check_choice("features", features, Features)
     import pandas as pd
     import scanpy as sc
 

@@ -40,13 +40,15 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import pandas as pd
 
 from scregnet.atac.count_kernels import count_chunk
+from scregnet.atac.options import Strategy
 from scregnet.atac.qc import QC_COLUMNS, knee_threshold, qc_table, tss_sites
+from scregnet.choices import check_choice
 from scregnet.errors import InputError
 from scregnet.io.fragments import FragmentReader
 
@@ -55,8 +57,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Strategy = Literal["fragment", "insertion", "paired-insertion"]
-STRATEGIES: tuple[Strategy, ...] = ("fragment", "insertion", "paired-insertion")
+#: the strategies in the order of :func:`~scregnet.atac.count_kernels.count_chunk`'s codes
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
 
 @dataclass
@@ -237,9 +239,7 @@ def count_fragments(
     """
     import anndata as ad
 
-    if strategy not in STRATEGIES:
-        msg = f"unknown counting strategy {strategy!r} (choose from {', '.join(STRATEGIES)})"
-        raise ValueError(msg)
+    check_choice("strategy", strategy, Strategy)
     began = time.perf_counter()
     fragments = Path(fragments)
     var = prepare_peaks(peaks, chrom_sizes, path=peaks_path)

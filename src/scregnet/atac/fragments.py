@@ -36,18 +36,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
+from scregnet.atac.options import Collapse
+from scregnet.choices import check_choice
 from scregnet.errors import InputError
 from scregnet.io.atomic import make_parent
 from scregnet.io.fragments import format_fragments, write_bgzf, write_fragment_parts
 from scregnet.io.outputs import writing
 
 log = logging.getLogger(__name__)
-
-Collapse = Literal["within", "across"]
 
 # unmapped, mate unmapped, secondary, QC fail, supplementary
 _DROP_FLAGS = 0x4 | 0x8 | 0x100 | 0x200 | 0x800
@@ -71,6 +70,9 @@ class FragmentOptions:
     collapse: Collapse = "within"
     merge_shared_ends: bool = False
     barcodes: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("collapse", self.collapse, Collapse)
 
 
 @dataclass

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import get_args
+
+from scregnet.atac.options import Features
 
 HELP = "cluster cells: TF-IDF, LSI (depth component dropped), neighbours, Leiden, UMAP"
 
@@ -16,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output S.clustered.h5ad")
     parser.add_argument(
         "--features",
-        choices=["peaks", "tiles"],
+        choices=get_args(Features),
         default="peaks",
         help="matrix to embed: X (peaks) or obsm['tiles']",
     )

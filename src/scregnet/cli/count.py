@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import get_args
+
+from scregnet.atac.options import Strategy
 
 HELP = "fragments -> cells x peaks (X) and cells x tiles (obsm['tiles']) counts, QC, cell calling"
 
@@ -50,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--strategy",
-        choices=["fragment", "insertion", "paired-insertion"],
+        choices=get_args(Strategy),
         default="paired-insertion",
         help="what counts in a feature: overlapping fragments, Tn5 insertions, or insertions "
         "once per fragment",

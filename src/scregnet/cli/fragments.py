@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import get_args
+
+from scregnet.atac.options import Collapse
 
 HELP = "BAM -> 10x-style fragments file (Tn5 shift, filters, per-cell duplicate collapsing)"
 
@@ -44,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--collapse",
-        choices=["within", "across"],
+        choices=get_args(Collapse),
         default="within",
         help="duplicates are pairs with equal coordinates within one barcode, or across barcodes",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import get_args
 
 from scregnet.grn.config import (
     N_LABEL_FEATURES,
@@ -14,6 +15,7 @@ from scregnet.grn.config import (
     PRIOR_WINDOW,
     SCORE_BATCH_SIZE,
     GRNConfig,
+    Sampling,
     TrainConfig,
 )
 
@@ -109,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sampling",
-        choices=("balanced", "natural"),
+        choices=get_args(Sampling),
         default=train.sampling,
         help="training pairs per epoch: at the labels' positive rate, or class-balanced",
     )

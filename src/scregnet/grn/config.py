@@ -4,7 +4,9 @@ reads its defaults from here). Free of heavy imports, so ``--help`` stays instan
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
+
+from scregnet.choices import check_choice
 
 #: the head's gene-level label features (:mod:`scregnet.grn.label_features`), in column order
 LABEL_FEATURE_NAMES = (
@@ -34,6 +36,8 @@ PRIOR_THRESHOLD = 0.5
 NEGATIVE_RATIO = 3.0
 #: pairs per scoring batch
 SCORE_BATCH_SIZE = 2048
+#: training pairs per epoch (:attr:`TrainConfig.sampling`)
+Sampling = Literal["balanced", "natural"]
 
 
 @dataclass
@@ -69,7 +73,7 @@ class TrainConfig:
     #: ``natural``: pairs drawn uniformly, so at the labels' own positive rate (better early
     #: precision, see docs/benchmarks.md); ``balanced``: as many positive as negative pairs per
     #: epoch (positives resampled), as DeepMCL trains
-    sampling: str = "natural"
+    sampling: Sampling = "natural"
     #: weight of a positive pair in the classification loss (class weighting for sparse truths;
     #: 1: unweighted)
     pos_weight: float = 1.0
@@ -81,6 +85,9 @@ class TrainConfig:
     network: bool = True
     #: bootstrap resamples of validation TFs for the standard-error rule
     n_bootstrap: int = 200
+
+    def __post_init__(self) -> None:
+        check_choice("sampling", self.sampling, Sampling)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

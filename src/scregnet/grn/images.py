@@ -257,14 +257,6 @@ class ImageBuilder:
             time.perf_counter() - start,
         )
 
-    @property
-    def n_views(self) -> int:
-        return len(self.views)
-
-    @property
-    def neighbour_images_per_gene(self) -> int:
-        return self.n_neighbours + 1
-
     def primary(
         self, a: torch.Tensor, b: torch.Tensor, cells: list[torch.Tensor] | None = None
     ) -> torch.Tensor:

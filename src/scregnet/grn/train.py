@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from scregnet.choices import check_choice
 from scregnet.errors import InputError
-from scregnet.grn.config import TrainConfig
+from scregnet.grn.config import Sampling, TrainConfig
 
 if TYPE_CHECKING:
     import torch
@@ -156,16 +157,14 @@ def forward_pairs(
 
 
 def _epoch_pairs(
-    labels: PairLabels, cap: int, rng: np.random.Generator, sampling: str = "balanced"
+    labels: PairLabels, cap: int, rng: np.random.Generator, sampling: Sampling = "balanced"
 ) -> NDArray[np.intp]:
     """Pairs for one epoch. ``balanced``: the majority class subsampled to ``cap / 2`` and the
     minority class drawn (with replacement when needed) to the same size. ``natural``: at most
     ``cap`` pairs drawn without replacement, at the labels' positive rate."""
+    check_choice("sampling", sampling, Sampling)
     if sampling == "natural":
         return rng.permutation(len(labels))[:cap]
-    if sampling != "balanced":
-        msg = f"unknown sampling {sampling!r} (balanced or natural)"
-        raise ValueError(msg)
     pos = np.flatnonzero(labels.label == 1)
     neg = np.flatnonzero(labels.label == 0)
     n = min(max(pos.size, neg.size), cap // 2)

@@ -586,21 +586,6 @@ def write_fragment_parts(parts: Sequence[Path], out: str | Path) -> Path:
     return out
 
 
-def write_fragments(chunks: Iterable[tuple[FragmentChunk, Sequence[str]]], out: str | Path) -> Path:
-    """Write ``(chunk, barcode_names)`` pairs (sorted, chromosome-contiguous) as bgzip + tabix."""
-    out = Path(out)
-    with atomic_paths(out, Path(str(out) + ".tbi")) as (tmp_gz, tmp_tbi):
-        with BgzfWriter(tmp_gz) as handle:
-            for chunk, names in chunks:
-                handle.write(
-                    format_fragments(
-                        chunk.chrom, chunk.start, chunk.end, names, chunk.barcode, chunk.count
-                    )
-                )
-        tabix_index(tmp_gz, tmp_tbi)
-    return out
-
-
 def check_tabix(path: str | Path) -> Path:
     """The path of the fragments file's tabix index; an :class:`InputError` when it is missing."""
     path = Path(path)

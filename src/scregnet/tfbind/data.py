@@ -9,7 +9,6 @@ nothing is materialised genome-wide.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -54,47 +53,6 @@ def reverse_complement(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 4:
         return dna
     return torch.cat([dna, x[:, 4:].flip(dims=(2,))], dim=1)
-
-
-def dinucleotide_shuffle(seq: str, rng: np.random.Generator) -> str:
-    """A random sequence with exactly the dinucleotide counts of ``seq`` (Altschul-Erikson 1985).
-
-    Random Eulerian walk through the dinucleotide graph: a random arborescence of last exits
-    (Wilson's loop-erased walk) guarantees that the walk uses every edge.
-    """
-    seq = seq.upper()
-    if len(seq) < 3:
-        return seq
-    edges: dict[str, list[str]] = {}
-    for a, b in itertools.pairwise(seq):
-        edges.setdefault(a, []).append(b)
-    last = seq[-1]
-    in_tree = {last}
-    nxt: dict[str, str] = {}
-    for v in edges:
-        u = v
-        while u not in in_tree:
-            options = edges[u]
-            nxt[u] = options[int(rng.integers(len(options)))]
-            u = nxt[u]
-        u = v
-        while u not in in_tree:
-            in_tree.add(u)
-            u = nxt[u]
-    order: dict[str, list[str]] = {}
-    for v, out in edges.items():
-        out = list(out)
-        if v != last:
-            out.remove(nxt[v])
-        perm = rng.permutation(len(out))
-        out = [out[i] for i in perm]
-        if v != last:
-            out.append(nxt[v])
-        order[v] = out[::-1]  # pop() from the end
-    walk = [seq[0]]
-    for _ in range(len(seq) - 1):
-        walk.append(order[walk[-1]].pop())
-    return "".join(walk)
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,9 +283,6 @@ class WindowIndex:
 
     def positives(self) -> NDArray[np.int64]:
         return (self.labels == 1).sum(axis=0).astype(np.int64)
-
-    def negatives(self) -> NDArray[np.int64]:
-        return (self.labels == 0).sum(axis=0).astype(np.int64)
 
 
 @dataclass

@@ -77,8 +77,8 @@ class ModelConfig:
 class ScFAN(nn.Module):
     """Multi-task CNN: ``(batch, channels, window)`` -> ``(batch, n_tfs)`` logits.
 
-    Sigmoid is applied by the loss (``BCEWithLogitsLoss``) and by :meth:`predict_proba`, so
-    ``forward`` always returns logits.
+    Sigmoid is applied by the loss (``BCEWithLogitsLoss``) and at prediction, so ``forward``
+    always returns logits.
     """
 
     calib_scale: torch.Tensor
@@ -208,11 +208,6 @@ class ScFAN(nn.Module):
     def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated logits: the per-TF Platt scaling fitted on the validation chromosomes."""
         return logits.float() * self.calib_scale + self.calib_bias
-
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Calibrated binding probabilities ``(batch, n_tfs)`` in eval mode."""
-        return torch.sigmoid(self.calibrate(self(x)))
 
     @torch.no_grad()
     def init_motif_filters(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ from numpy.typing import NDArray
 
 from scregnet.errors import InputError
 from scregnet.stats import auprc, auroc
-from scregnet.tfbind.data import dinucleotide_shuffle, merge_intervals, one_hot
-from scregnet.tfbind.motifs import Motif, MotifScanner, read_meme, read_motifs
+from scregnet.tfbind.data import merge_intervals, one_hot
+from scregnet.tfbind.motifs import Motif, MotifScanner, _numbers, read_motifs
+from tfbind_sequences import dinucleotide_shuffle
 
 log = logging.getLogger(__name__)
 
@@ -425,6 +427,54 @@ def fit_kmer(x: sp.csr_matrix, y: NDArray[np.int64], *, c: float) -> Any:
     model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
     model.fit(x.log1p(), y)
     return model
+
+
+def read_meme(path: str | Path, *, sites: float = 100.0) -> list[Motif]:
+    """Read a MEME-format motif file (``MOTIF id [name]`` then a ``letter-probability matrix``
+    of rows A C G T per position); probabilities become counts out of ``nsites`` (else
+    ``sites``)."""
+    path = Path(path)
+    if not path.exists():
+        msg = "motif file does not exist"
+        raise InputError(msg, path)
+    motifs: list[Motif] = []
+    lines = path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        text = lines[i].strip()
+        i += 1
+        if not text.startswith("MOTIF"):
+            continue
+        fields = text.split()
+        motif_id = fields[1] if len(fields) > 1 else f"motif{len(motifs) + 1}"
+        name = fields[2] if len(fields) > 2 else motif_id
+        while i < len(lines) and not lines[i].strip().startswith("letter-probability"):
+            i += 1
+        if i == len(lines):
+            msg = f"motif {motif_id!r} has no letter-probability matrix"
+            raise InputError(msg, path)
+        header = lines[i]
+        i += 1
+        width = re.search(r"w=\s*(\d+)", header)
+        nsites = re.search(r"nsites=\s*(\d+(?:\.\d+)?)", header)
+        n = float(nsites.group(1)) if nsites and float(nsites.group(1)) > 0 else sites
+        rows: list[list[float]] = []
+        while i < len(lines) and (width is None or len(rows) < int(width.group(1))):
+            values = _numbers(lines[i])
+            i += 1
+            if len(values) == 4:
+                rows.append(values)
+            elif rows:
+                break
+        if not rows:
+            msg = f"motif {motif_id!r} has no matrix rows"
+            raise InputError(msg, path)
+        motifs.append(Motif(motif_id, name, np.asarray(rows, dtype=np.float64).T * n))
+    if not motifs:
+        msg = "motif file has no MOTIF entries"
+        raise InputError(msg, path)
+    log.info("read %d motif(s) from %s", len(motifs), path)
+    return motifs
 
 
 def candidate_motifs(
