@@ -11,7 +11,10 @@ samples). Protocol, identical for every method:
   (``mse``) and as the median over genes and over cells.
 - On the full counts (same 2,000 HVGs chosen on all counts): (a) bulk agreement, per line the
   Spearman over genes between the pseudobulk of the imputed cells and the sum of that line's
-  pure RNAmix samples (genes shared with the bulk; mean over the lines that have bulk);
+  pure RNAmix samples (genes shared with the bulk; mean over the lines that have bulk), and per
+  CellBench cell pool (``cellmix1..5``: 9- and 90-cell pools of H2228/H1975/HCC827 of known
+  make-up, summed per pool size and make-up) the Spearman between the pool and the mix of the
+  lines' pseudobulks in its proportions (mean over the 43 pool groups);
   (b) ARI of k-means (k = number of lines, 3 seeds averaged) and Leiden (resolution 0.3, the
   number of clusters left to the data) against the genotype labels; (c) DE: for each pair of
   lines with bulk, genes with |log2 fold change| > 1 between the pure bulk profiles (CPM + 1) are
@@ -50,7 +53,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scregnet.evaluate.mcv import mcv_loss, pseudobulk_spearman, split_molecules
+from scregnet.evaluate.mcv import (
+    mcv_loss,
+    mixture_spearman,
+    pseudobulk_spearman,
+    split_molecules,
+)
 from scregnet.evaluate.metrics import adjusted_rand
 from scregnet.evaluate.score_impute import cluster_labels, leiden_labels
 from scregnet.impute import data
@@ -99,6 +107,31 @@ def load_bulk_samples() -> pd.DataFrame:
     meta = pd.read_csv(DATA / "RNAmix_celseq2.metadata.csv.gz", index_col=0).reindex(counts.columns)
     pure = (meta[[f"{line}_prop" for line in BULK_LINES]] == 1).any(axis=1).to_numpy()
     return counts.loc[:, pure]
+
+
+def load_cellmix() -> list[tuple[dict[str, float], pd.Series]]:
+    """CellBench cell pools (``cellmix1..4``: 9 cells, ``cellmix5``: 90 cells; CEL-seq2), summed
+    per pool size and make-up: [(line -> cells per pool, genes' summed counts)]. Pools flagged
+    ``poor_quality`` or ``outliers`` are left out."""
+    groups: dict[tuple[int, tuple[int, ...]], pd.Series] = {}
+    for i in range(1, 6):
+        counts = pd.read_csv(DATA / f"cellmix{i}.count.csv.gz", index_col=0)
+        meta = pd.read_csv(DATA / f"cellmix{i}.metadata.csv.gz", index_col=0)
+        meta = meta.reindex(counts.columns)
+        good = meta["poor_quality"].astype(str) == "NO"
+        if "outliers" in meta.columns:
+            good &= meta["outliers"].astype(str).str.upper() != "TRUE"
+        meta = meta[good & meta[list(BULK_LINES)].notna().all(axis=1)]
+        make_up = meta[list(BULK_LINES)].astype(int)
+        for key, members in make_up.groupby(list(BULK_LINES)).groups.items():
+            size = int(sum(key))
+            total = counts[list(members)].sum(axis=1)
+            prev = groups.get((size, key))
+            groups[(size, key)] = total if prev is None else prev.add(total, fill_value=0)
+    return [
+        (dict(zip(BULK_LINES, map(float, key), strict=True)), profile)
+        for (_, key), profile in sorted(groups.items())
+    ]
 
 
 # ---------------------------------------------------------------- methods
@@ -240,12 +273,25 @@ def bulk_scores(values: np.ndarray, labels: np.ndarray, bulk: pd.DataFrame) -> d
     }
 
 
+def cellmix_score(
+    values: np.ndarray, labels: np.ndarray, genes: list[str], pools: list[tuple[dict, pd.Series]]
+) -> float:
+    """Mean Spearman over the cell pools between each pool and the mix its make-up predicts from
+    the imputed cells (genes shared with the pools; ``scregnet.evaluate.mcv.mixture_spearman``)."""
+    index = pools[0][1].index
+    shared = [g for g in genes if g in index]
+    sub = pd.Index(genes).get_indexer(shared)
+    scored = [(make_up, profile.reindex(shared).to_numpy()) for make_up, profile in pools]
+    return float(np.mean(mixture_spearman(values[:, sub], labels, scored)))
+
+
 def run_set(
     name: str,
     methods: dict[str, Method],
     fractions: list[float],
     seed: int,
     bulk_all: pd.DataFrame,
+    pools: list[tuple[dict, pd.Series]],
     *,
     full: bool,
     full_fraction: float | None = None,
@@ -306,6 +352,7 @@ def run_set(
             t0 = time.perf_counter()
             values, _ = fn(x, lib, seed)
             scores = full_scores(values, labels, seed) | bulk_scores(values[:, sub], labels, bulk)
+            scores["cellmix_spearman"] = cellmix_score(values, labels, chosen, pools)
             rows.append(
                 {
                     "data": name,
@@ -393,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = args.methods.split(";")
         methods = {k: v for k, v in methods.items() if k in wanted}
     bulk = load_bulk()
+    pools = load_cellmix()
     rows: list[dict[str, Any]] = []
     for name in args.sets.split(","):
         rows += run_set(
@@ -401,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             [float(f) for f in args.fractions.split(",") if f],
             args.seed,
             bulk,
+            pools,
             full=not args.no_full,
             full_fraction=args.full_fraction,
         )
@@ -421,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                     "data",
                     "method",
                     "bulk_spearman",
+                    "cellmix_spearman",
                     "ari_kmeans",
                     "ari_leiden",
                     "de_auroc",

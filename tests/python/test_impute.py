@@ -441,13 +441,38 @@ def test_ablations_change_training() -> None:
 def test_early_stopping_keeps_best_state() -> None:
     adata = make_adata()
     # a learning rate this large makes the held-out error worse after the first epochs
-    result = quick(adata, epochs=8, train_options={**TINY_TRAIN, "lr": 0.3, "patience": 1})
+    result = quick(
+        adata, epochs=8, train_options={**TINY_TRAIN, "lr": 0.3, "patience": 1, "ema_decay": 0.0}
+    )
     fuse = [r for r in result.losses if r["phase"] == "fuse"]
     vals = [float(r["validation"]) for r in fuse]  # type: ignore[arg-type]
     assert all(np.isfinite(vals))
     assert len(fuse) < 8  # stopped early
     assert vals[-1] > min(vals)
     assert result.adata.uns["scregnet_impute"]["epochs"] == len(fuse)
+
+
+def test_weight_average_is_what_is_kept() -> None:
+    """The fusion weights kept are the moving average. It starts at the weights after the first
+    step; with a decay near 1 it stays there, so more epochs change nothing, while the plain
+    weights (decay 0) keep moving; the default differs from both."""
+    from scregnet.impute.config import TrainConfig
+
+    adata = make_adata()
+    opts = {**TINY_TRAIN, "patience": 99}
+
+    def run(epochs: int, decay: float | None) -> np.ndarray:
+        extra = {} if decay is None else {"ema_decay": decay}
+        result = quick(adata, epochs=epochs, train_options={**opts, **extra})
+        return np.asarray(result.adata.layers["imputed"])
+
+    np.testing.assert_allclose(run(1, 1 - 1e-9), run(3, 1 - 1e-9), atol=1e-5)
+    plain = run(3, 0.0)
+    assert np.abs(plain - run(1, 0.0)).mean() > 0.05
+    assert np.abs(run(3, None) - plain).mean() > 0.05
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="ema_decay"):
+            TrainConfig(ema_decay=bad)
 
 
 def test_n_top_genes_limits_modelled_genes() -> None:

@@ -15,6 +15,7 @@ from scregnet import stats
 from scregnet.evaluate.mcv import (
     depth_corrected,
     mcv_loss,
+    mixture_spearman,
     pseudobulk_spearman,
     split_molecules,
 )
@@ -103,6 +104,27 @@ def test_pseudobulk_spearman_finds_the_matching_profile() -> None:
     swapped = pseudobulk_spearman(logn, np.array([f"t{(t + 1) % 3}" for t in types]), profiles)
     assert min(own.values()) > 0.9
     assert all(own[k] > swapped[k] for k in own)
+
+
+def test_mixture_spearman_scores_pools_against_their_make_up() -> None:
+    """A pool simulated from its make-up matches that make-up better than a wrong one, its score
+    equals scipy's Spearman against the hand-built mix, and pools needing an absent group are
+    skipped."""
+    from scipy.stats import spearmanr
+
+    counts, rate, types = poisson_cells()
+    labels = np.array([f"t{t}" for t in types])
+    logn = data.normalize_log1p(counts)
+    means = {f"t{t}": rate[types == t].mean(axis=0) for t in range(3)}
+    pool = 7 * means["t0"] + 1 * means["t1"] + 1 * means["t2"]
+    right = {"t0": 7, "t1": 1, "t2": 1}
+    wrong = {"t0": 1, "t1": 1, "t2": 7}
+    scores = mixture_spearman(logn, labels, [(right, pool), (wrong, pool), ({"t9": 9}, pool)])
+    assert len(scores) == 2
+    assert scores[0] > scores[1]
+    cp10k = np.expm1(logn)
+    mix = sum(w * cp10k[labels == k].mean(axis=0) for k, w in right.items())
+    assert scores[0] == pytest.approx(spearmanr(mix, pool).statistic, abs=1e-12)
 
 
 @pytest.mark.slow

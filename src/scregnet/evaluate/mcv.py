@@ -171,3 +171,31 @@ def pseudobulk_spearman(
         rho = spearmanr(pseudo, np.asarray(profile, dtype=np.float64)).statistic
         out[name] = float(rho)
     return out
+
+
+def mixture_spearman(
+    values: ArrayLike,
+    groups: ArrayLike,
+    pools: list[tuple[dict[str, float], ArrayLike]],
+) -> list[float]:
+    """Per pool of known make-up: Spearman over genes between the pool's profile and the mix.
+
+    ``pools`` holds, per pool, its make-up (group -> number or share of cells) and its profile
+    over the same genes as ``values`` (log1p counts per 10k, cells x genes). The mix is the sum
+    of each group's pseudobulk (mean of ``expm1(values)``) weighted by the make-up: what the
+    imputed cells say the pool should contain. A pool needing a group absent from ``groups`` is
+    skipped; the result has one value per pool scored, in order.
+    """
+    from scipy.stats import spearmanr
+
+    vals = np.expm1(np.maximum(np.asarray(values, dtype=np.float64), 0.0))
+    grp = np.asarray(groups)
+    pseudo = {name: vals[grp == name].mean(axis=0) for name in np.unique(grp)}
+    out: list[float] = []
+    for make_up, profile in pools:
+        parts = {name: float(w) for name, w in make_up.items() if w}
+        if not parts or any(name not in pseudo for name in parts):
+            continue
+        mix = sum(w * pseudo[name] for name, w in parts.items())
+        out.append(float(spearmanr(mix, np.asarray(profile, dtype=np.float64)).statistic))
+    return out

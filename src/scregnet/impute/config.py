@@ -76,6 +76,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     patience: int = 3
     val_max_cells: int = 2000
+    ema_decay: float = 0.99  # fusion weights kept as a moving average with this decay (0: off)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -86,6 +87,9 @@ class TrainConfig:
             raise ValueError(msg)
         if not 0 < self.split_min <= self.split_max < 1:
             msg = "need 0 < split_min <= split_max < 1"
+            raise ValueError(msg)
+        if not 0 <= self.ema_decay < 1:
+            msg = f"ema_decay must be in [0, 1), got {self.ema_decay}"
             raise ValueError(msg)
         if not 0 <= self.val_fraction < 0.5:
             msg = "need 0 <= val_fraction < 0.5"

@@ -369,6 +369,8 @@ class _Trainer:
     ) -> None:
         self.model, self.cfg, self.device, self.sampler = model, cfg, device, sampler
         self.scaler = grad_scaler(device)
+        #: exponential moving average of the weights, updated after every step while set
+        self.ema: torch.optim.swa_utils.AveragedModel | None = None
 
     def optimiser(self, params: Iterator[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
@@ -380,6 +382,8 @@ class _Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.scaler.step(opt)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
 
     def bulk_loss(self, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(latent codes, reconstruction loss) of the DAE on corrupted ``clean`` bulk profiles."""
@@ -434,16 +438,24 @@ def _train_phase(
     rows: list[dict[str, object]] = []
     best, best_epoch, stale = float("inf"), 0, 0
     best_state: dict[str, torch.Tensor] | None = None
+    if phase == "fuse" and cfg.ema_decay > 0:
+        trainer.ema = torch.optim.swa_utils.AveragedModel(
+            model,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
+            use_buffers=True,
+        )
+    # the weights validated and kept: the moving average when there is one
+    kept = model if trainer.ema is None else trainer.ema.module
     for epoch in range(1, n_epochs + 1):
         model.train()
         t0 = time.perf_counter()
         acc = _train_epoch(trainer, phase, opt, cells, gen)
         val = float("nan")
         if phase == "fuse" and validate:
-            val = validate(model, device, max(cfg.batch_size, 256))
+            val = validate(kept, device, max(cfg.batch_size, 256))
             if best_epoch == 0 or val < best - 1e-4 * abs(best):
                 best, best_epoch, stale = val, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy(kept.state_dict())
             else:
                 stale += 1
         rows.append(acc.row(phase, epoch, time.perf_counter() - t0, val))
@@ -454,6 +466,9 @@ def _train_phase(
             break
     if n_epochs:
         log.info("%s: %d epochs, final loss %.4f", phase, rows[-1]["epoch"], rows[-1]["loss"])
+    if trainer.ema is not None and best_state is None:
+        best_state = copy.deepcopy(trainer.ema.module.state_dict())
+    trainer.ema = None
     if best_state is not None:
         model.load_state_dict(best_state)
         log.info("kept the state of fusion epoch %d (held-out loss %.4f)", best_epoch, best)
