@@ -38,7 +38,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -445,7 +445,7 @@ def _train_phase(
             use_buffers=True,
         )
     # the weights validated and kept: the moving average when there is one
-    kept = model if trainer.ema is None else trainer.ema.module
+    kept = model if trainer.ema is None else cast(ScDTL, trainer.ema.module)
     for epoch in range(1, n_epochs + 1):
         model.train()
         t0 = time.perf_counter()
