@@ -76,7 +76,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     patience: int = 3
     val_max_cells: int = 2000
-    ema_decay: float = 0.99  # fusion weights kept as a moving average with this decay (0: off)
+    ema_decay: float = 0.99  # fusion weights validated and kept as their running average (0: off)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -27,8 +27,10 @@ expression the cell's molecules were sampled from, which is what fills the zeros
 Early stopping: before training, ``val_fraction`` of every cell's molecules are held out
 (binomially) -- removed from every input (own and neighbour channels) and never a target. After
 each fusion epoch the negative binomial loss of the held-out molecules given the rest is computed;
-training stops after ``patience`` epochs without improvement and the best state is kept. The
-final imputation runs on the full counts. No labels are used anywhere.
+training stops after ``patience`` epochs without improvement and the best state is kept. With
+``ema_decay`` > 0 the state validated and kept is the running average of the fusion weights
+(:func:`_moving_average`), which smooths the step-to-step noise of small batches. The final
+imputation runs on the full counts. No labels are used anywhere.
 """
 
 from __future__ import annotations
@@ -440,11 +442,9 @@ def _train_phase(
     best_state: dict[str, torch.Tensor] | None = None
     if phase == "fuse" and cfg.ema_decay > 0:
         trainer.ema = torch.optim.swa_utils.AveragedModel(
-            model,
-            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
-            use_buffers=True,
+            model, avg_fn=_moving_average(cfg.ema_decay), use_buffers=True
         )
-    # the weights validated and kept: the moving average when there is one
+    # the weights validated and kept: their moving average when there is one
     kept = model if trainer.ema is None else cast(ScDTL, trainer.ema.module)
     for epoch in range(1, n_epochs + 1):
         model.train()
@@ -466,13 +466,25 @@ def _train_phase(
             break
     if n_epochs:
         log.info("%s: %d epochs, final loss %.4f", phase, rows[-1]["epoch"], rows[-1]["loss"])
-    if trainer.ema is not None and best_state is None:
-        best_state = copy.deepcopy(trainer.ema.module.state_dict())
+    if trainer.ema is not None and best_state is None:  # nothing validated: the last average
+        best_state = copy.deepcopy(kept.state_dict())
     trainer.ema = None
     if best_state is not None:
         model.load_state_dict(best_state)
         log.info("kept the state of fusion epoch %d (held-out loss %.4f)", best_epoch, best)
     return rows
+
+
+def _moving_average(decay: float) -> Any:
+    """The weight-averaging update: after ``n`` updates the old average keeps the weight
+    ``min(decay, n / (n + 1))``, i.e. the plain mean of every step's weights until that reaches
+    ``decay``, an exponential moving average after."""
+
+    def update(average: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
+        keep = min(decay, float(n) / (float(n) + 1.0))
+        return keep * average + (1.0 - keep) * current
+
+    return update
 
 
 def _train_epoch(
