@@ -14,7 +14,8 @@ samples). Protocol, identical for every method:
   pure RNAmix samples (genes shared with the bulk; mean over the lines that have bulk), and per
   CellBench cell pool (``cellmix1..5``: 9- and 90-cell pools of H2228/H1975/HCC827 of known
   make-up, summed per pool size and make-up) the Spearman between the pool and the mix of the
-  lines' pseudobulks in its proportions (mean over the 43 pool groups);
+  lines' mean expected counts (imputed values at each cell's library) in its proportions (mean
+  over the 43 pool groups);
   (b) ARI of k-means (k = number of lines, 3 seeds averaged) and Leiden (resolution 0.3, the
   number of clusters left to the data) against the genotype labels; (c) DE: for each pair of
   lines with bulk, genes with |log2 fold change| > 1 between the pure bulk profiles (CPM + 1) are
@@ -274,15 +275,20 @@ def bulk_scores(values: np.ndarray, labels: np.ndarray, bulk: pd.DataFrame) -> d
 
 
 def cellmix_score(
-    values: np.ndarray, labels: np.ndarray, genes: list[str], pools: list[tuple[dict, pd.Series]]
+    values: np.ndarray,
+    labels: np.ndarray,
+    library: np.ndarray,
+    genes: list[str],
+    pools: list[tuple[dict, pd.Series]],
 ) -> float:
     """Mean Spearman over the cell pools between each pool and the mix its make-up predicts from
-    the imputed cells (genes shared with the pools; ``scregnet.evaluate.mcv.mixture_spearman``)."""
+    the imputed cells at their libraries (genes shared with the pools;
+    ``scregnet.evaluate.mcv.mixture_spearman``)."""
     index = pools[0][1].index
     shared = [g for g in genes if g in index]
     sub = pd.Index(genes).get_indexer(shared)
     scored = [(make_up, profile.reindex(shared).to_numpy()) for make_up, profile in pools]
-    return float(np.mean(mixture_spearman(values[:, sub], labels, scored)))
+    return float(np.mean(mixture_spearman(values[:, sub], labels, scored, library)))
 
 
 def run_set(
@@ -352,7 +358,7 @@ def run_set(
             t0 = time.perf_counter()
             values, _ = fn(x, lib, seed)
             scores = full_scores(values, labels, seed) | bulk_scores(values[:, sub], labels, bulk)
-            scores["cellmix_spearman"] = cellmix_score(values, labels, chosen, pools)
+            scores["cellmix_spearman"] = cellmix_score(values, labels, lib, chosen, pools)
             rows.append(
                 {
                     "data": name,

@@ -125,6 +125,17 @@ def test_mixture_spearman_scores_pools_against_their_make_up() -> None:
     cp10k = np.expm1(logn)
     mix = sum(w * cp10k[labels == k].mean(axis=0) for k, w in right.items())
     assert scores[0] == pytest.approx(spearmanr(mix, pool).statistic, abs=1e-12)
+    # with each cell's library the mix is of expected counts: a group with 10x the library
+    # weighs 10x
+    library = np.where(labels == "t1", 1e5, 1e4)
+    heavy = 7 * means["t0"] + 10 * means["t1"] + 1 * means["t2"]
+    weighted = mixture_spearman(logn, labels, [(right, heavy)], library)
+    unweighted = mixture_spearman(logn, labels, [(right, heavy)])
+    assert weighted[0] > unweighted[0]
+    by_hand = sum(
+        w * (cp10k * library[:, None] / 1e4)[labels == k].mean(axis=0) for k, w in right.items()
+    )
+    assert weighted[0] == pytest.approx(spearmanr(by_hand, heavy).statistic, abs=1e-12)
 
 
 @pytest.mark.slow

@@ -177,18 +177,22 @@ def mixture_spearman(
     values: ArrayLike,
     groups: ArrayLike,
     pools: list[tuple[dict[str, float], ArrayLike]],
+    library: ArrayLike | None = None,
 ) -> list[float]:
     """Per pool of known make-up: Spearman over genes between the pool's profile and the mix.
 
     ``pools`` holds, per pool, its make-up (group -> number or share of cells) and its profile
-    over the same genes as ``values`` (log1p counts per 10k, cells x genes). The mix is the sum
-    of each group's pseudobulk (mean of ``expm1(values)``) weighted by the make-up: what the
-    imputed cells say the pool should contain. A pool needing a group absent from ``groups`` is
-    skipped; the result has one value per pool scored, in order.
+    over the same genes as ``values`` (log1p counts per 10k, cells x genes). The mix is what the
+    imputed cells say the pool holds: per group, the mean over its cells of the expected counts
+    (``expm1(values) * library / TARGET_SUM``; with no ``library`` every cell counts the same),
+    summed over the groups weighted by the make-up. A pool needing a group absent from
+    ``groups`` is skipped; the result has one value per pool scored, in order.
     """
     from scipy.stats import spearmanr
 
     vals = np.expm1(np.maximum(np.asarray(values, dtype=np.float64), 0.0))
+    if library is not None:
+        vals = vals * (np.asarray(library, dtype=np.float64).reshape(-1, 1) / TARGET_SUM)
     grp = np.asarray(groups)
     pseudo = {name: vals[grp == name].mean(axis=0) for name in np.unique(grp)}
     out: list[float] = []
