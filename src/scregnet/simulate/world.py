@@ -280,7 +280,6 @@ def _realistic_forms(
 
 
 Edge = tuple[int, int, int, float, float, float]  # tf, gene, sign, weight, hill_k, hill_n
-SiteRow = tuple[str, int, int, str, str, str]  # chrom, start, end, strand, tf, peak_id
 
 
 def _plant_grn(
@@ -372,7 +371,7 @@ def _plant_decoys(
     motifs: list[Motif],
     tfs: list[str],
     per_tf: int,
-    site_rows: list[SiteRow],
+    site_rows: list[real.SiteRow],
 ) -> None:
     """Write ``per_tf`` instances of each motif outside peaks; append their rows to ``site_rows``."""
     peak_starts = {c: peaks.start[peaks.chrom == c].to_numpy() for c in genome.autosomes}
@@ -415,7 +414,7 @@ def _plant_peak_motifs(
     drivers: list[list[int]],
     motifs: list[Motif],
     forms: real.Motifs | None,
-) -> tuple[np.ndarray, np.ndarray, list[SiteRow], pd.DataFrame | None, list[Motif]]:
+) -> tuple[np.ndarray, np.ndarray, list[real.SiteRow], pd.DataFrame | None, list[Motif]]:
     """Plant the drivers' motifs in the peaks: (present, bindable, site rows, rules, given motifs)."""
     tfs = list(preset.tfs)
     if preset.realism is not None and forms is not None:
