@@ -71,6 +71,9 @@ def peak_weights(world: World) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
+_Part = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # chrom index, start, end, barcode
+
+
 def sample_fragments(
     rng: np.random.Generator,
     world: World,
@@ -83,19 +86,38 @@ def sample_fragments(
 
     Each barcode's fragments split into peaks (fraction ``frip``), chrM (``mito``) and background.
     """
-    weights = peak_weights(world)
     chroms = list(world.genome.sequences)
     chrom_no = {c: i for i, c in enumerate(chroms)}
+    n_peak = rng.binomial(n_fragments, np.where(cell_type >= 0, frip, frip * 0.3))
+    n_mito = rng.binomial(n_fragments - n_peak, mito)
+    n_bg = n_fragments - n_peak - n_mito
+    parts = _peak_fragments(rng, world, chrom_no, cell_type, n_peak)
+    parts.append(_background_fragments(rng, world, chrom_no, n_bg))
+    parts.append(_mito_fragments(rng, world, chrom_no, n_mito))
+
+    chrom = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    start = np.concatenate([p[1] for p in parts])
+    end = np.concatenate([p[2] for p in parts])
+    barcode = np.concatenate([p[3] for p in parts]).astype(np.int64)
+    all_sizes = np.array([world.genome.sequences[c].size for c in chroms], dtype=np.int64)
+    ok = (start >= 4) & (end + 5 <= all_sizes[chrom])  # room for the reads around the fragment
+    return Fragments(chrom[ok], start[ok], end[ok], barcode[ok])
+
+
+def _peak_fragments(
+    rng: np.random.Generator,
+    world: World,
+    chrom_no: dict[str, int],
+    cell_type: np.ndarray,
+    n_peak: np.ndarray,
+) -> list[_Part]:
+    """Open chromatin: ``n_peak[i]`` fragments around the peak centres of barcode ``i``'s type."""
+    weights = peak_weights(world)
     peaks = world.peaks
     p_chrom = peaks.chrom.map(chrom_no).to_numpy()
     p_center = peaks.center.to_numpy()
     p_sd = (peaks.end - peaks.start).to_numpy() / PEAK_SPREAD
-    n_peak = rng.binomial(n_fragments, np.where(cell_type >= 0, frip, frip * 0.3))
-    n_mito = rng.binomial(n_fragments - n_peak, mito)
-    n_bg = n_fragments - n_peak - n_mito
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-
-    # --- open chromatin: fragments around peak centres, per cell type
+    parts: list[_Part] = []
     for k in np.unique(cell_type):
         cells = np.flatnonzero(cell_type == k)
         total = int(n_peak[cells].sum())
@@ -115,8 +137,13 @@ def sample_fragments(
         start = np.where(nfr, start, np.where(outward > 0, anchor, anchor - length))
         start = np.round(start).astype(np.int64)
         parts.append((p_chrom[idx], start, start + length, owner))
+    return parts
 
-    # --- background (closed chromatin everywhere on the autosomes)
+
+def _background_fragments(
+    rng: np.random.Generator, world: World, chrom_no: dict[str, int], n_bg: np.ndarray
+) -> _Part:
+    """Background: ``n_bg[i]`` fragments of barcode ``i`` anywhere on the autosomes."""
     auto = world.genome.autosomes
     sizes = np.array([world.genome.sequences[c].size for c in auto], dtype=np.int64)
     total_bg = int(n_bg.sum())
@@ -125,38 +152,30 @@ def sample_fragments(
     ci = np.searchsorted(offsets, gpos, side="right") - 1
     length = fragment_lengths(rng, total_bg, BACKGROUND_MIX)
     start = gpos - offsets[ci]
-    parts.append(
-        (
-            np.array([chrom_no[auto[c]] for c in range(len(auto))])[ci],
-            start,
-            start + length,
-            np.repeat(np.arange(cell_type.size), n_bg),
-        )
+    return (
+        np.array([chrom_no[auto[c]] for c in range(len(auto))])[ci],
+        start,
+        start + length,
+        np.repeat(np.arange(n_bg.size), n_bg),
     )
 
-    # --- mitochondrial DNA (not chromatinised: broad lengths)
+
+def _mito_fragments(
+    rng: np.random.Generator, world: World, chrom_no: dict[str, int], n_mito: np.ndarray
+) -> _Part:
+    """Mitochondrial DNA (not chromatinised: broad lengths): ``n_mito[i]`` of barcode ``i``."""
     total_m = int(n_mito.sum())
     m_len = np.clip(
         np.round(rng.lognormal(np.log(120), 0.6, total_m)), MIN_FRAGMENT, MAX_FRAGMENT
     ).astype(np.int64)
     m_size = world.genome.sequences["chrM"].size
     m_start = rng.integers(0, m_size, total_m)
-    parts.append(
-        (
-            np.full(total_m, chrom_no["chrM"]),
-            m_start,
-            m_start + m_len,
-            np.repeat(np.arange(cell_type.size), n_mito),
-        )
+    return (
+        np.full(total_m, chrom_no["chrM"]),
+        m_start,
+        m_start + m_len,
+        np.repeat(np.arange(n_mito.size), n_mito),
     )
-
-    chrom = np.concatenate([p[0] for p in parts]).astype(np.int64)
-    start = np.concatenate([p[1] for p in parts])
-    end = np.concatenate([p[2] for p in parts])
-    barcode = np.concatenate([p[3] for p in parts]).astype(np.int64)
-    all_sizes = np.array([world.genome.sequences[c].size for c in chroms], dtype=np.int64)
-    ok = (start >= 4) & (end + 5 <= all_sizes[chrom])  # room for the reads around the fragment
-    return Fragments(chrom[ok], start[ok], end[ok], barcode[ok])
 
 
 def random_barcodes(rng: np.random.Generator, n: int) -> list[str]:
