@@ -192,6 +192,21 @@ def random_barcodes(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
+@dataclass
+class _Records:
+    """BAM records as parallel arrays: left reads, right reads, then secondary alignments."""
+
+    tid: np.ndarray
+    pos: np.ndarray  # 0-based
+    flag: np.ndarray
+    mapq: np.ndarray
+    length: np.ndarray
+    pnext: np.ndarray  # 0-based
+    tlen: np.ndarray
+    pair: np.ndarray
+    cb: np.ndarray  # barcode index, -1: no tag
+
+
 def write_bam(
     rng: np.random.Generator,
     world: World,
@@ -210,9 +225,26 @@ def write_bam(
     pairs, pairs without a barcode, improper pairs and secondary alignments. ``threads`` > 1 adds
     BGZF compression threads (the bytes written do not depend on it). Returns counts.
     """
-    read_len = world.preset.read_length
     chroms = list(world.genome.sequences)
     sizes = np.array([world.genome.sequences[c].size for c in chroms], dtype=np.int64)
+    records, counts = _draw_records(rng, fragments, sizes, world.preset.read_length)
+    header = ["@HD\tVN:1.6\tSO:coordinate"]
+    header += [f"@SQ\tSN:{c}\tLN:{s}" for c, s in zip(chroms, sizes.tolist(), strict=True)]
+    header.append(f"@PG\tID:scregnet\tPN:scregnet\tVN:{__version__}\tCL:{command_line}")
+    sam = path.with_suffix(".sam")
+    _write_sam(sam, header, records, chroms, barcodes, f"{sample}:", chunk)
+    extra = ["-@", str(threads - 1)] if threads > 1 else []
+    pysam.view("-b", "-1", "--no-PG", *extra, "-o", str(path), str(sam), catch_stdout=False)
+    sam.unlink()
+    pysam.index(str(path))
+    log.info("wrote %s: %s", path.name, ", ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts
+
+
+def _draw_records(
+    rng: np.random.Generator, fragments: Fragments, sizes: np.ndarray, read_len: int
+) -> tuple[_Records, dict[str, int]]:
+    """The fragments' read pairs with duplicates, low MAPQ, no barcode, improper, secondaries."""
     n = len(fragments)
     # fragments in genome order, so that the records below are nearly sorted already
     by_position = np.argsort((fragments.chrom << 32) | fragments.start, kind="stable")
@@ -243,25 +275,43 @@ def write_bam(
     # secondary alignments of the left read somewhere else on the same chromosome
     sec = np.flatnonzero(rng.random(m) < SECONDARY_RATE)
     sec_pos = rng.integers(0, np.maximum(sizes[tid[sec]] - read_len, 1))
+    records = _Records(
+        tid=np.concatenate([tid, tid, tid[sec]]),
+        pos=np.concatenate([left, right, sec_pos]),
+        flag=np.concatenate([flag_l, flag_r, flag_l[sec] + 256]),
+        mapq=np.concatenate([mapq, mapq, np.zeros(sec.size, dtype=np.int64)]),
+        length=np.concatenate([rlen_l, rlen_r, rlen_l[sec]]),
+        pnext=np.concatenate([right, left, right[sec]]),
+        tlen=np.concatenate([tlen, -tlen, np.zeros(sec.size, dtype=np.int64)]),
+        pair=np.concatenate([pair_id, pair_id, pair_id[sec]]),
+        cb=np.concatenate([cb, cb, cb[sec]]),
+    )
+    counts = {
+        "fragments": n,
+        "read_pairs": m,
+        "records": int(records.tid.size),
+        "duplicate_pairs": int(m - n),
+        "low_mapq_pairs": int((mapq < 30).sum()),
+        "no_barcode_pairs": int((cb < 0).sum()),
+        "improper_pairs": int(moved.sum()),
+        "secondary_records": int(sec.size),
+    }
+    return records, counts
 
-    rec_tid = np.concatenate([tid, tid, tid[sec]])
-    rec_pos = np.concatenate([left, right, sec_pos])
-    rec_flag = np.concatenate([flag_l, flag_r, flag_l[sec] + 256])
-    rec_mapq = np.concatenate([mapq, mapq, np.zeros(sec.size, dtype=np.int64)])
-    rec_len = np.concatenate([rlen_l, rlen_r, rlen_l[sec]])
-    rec_pnext = np.concatenate([right, left, right[sec]])
-    rec_tlen = np.concatenate([tlen, -tlen, np.zeros(sec.size, dtype=np.int64)])
-    rec_pair = np.concatenate([pair_id, pair_id, pair_id[sec]])
-    rec_cb = np.concatenate([cb, cb, cb[sec]])
+
+def _write_sam(
+    sam: Path,
+    header: list[str],
+    r: _Records,
+    chroms: list[str],
+    barcodes: list[str],
+    prefix: str,
+    chunk: int,
+) -> None:
+    """Write the records as SAM text in coordinate order, ``chunk`` records at a time."""
     # coordinate order; ties keep left reads, right reads, secondaries, each by pair id
-    order = np.argsort((rec_tid << 32) | rec_pos, kind="stable")
-
+    order = np.argsort((r.tid << 32) | r.pos, kind="stable")
     tags = ["\tCB:Z:" + b for b in barcodes] + [""]  # index -1 -> no tag
-    header = ["@HD\tVN:1.6\tSO:coordinate"]
-    header += [f"@SQ\tSN:{c}\tLN:{s}" for c, s in zip(chroms, sizes.tolist(), strict=True)]
-    header.append(f"@PG\tID:scregnet\tPN:scregnet\tVN:{__version__}\tCL:{command_line}")
-    sam = path.with_suffix(".sam")
-    prefix = f"{sample}:"
     with open(sam, "w") as handle:
         handle.write("\n".join(header) + "\n")
         for lo in range(0, order.size, chunk):
@@ -271,33 +321,17 @@ def write_bam(
                     [
                         f"{prefix}{q}\t{f}\t{chroms[t]}\t{p}\t{mq}\t{ln}M\t=\t{pn}\t{tl}\t*\t*{tags[c]}\n"
                         for q, f, t, p, mq, ln, pn, tl, c in zip(
-                            rec_pair[o].tolist(),
-                            rec_flag[o].tolist(),
-                            rec_tid[o].tolist(),
-                            (rec_pos[o] + 1).tolist(),  # SAM is 1-based
-                            rec_mapq[o].tolist(),
-                            rec_len[o].tolist(),
-                            (rec_pnext[o] + 1).tolist(),
-                            rec_tlen[o].tolist(),
-                            rec_cb[o].tolist(),
+                            r.pair[o].tolist(),
+                            r.flag[o].tolist(),
+                            r.tid[o].tolist(),
+                            (r.pos[o] + 1).tolist(),  # SAM is 1-based
+                            r.mapq[o].tolist(),
+                            r.length[o].tolist(),
+                            (r.pnext[o] + 1).tolist(),
+                            r.tlen[o].tolist(),
+                            r.cb[o].tolist(),
                             strict=True,
                         )
                     ]
                 )
             )
-    extra = ["-@", str(threads - 1)] if threads > 1 else []
-    pysam.view("-b", "-1", "--no-PG", *extra, "-o", str(path), str(sam), catch_stdout=False)
-    sam.unlink()
-    pysam.index(str(path))
-    counts = {
-        "fragments": n,
-        "read_pairs": m,
-        "records": int(order.size),
-        "duplicate_pairs": int(m - n),
-        "low_mapq_pairs": int((mapq < 30).sum()),
-        "no_barcode_pairs": int((cb < 0).sum()),
-        "improper_pairs": int(moved.sum()),
-        "secondary_records": int(sec.size),
-    }
-    log.info("wrote %s: %s", path.name, ", ".join(f"{k}={v}" for k, v in counts.items()))
-    return counts
