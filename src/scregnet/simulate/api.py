@@ -59,8 +59,40 @@ def _simulate_sample(
     threads: int,
 ) -> pd.DataFrame:
     """One sample: BAM (+ index), RNA counts and true expression; returns its cell-type table."""
-    import anndata as ad
+    cell_type, barcodes, n_noncell, n_fragments = _write_atac(
+        rng, world, out, sample, n_cells, command_line=command_line, threads=threads
+    )
+    cell_barcodes = barcodes[:n_cells]
+    zeros = _write_rna(rng, world, model, out, sample, view, cell_type, cell_barcodes)
+    log.info(
+        "%s (%s): %d cells, %d non-cell barcodes, %d fragments, scRNA %.1f %% zeros",
+        sample,
+        view,
+        n_cells,
+        n_noncell,
+        n_fragments,
+        100 * zeros,
+    )
+    return pd.DataFrame(
+        {
+            "sample": sample,
+            "barcode": cell_barcodes,
+            "cell_type": np.array(world.cell_types)[cell_type],
+        }
+    )
 
+
+def _write_atac(
+    rng: np.random.Generator,
+    world: World,
+    out: Path,
+    sample: str,
+    n_cells: int,
+    *,
+    command_line: str,
+    threads: int,
+) -> tuple[np.ndarray, list[str], int, int]:
+    """Draw cells and non-cell barcodes, write their BAM: (cell types, barcodes, non-cells, fragments)."""
     preset = world.preset
     n_ct = len(world.cell_types)
     proportions = rng.dirichlet(np.full(n_ct, 4.0))
@@ -90,11 +122,26 @@ def _simulate_sample(
         command_line=command_line,
         threads=threads,
     )
+    return cell_type, barcodes, n_noncell, len(frags)
 
+
+def _write_rna(
+    rng: np.random.Generator,
+    world: World,
+    model: rna.ExpressionModel,
+    out: Path,
+    sample: str,
+    view: str,
+    cell_type: np.ndarray,
+    cell_barcodes: list[str],
+) -> float:
+    """Write the cells' scRNA counts and true expression; the fraction of zero counts."""
+    import anndata as ad
+
+    n_cells = len(cell_barcodes)
     view_index = world.views.index(view)
     p = rna.relative_rates(rng, world, model, cell_type, view_index)
-    truth, counts, library = rna.single_cell_counts(rng, p, preset.umis_per_cell)
-    cell_barcodes = barcodes[:n_cells]
+    truth, counts, library = rna.single_cell_counts(rng, p, world.preset.umis_per_cell)
     obs = pd.DataFrame(
         {"sample": pd.Categorical([sample] * n_cells), "view": pd.Categorical([view] * n_cells)},
         index=pd.Index(cell_barcodes, name="barcode"),
@@ -113,23 +160,7 @@ def _simulate_sample(
         ad.AnnData(X=truth, obs=t_obs, var=var.copy()),
         out / "truth" / "expression" / f"{sample}.h5ad",
     )
-    zeros = 1.0 - counts.nnz / (counts.shape[0] * counts.shape[1])
-    log.info(
-        "%s (%s): %d cells, %d non-cell barcodes, %d fragments, scRNA %.1f %% zeros",
-        sample,
-        view,
-        n_cells,
-        n_noncell,
-        len(frags),
-        100 * zeros,
-    )
-    return pd.DataFrame(
-        {
-            "sample": sample,
-            "barcode": cell_barcodes,
-            "cell_type": np.array(world.cell_types)[cell_type],
-        }
-    )
+    return float(1.0 - counts.nnz / (counts.shape[0] * counts.shape[1]))
 
 
 def _write_truth(world: World, out: Path, cell_types: pd.DataFrame) -> None:
