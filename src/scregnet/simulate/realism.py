@@ -92,7 +92,7 @@ def _gap(a: tuple[int, int], b: tuple[int, int]) -> int:
 
 
 SiteRow = tuple[str, int, int, str, str, str]  # chrom, start, end, strand, tf, peak_id
-RuleRow = tuple[str, str, str, str, int, bool, bool, bool]  # one row of the site-rules frame
+_RuleRow = tuple[str, str, str, str, int, bool, bool, bool]  # one row of the site-rules frame
 _RULE_COLUMNS = [
     "peak_id",
     "tf",
@@ -137,7 +137,7 @@ def plant(
     present = np.zeros((n_peaks, n_tf), dtype=bool)
     bindable = np.zeros((n_peaks, n_tf), dtype=bool)
     rows: list[SiteRow] = []
-    details: list[RuleRow] = []
+    details: list[_RuleRow] = []
     cols = zip(
         peaks.chrom.tolist(),
         peaks.start.tolist(),

@@ -279,12 +279,12 @@ def _realistic_forms(
     return forms, real.opening_tfs(rng, realism, active, tfs)
 
 
-Edge = tuple[int, int, int, float, float, float]  # tf, gene, sign, weight, hill_k, hill_n
+_Edge = tuple[int, int, int, float, float, float]  # tf, gene, sign, weight, hill_k, hill_n
 
 
 def _plant_grn(
     rng: np.random.Generator, genes: pd.DataFrame, peaks: pd.DataFrame, tfs: list[str]
-) -> tuple[list[list[int]], list[Edge], list[list[int]]]:
+) -> tuple[list[list[int]], list[_Edge], list[list[int]]]:
     """Draw the GRN and each peak's driver TFs: (drivers, candidate edges, each edge's sites)."""
     n_tf = len(tfs)
     gene_index = {g: i for i, g in enumerate(genes.gene_name)}
@@ -297,7 +297,7 @@ def _plant_grn(
             enhancers_of.setdefault(g, []).append(i)
 
     # --- the GRN: regulators planted at target promoters / linked enhancers
-    edge_rows: list[Edge] = []
+    edge_rows: list[_Edge] = []
     edge_sites: list[list[int]] = []
     for g_name in genes.gene_name[~genes.is_tf]:
         if rng.random() > 0.65:
@@ -391,10 +391,10 @@ def _plant_decoys(
 
 
 def _bound_edges(
-    bound: np.ndarray, edge_rows: list[Edge], edge_sites: list[list[int]]
-) -> tuple[list[Edge], list[list[int]], np.ndarray]:
+    bound: np.ndarray, edge_rows: list[_Edge], edge_sites: list[list[int]]
+) -> tuple[list[_Edge], list[list[int]], np.ndarray]:
     """The edges bound at one of their sites in some cell type, their sites, and where bound."""
-    kept: list[Edge] = []
+    kept: list[_Edge] = []
     kept_sites: list[list[int]] = []
     eb: list[np.ndarray] = []
     for row, sites_e in zip(edge_rows, edge_sites, strict=True):
@@ -426,7 +426,7 @@ def _plant_peak_motifs(
     return present, present, site_rows, None, motifs
 
 
-def _edge_table(kept: list[Edge], genes: pd.DataFrame, tfs: list[str]) -> pd.DataFrame:
+def _edge_table(kept: list[_Edge], genes: pd.DataFrame, tfs: list[str]) -> pd.DataFrame:
     """The kept edges as a frame: tf, target, then the drawn edge parameters."""
     edges = pd.DataFrame(
         kept, columns=["tf_index", "gene_index", "sign", "weight", "hill_k", "hill_n"]
@@ -438,7 +438,7 @@ def _edge_table(kept: list[Edge], genes: pd.DataFrame, tfs: list[str]) -> pd.Dat
 
 def _site_targets(
     sites: pd.DataFrame,
-    kept: list[Edge],
+    kept: list[_Edge],
     kept_sites: list[list[int]],
     peaks: pd.DataFrame,
     genes: pd.DataFrame,
