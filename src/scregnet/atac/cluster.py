@@ -99,6 +99,38 @@ def cluster_cells(
     import scanpy as sc
 
     began = time.perf_counter()
+    counts = _feature_counts(adata, features)
+    _add_lsi(adata, counts, features, n_top_features, n_components, depth_cutoff, seed)
+    sc.pp.neighbors(
+        adata,
+        n_neighbors=min(n_neighbors, adata.n_obs - 1),
+        use_rep=keys.LSI,
+        random_state=seed,
+    )
+    sc.tl.leiden(
+        adata,
+        resolution=resolution,
+        key_added=keys.CLUSTER,
+        random_state=seed,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+    )
+    adata.obs[keys.CLUSTER] = pd.Categorical(adata.obs[keys.CLUSTER].astype(str))
+    if umap:
+        sc.tl.umap(adata, random_state=seed)
+    log.info(
+        "%d clusters over %d cells (resolution %.2f) in %.1f s",
+        adata.obs[keys.CLUSTER].nunique(),
+        adata.n_obs,
+        resolution,
+        time.perf_counter() - began,
+    )
+    return adata
+
+
+def _feature_counts(adata: ad.AnnData, features: Features) -> sp.spmatrix:
+    """The cells x features counts to cluster on (``X`` or ``obsm['tiles']``), checked."""
     if features == "tiles":
         if "tiles" not in adata.obsm:
             msg = "AnnData has no obsm['tiles'] (run `scregnet count` with --tile-size > 0)"
@@ -109,6 +141,19 @@ def cluster_cells(
     if adata.n_obs < 3:
         msg = f"clustering needs at least 3 cells, found {adata.n_obs}"
         raise InputError(msg)
+    return counts
+
+
+def _add_lsi(
+    adata: ad.AnnData,
+    counts: sp.spmatrix,
+    features: Features,
+    n_top_features: int | None,
+    n_components: int,
+    depth_cutoff: float,
+    seed: int,
+) -> None:
+    """LSI of the top features into ``obsm['X_lsi']``, without depth-correlated components."""
     if "n_fragments" in adata.obs:
         depth = adata.obs["n_fragments"].to_numpy(dtype=np.float64)
     else:
@@ -137,29 +182,3 @@ def cluster_cells(
         dropped or "none",
         depth_cutoff,
     )
-    sc.pp.neighbors(
-        adata,
-        n_neighbors=min(n_neighbors, adata.n_obs - 1),
-        use_rep=keys.LSI,
-        random_state=seed,
-    )
-    sc.tl.leiden(
-        adata,
-        resolution=resolution,
-        key_added=keys.CLUSTER,
-        random_state=seed,
-        flavor="igraph",
-        n_iterations=2,
-        directed=False,
-    )
-    adata.obs[keys.CLUSTER] = pd.Categorical(adata.obs[keys.CLUSTER].astype(str))
-    if umap:
-        sc.tl.umap(adata, random_state=seed)
-    log.info(
-        "%d clusters over %d cells (resolution %.2f) in %.1f s",
-        adata.obs[keys.CLUSTER].nunique(),
-        adata.n_obs,
-        resolution,
-        time.perf_counter() - began,
-    )
-    return adata

@@ -55,6 +55,8 @@ from scregnet.io.fragments import FragmentReader
 if TYPE_CHECKING:
     import anndata as ad
 
+    from scregnet.io.fragments import BarcodeTable, FragmentChunk
+
 log = logging.getLogger(__name__)
 
 #: the strategies in the order of :func:`~scregnet.atac.count_kernels.count_chunk`'s codes
@@ -237,72 +239,19 @@ def count_fragments(
     ``peaks`` comes from :func:`scregnet.io.bed.read_bed`; ``tss`` from
     :func:`scregnet.io.gtf.read_tss` (without it ``tss_enrichment`` is NaN).
     """
-    import anndata as ad
-
     check_choice("strategy", strategy, Strategy)
     began = time.perf_counter()
     fragments = Path(fragments)
     var = prepare_peaks(peaks, chrom_sizes, path=peaks_path)
-    n_peaks = var.shape[0]
     exclude = set(exclude_chroms)
-    peak_index = {
-        str(chrom): PeakIndex.build(
-            group["start"].to_numpy(), group["end"].to_numpy(), group["pos"].to_numpy()
-        )
-        for chrom, group in var.assign(pos=np.arange(n_peaks)).groupby("chrom", sort=False)
-    }
+    peak_index = _peak_index(var)
     tiles = Tiles.build(chrom_sizes, tile_size, exclude) if tile_size else None
-    tile_offsets = tiles.offsets if tiles else {}
-    tile_counts = dict(zip(tiles.chroms, tiles.n_per_chrom, strict=True)) if tiles else {}
     sites = tss_sites(tss) if tss is not None else {}
-    no_sites = np.zeros(0, dtype=np.int64)
     reader = FragmentReader(fragments, threads=threads, genome=chrom_sizes, exclude=exclude)
-    wanted: set[str] = set(barcodes) if barcodes is not None else set()
-    keep = np.zeros(0, dtype=np.uint8)  # per barcode id: 1 = count its pairs (with a whitelist)
-    sums = np.zeros((0, QC_COLUMNS), dtype=np.int64)
-    peak_pairs, tile_pairs = _Pairs(), _Pairs()
-    fill = np.zeros(2, dtype=np.int64)
-    code = STRATEGIES.index(strategy)
-    skipped = 0
-    for chunk in reader:
-        if chunk.chrom in exclude:
-            skipped += len(chunk)
-            continue
-        n_barcodes = len(reader.barcodes)
-        if sums.shape[0] < n_barcodes:
-            grown = np.zeros((max(n_barcodes, 2 * sums.shape[0], 1024), QC_COLUMNS), np.int64)
-            grown[: sums.shape[0]] = sums
-            sums = grown
-        if barcodes is not None and keep.size < n_barcodes:
-            new = reader.barcodes.names[keep.size :]
-            keep = np.concatenate(
-                [keep, np.fromiter((n in wanted for n in new), np.uint8, len(new))]
-            )
-        index = peak_index.get(chunk.chrom, _NO_PEAKS)
-        n = len(chunk)
-        peak_pairs.reserve(2 * n + 64)
-        tile_pairs.reserve(2 * n + 64)
-        done = 0
-        while True:
-            fill[:] = 0
-            done = count_chunk(
-                chunk.start, chunk.end, chunk.barcode, chunk.count, done,
-                index.start, index.end, index.max_end, index.ids, code,
-                tiles.size if tiles is not None and chunk.chrom in tile_offsets else 0,
-                tile_offsets.get(chunk.chrom, 0), tile_counts.get(chunk.chrom, 0),
-                sites.get(chunk.chrom, no_sites), keep,
-                peak_pairs.buf_rows, peak_pairs.buf_cols,
-                tile_pairs.buf_rows, tile_pairs.buf_cols, fill, sums,
-            )  # fmt: skip
-            peak_pairs.keep(int(fill[0]))
-            tile_pairs.keep(int(fill[1]))
-            if done >= n:
-                break
-            # a fragment with more pairs than the buffers hold (long fragments, many peaks)
-            peak_pairs.reserve(2 * peak_pairs.buf_rows.size)
-            tile_pairs.reserve(2 * tile_pairs.buf_rows.size + 2 * (n - done))
+    counter = _Counter(peak_index, tiles, sites, STRATEGIES.index(strategy), barcodes)
+    skipped = counter.read(reader, exclude)
     names = reader.barcodes.names
-    table = qc_table(sums, names, with_tss=tss is not None)
+    table = qc_table(counter.sums, names, with_tss=tss is not None)
     log.info(
         "read %s: %d fragments, %d barcodes, %d chromosome(s) (%d fragments on excluded ones) in %.1f s",
         fragments,
@@ -312,10 +261,129 @@ def count_fragments(
         skipped,
         time.perf_counter() - began,
     )
+    threshold, cell_ids = _call_cells(table, names, barcodes, min_fragments, fragments)
+    uns = {
+        "fragments": str(fragments),
+        "strategy": strategy,
+        "min_fragments": int(threshold),
+        "cell_calling": "knee" if min_fragments == "knee" else "min_fragments",
+        "exclude_chroms": list(exclude_chroms),
+    }
+    adata = _to_anndata(counter, table, names, cell_ids, var, tiles, uns)
+    log.info(
+        "called %d cells (>= %d fragments%s); peak matrix %d x %d (%d nonzero)%s; %.1f s",
+        adata.n_obs,
+        threshold,
+        ", whitelist" if barcodes is not None else "",
+        adata.n_obs,
+        adata.n_vars,
+        adata.X.nnz,
+        f", tile matrix {tiles.total} tiles of {tiles.size} bp" if tiles else "",
+        time.perf_counter() - began,
+    )
+    return CountResult(adata, table, threshold)
 
-    # --- cell calling -------------------------------------------------------------------------
+
+def _peak_index(var: pd.DataFrame) -> dict[str, PeakIndex]:
+    """Per chromosome, its peaks sorted for the kernel (ids: the peaks' rows in ``var``)."""
+    return {
+        str(chrom): PeakIndex.build(
+            group["start"].to_numpy(), group["end"].to_numpy(), group["pos"].to_numpy()
+        )
+        for chrom, group in var.assign(pos=np.arange(var.shape[0])).groupby("chrom", sort=False)
+    }
+
+
+class _Counter:
+    """The streaming pass: per-barcode QC sums and the kept (barcode, feature) pairs."""
+
+    def __init__(
+        self,
+        peak_index: dict[str, PeakIndex],
+        tiles: Tiles | None,
+        sites: dict[str, np.ndarray],
+        code: int,
+        barcodes: list[str] | None,
+    ) -> None:
+        self.peak_index, self.tiles, self.sites, self.code = peak_index, tiles, sites, code
+        self.tile_offsets = tiles.offsets if tiles else {}
+        self.tile_counts = dict(zip(tiles.chroms, tiles.n_per_chrom, strict=True)) if tiles else {}
+        self.no_sites = np.zeros(0, dtype=np.int64)
+        self.whitelist = barcodes is not None
+        self.wanted: set[str] = set(barcodes) if barcodes is not None else set()
+        self.keep = np.zeros(0, dtype=np.uint8)  # per barcode id: 1 = count its pairs
+        self.sums = np.zeros((0, QC_COLUMNS), dtype=np.int64)
+        self.peak_pairs, self.tile_pairs = _Pairs(), _Pairs()
+        self.fill = np.zeros(2, dtype=np.int64)
+
+    def read(self, reader: FragmentReader, exclude: set[str]) -> int:
+        """Count every chunk off the ``exclude`` chromosomes; the number of fragments skipped."""
+        skipped = 0
+        for chunk in reader:
+            if chunk.chrom in exclude:
+                skipped += len(chunk)
+                continue
+            self.grow(reader.barcodes)
+            self.add(chunk)
+        return skipped
+
+    def grow(self, table: BarcodeTable) -> None:
+        """Make room in the QC sums (and whitelist flags) for every barcode seen so far."""
+        n_barcodes = len(table)
+        if self.sums.shape[0] < n_barcodes:
+            grown = np.zeros((max(n_barcodes, 2 * self.sums.shape[0], 1024), QC_COLUMNS), np.int64)
+            grown[: self.sums.shape[0]] = self.sums
+            self.sums = grown
+        if self.whitelist and self.keep.size < n_barcodes:
+            new = table.names[self.keep.size :]
+            self.keep = np.concatenate(
+                [self.keep, np.fromiter((n in self.wanted for n in new), np.uint8, len(new))]
+            )
+
+    def add(self, chunk: FragmentChunk) -> None:
+        """Count one chunk, running the kernel again while a fragment overflows the buffers."""
+        index = self.peak_index.get(chunk.chrom, _NO_PEAKS)
+        tiles, peak_pairs, tile_pairs, fill = (
+            self.tiles,
+            self.peak_pairs,
+            self.tile_pairs,
+            self.fill,
+        )
+        n = len(chunk)
+        peak_pairs.reserve(2 * n + 64)
+        tile_pairs.reserve(2 * n + 64)
+        done = 0
+        while True:
+            fill[:] = 0
+            done = count_chunk(
+                chunk.start, chunk.end, chunk.barcode, chunk.count, done,
+                index.start, index.end, index.max_end, index.ids, self.code,
+                tiles.size if tiles is not None and chunk.chrom in self.tile_offsets else 0,
+                self.tile_offsets.get(chunk.chrom, 0), self.tile_counts.get(chunk.chrom, 0),
+                self.sites.get(chunk.chrom, self.no_sites), self.keep,
+                peak_pairs.buf_rows, peak_pairs.buf_cols,
+                tile_pairs.buf_rows, tile_pairs.buf_cols, fill, self.sums,
+            )  # fmt: skip
+            peak_pairs.keep(int(fill[0]))
+            tile_pairs.keep(int(fill[1]))
+            if done >= n:
+                break
+            # a fragment with more pairs than the buffers hold (long fragments, many peaks)
+            peak_pairs.reserve(2 * peak_pairs.buf_rows.size)
+            tile_pairs.reserve(2 * tile_pairs.buf_rows.size + 2 * (n - done))
+
+
+def _call_cells(
+    table: pd.DataFrame,
+    names: list[str],
+    barcodes: list[str] | None,
+    min_fragments: int | Literal["knee"],
+    fragments: Path,
+) -> tuple[int, np.ndarray]:
+    """Mark ``table['is_cell']``; the threshold and the cells' barcode ids in output order."""
     candidates = np.ones(len(names), dtype=bool)
     if barcodes is not None:
+        wanted = set(barcodes)
         candidates = np.fromiter((n in wanted for n in names), dtype=bool, count=len(names))
     n_frag = table["n_fragments"].to_numpy()
     threshold = (
@@ -339,38 +407,35 @@ def count_fragments(
     else:
         cell_ids = np.flatnonzero(is_cell)
         cell_ids = cell_ids[np.argsort(np.asarray(names, dtype=object)[cell_ids], kind="stable")]
+    return threshold, cell_ids
+
+
+def _to_anndata(
+    counter: _Counter,
+    table: pd.DataFrame,
+    names: list[str],
+    cell_ids: np.ndarray,
+    var: pd.DataFrame,
+    tiles: Tiles | None,
+    uns: dict[str, object],
+) -> ad.AnnData:
+    """The called cells' peak matrix (and tile matrix) with their QC as ``obs``."""
+    import anndata as ad
+
     row_of = np.full(len(names), -1, dtype=np.int32)
     row_of[cell_ids] = np.arange(cell_ids.size)
     n_cells = int(cell_ids.size)
-
-    x = peak_pairs.matrix(row_of, n_cells, n_peaks)
+    x = counter.peak_pairs.matrix(row_of, n_cells, var.shape[0])
     obs = table.iloc[cell_ids].drop(columns=["is_cell"]).copy()
     obs.index = pd.Index([names[i] for i in cell_ids], name="barcode")
     adata = ad.AnnData(X=x, obs=obs, var=var)
-    adata.uns["count"] = {
-        "fragments": str(fragments),
-        "strategy": strategy,
-        "min_fragments": int(threshold),
-        "cell_calling": "knee" if min_fragments == "knee" else "min_fragments",
-        "exclude_chroms": list(exclude_chroms),
-    }
+    adata.uns["count"] = uns
     if tiles is not None:
-        adata.obsm["tiles"] = tile_pairs.matrix(row_of, n_cells, tiles.total)
+        adata.obsm["tiles"] = counter.tile_pairs.matrix(row_of, n_cells, tiles.total)
         adata.uns["tiles"] = {
             "size": int(tiles.size),
             "chroms": list(tiles.chroms),
             "n_tiles": np.asarray(tiles.n_per_chrom, dtype=np.int64),
             "chrom_sizes": np.asarray(tiles.sizes, dtype=np.int64),
         }
-    log.info(
-        "called %d cells (>= %d fragments%s); peak matrix %d x %d (%d nonzero)%s; %.1f s",
-        n_cells,
-        threshold,
-        ", whitelist" if barcodes is not None else "",
-        n_cells,
-        n_peaks,
-        x.nnz,  # type: ignore[attr-defined]
-        f", tile matrix {tiles.total} tiles of {tiles.size} bp" if tiles else "",
-        time.perf_counter() - began,
-    )
-    return CountResult(adata, table, threshold)
+    return adata

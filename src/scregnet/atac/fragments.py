@@ -350,15 +350,7 @@ def bam_to_fragments(
     """Write the fragments of ``bam`` to ``out`` (bgzip + ``.tbi``), atomically."""
     options = options or FragmentOptions()
     bam, out = Path(bam), Path(out)
-    handle = open_bam(bam)
-    references: Sequence[str] = handle.references  # type: ignore[attr-defined]
-    lengths: Sequence[int] = handle.lengths  # type: ignore[attr-defined]
-    handle.close()  # type: ignore[attr-defined]
-    excluded = set(options.exclude_contigs)
-    contigs = [c for c in references if c not in excluded]
-    if not contigs:
-        msg = "every contig of the BAM is excluded"
-        raise InputError(msg, bam)
+    contigs, size = _contig_sizes(bam, options)
     began = time.perf_counter()
     log.info(
         "reading %s: %d contig(s), tag %s, MAPQ >= %d, collapse %s%s, %d thread(s)",
@@ -378,36 +370,10 @@ def bam_to_fragments(
         tempfile.TemporaryDirectory(prefix=f".{out.name}.parts.", dir=out.parent or ".") as tmp,
     ):
         parts = [Path(tmp) / f"{k:05d}.gz" for k in range(len(contigs))]
-        if threads > 1 and len(contigs) > 1:
-            size = dict(zip(references, lengths, strict=True))
-            schedule = sorted(range(len(contigs)), key=lambda k: -size[contigs[k]])
-            with ProcessPoolExecutor(
-                max_workers=min(threads, len(contigs)), mp_context=get_context("spawn")
-            ) as pool:
-                futures = {
-                    k: pool.submit(_contig_fragments, str(bam), contigs[k], options, str(parts[k]))
-                    for k in schedule
-                }
-                results = [futures[k].result() for k in range(len(contigs))]
-        else:
-            results = [
-                _contig_fragments(str(bam), contig, options, str(part))
-                for contig, part in zip(contigs, parts, strict=True)
-            ]
-        for stats in results:
+        for stats in _all_contig_fragments(bam, contigs, size, parts, options, threads):
             per_contig.append(stats)
             total.add(stats)
-        if total.reads_passing and not total.reads_tagged:
-            msg = (
-                f"no read carries the cell barcode tag {options.barcode_tag!r} (see --barcode-tag)"
-            )
-            raise InputError(msg, bam)
-        if total.fragments == 0:
-            msg = (
-                f"no fragment passed the filters ({total.reads} reads, {total.reads_passing} "
-                f"passing flags/MAPQ, {total.pairs} pairs, {total.reads_tagged} tagged reads)"
-            )
-            raise InputError(msg, bam)
+        _check_totals(total, options, bam)
         write_fragment_parts(parts, out)
     log.info(
         "wrote %s: %d fragments from %d read pairs (%d reads, %d pass filters) in %.1f s",
@@ -419,3 +385,55 @@ def bam_to_fragments(
         time.perf_counter() - began,
     )
     return FragmentsResult(out, total, per_contig)
+
+
+def _contig_sizes(bam: Path, options: FragmentOptions) -> tuple[list[str], dict[str, int]]:
+    """The BAM's contigs left after ``exclude_contigs``, and every contig's length."""
+    handle = open_bam(bam)
+    references: Sequence[str] = handle.references  # type: ignore[attr-defined]
+    lengths: Sequence[int] = handle.lengths  # type: ignore[attr-defined]
+    handle.close()  # type: ignore[attr-defined]
+    excluded = set(options.exclude_contigs)
+    contigs = [c for c in references if c not in excluded]
+    if not contigs:
+        msg = "every contig of the BAM is excluded"
+        raise InputError(msg, bam)
+    return contigs, dict(zip(references, lengths, strict=True))
+
+
+def _all_contig_fragments(
+    bam: Path,
+    contigs: list[str],
+    size: dict[str, int],
+    parts: list[Path],
+    options: FragmentOptions,
+    threads: int,
+) -> list[ContigStats]:
+    """Each contig's fragments into its part file (largest first over ``threads`` processes)."""
+    if threads > 1 and len(contigs) > 1:
+        schedule = sorted(range(len(contigs)), key=lambda k: -size[contigs[k]])
+        with ProcessPoolExecutor(
+            max_workers=min(threads, len(contigs)), mp_context=get_context("spawn")
+        ) as pool:
+            futures = {
+                k: pool.submit(_contig_fragments, str(bam), contigs[k], options, str(parts[k]))
+                for k in schedule
+            }
+            return [futures[k].result() for k in range(len(contigs))]
+    return [
+        _contig_fragments(str(bam), contig, options, str(part))
+        for contig, part in zip(contigs, parts, strict=True)
+    ]
+
+
+def _check_totals(total: ContigStats, options: FragmentOptions, bam: Path) -> None:
+    """Refuse a BAM whose reads carry no barcode tag, or whose reads give no fragment."""
+    if total.reads_passing and not total.reads_tagged:
+        msg = f"no read carries the cell barcode tag {options.barcode_tag!r} (see --barcode-tag)"
+        raise InputError(msg, bam)
+    if total.fragments == 0:
+        msg = (
+            f"no fragment passed the filters ({total.reads} reads, {total.reads_passing} "
+            f"passing flags/MAPQ, {total.pairs} pairs, {total.reads_tagged} tagged reads)"
+        )
+        raise InputError(msg, bam)

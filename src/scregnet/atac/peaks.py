@@ -72,32 +72,9 @@ def call_peaks(
         ]  # fmt: skip
         if barcodes is not None:
             cmd += ["--barcodes", str(barcodes)]
-        log.info("running %s", " ".join(cmd))
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-            last = lines[-1] if lines else f"exit status {proc.returncode}"
-            msg = f"MACS3 failed on this fragments file ({last.strip()})"
-            raise InputError(msg, fragments)
+        _run_macs3(cmd, fragments)
         produced = Path(tmp) / f"{name}_peaks.narrowPeak"
-        rows = []
-        dropped = 0
-        with produced.open() as handle:
-            for line in handle:
-                fields = line.rstrip("\n").split("\t")
-                size = chrom_sizes.get(fields[0])
-                if size is None:
-                    msg = f"MACS3 called a peak on {fields[0]}, which the genome index lacks"
-                    raise InputError(msg, fragments)
-                start, end = int(fields[1]), min(int(fields[2]), size)
-                if end <= start:
-                    dropped += 1
-                    continue
-                fields[2] = str(end)
-                rows.append("\t".join(fields) + "\n")
-        if not rows:
-            msg = "MACS3 called no peaks (too few fragments?); pass --peaks instead"
-            raise InputError(msg, fragments)
+        rows, dropped = _clipped_peaks(produced, chrom_sizes, fragments)
         with atomic_path(out) as part:
             part.write_text("".join(rows))
     log.info(
@@ -108,3 +85,39 @@ def call_peaks(
         time.perf_counter() - began,
     )
     return out
+
+
+def _run_macs3(cmd: list[str], fragments: Path) -> None:
+    """Run MACS3; its last stderr line (or exit status) in the error when it fails."""
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        last = lines[-1] if lines else f"exit status {proc.returncode}"
+        msg = f"MACS3 failed on this fragments file ({last.strip()})"
+        raise InputError(msg, fragments)
+
+
+def _clipped_peaks(
+    produced: Path, chrom_sizes: dict[str, int], fragments: Path
+) -> tuple[list[str], int]:
+    """MACS3's narrowPeak lines with ends clipped to the genome; the count of empty ones dropped."""
+    rows = []
+    dropped = 0
+    with produced.open() as handle:
+        for line in handle:
+            fields = line.rstrip("\n").split("\t")
+            size = chrom_sizes.get(fields[0])
+            if size is None:
+                msg = f"MACS3 called a peak on {fields[0]}, which the genome index lacks"
+                raise InputError(msg, fragments)
+            start, end = int(fields[1]), min(int(fields[2]), size)
+            if end <= start:
+                dropped += 1
+                continue
+            fields[2] = str(end)
+            rows.append("\t".join(fields) + "\n")
+    if not rows:
+        msg = "MACS3 called no peaks (too few fragments?); pass --peaks instead"
+        raise InputError(msg, fragments)
+    return rows, dropped

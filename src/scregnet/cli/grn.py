@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``scregnet grn``'s options; every default is :mod:`scregnet.grn.config`'s."""
     model, train = GRNConfig(), TrainConfig()
+    _io_options(parser)
+    _training_options(parser, model, train)
+    _feature_options(parser, model, train)
+    _prior_options(parser)
+
+
+def _io_options(parser: argparse.ArgumentParser) -> None:
+    """Inputs (expression, labels or binding prior), outputs, TFs, layer and device."""
     parser.add_argument(
         "--rna",
         required=True,
@@ -68,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="expression layer to use instead of the default ('X': the main matrix)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def _training_options(
+    parser: argparse.ArgumentParser, model: GRNConfig, train: TrainConfig
+) -> None:
+    """Epochs, batch sizes, learning rate, neighbours and the contrastive weight."""
     parser.add_argument("--epochs", type=int, default=train.epochs, help="maximum training epochs")
     parser.add_argument(
         "--batch-size", type=int, default=train.batch_size, help="training batch size (pairs)"
@@ -91,6 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=train.contrastive_weight,
         help="weight of the contrastive loss",
     )
+
+
+def _feature_options(parser: argparse.ArgumentParser, model: GRNConfig, train: TrainConfig) -> None:
+    """The head's extra features, metacells, pair sampling and the validation split."""
     parser.add_argument(
         "--pair-features",
         action=argparse.BooleanOptionalAction,
@@ -121,6 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=train.val_fraction,
         help="fraction of the training TFs held out for model selection (docs/usage.md)",
     )
+
+
+def _prior_options(parser: argparse.ArgumentParser) -> None:
+    """How ``--prior`` binding becomes training labels."""
     parser.add_argument(
         "--prior-window",
         type=int,

@@ -99,6 +99,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _train_options(t: argparse.ArgumentParser) -> None:
     """``tfbind train``'s options; every default is :class:`TrainConfig`'s."""
     d = TrainConfig()
+    _train_io_options(t)
+    _train_window_options(t, d)
+    _train_fit_options(t, d)
+    _train_network_options(t, d)
+    _train_motif_options(t, d)
+    _common_nested(t)
+
+
+def _train_io_options(t: argparse.ArgumentParser) -> None:
+    """``tfbind train``'s inputs, outputs and device."""
     t.add_argument("--fasta", type=Path, required=True, help="genome FASTA (indexed)")
     t.add_argument(
         "--bulk",
@@ -114,6 +124,10 @@ def _train_options(t: argparse.ArgumentParser) -> None:
         help="per-epoch training-state file, resumed from when it exists and removed at the end",
     )
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def _train_window_options(t: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """``tfbind train``: the windows, bins and chromosome split."""
     t.add_argument("--window", type=_positive_int, default=d.window, help="input window (bp)")
     t.add_argument(
         "--bin-size",
@@ -140,6 +154,10 @@ def _train_options(t: argparse.ArgumentParser) -> None:
         default=d.exclude_chroms,
         help="chromosomes never used",
     )
+
+
+def _train_fit_options(t: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """``tfbind train``: sampling, loss weighting and optimisation."""
     t.add_argument(
         "--negative-ratio",
         type=float,
@@ -163,6 +181,10 @@ def _train_options(t: argparse.ArgumentParser) -> None:
         "--batch-size", type=_positive_int, default=d.batch_size, help="training batch size"
     )
     t.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+
+
+def _train_network_options(t: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """``tfbind train``: the network and its augmentation."""
     t.add_argument(
         "--filters",
         type=_ints,
@@ -192,6 +214,10 @@ def _train_options(t: argparse.ArgumentParser) -> None:
         default=d.jitter,
         help="random shift of training windows, +- bp (0 = none)",
     )
+
+
+def _train_motif_options(t: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """``tfbind train``: motif and context inputs and the sequence warm-up."""
     t.add_argument(
         "--motifs",
         type=Path,
@@ -219,7 +245,6 @@ def _train_options(t: argparse.ArgumentParser) -> None:
         default=d.sequence_warmup,
         help="first epochs trained with the accessibility channel zeroed",
     )
-    _common_nested(t)
 
 
 def _predict_options(p: argparse.ArgumentParser) -> None:

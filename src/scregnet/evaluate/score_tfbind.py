@@ -17,6 +17,7 @@ and for the chromVAR-style deviations. Means over samples.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +95,28 @@ def cluster_ari(matrix: NDArray[np.floating], labels: NDArray[Any]) -> float:
     return adjusted_rand(labels, pred)
 
 
-def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
-    """The ``tfbind`` section of ``evaluation.json`` (``None`` when there are no tfbind outputs)."""
-    import anndata as ad
+@dataclass(frozen=True)
+class _Truth:
+    """The truth tables a sample is scored against."""
 
-    files = sorted((Path(results_dir) / "tfbind").glob(f"*{SUFFIX}"))
-    if not files:
-        return None
-    truth, types = _read_truth(Path(truth_dir))
+    types: pd.DataFrame
+    peaks: pd.DataFrame
+    tfs: list[str]
+    lookup: pd.DataFrame
+
+
+@dataclass
+class _Pooled:
+    """Per TF, the labels and scores of every (cluster, peak) pair pooled over samples."""
+
+    ys: dict[str, list[NDArray[np.int8]]] = field(default_factory=dict)
+    model: dict[str, list[NDArray[np.float64]]] = field(default_factory=dict)
+    pwm: dict[str, list[NDArray[np.float64]]] = field(default_factory=dict)
+
+
+def _load_truth(truth_dir: Path) -> _Truth:
+    """Read the truth binding and cell types; index binding by (peak, cell type)."""
+    truth, types = _read_truth(truth_dir)
     truth = truth.reset_index(drop=True)
     truth_peaks = truth.drop_duplicates("peak_id")[["peak_id", "chrom", "start", "end"]]
     truth_peaks = truth_peaks.set_index("peak_id")
@@ -111,103 +126,105 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         if c not in {"peak_id", "chrom", "start", "end", "cell_type", "view"}
     ]
     lookup = truth.set_index(["peak_id", "cell_type"])
-    ys: dict[str, list[NDArray[np.int8]]] = {}
-    model_scores: dict[str, list[NDArray[np.float64]]] = {}
-    pwm_scores: dict[str, list[NDArray[np.float64]]] = {}
-    aris, chromvar_aris, mean_binding_aris, scfan_aris, chroms_used = [], [], [], [], set()
-    per_sample: dict[str, Any] = {}
-    for path in files:
-        sample = path.name[: -len(SUFFIX)]
-        result = ad.read_h5ad(path)
-        if keys.TFBIND_UNS not in result.uns:
-            log.warning("%s: not a merged tfbind result (a shard?); skipped", path.name)
+    return _Truth(types=types, peaks=truth_peaks, tfs=truth_tfs, lookup=lookup)
+
+
+def _cell_types(result: Any, types: pd.DataFrame, sample: str) -> pd.Series:
+    """The true cell type of each cell of ``result`` (NaN where its barcode is not in truth)."""
+    st = types[types["sample"] == sample] if "sample" in types.columns else types
+    return pd.Series(result.obs_names.astype(str), index=result.obs_names).map(
+        dict(zip(st["barcode"], st["cell_type"], strict=False))
+    )
+
+
+def _scored_rows(peaks: pd.DataFrame, test_chroms: Any) -> NDArray[np.intp]:
+    """Rows of the peaks on the held-out test chromosomes (all rows when none is there)."""
+    test = {str(c) for c in test_chroms}
+    on_test = peaks["chrom"].isin(test).to_numpy()
+    if on_test.any():
+        return np.flatnonzero(on_test)
+    return np.arange(len(peaks))
+
+
+def _pool_binding(
+    result: Any, cell_type: pd.Series, known: pd.Series, truth: _Truth, pooled: _Pooled
+) -> set[str]:
+    """Label each (cluster, scored peak) pair of one sample and pool it; the chromosomes used."""
+    u = result.uns[keys.TFBIND_UNS]
+    clusters = [str(c) for c in u["clusters"]]
+    majority = (
+        pd.DataFrame(
+            {
+                "cluster": result.obs[keys.CLUSTER].astype(str).to_numpy()[known],
+                "type": np.asarray(cell_type[known]),
+            }
+        )
+        .groupby("cluster")["type"]
+        .agg(lambda s: s.value_counts().index[0])
+    )
+    peaks: pd.DataFrame = u["peaks"]
+    rows = _scored_rows(peaks, u["test_chroms"])
+    matched = match_peaks(
+        peaks.iloc[rows].reset_index(drop=True),
+        truth.peaks.reset_index().rename(columns={"index": "peak_id"}),
+    )
+    truth_ids = truth.peaks.index.to_numpy()
+    binding = np.asarray(u["binding"])
+    pwm = np.asarray(u["pwm_binding"])
+    tfs = [tf for tf in result.var_names if tf in truth.tfs]
+    for g, cluster in enumerate(clusters):
+        if cluster not in majority.index:
             continue
-        u = result.uns[keys.TFBIND_UNS]
-        st = types[types["sample"] == sample] if "sample" in types.columns else types
-        cell_type = pd.Series(result.obs_names.astype(str), index=result.obs_names).map(
-            dict(zip(st["barcode"], st["cell_type"], strict=False))
-        )
-        known = cell_type.notna()
-        if known.sum() == 0:
-            log.warning("%s: no cell barcode is in the truth cell types; skipped", path.name)
-            continue
-        clusters = [str(c) for c in u["clusters"]]
-        majority = (
-            pd.DataFrame(
-                {
-                    "cluster": result.obs[keys.CLUSTER].astype(str).to_numpy()[known],
-                    "type": np.asarray(cell_type[known]),
-                }
-            )
-            .groupby("cluster")["type"]
-            .agg(lambda s: s.value_counts().index[0])
-        )
-        peaks: pd.DataFrame = u["peaks"]
-        test = {str(c) for c in u["test_chroms"]}
-        on_test = peaks["chrom"].isin(test).to_numpy()
-        if on_test.any():
-            rows = np.flatnonzero(on_test)
-            chroms_used |= set(peaks["chrom"].to_numpy()[rows])
-        else:
-            rows = np.arange(len(peaks))
-            chroms_used |= set(peaks["chrom"])
-        matched = match_peaks(
-            peaks.iloc[rows].reset_index(drop=True),
-            truth_peaks.reset_index().rename(columns={"index": "peak_id"}),
-        )
-        truth_ids = truth_peaks.index.to_numpy()
-        binding = np.asarray(u["binding"])
-        pwm = np.asarray(u["pwm_binding"])
-        tfs = [tf for tf in result.var_names if tf in truth_tfs]
-        for g, cluster in enumerate(clusters):
-            if cluster not in majority.index:
-                continue
-            ctype = majority[cluster]
-            labels = np.zeros((rows.size, len(tfs)), dtype=np.int8)
-            hit = np.flatnonzero(matched >= 0)
-            pairs = [(truth_ids[matched[i]], ctype) for i in hit]
-            present = [k in lookup.index for k in pairs]
-            if any(present):
-                sel = [k for k, ok in zip(pairs, present, strict=True) if ok]
-                vals = lookup.loc[sel, tfs].to_numpy(np.int8)
-                labels[hit[np.asarray(present)]] = vals
-            for j, tf in enumerate(tfs):
-                k = list(result.var_names).index(tf)
-                ys.setdefault(tf, []).append(labels[:, j])
-                model_scores.setdefault(tf, []).append(binding[g, rows, k].astype(np.float64))
-                pwm_scores.setdefault(tf, []).append(pwm[g, rows, k].astype(np.float64))
-        true_labels = np.asarray(cell_type[known])
-        ari = cluster_ari(np.asarray(result.X)[known.to_numpy()], true_labels)
-        cv = cluster_ari(np.asarray(result.obsm[keys.CHROMVAR])[known.to_numpy()], true_labels)
-        mb = (
-            cluster_ari(np.asarray(result.layers["mean_binding"])[known.to_numpy()], true_labels)
-            if "mean_binding" in result.layers
-            else float("nan")
-        )
-        sa = (
-            cluster_ari(
-                np.asarray(result.layers[keys.SCFAN_ACTIVITY])[known.to_numpy()], true_labels
-            )
-            if keys.SCFAN_ACTIVITY in result.layers
-            else float("nan")
-        )
-        aris.append(ari)
-        chromvar_aris.append(cv)
-        mean_binding_aris.append(mb)
-        scfan_aris.append(sa)
-        per_sample[sample] = {
-            "ari": ari,
-            "ari_mean_binding": mb,
-            "ari_scfan_activity": sa,
-            "chromvar_ari": cv,
-            "n_cells": int(known.sum()),
-        }
+        ctype = majority[cluster]
+        labels = np.zeros((rows.size, len(tfs)), dtype=np.int8)
+        hit = np.flatnonzero(matched >= 0)
+        pairs = [(truth_ids[matched[i]], ctype) for i in hit]
+        present = [k in truth.lookup.index for k in pairs]
+        if any(present):
+            sel = [k for k, ok in zip(pairs, present, strict=True) if ok]
+            vals = truth.lookup.loc[sel, tfs].to_numpy(np.int8)
+            labels[hit[np.asarray(present)]] = vals
+        for j, tf in enumerate(tfs):
+            k = list(result.var_names).index(tf)
+            pooled.ys.setdefault(tf, []).append(labels[:, j])
+            pooled.model.setdefault(tf, []).append(binding[g, rows, k].astype(np.float64))
+            pooled.pwm.setdefault(tf, []).append(pwm[g, rows, k].astype(np.float64))
+    return set(peaks["chrom"].to_numpy()[rows])
+
+
+def _activity_aris(result: Any, cell_type: pd.Series, known: pd.Series) -> dict[str, Any]:
+    """One sample's cell-level ARIs: activity, mean binding, scFAN activity and chromVAR."""
+    true_labels = np.asarray(cell_type[known])
+    cells = known.to_numpy()
+    ari = cluster_ari(np.asarray(result.X)[cells], true_labels)
+    cv = cluster_ari(np.asarray(result.obsm[keys.CHROMVAR])[cells], true_labels)
+    mb = (
+        cluster_ari(np.asarray(result.layers["mean_binding"])[cells], true_labels)
+        if "mean_binding" in result.layers
+        else float("nan")
+    )
+    sa = (
+        cluster_ari(np.asarray(result.layers[keys.SCFAN_ACTIVITY])[cells], true_labels)
+        if keys.SCFAN_ACTIVITY in result.layers
+        else float("nan")
+    )
+    return {
+        "ari": ari,
+        "ari_mean_binding": mb,
+        "ari_scfan_activity": sa,
+        "chromvar_ari": cv,
+        "n_cells": int(known.sum()),
+    }
+
+
+def _per_tf_scores(pooled: _Pooled) -> dict[str, dict[str, float]]:
+    """AUROC/AUPRC of the model and the PWM baseline per TF with both classes."""
     per_tf: dict[str, dict[str, float]] = {}
-    for tf, parts in ys.items():
+    for tf, parts in pooled.ys.items():
         y = np.concatenate(parts)
         if y.min() == y.max():
             continue
-        s_model, s_pwm = np.concatenate(model_scores[tf]), np.concatenate(pwm_scores[tf])
+        s_model, s_pwm = np.concatenate(pooled.model[tf]), np.concatenate(pooled.pwm[tf])
         per_tf[tf] = {
             "auroc": auroc(y, s_model),
             "auprc": auprc(y, s_model),
@@ -216,25 +233,63 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
             "positives": int(y.sum()),
             "n": int(y.size),
         }
+    return per_tf
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean of the finite values (NaN when there are none)."""
+    vals = [v for v in values if np.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _summary(
+    per_tf: dict[str, dict[str, float]], per_sample: dict[str, Any], chroms_used: set[str]
+) -> dict[str, Any]:
+    """The section: means over TFs and samples, with the per-TF and per-sample parts."""
 
     def mean(key: str) -> float:
-        vals = [v[key] for v in per_tf.values() if np.isfinite(v[key])]
-        return float(np.mean(vals)) if vals else float("nan")
+        return _nanmean([v[key] for v in per_tf.values()])
 
-    def nanmean(values: list[float]) -> float:
-        vals = [v for v in values if np.isfinite(v)]
-        return float(np.mean(vals)) if vals else float("nan")
+    def over_samples(key: str) -> float:
+        return _nanmean([v[key] for v in per_sample.values()])
 
     return {
         "auroc": mean("auroc"),
         "auprc": mean("auprc"),
-        "ari": nanmean(aris),
-        "ari_mean_binding": nanmean(mean_binding_aris),
-        "ari_scfan_activity": nanmean(scfan_aris),
+        "ari": over_samples("ari"),
+        "ari_mean_binding": over_samples("ari_mean_binding"),
+        "ari_scfan_activity": over_samples("ari_scfan_activity"),
         "pwm_baseline": {"auroc": mean("pwm_auroc"), "auprc": mean("pwm_auprc")},
-        "chromvar_baseline": {"ari": nanmean(chromvar_aris)},
+        "chromvar_baseline": {"ari": over_samples("chromvar_ari")},
         "chromosomes": sorted(chroms_used),
         "n_tfs": len(per_tf),
         "per_tf": per_tf,
         "per_sample": per_sample,
     }
+
+
+def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
+    """The ``tfbind`` section of ``evaluation.json`` (``None`` when there are no tfbind outputs)."""
+    import anndata as ad
+
+    files = sorted((Path(results_dir) / "tfbind").glob(f"*{SUFFIX}"))
+    if not files:
+        return None
+    truth = _load_truth(Path(truth_dir))
+    pooled = _Pooled()
+    chroms_used: set[str] = set()
+    per_sample: dict[str, Any] = {}
+    for path in files:
+        sample = path.name[: -len(SUFFIX)]
+        result = ad.read_h5ad(path)
+        if keys.TFBIND_UNS not in result.uns:
+            log.warning("%s: not a merged tfbind result (a shard?); skipped", path.name)
+            continue
+        cell_type = _cell_types(result, truth.types, sample)
+        known = cell_type.notna()
+        if known.sum() == 0:
+            log.warning("%s: no cell barcode is in the truth cell types; skipped", path.name)
+            continue
+        chroms_used |= _pool_binding(result, cell_type, known, truth, pooled)
+        per_sample[sample] = _activity_aris(result, cell_type, known)
+    return _summary(_per_tf_scores(pooled), per_sample, chroms_used)

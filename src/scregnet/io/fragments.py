@@ -189,20 +189,7 @@ def text_chunks(path: Path, target: int, *, threads: int = 1) -> Iterator[bytes 
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    decompress, errors = _raw_inflate()
-
-    def inflate(args: tuple[memoryview, int, int, int]) -> bytes:
-        view, start, end, isize = args
-        try:
-            out = decompress(view[start:end], -15)
-        except errors as exc:
-            msg = f"truncated or corrupt gzip stream ({exc})"
-            raise InputError(msg, path) from exc
-        if len(out) != isize:
-            msg = "truncated or corrupt gzip stream (BGZF block size mismatch)"
-            raise InputError(msg, path)
-        return out
-
+    inflate = _block_inflater(path)
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
     read_size = max(target // 4, 1 << 16)
     carry, pending = b"", b""
@@ -214,12 +201,7 @@ def text_chunks(path: Path, target: int, *, threads: int = 1) -> Iterator[bytes 
                 data = pending + raw
                 if not data:
                     break
-                offset = 0
-                while offset + 18 <= len(data):
-                    bsize = int.from_bytes(data[offset + 16 : offset + 18], "little") + 1
-                    if offset + bsize > len(data):
-                        break
-                    offset += bsize
+                offset = _whole_blocks_end(data)
                 whole, pending = data[:offset], data[offset:]
                 if not raw and pending:
                     msg = "truncated or corrupt gzip stream (the last BGZF block is cut short)"
@@ -247,6 +229,36 @@ def text_chunks(path: Path, target: int, *, threads: int = 1) -> Iterator[bytes 
     if last_isize != 0:
         msg = "truncated gzip stream (no BGZF end-of-file block: the file was cut short)"
         raise InputError(msg, path)
+
+
+def _block_inflater(path: Path) -> Callable[[tuple[memoryview, int, int, int]], bytes]:
+    """Inflate one BGZF block ``(view, start, end, isize)``, checking its size; errors name ``path``."""
+    decompress, errors = _raw_inflate()
+
+    def inflate(args: tuple[memoryview, int, int, int]) -> bytes:
+        view, start, end, isize = args
+        try:
+            out = decompress(view[start:end], -15)
+        except errors as exc:
+            msg = f"truncated or corrupt gzip stream ({exc})"
+            raise InputError(msg, path) from exc
+        if len(out) != isize:
+            msg = "truncated or corrupt gzip stream (BGZF block size mismatch)"
+            raise InputError(msg, path)
+        return out
+
+    return inflate
+
+
+def _whole_blocks_end(data: bytes) -> int:
+    """Where the whole BGZF blocks at the start of ``data`` end (by their BSIZE fields)."""
+    offset = 0
+    while offset + 18 <= len(data):
+        bsize = int.from_bytes(data[offset + 16 : offset + 18], "little") + 1
+        if offset + bsize > len(data):
+            break
+        offset += bsize
+    return offset
 
 
 def _gzip_chunks(path: Path, target: int) -> Iterator[bytes | memoryview]:

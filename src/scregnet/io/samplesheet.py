@@ -84,6 +84,28 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
     if not path.exists():
         msg = "samplesheet does not exist"
         raise InputError(msg, path)
+    rows = _read_rows(path)
+    if not rows:
+        msg = "samplesheet has no samples"
+        raise InputError(msg, path)
+    seen: dict[str, str] = {}
+    samples: list[Sample] = []
+    for i, row in enumerate(rows, start=2):
+        sid = _check_id(row.get("sample", ""), i, seen, path)
+        samples.append(_sample_files(row, sid, i, path))
+    clash = _prefix_clash([s.sample for s in samples])
+    if clash is not None:
+        short, long = clash
+        msg = (
+            f"sample id {long!r} is sample id {short!r} followed by '.': their files could share "
+            f"a path ({long}.<suffix> is also {short}.<...>); rename one"
+        )
+        raise InputError(msg, path)
+    return samples
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    """The sheet's rows (keys and values stripped), after checking its header and field counts."""
     reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
     try:
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -107,55 +129,47 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
     except csv.Error as exc:
         msg = f"not a readable CSV (line {reader.line_num}: {exc})"
         raise InputError(msg, path) from exc
-    if not rows:
-        msg = "samplesheet has no samples"
+    return rows
+
+
+def _check_id(sid: str, i: int, seen: dict[str, str], path: Path) -> str:
+    """Check row ``i``'s sample id is valid and unique ignoring case; remember it in ``seen``."""
+    problem = check_sample_id(sid)
+    if problem is not None:
+        msg = f"row {i}: sample id {sid!r} {problem}"
         raise InputError(msg, path)
-    base = path.parent
-    seen: dict[str, str] = {}
-    samples: list[Sample] = []
-    for i, row in enumerate(rows, start=2):
-        sid = row.get("sample", "")
-        problem = check_sample_id(sid)
-        if problem is not None:
-            msg = f"row {i}: sample id {sid!r} {problem}"
-            raise InputError(msg, path)
-        if sid.casefold() in seen:
-            other = seen[sid.casefold()]
-            same = (
-                ""
-                if other == sid
-                else f" (same as {other!r} ignoring case: their files would collide)"
-            )
-            msg = f"row {i}: duplicate sample id {sid!r}{same}"
-            raise InputError(msg, path)
-        seen[sid.casefold()] = sid
-        bam = _resolve(row.get("bam", ""), base)
-        fragments = _resolve(row.get("fragments", ""), base)
-        rna = _resolve(row.get("rna", ""), base)
-        if (bam is None) == (fragments is None):
-            msg = f"row {i}: give exactly one of 'bam' or 'fragments' for sample {sid!r}"
-            raise InputError(msg, path)
-        if bam is not None:
-            _check_file(bam, sheet=path, row=i, column="bam", suffixes=(".bam",))
-            if not (Path(str(bam) + ".bai").exists() or bam.with_suffix(".bai").exists()):
-                msg = f"row {i}: BAM {bam} has no index (.bam.bai); run `samtools index`"
-                raise InputError(msg, path)
-        if fragments is not None:
-            _check_file(
-                fragments, sheet=path, row=i, column="fragments", suffixes=(".tsv.gz", ".bed.gz")
-            )
-            if not Path(str(fragments) + ".tbi").exists():
-                msg = f"row {i}: fragments {fragments} has no tabix index (.tbi)"
-                raise InputError(msg, path)
-        if rna is not None:
-            _check_file(rna, sheet=path, row=i, column="rna", suffixes=(".h5ad",))
-        samples.append(Sample(sid, bam, fragments, rna, row.get("view", "") or sid))
-    clash = _prefix_clash([s.sample for s in samples])
-    if clash is not None:
-        short, long = clash
-        msg = (
-            f"sample id {long!r} is sample id {short!r} followed by '.': their files could share "
-            f"a path ({long}.<suffix> is also {short}.<...>); rename one"
+    if sid.casefold() in seen:
+        other = seen[sid.casefold()]
+        same = (
+            "" if other == sid else f" (same as {other!r} ignoring case: their files would collide)"
         )
+        msg = f"row {i}: duplicate sample id {sid!r}{same}"
         raise InputError(msg, path)
-    return samples
+    seen[sid.casefold()] = sid
+    return sid
+
+
+def _sample_files(row: dict[str, str], sid: str, i: int, path: Path) -> Sample:
+    """Row ``i``'s sample with its files resolved against the sheet's folder and checked."""
+    base = path.parent
+    bam = _resolve(row.get("bam", ""), base)
+    fragments = _resolve(row.get("fragments", ""), base)
+    rna = _resolve(row.get("rna", ""), base)
+    if (bam is None) == (fragments is None):
+        msg = f"row {i}: give exactly one of 'bam' or 'fragments' for sample {sid!r}"
+        raise InputError(msg, path)
+    if bam is not None:
+        _check_file(bam, sheet=path, row=i, column="bam", suffixes=(".bam",))
+        if not (Path(str(bam) + ".bai").exists() or bam.with_suffix(".bai").exists()):
+            msg = f"row {i}: BAM {bam} has no index (.bam.bai); run `samtools index`"
+            raise InputError(msg, path)
+    if fragments is not None:
+        _check_file(
+            fragments, sheet=path, row=i, column="fragments", suffixes=(".tsv.gz", ".bed.gz")
+        )
+        if not Path(str(fragments) + ".tbi").exists():
+            msg = f"row {i}: fragments {fragments} has no tabix index (.tbi)"
+            raise InputError(msg, path)
+    if rna is not None:
+        _check_file(rna, sheet=path, row=i, column="rna", suffixes=(".h5ad",))
+    return Sample(sid, bam, fragments, rna, row.get("view", "") or sid)

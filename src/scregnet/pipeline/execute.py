@@ -257,6 +257,7 @@ def run_steps(
 def _schedule(
     steps: Sequence[Step], info: Path, *, jobs: int, say: Callable[[str], None]
 ) -> list[str]:
+    """Start ready steps (up to ``jobs`` at once) until all finished; the trace as it goes."""
     records, logs = info.parent / RECORDS, info / "logs"
     deps = step_dependencies(steps)
     priority = step_priorities(steps, deps)
@@ -276,28 +277,12 @@ def _schedule(
             for i in ready:
                 if len(running) >= jobs:
                     break
-                step, label = steps[i], labels[i]
-                record = _record_path(records, step)
-                row: dict[str, Any] = {"stage": step.stage, "name": step.task}
-                inputs = snapshot(step.inputs)
-                reason = stale_reason(step, record, inputs)
-                if reason is None:
-                    say(f"{label}: outputs complete and up to date, skipped (resume)")
-                    previous = json.loads(record.read_text())
-                    row.update({k: previous.get(k, "") for k in RECORD_FIELDS})
-                    trace[i] = {**row, "status": "CACHED"}
-                elif step.optional_tool and find_tool(step.executable) is None:
-                    say(f"{label}: skipped, `{step.executable}` is not installed")
-                    trace[i] = {**row, "status": "SKIPPED"}
+                started = _start_or_skip(i, steps[i], labels[i], records, logs, trace, say)
+                if started is not None:
+                    running[i] = started
                 else:
-                    if reason != NOT_RUN:
-                        say(f"{label}: out of date, {reason}")
-                    running[i] = _launch(i, step, label, logs, inputs, say)
-                    pending.discard(i)
-                    launched_or_skipped = True
-                    continue
+                    finished.add(i)
                 pending.discard(i)
-                finished.add(i)
                 launched_or_skipped = True
             if launched_or_skipped and len(running) < jobs:
                 continue  # a skipped step may have made others ready
@@ -308,33 +293,12 @@ def _schedule(
                 break
             run, code, cpu, peak_mb = _wait_any(running)
             del running[run.index]
-            run.log.close()
-            step, label = steps[run.index], labels[run.index]
-            wall = time.perf_counter() - run.started
-            row = {
-                "stage": step.stage,
-                "name": step.task,
-                "status": "COMPLETED" if code == 0 else "FAILED",
-                "start": run.started_at,
-                "wall_s": round(wall, 1),
-                "cpu_s": round(cpu, 1),
-                "peak_rss_mb": round(peak_mb, 1),
-                "log": str(run.log_path.relative_to(info)),
-            }
-            trace[run.index] = row
-            if code != 0:  # the except clause below stops the steps running beside it
-                remove_leftovers(step.outputs)
-                msg = f"{step.label} failed: {_last_line(run.log_path, code)} (log: {run.log_path})"
-                raise InputError(msg)
-            missing = [str(p) for p in step.outputs if not p.exists()]
-            if missing:
-                msg = f"{step.label} exited 0 but did not write {', '.join(missing)}"
-                raise RuntimeError(msg)
-            write_record(_record_path(records, step), step, run.inputs, row)
+            step = steps[run.index]
+            wall = _finish(run, code, cpu, peak_mb, step, info, records, trace)
             finished.add(run.index)
             ran.append(f"{step.stage}:{step.task}")
             _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])  # as it goes
-            say(f"{label}: done in {wall:.1f} s (peak memory {peak_mb:.0f} MB)")
+            say(f"{labels[run.index]}: done in {wall:.1f} s (peak memory {peak_mb:.0f} MB)")
     except BaseException:
         for index in running:
             step = steps[index]
@@ -344,6 +308,71 @@ def _schedule(
     finally:
         _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
     return ran
+
+
+def _start_or_skip(
+    i: int,
+    step: Step,
+    label: str,
+    records: Path,
+    logs: Path,
+    trace: dict[int, dict[str, Any]],
+    say: Callable[[str], None],
+) -> _Running | None:
+    """Launch a ready step, or skip it (up to date, or its optional tool missing): ``None``."""
+    record = _record_path(records, step)
+    row: dict[str, Any] = {"stage": step.stage, "name": step.task}
+    inputs = snapshot(step.inputs)
+    reason = stale_reason(step, record, inputs)
+    if reason is None:
+        say(f"{label}: outputs complete and up to date, skipped (resume)")
+        previous = json.loads(record.read_text())
+        row.update({k: previous.get(k, "") for k in RECORD_FIELDS})
+        trace[i] = {**row, "status": "CACHED"}
+        return None
+    if step.optional_tool and find_tool(step.executable) is None:
+        say(f"{label}: skipped, `{step.executable}` is not installed")
+        trace[i] = {**row, "status": "SKIPPED"}
+        return None
+    if reason != NOT_RUN:
+        say(f"{label}: out of date, {reason}")
+    return _launch(i, step, label, logs, inputs, say)
+
+
+def _finish(
+    run: _Running,
+    code: int,
+    cpu: float,
+    peak_mb: float,
+    step: Step,
+    info: Path,
+    records: Path,
+    trace: dict[int, dict[str, Any]],
+) -> float:
+    """Trace an exited step, raise if it failed or missed an output, else record it; its wall s."""
+    run.log.close()
+    wall = time.perf_counter() - run.started
+    row = {
+        "stage": step.stage,
+        "name": step.task,
+        "status": "COMPLETED" if code == 0 else "FAILED",
+        "start": run.started_at,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "peak_rss_mb": round(peak_mb, 1),
+        "log": str(run.log_path.relative_to(info)),
+    }
+    trace[run.index] = row
+    if code != 0:  # the caller's except clause stops the steps running beside it
+        remove_leftovers(step.outputs)
+        msg = f"{step.label} failed: {_last_line(run.log_path, code)} (log: {run.log_path})"
+        raise InputError(msg)
+    missing = [str(p) for p in step.outputs if not p.exists()]
+    if missing:
+        msg = f"{step.label} exited 0 but did not write {', '.join(missing)}"
+        raise RuntimeError(msg)
+    write_record(_record_path(records, step), step, run.inputs, row)
+    return wall
 
 
 def _stop(steps: Sequence[Step], running: dict[int, _Running]) -> None:

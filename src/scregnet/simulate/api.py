@@ -59,8 +59,40 @@ def _simulate_sample(
     threads: int,
 ) -> pd.DataFrame:
     """One sample: BAM (+ index), RNA counts and true expression; returns its cell-type table."""
-    import anndata as ad
+    cell_type, barcodes, n_noncell, n_fragments = _write_atac(
+        rng, world, out, sample, n_cells, command_line=command_line, threads=threads
+    )
+    cell_barcodes = barcodes[:n_cells]
+    zeros = _write_rna(rng, world, model, out, sample, view, cell_type, cell_barcodes)
+    log.info(
+        "%s (%s): %d cells, %d non-cell barcodes, %d fragments, scRNA %.1f %% zeros",
+        sample,
+        view,
+        n_cells,
+        n_noncell,
+        n_fragments,
+        100 * zeros,
+    )
+    return pd.DataFrame(
+        {
+            "sample": sample,
+            "barcode": cell_barcodes,
+            "cell_type": np.array(world.cell_types)[cell_type],
+        }
+    )
 
+
+def _write_atac(
+    rng: np.random.Generator,
+    world: World,
+    out: Path,
+    sample: str,
+    n_cells: int,
+    *,
+    command_line: str,
+    threads: int,
+) -> tuple[np.ndarray, list[str], int, int]:
+    """Draw cells and non-cell barcodes, write their BAM: (cell types, barcodes, non-cells, fragments)."""
     preset = world.preset
     n_ct = len(world.cell_types)
     proportions = rng.dirichlet(np.full(n_ct, 4.0))
@@ -90,11 +122,26 @@ def _simulate_sample(
         command_line=command_line,
         threads=threads,
     )
+    return cell_type, barcodes, n_noncell, len(frags)
 
+
+def _write_rna(
+    rng: np.random.Generator,
+    world: World,
+    model: rna.ExpressionModel,
+    out: Path,
+    sample: str,
+    view: str,
+    cell_type: np.ndarray,
+    cell_barcodes: list[str],
+) -> float:
+    """Write the cells' scRNA counts and true expression; the fraction of zero counts."""
+    import anndata as ad
+
+    n_cells = len(cell_barcodes)
     view_index = world.views.index(view)
     p = rna.relative_rates(rng, world, model, cell_type, view_index)
-    truth, counts, library = rna.single_cell_counts(rng, p, preset.umis_per_cell)
-    cell_barcodes = barcodes[:n_cells]
+    truth, counts, library = rna.single_cell_counts(rng, p, world.preset.umis_per_cell)
     obs = pd.DataFrame(
         {"sample": pd.Categorical([sample] * n_cells), "view": pd.Categorical([view] * n_cells)},
         index=pd.Index(cell_barcodes, name="barcode"),
@@ -113,23 +160,7 @@ def _simulate_sample(
         ad.AnnData(X=truth, obs=t_obs, var=var.copy()),
         out / "truth" / "expression" / f"{sample}.h5ad",
     )
-    zeros = 1.0 - counts.nnz / (counts.shape[0] * counts.shape[1])
-    log.info(
-        "%s (%s): %d cells, %d non-cell barcodes, %d fragments, scRNA %.1f %% zeros",
-        sample,
-        view,
-        n_cells,
-        n_noncell,
-        len(frags),
-        100 * zeros,
-    )
-    return pd.DataFrame(
-        {
-            "sample": sample,
-            "barcode": cell_barcodes,
-            "cell_type": np.array(world.cell_types)[cell_type],
-        }
-    )
+    return float(1.0 - counts.nnz / (counts.shape[0] * counts.shape[1]))
 
 
 def _write_truth(world: World, out: Path, cell_types: pd.DataFrame) -> None:
@@ -190,70 +221,15 @@ def simulate(outdir: str | Path, *, preset: str = "small", seed: int = 0, thread
     with atomic_dir(outdir, owner="simulate") as out:
         for sub in ("samples", "bulk", "truth/expression"):
             (out / sub).mkdir(parents=True)
-        motifs = load_motifs(spec.tfs)
-        gen = genome.random_genome(r_genome, spec.n_chromosomes, spec.chromosome_length)
-        genes = genome.place_genes(r_genome, gen, _gene_names(spec))
-        genes["is_tf"] = genes.gene_name.isin(spec.tfs)
-        genome.enrich_promoter_gc(r_genome, gen, genes)
-        cofactors = load_motifs(COFACTOR_TFS) if spec.realism is not None else None
-        world = build_world(r_world, spec, gen, genes, motifs, views, cofactors)
+        world = _build_world(r_genome, r_world, spec, views)
         log.info("genome, genes, peaks and GRN built in %.1f s", time.perf_counter() - started)
-        genome.write_fasta(gen, out / "genome.fa")
-        genome.write_gtf(genes, out / "genes.gtf")
-        world.peaks[["chrom", "start", "end", "peak_id"]].to_csv(
-            out / "peaks.bed", sep="\t", header=False, index=False
-        )
-        write_jaspar(world.given_motifs, out / "motifs.jaspar")
-        (out / "tfs.txt").write_text("\n".join(world.tfs) + "\n")
+        _write_references(world, out)
         model = rna.expression_model(r_expr, world)
-
-        tables = []
-        sample_rngs = [
-            np.random.default_rng(s)
-            for s in np.random.SeedSequence(seed).spawn(8 + len(spec.samples))[8:]
-        ]
-        del r_samples
-        for s, rng in zip(spec.samples, sample_rngs, strict=True):
-            tables.append(
-                _simulate_sample(
-                    rng,
-                    world,
-                    model,
-                    out,
-                    sample=s.name,
-                    view=s.view,
-                    n_cells=s.n_cells,
-                    command_line=command_line,
-                    threads=threads,
-                )
-            )
-        cell_types = pd.concat(tables, ignore_index=True)
+        del r_samples  # each sample has its own stream, spawned after the eight above
+        cell_types = _write_samples(world, model, out, seed, command_line, threads)
         log.info("samples written after %.1f s", time.perf_counter() - started)
-
-        sheet = []
-        for k, ct in enumerate(world.cell_types):
-            bw = f"{ct}.accessibility.bw"
-            bulk.accessibility_track(r_bulk, world, k, spec.bulk_fragments, out / "bulk" / bw)
-            for j, tf in enumerate(world.tfs):
-                bed = f"{ct}.{tf}.chip.bed"
-                bulk.chip_peaks(r_bulk, world, k, j, out / "bulk" / bed)
-                sheet.append({"tf": tf, "chip_bed": bed, "accessibility_bw": bw, "cell_type": ct})
-        pd.DataFrame(sheet).to_csv(out / "bulk" / "bulk_sheet.csv", index=False)
-        profiles = rna.bulk_profiles(r_bulkrna, world, model)
-        counts = rna.bulk_counts(
-            r_bulkrna, profiles, replicates=spec.bulk_replicates, depth=spec.bulk_rna_depth
-        )
-        bulk.write_bulk_rna(counts, world, out / "bulk" / "bulk_rna.tsv")
-
-        pd.DataFrame(
-            {
-                "sample": [s.name for s in spec.samples],
-                "bam": [f"samples/{s.name}.bam" for s in spec.samples],
-                "fragments": ["" for _ in spec.samples],
-                "rna": [f"samples/{s.name}.rna.h5ad" for s in spec.samples],
-                "view": [s.view for s in spec.samples],
-            }
-        ).to_csv(out / "samplesheet.csv", index=False)
+        _write_bulk(world, model, out, r_bulk, r_bulkrna)
+        _write_samplesheet(spec, out)
         _write_params(out, seed)
         _write_truth(world, out, cell_types)
         _write_world_json(world, out, seed, cell_types)
@@ -265,6 +241,100 @@ def simulate(outdir: str | Path, *, preset: str = "small", seed: int = 0, thread
         time.perf_counter() - started,
     )
     return Path(outdir)
+
+
+def _build_world(
+    r_genome: np.random.Generator, r_world: np.random.Generator, spec: Preset, views: list[str]
+) -> World:
+    """The genome (genes placed, promoters GC-enriched) and the regulatory world on it."""
+    motifs = load_motifs(spec.tfs)
+    gen = genome.random_genome(r_genome, spec.n_chromosomes, spec.chromosome_length)
+    genes = genome.place_genes(r_genome, gen, _gene_names(spec))
+    genes["is_tf"] = genes.gene_name.isin(spec.tfs)
+    genome.enrich_promoter_gc(r_genome, gen, genes)
+    cofactors = load_motifs(COFACTOR_TFS) if spec.realism is not None else None
+    return build_world(r_world, spec, gen, genes, motifs, views, cofactors)
+
+
+def _write_references(world: World, out: Path) -> None:
+    """The genome FASTA, genes GTF, peaks BED, given motifs and TF list."""
+    genome.write_fasta(world.genome, out / "genome.fa")
+    genome.write_gtf(world.genes, out / "genes.gtf")
+    world.peaks[["chrom", "start", "end", "peak_id"]].to_csv(
+        out / "peaks.bed", sep="\t", header=False, index=False
+    )
+    write_jaspar(world.given_motifs, out / "motifs.jaspar")
+    (out / "tfs.txt").write_text("\n".join(world.tfs) + "\n")
+
+
+def _write_samples(
+    world: World,
+    model: rna.ExpressionModel,
+    out: Path,
+    seed: int,
+    command_line: str,
+    threads: int,
+) -> pd.DataFrame:
+    """Every sample of the preset, each from its own random stream; their cell-type tables."""
+    spec = world.preset
+    tables = []
+    sample_rngs = [
+        np.random.default_rng(s)
+        for s in np.random.SeedSequence(seed).spawn(8 + len(spec.samples))[8:]
+    ]
+    for s, rng in zip(spec.samples, sample_rngs, strict=True):
+        tables.append(
+            _simulate_sample(
+                rng,
+                world,
+                model,
+                out,
+                sample=s.name,
+                view=s.view,
+                n_cells=s.n_cells,
+                command_line=command_line,
+                threads=threads,
+            )
+        )
+    return pd.concat(tables, ignore_index=True)
+
+
+def _write_bulk(
+    world: World,
+    model: rna.ExpressionModel,
+    out: Path,
+    r_bulk: np.random.Generator,
+    r_bulkrna: np.random.Generator,
+) -> None:
+    """Bulk accessibility tracks and ChIP peaks per cell type (+ their sheet) and bulk RNA."""
+    spec = world.preset
+    sheet = []
+    for k, ct in enumerate(world.cell_types):
+        bw = f"{ct}.accessibility.bw"
+        bulk.accessibility_track(r_bulk, world, k, spec.bulk_fragments, out / "bulk" / bw)
+        for j, tf in enumerate(world.tfs):
+            bed = f"{ct}.{tf}.chip.bed"
+            bulk.chip_peaks(r_bulk, world, k, j, out / "bulk" / bed)
+            sheet.append({"tf": tf, "chip_bed": bed, "accessibility_bw": bw, "cell_type": ct})
+    pd.DataFrame(sheet).to_csv(out / "bulk" / "bulk_sheet.csv", index=False)
+    profiles = rna.bulk_profiles(r_bulkrna, world, model)
+    counts = rna.bulk_counts(
+        r_bulkrna, profiles, replicates=spec.bulk_replicates, depth=spec.bulk_rna_depth
+    )
+    bulk.write_bulk_rna(counts, world, out / "bulk" / "bulk_rna.tsv")
+
+
+def _write_samplesheet(spec: Preset, out: Path) -> None:
+    """The pipeline's sample sheet of the simulated samples (BAM and RNA per sample)."""
+    pd.DataFrame(
+        {
+            "sample": [s.name for s in spec.samples],
+            "bam": [f"samples/{s.name}.bam" for s in spec.samples],
+            "fragments": ["" for _ in spec.samples],
+            "rna": [f"samples/{s.name}.rna.h5ad" for s in spec.samples],
+            "view": [s.view for s in spec.samples],
+        }
+    ).to_csv(out / "samplesheet.csv", index=False)
 
 
 def _write_params(out: Path, seed: int) -> None:

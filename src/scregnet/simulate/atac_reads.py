@@ -71,6 +71,9 @@ def peak_weights(world: World) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
+_Part = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # chrom index, start, end, barcode
+
+
 def sample_fragments(
     rng: np.random.Generator,
     world: World,
@@ -83,19 +86,38 @@ def sample_fragments(
 
     Each barcode's fragments split into peaks (fraction ``frip``), chrM (``mito``) and background.
     """
-    weights = peak_weights(world)
     chroms = list(world.genome.sequences)
     chrom_no = {c: i for i, c in enumerate(chroms)}
+    n_peak = rng.binomial(n_fragments, np.where(cell_type >= 0, frip, frip * 0.3))
+    n_mito = rng.binomial(n_fragments - n_peak, mito)
+    n_bg = n_fragments - n_peak - n_mito
+    parts = _peak_fragments(rng, world, chrom_no, cell_type, n_peak)
+    parts.append(_background_fragments(rng, world, chrom_no, n_bg))
+    parts.append(_mito_fragments(rng, world, chrom_no, n_mito))
+
+    chrom = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    start = np.concatenate([p[1] for p in parts])
+    end = np.concatenate([p[2] for p in parts])
+    barcode = np.concatenate([p[3] for p in parts]).astype(np.int64)
+    all_sizes = np.array([world.genome.sequences[c].size for c in chroms], dtype=np.int64)
+    ok = (start >= 4) & (end + 5 <= all_sizes[chrom])  # room for the reads around the fragment
+    return Fragments(chrom[ok], start[ok], end[ok], barcode[ok])
+
+
+def _peak_fragments(
+    rng: np.random.Generator,
+    world: World,
+    chrom_no: dict[str, int],
+    cell_type: np.ndarray,
+    n_peak: np.ndarray,
+) -> list[_Part]:
+    """Open chromatin: ``n_peak[i]`` fragments around the peak centres of barcode ``i``'s type."""
+    weights = peak_weights(world)
     peaks = world.peaks
     p_chrom = peaks.chrom.map(chrom_no).to_numpy()
     p_center = peaks.center.to_numpy()
     p_sd = (peaks.end - peaks.start).to_numpy() / PEAK_SPREAD
-    n_peak = rng.binomial(n_fragments, np.where(cell_type >= 0, frip, frip * 0.3))
-    n_mito = rng.binomial(n_fragments - n_peak, mito)
-    n_bg = n_fragments - n_peak - n_mito
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-
-    # --- open chromatin: fragments around peak centres, per cell type
+    parts: list[_Part] = []
     for k in np.unique(cell_type):
         cells = np.flatnonzero(cell_type == k)
         total = int(n_peak[cells].sum())
@@ -115,8 +137,13 @@ def sample_fragments(
         start = np.where(nfr, start, np.where(outward > 0, anchor, anchor - length))
         start = np.round(start).astype(np.int64)
         parts.append((p_chrom[idx], start, start + length, owner))
+    return parts
 
-    # --- background (closed chromatin everywhere on the autosomes)
+
+def _background_fragments(
+    rng: np.random.Generator, world: World, chrom_no: dict[str, int], n_bg: np.ndarray
+) -> _Part:
+    """Background: ``n_bg[i]`` fragments of barcode ``i`` anywhere on the autosomes."""
     auto = world.genome.autosomes
     sizes = np.array([world.genome.sequences[c].size for c in auto], dtype=np.int64)
     total_bg = int(n_bg.sum())
@@ -125,38 +152,30 @@ def sample_fragments(
     ci = np.searchsorted(offsets, gpos, side="right") - 1
     length = fragment_lengths(rng, total_bg, BACKGROUND_MIX)
     start = gpos - offsets[ci]
-    parts.append(
-        (
-            np.array([chrom_no[auto[c]] for c in range(len(auto))])[ci],
-            start,
-            start + length,
-            np.repeat(np.arange(cell_type.size), n_bg),
-        )
+    return (
+        np.array([chrom_no[auto[c]] for c in range(len(auto))])[ci],
+        start,
+        start + length,
+        np.repeat(np.arange(n_bg.size), n_bg),
     )
 
-    # --- mitochondrial DNA (not chromatinised: broad lengths)
+
+def _mito_fragments(
+    rng: np.random.Generator, world: World, chrom_no: dict[str, int], n_mito: np.ndarray
+) -> _Part:
+    """Mitochondrial DNA (not chromatinised: broad lengths): ``n_mito[i]`` of barcode ``i``."""
     total_m = int(n_mito.sum())
     m_len = np.clip(
         np.round(rng.lognormal(np.log(120), 0.6, total_m)), MIN_FRAGMENT, MAX_FRAGMENT
     ).astype(np.int64)
     m_size = world.genome.sequences["chrM"].size
     m_start = rng.integers(0, m_size, total_m)
-    parts.append(
-        (
-            np.full(total_m, chrom_no["chrM"]),
-            m_start,
-            m_start + m_len,
-            np.repeat(np.arange(cell_type.size), n_mito),
-        )
+    return (
+        np.full(total_m, chrom_no["chrM"]),
+        m_start,
+        m_start + m_len,
+        np.repeat(np.arange(n_mito.size), n_mito),
     )
-
-    chrom = np.concatenate([p[0] for p in parts]).astype(np.int64)
-    start = np.concatenate([p[1] for p in parts])
-    end = np.concatenate([p[2] for p in parts])
-    barcode = np.concatenate([p[3] for p in parts]).astype(np.int64)
-    all_sizes = np.array([world.genome.sequences[c].size for c in chroms], dtype=np.int64)
-    ok = (start >= 4) & (end + 5 <= all_sizes[chrom])  # room for the reads around the fragment
-    return Fragments(chrom[ok], start[ok], end[ok], barcode[ok])
 
 
 def random_barcodes(rng: np.random.Generator, n: int) -> list[str]:
@@ -171,6 +190,21 @@ def random_barcodes(rng: np.random.Generator, n: int) -> list[str]:
                 seen.add(bc)
                 out.append(bc)
     return out
+
+
+@dataclass
+class _Records:
+    """BAM records as parallel arrays: left reads, right reads, then secondary alignments."""
+
+    tid: np.ndarray
+    pos: np.ndarray  # 0-based
+    flag: np.ndarray
+    mapq: np.ndarray
+    length: np.ndarray
+    pnext: np.ndarray  # 0-based
+    tlen: np.ndarray
+    pair: np.ndarray
+    cb: np.ndarray  # barcode index, -1: no tag
 
 
 def write_bam(
@@ -191,9 +225,26 @@ def write_bam(
     pairs, pairs without a barcode, improper pairs and secondary alignments. ``threads`` > 1 adds
     BGZF compression threads (the bytes written do not depend on it). Returns counts.
     """
-    read_len = world.preset.read_length
     chroms = list(world.genome.sequences)
     sizes = np.array([world.genome.sequences[c].size for c in chroms], dtype=np.int64)
+    records, counts = _draw_records(rng, fragments, sizes, world.preset.read_length)
+    header = ["@HD\tVN:1.6\tSO:coordinate"]
+    header += [f"@SQ\tSN:{c}\tLN:{s}" for c, s in zip(chroms, sizes.tolist(), strict=True)]
+    header.append(f"@PG\tID:scregnet\tPN:scregnet\tVN:{__version__}\tCL:{command_line}")
+    sam = path.with_suffix(".sam")
+    _write_sam(sam, header, records, chroms, barcodes, f"{sample}:", chunk)
+    extra = ["-@", str(threads - 1)] if threads > 1 else []
+    pysam.view("-b", "-1", "--no-PG", *extra, "-o", str(path), str(sam), catch_stdout=False)
+    sam.unlink()
+    pysam.index(str(path))
+    log.info("wrote %s: %s", path.name, ", ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts
+
+
+def _draw_records(
+    rng: np.random.Generator, fragments: Fragments, sizes: np.ndarray, read_len: int
+) -> tuple[_Records, dict[str, int]]:
+    """The fragments' read pairs with duplicates, low MAPQ, no barcode, improper, secondaries."""
     n = len(fragments)
     # fragments in genome order, so that the records below are nearly sorted already
     by_position = np.argsort((fragments.chrom << 32) | fragments.start, kind="stable")
@@ -224,25 +275,43 @@ def write_bam(
     # secondary alignments of the left read somewhere else on the same chromosome
     sec = np.flatnonzero(rng.random(m) < SECONDARY_RATE)
     sec_pos = rng.integers(0, np.maximum(sizes[tid[sec]] - read_len, 1))
+    records = _Records(
+        tid=np.concatenate([tid, tid, tid[sec]]),
+        pos=np.concatenate([left, right, sec_pos]),
+        flag=np.concatenate([flag_l, flag_r, flag_l[sec] + 256]),
+        mapq=np.concatenate([mapq, mapq, np.zeros(sec.size, dtype=np.int64)]),
+        length=np.concatenate([rlen_l, rlen_r, rlen_l[sec]]),
+        pnext=np.concatenate([right, left, right[sec]]),
+        tlen=np.concatenate([tlen, -tlen, np.zeros(sec.size, dtype=np.int64)]),
+        pair=np.concatenate([pair_id, pair_id, pair_id[sec]]),
+        cb=np.concatenate([cb, cb, cb[sec]]),
+    )
+    counts = {
+        "fragments": n,
+        "read_pairs": m,
+        "records": int(records.tid.size),
+        "duplicate_pairs": int(m - n),
+        "low_mapq_pairs": int((mapq < 30).sum()),
+        "no_barcode_pairs": int((cb < 0).sum()),
+        "improper_pairs": int(moved.sum()),
+        "secondary_records": int(sec.size),
+    }
+    return records, counts
 
-    rec_tid = np.concatenate([tid, tid, tid[sec]])
-    rec_pos = np.concatenate([left, right, sec_pos])
-    rec_flag = np.concatenate([flag_l, flag_r, flag_l[sec] + 256])
-    rec_mapq = np.concatenate([mapq, mapq, np.zeros(sec.size, dtype=np.int64)])
-    rec_len = np.concatenate([rlen_l, rlen_r, rlen_l[sec]])
-    rec_pnext = np.concatenate([right, left, right[sec]])
-    rec_tlen = np.concatenate([tlen, -tlen, np.zeros(sec.size, dtype=np.int64)])
-    rec_pair = np.concatenate([pair_id, pair_id, pair_id[sec]])
-    rec_cb = np.concatenate([cb, cb, cb[sec]])
+
+def _write_sam(
+    sam: Path,
+    header: list[str],
+    r: _Records,
+    chroms: list[str],
+    barcodes: list[str],
+    prefix: str,
+    chunk: int,
+) -> None:
+    """Write the records as SAM text in coordinate order, ``chunk`` records at a time."""
     # coordinate order; ties keep left reads, right reads, secondaries, each by pair id
-    order = np.argsort((rec_tid << 32) | rec_pos, kind="stable")
-
+    order = np.argsort((r.tid << 32) | r.pos, kind="stable")
     tags = ["\tCB:Z:" + b for b in barcodes] + [""]  # index -1 -> no tag
-    header = ["@HD\tVN:1.6\tSO:coordinate"]
-    header += [f"@SQ\tSN:{c}\tLN:{s}" for c, s in zip(chroms, sizes.tolist(), strict=True)]
-    header.append(f"@PG\tID:scregnet\tPN:scregnet\tVN:{__version__}\tCL:{command_line}")
-    sam = path.with_suffix(".sam")
-    prefix = f"{sample}:"
     with open(sam, "w") as handle:
         handle.write("\n".join(header) + "\n")
         for lo in range(0, order.size, chunk):
@@ -252,33 +321,17 @@ def write_bam(
                     [
                         f"{prefix}{q}\t{f}\t{chroms[t]}\t{p}\t{mq}\t{ln}M\t=\t{pn}\t{tl}\t*\t*{tags[c]}\n"
                         for q, f, t, p, mq, ln, pn, tl, c in zip(
-                            rec_pair[o].tolist(),
-                            rec_flag[o].tolist(),
-                            rec_tid[o].tolist(),
-                            (rec_pos[o] + 1).tolist(),  # SAM is 1-based
-                            rec_mapq[o].tolist(),
-                            rec_len[o].tolist(),
-                            (rec_pnext[o] + 1).tolist(),
-                            rec_tlen[o].tolist(),
-                            rec_cb[o].tolist(),
+                            r.pair[o].tolist(),
+                            r.flag[o].tolist(),
+                            r.tid[o].tolist(),
+                            (r.pos[o] + 1).tolist(),  # SAM is 1-based
+                            r.mapq[o].tolist(),
+                            r.length[o].tolist(),
+                            (r.pnext[o] + 1).tolist(),
+                            r.tlen[o].tolist(),
+                            r.cb[o].tolist(),
                             strict=True,
                         )
                     ]
                 )
             )
-    extra = ["-@", str(threads - 1)] if threads > 1 else []
-    pysam.view("-b", "-1", "--no-PG", *extra, "-o", str(path), str(sam), catch_stdout=False)
-    sam.unlink()
-    pysam.index(str(path))
-    counts = {
-        "fragments": n,
-        "read_pairs": m,
-        "records": int(order.size),
-        "duplicate_pairs": int(m - n),
-        "low_mapq_pairs": int((mapq < 30).sum()),
-        "no_barcode_pairs": int((cb < 0).sum()),
-        "improper_pairs": int(moved.sum()),
-        "secondary_records": int(sec.size),
-    }
-    log.info("wrote %s: %s", path.name, ", ".join(f"{k}={v}" for k, v in counts.items()))
-    return counts

@@ -209,24 +209,87 @@ def build_world(
     """
     tfs = list(preset.tfs)
     cts = list(preset.cell_types)
-    n_ct, n_tf = len(cts), len(tfs)
     peaks = place_peaks(rng, genome, genes, preset)
-    n_peaks = len(peaks)
     activity, active = tf_activity(rng, preset, views)
+    forms, opener = _realistic_forms(rng, preset, motifs, cofactors, active)
+    drivers, edge_rows, edge_sites = _plant_grn(rng, genes, peaks, tfs)
+    open_ = _openness(rng, genes, peaks, drivers, active, opener, tfs)
+
+    # --- plant motif sequences (peaks, then decoys in closed background chromatin)
+    present, bindable, site_rows, site_rules, given = _plant_peak_motifs(
+        rng, preset, genome, peaks, drivers, motifs, forms
+    )
+    _plant_decoys(rng, genome, peaks, motifs, tfs, preset.decoy_motifs_per_tf, site_rows)
+    sites = pd.DataFrame(site_rows, columns=["chrom", "start", "end", "strand", "tf", "peak_id"])
+
+    bound = open_[:, :, None] & bindable[None, :, :] & active[:, None, :]
+    kept, kept_sites, edge_bound = _bound_edges(bound, edge_rows, edge_sites)
+    edges = _edge_table(kept, genes, tfs)
+    sites["target"] = _site_targets(sites, kept, kept_sites, peaks, genes, tfs)
+    world = World(
+        preset=preset,
+        genome=genome,
+        genes=genes,
+        peaks=peaks,
+        motifs=motifs,
+        tfs=tfs,
+        cell_types=cts,
+        views=views,
+        activity=activity,
+        active=active,
+        open=open_,
+        motif_present=present,
+        motif_sites=sites,
+        edges=edges,
+        edge_bound=edge_bound,
+        motif_bindable=bindable,
+        given_motifs=given,
+        opener=opener,
+        site_rules=site_rules,
+    )
+    log.info(
+        "world: %d genes, %d peaks (%d promoters), %d TFs, %d cell types, %d GRN edges, %d motif sites",
+        len(genes),
+        len(peaks),
+        int((peaks.kind == "promoter").sum()),
+        len(tfs),
+        len(cts),
+        len(edges),
+        len(sites),
+    )
+    return world
+
+
+def _realistic_forms(
+    rng: np.random.Generator,
+    preset: Preset,
+    motifs: list[Motif],
+    cofactors: list[Motif] | None,
+    active: np.ndarray,
+) -> tuple[real.Motifs | None, np.ndarray]:
+    """With ``realism``: the motif forms and the opening TFs; without: (None, ``active``)."""
     realism = preset.realism
-    if realism is not None:
-        if cofactors is None:
-            msg = "a preset with realism needs the cofactor motifs"
-            raise ValueError(msg)
-        forms = real.realistic_motifs(rng, realism, tfs, motifs, cofactors)
-        opener = real.opening_tfs(rng, realism, active, tfs)
-    else:
-        opener = active
-    tf_index = {t: j for j, t in enumerate(tfs)}
+    if realism is None:
+        return None, active
+    if cofactors is None:
+        msg = "a preset with realism needs the cofactor motifs"
+        raise ValueError(msg)
+    tfs = list(preset.tfs)
+    forms = real.realistic_motifs(rng, realism, tfs, motifs, cofactors)
+    return forms, real.opening_tfs(rng, realism, active, tfs)
+
+
+_Edge = tuple[int, int, int, float, float, float]  # tf, gene, sign, weight, hill_k, hill_n
+
+
+def _plant_grn(
+    rng: np.random.Generator, genes: pd.DataFrame, peaks: pd.DataFrame, tfs: list[str]
+) -> tuple[list[list[int]], list[_Edge], list[list[int]]]:
+    """Draw the GRN and each peak's driver TFs: (drivers, candidate edges, each edge's sites)."""
+    n_tf = len(tfs)
     gene_index = {g: i for i, g in enumerate(genes.gene_name)}
     weights = _tf_weights(tfs)
-
-    drivers: list[list[int]] = [[] for _ in range(n_peaks)]
+    drivers: list[list[int]] = [[] for _ in range(len(peaks))]
     promoter_of = {g: i for i, g in enumerate(peaks.gene) if peaks.kind.iloc[i] == "promoter"}
     enhancers_of: dict[str, list[int]] = {}
     for i, (kind, g) in enumerate(zip(peaks.kind, peaks.gene, strict=True)):
@@ -234,7 +297,7 @@ def build_world(
             enhancers_of.setdefault(g, []).append(i)
 
     # --- the GRN: regulators planted at target promoters / linked enhancers
-    edge_rows: list[tuple[int, int, int, float, float, float]] = []
+    edge_rows: list[_Edge] = []
     edge_sites: list[list[int]] = []
     for g_name in genes.gene_name[~genes.is_tf]:
         if rng.random() > 0.65:
@@ -268,10 +331,23 @@ def build_world(
         if kind != "promoter" and not drivers[i]:
             k = 1 + int(rng.random() < 0.4)
             drivers[i].extend(int(t) for t in rng.choice(n_tf, size=k, replace=False, p=weights))
+    return drivers, edge_rows, edge_sites
 
-    # --- openness per cell type
+
+def _openness(
+    rng: np.random.Generator,
+    genes: pd.DataFrame,
+    peaks: pd.DataFrame,
+    drivers: list[list[int]],
+    active: np.ndarray,
+    opener: np.ndarray,
+    tfs: list[str],
+) -> np.ndarray:
+    """(n_cell_types, n_peaks) openness: TF promoters, constitutive, driven and leaky peaks."""
+    n_ct = active.shape[0]
+    tf_index = {t: j for j, t in enumerate(tfs)}
     is_tf_gene = dict(zip(genes.gene_name, genes.is_tf, strict=True))
-    open_ = np.zeros((n_ct, n_peaks), dtype=bool)
+    open_ = np.zeros((n_ct, len(peaks)), dtype=bool)
     for i, (kind, g) in enumerate(zip(peaks.kind, peaks.gene, strict=True)):
         if kind == "promoter" and is_tf_gene[g]:
             # a TF's own promoter is open where the TF is active (it is expressed there)
@@ -285,22 +361,24 @@ def build_world(
             open_[:, i] = rng.random(n_ct) < 0.5
         if not open_[:, i].any():  # every listed peak is open somewhere
             open_[rng.integers(n_ct), i] = True
+    return open_
 
-    # --- plant motif sequences (peaks, then decoys in closed background chromatin)
-    site_rules = None
-    if realism is not None:
-        present, bindable, site_rows, site_rules = real.plant(
-            rng, realism, genome, peaks, drivers, motifs, forms, tfs, SLOT_OFFSETS
-        )
-        given = forms.given
-    else:
-        present, site_rows = _plant_sites(rng, genome, peaks, drivers, motifs, tfs)
-        bindable, given = present, motifs
+
+def _plant_decoys(
+    rng: np.random.Generator,
+    genome: Genome,
+    peaks: pd.DataFrame,
+    motifs: list[Motif],
+    tfs: list[str],
+    per_tf: int,
+    site_rows: list[real.SiteRow],
+) -> None:
+    """Write ``per_tf`` instances of each motif outside peaks; append their rows to ``site_rows``."""
     peak_starts = {c: peaks.start[peaks.chrom == c].to_numpy() for c in genome.autosomes}
     peak_ends = {c: peaks.end[peaks.chrom == c].to_numpy() for c in genome.autosomes}
-    for t in range(n_tf):
+    for t in range(len(tfs)):
         placed = 0
-        while placed < preset.decoy_motifs_per_tf:
+        while placed < per_tf:
             chrom = genome.autosomes[int(rng.integers(len(genome.autosomes)))]
             seq = genome.sequences[chrom]
             s = int(rng.integers(5_000, seq.size - 5_000))
@@ -310,26 +388,63 @@ def build_world(
             seq[s : s + inst.size] = inst
             site_rows.append((chrom, s, s + inst.size, strand, tfs[t], "."))
             placed += 1
-    sites = pd.DataFrame(site_rows, columns=["chrom", "start", "end", "strand", "tf", "peak_id"])
 
-    # --- edges: keep those bound somewhere; record where they are bound
-    bound = open_[:, :, None] & bindable[None, :, :] & active[:, None, :]
-    kept: list[tuple[int, int, int, float, float, float]] = []
+
+def _bound_edges(
+    bound: np.ndarray, edge_rows: list[_Edge], edge_sites: list[list[int]]
+) -> tuple[list[_Edge], list[list[int]], np.ndarray]:
+    """The edges bound at one of their sites in some cell type, their sites, and where bound."""
+    kept: list[_Edge] = []
     kept_sites: list[list[int]] = []
     eb: list[np.ndarray] = []
     for row, sites_e in zip(edge_rows, edge_sites, strict=True):
-        b = bound[:, sites_e, row[0]].any(axis=1)
+        b = np.asarray(bound[:, sites_e, row[0]].any(axis=1))
         if b.any():
             kept.append(row)
             kept_sites.append(sites_e)
             eb.append(b)
+    return kept, kept_sites, np.array(eb, dtype=bool).reshape(len(kept), bound.shape[0])
+
+
+def _plant_peak_motifs(
+    rng: np.random.Generator,
+    preset: Preset,
+    genome: Genome,
+    peaks: pd.DataFrame,
+    drivers: list[list[int]],
+    motifs: list[Motif],
+    forms: real.Motifs | None,
+) -> tuple[np.ndarray, np.ndarray, list[real.SiteRow], pd.DataFrame | None, list[Motif]]:
+    """Plant the drivers' motifs in the peaks: (present, bindable, site rows, rules, given motifs)."""
+    tfs = list(preset.tfs)
+    if preset.realism is not None and forms is not None:
+        present, bindable, site_rows, site_rules = real.plant(
+            rng, preset.realism, genome, peaks, drivers, motifs, forms, tfs, SLOT_OFFSETS
+        )
+        return present, bindable, site_rows, site_rules, forms.given
+    present, site_rows = _plant_sites(rng, genome, peaks, drivers, motifs, tfs)
+    return present, present, site_rows, None, motifs
+
+
+def _edge_table(kept: list[_Edge], genes: pd.DataFrame, tfs: list[str]) -> pd.DataFrame:
+    """The kept edges as a frame: tf, target, then the drawn edge parameters."""
     edges = pd.DataFrame(
         kept, columns=["tf_index", "gene_index", "sign", "weight", "hill_k", "hill_n"]
     )
     edges.insert(0, "target", genes.gene_name.to_numpy()[edges.gene_index.to_numpy()])
     edges.insert(0, "tf", np.array(tfs)[edges.tf_index.to_numpy()])
-    edge_bound = np.array(eb, dtype=bool).reshape(len(kept), n_ct)
-    # annotate the planted sites that back a kept edge with its target gene
+    return edges
+
+
+def _site_targets(
+    sites: pd.DataFrame,
+    kept: list[_Edge],
+    kept_sites: list[list[int]],
+    peaks: pd.DataFrame,
+    genes: pd.DataFrame,
+    tfs: list[str],
+) -> np.ndarray:
+    """Each planted site's target gene where it backs a kept edge ('.' elsewhere)."""
     site_key = {(r.peak_id, r.tf): k for k, r in enumerate(sites.itertuples()) if r.peak_id != "."}
     target_col = np.full(len(sites), ".", dtype=object)
     for row, sites_e in zip(kept, kept_sites, strict=True):
@@ -337,38 +452,7 @@ def build_world(
             target_col[site_key[(peaks.peak_id.iloc[site], tfs[row[0]])]] = genes.gene_name.iloc[
                 row[1]
             ]
-    sites["target"] = target_col
-    log.info(
-        "world: %d genes, %d peaks (%d promoters), %d TFs, %d cell types, %d GRN edges, %d motif sites",
-        len(genes),
-        n_peaks,
-        int((peaks.kind == "promoter").sum()),
-        n_tf,
-        n_ct,
-        len(edges),
-        len(sites),
-    )
-    return World(
-        preset=preset,
-        genome=genome,
-        genes=genes,
-        peaks=peaks,
-        motifs=motifs,
-        tfs=tfs,
-        cell_types=cts,
-        views=views,
-        activity=activity,
-        active=active,
-        open=open_,
-        motif_present=present,
-        motif_sites=sites,
-        edges=edges,
-        edge_bound=edge_bound,
-        motif_bindable=bindable,
-        given_motifs=given,
-        opener=opener,
-        site_rules=site_rules,
-    )
+    return target_col
 
 
 def _plant_sites(
