@@ -582,6 +582,16 @@ def test_zlib_fallback_reads_the_same(tmp_path: Path, monkeypatch: pytest.Monkey
         read(bad)
     assert fast == slow == gzip.decompress(path.read_bytes())
     assert "BGZF" not in str(fast_err.value) and "BGZF" not in str(slow_err.value)
+    # a block whose deflate data still inflates to the right size but whose text changed (here:
+    # its stored CRC-32 no longer matches) is refused, not read as different text
+    data = bytearray(path.read_bytes())
+    bsize = int.from_bytes(data[16:18], "little") + 1
+    data[bsize - 8] ^= 0x01
+    flipped = tmp_path / "flipped.tsv.gz"
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"CRC-32 mismatch") as crc_err:
+        read(flipped)
+    assert "flipped.tsv.gz" in str(crc_err.value)
 
 
 def _gzip_text(path: Path, text: str) -> Path:

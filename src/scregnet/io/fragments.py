@@ -150,6 +150,15 @@ def _raw_inflate() -> tuple[Callable[..., bytes], tuple[type[Exception], ...]]:
     return isal_zlib.decompress, (isal_error, zlib.error)
 
 
+def _crc32() -> Callable[[bytes], int]:
+    """CRC-32 of inflated text: ISA-L's when installed (faster), else zlib's; the same value."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - without isal, the standard library's zlib
+        return zlib.crc32
+    return isal_zlib.crc32
+
+
 _BGZF_MAGIC = b"\x1f\x8b\x08\x04"
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
@@ -232,8 +241,10 @@ def text_chunks(path: Path, target: int, *, threads: int = 1) -> Iterator[bytes 
 
 
 def _block_inflater(path: Path) -> Callable[[tuple[memoryview, int, int, int]], bytes]:
-    """Inflate one BGZF block ``(view, start, end, isize)``, checking its size; errors name ``path``."""
+    """Inflate one BGZF block ``(view, start, end, isize)``, checking its size and CRC-32 (the
+    4 bytes after the payload); errors name ``path``."""
     decompress, errors = _raw_inflate()
+    crc32 = _crc32()
 
     def inflate(args: tuple[memoryview, int, int, int]) -> bytes:
         view, start, end, isize = args
@@ -244,6 +255,9 @@ def _block_inflater(path: Path) -> Callable[[tuple[memoryview, int, int, int]], 
             raise InputError(msg, path) from exc
         if len(out) != isize:
             msg = "truncated or corrupt gzip stream (BGZF block size mismatch)"
+            raise InputError(msg, path)
+        if crc32(out) != int.from_bytes(view[end : end + 4], "little"):
+            msg = "corrupt gzip stream (BGZF block CRC-32 mismatch: the data changed on disk)"
             raise InputError(msg, path)
         return out
 
