@@ -230,13 +230,13 @@ def table(held: pd.DataFrame, full: pd.DataFrame, order: list[str]) -> str:
 def speed(
     data: ExpressionViews, sizes: list[int], labels: PairLabels | None = None
 ) -> list[dict[str, float]]:
-    """Per size: pairs/s of scoring (images + network + head, ``grn.infer.iter_scores``, the
+    """Per size: pairs/s of scoring (images + network + head, ``grn.api.iter_scores``, the
     network's gate on) over about that many TF x gene pairs, and the process's peak resident memory
     so far (sizes run in increasing order). Image building alone is timed on the first size.
     ``labels``: the training pairs whose label features the head reads (none: zeros)."""
     import resource
 
-    from scregnet.grn.infer import iter_scores
+    from scregnet.grn.api import iter_scores
     from scregnet.grn.model import DeepMCL
     from scregnet.grn.train import use_labels
 

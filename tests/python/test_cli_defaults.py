@@ -58,7 +58,7 @@ def test_tfbind_predict_defaults_are_the_config_defaults(argv: list[str]) -> Non
 
 
 def test_grn_defaults_are_the_config_and_api_defaults() -> None:
-    from scregnet.grn.infer import infer_grn
+    from scregnet.grn.api import infer_grn
 
     args = parse(GRN)
     assert differences(grn_cli.model_config(args), GRNConfig()) == {}

@@ -14,7 +14,7 @@ import pytest
 
 from scregnet.cli.main import main as cli
 from scregnet.errors import InputError
-from scregnet.grn.infer import read_tf_list, tfs_file
+from scregnet.grn.api import read_tf_list, tfs_file
 from scregnet.io.samplesheet import read_samplesheet
 from scregnet.tfbind.motifs import read_motifs
 

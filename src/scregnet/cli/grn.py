@@ -172,7 +172,7 @@ def default_attention_path(out: Path) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
-    from scregnet.grn.infer import infer_grn, read_tf_list, tfs_file
+    from scregnet.grn.api import infer_grn, read_tf_list, tfs_file
     from scregnet.io.outputs import check_paths
 
     for name, value, low in (
