@@ -319,7 +319,7 @@ def test_jaspar_lookup_prefers_the_canonical_vertebrate_profile() -> None:
 
 
 def test_cell_mean_binding_uses_each_cells_context() -> None:
-    from scregnet.tfbind.predict import _mean_binding
+    from scregnet.tfbind.predict import mean_binding_probability
 
     rng = np.random.default_rng(0)
     pooled = sp.random(60, 80, density=0.3, random_state=0, format="csr")
@@ -330,8 +330,8 @@ def test_cell_mean_binding_uses_each_cells_context() -> None:
     ctx = rng.normal(size=(60, 3)) * 0.1
     u = {"use_context": True, "context_slope": 10.0, "calib_scale": np.ones(3)}
     u["calib_bias"] = np.zeros(3)
-    whole = _mean_binding(pooled, logit, mix, ctx, u, chunk=1000)
-    np.testing.assert_allclose(_mean_binding(pooled, logit, mix, ctx, u, chunk=7), whole)
+    whole = mean_binding_probability(pooled, logit, mix, ctx, u, chunk=1000)
+    np.testing.assert_allclose(mean_binding_probability(pooled, logit, mix, ctx, u, chunk=7), whole)
     # by hand for one cell of each kind: mean over its read peaks of the mixed probabilities
     for cell in (3, 40):
         peaks = pooled[cell].indices

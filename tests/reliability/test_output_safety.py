@@ -387,7 +387,7 @@ def test_tfbind_track_folder_keeps_foreign_files_and_makes_labels_safe(tmp_path:
     import anndata as ad
     import numpy as np
 
-    from scregnet.tfbind.predict import write_outputs
+    from scregnet.tfbind.api import write_outputs
 
     peaks = pd.DataFrame({"chrom": ["chr1", "chr1"], "start": [100, 500], "end": [300, 700]})
     result = ad.AnnData(np.zeros((2, 2), dtype=np.float32), var=pd.DataFrame(index=["TF1", "TF2"]))

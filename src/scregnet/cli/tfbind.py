@@ -370,7 +370,7 @@ def main(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
     from scregnet.io.outputs import check_paths
-    from scregnet.tfbind.train import train
+    from scregnet.tfbind.api import train
 
     if len(args.filters) != len(args.dropout):
         msg = f"--filters has {len(args.filters)} blocks but --dropout {len(args.dropout)}"
@@ -451,9 +451,9 @@ def _predict(args: argparse.Namespace) -> int:
     from scregnet.io.genome import read_chrom_sizes
     from scregnet.io.h5ad import read_h5ad, write_h5ad
     from scregnet.io.outputs import check_paths
+    from scregnet.tfbind.api import finalize, predict_peaks, write_outputs
     from scregnet.tfbind.checkpoint import load_checkpoint
     from scregnet.tfbind.motifs import jaspar_motifs, motifs_for_tfs, read_motifs
-    from scregnet.tfbind.predict import finalize, predict_peaks, write_outputs
 
     if args.chrom is not None:
         given = [
@@ -508,7 +508,7 @@ def _merge(args: argparse.Namespace) -> int:
     from scregnet import keys
     from scregnet.io.h5ad import read_h5ad
     from scregnet.io.outputs import check_paths
-    from scregnet.tfbind.predict import finalize, merge_shards, write_outputs
+    from scregnet.tfbind.api import finalize, merge_shards, write_outputs
 
     check_paths(
         inputs=[args.atac], distinct=args.shards, outputs=[args.out], outdirs=[_tracks_dir(args)]

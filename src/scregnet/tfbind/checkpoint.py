@@ -23,7 +23,7 @@ from scregnet.tfbind.model import ModelConfig, ScFAN
 from scregnet.tfbind.motifs import Motif
 
 if TYPE_CHECKING:
-    from scregnet.tfbind.train import TrainConfig
+    from scregnet.tfbind.config import TrainConfig
 
 KIND = "scregnet.tfbind"
 VERSION = 3

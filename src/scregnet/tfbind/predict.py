@@ -1,27 +1,7 @@
-"""Applying the bulk-trained model to single cells (scFAN's transfer step) and the motif baselines.
-
-1. :func:`predict_peaks` (one shard = some chromosomes): per ATAC cluster, a pseudobulk coverage
-   track is built from the fragments of the cluster's cells and fed to the CNN in place of the
-   bulk accessibility, one window per peak (centred on the peak); the shard keeps the network's
-   base logits (without the context term). Also the PWM x accessibility baseline, motif matches,
-   the model's own motif scores and GC content per peak. Shards hold only per-peak quantities,
-   so any split by chromosome merges exactly.
-2. :func:`finalize` (all peaks): the TF-activity context (:mod:`.context`) of each cluster (its
-   pseudobulk) and of each cell (reads pooled over the cell and its k nearest LSI neighbours)
-   over all peaks; cluster binding = calibrated sigmoid of base logit + context term. Cell
-   scores (cells x TFs):
-
-   - ``layers['scfan_activity']``: scFAN's activity (Fu et al. 2020): the fraction of the cell's
-     accessible peaks (a read in the cell itself) in which the TF is among the two TFs of highest
-     predicted binding probability in the cell's cluster;
-   - ``X`` = ``layers['bound_peak_deviation']``: the pooled reads' (cell and its neighbours)
-     enrichment in predicted-bound peaks over the expectation from depth and peak share (a
-     chromVAR-style deviation with predicted binding as the annotation);
-   - ``layers['mean_binding']``: mean binding probability over the peaks the cell's
-     neighbourhood reads, with the cell's own context (not scFAN's definition);
-
-   ``obsm['tf_context']`` the cells' contexts. The chromVAR-style motif deviations
-   (``obsm['chromvar']``) are the cell-level baseline. Per-cluster binding BED and bigWig.
+"""Prediction internals of :mod:`scregnet.tfbind.api`: the clustered ATAC and fragment inputs,
+per-cluster pseudobulk windows through the CNN (a shard's per-peak arrays), and the cell-level
+matrices from all peaks' predictions (neighbourhoods, contexts, bound-peak deviation, mean
+binding, scFAN's activity, the chromVAR-style baseline).
 """
 
 from __future__ import annotations
@@ -43,8 +23,6 @@ from numpy.typing import NDArray
 from scregnet import keys
 from scregnet.device import autocast
 from scregnet.errors import InputError
-from scregnet.io.atomic import atomic_dir
-from scregnet.io.genome import open_fasta, read_chrom_sizes
 from scregnet.tfbind.checkpoint import LoadedModel
 from scregnet.tfbind.config import PredictConfig
 from scregnet.tfbind.context import motif_auc, tf_context, top_matches
@@ -195,86 +173,7 @@ def coverage(
 # shard prediction
 
 
-def predict_peaks(
-    adata: ad.AnnData,
-    *,
-    atac_path: Path,
-    fragments: Path,
-    fasta: Path,
-    loaded: LoadedModel,
-    motifs: dict[str, Motif],
-    chroms: Sequence[str] | None,
-    config: PredictConfig,
-    device: str = "auto",
-) -> ad.AnnData:
-    """Per-peak predictions for the peaks on ``chroms`` (all when ``None``): a shard AnnData.
-
-    ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (:func:`scregnet.device.resolve_device`);
-    ``config.seed`` seeds every generator.
-
-    The shard has obs = peaks, var = TFs and in ``uns``: ``clusters``, ``logit`` (base logits)
-    and ``pwm_binding`` (clusters x peaks x TFs), ``motif_match`` (peaks x TFs), ``context_scores`` (peaks x the model's motifs), ``gc``
-    (peaks), and the model's calibration, context weight and metadata.
-    """
-    from scregnet.device import resolve_device
-    from scregnet.seed import seed_everything
-
-    t_start = time.perf_counter()
-    seed_everything(config.seed)
-    torch_device = resolve_device(device)
-    check_atac(adata, atac_path, need_lsi=False)
-    sizes = read_chrom_sizes(fasta)
-    peaks_all = peak_table(adata)
-    check_peaks(peaks_all, sizes, atac=atac_path, fasta=fasta)
-    peaks = peaks_all.loc[_chrom_mask(peaks_all, chroms, sizes, fasta)]
-    clusters, barcode_cluster = _clusters(adata)
-    tabix = open_fragments(fragments)
-    # genome-wide mean coverage of each cluster (the pseudobulk analogue of a bigWig's mean)
-    n_frag = _cluster_fragment_counts(adata, clusters)
-    frag_len = mean_fragment_length(fragments)
-    cluster_mean = np.maximum(n_frag * frag_len / float(sum(sizes.values())), 1e-12)
-    log.info(
-        "%s: %d cells in %d clusters; %d peaks on %s; mean fragment length %.0f bp",
-        atac_path.name,
-        adata.n_obs,
-        len(clusters),
-        len(peaks),
-        ",".join(chroms) if chroms else "all chromosomes",
-        frag_len,
-    )
-    model = loaded.model.to(torch_device).eval()
-    out = _PeakArrays.empty(len(clusters), len(peaks), loaded, model)
-    scanners = _Scanners.build(loaded, motifs, model, config)
-    reader = _ClusterWindows(WindowReader(fasta, sizes, loaded.window), sizes, loaded, cluster_mean)
-    fa = open_fasta(fasta)
-    try:
-        n_windows, t_model = _predict_batches(
-            peaks,
-            fa,
-            lambda chrom: cluster_fragments(tabix, chrom, barcode_cluster, len(clusters)),
-            scanners,
-            reader,
-            model,
-            out,
-            device=torch_device,
-            config=config,
-        )
-    finally:
-        fa.close()
-        tabix.close()
-    rate = n_windows / t_model if t_model > 0 else float("nan")
-    log.info(
-        "predicted %d windows (%d peaks x %d clusters) in %.1f s (%.0f windows/s)",
-        n_windows,
-        len(peaks),
-        len(clusters),
-        time.perf_counter() - t_start,
-        rate,
-    )
-    return _shard(peaks, peaks_all, clusters, chroms, sizes, loaded, model, motifs, out)
-
-
-def _clusters(adata: ad.AnnData) -> tuple[list[str], dict[str, int]]:
+def cluster_index(adata: ad.AnnData) -> tuple[list[str], dict[str, int]]:
     """The clusters in natural order and each barcode's cluster index."""
     clusters = sorted(adata.obs[keys.CLUSTER].astype(str).unique(), key=_cluster_key)
     cell_cluster = adata.obs[keys.CLUSTER].astype(str).map({c: i for i, c in enumerate(clusters)})
@@ -284,7 +183,7 @@ def _clusters(adata: ad.AnnData) -> tuple[list[str], dict[str, int]]:
     return clusters, barcode_cluster
 
 
-def _chrom_mask(
+def chrom_mask(
     peaks: pd.DataFrame, chroms: Sequence[str] | None, sizes: dict[str, int], fasta: Path
 ) -> NDArray[np.bool_]:
     """The peaks on ``chroms`` (all when None); InputError for a chromosome not in the FASTA."""
@@ -300,8 +199,8 @@ def _chrom_mask(
 
 
 @dataclass
-class _PeakArrays:
-    """What :func:`predict_peaks` fills in per peak (``n_c`` clusters, ``n_p`` peaks, ``n_t`` TFs)."""
+class PeakArrays:
+    """What :func:`.api.predict_peaks` fills in per peak (``n_c`` clusters, ``n_p`` peaks, ``n_t`` TFs)."""
 
     #: (n_c, n_p, n_t) base logits
     logits: NDArray[np.float32]
@@ -316,7 +215,7 @@ class _PeakArrays:
     gc: NDArray[np.float64]
 
     @classmethod
-    def empty(cls, n_c: int, n_p: int, loaded: LoadedModel, model: ScFAN) -> _PeakArrays:
+    def empty(cls, n_c: int, n_p: int, loaded: LoadedModel, model: ScFAN) -> PeakArrays:
         n_t = len(loaded.tfs)
         n_ctx = len(loaded.motifs()) if model.config.use_context else 0
         return cls(
@@ -330,7 +229,7 @@ class _PeakArrays:
 
 
 @dataclass
-class _Scanners:
+class Scanners:
     """The motif scanners of one shard: the baseline's (TFs with a motif) and the context's."""
 
     #: the baseline PWMs' scanner (None: no TF has a motif) and their TFs' columns
@@ -342,7 +241,7 @@ class _Scanners:
     @classmethod
     def build(
         cls, loaded: LoadedModel, motifs: dict[str, Motif], model: ScFAN, config: PredictConfig
-    ) -> _Scanners:
+    ) -> Scanners:
         tfs = loaded.tfs
         tf_with_motif = [tf for tf in tfs if tf in motifs]
         baseline = (
@@ -356,7 +255,7 @@ class _Scanners:
 
 
 def _scan_peaks(
-    pseqs: list[str], batch: NDArray[np.intp], scanners: _Scanners, out: _PeakArrays
+    pseqs: list[str], batch: NDArray[np.intp], scanners: Scanners, out: PeakArrays
 ) -> None:
     """GC, motif baseline scores and context motif scores of a batch of peak sequences."""
     widths = np.array([len(s) for s in pseqs], dtype=np.int64)
@@ -376,7 +275,7 @@ def _scan_peaks(
 
 
 @dataclass
-class _ClusterWindows:
+class ClusterWindows:
     """Model inputs of peak-centred windows: sequence plus each cluster's pseudobulk coverage."""
 
     reader: WindowReader
@@ -392,7 +291,7 @@ class _ClusterWindows:
         lows: NDArray[np.int64],
         batch: NDArray[np.intp],
         frags: list[tuple[NDArray[np.int64], NDArray[np.int64]]],
-        out: _PeakArrays,
+        out: PeakArrays,
         device: torch.device,
         config: PredictConfig,
     ) -> int:
@@ -414,14 +313,14 @@ class _ClusterWindows:
         return len(frags) * len(batch)
 
 
-def _predict_batches(
+def predict_batches(
     peaks: pd.DataFrame,
     fa: Any,
     fragments_on: Callable[[str], list[tuple[NDArray[np.int64], NDArray[np.int64]]]],
-    scanners: _Scanners,
-    reader: _ClusterWindows,
+    scanners: Scanners,
+    reader: ClusterWindows,
     model: ScFAN,
-    out: _PeakArrays,
+    out: PeakArrays,
     *,
     device: torch.device,
     config: PredictConfig,
@@ -448,7 +347,7 @@ def _predict_batches(
     return n_windows, t_model
 
 
-def _shard(
+def shard_anndata(
     peaks: pd.DataFrame,
     peaks_all: pd.DataFrame,
     clusters: list[str],
@@ -457,9 +356,9 @@ def _shard(
     loaded: LoadedModel,
     model: ScFAN,
     motifs: dict[str, Motif],
-    out: _PeakArrays,
+    out: PeakArrays,
 ) -> ad.AnnData:
-    """The shard AnnData of :func:`predict_peaks`."""
+    """The shard AnnData of :func:`.api.predict_peaks`."""
     import anndata as ad
 
     tfs = loaded.tfs
@@ -497,7 +396,7 @@ def _cluster_key(name: str) -> tuple[int, str]:
     return (int(name), "") if name.isdigit() else (10**9, name)
 
 
-def _cluster_fragment_counts(adata: ad.AnnData, clusters: list[str]) -> NDArray[np.float64]:
+def cluster_fragment_counts(adata: ad.AnnData, clusters: list[str]) -> NDArray[np.float64]:
     """Fragments per cluster from ``obs['n_fragments']`` (else reads in peaks from X)."""
     if "n_fragments" in adata.obs:
         per_cell = adata.obs["n_fragments"].to_numpy(np.float64)
@@ -514,7 +413,7 @@ def _base_logits(
     """Uncalibrated logits without the context term (strand-averaged with ``rc``).
 
     :meth:`ScFAN.base_logits` reads only the DNA and accessibility channels, so no context
-    channels are built here; :func:`finalize` adds the context term of each cluster and cell,
+    channels are built here; :func:`.api.finalize` adds the context term of each cluster and cell,
     then the calibration, once all peaks are known.
     """
     assert isinstance(model, ScFAN)
@@ -540,52 +439,7 @@ def binding_probability(
 
 
 # --------------------------------------------------------------------------------------------
-# merging shards and the cell-level matrices
-
-
-def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = None) -> ad.AnnData:
-    """Concatenate shards (disjoint peaks, same TFs and clusters) into one shard."""
-    import anndata as ad
-
-    if not shards:
-        msg = "no shards to merge"
-        raise InputError(msg)
-    names = list(names or [f"shard {i + 1}" for i in range(len(shards))])
-    for s, name in zip(shards, names, strict=True):
-        if keys.TFBIND_SHARD not in s.uns:
-            msg = "not a tfbind shard (written by `scregnet tfbind predict --chrom ...`)"
-            raise InputError(msg, name)
-    first = shards[0].uns[keys.TFBIND_SHARD]
-    for s, name in zip(shards[1:], names[1:], strict=True):
-        other = s.uns[keys.TFBIND_SHARD]
-        if list(s.var_names) != list(shards[0].var_names):
-            msg = f"shard has other TFs than {names[0]}"
-            raise InputError(msg, name)
-        if list(other["clusters"]) != list(first["clusters"]):
-            msg = f"shard has other clusters than {names[0]} (made from another ATAC file?)"
-            raise InputError(msg, name)
-        if int(other["n_peaks_total"]) != int(first["n_peaks_total"]):
-            msg = f"shard comes from an ATAC file with another peak set than {names[0]}"
-            raise InputError(msg, name)
-    seen: dict[str, str] = {}
-    for s, name in zip(shards, names, strict=True):
-        for c in s.uns[keys.TFBIND_SHARD]["chroms"]:
-            if c in seen:
-                msg = f"chromosome {c} is in two shards ({seen[c]} and this one)"
-                raise InputError(msg, name)
-            seen[str(c)] = name
-    if len(shards) == 1:
-        return shards[0]
-    obs = pd.concat([s.obs for s in shards])
-    merged = ad.AnnData(obs=obs, var=shards[0].var.copy())
-    u: dict[str, Any] = dict(first)
-    for key in ("logit", "pwm_binding", "accessibility"):
-        u[key] = np.concatenate([s.uns[keys.TFBIND_SHARD][key] for s in shards], axis=1)
-    for key in ("motif_match", "context_scores"):
-        u[key] = np.concatenate([s.uns[keys.TFBIND_SHARD][key] for s in shards], axis=0)
-    u["chroms"] = np.asarray(list(seen), dtype=object)
-    merged.uns[keys.TFBIND_SHARD] = u
-    return merged
+# the cell-level matrices
 
 
 def knn_weights(lsi: NDArray[np.float64], k: int) -> sp.csr_matrix:
@@ -603,7 +457,7 @@ def knn_weights(lsi: NDArray[np.float64], k: int) -> sp.csr_matrix:
     return w
 
 
-def _mean_binding(
+def mean_binding_probability(
     pooled: sp.csr_matrix,
     logit: NDArray[np.floating],
     mix: NDArray[np.float64],
@@ -671,92 +525,7 @@ def scfan_activity(
     return np.where(n_open > 0, out / np.maximum(n_open, 1.0), 0.0)
 
 
-def finalize(
-    adata: ad.AnnData,
-    shard: ad.AnnData,
-    *,
-    atac_path: Path,
-    config: PredictConfig,
-    skipped_chroms: Sequence[str] = (),
-) -> ad.AnnData:
-    """Cells x TFs activity and the chromVAR-style baseline from all peaks' predictions.
-
-    ``skipped_chroms``: chromosomes left out of prediction on purpose (a pipeline's minor contigs);
-    their peaks get no prediction and do not count in the activity. Any other chromosome with
-    peaks must be covered by the shards.
-    """
-    import anndata as ad
-
-    check_atac(adata, atac_path, need_lsi=True)
-    u = shard.uns[keys.TFBIND_SHARD]
-    peaks_all = peak_table(adata)
-    pos, order = _shard_order(shard, peaks_all, atac_path, skipped_chroms)
-    logit = np.asarray(u["logit"])[:, order]
-    clusters = [str(c) for c in u["clusters"]]
-    tfs = list(shard.var_names)
-    counts = sp.csr_matrix(adata.X)[:, pos]
-    pooled, cell_cluster, onehot_cluster, mix = _neighbourhoods(
-        adata, counts, clusters, config.n_neighbors
-    )
-    cluster_ctx, cell_ctx = _contexts(
-        u,
-        peaks_all,
-        pos,
-        order,
-        n_tfs=len(tfs),
-        counts=counts,
-        pooled=pooled,
-        onehot_cluster=onehot_cluster,
-    )
-    binding = binding_probability(
-        logit, None if cluster_ctx is None else cluster_ctx[:, None, :], u
-    )  # (clusters, peaks, tfs)
-    activity = _bound_peak_deviation(counts, pooled, binding, mix)
-    mean_binding = _mean_binding(pooled, logit, mix, cell_ctx, u)
-    scfan = scfan_activity(counts, binding, cell_cluster)
-    has_motif = np.asarray(u["has_motif"], dtype=bool)
-    chromvar = _chromvar_baseline(
-        counts,
-        np.asarray(u["motif_match"])[order],
-        shard.obs["gc"].to_numpy(np.float64)[order],
-        has_motif,
-        config,
-    )
-    out = ad.AnnData(
-        X=activity.astype(np.float32),
-        obs=adata.obs.copy(),
-        var=pd.DataFrame({"has_motif": has_motif}, index=pd.Index(tfs, name="tf")),
-    )
-    out.obsm[keys.CHROMVAR] = chromvar.astype(np.float32)
-    out.layers[keys.SCFAN_ACTIVITY] = scfan.astype(np.float32)
-    out.layers["bound_peak_deviation"] = activity.astype(np.float32)
-    out.layers["mean_binding"] = mean_binding.astype(np.float32)
-    if cell_ctx is not None and cluster_ctx is not None:
-        out.obsm["tf_context"] = cell_ctx.astype(np.float32)
-        out.uns["tfbind_cluster_context"] = cluster_ctx.astype(np.float32)
-    if keys.UMAP in adata.obsm:
-        out.obsm[keys.UMAP] = np.asarray(adata.obsm[keys.UMAP])
-    out.uns[keys.TFBIND_UNS] = {
-        "clusters": np.asarray(clusters, dtype=object),
-        "peaks": peaks_all.iloc[pos].copy(),
-        "binding": binding.astype(np.float32),
-        "pwm_binding": np.asarray(u["pwm_binding"])[:, order].astype(np.float32),
-        "test_chroms": np.asarray(u["test_chroms"], dtype=object),
-        "val_chroms": np.asarray(u["val_chroms"], dtype=object),
-        "window": int(u["window"]),
-        "n_neighbors": int(config.n_neighbors),
-        "threshold": float(config.threshold),
-        "X": "bound_peak_deviation",
-    }
-    log.info(
-        "activity: %d cells x %d TFs; chromVAR baseline for %d TF(s)",
-        *activity.shape,
-        int(has_motif.sum()),
-    )
-    return out
-
-
-def _neighbourhoods(
+def neighbourhoods(
     adata: ad.AnnData, counts: sp.csr_matrix, clusters: list[str], n_neighbors: int
 ) -> tuple[sp.csr_matrix, NDArray[np.int64], sp.csr_matrix, NDArray[np.float64]]:
     """Each cell's LSI neighbourhood (itself + ``n_neighbors`` nearest): (cells, peaks) its reads
@@ -779,7 +548,7 @@ def _neighbourhoods(
     return pooled, cell_cluster, onehot_cluster, mix
 
 
-def _chromvar_baseline(
+def chromvar_baseline(
     counts: sp.csr_matrix,
     match: NDArray[np.bool_],
     gc: NDArray[np.float64],
@@ -797,7 +566,7 @@ def _chromvar_baseline(
     return chromvar
 
 
-def _shard_order(
+def shard_order(
     shard: ad.AnnData, peaks_all: pd.DataFrame, atac_path: Path, skipped_chroms: Sequence[str]
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """The shard's peaks as positions in the ATAC file's peaks, sorted, and the shard rows in
@@ -825,7 +594,7 @@ def _shard_order(
     return pos[order], order
 
 
-def _contexts(
+def tf_contexts(
     u: dict[str, Any],
     peaks_all: pd.DataFrame,
     pos: NDArray[np.intp],
@@ -851,7 +620,7 @@ def _contexts(
     return cluster_ctx, cell_ctx
 
 
-def _bound_peak_deviation(
+def bound_peak_deviation(
     counts: sp.csr_matrix,
     pooled: sp.csr_matrix,
     binding: NDArray[np.floating[Any]],
@@ -872,68 +641,3 @@ def _bound_peak_deviation(
         expected += mix[:, [g]] * depth[:, None] * (frac @ p_g)[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(expected > 0, (observed - expected) / expected, 0.0)
-
-
-def write_outputs(
-    result: ad.AnnData,
-    out: Path,
-    tracks_dir: Path,
-    *,
-    chrom_sizes: dict[str, int],
-    protect: Sequence[str | Path] = (),
-) -> None:
-    """Per-cluster ``<cluster>.binding.bed`` (peaks x TFs at or above the threshold, score 0-1000)
-    and ``<cluster>.binding.bw`` (max binding probability over TFs per peak), then the h5ad.
-
-    The track directory and the h5ad appear together or not at all; files in an existing track
-    directory that this command did not write are kept, and ``protect`` (the inputs) never replaced.
-    Cluster labels become file names made safe (``T/NK`` -> ``T_NK``).
-    """
-    from scregnet.io.h5ad import write_h5ad
-    from scregnet.io.outputs import safe_name
-    from scregnet.io.tracks import write_bigwig
-
-    u = result.uns[keys.TFBIND_UNS]
-    peaks: pd.DataFrame = u["peaks"]
-    binding = np.asarray(u["binding"])
-    tfs = list(result.var_names)
-    order = np.lexsort(
-        (peaks["start"].to_numpy(), peaks["chrom"].map(list(chrom_sizes).index).to_numpy())
-    )
-    names = [safe_name(c) for c in u["clusters"]]
-    if len({n.casefold() for n in names}) != len(names):
-        msg = "cluster labels collide once made file-name safe"
-        raise InputError(msg, tracks_dir)
-    with atomic_dir(tracks_dir, owner="tfbind", protect=protect) as tmp:
-        for g, cluster in enumerate(names):
-            prob = binding[g][order]
-            sub = peaks.iloc[order]
-            hit_p, hit_t = np.nonzero(prob >= u["threshold"])
-            bed = pd.DataFrame(
-                {
-                    "chrom": sub["chrom"].to_numpy()[hit_p],
-                    "start": sub["start"].to_numpy()[hit_p],
-                    "end": sub["end"].to_numpy()[hit_p],
-                    "name": np.asarray(tfs, dtype=object)[hit_t],
-                    "score": np.round(prob[hit_p, hit_t] * 1000).astype(int),
-                    "strand": ".",
-                }
-            )
-            bed.to_csv(tmp / f"{cluster}.binding.bed", sep="\t", header=False, index=False)
-            best = prob.max(axis=1) if prob.size else np.zeros(0)
-
-            def runs(best: NDArray[Any] = best, sub: pd.DataFrame = sub) -> Any:
-                for chrom in chrom_sizes:
-                    rows = np.flatnonzero(sub["chrom"].to_numpy() == chrom)
-                    if rows.size == 0:
-                        continue
-                    s = sub["start"].to_numpy()[rows].copy()
-                    e = sub["end"].to_numpy()[rows]
-                    prev_end = np.maximum.accumulate(e)
-                    s[1:] = np.maximum(s[1:], prev_end[:-1])  # overlapping peaks: later one clipped
-                    ok = e > s
-                    yield chrom, s[ok], e[ok], best[rows][ok]
-
-            write_bigwig(tmp / f"{cluster}.binding.bw", chrom_sizes, runs())
-        write_h5ad(result, out)
-    log.info("wrote %s and %d cluster track(s) in %s", out, len(u["clusters"]), tracks_dir)
