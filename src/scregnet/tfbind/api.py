@@ -133,9 +133,7 @@ def train(
     torch_device = resolve_device(device)
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    if config.bin_size < 1 or config.window < config.bin_size or config.step < 1:
-        msg = f"need 1 <= bin size <= window and step >= 1, got bin {config.bin_size}, window {config.window}, step {config.step}"
-        raise InputError(msg)
+    _check_geometry(config)
     tracks, sizes, data, chroms, (train_chroms, val, test) = _bulk_data(fasta, bulk_sheet, config)
     train_idx, val_idx, test_idx = _window_indices(
         data, config, [train_chroms, val, test], rng, bulk_sheet
@@ -179,6 +177,39 @@ def train(
         "history": result["history"],
         "n_windows": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
     }
+    _save(out, model, model_config, config, data, sizes, (val, test), tracks, metrics, inputs)
+    log.info("wrote %s (%.1f s)", out, time.perf_counter() - t_start)
+    if state is not None:
+        Path(state).unlink(missing_ok=True)
+    return {
+        **metrics,
+        "train_windows_per_s": result["train_windows_per_s"],
+        "predict_windows_per_s": predict_rate,
+    }
+
+
+def _check_geometry(config: TrainConfig) -> None:
+    """InputError unless 1 <= bin size <= window and step >= 1."""
+    if config.bin_size < 1 or config.window < config.bin_size or config.step < 1:
+        msg = f"need 1 <= bin size <= window and step >= 1, got bin {config.bin_size}, window {config.window}, step {config.step}"
+        raise InputError(msg)
+
+
+def _save(
+    out: str | Path,
+    model: ScFAN,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    data: BulkData,
+    sizes: dict[str, int],
+    heldout: tuple[list[str], list[str]],
+    tracks: list[BulkTrack],
+    metrics: dict[str, Any],
+    inputs: _MotifInputs,
+) -> None:
+    """Write the trained model, its configs, held-out (validation, test) chromosomes, metrics and
+    motif inputs as the checkpoint ``out``."""
+    val, test = heldout
     save_checkpoint(
         out,
         model=model,
@@ -194,14 +225,6 @@ def train(
         motif_tfs=inputs.motif_tfs,
         context=inputs.context,
     )
-    log.info("wrote %s (%.1f s)", out, time.perf_counter() - t_start)
-    if state is not None:
-        Path(state).unlink(missing_ok=True)
-    return {
-        **metrics,
-        "train_windows_per_s": result["train_windows_per_s"],
-        "predict_windows_per_s": predict_rate,
-    }
 
 
 def _bulk_data(
@@ -650,9 +673,28 @@ def finalize(
         out.uns["tfbind_cluster_context"] = cluster_ctx.astype(np.float32)
     if keys.UMAP in adata.obsm:
         out.obsm[keys.UMAP] = np.asarray(adata.obsm[keys.UMAP])
-    out.uns[keys.TFBIND_UNS] = {
+    out.uns[keys.TFBIND_UNS] = _tfbind_uns(u, clusters, peaks_all.iloc[pos], binding, order, config)
+    log.info(
+        "activity: %d cells x %d TFs; chromVAR baseline for %d TF(s)",
+        *activity.shape,
+        int(has_motif.sum()),
+    )
+    return out
+
+
+def _tfbind_uns(
+    u: dict[str, Any],
+    clusters: list[str],
+    peaks: pd.DataFrame,
+    binding: NDArray[np.floating[Any]],
+    order: NDArray[np.intp],
+    config: PredictConfig,
+) -> dict[str, Any]:
+    """The result's ``uns`` entry: clusters, peaks, (clusters x peaks x TFs) binding and PWM
+    baseline in the peaks' order, the model's held-out chromosomes and window, the options."""
+    return {
         "clusters": np.asarray(clusters, dtype=object),
-        "peaks": peaks_all.iloc[pos].copy(),
+        "peaks": peaks.copy(),
         "binding": binding.astype(np.float32),
         "pwm_binding": np.asarray(u["pwm_binding"])[:, order].astype(np.float32),
         "test_chroms": np.asarray(u["test_chroms"], dtype=object),
@@ -662,12 +704,6 @@ def finalize(
         "threshold": float(config.threshold),
         "X": "bound_peak_deviation",
     }
-    log.info(
-        "activity: %d cells x %d TFs; chromVAR baseline for %d TF(s)",
-        *activity.shape,
-        int(has_motif.sum()),
-    )
-    return out
 
 
 def write_outputs(
