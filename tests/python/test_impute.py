@@ -471,6 +471,11 @@ def test_weight_average_is_what_is_kept() -> None:
     average = quick(adata, epochs=3, train_options=opts)
     gap = np.abs(average.adata.layers["imputed"] - plain.adata.layers["imputed"]).mean()
     assert gap > 0.01
+    # nothing held out (no validation): the last running average is kept
+    unvalidated = {**opts, "val_fraction": 0.0}
+    last_average = quick(adata, epochs=3, train_options=unvalidated)
+    last_plain = quick(adata, epochs=3, train_options={**unvalidated, "ema_decay": 0.0})
+    assert not np.allclose(last_average.adata.layers["imputed"], last_plain.adata.layers["imputed"])
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match="ema_decay"):
             TrainConfig(ema_decay=bad)

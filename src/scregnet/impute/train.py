@@ -371,7 +371,7 @@ class _Trainer:
     ) -> None:
         self.model, self.cfg, self.device, self.sampler = model, cfg, device, sampler
         self.scaler = grad_scaler(device)
-        #: exponential moving average of the weights, updated after every step while set
+        #: running average of the weights, updated after every step while set
         self.ema: torch.optim.swa_utils.AveragedModel | None = None
 
     def optimiser(self, params: Iterator[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -444,7 +444,7 @@ def _train_phase(
         trainer.ema = torch.optim.swa_utils.AveragedModel(
             model, avg_fn=_moving_average(cfg.ema_decay), use_buffers=True
         )
-    # the weights validated and kept: their moving average when there is one
+    # the weights validated and kept: their running average when there is one
     kept = model if trainer.ema is None else cast(ScDTL, trainer.ema.module)
     for epoch in range(1, n_epochs + 1):
         model.train()
@@ -467,11 +467,12 @@ def _train_phase(
     if n_epochs:
         log.info("%s: %d epochs, final loss %.4f", phase, rows[-1]["epoch"], rows[-1]["loss"])
     if trainer.ema is not None and best_state is None:  # nothing validated: the last average
-        best_state = copy.deepcopy(kept.state_dict())
-    trainer.ema = None
-    if best_state is not None:
+        model.load_state_dict(kept.state_dict())
+        log.info("kept the running average of the fusion weights (nothing held out)")
+    elif best_state is not None:
         model.load_state_dict(best_state)
         log.info("kept the state of fusion epoch %d (held-out loss %.4f)", best_epoch, best)
+    trainer.ema = None
     return rows
 
 
