@@ -464,6 +464,30 @@ def test_inner_tf_folds_and_auprc_gain_se() -> None:
     assert gain > 0 and se > 0
 
 
+def test_per_tf_auprc_weighs_every_regulator_equally() -> None:
+    """Each TF's own AUPRC, TFs with one class only dropped; a read-out that ranks every TF's
+    pairs perfectly but puts one TF's negatives above the rest loses to one that ranks only the
+    TF with most positives on pooled AUPRC, and wins on the per-TF mean."""
+    from scregnet.grn.train import per_tf_auprc
+    from scregnet.stats import auprc
+
+    tf = np.repeat(np.arange(4), 10)
+    label = np.zeros(40, dtype=np.int8)
+    label[0:6] = 1  # TF 0: 6 positives
+    label[10:12] = 1  # TF 1: 2
+    label[20:22] = 1  # TF 2: 2; TF 3: none (dropped)
+    rng = np.random.default_rng(0)
+    score = rng.random(40)
+    got = per_tf_auprc(tf, label, score)
+    want = [auprc(label[tf == t], score[tf == t]) for t in range(3)]
+    np.testing.assert_allclose(got, want)
+    big = np.where(tf == 0, label + 1.0, 0.0) + 0.01 * score  # TF 0 perfect, on top; rest noise
+    even = label + 0.5 * score  # every TF ranked perfectly ...
+    even[tf == 3] += 5.0  # ... but TF 3's negatives on top
+    assert auprc(label, big) > auprc(label, even)
+    assert per_tf_auprc(tf, label, even).mean() > per_tf_auprc(tf, label, big).mean()
+
+
 def _selection_world(tmp_path: Path) -> ImageBuilder:
     """Two synthetic views (15 TFs, 40 genes, 150 cells each) ready for image building."""
     from grn_synth import synth_grn
@@ -529,7 +553,7 @@ def test_held_out_selection_keeps_a_network_that_validates(
 
     builder = _selection_world(tmp_path)
     labels = _top_pairs_by(builder, 1, 9, 5)
-    calls = iter([(0.0, 1.0), (0.2, 0.05)])  # read-out: no gain; network: a clear gain
+    calls = iter([(0.2, 0.05)])  # the network's gain over the read-out: a clear one
     monkeypatch.setattr(train_mod, "auprc_gain_se", lambda *a, **k: next(calls))
     rng = seed_everything(0)
     config = GRNConfig(n_neighbours=3, n_bins=16, embed_dim=8, hidden=16, cells_per_metacell=25)

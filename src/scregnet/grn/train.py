@@ -1,11 +1,11 @@
 """Training the DeepMCL-style model on labelled TF-target pairs, with held-out-TF model selection.
 
 Every validation split holds out whole TFs, since the model must score TFs it never saw. With
-pair features (our extension), :func:`fit` chooses on held-out training TFs, by AUPRC with the
+pair features (our extension), :func:`fit` chooses on held-out training TFs with the
 two-standard-error rule (the simpler choice wins unless the other beats it by more than
-:data:`SE_MULTIPLE` bootstrap standard errors over validation TFs): the skip read-out of the
-features (:data:`SKIP_CANDIDATES`), then whether the network adds to it (gate > 0 at its best
-epoch) or not (gate 0). The model is thus never knowingly worse on held-out TFs than the best
+:data:`SE_MULTIPLE` standard errors over validation TFs): the skip read-out of the features
+(:data:`SKIP_CANDIDATES`, by the mean of the validation TFs' own AUPRCs), then whether the
+network adds to it (gate > 0 at its best epoch, by pooled AUPRC) or not (gate 0). The model is thus never knowingly worse on held-out TFs than the best
 fixed ranking it starts from, and uses the network only where it validated.
 """
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_VAL_POSITIVES = 20
-#: a more complex choice must gain more than this many bootstrap standard errors of AUPRC on the
+#: a more complex choice must gain more than this many standard errors of AUPRC over the
 #: held-out TFs. Two, not one: the challenger is the best of several options (an optimistic
 #: maximum) and the standard error comes from few TFs; with one, noise-fitted read-outs passed on
 #: uninformative labels (the demo world's binding-prior labels: logistic gain 1.6 SE, worse on the
@@ -249,6 +249,23 @@ def auprc_gain_se(
     return float(gain), se
 
 
+def per_tf_auprc(
+    tf: NDArray[np.intp], label: NDArray[np.int8], score: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """AUPRC of each TF's own pairs, for the TFs with both positive and negative pairs (in TF
+    order). Their mean weighs every regulator equally, where a pooled AUPRC is carried by the
+    TFs with the most positives: the unit a read-out must generalise over is the TF."""
+    from scregnet.stats import auprc
+
+    out = []
+    for t in np.unique(tf):
+        mask = tf == t
+        y = label[mask]
+        if 0 < int(y.sum()) < y.size:
+            out.append(auprc(y, score[mask]))
+    return np.asarray(out, dtype=np.float64)
+
+
 def _feature_matrix(builder: ImageBuilder, labels: PairLabels, width: int) -> NDArray[np.float64]:
     import torch
 
@@ -270,13 +287,23 @@ def use_labels(builder: ImageBuilder, labels: PairLabels) -> None:
     builder.set_labels(labels.tf, labels.target, labels.label)
 
 
-#: the read-outs of the pair features that the skip can take, simplest first: the |Spearman|
-#: feature alone (the correlation start), the |metacell r| feature alone, a logistic regression
-SKIP_CANDIDATES = ("spearman", "metacell", "prior", "prior_x_rho", "loglinear", "logistic")
+#: the read-outs of the pair features that the skip can take, simplest first: |Spearman| alone
+#: (the correlation start), |metacell r| alone, the target prior, the similarity-weighted prior
+#: (:mod:`scregnet.grn.label_features`), each prior times |Spearman|, and two fitted ones
+SKIP_CANDIDATES = (
+    "spearman",
+    "metacell",
+    "prior",
+    "prior_x_rho",
+    "sim_prior",
+    "sim_prior_x_rho",
+    "loglinear",
+    "logistic",
+)
 #: the candidates with weights fitted on the labels (the others are fixed rankings)
 FITTED_CANDIDATES = ("loglinear", "logistic")
 #: the candidates that need the label features
-LABEL_CANDIDATES = ("prior", "prior_x_rho", "loglinear")
+LABEL_CANDIDATES = ("prior", "prior_x_rho", "sim_prior", "sim_prior_x_rho", "loglinear")
 #: ``loglinear``: weights tried for the standardised log target prior, log |Pearson r| and log
 #: similarity-weighted prior; the combination with the best AUPRC on the training pairs wins
 LOGLINEAR_GRID = tuple(
@@ -311,8 +338,12 @@ def fit_skip(
         w[_label_column("log_prior")] = 1.0
         w[_label_column("log_abs_rho")] = 1e-4
         return w, 0.0
-    if name == "prior_x_rho":
-        w[_label_column("prior_x_rho")] = 1.0
+    if name == "sim_prior":  # the similarity-weighted prior, ties broken by |rho|
+        w[_label_column("sim_prior")] = 1.0
+        w[_label_column("log_abs_rho")] = 1e-4
+        return w, 0.0
+    if name in ("prior_x_rho", "sim_prior_x_rho"):
+        w[_label_column(name)] = 1.0
         return w, 0.0
     if name == "loglinear":  # a product prior^u |r|^v sim_prior^w, fitted by AUPRC
         from scregnet.stats import auprc
@@ -519,9 +550,10 @@ def fit(
     1. *Read-out* (:func:`_choose_skip`). On ``inner_folds`` TF-aware folds of the training TFs,
        each skip read-out of :data:`SKIP_CANDIDATES` (the label-feature ones when the model has
        them) is fitted on the other folds and scores the fold's pairs. The fixed ranking
-       (|Spearman|, |metacell r|, target prior, target prior x |rho|) with the best out-of-fold
-       AUPRC is kept unless the best fitted read-out (log-linear, logistic) beats it by more than
-       ``SE_MULTIPLE`` standard errors (bootstrap over validation TFs).
+       (|Spearman|, |metacell r|, target prior, similarity-weighted prior, either prior x
+       |rho|) with the best out-of-fold mean per-TF AUPRC (:func:`per_tf_auprc`) is kept unless
+       the best fitted read-out (log-linear, logistic) beats it by more than ``SE_MULTIPLE``
+       standard errors of the per-TF differences.
     2. *Network* (:func:`_choose_network`). The network is trained with the gate starting at 0 on
        top of the chosen skip, on a TF-aware split (``val_fraction`` of the TFs held out; when
        those carry fewer than ``MIN_VAL_POSITIVES`` positives, on each of the inner folds
@@ -557,7 +589,7 @@ def fit(
 
     boot = np.random.default_rng(int(rng.integers(2**31)))
     width = model_config.n_pair_features
-    skip_name, selection = _choose_skip(builder, labels, folds, width, boot, config)
+    skip_name, selection = _choose_skip(builder, labels, folds, width)
     if not config.network:
         return _skip_only(builder, labels, skip_name, selection, model_config=model_config)
     network = _choose_network(
@@ -601,14 +633,10 @@ def _choose_skip(
     labels: PairLabels,
     folds: list[NDArray[np.bool_]],
     width: int,
-    boot: np.random.Generator,
-    config: TrainConfig,
 ) -> tuple[str, dict[str, Any]]:
     """Step 1 of :func:`fit`: the skip read-out, chosen on the inner folds' out-of-fold scores
-    (each fold's label features come from its own training TFs' labels only); returns its name
-    and the selection record."""
-    from scregnet.stats import auprc
-
+    (each fold's label features come from its own training TFs' labels only), by the mean over
+    validation TFs of each TF's own AUPRC; returns its name and the selection record."""
     names = _skip_candidates(builder, width)
     oof = {n: np.zeros(len(labels)) for n in names}
     for val_mask in folds:
@@ -619,27 +647,29 @@ def _choose_skip(
             oof[n][val_mask] = features[val_mask] @ w + b
     in_val = np.logical_or.reduce(folds)
     tf_v, y_v = labels.tf[in_val], labels.label[in_val]
-    skip_auprc = {n: auprc(y_v, oof[n][in_val]) for n in names}
+    per_tf = {n: per_tf_auprc(tf_v, y_v, oof[n][in_val]) for n in names}
+    skip_auprc = {n: float(v.mean()) for n, v in per_tf.items()}
     # the best read-out without fitted weights, unless a fitted one beats it by SE_MULTIPLE SEs
     base = max((n for n in names if n not in FITTED_CANDIDATES), key=lambda n: skip_auprc[n])
     fitted = [n for n in names if n in FITTED_CANDIDATES]
     challenger = max(fitted, key=lambda n: skip_auprc[n]) if fitted else base
-    gain, se = auprc_gain_se(
-        tf_v, y_v, oof[challenger][in_val], oof[base][in_val], boot, config.n_bootstrap
-    )
+    diff = per_tf[challenger] - per_tf[base]
+    gain = float(diff.mean())
+    se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("inf")
     skip_name = (
         challenger if challenger != base and gain > SE_MULTIPLE * se + GAIN_TOLERANCE else base
     )
     selection: dict[str, Any] = {
         "mode": "held-out selection",
-        "skip_auprc": skip_auprc,
+        "skip_tf_auprc": skip_auprc,
         "skip_gain": gain,
         "skip_gain_se": se,
         "skip": skip_name,
         "inner_folds": len(folds),
     }
     log.info(
-        "skip read-out on %d inner TF folds: out-of-fold AUPRC %s; %s gains %.4f (SE %.4f): "
+        "skip read-out on %d inner TF folds: out-of-fold mean per-TF AUPRC %s; %s gains %.4f "
+        "(SE %.4f): "
         "using %s",
         len(folds),
         ", ".join(f"{n} {v:.4f}" for n, v in skip_auprc.items()),
