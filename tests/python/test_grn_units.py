@@ -606,3 +606,22 @@ def test_pos_weight_weights_the_positive_pairs_in_the_loss(tmp_path: Path) -> No
         )
         losses[weight] = history[0]["loss"]
     assert losses[8.0] > 1.2 * losses[1.0]
+
+
+def test_every_read_out_has_a_name_in_words() -> None:
+    """The edges' ``method`` column names each read-out the selection can keep, with and
+    without the network, and names DeepMCL only where its network contributes."""
+    from scregnet.grn.api import readout_name
+    from scregnet.grn.config import N_LABEL_FEATURES, N_PAIR_FEATURES
+    from scregnet.grn.train import SKIP_CANDIDATES
+
+    width = N_PAIR_FEATURES + N_LABEL_FEATURES
+    names = set()
+    for skip in SKIP_CANDIDATES:
+        sel = {"mode": "held-out selection", "skip": skip, "network": False}
+        off = readout_name(sel, width)
+        assert "DeepMCL" not in off and off.endswith("(network gate 0)")
+        assert "DeepMCL network" in readout_name(sel | {"network": True}, width)
+        names.add(off)
+    assert len(names) == len(SKIP_CANDIDATES)
+    assert readout_name({}, 0) == "DeepMCL network (published architecture)"
