@@ -152,10 +152,10 @@ def iter_scores(
     import torch
 
     from scregnet.device import autocast
+    from scregnet.grn.train import forward_pairs, neighbour_embeddings
 
     device = builder.device
     model.eval()
-    from scregnet.grn.train import neighbour_embeddings
 
     cand = np.arange(builder.n_genes) if targets is None else np.asarray(targets, dtype=np.intp)
     neigh = neighbour_embeddings(
@@ -168,16 +168,7 @@ def iter_scores(
                 tg = torch.as_tensor(tg_all[s : s + batch_size], device=device)
                 a = torch.full_like(tg, int(t))
                 with autocast(device):
-                    primary = model.encode(builder.primary(a, tg))
-                    out = model.head(
-                        primary,
-                        neigh[a].to(primary.dtype),
-                        neigh[tg].to(primary.dtype),
-                        builder.stats(a, tg).to(primary.dtype),
-                        builder.features(a, tg, model.config.n_pair_features).to(primary.dtype)
-                        if model.skip is not None
-                        else None,
-                    )
+                    out = forward_pairs(model, builder, a, tg, neigh)
                 yield (
                     np.full(tg.shape[0], t, dtype=np.intp),
                     tg.cpu().numpy().astype(np.intp),

@@ -5,8 +5,9 @@ pair features (our extension), :func:`fit` chooses on held-out training TFs with
 two-standard-error rule (the simpler choice wins unless the other beats it by more than
 :data:`SE_MULTIPLE` standard errors over validation TFs): the skip read-out of the features
 (:data:`SKIP_CANDIDATES`, by the mean of the validation TFs' own AUPRCs), then whether the
-network adds to it (gate > 0 at its best epoch, by pooled AUPRC) or not (gate 0). The model is thus never knowingly worse on held-out TFs than the best
-fixed ranking it starts from, and uses the network only where it validated.
+network adds to it (gate > 0 at its best epoch, by pooled AUPRC) or not (gate 0). The model is
+thus never knowingly worse on held-out TFs than the best fixed ranking it starts from, and uses
+the network only where it validated.
 """
 
 from __future__ import annotations
@@ -257,12 +258,9 @@ def per_tf_auprc(
     TFs with the most positives: the unit a read-out must generalise over is the TF."""
     from scregnet.stats import auprc
 
-    out = []
-    for t in np.unique(tf):
-        mask = tf == t
-        y = label[mask]
-        if 0 < int(y.sum()) < y.size:
-            out.append(auprc(y, score[mask]))
+    order = np.argsort(tf, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(tf[order])) + 1)
+    out = [auprc(label[g], score[g]) for g in groups if 0 < int(label[g].sum()) < g.size]
     return np.asarray(out, dtype=np.float64)
 
 
