@@ -137,26 +137,21 @@ def _sniff(path: Path) -> tuple[int, int]:
     raise InputError(msg, path)
 
 
-def _raw_inflate() -> tuple[Callable[..., bytes], tuple[type[Exception], ...]]:
-    """Raw-deflate decompressor: ISA-L's (``isal``, about 3x faster than zlib) when installed.
+def _deflate_codec() -> tuple[
+    Callable[..., bytes], Callable[[bytes], int], tuple[type[Exception], ...]
+]:
+    """Raw-deflate decompressor, CRC-32 and their error types: ISA-L's (``isal``, about 3x
+    faster than zlib) when installed, else the standard library's zlib.
 
-    Both produce the same bytes (DEFLATE decoding is deterministic); only the speed differs.
+    Both produce the same bytes and checksums (DEFLATE decoding is deterministic); only the
+    speed differs.
     """
     try:
         from isal import isal_zlib
     except ImportError:  # pragma: no cover - without isal, the standard library's zlib
-        return zlib.decompress, (zlib.error,)
+        return zlib.decompress, zlib.crc32, (zlib.error,)
     isal_error: type[Exception] = isal_zlib.error  # type: ignore[assignment]
-    return isal_zlib.decompress, (isal_error, zlib.error)
-
-
-def _crc32() -> Callable[[bytes], int]:
-    """CRC-32 of inflated text: ISA-L's when installed (faster), else zlib's; the same value."""
-    try:
-        from isal import isal_zlib
-    except ImportError:  # pragma: no cover - without isal, the standard library's zlib
-        return zlib.crc32
-    return isal_zlib.crc32
+    return isal_zlib.decompress, isal_zlib.crc32, (isal_error, zlib.error)
 
 
 _BGZF_MAGIC = b"\x1f\x8b\x08\x04"
@@ -243,8 +238,7 @@ def text_chunks(path: Path, target: int, *, threads: int = 1) -> Iterator[bytes 
 def _block_inflater(path: Path) -> Callable[[tuple[memoryview, int, int, int]], bytes]:
     """Inflate one BGZF block ``(view, start, end, isize)``, checking its size and CRC-32 (the
     4 bytes after the payload); errors name ``path``."""
-    decompress, errors = _raw_inflate()
-    crc32 = _crc32()
+    decompress, crc32, errors = _deflate_codec()
 
     def inflate(args: tuple[memoryview, int, int, int]) -> bytes:
         view, start, end, isize = args
