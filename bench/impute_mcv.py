@@ -438,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             ("no U-Net", {"use_unet": False}),
             ("no neighbour channel", {"use_neighbours": False}),
             ("no attention", {"model_options": {"use_attention": False}}),
+            ("no per-gene output scale", {"train_options": {"gene_scale": False}}),
         ):
             methods[f"scregnet, {label}"] = make_scregnet(
                 args.epochs, args.threads, batch_size=args.batch_size, **option

@@ -253,6 +253,33 @@ def test_batched_inference_matches_one_batch() -> None:
         predict(model, counts, lib, pool=None, device=cpu)
 
 
+def test_gene_scale_matches_each_genes_expected_total_to_its_observed_counts() -> None:
+    from scregnet.device import resolve_device
+    from scregnet.impute.train import GENE_SCALE_RANGE, fit_gene_scale, init_output_bias, predict
+
+    adata = make_adata(n_cells=40, n_genes=60, seed=3)
+    counts = data.get_counts(adata)
+    lib = data.library_sizes(counts)
+    torch.manual_seed(0)
+    model = ScDTL(ImputeConfig(n_genes=60, use_neighbours=False, **TINY, **TINY_MODEL))  # type: ignore[arg-type]
+    init_output_bias(model, counts, lib)  # predictions near each gene's mean, as after training
+    cpu = resolve_device("cpu")
+
+    def totals() -> np.ndarray:
+        pred = predict(model, counts, lib, pool=None, device=cpu).astype(np.float64)
+        return (np.expm1(pred) * (lib / data.TARGET_SUM)[:, None]).sum(axis=0)
+
+    observed = np.asarray(counts.sum(axis=0)).ravel()
+    before = totals()
+    scale = fit_gene_scale(model, counts, lib, pool=None, device=cpu)
+    inside = (scale > GENE_SCALE_RANGE[0]) & (scale < GENE_SCALE_RANGE[1])
+    assert inside.sum() > 40 and not np.allclose(before[inside], observed[inside], rtol=0.05)
+    np.testing.assert_allclose(totals()[inside], observed[inside], rtol=1e-3)
+    np.testing.assert_allclose(model.log_gene_scale.numpy(), np.log(scale), rtol=1e-6)
+    # a scale outside the range is clipped to it
+    assert set(np.round(scale[~inside], 6)) <= {round(v, 6) for v in GENE_SCALE_RANGE}
+
+
 def test_neighbour_graph_excludes_self_and_finds_own_type() -> None:
     counts, _, types = synthetic_counts(n_cells=90, n_genes=240, seed=2)
     csr = sp.csr_matrix(counts)
@@ -466,7 +493,9 @@ def test_weight_average_is_what_is_kept() -> None:
     assert float(update(one, zero, 3)[0]) == pytest.approx(0.75)  # the mean of four
     assert float(update(one, zero, 10_000)[0]) == pytest.approx(0.99)  # capped at the decay
     adata = make_adata()
-    opts = {**TINY_TRAIN, "patience": 99}
+    # the per-gene output scale fitted after training is left out: it matches both models'
+    # gene totals to the same counts
+    opts = {**TINY_TRAIN, "patience": 99, "gene_scale": False}
     plain = quick(adata, epochs=3, train_options={**opts, "ema_decay": 0.0})
     average = quick(adata, epochs=3, train_options=opts)
     gap = np.abs(average.adata.layers["imputed"] - plain.adata.layers["imputed"]).mean()

@@ -58,10 +58,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout; version 3: negative
-#: binomial output (per-gene dispersion log_theta)
+#: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout; version 4: negative
+#: binomial output (per-gene dispersion log_theta) with the fitted per-gene output scale
+#: (log_gene_scale)
 CHECKPOINT_KIND = "scregnet.impute"
-CHECKPOINT_VERSION = 3
+CHECKPOINT_VERSION = 4
 #: random-walk steps on the kNN graph behind the fill rule's detection probability, and the
 #: power of that probability weighing each zero's fill value
 DETECTION_STEPS = 3
@@ -292,6 +293,7 @@ def _record(fitted: _Fitted, layer: str | None, seed: int) -> dict[str, Any]:
         "seed": seed,
         "epochs": sum(1 for r in fitted.losses if r["phase"] == "fuse"),
         "output": "negative binomial mean (log1p counts per 10k)",
+        "gene_scale_fitted": bool(fitted.config.get("train", {}).get("gene_scale", False)),
         "baseline_layers": [keys.FILL_RULE],
     }
 

@@ -77,6 +77,7 @@ class TrainConfig:
     patience: int = 3
     val_max_cells: int = 2000
     ema_decay: float = 0.99  # fusion weights validated and kept as their running average (0: off)
+    gene_scale: bool = True  # after training, fit each gene's output scale to its observed counts
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

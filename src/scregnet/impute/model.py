@@ -264,7 +264,10 @@ class ScDTL(nn.Module):
 
     The output is ``log1p`` of the cell's expected expression in counts per 10k (the mean of a
     negative binomial count model with per-gene dispersion ``exp(log_theta)``, see
-    :func:`nb_nll`).
+    :func:`nb_nll`). ``log_gene_scale`` (a buffer, 0 until
+    :func:`scregnet.impute.train.fit_gene_scale` sets it after training) is added to each gene's
+    output logit, which multiplies that gene's expected expression by ``exp(log_gene_scale)``
+    (``expm1(softplus(z + c)) = exp(c) * expm1(softplus(z))``).
     """
 
     def __init__(self, config: ImputeConfig) -> None:
@@ -288,6 +291,8 @@ class ScDTL(nn.Module):
         self.head = GeneWiseHead(f, c.n_genes)
         # per-gene negative binomial dispersion (log of the inverse overdispersion theta)
         self.log_theta = nn.Parameter(torch.full((c.n_genes,), math.log(10.0)))
+        self.log_gene_scale: torch.Tensor
+        self.register_buffer("log_gene_scale", torch.zeros(c.n_genes))
 
     def forward(
         self, x: torch.Tensor, depth: torch.Tensor, neighbours: torch.Tensor | None = None
@@ -312,7 +317,7 @@ class ScDTL(nn.Module):
             feats = self.attention(feats)
         fused = F.gelu(self.mix(feats))  # (B, F or 2F, G) -> (B, F, G)
         # gene-wise read-out (B, G), residual on the DAE logits
-        out = F.softplus(recon + self.head(fused))
+        out = F.softplus(recon + self.head(fused) + self.log_gene_scale)
         return ImputeOutput(imputed=out, latent=z, dae=dae)
 
 

@@ -29,8 +29,11 @@ Early stopping: before training, ``val_fraction`` of every cell's molecules are 
 each fusion epoch the negative binomial loss of the held-out molecules given the rest is computed;
 training stops after ``patience`` epochs without improvement and the best state is kept. With
 ``ema_decay`` > 0 the state validated and kept is the running average of the fusion weights
-(:func:`_moving_average`), which smooths the step-to-step noise of small batches. The final
-imputation runs on the full counts. No labels are used anywhere.
+(:func:`_moving_average`), which smooths the step-to-step noise of small batches.
+
+Last step (``gene_scale``): each gene's output scale is fitted on the full counts,
+:func:`fit_gene_scale`, so that the expected counts summed over the cells match the observed
+ones. The final imputation runs on the full counts. No labels are used anywhere.
 """
 
 from __future__ import annotations
@@ -331,7 +334,42 @@ def fit(
     for phase, n_epochs in (("adapt", cfg.adapt_epochs), ("fuse", cfg.epochs)):
         rows += _train_phase(trainer, phase, n_epochs, cells, validate, gen, bar)
     bar.close()
+    if cfg.gene_scale:
+        fit_gene_scale(model, counts, library, pool=pool, device=device)
     return rows
+
+
+#: the range a fitted per-gene output scale is clipped to
+GENE_SCALE_RANGE = (0.1, 10.0)
+
+
+@torch.no_grad()
+def fit_gene_scale(
+    model: ScDTL,
+    counts: sp.csr_matrix,
+    library: NDArray[np.floating],
+    *,
+    pool: sp.csr_matrix | None,
+    device: torch.device,
+) -> NDArray[np.float64]:
+    """Fit each gene's output scale, the last step of training; return the scales.
+
+    With the network fixed, the maximum-likelihood multiplier ``s`` of a gene's expected counts
+    under a Poisson model of all cells' full counts is (observed total) / (expected total), so
+    that over the cells the model's expected counts add up to the observed ones. It is clipped to
+    :data:`GENE_SCALE_RANGE` and folded into ``model.log_gene_scale``, so a checkpoint carries it.
+    """
+    pred = predict(model, counts, library, pool=pool, device=device)
+    scale_to_counts = np.asarray(library, dtype=np.float64) / TARGET_SUM
+    expected = (np.expm1(pred.astype(np.float64)) * scale_to_counts[:, None]).sum(axis=0)
+    observed = np.asarray(counts.sum(axis=0), dtype=np.float64).ravel()
+    scale = np.clip(observed / np.maximum(expected, 1e-12), *GENE_SCALE_RANGE)
+    model.log_gene_scale += torch.as_tensor(np.log(scale), dtype=model.log_gene_scale.dtype).to(
+        model.log_gene_scale.device
+    )
+    lo, mid, hi = np.quantile(scale, [0.05, 0.5, 0.95])
+    log.info("per-gene output scale: median %.3f, 5-95%% %.3f-%.3f", mid, lo, hi)
+    return scale
 
 
 def _training_cells(
