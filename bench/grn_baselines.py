@@ -1,4 +1,5 @@
-"""Baseline GRN scorers on the pooled expression: |Spearman|, GRNBoost2-style and GENIE3-style.
+"""Baseline GRN scorers: |Spearman|, GRNBoost2-style and GENIE3-style on the pooled expression;
+the target prior and the label structure from a TF-aware split's training labels.
 
 Each returns a ``(TFs, genes)`` score matrix (self pairs 0). The tree methods follow arboreto's
 recipes with scikit-learn directly (arboreto's dask driver is broken with current dask):
@@ -19,7 +20,7 @@ from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
 
-__all__ = ["abs_pearson", "target_prior", "tree_importances"]
+__all__ = ["LABEL_STRUCTURE", "abs_pearson", "label_structure", "target_prior", "tree_importances"]
 
 
 def tree_importances(
@@ -92,3 +93,36 @@ def target_prior(
     count = np.bincount(train_target[train_label == 1], minlength=n_genes)
     prior = count[target] / n_train
     return {"target prior": prior + r / (2 * n_train), "target prior x |r|": prior * r}
+
+
+#: the name of :func:`label_structure`'s score
+LABEL_STRUCTURE = "label structure (reciprocal + prior x in-degree x |r|)"
+
+
+def label_structure(
+    train_tf: NDArray[np.intp],
+    train_target: NDArray[np.intp],
+    train_label: NDArray[np.int8],
+    tf: NDArray[np.intp],
+    target: NDArray[np.intp],
+    r: NDArray[np.float64],
+) -> dict[str, NDArray[np.float64]]:
+    """A one-line score from the training labels' structure, for pairs ``(tf, target)``.
+
+    ``reciprocal``: 1 when the target is a training TF whose label says it regulates ``tf``
+    (the reverse edge); plus the target prior times ``tf``'s own in-degree (the fraction of the
+    training TFs regulating it, plus ``1 / n``) times ``r`` (|correlation|, in [0, 1]).
+    Reciprocal pairs thus come first, the rest in the order of the product.
+    """
+    import scipy.sparse as sp
+
+    n_train = max(1, np.unique(train_tf).size)
+    n_genes = int(max(train_target.max(initial=0), target.max(initial=0), tf.max(initial=0))) + 1
+    pos = train_label == 1
+    count = np.bincount(train_target[pos], minlength=n_genes)
+    edges = sp.csr_matrix(
+        (np.ones(int(pos.sum())), (train_tf[pos], train_target[pos])), shape=(n_genes, n_genes)
+    )
+    reciprocal = np.asarray(edges[target, tf]).ravel() > 0
+    product = count[target] / n_train * (count[tf] / n_train + 1.0 / n_train) * r
+    return {LABEL_STRUCTURE: reciprocal + product}

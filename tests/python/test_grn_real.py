@@ -1,6 +1,7 @@
 """scregnet's GRN on a real BEELINE set (mHSC-GM, non-specific ChIP-seq truth), split 0 fold 0 of
 the benchmark's TF-aware folds, against the baselines a supervised user gets for free (|Spearman|,
-|Pearson|, target prior, target prior x |r|; the tree methods take minutes and are left to
+|Pearson|, target prior, target prior x |r|, and the training labels' structure: reciprocal
+labels + target prior x TF in-degree x |r|; the tree methods take minutes and are left to
 bench/grn_real.py), computed in the same test on the same held-out pairs."""
 
 from __future__ import annotations
@@ -13,14 +14,8 @@ import pytest
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue 17 open: on this fold (fixed before any result) the held-out selection keeps "
-    "the target prior (4.52 / 6.25), below target prior x |r| (9.50 / 15.2); strict, so the test "
-    "fails once scregnet beats the best baseline here and the marker must go",
-    strict=True,
-)
 def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
-    from grn_baselines import abs_pearson, target_prior
+    from grn_baselines import LABEL_STRUCTURE, abs_pearson, label_structure, target_prior
     from grn_beeline import load_set, tf_folds, tf_pairs
     from scregnet.grn.data import ExpressionViews
     from scregnet.grn.images import ImageBuilder
@@ -37,10 +32,11 @@ def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
     scores = {
         "|Spearman|": abs_spearman(data.expr, list(range(len(data.genes))))[test.tf, test.target],
         "|Pearson|": pearson[test.tf, test.target],
-        **target_prior(
-            train.tf, train.target, train.label, test.tf, test.target, pearson[test.tf, test.target]
-        ),
     }
+    for baseline in (target_prior, label_structure):
+        scores |= baseline(
+            train.tf, train.target, train.label, test.tf, test.target, pearson[test.tf, test.target]
+        )
     rng = seed_everything(0)
     builder = ImageBuilder(ExpressionViews(data.genes, ["all"], [data.expr]), seed=0)
     model = fit(
@@ -56,5 +52,11 @@ def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
         for name, s in scores.items()
     }
     print(json.dumps(result))
-    best = np.max([v for k, v in result.items() if k != "scregnet"], axis=0)
+    # the bar: the baselines of the issue (correlations and target priors)
+    best = np.max([v for k, v in result.items() if k not in ("scregnet", LABEL_STRUCTURE)], axis=0)
     assert result["scregnet"][0] >= best[0] and result["scregnet"][1] >= best[1]
+    # the one-line rule on the labels' structure (reciprocal labels, TF in-degree) carries most of
+    # the gain on this truth; the model stays within 5 % of it (measured: 19.9 / 26.2 against
+    # 20.1 / 25.4)
+    rule = result[LABEL_STRUCTURE]
+    assert result["scregnet"][0] >= 0.95 * rule[0] and result["scregnet"][1] >= 0.95 * rule[1]

@@ -625,3 +625,54 @@ def test_every_read_out_has_a_name_in_words() -> None:
         names.add(off)
     assert len(names) == len(SKIP_CANDIDATES)
     assert readout_name({}, 0) == "DeepMCL network (published architecture)"
+
+
+def test_label_features_tf_in_degree_and_reciprocal_labels(tmp_path: Path) -> None:
+    """For an unlabelled TF: its in-degree is the fraction of labelled TFs with an edge to it, and
+    a labelled target's reverse label is ``reciprocal`` (1) or ``reciprocal_absent`` (1); an
+    unlabelled target gives neither. For a labelled TF both come from the other groups' TFs only
+    (out of fold), so a pair never sees its own TF's labels."""
+    from scregnet.grn.config import LABEL_FEATURE_NAMES
+    from scregnet.grn.label_features import LabelFeatures
+
+    builder = _selection_world(tmp_path)
+    n_genes = builder.n_genes
+    rng = np.random.default_rng(0)
+    y = (rng.random((10, n_genes)) < 0.3).astype(np.int8)  # TFs 0-9 labelled
+    np.fill_diagonal(y[:, :10], 0)
+    a = np.repeat(np.arange(10), n_genes)
+    b = np.tile(np.arange(n_genes), 10)
+    keep = a != b
+    lf = LabelFeatures(
+        builder.pooled_zrank,
+        builder.pooled_z,
+        builder.gene_stats,
+        a[keep],
+        b[keep],
+        y[a[keep], b[keep]],
+        seed=3,
+    )
+    col = {n: i for i, n in enumerate(LABEL_FEATURE_NAMES)}
+
+    def raw(ta: np.ndarray, tb: np.ndarray) -> np.ndarray:
+        z = lf(torch.as_tensor(ta), torch.as_tensor(tb))
+        return (z * lf.scale + lf.mean).numpy()
+
+    # unlabelled TF 12 against every labelled TF and the unlabelled gene 13
+    targets = np.arange(10)
+    got = raw(np.full(11, 12), np.append(targets, 13))
+    np.testing.assert_allclose(got[:, col["tf_in_degree"]], y[:, 12].mean(), rtol=1e-5)
+    np.testing.assert_allclose(got[:10, col["reciprocal"]], y[targets, 12])
+    np.testing.assert_allclose(got[:10, col["reciprocal_absent"]], 1 - y[targets, 12])
+    assert got[10, col["reciprocal"]] == 0 and got[10, col["reciprocal_absent"]] == 0
+    # labelled TF 0: only TFs outside its group count, for both features
+    group = lf.group.numpy()
+    other = np.flatnonzero(group != group[0])
+    got0 = raw(np.zeros(9, dtype=np.int64), np.arange(1, 10))
+    np.testing.assert_allclose(got0[:, col["tf_in_degree"]], y[other, 0].mean(), rtol=1e-5)
+    outside = group[1:10] != group[0]
+    np.testing.assert_allclose(got0[:, col["reciprocal"]], np.where(outside, y[1:10, 0], 0))
+    np.testing.assert_allclose(
+        got0[:, col["reciprocal_absent"]], np.where(outside, 1 - y[1:10, 0], 0)
+    )
+    assert not outside.all()  # the check above covers an in-fold target too

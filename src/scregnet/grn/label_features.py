@@ -24,6 +24,13 @@ Features of a pair (a, b), in :data:`scregnet.grn.config.LABEL_FEATURE_NAMES` or
   (plus ``1 / n``), of |pooled rho| and of |pooled Pearson r| (plus 0.01), so that a linear
   read-out can weigh the priors and the correlation as a product ``prior^u |r|^v`` (the
   ``target prior x |r|`` baseline is ``u = v = 1``);
+- ``tf_in_degree``, ``log_tf_in_degree``: the target prior of ``a`` itself, i.e. the fraction of
+  the labelled TFs (out of fold) with a positive edge to the TF ``a`` (plus ``1 / n`` in the
+  log): a TF that many others regulate tends to have many targets itself on networks with
+  feedback or undirected edges (ChIP-seq atlases, STRING);
+- ``reciprocal``, ``reciprocal_absent``: when ``b`` is itself a labelled TF (out of ``a``'s
+  fold), 1 if its label says ``b`` regulates ``a`` (the reverse edge), resp. 1 if it says it does
+  not; both 0 when ``b`` is not labelled;
 - ``target_mean``, ``target_var``, ``target_dropout``, ``tf_mean``, ``tf_var``,
   ``tf_dropout``: pooled log-expression mean, variance and fraction of zeros of ``b`` and ``a``.
 
@@ -148,6 +155,13 @@ class LabelFeatures:
         sim_prior = votes / w.sum(dim=1).clamp(min=1e-8)
         rho = (self.zrank[a] * self.zrank[b]).sum(dim=1).abs()
         r = (self.z[a] * self.z[b]).sum(dim=1).abs()
+        in_degree = self.count[fold, a] / n_other
+        # the reverse edge b -> a, known when b is a labelled TF outside the pair's fold (for an
+        # unlabelled a: any labelled b)
+        row_b = self.row[b]
+        known = (row_b >= 0) & (self.group[row_b.clamp(min=0)] != fold)
+        reverse = torch.zeros_like(prior)
+        reverse[known] = self.y[row_b[known], a[known]]
         return torch.cat(
             [
                 torch.stack(
@@ -160,6 +174,10 @@ class LabelFeatures:
                         torch.log(sim_prior + 1.0 / n_other),
                         torch.log(rho + 0.01),
                         torch.log(r + 0.01),
+                        in_degree,
+                        torch.log(in_degree + 1.0 / n_other),
+                        reverse,
+                        known.float() - reverse,
                     ],
                     dim=1,
                 ),

@@ -25,9 +25,11 @@ from torch import nn
 from scregnet import checkpoint
 from scregnet.grn.config import GRNConfig
 
-#: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout
+#: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout; version 2: the label
+#: features of :data:`scregnet.grn.config.LABEL_FEATURE_NAMES` with the TF's in-degree and the
+#: reciprocal labels
 CHECKPOINT_KIND = "scregnet.grn"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
 class ImageEncoder(nn.Module):
