@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LABEL_STRUCTURE", "abs_pearson", "label_structure", "target_prior", "tree_importances"]
+__all__ = ["LABEL_STRUCTURE", "abs_pearson", "label_baselines", "tree_importances"]
 
 
 def tree_importances(
@@ -74,7 +74,11 @@ def abs_pearson(expr: NDArray[np.floating]) -> NDArray[np.float64]:
     return np.clip(out, 0.0, 1.0)
 
 
-def target_prior(
+#: the name of the label-structure score of :func:`label_baselines`
+LABEL_STRUCTURE = "label structure (reciprocal + prior x in-degree x |r|)"
+
+
+def label_baselines(
     train_tf: NDArray[np.intp],
     train_target: NDArray[np.intp],
     train_label: NDArray[np.int8],
@@ -86,33 +90,11 @@ def target_prior(
 
     ``target prior``: the fraction of the training TFs with a true edge to the target, ties
     broken by ``r`` (the pairs' |correlation|, in [0, 1]); ``target prior x |r|``: that fraction
-    times ``r``.
-    """
-    n_train = max(1, np.unique(train_tf).size)
-    n_genes = int(max(train_target.max(initial=0), target.max(initial=0))) + 1
-    count = np.bincount(train_target[train_label == 1], minlength=n_genes)
-    prior = count[target] / n_train
-    return {"target prior": prior + r / (2 * n_train), "target prior x |r|": prior * r}
-
-
-#: the name of :func:`label_structure`'s score
-LABEL_STRUCTURE = "label structure (reciprocal + prior x in-degree x |r|)"
-
-
-def label_structure(
-    train_tf: NDArray[np.intp],
-    train_target: NDArray[np.intp],
-    train_label: NDArray[np.int8],
-    tf: NDArray[np.intp],
-    target: NDArray[np.intp],
-    r: NDArray[np.float64],
-) -> dict[str, NDArray[np.float64]]:
-    """A one-line score from the training labels' structure, for pairs ``(tf, target)``.
-
-    ``reciprocal``: 1 when the target is a training TF whose label says it regulates ``tf``
-    (the reverse edge); plus the target prior times ``tf``'s own in-degree (the fraction of the
-    training TFs regulating it, plus ``1 / n``) times ``r`` (|correlation|, in [0, 1]).
-    Reciprocal pairs thus come first, the rest in the order of the product.
+    times ``r``. :data:`LABEL_STRUCTURE`, a one-line score from the labels' structure: 1 when
+    the target is a training TF whose label says it regulates ``tf`` (the reciprocal edge), plus
+    the target prior times ``tf``'s own in-degree (the fraction of the training TFs regulating
+    it, plus ``1 / n``) times ``r``, so reciprocal pairs come first, the rest in the order of
+    the product.
     """
     import scipy.sparse as sp
 
@@ -120,9 +102,14 @@ def label_structure(
     n_genes = int(max(train_target.max(initial=0), target.max(initial=0), tf.max(initial=0))) + 1
     pos = train_label == 1
     count = np.bincount(train_target[pos], minlength=n_genes)
+    prior = count[target] / n_train
     edges = sp.csr_matrix(
         (np.ones(int(pos.sum())), (train_tf[pos], train_target[pos])), shape=(n_genes, n_genes)
     )
     reciprocal = np.asarray(edges[target, tf]).ravel() > 0
-    product = count[target] / n_train * (count[tf] / n_train + 1.0 / n_train) * r
-    return {LABEL_STRUCTURE: reciprocal + product}
+    in_degree = count[tf] / n_train + 1.0 / n_train
+    return {
+        "target prior": prior + r / (2 * n_train),
+        "target prior x |r|": prior * r,
+        LABEL_STRUCTURE: reciprocal + prior * in_degree * r,
+    }

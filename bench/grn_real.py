@@ -16,7 +16,7 @@ Methods, all in the same run:
   |Pearson|; ``target prior x |r|``: that fraction times |Pearson|;
 - ``label structure``: the reverse edge's training label (the target is a training TF that
   regulates the held-out TF), then the target prior x the TF's own in-degree among the training
-  TFs x |Pearson| (``grn_baselines.label_structure``); with ``--unlabelled-targets`` only the
+  TFs x |Pearson| (``grn_baselines.label_baselines``); with ``--unlabelled-targets`` only the
   pairs whose target is not a training TF are scored, so no reverse label exists;
 - ``GRNBoost2`` / ``GENIE3``: arboreto's per-target regression (``arboreto.core.
   infer_partial_network``; GENIE3 with 100 trees) when arboreto imports, else the scikit-learn
@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grn import metrics, tree_baseline
-from grn_baselines import LABEL_STRUCTURE, abs_pearson, label_structure, target_prior
+from grn_baselines import LABEL_STRUCTURE, abs_pearson, label_baselines
 from grn_beeline import (
     CELLS,
     NETS,
@@ -210,8 +210,7 @@ def run_set(
                 test = test.subset(~np.isin(test.target, train_tfs))
             scores = {name: m[test.tf, test.target] for name, m in {**corr, **trees}.items()}
             r = corr["|Pearson|"][test.tf, test.target]
-            for baseline in (target_prior, label_structure):
-                scores |= baseline(train.tf, train.target, train.label, test.tf, test.target, r)
+            scores |= label_baselines(train.tf, train.target, train.label, test.tf, test.target, r)
             chosen: dict[str, str] = {}
             if not args.baselines_only:
                 model_scores, chosen = run_models(data, train, test, seed=seed, args=args)
