@@ -361,7 +361,10 @@ def fit_gene_scale(
     """
     pred = predict(model, counts, library, pool=pool, device=device)
     scale_to_counts = np.asarray(library, dtype=np.float64) / TARGET_SUM
-    expected = (np.expm1(pred.astype(np.float64)) * scale_to_counts[:, None]).sum(axis=0)
+    expected = np.zeros(pred.shape[1])
+    for start in range(0, pred.shape[0], 4096):  # float64 a block of cells at a time
+        rows = slice(start, start + 4096)
+        expected += (np.expm1(pred[rows].astype(np.float64)) * scale_to_counts[rows, None]).sum(0)
     observed = np.asarray(counts.sum(axis=0), dtype=np.float64).ravel()
     scale = np.clip(observed / np.maximum(expected, 1e-12), *GENE_SCALE_RANGE)
     model.log_gene_scale += torch.as_tensor(np.log(scale), dtype=model.log_gene_scale.dtype).to(
