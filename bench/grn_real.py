@@ -261,10 +261,10 @@ def summary(rows: pd.DataFrame) -> str:
     if LABEL_STRUCTURE in every:
         comparisons.append(("best baseline with label structure", every))
     for model in ("scregnet", "scregnet read-out"):
+        done = [s for s in sets if (s, model) in mean.index]
+        if not done:
+            continue
         for against, baselines in comparisons:
-            done = [s for s in sets if (s, model) in mean.index]
-            if not done:
-                continue
             ratios: dict[str, list[float]] = {"auprc_ratio": [], "epr": []}
             gate: dict[str, list[float]] = {"auprc_ratio": [], "epr": []}
             for s in done:

@@ -667,8 +667,7 @@ def _choose_skip(
     }
     log.info(
         "skip read-out on %d inner TF folds: out-of-fold mean per-TF AUPRC %s; %s gains %.4f "
-        "(SE %.4f): "
-        "using %s",
+        "(SE %.4f): using %s",
         len(folds),
         ", ".join(f"{n} {v:.4f}" for n, v in skip_auprc.items()),
         challenger,
