@@ -21,7 +21,7 @@ import logging
 import shutil
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -431,66 +431,110 @@ class FragmentReader:
     def __iter__(self) -> Iterator[FragmentChunk]:
         from scregnet.io import fragment_parser as fp
 
-        seen: set[str] = set()
-        current: str | None = None
-        last_start = -1
-        table = self.barcodes
+        order = _RunOrder()
         for buf, pos in self._blocks():
-            n_max = fp.count_lines(buf) + 1
-            start = np.empty(n_max, dtype=np.int64)
-            end = np.empty(n_max, dtype=np.int64)
-            barcode = np.empty(n_max, dtype=np.int32)
-            count = np.empty(n_max, dtype=np.int32)
-            run_line = np.empty(n_max + 1, dtype=np.int64)
-            run_a = np.empty(n_max, dtype=np.int64)
-            run_b = np.empty(n_max, dtype=np.int64)
-            state = np.zeros(fp.STATE_SIZE, dtype=np.int64)
-            state[fp.S_POS], state[fp.S_PREV_A], state[fp.S_PREV_B] = pos, -1, -1
-            while True:
-                state[fp.S_IDS] = table.n
-                status = fp.parse_block(
-                    buf, self._ncols, state, start, end, barcode, count,
-                    run_line, run_a, run_b, table.slots, table.store, table.lengths,
-                )  # fmt: skip
-                table.n = int(state[fp.S_IDS])
-                if status != fp.GROW:
-                    break
-                table.grow(int(state[fp.S_WIDTH]))
-            n, n_runs = int(state[fp.S_LINE]), int(state[fp.S_RUNS])
-            run_line[n_runs] = n
+            block = self._parse(buf, pos)
+            n, n_runs = int(block.state[fp.S_LINE]), int(block.state[fp.S_RUNS])
+            block.run_line[n_runs] = n
             for r in range(n_runs):
-                a, b = int(run_line[r]), int(run_line[r + 1])
-                raw = buf[run_a[r] : run_b[r]].tobytes()
-                try:
-                    name = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    msg = f"line {self.n_lines + self._skip + a + 1}: chromosome name is not UTF-8 text"
-                    raise InputError(msg, self.path) from exc
-                if name != current:
-                    if self.genome is not None and name not in self.genome:
-                        self._check_chromosomes([name])
-                    if name in seen:
-                        msg = (
-                            f"line {self.n_lines + self._skip + a + 1}: fragments are not sorted "
-                            f"({name} appears again after other chromosomes; sort with "
-                            "`sort -k1,1 -k2,2n` and bgzip)"
-                        )
-                        raise InputError(msg, self.path)
-                    seen.add(name)
-                    self.chromosomes.append(name)
-                    current = name
-                elif start[a] < last_start:
-                    msg = (
-                        f"line {self.n_lines + self._skip + a + 1}: fragments are not sorted by "
-                        f"position ({name}:{start[a]} after {last_start}; sort with "
-                        "`sort -k1,1 -k2,2n` and bgzip)"
-                    )
-                    raise InputError(msg, self.path)
-                last_start = int(start[b - 1])
-                yield FragmentChunk(name, start[a:b], end[a:b], barcode[a:b], count[a:b])
-            if status != fp.OK:
-                self._fail(status, buf, state, (start, end))
+                a, b = int(block.run_line[r]), int(block.run_line[r + 1])
+                name = self._run_chromosome(buf[block.run_a[r] : block.run_b[r]], a)
+                self._check_run(order, name, a, int(block.start[a]))
+                order.last_start = int(block.start[b - 1])
+                yield FragmentChunk(
+                    name, block.start[a:b], block.end[a:b], block.barcode[a:b], block.count[a:b]
+                )
+            if block.status != fp.OK:
+                self._fail(block.status, buf, block.state, (block.start, block.end))
             self.n_lines += n
+
+    def _parse(self, buf: np.ndarray, pos: int) -> _ParsedBlock:
+        """Parse one block from ``pos``, growing the barcode table as the parser asks; the
+        status is OK or the error of the line the parser stopped at."""
+        from scregnet.io import fragment_parser as fp
+
+        table = self.barcodes
+        n_max = fp.count_lines(buf) + 1
+        block = _ParsedBlock(
+            start=np.empty(n_max, dtype=np.int64),
+            end=np.empty(n_max, dtype=np.int64),
+            barcode=np.empty(n_max, dtype=np.int32),
+            count=np.empty(n_max, dtype=np.int32),
+            run_line=np.empty(n_max + 1, dtype=np.int64),
+            run_a=np.empty(n_max, dtype=np.int64),
+            run_b=np.empty(n_max, dtype=np.int64),
+            state=np.zeros(fp.STATE_SIZE, dtype=np.int64),
+        )
+        state = block.state
+        state[fp.S_POS], state[fp.S_PREV_A], state[fp.S_PREV_B] = pos, -1, -1
+        while True:
+            state[fp.S_IDS] = table.n
+            block.status = fp.parse_block(
+                buf, self._ncols, state, block.start, block.end, block.barcode, block.count,
+                block.run_line, block.run_a, block.run_b, table.slots, table.store, table.lengths,
+            )  # fmt: skip
+            table.n = int(state[fp.S_IDS])
+            if block.status != fp.GROW:
+                return block
+            table.grow(int(state[fp.S_WIDTH]))
+
+    def _run_chromosome(self, raw: np.ndarray, line: int) -> str:
+        """The chromosome name of a run of lines starting at block line ``line``."""
+        try:
+            return raw.tobytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            msg = f"line {self.n_lines + self._skip + line + 1}: chromosome name is not UTF-8 text"
+            raise InputError(msg, self.path) from exc
+
+    def _check_run(self, order: _RunOrder, name: str, line: int, first_start: int) -> None:
+        """A run of one chromosome's lines must continue the sort order (chromosomes grouped,
+        positions ascending) and, with a genome, name one of its chromosomes."""
+        number = self.n_lines + self._skip + line + 1
+        if name == order.current:
+            if first_start < order.last_start:
+                msg = (
+                    f"line {number}: fragments are not sorted by position ({name}:{first_start} "
+                    f"after {order.last_start}; sort with `sort -k1,1 -k2,2n` and bgzip)"
+                )
+                raise InputError(msg, self.path)
+            return
+        if self.genome is not None and name not in self.genome:
+            self._check_chromosomes([name])
+        if name in order.seen:
+            msg = (
+                f"line {number}: fragments are not sorted ({name} appears again after other "
+                "chromosomes; sort with `sort -k1,1 -k2,2n` and bgzip)"
+            )
+            raise InputError(msg, self.path)
+        order.seen.add(name)
+        self.chromosomes.append(name)
+        order.current = name
+
+
+@dataclass
+class _ParsedBlock:
+    """One block's parse: per line start, end, barcode id and count; the runs of lines with one
+    chromosome name (first line, name's byte span); the parser state and status."""
+
+    start: np.ndarray
+    end: np.ndarray
+    barcode: np.ndarray
+    count: np.ndarray
+    run_line: np.ndarray
+    run_a: np.ndarray
+    run_b: np.ndarray
+    state: np.ndarray
+    status: int = 0
+
+
+@dataclass
+class _RunOrder:
+    """What the sort check remembers across blocks: the chromosomes seen, the current one and
+    the last start position read."""
+
+    seen: set[str] = field(default_factory=set)
+    current: str | None = None
+    last_start: int = -1
 
 
 def format_fragments(
