@@ -116,6 +116,26 @@ def test_read_motifs_both_formats(tmp_path: Path, testdata: Path) -> None:
     assert "CCA" in "".join("ACGT"[i] for i in ctcf.counts.argmax(axis=0))
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (">M1 A\n>M2 B\n1 2 3 4\n", "motif 'M1 A' has no matrix rows"),
+        (">M1\n1 2 3\n1 2\n1 2 3\n1 2 3\n", "motif 'M1' has rows of different lengths"),
+        (">M1\n1 2 3\n1 2 3\n1 2 3\n", "motif 'M1' is neither 4 rows"),
+        (">M1\n1 2 3 -4\n", "motif 'M1' has negative counts or an empty column"),
+        ("1 2 3 4\n", "motif file must start with a '>' header line"),
+        ("# nothing\n", "motif file has no motifs"),
+    ],
+)
+def test_read_motifs_names_the_file_and_the_problem(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "m.pfm"
+    path.write_text(text)
+    with pytest.raises(InputError, match=r"m\.pfm: " + problem):
+        read_motifs(path)
+
+
 def test_score_threshold_matches_sampled_p_value() -> None:
     rng = np.random.default_rng(0)
     motif = Motif("M", "M", rng.integers(0, 20, (4, 6)).astype(float) + 1)

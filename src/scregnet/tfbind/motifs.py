@@ -50,6 +50,35 @@ def _numbers(line: str) -> list[float]:
     return [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", line)]
 
 
+def _motif(header: str, rows: list[list[float]], letters: bool, path: Path) -> Motif:
+    """One motif from its header (``ID [NAME]``) and matrix rows: 4 rows (A, C, G, T; always
+    when the rows were lettered) or 4 columns (one row per position)."""
+    if not rows:
+        msg = f"motif {header!r} has no matrix rows"
+        raise InputError(msg, path)
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        msg = f"motif {header!r} has rows of different lengths"
+        raise InputError(msg, path)
+    mat = np.asarray(rows, dtype=np.float64)
+    if len(rows) == 4 and (widths != {4} or letters):
+        counts = mat  # JASPAR: one row per base
+    elif widths == {4}:
+        counts = mat.T  # one row per position
+    else:
+        msg = f"motif {header!r} is neither 4 rows (A C G T) nor 4 columns"
+        raise InputError(msg, path)
+    if (counts < 0).any() or (counts.sum(axis=0) <= 0).any():
+        msg = f"motif {header!r} has negative counts or an empty column"
+        raise InputError(msg, path)
+    motif_id, _, rest = header.partition(" ")
+    if rest.strip():
+        name = rest.strip().split()[0]
+    else:
+        name = motif_id.rsplit(".", 1)[-1] if "_" in motif_id else motif_id
+    return Motif(motif_id, name, counts)
+
+
 def read_motifs(path: str | Path) -> list[Motif]:
     """Read JASPAR-format PFMs (``>ID NAME`` then rows A, C, G, T, with or without brackets) or
     four-column PFMs (one row per position, as in gimmemotifs' ``.pfm``)."""
@@ -60,35 +89,6 @@ def read_motifs(path: str | Path) -> list[Motif]:
     motifs: list[Motif] = []
     header: str | None = None
     rows: list[list[float]] = []
-
-    def flush() -> None:
-        if header is None:
-            return
-        if not rows:
-            msg = f"motif {header!r} has no matrix rows"
-            raise InputError(msg, path)
-        widths = {len(r) for r in rows}
-        if len(widths) != 1:
-            msg = f"motif {header!r} has rows of different lengths"
-            raise InputError(msg, path)
-        mat = np.asarray(rows, dtype=np.float64)
-        if len(rows) == 4 and (widths != {4} or letters):
-            counts = mat  # JASPAR: one row per base
-        elif widths == {4}:
-            counts = mat.T  # one row per position
-        else:
-            msg = f"motif {header!r} is neither 4 rows (A C G T) nor 4 columns"
-            raise InputError(msg, path)
-        if (counts < 0).any() or (counts.sum(axis=0) <= 0).any():
-            msg = f"motif {header!r} has negative counts or an empty column"
-            raise InputError(msg, path)
-        motif_id, _, rest = header.partition(" ")
-        if rest.strip():
-            name = rest.strip().split()[0]
-        else:
-            name = motif_id.rsplit(".", 1)[-1] if "_" in motif_id else motif_id
-        motifs.append(Motif(motif_id, name, counts))
-
     letters = False
     with reading(path), path.open() as handle:
         for line in handle:
@@ -96,7 +96,8 @@ def read_motifs(path: str | Path) -> list[Motif]:
             if not text or text.startswith("#"):
                 continue
             if text.startswith(">"):
-                flush()
+                if header is not None:
+                    motifs.append(_motif(header, rows, letters, path))
                 header, rows, letters = text[1:].strip().replace("\t", " "), [], False
                 continue
             if header is None:
@@ -108,7 +109,8 @@ def read_motifs(path: str | Path) -> list[Motif]:
             values = _numbers(text)
             if values:
                 rows.append(values)
-    flush()
+    if header is not None:
+        motifs.append(_motif(header, rows, letters, path))
     if not motifs:
         msg = "motif file has no motifs"
         raise InputError(msg, path)
