@@ -341,6 +341,8 @@ def fit(
 
 #: the range a fitted per-gene output scale is clipped to
 GENE_SCALE_RANGE = (0.1, 10.0)
+#: cells whose predictions are summed in float64 at a time (bounds the float64 copy)
+GENE_SCALE_BLOCK = 4096
 
 
 @torch.no_grad()
@@ -362,8 +364,8 @@ def fit_gene_scale(
     pred = predict(model, counts, library, pool=pool, device=device)
     scale_to_counts = np.asarray(library, dtype=np.float64) / TARGET_SUM
     expected = np.zeros(pred.shape[1])
-    for start in range(0, pred.shape[0], 4096):  # float64 a block of cells at a time
-        rows = slice(start, start + 4096)
+    for start in range(0, pred.shape[0], GENE_SCALE_BLOCK):
+        rows = slice(start, start + GENE_SCALE_BLOCK)
         expected += (np.expm1(pred[rows].astype(np.float64)) * scale_to_counts[rows, None]).sum(0)
     observed = np.asarray(counts.sum(axis=0), dtype=np.float64).ravel()
     scale = np.clip(observed / np.maximum(expected, 1e-12), *GENE_SCALE_RANGE)
