@@ -553,7 +553,8 @@ def test_held_out_selection_keeps_a_network_that_validates(
 
     builder = _selection_world(tmp_path)
     labels = _top_pairs_by(builder, 1, 9, 5)
-    calls = iter([(0.2, 0.05)])  # the network's gain over the read-out: a clear one
+    # the gains over the read-out: of the TF out-degree term (none), then of the network (clear)
+    calls = iter([(0.0, 1.0), (0.2, 0.05)])
     monkeypatch.setattr(train_mod, "auprc_gain_se", lambda *a, **k: next(calls))
     rng = seed_everything(0)
     config = GRNConfig(n_neighbours=3, n_bins=16, embed_dim=8, hidden=16, cells_per_metacell=25)
@@ -625,6 +626,9 @@ def test_every_read_out_has_a_name_in_words() -> None:
         names.add(off)
     assert len(names) == len(SKIP_CANDIDATES)
     assert readout_name({}, 0) == "DeepMCL network (published architecture)"
+    for degree, words in (("tf_degree_mean", "mean expression"), ("tf_degree_stats", "mean, variance")):
+        sel = {"mode": "held-out selection", "skip": "prior", "tf_degree": degree}
+        assert f"predicted out-degree (from its {words}" in readout_name(sel, width)
 
 
 def test_label_features_tf_in_degree_and_reciprocal_labels(tmp_path: Path) -> None:
@@ -676,3 +680,102 @@ def test_label_features_tf_in_degree_and_reciprocal_labels(tmp_path: Path) -> No
         got0[:, col["reciprocal_absent"]], np.where(outside, 1 - y[1:10, 0], 0)
     )
     assert not outside.all()  # the check above covers an in-fold target too
+
+
+def test_tf_degree_recovers_a_log_linear_out_degree() -> None:
+    """The out-degree models fit a Poisson regression on the labelled TFs' statistics: with
+    out-degrees drawn as exp(1 + 0.8 z(mean)) the mean-only model predicts that log-degree for
+    every gene; with too few TFs or no positives the feature is 0 (constant)."""
+    from scregnet.grn.label_features import MIN_DEGREE_TFS, tf_degree
+
+    rng = np.random.default_rng(0)
+    stats = rng.normal(size=(300, 3)) * [1.0, 2.0, 0.1] + [2.0, 1.0, 0.5]
+    z_mean = (stats[:, 0] - stats[:, 0].mean()) / stats[:, 0].std()
+    tfs = np.arange(60)
+    degree = rng.poisson(np.exp(1.0 + 0.8 * z_mean[tfs])).astype(float)
+    got = tf_degree(stats, tfs, degree)
+    assert got.shape == (2, 300)
+    truth = 1.0 + 0.8 * z_mean
+    assert np.corrcoef(got[0], truth)[0, 1] > 0.99
+    assert np.abs(got[0] - truth).mean() < 0.15
+    assert np.corrcoef(got[1], truth)[0, 1] > 0.95  # the 3-covariate model finds it too
+    few = tfs[: MIN_DEGREE_TFS - 1]
+    assert not tf_degree(stats, few, degree[: few.size]).any()
+    assert not tf_degree(stats, tfs, np.zeros(tfs.size)).any()
+
+
+def test_label_features_tf_degree_is_out_of_fold(tmp_path: Path) -> None:
+    """A labelled TF's predicted out-degree comes from the degree models fitted on the other
+    groups' TFs only (its own labels never enter it); an unlabelled TF's from every labelled TF."""
+    from scregnet.grn.config import LABEL_FEATURE_NAMES
+    from scregnet.grn.label_features import LabelFeatures, tf_degree
+
+    builder = _selection_world(tmp_path)
+    n_genes = builder.n_genes
+    rng = np.random.default_rng(1)
+    rates = rng.uniform(0.05, 0.6, size=10)
+    y = (rng.random((10, n_genes)) < rates[:, None]).astype(np.int8)
+    np.fill_diagonal(y[:, :10], 0)
+    a = np.repeat(np.arange(10), n_genes)
+    b = np.tile(np.arange(n_genes), 10)
+    keep = a != b
+    stats = builder.gene_stats.numpy()
+
+    def features(labels: np.ndarray) -> tuple[LabelFeatures, np.ndarray]:
+        lf = LabelFeatures(
+            builder.pooled_zrank,
+            builder.pooled_z,
+            builder.gene_stats,
+            a[keep],
+            b[keep],
+            labels[a[keep], b[keep]],
+            seed=3,
+        )
+        z = lf(torch.as_tensor([0, 12]), torch.as_tensor([5, 5]))
+        return lf, (z * lf.scale + lf.mean).numpy()
+
+    cols = [LABEL_FEATURE_NAMES.index(n) for n in ("tf_degree_mean", "tf_degree_stats")]
+    lf, got = features(y)
+    degree = y.sum(axis=1).astype(float)
+    group = lf.group.numpy()
+    other = np.flatnonzero(group != group[0])
+    np.testing.assert_allclose(
+        got[0, cols], tf_degree(stats, other, degree[other])[:, 0], rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        got[1, cols], tf_degree(stats, np.arange(10), degree)[:, 12], rtol=1e-4
+    )
+    # TF 0's own labels changed: its degree features stay, the unlabelled TF's move
+    y2 = y.copy()
+    y2[0] = 1 - y2[0]
+    y2[0, 0] = 0
+    _, got2 = features(y2)
+    np.testing.assert_allclose(got2[0, cols], got[0, cols], rtol=1e-4)
+    assert not np.allclose(got2[1, cols], got[1, cols], rtol=1e-3)
+
+
+def test_degree_term_is_kept_only_when_it_ranks_the_tfs() -> None:
+    """The TF out-degree term is added when it raises the pooled held-out AUPRC beyond the
+    standard-error rule (a column tracking each TF's positive rate), and not for a column of
+    per-TF noise."""
+    from scregnet.grn.train import DEGREE_WEIGHTS, _choose_degree_term
+
+    rng = np.random.default_rng(0)
+    n_tfs, n_targets = 40, 200
+    rate = np.exp(rng.normal(-2.5, 1.0, size=n_tfs)).clip(0.005, 0.6)
+    tf = np.repeat(np.arange(n_tfs), n_targets)
+    label = (rng.random(tf.size) < rate[tf]).astype(np.int8)
+    score = label * 1.0 + rng.normal(size=tf.size)  # ranks targets within a TF, not the TFs
+    informative = np.log(rate[tf])
+    informative = (informative - informative.mean()) / informative.std()
+    noise = rng.normal(size=n_tfs)[tf]
+    boot = np.random.default_rng(1)
+    skip, record = _choose_degree_term(
+        "prior", score, {"tf_degree_mean": informative}, tf, label, boot, 100
+    )
+    assert skip.degree == "tf_degree_mean" and skip.degree_weight in DEGREE_WEIGHTS
+    assert record["tf_degree_gain"] > 2 * record["tf_degree_gain_se"] > 0
+    skip, record = _choose_degree_term(
+        "prior", score, {"tf_degree_mean": noise}, tf, label, boot, 100
+    )
+    assert skip.degree is None and record["tf_degree"] is None

@@ -132,6 +132,13 @@ def readout_name(selection: dict[str, Any], n_pair_features: int) -> str:
         "loglinear": "log-linear target prior x |r| x similarity-weighted prior",
         "logistic": f"logistic regression on {inputs}",
     }[selection["skip"]]
+    if selection.get("tf_degree"):
+        covariates = (
+            "mean expression"
+            if selection["tf_degree"] == "tf_degree_mean"
+            else "mean, variance and dropout"
+        )
+        skip += f", plus the TF's predicted out-degree (from its {covariates})"
     if selection.get("network"):
         return f"{skip} + DeepMCL network (gated, {inputs})"
     return f"{skip} (network gate 0)"

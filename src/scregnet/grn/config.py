@@ -22,6 +22,8 @@ LABEL_FEATURE_NAMES = (
     "log_tf_in_degree",
     "reciprocal",
     "reciprocal_absent",
+    "tf_degree_mean",
+    "tf_degree_stats",
     "target_mean",
     "target_var",
     "target_dropout",

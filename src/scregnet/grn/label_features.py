@@ -31,6 +31,11 @@ Features of a pair (a, b), in :data:`scregnet.grn.config.LABEL_FEATURE_NAMES` or
 - ``reciprocal``, ``reciprocal_absent``: when ``b`` is itself a labelled TF (out of ``a``'s
   fold), 1 if its label says ``b`` regulates ``a`` (the reverse edge), resp. 1 if it says it does
   not; both 0 when ``b`` is not labelled;
+- ``tf_degree_mean``, ``tf_degree_stats``: the predicted log out-degree of ``a`` (its number of
+  targets), from a Poisson regression of the labelled TFs' out-degrees (out of fold) on their
+  pooled mean expression, resp. on mean, variance and fraction of zeros (:func:`tf_degree`). A
+  pair's other features rank targets within one TF; this one ranks the TFs against each other,
+  which a score pooled over held-out TFs (AUPRC, EPR) rewards;
 - ``target_mean``, ``target_var``, ``target_dropout``, ``tf_mean``, ``tf_var``,
   ``tf_dropout``: pooled log-expression mean, variance and fraction of zeros of ``b`` and ``a``.
 
@@ -56,6 +61,38 @@ log = logging.getLogger(__name__)
 GROUPS = 5
 #: pairs per block when the similarity-weighted prior gathers (pairs, labelled TFs) weights
 BLOCK = 4096
+
+
+#: covariates (columns of :func:`gene_statistics`) of the two out-degree models, in
+#: ``LABEL_FEATURE_NAMES`` order (``tf_degree_mean``, ``tf_degree_stats``)
+DEGREE_COVARIATES = ((0,), (0, 1, 2))
+#: fewest labelled TFs a degree model is fitted on (fewer: the feature is constant)
+MIN_DEGREE_TFS = 3
+
+
+def tf_degree(
+    stats: NDArray[np.floating], tfs: NDArray[np.intp], degree: NDArray[np.floating]
+) -> NDArray[np.float32]:
+    """Predicted log out-degree of every gene as a TF, ``(len(DEGREE_COVARIATES), genes)``.
+
+    ``stats``: :func:`gene_statistics` of every gene; ``tfs``, ``degree``: the labelled TFs and
+    their numbers of positive targets. One Poisson regression (L2 penalty ``1 / len(tfs)`` on
+    covariates standardised over all genes) per entry of :data:`DEGREE_COVARIATES`; zeros when
+    fewer than :data:`MIN_DEGREE_TFS` TFs or no positives are given.
+    """
+    from sklearn.linear_model import PoissonRegressor
+
+    x = np.asarray(stats, dtype=np.float64)
+    x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)
+    out = np.zeros((len(DEGREE_COVARIATES), x.shape[0]), dtype=np.float32)
+    if tfs.size < MIN_DEGREE_TFS or float(np.sum(degree)) == 0.0:
+        return out
+    for i, cols in enumerate(DEGREE_COVARIATES):
+        model = PoissonRegressor(alpha=1.0 / tfs.size, max_iter=1000)
+        columns = np.asarray(cols, dtype=np.intp)
+        model.fit(x[np.ix_(tfs, columns)], degree)
+        out[i] = np.log(model.predict(x[:, columns]))
+    return out
 
 
 def gene_statistics(pooled: NDArray[np.floating]) -> NDArray[np.float32]:
@@ -114,6 +151,16 @@ class LabelFeatures:
         outside = [self.n_tfs - int((group == g).sum()) for g in range(k)] + [self.n_tfs]
         self.n_outside = torch.as_tensor(outside, dtype=torch.float32, device=zrank.device)
         self.n_groups = k
+        # predicted log out-degree per fold (k + 1, models, genes): fitted on the TFs outside it
+        stats_np = stats.float().cpu().numpy()
+        degree = y.sum(dim=1).cpu().numpy()
+        self.degree = torch.as_tensor(
+            np.stack(
+                [tf_degree(stats_np, tfs[group != g], degree[group != g]) for g in range(k)]
+                + [tf_degree(stats_np, tfs, degree)]
+            ),
+            device=zrank.device,
+        )
         self.tf_z = zrank[torch.as_tensor(tfs, device=zrank.device)]  # (labelled TFs, cells)
         self.mean = torch.zeros(N_LABEL_FEATURES, device=zrank.device)
         self.scale = torch.ones(N_LABEL_FEATURES, device=zrank.device)
@@ -181,6 +228,7 @@ class LabelFeatures:
                     ],
                     dim=1,
                 ),
+                self.degree[fold, :, a],
                 self.stats[b],
                 self.stats[a],
             ],

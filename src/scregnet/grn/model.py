@@ -25,11 +25,11 @@ from torch import nn
 from scregnet import checkpoint
 from scregnet.grn.config import GRNConfig
 
-#: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout; version 2: the label
-#: features of :data:`scregnet.grn.config.LABEL_FEATURE_NAMES` with the TF's in-degree and the
-#: reciprocal labels
+#: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout; version 3: the label
+#: features of :data:`scregnet.grn.config.LABEL_FEATURE_NAMES` with the TF's in-degree, the
+#: reciprocal labels and the TF's predicted out-degree
 CHECKPOINT_KIND = "scregnet.grn"
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 
 
 class ImageEncoder(nn.Module):

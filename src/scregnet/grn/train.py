@@ -313,6 +313,35 @@ LOGLINEAR_GRID = tuple(
 )
 
 
+#: the TF out-degree label features a read-out can add (:func:`scregnet.grn.label_features.
+#: tf_degree`), and the weights tried for each, in the standardised feature's units (the fixed
+#: read-outs are one standardised feature, so unit scale)
+DEGREE_FEATURES = ("tf_degree_mean", "tf_degree_stats")
+DEGREE_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class SkipChoice:
+    """The chosen skip read-out: a :data:`SKIP_CANDIDATES` name, plus ``degree_weight`` times
+    the TF out-degree feature ``degree`` (None: no TF term)."""
+
+    name: str
+    degree: str | None = None
+    degree_weight: float = 0.0
+
+
+def skip_weights(
+    skip: SkipChoice, features: NDArray[np.float64], label: NDArray[np.int8]
+) -> tuple[NDArray[np.float64], float]:
+    """Weights and bias of ``skip`` fitted on labelled pairs (:func:`fit_skip`, then the TF
+    term added)."""
+    w, b = fit_skip(skip.name, features, label)
+    if skip.degree is not None:
+        w = w.copy()
+        w[_label_column(skip.degree)] += skip.degree_weight
+    return w, b
+
+
 def _label_column(name: str) -> int:
     from scregnet.grn.config import LABEL_FEATURE_NAMES, N_PAIR_FEATURES
 
@@ -551,7 +580,9 @@ def fit(
        (|Spearman|, |metacell r|, target prior, similarity-weighted prior, either prior x
        |rho|) with the best out-of-fold mean per-TF AUPRC (:func:`per_tf_auprc`) is kept unless
        the best fitted read-out (log-linear, logistic) beats it by more than ``SE_MULTIPLE``
-       standard errors of the per-TF differences.
+       standard errors of the per-TF differences. A TF out-degree term is added to it when it
+       raises the pooled out-of-fold AUPRC by more than ``SE_MULTIPLE`` bootstrap SEs
+       (:func:`_choose_degree_term`).
     2. *Network* (:func:`_choose_network`). The network is trained with the gate starting at 0 on
        top of the chosen skip, on a TF-aware split (``val_fraction`` of the TFs held out; when
        those carry fewer than ``MIN_VAL_POSITIVES`` positives, on each of the inner folds
@@ -587,14 +618,14 @@ def fit(
 
     boot = np.random.default_rng(int(rng.integers(2**31)))
     width = model_config.n_pair_features
-    skip_name, selection = _choose_skip(builder, labels, folds, width)
+    skip, selection = _choose_skip(builder, labels, folds, width, boot, config.n_bootstrap)
     if not config.network:
-        return _skip_only(builder, labels, skip_name, selection, model_config=model_config)
+        return _skip_only(builder, labels, skip, selection, model_config=model_config)
     network = _choose_network(
         builder,
         labels,
         folds,
-        skip_name,
+        skip,
         model_config=model_config,
         config=config,
         rng=rng,
@@ -602,13 +633,13 @@ def fit(
     )
     selection |= network.selection
     result = _final_model(
-        builder, labels, skip_name, network, model_config=model_config, config=config, rng=rng
+        builder, labels, skip, network, model_config=model_config, config=config, rng=rng
     )
     result.selection = selection
     log.info(
         "trained in %.1f s: skip %s, %s",
         time.perf_counter() - start,
-        skip_name,
+        skip.name + (f" + {skip.degree_weight} x {skip.degree}" if skip.degree else ""),
         f"network at epoch {network.epoch}" if network.use else "no network contribution",
     )
     return result
@@ -631,18 +662,31 @@ def _choose_skip(
     labels: PairLabels,
     folds: list[NDArray[np.bool_]],
     width: int,
-) -> tuple[str, dict[str, Any]]:
+    boot: np.random.Generator,
+    n_bootstrap: int,
+) -> tuple[SkipChoice, dict[str, Any]]:
     """Step 1 of :func:`fit`: the skip read-out, chosen on the inner folds' out-of-fold scores
-    (each fold's label features come from its own training TFs' labels only), by the mean over
-    validation TFs of each TF's own AUPRC; returns its name and the selection record."""
+    (each fold's label features come from its own training TFs' labels only).
+
+    The read-out is chosen by the mean over validation TFs of each TF's own AUPRC (how well it
+    ranks one TF's targets); then a TF out-degree term (:data:`DEGREE_FEATURES` x
+    :data:`DEGREE_WEIGHTS`, which ranks the TFs against each other) is added when it raises the
+    pooled AUPRC of the validation pairs by more than ``SE_MULTIPLE`` bootstrap SEs. Returns the
+    choice and the selection record."""
+    from scregnet.grn.config import N_PAIR_FEATURES
+
     names = _skip_candidates(builder, width)
     oof = {n: np.zeros(len(labels)) for n in names}
+    degree_names = list(DEGREE_FEATURES) if width > N_PAIR_FEATURES else []
+    oof_degree = {d: np.zeros(len(labels)) for d in degree_names}
     for val_mask in folds:
         use_labels(builder, labels.subset(~val_mask))
         features = _feature_matrix(builder, labels, width)
         for n in names:
             w, b = fit_skip(n, features[~val_mask], labels.label[~val_mask])
             oof[n][val_mask] = features[val_mask] @ w + b
+        for d in degree_names:
+            oof_degree[d][val_mask] = features[val_mask, _label_column(d)]
     in_val = np.logical_or.reduce(folds)
     tf_v, y_v = labels.tf[in_val], labels.label[in_val]
     per_tf = {n: per_tf_auprc(tf_v, y_v, oof[n][in_val]) for n in names}
@@ -657,6 +701,15 @@ def _choose_skip(
     skip_name = (
         challenger if challenger != base and gain > SE_MULTIPLE * se + GAIN_TOLERANCE else base
     )
+    skip, degree_record = _choose_degree_term(
+        skip_name,
+        oof[skip_name][in_val],
+        {d: v[in_val] for d, v in oof_degree.items()},
+        tf_v,
+        y_v,
+        boot,
+        n_bootstrap,
+    )
     selection: dict[str, Any] = {
         "mode": "held-out selection",
         "skip_tf_auprc": skip_auprc,
@@ -664,24 +717,55 @@ def _choose_skip(
         "skip_gain_se": se,
         "skip": skip_name,
         "inner_folds": len(folds),
+        **degree_record,
     }
     log.info(
         "skip read-out on %d inner TF folds: out-of-fold mean per-TF AUPRC %s; %s gains %.4f "
-        "(SE %.4f): using %s",
+        "(SE %.4f): using %s; TF out-degree term: %s",
         len(folds),
         ", ".join(f"{n} {v:.4f}" for n, v in skip_auprc.items()),
         challenger,
         gain,
         se,
         skip_name,
+        f"{skip.degree} x {skip.degree_weight}" if skip.degree else "none",
     )
-    return skip_name, selection
+    return skip, selection
+
+
+def _choose_degree_term(
+    skip_name: str,
+    score: NDArray[np.float64],
+    degree: dict[str, NDArray[np.float64]],
+    tf: NDArray[np.intp],
+    label: NDArray[np.int8],
+    boot: np.random.Generator,
+    n_bootstrap: int,
+) -> tuple[SkipChoice, dict[str, Any]]:
+    """The TF out-degree term for the read-out ``skip_name`` whose out-of-fold scores of the
+    validation pairs are ``score``: the feature and weight with the best pooled AUPRC, kept when
+    its gain over no term exceeds ``SE_MULTIPLE`` bootstrap SEs (whole TFs resampled)."""
+    from scregnet.stats import auprc
+
+    record: dict[str, Any] = {"tf_degree": None, "tf_degree_weight": 0.0}
+    if not degree:
+        return SkipChoice(skip_name), record
+    tried = {
+        (d, g): auprc(label, score + g * col) for d, col in degree.items() for g in DEGREE_WEIGHTS
+    }
+    best_d, best_g = max(tried, key=lambda k: tried[k])
+    gain, se = auprc_gain_se(tf, label, score + best_g * degree[best_d], score, boot, n_bootstrap)
+    record |= {"tf_degree_gain": gain, "tf_degree_gain_se": se}
+    if gain > SE_MULTIPLE * se + GAIN_TOLERANCE:
+        record |= {"tf_degree": best_d, "tf_degree_weight": best_g}
+        return SkipChoice(skip_name, best_d, best_g), record
+    return SkipChoice(skip_name), record
 
 
 def _skip_only(
     builder: ImageBuilder,
     labels: PairLabels,
-    skip_name: str,
+    skip: SkipChoice,
     selection: dict[str, Any],
     *,
     model_config: GRNConfig,
@@ -692,7 +776,7 @@ def _skip_only(
     use_labels(builder, labels)
     model = DeepMCL(model_config).to(builder.device)
     width = model_config.n_pair_features
-    w, b = fit_skip(skip_name, _feature_matrix(builder, labels, width), labels.label)
+    w, b = skip_weights(skip, _feature_matrix(builder, labels, width), labels.label)
     _set_skip(model, w, b)
     for p in model.parameters():
         p.requires_grad_(True)
@@ -723,7 +807,7 @@ def _choose_network(
     builder: ImageBuilder,
     labels: PairLabels,
     folds: list[NDArray[np.bool_]],
-    skip_name: str,
+    skip: SkipChoice,
     *,
     model_config: GRNConfig,
     config: TrainConfig,
@@ -737,7 +821,7 @@ def _choose_network(
     train_mask, train_tfs, val_tfs = tf_aware_split(labels, config.val_fraction, rng)
     splits = [~train_mask] if val_tfs else folds
     histories, curves, states = _train_on_splits(
-        builder, labels, splits, skip_name, model_config=model_config, config=config, rng=rng
+        builder, labels, splits, skip, model_config=model_config, config=config, rng=rng
     )
     order = np.concatenate([np.flatnonzero(m) for m in splits])
     n_epochs = min(len(c) for c in curves)  # epoch 0 (gate 0) .. last epoch every split ran
@@ -784,7 +868,7 @@ def _train_on_splits(
     builder: ImageBuilder,
     labels: PairLabels,
     splits: list[NDArray[np.bool_]],
-    skip_name: str,
+    skip: SkipChoice,
     *,
     model_config: GRNConfig,
     config: TrainConfig,
@@ -802,7 +886,7 @@ def _train_on_splits(
         model = DeepMCL(model_config).to(builder.device)
         use_labels(builder, train)
         features = _feature_matrix(builder, labels, width)
-        w, b = fit_skip(skip_name, features[~val_mask], train.label)
+        w, b = skip_weights(skip, features[~val_mask], train.label)
         _set_skip(model, w, b)
         history, preds, _, best_state = _train_epochs(
             model,
@@ -823,7 +907,7 @@ def _train_on_splits(
 def _final_model(
     builder: ImageBuilder,
     labels: PairLabels,
-    skip_name: str,
+    skip: SkipChoice,
     network: _NetworkChoice,
     *,
     model_config: GRNConfig,
@@ -843,7 +927,7 @@ def _final_model(
         model.load_state_dict(network.states[0])
         kept_train_tfs, kept_val_tfs = network.train_tfs, network.val_tfs
     elif network.use:
-        w, b = fit_skip(skip_name, features, labels.label)
+        w, b = skip_weights(skip, features, labels.label)
         _set_skip(model, w, b)
         history, _, _, state = _train_epochs(
             model,
@@ -860,7 +944,7 @@ def _final_model(
     else:
         # the trained network stays (its attention is still reported) but contributes nothing
         model.load_state_dict(network.states[0])
-        w, b = fit_skip(skip_name, features, labels.label)
+        w, b = skip_weights(skip, features, labels.label)
         _set_skip(model, w, b)
         kept_train_tfs, kept_val_tfs = np.unique(labels.tf).tolist(), []
     for p in model.parameters():
