@@ -23,6 +23,7 @@ from scregnet.grn.images import (
     standardise,
     top_neighbours,
 )
+from scregnet.grn.label_features import LabelFeatures
 from scregnet.grn.model import DeepMCL, GRNConfig, contrastive_loss
 from scregnet.grn.priors import combined_prior, prior_labels, read_binding, tss_prior
 from scregnet.grn.train import PairLabels, _epoch_pairs
@@ -626,28 +627,21 @@ def test_every_read_out_has_a_name_in_words() -> None:
         names.add(off)
     assert len(names) == len(SKIP_CANDIDATES)
     assert readout_name({}, 0) == "DeepMCL network (published architecture)"
-    for degree, words in (("tf_degree_mean", "mean expression"), ("tf_degree_stats", "mean, variance")):
+    for degree, words in (
+        ("tf_degree_mean", "mean expression"),
+        ("tf_degree_stats", "mean, variance"),
+    ):
         sel = {"mode": "held-out selection", "skip": "prior", "tf_degree": degree}
         assert f"predicted out-degree (from its {words}" in readout_name(sel, width)
 
 
-def test_label_features_tf_in_degree_and_reciprocal_labels(tmp_path: Path) -> None:
-    """For an unlabelled TF: its in-degree is the fraction of labelled TFs with an edge to it, and
-    a labelled target's reverse label is ``reciprocal`` (1) or ``reciprocal_absent`` (1); an
-    unlabelled target gives neither. For a labelled TF both come from the other groups' TFs only
-    (out of fold), so a pair never sees its own TF's labels."""
-    from scregnet.grn.config import LABEL_FEATURE_NAMES
-    from scregnet.grn.label_features import LabelFeatures
-
-    builder = _selection_world(tmp_path)
-    n_genes = builder.n_genes
-    rng = np.random.default_rng(0)
-    y = (rng.random((10, n_genes)) < 0.3).astype(np.int8)  # TFs 0-9 labelled
-    np.fill_diagonal(y[:, :10], 0)
-    a = np.repeat(np.arange(10), n_genes)
-    b = np.tile(np.arange(n_genes), 10)
+def _labelled_tfs(builder: ImageBuilder, y: np.ndarray) -> LabelFeatures:
+    """Label features from labels ``y`` (TFs 0..len(y)-1 x every gene, self pairs left out)."""
+    n_tfs, n_genes = y.shape
+    a = np.repeat(np.arange(n_tfs), n_genes)
+    b = np.tile(np.arange(n_genes), n_tfs)
     keep = a != b
-    lf = LabelFeatures(
+    return LabelFeatures(
         builder.pooled_zrank,
         builder.pooled_z,
         builder.gene_stats,
@@ -656,6 +650,21 @@ def test_label_features_tf_in_degree_and_reciprocal_labels(tmp_path: Path) -> No
         y[a[keep], b[keep]],
         seed=3,
     )
+
+
+def test_label_features_tf_in_degree_and_reciprocal_labels(tmp_path: Path) -> None:
+    """For an unlabelled TF: its in-degree is the fraction of labelled TFs with an edge to it, and
+    a labelled target's reverse label is ``reciprocal`` (1) or ``reciprocal_absent`` (1); an
+    unlabelled target gives neither. For a labelled TF both come from the other groups' TFs only
+    (out of fold), so a pair never sees its own TF's labels."""
+    from scregnet.grn.config import LABEL_FEATURE_NAMES
+
+    builder = _selection_world(tmp_path)
+    n_genes = builder.n_genes
+    rng = np.random.default_rng(0)
+    y = (rng.random((10, n_genes)) < 0.3).astype(np.int8)  # TFs 0-9 labelled
+    np.fill_diagonal(y[:, :10], 0)
+    lf = _labelled_tfs(builder, y)
     col = {n: i for i, n in enumerate(LABEL_FEATURE_NAMES)}
 
     def raw(ta: np.ndarray, tb: np.ndarray) -> np.ndarray:
@@ -708,7 +717,7 @@ def test_label_features_tf_degree_is_out_of_fold(tmp_path: Path) -> None:
     """A labelled TF's predicted out-degree comes from the degree models fitted on the other
     groups' TFs only (its own labels never enter it); an unlabelled TF's from every labelled TF."""
     from scregnet.grn.config import LABEL_FEATURE_NAMES
-    from scregnet.grn.label_features import LabelFeatures, tf_degree
+    from scregnet.grn.label_features import tf_degree
 
     builder = _selection_world(tmp_path)
     n_genes = builder.n_genes
@@ -716,21 +725,10 @@ def test_label_features_tf_degree_is_out_of_fold(tmp_path: Path) -> None:
     rates = rng.uniform(0.05, 0.6, size=10)
     y = (rng.random((10, n_genes)) < rates[:, None]).astype(np.int8)
     np.fill_diagonal(y[:, :10], 0)
-    a = np.repeat(np.arange(10), n_genes)
-    b = np.tile(np.arange(n_genes), 10)
-    keep = a != b
     stats = builder.gene_stats.numpy()
 
     def features(labels: np.ndarray) -> tuple[LabelFeatures, np.ndarray]:
-        lf = LabelFeatures(
-            builder.pooled_zrank,
-            builder.pooled_z,
-            builder.gene_stats,
-            a[keep],
-            b[keep],
-            labels[a[keep], b[keep]],
-            seed=3,
-        )
+        lf = _labelled_tfs(builder, labels)
         z = lf(torch.as_tensor([0, 12]), torch.as_tensor([5, 5]))
         return lf, (z * lf.scale + lf.mean).numpy()
 
