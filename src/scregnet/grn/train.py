@@ -43,6 +43,10 @@ MIN_VAL_POSITIVES = 20
 SE_MULTIPLE = 2.0
 #: and by more than rounding noise
 GAIN_TOLERANCE = 1e-9
+#: the network is kept only if it also raises the held-out AUPRC by this fraction of the read-out's
+#: own: a network that changes nothing (gains of 1e-4 with a bootstrap SE of 0 pass the SE rule)
+#: would still replace the read-out refitted on every training TF by one fitted on the split's
+MIN_NETWORK_GAIN = 0.01
 
 
 @dataclass
@@ -587,8 +591,9 @@ def fit(
        top of the chosen skip, on a TF-aware split (``val_fraction`` of the TFs held out; when
        those carry fewer than ``MIN_VAL_POSITIVES`` positives, on each of the inner folds
        instead). Its best epoch is kept only if it beats the skip alone (epoch 0: gate 0) by
-       more than ``SE_MULTIPLE`` SEs on the held-out TFs; otherwise the gate is set to 0 and the
-       model is the skip read-out refitted on every training TF.
+       more than ``SE_MULTIPLE`` SEs on the held-out TFs and by at least ``MIN_NETWORK_GAIN`` of
+       the skip's own AUPRC; otherwise the gate is set to 0 and the model is the skip read-out
+       refitted on every training TF.
     3. *Refit or keep* (:func:`_final_model`). A network chosen on one split is kept as trained
        (on the split's training TFs); one chosen on the inner folds is refitted on every
        training TF for the chosen number of epochs.
@@ -834,7 +839,11 @@ def _choose_network(
         if net_epoch
         else (0.0, float("inf"))
     )
-    use_network = net_epoch > 0 and net_gain > SE_MULTIPLE * net_se + GAIN_TOLERANCE
+    use_network = (
+        net_epoch > 0
+        and net_gain > SE_MULTIPLE * net_se + GAIN_TOLERANCE
+        and net_gain > MIN_NETWORK_GAIN * curve_auprc[0]
+    )
     log.info(
         "network on %d split(s): held-out AUPRC %.4f at gate 0, %.4f at its best epoch %d "
         "(gain %.4f, SE %.4f): %s",
