@@ -128,14 +128,6 @@ def correlation_matrices(expr: NDArray[np.float32]) -> dict[str, NDArray[np.floa
     }
 
 
-def skip_words(selection: dict[str, object]) -> str:
-    """The chosen skip read-out and TF out-degree term of a fit's selection record."""
-    words = f"skip {selection['skip']}"
-    if selection.get("tf_degree"):
-        words += f" + {selection['tf_degree_weight']} x {selection['tf_degree']}"
-    return words
-
-
 def run_models(
     data: RealSet, train: PairLabels, test: PairLabels, *, seed: int, args: argparse.Namespace
 ) -> tuple[dict[str, NDArray[np.float64]], dict[str, str]]:
@@ -183,12 +175,12 @@ def run_models(
                 off.gate.zero_()
             scores[name + ", gate 0"] = predict_pairs(off, builder, test)
             chosen[name] = (
-                f"{skip_words(sel)}, network "
+                f"skip {sel['readout']}, network "
                 f"{'epoch ' + str(sel['network_epoch']) if sel['network'] else 'off'}"
                 f" (gain {sel['network_gain']:.4f}, SE {sel['network_gain_se']:.4f})"
             )
         elif args.readout_only:
-            chosen[name] = skip_words(sel)
+            chosen[name] = f"skip {sel['readout']}"
         else:
             chosen[name] = f"{sel['mode']}, epoch {result.best_epoch}"
         log.info(

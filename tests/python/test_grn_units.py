@@ -628,8 +628,8 @@ def test_every_read_out_has_a_name_in_words() -> None:
     assert len(names) == len(SKIP_CANDIDATES)
     assert readout_name({}, 0) == "DeepMCL network (published architecture)"
     for degree, words in (
-        ("tf_degree_mean", "mean expression"),
-        ("tf_degree_stats", "mean, variance"),
+        ("tf_degree_mean", "mean expression)"),
+        ("tf_degree_stats", "mean expression, variance, dropout)"),
     ):
         sel = {"mode": "held-out selection", "skip": "prior", "tf_degree": degree}
         assert f"predicted out-degree (from its {words}" in readout_name(sel, width)
@@ -772,6 +772,7 @@ def test_degree_term_is_kept_only_when_it_ranks_the_tfs() -> None:
         "prior", score, {"tf_degree_mean": informative}, tf, label, boot, 100
     )
     assert skip.degree == "tf_degree_mean" and skip.degree_weight in DEGREE_WEIGHTS
+    assert record["readout"] == f"prior + {skip.degree_weight} x tf_degree_mean"
     assert record["tf_degree_gain"] > 2 * record["tf_degree_gain_se"] > 0
     skip, record = _choose_degree_term(
         "prior", score, {"tf_degree_mean": noise}, tf, label, boot, 100

@@ -133,10 +133,10 @@ def readout_name(selection: dict[str, Any], n_pair_features: int) -> str:
         "logistic": f"logistic regression on {inputs}",
     }[selection["skip"]]
     if selection.get("tf_degree"):
-        covariates = (
-            "mean expression"
-            if selection["tf_degree"] == "tf_degree_mean"
-            else "mean, variance and dropout"
+        from scregnet.grn.label_features import DEGREE_COVARIATES, GENE_STATISTICS
+
+        covariates = ", ".join(
+            GENE_STATISTICS[c] for c in DEGREE_COVARIATES[selection["tf_degree"]]
         )
         skip += f", plus the TF's predicted out-degree (from its {covariates})"
     if selection.get("network"):

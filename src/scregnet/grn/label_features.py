@@ -63,9 +63,11 @@ GROUPS = 5
 BLOCK = 4096
 
 
-#: covariates (columns of :func:`gene_statistics`) of the two out-degree models, in
-#: ``LABEL_FEATURE_NAMES`` order (``tf_degree_mean``, ``tf_degree_stats``)
-DEGREE_COVARIATES = ((0,), (0, 1, 2))
+#: :func:`gene_statistics` columns, in words
+GENE_STATISTICS = ("mean expression", "variance", "dropout")
+#: the out-degree features and the covariates (columns of :func:`gene_statistics`) of each one's
+#: model, in ``LABEL_FEATURE_NAMES`` order
+DEGREE_COVARIATES = {"tf_degree_mean": (0,), "tf_degree_stats": (0, 1, 2)}
 #: fewest labelled TFs a degree model is fitted on (fewer: the feature is constant)
 MIN_DEGREE_TFS = 3
 
@@ -87,7 +89,7 @@ def tf_degree(
     out = np.zeros((len(DEGREE_COVARIATES), x.shape[0]), dtype=np.float32)
     if tfs.size < MIN_DEGREE_TFS or float(np.sum(degree)) == 0.0:
         return out
-    for i, cols in enumerate(DEGREE_COVARIATES):
+    for i, cols in enumerate(DEGREE_COVARIATES.values()):
         model = PoissonRegressor(alpha=1.0 / tfs.size, max_iter=1000)
         columns = np.asarray(cols, dtype=np.intp)
         model.fit(x[np.ix_(tfs, columns)], degree)

@@ -317,10 +317,9 @@ LOGLINEAR_GRID = tuple(
 )
 
 
-#: the TF out-degree label features a read-out can add (:func:`scregnet.grn.label_features.
-#: tf_degree`), and the weights tried for each, in the standardised feature's units (the fixed
-#: read-outs are one standardised feature, so unit scale)
-DEGREE_FEATURES = ("tf_degree_mean", "tf_degree_stats")
+#: the weights tried for a TF out-degree label feature (:data:`scregnet.grn.label_features.
+#: DEGREE_COVARIATES`), in the standardised feature's units (the fixed read-outs are one
+#: standardised feature, so unit scale)
 DEGREE_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 
 
@@ -332,6 +331,9 @@ class SkipChoice:
     name: str
     degree: str | None = None
     degree_weight: float = 0.0
+
+    def __str__(self) -> str:
+        return self.name + (f" + {self.degree_weight} x {self.degree}" if self.degree else "")
 
 
 def skip_weights(
@@ -644,7 +646,7 @@ def fit(
     log.info(
         "trained in %.1f s: skip %s, %s",
         time.perf_counter() - start,
-        skip.name + (f" + {skip.degree_weight} x {skip.degree}" if skip.degree else ""),
+        skip,
         f"network at epoch {network.epoch}" if network.use else "no network contribution",
     )
     return result
@@ -674,15 +676,16 @@ def _choose_skip(
     (each fold's label features come from its own training TFs' labels only).
 
     The read-out is chosen by the mean over validation TFs of each TF's own AUPRC (how well it
-    ranks one TF's targets); then a TF out-degree term (:data:`DEGREE_FEATURES` x
-    :data:`DEGREE_WEIGHTS`, which ranks the TFs against each other) is added when it raises the
+    ranks one TF's targets); then a TF out-degree term (a feature of
+    :data:`scregnet.grn.label_features.DEGREE_COVARIATES` x :data:`DEGREE_WEIGHTS`, which ranks the TFs against each other) is added when it raises the
     pooled AUPRC of the validation pairs by more than ``SE_MULTIPLE`` bootstrap SEs. Returns the
     choice and the selection record."""
     from scregnet.grn.config import N_PAIR_FEATURES
+    from scregnet.grn.label_features import DEGREE_COVARIATES
 
     names = _skip_candidates(builder, width)
     oof = {n: np.zeros(len(labels)) for n in names}
-    degree_names = list(DEGREE_FEATURES) if width > N_PAIR_FEATURES else []
+    degree_names = list(DEGREE_COVARIATES) if width > N_PAIR_FEATURES else []
     oof_degree = {d: np.zeros(len(labels)) for d in degree_names}
     for val_mask in folds:
         use_labels(builder, labels.subset(~val_mask))
@@ -726,14 +729,13 @@ def _choose_skip(
     }
     log.info(
         "skip read-out on %d inner TF folds: out-of-fold mean per-TF AUPRC %s; %s gains %.4f "
-        "(SE %.4f): using %s; TF out-degree term: %s",
+        "(SE %.4f): using %s",
         len(folds),
         ", ".join(f"{n} {v:.4f}" for n, v in skip_auprc.items()),
         challenger,
         gain,
         se,
-        skip_name,
-        f"{skip.degree} x {skip.degree_weight}" if skip.degree else "none",
+        skip,
     )
     return skip, selection
 
@@ -752,7 +754,7 @@ def _choose_degree_term(
     its gain over no term exceeds ``SE_MULTIPLE`` bootstrap SEs (whole TFs resampled)."""
     from scregnet.stats import auprc
 
-    record: dict[str, Any] = {"tf_degree": None, "tf_degree_weight": 0.0}
+    record: dict[str, Any] = {"tf_degree": None, "tf_degree_weight": 0.0, "readout": skip_name}
     if not degree:
         return SkipChoice(skip_name), record
     tried = {
@@ -761,10 +763,11 @@ def _choose_degree_term(
     best_d, best_g = max(tried, key=lambda k: tried[k])
     gain, se = auprc_gain_se(tf, label, score + best_g * degree[best_d], score, boot, n_bootstrap)
     record |= {"tf_degree_gain": gain, "tf_degree_gain_se": se}
+    skip = SkipChoice(skip_name)
     if gain > SE_MULTIPLE * se + GAIN_TOLERANCE:
+        skip = SkipChoice(skip_name, best_d, best_g)
         record |= {"tf_degree": best_d, "tf_degree_weight": best_g}
-        return SkipChoice(skip_name, best_d, best_g), record
-    return SkipChoice(skip_name), record
+    return skip, record | {"readout": str(skip)}
 
 
 def _skip_only(
