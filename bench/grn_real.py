@@ -165,6 +165,7 @@ def run_models(
                 sampling=args.sampling,
             ),
             rng=rng,
+            init_network=args.init_network if name == "scregnet" else None,
         )
         scores[name] = predict_pairs(result.model, builder, test)
         sel = result.selection
@@ -192,6 +193,34 @@ def run_models(
             chosen[name],
         )
     return scores, chosen
+
+
+def pretrained_network(data: RealSet, args: argparse.Namespace) -> dict[str, torch.Tensor]:
+    """The state of scregnet's network trained on every regulator of ``data`` (the source of a
+    transfer), with the fold runs' training settings."""
+    from scregnet.grn.data import ExpressionViews
+
+    model_config = GRNConfig()
+    builder = ImageBuilder(
+        ExpressionViews(list(data.genes), ["all"], [data.expr]),
+        cells_per_metacell=model_config.cells_per_metacell,
+        seed=0,
+    )
+    t0 = time.perf_counter()
+    result = fit(
+        builder,
+        tf_pairs(list(data.regulators), len(data.genes), data.true),
+        model_config=model_config,
+        config=TrainConfig(
+            epochs=args.epochs,
+            max_pairs_per_epoch=args.max_pairs,
+            pos_weight=args.pos_weight,
+            sampling=args.sampling,
+        ),
+        rng=seed_everything(0),
+    )
+    log.info("%s: network trained for transfer in %.0f s", data.name, time.perf_counter() - t0)
+    return {k: v.detach().clone() for k, v in result.model.state_dict().items()}
 
 
 def run_set(
@@ -350,6 +379,13 @@ def main(argv: list[str] | None = None) -> int:
         help="score only the held-out pairs whose target is not a training TF (no reverse "
         "label exists for them)",
     )
+    parser.add_argument(
+        "--transfer-from",
+        default=None,
+        metavar="SET",
+        help="train scregnet's network on every TF of this set first (e.g. 'hHEP Specific'), "
+        "then start each fold's network from it (transfer across data sets)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--outdir", type=Path, default=Path("grn_real"))
     args = parser.parse_args(argv)
@@ -379,6 +415,14 @@ def main(argv: list[str] | None = None) -> int:
         skip=args.no_trees,
         cached_only=args.trees_dir is not None,
     )
+    args.init_network = None
+    if args.transfer_from:
+        named = {f"{c} {n}": (n, c) for n in NETS for c in CELLS}
+        if args.transfer_from not in named:
+            parser.error(f"--transfer-from: no set {args.transfer_from!r} ({', '.join(named)})")
+        args.init_network = pretrained_network(
+            load_set(args.root, *named[args.transfer_from]), args
+        )
     rows_path = args.outdir / "grn_real_folds.tsv"
     rows_path.unlink(missing_ok=True)
     for s in sets:

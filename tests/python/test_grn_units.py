@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -778,3 +779,51 @@ def test_degree_term_is_kept_only_when_it_ranks_the_tfs() -> None:
         "prior", score, {"tf_degree_mean": noise}, tf, label, boot, 100
     )
     assert skip.degree is None and record["tf_degree"] is None
+
+
+def test_fit_starts_the_network_from_a_transferred_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fit(init_network=...)``: every network the fit trains starts from the given weights (the
+    skip read-out and the gate are its own); a state of another configuration is refused."""
+    import scregnet.grn.train as train_mod
+    from scregnet.grn.train import TrainConfig, fit, new_network
+    from scregnet.seed import seed_everything
+
+    builder = _selection_world(tmp_path)
+    labels = _top_pairs_by(builder, 1, 9, 5)
+    config = GRNConfig(n_neighbours=3, n_bins=16, embed_dim=8, hidden=16, cells_per_metacell=25)
+    torch.manual_seed(1)
+    source = DeepMCL(config)
+    with torch.no_grad():
+        assert source.gate is not None and source.skip is not None
+        source.gate.fill_(3.0)
+        source.skip.weight.fill_(5.0)
+    state = source.state_dict()
+    started: list[DeepMCL] = []
+
+    def spy(*args: object, **kwargs: object) -> DeepMCL:
+        model = new_network(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(copy.deepcopy(model))
+        return model
+
+    monkeypatch.setattr(train_mod, "new_network", spy)
+    fit(
+        builder,
+        labels,
+        model_config=config,
+        config=TrainConfig(epochs=1),
+        rng=seed_everything(0),
+        init_network=state,
+    )
+    assert started
+    for model in started:
+        own = model.state_dict()
+        assert float(own["gate"]) == 0.0 and not torch.equal(
+            own["skip.weight"], state["skip.weight"]
+        )
+        for key, value in state.items():
+            if not key.startswith(("skip.", "gate")):
+                assert torch.equal(own[key], value), key
+    with pytest.raises(InputError, match="does not fit"):
+        new_network(GRNConfig(n_neighbours=3, n_bins=16, embed_dim=16, hidden=16), builder, state)

@@ -26,6 +26,8 @@ from scregnet.errors import InputError
 from scregnet.grn.config import Sampling, TrainConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import torch
 
     from scregnet.grn.config import GRNConfig
@@ -404,6 +406,32 @@ def _set_skip(model: DeepMCL, w: NDArray[np.float64], b: float) -> None:
     model.skip.requires_grad_(False)
 
 
+def new_network(
+    model_config: GRNConfig,
+    builder: ImageBuilder,
+    init_network: Mapping[str, torch.Tensor] | None = None,
+) -> DeepMCL:
+    """A fresh model on the builder's device; with ``init_network`` (the state of a model
+    trained on another data set, same :class:`GRNConfig`), its network starts from those
+    weights (the skip read-out and the gate are set per fit, so they are not taken)."""
+    from scregnet.grn.model import DeepMCL
+
+    model = DeepMCL(model_config).to(builder.device)
+    if init_network is not None:
+        own = model.state_dict()
+        taken = {k: v for k, v in init_network.items() if not k.startswith(("skip.", "gate"))}
+        wrong = sorted(k for k, v in taken.items() if k not in own or own[k].shape != v.shape)
+        missing = sorted(k for k in own if k not in taken and not k.startswith(("skip.", "gate")))
+        if wrong or missing:
+            msg = (
+                "the initial network does not fit this model's configuration "
+                f"(mismatched: {', '.join(wrong + missing)[:200]})"
+            )
+            raise InputError(msg)
+        model.load_state_dict(taken, strict=False)
+    return model
+
+
 def _train_epochs(
     model: DeepMCL,
     builder: ImageBuilder,
@@ -527,11 +555,11 @@ def _fit_plain(
     model_config: GRNConfig,
     config: TrainConfig,
     rng: np.random.Generator,
+    init_network: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """No held-out selection of the read-out: one TF-aware validation split (when
     ``val_fraction`` gives one) picks the epoch; the skip, if any, starts as |Spearman| and trains
     with the network. This is how DeepMCL as published (no pair features) always trains."""
-    from scregnet.grn.model import DeepMCL
 
     train_mask, train_tfs, val_tfs = tf_aware_split(labels, config.val_fraction, rng)
     train, val = labels.subset(train_mask), labels.subset(~train_mask)
@@ -543,7 +571,7 @@ def _fit_plain(
         len(val),
         len(val_tfs),
     )
-    model = DeepMCL(model_config).to(builder.device)
+    model = new_network(model_config, builder, init_network)
     use_labels(builder, train)
     history, _, best_epoch, best_state = _train_epochs(
         model,
@@ -575,6 +603,7 @@ def fit(
     model_config: GRNConfig,
     config: TrainConfig,
     rng: np.random.Generator,
+    init_network: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train on ``labels`` with model selection on held-out training TFs.
 
@@ -613,7 +642,14 @@ def fit(
         else []
     )
     if not folds:
-        result = _fit_plain(builder, labels, model_config=model_config, config=config, rng=rng)
+        result = _fit_plain(
+            builder,
+            labels,
+            model_config=model_config,
+            config=config,
+            rng=rng,
+            init_network=init_network,
+        )
         log.info(
             "trained %d epoch(s) in %.1f s; kept epoch %d (%s)",
             len(result.history),
@@ -637,10 +673,18 @@ def fit(
         config=config,
         rng=rng,
         boot=boot,
+        init_network=init_network,
     )
     selection |= network.selection
     result = _final_model(
-        builder, labels, skip, network, model_config=model_config, config=config, rng=rng
+        builder,
+        labels,
+        skip,
+        network,
+        model_config=model_config,
+        config=config,
+        rng=rng,
+        init_network=init_network,
     )
     result.selection = selection
     log.info(
@@ -821,6 +865,7 @@ def _choose_network(
     config: TrainConfig,
     rng: np.random.Generator,
     boot: np.random.Generator,
+    init_network: Mapping[str, torch.Tensor] | None = None,
 ) -> _NetworkChoice:
     """Step 2 of :func:`fit`: the network on top of the chosen skip (gate from 0), trained on one
     TF-aware split or on each inner fold, and kept only where it beats gate 0 on held-out TFs."""
@@ -829,7 +874,14 @@ def _choose_network(
     train_mask, train_tfs, val_tfs = tf_aware_split(labels, config.val_fraction, rng)
     splits = [~train_mask] if val_tfs else folds
     histories, curves, states = _train_on_splits(
-        builder, labels, splits, skip, model_config=model_config, config=config, rng=rng
+        builder,
+        labels,
+        splits,
+        skip,
+        model_config=model_config,
+        config=config,
+        rng=rng,
+        init_network=init_network,
     )
     order = np.concatenate([np.flatnonzero(m) for m in splits])
     n_epochs = min(len(c) for c in curves)  # epoch 0 (gate 0) .. last epoch every split ran
@@ -885,17 +937,17 @@ def _train_on_splits(
     model_config: GRNConfig,
     config: TrainConfig,
     rng: np.random.Generator,
+    init_network: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[list[list[dict[str, float]]], list[list[NDArray[np.float64]]], list[dict[str, Any]]]:
     """Per validation mask of ``splits``: a fresh network on the skip fitted to the other TFs,
     trained on them (early stopping only with a single split); returns each split's history,
     held-out predictions per epoch (epoch 0: gate 0) and best state."""
-    from scregnet.grn.model import DeepMCL
 
     width = model_config.n_pair_features
     histories, curves, states = [], [], []
     for val_mask in splits:
         train, val = labels.subset(~val_mask), labels.subset(val_mask)
-        model = DeepMCL(model_config).to(builder.device)
+        model = new_network(model_config, builder, init_network)
         use_labels(builder, train)
         features = _feature_matrix(builder, labels, width)
         w, b = skip_weights(skip, features[~val_mask], train.label)
@@ -925,6 +977,7 @@ def _final_model(
     model_config: GRNConfig,
     config: TrainConfig,
     rng: np.random.Generator,
+    init_network: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Step 3 of :func:`fit`: keep the network trained on one split, refit one chosen on the
     inner folds on every training TF, or set the skip read-out on every training TF (gate 0).
@@ -939,6 +992,7 @@ def _final_model(
         model.load_state_dict(network.states[0])
         kept_train_tfs, kept_val_tfs = network.train_tfs, network.val_tfs
     elif network.use:
+        model = new_network(model_config, builder, init_network)
         w, b = skip_weights(skip, features, labels.label)
         _set_skip(model, w, b)
         history, _, _, state = _train_epochs(
