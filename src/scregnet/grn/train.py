@@ -631,6 +631,9 @@ def fit(
 
     Without pair features (DeepMCL as published) or with ``val_fraction = 0``:
     :func:`_fit_plain`.
+
+    ``init_network``: every network trained here starts from these weights (a model of the same
+    :class:`GRNConfig` trained on another data set, :func:`new_network`) instead of at random.
     """
     if labels.n_positive == 0 or labels.n_positive == len(labels):
         msg = "training labels need both positive and negative pairs"
