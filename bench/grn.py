@@ -228,12 +228,16 @@ def table(held: pd.DataFrame, full: pd.DataFrame, order: list[str]) -> str:
 
 
 def speed(
-    data: ExpressionViews, sizes: list[int], labels: PairLabels | None = None
+    data: ExpressionViews,
+    sizes: list[int],
+    labels: PairLabels | None = None,
+    device: str = "cpu",
 ) -> list[dict[str, float]]:
     """Per size: pairs/s of scoring (images + network + head, ``grn.api.iter_scores``, the
     network's gate on) over about that many TF x gene pairs, and the process's peak resident memory
     so far (sizes run in increasing order). Image building alone is timed on the first size.
-    ``labels``: the training pairs whose label features the head reads (none: zeros)."""
+    ``labels``: the training pairs whose label features the head reads (none: zeros). On a CUDA
+    ``device`` the row also has the peak GPU memory allocated."""
     import resource
 
     from scregnet.grn.api import iter_scores
@@ -241,11 +245,12 @@ def speed(
     from scregnet.grn.train import use_labels
 
     seed_everything(0)
-    builder = ImageBuilder(data)
+    dev = torch.device(device)
+    builder = ImageBuilder(data, device=dev)
     if labels is not None:
         use_labels(builder, labels)
     g = builder.n_genes
-    model = DeepMCL(GRNConfig()).eval()
+    model = DeepMCL(GRNConfig()).to(dev).eval()
     if model.gate is not None:
         with torch.no_grad():
             model.gate.fill_(1.0)
@@ -254,11 +259,13 @@ def speed(
     for n_pairs in sorted(sizes):
         row: dict[str, float] = {"pairs": 0.0, "cells": float(sum(data.n_cells())), "genes": g}
         if not out:
-            a = torch.as_tensor(rng.integers(0, g, n_pairs))
-            b = torch.as_tensor(rng.integers(0, g, n_pairs))
+            a = torch.as_tensor(rng.integers(0, g, n_pairs), device=dev)
+            b = torch.as_tensor(rng.integers(0, g, n_pairs), device=dev)
             t0 = time.perf_counter()
             for s in range(0, n_pairs, 2048):
                 builder.primary(a[s : s + 2048], b[s : s + 2048])
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
             row["image_pairs_per_s"] = n_pairs / (time.perf_counter() - t0)
         n_tfs = min(g, -(-n_pairs // (g - 1)))
         tfs = rng.choice(g, n_tfs, replace=False).tolist()
@@ -267,14 +274,17 @@ def speed(
         row["pairs"] = float(n)
         row["score_pairs_per_s"] = n / (time.perf_counter() - t0)
         row["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        if dev.type == "cuda":
+            row["peak_gpu_gb"] = torch.cuda.max_memory_allocated(dev) / 2**30
         log.info("speed: %s", row)
         out.append(row)
     return out
 
 
-def speed_lines(rows: list[dict[str, float]]) -> str:
+def speed_lines(rows: list[dict[str, float]], device: str = "cpu") -> str:
+    where = "CPU" if device == "cpu" else device
     head = (
-        f"Speed (CPU, {torch.get_num_threads()} thread(s), {rows[0]['genes']:.0f} genes x "
+        f"Speed ({where}, {torch.get_num_threads()} thread(s), {rows[0]['genes']:.0f} genes x "
         f"{rows[0]['cells']:.0f} cells): image building {rows[0]['image_pairs_per_s']:.0f} pairs/s"
     )
     return "\n".join(
@@ -282,6 +292,7 @@ def speed_lines(rows: list[dict[str, float]]) -> str:
         + [
             f"- {r['pairs']:.0f} pairs: scoring (images + network + head) "
             f"{r['score_pairs_per_s']:.0f} pairs/s, peak resident memory {r['peak_rss_gb']:.2f} GB"
+            + (f", peak GPU memory {r['peak_gpu_gb']:.2f} GB" if "peak_gpu_gb" in r else "")
             for r in rows
         ]
     )
@@ -295,8 +306,13 @@ def run_speed(root: Path, args: argparse.Namespace) -> str:
     data = load_set(root, "Non-Specific", "mESC")
     _, train_tfs = tf_folds(data.regulators, 0)
     views = ExpressionViews(list(data.genes), ["all"], [data.expr])
-    rows = speed(views, args.speed_pairs, tf_pairs(train_tfs, len(data.genes), data.true))
-    return f"BEELINE {data.name}\n" + speed_lines(rows)
+    rows = speed(
+        views,
+        args.speed_pairs,
+        tf_pairs(train_tfs, len(data.genes), data.true),
+        device=args.device,
+    )
+    return f"BEELINE {data.name}\n" + speed_lines(rows, args.device)
 
 
 def run_world(world: Path, args: argparse.Namespace) -> str:
@@ -409,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "--speed", type=Path, help="BEELINE real-data root: time scoring only (--speed-pairs)"
     )
     parser.add_argument("--speed-pairs", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--device", default="cpu", help="device of --speed: cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--outdir", type=Path, default=Path("."))
     args = parser.parse_args(argv)

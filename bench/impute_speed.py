@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         n_top_genes=args.genes,
-        device="cpu",
+        device=args.device,
         seed=args.seed,
         threads=args.threads,
         train_options={"patience": args.epochs + 1},
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     t1 = time.perf_counter()
-    predict(res.model, x, library, pool=pool, device=torch.device("cpu"))
+    predict(res.model, x, library, pool=pool, device=torch.device(args.device))
     infer_s = time.perf_counter() - t1
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # ru_maxrss in KiB
     row = {
@@ -94,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         "impute_call_s": total,
         "inference_cells_per_s": args.cells / infer_s,
         "peak_rss_gib": peak_gib,
+        "device": args.device,
     }
+    if args.device.startswith("cuda"):
+        row["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     print(json.dumps(row))
     return 0
 
