@@ -151,6 +151,7 @@ def run_models(
             if model_config.n_pair_features
             else 0,
             seed=seed,
+            device=torch.device(args.device),
         )
         t0 = time.perf_counter()
         result = fit(
@@ -205,6 +206,7 @@ def pretrained_network(data: RealSet, args: argparse.Namespace) -> dict[str, tor
         ExpressionViews(list(data.genes), ["all"], [data.expr]),
         cells_per_metacell=model_config.cells_per_metacell,
         seed=0,
+        device=torch.device(args.device),
     )
     t0 = time.perf_counter()
     result = fit(
@@ -387,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "then start each fold's network from it (transfer across data sets)",
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="scregnet's device: cpu, cuda or cuda:N")
     parser.add_argument("--outdir", type=Path, default=Path("grn_real"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
