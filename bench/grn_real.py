@@ -26,7 +26,9 @@ Methods, all in the same run:
 - ``DeepMCL (published)``: the network without pair or label features (``--no-pair-features``);
 - ``scregnet``: the default model (expression pair features, label features, held-out selection
   of the read-out and of the network on the training TFs only) and ``scregnet, gate 0``: the same
-  trained model with the network's gate set to 0 (its skip read-out alone).
+  trained model with the network's gate set to 0 (its skip read-out alone). With
+  ``--transfer-from SET`` scregnet's network is first trained on every regulator of SET and each
+  fold's networks start from it (transfer across data sets).
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/grn_real.py --outdir /tmp/grn_real
 """
