@@ -394,6 +394,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="scregnet's device: cpu, cuda or cuda:N")
     parser.add_argument("--outdir", type=Path, default=Path("grn_real"))
     args = parser.parse_args(argv)
+    named = {f"{c} {n}": (n, c) for n in NETS for c in CELLS}
+    if args.transfer_from:
+        if args.transfer_from not in named:
+            parser.error(f"--transfer-from: no set {args.transfer_from!r} ({', '.join(named)})")
+        source_cell = named[args.transfer_from][1]
+        same = [n for n in (args.sets or named) if named.get(n, ("", ""))[1] == source_cell]
+        if same:
+            # the source's labels include the held-out TFs of any set on the same cells
+            parser.error(
+                f"--transfer-from {args.transfer_from!r} shares its cells with {', '.join(same)}: "
+                "the held-out TFs' labels would reach the network; transfer from another cell type"
+            )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("scregnet").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -422,9 +434,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.init_network = None
     if args.transfer_from:
-        named = {f"{c} {n}": (n, c) for n in NETS for c in CELLS}
-        if args.transfer_from not in named:
-            parser.error(f"--transfer-from: no set {args.transfer_from!r} ({', '.join(named)})")
         args.init_network = pretrained_network(
             load_set(args.root, *named[args.transfer_from]), args
         )
