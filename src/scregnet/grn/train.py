@@ -419,9 +419,10 @@ def new_network(
     model = DeepMCL(model_config).to(builder.device)
     if init_network is not None:
         own = model.state_dict()
-        taken = {k: v for k, v in init_network.items() if not k.startswith(("skip.", "gate"))}
+        per_fit = ("skip.", "gate")  # set by each fit: never transferred
+        taken = {k: v for k, v in init_network.items() if not k.startswith(per_fit)}
         wrong = sorted(k for k, v in taken.items() if k not in own or own[k].shape != v.shape)
-        missing = sorted(k for k in own if k not in taken and not k.startswith(("skip.", "gate")))
+        missing = sorted(k for k in own if k not in taken and not k.startswith(per_fit))
         if wrong or missing:
             msg = (
                 "the initial network does not fit this model's configuration "
@@ -985,17 +986,16 @@ def _final_model(
     """Step 3 of :func:`fit`: keep the network trained on one split, refit one chosen on the
     inner folds on every training TF, or set the skip read-out on every training TF (gate 0).
     From here on the label features come from every training TF."""
-    from scregnet.grn.model import DeepMCL
 
     use_labels(builder, labels)
     features = _feature_matrix(builder, labels, model_config.n_pair_features)
-    model = DeepMCL(model_config).to(builder.device)
+    # the refit trains this model; the other branches overwrite every weight from a state
+    model = new_network(model_config, builder, init_network)
     history = network.histories[0]
     if network.use and len(network.states) == 1:
         model.load_state_dict(network.states[0])
         kept_train_tfs, kept_val_tfs = network.train_tfs, network.val_tfs
     elif network.use:
-        model = new_network(model_config, builder, init_network)
         w, b = skip_weights(skip, features, labels.label)
         _set_skip(model, w, b)
         history, _, _, state = _train_epochs(
