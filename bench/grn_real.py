@@ -42,6 +42,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import get_args
 
@@ -62,6 +63,7 @@ from grn_beeline import (
     tf_pairs,
 )
 from scregnet.grn.config import Sampling
+from scregnet.grn.data import ExpressionViews
 from scregnet.grn.images import ImageBuilder
 from scregnet.grn.model import GRNConfig
 from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
@@ -130,11 +132,32 @@ def correlation_matrices(expr: NDArray[np.float32]) -> dict[str, NDArray[np.floa
     }
 
 
+def image_builder(
+    views: ExpressionViews, model_config: GRNConfig, *, seed: int, args: argparse.Namespace
+) -> ImageBuilder:
+    """The images of a model of ``model_config`` (metacells only with pair features)."""
+    return ImageBuilder(
+        views,
+        cells_per_metacell=model_config.cells_per_metacell if model_config.n_pair_features else 0,
+        seed=seed,
+        device=torch.device(args.device),
+    )
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The training settings of every fit of a run (folds and transfer source alike)."""
+    return TrainConfig(
+        epochs=args.epochs,
+        max_pairs_per_epoch=args.max_pairs,
+        network=not args.readout_only,
+        pos_weight=args.pos_weight,
+        sampling=args.sampling,
+    )
+
+
 def run_models(
     data: RealSet, train: PairLabels, test: PairLabels, *, seed: int, args: argparse.Namespace
 ) -> tuple[dict[str, NDArray[np.float64]], dict[str, str]]:
-    from scregnet.grn.data import ExpressionViews
-
     views = ExpressionViews(list(data.genes), ["all"], [data.expr])
     scores: dict[str, NDArray[np.float64]] = {}
     chosen: dict[str, str] = {}
@@ -147,26 +170,13 @@ def run_models(
         ):
             continue
         rng = seed_everything(seed)
-        builder = ImageBuilder(
-            views,
-            cells_per_metacell=model_config.cells_per_metacell
-            if model_config.n_pair_features
-            else 0,
-            seed=seed,
-            device=torch.device(args.device),
-        )
+        builder = image_builder(views, model_config, seed=seed, args=args)
         t0 = time.perf_counter()
         result = fit(
             builder,
             train,
             model_config=model_config,
-            config=TrainConfig(
-                epochs=args.epochs,
-                max_pairs_per_epoch=args.max_pairs,
-                network=not args.readout_only,
-                pos_weight=args.pos_weight,
-                sampling=args.sampling,
-            ),
+            config=train_config(args),
             rng=rng,
             init_network=args.init_network if name == "scregnet" else None,
         )
@@ -201,26 +211,14 @@ def run_models(
 def pretrained_network(data: RealSet, args: argparse.Namespace) -> dict[str, torch.Tensor]:
     """The state of scregnet's network trained on every regulator of ``data`` (the source of a
     transfer), with the fold runs' training settings."""
-    from scregnet.grn.data import ExpressionViews
-
     model_config = GRNConfig()
-    builder = ImageBuilder(
-        ExpressionViews(list(data.genes), ["all"], [data.expr]),
-        cells_per_metacell=model_config.cells_per_metacell,
-        seed=0,
-        device=torch.device(args.device),
-    )
+    views = ExpressionViews(list(data.genes), ["all"], [data.expr])
     t0 = time.perf_counter()
     result = fit(
-        builder,
+        image_builder(views, model_config, seed=0, args=args),
         tf_pairs(list(data.regulators), len(data.genes), data.true),
         model_config=model_config,
-        config=TrainConfig(
-            epochs=args.epochs,
-            max_pairs_per_epoch=args.max_pairs,
-            pos_weight=args.pos_weight,
-            sampling=args.sampling,
-        ),
+        config=replace(train_config(args), network=True),
         rng=seed_everything(0),
     )
     log.info("%s: network trained for transfer in %.0f s", data.name, time.perf_counter() - t0)

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
     }
     if args.device.startswith("cuda"):
-        row["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        row["peak_gpu_gib"] = torch.cuda.max_memory_allocated(args.device) / 2**30
     print(json.dumps(row))
     return 0
 
