@@ -242,7 +242,7 @@ def speed(
 
     from scregnet.grn.api import iter_scores
     from scregnet.grn.model import DeepMCL
-    from scregnet.grn.train import use_labels
+    from scregnet.grn.readout import use_labels
 
     seed_everything(0)
     dev = torch.device(device)

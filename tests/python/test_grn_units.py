@@ -441,7 +441,7 @@ def test_cells_shared_by_views_are_pooled_once(tmp_path: Path) -> None:
 
 
 def test_inner_tf_folds_and_auprc_gain_se() -> None:
-    from scregnet.grn.train import auprc_gain_se, inner_tf_folds
+    from scregnet.grn.readout import auprc_gain_se, inner_tf_folds
 
     tf = np.repeat(np.arange(8), 20)
     label = ((np.arange(160) % 20 < 4) & (tf < 6)).astype(np.int8)  # TFs 6, 7: no positive
@@ -470,7 +470,7 @@ def test_per_tf_auprc_weighs_every_regulator_equally() -> None:
     """Each TF's own AUPRC, TFs with one class only dropped; a read-out that ranks every TF's
     pairs perfectly but puts one TF's negatives above the rest loses to one that ranks only the
     TF with most positives on pooled AUPRC, and wins on the per-TF mean."""
-    from scregnet.grn.train import per_tf_auprc
+    from scregnet.grn.readout import per_tf_auprc
     from scregnet.stats import auprc
 
     tf = np.repeat(np.arange(4), 10)
@@ -549,6 +549,7 @@ def test_held_out_selection_keeps_a_network_that_validates(
 ) -> None:
     """When the network beats the read-out on held-out TFs by more than a standard error it is
     kept (refitted on every training TF for its best epoch count when chosen on inner folds)."""
+    import scregnet.grn.readout as readout_mod
     import scregnet.grn.train as train_mod
     from scregnet.grn.train import TrainConfig, fit
     from scregnet.seed import seed_everything
@@ -556,8 +557,8 @@ def test_held_out_selection_keeps_a_network_that_validates(
     builder = _selection_world(tmp_path)
     labels = _top_pairs_by(builder, 1, 9, 5)
     # the gains over the read-out: of the TF out-degree term (none), then of the network (clear)
-    calls = iter([(0.0, 1.0), (0.2, 0.05)])
-    monkeypatch.setattr(train_mod, "auprc_gain_se", lambda *a, **k: next(calls))
+    monkeypatch.setattr(readout_mod, "auprc_gain_se", lambda *a, **k: (0.0, 1.0))
+    monkeypatch.setattr(train_mod, "auprc_gain_se", lambda *a, **k: (0.2, 0.05))
     rng = seed_everything(0)
     config = GRNConfig(n_neighbours=3, n_bins=16, embed_dim=8, hidden=16, cells_per_metacell=25)
     result = fit(builder, labels, model_config=config, config=TrainConfig(epochs=3), rng=rng)
@@ -588,7 +589,8 @@ def test_pos_weight_weights_the_positive_pairs_in_the_loss(tmp_path: Path) -> No
     """``TrainConfig.pos_weight`` reaches the loss: from the same start, seed and pairs, the first
     epoch's mean loss with positives weighted 8x is clearly above the unweighted one (with no
     effect the two runs are identical)."""
-    from scregnet.grn.train import TrainConfig, _train_epochs, use_labels
+    from scregnet.grn.readout import use_labels
+    from scregnet.grn.train import TrainConfig, _train_epochs
 
     builder = _selection_world(tmp_path)
     labels = _top_pairs_by(builder, 1, 9, 5)
@@ -616,7 +618,7 @@ def test_every_read_out_has_a_name_in_words() -> None:
     without the network, and names DeepMCL only where its network contributes."""
     from scregnet.grn.api import readout_name
     from scregnet.grn.config import N_LABEL_FEATURES, N_PAIR_FEATURES
-    from scregnet.grn.train import SKIP_CANDIDATES
+    from scregnet.grn.readout import SKIP_CANDIDATES
 
     width = N_PAIR_FEATURES + N_LABEL_FEATURES
     names = set()
@@ -757,7 +759,7 @@ def test_degree_term_is_kept_only_when_it_ranks_the_tfs() -> None:
     """The TF out-degree term is added when it raises the pooled held-out AUPRC beyond the
     standard-error rule (a column tracking each TF's positive rate), and not for a column of
     per-TF noise."""
-    from scregnet.grn.train import DEGREE_WEIGHTS, _choose_degree_term
+    from scregnet.grn.readout import DEGREE_WEIGHTS, choose_degree_term
 
     rng = np.random.default_rng(0)
     n_tfs, n_targets = 40, 200
@@ -769,13 +771,13 @@ def test_degree_term_is_kept_only_when_it_ranks_the_tfs() -> None:
     informative = (informative - informative.mean()) / informative.std()
     noise = rng.normal(size=n_tfs)[tf]
     boot = np.random.default_rng(1)
-    skip, record = _choose_degree_term(
+    skip, record = choose_degree_term(
         "prior", score, {"tf_degree_mean": informative}, tf, label, boot, 100
     )
     assert skip.degree == "tf_degree_mean" and skip.degree_weight in DEGREE_WEIGHTS
     assert record["readout"] == f"prior + {skip.degree_weight} x tf_degree_mean"
     assert record["tf_degree_gain"] > 2 * record["tf_degree_gain_se"] > 0
-    skip, record = _choose_degree_term(
+    skip, record = choose_degree_term(
         "prior", score, {"tf_degree_mean": noise}, tf, label, boot, 100
     )
     assert skip.degree is None and record["tf_degree"] is None
