@@ -36,10 +36,10 @@ import torch
 from numpy.typing import NDArray
 
 from grn_baselines import tree_importances
-from scregnet.grn.data import ExpressionViews, read_views
+from scregnet.grn.data import ExpressionViews, PairLabels, read_views
 from scregnet.grn.images import ImageBuilder
 from scregnet.grn.model import GRNConfig
-from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
+from scregnet.grn.train import TrainConfig, fit, predict_pairs
 from scregnet.seed import seed_everything
 from scregnet.stats import abs_spearman, auprc, auprc_ratio, auroc, early_precision_ratio
 

@@ -16,7 +16,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
-from scregnet.grn.train import PairLabels
+from scregnet.grn.data import PairLabels
 
 NETS = ("Specific", "Non-Specific", "STRING")
 CELLS = ("hHEP", "mESC", "mHSC-GM")

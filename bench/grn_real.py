@@ -63,10 +63,10 @@ from grn_beeline import (
     tf_pairs,
 )
 from scregnet.grn.config import Sampling
-from scregnet.grn.data import ExpressionViews
+from scregnet.grn.data import ExpressionViews, PairLabels
 from scregnet.grn.images import ImageBuilder
 from scregnet.grn.model import GRNConfig
-from scregnet.grn.train import PairLabels, TrainConfig, fit, predict_pairs
+from scregnet.grn.train import TrainConfig, fit, predict_pairs
 from scregnet.seed import seed_everything
 from scregnet.stats import abs_spearman
 

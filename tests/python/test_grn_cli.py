@@ -111,7 +111,8 @@ def test_tfs_scores_unseen_tf(world: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_val_fraction_holds_out_whole_tfs(world: dict[str, Any], tmp_path: Path) -> None:
-    from scregnet.grn.train import PairLabels, tf_aware_split
+    from scregnet.grn.data import PairLabels
+    from scregnet.grn.train import tf_aware_split
 
     rng = np.random.default_rng(0)
     tf = np.repeat(np.arange(10), 30)
@@ -206,8 +207,7 @@ def _heldout_split(tmp_path: Path) -> tuple[Any, Any, Any]:
     even-numbered TFs' pairs train, the odd-numbered TFs' pairs are held out."""
     from grn_synth import synth_grn
 
-    from scregnet.grn.data import ExpressionViews, _log_expression
-    from scregnet.grn.train import PairLabels
+    from scregnet.grn.data import ExpressionViews, PairLabels, _log_expression
 
     _, genes, counts, edges = synth_grn(n_tfs=10, n_targets=30, n_cells=150, seed=0)
     data = ExpressionViews(

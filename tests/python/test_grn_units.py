@@ -15,7 +15,7 @@ import torch
 from scipy.stats import spearmanr
 
 from scregnet.errors import InputError
-from scregnet.grn.data import ExpressionViews, label_pairs, read_labels, read_views
+from scregnet.grn.data import ExpressionViews, PairLabels, label_pairs, read_labels, read_views
 from scregnet.grn.images import (
     ImageBuilder,
     bin_genes,
@@ -27,7 +27,7 @@ from scregnet.grn.images import (
 from scregnet.grn.label_features import LabelFeatures
 from scregnet.grn.model import DeepMCL, GRNConfig, contrastive_loss
 from scregnet.grn.priors import combined_prior, prior_labels, read_binding, tss_prior
-from scregnet.grn.train import PairLabels, _epoch_pairs
+from scregnet.grn.train import _epoch_pairs
 
 
 def _adata(x: np.ndarray, genes: list[str], view: str | None = None) -> ad.AnnData:

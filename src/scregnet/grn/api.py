@@ -25,10 +25,9 @@ if TYPE_CHECKING:
     import torch
 
     from scregnet.grn.config import GRNConfig, TrainConfig
-    from scregnet.grn.data import ExpressionViews
+    from scregnet.grn.data import ExpressionViews, PairLabels
     from scregnet.grn.images import ImageBuilder
     from scregnet.grn.model import DeepMCL
-    from scregnet.grn.train import PairLabels
 
 log = logging.getLogger(__name__)
 
@@ -315,8 +314,7 @@ def infer_grn(
     """Read views, build labels, train, score every TF x gene, write the ranked edges (and attention)."""
     from scregnet.device import resolve_device, torch_threads
     from scregnet.grn.config import GRNConfig, TrainConfig
-    from scregnet.grn.data import label_pairs, read_views
-    from scregnet.grn.train import PairLabels
+    from scregnet.grn.data import PairLabels, label_pairs, read_views
     from scregnet.seed import seed_everything
 
     if (labels is None) == (prior is None):

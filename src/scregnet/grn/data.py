@@ -257,6 +257,25 @@ def _shared_genes(per_file: list[_File], min_genes: int) -> list[str]:
     return order
 
 
+@dataclass
+class PairLabels:
+    """Labelled pairs as gene indices into the expression views' gene list."""
+
+    tf: NDArray[np.intp]
+    target: NDArray[np.intp]
+    label: NDArray[np.int8]
+
+    def __len__(self) -> int:
+        return int(self.tf.size)
+
+    def subset(self, mask: NDArray[np.bool_]) -> PairLabels:
+        return PairLabels(self.tf[mask], self.target[mask], self.label[mask])
+
+    @property
+    def n_positive(self) -> int:
+        return int(self.label.sum())
+
+
 def read_labels(path: str | Path) -> pd.DataFrame:
     """Known edges: TSV ``tf target [label]`` with or without a header line.
 

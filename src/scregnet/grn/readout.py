@@ -19,8 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
+    from scregnet.grn.data import PairLabels
     from scregnet.grn.images import ImageBuilder
-    from scregnet.grn.train import PairLabels
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from scregnet.choices import check_choice
 from scregnet.errors import InputError
 from scregnet.grn.config import Sampling, TrainConfig
+from scregnet.grn.data import PairLabels
 from scregnet.grn.readout import (
     GAIN_TOLERANCE,
     SE_MULTIPLE,
@@ -52,25 +53,6 @@ MIN_VAL_POSITIVES = 20
 #: own: a network that changes nothing (gains of 1e-4 with a bootstrap SE of 0 pass the SE rule)
 #: would still replace the read-out refitted on every training TF by one fitted on the split's
 MIN_NETWORK_GAIN = 0.01
-
-
-@dataclass
-class PairLabels:
-    """Labelled pairs as gene indices into the expression views' gene list."""
-
-    tf: NDArray[np.intp]
-    target: NDArray[np.intp]
-    label: NDArray[np.int8]
-
-    def __len__(self) -> int:
-        return int(self.tf.size)
-
-    def subset(self, mask: NDArray[np.bool_]) -> PairLabels:
-        return PairLabels(self.tf[mask], self.target[mask], self.label[mask])
-
-    @property
-    def n_positive(self) -> int:
-        return int(self.label.sum())
 
 
 @dataclass
