@@ -113,7 +113,7 @@ def _loader() -> type:
 
 def known_keys() -> list[str]:
     """Every parameter a params file may set."""
-    from scregnet.pipeline import STAGE_GRAPH
+    from scregnet.pipeline.steps import STAGE_GRAPH
 
     args = [f"{stage.lower()}_args" for stage in STAGE_GRAPH]
     return sorted(
