@@ -154,13 +154,7 @@ def cross_validate(
             for name, (views, model_kw, train_kw) in configs.items():
                 r = seed_everything(seed)
                 model_config = GRNConfig(**model_kw)
-                builder = ImageBuilder(
-                    data.subset_views(views),
-                    cells_per_metacell=model_config.cells_per_metacell
-                    if model_config.n_pair_features
-                    else 0,
-                    seed=seed,
-                )
+                builder = ImageBuilder.for_model(data.subset_views(views), model_config, seed=seed)
                 t0 = time.perf_counter()
                 result = fit(
                     builder,
@@ -246,7 +240,7 @@ def speed(
 
     seed_everything(0)
     dev = torch.device(device)
-    builder = ImageBuilder(data, device=dev)
+    builder = ImageBuilder.for_model(data, GRNConfig(), device=dev)
     if labels is not None:
         use_labels(builder, labels)
     g = builder.n_genes

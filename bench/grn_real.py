@@ -135,13 +135,8 @@ def correlation_matrices(expr: NDArray[np.float32]) -> dict[str, NDArray[np.floa
 def image_builder(
     views: ExpressionViews, model_config: GRNConfig, *, seed: int, args: argparse.Namespace
 ) -> ImageBuilder:
-    """The images of a model of ``model_config`` (metacells only with pair features)."""
-    return ImageBuilder(
-        views,
-        cells_per_metacell=model_config.cells_per_metacell if model_config.n_pair_features else 0,
-        seed=seed,
-        device=torch.device(args.device),
-    )
+    """The images of a model of ``model_config`` (:meth:`ImageBuilder.for_model`)."""
+    return ImageBuilder.for_model(views, model_config, seed=seed, device=torch.device(args.device))
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

@@ -37,7 +37,8 @@ def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
         train.tf, train.target, train.label, test.tf, test.target, pearson[test.tf, test.target]
     )
     rng = seed_everything(0)
-    builder = ImageBuilder(ExpressionViews(data.genes, ["all"], [data.expr]), seed=0)
+    views = ExpressionViews(data.genes, ["all"], [data.expr])
+    builder = ImageBuilder.for_model(views, GRNConfig(), seed=0)
     model = fit(
         builder,
         train,
@@ -85,7 +86,8 @@ def test_tf_degree_term_beats_the_target_prior_on_specific_chip(testdata: Path) 
     scores = {"|Spearman|": spearman, "|Pearson|": pearson}
     scores |= label_baselines(train.tf, train.target, train.label, test.tf, test.target, pearson)
     rng = seed_everything(0)
-    builder = ImageBuilder(ExpressionViews(data.genes, ["all"], [data.expr]), seed=0)
+    views = ExpressionViews(data.genes, ["all"], [data.expr])
+    builder = ImageBuilder.for_model(views, GRNConfig(), seed=0)
     result = fit(
         builder, train, model_config=GRNConfig(), config=TrainConfig(network=False), rng=rng
     )

@@ -103,6 +103,46 @@ def test_image_builder_shapes_and_neighbour_images() -> None:
     assert stats[0, 0, 1].item() == pytest.approx(abs(r), abs=1e-5)
 
 
+def test_label_neighbours_follow_the_labels_graph() -> None:
+    """A gene's neighbours are its labelled regulators, most correlated first, then its
+    expression neighbours; genes without a labelled regulator, and every gene once the labels are
+    cleared, keep the expression ones; DeepMCL as published never uses the labels' graph."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(200, 1))
+    expr = rng.normal(size=(200, 8))
+    expr[:, 1] = base[:, 0] + 0.2 * rng.normal(size=200)  # gene 5's closest by expression
+    expr[:, 3] = base[:, 0] + 1.0 * rng.normal(size=200)  # TF 3: moderately tied to gene 5
+    expr[:, 4] = base[:, 0] + 3.0 * rng.normal(size=200)  # TF 4: weakly tied to gene 5
+    expr[:, 5] = base[:, 0]
+    views = ExpressionViews([f"g{i}" for i in range(8)], ["all"], [expr.astype(np.float32)])
+    config = GRNConfig(n_neighbours=3, n_bins=8, cells_per_metacell=0)
+    builder = ImageBuilder.for_model(views, config)
+    assert builder.label_neighbours
+    expression = builder.views[0].neighbours.clone()
+    assert expression[5, 0].item() == 1
+    # TFs 4 and 3 regulate gene 5, TF 3 regulates itself (left out), TF 4 does not regulate 6
+    tf = np.array([4, 3, 3, 4])
+    target = np.array([5, 5, 3, 6])
+    label = np.array([1, 1, 1, 0], dtype=np.int8)
+    builder.set_labels(tf, target, label)
+    got = builder.views[0].neighbours
+    top_up = [g for g in expression[5].tolist() if g not in (3, 4)][:1]
+    assert got[5].tolist() == [3, 4, *top_up] and top_up == [1]
+    unchanged = [g for g in range(8) if g != 5]
+    assert torch.equal(got[unchanged], expression[unchanged])
+    # the neighbour images follow: gene 5 against its strongest regulator comes second
+    images = builder.neighbour(torch.tensor([5]))
+    assert torch.equal(images[0, 0, 1], builder.primary(torch.tensor([5]), torch.tensor([3]))[0, 0])
+    builder.set_labels(None)
+    assert torch.equal(builder.views[0].neighbours, expression)
+    plain = ImageBuilder.for_model(views, GRNConfig(n_neighbours=3, n_bins=8, n_pair_features=0))
+    plain.set_labels(tf, target, label)
+    assert not plain.label_neighbours and torch.equal(plain.views[0].neighbours, expression)
+    off = ImageBuilder.for_model(views, GRNConfig(n_neighbours=3, n_bins=8, label_neighbours=False))
+    off.set_labels(tf, target, label)
+    assert torch.equal(off.views[0].neighbours, expression)
+
+
 # ---------------------------------------------------------------- views
 
 

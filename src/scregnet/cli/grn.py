@@ -122,6 +122,13 @@ def _feature_options(parser: argparse.ArgumentParser, model: GRNConfig, train: T
         help="with --pair-features, also give the head gene-level features (docs/usage.md)",
     )
     parser.add_argument(
+        "--label-neighbours",
+        action=argparse.BooleanOptionalAction,
+        default=model.label_neighbours,
+        help="with --pair-features, a gene's neighbour images are with the labelled TFs that "
+        "regulate it (then its most correlated genes); off: its most correlated genes only",
+    )
+    parser.add_argument(
         "--cells-per-metacell",
         type=int,
         default=model.cells_per_metacell,
@@ -229,6 +236,7 @@ def model_config(args: argparse.Namespace) -> GRNConfig:
         if args.pair_features
         else 0,
         cells_per_metacell=args.cells_per_metacell,
+        label_neighbours=args.label_neighbours,
     )
 
 

@@ -388,14 +388,7 @@ def _train_and_score(
     from scregnet.grn.train import fit
 
     genes = data.genes
-    builder = ImageBuilder(
-        data,
-        n_neighbours=model_config.n_neighbours,
-        n_bins=model_config.n_bins,
-        cells_per_metacell=model_config.cells_per_metacell if model_config.n_pair_features else 0,
-        device=device,
-        seed=seed,
-    )
+    builder = ImageBuilder.for_model(data, model_config, device=device, seed=seed)
     result = fit(builder, pairs, model_config=model_config, config=train_config, rng=rng)
     scores = score_all(
         result.model, builder, genes, data.views, score_tfs, batch_size=score_batch_size

@@ -59,6 +59,10 @@ class GRNConfig:
     n_pair_features: int = N_PAIR_FEATURES + N_LABEL_FEATURES
     #: metacell size for the metacell-correlation pair features (0: those features are 0)
     cells_per_metacell: int = CELLS_PER_METACELL
+    #: with pair features: neighbour images of a gene with its labelled regulators (the training
+    #: labels' graph, topped up with its most correlated genes) instead of its most correlated
+    #: genes only (:func:`scregnet.grn.images.label_neighbours`)
+    label_neighbours: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

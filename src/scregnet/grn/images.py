@@ -7,6 +7,11 @@ views of different sizes share one scale). *Neighbour images* describe each side
 its own: for gene g, the image of (g, g) followed by the images of g against its ``k``
 most-correlated genes (|Pearson| on log expression, within the view). A pair thus has
 ``1 + 2 (k + 1)`` images per view: DeepDRIM's 2k + 2 neighbour images plus the primary one.
+With ``label_neighbours`` (our extension) a gene's neighbours come from the graph of the labels
+last given to :meth:`ImageBuilder.set_labels` instead: the labelled TFs that regulate it, most
+correlated first, topped up with its expression neighbours (:func:`label_neighbours`); genes with
+no labelled regulator keep their expression neighbours. The images of a target against its known
+regulators then sit beside the primary image of a new TF against it.
 
 Everything is vectorised: each gene is binned once per view (``uint8`` codes), a batch of pair
 images is one ``bincount`` over ``a_code * n_bins + b_code`` offset by the pair's index.
@@ -41,6 +46,7 @@ from scregnet.grn.config import CELLS_PER_METACELL, N_PAIR_FEATURES
 if TYPE_CHECKING:
     import torch
 
+    from scregnet.grn.config import GRNConfig
     from scregnet.grn.data import ExpressionViews
     from scregnet.grn.label_features import LabelFeatures
 
@@ -97,6 +103,53 @@ def top_neighbours(z: torch.Tensor, k: int, *, chunk: int = 1024) -> torch.Tenso
         corr = (z[start:stop] @ z.T).abs()  # (chunk, genes)
         corr[torch.arange(stop - start), torch.arange(start, stop)] = -1.0
         out[start:stop] = torch.topk(corr, k, dim=1).indices
+    return out
+
+
+def label_neighbours(
+    z: torch.Tensor,
+    expression: torch.Tensor,
+    tf: NDArray[np.intp],
+    target: NDArray[np.intp],
+    label: NDArray[np.int8],
+) -> torch.Tensor:
+    """Each gene's neighbours from the labels' graph: ``(genes, k)`` int64.
+
+    A gene regulated by labelled TFs (positive pairs ``tf -> target``, self pairs left out) gets
+    up to ``k`` of them, highest |Pearson| to it first (``z``: standardised rows, one view), then
+    its ``expression`` neighbours (``(genes, k)``, :func:`top_neighbours`) not already taken.
+    Every other gene keeps its expression neighbours.
+    """
+    import torch
+
+    pos = (np.asarray(label) == 1) & (np.asarray(tf) != np.asarray(target))
+    regs = np.asarray(tf, dtype=np.int64)[pos]
+    genes = np.asarray(target, dtype=np.int64)[pos]
+    out = expression.clone()
+    if genes.size == 0:
+        return out
+    k = int(expression.shape[1])
+    strength = (
+        pair_dots(
+            z, torch.as_tensor(regs, device=z.device), torch.as_tensor(genes, device=z.device)
+        )
+        .abs()
+        .cpu()
+        .numpy()
+    )
+    order = np.lexsort((-strength, genes))  # by gene, strongest regulator first
+    genes, regs = genes[order], regs[order]
+    starts = np.flatnonzero(np.r_[True, genes[1:] != genes[:-1]])
+    ends = np.r_[starts[1:], genes.size]
+    expr = expression.cpu().numpy()
+    rows = np.empty((starts.size, k), dtype=np.int64)
+    for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        chosen = regs[s : min(e, s + k)]
+        fill = expr[genes[s]][~np.isin(expr[genes[s]], chosen)][: k - chosen.size]
+        rows[i] = np.concatenate([chosen, fill])
+    out[torch.as_tensor(genes[starts], device=out.device)] = torch.as_tensor(
+        rows, device=out.device
+    )
     return out
 
 
@@ -183,7 +236,8 @@ class ViewTensors:
     bins: torch.Tensor  # (genes, cells) uint8
     z: torch.Tensor  # (genes, cells) float32, unit-norm centred rows
     zrank: torch.Tensor  # the same for ranks (Spearman)
-    neighbours: torch.Tensor  # (genes, k) int64
+    neighbours: torch.Tensor  # (genes, k) int64: the neighbour images' partners
+    expression_neighbours: torch.Tensor  # (genes, k) int64: the most correlated genes
 
 
 class ImageBuilder:
@@ -196,6 +250,7 @@ class ImageBuilder:
         n_neighbours: int = 5,
         n_bins: int = N_BINS,
         cells_per_metacell: int = CELLS_PER_METACELL,
+        label_neighbours: bool = False,
         device: torch.device | None = None,
         seed: int = 0,
     ) -> None:
@@ -206,13 +261,15 @@ class ImageBuilder:
         self.n_bins = n_bins
         self.n_genes = len(data.genes)
         self.n_neighbours = min(n_neighbours, self.n_genes - 1)
+        #: neighbours from the labels' graph (:func:`label_neighbours`) once labels are set
+        self.label_neighbours = label_neighbours
         self.views: list[ViewTensors] = []
         for name, expr in zip(data.views, data.expr, strict=True):
             bins = torch.from_numpy(bin_genes(expr, n_bins)).to(self.device)
             z = torch.from_numpy(standardise(expr)).to(self.device)
             zrank = torch.from_numpy(standardise(rankdata(expr, axis=0))).to(self.device)
             neighbours = top_neighbours(z, self.n_neighbours)
-            self.views.append(ViewTensors(name, bins, z, zrank, neighbours))
+            self.views.append(ViewTensors(name, bins, z, zrank, neighbours, neighbours))
         # pair features over all views: pooled ranks and metacell means
         self.pooled_zrank = torch.from_numpy(standardise(rankdata(data.pooled(), axis=0))).to(
             self.device
@@ -255,6 +312,27 @@ class ImageBuilder:
             self.n_neighbours,
             self.n_metacells,
             time.perf_counter() - start,
+        )
+
+    @classmethod
+    def for_model(
+        cls,
+        data: ExpressionViews,
+        config: GRNConfig,
+        *,
+        device: torch.device | None = None,
+        seed: int = 0,
+    ) -> ImageBuilder:
+        """The images a model of ``config`` reads: its bins and neighbours; metacells and
+        label-graph neighbours only with pair features (DeepMCL as published has neither)."""
+        return cls(
+            data,
+            n_neighbours=config.n_neighbours,
+            n_bins=config.n_bins,
+            cells_per_metacell=config.cells_per_metacell if config.n_pair_features else 0,
+            label_neighbours=config.label_neighbours and config.n_pair_features > 0,
+            device=device,
+            seed=seed,
         )
 
     def primary(
@@ -325,9 +403,19 @@ class ImageBuilder:
         target: NDArray[np.intp] | None = None,
         label: NDArray[np.int8] | None = None,
     ) -> None:
-        """Label features from these labelled pairs from now on (``tf=None``: none, zeros)."""
+        """Label features (and, with ``label_neighbours``, the neighbour images' partners) from
+        these labelled pairs from now on (``tf=None``: none: zeros and expression neighbours)."""
         from scregnet.grn.label_features import LabelFeatures
 
+        for v in self.views:
+            v.neighbours = v.expression_neighbours
+            if (
+                self.label_neighbours
+                and tf is not None
+                and target is not None
+                and label is not None
+            ):
+                v.neighbours = label_neighbours(v.z, v.expression_neighbours, tf, target, label)
         if tf is None or target is None or label is None:
             self.label_features = None
             return
