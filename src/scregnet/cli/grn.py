@@ -125,8 +125,7 @@ def _feature_options(parser: argparse.ArgumentParser, model: GRNConfig, train: T
         "--label-neighbours",
         action=argparse.BooleanOptionalAction,
         default=model.label_neighbours,
-        help="with --pair-features, a gene's neighbour images are with the labelled TFs that "
-        "regulate it (then its most correlated genes); off: its most correlated genes only",
+        help="with --pair-features, pair each gene's neighbour images with its labelled regulators",
     )
     parser.add_argument(
         "--cells-per-metacell",
