@@ -93,10 +93,12 @@ def test_a_changed_flag_is_seen() -> None:
     """The comparison above can fail: a flag away from its default shows as a difference."""
     got = tfbind_cli.train_config(parse([*TRAIN, "--epochs", "7", "--no-context"]))
     assert set(differences(got, TrainConfig())) == {"epochs", "context"}
-    args = parse([*GRN, "--neighbours", "3", "--no-label-features", "--sampling", "balanced"])
+    flags = ["--neighbours", "3", "--no-label-features", "--no-label-neighbours"]
+    args = parse([*GRN, *flags, "--sampling", "balanced"])
     assert set(differences(grn_cli.model_config(args), GRNConfig())) == {
         "n_neighbours",
         "n_pair_features",
+        "label_neighbours",
     }
     assert set(differences(grn_cli.train_config(args), GRNTrainConfig())) == {"sampling"}
     args = impute_args([*IMPUTE, "--epochs", "7", "--latent-dim", "8"])

@@ -407,18 +407,17 @@ class ImageBuilder:
         these labelled pairs from now on (``tf=None``: none: zeros and expression neighbours)."""
         from scregnet.grn.label_features import LabelFeatures
 
-        for v in self.views:
-            v.neighbours = v.expression_neighbours
-            if (
-                self.label_neighbours
-                and tf is not None
-                and target is not None
-                and label is not None
-            ):
-                v.neighbours = label_neighbours(v.z, v.expression_neighbours, tf, target, label)
         if tf is None or target is None or label is None:
+            for v in self.views:
+                v.neighbours = v.expression_neighbours
             self.label_features = None
             return
+        for v in self.views:
+            v.neighbours = (
+                label_neighbours(v.z, v.expression_neighbours, tf, target, label)
+                if self.label_neighbours
+                else v.expression_neighbours
+            )
         self.label_features = LabelFeatures(
             self.pooled_zrank, self.pooled_z, self.gene_stats, tf, target, label, seed=self.seed
         )
