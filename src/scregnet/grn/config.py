@@ -35,6 +35,13 @@ N_LABEL_FEATURES = len(LABEL_FEATURE_NAMES)
 #: pooled rho, |pooled rho|, metacell r, |metacell r|
 N_PAIR_FEATURES = 4
 CELLS_PER_METACELL = 100
+#: expression bins per axis of a pair image
+N_BINS = 32
+#: neighbour images per gene
+N_NEIGHBOURS = 5
+#: per-view statistics of a pair (:meth:`scregnet.grn.images.ImageBuilder.stats`): Pearson r,
+#: |r|, Spearman rho, |rho|
+N_STATS = 4
 #: binding-prior labels (``--prior``): bp either side of a TSS, binding probability of a
 #: positive, sampled negatives per positive
 PRIOR_WINDOW = 10_000
@@ -48,12 +55,12 @@ Sampling = Literal["balanced", "natural"]
 
 @dataclass
 class GRNConfig:
-    n_bins: int = 32
-    n_neighbours: int = 5
+    n_bins: int = N_BINS
+    n_neighbours: int = N_NEIGHBOURS
     embed_dim: int = 32
     hidden: int = 64
     dropout: float = 0.2
-    n_stats: int = 4
+    n_stats: int = N_STATS
     #: width of the head's feature vector (ImageBuilder.features): the 4 expression pair
     #: features, then the label features; 4: expression only; 0: DeepMCL as published
     n_pair_features: int = N_PAIR_FEATURES + N_LABEL_FEATURES

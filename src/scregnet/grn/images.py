@@ -41,7 +41,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import rankdata
 
-from scregnet.grn.config import CELLS_PER_METACELL, N_PAIR_FEATURES
+from scregnet.grn.config import (
+    CELLS_PER_METACELL,
+    N_BINS,
+    N_NEIGHBOURS,
+    N_PAIR_FEATURES,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -52,8 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-N_BINS = 32
-N_STATS = 4
 #: pairs x cells elements gathered at once by :func:`pair_dots` (64 MB of float32 per operand)
 PAIR_DOT_BLOCK = 1 << 24
 
@@ -247,7 +250,7 @@ class ImageBuilder:
         self,
         data: ExpressionViews,
         *,
-        n_neighbours: int = 5,
+        n_neighbours: int = N_NEIGHBOURS,
         n_bins: int = N_BINS,
         cells_per_metacell: int = CELLS_PER_METACELL,
         label_neighbours: bool = False,
@@ -372,7 +375,8 @@ class ImageBuilder:
         return torch.stack(out, dim=1)
 
     def stats(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Per view: Pearson r, |r|, Spearman rho, |rho| of each pair: ``(n, views, N_STATS)``."""
+        """Per view: Pearson r, |r|, Spearman rho, |rho| of each pair: ``(n, views, N_STATS)``
+        (:data:`scregnet.grn.config.N_STATS`)."""
         import torch
 
         out = []

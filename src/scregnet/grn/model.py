@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scregnet import checkpoint
-from scregnet.grn.config import GRNConfig
+from scregnet.grn.config import N_BINS, GRNConfig
 
 #: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout; version 3: the label
 #: features of :data:`scregnet.grn.config.LABEL_FEATURE_NAMES` with the TF's in-degree, the
@@ -35,7 +35,7 @@ CHECKPOINT_VERSION = 3
 class ImageEncoder(nn.Module):
     """Shallow VGG-like CNN shared by every image (the Siamese branches' common weights)."""
 
-    def __init__(self, embed_dim: int = 32, n_bins: int = 32) -> None:
+    def __init__(self, embed_dim: int = 32, n_bins: int = N_BINS) -> None:
         super().__init__()
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
