@@ -506,6 +506,26 @@ def test_inner_tf_folds_and_auprc_gain_se() -> None:
     assert gain > 0 and se > 0
 
 
+def test_prior_readouts_break_ties_by_abs_pearson() -> None:
+    """The fixed prior read-outs rank pairs by their prior and, within a tie, by |Pearson r|
+    (as the target-prior baseline), not by |Spearman rho|."""
+    from scregnet.grn.config import LABEL_FEATURE_NAMES, N_PAIR_FEATURES
+    from scregnet.grn.readout import fit_skip
+
+    def col(name: str) -> int:
+        return N_PAIR_FEATURES + LABEL_FEATURE_NAMES.index(name)
+
+    features = np.zeros((3, N_PAIR_FEATURES + len(LABEL_FEATURE_NAMES)))
+    features[:, col("log_prior")] = [1.0, 1.0, 2.0]  # pairs 0 and 1 tie on the prior
+    features[:, col("sim_prior")] = [1.0, 1.0, 2.0]
+    features[:, col("log_abs_r")] = [-1.0, 1.0, -3.0]  # pair 1 has the larger |r| ...
+    features[:, col("log_abs_rho")] = [1.0, -1.0, -3.0]  # ... and the smaller |rho|
+    label = np.array([0, 1, 1], dtype=np.int8)
+    for name in ("prior", "sim_prior"):
+        w, b = fit_skip(name, features, label)
+        assert list(np.argsort(-(features @ w + b))) == [2, 1, 0], name
+
+
 def test_per_tf_auprc_weighs_every_regulator_equally() -> None:
     """Each TF's own AUPRC, TFs with one class only dropped; a read-out that ranks every TF's
     pairs perfectly but puts one TF's negatives above the rest loses to one that ranks only the

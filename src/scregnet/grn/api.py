@@ -124,9 +124,9 @@ def readout_name(selection: dict[str, Any], n_pair_features: int) -> str:
     skip = {
         "spearman": "|Spearman|",
         "metacell": "|metacell r|",
-        "prior": "target prior (ties broken by |Spearman|)",
+        "prior": "target prior (ties broken by |Pearson r|)",
         "prior_x_rho": "target prior x |Spearman|",
-        "sim_prior": "similarity-weighted target prior (ties broken by |Spearman|)",
+        "sim_prior": "similarity-weighted target prior (ties broken by |Pearson r|)",
         "sim_prior_x_rho": "similarity-weighted target prior x |Spearman|",
         "loglinear": "log-linear target prior x |r| x similarity-weighted prior",
         "logistic": f"logistic regression on {inputs}",

@@ -190,13 +190,13 @@ def fit_skip(
     if name == "metacell":
         w[3] = 1.0
         return w, 0.0
-    if name == "prior":  # the target prior, ties broken by |rho|
+    if name == "prior":  # the target prior, ties broken by |Pearson r| (as the baseline)
         w[_label_column("log_prior")] = 1.0
-        w[_label_column("log_abs_rho")] = 1e-4
+        w[_label_column("log_abs_r")] = 1e-4
         return w, 0.0
-    if name == "sim_prior":  # the similarity-weighted prior, ties broken by |rho|
+    if name == "sim_prior":  # the similarity-weighted prior, ties broken by |Pearson r|
         w[_label_column("sim_prior")] = 1.0
-        w[_label_column("log_abs_rho")] = 1e-4
+        w[_label_column("log_abs_r")] = 1e-4
         return w, 0.0
     if name in ("prior_x_rho", "sim_prior_x_rho"):
         w[_label_column(name)] = 1.0
