@@ -132,13 +132,6 @@ def correlation_matrices(expr: NDArray[np.float32]) -> dict[str, NDArray[np.floa
     }
 
 
-def image_builder(
-    views: ExpressionViews, model_config: GRNConfig, *, seed: int, args: argparse.Namespace
-) -> ImageBuilder:
-    """The images of a model of ``model_config`` (:meth:`ImageBuilder.for_model`)."""
-    return ImageBuilder.for_model(views, model_config, seed=seed, device=torch.device(args.device))
-
-
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The training settings of every fit of a run (folds and transfer source alike)."""
     return TrainConfig(
@@ -165,7 +158,9 @@ def run_models(
         ):
             continue
         rng = seed_everything(seed)
-        builder = image_builder(views, model_config, seed=seed, args=args)
+        builder = ImageBuilder.for_model(
+            views, model_config, seed=seed, device=torch.device(args.device)
+        )
         t0 = time.perf_counter()
         result = fit(
             builder,
@@ -210,7 +205,7 @@ def pretrained_network(data: RealSet, args: argparse.Namespace) -> dict[str, tor
     views = ExpressionViews(list(data.genes), ["all"], [data.expr])
     t0 = time.perf_counter()
     result = fit(
-        image_builder(views, model_config, seed=0, args=args),
+        ImageBuilder.for_model(views, model_config, seed=0, device=torch.device(args.device)),
         tf_pairs(list(data.regulators), len(data.genes), data.true),
         model_config=model_config,
         config=replace(train_config(args), network=True),

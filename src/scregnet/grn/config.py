@@ -39,6 +39,10 @@ CELLS_PER_METACELL = 100
 N_BINS = 32
 #: neighbour images per gene
 N_NEIGHBOURS = 5
+#: with pair features, neighbour images of a gene with its labelled regulators (the training
+#: labels' graph, topped up with its most correlated genes) instead of its most correlated genes
+#: only (:func:`scregnet.grn.images.label_neighbours`)
+LABEL_NEIGHBOURS = True
 #: per-view statistics of a pair (:meth:`scregnet.grn.images.ImageBuilder.stats`): Pearson r,
 #: |r|, Spearman rho, |rho|
 N_STATS = 4
@@ -66,10 +70,8 @@ class GRNConfig:
     n_pair_features: int = N_PAIR_FEATURES + N_LABEL_FEATURES
     #: metacell size for the metacell-correlation pair features (0: those features are 0)
     cells_per_metacell: int = CELLS_PER_METACELL
-    #: with pair features: neighbour images of a gene with its labelled regulators (the training
-    #: labels' graph, topped up with its most correlated genes) instead of its most correlated
-    #: genes only (:func:`scregnet.grn.images.label_neighbours`)
-    label_neighbours: bool = True
+    #: with pair features: neighbour images from the training labels' graph (:data:`LABEL_NEIGHBOURS`)
+    label_neighbours: bool = LABEL_NEIGHBOURS
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

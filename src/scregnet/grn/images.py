@@ -43,6 +43,7 @@ from scipy.stats import rankdata
 
 from scregnet.grn.config import (
     CELLS_PER_METACELL,
+    LABEL_NEIGHBOURS,
     N_BINS,
     N_NEIGHBOURS,
     N_PAIR_FEATURES,
@@ -253,7 +254,7 @@ class ImageBuilder:
         n_neighbours: int = N_NEIGHBOURS,
         n_bins: int = N_BINS,
         cells_per_metacell: int = CELLS_PER_METACELL,
-        label_neighbours: bool = False,
+        label_neighbours: bool = LABEL_NEIGHBOURS,
         device: torch.device | None = None,
         seed: int = 0,
     ) -> None:
