@@ -71,6 +71,7 @@ from scregnet.evaluate.metrics import (
 from scregnet.evaluate.score_impute import cluster_labels, clustering_scores, leiden_labels
 from scregnet.impute import data
 from scregnet.impute.api import impute
+from scregnet.impute.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -523,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="simulator,celltypist,pbmc68k")
     parser.add_argument("--fractions", default="0.1,0.2,0.4")
-    parser.add_argument("--epochs", type=int, default=20, help="most fusion epochs")
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="most fusion epochs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ablation", action="store_true")

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from labelled_counts import marker_labelled_counts, pbmc68k_counts
 from scregnet.evaluate.mcv import (
     mcv_loss,
     mixture_spearman,
@@ -64,6 +65,7 @@ from scregnet.evaluate.metrics import adjusted_rand
 from scregnet.evaluate.score_impute import cluster_labels, leiden_labels
 from scregnet.impute import data
 from scregnet.impute.api import fill_rule_values, impute
+from scregnet.impute.config import TrainConfig
 from scregnet.stats import auroc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,13 +82,53 @@ CONTEXT: dict[str, Any] = {}
 
 # ---------------------------------------------------------------- data
 def load_cells(name: str) -> tuple[sp.csr_matrix, list[str], np.ndarray]:
-    """(cells x genes counts, Ensembl IDs, genotype labels) of a CellBench single-cell set."""
+    """(cells x genes counts, gene IDs, labels) of a single-cell set: a CellBench set (genotype
+    labels), one of :data:`POOLED_SETS`, or one of :data:`UMI_SETS` (MCV only, ``--no-full``)."""
+    if name in UMI_SETS:
+        return UMI_SETS[name]()
+    if name in POOLED_SETS:
+        parts = [load_cells(part) for part in POOLED_SETS[name]]
+        genes = sorted(set().union(*(p[1] for p in parts)))
+        blocks = []
+        for x, part_genes, _ in parts:
+            # each part's genes placed in the union's columns (a gene a part lacks counts 0)
+            cols = pd.Index(genes).get_indexer(part_genes)
+            coo = x.tocoo()
+            blocks.append(
+                sp.csr_matrix((coo.data, (coo.row, cols[coo.col])), (x.shape[0], len(genes)))
+            )
+        return sp.vstack(blocks, format="csr"), genes, np.concatenate([p[2] for p in parts])
     counts = pd.read_csv(DATA / f"{name}.count.csv.gz", index_col=0)
     meta = pd.read_csv(DATA / f"{name}.metadata.csv.gz", index_col=0)
     col = "cell_line" if "cell_line" in meta.columns else "cell_line_demuxlet"
     labels = meta.reindex(counts.columns)[col].astype(str).to_numpy()
     x = sp.csr_matrix(counts.to_numpy(dtype=np.float32).T)
     return x, list(counts.index), labels
+
+
+def load_celltypist() -> tuple[sp.csr_matrix, list[str], np.ndarray]:
+    """celltypist's sample: 559 10x cells, UMI counts (no genotype; labels are placeholders)."""
+    counts, genes, _ = marker_labelled_counts(
+        DATA.parent / "celltypist_counts" / "sample_cell_by_gene.csv.gz"
+    )
+    return counts, genes, np.full(counts.shape[0], "cells")
+
+
+def load_pbmc68k() -> tuple[sp.csr_matrix, list[str], np.ndarray]:
+    """scanpy's pbmc68k_reduced: 700 10x PBMCs x 765 genes, UMI counts, ``bulk_labels``."""
+    counts, genes, labels = pbmc68k_counts()
+    return counts, genes, labels.astype(object)
+
+
+#: further real sets for generality checks: CellBench sets pooled (the three 5-line CEL-seq2
+#: plates, 909 cells with plate batch effects) and 10x UMI counts without bulk
+POOLED_SETS = {
+    "sc_celseq2_5cl": ("sc_celseq2_5cl_p1", "sc_celseq2_5cl_p2", "sc_celseq2_5cl_p3"),
+}
+UMI_SETS: dict[str, Callable[[], tuple[sp.csr_matrix, list[str], np.ndarray]]] = {
+    "celltypist": load_celltypist,
+    "pbmc68k": load_pbmc68k,
+}
 
 
 def load_bulk() -> pd.DataFrame:
@@ -387,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default="sc_celseq2,sc_celseq2_5cl_p1,sc_dropseq")
     parser.add_argument("--fractions", default="0.5,0.2")
     parser.add_argument("--seed", type=int, default=0, help="binomial split seed (1 = development)")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--methods", default=None, help="semicolon-separated subset of the methods")
     parser.add_argument(

@@ -24,6 +24,8 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from scregnet.impute.config import TrainConfig
+
 
 def synthetic_counts(n_cells: int, n_genes: int, seed: int) -> sp.csr_matrix:
     """NB counts: 5 groups with their own gene means, per-cell depth ~ log-normal."""
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", type=int, default=5000)
     parser.add_argument("--genes", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -97,7 +97,7 @@ def _training_options(
         "--neighbours",
         type=int,
         default=model.n_neighbours,
-        help="top-correlated neighbour genes per side",
+        help="neighbour images per gene on each side of a pair (see --label-neighbours)",
     )
     parser.add_argument(
         "--contrastive-weight",
