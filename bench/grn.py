@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", type=Path, help="simulator world directory (preset small)")
     parser.add_argument("--beeline", type=Path, help="BEELINE GSD directory")
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--targets", type=int, default=0, help="subsample candidate targets")
     parser.add_argument("--beeline-repeats", type=int, default=3)
     parser.add_argument("--no-trees", action="store_true", help="skip GRNBoost2/GENIE3")

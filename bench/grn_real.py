@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--deepmcl-splits", type=int, nargs="*", default=[0, 1, 2], help="splits DeepMCL runs on"
     )
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument(
         "--deepmcl-max-test",
         type=int,
@@ -342,7 +342,12 @@ def main(argv: list[str] | None = None) -> int:
         help="scregnet without the network (its held-out selection of the read-out only); "
         "reported as 'scregnet read-out'; DeepMCL is not run",
     )
-    parser.add_argument("--max-pairs", type=int, default=2048, help="training pairs per epoch")
+    parser.add_argument(
+        "--max-pairs",
+        type=int,
+        default=TrainConfig.max_pairs_per_epoch,
+        help="training pairs per epoch",
+    )
     parser.add_argument(
         "--pos-weight", type=float, default=TrainConfig.pos_weight, help="positive-class weight"
     )

@@ -79,7 +79,8 @@ class GRNConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 40
+    #: most epochs (``max_pairs_per_epoch`` pairs each): the setting docs/benchmarks.md reports
+    epochs: int = 15
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
