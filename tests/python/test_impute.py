@@ -358,6 +358,15 @@ def test_impute_keeps_x_and_adds_layer() -> None:
     assert {r["phase"] for r in result.losses} == {"pretrain", "adapt", "fuse"}
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("model_options", {"n_neighbours": 5}), ("train_options", {"epochs": 2})],
+)
+def test_options_that_are_keywords_are_refused(option: str, value: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=f"{next(iter(value))}: give as impute\\(\\) keywords"):
+        quick(make_adata(), **{option: value})
+
+
 def test_fill_rule_weights_zeros_by_neighbour_detection() -> None:
     from scregnet.impute.api import evidence_weighted_values, fill_rule_values
 

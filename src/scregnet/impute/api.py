@@ -136,6 +136,19 @@ class _Fitted:
     trained: bool = True
 
 
+#: the ImputeConfig / TrainConfig fields :func:`impute` takes as its own keywords (so not in
+#: ``model_options`` / ``train_options``)
+_MODEL_KEYWORDS = {
+    "n_genes",
+    "hidden_dim",
+    "latent_dim",
+    "use_unet",
+    "use_neighbours",
+    "n_neighbours",
+}
+_TRAIN_KEYWORDS = {"epochs", "batch_size", "use_bulk"}
+
+
 def impute(
     adata: ad.AnnData,
     *,
@@ -192,6 +205,12 @@ def impute(
     from scregnet.impute.train import predict
     from scregnet.seed import seed_everything
 
+    clash = sorted(
+        (set(model_options or {}) & _MODEL_KEYWORDS) | (set(train_options or {}) & _TRAIN_KEYWORDS)
+    )
+    if clash:
+        msg = f"{', '.join(clash)}: give as impute() keywords, not in model_options/train_options"
+        raise ValueError(msg)
     start = time.perf_counter()
     torch_device = resolve_device(device)
     counts_all = data.get_counts(adata, layer=layer, path=path)
