@@ -22,6 +22,9 @@ samples). Protocol, identical for every method:
   the positives, the absolute difference of the lines' mean imputed values is the score (AUROC;
   mean over pairs).
 
+Further real sets (``load_cells``): ``sc_celseq2_5cl`` (the three 5-line plates pooled), ``celltypist``
+and ``pbmc68k`` (10x UMI counts without bulk or genotypes: MCV only, ``--no-full``).
+
 Methods: none; kNN smoothing (k = 15: each cell's counts summed with its 15 nearest neighbours',
 PCA of the log-normalised counts); kNN diffusion (1-3 steps of the 15-neighbour averaging operator
 on the log values); MAGIC; scVI's denoised expression (both via ``--external-python``, a separate venv: they
