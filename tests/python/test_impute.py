@@ -360,7 +360,11 @@ def test_impute_keeps_x_and_adds_layer() -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("model_options", {"n_neighbours": 5}), ("train_options", {"epochs": 2})],
+    [
+        ("model_options", {"n_neighbours": 5}),
+        ("model_options", {"n_genes": 3}),
+        ("train_options", {"epochs": 2}),
+    ],
 )
 def test_options_that_are_keywords_are_refused(option: str, value: dict[str, int]) -> None:
     with pytest.raises(ValueError, match=f"{next(iter(value))}: give as impute\\(\\) keywords"):

@@ -32,6 +32,7 @@ checkpoint (``.model.pt``) and the per-epoch loss table (``.loss.tsv``) together
 from __future__ import annotations
 
 import csv
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -136,19 +137,6 @@ class _Fitted:
     trained: bool = True
 
 
-#: the ImputeConfig / TrainConfig fields :func:`impute` takes as its own keywords (so not in
-#: ``model_options`` / ``train_options``)
-_MODEL_KEYWORDS = {
-    "n_genes",
-    "hidden_dim",
-    "latent_dim",
-    "use_unet",
-    "use_neighbours",
-    "n_neighbours",
-}
-_TRAIN_KEYWORDS = {"epochs", "batch_size", "use_bulk"}
-
-
 def impute(
     adata: ad.AnnData,
     *,
@@ -205,9 +193,10 @@ def impute(
     from scregnet.impute.train import predict
     from scregnet.seed import seed_everything
 
-    clash = sorted(
-        (set(model_options or {}) & _MODEL_KEYWORDS) | (set(train_options or {}) & _TRAIN_KEYWORDS)
-    )
+    # a config field that is also a keyword of this function (or set from the data: n_genes)
+    # has one place to be given: the keyword
+    own = {*inspect.signature(impute).parameters, "n_genes"}
+    clash = sorted((set(model_options or {}) | set(train_options or {})) & own)
     if clash:
         msg = f"{', '.join(clash)}: give as impute() keywords, not in model_options/train_options"
         raise ValueError(msg)

@@ -17,9 +17,8 @@ neighbours (PCA of the log-normalised counts, the cell itself excluded; see
 output layer (:class:`GeneWiseHead`, one weight vector per gene) lets the network learn, per gene,
 how much to trust the cell's own counts against its neighbours' -- the weighting that fixed
 smoothing methods (kNN smoothing, MAGIC) hard-code. ``use_neighbours=False`` is the paper's
-single-channel network. What each part adds on real cells (molecular
-cross-validation on CellBench) is measured in docs/benchmarks.md (ablation); every part is one
-flag away.
+single-channel network. What each part adds on real cells (molecular cross-validation on
+CellBench) is measured in docs/benchmarks.md (ablation); every part is one flag away.
 
 All tensors are log1p(counts per 10k); ``G`` = genes, ``B`` = batch, ``H``/``L`` = hidden/latent
 width, ``C`` = channels, ``I`` = input channels: the cell's own profile, its depth
