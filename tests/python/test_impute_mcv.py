@@ -55,6 +55,16 @@ def test_split_molecules_is_binomial_and_exact() -> None:
         split_molecules(counts + 0.5, 0.5)
 
 
+def test_split_molecules_leaves_its_input_alone() -> None:
+    """A float32 CSR with unsorted indices (as after a column reorder) is read, not rewritten."""
+    counts, _, _ = poisson_cells()
+    x = sp.csr_matrix(counts.astype(np.float32))[:, np.random.default_rng(0).permutation(200)]
+    assert not x.has_sorted_indices
+    before = x.toarray()
+    split_molecules(x, 0.5, seed=0)
+    np.testing.assert_array_equal(x.toarray(), before)
+
+
 def test_expected_log1p_matches_the_poisson_sum() -> None:
     lam = np.array([0.0, 0.01, 0.7, 5.0, 59.0, 61.0, 400.0])
     k = np.arange(0, 3000)

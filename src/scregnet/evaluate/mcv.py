@@ -46,7 +46,9 @@ def split_molecules(
     if not 0 < fraction < 1:
         msg = f"fraction must be in (0, 1), got {fraction}"
         raise ValueError(msg)
-    csr = sp.csr_matrix(counts, dtype=np.float64)
+    # a copy: sum_duplicates sorts the indices in place, and a dtype cast alone would share
+    # them with the caller's matrix
+    csr = sp.csr_matrix(counts, dtype=np.float64, copy=True)
     csr.sum_duplicates()
     values = np.rint(csr.data)
     if (values < 0).any() or not np.allclose(values, csr.data):
