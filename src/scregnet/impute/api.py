@@ -35,7 +35,7 @@ import csv
 import inspect
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -47,7 +47,13 @@ from numpy.typing import NDArray
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.impute import data
-from scregnet.impute.config import DEVICE, N_TOP_GENES, ImputeConfig, TrainConfig
+from scregnet.impute.config import (
+    DEVICE,
+    N_TOP_GENES,
+    NEIGHBOUR_CANDIDATES,
+    ImputeConfig,
+    TrainConfig,
+)
 from scregnet.impute.train import LOSS_COLUMNS
 from scregnet.stats import expected_log1p
 
@@ -184,7 +190,9 @@ def impute(
         ``use_unet=False`` drops the U-Net branch; ``use_neighbours=False`` drops the neighbour
         channel (our extension; the paper's single-channel network).
     n_neighbours
-        Neighbours pooled into the neighbour channel (found among the cells of ``adata``).
+        Neighbours pooled into the neighbour channel (found among the cells of ``adata``); 0
+        chooses it among :data:`scregnet.impute.config.NEIGHBOUR_CANDIDATES` by the loss of kNN
+        smoothing on held-out molecules (:func:`scregnet.impute.data.choose_neighbours`).
     train_options, model_options
         Extra fields of :class:`~scregnet.impute.train.TrainConfig` /
         :class:`~scregnet.impute.model.ImputeConfig`.
@@ -416,6 +424,17 @@ def _train_model(
     from scregnet.impute.train import fit
 
     genes, cols, counts, bulk, bulk_source = prepared
+    if mcfg.use_neighbours and mcfg.n_neighbours == 0:
+        k, scores = data.choose_neighbours(
+            counts, NEIGHBOUR_CANDIDATES, n_pcs=mcfg.n_pcs, seed=seed
+        )
+        log.info(
+            "neighbour channel: %d neighbours, chosen on held-out molecules (kNN smoothing "
+            "loss %s)",
+            k,
+            ", ".join(f"k={n} {v:.4f}" for n, v in scores.items()),
+        )
+        mcfg = replace(mcfg, n_neighbours=k)
     pool = _neighbour_pool(mcfg, counts, library)
     model = ScDTL(mcfg)
     losses = fit(

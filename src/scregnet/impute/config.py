@@ -11,6 +11,9 @@ from typing import Any
 N_TOP_GENES = 2000
 #: torch device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N
 DEVICE = "auto"
+#: neighbour counts tried when :attr:`ImputeConfig.n_neighbours` is 0 (chosen per data set by
+#: :func:`scregnet.impute.data.choose_neighbours`)
+NEIGHBOUR_CANDIDATES = (15, 30, 50, 100)
 
 
 @dataclass
@@ -24,7 +27,9 @@ class ImputeConfig:
     use_unet: bool = True
     use_attention: bool = True  # False: the branches' features are mixed without attention
     use_neighbours: bool = True
-    n_neighbours: int = 15  # neighbours pooled into the neighbour channel
+    #: neighbours pooled into the neighbour channel; 0: chosen per data set among
+    #: :data:`NEIGHBOUR_CANDIDATES` on held-out molecules (a checkpoint keeps the chosen number)
+    n_neighbours: int = 0
     n_pcs: int = 30  # principal components the neighbours are found in
     unet_channels: tuple[int, ...] = (4, 8, 16)
     unet_kernels: tuple[int, ...] = (15, 31, 63)

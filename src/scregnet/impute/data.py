@@ -329,6 +329,49 @@ def neighbour_graph(
     return np.asarray(idx, dtype=np.intp)
 
 
+def choose_neighbours(
+    counts: sp.csr_matrix,
+    candidates: tuple[int, ...],
+    *,
+    n_pcs: int,
+    seed: int,
+    held_fraction: float = 0.1,
+    max_cells: int = 5000,
+) -> tuple[int, dict[int, float]]:
+    """The neighbour count of ``candidates`` whose kNN smoothing best predicts held-out molecules.
+
+    Each cell's molecules are split binomially (``held_fraction`` held out); for each ``k`` a
+    cell's training counts summed with its ``k`` nearest neighbours' (:func:`neighbour_graph` on
+    the training part) predict its held-out part, scored by the molecular cross-validation loss
+    (:func:`scregnet.evaluate.mcv.mcv_loss`) over at most ``max_cells`` cells drawn at random
+    (the graph has every cell). Returns the best ``k`` and every ``k``'s loss.
+    """
+    from scregnet.evaluate.mcv import mcv_loss, split_molecules
+
+    held, train = split_molecules(counts, held_fraction, seed=seed)
+    lib_train, lib_held = library_sizes(train), library_sizes(held)
+    nbrs = neighbour_graph(train, lib_train, k=max(candidates), n_pcs=n_pcs)
+    n_cells = counts.shape[0]
+    rows = np.arange(n_cells)
+    if n_cells > max_cells:
+        rows = np.sort(np.random.default_rng(seed).choice(n_cells, max_cells, replace=False))
+    self_rows = sp.identity(n_cells, format="csr")[rows]
+    losses: dict[int, float] = {}
+    for k in sorted(candidates):
+        if k > nbrs.shape[1] and losses:
+            break
+        pool = neighbour_pool(nbrs[rows, :k], n_cells) + self_rows
+        smoothed = normalize_log1p(pool @ train, pool @ lib_train)
+        losses[k] = mcv_loss(
+            smoothed,
+            held[rows],
+            train_library=lib_train[rows],
+            held_library=lib_held[rows],
+            kind="mean",
+        ).mse
+    return min(losses, key=lambda k: losses[k]), losses
+
+
 def neighbour_pool(neighbours: NDArray[np.intp], n_cells: int | None = None) -> sp.csr_matrix:
     """Sparse (cells x cells) 0/1 matrix: row ``i`` selects cell ``i``'s neighbours.
 
