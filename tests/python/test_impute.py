@@ -302,6 +302,23 @@ def test_neighbour_graph_excludes_self_and_finds_own_type() -> None:
     assert data.neighbour_graph(csr[:3], lib[:3], k=5, n_pcs=10).shape == (3, 2)
 
 
+def test_neighbour_count_follows_the_size_of_the_cell_groups() -> None:
+    """kNN smoothing's held-out loss sizes the neighbour channel: 20 distinct groups of 12 cells
+    keep the smallest candidate (more neighbours mix groups), 2 groups of 150 take the largest."""
+
+    def grouped(n_groups: int, per_group: int) -> sp.csr_matrix:
+        rng = np.random.default_rng(0)
+        programme = rng.lognormal(0.0, 1.5, size=(n_groups, 300))
+        rate = np.repeat(programme / programme.sum(axis=1, keepdims=True) * 3000, per_group, 0)
+        return sp.csr_matrix(rng.poisson(rate).astype(np.float32))
+
+    candidates = (15, 30, 50, 100)
+    small, losses = data.choose_neighbours(grouped(20, 12), candidates, n_pcs=10, seed=0)
+    assert small == 15 and set(losses) == set(candidates)
+    large, _ = data.choose_neighbours(grouped(2, 150), candidates, n_pcs=10, seed=0)
+    assert large == 100
+
+
 def test_hold_out_splits_molecules_binomially() -> None:
     from scregnet.impute.train import hold_out
 
