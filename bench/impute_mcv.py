@@ -62,14 +62,13 @@ from scregnet.evaluate.mcv import (
     mcv_loss,
     mixture_spearman,
     pseudobulk_spearman,
-    split_molecules,
 )
 from scregnet.evaluate.metrics import adjusted_rand
 from scregnet.evaluate.score_impute import cluster_labels, leiden_labels
 from scregnet.impute import data
 from scregnet.impute.api import fill_rule_values, impute
 from scregnet.impute.config import TrainConfig
-from scregnet.stats import auroc
+from scregnet.stats import auroc, split_molecules
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SCREGNET_TESTDATA", REPO.parent / "shared" / "data")) / "cellbench"

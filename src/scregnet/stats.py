@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
 
@@ -171,3 +172,30 @@ def expected_log1p(
         mu = c * row[~small]
         out[i, ~small] = np.log1p(mu) - c * mu / (2.0 * (1.0 + mu) ** 2)
     return out.reshape(np.shape(lam))
+
+
+def split_molecules(
+    counts: sp.spmatrix | ArrayLike, fraction: float, *, seed: int = 0
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Binomial split of every count: (training part, held-out part), same shape, summing to it."""
+    if not 0 < fraction < 1:
+        msg = f"fraction must be in (0, 1), got {fraction}"
+        raise ValueError(msg)
+    # a copy: sum_duplicates sorts the indices in place, and a dtype cast alone would share
+    # them with the caller's matrix
+    csr = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    csr.sum_duplicates()
+    values = np.rint(csr.data)
+    if (values < 0).any() or not np.allclose(values, csr.data):
+        msg = "counts must be non-negative integers"
+        raise ValueError(msg)
+    rng = np.random.default_rng(seed)
+    train_vals = rng.binomial(values.astype(np.int64), fraction).astype(np.float64)
+    # each part owns its index arrays (eliminate_zeros rewrites them in place)
+    train = sp.csr_matrix((train_vals, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+    held = sp.csr_matrix(
+        (values - train_vals, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape
+    )
+    train.eliminate_zeros()
+    held.eliminate_zeros()
+    return train, held

@@ -17,9 +17,9 @@ from scregnet.evaluate.mcv import (
     mcv_loss,
     mixture_spearman,
     pseudobulk_spearman,
-    split_molecules,
 )
 from scregnet.impute import data
+from scregnet.stats import split_molecules
 
 
 def poisson_cells(

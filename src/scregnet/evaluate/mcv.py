@@ -1,6 +1,6 @@
 """Molecular cross-validation of imputation on real counts (Batson, Royer & Webber 2019).
 
-Each cell's molecules are split binomially (:func:`split_molecules`): a training part ``X`` (each
+Each cell's molecules are split binomially (:func:`scregnet.stats.split_molecules`): a training part ``X`` (each
 molecule kept with probability ``fraction``) and a held-out part ``Y = counts - X``. A method
 imputes from ``X`` only; its output is scored against ``Y`` in normalised log space,
 ``log1p(TARGET_SUM * Y / L_Y)`` with ``L_Y`` the held-out library of the cell
@@ -37,33 +37,6 @@ from numpy.typing import ArrayLike, NDArray
 from scregnet.stats import TARGET_SUM, expected_log1p
 
 Kind = Literal["log", "mean"]
-
-
-def split_molecules(
-    counts: sp.spmatrix | ArrayLike, fraction: float, *, seed: int = 0
-) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Binomial split of every count: (training part, held-out part), same shape, summing to it."""
-    if not 0 < fraction < 1:
-        msg = f"fraction must be in (0, 1), got {fraction}"
-        raise ValueError(msg)
-    # a copy: sum_duplicates sorts the indices in place, and a dtype cast alone would share
-    # them with the caller's matrix
-    csr = sp.csr_matrix(counts, dtype=np.float64, copy=True)
-    csr.sum_duplicates()
-    values = np.rint(csr.data)
-    if (values < 0).any() or not np.allclose(values, csr.data):
-        msg = "counts must be non-negative integers"
-        raise ValueError(msg)
-    rng = np.random.default_rng(seed)
-    train_vals = rng.binomial(values.astype(np.int64), fraction).astype(np.float64)
-    # each part owns its index arrays (eliminate_zeros rewrites them in place)
-    train = sp.csr_matrix((train_vals, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
-    held = sp.csr_matrix(
-        (values - train_vals, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape
-    )
-    train.eliminate_zeros()
-    held.eliminate_zeros()
-    return train, held
 
 
 def _grid(max_lam: float) -> NDArray[np.float64]:

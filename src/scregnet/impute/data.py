@@ -343,10 +343,12 @@ def choose_neighbours(
     Each cell's molecules are split binomially (``held_fraction`` held out); for each ``k`` a
     cell's training counts summed with its ``k`` nearest neighbours' (:func:`neighbour_graph` on
     the training part) predict its held-out part, scored by the molecular cross-validation loss
-    (:func:`scregnet.evaluate.mcv.mcv_loss`) over at most ``max_cells`` cells drawn at random
-    (the graph has every cell). Returns the best ``k`` and every ``k``'s loss.
+    (squared error in log1p counts per 10k of the held-out part against the smoothed expression's
+    expected value at the held-out depth, as :func:`scregnet.evaluate.mcv.mcv_loss` reads an
+    expected-count output) over at most ``max_cells`` cells drawn at random (the graph has every
+    cell). Returns the best ``k`` and every ``k``'s loss.
     """
-    from scregnet.evaluate.mcv import mcv_loss, split_molecules
+    from scregnet.stats import expected_log1p, split_molecules
 
     held, train = split_molecules(counts, held_fraction, seed=seed)
     lib_train, lib_held = library_sizes(train), library_sizes(held)
@@ -356,19 +358,18 @@ def choose_neighbours(
     if n_cells > max_cells:
         rows = np.sort(np.random.default_rng(seed).choice(n_cells, max_cells, replace=False))
     self_rows = sp.identity(n_cells, format="csr")[rows]
+    depth = np.maximum(lib_held[rows], 1.0)
+    target = np.log1p(held[rows].toarray() / depth[:, None] * TARGET_SUM)
     losses: dict[int, float] = {}
     for k in sorted(candidates):
         if k > nbrs.shape[1] and losses:
             break
         pool = neighbour_pool(nbrs[rows, :k], n_cells) + self_rows
-        smoothed = normalize_log1p(pool @ train, pool @ lib_train)
-        losses[k] = mcv_loss(
-            smoothed,
-            held[rows],
-            train_library=lib_train[rows],
-            held_library=lib_held[rows],
-            kind="mean",
-        ).mse
+        smoothed = normalize_log1p(pool @ train, pool @ lib_train).astype(np.float64)
+        expected = expected_log1p(
+            np.expm1(smoothed) * (depth / TARGET_SUM)[:, None], TARGET_SUM / depth
+        )
+        losses[k] = float(np.mean((expected - target) ** 2))
     return min(losses, key=lambda k: losses[k]), losses
 
 
