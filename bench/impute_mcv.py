@@ -116,12 +116,6 @@ def load_celltypist() -> tuple[sp.csr_matrix, list[str], np.ndarray]:
     return counts, genes, np.full(counts.shape[0], "cells")
 
 
-def load_pbmc68k() -> tuple[sp.csr_matrix, list[str], np.ndarray]:
-    """scanpy's pbmc68k_reduced: 700 10x PBMCs x 765 genes, UMI counts, ``bulk_labels``."""
-    counts, genes, labels = pbmc68k_counts()
-    return counts, genes, labels.astype(object)
-
-
 #: further real sets for generality checks: CellBench sets pooled (the three 5-line CEL-seq2
 #: plates, 909 cells with plate batch effects) and 10x UMI counts without bulk
 POOLED_SETS = {
@@ -129,7 +123,7 @@ POOLED_SETS = {
 }
 UMI_SETS: dict[str, Callable[[], tuple[sp.csr_matrix, list[str], np.ndarray]]] = {
     "celltypist": load_celltypist,
-    "pbmc68k": load_pbmc68k,
+    "pbmc68k": pbmc68k_counts,  # scanpy's pbmc68k_reduced: 700 10x PBMCs x 765 genes
 }
 
 

@@ -199,3 +199,10 @@ def split_molecules(
     train.eliminate_zeros()
     held.eliminate_zeros()
     return train, held
+
+
+def held_out_log(held: sp.spmatrix, held_library: ArrayLike) -> NDArray[np.float64]:
+    """``log1p(TARGET_SUM * Y / L_Y)`` per cell, dense."""
+    dense = np.asarray(sp.csr_matrix(held).toarray(), dtype=np.float64)
+    lib = np.maximum(np.asarray(held_library, dtype=np.float64).reshape(-1, 1), 1.0)
+    return np.log1p(dense / lib * TARGET_SUM)

@@ -1,7 +1,8 @@
 """Molecular cross-validation of imputation on real counts (Batson, Royer & Webber 2019).
 
-Each cell's molecules are split binomially (:func:`scregnet.stats.split_molecules`): a training part ``X`` (each
-molecule kept with probability ``fraction``) and a held-out part ``Y = counts - X``. A method
+Each cell's molecules are split binomially (:func:`scregnet.stats.split_molecules`): a training
+part ``X`` (each molecule kept with probability ``fraction``) and a held-out part ``Y = counts -
+X``. A method
 imputes from ``X`` only; its output is scored against ``Y`` in normalised log space,
 ``log1p(TARGET_SUM * Y / L_Y)`` with ``L_Y`` the held-out library of the cell
 (:func:`mcv_loss`). Masking entries cannot be won by knowing depth, because every entry of ``Y``
@@ -34,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from scregnet.stats import TARGET_SUM, expected_log1p
+from scregnet.stats import TARGET_SUM, expected_log1p, held_out_log
 
 Kind = Literal["log", "mean"]
 
@@ -91,13 +92,6 @@ class McvScore:
             "gene_median": float(np.median(self.per_gene)),
             "cell_median": float(np.median(self.per_cell)),
         }
-
-
-def held_out_log(held: sp.spmatrix, held_library: ArrayLike) -> NDArray[np.float64]:
-    """``log1p(TARGET_SUM * Y / L_Y)`` per cell, dense."""
-    dense = np.asarray(sp.csr_matrix(held).toarray(), dtype=np.float64)
-    lib = np.maximum(np.asarray(held_library, dtype=np.float64).reshape(-1, 1), 1.0)
-    return np.log1p(dense / lib * TARGET_SUM)
 
 
 def mcv_loss(

@@ -343,12 +343,12 @@ def choose_neighbours(
     Each cell's molecules are split binomially (``held_fraction`` held out); for each ``k`` a
     cell's training counts summed with its ``k`` nearest neighbours' (:func:`neighbour_graph` on
     the training part) predict its held-out part, scored by the molecular cross-validation loss
-    (squared error in log1p counts per 10k of the held-out part against the smoothed expression's
+    (squared error against :func:`scregnet.stats.held_out_log` of the smoothed expression's
     expected value at the held-out depth, as :func:`scregnet.evaluate.mcv.mcv_loss` reads an
     expected-count output) over at most ``max_cells`` cells drawn at random (the graph has every
     cell). Returns the best ``k`` and every ``k``'s loss.
     """
-    from scregnet.stats import expected_log1p, split_molecules
+    from scregnet.stats import expected_log1p, held_out_log, split_molecules
 
     held, train = split_molecules(counts, held_fraction, seed=seed)
     lib_train, lib_held = library_sizes(train), library_sizes(held)
@@ -359,7 +359,7 @@ def choose_neighbours(
         rows = np.sort(np.random.default_rng(seed).choice(n_cells, max_cells, replace=False))
     self_rows = sp.identity(n_cells, format="csr")[rows]
     depth = np.maximum(lib_held[rows], 1.0)
-    target = np.log1p(held[rows].toarray() / depth[:, None] * TARGET_SUM)
+    target = held_out_log(held[rows], depth)
     losses: dict[int, float] = {}
     for k in sorted(candidates):
         if k > nbrs.shape[1] and losses:
