@@ -547,6 +547,15 @@ def test_weight_average_is_what_is_kept() -> None:
             TrainConfig(ema_decay=bad)
 
 
+@pytest.mark.parametrize("bad", [{"n_neighbours": -1}, {"n_pcs": 0}])
+def test_config_refuses_negative_neighbours_and_no_pcs(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=f"need n_neighbours >= 0.*{next(iter(bad.values()))}"):
+        ImputeConfig(n_genes=10, **bad)  # type: ignore[arg-type]
+    options = bad if "n_neighbours" in bad else {"model_options": {**TINY_MODEL, **bad}}
+    with pytest.raises(ValueError, match="n_neighbours >= 0"):
+        quick(make_adata(), **options)
+
+
 def test_n_top_genes_limits_modelled_genes() -> None:
     adata = make_adata()
     result = quick(adata, n_top_genes=60)

@@ -48,6 +48,12 @@ class ImputeConfig:
         if min(self.n_genes, self.hidden_dim, self.latent_dim, self.fusion_channels) < 1:
             msg = "n_genes, hidden_dim, latent_dim and fusion_channels must be >= 1"
             raise ValueError(msg)
+        if self.n_neighbours < 0 or self.n_pcs < 1:
+            msg = (
+                f"need n_neighbours >= 0 (0: chosen per data set) and n_pcs >= 1, got "
+                f"{self.n_neighbours} and {self.n_pcs}"
+            )
+            raise ValueError(msg)
 
     @property
     def in_channels(self) -> int:
