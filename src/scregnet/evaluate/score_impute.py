@@ -10,8 +10,8 @@ For each sample with an imputed file:
 - clustering: ARI and NMI of k-means (k = number of true cell types) on the top principal
   components of the imputed values, and of the observed values, against ``truth/cell_types.tsv``.
 
-Masked recovery (zeroing observed counts) needs a rerun of the model and lives in
-``bench/impute.py``; this scorer reads files only.
+Scoring on real counts needs reruns of the model on thinned counts (molecular cross-validation,
+:mod:`scregnet.evaluate.mcv`, ``bench/impute_mcv.py``); this scorer reads files only.
 """
 
 from __future__ import annotations
