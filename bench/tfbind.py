@@ -117,7 +117,7 @@ def simulator(args: argparse.Namespace, timings: dict[str, Any]) -> dict[str, An
     results = work / "results"
     atac = results / "atac"
     atac.mkdir(parents=True, exist_ok=True)
-    common = ["--threads", str(args.threads), "--seed", "0"]
+    common = ["--threads", str(args.threads), "--seed", str(args.seed)]
     sheet = pd.read_csv(world / "samplesheet.csv")
     for sample in sheet["sample"]:
         frag = atac / f"{sample}.fragments.tsv.gz"
@@ -144,8 +144,8 @@ def simulator(args: argparse.Namespace, timings: dict[str, Any]) -> dict[str, An
         argv += [*size, "--epochs", str(args.epochs), "--lr", str(args.lr)]
         argv += ["--batch-size", str(args.batch_size), "--negative-ratio", str(args.negative_ratio)]
         argv += ["--device", args.device, "--motifs", str(world / "motifs.jaspar"), *common]
-        if args.motif_init:
-            argv += ["--motif-init"]
+        if args.no_motif_init:
+            argv += ["--no-motif-init"]
         if args.no_motif_tracks:
             argv += ["--no-motif-tracks"]
         if args.no_context:
@@ -385,7 +385,7 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=64, help="paper: 919")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument(
-        "--motif-init", action="store_true", help="initialise filters from the world's motifs"
+        "--no-motif-init", action="store_true", help="ablation: random first-block filters"
     )
     parser.add_argument(
         "--no-motif-tracks", action="store_true", help="ablation: no motif-scan input tracks"
@@ -399,6 +399,7 @@ def main() -> int:
     parser.add_argument("--negative-ratio", type=float, default=2.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="seed of every simulator-side step")
     parser.add_argument("--skip-ctcf", action="store_true")
     parser.add_argument(
         "--testdata",

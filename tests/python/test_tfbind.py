@@ -277,7 +277,7 @@ def reference(synth: Synth) -> dict[str, Any]:
         ["--bin-size", "100"],
         ["--exclude-chroms", "chr3"],
         ["--motifs", "MOTIFS"],
-        ["--motif-init"],
+        ["--no-motif-init"],
         ["--no-motif-tracks"],
         ["--no-context"],
         ["--sequence-warmup", "1", "--epochs", "2"],
@@ -303,10 +303,12 @@ def test_train_flag_changes_the_model(
         assert config["motifs"] == str(synth.motifs)
         assert [m["motif_id"] for m in ckpt["motifs"]] == ["MA9000.1", "MA9001.1"]
         assert [m["motif_id"] for m in reference["motifs"]] != ["MA9000.1", "MA9001.1"]
-    if flag[0] == "--motif-init":
-        # two first-block filters per TF hold its motif's log-odds (trained for one epoch)
-        assert config["motif_init"] is True
-        assert float(state["features.1.bias"][:4].mean()) < -1.0
+    if flag[0] == "--no-motif-init":
+        # by default two first-block filters per TF hold its motif's log-odds, their batch-norm
+        # shift starting at -2 (trained for one epoch); without it they start at random
+        assert config["motif_init"] is False and reference["config"]["motif_init"] is True
+        assert float(reference["state_dict"]["features.1.bias"][:4].mean()) < -1.0
+        assert float(state["features.1.bias"][:4].mean()) > -0.5
     if flag[0] == "--no-motif-tracks":
         assert ckpt["model_config"]["n_motifs"] == 0 and reference["model_config"]["n_motifs"] == 2
         assert ckpt["model_config"]["use_context"] is True

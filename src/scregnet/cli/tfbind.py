@@ -236,7 +236,8 @@ def _train_motif_options(t: argparse.ArgumentParser, d: TrainConfig) -> None:
     )
     t.add_argument(
         "--motif-init",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=d.motif_init,
         help="initialise two first-block filters per TF from its motif",
     )
     t.add_argument(

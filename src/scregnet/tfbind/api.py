@@ -315,8 +315,11 @@ def _motif_inputs(
     motif_idx = [data.tfs.index(tf) for tf in motif_tfs]
     use_tracks = config.motif_tracks and bool(motif_list)
     use_context = config.context and config.use_accessibility and bool(motif_list)
-    if (config.motif_tracks or config.context) and not motif_list:
-        log.warning("no motif for any TF: training without motif tracks and context")
+    if (config.motif_tracks or config.context or config.motif_init) and not motif_list:
+        log.warning(
+            "no motif for any TF: training without motif tracks, context and motif-initialised "
+            "filters"
+        )
     context = None
     if use_context:
         context = bulk_context(data, motif_list, motif_idx, chroms, bin_size=config.bin_size)
@@ -350,7 +353,7 @@ def _new_model(config: TrainConfig, n_tfs: int, inputs: _MotifInputs) -> tuple[M
     model = ScFAN(model_config)
     if tracks:
         model.set_motifs([torch.from_numpy(m.log_odds()) for m in motifs])
-    if config.motif_init:
+    if config.motif_init and motifs:
         _init_from_motifs(model, motifs)
     return model_config, model
 
@@ -466,9 +469,6 @@ def bulk_context(
 
 def _init_from_motifs(model: ScFAN, motifs: Sequence[Motif]) -> None:
     """First-block filters from the TFs' PFMs (``--motif-init``)."""
-    if not motifs:
-        msg = "--motif-init needs motifs for the TFs (none found)"
-        raise InputError(msg)
     used = model.init_motif_filters([torch.from_numpy(m.log_odds()) for m in motifs])
     fitted = len(used) // 2
     log.info(

@@ -36,7 +36,9 @@ class TrainConfig:
     rc_augment: bool = True
     jitter: int = 50
     motifs: str | None = None
-    motif_init: bool = False
+    #: first-block filters start as the TFs' motifs (chosen on the real ChIP-seq benchmark's tuning
+    #: split, docs/benchmarks.md)
+    motif_init: bool = True
     motif_tracks: bool = True
     context: bool = True
     motif_centre: int = 300
