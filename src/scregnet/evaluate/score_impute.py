@@ -11,7 +11,8 @@ For each sample with an imputed file:
   components of the imputed values, and of the observed values, against ``truth/cell_types.tsv``.
 
 Scoring on real counts needs reruns of the model on thinned counts (molecular cross-validation,
-:mod:`scregnet.evaluate.mcv`, ``bench/impute_mcv.py``); this scorer reads files only.
+:mod:`scregnet.evaluate.mcv`, ``bench/impute_mcv.py``; masked recovery, the secondary figure,
+``bench/impute.py``); this scorer reads files only.
 """
 
 from __future__ import annotations
