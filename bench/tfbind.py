@@ -117,7 +117,8 @@ def simulator(args: argparse.Namespace, timings: dict[str, Any]) -> dict[str, An
     results = work / "results"
     atac = results / "atac"
     atac.mkdir(parents=True, exist_ok=True)
-    common = ["--threads", str(args.threads), "--seed", str(args.seed)]
+    common = ["--threads", str(args.threads), "--seed", "0"]
+    model_common = ["--threads", str(args.threads), "--seed", str(args.model_seed)]
     sheet = pd.read_csv(world / "samplesheet.csv")
     for sample in sheet["sample"]:
         frag = atac / f"{sample}.fragments.tsv.gz"
@@ -143,7 +144,7 @@ def simulator(args: argparse.Namespace, timings: dict[str, Any]) -> dict[str, An
         argv += ["--bulk", str(world / "bulk" / "bulk_sheet.csv"), "--out", str(model)]
         argv += [*size, "--epochs", str(args.epochs), "--lr", str(args.lr)]
         argv += ["--batch-size", str(args.batch_size), "--negative-ratio", str(args.negative_ratio)]
-        argv += ["--device", args.device, "--motifs", str(world / "motifs.jaspar"), *common]
+        argv += ["--device", args.device, "--motifs", str(world / "motifs.jaspar"), *model_common]
         if args.no_motif_init:
             argv += ["--no-motif-init"]
         if args.no_motif_tracks:
@@ -162,7 +163,7 @@ def simulator(args: argparse.Namespace, timings: dict[str, Any]) -> dict[str, An
             argv += ["--atac", str(atac / f"{sample}.clustered.h5ad")]
             argv += ["--fragments", str(atac / f"{sample}.fragments.tsv.gz")]
             argv += ["--motifs", str(world / "motifs.jaspar"), "--out", str(out)]
-            run("tfbind predict", [*argv, "--device", args.device, *common], timings)
+            run("tfbind predict", [*argv, "--device", args.device, *model_common], timings)
         import anndata as ad
 
         result = ad.read_h5ad(out)
@@ -399,7 +400,12 @@ def main() -> int:
     parser.add_argument("--negative-ratio", type=float, default=2.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0, help="seed of every simulator-side step")
+    parser.add_argument(
+        "--model-seed",
+        type=int,
+        default=0,
+        help="seed of tfbind train and predict (the world and its ATAC steps keep seed 0)",
+    )
     parser.add_argument("--skip-ctcf", action="store_true")
     parser.add_argument(
         "--testdata",

@@ -174,6 +174,16 @@ def expected_log1p(
     return out.reshape(np.shape(lam))
 
 
+def expected_held_out_log(expression: ArrayLike, held_library: ArrayLike) -> NDArray[np.float64]:
+    """Expected ``log1p(TARGET_SUM * Y / L_Y)`` of held-out counts ``Y ~ Poisson(expression *
+    L_Y / TARGET_SUM)``: ``expression`` in counts per 10k (cells x genes), ``held_library`` one
+    ``L_Y`` per cell (at least 1). The molecular cross-validation reading of an expected
+    expression."""
+    lib = np.maximum(np.asarray(held_library, dtype=np.float64).ravel(), 1.0)
+    expr = np.asarray(expression, dtype=np.float64)
+    return expected_log1p(expr * (lib / TARGET_SUM)[:, None], TARGET_SUM / lib)
+
+
 def split_molecules(
     counts: sp.spmatrix | ArrayLike, fraction: float, *, seed: int = 0
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:

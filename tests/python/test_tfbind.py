@@ -264,6 +264,22 @@ def reference(synth: Synth) -> dict[str, Any]:
     return _train_small(synth, synth.root / "reference.pt")
 
 
+def test_train_without_any_motif_warns_and_trains_without_motif_features(
+    synth: Synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No motif for any TF: the motif features on by default are dropped with one warning that
+    names them, and the model trains (before, the default motif initialisation would raise)."""
+    from scregnet.tfbind import api
+
+    monkeypatch.setattr(api, "_load_motifs", lambda config, tfs: {})
+    ckpt = _train_small(synth, tmp_path / "m.pt", "--no-context")
+    warned = [line for line in capfd.readouterr().err.splitlines() if "no motif for any TF" in line]
+    assert len(warned) == 1
+    assert warned[0].endswith("training without motif tracks, motif-initialised filters")
+    assert ckpt["model_config"]["n_motifs"] == 0
+    assert float(ckpt["state_dict"]["features.1.bias"][:4].mean()) > -0.5
+
+
 @pytest.mark.parametrize(
     "flag",
     [

@@ -1,9 +1,8 @@
 """Molecular cross-validation of imputation on real counts (Batson, Royer & Webber 2019).
 
 Each cell's molecules are split binomially (:func:`scregnet.stats.split_molecules`): a training
-part ``X`` (each molecule kept with probability ``fraction``) and a held-out part ``Y = counts -
-X``. A method
-imputes from ``X`` only; its output is scored against ``Y`` in normalised log space,
+part ``X`` (each molecule kept with probability ``fraction``) and a held-out part
+``Y = counts - X``. A method imputes from ``X`` only; its output is scored against ``Y`` in normalised log space,
 ``log1p(TARGET_SUM * Y / L_Y)`` with ``L_Y`` the held-out library of the cell
 (:func:`mcv_loss`). Masking entries cannot be won by knowing depth, because every entry of ``Y``
 is scored, zeros included.
@@ -35,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from scregnet.stats import TARGET_SUM, expected_log1p, held_out_log
+from scregnet.stats import TARGET_SUM, expected_held_out_log, expected_log1p, held_out_log
 
 Kind = Literal["log", "mean"]
 
@@ -66,16 +65,14 @@ def depth_corrected(
         raise ValueError(msg)
     vals = np.maximum(vals, 0.0)
     if kind == "mean":
-        lam_y = np.expm1(vals) * (lib_y / TARGET_SUM)[:, None]  # expected held-out counts
-    else:
-        lam_y = np.empty_like(vals)
-        for i in range(vals.shape[0]):
-            c_x = TARGET_SUM / lib_x[i]
-            # the training-depth Poisson mean whose expected log value is the output
-            grid = _grid(float(np.expm1(vals[i].max())) / c_x * 2.0 + 1.0)
-            lam_x = np.interp(vals[i], expected_log1p(grid, c_x), grid)
-            lam_y[i] = lam_x * lib_y[i] / lib_x[i]
-    return expected_log1p(lam_y, TARGET_SUM / lib_y)
+        return expected_held_out_log(np.expm1(vals), lib_y)
+    cp10k = np.empty_like(vals)
+    for i in range(vals.shape[0]):
+        c_x = TARGET_SUM / lib_x[i]
+        # the training-depth Poisson mean whose expected log value is the output
+        grid = _grid(float(np.expm1(vals[i].max())) / c_x * 2.0 + 1.0)
+        cp10k[i] = np.interp(vals[i], expected_log1p(grid, c_x), grid) * c_x
+    return expected_held_out_log(cp10k, lib_y)
 
 
 @dataclass(frozen=True)

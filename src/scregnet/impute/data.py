@@ -343,12 +343,12 @@ def choose_neighbours(
     Each cell's molecules are split binomially (``held_fraction`` held out); for each ``k`` a
     cell's training counts summed with its ``k`` nearest neighbours' (:func:`neighbour_graph` on
     the training part) predict its held-out part, scored by the molecular cross-validation loss
-    (squared error against :func:`scregnet.stats.held_out_log` of the smoothed expression's
-    expected value at the held-out depth, as :func:`scregnet.evaluate.mcv.mcv_loss` reads an
-    expected-count output) over at most ``max_cells`` cells drawn at random (the graph has every
-    cell). Returns the best ``k`` and every ``k``'s loss.
+    (squared error of :func:`scregnet.stats.expected_held_out_log` of the pooled counts per 10k
+    against :func:`scregnet.stats.held_out_log`, as :func:`scregnet.evaluate.mcv.mcv_loss` reads
+    an expected-count output) over at most ``max_cells`` cells drawn at random (the graph has
+    every cell). Returns the best ``k`` and every ``k``'s loss.
     """
-    from scregnet.stats import expected_log1p, held_out_log, split_molecules
+    from scregnet.stats import expected_held_out_log, held_out_log, split_molecules
 
     held, train = split_molecules(counts, held_fraction, seed=seed)
     lib_train, lib_held = library_sizes(train), library_sizes(held)
@@ -365,11 +365,9 @@ def choose_neighbours(
         if k > nbrs.shape[1] and losses:
             break
         pool = neighbour_pool(nbrs[rows, :k], n_cells) + self_rows
-        smoothed = normalize_log1p(pool @ train, pool @ lib_train).astype(np.float64)
-        expected = expected_log1p(
-            np.expm1(smoothed) * (depth / TARGET_SUM)[:, None], TARGET_SUM / depth
-        )
-        losses[k] = float(np.mean((expected - target) ** 2))
+        pooled = np.asarray((pool @ train).toarray(), dtype=np.float64)
+        cp10k = pooled / np.maximum(pool @ lib_train, 1.0)[:, None] * TARGET_SUM
+        losses[k] = float(np.mean((expected_held_out_log(cp10k, depth) - target) ** 2))
     return min(losses, key=lambda k: losses[k]), losses
 
 

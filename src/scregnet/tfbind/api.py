@@ -315,11 +315,17 @@ def _motif_inputs(
     motif_idx = [data.tfs.index(tf) for tf in motif_tfs]
     use_tracks = config.motif_tracks and bool(motif_list)
     use_context = config.context and config.use_accessibility and bool(motif_list)
-    if (config.motif_tracks or config.context or config.motif_init) and not motif_list:
-        log.warning(
-            "no motif for any TF: training without motif tracks, context and motif-initialised "
-            "filters"
+    wanted = [
+        name
+        for name, on in (
+            ("motif tracks", config.motif_tracks),
+            ("context", config.context),
+            ("motif-initialised filters", config.motif_init),
         )
+        if on
+    ]
+    if wanted and not motif_list:
+        log.warning("no motif for any TF: training without %s", ", ".join(wanted))
     context = None
     if use_context:
         context = bulk_context(data, motif_list, motif_idx, chroms, bin_size=config.bin_size)
