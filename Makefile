@@ -55,7 +55,8 @@ demo: $(DEMO_STAMP)
 
 ## bench: the ATAC benches, imputation by molecular cross-validation on the five CellBench sets
 ## (with MAGIC and scVI when BENCH_PYTHON names an interpreter that has magic-impute and
-## scvi-tools) and its CPU speed, and the TF-binding and GRN simulator benches
+## scvi-tools) and its CPU speed, the TF-binding simulator bench and the GRN bench on BEELINE's
+## synthetic GSD set
 BENCH_PYTHON ?=
 CELLBENCH_SETS = sc_celseq2,sc_celseq2_5cl_p1,sc_celseq2_5cl_p2,sc_celseq2_5cl_p3,sc_dropseq
 bench: $(STAMP)
@@ -64,7 +65,7 @@ bench: $(STAMP)
 	$(PY) bench/impute_mcv.py --sets $(CELLBENCH_SETS) --seed 0 \
 	  $(if $(BENCH_PYTHON),--external-python $(BENCH_PYTHON))
 	$(PY) bench/impute_speed.py --cells 5000 --genes 2000 --epochs 2 --threads 1
-	$(PY) bench/tfbind.py && $(PY) bench/grn.py
+	$(PY) bench/tfbind.py && $(PY) bench/grn.py --beeline $(SCREGNET_TESTDATA)/beeline_gsd
 
 ## lock: re-resolve constraints.txt, the tested version of every package that `make test`, `make demo`
 ## and the containers install (the extras dev and peaks; dev includes multiqc), with pip-tools in a
