@@ -16,7 +16,9 @@ Methods, all in the same run:
   |Pearson|; ``target prior x |r|``: that fraction times |Pearson|;
 - ``label structure``: the reverse edge's training label (the target is a training TF that
   regulates the held-out TF), then the target prior x the TF's own in-degree among the training
-  TFs x |Pearson| (``grn_baselines.label_baselines``); with ``--unlabelled-targets`` only the
+  TFs x |Pearson| (``grn_baselines.label_baselines``); ``label triangles``: the same with
+  the shared regulators (of the training TFs regulating the held-out TF, the fraction that
+  regulate the target) ranked between the two; with ``--unlabelled-targets`` only the
   pairs whose target is not a training TF are scored, so no reverse label exists;
 - ``GRNBoost2`` / ``GENIE3``: arboreto's per-target regression (``arboreto.core.
   infer_partial_network``; GENIE3 with 100 trees) when arboreto imports, else the scikit-learn
@@ -53,7 +55,7 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grn import metrics, tree_baseline
-from grn_baselines import LABEL_STRUCTURE, abs_pearson, label_baselines
+from grn_baselines import LABEL_STRUCTURE, LABEL_TRIANGLES, abs_pearson, label_baselines
 from grn_beeline import (
     CELLS,
     NETS,
@@ -278,7 +280,9 @@ def summary(rows: pd.DataFrame) -> str:
     # every method but scregnet's own rows is a baseline (DeepMCL as published included); the
     # ratio is given against the baselines without and with the label structure
     every = [m for m in methods if not m.startswith("scregnet")]
-    comparisons = [("best baseline", [m for m in every if m != LABEL_STRUCTURE])]
+    comparisons = [
+        ("best baseline", [m for m in every if m not in (LABEL_STRUCTURE, LABEL_TRIANGLES)])
+    ]
     if LABEL_STRUCTURE in every:
         comparisons.append(("best baseline with label structure", every))
     for model in ("scregnet", "scregnet read-out"):

@@ -754,6 +754,51 @@ def test_label_features_tf_in_degree_and_reciprocal_labels(tmp_path: Path) -> No
     assert not outside.all()  # the check above covers an in-fold target too
 
 
+def test_label_features_shared_regulators(tmp_path: Path) -> None:
+    """``shared_regulators`` of (a, b): of the labelled TFs regulating ``a``, the fraction that
+    also regulate ``b``; every labelled TF counts for an unlabelled ``a``, only the other groups'
+    TFs for a labelled one (out of fold); 0 when no labelled TF regulates ``a``."""
+    from scregnet.grn.config import LABEL_FEATURE_NAMES
+
+    builder = _selection_world(tmp_path)
+    n_genes = builder.n_genes
+    rng = np.random.default_rng(1)
+    y = (rng.random((10, n_genes)) < 0.4).astype(np.int8)  # TFs 0-9 labelled
+    np.fill_diagonal(y[:, :10], 0)
+    y[:, 14] = 0  # nobody regulates gene 14
+    lf = _labelled_tfs(builder, y)
+    col = {n: i for i, n in enumerate(LABEL_FEATURE_NAMES)}
+
+    def raw(ta: np.ndarray, tb: np.ndarray) -> np.ndarray:
+        z = lf(torch.as_tensor(ta), torch.as_tensor(tb))
+        return (z * lf.scale + lf.mean).numpy()
+
+    targets = np.arange(15, 40)
+    regs = y[:, 12] == 1
+    assert 0 < regs.sum() < 10
+    got = raw(np.full(targets.size, 12), targets)
+    want = y[regs][:, targets].mean(axis=0)
+    np.testing.assert_allclose(got[:, col["shared_regulators"]], want, atol=1e-6)
+    np.testing.assert_allclose(
+        got[:, col["log_shared_regulators"]], np.log(want + 1 / 10), atol=1e-5
+    )
+    assert want.min() < want.max()  # the check tells targets apart
+    assert np.all(raw(np.full(3, 14), targets[:3])[:, col["shared_regulators"]] == 0)
+    # a labelled TF with regulators in its own group and in others: only the others count
+    group = lf.group.numpy()
+    tf = next(
+        t
+        for t in range(10)
+        if (y[group == group[t], t] == 1).any() and (y[group != group[t], t] == 1).any()
+    )
+    outside = (group != group[tf]) & (y[:, tf] == 1)
+    got_tf = raw(np.full(targets.size, tf), targets)
+    want_tf = y[outside][:, targets].mean(axis=0)
+    np.testing.assert_allclose(got_tf[:, col["shared_regulators"]], want_tf, atol=1e-6)
+    every = y[y[:, tf] == 1][:, targets].mean(axis=0)
+    assert not np.allclose(want_tf, every)  # the check above tells the two rules apart
+
+
 def test_tf_degree_recovers_a_log_linear_out_degree() -> None:
     """The out-degree models fit a Poisson regression on the labelled TFs' statistics: with
     out-degrees drawn as exp(1 + 0.8 z(mean)) the mean-only model predicts that log-degree for

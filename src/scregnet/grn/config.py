@@ -22,6 +22,8 @@ LABEL_FEATURE_NAMES = (
     "log_tf_in_degree",
     "reciprocal",
     "reciprocal_absent",
+    "shared_regulators",
+    "log_shared_regulators",
     "tf_degree_mean",
     "tf_degree_stats",
     "target_mean",

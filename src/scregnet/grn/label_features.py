@@ -31,6 +31,10 @@ Features of a pair (a, b), in :data:`scregnet.grn.config.LABEL_FEATURE_NAMES` or
 - ``reciprocal``, ``reciprocal_absent``: when ``b`` is itself a labelled TF (out of ``a``'s
   fold), 1 if its label says ``b`` regulates ``a`` (the reverse edge), resp. 1 if it says it does
   not; both 0 when ``b`` is not labelled;
+- ``shared_regulators``, ``log_shared_regulators``: of the labelled TFs (out of fold) that
+  regulate ``a``, the fraction that also regulate ``b`` (0 when none regulates ``a``; plus
+  ``1 / n`` in the log): a link predictor that closes triangles of the label graph, strong where
+  the truth is a protein network (STRING) or a ChIP-seq atlas with shared regulators;
 - ``tf_degree_mean``, ``tf_degree_stats``: the predicted log out-degree of ``a`` (its number of
   targets), from a Poisson regression of the labelled TFs' out-degrees (out of fold) on their
   pooled mean expression, resp. on mean, variance and fraction of zeros (:func:`tf_degree`). A
@@ -211,6 +215,10 @@ class LabelFeatures:
         known = (row_b >= 0) & (self.group[row_b.clamp(min=0)] != fold)
         reverse = torch.zeros_like(prior)
         reverse[known] = self.y[row_b[known], a[known]]
+        # of the labelled TFs outside the fold that regulate a, the fraction regulating b too
+        outside = fold.unsqueeze(1) != self.group.unsqueeze(0)
+        regulators = self.y[:, a].T * outside  # (n, labelled TFs)
+        shared = (regulators * self.y[:, b].T).sum(dim=1) / regulators.sum(dim=1).clamp(min=1.0)
         return torch.cat(
             [
                 torch.stack(
@@ -227,6 +235,8 @@ class LabelFeatures:
                         torch.log(in_degree + 1.0 / n_other),
                         reverse,
                         known.float() - reverse,
+                        shared,
+                        torch.log(shared + 1.0 / n_other),
                     ],
                     dim=1,
                 ),
