@@ -1,7 +1,8 @@
 """scregnet's GRN on real BEELINE sets (mHSC-GM with non-specific and with cell-type-specific
 ChIP-seq truth), split 0 fold 0 of the benchmark's TF-aware folds, against the baselines a supervised user gets for free (|Spearman|,
-|Pearson|, target prior, target prior x |r|, and the training labels' structure: reciprocal
-labels + target prior x TF in-degree x |r|; the tree methods take minutes and are left to
+|Pearson|, target prior, target prior x |r|, and two one-line rules on the training labels'
+structure: reciprocal labels + target prior x TF in-degree x |r|, and the same with the shared
+regulators ranked after the reciprocal label; the tree methods take minutes and are left to
 bench/grn_real.py), computed in the same test on the same held-out pairs."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 @pytest.mark.slow
 def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
-    from grn_baselines import LABEL_STRUCTURE, abs_pearson, label_baselines
+    from grn_baselines import LABEL_STRUCTURE, LABEL_TRIANGLES, abs_pearson, label_baselines
     from grn_beeline import load_set, tf_folds, tf_pairs
     from scregnet.grn.data import ExpressionViews
     from scregnet.grn.images import ImageBuilder
@@ -53,13 +54,14 @@ def test_beats_best_baseline_on_real_heldout_tfs(testdata: Path) -> None:
     }
     print(json.dumps(result))
     # the bar: the baselines of the issue (correlations and target priors)
-    best = np.max([v for k, v in result.items() if k not in ("scregnet", LABEL_STRUCTURE)], axis=0)
+    rules = (LABEL_STRUCTURE, LABEL_TRIANGLES)
+    best = np.max([v for k, v in result.items() if k not in ("scregnet", *rules)], axis=0)
     assert result["scregnet"][0] >= best[0] and result["scregnet"][1] >= best[1]
-    # the one-line rule on the labels' structure (reciprocal labels, TF in-degree) carries most of
-    # the gain on this truth; the model stays within 5 % of it (measured: 20.8 / 26.3 against
-    # 20.1 / 25.4)
-    rule = result[LABEL_STRUCTURE]
-    assert result["scregnet"][0] >= 0.95 * rule[0] and result["scregnet"][1] >= 0.95 * rule[1]
+    # the one-line rules on the labels' structure (reciprocal labels, TF in-degree, shared
+    # regulators) carry most of the gain on this truth; the model is above both (measured:
+    # 22.6 / 27.1 against 20.1 / 25.4 and 14.4 / 17.7)
+    rule = np.max([result[k] for k in rules], axis=0)
+    assert result["scregnet"][0] >= rule[0] and result["scregnet"][1] >= rule[1]
 
 
 @pytest.mark.slow
@@ -68,7 +70,7 @@ def test_tf_degree_term_beats_the_target_prior_on_specific_chip(testdata: Path) 
     best simple baseline; scregnet's read-out adds the held-out TF's predicted out-degree (its
     mean expression predicts its number of targets) and ranks the held-out pairs above it
     (measured: 1.36 / 1.17 against 1.14 / 1.17; the prior alone would tie it)."""
-    from grn_baselines import LABEL_STRUCTURE, abs_pearson, label_baselines
+    from grn_baselines import LABEL_STRUCTURE, LABEL_TRIANGLES, abs_pearson, label_baselines
     from grn_beeline import load_set, tf_folds, tf_pairs
     from scregnet.grn.data import ExpressionViews
     from scregnet.grn.images import ImageBuilder
@@ -98,6 +100,47 @@ def test_tf_degree_term_beats_the_target_prior_on_specific_chip(testdata: Path) 
         for name, s in scores.items()
     }
     print(json.dumps(got))
-    best = np.max([v for k, v in got.items() if k not in ("scregnet", LABEL_STRUCTURE)], axis=0)
+    baselines = [
+        v for k, v in got.items() if k not in ("scregnet", LABEL_STRUCTURE, LABEL_TRIANGLES)
+    ]
+    best = np.max(baselines, axis=0)
     assert got["scregnet"][0] >= 1.10 * best[0]
     assert got["scregnet"][1] >= best[1]
+
+
+@pytest.mark.slow
+def test_shared_regulators_on_string_truth(testdata: Path) -> None:
+    """On hHEP with STRING truth (split 0 fold 0; a protein network, rich in triangles) the read-out
+    learns from the shared regulators of a pair beside its reciprocal label and ranks the held-out
+    pairs 10 % above both one-line label rules, the triangles rule included (measured: 45.0 / 40.5
+    against 33.6 / 30.5 and 37.7 / 34.1; without the shared-regulators feature the read-out is
+    below the triangles rule)."""
+    from grn_baselines import LABEL_STRUCTURE, LABEL_TRIANGLES, abs_pearson, label_baselines
+    from grn_beeline import load_set, tf_folds, tf_pairs
+    from scregnet.grn.data import ExpressionViews
+    from scregnet.grn.images import ImageBuilder
+    from scregnet.grn.model import GRNConfig
+    from scregnet.grn.train import TrainConfig, fit, predict_pairs
+    from scregnet.seed import seed_everything
+    from scregnet.stats import auprc_ratio, early_precision_ratio
+
+    data = load_set(testdata / "beeline_real", "STRING", "hHEP")
+    test_tfs, train_tfs = tf_folds(data.regulators, 0)
+    train = tf_pairs(train_tfs, len(data.genes), data.true)
+    test = tf_pairs(test_tfs, len(data.genes), data.true)
+    pearson = abs_pearson(data.expr)[test.tf, test.target]
+    scores = label_baselines(train.tf, train.target, train.label, test.tf, test.target, pearson)
+    rng = seed_everything(0)
+    views = ExpressionViews(data.genes, ["all"], [data.expr])
+    builder = ImageBuilder.for_model(views, GRNConfig(), seed=0)
+    result = fit(
+        builder, train, model_config=GRNConfig(), config=TrainConfig(network=False), rng=rng
+    )
+    scores["scregnet"] = predict_pairs(result.model, builder, test)
+    got = {
+        name: (auprc_ratio(test.label, s), early_precision_ratio(test.label, s))
+        for name, s in scores.items()
+    }
+    print(json.dumps(got))
+    rule = np.max([got[LABEL_STRUCTURE], got[LABEL_TRIANGLES]], axis=0)
+    assert got["scregnet"][0] >= 1.10 * rule[0] and got["scregnet"][1] >= 1.10 * rule[1]
