@@ -201,9 +201,10 @@ class LabelFeatures:
         n_other = self.n_outside[fold].clamp(min=1.0)
         prior = self.count[fold, b] / n_other
         log_prior = torch.log(prior + 1.0 / n_other)
-        # similarity-weighted prior over the labelled TFs outside the pair's fold
-        w = (self.zrank[a] @ self.tf_z.T).pow(2)  # (n, labelled TFs)
-        w = w * (fold.unsqueeze(1) != self.group.unsqueeze(0))
+        # the labelled TFs outside the pair's fold, (n, labelled TFs)
+        outside = fold.unsqueeze(1) != self.group.unsqueeze(0)
+        # similarity-weighted prior over them
+        w = (self.zrank[a] @ self.tf_z.T).pow(2) * outside
         votes = (w * self.y[:, b].T).sum(dim=1)
         sim_prior = votes / w.sum(dim=1).clamp(min=1e-8)
         rho = (self.zrank[a] * self.zrank[b]).sum(dim=1).abs()
@@ -216,8 +217,7 @@ class LabelFeatures:
         reverse = torch.zeros_like(prior)
         reverse[known] = self.y[row_b[known], a[known]]
         # of the labelled TFs outside the fold that regulate a, the fraction regulating b too
-        outside = fold.unsqueeze(1) != self.group.unsqueeze(0)
-        regulators = self.y[:, a].T * outside  # (n, labelled TFs)
+        regulators = self.y[:, a].T * outside
         shared = (regulators * self.y[:, b].T).sum(dim=1) / regulators.sum(dim=1).clamp(min=1.0)
         return torch.cat(
             [
