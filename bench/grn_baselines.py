@@ -119,14 +119,15 @@ def label_baselines(
     reciprocal = np.asarray(edges[target, tf]).ravel() > 0
     in_degree = count[tf] / n_train + 1.0 / n_train
     # shared regulators: of the training TFs regulating tf, the fraction that regulate target
-    shared = np.asarray(edges[:, tf].multiply(edges[:, target]).sum(axis=0)).ravel()
-    n_reg = np.asarray(edges[:, tf].sum(axis=0)).ravel()
-    coreg = shared / np.maximum(n_reg, 1.0)
+    by_column = edges.tocsc()
+    regulators = by_column[:, tf]
+    both = np.asarray(regulators.multiply(by_column[:, target]).sum(axis=0)).ravel()
+    shared = both / np.maximum(np.asarray(regulators.sum(axis=0)).ravel(), 1.0)
     return {
         "target prior": prior + r / (2 * n_train),
         "target prior x |r|": prior * r,
         LABEL_STRUCTURE: reciprocal + prior * in_degree * r,
         # lexicographic: reciprocal, then the shared-regulator fraction (steps of at least
         # 1 / n_train), then the product (< 2) breaking its ties
-        LABEL_TRIANGLES: 4.0 * n_train * (2.0 * reciprocal + coreg) + prior * in_degree * r,
+        LABEL_TRIANGLES: 4.0 * n_train * (2.0 * reciprocal + shared) + prior * in_degree * r,
     }

@@ -63,6 +63,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from impute_mcv import markdown
 from labelled_counts import marker_labelled_counts, pbmc68k_counts
 from scregnet.evaluate.metrics import (
     adjusted_rand,
@@ -511,17 +512,6 @@ def speed(
     }
 
 
-def markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = r.get(c, "")
-            cells.append(f"{v:.3f}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="simulator,celltypist,pbmc68k")
@@ -563,13 +553,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.speed:
         result = speed(args.epochs, args.threads, model_options=args.model_options)
-        print(markdown([result], list(result)))
+        print(markdown([result], list(result), digits=3))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
         return 0
     if args.clustering_noise:
         rows = clustering_noise(load_celltypist()[0])
-        print(markdown(rows, list(rows[0])))
+        print(markdown(rows, list(rows[0]), digits=3))
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
         return 0
@@ -630,11 +620,11 @@ def main(argv: list[str] | None = None) -> int:
         cols += ["true_pearson", "true_all_pearson"]
     if masked_rows:
         print("\n### Masked recovery\n")
-        print(markdown(masked_rows, [*cols, "seconds"]))
+        print(markdown(masked_rows, [*cols, "seconds"], digits=3))
     if cluster_rows:
         print("\n### Clustering\n")
         cols = ["data", "method", "protocol", "ari", "ari_sd", "ari_min", "delta_vs_none"]
-        print(markdown(cluster_rows, [*cols, "delta_sd", "ari_seed0", "nmi"]))
+        print(markdown(cluster_rows, [*cols, "delta_sd", "ari_seed0", "nmi"], digits=3))
         print("\nReference reproducibility (ARI between clusterings of the unmasked counts):")
         print(json.dumps(REFERENCE, indent=1))
     if args.json:

@@ -410,11 +410,13 @@ def run_set(
     return rows
 
 
-def markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def markdown(rows: list[dict[str, Any]], columns: list[str], digits: int = 4) -> str:
+    """A markdown table of ``rows`` (dicts) over ``columns``; floats with ``digits`` decimals."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         cells = [
-            f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns
+            f"{r[c]:.{digits}f}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+            for c in columns
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

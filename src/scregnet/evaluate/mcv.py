@@ -2,8 +2,8 @@
 
 Each cell's molecules are split binomially (:func:`scregnet.stats.split_molecules`): a training
 part ``X`` (each molecule kept with probability ``fraction``) and a held-out part
-``Y = counts - X``. A method imputes from ``X`` only; its output is scored against ``Y`` in normalised log space,
-``log1p(TARGET_SUM * Y / L_Y)`` with ``L_Y`` the held-out library of the cell
+``Y = counts - X``. A method imputes from ``X`` only; its output is scored against ``Y`` in
+normalised log space, ``log1p(TARGET_SUM * Y / L_Y)`` with ``L_Y`` the held-out library of the cell
 (:func:`mcv_loss`). Masking entries cannot be won by knowing depth, because every entry of ``Y``
 is scored, zeros included.
 

@@ -205,7 +205,8 @@ class LabelFeatures:
         outside = fold.unsqueeze(1) != self.group.unsqueeze(0)
         # similarity-weighted prior over them
         w = (self.zrank[a] @ self.tf_z.T).pow(2) * outside
-        votes = (w * self.y[:, b].T).sum(dim=1)
+        regulates_b = self.y[:, b].T  # (n, labelled TFs)
+        votes = (w * regulates_b).sum(dim=1)
         sim_prior = votes / w.sum(dim=1).clamp(min=1e-8)
         rho = (self.zrank[a] * self.zrank[b]).sum(dim=1).abs()
         r = (self.z[a] * self.z[b]).sum(dim=1).abs()
@@ -218,7 +219,7 @@ class LabelFeatures:
         reverse[known] = self.y[row_b[known], a[known]]
         # of the labelled TFs outside the fold that regulate a, the fraction regulating b too
         regulators = self.y[:, a].T * outside
-        shared = (regulators * self.y[:, b].T).sum(dim=1) / regulators.sum(dim=1).clamp(min=1.0)
+        shared = (regulators * regulates_b).sum(dim=1) / regulators.sum(dim=1).clamp(min=1.0)
         return torch.cat(
             [
                 torch.stack(
