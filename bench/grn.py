@@ -228,7 +228,8 @@ def speed(
     device: str = "cpu",
 ) -> list[dict[str, float]]:
     """Per size: pairs/s of scoring (images + network + head, ``grn.api.iter_scores``, the
-    network's gate on) over about that many TF x gene pairs, and the process's peak resident memory
+    network's gate on) over about that many TF x gene pairs, of the read-out alone (``grn
+    --no-network``: pair and label features, no images), and the process's peak resident memory
     so far (sizes run in increasing order). Image building alone is timed on the first size.
     ``labels``: the training pairs whose label features the head reads (none: zeros). On a CUDA
     ``device`` the row also has the peak GPU memory allocated."""
@@ -267,6 +268,9 @@ def speed(
         n = sum(len(batch[0]) for batch in iter_scores(model, builder, tfs))
         row["pairs"] = float(n)
         row["score_pairs_per_s"] = n / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        n = sum(len(batch[0]) for batch in iter_scores(model, builder, tfs, readout_only=True))
+        row["readout_pairs_per_s"] = n / (time.perf_counter() - t0)
         row["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         if dev.type == "cuda":
             row["peak_gpu_gb"] = torch.cuda.max_memory_allocated(dev) / 2**30
@@ -285,7 +289,8 @@ def speed_lines(rows: list[dict[str, float]], device: str = "cpu") -> str:
         [head]
         + [
             f"- {r['pairs']:.0f} pairs: scoring (images + network + head) "
-            f"{r['score_pairs_per_s']:.0f} pairs/s, peak resident memory {r['peak_rss_gb']:.2f} GB"
+            f"{r['score_pairs_per_s']:.0f} pairs/s, read-out alone {r['readout_pairs_per_s']:.0f} "
+            f"pairs/s, peak resident memory {r['peak_rss_gb']:.2f} GB"
             + (f", peak GPU memory {r['peak_gpu_gb']:.2f} GB" if "peak_gpu_gb" in r else "")
             for r in rows
         ]

@@ -412,3 +412,40 @@ def test_scorer_baselines_with_the_binding_evidence(tmp_path: Path) -> None:
     result = score(truth, tmp_path / "results")
     assert result is not None
     assert "binding_prior_baseline" not in result and "spearman_binding_baseline" not in result
+
+
+def test_no_network_scores_the_chosen_read_out_alone(
+    world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--no-network`` trains no network: the published score is the read-out the held-out
+    selection chooses, the same scores the full model gives when it keeps its gate at 0, with
+    uniform view weights (no attention was learned) and the edges say so."""
+    selection = ["--val-fraction", "0.25", "--seed", "2", "--epochs", "2"]
+    full, alone = tmp_path / "full.tsv", tmp_path / "alone.tsv"
+    assert _run(world, full, *selection) == 0
+    assert _run(world, alone, *selection, "--no-network") == 0
+    with_net = pd.read_csv(full, sep="\t").set_index(["tf", "target"]).sort_index()
+    without = pd.read_csv(alone, sep="\t").set_index(["tf", "target"]).sort_index()
+    assert with_net.method.iloc[0].endswith("(network gate 0)")
+    assert without.method.iloc[0] == with_net.method.iloc[0].replace(
+        "(network gate 0)", "(read-out alone, network not trained)"
+    )
+    np.testing.assert_allclose(without.score, with_net.score, rtol=1e-6)
+    np.testing.assert_array_equal(without[["attention_v1", "attention_v2"]], 0.5)
+    capsys.readouterr()
+    for extra, words in (
+        (["--no-pair-features"], "--no-network needs --pair-features"),
+        (["--val-fraction", "0"], "--no-network needs --val-fraction > 0"),
+    ):
+        out = tmp_path / "bad.tsv"
+        assert _run(world, out, *selection, "--no-network", *extra) == 1
+        assert not out.exists()
+        assert words in capsys.readouterr().err.strip().splitlines()[-1]
+    one_tf = tmp_path / "one_tf.tsv"
+    pd.read_csv(world["edge_path"], sep="\t").query("tf == 'TF0'").to_csv(
+        one_tf, sep="\t", index=False
+    )
+    out = tmp_path / "one.tsv"
+    assert _run(world, out, *selection, "--no-network", labels=one_tf) == 1
+    assert not out.exists()
+    assert "positive labels for at least 2 TFs" in capsys.readouterr().err

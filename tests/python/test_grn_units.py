@@ -687,6 +687,8 @@ def test_every_read_out_has_a_name_in_words() -> None:
         off = readout_name(sel, width)
         assert "DeepMCL" not in off and off.endswith("(network gate 0)")
         assert "DeepMCL network" in readout_name(sel | {"network": True}, width)
+        alone = readout_name(sel | {"network_trained": False}, width)
+        assert alone == off.replace("(network gate 0)", "(read-out alone, network not trained)")
         names.add(off)
     assert len(names) == len(SKIP_CANDIDATES)
     assert readout_name({}, 0) == "DeepMCL network (published architecture)"

@@ -145,6 +145,12 @@ def _feature_options(parser: argparse.ArgumentParser, model: GRNConfig, train: T
         default=train.val_fraction,
         help="fraction of the training TFs held out for model selection (docs/usage.md)",
     )
+    parser.add_argument(
+        "--network",
+        action=argparse.BooleanOptionalAction,
+        default=train.network,
+        help="train the image network on the chosen read-out (--no-network: the read-out alone)",
+    )
 
 
 def _prior_options(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +200,12 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(msg)
     if not 0 <= args.val_fraction < 1:
         msg = f"--val-fraction must be in [0, 1), got {args.val_fraction}"
+        raise InputError(msg)
+    if not args.network and not args.pair_features:
+        msg = "--no-network needs --pair-features: without them the model is the network alone"
+        raise InputError(msg)
+    if not args.network and args.val_fraction == 0:
+        msg = "--no-network needs --val-fraction > 0: the read-out is chosen on held-out TFs"
         raise InputError(msg)
     if args.prior is not None and args.gtf is None:
         msg = "--prior needs --gtf"
@@ -248,4 +260,5 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         contrastive_weight=args.contrastive_weight,
         val_fraction=args.val_fraction,
         sampling=args.sampling,
+        network=args.network,
     )

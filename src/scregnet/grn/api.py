@@ -140,6 +140,8 @@ def readout_name(selection: dict[str, Any], n_pair_features: int) -> str:
         skip += f", plus the TF's predicted out-degree (from its {covariates})"
     if selection.get("network"):
         return f"{skip} + DeepMCL network (gated, {inputs})"
+    if selection.get("network_trained") is False:
+        return f"{skip} (read-out alone, network not trained)"
     return f"{skip} (network gate 0)"
 
 
@@ -150,10 +152,13 @@ def iter_scores(
     *,
     targets: Sequence[int] | None = None,
     batch_size: int = SCORE_BATCH_SIZE,
+    readout_only: bool = False,
 ) -> Iterator[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32], NDArray[np.float32]]]:
     """Yield ``(tf, target, score, view_weights)`` batches for every TF x target (self excluded).
 
     Only one batch of primary images exists at a time; neighbour images are embedded once per gene.
+    ``readout_only`` (a model trained with ``TrainConfig.network`` False): the score is the skip
+    read-out of the pair features alone, no image is built, and the view weights are uniform.
     """
     import torch
 
@@ -162,24 +167,39 @@ def iter_scores(
 
     device = builder.device
     model.eval()
+    if readout_only and model.skip is None:
+        msg = "a read-out-only model needs pair features"
+        raise ValueError(msg)
 
     cand = np.arange(builder.n_genes) if targets is None else np.asarray(targets, dtype=np.intp)
-    neigh = neighbour_embeddings(
-        model, builder, genes=np.concatenate([cand, np.asarray(tfs, dtype=np.intp)])
+    neigh = (
+        None
+        if readout_only
+        else neighbour_embeddings(
+            model, builder, genes=np.concatenate([cand, np.asarray(tfs, dtype=np.intp)])
+        )
     )
+    n_views = len(builder.views)
     with torch.no_grad():
         for t in tfs:
             tg_all = cand[cand != t]
             for s in range(0, tg_all.size, batch_size):
                 tg = torch.as_tensor(tg_all[s : s + batch_size], device=device)
                 a = torch.full_like(tg, int(t))
-                with autocast(device):
-                    out = forward_pairs(model, builder, a, tg, neigh)
+                if neigh is None:
+                    assert model.skip is not None
+                    pair = builder.features(a, tg, model.config.n_pair_features)
+                    logit = model.skip(pair.float()).squeeze(-1)
+                    weights = torch.full((tg.shape[0], n_views), 1.0 / n_views)
+                else:
+                    with autocast(device):
+                        out = forward_pairs(model, builder, a, tg, neigh)
+                    logit, weights = out.logit, out.view_weights
                 yield (
                     np.full(tg.shape[0], t, dtype=np.intp),
                     tg.cpu().numpy().astype(np.intp),
-                    torch.sigmoid(out.logit.float()).cpu().numpy(),
-                    out.view_weights.float().cpu().numpy(),
+                    torch.sigmoid(logit.float()).cpu().numpy(),
+                    weights.float().cpu().numpy(),
                 )
 
 
@@ -192,6 +212,7 @@ def score_all(
     *,
     targets: Sequence[int] | None = None,
     batch_size: int = SCORE_BATCH_SIZE,
+    readout_only: bool = False,
 ) -> EdgeScores:
     """Collect :func:`iter_scores` into compact arrays (scores only, never the images)."""
     from tqdm import tqdm
@@ -199,7 +220,14 @@ def score_all(
     start = time.perf_counter()
     parts = list(
         tqdm(
-            iter_scores(model, builder, tfs, targets=targets, batch_size=batch_size),
+            iter_scores(
+                model,
+                builder,
+                tfs,
+                targets=targets,
+                batch_size=batch_size,
+                readout_only=readout_only,
+            ),
             desc="scoring",
             unit="batch",
             disable=not log.isEnabledFor(logging.INFO) or None,
@@ -391,7 +419,13 @@ def _train_and_score(
     builder = ImageBuilder.for_model(data, model_config, device=device, seed=seed)
     result = fit(builder, pairs, model_config=model_config, config=train_config, rng=rng)
     scores = score_all(
-        result.model, builder, genes, data.views, score_tfs, batch_size=score_batch_size
+        result.model,
+        builder,
+        genes,
+        data.views,
+        score_tfs,
+        batch_size=score_batch_size,
+        readout_only=result.selection.get("network_trained") is False,
     )
     scores.info.update(
         {

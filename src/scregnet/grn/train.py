@@ -436,8 +436,11 @@ def fit(
        (on the split's training TFs); one chosen on the inner folds is refitted on every
        training TF for the chosen number of epochs.
 
+    With ``config.network`` False the model is step 1's read-out alone, refitted on every training
+    TF (:func:`_skip_only`).
+
     Without pair features (DeepMCL as published) or with ``val_fraction = 0``:
-    :func:`_fit_plain`.
+    :func:`_fit_plain` (an :class:`InputError` when ``config.network`` is False).
 
     ``init_network``: every network trained here starts from these weights (a model of the same
     :class:`GRNConfig` trained on another data set, :func:`new_network`) instead of at random.
@@ -451,6 +454,12 @@ def fit(
         if model_config.n_pair_features and config.val_fraction > 0
         else []
     )
+    if not folds and not config.network:
+        msg = (
+            "the read-out alone (no network) is chosen on held-out training TFs: it needs pair "
+            "features, a validation fraction above 0 and positive labels for at least 2 TFs"
+        )
+        raise InputError(msg)
     if not folds:
         result = _fit_plain(
             builder,
@@ -525,7 +534,8 @@ def _skip_only(
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
-    selection |= {"network": False, "network_epoch": 0, "network_gain": 0.0}
+    selection |= {"network": False, "network_trained": False, "network_epoch": 0}
+    selection |= {"network_gain": 0.0}
     selection |= {"network_gain_se": float("nan"), "network_splits": 0}
     return TrainResult(model=model, train_tfs=np.unique(labels.tf).tolist(), selection=selection)
 
