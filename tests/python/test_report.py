@@ -61,6 +61,7 @@ def _results(tmp_path: Path) -> Path:
             "target": ["g1", "g2", "g3"],
             "score": [0.9, 0.8, 0.7],
             "rank": [1, 2, 3],
+            "method": ["target prior (ties broken by |Pearson r|) (network gate 0)"] * 3,
         }
     )
     edges.to_csv(res / "grn" / "grn_edges.tsv", sep="\t", index=False)
@@ -81,6 +82,9 @@ def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
     # 3 QC histograms + fragment lengths + UMAP + imputation + heatmap + network
     assert page.count("data:image/png;base64,") == 8
     assert "not run" not in page and "no outputs" not in page
+    # the read-out behind the GRN's scores is named once, in words (not a repeated column)
+    assert page.count("Published score: target prior (ties broken by |Pearson r|) (network") == 1
+    assert page.count("(network gate 0)") == 1
     assert (
         (res / "report" / "scregnet_atac_qc_mqc.tsv")
         .read_text()

@@ -220,6 +220,10 @@ def grn_section(results: Path, section: Section, *, top: int = 50) -> None:
         return
     edges = pd.read_csv(path, sep="\t")
     head = edges.sort_values("rank").head(top)
+    if "method" in head and head["method"].nunique() == 1:
+        # one read-out produced every score: said once, in words, above the figure
+        section.text(f"Published score: {head['method'].iloc[0]}.")
+        head = head.drop(columns="method")
     section.image(
         figures.network(
             list(zip(head.tf, head.target, head.score, strict=True)), title=f"Top {len(head)} edges"
