@@ -18,8 +18,34 @@ from numpy.typing import NDArray
 from scregnet.errors import InputError
 from scregnet.grn.data import PairLabels
 
+#: the truths of ``beeline_real``, in the order tables list them (other truth folders follow)
 NETS = ("Specific", "Non-Specific", "STRING")
-CELLS = ("hHEP", "mESC", "mHSC-GM")
+#: a set folder's expression file
+EXPRESSION = "BL--ExpressionData.csv.gz"
+
+
+def find_sets(root: str | Path) -> list[tuple[str, str]]:
+    """``(net, cell)`` of every set under ``root``: each ``<net>/<cell>/`` folder holding an
+    expression file (:data:`NETS` first, then other truths by name; cell types by name), so that
+    sets added beside the shipped ones are run too."""
+    base = Path(root)
+    if not base.is_dir():
+        msg = "BEELINE real-data folder does not exist"
+        raise InputError(msg, base)
+    nets = sorted(
+        (d.name for d in base.iterdir() if d.is_dir()),
+        key=lambda n: (NETS.index(n) if n in NETS else len(NETS), n),
+    )
+    found = [
+        (net, cell.name)
+        for net in nets
+        for cell in sorted((base / net).iterdir())
+        if (cell / EXPRESSION).is_file()
+    ]
+    if not found:
+        msg = f"no <truth>/<cell>/{EXPRESSION} set folder"
+        raise InputError(msg, base)
+    return found
 
 
 @dataclass
@@ -41,7 +67,7 @@ def load_set(root: str | Path, net: str, cell: str) -> RealSet:
     files = {
         n: folder / f
         for n, f in (
-            ("expr", "BL--ExpressionData.csv.gz"),
+            ("expr", EXPRESSION),
             ("label", "Label.csv.gz"),
             ("tf", "TF.csv.gz"),
         )

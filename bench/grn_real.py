@@ -56,14 +56,7 @@ from numpy.typing import NDArray
 sys.path.insert(0, str(Path(__file__).parent))
 from grn import metrics, tree_baseline
 from grn_baselines import LABEL_STRUCTURE, LABEL_TRIANGLES, abs_pearson, label_baselines
-from grn_beeline import (
-    CELLS,
-    NETS,
-    RealSet,
-    load_set,
-    tf_folds,
-    tf_pairs,
-)
+from grn_beeline import RealSet, find_sets, load_set, tf_folds, tf_pairs
 from scregnet.grn.config import Sampling
 from scregnet.grn.data import ExpressionViews, PairLabels
 from scregnet.grn.images import ImageBuilder
@@ -391,7 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="scregnet's device: cpu, cuda or cuda:N")
     parser.add_argument("--outdir", type=Path, default=Path("grn_real"))
     args = parser.parse_args(argv)
-    named = {f"{c} {n}": (n, c) for n in NETS for c in CELLS}
+    if args.summary_only:
+        print(summary(pd.concat([pd.read_csv(p, sep="\t") for p in args.also])))
+        return 0
+    named = {f"{c} {n}": (n, c) for n, c in find_sets(args.root)}
+    unknown = [n for n in args.sets or [] if n not in named]
+    if unknown:
+        parser.error(f"--sets: no set {', '.join(map(repr, unknown))} ({', '.join(named)})")
     if args.transfer_from:
         if args.transfer_from not in named:
             parser.error(f"--transfer-from: no set {args.transfer_from!r} ({', '.join(named)})")
@@ -407,12 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("scregnet").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     args.outdir.mkdir(parents=True, exist_ok=True)
-    if args.summary_only:
-        print(summary(pd.concat([pd.read_csv(p, sep="\t") for p in args.also])))
-        return 0
-    sets = [load_set(args.root, n, c) for n in NETS for c in CELLS]
-    if args.sets:
-        sets = [s for s in sets if s.name in args.sets]
+    sets = [load_set(args.root, *named[name]) for name in args.sets or named]
     sets.sort(key=lambda s: len(s.regulators) * len(s.genes))  # small sets first
     for s in sets:
         log.info(

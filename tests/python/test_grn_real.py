@@ -144,3 +144,23 @@ def test_shared_regulators_on_string_truth(testdata: Path) -> None:
     print(json.dumps(got))
     rule = np.max([got[LABEL_STRUCTURE], got[LABEL_TRIANGLES]], axis=0)
     assert got["scregnet"][0] >= 1.10 * rule[0] and got["scregnet"][1] >= 1.10 * rule[1]
+
+
+def test_sets_are_found_by_folder(tmp_path: Path, testdata: Path) -> None:
+    """The real-data bench runs every ``<truth>/<cell>/`` set under its root, the shipped nine and
+    any added beside them; a missing root is one clear error."""
+    from grn_beeline import EXPRESSION, find_sets
+    from grn_real import main
+    from scregnet.errors import InputError
+
+    for net, cell in (("STRING", "mDC"), ("Specific", "hESC"), ("Custom", "x"), ("Specific", "y")):
+        (tmp_path / net / cell).mkdir(parents=True)
+        if cell != "y":  # a folder without an expression file is not a set
+            (tmp_path / net / cell / EXPRESSION).touch()
+    assert find_sets(tmp_path) == [("Specific", "hESC"), ("STRING", "mDC"), ("Custom", "x")]
+    shipped = find_sets(testdata / "beeline_real")
+    assert len(shipped) == 9 and shipped[0] == ("Specific", "hHEP")
+    with pytest.raises(InputError, match="does not exist"):
+        find_sets(tmp_path / "absent")
+    with pytest.raises(SystemExit):
+        main(["--root", str(testdata / "beeline_real"), "--sets", "hESC Specific"])
