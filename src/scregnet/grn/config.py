@@ -103,7 +103,8 @@ class TrainConfig:
     #: TF-aware inner folds of the training TFs for the held-out choice of the skip read-out (and
     #: of the network when one ``val_fraction`` split holds too few positives)
     inner_folds: int = 3
-    #: train the network on top of the chosen read-out (False: the read-out alone, gate 0)
+    #: train the network on top of the chosen read-out (False, ``scregnet grn --no-network``: the
+    #: read-out alone, no network trained; scoring then builds no image)
     network: bool = True
     #: bootstrap resamples of validation TFs for the standard-error rule
     n_bootstrap: int = 200
