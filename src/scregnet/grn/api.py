@@ -163,13 +163,10 @@ def iter_scores(
     import torch
 
     from scregnet.device import autocast
-    from scregnet.grn.train import forward_pairs, neighbour_embeddings
+    from scregnet.grn.train import forward_pairs, neighbour_embeddings, readout_logit
 
     device = builder.device
     model.eval()
-    if readout_only and model.skip is None:
-        msg = "a read-out-only model needs pair features"
-        raise ValueError(msg)
 
     cand = np.arange(builder.n_genes) if targets is None else np.asarray(targets, dtype=np.intp)
     neigh = (
@@ -187,9 +184,7 @@ def iter_scores(
                 tg = torch.as_tensor(tg_all[s : s + batch_size], device=device)
                 a = torch.full_like(tg, int(t))
                 if neigh is None:
-                    assert model.skip is not None
-                    pair = builder.features(a, tg, model.config.n_pair_features)
-                    logit = model.skip(pair.float()).squeeze(-1)
+                    logit = readout_logit(model, builder, a, tg)
                     weights = torch.full((tg.shape[0], n_views), 1.0 / n_views)
                 else:
                     with autocast(device):

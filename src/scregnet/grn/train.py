@@ -164,6 +164,18 @@ def _epoch_pairs(
     return rng.permutation(picked)
 
 
+def readout_logit(
+    model: DeepMCL, builder: ImageBuilder, a: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
+    """The skip read-out's logit of the pairs ``(a, b)`` from their features alone, no image
+    built: the model's logit when its gate is 0."""
+    if model.skip is None:
+        msg = "the read-out needs a model with pair features"
+        raise ValueError(msg)
+    features = builder.features(a, b, model.config.n_pair_features)
+    return model.skip(features.float()).squeeze(-1)
+
+
 def predict_pairs(
     model: DeepMCL, builder: ImageBuilder, labels: PairLabels, *, batch_size: int = 512
 ) -> NDArray[np.float64]:
@@ -178,12 +190,12 @@ def predict_pairs(
 
     if model.gate is not None and model.skip is not None and float(model.gate.detach()) == 0.0:
         with torch.no_grad():
-            features = torch.as_tensor(
-                feature_matrix(builder, labels, model.config.n_pair_features),
-                dtype=torch.float32,
-                device=model.skip.weight.device,
+            logit = readout_logit(
+                model,
+                builder,
+                torch.as_tensor(labels.tf, device=builder.device),
+                torch.as_tensor(labels.target, device=builder.device),
             )
-            logit = model.skip(features).squeeze(-1)
         return torch.sigmoid(logit).cpu().numpy().astype(np.float64)
     bank = neighbour_embeddings(model, builder, genes=np.concatenate([labels.tf, labels.target]))
     model.eval()
