@@ -228,8 +228,8 @@ def speed(
     device: str = "cpu",
 ) -> list[dict[str, float]]:
     """Per size: pairs/s of scoring (images + network + head, ``grn.api.iter_scores``, the
-    network's gate on) over about that many TF x gene pairs, of the read-out alone (``grn
-    --no-network``: pair and label features, no images), and the process's peak resident memory
+    network's gate on) over about that many TF x gene pairs, of the read-out alone (the gate at
+    0: pair and label features, no images), and the process's peak resident memory
     so far (sizes run in increasing order). Image building alone is timed on the first size.
     ``labels``: the training pairs whose label features the head reads (none: zeros). On a CUDA
     ``device`` the row also has the peak GPU memory allocated."""
@@ -268,9 +268,14 @@ def speed(
         n = sum(len(batch[0]) for batch in iter_scores(model, builder, tfs))
         row["pairs"] = float(n)
         row["score_pairs_per_s"] = n / (time.perf_counter() - t0)
+        assert model.gate is not None
+        with torch.no_grad():
+            model.gate.fill_(0.0)  # the read-out alone, as a model whose network is not kept
         t0 = time.perf_counter()
-        n = sum(len(batch[0]) for batch in iter_scores(model, builder, tfs, readout_only=True))
+        n = sum(len(batch[0]) for batch in iter_scores(model, builder, tfs))
         row["readout_pairs_per_s"] = n / (time.perf_counter() - t0)
+        with torch.no_grad():
+            model.gate.fill_(1.0)
         row["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         if dev.type == "cuda":
             row["peak_gpu_gb"] = torch.cuda.max_memory_allocated(dev) / 2**30

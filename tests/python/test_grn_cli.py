@@ -419,7 +419,7 @@ def test_no_network_scores_the_chosen_read_out_alone(
 ) -> None:
     """``--no-network`` trains no network: the published score is the read-out the held-out
     selection chooses, the same scores the full model gives when it keeps its gate at 0, with
-    uniform view weights (no attention was learned) and the edges say so."""
+    uniform view weights, and the edges say so."""
     selection = ["--val-fraction", "0.25", "--seed", "2", "--epochs", "2"]
     full, alone = tmp_path / "full.tsv", tmp_path / "alone.tsv"
     assert _run(world, full, *selection) == 0
@@ -431,7 +431,9 @@ def test_no_network_scores_the_chosen_read_out_alone(
         "(network gate 0)", "(read-out alone, network not trained)"
     )
     np.testing.assert_allclose(without.score, with_net.score, rtol=1e-6)
+    # no view enters either score: the weights are uniform in both
     np.testing.assert_array_equal(without[["attention_v1", "attention_v2"]], 0.5)
+    np.testing.assert_array_equal(with_net[["attention_v1", "attention_v2"]], 0.5)
     capsys.readouterr()
     for extra, words in (
         (["--no-pair-features"], "--no-network needs --pair-features"),

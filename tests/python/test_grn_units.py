@@ -936,3 +936,37 @@ def test_fit_starts_the_network_from_a_transferred_state(
                 assert torch.equal(own[key], value), key
     with pytest.raises(InputError, match="does not fit"):
         new_network(GRNConfig(n_neighbours=3, n_bins=16, embed_dim=16, hidden=16), builder, state)
+
+
+def test_scoring_at_gate_zero_reads_the_read_out_alone(tmp_path: Path) -> None:
+    """A model whose gate is 0 scores every pair by its skip read-out without building images: the
+    same logits the full forward pass gives, uniform view weights (no view enters the score); with
+    the gate open the network and its attention are used."""
+    from scregnet.grn.api import iter_scores
+    from scregnet.grn.config import N_PAIR_FEATURES
+    from scregnet.grn.train import forward_pairs, neighbour_embeddings
+
+    builder = _selection_world(tmp_path)
+    torch.manual_seed(0)
+    model = DeepMCL(GRNConfig(n_neighbours=3, n_bins=16, n_pair_features=N_PAIR_FEATURES)).eval()
+    assert model.skip is not None and model.gate is not None
+    with torch.no_grad():
+        model.skip.weight.normal_()
+    tfs = [0, 3]
+
+    def scored() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        parts = list(iter_scores(model, builder, tfs, batch_size=7))
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+
+    tf, target, fast, weights = scored()
+    bank = neighbour_embeddings(model, builder, genes=np.arange(builder.n_genes))
+    with torch.no_grad():
+        full = forward_pairs(model, builder, torch.as_tensor(tf), torch.as_tensor(target), bank)
+    np.testing.assert_allclose(fast, torch.sigmoid(full.logit).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(weights, 0.5)
+    with torch.no_grad():
+        model.gate.fill_(0.5)
+    _, _, opened, weights = scored()
+    assert not np.allclose(opened, fast)
+    assert not np.allclose(weights, 0.5)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)

@@ -152,13 +152,13 @@ def iter_scores(
     *,
     targets: Sequence[int] | None = None,
     batch_size: int = SCORE_BATCH_SIZE,
-    readout_only: bool = False,
 ) -> Iterator[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32], NDArray[np.float32]]]:
     """Yield ``(tf, target, score, view_weights)`` batches for every TF x target (self excluded).
 
     Only one batch of primary images exists at a time; neighbour images are embedded once per gene.
-    ``readout_only`` (a model trained with ``TrainConfig.network`` False): the score is the skip
-    read-out of the pair features alone, no image is built, and the view weights are uniform.
+    A model whose network's gate is 0 (not kept, or not trained: ``TrainConfig.network`` False)
+    scores by its skip read-out of the pair features alone: the same logit, no image built, and
+    uniform view weights, since no view weighs in such a score.
     """
     import torch
 
@@ -169,6 +169,7 @@ def iter_scores(
     model.eval()
 
     cand = np.arange(builder.n_genes) if targets is None else np.asarray(targets, dtype=np.intp)
+    readout_only = model.gate is not None and float(model.gate.detach()) == 0.0
     neigh = (
         None
         if readout_only
@@ -207,7 +208,6 @@ def score_all(
     *,
     targets: Sequence[int] | None = None,
     batch_size: int = SCORE_BATCH_SIZE,
-    readout_only: bool = False,
 ) -> EdgeScores:
     """Collect :func:`iter_scores` into compact arrays (scores only, never the images)."""
     from tqdm import tqdm
@@ -215,14 +215,7 @@ def score_all(
     start = time.perf_counter()
     parts = list(
         tqdm(
-            iter_scores(
-                model,
-                builder,
-                tfs,
-                targets=targets,
-                batch_size=batch_size,
-                readout_only=readout_only,
-            ),
+            iter_scores(model, builder, tfs, targets=targets, batch_size=batch_size),
             desc="scoring",
             unit="batch",
             disable=not log.isEnabledFor(logging.INFO) or None,
@@ -414,13 +407,7 @@ def _train_and_score(
     builder = ImageBuilder.for_model(data, model_config, device=device, seed=seed)
     result = fit(builder, pairs, model_config=model_config, config=train_config, rng=rng)
     scores = score_all(
-        result.model,
-        builder,
-        genes,
-        data.views,
-        score_tfs,
-        batch_size=score_batch_size,
-        readout_only=result.selection.get("network_trained") is False,
+        result.model, builder, genes, data.views, score_tfs, batch_size=score_batch_size
     )
     scores.info.update(
         {

@@ -721,7 +721,8 @@ def _final_model(
         model.load_state_dict(state)
         kept_train_tfs, kept_val_tfs = np.unique(labels.tf).tolist(), []
     else:
-        # the trained network stays (its attention is still reported) but contributes nothing
+        # the trained network stays in the model but contributes nothing (gate 0): scoring reads
+        # the read-out alone (scregnet.grn.api.iter_scores)
         model.load_state_dict(network.states[0])
         w, b = skip_weights(skip, features, labels.label)
         _set_skip(model, w, b)
