@@ -1,7 +1,8 @@
 """GRN on real BEELINE data: scregnet vs the baselines a supervised user gets, held-out TFs.
 
 Data: ``../shared/data/beeline_real`` (BEELINE's hHEP, mESC and mHSC-GM "TFs+500" sets, each with
-cell-type-specific ChIP-seq, non-specific ChIP-seq and STRING truths; README there). Protocol:
+cell-type-specific ChIP-seq, non-specific ChIP-seq and STRING truths; README there); every
+``<truth>/<cell>/`` folder under ``--root`` with an expression file is a set. Protocol:
 the regulators (TFs with at least one true edge) are split at random into 2 folds, 3 times
 (split seeds 0, 1, 2). Each model is given the training fold's TFs x every gene as labels (their
 true edges positive, all other pairs negative: ``scregnet grn --labels`` with a positives list)
