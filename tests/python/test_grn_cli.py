@@ -435,19 +435,19 @@ def test_no_network_scores_the_chosen_read_out_alone(
     np.testing.assert_array_equal(without[["attention_v1", "attention_v2"]], 0.5)
     np.testing.assert_array_equal(with_net[["attention_v1", "attention_v2"]], 0.5)
     capsys.readouterr()
-    for extra, words in (
-        (["--no-pair-features"], "--no-network needs --pair-features"),
-        (["--val-fraction", "0"], "--no-network needs --val-fraction > 0"),
-    ):
-        out = tmp_path / "bad.tsv"
-        assert _run(world, out, *selection, "--no-network", *extra) == 1
-        assert not out.exists()
-        assert words in capsys.readouterr().err.strip().splitlines()[-1]
+    # no read-out to choose: without pair features, without a validation fraction, or with one
+    # labelled TF; one line, exit 1, nothing written
     one_tf = tmp_path / "one_tf.tsv"
     pd.read_csv(world["edge_path"], sep="\t").query("tf == 'TF0'").to_csv(
         one_tf, sep="\t", index=False
     )
-    out = tmp_path / "one.tsv"
-    assert _run(world, out, *selection, "--no-network", labels=one_tf) == 1
-    assert not out.exists()
-    assert "positive labels for at least 2 TFs" in capsys.readouterr().err
+    for extra, labels in (
+        (["--no-pair-features"], None),
+        (["--val-fraction", "0"], None),
+        ([], one_tf),
+    ):
+        out = tmp_path / "bad.tsv"
+        assert _run(world, out, *selection, "--no-network", *extra, labels=labels) == 1
+        assert not out.exists()
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "the read-out alone (no network) is chosen on held-out training TFs" in last

@@ -162,5 +162,6 @@ def test_sets_are_found_by_folder(tmp_path: Path, testdata: Path) -> None:
     assert len(shipped) == 9 and shipped[0] == ("Specific", "hHEP")
     with pytest.raises(InputError, match="does not exist"):
         find_sets(tmp_path / "absent")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:  # an unknown set is an error, not an empty run
         main(["--root", str(testdata / "beeline_real"), "--sets", "hESC Specific"])
+    assert exit_info.value.code == 2

@@ -201,12 +201,6 @@ def main(args: argparse.Namespace) -> int:
     if not 0 <= args.val_fraction < 1:
         msg = f"--val-fraction must be in [0, 1), got {args.val_fraction}"
         raise InputError(msg)
-    if not args.network and not args.pair_features:
-        msg = "--no-network needs --pair-features: without them the model is the network alone"
-        raise InputError(msg)
-    if not args.network and args.val_fraction == 0:
-        msg = "--no-network needs --val-fraction > 0: the read-out is chosen on held-out TFs"
-        raise InputError(msg)
     if args.prior is not None and args.gtf is None:
         msg = "--prior needs --gtf"
         raise InputError(msg)

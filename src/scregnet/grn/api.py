@@ -163,16 +163,15 @@ def iter_scores(
     import torch
 
     from scregnet.device import autocast
-    from scregnet.grn.train import forward_pairs, neighbour_embeddings, readout_logit
+    from scregnet.grn.train import forward_pairs, neighbour_embeddings, network_off, readout_logit
 
     device = builder.device
     model.eval()
 
     cand = np.arange(builder.n_genes) if targets is None else np.asarray(targets, dtype=np.intp)
-    readout_only = model.gate is not None and float(model.gate.detach()) == 0.0
     neigh = (
         None
-        if readout_only
+        if network_off(model)
         else neighbour_embeddings(
             model, builder, genes=np.concatenate([cand, np.asarray(tfs, dtype=np.intp)])
         )

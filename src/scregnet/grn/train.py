@@ -164,6 +164,11 @@ def _epoch_pairs(
     return rng.permutation(picked)
 
 
+def network_off(model: DeepMCL) -> bool:
+    """Whether the model's score is its skip read-out alone (pair features, gate at 0)."""
+    return model.skip is not None and model.gate is not None and float(model.gate.detach()) == 0.0
+
+
 def readout_logit(
     model: DeepMCL, builder: ImageBuilder, a: torch.Tensor, b: torch.Tensor
 ) -> torch.Tensor:
@@ -188,7 +193,7 @@ def predict_pairs(
 
     from scregnet.device import autocast
 
-    if model.gate is not None and model.skip is not None and float(model.gate.detach()) == 0.0:
+    if network_off(model):
         with torch.no_grad():
             logit = readout_logit(
                 model,
