@@ -8,7 +8,7 @@ are the TFs with at least one true edge; self edges are dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +107,18 @@ def tf_folds(regulators: list[int], split: int, n_folds: int = 2) -> list[list[i
     """A random TF-aware partition of the regulators (split seed ``split``) into ``n_folds``."""
     order = np.random.default_rng(split).permutation(regulators).tolist()
     return [order[i::n_folds] for i in range(n_folds)]
+
+
+def subsample_regulators(data: RealSet, n: int, draw: int) -> RealSet:
+    """``data`` with ``n`` of its regulators drawn at random (seed ``draw``) and only their true
+    edges: a set with few labelled TFs, as a user with ChIP-seq for a handful of regulators has."""
+    if not 2 <= n < len(data.regulators):
+        msg = f"cannot keep {n} of the {len(data.regulators)} regulators of {data.name}"
+        raise InputError(msg)
+    keep = set(np.random.default_rng(draw).choice(data.regulators, n, replace=False).tolist())
+    return replace(
+        data,
+        name=f"{data.name}, {n} regulators (draw {draw})",
+        regulators=sorted(keep),
+        true={p for p in data.true if p[0] in keep},
+    )

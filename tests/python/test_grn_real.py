@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 
@@ -165,3 +166,41 @@ def test_sets_are_found_by_folder(tmp_path: Path, testdata: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:  # an unknown set is an error, not an empty run
         main(["--root", str(testdata / "beeline_real"), "--sets", "hESC Specific"])
     assert exit_info.value.code == 2
+
+
+def test_few_regulators_and_undefined_ratios() -> None:
+    """``--regulators N`` keeps N regulators drawn by seed with only their true edges (at least
+    2, fewer than all); a ratio whose best baseline scores 0 on every fold is left out of the
+    summary's means and minima, and the summary says how many were."""
+    from grn_beeline import RealSet, subsample_regulators
+    from grn_real import summary
+    from scregnet.errors import InputError
+
+    true = {(t, g) for t in range(6) for g in range(10, 14 + t)}
+    data = RealSet(
+        "c Specific",
+        "c",
+        [f"g{i}" for i in range(20)],
+        np.zeros((5, 20), np.float32),
+        list(range(8)),
+        list(range(6)),
+        true,
+    )
+    few = subsample_regulators(data, 3, 1)
+    assert few.name == "c Specific, 3 regulators (draw 1)" and len(few.regulators) == 3
+    assert few.true == {p for p in true if p[0] in few.regulators}
+    assert subsample_regulators(data, 3, 1).regulators == few.regulators  # the seed decides
+    for n in (1, 6):
+        with pytest.raises(InputError, match="cannot keep"):
+            subsample_regulators(data, n, 0)
+
+    rows = pd.DataFrame(
+        [
+            {"set": s, "split": 0, "fold": 0, "method": m, "auprc_ratio": a, "epr": e}
+            for s, base_epr in (("A", 2.0), ("B", 0.0))
+            for m, a, e in (("|Spearman|", 1.0, base_epr), ("scregnet read-out", 1.5, 3.0))
+        ]
+    )
+    text = summary(rows)
+    assert "over 2 set(s): mean 1.500 (AUPRC ratio), 1.500 (EPR); minimum 1.500 / 1.500" in text
+    assert "(0 / 1 set(s) with a zero denominator left out)" in text

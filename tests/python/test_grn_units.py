@@ -890,6 +890,30 @@ def test_degree_term_is_kept_only_when_it_ranks_the_tfs() -> None:
     assert skip.degree is None and record["tf_degree"] is None
 
 
+def test_fitted_read_out_needs_more_standard_errors_from_few_tfs() -> None:
+    """A fitted read-out's per-TF gain must exceed Student's t quantile of standard errors when
+    the validation TFs are few (the SE itself comes from them); from 62 TFs on the rule is 2
+    SEs. The same gain that passes 2 SEs on 2 TFs fails there and passes on 30."""
+    from scregnet.grn.readout import SE_MULTIPLE, paired_gain, se_multiple
+
+    assert se_multiple(1) == float("inf") and se_multiple(0) == float("inf")
+    assert se_multiple(2) == pytest.approx(12.706, abs=1e-3)
+    assert se_multiple(3) == pytest.approx(4.303, abs=1e-3)
+    assert se_multiple(11) == pytest.approx(2.228, abs=1e-3)
+    assert se_multiple(62) == se_multiple(500) == SE_MULTIPLE
+    assert all(se_multiple(n) >= se_multiple(n + 1) for n in range(2, 80))
+
+    base = np.array([0.30, 0.40])
+    gain, se, wins = paired_gain(base + np.array([0.10, 0.14]), base)
+    assert gain == pytest.approx(0.12) and se == pytest.approx(0.02)
+    assert gain > SE_MULTIPLE * se and not wins  # 6 SEs: not enough from 2 TFs
+    rng = np.random.default_rng(0)
+    base30 = rng.uniform(0.2, 0.5, size=30)
+    gain, se, wins = paired_gain(base30 + rng.normal(0.12, 0.05, size=30), base30)
+    assert wins and gain > se_multiple(30) * se
+    assert paired_gain(base[:1] + 0.5, base[:1])[2] is False  # one TF: no error, no win
+
+
 def test_fit_starts_the_network_from_a_transferred_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,8 +4,8 @@ The read-out is the linear part of :class:`scregnet.grn.model.DeepMCL`'s logit (
 a ranking of the pair features (:data:`SKIP_CANDIDATES`: |Spearman|, |metacell r|, the target
 prior and its variants, two fitted combinations), plus optionally a TF out-degree term.
 :func:`choose_skip` picks it on inner TF-aware folds of the training TFs with the
-standard-error rule (:data:`SE_MULTIPLE`): the simplest ranking wins unless another beats it by
-more than that many standard errors over validation TFs. :func:`scregnet.grn.train.fit` then
+standard-error rule (:data:`SE_MULTIPLE`, :func:`se_multiple`): the simplest ranking wins unless
+another beats it by more than that many standard errors over validation TFs. :func:`scregnet.grn.train.fit` then
 decides whether the network adds to it.
 """
 
@@ -32,6 +32,32 @@ log = logging.getLogger(__name__)
 SE_MULTIPLE = 2.0
 #: and by more than rounding noise
 GAIN_TOLERANCE = 1e-9
+
+
+def se_multiple(n_tfs: int) -> float:
+    """How many standard errors a fitted read-out's mean per-TF gain over ``n_tfs`` validation TFs
+    must exceed: :data:`SE_MULTIPLE`, or the two-sided 95 % quantile of Student's t with
+    ``n_tfs - 1`` degrees of freedom where that is larger (an SE from a few TFs is itself
+    uncertain: 12.7 at 2 TFs, 4.3 at 3, 2.8 at 5, 2.2 at 11, 2.0 from 62 on); infinite below 2
+    TFs. With labels for a handful of TFs a fitted read-out otherwise passes on the luck of two
+    regulators and can rank far below every fixed one (docs/benchmarks.md ## GRN, few labelled
+    TFs)."""
+    if n_tfs < 2:
+        return float("inf")
+    from scipy.stats import t
+
+    return max(SE_MULTIPLE, float(t.ppf(0.975, n_tfs - 1)))
+
+
+def paired_gain(
+    better: NDArray[np.float64], base: NDArray[np.float64]
+) -> tuple[float, float, bool]:
+    """Mean per-TF gain of ``better`` over ``base`` (one AUPRC per validation TF each), its
+    standard error, and whether it passes :func:`se_multiple` for that many TFs."""
+    diff = better - base
+    gain = float(diff.mean())
+    se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("inf")
+    return gain, se, gain > se_multiple(diff.size) * se + GAIN_TOLERANCE
 
 
 def inner_tf_folds(labels: PairLabels, k: int, rng: np.random.Generator) -> list[NDArray[np.bool_]]:
@@ -266,12 +292,8 @@ def choose_skip(
     base = max((n for n in names if n not in FITTED_CANDIDATES), key=lambda n: skip_auprc[n])
     fitted = [n for n in names if n in FITTED_CANDIDATES]
     challenger = max(fitted, key=lambda n: skip_auprc[n]) if fitted else base
-    diff = per_tf[challenger] - per_tf[base]
-    gain = float(diff.mean())
-    se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("inf")
-    skip_name = (
-        challenger if challenger != base and gain > SE_MULTIPLE * se + GAIN_TOLERANCE else base
-    )
+    gain, se, wins = paired_gain(per_tf[challenger], per_tf[base])
+    skip_name = challenger if challenger != base and wins else base
     skip, degree_record = choose_degree_term(
         skip_name,
         oof[skip_name][in_val],

@@ -3,7 +3,7 @@
 Every validation split holds out whole TFs, since the model must score TFs it never saw. With
 pair features (our extension), :func:`fit` chooses on held-out training TFs with the
 standard-error rule (:mod:`scregnet.grn.readout`: the simpler choice wins unless the other beats
-it by more than ``SE_MULTIPLE`` standard errors over validation TFs): the skip read-out of the
+it by more than a number of standard errors over validation TFs): the skip read-out of the
 features (:func:`scregnet.grn.readout.choose_skip`), then whether the network adds to it (gate > 0
 at its best epoch, by pooled AUPRC) or not (gate 0). The model is thus never knowingly worse on
 held-out TFs than the best fixed ranking it starts from, and uses the network only where it
@@ -438,9 +438,10 @@ def fit(
        the fold's pairs. The fixed ranking (|Spearman|, |metacell r|, target prior,
        similarity-weighted prior, either prior x |rho|) with the best out-of-fold mean per-TF
        AUPRC (:func:`scregnet.grn.readout.per_tf_auprc`) is kept unless
-       the best fitted read-out (log-linear, logistic) beats it by more than ``SE_MULTIPLE``
-       standard errors of the per-TF differences. A TF out-degree term is added to it when it
-       raises the pooled out-of-fold AUPRC by more than ``SE_MULTIPLE`` bootstrap SEs
+       the best fitted read-out (log-linear, logistic) beats it by more than
+       :func:`scregnet.grn.readout.se_multiple` standard errors of the per-TF differences (2,
+       or Student's t quantile when the validation TFs are few). A TF out-degree term is added
+       to it when it raises the pooled out-of-fold AUPRC by more than as many bootstrap SEs
        (:func:`scregnet.grn.readout.choose_degree_term`).
     2. *Network* (:func:`_choose_network`). The network is trained with the gate starting at 0 on
        top of the chosen skip, on a TF-aware split (``val_fraction`` of the TFs held out; when
