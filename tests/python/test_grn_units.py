@@ -604,6 +604,32 @@ def test_held_out_selection_picks_the_read_out_that_generalises(
     assert auprc(test.label, predict_pairs(result.model, builder, test)) > 0.99
 
 
+@pytest.mark.parametrize(("n_tfs", "expected"), [(3, "prior"), (4, "metacell")])
+def test_read_out_is_the_default_below_four_validation_tfs(
+    tmp_path: Path, n_tfs: int, expected: str
+) -> None:
+    """Labels that are exactly the top |metacell r| pairs: from 4 labelled TFs the inner folds
+    find that read-out; with 3 they choose nothing and the read-out is the target prior, with no
+    TF term."""
+    from scregnet.grn.readout import MIN_SELECTION_TFS
+    from scregnet.grn.train import TrainConfig, fit
+    from scregnet.seed import seed_everything
+
+    builder = _selection_world(tmp_path)
+    labels = _top_pairs_by(builder, 3, n_tfs, 5)
+    config = GRNConfig(n_neighbours=3, n_bins=16, embed_dim=8, hidden=16, cells_per_metacell=25)
+    result = fit(
+        builder,
+        labels,
+        model_config=config,
+        config=TrainConfig(network=False),
+        rng=seed_everything(0),
+    )
+    sel = result.selection
+    assert sel["validation_tfs"] == n_tfs and (n_tfs < MIN_SELECTION_TFS) == (expected == "prior")
+    assert sel["skip"] == expected and sel["readout"] == expected and sel["tf_degree"] is None
+
+
 def test_held_out_selection_keeps_a_network_that_validates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

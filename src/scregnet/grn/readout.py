@@ -34,6 +34,15 @@ SE_MULTIPLE = 2.0
 GAIN_TOLERANCE = 1e-9
 
 
+#: fewer validation TFs than this choose nothing: the read-out is :data:`DEFAULT_READOUTS`' first
+#: available one, with no TF term. On 2-3 TFs a choice among eight read-outs is noise, and the
+#: target prior alone scored higher (docs/benchmarks.md ## GRN, few labelled TFs)
+MIN_SELECTION_TFS = 4
+#: the read-out used below :data:`MIN_SELECTION_TFS`: the target prior, else (no label features)
+#: |Spearman|
+DEFAULT_READOUTS = ("prior", "spearman")
+
+
 def se_multiple(n_tfs: int) -> float:
     """How many standard errors a fitted read-out's mean per-TF gain over ``n_tfs`` validation TFs
     must exceed: :data:`SE_MULTIPLE`, or the two-sided 95 % quantile of Student's t with
@@ -265,7 +274,8 @@ def choose_skip(
     out-of-fold scores (each fold's label features come from its own training TFs' labels only).
 
     The read-out is chosen by the mean over validation TFs of each TF's own AUPRC (how well it
-    ranks one TF's targets); then a TF out-degree term (a feature of
+    ranks one TF's targets; below :data:`MIN_SELECTION_TFS` validation TFs it is the default,
+    :data:`DEFAULT_READOUTS`, with no TF term); then a TF out-degree term (a feature of
     :data:`scregnet.grn.label_features.DEGREE_COVARIATES` x :data:`DEGREE_WEIGHTS`, which ranks
     the TFs against each other) is added when it raises the pooled AUPRC of the validation pairs
     by more than ``SE_MULTIPLE`` bootstrap SEs. Returns the choice and the selection record."""
@@ -294,10 +304,14 @@ def choose_skip(
     challenger = max(fitted, key=lambda n: skip_auprc[n]) if fitted else base
     gain, se, wins = paired_gain(per_tf[challenger], per_tf[base])
     skip_name = challenger if challenger != base and wins else base
+    n_val = int(np.unique(tf_v).size)
+    if n_val < MIN_SELECTION_TFS:
+        skip_name = next(n for n in DEFAULT_READOUTS if n in names)
+        degree_names = []
     skip, degree_record = choose_degree_term(
         skip_name,
         oof[skip_name][in_val],
-        {d: v[in_val] for d, v in oof_degree.items()},
+        {d: oof_degree[d][in_val] for d in degree_names},
         tf_v,
         y_v,
         boot,
@@ -310,17 +324,21 @@ def choose_skip(
         "skip_gain_se": se,
         "skip": skip_name,
         "inner_folds": len(folds),
+        "validation_tfs": n_val,
         **degree_record,
     }
     log.info(
         "skip read-out on %d inner TF folds: out-of-fold mean per-TF AUPRC %s; %s gains %.4f "
-        "(SE %.4f): using %s",
+        "(SE %.4f): using %s%s",
         len(folds),
         ", ".join(f"{n} {v:.4f}" for n, v in skip_auprc.items()),
         challenger,
         gain,
         se,
         skip,
+        f" (only {n_val} validation TFs: the default read-out)"
+        if n_val < MIN_SELECTION_TFS
+        else "",
     )
     return skip, selection
 

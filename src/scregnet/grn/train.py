@@ -441,8 +441,10 @@ def fit(
        the best fitted read-out (log-linear, logistic) beats it by more than
        :func:`scregnet.grn.readout.se_multiple` standard errors of the per-TF differences (2,
        or Student's t quantile when the validation TFs are few). A TF out-degree term is added
-       to it when it raises the pooled out-of-fold AUPRC by more than as many bootstrap SEs
-       (:func:`scregnet.grn.readout.choose_degree_term`).
+       to it when it raises the pooled out-of-fold AUPRC by more than ``SE_MULTIPLE`` bootstrap
+       SEs (:func:`scregnet.grn.readout.choose_degree_term`). Below
+       :data:`scregnet.grn.readout.MIN_SELECTION_TFS` validation TFs nothing is chosen: the
+       read-out is the target prior (|Spearman| without label features), with no TF term.
     2. *Network* (:func:`_choose_network`). The network is trained with the gate starting at 0 on
        top of the chosen skip, on a TF-aware split (``val_fraction`` of the TFs held out; when
        those carry fewer than ``MIN_VAL_POSITIVES`` positives, on each of the inner folds
