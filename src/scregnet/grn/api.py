@@ -40,10 +40,12 @@ class EdgeScores:
     views: list[str]
     tf: NDArray[np.intp]
     target: NDArray[np.intp]
-    score: NDArray[np.float32]
+    #: float64 probabilities from the model; float32 mean fractional ranks once combined with
+    #: binding (:meth:`combine_with_binding`)
+    score: NDArray[np.floating[Any]]
     view_weights: NDArray[np.float32]  # (pairs, views)
     info: dict[str, Any] = field(default_factory=dict)
-    expression_score: NDArray[np.float32] | None = None  # the network's, when ``score`` is combined
+    expression_score: NDArray[np.floating[Any]] | None = None  # the model's, once combined
     binding: NDArray[np.float32] | None = None  # the prior's, NaN for TFs without one
     #: which read-out produced ``score`` (:func:`readout_name`), written as the ``method`` column
     method: str = ""
@@ -152,8 +154,9 @@ def iter_scores(
     *,
     targets: Sequence[int] | None = None,
     batch_size: int = SCORE_BATCH_SIZE,
-) -> Iterator[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32], NDArray[np.float32]]]:
-    """Yield ``(tf, target, score, view_weights)`` batches for every TF x target (self excluded).
+) -> Iterator[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64], NDArray[np.float32]]]:
+    """Yield ``(tf, target, score, view_weights)`` batches for every TF x target (self excluded);
+    scores are float64 probabilities (in float32 those near 1 tie pairs that the logits order).
 
     Only one batch of primary images exists at a time; neighbour images are embedded once per gene.
     A model whose network's gate is 0 (not kept, or not trained: ``TrainConfig.network`` False)
@@ -193,7 +196,7 @@ def iter_scores(
                 yield (
                     np.full(tg.shape[0], t, dtype=np.intp),
                     tg.cpu().numpy().astype(np.intp),
-                    torch.sigmoid(logit.float()).cpu().numpy(),
+                    torch.sigmoid(logit.double()).cpu().numpy(),
                     weights.float().cpu().numpy(),
                 )
 
@@ -237,7 +240,7 @@ def score_all(
         views=views,
         tf=tf,
         target=target,
-        score=score.astype(np.float32),
+        score=score.astype(np.float64),
         view_weights=weights.astype(np.float32),
         info={"score_seconds": elapsed, "pairs_per_second": score.size / max(elapsed, 1e-9)},
     )

@@ -173,18 +173,22 @@ def readout_logit(
     model: DeepMCL, builder: ImageBuilder, a: torch.Tensor, b: torch.Tensor
 ) -> torch.Tensor:
     """The skip read-out's logit of the pairs ``(a, b)`` from their features alone, no image
-    built: the model's logit when its gate is 0."""
+    built: the model's logit when its gate is 0. In float64: a fixed read-out's tie-breaking
+    term (1e-4 of a standardised feature) must survive logits in the tens, as with labels for a
+    few TFs, whose standardised prior has a small scale."""
     if model.skip is None:
         msg = "the read-out needs a model with pair features"
         raise ValueError(msg)
-    features = builder.features(a, b, model.config.n_pair_features)
-    return model.skip(features.float()).squeeze(-1)
+    features = builder.features(a, b, model.config.n_pair_features).double()
+    weight, bias = model.skip.weight.double(), model.skip.bias.double()
+    return (features @ weight.T + bias).squeeze(-1)
 
 
 def predict_pairs(
     model: DeepMCL, builder: ImageBuilder, labels: PairLabels, *, batch_size: int = 512
 ) -> NDArray[np.float64]:
-    """P(edge) for labelled pairs (evaluation mode, all cells).
+    """P(edge) for labelled pairs (evaluation mode, all cells), in float64: probabilities near 1
+    in float32 tie pairs that the logits order.
 
     With the network's gate at 0 the logit is the skip read-out of the features alone (exactly),
     so no image is built.
@@ -201,7 +205,7 @@ def predict_pairs(
                 torch.as_tensor(labels.tf, device=builder.device),
                 torch.as_tensor(labels.target, device=builder.device),
             )
-        return torch.sigmoid(logit).cpu().numpy().astype(np.float64)
+        return torch.sigmoid(logit).cpu().numpy()
     bank = neighbour_embeddings(model, builder, genes=np.concatenate([labels.tf, labels.target]))
     model.eval()
     out = []
@@ -211,7 +215,7 @@ def predict_pairs(
             b = torch.as_tensor(labels.target[start : start + batch_size], device=builder.device)
             with autocast(builder.device):
                 logit = forward_pairs(model, builder, a, b, bank).logit
-            out.append(torch.sigmoid(logit.float()).cpu().numpy())
+            out.append(torch.sigmoid(logit.double()).cpu().numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
