@@ -1020,3 +1020,34 @@ def test_scoring_at_gate_zero_reads_the_read_out_alone(tmp_path: Path) -> None:
     assert not np.allclose(opened, fast)
     assert not np.allclose(weights, 0.5)
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_scores_keep_the_order_of_large_logits(tmp_path: Path) -> None:
+    """Read-out logits in the tens (a fixed read-out on a prior with a small scale, as with labels
+    for a few TFs) still order the pairs: scores are float64 probabilities, where float32 ones
+    are all 1 and tie."""
+    from scregnet.grn.api import iter_scores
+    from scregnet.grn.config import N_PAIR_FEATURES
+    from scregnet.grn.train import predict_pairs
+
+    builder = _selection_world(tmp_path)
+    torch.manual_seed(0)
+    model = DeepMCL(GRNConfig(n_neighbours=3, n_bins=16, n_pair_features=N_PAIR_FEATURES)).eval()
+    assert model.skip is not None and model.gate is not None
+    with torch.no_grad():
+        model.skip.weight.zero_()
+        model.skip.weight[0, 1] = 0.1  # |Spearman|: a small term on a large constant
+        model.skip.bias.fill_(18.0)
+    tf = np.zeros(builder.n_genes - 1, dtype=np.intp)
+    target = np.arange(1, builder.n_genes, dtype=np.intp)
+    labels = PairLabels(tf, target, (target % 5 == 0).astype(np.int8))
+    scores = predict_pairs(model, builder, labels)
+    assert scores.dtype == np.float64 and np.all(scores < 1.0)
+    assert np.all(np.float32(scores) == 1.0)  # what float32 would have kept: one tie
+    features = builder.features(torch.as_tensor(tf), torch.as_tensor(target), N_PAIR_FEATURES)
+    spearman = features[:, 1].double().numpy()
+    assert np.array_equal(np.argsort(-scores, kind="stable"), np.argsort(-spearman, kind="stable"))
+    _, _, streamed, _ = (
+        np.concatenate(p) for p in zip(*iter_scores(model, builder, [0]), strict=True)
+    )
+    np.testing.assert_array_equal(streamed, scores)
