@@ -988,17 +988,23 @@ def test_fit_starts_the_network_from_a_transferred_state(
         new_network(GRNConfig(n_neighbours=3, n_bins=16, embed_dim=16, hidden=16), builder, state)
 
 
+def _pair_feature_model() -> DeepMCL:
+    """An untrained model with pair features at the selection world's sizes (torch seed 0)."""
+    from scregnet.grn.config import N_PAIR_FEATURES
+
+    torch.manual_seed(0)
+    return DeepMCL(GRNConfig(n_neighbours=3, n_bins=16, n_pair_features=N_PAIR_FEATURES)).eval()
+
+
 def test_scoring_at_gate_zero_reads_the_read_out_alone(tmp_path: Path) -> None:
     """A model whose gate is 0 scores every pair by its skip read-out without building images: the
     same logits the full forward pass gives, uniform view weights (no view enters the score); with
     the gate open the network and its attention are used."""
     from scregnet.grn.api import iter_scores
-    from scregnet.grn.config import N_PAIR_FEATURES
     from scregnet.grn.train import forward_pairs, neighbour_embeddings
 
     builder = _selection_world(tmp_path)
-    torch.manual_seed(0)
-    model = DeepMCL(GRNConfig(n_neighbours=3, n_bins=16, n_pair_features=N_PAIR_FEATURES)).eval()
+    model = _pair_feature_model()
     assert model.skip is not None and model.gate is not None
     with torch.no_grad():
         model.skip.weight.normal_()
@@ -1031,8 +1037,7 @@ def test_scores_keep_the_order_of_large_logits(tmp_path: Path) -> None:
     from scregnet.grn.train import predict_pairs
 
     builder = _selection_world(tmp_path)
-    torch.manual_seed(0)
-    model = DeepMCL(GRNConfig(n_neighbours=3, n_bins=16, n_pair_features=N_PAIR_FEATURES)).eval()
+    model = _pair_feature_model()
     assert model.skip is not None and model.gate is not None
     with torch.no_grad():
         model.skip.weight.zero_()
