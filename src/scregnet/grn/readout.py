@@ -5,8 +5,8 @@ a ranking of the pair features (:data:`SKIP_CANDIDATES`: |Spearman|, |metacell r
 prior and its variants, two fitted combinations), plus optionally a TF out-degree term.
 :func:`choose_skip` picks it on inner TF-aware folds of the training TFs with the
 standard-error rule (:data:`SE_MULTIPLE`, :func:`se_multiple`): the simplest ranking wins unless
-another beats it by more than that many standard errors over validation TFs. :func:`scregnet.grn.train.fit` then
-decides whether the network adds to it.
+another beats it by more than that many standard errors over validation TFs.
+:func:`scregnet.grn.train.fit` then decides whether the network adds to it.
 """
 
 from __future__ import annotations
