@@ -111,7 +111,7 @@ def fractional_rank(values: NDArray[np.floating]) -> NDArray[np.float64]:
 
 def rank_mean(
     expression: NDArray[np.floating], binding: NDArray[np.floating]
-) -> NDArray[np.float32]:
+) -> NDArray[np.float64]:
     """Mean fractional rank of ``expression`` and ``binding`` per pair (``binding`` NaN = no evidence).
 
     Rank averaging (the "wisdom of crowds" aggregation of DREAM5, Marbach et al. 2012) is
@@ -128,7 +128,7 @@ def rank_mean(
     known = ~np.isnan(binding)
     if known.any():
         out[known] = 0.5 * (out[known] + fractional_rank(binding[known]))
-    return out.astype(np.float32)
+    return out
 
 
 #: the library size every cell is normalised to before log1p (counts per 10k)

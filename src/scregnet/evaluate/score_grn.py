@@ -123,6 +123,6 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         )
         if spearman is not None:
             result["spearman_binding_baseline"] = ranking_metrics(
-                labels, rank_mean(spearman, binding).astype(np.float64)
+                labels, rank_mean(spearman, binding)
             )
     return result

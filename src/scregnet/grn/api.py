@@ -40,12 +40,12 @@ class EdgeScores:
     views: list[str]
     tf: NDArray[np.intp]
     target: NDArray[np.intp]
-    #: float64 probabilities from the model; float32 mean fractional ranks once combined with
-    #: binding (:meth:`combine_with_binding`)
-    score: NDArray[np.floating[Any]]
+    #: P(edge) from the model, or the mean fractional rank once combined with binding
+    #: (:meth:`combine_with_binding`); float64, so that pairs the model orders do not tie
+    score: NDArray[np.float64]
     view_weights: NDArray[np.float32]  # (pairs, views)
     info: dict[str, Any] = field(default_factory=dict)
-    expression_score: NDArray[np.floating[Any]] | None = None  # the model's, once combined
+    expression_score: NDArray[np.float64] | None = None  # the model's, once combined
     binding: NDArray[np.float32] | None = None  # the prior's, NaN for TFs without one
     #: which read-out produced ``score`` (:func:`readout_name`), written as the ``method`` column
     method: str = ""

@@ -216,7 +216,7 @@ def predict_pairs(
             with autocast(builder.device):
                 logit = forward_pairs(model, builder, a, b, bank).logit
             out.append(torch.sigmoid(logit.double()).cpu().numpy())
-    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def _set_skip(model: DeepMCL, w: NDArray[np.float64], b: float) -> None:
