@@ -30,6 +30,17 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert exc.value.code == 0
         out = capsys.readouterr().out
         assert "--seed" in out and "--threads" in out and "--quiet" in out
+        # a default is shown where there is one, once, and never as None
+        assert "default: None" not in " ".join(out.split()), name
+
+
+def test_help_shows_real_defaults_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["grn", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--epochs EPOCHS maximum training epochs (default: 15)" in out
+    assert "comma-separated (default: the labels' TFs) --layer" in out
+    assert "--out OUT ranked edges TSV --attention-out" in out
 
 
 def test_input_error_is_one_line_and_nonzero(

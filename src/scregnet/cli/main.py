@@ -122,6 +122,17 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends an option's default to its help where it has one: not for a default of None,
+    not for a required option, and not where the help already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.required or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line (``scregnet count: error: ...``), like every other error."""
 
@@ -143,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=module.HELP,
             description=module.HELP,
             parents=[parent],
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(sub)
         sub.set_defaults(_module=module)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from scregnet.cli.main import HelpFormatter
 from scregnet.tfbind.config import PredictConfig, TrainConfig
 
 HELP = "TF binding: train the scFAN-style CNN on bulk data, predict per cluster and per cell"
@@ -65,7 +66,7 @@ def _common_nested(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="tfbind_command", metavar="{train,predict,merge}")
     sub.required = True
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     _train_options(
         sub.add_parser(
             "train", help="train on bulk accessibility + ChIP peaks", formatter_class=fmt
