@@ -116,8 +116,8 @@ def replay_schedule(steps: list[Any], seconds: list[float], jobs: int) -> float:
 def planned_steps(
     params_file: Path, outdir: Path, *, test_profile: bool, threads: int
 ) -> list[Any]:
-    from scregnet.io.params import read_params
     from scregnet.pipeline import TEST_PROFILE, plan
+    from scregnet.pipeline.params import read_params
 
     params = read_params(params_file)
     if test_profile:

@@ -65,8 +65,8 @@ def _run_variant(name: str, world: Path, work: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests" / "python"))
     from test_end_to_end import tiny_params
 
-    from scregnet.io.params import read_params
     from scregnet.pipeline import plan
+    from scregnet.pipeline.params import read_params
 
     env_vars, threads = VARIANTS[name]
     results = work / name / "results"

@@ -26,8 +26,8 @@ from nfcheck.config import params as config_params
 from nfcheck.render import Renderer, Task, inputs_of
 from nfcheck.structure import Process as NfProcess
 from nfcheck.structure import parse
-from scregnet.io.params import DEFAULTS
 from scregnet.pipeline import STEPS, TEST_PROFILE, Step, plan
+from scregnet.pipeline.params import DEFAULTS
 from scregnet.pipeline.steps import Process
 
 REPO = Path(__file__).resolve().parents[2]

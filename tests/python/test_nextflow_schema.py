@@ -20,7 +20,7 @@ from nfcheck.schema import (
     validate_rows,
 )
 from nfcheck.structure import strip_comments
-from scregnet.io.params import DEFAULTS, PATH_KEYS
+from scregnet.pipeline.params import DEFAULTS, PATH_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE_SCHEMA = REPO / "nextflow_schema.json"
@@ -204,7 +204,7 @@ def test_bad_samplesheet_gets_a_clear_message(case: str, tmp_path: Path) -> None
 
 def test_simulate_presets_are_the_simulators() -> None:
     """The schema's and the runner's preset lists are the simulator's presets."""
-    from scregnet.io.params import NEXTFLOW_ONLY
+    from scregnet.pipeline.params import NEXTFLOW_ONLY
     from scregnet.simulate.presets import PRESETS
 
     schema = load(PIPELINE_SCHEMA)

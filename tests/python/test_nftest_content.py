@@ -25,7 +25,7 @@ import h5py
 import pytest
 
 from scregnet import keys
-from scregnet.io.params import DEFAULTS
+from scregnet.pipeline.params import DEFAULTS
 from scregnet.pipeline.steps import STEPS
 
 REPO = Path(__file__).resolve().parents[2]

@@ -201,8 +201,8 @@ def test_gpu_steps_get_one_resolved_device(tiny_world: Path, tmp_path: Path) -> 
     each GPU-labelled task cpu or cuda; only the table's GPU processes get a device."""
     import torch
 
-    from scregnet.io.params import read_params
     from scregnet.pipeline import STEPS
+    from scregnet.pipeline.params import read_params
 
     params = read_params(tiny_world / "params.yaml")
     assert params["device"] == "auto"
@@ -217,8 +217,8 @@ def test_versions_yaml_lists_each_process_once(tiny_world: Path, tmp_path: Path)
     import yaml
 
     import scregnet
-    from scregnet.io.params import read_params
     from scregnet.pipeline.execute import write_versions
+    from scregnet.pipeline.params import read_params
 
     steps = plan(read_params(tiny_world / "params.yaml"), tmp_path, threads=1)
     path = write_versions(steps, tmp_path)
@@ -232,7 +232,7 @@ def test_versions_yaml_lists_each_process_once(tiny_world: Path, tmp_path: Path)
 
 
 def test_step_dependencies_of_the_real_plan(tiny_world: Path, tmp_path: Path) -> None:
-    from scregnet.io.params import read_params
+    from scregnet.pipeline.params import read_params
 
     steps = plan(read_params(tiny_world / "params.yaml"), tmp_path, threads=1)
     deps = step_dependencies(steps)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from scregnet.errors import InputError
-from scregnet.io.params import read_params
 from scregnet.io.samplesheet import read_samplesheet
+from scregnet.pipeline.params import read_params
 
 
 @pytest.fixture

@@ -57,8 +57,8 @@ def test_tiny_world_has_every_file_of_the_contract(tiny_world: Path) -> None:
     from scregnet.io.bed import check_within_bounds, read_bed
     from scregnet.io.genome import read_chrom_sizes
     from scregnet.io.gtf import read_tss
-    from scregnet.io.params import read_params
     from scregnet.io.samplesheet import read_samplesheet
+    from scregnet.pipeline.params import read_params
 
     sizes = read_chrom_sizes(tiny_world / "genome.fa.fai")
     autosomes = [c for c in sizes if c != "chrM"]

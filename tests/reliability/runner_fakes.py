@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from scregnet.io.params import read_params
 from scregnet.pipeline import Step, plan
+from scregnet.pipeline.params import read_params
 
 STAND_IN = """
 import hashlib, json, sys, time

@@ -362,8 +362,8 @@ def test_sample_ids_that_could_share_a_path_are_refused(
 
 def test_distinct_sample_ids_plan_distinct_outputs(staged: dict[str, Path], tmp_path: Path) -> None:
     """Ids that pass validation, however alike, never give two steps one output path."""
-    from scregnet.io.params import read_params
     from scregnet.pipeline import plan
+    from scregnet.pipeline.params import read_params
 
     world = staged["world"]
     bam = world / "samples" / "sample1.bam"

@@ -10,7 +10,7 @@ import pytest
 
 from scregnet.cli.main import main as cli
 from scregnet.errors import InputError
-from scregnet.io.params import INTEGERS, NEXTFLOW_ONLY, known_keys, read_params
+from scregnet.pipeline.params import INTEGERS, NEXTFLOW_ONLY, known_keys, read_params
 
 REPO = Path(__file__).resolve().parents[2]
 

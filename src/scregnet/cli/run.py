@@ -36,8 +36,8 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
     from scregnet.io.atomic import check_writable_dir
     from scregnet.io.outputs import check_paths
-    from scregnet.io.params import read_params
     from scregnet.pipeline import TEST_PROFILE, outdir_lock, prepare_test_data, run_pipeline
+    from scregnet.pipeline.params import read_params
 
     if args.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")

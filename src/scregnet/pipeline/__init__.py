@@ -2,10 +2,11 @@
 
 :mod:`~scregnet.pipeline.steps` defines each process once (command line, label, device, upstream),
 for this runner and as the reference the Nextflow modules are checked against;
-:mod:`~scregnet.pipeline.plan` expands params and samplesheet into steps (command line, every file
-it reads, every file it writes); :mod:`~scregnet.pipeline.execute` runs them as child processes,
-``jobs`` at a time; :mod:`~scregnet.pipeline.state` decides what is up to date (resume), and
-:mod:`~scregnet.pipeline.lock` keeps one run per results folder.
+:mod:`~scregnet.pipeline.params` reads and checks the params file (the same file Nextflow takes with
+``-params-file``); :mod:`~scregnet.pipeline.plan` expands params and samplesheet into steps (command
+line, every file it reads, every file it writes); :mod:`~scregnet.pipeline.execute` runs them as
+child processes, ``jobs`` at a time; :mod:`~scregnet.pipeline.state` decides what is up to date
+(resume), and :mod:`~scregnet.pipeline.lock` keeps one run per results folder.
 """
 
 from __future__ import annotations

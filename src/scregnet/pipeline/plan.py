@@ -29,9 +29,9 @@ from typing import Any, NoReturn
 
 from scregnet.errors import InputError
 from scregnet.io.genome import read_chrom_sizes
-from scregnet.io.params import DEFAULTS, PATH_KEYS
 from scregnet.io.samplesheet import Sample, read_samplesheet
 from scregnet.pipeline.contigs import check_contig_names, prediction_shards, skipped_contigs
+from scregnet.pipeline.params import DEFAULTS, PATH_KEYS
 from scregnet.pipeline.steps import POOLED_STAGES, STAGE_COST, STAGE_GRAPH, STEPS
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from scregnet.errors import InputError
+from scregnet.pipeline.steps import STAGE_GRAPH
 
 PATH_KEYS = (
     "input",
@@ -113,8 +114,6 @@ def _loader() -> type:
 
 def known_keys() -> list[str]:
     """Every parameter a params file may set."""
-    from scregnet.pipeline.steps import STAGE_GRAPH
-
     args = [f"{stage.lower()}_args" for stage in STAGE_GRAPH]
     return sorted(
         {
