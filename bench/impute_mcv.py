@@ -258,7 +258,9 @@ def make_scvi(python: str, threads: int) -> Method:
     return run
 
 
-def make_scregnet(epochs: int, threads: int, **kw: Any) -> Method:
+def make_scregnet(epochs: int, threads: int, model_seed: int | None = None, **kw: Any) -> Method:
+    """scregnet's headline layer; the model is seeded with the split seed, or ``model_seed``."""
+
     def run(counts: sp.csr_matrix, library: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
         # a last column carries the counts of the genes that are not modelled, so that the
         # stage sees each cell's full library
@@ -271,7 +273,7 @@ def make_scregnet(epochs: int, threads: int, **kw: Any) -> Method:
             genes=list(adata.var_names[:-1]),
             epochs=epochs,
             device="cpu",
-            seed=seed,
+            seed=seed if model_seed is None else model_seed,
             threads=threads,
             **kw,
         )
@@ -427,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default="sc_celseq2,sc_celseq2_5cl_p1,sc_dropseq")
     parser.add_argument("--fractions", default="0.5,0.2")
     parser.add_argument("--seed", type=int, default=0, help="binomial split seed (1 = development)")
+    parser.add_argument(
+        "--model-seed",
+        type=int,
+        default=None,
+        help="seed of scregnet's model (default: the split seed); the run-to-run spread",
+    )
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--threads", type=int, default=1)
@@ -466,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     methods["scregnet"] = make_scregnet(
         args.epochs,
         args.threads,
+        args.model_seed,
         batch_size=args.batch_size,
         model_options=args.model_options,
         train_options=args.train_options,
@@ -481,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             ("no per-gene output scale", {"train_options": {"gene_scale": False}}),
         ):
             methods[f"scregnet, {label}"] = make_scregnet(
-                args.epochs, args.threads, batch_size=args.batch_size, **option
+                args.epochs, args.threads, args.model_seed, batch_size=args.batch_size, **option
             )
     if args.methods:
         wanted = args.methods.split(";")
