@@ -516,6 +516,24 @@ def test_early_stopping_keeps_best_state() -> None:
     assert result.adata.uns["scregnet_impute"]["epochs"] == len(fuse)
 
 
+def test_early_stopping_waits_for_the_weight_average() -> None:
+    """Epochs without improvement count only once the running average of the weights is
+    exponential (99 steps at decay 0.99): until then it still holds the first steps' weights, and
+    its held-out loss can rise while training goes well."""
+    from scregnet.impute.train import averaging_steps
+
+    assert (averaging_steps(0.99), averaging_steps(0.9), averaging_steps(0.0)) == (99, 9, 0)
+    adata = make_adata()  # 90 cells: 3 steps a fusion epoch
+    opts = {**TINY_TRAIN, "lr": 0.3, "patience": 1}
+
+    def fusion_epochs(decay: float) -> int:
+        result = quick(adata, epochs=8, train_options={**opts, "ema_decay": decay})
+        return len([r for r in result.losses if r["phase"] == "fuse"])
+
+    assert fusion_epochs(0.99) == 8  # 24 steps, all inside the average's first 99
+    assert fusion_epochs(0.5) < 8  # exponential after one step: stops as without an average
+
+
 def test_weight_average_is_what_is_kept() -> None:
     """The fusion weights validated and kept are the running average of every step's weights
     (plain mean first, exponential once the decay caps it); decay 0 keeps the trained ones."""
