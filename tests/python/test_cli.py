@@ -41,6 +41,11 @@ def test_help_shows_real_defaults_once(capsys: pytest.CaptureFixture[str]) -> No
     assert "--epochs EPOCHS maximum training epochs (default: 15)" in out
     assert "comma-separated (default: the labels' TFs) --layer" in out
     assert "--out OUT ranked edges TSV --attention-out" in out
+    # a help that mentions a default in words still shows the value
+    with pytest.raises(SystemExit):
+        cli.main(["tfbind", "train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(the paper's by default) (default: (160, 240, 240))" in out
 
 
 def test_input_error_is_one_line_and_nonzero(

@@ -124,11 +124,11 @@ def common_options() -> argparse.ArgumentParser:
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends an option's default to its help where it has one: not for a default of None,
-    not for a required option, and not where the help already says what the default is."""
+    not for a required option, and not where the help already says ``(default: ...)``."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default is None or action.required or "default" in text.lower():
+        if action.default is None or action.required or "(default" in text:
             return text
         return super()._get_help_string(action)
 
