@@ -534,6 +534,20 @@ def test_early_stopping_waits_for_the_weight_average() -> None:
     assert fusion_epochs(0.5) < 8  # exponential after one step: stops as without an average
 
 
+def test_early_stopping_waits_as_many_steps_after_the_best_epoch() -> None:
+    """After the best epoch the average needs ``averaging_steps`` steps to move away from it, so
+    an epoch without improvement counts only once that many steps have passed since the best."""
+    adata = make_adata()  # 90 cells: 3 steps a fusion epoch
+    # decay 0.8: 4 steps, i.e. the second epoch after the best is the first one counted
+    opts = {**TINY_TRAIN, "lr": 0.3, "patience": 1, "ema_decay": 0.8}
+    result = quick(adata, epochs=14, train_options=opts)
+    vals = [float(r["validation"]) for r in result.losses if r["phase"] == "fuse"]  # type: ignore[arg-type]
+    best = int(np.argmin(vals)) + 1
+    assert len(vals) < 14  # stopped early
+    assert best > 2  # after the average's first 4 steps
+    assert len(vals) == best + 2  # not best + 1: the first epoch after the best is not counted
+
+
 def test_weight_average_is_what_is_kept() -> None:
     """The fusion weights validated and kept are the running average of every step's weights
     (plain mean first, exponential once the decay caps it); decay 0 keeps the trained ones."""

@@ -87,7 +87,7 @@ class TrainConfig:
     bulk_weight: float = 0.1
     use_bulk: bool = True
     val_fraction: float = 0.1
-    patience: int = 3
+    patience: int = 3  # fusion epochs without improvement, counted as train.averaging_steps says
     val_max_cells: int = 2000
     ema_decay: float = 0.99  # fusion weights validated and kept as their running average (0: off)
     gene_scale: bool = True  # after training, fit each gene's output scale to its observed counts

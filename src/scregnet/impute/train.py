@@ -31,7 +31,9 @@ training stops after ``patience`` epochs without improvement and the best state 
 ``ema_decay`` > 0 the state validated and kept is the running average of the fusion weights
 (:func:`_moving_average`), which smooths the step-to-step noise of small batches; epochs without
 improvement count only once that average is exponential (:func:`averaging_steps`: 99 steps at
-0.99), which on a few hundred cells is about 14 epochs.
+0.99), which on a few hundred cells is about 14 epochs, and only once as many steps have passed
+since the best epoch: the average needs that long to move away from the best state, so a flat
+stretch of held-out loss right after it is not yet evidence that training has stopped helping.
 
 Last step (``gene_scale``): each gene's output scale is fitted on the full counts,
 :func:`fit_gene_scale`, so that the expected counts summed over the cells match the observed
@@ -484,7 +486,7 @@ def _train_phase(
     model, cfg, device = trainer.model, trainer.cfg, trainer.device
     opt = trainer.optimiser(model.dae.parameters() if phase == "adapt" else model.parameters())
     rows: list[dict[str, object]] = []
-    best, best_epoch, stale = float("inf"), 0, 0
+    best, best_epoch, best_steps, stale = float("inf"), 0, 0, 0
     best_state: dict[str, torch.Tensor] | None = None
     if phase == "fuse" and cfg.ema_decay > 0:
         trainer.ema = torch.optim.swa_utils.AveragedModel(
@@ -503,9 +505,9 @@ def _train_phase(
         if phase == "fuse" and validate:
             val = validate(kept, device, max(cfg.batch_size, 256))
             if best_epoch == 0 or val < best - 1e-4 * abs(best):
-                best, best_epoch, stale = val, epoch, 0
+                best, best_epoch, best_steps, stale = val, epoch, steps, 0
                 best_state = copy.deepcopy(kept.state_dict())
-            elif steps >= warm_up:
+            elif steps >= warm_up and steps - best_steps >= warm_up:
                 stale += 1
         rows.append(acc.row(phase, epoch, time.perf_counter() - t0, val))
         bar.update()
@@ -529,7 +531,8 @@ def averaging_steps(decay: float) -> int:
     """Steps until the running average of the weights (:func:`_moving_average`) is exponential:
     before, it is the plain mean of every step's weights since the start, the first ones included,
     and its held-out loss can rise for a while as training goes well. Early stopping counts no
-    epoch without improvement until then."""
+    epoch without improvement until then, nor until this many steps have passed since the best
+    epoch, the time the average needs to move away from the best state."""
     return math.ceil(decay / (1.0 - decay) - 1e-9) if decay > 0 else 0  # n / (n + 1) >= decay
 
 
