@@ -546,6 +546,11 @@ def test_early_stopping_waits_as_many_steps_after_the_best_epoch() -> None:
     assert len(vals) < 14  # stopped early
     assert best > 2  # after the average's first 4 steps
     assert len(vals) == best + 2  # not best + 1: the first epoch after the best is not counted
+    # the loss table and the record name the epoch whose weights are kept
+    assert [int(r["kept"]) for r in result.losses if r["phase"] == "fuse"] == [
+        int(epoch == best) for epoch in range(1, len(vals) + 1)
+    ]
+    assert result.adata.uns["scregnet_impute"]["kept_epoch"] == best
 
 
 def test_weight_average_is_what_is_kept() -> None:
@@ -701,8 +706,12 @@ def test_cli_writes_h5ad_checkpoint_and_loss_table(cli_run: tuple[Path, Path]) -
         "mmd",
         "bulk",
         "validation",
+        "kept",
     ]  # no wall time: the same seed writes the same bytes
     assert (losses["phase"] == "fuse").sum() == 2  # --epochs 2
+    kept = losses.loc[losses["kept"] == 1]
+    assert list(kept["phase"]) == ["fuse"]  # one row: the fusion epoch whose weights are used
+    assert int(kept["epoch"].iloc[0]) == result.uns["scregnet_impute"]["kept_epoch"]
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(
         [out.name, model_path.name, loss_path.name]
     )

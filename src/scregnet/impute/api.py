@@ -54,7 +54,7 @@ from scregnet.impute.config import (
     ImputeConfig,
     TrainConfig,
 )
-from scregnet.impute.train import LOSS_COLUMNS
+from scregnet.impute.train import LOSS_COLUMNS, kept_epoch
 from scregnet.stats import expected_log1p
 
 if TYPE_CHECKING:
@@ -308,6 +308,7 @@ def _record(fitted: _Fitted, layer: str | None, seed: int) -> dict[str, Any]:
         "trained": fitted.trained,
         "seed": seed,
         "epochs": sum(1 for r in fitted.losses if r["phase"] == "fuse"),
+        "kept_epoch": kept_epoch(fitted.losses),
         "output": "negative binomial mean (log1p counts per 10k)",
         "gene_scale_fitted": bool(fitted.config.get("train", {}).get("gene_scale", False)),
         "baseline_layers": [keys.FILL_RULE],

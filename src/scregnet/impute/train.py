@@ -64,8 +64,9 @@ log = logging.getLogger(__name__)
 
 
 #: the loss table's columns; each row in memory also has ``seconds`` (the epoch's wall time), which
-#: the table leaves out so that the same seed writes the same bytes (timings go to the log)
-LOSS_COLUMNS = ("phase", "epoch", "loss", "reconstruction", "mmd", "bulk", "validation")
+#: the table leaves out so that the same seed writes the same bytes (timings go to the log);
+#: ``kept`` is 1 on the fusion epoch whose weights the model keeps (:func:`_train_phase`), else 0
+LOSS_COLUMNS = ("phase", "epoch", "loss", "reconstruction", "mmd", "bulk", "validation", "kept")
 
 
 def log1p_norm(counts: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
@@ -221,6 +222,7 @@ class _Step:
             "mmd": self.mmd / k,
             "bulk": self.bulk / k,
             "validation": validation,
+            "kept": 0,
             "seconds": seconds,
         }
 
@@ -517,6 +519,10 @@ def _train_phase(
             break
     if n_epochs:
         log.info("%s: %d epochs, final loss %.4f", phase, rows[-1]["epoch"], rows[-1]["loss"])
+    if phase == "fuse" and rows:
+        kept_epoch = best_epoch if best_state is not None else rows[-1]["epoch"]
+        for row in rows:
+            row["kept"] = int(row["epoch"] == kept_epoch)
     if trainer.ema is not None and best_state is None:  # nothing validated: the last average
         model.load_state_dict(kept.state_dict())
         log.info("kept the running average of the fusion weights (nothing held out)")
@@ -525,6 +531,12 @@ def _train_phase(
         log.info("kept the state of fusion epoch %d (held-out loss %.4f)", best_epoch, best)
     trainer.ema = None
     return rows
+
+
+def kept_epoch(rows: list[dict[str, object]]) -> int:
+    """The fusion epoch whose weights the model keeps (the lowest held-out loss, or the last
+    epoch when nothing is held out); 0 for rows without one (a model loaded, not trained)."""
+    return next((cast(int, r["epoch"]) for r in rows if r.get("kept")), 0)
 
 
 def averaging_steps(decay: float) -> int:
