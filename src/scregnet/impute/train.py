@@ -520,9 +520,9 @@ def _train_phase(
     if n_epochs:
         log.info("%s: %d epochs, final loss %.4f", phase, rows[-1]["epoch"], rows[-1]["loss"])
     if phase == "fuse" and rows:
-        kept_epoch = best_epoch if best_state is not None else rows[-1]["epoch"]
+        kept_at = best_epoch if best_state is not None else rows[-1]["epoch"]
         for row in rows:
-            row["kept"] = int(row["epoch"] == kept_epoch)
+            row["kept"] = int(row["epoch"] == kept_at)
     if trainer.ema is not None and best_state is None:  # nothing validated: the last average
         model.load_state_dict(kept.state_dict())
         log.info("kept the running average of the fusion weights (nothing held out)")
