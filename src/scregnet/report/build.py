@@ -181,7 +181,7 @@ def imputation_section(results: Path, section: Section, *, max_cells: int = 5000
             f"(up to {max_cells} cells shown) "
             f"{(raw == 0).mean():.1%}; median per-gene correlation of imputed with observed {np.median(corr):.3f}."
         )
-        record = adata.uns.get("scregnet_impute", {})
+        record = adata.uns.get(keys.IMPUTE_UNS, {})
         if record.get("kept_epoch"):
             section.text(
                 f"{sample}: {record['epochs']} fusion epochs trained; the model uses the weights of "
