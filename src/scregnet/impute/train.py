@@ -30,10 +30,11 @@ each fusion epoch the negative binomial loss of the held-out molecules given the
 training stops after ``patience`` epochs without improvement and the best state is kept. With
 ``ema_decay`` > 0 the state validated and kept is the running average of the fusion weights
 (:func:`_moving_average`), which smooths the step-to-step noise of small batches; epochs without
-improvement count only once that average is exponential (:func:`averaging_steps`: 99 steps at
-0.99), which on a few hundred cells is about 14 epochs, and only once as many steps have passed
-since the best epoch: the average needs that long to move away from the best state, so a flat
-stretch of held-out loss right after it is not yet evidence that training has stopped helping.
+improvement count only once :func:`averaging_steps` steps (99 at 0.99; about 14 epochs on a few
+hundred cells) have passed since the best epoch, and so since the start: until then the average
+is still the plain mean of every step, the untrained ones included, and after the best it needs
+as long to move away from the best state, so a flat stretch of held-out loss is not yet evidence
+that training has stopped helping.
 
 Last step (``gene_scale``): each gene's output scale is fitted on the full counts,
 :func:`fit_gene_scale`, so that the expected counts summed over the cells match the observed
@@ -509,7 +510,7 @@ def _train_phase(
             if best_epoch == 0 or val < best - 1e-4 * abs(best):
                 best, best_epoch, best_steps, stale = val, epoch, steps, 0
                 best_state = copy.deepcopy(kept.state_dict())
-            elif steps >= warm_up and steps - best_steps >= warm_up:
+            elif steps - best_steps >= warm_up:  # also >= warm_up steps since the start
                 stale += 1
         rows.append(acc.row(phase, epoch, time.perf_counter() - t0, val))
         bar.update()
@@ -542,9 +543,9 @@ def kept_epoch(rows: list[dict[str, object]]) -> int:
 def averaging_steps(decay: float) -> int:
     """Steps until the running average of the weights (:func:`_moving_average`) is exponential:
     before, it is the plain mean of every step's weights since the start, the first ones included,
-    and its held-out loss can rise for a while as training goes well. Early stopping counts no
-    epoch without improvement until then, nor until this many steps have passed since the best
-    epoch, the time the average needs to move away from the best state."""
+    and its held-out loss can rise for a while as training goes well. Early stopping counts an
+    epoch without improvement only once this many steps have passed since the best epoch (the
+    time the average needs to move away from the best state), and so since the start."""
     return math.ceil(decay / (1.0 - decay) - 1e-9) if decay > 0 else 0  # n / (n + 1) >= decay
 
 
