@@ -51,6 +51,7 @@ workflow {
         [
             skip_chroms   : params.tfbind_skip_chroms ? params.tfbind_skip_chroms.tokenize(',') : [],
             tfbind_shards : params.tfbind_shards,
+            grn_shards    : params.grn_shards,
             outdir        : params.outdir,
         ],
         channel.value(file(params.multiqc_config ?: "${projectDir}/assets/multiqc_config.yml", checkIfExists: true)),

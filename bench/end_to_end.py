@@ -183,7 +183,7 @@ def main() -> int:
                 "grn_epochs": args.grn_epochs,
                 # the test profile's CPU-sized network and prior threshold (scregnet.pipeline.TEST_PROFILE)
                 "tfbind_train_args": "--filters 16,24,24 --hidden 32 --lr 3e-3 --negative-ratio 2",
-                "grn_args": "--prior-threshold 0.05",
+                "grn_train_args": "--prior-threshold 0.05",
             },
         )
         params_file = args.outdir / "params.yaml"

@@ -57,7 +57,7 @@ KINDS = ("atac_rel", "impute_rel", "tfbind_abs", "grn_score_abs", "grn_overlap")
 
 #: the stages whose outputs the summary reads (tracks, report and MultiQC are left out)
 STAGES = ("FRAGMENTS", "PEAKS", "COUNT", "CLUSTER", "IMPUTE", "TFBIND_TRAIN", "TFBIND_PREDICT")
-STAGES += ("TFBIND_MERGE", "GRN")
+STAGES += ("TFBIND_MERGE", "GRN_TRAIN", "GRN_SCORE", "GRN_MERGE")
 
 
 def _run_variant(name: str, world: Path, work: Path) -> Path:

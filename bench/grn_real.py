@@ -5,7 +5,7 @@ cell-type-specific ChIP-seq, non-specific ChIP-seq and STRING truths; README the
 ``<truth>/<cell>/`` folder under ``--root`` with an expression file is a set. Protocol:
 the regulators (TFs with at least one true edge) are split at random into 2 folds, 3 times
 (split seeds 0, 1, 2). Each model is given the training fold's TFs x every gene as labels (their
-true edges positive, all other pairs negative: ``scregnet grn --labels`` with a positives list)
+true edges positive, all other pairs negative: ``scregnet grn train --labels`` with a positives list)
 and scores the held-out fold's TFs x every gene (self pairs excluded); every method scores
 exactly those pairs. Metrics: held-out AUPRC ratio and EPR (``scregnet.stats``, the
 BEELINE definitions the scorer uses), mean over the 6 folds.

@@ -17,7 +17,7 @@ FAST = {
     "device": "cpu",
     "tfbind_train_args": "--filters 16,16,16 --hidden 32",
     # a 2-epoch model on the tiny world predicts calibrated but low probabilities (max ~0.25)
-    "grn_args": "--prior-threshold 0.1",
+    "grn_train_args": "--prior-threshold 0.1",
 }
 
 

@@ -20,7 +20,9 @@ include { IMPUTE         } from '../modules/local/impute'
 include { TFBIND_TRAIN   } from '../modules/local/tfbind_train'
 include { TFBIND_PREDICT } from '../modules/local/tfbind_predict'
 include { TFBIND_MERGE   } from '../modules/local/tfbind_merge'
-include { GRN            } from '../modules/local/grn'
+include { GRN_TRAIN      } from '../modules/local/grn_train'
+include { GRN_SCORE      } from '../modules/local/grn_score'
+include { GRN_MERGE      } from '../modules/local/grn_merge'
 include { REPORT         } from '../modules/local/report'
 include { MULTIQC        } from '../modules/local/multiqc'
 
@@ -31,7 +33,7 @@ workflow SCREGNET {
     ch_fragments_in // channel: [ meta, path(fragments), path(tbi) ]  (samples given as fragments)
     ch_rna          // channel: [ meta, path(rna.h5ad) ]
     references      // value channel: [ fasta:, fai:, gtf:, peaks:, bulk_sheet: (text), bulk_files:, bulk_rna:, motifs:, tfs:, grn_labels:, tfbind_model: ] (path or [])
-    options         // map: skip_chroms (list: chromosomes left out of TF-binding prediction), tfbind_shards (int: prediction tasks per sample), outdir (string: results directory)
+    options         // map: skip_chroms (list: chromosomes left out of TF-binding prediction), tfbind_shards (int: prediction tasks per sample), grn_shards (int: GRN scoring tasks), outdir (string: results directory)
     multiqc_config  // value channel: path(multiqc_config.yml)
 
     main:
@@ -90,7 +92,8 @@ workflow SCREGNET {
     TFBIND_MERGE(ch_shard_files.join(CLUSTER.out.h5ad), ch_skipped)  // [ meta, [ shards ], path(clustered) ]
 
     //
-    // Stage 4: one GRN over all views, supervised by known edges or by the TF-binding priors
+    // Stage 4: one GRN over all views, supervised by known edges or by the TF-binding priors:
+    // train once, score the TFs in shards (grnShards), merge the shards into the ranked edges
     //
     // the GRN reads genes in the first view's order: views and priors go in sample-id order
     ch_imputed = sortedBySample(IMPUTE.out.h5ad).filter { views -> views }  // value channel: [ path(imputed.h5ad), ... ], none without scRNA
@@ -100,8 +103,18 @@ workflow SCREGNET {
         .combine(ch_priors.map { priors -> [ priors ] })
         .combine(references)
         .filter { _meta, _views, priors, refs -> refs.grn_labels || priors }
-        .map { meta, views, priors, refs -> [ meta, views, refs.grn_labels, refs.grn_labels ? [] : priors ] }
-    GRN(ch_grn, ch_gtf, references.map { refs -> refs.tfs })
+        .map { meta, views, priors, refs -> [ meta, views, refs.grn_labels, refs.grn_labels ? [] : priors ] }  // channel: [ meta, [ views ], path(labels) or [], [ priors ] or [] ]
+    GRN_TRAIN(ch_grn, ch_gtf)
+
+    // scoring reads the views and priors the model was trained on (no priors with known edges)
+    ch_grn_score = ch_grn
+        .map { meta, views, _labels, priors -> [ meta, views, priors ] }
+        .combine(channel.fromList(grnShards(options.grn_shards)))
+        .combine(GRN_TRAIN.out.model, by: 0)  // channel: [ meta, [ views ], [ priors ] or [], shard, path(grn_model.pt) ]
+    GRN_SCORE(ch_grn_score, ch_gtf, references.map { refs -> refs.tfs })
+    ch_grn_shards = GRN_SCORE.out.shard
+        .groupTuple(sort: { a, b -> a.name <=> b.name })  // channel: [ meta, [ shard files, by name ] ]
+    GRN_MERGE(ch_grn_shards)
 
     //
     // Report and MultiQC over everything the run produced
@@ -124,7 +137,7 @@ workflow SCREGNET {
             .combine(sortedBySample(TRACKS.out.tracks).ifEmpty([]).map { dirs -> [ dirs ] })
             .combine(sortedBySample(IMPUTE.out.h5ad).ifEmpty([]).map { files -> [ files ] })
             .combine(sortedBySample(TFBIND_MERGE.out.h5ad).ifEmpty([]).map { files -> [ files ] })
-            .combine(GRN.out.edges.mix(GRN.out.attention).map { _meta, tsv -> tsv }.collect(sort: { a, b -> a.name <=> b.name }).ifEmpty([]).map { files -> [ files ] })
+            .combine(GRN_MERGE.out.edges.mix(GRN_MERGE.out.attention).map { _meta, tsv -> tsv }.collect(sort: { a, b -> a.name <=> b.name }).ifEmpty([]).map { files -> [ files ] })
     )
 
     // software versions from the 'versions' topic: one YAML for MultiQC and pipeline_info/, one
@@ -146,7 +159,7 @@ workflow SCREGNET {
     emit:
     report         = REPORT.out.html        // channel: [ meta, path(report.html) ]
     multiqc_report = MULTIQC.out.report     // channel: [ meta, path(multiqc_report.html) ]
-    grn            = GRN.out.edges          // channel: [ meta, path(grn_edges.tsv) ]
+    grn            = GRN_MERGE.out.edges    // channel: [ meta, path(grn_edges.tsv) ]
 }
 
 /*
@@ -156,6 +169,15 @@ def sortedBySample(ch) {
     return ch
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { items -> items.collect { item -> item[1] } }
+}
+
+/*
+ * GRN scoring shards: the TFs dealt into `n` equal groups by `scregnet grn score --shard K/N`, one
+ * task each ([ id: 'shardK', index: K, count: N ], K = 1..N).
+ */
+def grnShards(n) {
+    def count = Math.max(1, n as int)
+    return (1..count).collect { k -> [ id: "shard${k}", index: k, count: count ] }
 }
 
 /*

@@ -36,11 +36,14 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_help_shows_real_defaults_once(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        cli.main(["grn", "--help"])
+        cli.main(["grn", "train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--epochs EPOCHS maximum training epochs (default: 15)" in out
-    assert "comma-separated (default: the labels' TFs) --layer" in out
-    assert "--out OUT ranked edges TSV --attention-out" in out
+    with pytest.raises(SystemExit):
+        cli.main(["grn", "score", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "comma-separated (default: the labels' TFs) --shard K/N" in out
+    assert "--out OUT ranked edges TSV (with --shard: the shard's pairs) --attention-out" in out
     # a help that mentions a default in words still shows the value
     with pytest.raises(SystemExit):
         cli.main(["tfbind", "train", "--help"])

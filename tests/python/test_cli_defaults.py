@@ -28,7 +28,8 @@ TRAIN = ["tfbind", "train", "--fasta", "g.fa", "--bulk", "b.csv", "--out", "m.pt
 PREDICT = ["tfbind", "predict", "--model", "m.pt", "--fasta", "g.fa", "--atac", "a.h5ad"]
 PREDICT += ["--fragments", "f.tsv.gz", "--out", "o.h5ad"]
 MERGE = ["tfbind", "merge", "--shards", "s.h5ad", "--atac", "a.h5ad", "--out", "o.h5ad"]
-GRN = ["grn", "--rna", "x.h5ad", "--labels", "e.tsv", "--out", "e_out.tsv"]
+GRN = ["grn", "train", "--rna", "x.h5ad", "--labels", "e.tsv", "--out", "m.pt"]
+GRN_SCORE = ["grn", "score", "--model", "m.pt", "--rna", "x.h5ad", "--out", "e_out.tsv"]
 IMPUTE = ["impute", "--rna", "x.h5ad", "--out", "x.imputed.h5ad"]
 
 
@@ -58,13 +59,16 @@ def test_tfbind_predict_defaults_are_the_config_defaults(argv: list[str]) -> Non
 
 
 def test_grn_defaults_are_the_config_and_api_defaults() -> None:
-    from scregnet.grn.api import infer_grn
+    from scregnet.grn.api import score_grn, train_grn
 
     args = parse(GRN)
     assert differences(grn_cli.model_config(args), GRNConfig()) == {}
     assert differences(grn_cli.train_config(args), GRNTrainConfig()) == {}
-    api = inspect.signature(infer_grn).parameters
-    for name in ("prior_window", "prior_threshold", "negative_ratio", "score_batch_size"):
+    api = inspect.signature(train_grn).parameters
+    for name in ("prior_window", "prior_threshold", "negative_ratio", "device"):
+        assert getattr(args, name) == api[name].default, name
+    args, api = parse(GRN_SCORE), inspect.signature(score_grn).parameters
+    for name in ("score_batch_size", "device", "shard"):
         assert getattr(args, name) == api[name].default, name
 
 
@@ -106,14 +110,18 @@ def test_a_changed_flag_is_seen() -> None:
 
 
 def test_help_lines_are_one_sentence() -> None:
-    """Every option's help of ``impute``, ``tfbind train|predict|merge`` and ``grn`` is one short
-    sentence."""
+    """Every option's help of ``impute``, ``tfbind train|predict|merge`` and ``grn
+    train|score|merge`` is one short sentence."""
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    tf_subs = next(
-        a for a in subs.choices["tfbind"]._actions if isinstance(a, argparse._SubParsersAction)
-    )
-    parsers = [subs.choices["impute"], subs.choices["grn"], *tf_subs.choices.values()]
+
+    def nested(command: str) -> list[argparse.ArgumentParser]:
+        actions = subs.choices[command]._actions
+        return list(
+            next(a for a in actions if isinstance(a, argparse._SubParsersAction)).choices.values()
+        )
+
+    parsers = [subs.choices["impute"], *nested("grn"), *nested("tfbind")]
     long = [
         f"{p.prog} {a.option_strings[0]}: {len(a.help)} characters"
         for p in parsers
@@ -124,17 +132,19 @@ def test_help_lines_are_one_sentence() -> None:
 
 
 def option(command: str, flag: str) -> argparse.Action:
-    """The ``flag`` action of ``scregnet <command>``."""
+    """The ``flag`` action of ``scregnet <command>`` (``grn train``: a nested subcommand)."""
     parser = build_parser()
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return next(a for a in subs.choices[command]._actions if flag in a.option_strings)
+    for word in command.split():
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[word]
+    return next(a for a in parser._actions if flag in a.option_strings)
 
 
 CHOICES = [
     ("fragments", "--collapse", Collapse),
     ("count", "--strategy", Strategy),
     ("cluster", "--features", Features),
-    ("grn", "--sampling", Sampling),
+    ("grn train", "--sampling", Sampling),
 ]
 
 

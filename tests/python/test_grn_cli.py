@@ -1,4 +1,5 @@
-"""``scregnet grn`` end to end: outputs, flags, determinism, bad inputs, accuracy, scorer."""
+"""``scregnet grn train|score|merge`` end to end: outputs, flags, determinism, shards, bad inputs,
+accuracy, scorer."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from scregnet.cli.main import main as cli
 from scregnet.stats import auprc, rank_mean
 
 FAST = ["--epochs", "1", "--val-fraction", "0", "--threads", "1", "--device", "cpu"]
+SCORE = ["--threads", "1", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +28,36 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
 
 
-def _run(world: dict[str, Any], out: Path, *extra: str, labels: Path | None = None) -> int:
-    argv = ["grn"]
-    for p in world["paths"]:
-        argv += ["--rna", str(p)]
-    argv += ["--labels", str(labels or world["edge_path"]), "--out", str(out), *FAST, *extra]
-    return cli(argv)
+def _rna(paths: list[Path]) -> list[str]:
+    return [a for p in paths for a in ("--rna", str(p))]
+
+
+def _run(
+    world: dict[str, Any],
+    out: Path,
+    *extra: str,
+    labels: Path | None = None,
+    score: tuple[str, ...] = (),
+) -> int:
+    """``grn train`` (``extra``) to ``out``'s ``.pt``, then ``grn score`` (``score``) to ``out``."""
+    model = out.with_suffix(".pt")
+    train = ["grn", "train", *_rna(world["paths"]), "--labels", str(labels or world["edge_path"])]
+    code = cli([*train, "--out", str(model), *FAST, *extra])
+    if code:
+        return code
+    return cli(
+        [
+            "grn",
+            "score",
+            "--model",
+            str(model),
+            *_rna(world["paths"]),
+            "--out",
+            str(out),
+            *SCORE,
+            *score,
+        ]
+    )
 
 
 def test_outputs_ranked_with_attention(world: dict[str, Any], tmp_path: Path) -> None:
@@ -72,9 +98,11 @@ def test_seed_determinism_and_flags_change_output(world: dict[str, Any], tmp_pat
     base = scores("a", "--seed", "3")
     pd.testing.assert_series_equal(base, scores("b", "--seed", "3"))
     # streaming batch size changes memory, never the result
-    np.testing.assert_allclose(
-        base, scores("c", "--seed", "3", "--score-batch-size", "7"), atol=1e-5
-    )
+    out = tmp_path / "c.tsv"
+    score = ("--score-batch-size", "7")
+    assert _run(world, out, "--seed", "3", score=score) == 0
+    batched = pd.read_csv(out, sep="\t").set_index(["tf", "target"]).sort_index().score
+    np.testing.assert_allclose(base, batched, atol=1e-5)
     for name, flag in [
         ("seed", ["--seed", "4"]),
         ("epochs", ["--seed", "3", "--epochs", "2"]),
@@ -105,7 +133,7 @@ def test_tfs_scores_unseen_tf(world: dict[str, Any], tmp_path: Path) -> None:
     out = tmp_path / "e.tsv"
     tf_file = tmp_path / "tfs.txt"
     tf_file.write_text("TF0\nTF1\n")
-    assert _run(world, out, "--tfs", str(tf_file), labels=labels) == 0
+    assert _run(world, out, labels=labels, score=("--tfs", str(tf_file))) == 0
     edges = pd.read_csv(out, sep="\t")
     assert set(edges.tf) == {"TF0", "TF1"}  # TF0 never seen in training
 
@@ -130,16 +158,19 @@ def test_bad_inputs_one_line_no_output(
     out = tmp_path / "bad.tsv"
 
     def fails(*extra: str, labels: Path | None = None, rna: list[Path] | None = None) -> str:
-        argv = ["grn"]
-        for p in rna or world["paths"]:
-            argv += ["--rna", str(p)]
+        argv = ["grn", "train", *_rna(rna or world["paths"])]
         argv += ["--labels", str(labels or world["edge_path"]), "--out", str(out), *FAST, *extra]
         assert cli(argv) == 1
         assert not out.exists() and not list(tmp_path.glob(".bad*"))
         err = capsys.readouterr().err.strip().splitlines()
         return err[-1]
 
-    assert "absent from the expression data: NOPE1, NOPE2" in fails("--tfs", "TF0,NOPE1,NOPE2")
+    model = tmp_path / "m.pt"
+    assert _run(world, tmp_path / "m.tsv") == 0
+    scored = ["grn", "score", "--model", str(model), *SCORE]
+    assert cli([*scored, *_rna(world["paths"]), "--out", str(out), "--tfs", "TF0,NOPE1,NOPE2"]) == 1
+    assert "absent from the expression data: NOPE1, NOPE2" in capsys.readouterr().err
+    assert not out.exists()
     alien = tmp_path / "alien.tsv"
     alien.write_text("X1\tY1\nX2\tY2\n")
     assert "share no (tf, target) pair" in fails(labels=alien)
@@ -155,6 +186,90 @@ def test_bad_inputs_one_line_no_output(
     ).write_h5ad(other)
     assert "share only 1 gene(s)" in fails(rna=[world["paths"][0], other])
     assert "--epochs must be at least 1" in fails("--epochs", "0")
+
+
+def test_shards_merge_to_the_edges_of_one_scoring(
+    world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``score --shard K/N`` for every K, then ``merge``: the same files as one ``score``, also
+    with more shards than TFs (empty shards); merge refuses incomplete or mixed shards."""
+    whole = tmp_path / "grn_edges.tsv"
+    assert _run(world, whole, "--epochs", "2") == 0
+    # the network is part of the score (no held-out selection: it trains with the skip), so the
+    # shards rebuild its images and neighbour embeddings
+    assert "trained together" in pd.read_csv(whole, sep="\t").method[0]
+    model = whole.with_suffix(".pt")
+    scored = ["grn", "score", "--model", str(model), *_rna(world["paths"]), *SCORE]
+    n_tfs = len({t for t, _ in world["edges"]})
+    for n in (3, n_tfs + 2):
+        shards = [tmp_path / f"s{k}of{n}.tsv" for k in range(1, n + 1)]
+        for k, shard in enumerate(shards, 1):
+            assert cli([*scored, "--shard", f"{k}/{n}", "--out", str(shard)]) == 0
+        merged = tmp_path / f"merged{n}.edges.tsv"
+        assert cli(["grn", "merge", "--shards", *map(str, shards[::-1]), "--out", str(merged)]) == 0
+        assert merged.read_bytes() == whole.read_bytes()
+        attention = tmp_path / f"merged{n}.attention.tsv"
+        assert attention.read_bytes() == (tmp_path / "grn_attention.tsv").read_bytes()
+
+    def refused(*shards: Path) -> str:
+        out = tmp_path / "refused.tsv"
+        assert cli(["grn", "merge", "--shards", *map(str, shards), "--out", str(out)]) == 1
+        assert not out.exists()
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    one, two, three = (tmp_path / f"s{k}of3.tsv" for k in (1, 2, 3))
+    assert "shard(s) 2/3 missing" in refused(one, three)
+    copy = tmp_path / "copy.tsv"
+    copy.write_bytes(two.read_bytes())
+    assert "shard 2/3 given twice" in refused(one, two, copy, three)
+    assert "another N (shard count)" in refused(one, two, three, tmp_path / f"s1of{n_tfs + 2}.tsv")
+    assert "not a GRN shard" in refused(whole)
+    # shards of another model (another seed) do not mix
+    other = tmp_path / "other.tsv"
+    assert _run(world, other, "--epochs", "2", "--seed", "5") == 0
+    other_two = tmp_path / "other2.tsv"
+    assert (
+        cli(
+            [
+                *scored[:3],
+                str(other.with_suffix(".pt")),
+                *scored[4:],
+                "--shard",
+                "2/3",
+                "--out",
+                str(other_two),
+            ]
+        )
+        == 0
+    )
+    assert "another model" in refused(one, other_two, three)
+    # a shard is unranked: its attention comes from the merge
+    assert cli([*scored, "--shard", "1/3", "--out", str(one), "--attention-out", str(copy)]) == 1
+    assert "written by `scregnet grn merge`" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        cli([*scored, "--shard", "4/3", "--out", str(tmp_path / "x.tsv")])
+    assert usage.value.code == 2
+    assert "1 <= K <= N" in capsys.readouterr().err
+
+
+def test_score_refuses_views_the_model_was_not_trained_on(
+    world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(world, tmp_path / "e.tsv") == 0
+    out = tmp_path / "x.tsv"
+    scored = ["grn", "score", "--model", str(tmp_path / "e.pt"), "--out", str(out), *SCORE]
+    assert cli([*scored, *_rna(world["paths"][:1])]) == 1
+    assert "trained on v1, v2" in capsys.readouterr().err
+    fewer = tmp_path / "fewer.h5ad"
+    a = ad.read_h5ad(world["paths"][0])
+    a[:, a.var_names[1:]].copy().write_h5ad(fewer)
+    assert cli([*scored, "--rna", str(fewer), *_rna(world["paths"][1:])]) == 1
+    assert "score the files it was trained on" in capsys.readouterr().err
+    assert not out.exists()
+    not_a_model = tmp_path / "not.pt"
+    not_a_model.write_text("text")
+    assert cli([*scored[:3], str(not_a_model), *scored[4:], *_rna(world["paths"])]) == 1
+    assert "not.pt" in capsys.readouterr().err
 
 
 def test_prior_labels_end_to_end(world: dict[str, Any], tmp_path: Path) -> None:
@@ -181,9 +296,22 @@ def test_prior_labels_end_to_end(world: dict[str, Any], tmp_path: Path) -> None:
     prior = tmp_path / "s.tfbind.h5ad"
     cells.write_h5ad(prior)
     out = tmp_path / "p.tsv"
-    argv = ["grn", "--rna", str(world["paths"][0]), "--rna", str(world["paths"][1])]
-    argv += ["--prior", str(prior), "--gtf", str(gtf), "--out", str(out), *FAST]
+    model = tmp_path / "p.pt"
+    argv = ["grn", "train", *_rna(world["paths"]), "--prior", str(prior), "--gtf", str(gtf)]
+    argv += ["--out", str(model), *FAST]
     assert cli(argv) == 0
+    scored = ["grn", "score", "--model", str(model), *_rna(world["paths"]), *SCORE]
+    # the published score combines the binding: the model needs its priors back
+    assert cli([*scored, "--out", str(out)]) == 1
+    with_prior = [*scored, "--prior", str(prior), "--gtf", str(gtf)]
+    assert cli([*with_prior, "--out", str(out)]) == 0
+    # the rank mean is taken over every pair: shards carry the binding, the merge combines
+    shards = [tmp_path / f"p{k}.tsv" for k in (1, 2)]
+    for k, shard in enumerate(shards, 1):
+        assert cli([*with_prior, "--shard", f"{k}/2", "--out", str(shard)]) == 0
+    merged = tmp_path / "merged.tsv"
+    assert cli(["grn", "merge", "--shards", *map(str, shards), "--out", str(merged)]) == 0
+    assert merged.read_bytes() == out.read_bytes()
     edges = pd.read_csv(out, sep="\t")
     assert set(edges.tf) == {t for t, _ in true}  # TFs with a bound TSS
     # the published score is the rank mean of co-expression and binding, both kept as columns
@@ -193,8 +321,8 @@ def test_prior_labels_end_to_end(world: dict[str, Any], tmp_path: Path) -> None:
     is_true = np.array([(t, g) in true for t, g in zip(edges.tf, edges.target, strict=True)])
     np.testing.assert_allclose(edges.binding_prior[is_true], 0.9)
     assert auprc(is_true, edges.score) > auprc(is_true, edges.expression_score)
-    narrow = tmp_path / "n.tsv"
-    argv[argv.index(str(out))] = str(narrow)
+    narrow = tmp_path / "n.pt"
+    argv[argv.index(str(model))] = str(narrow)
     assert cli([*argv, "--prior-window", "1000"]) == 1  # 2.1 kb away: nothing within 1 kb
     assert not narrow.exists()
     assert cli([*argv, "--prior-threshold", "0.95"]) == 1

@@ -1056,3 +1056,45 @@ def test_scores_keep_the_order_of_large_logits(tmp_path: Path) -> None:
         np.concatenate(p) for p in zip(*iter_scores(model, builder, [0]), strict=True)
     )
     np.testing.assert_array_equal(streamed, scores)
+
+
+def test_a_shard_reads_back_exactly(tmp_path: Path) -> None:
+    """Scores one bit apart keep their order through a shard file (pandas' default float parser
+    does not), binding NaN stays missing and gene names such as 'NA' stay names."""
+    from scregnet.grn.api import EdgeScores
+    from scregnet.grn.shards import read_shards, shard_tfs, write_shard
+
+    close = [0.17455373928951884, 0.17455373928951887, 0.1676330662155307, 0.16763306621553073]
+    rng = np.random.default_rng(0)
+    scores = EdgeScores(
+        genes=["NA", "TF1", "G1", "G2", "nan"],
+        views=["v1", "v2"],
+        tf=np.array([0, 0, 1, 1, 1, 0]),
+        target=np.array([2, 3, 2, 3, 4, 4]),
+        score=np.array([*close, *rng.uniform(size=2)]),
+        view_weights=rng.dirichlet([1, 1], size=6).astype(np.float32),
+        binding=np.array([0.5, np.nan, 0.25, 0.0, np.nan, 1.0], dtype=np.float32),
+        method="a read-out",
+    )
+    path = tmp_path / "s.tsv"
+    write_shard(scores, path, shard=(1, 1), model="m" * 16, tfs="t" * 16)
+    back = read_shards([path])
+    order = np.lexsort((back.target, back.tf))
+    names = np.asarray(back.genes, dtype=object)
+    assert list(names[back.tf[order]]) == ["NA"] * 3 + ["TF1"] * 3
+    assert list(names[back.target[order]]) == ["G1", "G2", "nan", "G1", "G2", "nan"]
+    assert back.score[order].tolist() == [
+        close[0],
+        close[1],
+        scores.score[5],
+        *close[2:],
+        scores.score[4],
+    ]
+    np.testing.assert_array_equal(back.view_weights[order], scores.view_weights[[0, 1, 5, 2, 3, 4]])
+    assert back.binding is not None
+    np.testing.assert_array_equal(back.binding[order], scores.binding[[0, 1, 5, 2, 3, 4]])
+    assert back.method == "a read-out"
+    # TFs are dealt into contiguous groups whose sizes differ by at most one
+    groups = [shard_tfs(list(range(10)), k, 4) for k in range(1, 5)]
+    assert groups == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
+    assert shard_tfs([3, 1], 3, 3) == []

@@ -49,6 +49,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "params": {
             "tfbind_skip_chroms": "chrM,chr3",
             "tfbind_shards": 2,
+            "grn_shards": 3,
             "grn_epochs": 5,
             "multiqc_title": "Run 7",
         },
@@ -130,8 +131,11 @@ def nextflow_task(step: Step, proc: NfProcess, ext: str, *, gpu: bool, threads: 
         if inp.name == "meta":
             continue
         if inp.kind == "val":
-            if inp.name == "shard":
+            if inp.name == "shard" and "chroms" in slots:  # TFBIND_PREDICT: a group of contigs
                 vals["shard"] = {"id": step.part, "chroms": slots["chroms"]}
+            elif inp.name == "shard":  # GRN_SCORE: the K-th of N groups of the TFs ("K/N")
+                index, count = (int(n) for n in slots["shard"].split("/"))
+                vals["shard"] = {"id": step.part, "index": index, "count": count}
             elif inp.name == "bulk_sheet_csv":
                 vals["bulk_sheet_csv"] = Path(slots["bulk_sheet"]).read_text()
             elif inp.name == "fragment_ids":
@@ -261,7 +265,10 @@ def test_table_edges_are_the_files_steps_read(rendered: list[Rendered]) -> None:
 
 def test_runner_flags_come_from_the_table(rendered: list[Rendered]) -> None:
     """Every flag of a runner step is a table flag or one of its `<process>_args` extras."""
-    extras = {"TFBIND_TRAIN": TEST_PROFILE["tfbind_train_args"], "GRN": TEST_PROFILE["grn_args"]}
+    extras = {
+        "TFBIND_TRAIN": TEST_PROFILE["tfbind_train_args"],
+        "GRN_TRAIN": TEST_PROFILE["grn_train_args"],
+    }
     for r in rendered:
         step = r.step
         spec = STEPS[step.stage]
@@ -317,7 +324,14 @@ def _broken_module(tmp_path: Path, name: str, old: str, new: str) -> NfProcess:
         # the runner/Nextflow differences this test was written against
         ("tfbind_merge", "        ${skipped} \\\\\n", "", "--skip-chroms"),
         ("tfbind_predict", "--device ${device}", "--device auto", "--device"),
-        ("grn", "--rna '${h5ad}'", "--view '${h5ad}'", "--rna"),
+        ("grn_train", "--rna '${h5ad}'", "--view '${h5ad}'", "--rna"),
+        (
+            "grn_score",
+            "--shard '${shard.index}/${shard.count}'",
+            "--shard '${shard.index}'",
+            "--shard",
+        ),
+        ("grn_merge", "--shards ${shard_list}", "--shards ${shard_list.split(' ')[0]}", "--shards"),
     ],
 )
 def test_argv_check_fails_on_a_broken_copy(

@@ -16,7 +16,7 @@ CONFIG = REPO / "nextflow.config"
 def test_test_profile_overrides_modules_config() -> None:
     args = ext_args(CONFIG, ["test", "docker"])
     assert args["TFBIND_TRAIN"].source.name == "test.config", args["TFBIND_TRAIN"]
-    assert args["GRN"].source.name == "test.config", args["GRN"]
+    assert args["GRN_TRAIN"].source.name == "test.config", args["GRN_TRAIN"]
     # without the profile the modules.config flags apply
     plain = ext_args(CONFIG, ["docker"])
     assert plain["TFBIND_TRAIN"].source.name == "modules.config"
@@ -44,4 +44,4 @@ def test_test_profile_flags_equal_the_runner_test_profile() -> None:
     """conf/test.config's extra flags are scregnet.pipeline.TEST_PROFILE's (`scregnet run --profile test`)."""
     args = ext_args(CONFIG, ["test"])
     assert TEST_PROFILE["tfbind_train_args"] in args["TFBIND_TRAIN"].value
-    assert TEST_PROFILE["grn_args"] in args["GRN"].value
+    assert TEST_PROFILE["grn_train_args"] in args["GRN_TRAIN"].value

@@ -51,7 +51,9 @@ COMMAND = {
     "TFBIND_TRAIN": "scregnet tfbind train",
     "TFBIND_PREDICT": "scregnet tfbind predict",
     "TFBIND_MERGE": "scregnet tfbind merge",
-    "GRN": "scregnet grn",
+    "GRN_TRAIN": "scregnet grn train",
+    "GRN_SCORE": "scregnet grn score",
+    "GRN_MERGE": "scregnet grn merge",
     "REPORT": "scregnet report",
     "MULTIQC": "multiqc",
 }
@@ -67,7 +69,9 @@ EXT_ARGS = {
     "IMPUTE": "--seed 0 --epochs 1 --hidden-dim 32 --latent-dim 8",
     "TFBIND_TRAIN": "--seed 0 --epochs 1 --filters 16,16,16 --hidden 32",
     "TFBIND_PREDICT": "--seed 0",
-    "GRN": "--seed 0 --epochs 1",
+    "GRN_TRAIN": "--seed 0 --epochs 1",
+    "GRN_SCORE": "--seed 0",
+    "GRN_MERGE": "--seed 0",
 }
 
 
@@ -252,16 +256,17 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
                 "motifs": world / "motifs.jaspar",
             },
         )
-    # two shards made by the workflow's own rule (predictionShards, chrM skipped as by default)
+    # two shards made by the workflow's own rule (predictionShards, chrM skipped as by default),
+    # and two GRN scoring shards of the TFs (grnShards), in one Groovy evaluation
     contigs = [
         [row.split("\t")[0], int(row.split("\t")[1])] for row in fai.read_text().splitlines()
     ]
     shards_and_skipped = call(
         WORKFLOW,
-        "[ predictionShards(contigs, ['chrM'], 2), skippedContigs(contigs, ['chrM']) ]",
+        "[ predictionShards(contigs, ['chrM'], 2), skippedContigs(contigs, ['chrM']), grnShards(2) ]",
         contigs=contigs,
     )
-    chroms, skipped = shards_and_skipped[0], shards_and_skipped[1]
+    chroms, skipped, grn_shards = shards_and_skipped
     if c.ready("TFBIND_PREDICT", "TFBIND_TRAIN", "CLUSTER", "FRAGMENTS"):
         model = c.out("TFBIND_TRAIN", ".pt")[0]
         for chrom in chroms:
@@ -293,9 +298,10 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
             {"meta": meta, "skipped_chroms": skipped},
             {"shards": shard_files, "atac": clustered},
         )
-    if c.ready("GRN", "IMPUTE", "TFBIND_MERGE"):
+    if c.ready("GRN_TRAIN", "IMPUTE", "TFBIND_MERGE"):
         # known-edge labels (the --labels branch): priors from a one-epoch tiny TF-binding model
-        # mark nearly every pair bound, which leaves `scregnet grn --prior` no negatives to learn from
+        # mark nearly every pair bound, which leaves `scregnet grn train --prior` no negatives to
+        # learn from
         labels = c.root / "inputs" / "grn_labels.tsv"
         labels.parent.mkdir(parents=True, exist_ok=True)
         truth = (world / "truth" / "grn_edges.tsv").read_text().splitlines()
@@ -303,17 +309,43 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
             "tf\ttarget\n" + "".join(f"{r.split()[0]}\t{r.split()[1]}\n" for r in truth[1:])
         )
         c.run(
-            "GRN",
+            "GRN_TRAIN",
             {"meta": {"id": "grn"}},
             {
                 "rna": [c.out("IMPUTE", ".imputed.h5ad")[0]],
                 "labels": labels,
-                "priors": [c.out("TFBIND_MERGE", ".tfbind.h5ad")[0]],
+                # the workflow hands no priors with known edges
+                "priors": [],
                 "gtf": gtf,
-                "tfs": world / "tfs.txt",
             },
         )
-    if c.ready("REPORT", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN"):
+    # the two shards of the TFs scored apart, then merged
+    if c.ready("GRN_SCORE", "GRN_TRAIN", "IMPUTE"):
+        for shard in grn_shards:
+            c.run(
+                "GRN_SCORE",
+                {"meta": {"id": "grn"}, "shard": shard},
+                {
+                    "model": c.out("GRN_TRAIN", ".pt")[0],
+                    "rna": [c.out("IMPUTE", ".imputed.h5ad")[0]],
+                    "priors": [],
+                    "gtf": gtf,
+                    "tfs": world / "tfs.txt",
+                },
+                tag=f".{shard['id']}",
+            )
+        score_steps = [c.steps[f"GRN_SCORE.{s['id']}"] for s in grn_shards]
+        c.steps["GRN_SCORE"] = next(
+            (s for s in score_steps if s.result is None or not s.result.ok), score_steps[0]
+        )
+    if c.ready("GRN_MERGE", "GRN_SCORE"):
+        scored = [c.steps[f"GRN_SCORE.{s['id']}"].result.outputs for s in grn_shards]  # type: ignore[union-attr]
+        score_files = sorted(
+            (next(v for k, v in o.items() if k.endswith(".tsv"))[0] for o in scored),
+            key=lambda f: f.name,
+        )
+        c.run("GRN_MERGE", {"meta": {"id": "grn"}}, {"shards": score_files})
+    if c.ready("REPORT", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN_MERGE"):
         c.run(
             "REPORT",
             {"meta": {"id": "report"}, "fragment_ids": ["sample1"]},
@@ -323,7 +355,10 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
                 "tracks": c.out("TRACKS", "tracks/*"),
                 "impute": [c.out("IMPUTE", ".imputed.h5ad")[0]],
                 "tfbind": [c.out("TFBIND_MERGE", ".tfbind.h5ad")[0]],
-                "grn": [c.out("GRN", "grn_edges.tsv")[0], c.out("GRN", "grn_attention.tsv")[0]],
+                "grn": [
+                    c.out("GRN_MERGE", "grn_edges.tsv")[0],
+                    c.out("GRN_MERGE", "grn_attention.tsv")[0],
+                ],
             },
         )
     if c.ready("MULTIQC", "COUNT", "REPORT"):

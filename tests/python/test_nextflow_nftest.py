@@ -107,7 +107,7 @@ def test_gpu_modules_have_gpu_tests() -> None:
         for m in (REPO / "modules" / "local").glob("*/main.nf")
         if "process_gpu" in m.read_text()
     ]
-    assert len(gpu_modules) == 4
+    assert len(gpu_modules) == 5
     assert [p for m in sorted(gpu_modules) for p in gpu_test_problems(m)] == []
 
 
@@ -135,7 +135,7 @@ def test_arity_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
     """A setup that calls TFBIND_TRAIN with 3 of its 4 inputs (its motifs input was added later)."""
     tests_dir = tmp_path / "modules" / "local"
     shutil.copytree(REPO / "modules" / "local", tests_dir)
-    path = tests_dir / "grn" / "tests" / "main.nf.test"
+    path = tests_dir / "grn_train" / "tests" / "main.nf.test"
     lines = path.read_text().splitlines(keepends=True)
     setup = next(i for i, line in enumerate(lines) if 'run("TFBIND_TRAIN")' in line)
     motifs = next(i for i in range(setup, len(lines)) if "input[3]" in lines[i])

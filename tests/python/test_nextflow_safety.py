@@ -103,10 +103,10 @@ QUOTING = {
         "COUNT script: ${peaks} is neither single-quoted",
     ),
     "def built from raw values": (
-        "modules/local/grn/main.nf",
+        "modules/local/grn_train/main.nf",
         """def views = rna.collect { h5ad -> "--rna '${h5ad}'" }.join(' ')""",
         """def views = "--rna " + rna.join(' --rna ')""",
-        "GRN script: ${views} is neither single-quoted",
+        "GRN_TRAIN script: ${views} is neither single-quoted",
     ),
     "def with an unquoted interpolation": (
         "modules/local/impute/main.nf",

@@ -1,7 +1,7 @@
 """TF-binding prediction shards (workflows/scregnet.nf: predictionShards, isMinorContig), run with the
 language server's Groovy on a GRCh38-style .fai: a handful of balanced groups of the primary
 chromosomes, minor contigs skipped by rule, unsafe contig names refused; `scregnet run`'s shards
-(scregnet.pipeline.contigs) are the same."""
+(scregnet.pipeline.contigs) are the same. The GRN's scoring shards (grnShards) are every K of N."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def results() -> dict[str, Any]:
         WORKFLOW,
         "[ four: predictionShards(fai, ['chrM'], 4), one: predictionShards(fai, ['chrM'], 1),"
         "  many: predictionShards(fai, ['chrM'], 100), minor: fai.collect { c -> isMinorContig(c[0]) },"
-        "  skipped: skippedContigs(fai, ['chrM']) ]",
+        "  skipped: skippedContigs(fai, ['chrM']), grn: grnShards(4), grn_one: grnShards('1') ]",
         fai=FAI,
     )
     assert isinstance(value, dict)
@@ -116,6 +116,13 @@ def test_the_runner_shards_like_the_workflow(results: dict[str, Any]) -> None:
         assert ours == results[key], key
     assert [is_minor_contig(c[0]) for c in FAI] == results["minor"]
     assert skipped_contigs(contigs, ["chrM"]) == results["skipped"]
+
+
+def test_grn_scoring_shards_are_every_k_of_n(results: dict[str, Any]) -> None:
+    """GRN_SCORE runs once per K = 1..N with `--shard K/N` (grn_shards; the runner's GRN_SCORE
+    steps are the same, tests/python/test_nextflow_argv.py compares their command lines)."""
+    assert results["grn"] == [{"id": f"shard{k}", "index": k, "count": 4} for k in range(1, 5)]
+    assert results["grn_one"] == [{"id": "shard1", "index": 1, "count": 1}]
 
 
 def test_unsafe_contig_names_are_refused() -> None:

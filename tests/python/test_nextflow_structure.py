@@ -20,7 +20,7 @@ LABELS = {
     "process_high_memory",
     "process_gpu",
 }
-GPU_MODULES = {"IMPUTE", "TFBIND_TRAIN", "TFBIND_PREDICT", "GRN"}
+GPU_MODULES = {"IMPUTE", "TFBIND_TRAIN", "TFBIND_PREDICT", "GRN_TRAIN", "GRN_SCORE"}
 
 
 def test_pipeline_follows_every_rule() -> None:
@@ -92,7 +92,7 @@ BREAKS = {
         "chooses a device but is not labelled 'process_gpu'",
     ),
     "hard-coded accelerator": (
-        "modules/local/grn/main.nf",
+        "modules/local/grn_score/main.nf",
         "    label 'process_gpu'\n",
         "    label 'process_gpu'\n    accelerator 1\n",
         "hard-codes 'accelerator'",

@@ -253,12 +253,14 @@ def test_step_dependencies_of_the_real_plan(tiny_world: Path, tmp_path: Path) ->
         ("FRAGMENTS", s1),
     }
     assert not {n for n in named[("TFBIND_PREDICT", s1)] if n[1] == s2}
-    assert named[("GRN", "all")] >= {
+    assert named[("GRN_TRAIN", "all")] >= {
         ("IMPUTE", s1),
         ("IMPUTE", s2),
         ("TFBIND_MERGE", s1),
         ("TFBIND_MERGE", s2),
     }
+    assert named[("GRN_SCORE", "all")] >= {("GRN_TRAIN", "all"), ("IMPUTE", s1)}
+    assert named[("GRN_MERGE", "all")] >= {("GRN_SCORE", "all")}
     everything = {(s.stage, s.name) for s in steps}
     assert named[("REPORT", "all")] == everything - {("REPORT", "all"), ("MULTIQC", "all")}
 

@@ -65,7 +65,7 @@ def test_binding_check_fails_on_a_wrong_keyword_or_name() -> None:
     assert any("epoch" in p for p in check_calls(wrong_keyword))
     wrong_name = "from scregnet.impute.api import impute_cells\n"
     assert check_calls(wrong_name) == ["scregnet.impute.api has no impute_cells"]
-    missing_required = "from scregnet.grn.api import infer_grn\ninfer_grn(['a.h5ad'])\n"
+    missing_required = "from scregnet.grn.api import train_grn\ntrain_grn(['a.h5ad'])\n"
     assert any("out" in p for p in check_calls(missing_required))
 
 

@@ -1,4 +1,5 @@
-"""Fixtures for the bad-input suite: a tiny world and its first stage outputs, built once."""
+"""Fixtures for the bad-input suite: a tiny world, its first stage outputs and a GRN model, built
+once."""
 
 from __future__ import annotations
 
@@ -52,8 +53,14 @@ def staged(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     assert (
         cli(["cluster", "--atac", str(atac), "--out", str(clustered), "--no-umap", "--quiet"]) == 0
     )
+    grn_model = out / "grn_model.pt"
+    rna = tiny_world / "samples" / "sample1.rna.h5ad"
+    labels = tiny_world / "truth" / "grn_edges.tsv"
+    argv = ["grn", "train", "--rna", str(rna), "--labels", str(labels), "--out", str(grn_model)]
+    assert cli([*argv, "--epochs", "1", "--val-fraction", "0", "--quiet"]) == 0
     return {
         "world": tiny_world,
+        "grn_model": grn_model,
         "fragments": frag,
         "atac": atac,
         "clustered": clustered,

@@ -317,21 +317,33 @@ def tfbind_chrom_names_differ(s, tmp):  # type: ignore[no-untyped-def]
 def _grn(
     rnas: list[Path], labels: Path, tmp: Path, extra: list[str] | None = None
 ) -> tuple[list[str], Path]:
-    out = tmp / "g.tsv"
-    argv = ["grn"]
+    out = tmp / "g.pt"
+    argv = ["grn", "train"]
     for rna in rnas:
         argv += ["--rna", str(rna)]
     return [*argv, "--labels", str(labels), "--out", str(out), "--epochs", "1", *(extra or [])], out
 
 
 def grn_tfs_absent(s, tmp):  # type: ignore[no-untyped-def]
-    argv, out = _grn(
-        [s["world"] / "samples" / "sample1.rna.h5ad"],
-        s["world"] / "truth" / "grn_edges.tsv",
-        tmp,
-        ["--tfs", "NOTATF1,NOTATF2"],
-    )
-    return argv, "NOTATF1", [out]
+    out = tmp / "g.tsv"
+    argv = ["grn", "score", "--model", str(s["grn_model"])]
+    argv += ["--rna", str(s["world"] / "samples" / "sample1.rna.h5ad"), "--out", str(out)]
+    return [*argv, "--tfs", "NOTATF1,NOTATF2"], "NOTATF1", [out]
+
+
+def grn_score_other_genes(s, tmp):  # type: ignore[no-untyped-def]
+    rna = _world_rna(s)
+    path = tmp / "fewer_genes.h5ad"
+    rna[:, rna.var_names[1:]].copy().write_h5ad(path)
+    out = tmp / "g.tsv"
+    argv = ["grn", "score", "--model", str(s["grn_model"]), "--rna", str(path)]
+    return [*argv, "--out", str(out)], "fewer_genes.h5ad", [out]
+
+
+def grn_merge_not_a_shard(s, tmp):  # type: ignore[no-untyped-def]
+    edges = s["world"] / "truth" / "grn_edges.tsv"
+    out = tmp / "merged.tsv"
+    return ["grn", "merge", "--shards", str(edges), "--out", str(out)], "grn_edges.tsv", [out]
 
 
 def grn_labels_share_no_gene(s, tmp):  # type: ignore[no-untyped-def]
@@ -423,6 +435,8 @@ CASES = {
         tfbind_missing_accessibility,
         tfbind_chrom_names_differ,
         grn_tfs_absent,
+        grn_score_other_genes,
+        grn_merge_not_a_shard,
         grn_labels_share_no_gene,
         grn_too_few_cells,
         simulate_unknown_preset,

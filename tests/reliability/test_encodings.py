@@ -119,9 +119,22 @@ def samplesheet_extra_field(s, tmp):  # type: ignore[no-untyped-def]
 
 
 def _grn(s: dict[str, Path], tmp: Path, labels: Path, *extra: str) -> tuple[list[str], Path]:
-    out = tmp / "g.tsv"
-    argv = ["grn", "--rna", str(s["world"] / "samples" / "sample1.rna.h5ad")]
+    out = tmp / "g.pt"
+    argv = ["grn", "train", "--rna", str(s["world"] / "samples" / "sample1.rna.h5ad")]
     return [*argv, "--labels", str(labels), "--out", str(out), "--epochs", "1", *extra], out
+
+
+def _grn_score(s: dict[str, Path], tmp: Path, *extra: str) -> tuple[list[str], Path]:
+    out = tmp / "g.tsv"
+    argv = ["grn", "score", "--model", str(s["grn_model"])]
+    return [
+        *argv,
+        "--rna",
+        str(s["world"] / "samples" / "sample1.rna.h5ad"),
+        "--out",
+        str(out),
+        *extra,
+    ], out
 
 
 def labels_latin1(s, tmp):  # type: ignore[no-untyped-def]
@@ -140,13 +153,13 @@ def labels_ragged_rows(s, tmp):  # type: ignore[no-untyped-def]
 def tf_list_latin1(s, tmp):  # type: ignore[no-untyped-def]
     tfs = tmp / "tfs.txt"
     tfs.write_bytes(b"TF1\n" + LATIN1 + b"\n")
-    argv, out = _grn(s, tmp, s["world"] / "truth" / "grn_edges.tsv", "--tfs", str(tfs))
+    argv, out = _grn_score(s, tmp, "--tfs", str(tfs))
     return argv, "tfs.txt: not UTF-8", [out]
 
 
 def tf_list_long_comma_separated(s, tmp):  # type: ignore[no-untyped-def]
     names = ",".join(f"NOTATF{i:04d}" for i in range(600))  # longer than any file name
-    argv, out = _grn(s, tmp, s["world"] / "truth" / "grn_edges.tsv", "--tfs", names)
+    argv, out = _grn_score(s, tmp, "--tfs", names)
     return argv, "600 TF(s) absent from the expression data: NOTATF0000", [out]
 
 

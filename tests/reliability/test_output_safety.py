@@ -115,7 +115,22 @@ def _grn(
     s: dict[str, Path], labels: Path, out: Path, *extra: str, rna: Path | None = None
 ) -> list[str]:
     rna = rna or s["world"] / "samples" / "sample1.rna.h5ad"
-    return ["grn", "--rna", str(rna), "--labels", str(labels), "--out", str(out), *extra]
+    return ["grn", "train", "--rna", str(rna), "--labels", str(labels), "--out", str(out), *extra]
+
+
+def _grn_score(s: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    rna = s["world"] / "samples" / "sample1.rna.h5ad"
+    return [
+        "grn",
+        "score",
+        "--model",
+        str(s["grn_model"]),
+        "--rna",
+        str(rna),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def grn_out_is_labels(s, tmp):  # type: ignore[no-untyped-def]
@@ -123,10 +138,23 @@ def grn_out_is_labels(s, tmp):  # type: ignore[no-untyped-def]
     return _grn(s, labels, labels), labels, [labels]
 
 
+def grn_score_out_is_model(s, tmp):  # type: ignore[no-untyped-def]
+    model = _copy(s["grn_model"], tmp / "m.pt")
+    rna = s["world"] / "samples" / "sample1.rna.h5ad"
+    argv = ["grn", "score", "--model", str(model), "--rna", str(rna), "--out", str(model)]
+    return argv, model, [model]
+
+
 def grn_attention_is_out(s, tmp):  # type: ignore[no-untyped-def]
     out = tmp / "g.tsv"
-    labels = s["world"] / "truth" / "grn_edges.tsv"
-    return _grn(s, labels, out, "--attention-out", str(out)), out, []
+    return _grn_score(s, out, "--attention-out", str(out)), out, []
+
+
+def grn_merge_same_shard_twice(s, tmp):  # type: ignore[no-untyped-def]
+    shard = tmp / "s1.tsv"
+    assert cli([*_grn_score(s, shard, "--shard", "1/1"), "--quiet"]) == 0
+    argv = ["grn", "merge", "--shards", str(shard), str(shard), "--out", str(tmp / "m.tsv")]
+    return argv, shard, [shard]
 
 
 def grn_same_rna_twice(s, tmp):  # type: ignore[no-untyped-def]
@@ -194,6 +222,8 @@ CASES: dict[str, Build] = {
         impute_loss_table_is_bulk,
         grn_out_is_labels,
         grn_attention_is_out,
+        grn_score_out_is_model,
+        grn_merge_same_shard_twice,
         grn_same_rna_twice,
         tfbind_train_out_is_a_sheet_file,
         tfbind_merge_same_shard_twice,

@@ -44,10 +44,10 @@ BAD = {
     "min_mapq_list": ("min_mapq: [30]\n", "'min_mapq' must be an integer"),
     "barcode_tag_long": ("barcode_tag: CBX\n", "two-character SAM tag"),
     "device_unknown": ("device: gpu\n", "'device' must be auto, cpu, cuda or cuda:N"),
-    "stage_args_not_text": ("grn_args: 3\n", "'grn_args' must be a string"),
+    "stage_args_not_text": ("grn_train_args: 3\n", "'grn_train_args' must be a string"),
     "stage_args_unbalanced_quote": (
-        'grn_args: "--lr \'1"\n',
-        "'grn_args' is not a valid command line",
+        'grn_train_args: "--lr \'1"\n',
+        "'grn_train_args' is not a valid command line",
     ),
     "nextflow_enum": ("publish_dir_mode: teleport\n", "'publish_dir_mode' must be one of"),
     "path_not_text": ("peaks: 12\n", "'peaks' must be a string"),

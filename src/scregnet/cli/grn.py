@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import get_args
 
+from scregnet.cli.main import HelpFormatter, nested_common_options
 from scregnet.grn.config import (
     N_LABEL_FEATURES,
     N_PAIR_FEATURES,
@@ -19,30 +20,54 @@ from scregnet.grn.config import (
     TrainConfig,
 )
 
-HELP = "infer a ranked TF -> target network from expression views (DeepMCL-style)"
+HELP = "GRN: train the DeepMCL-style model on labelled pairs, score every TF x gene, merge shards"
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``scregnet grn``'s options; every default is :mod:`scregnet.grn.config`'s."""
+    """``scregnet grn train|score|merge``; every default is :mod:`scregnet.grn.config`'s."""
+    sub = parser.add_subparsers(dest="grn_command", metavar="{train,score,merge}")
+    sub.required = True
+    fmt = HelpFormatter
     model, train = GRNConfig(), TrainConfig()
-    _io_options(parser)
-    _training_options(parser, model, train)
-    _feature_options(parser, model, train)
-    _prior_options(parser)
+    t = sub.add_parser(
+        "train", help="train on known edges or binding priors; write the model", formatter_class=fmt
+    )
+    _train_io_options(t)
+    _training_options(t, model, train)
+    _feature_options(t, model, train)
+    _prior_options(t)
+    nested_common_options(t)
+    s = sub.add_parser(
+        "score",
+        help="score every TF x gene with a trained model (all TFs, or one shard of them)",
+        formatter_class=fmt,
+    )
+    _score_options(s)
+    nested_common_options(s)
+    m = sub.add_parser(
+        "merge", help="merge `score --shard` files into the ranked edges", formatter_class=fmt
+    )
+    m.add_argument("--shards", type=Path, nargs="+", required=True, help="shard TSVs, every K of N")
+    _edges_outputs(m)
+    nested_common_options(m)
 
 
-def _io_options(parser: argparse.ArgumentParser) -> None:
-    """Inputs (expression, labels or binding prior), outputs, TFs, layer and device."""
+def _rna_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--rna",
         required=True,
         action="append",
         type=Path,
         metavar="H5AD",
-        help="expression h5ad, repeatable; views and layers as in docs/usage.md",
+        help=f"expression h5ad, repeatable; {what}",
     )
+
+
+def _train_io_options(parser: argparse.ArgumentParser) -> None:
+    """Inputs (expression, labels or binding prior), the model file, layer and device."""
+    _rna_option(parser, "views and layers as in docs/usage.md")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--labels",
@@ -58,18 +83,7 @@ def _io_options(parser: argparse.ArgumentParser) -> None:
         "docs/usage.md)",
     )
     parser.add_argument("--gtf", type=Path, help="gene annotation for TSSs (with --prior)")
-    parser.add_argument("--out", required=True, type=Path, help="ranked edges TSV")
-    parser.add_argument(
-        "--attention-out",
-        type=Path,
-        default=None,
-        help="per-view attention TSV (default: --out with 'edges' replaced by 'attention')",
-    )
-    parser.add_argument(
-        "--tfs",
-        default=None,
-        help="TFs to score, a file (one per line) or comma-separated (default: the labels' TFs)",
-    )
+    parser.add_argument("--out", required=True, type=Path, help="the trained model (.pt)")
     parser.add_argument(
         "--layer",
         default=None,
@@ -78,19 +92,74 @@ def _io_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
-def _training_options(
-    parser: argparse.ArgumentParser, model: GRNConfig, train: TrainConfig
-) -> None:
-    """Epochs, batch sizes, learning rate, neighbours and the contrastive weight."""
-    parser.add_argument("--epochs", type=int, default=train.epochs, help="maximum training epochs")
+def _score_options(parser: argparse.ArgumentParser) -> None:
+    """``grn score``: the model, the views it was trained on, its priors, TFs, shard, outputs."""
     parser.add_argument(
-        "--batch-size", type=int, default=train.batch_size, help="training batch size (pairs)"
+        "--model", required=True, type=Path, help="the model `scregnet grn train` wrote"
+    )
+    _rna_option(parser, "the files the model was trained on, in the same order")
+    parser.add_argument(
+        "--prior",
+        type=Path,
+        action="append",
+        metavar="TFBIND_H5AD",
+        help="the binding priors the model was trained on (its published score combines them)",
+    )
+    parser.add_argument("--gtf", type=Path, help="gene annotation for TSSs (with --prior)")
+    parser.add_argument(
+        "--tfs",
+        default=None,
+        help="TFs to score, a file (one per line) or comma-separated (default: the labels' TFs)",
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="K/N",
+        help="score the K-th of N equal groups of the TFs, unranked, for `scregnet grn merge`",
     )
     parser.add_argument(
         "--score-batch-size",
         type=int,
         default=SCORE_BATCH_SIZE,
         help="pairs per scoring batch (memory bound)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _edges_outputs(parser, shard=True)
+
+
+def _edges_outputs(parser: argparse.ArgumentParser, *, shard: bool = False) -> None:
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="ranked edges TSV (with --shard: the shard's pairs)" if shard else "ranked edges TSV",
+    )
+    parser.add_argument(
+        "--attention-out",
+        type=Path,
+        default=None,
+        help="per-view attention TSV (default: --out with 'edges' replaced by 'attention'"
+        + ("; none with --shard)" if shard else ")"),
+    )
+
+
+def _shard(value: str) -> tuple[int, int]:
+    from scregnet.grn.shards import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _training_options(
+    parser: argparse.ArgumentParser, model: GRNConfig, train: TrainConfig
+) -> None:
+    """Epochs, batch size, learning rate, neighbours and the contrastive weight."""
+    parser.add_argument("--epochs", type=int, default=train.epochs, help="maximum training epochs")
+    parser.add_argument(
+        "--batch-size", type=int, default=train.batch_size, help="training batch size (pairs)"
     )
     parser.add_argument("--lr", type=float, default=train.lr, help="learning rate")
     parser.add_argument(
@@ -183,42 +252,51 @@ def default_attention_path(out: Path) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    from scregnet.errors import InputError
-    from scregnet.grn.api import infer_grn, read_tf_list, tfs_file
-    from scregnet.io.outputs import check_paths
+    if args.grn_command == "train":
+        return _train(args)
+    if args.grn_command == "score":
+        return _score(args)
+    return _merge(args)
 
-    for name, value, low in (
-        ("--epochs", args.epochs, 1),
-        ("--batch-size", args.batch_size, 2),
-        ("--score-batch-size", args.score_batch_size, 1),
-        ("--neighbours", args.neighbours, 1),
-        ("--prior-window", args.prior_window, 0),
-        ("--cells-per-metacell", args.cells_per_metacell, 0),
-    ):
+
+def _at_least(*checks: tuple[str, int, int]) -> None:
+    from scregnet.errors import InputError
+
+    for name, value, low in checks:
         if value < low:
             msg = f"{name} must be at least {low}, got {value}"
             raise InputError(msg)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from scregnet.errors import InputError
+    from scregnet.grn.api import train_grn
+    from scregnet.io.outputs import check_paths
+
+    _at_least(
+        ("--epochs", args.epochs, 1),
+        ("--batch-size", args.batch_size, 2),
+        ("--neighbours", args.neighbours, 1),
+        ("--prior-window", args.prior_window, 0),
+        ("--cells-per-metacell", args.cells_per_metacell, 0),
+    )
     if not 0 <= args.val_fraction < 1:
         msg = f"--val-fraction must be in [0, 1), got {args.val_fraction}"
         raise InputError(msg)
     if args.prior is not None and args.gtf is None:
         msg = "--prior needs --gtf"
         raise InputError(msg)
-    tfs = read_tf_list(args.tfs) if args.tfs else None
-    attention = args.attention_out or default_attention_path(args.out)
     check_paths(
-        inputs=[args.labels, args.prior, args.gtf, tfs_file(args.tfs)],
+        inputs=[args.labels, *(args.prior or []), args.gtf],
         distinct=args.rna,
-        outputs=[args.out, attention],
+        outputs=[args.out],
     )
-    infer_grn(
+    train_grn(
         args.rna,
         out=args.out,
         labels=args.labels,
         prior=args.prior,
         gtf=args.gtf,
-        tfs=tfs,
-        attention_out=attention,
         layer=args.layer,
         device=args.device,
         seed=args.seed,
@@ -228,8 +306,52 @@ def main(args: argparse.Namespace) -> int:
         prior_window=args.prior_window,
         prior_threshold=args.prior_threshold,
         negative_ratio=args.negative_ratio,
+    )
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from scregnet.errors import InputError
+    from scregnet.grn.api import read_tf_list, score_grn, tfs_file
+    from scregnet.io.outputs import check_paths
+
+    _at_least(("--score-batch-size", args.score_batch_size, 1))
+    if args.prior is not None and args.gtf is None:
+        msg = "--prior needs --gtf"
+        raise InputError(msg)
+    if args.shard is not None and args.attention_out is not None:
+        msg = "--attention-out is written by `scregnet grn merge`, not by a --shard"
+        raise InputError(msg)
+    tfs = read_tf_list(args.tfs) if args.tfs else None
+    attention = None if args.shard else args.attention_out or default_attention_path(args.out)
+    check_paths(
+        inputs=[args.model, *(args.prior or []), args.gtf, tfs_file(args.tfs)],
+        distinct=args.rna,
+        outputs=[args.out, attention],
+    )
+    score_grn(
+        args.model,
+        args.rna,
+        out=args.out,
+        attention_out=attention,
+        prior=args.prior,
+        gtf=args.gtf,
+        tfs=tfs,
+        shard=args.shard,
+        device=args.device,
+        threads=args.threads,
         score_batch_size=args.score_batch_size,
     )
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from scregnet.grn.api import merge_grn
+    from scregnet.io.outputs import check_paths
+
+    attention = args.attention_out or default_attention_path(args.out)
+    check_paths(distinct=args.shards, outputs=[args.out, attention])
+    merge_grn(args.shards, out=args.out, attention_out=attention)
     return 0
 
 

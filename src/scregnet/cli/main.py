@@ -122,6 +122,19 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
+def nested_common_options(parser: argparse.ArgumentParser) -> None:
+    """Accept the common options after a nested subcommand too (``tfbind train --seed 1``).
+
+    Defaults are suppressed so that values given before the nested subcommand
+    (``tfbind --seed 1 train``) are not overwritten.
+    """
+    group = parser.add_argument_group("common options (also accepted before the subcommand)")
+    group.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="random seed")
+    group.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="CPU threads")
+    group.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS)
+    group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends an option's default to its help where it has one: not for a default of None,
     not for a required option, and not where the help already says ``(default: ...)``."""

@@ -6,12 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from scregnet.cli.main import HelpFormatter
+from scregnet.cli.main import HelpFormatter, nested_common_options
 from scregnet.tfbind.config import PredictConfig, TrainConfig
 
 HELP = "TF binding: train the scFAN-style CNN on bulk data, predict per cluster and per cell"
-
-_COMMON = ("--seed", "--threads", "--quiet", "--debug")
 
 
 def _csv(value: str) -> list[str]:
@@ -50,19 +48,6 @@ def _positive_int(value: str) -> int:
     return n
 
 
-def _common_nested(parser: argparse.ArgumentParser) -> None:
-    """Accept the common options after the nested subcommand too (``tfbind train --seed 1``).
-
-    Defaults are suppressed so that values given before the nested subcommand
-    (``tfbind --seed 1 train``) are not overwritten.
-    """
-    group = parser.add_argument_group("common options (also accepted before the subcommand)")
-    group.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="random seed")
-    group.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="CPU threads")
-    group.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS)
-    group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="tfbind_command", metavar="{train,predict,merge}")
     sub.required = True
@@ -94,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "prediction)",
     )
     _finalize_options(m)
-    _common_nested(m)
+    nested_common_options(m)
 
 
 def _train_options(t: argparse.ArgumentParser) -> None:
@@ -105,7 +90,7 @@ def _train_options(t: argparse.ArgumentParser) -> None:
     _train_fit_options(t, d)
     _train_network_options(t, d)
     _train_motif_options(t, d)
-    _common_nested(t)
+    nested_common_options(t)
 
 
 def _train_io_options(t: argparse.ArgumentParser) -> None:
@@ -296,7 +281,7 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
         help="PWM match p-value for the chromVAR baseline",
     )
     _finalize_options(p)
-    _common_nested(p)
+    nested_common_options(p)
 
 
 def _finalize_options(parser: argparse.ArgumentParser) -> None:

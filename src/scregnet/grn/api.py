@@ -22,12 +22,11 @@ from scregnet.grn.config import (
 )
 
 if TYPE_CHECKING:
-    import torch
-
     from scregnet.grn.config import GRNConfig, TrainConfig
-    from scregnet.grn.data import ExpressionViews, PairLabels
+    from scregnet.grn.data import ExpressionViews
     from scregnet.grn.images import ImageBuilder
     from scregnet.grn.model import DeepMCL
+    from scregnet.grn.trained import TrainedGRN
 
 log = logging.getLogger(__name__)
 
@@ -50,32 +49,50 @@ class EdgeScores:
     #: which read-out produced ``score`` (:func:`readout_name`), written as the ``method`` column
     method: str = ""
 
-    def combine_with_binding(self, tfs: Sequence[str], prior: NDArray[np.float32]) -> None:
-        """``score`` := rank mean of the network's score and the binding prior (:func:`scregnet.stats.rank_mean`).
+    @classmethod
+    def empty(cls, genes: list[str], views: list[str]) -> EdgeScores:
+        """No pairs (a shard without TFs)."""
+        return cls(
+            genes=genes,
+            views=views,
+            tf=np.zeros(0, dtype=np.intp),
+            target=np.zeros(0, dtype=np.intp),
+            score=np.zeros(0, dtype=np.float64),
+            view_weights=np.zeros((0, len(views)), dtype=np.float32),
+        )
 
-        The network learns from expression alone which pairs look like the pairs the binding labels
-        positive; the binding itself (TF bound near the gene's TSS in these cells) is separate
-        evidence the network's score does not carry, so the two are rank-averaged. Pairs of TFs
-        without binding evidence (scored through ``--tfs`` only) keep their expression rank.
+    def attach_binding(self, tfs: Sequence[str], prior: NDArray[np.float32]) -> None:
+        """``binding`` := each pair's TSS-window binding probability (NaN for TFs without one).
 
-        ``prior`` is the ``(tfs, genes)`` TSS-window binding matrix the labels were drawn from.
+        ``prior`` is the ``(tfs, genes)`` binding matrix the training labels were drawn from.
         """
-        from scregnet.stats import rank_mean
-
         row = np.full(len(self.genes), -1, dtype=np.intp)  # gene index -> prior row
         index = {g: i for i, g in enumerate(self.genes)}
         row[[index[tf] for tf in tfs]] = np.arange(len(tfs))
         r = row[self.tf]
         binding = np.full(self.score.size, np.nan, dtype=np.float32)
         binding[r >= 0] = prior[r[r >= 0], self.target[r >= 0]]
-        self.expression_score = self.score
         self.binding = binding
-        self.score = rank_mean(self.score, binding)
+
+    def combine_with_binding(self) -> None:
+        """``score`` := rank mean of the model's score and ``binding`` (:func:`scregnet.stats.rank_mean`).
+
+        The network learns from expression alone which pairs look like the pairs the binding labels
+        positive; the binding itself (TF bound near the gene's TSS in these cells) is separate
+        evidence the network's score does not carry, so the two are rank-averaged over every
+        scored pair. Pairs of TFs without binding evidence (scored through ``--tfs`` only) keep
+        their expression rank.
+        """
+        from scregnet.stats import rank_mean
+
+        assert self.binding is not None and self.expression_score is None
+        self.expression_score = self.score
+        self.score = rank_mean(self.score, self.binding)
         self.method = f"rank mean of ({self.method or 'expression score'}) and binding prior"
         log.info(
             "edge score = rank mean of co-expression and binding (%d of %d pairs have binding)",
-            int(np.isfinite(binding).sum()),
-            binding.size,
+            int(np.isfinite(self.binding).sum()),
+            self.binding.size,
         )
 
     def frame(self) -> pd.DataFrame:
@@ -101,9 +118,10 @@ class EdgeScores:
         return out
 
     def attention(self) -> pd.DataFrame:
-        """Mean attention per TF and view (and over all TFs, ``tf = *``)."""
+        """Mean attention per TF and view (and over all TFs, ``tf = *``), summed in float64 so that
+        the means do not depend on how the pairs were batched or sharded."""
         genes = np.asarray(self.genes, dtype=object)
-        frame = pd.DataFrame(self.view_weights, columns=self.views)
+        frame = pd.DataFrame(self.view_weights.astype(np.float64), columns=self.views)
         frame["tf"] = genes[self.tf]
         per_tf = frame.groupby("tf", sort=True)[self.views].mean()
         per_tf.loc["*"] = frame[self.views].mean()
@@ -308,15 +326,13 @@ def read_tf_list(spec: str) -> list[str]:
     return names
 
 
-def infer_grn(
+def train_grn(
     rna: Sequence[str | Path],
     *,
     out: str | Path,
     labels: str | Path | None = None,
     prior: str | Path | Sequence[str | Path] | None = None,
     gtf: str | Path | None = None,
-    tfs: Sequence[str] | None = None,
-    attention_out: str | Path | None = None,
     layer: str | None = None,
     device: str = "auto",
     seed: int = 0,
@@ -326,13 +342,17 @@ def infer_grn(
     prior_window: int = PRIOR_WINDOW,
     prior_threshold: float = PRIOR_THRESHOLD,
     negative_ratio: float = NEGATIVE_RATIO,
-    score_batch_size: int = SCORE_BATCH_SIZE,
     data: ExpressionViews | None = None,
-) -> EdgeScores:
-    """Read views, build labels, train, score every TF x gene, write the ranked edges (and attention)."""
+) -> TrainedGRN:
+    """Read views, build labels, train with held-out model selection, write the model to ``out``
+    (:mod:`scregnet.grn.trained`) and return it."""
     from scregnet.device import resolve_device, torch_threads
     from scregnet.grn.config import GRNConfig, TrainConfig
     from scregnet.grn.data import PairLabels, label_pairs, read_views
+    from scregnet.grn.images import ImageBuilder
+    from scregnet.grn.train import fit
+    from scregnet.grn.trained import TrainedGRN, save
+    from scregnet.io.atomic import atomic_paths, check_writable_dir
     from scregnet.seed import seed_everything
 
     if (labels is None) == (prior is None):
@@ -341,11 +361,7 @@ def infer_grn(
     if prior is not None and gtf is None:
         msg = "--prior needs --gtf (gene TSSs)"
         raise InputError(msg)
-    from scregnet.io.atomic import check_writable_dir
-
-    for target in (out, attention_out):
-        if target is not None:
-            check_writable_dir(Path(target).parent)
+    check_writable_dir(Path(out).parent)
     start = time.perf_counter()
     rng = seed_everything(seed)
     dev = resolve_device(device)
@@ -367,61 +383,160 @@ def infer_grn(
     )
     tf_idx, tg_idx, y = label_pairs(frame, genes, source=source)
     pairs = PairLabels(tf_idx, tg_idx, y)
-    score_tfs = resolve_tfs(tfs, genes, source="--tfs") if tfs else sorted(set(pairs.tf.tolist()))
     with torch_threads(threads):
-        scores = _train_and_score(
-            data,
-            pairs,
-            score_tfs,
-            model_config=model_config,
-            train_config=train_config,
-            device=dev,
-            seed=seed,
-            rng=rng,
-            score_batch_size=score_batch_size,
-        )
-    log.info("published score: %s", scores.method)
-    if binding is not None:
-        scores.combine_with_binding(*binding)
-    write_outputs(scores, out, attention_out)
-    log.info("GRN inference finished in %.1f s", time.perf_counter() - start)
-    return scores
-
-
-def _train_and_score(
-    data: ExpressionViews,
-    pairs: PairLabels,
-    score_tfs: Sequence[int],
-    *,
-    model_config: GRNConfig,
-    train_config: TrainConfig,
-    device: torch.device,
-    seed: int,
-    rng: np.random.Generator,
-    score_batch_size: int,
-) -> EdgeScores:
-    """Fit the model on ``pairs`` and score every TF of ``score_tfs`` x gene, with the training
-    record in ``info`` and the published read-out's name in ``method``."""
-    from scregnet.grn.images import ImageBuilder
-    from scregnet.grn.train import fit
-
-    genes = data.genes
-    builder = ImageBuilder.for_model(data, model_config, device=device, seed=seed)
-    result = fit(builder, pairs, model_config=model_config, config=train_config, rng=rng)
-    scores = score_all(
-        result.model, builder, genes, data.views, score_tfs, batch_size=score_batch_size
-    )
-    scores.info.update(
-        {
+        builder = ImageBuilder.for_model(data, model_config, device=dev, seed=seed)
+        result = fit(builder, pairs, model_config=model_config, config=train_config, rng=rng)
+    trained = TrainedGRN(
+        model=result.model,
+        genes=list(genes),
+        views=list(data.views),
+        labels=pairs,
+        layer=layer,
+        seed=seed,
+        supervision="labels" if binding is None else "prior",
+        prior_tfs=[] if binding is None else list(binding[0]),
+        prior_window=prior_window,
+        method=readout_name(result.selection, model_config.n_pair_features),
+        record={
             "best_epoch": result.best_epoch,
             "history": result.history,
             "val_tfs": [genes[i] for i in result.val_tfs],
             "n_train_pairs": len(pairs),
             "selection": result.selection,
-        }
+        },
     )
-    scores.method = readout_name(result.selection, model_config.n_pair_features)
+    with atomic_paths(Path(out)) as (tmp,):
+        save(trained, tmp)
+    log.info("published score: %s", trained.method)
+    log.info("wrote the trained model to %s in %.1f s", out, time.perf_counter() - start)
+    return trained
+
+
+def score_grn(
+    model: str | Path,
+    rna: Sequence[str | Path],
+    *,
+    out: str | Path,
+    attention_out: str | Path | None = None,
+    prior: str | Path | Sequence[str | Path] | None = None,
+    gtf: str | Path | None = None,
+    tfs: Sequence[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    device: str = "auto",
+    threads: int = 1,
+    score_batch_size: int = SCORE_BATCH_SIZE,
+    data: ExpressionViews | None = None,
+    trained: TrainedGRN | None = None,
+) -> EdgeScores:
+    """Score every TF (``tfs``, default the labelled ones) x gene with the model ``train_grn``
+    wrote, on the views it was trained on.
+
+    Without ``shard``: the ranked edges (with ``--prior``, the rank mean with the binding) and
+    the attention. With ``shard = (k, n)``: the k-th of n groups of the TFs, unranked
+    (:mod:`scregnet.grn.shards`), for :func:`merge_grn`. ``trained``: the model already read
+    from ``model``.
+    """
+    from scregnet.device import resolve_device, torch_threads
+    from scregnet.grn.data import read_views
+    from scregnet.grn.images import ImageBuilder
+    from scregnet.grn.readout import use_labels
+    from scregnet.grn.shards import shard_tfs, tf_digest, write_shard
+    from scregnet.grn.trained import digest, load
+    from scregnet.io.atomic import check_writable_dir
+
+    for target in (out, attention_out):
+        if target is not None:
+            check_writable_dir(Path(target).parent)
+    start = time.perf_counter()
+    trained = trained or load(model)
+    if trained.supervision == "prior" and (prior is None or gtf is None):
+        msg = (
+            "this model was trained on binding priors: its published score combines them, so "
+            "give the same --prior files and --gtf"
+        )
+        raise InputError(msg, model)
+    if trained.supervision == "labels" and prior is not None:
+        msg = "this model was trained on --labels: its score takes no --prior"
+        raise InputError(msg, model)
+    if data is None:
+        data = read_views(rna, layer=trained.layer)
+    trained.check_views(data, rna[0] if rna else None)
+    genes = data.genes
+    score_tfs = resolve_tfs(tfs, genes, source="--tfs") if tfs else trained.label_tfs
+    every_tf = tf_digest(score_tfs, genes)
+    if shard is not None:
+        score_tfs = shard_tfs(score_tfs, *shard)
+    binding = _binding(trained, prior, gtf, genes) if prior is not None else None
+    dev = resolve_device(device)
+    with torch_threads(threads):
+        if score_tfs:
+            builder = ImageBuilder.for_model(
+                data, trained.model.config, device=dev, seed=trained.seed
+            )
+            use_labels(builder, trained.labels)
+            scores = score_all(
+                trained.model.to(dev),
+                builder,
+                genes,
+                data.views,
+                score_tfs,
+                batch_size=score_batch_size,
+            )
+        else:
+            log.info("shard %d/%d has no TF to score", *(shard or (0, 0)))
+            scores = EdgeScores.empty(genes, data.views)
+    scores.method = trained.method
+    scores.info.update(trained.record)
+    if binding is not None:
+        scores.attach_binding(*binding)
+    if shard is not None:
+        write_shard(scores, out, shard=shard, model=digest(model), tfs=every_tf)
+    else:
+        finish(scores, out, attention_out)
+    log.info("GRN scoring finished in %.1f s", time.perf_counter() - start)
     return scores
+
+
+def merge_grn(
+    shards: Sequence[str | Path], *, out: str | Path, attention_out: str | Path | None = None
+) -> EdgeScores:
+    """The ranked edges (and attention) of every shard ``score_grn`` wrote for one model."""
+    from scregnet.grn.shards import read_shards
+
+    scores = read_shards(shards)
+    finish(scores, out, attention_out)
+    return scores
+
+
+def finish(scores: EdgeScores, out: str | Path, attention_out: str | Path | None = None) -> None:
+    """The published score (the rank mean with the binding, where there is one), ranked, written."""
+    log.info("published score: %s", scores.method)
+    if scores.binding is not None:
+        scores.combine_with_binding()
+    write_outputs(scores, out, attention_out)
+
+
+def _binding(
+    trained: TrainedGRN,
+    prior: str | Path | Sequence[str | Path],
+    gtf: str | Path | None,
+    genes: Sequence[str],
+) -> tuple[list[str], NDArray[np.float32]]:
+    """The binding prior's TFs and ``(tfs, genes)`` matrix, as at training (its TSS window);
+    an :class:`InputError` when its TFs are not those the model was trained on."""
+    from scregnet.grn.priors import combined_prior
+    from scregnet.io.gtf import read_tss
+
+    assert gtf is not None
+    priors = [prior] if isinstance(prior, str | Path) else list(prior)
+    tfs, matrix = combined_prior(priors, read_tss(gtf), genes, window=trained.prior_window)
+    if list(tfs) != trained.prior_tfs:
+        msg = (
+            f"the binding priors have the TFs {', '.join(tfs[:10])}{' ...' if len(tfs) > 10 else ''} "
+            "where the model was trained on others: give the priors it was trained on"
+        )
+        raise InputError(msg, priors[0])
+    return list(tfs), matrix
 
 
 def _label_frame(

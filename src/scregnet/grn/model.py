@@ -25,12 +25,13 @@ from torch import nn
 from scregnet import checkpoint
 from scregnet.grn.config import N_BINS, GRNConfig
 
-#: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout; version 5: the label
+#: the checkpoint (:mod:`scregnet.checkpoint` format) kind and layout; version 6: the label
 #: features of :data:`scregnet.grn.config.LABEL_FEATURE_NAMES` with the TF's in-degree, the
 #: reciprocal labels, the shared regulators and the TF's predicted out-degree; the config records
-#: whether the neighbour images came from the labels' graph (``label_neighbours``)
+#: whether the neighbour images came from the labels' graph (``label_neighbours``); the file
+#: holds what scoring needs besides the weights (:mod:`scregnet.grn.trained`)
 CHECKPOINT_KIND = "scregnet.grn"
-CHECKPOINT_VERSION = 5
+CHECKPOINT_VERSION = 6
 
 
 class ImageEncoder(nn.Module):

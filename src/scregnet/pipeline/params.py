@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "grn_epochs": None,
     "tfbind_skip_chroms": "chrM",
     "tfbind_shards": 4,
+    "grn_shards": 4,
     "multiqc_config": None,
     "multiqc_title": None,
     "device": "auto",
@@ -83,6 +84,7 @@ INTEGERS: dict[str, tuple[int, bool]] = {
     "tfbind_epochs": (1, True),
     "grn_epochs": (1, True),
     "tfbind_shards": (1, True),
+    "grn_shards": (1, True),
 }
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

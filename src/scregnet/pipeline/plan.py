@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 #: the ``name`` of a pooled step; a sample may carry this id too, pooling is told by the stage
 POOLED = "all"
-#: folder of the per-sample TF-binding shards; it starts with '_', which no sample id can
+#: folder of the TF-binding shards (per sample) and of the GRN's scoring shards; it starts with
+#: '_', which no sample id can
 SHARDS_DIR = "_shards"
 #: where the runner keeps one record per finished step, relative to the outdir (see ``state``)
 RECORDS = Path("pipeline_info") / "steps"
@@ -372,7 +373,8 @@ def _plan_tfbind(
 
 
 def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) -> None:
-    """GRN over every imputed view, supervised by ``grn_labels`` or else the TF-binding priors."""
+    """GRN_TRAIN over every imputed view, supervised by ``grn_labels`` or else the TF-binding
+    priors; GRN_SCORE per shard of the TFs (``grn_shards``); GRN_MERGE into the ranked edges."""
     if not imputed:
         return
     labels: Path | None = p.params.get("grn_labels")
@@ -382,21 +384,41 @@ def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) ->
             "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
         )
         return
-    gtf: Path = p.params["gtf"]
-    grn, attention = p.outdir / "grn" / "grn_edges.tsv", p.outdir / "grn" / "grn_attention.tsv"
+    grn_dir = p.outdir / "grn"
+    model = grn_dir / "grn_model.pt"
     priors = [] if labels is not None else list(tfbind.values())
-    slots = {
-        "rna": list(imputed.values()),
+    gtf: Path | None = None if labels is not None else p.params["gtf"]
+    rna = list(imputed.values())
+    supervision = [labels] if labels is not None else [*priors, gtf]
+    slots: dict[str, Any] = {
+        "rna": rna,
         "labels": labels,
         "priors": priors,
-        "gtf": None if labels is not None else gtf,
-        "tfs": tfs,
-        "out": grn,
-        "attention": attention,
+        "gtf": gtf,
+        "out": model,
     }
-    inputs = [*imputed.values(), *([labels] if labels is not None else [*priors, gtf])]
-    inputs += [tfs] if tfs is not None else []
-    p.add("GRN", POOLED, slots, inputs, [grn, attention])
+    p.add("GRN_TRAIN", POOLED, slots, [*rna, *supervision], [model])
+    n_shards = int(p.params.get("grn_shards") or DEFAULTS["grn_shards"])
+    shard_files = []
+    for k in range(1, n_shards + 1):
+        shard = grn_dir / SHARDS_DIR / f"grn.shard{k}.tsv"
+        slots = {
+            "model": model,
+            "rna": rna,
+            "priors": priors,
+            "gtf": gtf,
+            "tfs": tfs,
+            "shard": f"{k}/{n_shards}",
+            "out": shard,
+        }
+        inputs = [model, *rna, *([*priors, gtf] if gtf is not None else [])]
+        inputs += [tfs] if tfs is not None else []
+        p.add("GRN_SCORE", POOLED, slots, inputs, [shard], f"shard{k}")
+        shard_files.append(shard)
+    shard_files.sort(key=lambda path: path.name)  # Nextflow groups them by file name
+    edges, attention = grn_dir / "grn_edges.tsv", grn_dir / "grn_attention.tsv"
+    slots = {"shards": shard_files, "out": edges, "attention": attention}
+    p.add("GRN_MERGE", POOLED, slots, shard_files, [edges, attention])
 
 
 def _plan_report(p: _Planner) -> None:

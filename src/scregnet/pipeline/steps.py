@@ -274,8 +274,8 @@ STEPS: dict[str, Process] = _table(
         cost=6,
     ),
     Process(
-        "GRN",
-        ("grn",),
+        "GRN_TRAIN",
+        ("grn", "train"),
         "process_gpu",
         ("IMPUTE", "TFBIND_MERGE"),
         (
@@ -285,22 +285,57 @@ STEPS: dict[str, Process] = _table(
             _in("--labels", "labels", optional=True),
             _in("--prior", "priors", arity="each", optional=True),
             _in("--gtf", "gtf", optional=True),
-            _in("--tfs", "tfs", optional=True),
             _out("--out"),
-            _out("--attention-out", "attention"),
             DEVICE,
             THREADS,
             SEED,
             _param("--epochs", "grn_epochs", optional=True),
         ),
         pooled=True,
-        cost=165,
+        cost=120,
+    ),
+    Process(
+        "GRN_SCORE",
+        ("grn", "score"),
+        "process_gpu",
+        ("GRN_TRAIN", "IMPUTE", "TFBIND_MERGE"),
+        (
+            _in("--model", "model"),
+            _in("--rna", "rna", arity="each"),
+            # a model trained on binding priors publishes the rank mean with their binding
+            _in("--prior", "priors", arity="each", optional=True),
+            _in("--gtf", "gtf", optional=True),
+            _in("--tfs", "tfs", optional=True),
+            # one shard: the K-th of N equal groups of the TFs (K/N)
+            _in("--shard", "shard"),
+            _out("--out"),
+            DEVICE,
+            THREADS,
+            SEED,
+        ),
+        pooled=True,
+        cost=45,
+    ),
+    Process(
+        "GRN_MERGE",
+        ("grn", "merge"),
+        "process_low",
+        ("GRN_SCORE",),
+        (
+            _in("--shards", "shards", arity="list"),  # by file name
+            _out("--out"),
+            _out("--attention-out", "attention"),
+            THREADS,
+            SEED,
+        ),
+        pooled=True,
+        cost=5,
     ),
     Process(
         "REPORT",
         ("report",),
         "process_single",
-        ("FRAGMENTS", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN"),
+        ("FRAGMENTS", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN_MERGE"),
         (_in("--results", "results"), _out("--out"), THREADS, SEED),
         pooled=True,
         cost=8,
@@ -347,7 +382,7 @@ TEST_PROFILE: dict[str, Any] = {
     # CPU-sized TF-binding network (the default is the paper's 160/240/240 + 919, meant for a GPU)
     "tfbind_train_args": "--filters 16,24,24 --hidden 32 --lr 3e-3 --negative-ratio 2",
     # the calibrated CPU-sized model predicts low probabilities; take weaker binding as a prior
-    "grn_args": "--prior-threshold 0.05",
+    "grn_train_args": "--prior-threshold 0.05",
 }
 
 

@@ -1,0 +1,208 @@
+"""Scoring in shards: the TFs dealt into groups scored apart (``scregnet grn score --shard K/N``)
+and the merge of every group's pairs into the ranked edges (``scregnet grn merge``).
+
+A shard file is a TSV of unranked pairs after one header line::
+
+    #scregnet-grn-shard<TAB>K/N<TAB>model=<digest><TAB>tfs=<digest><TAB>method=<read-out>
+    tf  target  expression_score  [binding_prior]  attention_<view> ...
+
+``expression_score`` is the model's P(edge) at full precision, ``binding_prior`` the pair's
+binding (empty: none) when the model was trained on binding priors. The published score combines
+the two by their ranks over every pair, so only the merge can compute it. The merge refuses shards
+of different models, TF lists or ``N``, and a missing or repeated shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from scregnet.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from scregnet.grn.api import EdgeScores
+
+MAGIC = "#scregnet-grn-shard"
+SPEC = re.compile(r"^(\d+)/(\d+)$")
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``K/N`` (1 <= K <= N) -> ``(K, N)``; a ValueError that says what is wrong otherwise."""
+    m = SPEC.match(spec.strip())
+    if not m:
+        msg = f"expected K/N (shard K of N, e.g. 2/4), got {spec!r}"
+        raise ValueError(msg)
+    k, n = int(m.group(1)), int(m.group(2))
+    if not 1 <= k <= n:
+        msg = f"shard K/N needs 1 <= K <= N, got {spec!r}"
+        raise ValueError(msg)
+    return k, n
+
+
+def shard_tfs(tfs: Sequence[int], k: int, n: int) -> list[int]:
+    """The k-th (1-based) of ``n`` contiguous groups of the sorted TFs, of sizes differing by at most
+    one (every TF is scored against the same genes, so equal counts are equal work)."""
+    ordered = sorted(tfs)
+    return [int(t) for t in np.array_split(np.asarray(ordered, dtype=np.intp), n)[k - 1]]
+
+
+def tf_digest(tfs: Sequence[int], genes: Sequence[str]) -> str:
+    """Which TF list the shards deal out: the first 16 hex digits of the SHA-256 of its names."""
+    text = "\n".join(sorted(genes[t] for t in tfs))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_shard(
+    scores: EdgeScores, path: str | Path, *, shard: tuple[int, int], model: str, tfs: str
+) -> None:
+    """Write one shard's pairs (see the module docstring), atomically."""
+    import pandas as pd
+
+    from scregnet.io.atomic import atomic_paths
+
+    genes = np.asarray(scores.genes, dtype=object)
+    frame = pd.DataFrame(
+        {
+            "tf": genes[scores.tf],
+            "target": genes[scores.target],
+            "expression_score": scores.score,
+        }
+    )
+    if scores.binding is not None:
+        frame["binding_prior"] = scores.binding
+    for j, view in enumerate(scores.views):
+        frame[f"attention_{view}"] = scores.view_weights[:, j]
+    k, n = shard
+    header = f"{MAGIC}\t{k}/{n}\tmodel={model}\ttfs={tfs}\tmethod={scores.method}\n"
+    with atomic_paths(Path(path)) as (tmp,):
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(header)
+            # full precision: the merge ranks these scores against every other shard's
+            frame.to_csv(handle, sep="\t", index=False)
+
+
+@dataclass
+class _Shard:
+    path: Path
+    k: int
+    n: int
+    model: str
+    tfs: str
+    method: str
+    frame: pd.DataFrame
+
+
+def _read_shard(path: Path) -> _Shard:
+    import pandas as pd
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline().rstrip("\n")
+    except FileNotFoundError as exc:
+        msg = "shard file does not exist"
+        raise InputError(msg, path) from exc
+    except UnicodeDecodeError as exc:
+        msg = "not a GRN shard (not UTF-8 text)"
+        raise InputError(msg, path) from exc
+    fields = first.split("\t")
+    meta = dict(f.split("=", 1) for f in fields[2:] if "=" in f)
+    if fields[0] != MAGIC or len(fields) < 2 or not {"model", "tfs", "method"} <= set(meta):
+        msg = f"not a GRN shard of `scregnet grn score --shard` (no '{MAGIC}' header line)"
+        raise InputError(msg, path)
+    try:
+        k, n = parse_shard(fields[1])
+    except ValueError as exc:
+        raise InputError(str(exc), path) from exc
+    try:
+        frame = pd.read_csv(
+            path,
+            sep="\t",
+            skiprows=1,
+            dtype={"tf": str, "target": str},
+            keep_default_na=False,
+            na_values={"binding_prior": [""]},
+            # exact: pandas' default parser can be off in the last bit, which reorders near-ties
+            float_precision="round_trip",
+        )
+    except (ValueError, pd.errors.ParserError) as exc:
+        msg = f"GRN shard is not a readable table ({type(exc).__name__})"
+        raise InputError(msg, path) from exc
+    needed = {"tf", "target", "expression_score"}
+    if not needed <= set(frame.columns) or not any(
+        str(c).startswith("attention_") for c in frame.columns
+    ):
+        msg = "GRN shard lacks the columns tf, target, expression_score and attention_<view>"
+        raise InputError(msg, path)
+    return _Shard(path, k, n, meta["model"], meta["tfs"], meta["method"], frame)
+
+
+def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
+    """Every shard's pairs as one unranked :class:`~scregnet.grn.api.EdgeScores` (with the binding
+    where the shards have it); an :class:`InputError` unless the shards are exactly ``1..N`` of one
+    model's scoring."""
+    from scregnet.grn.api import EdgeScores
+
+    if not paths:
+        msg = "no shard given (--shards)"
+        raise InputError(msg)
+    shards = [_read_shard(Path(p)) for p in paths]
+    first = shards[0]
+    for s in shards[1:]:
+        for what, mine, theirs in (
+            ("N (shard count)", s.n, first.n),
+            ("model", s.model, first.model),
+            ("TF list", s.tfs, first.tfs),
+            ("columns", list(s.frame.columns), list(first.frame.columns)),
+        ):
+            if mine != theirs:
+                msg = f"GRN shard has another {what} than {first.path.name}: shards of one scoring only"
+                raise InputError(msg, s.path)
+    seen: dict[int, Path] = {}
+    for s in shards:
+        if s.k in seen:
+            msg = f"shard {s.k}/{s.n} given twice (also {seen[s.k].name})"
+            raise InputError(msg, s.path)
+        seen[s.k] = s.path
+    missing = sorted(set(range(1, first.n + 1)) - set(seen))
+    if missing:
+        msg = f"shard(s) {', '.join(f'{k}/{first.n}' for k in missing)} missing"
+        raise InputError(msg, first.path)
+    shards.sort(key=lambda s: s.k)
+    import pandas as pd
+
+    # shards without TFs (more shards than TFs) add no rows
+    frames = [s.frame for s in shards if len(s.frame)] or [first.frame]
+    frame = pd.concat(frames, ignore_index=True)
+    if frame.duplicated(["tf", "target"]).any():
+        msg = "GRN shards score some pairs twice"
+        raise InputError(msg, first.path)
+    genes = sorted(set(frame["tf"]) | set(frame["target"]))
+    index = {g: i for i, g in enumerate(genes)}
+    views = [
+        str(c).removeprefix("attention_") for c in frame.columns if str(c).startswith("attention_")
+    ]
+    scores = EdgeScores(
+        genes=genes,
+        views=views,
+        tf=frame["tf"].map(index).to_numpy(dtype=np.intp),
+        target=frame["target"].map(index).to_numpy(dtype=np.intp),
+        score=frame["expression_score"].to_numpy(dtype=np.float64),
+        view_weights=np.ascontiguousarray(
+            frame[[f"attention_{v}" for v in views]].to_numpy(dtype=np.float32)
+        ),
+        method=first.method,
+    )
+    if "binding_prior" in frame:
+        scores.binding = frame["binding_prior"].to_numpy(dtype=np.float32)
+    if scores.score.size == 0:
+        msg = "the GRN shards hold no pair"
+        raise InputError(msg, first.path)
+    return scores
