@@ -426,15 +426,13 @@ def score_grn(
     threads: int = 1,
     score_batch_size: int = SCORE_BATCH_SIZE,
     data: ExpressionViews | None = None,
-    trained: TrainedGRN | None = None,
 ) -> EdgeScores:
     """Score every TF (``tfs``, default the labelled ones) x gene with the model ``train_grn``
     wrote, on the views it was trained on.
 
     Without ``shard``: the ranked edges (with ``--prior``, the rank mean with the binding) and
     the attention. With ``shard = (k, n)``: the k-th of n groups of the TFs, unranked
-    (:mod:`scregnet.grn.shards`), for :func:`merge_grn`. ``trained``: the model already read
-    from ``model``.
+    (:mod:`scregnet.grn.shards`), for :func:`merge_grn`.
     """
     from scregnet.device import resolve_device, torch_threads
     from scregnet.grn.data import read_views
@@ -448,7 +446,7 @@ def score_grn(
         if target is not None:
             check_writable_dir(Path(target).parent)
     start = time.perf_counter()
-    trained = trained or load(model)
+    trained = load(model)
     if trained.supervision == "prior" and (prior is None or gtf is None):
         msg = (
             "this model was trained on binding priors: its published score combines them, so "
