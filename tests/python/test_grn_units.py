@@ -1098,3 +1098,13 @@ def test_a_shard_reads_back_exactly(tmp_path: Path) -> None:
     groups = [shard_tfs(list(range(10)), k, 4) for k in range(1, 5)]
     assert groups == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
     assert shard_tfs([3, 1], 3, 3) == []
+    # a shard that is not UTF-8 text, or lacks a column, is one clear error naming it
+    latin1 = tmp_path / "latin1.tsv"
+    text = path.read_bytes().replace(b"TF1", b"TF\xe91")
+    latin1.write_bytes(text)
+    with pytest.raises(InputError, match="not UTF-8"):
+        read_shards([latin1])
+    cut = tmp_path / "cut.tsv"
+    cut.write_text(path.read_text().splitlines()[0] + "\ntf\ttarget\nA\tB\n")
+    with pytest.raises(InputError, match="lacks the columns"):
+        read_shards([cut])

@@ -104,40 +104,38 @@ class _Shard:
 def _read_shard(path: Path) -> _Shard:
     import pandas as pd
 
-    try:
-        with open(path, encoding="utf-8") as handle:
-            first = handle.readline().rstrip("\n")
-    except FileNotFoundError as exc:
+    from scregnet.io.text import reading
+
+    if not path.is_file():
         msg = "shard file does not exist"
-        raise InputError(msg, path) from exc
-    except UnicodeDecodeError as exc:
-        msg = "not a GRN shard (not UTF-8 text)"
-        raise InputError(msg, path) from exc
-    fields = first.split("\t")
-    meta = dict(f.split("=", 1) for f in fields[2:] if "=" in f)
-    if fields[0] != MAGIC or len(fields) < 2 or not {"model", "tfs", "method"} <= set(meta):
-        msg = f"not a GRN shard of `scregnet grn score --shard` (no '{MAGIC}' header line)"
         raise InputError(msg, path)
-    try:
-        k, n = parse_shard(fields[1])
-    except ValueError as exc:
-        raise InputError(str(exc), path) from exc
-    try:
-        frame = pd.read_csv(
-            path,
-            sep="\t",
-            skiprows=1,
-            # gene names as categories: one string per gene, not per pair (a genome-wide merge
-            # reads 3 x 10^7 pairs)
-            dtype={"tf": "category", "target": "category"},
-            keep_default_na=False,
-            na_values={"binding_prior": [""]},
-            # exact: pandas' default parser can be off in the last bit, which reorders near-ties
-            float_precision="round_trip",
-        )
-    except (ValueError, pd.errors.ParserError) as exc:
-        msg = f"GRN shard is not a readable table ({type(exc).__name__})"
-        raise InputError(msg, path) from exc
+    with reading(path):
+        with open(path, encoding="utf-8") as handle:
+            fields = handle.readline().rstrip("\n").split("\t")
+        meta = dict(f.split("=", 1) for f in fields[2:] if "=" in f)
+        if fields[0] != MAGIC or len(fields) < 2 or not {"model", "tfs", "method"} <= set(meta):
+            msg = f"not a GRN shard of `scregnet grn score --shard` (no '{MAGIC}' header line)"
+            raise InputError(msg, path)
+        try:
+            k, n = parse_shard(fields[1])
+        except ValueError as exc:
+            raise InputError(str(exc), path) from exc
+        try:
+            frame = pd.read_csv(
+                path,
+                sep="\t",
+                skiprows=1,
+                # gene names as categories: one string per gene, not per pair (a genome-wide merge
+                # reads 3 x 10^7 pairs)
+                dtype={"tf": "category", "target": "category"},
+                keep_default_na=False,
+                na_values={"binding_prior": [""]},
+                # exact: pandas' default parser can be off in the last bit, which reorders near-ties
+                float_precision="round_trip",
+            )
+        except ValueError as exc:
+            msg = f"GRN shard is not a readable table ({type(exc).__name__})"
+            raise InputError(msg, path) from exc
     needed = {"tf", "target", "expression_score"}
     if not needed <= set(frame.columns) or not any(
         str(c).startswith("attention_") for c in frame.columns
