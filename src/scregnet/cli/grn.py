@@ -1,4 +1,4 @@
-"""``scregnet grn``: DeepMCL-style GRN inference from one or more expression views."""
+"""``scregnet grn train|score|merge``: DeepMCL-style GRN inference from one or more expression views."""
 
 from __future__ import annotations
 
