@@ -1058,7 +1058,7 @@ def test_scores_keep_the_order_of_large_logits(tmp_path: Path) -> None:
     np.testing.assert_array_equal(streamed, scores)
 
 
-def test_a_shard_reads_back_exactly(tmp_path: Path) -> None:
+def test_a_shard_reads_back_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Scores one bit apart keep their order through a shard file (pandas' default float parser
     does not), binding NaN stays missing and gene names such as 'NA' stay names."""
     from scregnet.grn.api import EdgeScores
@@ -1094,6 +1094,14 @@ def test_a_shard_reads_back_exactly(tmp_path: Path) -> None:
     assert back.binding is not None
     np.testing.assert_array_equal(back.binding[order], scores.binding[[0, 1, 5, 2, 3, 4]])
     assert back.method == "a read-out"
+    # read a few rows at a time (a genome-wide merge reads millions): the same pairs and values
+    import scregnet.grn.shards as shards
+
+    monkeypatch.setattr(shards, "CHUNK_ROWS", 4)
+    chunked = read_shards([path])
+    assert chunked.genes == back.genes
+    for name in ("tf", "target", "score", "view_weights", "binding"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(back, name), err_msg=name)
     # TFs are dealt into contiguous groups whose sizes differ by at most one
     groups = [shard_tfs(list(range(10)), k, 4) for k in range(1, 5)]
     assert groups == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -90,6 +90,10 @@ def write_shard(
             frame.to_csv(handle, sep="\t", index=False)
 
 
+#: rows parsed at a time when merging: memory holds the pairs as arrays, not as a table
+CHUNK_ROWS = 1_000_000
+
+
 @dataclass
 class _Shard:
     path: Path
@@ -98,12 +102,28 @@ class _Shard:
     model: str
     tfs: str
     method: str
-    frame: pd.DataFrame
+    columns: list[str]
+
+
+def _read_csv(path: Path, **kw: object) -> pd.DataFrame | Iterator[pd.DataFrame]:
+    import pandas as pd
+
+    return pd.read_csv(  # type: ignore[call-overload]
+        path,
+        sep="\t",
+        skiprows=1,
+        # gene names as categories: one string per gene, not per pair
+        dtype={"tf": "category", "target": "category"},
+        keep_default_na=False,
+        na_values={"binding_prior": [""]},
+        # exact: pandas' default parser can be off in the last bit, which reorders near-ties
+        float_precision="round_trip",
+        **kw,
+    )
 
 
 def _read_shard(path: Path) -> _Shard:
-    import pandas as pd
-
+    """A shard's header line and columns (its rows are read by :func:`_rows`)."""
     from scregnet.io.text import reading
 
     if not path.is_file():
@@ -121,28 +141,27 @@ def _read_shard(path: Path) -> _Shard:
         except ValueError as exc:
             raise InputError(str(exc), path) from exc
         try:
-            frame = pd.read_csv(
-                path,
-                sep="\t",
-                skiprows=1,
-                # gene names as categories: one string per gene, not per pair (a genome-wide merge
-                # reads 3 x 10^7 pairs)
-                dtype={"tf": "category", "target": "category"},
-                keep_default_na=False,
-                na_values={"binding_prior": [""]},
-                # exact: pandas' default parser can be off in the last bit, which reorders near-ties
-                float_precision="round_trip",
-            )
+            columns = [str(c) for c in _read_csv(path, nrows=0).columns]  # type: ignore[union-attr]
         except ValueError as exc:
             msg = f"GRN shard is not a readable table ({type(exc).__name__})"
             raise InputError(msg, path) from exc
     needed = {"tf", "target", "expression_score"}
-    if not needed <= set(frame.columns) or not any(
-        str(c).startswith("attention_") for c in frame.columns
-    ):
+    if not needed <= set(columns) or not any(c.startswith("attention_") for c in columns):
         msg = "GRN shard lacks the columns tf, target, expression_score and attention_<view>"
         raise InputError(msg, path)
-    return _Shard(path, k, n, meta["model"], meta["tfs"], meta["method"], frame)
+    return _Shard(path, k, n, meta["model"], meta["tfs"], meta["method"], columns)
+
+
+def _rows(shard: _Shard) -> Iterator[pd.DataFrame]:
+    """The shard's rows, ``CHUNK_ROWS`` at a time; unreadable text or cells name the file."""
+    from scregnet.io.text import reading
+
+    with reading(shard.path):
+        try:
+            yield from _read_csv(shard.path, chunksize=CHUNK_ROWS)  # type: ignore[misc]
+        except ValueError as exc:
+            msg = f"GRN shard is not a readable table ({type(exc).__name__}: {exc})"
+            raise InputError(msg, shard.path) from exc
 
 
 def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
@@ -161,7 +180,7 @@ def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
             ("N (shard count)", s.n, first.n),
             ("model", s.model, first.model),
             ("TF list", s.tfs, first.tfs),
-            ("columns", list(s.frame.columns), list(first.frame.columns)),
+            ("columns", s.columns, first.columns),
         ):
             if mine != theirs:
                 msg = f"GRN shard has another {what} than {first.path.name}: shards of one scoring only"
@@ -177,45 +196,52 @@ def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
         msg = f"shard(s) {', '.join(f'{k}/{first.n}' for k in missing)} missing"
         raise InputError(msg, first.path)
     shards.sort(key=lambda s: s.k)
-    frames = [s.frame for s in shards]
-    names = set()
-    for f in frames:
-        names |= {str(g) for g in f["tf"].cat.categories} | {
-            str(g) for g in f["target"].cat.categories
-        }
-    genes = sorted(names)
-    index = {g: i for i, g in enumerate(genes)}
+    views = [c.removeprefix("attention_") for c in first.columns if c.startswith("attention_")]
+    columns = [f"attention_{v}" for v in views]
+    with_binding = "binding_prior" in first.columns
+    # genes numbered as first seen, renumbered in name order at the end
+    seen_genes: dict[str, int] = {}
 
-    def indices(column: pd.Series) -> NDArray[np.intp]:
-        # the categories' gene indices, taken at each row's code
-        lookup = np.array([index[str(g)] for g in column.cat.categories], dtype=np.intp)
+    def numbers(column: pd.Series) -> NDArray[np.int32]:
+        names = [str(g) for g in column.cat.categories]
+        lookup = np.array([seen_genes.setdefault(g, len(seen_genes)) for g in names], np.int32)
         return lookup[column.cat.codes.to_numpy()]
 
-    tf = np.concatenate([indices(f["tf"]) for f in frames])
-    target = np.concatenate([indices(f["target"]) for f in frames])
-    if tf.size == 0:
+    parts: dict[str, list[NDArray[Any]]] = {k: [] for k in ("tf", "target", "score", "w", "b")}
+    for shard in shards:
+        for chunk in _rows(shard):
+            parts["tf"].append(numbers(chunk["tf"]))
+            parts["target"].append(numbers(chunk["target"]))
+            parts["score"].append(chunk["expression_score"].to_numpy(dtype=np.float64))
+            parts["w"].append(chunk[columns].to_numpy(dtype=np.float32))
+            if with_binding:
+                parts["b"].append(chunk["binding_prior"].to_numpy(dtype=np.float32))
+    if not parts["tf"] or sum(p.size for p in parts["tf"]) == 0:
         msg = "the GRN shards hold no pair"
         raise InputError(msg, first.path)
+    genes = sorted(seen_genes)
+    renumber = np.empty(len(genes), dtype=np.intp)
+    renumber[[seen_genes[g] for g in genes]] = np.arange(len(genes))
+
+    def joined(key: str) -> NDArray[Any]:
+        # one array per column; each chunk's copy is freed as soon as it is joined
+        out = np.concatenate(parts[key])
+        parts[key].clear()
+        return out
+
+    tf, target = renumber[joined("tf")], renumber[joined("target")]
     if np.unique(tf * len(genes) + target).size < tf.size:
         msg = "GRN shards score some pairs twice"
         raise InputError(msg, first.path)
-    views = [
-        str(c).removeprefix("attention_")
-        for c in first.frame.columns
-        if str(c).startswith("attention_")
-    ]
-    columns = [f"attention_{v}" for v in views]
     scores = EdgeScores(
         genes=genes,
         views=views,
         tf=tf,
         target=target,
-        score=np.concatenate([f["expression_score"].to_numpy(dtype=np.float64) for f in frames]),
-        view_weights=np.concatenate([f[columns].to_numpy(dtype=np.float32) for f in frames]),
+        score=joined("score"),
+        view_weights=joined("w"),
         method=first.method,
     )
-    if "binding_prior" in first.frame:
-        scores.binding = np.concatenate(
-            [f["binding_prior"].to_numpy(dtype=np.float32) for f in frames]
-        )
+    if with_binding:
+        scores.binding = joined("b")
     return scores
