@@ -49,8 +49,8 @@ def parse_shard(spec: str) -> tuple[int, int]:
 
 
 def shard_tfs(tfs: Sequence[int], k: int, n: int) -> list[int]:
-    """The k-th (1-based) of ``n`` contiguous groups of the sorted TFs, of sizes differing by at most
-    one (every TF is scored against the same genes, so equal counts are equal work)."""
+    """The k-th (1-based) of ``n`` contiguous groups of the TFs in gene order, of sizes differing by
+    at most one (every TF is scored against the same genes, so equal counts are equal work)."""
     ordered = sorted(tfs)
     return [int(t) for t in np.array_split(np.asarray(ordered, dtype=np.intp), n)[k - 1]]
 
