@@ -1061,7 +1061,7 @@ def test_scores_keep_the_order_of_large_logits(tmp_path: Path) -> None:
 def test_a_shard_reads_back_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Scores one bit apart keep their order through a shard file (pandas' default float parser
     does not), binding NaN stays missing and gene names such as 'NA' stay names."""
-    from scregnet.grn.api import EdgeScores
+    from scregnet.grn.edges import EdgeScores
     from scregnet.grn.shards import read_shards, shard_tfs, write_shard
 
     close = [0.17455373928951884, 0.17455373928951887, 0.1676330662155307, 0.16763306621553073]

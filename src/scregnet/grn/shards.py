@@ -29,7 +29,7 @@ from scregnet.errors import InputError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from scregnet.grn.api import EdgeScores
+    from scregnet.grn.edges import EdgeScores
 
 MAGIC = "#scregnet-grn-shard"
 SPEC = re.compile(r"^(\d+)/(\d+)$")
@@ -165,10 +165,10 @@ def _rows(shard: _Shard) -> Iterator[pd.DataFrame]:
 
 
 def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
-    """Every shard's pairs as one unranked :class:`~scregnet.grn.api.EdgeScores` (with the binding
+    """Every shard's pairs as one unranked :class:`~scregnet.grn.edges.EdgeScores` (with the binding
     where the shards have it); an :class:`InputError` unless the shards are exactly ``1..N`` of one
     model's scoring."""
-    from scregnet.grn.api import EdgeScores
+    from scregnet.grn.edges import EdgeScores
 
     if not paths:
         msg = "no shard given (--shards)"

@@ -1,0 +1,129 @@
+"""Scored TF -> target pairs (:class:`EdgeScores`) and the ranked edges and attention files they
+become (:func:`write_outputs`): what scoring, in one process or in shards, hands to the writer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EdgeScores:
+    """Scores of (tf, target) pairs, as indices into ``genes``, with per-view attention."""
+
+    genes: list[str]
+    views: list[str]
+    tf: NDArray[np.intp]
+    target: NDArray[np.intp]
+    #: P(edge) from the model, or the mean fractional rank once combined with binding
+    #: (:meth:`combine_with_binding`); float64, so that pairs the model orders do not tie
+    score: NDArray[np.float64]
+    view_weights: NDArray[np.float32]  # (pairs, views)
+    info: dict[str, Any] = field(default_factory=dict)
+    expression_score: NDArray[np.float64] | None = None  # the model's, once combined
+    binding: NDArray[np.float32] | None = None  # the prior's, NaN for TFs without one
+    #: which read-out produced ``score`` (:func:`readout_name`), written as the ``method`` column
+    method: str = ""
+
+    @classmethod
+    def empty(cls, genes: list[str], views: list[str]) -> EdgeScores:
+        """No pairs (a shard without TFs)."""
+        return cls(
+            genes=genes,
+            views=views,
+            tf=np.zeros(0, dtype=np.intp),
+            target=np.zeros(0, dtype=np.intp),
+            score=np.zeros(0, dtype=np.float64),
+            view_weights=np.zeros((0, len(views)), dtype=np.float32),
+        )
+
+    def attach_binding(self, tfs: Sequence[str], prior: NDArray[np.float32]) -> None:
+        """``binding`` := each pair's TSS-window binding probability (NaN for TFs without one).
+
+        ``prior`` is the ``(tfs, genes)`` binding matrix the training labels were drawn from.
+        """
+        row = np.full(len(self.genes), -1, dtype=np.intp)  # gene index -> prior row
+        index = {g: i for i, g in enumerate(self.genes)}
+        row[[index[tf] for tf in tfs]] = np.arange(len(tfs))
+        r = row[self.tf]
+        binding = np.full(self.score.size, np.nan, dtype=np.float32)
+        binding[r >= 0] = prior[r[r >= 0], self.target[r >= 0]]
+        self.binding = binding
+
+    def combine_with_binding(self) -> None:
+        """``score`` := rank mean of the model's score and ``binding`` (:func:`scregnet.stats.rank_mean`).
+
+        The network learns from expression alone which pairs look like the pairs the binding labels
+        positive; the binding itself (TF bound near the gene's TSS in these cells) is separate
+        evidence the network's score does not carry, so the two are rank-averaged over every
+        scored pair. Pairs of TFs without binding evidence (scored through ``--tfs`` only) keep
+        their expression rank.
+        """
+        from scregnet.stats import rank_mean
+
+        assert self.binding is not None and self.expression_score is None
+        self.expression_score = self.score
+        self.score = rank_mean(self.score, self.binding)
+        self.method = f"rank mean of ({self.method or 'expression score'}) and binding prior"
+        log.info(
+            "edge score = rank mean of co-expression and binding (%d of %d pairs have binding)",
+            int(np.isfinite(self.binding).sum()),
+            self.binding.size,
+        )
+
+    def frame(self) -> pd.DataFrame:
+        """Ranked table: ``tf target score rank`` then one ``attention_<view>`` column per view."""
+        genes = np.asarray(self.genes, dtype=object)
+        # highest score first; ties broken by TF then target name for a deterministic order
+        order = np.lexsort((genes[self.target], genes[self.tf], -self.score.astype(np.float64)))
+        out = pd.DataFrame(
+            {
+                "tf": genes[self.tf[order]],
+                "target": genes[self.target[order]],
+                "score": self.score[order],
+                "rank": np.arange(1, order.size + 1),
+            }
+        )
+        if self.method:
+            out["method"] = self.method
+        if self.expression_score is not None and self.binding is not None:
+            out["expression_score"] = self.expression_score[order]
+            out["binding_prior"] = self.binding[order]
+        for j, view in enumerate(self.views):
+            out[f"attention_{view}"] = self.view_weights[order, j]
+        return out
+
+    def attention(self) -> pd.DataFrame:
+        """Mean attention per TF and view (and over all TFs, ``tf = *``), summed in float64 so that
+        the means do not depend on how the pairs were batched or sharded."""
+        genes = np.asarray(self.genes, dtype=object)
+        frame = pd.DataFrame(self.view_weights.astype(np.float64), columns=self.views)
+        frame["tf"] = genes[self.tf]
+        per_tf = frame.groupby("tf", sort=True)[self.views].mean()
+        per_tf.loc["*"] = frame[self.views].mean()
+        return per_tf.reset_index().melt(id_vars="tf", var_name="view", value_name="weight")
+
+
+def write_outputs(
+    scores: EdgeScores, edges: str | Path, attention: str | Path | None = None
+) -> None:
+    """Ranked edges TSV (and the attention TSV): both appear together or not at all."""
+    from scregnet.io.atomic import atomic_paths
+
+    paths = [Path(edges)] + ([Path(attention)] if attention is not None else [])
+    with atomic_paths(*paths) as tmps:
+        scores.frame().to_csv(tmps[0], sep="\t", index=False, float_format="%.6g")
+        if attention is not None:
+            scores.attention().to_csv(tmps[1], sep="\t", index=False, float_format="%.6g")
+    log.info("wrote %d ranked edges to %s", scores.score.size, edges)
+    if attention is not None:
+        log.info("wrote per-view attention to %s", attention)
