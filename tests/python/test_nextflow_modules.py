@@ -70,8 +70,6 @@ EXT_ARGS = {
     "TFBIND_TRAIN": "--seed 0 --epochs 1 --filters 16,16,16 --hidden 32",
     "TFBIND_PREDICT": "--seed 0",
     "GRN_TRAIN": "--seed 0 --epochs 1",
-    "GRN_SCORE": "--seed 0",
-    "GRN_MERGE": "--seed 0",
 }
 
 

@@ -311,7 +311,7 @@ STEPS: dict[str, Process] = _table(
             _out("--out"),
             DEVICE,
             THREADS,
-            SEED,
+            # no SEED: scoring is deterministic and uses the seed stored in the model
         ),
         pooled=True,
         cost=45,
@@ -326,7 +326,6 @@ STEPS: dict[str, Process] = _table(
             _out("--out"),
             _out("--attention-out", "attention"),
             THREADS,
-            SEED,
         ),
         pooled=True,
         cost=5,
