@@ -61,7 +61,7 @@ def _rna_option(parser: argparse.ArgumentParser, what: str) -> None:
         action="append",
         type=Path,
         metavar="H5AD",
-        help=f"expression h5ad, repeatable; {what}",
+        help=f"expression .h5ad or Cell Ranger .h5, repeatable; {what}",
     )
 
 
@@ -97,7 +97,7 @@ def _score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, type=Path, help="the model `scregnet grn train` wrote"
     )
-    _rna_option(parser, "the files the model was trained on, in the same order")
+    _rna_option(parser, "the files the model was trained on, in order")
     parser.add_argument(
         "--prior",
         type=Path,

@@ -34,7 +34,10 @@ TRAINING_OPTIONS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``scregnet impute``'s options; every default is :mod:`scregnet.impute.config`'s."""
     parser.add_argument(
-        "--rna", required=True, type=Path, help="scRNA h5ad with raw counts (cells x genes)"
+        "--rna",
+        required=True,
+        type=Path,
+        help="scRNA raw counts, cells x genes: .h5ad or a Cell Ranger matrix .h5 (Gene Expression)",
     )
     parser.add_argument(
         "--bulk",
@@ -90,8 +93,8 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
     from scregnet.impute.api import impute, sidecar_paths, write_outputs
     from scregnet.io.atomic import check_writable_dir
-    from scregnet.io.h5ad import read_h5ad
     from scregnet.io.outputs import check_paths
+    from scregnet.io.rna import read_rna
 
     if not args.out.name.endswith(".h5ad"):
         msg = "--out must end in .h5ad"
@@ -105,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
         msg = f"--batch-size must be >= 2, got {args.batch_size}"
         raise InputError(msg)
     check_writable_dir(args.out.parent)
-    adata = read_h5ad(args.rna)
+    adata = read_rna(args.rna)
     result = impute(
         adata,
         bulk=args.bulk,

@@ -211,9 +211,9 @@ def read_views(
 
 def _read_file(path: Path, layer: str | None) -> _File:
     """One expression file's genes, log expression and per-cell view labels and names."""
-    from scregnet.io.h5ad import read_h5ad
+    from scregnet.io.rna import read_rna
 
-    adata = read_h5ad(path)
+    adata = read_rna(path)
     matrix = _expression_matrix(adata, layer, path)
     if matrix is None or adata.n_obs == 0 or adata.n_vars == 0:
         msg = "expression matrix is empty"

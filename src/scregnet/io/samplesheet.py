@@ -1,7 +1,8 @@
 """The samplesheet (CSV): one row per sample, shared by ``scregnet run`` and Nextflow's ``--input``.
 
 Columns: ``sample`` (unique id), ``bam`` (CB-tagged, coordinate-sorted, indexed) or ``fragments``
-(bgzip + tabix), optional ``rna`` (counts .h5ad), optional ``view``. Relative paths are resolved
+(bgzip + tabix), optional ``rna`` (counts: .h5ad, or a Cell Ranger
+feature-barcode matrix .h5), optional ``view``. Relative paths are resolved
 against the samplesheet's own directory.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scregnet.errors import InputError
+from scregnet.io.rna import RNA_SUFFIXES
 from scregnet.io.text import read_text
 
 REQUIRED = ("sample",)
@@ -171,5 +173,5 @@ def _sample_files(row: dict[str, str], sid: str, i: int, path: Path) -> Sample:
             msg = f"row {i}: fragments {fragments} has no tabix index (.tbi)"
             raise InputError(msg, path)
     if rna is not None:
-        _check_file(rna, sheet=path, row=i, column="rna", suffixes=(".h5ad",))
+        _check_file(rna, sheet=path, row=i, column="rna", suffixes=RNA_SUFFIXES)
     return Sample(sid, bam, fragments, rna, row.get("view", "") or sid)

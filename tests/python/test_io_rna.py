@@ -1,0 +1,155 @@
+"""scRNA inputs: Cell Ranger feature-barcode matrices (.h5) read like an .h5ad of the same counts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from scregnet.cli import main as cli
+from scregnet.errors import InputError
+from scregnet.io.rna import read_rna
+from scregnet.io.samplesheet import read_samplesheet
+
+
+def write_cellranger_h5(
+    path: Path,
+    counts: np.ndarray,
+    symbols: list[str],
+    barcodes: list[str],
+    *,
+    peaks: int = 0,
+) -> Path:
+    """The HDF5 layout Cell Ranger 3+ writes (``matrix/``: features x barcodes CSC), with
+    ``peaks`` extra ATAC features after the genes as Cell Ranger ARC appends them."""
+    n_cells, n_genes = counts.shape
+    peak_counts = np.random.default_rng(1).poisson(0.5, (n_cells, peaks))
+    matrix = sp.csc_matrix(np.hstack([counts, peak_counts]).T)  # features x barcodes
+    ids = [f"ENSG{i:011d}" for i in range(n_genes)] + [f"chr1:{i}-{i + 500}" for i in range(peaks)]
+    names = list(symbols) + ids[n_genes:]
+    types = ["Gene Expression"] * n_genes + ["Peaks"] * peaks
+    with h5py.File(path, "w") as f:
+        m = f.create_group("matrix")
+        m["barcodes"] = np.array(barcodes, dtype="S")
+        m["data"] = matrix.data.astype(np.int32)
+        m["indices"] = matrix.indices.astype(np.int64)
+        m["indptr"] = matrix.indptr.astype(np.int64)
+        m["shape"] = np.array(matrix.shape, dtype=np.int32)
+        features = m.create_group("features")
+        features["id"] = np.array(ids, dtype="S")
+        features["name"] = np.array(names, dtype="S")
+        features["feature_type"] = np.array(types, dtype="S")
+        features["genome"] = np.array(["GRCh38"] * len(ids), dtype="S")
+        features["_all_tag_keys"] = np.array([b"genome"])
+    return path
+
+
+@pytest.fixture
+def counts() -> tuple[np.ndarray, list[str], list[str]]:
+    rng = np.random.default_rng(0)
+    x = rng.poisson(rng.gamma(0.5, 2.0, 40), (30, 40))
+    return x, [f"G{i}" for i in range(40)], [f"AAAC{i:04d}-1" for i in range(30)]
+
+
+def test_cellranger_arc_h5_gives_the_gene_expression_counts(
+    tmp_path: Path, counts: tuple[np.ndarray, list[str], list[str]]
+) -> None:
+    x, genes, barcodes = counts
+    path = write_cellranger_h5(
+        tmp_path / "filtered_feature_bc_matrix.h5", x, genes, barcodes, peaks=7
+    )
+    adata = read_rna(path)
+    assert adata.shape == (30, 40)  # the 7 peaks are not genes
+    np.testing.assert_array_equal(adata.X.toarray(), x)
+    assert list(adata.var_names) == genes and list(adata.obs_names) == barcodes
+    assert adata.var["gene_ids"].iloc[3] == "ENSG00000000003"
+
+
+def test_repeated_symbols_are_renamed_and_logged(
+    tmp_path: Path,
+    counts: tuple[np.ndarray, list[str], list[str]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    x, genes, barcodes = counts
+    genes = ["TBCE", *genes[1:5], "TBCE", *genes[6:]]
+    adata = read_rna(write_cellranger_h5(tmp_path / "m.h5", x, genes, barcodes))
+    assert adata.var_names[0] == "TBCE" and adata.var_names[5] == "TBCE-1"
+    assert adata.var_names.is_unique
+    assert "1 gene symbol(s) repeat" in caplog.text
+
+
+def test_an_atac_matrix_is_refused(tmp_path: Path, testdata: Path) -> None:
+    """A real 10x-layout peak x cell matrix (MAESTRO's) given as RNA: no genes in it."""
+    path = tmp_path / "peaks.h5"
+    shutil.copy(testdata / "maestro_chr22" / "test_peak_count.h5", path)
+    with pytest.raises(InputError, match="no Gene Expression features") as exc:
+        read_rna(path)
+    assert str(path) in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.h5", None, "does not exist"),
+        ("empty.h5", b"", "file is empty"),
+        ("text.h5", b"barcode,gene\n", "not a Cell Ranger feature-barcode matrix .h5"),
+        ("other.h5", "hdf5", "not a Cell Ranger feature-barcode matrix .h5"),
+        ("counts.csv", b"a,b\n", "must be an .h5ad or a Cell Ranger"),
+    ],
+)
+def test_bad_rna_files(
+    tmp_path: Path, name: str, content: bytes | str | None, message: str
+) -> None:
+    path = tmp_path / name
+    if content == "hdf5":
+        with h5py.File(path, "w") as f:
+            f["x"] = np.arange(3)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    with pytest.raises(InputError) as exc:
+        read_rna(path)
+    assert message in str(exc.value) and str(path) in str(exc.value)
+    assert len(str(exc.value).splitlines()) == 1
+
+
+def test_impute_reads_a_cellranger_h5_like_the_h5ad(
+    tmp_path: Path, counts: tuple[np.ndarray, list[str], list[str]]
+) -> None:
+    """The same counts as .h5 and as .h5ad: the same imputed values (CPU, same seed)."""
+    rng = np.random.default_rng(3)
+    programs = rng.gamma(1.0, 1.0, (3, 120))
+    x = rng.poisson(programs[rng.integers(0, 3, 90)] * rng.uniform(1, 4, (90, 1)))
+    genes = [f"G{i}" for i in range(120)]
+    barcodes = [f"AAAC{i:04d}-1" for i in range(90)]
+    h5 = write_cellranger_h5(tmp_path / "s.h5", x, genes, barcodes, peaks=5)
+    h5ad = tmp_path / "s.h5ad"
+    ad.AnnData(
+        sp.csr_matrix(x.astype(np.float32)),
+        obs=pd.DataFrame(index=barcodes),
+        var=pd.DataFrame(index=genes),
+    ).write_h5ad(h5ad)
+    layers = []
+    for rna in (h5, h5ad):
+        out = tmp_path / rna.suffix.lstrip(".") / "s.imputed.h5ad"
+        args = ["impute", "--rna", str(rna), "--out", str(out), "--device", "cpu"]
+        sizes = ["--epochs", "1", "--hidden-dim", "16", "--latent-dim", "4", "--quiet"]
+        assert cli.main([*args, *sizes]) == 0
+        layers.append(ad.read_h5ad(out).layers["imputed"])
+    np.testing.assert_array_equal(layers[0], layers[1])
+
+
+def test_samplesheet_takes_a_cellranger_h5(tmp_path: Path) -> None:
+    for name in ("a.bam", "a.bam.bai", "a.h5", "a.csv"):
+        (tmp_path / name).write_bytes(b"x")
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("sample,bam,rna\nA,a.bam,a.h5\n")
+    assert read_samplesheet(sheet)[0].rna == tmp_path / "a.h5"
+    sheet.write_text("sample,bam,rna\nA,a.bam,a.csv\n")
+    with pytest.raises(InputError, match=r"must end with \.h5ad or \.h5"):
+        read_samplesheet(sheet)
