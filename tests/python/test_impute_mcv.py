@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 
 import anndata as ad
@@ -268,3 +269,24 @@ def test_cli_bulk_reads_real_rnamix_profiles(
     err = capsys.readouterr().err.strip().splitlines()
     assert str(tsv) in err[-1] and "only 0 genes shared" in err[-1]
     assert not out.exists()
+
+
+def test_bench_pools_disjoint_groups_of_one_line() -> None:
+    """``bench/impute_mcv.py --pool-cells K``: each deeper cell is the sum of K cells of one line,
+    every cell used at most once."""
+    from impute_mcv import pool_cells
+
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(2.0, (11, 6)).astype(np.float32))
+    labels = np.array(["a"] * 7 + ["b"] * 4)
+    pooled, pooled_labels = pool_cells(counts, labels, 3, seed=1)
+    assert sorted(pooled_labels) == ["a", "a", "b"]  # 7 // 3 and 4 // 3 groups
+    dense = counts.toarray()
+    for row, line in zip(pooled.toarray(), pooled_labels, strict=True):
+        members = np.flatnonzero(labels == line)
+        # the row is the sum of exactly 3 cells of its line
+        sums = {tuple(dense[list(c)].sum(axis=0)) for c in combinations(members, 3)}
+        assert tuple(row) in sums
+    assert pooled.sum() <= counts.sum()
+    again, _ = pool_cells(counts, labels, 3, seed=1)
+    np.testing.assert_array_equal(again.toarray(), pooled.toarray())
