@@ -7,6 +7,12 @@ the set's TF list is scored against every gene. Each command runs as its own pro
 
     OMP_NUM_THREADS=1 python bench/grn_shards.py ../shared/data/beeline_real --set Specific/mESC \
         --shards 4 --outdir shards [--train-args "--val-fraction 0 --epochs 3"]
+
+``--synthetic TFSxGENES`` times the merge alone at scale: ``--shards`` shard files of TFS x GENES
+pairs with random scores, binding (10 % missing) and two views' attention, merged by ``scregnet
+grn merge``.
+
+    python bench/grn_shards.py --synthetic 150x20000 --shards 3 --outdir merge
 """
 
 from __future__ import annotations
@@ -60,9 +66,43 @@ def inputs(root: Path, name: str, outdir: Path, seed: int) -> tuple[Path, Path, 
     return rna, labels, tfs
 
 
+def synthetic_merge(size: str, n_shards: int, outdir: Path, seed: int) -> int:
+    """Write ``n_shards`` shards of random scores for TFS x GENES pairs and time their merge."""
+    from scregnet.grn.edges import EdgeScores
+    from scregnet.grn.shards import write_shard
+
+    n_tfs, n_genes = (int(v) for v in size.lower().split("x"))
+    rng = np.random.default_rng(seed)
+    genes = [f"GENE{i:05d}" for i in range(n_genes)]
+    shards = []
+    for k, group in enumerate(np.array_split(np.arange(n_tfs), n_shards), start=1):
+        tf = np.repeat(group, n_genes - 1)
+        target = np.concatenate([np.delete(np.arange(n_genes), t) for t in group])
+        scores = EdgeScores(
+            genes,
+            ["v1", "v2"],
+            tf,
+            target,
+            rng.random(tf.size),
+            rng.dirichlet([1, 1], size=tf.size).astype(np.float32),
+            method="target prior",
+        )
+        binding = rng.random(tf.size).astype(np.float32)
+        binding[rng.random(tf.size) < 0.1] = np.nan
+        scores.binding = binding
+        shards.append(outdir / f"grn.shard{k}.tsv")
+        write_shard(scores, shards[-1], shard=(k, n_shards), model="0" * 16, tfs="0" * 16)
+    merged = outdir / "merged_edges.tsv"
+    wall, peak = run(["grn", "merge", "--shards", *map(str, shards), "--out", str(merged)])
+    n_pairs = sum(1 for _ in merged.open()) - 1
+    print(f"merge of {n_shards} shards, {n_pairs:,} pairs: {wall:.1f} s, peak {peak:.2f} GB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="BEELINE real-data folder")
+    parser.add_argument("root", type=Path, nargs="?", help="BEELINE real-data folder")
+    parser.add_argument("--synthetic", metavar="TFSxGENES", help="time the merge of random shards")
     parser.add_argument("--set", default="Specific/mESC", help="truth/cell type")
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--train-args", default="", help="extra `grn train` flags")
@@ -71,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.outdir
     out.mkdir(parents=True, exist_ok=True)
+    if args.synthetic:
+        return synthetic_merge(args.synthetic, args.shards, out, args.seed)
+    if args.root is None:
+        parser.error("give the BEELINE real-data folder, or --synthetic")
     rna, labels, tfs = inputs(args.root, args.set, out, args.seed)
     model = out / "grn_model.pt"
     common = ["--threads", "1", "--seed", str(args.seed)]

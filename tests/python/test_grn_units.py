@@ -1116,3 +1116,47 @@ def test_a_shard_reads_back_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     cut.write_text(path.read_text().splitlines()[0] + "\ntf\ttarget\nA\tB\n")
     with pytest.raises(InputError, match="lacks the columns"):
         read_shards([cut])
+
+
+@pytest.mark.parametrize("with_binding", [True, False])
+def test_ranked_edges_are_written_as_pandas_writes_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_binding: bool
+) -> None:
+    """The chunked edges writer gives the bytes of one ``DataFrame.to_csv(sep='\\t',
+    float_format='%.6g')`` of the ranked table: ties ordered by TF then target name, NaN binding
+    empty, names with a tab or a quote quoted, across chunk boundaries."""
+    import scregnet.grn.edges as edges
+    from scregnet.grn.edges import EdgeScores, write_outputs
+
+    monkeypatch.setattr(edges, "WRITE_ROWS", 7)
+    rng = np.random.default_rng(2)
+    genes = ["B", "a", 'q"t', "tab\there", "Z", "m", "NA", "x1"]
+    n = 20
+    pairs = rng.choice(3 * len(genes), size=n, replace=False)  # distinct (tf, target) pairs
+    tf, target = pairs // len(genes), pairs % len(genes)
+    score = rng.choice([0.5, 0.25, 1e-7, 123456789.0, 0.1 + 0.2], n)  # many ties
+    weights = rng.dirichlet([1, 1], size=n).astype(np.float32)
+    scores = EdgeScores(genes, ["v1", "v2"], tf, target, score, weights, method="target prior")
+    if with_binding:
+        binding = rng.uniform(size=n).astype(np.float32)
+        binding[::5] = np.nan
+        scores.binding = binding
+        scores.combine_with_binding()
+    write_outputs(scores, tmp_path / "e.tsv")
+
+    names = np.asarray(genes, dtype=object)
+    table = pd.DataFrame({"tf": names[tf], "target": names[target], "score": scores.score})
+    table = table.sort_values(["score", "tf", "target"], ascending=[False, True, True])
+    order = table.index.to_numpy()
+    table["rank"] = np.arange(1, n + 1)
+    table["method"] = scores.method
+    if with_binding:
+        assert scores.expression_score is not None and scores.binding is not None
+        table["expression_score"] = scores.expression_score[order]
+        table["binding_prior"] = scores.binding[order]
+    for j, view in enumerate(scores.views):
+        table[f"attention_{view}"] = weights[order, j]
+    expected = table.to_csv(sep="\t", index=False, float_format="%.6g", lineterminator="\n")
+    assert (tmp_path / "e.tsv").read_text() == expected
+    back = pd.read_csv(tmp_path / "e.tsv", sep="\t", keep_default_na=False)
+    assert set(back["tf"]) <= set(genes) and back["rank"].tolist() == list(range(1, n + 1))

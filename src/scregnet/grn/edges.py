@@ -7,13 +7,28 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
+
+#: ranked edges formatted and written this many at a time
+WRITE_ROWS = 100_000
+
+
+def _numbers(values: NDArray[Any]) -> list[str]:
+    """Each value to 6 significant digits (``%.6g``), NaN as an empty field."""
+    return ["" if v != v else f"{v:.6g}" for v in values.tolist()]  # v != v: NaN
+
+
+def _field(text: str) -> str:
+    """A TSV field quoted as the csv module quotes it (only when it holds a tab, quote or newline)."""
+    if any(c in text for c in '\t"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 @dataclass
@@ -80,27 +95,44 @@ class EdgeScores:
             self.binding.size,
         )
 
-    def frame(self) -> pd.DataFrame:
-        """Ranked table: ``tf target score rank`` then one ``attention_<view>`` column per view."""
-        genes = np.asarray(self.genes, dtype=object)
-        # highest score first; ties broken by TF then target name for a deterministic order
-        order = np.lexsort((genes[self.target], genes[self.tf], -self.score.astype(np.float64)))
-        out = pd.DataFrame(
-            {
-                "tf": genes[self.tf[order]],
-                "target": genes[self.target[order]],
-                "score": self.score[order],
-                "rank": np.arange(1, order.size + 1),
-            }
+    def order(self) -> NDArray[np.intp]:
+        """Pair indices, highest score first; ties broken by TF then target name (deterministic)."""
+        name_rank = np.empty(len(self.genes), dtype=np.intp)
+        name_rank[np.argsort(np.asarray(self.genes, dtype=object), kind="stable")] = np.arange(
+            len(self.genes)
         )
-        if self.method:
-            out["method"] = self.method
+        return np.lexsort((name_rank[self.target], name_rank[self.tf], -self.score))
+
+    def write_ranked(self, handle: TextIO) -> None:
+        """The ranked table, ``tf target score rank`` then ``method``, ``expression_score`` and
+        ``binding_prior`` where there are some and one ``attention_<view>`` column per view, as
+        TSV with numbers to 6 significant digits (empty for NaN), written ``WRITE_ROWS`` at a
+        time."""
+        names = [_field(g) for g in self.genes]
+        columns: list[tuple[str, Any]] = [("score", self.score)]
         if self.expression_score is not None and self.binding is not None:
-            out["expression_score"] = self.expression_score[order]
-            out["binding_prior"] = self.binding[order]
-        for j, view in enumerate(self.views):
-            out[f"attention_{view}"] = self.view_weights[order, j]
-        return out
+            columns += [
+                ("expression_score", self.expression_score),
+                ("binding_prior", self.binding),
+            ]
+        columns += [(f"attention_{v}", self.view_weights[:, j]) for j, v in enumerate(self.views)]
+        header = ["tf", "target", "score", "rank"] + (["method"] if self.method else [])
+        header += [name for name, _ in columns[1:]]
+        handle.write("\t".join(_field(h) for h in header) + "\n")
+        method = _field(self.method)
+        order = self.order()
+        for start in range(0, order.size, WRITE_ROWS):
+            rows = order[start : start + WRITE_ROWS]
+            fields = [
+                [names[i] for i in self.tf[rows].tolist()],
+                [names[i] for i in self.target[rows].tolist()],
+                _numbers(self.score[rows]),
+                list(map(str, range(start + 1, start + rows.size + 1))),
+            ]
+            if self.method:
+                fields.append([method] * rows.size)
+            fields += [_numbers(values[rows]) for _, values in columns[1:]]
+            handle.write("".join(f"{line}\n" for line in map("\t".join, zip(*fields, strict=True))))
 
     def attention(self) -> pd.DataFrame:
         """Mean attention per TF and view (and over all TFs, ``tf = *``), summed in float64 so that
@@ -121,7 +153,8 @@ def write_outputs(
 
     paths = [Path(edges)] + ([Path(attention)] if attention is not None else [])
     with atomic_paths(*paths) as tmps:
-        scores.frame().to_csv(tmps[0], sep="\t", index=False, float_format="%.6g")
+        with open(tmps[0], "w", encoding="utf-8", newline="\n") as handle:
+            scores.write_ranked(handle)
         if attention is not None:
             scores.attention().to_csv(tmps[1], sep="\t", index=False, float_format="%.6g")
     log.info("wrote %d ranked edges to %s", scores.score.size, edges)
