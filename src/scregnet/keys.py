@@ -13,6 +13,11 @@ LSI = "X_lsi"
 #: obsm key of the cells' UMAP coordinates
 UMAP = "X_umap"
 
+# ---- expression inputs (``scregnet impute --view``, read by ``scregnet grn``) -------------------
+#: obs column with each cell's view (condition or time point): cells of one view are pooled, views
+#: are the GRN's inputs side by side
+VIEW = "view"
+
 # ---- imputation (``scregnet impute``) --------------------------------------------------------
 #: the headline layer: log1p of the model's expected expression (counts per 10k); also the
 #: bool var column marking the modelled genes

@@ -153,3 +153,55 @@ def test_samplesheet_takes_a_cellranger_h5(tmp_path: Path) -> None:
     sheet.write_text("sample,bam,rna\nA,a.bam,a.csv\n")
     with pytest.raises(InputError, match=r"must end with \.h5ad or \.h5"):
         read_samplesheet(sheet)
+
+
+def test_impute_view_labels_the_cells_and_the_grn_pools_by_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two Cell Ranger matrices (no view of their own) imputed with ``--view day0``: the GRN's
+    reader sees one view of both files' cells. An .h5ad's own, different view is replaced, with
+    a warning; a view with a space is refused in one line."""
+    from scregnet.grn.data import read_views
+
+    rng = np.random.default_rng(5)
+    genes = [f"G{i}" for i in range(60)]
+    outs = []
+    for name in ("a", "b"):
+        x = rng.poisson(rng.gamma(1.0, 2.0, 60), (40, 60))
+        rna = write_cellranger_h5(
+            tmp_path / f"{name}.h5", x, genes, [f"{name}{i}-1" for i in range(40)]
+        )
+        outs.append(tmp_path / "out" / f"{name}.imputed.h5ad")
+        argv = ["impute", "--rna", str(rna), "--out", str(outs[-1]), "--view", "day0"]
+        sizes = ["--epochs", "1", "--hidden-dim", "16", "--latent-dim", "4", "--device", "cpu"]
+        assert cli.main([*argv, *sizes, "--quiet"]) == 0
+        assert set(ad.read_h5ad(outs[-1]).obs["view"]) == {"day0"}
+    views = read_views(outs)
+    assert views.views == ["day0"] and views.n_cells() == [80]
+
+    x = rng.poisson(rng.gamma(1.0, 2.0, 60), (40, 60)).astype(np.float32)
+    obs = pd.DataFrame({"view": ["old"] * 40}, index=[f"c{i}" for i in range(40)])
+    h5ad = tmp_path / "labelled.h5ad"
+    ad.AnnData(sp.csr_matrix(x), obs=obs, var=pd.DataFrame(index=genes)).write_h5ad(h5ad)
+    out = tmp_path / "relabelled" / "c.imputed.h5ad"
+    argv = ["impute", "--rna", str(h5ad), "--out", str(out), "--view", "day3", "--epochs", "1"]
+    assert cli.main([*argv, "--hidden-dim", "16", "--latent-dim", "4", "--device", "cpu"]) == 0
+    assert set(ad.read_h5ad(out).obs["view"]) == {"day3"}
+    assert "obs['view'] (old) replaced by the view day3" in capsys.readouterr().err
+
+
+def test_impute_refuses_a_view_with_a_space(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = np.random.default_rng(0).poisson(2.0, (20, 30))
+    rna = write_cellranger_h5(
+        tmp_path / "a.h5", x, [f"G{i}" for i in range(30)], [f"c{i}" for i in range(20)]
+    )
+    out = tmp_path / "out" / "a.imputed.h5ad"
+    assert (
+        cli.main(["impute", "--rna", str(rna), "--out", str(out), "--view", "day 0", "--quiet"])
+        == 1
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a view is a non-empty name without spaces" in err[0]
+    assert not out.exists()

@@ -124,7 +124,8 @@ def nextflow_task(step: Step, proc: NfProcess, ext: str, *, gpu: bool, threads: 
     """``proc`` bound to what ``step`` reads: each input gets the step's slot of the same name;
     indexes and files a task only stages (not named on its command line) get placeholders."""
     slots = step.slots
-    vals: dict[str, Any] = {"meta": {"id": step.name}}
+    # meta.view: the samplesheet's view (the sample id when it gives none), as the pipeline sets it
+    vals: dict[str, Any] = {"meta": {"id": step.name, "view": slots.get("view", step.name)}}
     paths: dict[str, Path | list[Path]] = {}
     spare = Path("/nonexistent/placeholder")
     for inp in inputs_of(proc):

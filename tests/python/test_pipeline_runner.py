@@ -331,3 +331,34 @@ def test_tools_beside_this_python_are_found_without_an_activated_venv(
     monkeypatch.setenv("PATH", "")
     assert find_tool(Path(sys.executable).name) == str(Path(sys.executable))  # `make demo`: MultiQC
     assert find_tool("no-such-tool-xyz") is None
+
+
+def test_impute_carries_the_samplesheet_view(tiny_world: Path, tmp_path: Path) -> None:
+    """The samplesheet's view reaches the GRN: IMPUTE writes it into the imputed cells (``--view``),
+    also when the scRNA file has no view of its own; a sample without one is its own view."""
+    from scregnet.io.samplesheet import read_samplesheet
+    from scregnet.pipeline.params import read_params
+
+    sheet = tmp_path / "samplesheet.csv"
+    rows = (tiny_world / "samplesheet.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first = rows[1].split(",")
+    first[header.index("view")] = "day0"
+    second = rows[2].split(",")
+    second[header.index("view")] = ""
+    lines = [rows[0]]
+    for row in (first, second):
+        lines.append(
+            ",".join(
+                str(tiny_world / v) if v and c in ("bam", "fragments", "rna") else v
+                for c, v in zip(header, row, strict=True)
+            )
+        )
+    sheet.write_text("\n".join(lines) + "\n")
+    params = read_params(tiny_world / "params.yaml")
+    params["input"] = sheet
+    steps = plan(params, tmp_path / "out", threads=1)
+    views = {s.sample: s.view for s in read_samplesheet(sheet)}
+    assert views == {first[0]: "day0", second[0]: second[0]}
+    impute = {s.name: s.argv for s in steps if s.stage == "IMPUTE"}
+    assert {name: argv[argv.index("--view") + 1] for name, argv in impute.items()} == views

@@ -27,6 +27,7 @@ process IMPUTE {
     scregnet impute \\
         --rna '${rna}' \\
         ${bulk} \\
+        --view '${meta.view}' \\
         --out '${prefix}.imputed.h5ad' \\
         --device ${device} \\
         --threads ${task.cpus} \\

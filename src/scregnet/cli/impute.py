@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--layer", default=None, help="take raw counts from this layer instead of X"
     )
     parser.add_argument(
+        "--view",
+        default=None,
+        help="the cells' view (condition or time point) for the GRN, written as obs['view']",
+    )
+    parser.add_argument(
         "--model",
         type=Path,
         default=None,
@@ -94,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.impute.api import impute, sidecar_paths, write_outputs
     from scregnet.io.atomic import check_writable_dir
     from scregnet.io.outputs import check_paths
-    from scregnet.io.rna import read_rna
+    from scregnet.io.rna import label_view, read_rna
 
     if not args.out.name.endswith(".h5ad"):
         msg = "--out must end in .h5ad"
@@ -109,6 +114,8 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(msg)
     check_writable_dir(args.out.parent)
     adata = read_rna(args.rna)
+    if args.view is not None:
+        label_view(adata, args.view, args.rna)
     result = impute(
         adata,
         bulk=args.bulk,

@@ -223,8 +223,8 @@ def _read_file(path: Path, layer: str | None) -> _File:
     if dup:
         msg = f"duplicate gene names: {', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}"
         raise InputError(msg, path)
-    if "view" in adata.obs.columns:
-        labels = adata.obs["view"].astype(str).to_numpy()
+    if keys.VIEW in adata.obs.columns:
+        labels = adata.obs[keys.VIEW].astype(str).to_numpy()
     else:
         labels = np.full(adata.n_obs, _view_name(path), dtype=object)
     names = np.asarray(adata.obs_names, dtype=str)

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.io.h5ad import read_h5ad
 
@@ -72,3 +73,24 @@ def read_cellranger_h5(path: str | Path) -> ad.AnnData:
         )
     log.info("read %s: %d cells x %d genes (Cell Ranger matrix)", path, adata.n_obs, adata.n_vars)
     return adata
+
+
+def label_view(adata: ad.AnnData, view: str, path: str | Path) -> None:
+    """Every cell's view (``obs[keys.VIEW]``) := ``view``. Views the file already gives, if
+    other, are replaced, with a warning naming them."""
+    import pandas as pd
+
+    if not view or any(c.isspace() for c in view):
+        msg = f"a view is a non-empty name without spaces, got {view!r}"
+        raise InputError(msg)
+    if keys.VIEW in adata.obs.columns:
+        given = sorted(set(adata.obs[keys.VIEW].astype(str)) - {view})
+        if given:
+            log.warning(
+                "%s: obs['%s'] (%s) replaced by the view %s",
+                path,
+                keys.VIEW,
+                ", ".join(given[:5]) + (" ..." if len(given) > 5 else ""),
+                view,
+            )
+    adata.obs[keys.VIEW] = pd.Categorical([view] * adata.n_obs)

@@ -174,4 +174,9 @@ def _sample_files(row: dict[str, str], sid: str, i: int, path: Path) -> Sample:
             raise InputError(msg, path)
     if rna is not None:
         _check_file(rna, sheet=path, row=i, column="rna", suffixes=RNA_SUFFIXES)
-    return Sample(sid, bam, fragments, rna, row.get("view", "") or sid)
+    view = row.get("view", "")
+    if view and not _SAMPLE_ID.match(view):
+        # a view names cells, a command-line value and the GRN's attention_<view> column
+        msg = f"row {i}: view {view!r} may contain only letters, digits, '_', '.' and '-'"
+        raise InputError(msg, path)
+    return Sample(sid, bam, fragments, rna, view or sid)

@@ -303,7 +303,7 @@ def _plan_impute(p: _Planner, samples: Sequence[Sample]) -> dict[str, Path]:
         if s.rna is None:
             continue
         imputed[s.sample] = p.outdir / "impute" / f"{s.sample}.imputed.h5ad"
-        slots = {"rna": s.rna, "bulk_rna": bulk_rna, "out": imputed[s.sample]}
+        slots = {"rna": s.rna, "bulk_rna": bulk_rna, "view": s.view, "out": imputed[s.sample]}
         inputs = [s.rna, *([bulk_rna] if bulk_rna is not None else [])]
         p.add("IMPUTE", s.sample, slots, inputs, [imputed[s.sample]])
     return imputed

@@ -208,6 +208,8 @@ STEPS: dict[str, Process] = _table(
         (
             _in("--rna", "rna"),
             _in("--bulk", "bulk_rna", optional=True),
+            # the sample's view from the samplesheet, carried to the GRN in the imputed h5ad
+            _in("--view", "view"),
             _out("--out"),
             DEVICE,
             THREADS,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from scregnet import __version__
+from scregnet import __version__, keys
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir, check_writable_dir
 from scregnet.simulate import atac_reads, bulk, genome, rna
@@ -143,7 +143,7 @@ def _write_rna(
     p = rna.relative_rates(rng, world, model, cell_type, view_index)
     truth, counts, library = rna.single_cell_counts(rng, p, world.preset.umis_per_cell)
     obs = pd.DataFrame(
-        {"sample": pd.Categorical([sample] * n_cells), "view": pd.Categorical([view] * n_cells)},
+        {"sample": pd.Categorical([sample] * n_cells), keys.VIEW: pd.Categorical([view] * n_cells)},
         index=pd.Index(cell_barcodes, name="barcode"),
     )
     var = pd.DataFrame(
