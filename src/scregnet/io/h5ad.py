@@ -13,10 +13,9 @@ if TYPE_CHECKING:
     import anndata as ad
 
 
-def read_h5ad(path: str | Path, *, backed: bool = False) -> ad.AnnData:
-    """Read an ``.h5ad``; a missing, empty or corrupt file is an :class:`InputError`."""
-    import anndata as ad
-
+def nonempty_file(path: str | Path) -> Path:
+    """``path``, or an :class:`InputError` when it does not exist or is empty (an HDF5 file's
+    first checks, before its reader's own errors)."""
     path = Path(path)
     if not path.exists():
         msg = "file does not exist"
@@ -24,6 +23,14 @@ def read_h5ad(path: str | Path, *, backed: bool = False) -> ad.AnnData:
     if path.stat().st_size == 0:
         msg = "file is empty"
         raise InputError(msg, path)
+    return path
+
+
+def read_h5ad(path: str | Path, *, backed: bool = False) -> ad.AnnData:
+    """Read an ``.h5ad``; a missing, empty or corrupt file is an :class:`InputError`."""
+    import anndata as ad
+
+    path = nonempty_file(path)
     try:
         return ad.read_h5ad(path, backed="r" if backed else None)
     except (OSError, KeyError, ValueError, TypeError) as exc:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from scregnet import keys
 from scregnet.errors import InputError
-from scregnet.io.h5ad import read_h5ad
+from scregnet.io.h5ad import nonempty_file, read_h5ad
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -45,13 +45,7 @@ def read_cellranger_h5(path: str | Path) -> ad.AnnData:
     """
     import scanpy as sc
 
-    path = Path(path)
-    if not path.exists():
-        msg = "file does not exist"
-        raise InputError(msg, path)
-    if path.stat().st_size == 0:
-        msg = "file is empty"
-        raise InputError(msg, path)
+    path = nonempty_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # duplicate symbols: handled below
