@@ -205,3 +205,26 @@ def test_impute_refuses_a_view_with_a_space(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "a view is a non-empty name without spaces" in err[0]
     assert not out.exists()
+
+
+def test_grn_refuses_two_matrices_whose_names_make_one_view(tmp_path: Path) -> None:
+    """Cell Ranger names every sample's matrix alike: two of them without views would be pooled
+    as one view by their file names, so the GRN's reader refuses them and says what to do."""
+    from scregnet.grn.data import read_views
+
+    rng = np.random.default_rng(6)
+    genes = [f"G{i}" for i in range(40)]
+    paths = []
+    for sample in ("s1", "s2"):
+        (tmp_path / sample).mkdir()
+        x = rng.poisson(2.0, (50, 40))
+        barcodes = [f"AAAC{i:04d}-1" for i in range(50)]
+        name = tmp_path / sample / "filtered_feature_bc_matrix.h5"
+        paths.append(write_cellranger_h5(name, x, genes, barcodes))
+    with pytest.raises(
+        InputError, match="both file names give the view 'filtered_feature_bc_matrix'"
+    ) as exc:
+        read_views(paths)
+    assert str(paths[1]) in str(exc.value) and "--view" in str(exc.value)
+    one = read_views(paths[:1])  # one file: its name is its view
+    assert one.views == ["filtered_feature_bc_matrix"] and one.n_cells() == [50]

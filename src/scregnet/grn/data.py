@@ -114,7 +114,7 @@ class ExpressionViews:
 
 def _view_name(path: Path) -> str:
     name = path.name
-    for suffix in (".h5ad", ".imputed", ".rna"):
+    for suffix in (".h5ad", ".h5", ".imputed", ".rna"):
         name = name.removesuffix(suffix)
     return name
 
@@ -152,8 +152,9 @@ def _expression_matrix(adata: Any, layer: str | None, path: Path) -> Any:
     return adata.X
 
 
-#: one expression file: path, genes, log expression (cells x genes), view label and name per cell
-_File = tuple[Path, list[str], NDArray[np.float32], NDArray[np.str_], NDArray[np.str_]]
+#: one expression file: path, genes, log expression (cells x genes), view label and name per cell,
+#: and whether the view is the file's name (no ``obs['view']``)
+_File = tuple[Path, list[str], NDArray[np.float32], NDArray[np.str_], NDArray[np.str_], bool]
 
 
 def read_views(
@@ -163,18 +164,20 @@ def read_views(
     min_cells: int = MIN_CELLS,
     min_genes: int = MIN_GENES,
 ) -> ExpressionViews:
-    """Read one or more expression ``.h5ad`` files into views on their shared genes."""
+    """Read one or more expression files (``.h5ad``, Cell Ranger ``.h5``) into views on their
+    shared genes."""
     if not paths:
         msg = "no expression file given (--rna)"
         raise InputError(msg)
     start = time.perf_counter()
     per_file = [_read_file(Path(raw), layer) for raw in paths]
+    _check_named_views(per_file)
     order = _shared_genes(per_file, min_genes)
 
     pooled: dict[str, list[NDArray[np.float32]]] = {}
     cell_names: dict[str, list[NDArray[np.str_]]] = {}
     sources: dict[str, list[Path]] = {}
-    for path, genes, expr, labels, names in per_file:
+    for path, genes, expr, labels, names, _ in per_file:
         idx = {g: i for i, g in enumerate(genes)}
         cols = np.fromiter((idx[g] for g in order), dtype=np.intp, count=len(order))
         expr = expr[:, cols]
@@ -223,21 +226,40 @@ def _read_file(path: Path, layer: str | None) -> _File:
     if dup:
         msg = f"duplicate gene names: {', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}"
         raise InputError(msg, path)
-    if keys.VIEW in adata.obs.columns:
-        labels = adata.obs[keys.VIEW].astype(str).to_numpy()
-    else:
+    named = keys.VIEW not in adata.obs.columns
+    if named:
         labels = np.full(adata.n_obs, _view_name(path), dtype=object)
+    else:
+        labels = adata.obs[keys.VIEW].astype(str).to_numpy()
     names = np.asarray(adata.obs_names, dtype=str)
     expr = _log_expression(matrix, path)
     log.info("read %s: %d cells x %d genes", path, adata.n_obs, adata.n_vars)
-    return path, genes, expr, labels.astype(str), names
+    return path, genes, expr, labels.astype(str), names, named
+
+
+def _check_named_views(per_file: list[_File]) -> None:
+    """Two different files without ``obs['view']`` whose names give the same view (Cell Ranger
+    names every sample's matrix ``filtered_feature_bc_matrix.h5``) are an :class:`InputError`:
+    pooling them by accident of their names would merge samples."""
+    first: dict[str, Path] = {}
+    for path, *_, named in per_file:
+        if not named:
+            continue
+        view = _view_name(path)
+        other = first.setdefault(view, path)
+        if other.resolve() != path.resolve():
+            msg = (
+                f"no obs['view'] here or in {other}, and both file names give the view {view!r}: "
+                "give each its view (scregnet impute --view, or obs['view'])"
+            )
+            raise InputError(msg, path)
 
 
 def _shared_genes(per_file: list[_File], min_genes: int) -> list[str]:
     """The genes every file has, in the first file's order; InputError when fewer than
     ``min_genes``."""
     shared = set(per_file[0][1])
-    for _, genes, _, _, _ in per_file[1:]:
+    for _, genes, _, _, _, _ in per_file[1:]:
         shared &= set(genes)
     order = [g for g in per_file[0][1] if g in shared]
     if len(order) < min_genes:

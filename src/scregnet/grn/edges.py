@@ -109,15 +109,12 @@ class EdgeScores:
         TSV with numbers to 6 significant digits (empty for NaN), written ``WRITE_ROWS`` at a
         time."""
         names = [_field(g) for g in self.genes]
-        columns: list[tuple[str, Any]] = [("score", self.score)]
+        extra: list[tuple[str, NDArray[Any]]] = []  # the numeric columns after tf..rank, method
         if self.expression_score is not None and self.binding is not None:
-            columns += [
-                ("expression_score", self.expression_score),
-                ("binding_prior", self.binding),
-            ]
-        columns += [(f"attention_{v}", self.view_weights[:, j]) for j, v in enumerate(self.views)]
+            extra += [("expression_score", self.expression_score), ("binding_prior", self.binding)]
+        extra += [(f"attention_{v}", self.view_weights[:, j]) for j, v in enumerate(self.views)]
         header = ["tf", "target", "score", "rank"] + (["method"] if self.method else [])
-        header += [name for name, _ in columns[1:]]
+        header += [name for name, _ in extra]
         handle.write("\t".join(_field(h) for h in header) + "\n")
         method = _field(self.method)
         order = self.order()
@@ -131,7 +128,7 @@ class EdgeScores:
             ]
             if self.method:
                 fields.append([method] * rows.size)
-            fields += [_numbers(values[rows]) for _, values in columns[1:]]
+            fields += [_numbers(values[rows]) for _, values in extra]
             handle.write("".join(f"{line}\n" for line in map("\t".join, zip(*fields, strict=True))))
 
     def attention(self) -> pd.DataFrame:

@@ -1,9 +1,8 @@
 """The samplesheet (CSV): one row per sample, shared by ``scregnet run`` and Nextflow's ``--input``.
 
 Columns: ``sample`` (unique id), ``bam`` (CB-tagged, coordinate-sorted, indexed) or ``fragments``
-(bgzip + tabix), optional ``rna`` (counts: .h5ad, or a Cell Ranger
-feature-barcode matrix .h5), optional ``view``. Relative paths are resolved
-against the samplesheet's own directory.
+(bgzip + tabix), optional ``rna`` (counts: .h5ad, or a Cell Ranger feature-barcode matrix .h5),
+optional ``view``. Relative paths are resolved against the samplesheet's own directory.
 """
 
 from __future__ import annotations
