@@ -1160,3 +1160,27 @@ def test_ranked_edges_are_written_as_pandas_writes_the_table(
     assert (tmp_path / "e.tsv").read_text() == expected
     back = pd.read_csv(tmp_path / "e.tsv", sep="\t", keep_default_na=False)
     assert set(back["tf"]) <= set(genes) and back["rank"].tolist() == list(range(1, n + 1))
+
+
+def test_log_expression_is_the_same_from_sparse_dense_and_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Counts give log1p(counts / library x 10^4) in float32 whether the matrix is sparse or dense
+    and however many cells a block holds; normalised values pass through."""
+    import scregnet.grn.data as grn_data
+
+    rng = np.random.default_rng(4)
+    x = rng.poisson(rng.gamma(0.5, 2.0, 30), (25, 30)).astype(np.float32)
+    x[3] = 0  # a cell without counts stays 0
+    lib = x.sum(axis=1, keepdims=True).astype(np.float64)
+    lib[lib == 0] = 1.0
+    expected = np.log1p(x / lib * 1e4).astype(np.float32)
+    monkeypatch.setattr(grn_data, "LOG_ROWS", 4)
+    for matrix in (x, sp.csr_matrix(x), sp.csc_matrix(x), x.astype(np.int64)):
+        np.testing.assert_array_equal(grn_data._log_expression(matrix, Path("x.h5ad")), expected)
+    normalised = np.log1p(x) + 0.25
+    np.testing.assert_array_equal(
+        grn_data._log_expression(sp.csr_matrix(normalised), Path("x.h5ad")),
+        np.asarray(sp.csr_matrix(normalised).toarray(), dtype=np.float32),
+    )
+    np.testing.assert_array_equal(grn_data._log_expression(normalised, Path("x.h5ad")), normalised)

@@ -112,6 +112,10 @@ class ExpressionViews:
         return np.concatenate([e[m] for e, m in zip(self.expr, masks, strict=True)], axis=0)
 
 
+#: cells normalised at a time from a dense counts matrix
+LOG_ROWS = 1024
+
+
 def _view_name(path: Path) -> str:
     name = path.name
     for suffix in (".h5ad", ".h5", ".imputed", ".rna"):
@@ -120,7 +124,11 @@ def _view_name(path: Path) -> str:
 
 
 def _log_expression(matrix: Any, path: Path) -> NDArray[np.float32]:
-    """Dense float32 log expression from counts (normalised + log1p) or already-normalised data."""
+    """Dense float32 log expression from counts (normalised + log1p) or already-normalised data.
+
+    Counts are normalised in float64 on the non-zeros of a sparse matrix, or ``LOG_ROWS`` cells
+    at a time of a dense one, so that memory peaks at the float32 result, not at a float64 copy.
+    """
     data = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
     data = np.asarray(data)
     if data.size and not np.isfinite(data).all():
@@ -129,12 +137,24 @@ def _log_expression(matrix: Any, path: Path) -> NDArray[np.float32]:
     if data.size and data.min() < 0:
         msg = "expression contains negative values (expected counts or log-normalised expression)"
         raise InputError(msg, path)
-    dense = np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float64)
-    if data.size and np.array_equal(data, np.round(data)):
-        lib = dense.sum(axis=1, keepdims=True)
-        lib[lib == 0] = 1.0
-        dense = np.log1p(dense / lib * 1e4)
-    return dense.astype(np.float32)
+    counts = bool(data.size) and np.array_equal(data, np.round(data))
+    if sp.issparse(matrix):
+        csr = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+        if counts:
+            lib = np.asarray(csr.sum(axis=1), dtype=np.float64).ravel()
+            lib[lib == 0] = 1.0
+            row = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+            csr.data = np.log1p(csr.data / lib[row] * 1e4)
+        return csr.astype(np.float32).toarray()
+    out = np.empty(data.shape, dtype=np.float32)
+    for start in range(0, data.shape[0], LOG_ROWS):
+        block = np.asarray(data[start : start + LOG_ROWS], dtype=np.float64)
+        if counts:
+            lib = block.sum(axis=1, keepdims=True)
+            lib[lib == 0] = 1.0
+            block = np.log1p(block / lib * 1e4)
+        out[start : start + LOG_ROWS] = block
+    return out
 
 
 def _expression_matrix(adata: Any, layer: str | None, path: Path) -> Any:
