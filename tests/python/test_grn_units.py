@@ -1176,7 +1176,12 @@ def test_log_expression_is_the_same_from_sparse_dense_and_blocks(
     lib[lib == 0] = 1.0
     expected = np.log1p(x / lib * 1e4).astype(np.float32)
     monkeypatch.setattr(grn_data, "LOG_ROWS", 4)
-    for matrix in (x, sp.csr_matrix(x), sp.csc_matrix(x), x.astype(np.int64)):
+    # the last: each count stored as two entries of one cell and gene (a non-canonical CSR)
+    csr = sp.csr_matrix(x)
+    pairs = np.stack([csr.data - 1, np.ones(csr.nnz)], axis=1).ravel()  # count - 1, then 1
+    doubled = sp.csr_matrix((pairs, np.repeat(csr.indices, 2), csr.indptr * 2), shape=x.shape)
+    assert doubled.nnz == 2 * csr.nnz and not doubled.has_canonical_format
+    for matrix in (x, sp.csr_matrix(x), sp.csc_matrix(x), x.astype(np.int64), doubled):
         np.testing.assert_array_equal(grn_data._log_expression(matrix, Path("x.h5ad")), expected)
     normalised = np.log1p(x) + 0.25
     np.testing.assert_array_equal(

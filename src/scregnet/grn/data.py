@@ -140,6 +140,7 @@ def _log_expression(matrix: Any, path: Path) -> NDArray[np.float32]:
     counts = bool(data.size) and np.array_equal(data, np.round(data))
     if sp.issparse(matrix):
         csr = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+        csr.sum_duplicates()  # an entry stored twice is one count before the log
         if counts:
             lib = np.asarray(csr.sum(axis=1), dtype=np.float64).ravel()
             lib[lib == 0] = 1.0
