@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.io.text import reading
+from scregnet.stats import TARGET_SUM
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def _log_expression(matrix: Any, path: Path) -> NDArray[np.float32]:
             lib = np.asarray(csr.sum(axis=1), dtype=np.float64).ravel()
             lib[lib == 0] = 1.0
             row = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-            csr.data = np.log1p(csr.data / lib[row] * 1e4)
+            csr.data = np.log1p(csr.data / lib[row] * TARGET_SUM)
         return csr.astype(np.float32).toarray()
     out = np.empty(data.shape, dtype=np.float32)
     for start in range(0, data.shape[0], LOG_ROWS):
@@ -153,7 +154,7 @@ def _log_expression(matrix: Any, path: Path) -> NDArray[np.float32]:
         if counts:
             lib = block.sum(axis=1, keepdims=True)
             lib[lib == 0] = 1.0
-            block = np.log1p(block / lib * 1e4)
+            block = np.log1p(block / lib * TARGET_SUM)
         out[start : start + LOG_ROWS] = block
     return out
 
