@@ -1094,6 +1094,35 @@ def test_a_shard_reads_back_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert back.binding is not None
     np.testing.assert_array_equal(back.binding[order], scores.binding[[0, 1, 5, 2, 3, 4]])
     assert back.method == "a read-out"
+    # every float32 (attention, binding) and float64 (score) reads back bit for bit, including
+    # neighbours one bit apart, subnormals and both ends of [0, 1]
+    n = 20_000
+    bits = rng.integers(0, 0x3F800001, size=(n, 2), dtype=np.uint32)  # float32 in [0, 1]
+    weights = bits.view(np.float32)
+    weights[:4] = [[0.0, 1.0], [1e-45, np.nextafter(np.float32(1), np.float32(0))]] * 2
+    dense = EdgeScores(
+        genes=[f"G{i}" for i in range(n + 1)],
+        views=["v1", "v2"],
+        tf=np.zeros(n, dtype=np.intp),
+        target=np.arange(1, n + 1),
+        score=np.nextafter(rng.uniform(size=n), 2.0),
+        view_weights=weights,
+        binding=weights[:, 1].copy(),
+        method="m",
+    )
+    many = tmp_path / "many.tsv"
+    write_shard(dense, many, shard=(1, 1), model="m" * 16, tfs="t" * 16)
+    read = read_shards([many])
+    # each pair's row in `dense`: its target G<i> is row i - 1
+    row = np.array([int(read.genes[t][1:]) - 1 for t in read.target])
+    for name in ("score", "view_weights", "binding"):
+        got, want = getattr(read, name), getattr(dense, name)[row]
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(
+            np.ascontiguousarray(got).view(np.uint8),
+            np.ascontiguousarray(want).view(np.uint8),
+            err_msg=name,
+        )
     # read a few rows at a time (a genome-wide merge reads millions): the same pairs and values
     import scregnet.grn.shards as shards
 
@@ -1116,6 +1145,16 @@ def test_a_shard_reads_back_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     cut.write_text(path.read_text().splitlines()[0] + "\ntf\ttarget\nA\tB\n")
     with pytest.raises(InputError, match="lacks the columns"):
         read_shards([cut])
+    # a pair scored twice (here the same row written again, as the last row) is refused
+    lines = path.read_text().splitlines()
+    twice = tmp_path / "twice.tsv"
+    twice.write_text("\n".join([*lines, lines[3]]) + "\n")
+    with pytest.raises(InputError, match="score some pairs twice"):
+        read_shards([twice])
+    again = tmp_path / "again.tsv"
+    again.write_text("\n".join([*lines, lines[3].replace("\t0.", "\t0.1", 1)]) + "\n")
+    with pytest.raises(InputError, match="score some pairs twice"):
+        read_shards([again])
 
 
 @pytest.mark.parametrize("with_binding", [True, False])

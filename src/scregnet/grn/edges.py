@@ -4,7 +4,7 @@ become (:func:`write_outputs`): what scoring, in one process or in shards, hands
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -15,20 +15,39 @@ from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
 
-#: ranked edges formatted and written this many at a time
+#: table rows formatted and written this many at a time
 WRITE_ROWS = 100_000
 
 
-def _numbers(values: NDArray[Any]) -> list[str]:
-    """Each value to 6 significant digits (``%.6g``), NaN as an empty field."""
-    return ["" if v != v else f"{v:.6g}" for v in values.tolist()]  # v != v: NaN
+def tsv_numbers(values: NDArray[Any], digits: int | None = 6) -> list[str]:
+    """Each value to ``digits`` significant digits (``%.<digits>g``), or with ``digits=None`` as
+    its shortest text that reads back to the same float64 (``repr``); NaN as an empty field."""
+    if digits is None:
+        return ["" if v != v else repr(v) for v in values.tolist()]  # v != v: NaN
+    spec = f".{digits}g"
+    return ["" if v != v else format(v, spec) for v in values.tolist()]
 
 
-def _field(text: str) -> str:
+def tsv_field(text: str) -> str:
     """A TSV field quoted as the csv module quotes it (only when it holds a tab, quote or newline)."""
     if any(c in text for c in '\t"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+def write_tsv(
+    handle: TextIO,
+    header: Sequence[str],
+    n_rows: int,
+    fields: Callable[[int, int], list[list[str]]],
+) -> None:
+    """A TSV table of ``n_rows``: the header, then ``fields(start, stop)`` (one list of formatted
+    fields per column, for rows ``start`` to ``stop``) ``WRITE_ROWS`` rows at a time, so that a
+    table of 10^7 rows never exists as text or as a DataFrame."""
+    handle.write("\t".join(tsv_field(h) for h in header) + "\n")
+    for start in range(0, n_rows, WRITE_ROWS):
+        columns = fields(start, min(start + WRITE_ROWS, n_rows))
+        handle.write("".join(f"{line}\n" for line in map("\t".join, zip(*columns, strict=True))))
 
 
 @dataclass
@@ -108,28 +127,29 @@ class EdgeScores:
         ``binding_prior`` where there are some and one ``attention_<view>`` column per view, as
         TSV with numbers to 6 significant digits (empty for NaN), written ``WRITE_ROWS`` at a
         time."""
-        names = [_field(g) for g in self.genes]
+        names = [tsv_field(g) for g in self.genes]
         extra: list[tuple[str, NDArray[Any]]] = []  # the numeric columns after tf..rank, method
         if self.expression_score is not None and self.binding is not None:
             extra += [("expression_score", self.expression_score), ("binding_prior", self.binding)]
         extra += [(f"attention_{v}", self.view_weights[:, j]) for j, v in enumerate(self.views)]
         header = ["tf", "target", "score", "rank"] + (["method"] if self.method else [])
         header += [name for name, _ in extra]
-        handle.write("\t".join(_field(h) for h in header) + "\n")
-        method = _field(self.method)
+        method = tsv_field(self.method)
         order = self.order()
-        for start in range(0, order.size, WRITE_ROWS):
-            rows = order[start : start + WRITE_ROWS]
-            fields = [
+
+        def fields(start: int, stop: int) -> list[list[str]]:
+            rows = order[start:stop]
+            columns = [
                 [names[i] for i in self.tf[rows].tolist()],
                 [names[i] for i in self.target[rows].tolist()],
-                _numbers(self.score[rows]),
-                list(map(str, range(start + 1, start + rows.size + 1))),
+                tsv_numbers(self.score[rows]),
+                list(map(str, range(start + 1, stop + 1))),
             ]
             if self.method:
-                fields.append([method] * rows.size)
-            fields += [_numbers(values[rows]) for _, values in extra]
-            handle.write("".join(f"{line}\n" for line in map("\t".join, zip(*fields, strict=True))))
+                columns.append([method] * rows.size)
+            return columns + [tsv_numbers(values[rows]) for _, values in extra]
+
+        write_tsv(handle, header, order.size, fields)
 
     def attention(self) -> pd.DataFrame:
         """Mean attention per TF and view (and over all TFs, ``tf = *``), summed in float64 so that

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 MAGIC = "#scregnet-grn-shard"
 SPEC = re.compile(r"^(\d+)/(\d+)$")
 
+#: significant digits that write any float32 so that it reads back exactly
+FLOAT32_DIGITS = 9
+
 
 def parse_shard(spec: str) -> tuple[int, int]:
     """``K/N`` (1 <= K <= N) -> ``(K, N)``; a ValueError that says what is wrong otherwise."""
@@ -64,30 +67,37 @@ def tf_digest(tfs: Sequence[int], genes: Sequence[str]) -> str:
 def write_shard(
     scores: EdgeScores, path: str | Path, *, shard: tuple[int, int], model: str, tfs: str
 ) -> None:
-    """Write one shard's pairs (see the module docstring), atomically."""
-    import pandas as pd
-
+    """Write one shard's pairs (see the module docstring), atomically. Every number reads back
+    exactly: the scores as the shortest text of their float64, binding and attention (float32)
+    to 9 significant digits."""
+    from scregnet.grn.edges import tsv_field, tsv_numbers, write_tsv
     from scregnet.io.atomic import atomic_paths
 
-    genes = np.asarray(scores.genes, dtype=object)
-    frame = pd.DataFrame(
-        {
-            "tf": genes[scores.tf],
-            "target": genes[scores.target],
-            "expression_score": scores.score,
-        }
-    )
-    if scores.binding is not None:
-        frame["binding_prior"] = scores.binding
-    for j, view in enumerate(scores.views):
-        frame[f"attention_{view}"] = scores.view_weights[:, j]
-    k, n = shard
-    header = f"{MAGIC}\t{k}/{n}\tmodel={model}\ttfs={tfs}\tmethod={scores.method}\n"
-    with atomic_paths(Path(path)) as (tmp,):
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(header)
+    names = [tsv_field(g) for g in scores.genes]
+    header = ["tf", "target", "expression_score"]
+    header += ["binding_prior"] if scores.binding is not None else []
+    header += [f"attention_{view}" for view in scores.views]
+
+    def fields(start: int, stop: int) -> list[list[str]]:
+        columns = [
+            [names[i] for i in scores.tf[start:stop].tolist()],
+            [names[i] for i in scores.target[start:stop].tolist()],
             # full precision: the merge ranks these scores against every other shard's
-            frame.to_csv(handle, sep="\t", index=False)
+            tsv_numbers(scores.score[start:stop], digits=None),
+        ]
+        if scores.binding is not None:
+            columns.append(tsv_numbers(scores.binding[start:stop], digits=FLOAT32_DIGITS))
+        columns += [
+            tsv_numbers(scores.view_weights[start:stop, j], digits=FLOAT32_DIGITS)
+            for j in range(len(scores.views))
+        ]
+        return columns
+
+    k, n = shard
+    with atomic_paths(Path(path)) as (tmp,):
+        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(f"{MAGIC}\t{k}/{n}\tmodel={model}\ttfs={tfs}\tmethod={scores.method}\n")
+            write_tsv(handle, header, scores.score.size, fields)
 
 
 #: rows parsed at a time when merging: memory holds the pairs as arrays, not as a table
@@ -202,7 +212,7 @@ def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
     # genes numbered as first seen, renumbered in name order at the end
     seen_genes: dict[str, int] = {}
 
-    def numbers(column: pd.Series) -> NDArray[np.int32]:
+    def gene_numbers(column: pd.Series) -> NDArray[np.int32]:
         names = [str(g) for g in column.cat.categories]
         lookup = np.array([seen_genes.setdefault(g, len(seen_genes)) for g in names], np.int32)
         return lookup[column.cat.codes.to_numpy()]
@@ -210,8 +220,8 @@ def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
     parts: dict[str, list[NDArray[Any]]] = {k: [] for k in ("tf", "target", "score", "w", "b")}
     for shard in shards:
         for chunk in _rows(shard):
-            parts["tf"].append(numbers(chunk["tf"]))
-            parts["target"].append(numbers(chunk["target"]))
+            parts["tf"].append(gene_numbers(chunk["tf"]))
+            parts["target"].append(gene_numbers(chunk["target"]))
             parts["score"].append(chunk["expression_score"].to_numpy(dtype=np.float64))
             parts["w"].append(chunk[columns].to_numpy(dtype=np.float32))
             if with_binding:
@@ -230,9 +240,15 @@ def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
         return out
 
     tf, target = renumber[joined("tf")], renumber[joined("target")]
-    if np.unique(tf * len(genes) + target).size < tf.size:
+    # a pair scored twice: two equal neighbours among the sorted pair keys
+    keys = tf.astype(np.int64)
+    keys *= len(genes)
+    keys += target
+    keys.sort()
+    if (keys[1:] == keys[:-1]).any():
         msg = "GRN shards score some pairs twice"
         raise InputError(msg, first.path)
+    del keys
     scores = EdgeScores(
         genes=genes,
         views=views,
