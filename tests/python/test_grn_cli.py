@@ -186,6 +186,24 @@ def test_bad_inputs_one_line_no_output(
     ).write_h5ad(other)
     assert "share only 1 gene(s)" in fails(rna=[world["paths"][0], other])
     assert "--epochs must be at least 1" in fails("--epochs", "0")
+    assert "--lr must be a positive number, got -1.0" in fails("--lr", "-1")
+    assert "--lr must be a positive number, got nan" in fails("--lr", "nan")
+    assert "--contrastive-weight must be 0 or more" in fails("--contrastive-weight", "-0.5")
+    # a 0/1 label column: one pair labelled both ways; negatives for one TF only, so the
+    # held-in TFs of a validation fold have no negative
+    edges = pd.read_csv(world["edge_path"], sep="\t").assign(label=1)
+    both = tmp_path / "both.tsv"
+    pd.concat([edges, edges.iloc[[0]].assign(label=0)]).to_csv(both, sep="\t", index=False)
+    pair = f"{edges.tf.iloc[0]} -> {edges.target.iloc[0]}"
+    assert f"the pair {pair} is labelled both 1 and 0" in fails(labels=both)
+    one_negative = tmp_path / "one_negative.tsv"
+    tf0 = edges.tf.iloc[0]
+    others = [g for g in world["genes"] if g != tf0 and g not in set(edges.target[edges.tf == tf0])]
+    negative = pd.DataFrame({"tf": [tf0], "target": [others[0]], "label": [0]})
+    pd.concat([edges, negative]).to_csv(one_negative, sep="\t", index=False)
+    assert "negatives (label 0) for too few TFs" in fails(
+        "--val-fraction", "0.2", labels=one_negative
+    )
 
 
 def test_shards_merge_to_the_edges_of_one_scoring(
@@ -270,6 +288,38 @@ def test_score_refuses_views_the_model_was_not_trained_on(
     not_a_model.write_text("text")
     assert cli([*scored[:3], str(not_a_model), *scored[4:], *_rna(world["paths"])]) == 1
     assert "not.pt" in capsys.readouterr().err
+
+
+def test_score_reads_the_layer_training_read(
+    world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model trained on the imputed files' default layer scores that layer: the same files
+    without it are refused instead of scored from X; files read from different layers are
+    refused at training."""
+    from scregnet import keys
+
+    imputed = []
+    for path in world["paths"]:
+        a = ad.read_h5ad(path)
+        x = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X)
+        a.layers[keys.IMPUTED_EXPECTED] = np.log1p(x).astype(np.float32)
+        imputed.append(tmp_path / f"imputed_{path.name}")
+        a.write_h5ad(imputed[-1])
+    model = tmp_path / "m.pt"
+    train = ["grn", "train", "--labels", str(world["edge_path"]), *FAST]
+    assert cli([*train, *_rna(imputed), "--out", str(model)]) == 0
+    out = tmp_path / "e.tsv"
+    scored = ["grn", "score", "--model", str(model), "--out", str(out), *SCORE]
+    assert cli([*scored, *_rna(imputed)]) == 0
+    assert cli([*scored, *_rna(world["paths"])]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "has no layer 'imputed_expected'" in err and str(world["paths"][0]) in err
+    mixed = [imputed[0], *world["paths"][1:]]
+    refused = tmp_path / "mixed.pt"
+    assert cli([*train, *_rna(mixed), "--out", str(refused)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "read from layer 'X'" in err and "--layer" in err and str(world["paths"][1]) in err
+    assert not refused.exists()
 
 
 def test_prior_labels_end_to_end(world: dict[str, Any], tmp_path: Path) -> None:

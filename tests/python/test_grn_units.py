@@ -1147,6 +1147,23 @@ def test_a_shard_reads_back_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         read_shards([cut])
     # a pair scored twice (here the same row written again, as the last row) is refused
     lines = path.read_text().splitlines()
+    # a shard cut short inside its last row, or with a value that is not a finite number where
+    # the merge needs one, is refused naming it
+    cut_row = tmp_path / "cut_row.tsv"
+    cut_row.write_text("\n".join(lines)[:-12])
+    score_field = lines[2].split("\t")[2]
+    for name, text in [
+        ("cut_row.tsv", None),
+        ("nan_score.tsv", lines[2].replace(score_field, "nan")),
+        ("inf_score.tsv", lines[2].replace(score_field, "inf")),
+        ("word.tsv", lines[2].rsplit("\t", 1)[0] + "\thigh"),
+    ]:
+        bad = tmp_path / name
+        if text is not None:
+            bad.write_text("\n".join([*lines[:2], text, *lines[3:]]) + "\n")
+        with pytest.raises(InputError, match="missing or non-numeric value") as caught:
+            read_shards([bad])
+        assert caught.value.path == str(bad)
     twice = tmp_path / "twice.tsv"
     twice.write_text("\n".join([*lines, lines[3]]) + "\n")
     with pytest.raises(InputError, match="score some pairs twice"):

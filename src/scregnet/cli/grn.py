@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 from typing import get_args
 
@@ -282,6 +283,12 @@ def _train(args: argparse.Namespace) -> int:
     )
     if not 0 <= args.val_fraction < 1:
         msg = f"--val-fraction must be in [0, 1), got {args.val_fraction}"
+        raise InputError(msg)
+    if not 0 < args.lr < math.inf:
+        msg = f"--lr must be a positive number, got {args.lr}"
+        raise InputError(msg)
+    if not 0 <= args.contrastive_weight < math.inf:
+        msg = f"--contrastive-weight must be 0 or more, got {args.contrastive_weight}"
         raise InputError(msg)
     if args.prior is not None and args.gtf is None:
         msg = "--prior needs --gtf"

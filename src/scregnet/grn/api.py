@@ -278,7 +278,8 @@ def train_grn(
         genes=list(genes),
         views=list(data.views),
         labels=pairs,
-        layer=layer,
+        # the layer actually read, so that scoring reads the same one (or refuses files without it)
+        layer=data.layer if data.layer is not None else layer,
         seed=seed,
         supervision="labels" if binding is None else "prior",
         prior_tfs=[] if binding is None else list(binding[0]),

@@ -8,7 +8,8 @@ must have at least ``min_cells`` cells, and all inputs are restricted to the gen
 Expression is taken from the first of :data:`DEFAULT_LAYERS` present -- the imputation stage's
 expected-value layer ``imputed_expected``, then its headline layer ``imputed`` -- else from ``X``;
 ``layer=`` picks one (``"X"``: the main matrix). The expected-value layer is the default because
-it keeps co-expression best (docs/benchmarks.md, GRN).
+it keeps co-expression best (docs/benchmarks.md, GRN). Every file must be read from the same layer;
+the views record it (:attr:`ExpressionViews.layer`) and a trained model scores that layer only.
 Integer counts are library-size normalised to 10,000 and ``log1p``-transformed; non-integer
 values are taken as already normalised (log-scale) expression and used as they are.
 """
@@ -21,7 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,8 @@ class ExpressionViews:
     views: list[str]
     expr: list[NDArray[np.float32]]
     cells: list[NDArray[np.str_]] | None = None
+    #: the layer every file was read from (``"X"``: the main matrix; None: not read from files)
+    layer: str | None = None
     _unique: list[NDArray[np.bool_]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -79,6 +82,7 @@ class ExpressionViews:
             views=list(names),
             expr=[self.expr[i] for i in pick],
             cells=None if self.cells is None else [self.cells[i] for i in pick],
+            layer=self.layer,
         )
 
     def unique_masks(self) -> list[NDArray[np.bool_]]:
@@ -159,24 +163,36 @@ def _log_expression(matrix: Any, path: Path) -> NDArray[np.float32]:
     return out
 
 
-def _expression_matrix(adata: Any, layer: str | None, path: Path) -> Any:
-    """The matrix to read: ``layer`` (``"X"``: the main matrix), else the first default layer."""
+def _expression_matrix(adata: Any, layer: str | None, path: Path) -> tuple[Any, str]:
+    """The matrix to read and its layer's name: ``layer`` (``"X"``: the main matrix), else the
+    first default layer present, else ``X``."""
     if layer == "X":
-        return adata.X
+        return adata.X, "X"
     if layer is not None:
         if layer not in adata.layers:
             msg = f"has no layer {layer!r} (layers: {', '.join(adata.layers) or 'none'}; or X)"
             raise InputError(msg, path)
-        return adata.layers[layer]
+        return adata.layers[layer], layer
     for name in DEFAULT_LAYERS:
         if name in adata.layers:
-            return adata.layers[name]
-    return adata.X
+            return adata.layers[name], name
+    return adata.X, "X"
 
 
-#: one expression file: path, genes, log expression (cells x genes), view label and name per cell,
-#: and whether the view is the file's name (no ``obs['view']``)
-_File = tuple[Path, list[str], NDArray[np.float32], NDArray[np.str_], NDArray[np.str_], bool]
+class _File(NamedTuple):
+    """One expression file as read."""
+
+    path: Path
+    genes: list[str]
+    #: log expression, cells x genes
+    expr: NDArray[np.float32]
+    #: view label and name per cell
+    labels: NDArray[np.str_]
+    names: NDArray[np.str_]
+    #: whether the view is the file's name (no ``obs['view']``)
+    named: bool
+    #: the layer read (``"X"``: the main matrix)
+    layer: str
 
 
 def read_views(
@@ -194,12 +210,13 @@ def read_views(
     start = time.perf_counter()
     per_file = [_read_file(Path(raw), layer) for raw in paths]
     _check_named_views(per_file)
+    _check_layers(per_file)
     order = _shared_genes(per_file, min_genes)
 
     pooled: dict[str, list[NDArray[np.float32]]] = {}
     cell_names: dict[str, list[NDArray[np.str_]]] = {}
     sources: dict[str, list[Path]] = {}
-    for path, genes, expr, labels, names, _ in per_file:
+    for path, genes, expr, labels, names, *_ in per_file:
         idx = {g: i for i, g in enumerate(genes)}
         cols = np.fromiter((idx[g] for g in order), dtype=np.intp, count=len(order))
         expr = expr[:, cols]
@@ -225,6 +242,7 @@ def read_views(
         views=views,
         expr=mats,
         cells=[np.concatenate(cell_names[v]) for v in views],
+        layer=per_file[0].layer,
     )
     n_shared = sum(int((~m).sum()) for m in data.unique_masks())
     if n_shared:
@@ -239,7 +257,7 @@ def _read_file(path: Path, layer: str | None) -> _File:
     from scregnet.io.rna import read_rna
 
     adata = read_rna(path)
-    matrix = _expression_matrix(adata, layer, path)
+    matrix, layer_read = _expression_matrix(adata, layer, path)
     if matrix is None or adata.n_obs == 0 or adata.n_vars == 0:
         msg = "expression matrix is empty"
         raise InputError(msg, path)
@@ -256,7 +274,7 @@ def _read_file(path: Path, layer: str | None) -> _File:
     names = np.asarray(adata.obs_names, dtype=str)
     expr = _log_expression(matrix, path)
     log.info("read %s: %d cells x %d genes", path, adata.n_obs, adata.n_vars)
-    return path, genes, expr, labels.astype(str), names, named
+    return _File(path, genes, expr, labels.astype(str), names, named, layer_read)
 
 
 def _check_named_views(per_file: list[_File]) -> None:
@@ -264,7 +282,7 @@ def _check_named_views(per_file: list[_File]) -> None:
     names every sample's matrix ``filtered_feature_bc_matrix.h5``) are an :class:`InputError`:
     pooling them by accident of their names would merge samples."""
     first: dict[str, Path] = {}
-    for path, *_, named in per_file:
+    for path, *_, named, _ in per_file:
         if not named:
             continue
         view = _view_name(path)
@@ -277,11 +295,24 @@ def _check_named_views(per_file: list[_File]) -> None:
             raise InputError(msg, path)
 
 
+def _check_layers(per_file: list[_File]) -> None:
+    """Files read from different layers (one has the imputed layers, another only ``X``) are an
+    :class:`InputError`: their values are on different scales and the model records one layer."""
+    first = per_file[0]
+    for f in per_file[1:]:
+        if f.layer != first.layer:
+            msg = (
+                f"read from layer {f.layer!r} where {first.path} is read from {first.layer!r}: "
+                "give files with the same layers, or choose one with --layer"
+            )
+            raise InputError(msg, f.path)
+
+
 def _shared_genes(per_file: list[_File], min_genes: int) -> list[str]:
     """The genes every file has, in the first file's order; InputError when fewer than
     ``min_genes``."""
     shared = set(per_file[0][1])
-    for _, genes, _, _, _, _ in per_file[1:]:
+    for _, genes, *_ in per_file[1:]:
         shared &= set(genes)
     order = [g for g in per_file[0][1] if g in shared]
     if len(order) < min_genes:
@@ -325,8 +356,9 @@ def read_labels(path: str | Path) -> pd.DataFrame:
 
     With a header the columns ``tf``, ``target`` and optionally ``label`` are used (others, such as
     the simulator's ``sign``, are ignored). Without one, the first two columns are ``tf`` and
-    ``target`` and a third, if present, is ``label``. Labels must be 0 or 1. Returns columns
-    ``tf, target, label`` where ``label`` is -1 when the file has no label column.
+    ``target`` and a third, if present, is ``label``. Labels must be 0 or 1; a pair listed twice
+    counts once, and labelled both 1 and 0 is an :class:`InputError`. Returns columns ``tf, target,
+    label`` where ``label`` is -1 when the file has no label column.
     """
     import pandas as pd
 
@@ -369,7 +401,13 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         frame["label"] = values.astype(np.int8)
     else:
         frame["label"] = np.int8(-1)
-    frame = frame.drop_duplicates(["tf", "target"], keep="last").reset_index(drop=True)
+    twice = frame[frame.duplicated(["tf", "target"], keep=False)]
+    conflict = twice.groupby(["tf", "target"], sort=False)["label"].nunique() > 1
+    if conflict.any():
+        tf, target = conflict[conflict].index[0]
+        msg = f"the pair {tf} -> {target} is labelled both 1 and 0"
+        raise InputError(msg, path)
+    frame = frame.drop_duplicates(["tf", "target"]).reset_index(drop=True)
     log.info("read %d labelled pairs of %d TFs from %s", len(frame), frame.tf.nunique(), path)
     return frame
 

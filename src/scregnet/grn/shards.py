@@ -174,6 +174,25 @@ def _rows(shard: _Shard) -> Iterator[pd.DataFrame]:
             raise InputError(msg, shard.path) from exc
 
 
+def _numbers(
+    chunk: pd.DataFrame, columns: list[str], dtype: type, shard: _Shard, *, missing: bool = False
+) -> NDArray[Any]:
+    """The columns as a ``(rows, columns)`` array of finite numbers (NaN too where ``missing``:
+    an empty binding field); an :class:`InputError` naming the shard for anything else (a shard
+    cut short, an edited value)."""
+    try:
+        values = chunk[columns].to_numpy(dtype=dtype)
+    except (TypeError, ValueError):
+        values = None
+    ok = values is not None and (
+        np.isfinite(values[~np.isnan(values)]).all() if missing else np.isfinite(values).all()
+    )
+    if values is None or not ok:
+        msg = f"GRN shard has a missing or non-numeric value in {', '.join(columns)} (cut short?)"
+        raise InputError(msg, shard.path)
+    return values
+
+
 def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
     """Every shard's pairs as one unranked :class:`~scregnet.grn.edges.EdgeScores` (with the binding
     where the shards have it); an :class:`InputError` unless the shards are exactly ``1..N`` of one
@@ -222,10 +241,11 @@ def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
         for chunk in _rows(shard):
             parts["tf"].append(gene_numbers(chunk["tf"]))
             parts["target"].append(gene_numbers(chunk["target"]))
-            parts["score"].append(chunk["expression_score"].to_numpy(dtype=np.float64))
-            parts["w"].append(chunk[columns].to_numpy(dtype=np.float32))
+            parts["score"].append(_numbers(chunk, ["expression_score"], np.float64, shard)[:, 0])
+            parts["w"].append(_numbers(chunk, columns, np.float32, shard))
             if with_binding:
-                parts["b"].append(chunk["binding_prior"].to_numpy(dtype=np.float32))
+                binding = _numbers(chunk, ["binding_prior"], np.float32, shard, missing=True)
+                parts["b"].append(binding[:, 0])
     if not parts["tf"] or sum(p.size for p in parts["tf"]) == 0:
         msg = "the GRN shards hold no pair"
         raise InputError(msg, first.path)

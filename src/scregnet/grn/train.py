@@ -478,6 +478,15 @@ def fit(
         if model_config.n_pair_features and config.val_fraction > 0
         else []
     )
+    for fold in folds:
+        held_in = labels.label[~fold]
+        if held_in.min() == held_in.max():
+            msg = (
+                "the labels give negatives (label 0) for too few TFs to choose a read-out on "
+                "held-out TFs: give negatives for more TFs, or list positives only (every other "
+                "gene of a listed TF is then its negative)"
+            )
+            raise InputError(msg)
     if not folds and not config.network:
         msg = (
             "the read-out alone (no network) is chosen on held-out training TFs: it needs pair "

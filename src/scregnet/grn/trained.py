@@ -36,7 +36,8 @@ class TrainedGRN:
     genes: list[str]
     views: list[str]
     labels: PairLabels
-    #: the expression layer read (None: the main matrix)
+    #: the expression layer training read (``"X"``: the main matrix; None: the default layers,
+    #: :data:`scregnet.grn.data.DEFAULT_LAYERS`), which scoring reads
     layer: str | None
     seed: int
     #: ``labels`` or ``prior`` (:data:`SUPERVISION`)
