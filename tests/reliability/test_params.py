@@ -115,3 +115,29 @@ def test_checks_agree_with_the_nextflow_schema() -> None:
     for key, allowed in NEXTFLOW_ONLY.items():
         if allowed is not None:
             assert tuple(schema[key]["enum"]) == allowed, key  # type: ignore[arg-type]
+
+
+BAD_SHEETS = {
+    # (samplesheet, the file the error names, message)
+    "duplicate_id": ("sample,bam\ns1,a.bam\ns1,a.bam\n", "s.csv", "row 3: duplicate sample id"),
+    "missing_column": ("bam\na.bam\n", "s.csv", "missing column(s): sample"),
+    "no_fasta_index": ("sample,bam\ns1,a.bam\n", "g.fa", "FASTA has no .fai index"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SHEETS))
+def test_bad_samplesheet_creates_no_outdir(
+    name: str, base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan (samplesheet, FASTA index) is checked before the results folder is created."""
+    sheet, named, message = BAD_SHEETS[name]
+    for file in ("a.bam", "a.bam.bai"):
+        (tmp_path / file).write_text("")
+    (tmp_path / "s.csv").write_text(sheet)
+    params = tmp_path / "params.yaml"
+    params.write_text(base)
+    out = tmp_path / "results"
+    assert cli(["run", "--params", str(params), "--outdir", str(out), "--quiet"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and f"{tmp_path / named}: {message}" in err[0], err
+    assert not out.exists()

@@ -12,7 +12,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results", required=True, type=Path, help="results directory (scregnet run --outdir)"
     )
-    parser.add_argument("--out", required=True, type=Path, help="output HTML file")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output HTML file; with clustered ATAC results the per-sample QC table for MultiQC, "
+        "scregnet_atac_qc_mqc.tsv, is written beside it (replacing a file of that name)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

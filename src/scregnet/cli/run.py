@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 
@@ -44,9 +45,14 @@ def main(args: argparse.Namespace) -> int:
     check_paths(inputs=[args.params], outdirs=[args.outdir])
     outdir = check_writable_dir(args.outdir)
     truth = None
-    if args.profile != "test":
-        params = read_params(args.params)  # a bad params file is refused before the outdir exists
-    with outdir_lock(outdir):  # one run per outdir, from the test world's simulation on
+    lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if args.profile == "test":
+        lock = outdir_lock(outdir)  # one run per outdir, from the test world's simulation on
+    else:
+        # a bad params file is refused here, a bad samplesheet by run_pipeline's plan: both before
+        # the outdir exists
+        params = read_params(args.params)
+    with lock:
         if args.profile == "test":
             params_path = prepare_test_data(outdir)
             params = read_params(params_path)

@@ -17,6 +17,7 @@ import pandas as pd
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand, normalized_mutual_info
+from scregnet.io.tables import read_table
 
 QC_COLUMNS = ("n_fragments", "tss_enrichment", "frip", "nucleosome_signal", "duplicate_rate")
 
@@ -74,7 +75,7 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     if not table_path.exists():
         msg = "truth has no cell_types.tsv"
         raise InputError(msg, table_path)
-    truth = pd.read_csv(table_path, sep="\t", dtype=str)
+    truth = read_table(table_path, ("sample", "barcode", "cell_type"), dtype=str)
     samples = {
         name: score_sample(truth[truth["sample"] == name], _read_obs(path))
         for name, path in files.items()

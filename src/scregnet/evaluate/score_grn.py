@@ -23,22 +23,10 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
+from scregnet.io.tables import read_ranking, read_table
 from scregnet.stats import auprc, auprc_ratio, auroc, early_precision_ratio, rank_mean
 
 log = logging.getLogger(__name__)
-
-
-def _read_pairs(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype={"tf": str, "target": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        msg = f"cannot read ({type(exc).__name__})"
-        raise InputError(msg, path) from exc
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        msg = f"missing column(s) {', '.join(missing)}"
-        raise InputError(msg, path)
-    return frame
 
 
 def ranking_metrics(labels: NDArray[np.int8], scores: NDArray[np.float64]) -> dict[str, float]:
@@ -91,8 +79,8 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     if not truth_path.exists():
         msg = "truth has no grn_edges.tsv"
         raise InputError(msg, truth_dir)
-    edges = _read_pairs(edges_path, ("tf", "target", "score"))
-    truth = _read_pairs(truth_path, ("tf", "target"))
+    edges = read_ranking(edges_path)
+    truth = read_table(truth_path, ("tf", "target"), dtype={"tf": str, "target": str})
     true_pairs = set(zip(truth.tf, truth.target, strict=True))
     labels = np.fromiter(
         ((p in true_pairs) for p in zip(edges.tf, edges.target, strict=True)),

@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand, masked_recovery, normalized_mutual_info
+from scregnet.io.tables import read_table
 from scregnet.stats import TARGET_SUM
 
 log = logging.getLogger(__name__)
@@ -154,15 +155,9 @@ def score_sample(
 
 
 def _read_cell_types(path: Path) -> dict[tuple[str, str], str]:
-    import pandas as pd
-
     if not path.exists():
         return {}
-    frame = pd.read_csv(path, sep="\t", dtype=str)
-    need = {"sample", "barcode", "cell_type"}
-    if not need <= set(frame.columns):
-        msg = f"needs columns {sorted(need)}"
-        raise InputError(msg, path)
+    frame = read_table(path, ("sample", "barcode", "cell_type"), dtype=str)
     return {
         (s, b): t
         for s, b, t in zip(frame["sample"], frame["barcode"], frame["cell_type"], strict=True)

@@ -28,6 +28,8 @@ from numpy.typing import NDArray
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand
+from scregnet.io.h5ad import read_h5ad
+from scregnet.io.tables import read_table
 from scregnet.stats import auprc, auroc
 
 log = logging.getLogger(__name__)
@@ -42,15 +44,8 @@ def _read_truth(truth_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not p.exists():
             msg = "truth file does not exist"
             raise InputError(msg, p)
-    binding = pd.read_csv(binding_path, sep="\t")
-    need = {"peak_id", "chrom", "start", "end", "cell_type"}
-    if not need <= set(binding.columns):
-        msg = f"truth binding table lacks {', '.join(sorted(need - set(binding.columns)))}"
-        raise InputError(msg, binding_path)
-    types = pd.read_csv(types_path, sep="\t", dtype=str)
-    if not {"barcode", "cell_type"} <= set(types.columns):
-        msg = "truth cell types need columns barcode and cell_type"
-        raise InputError(msg, types_path)
+    binding = read_table(binding_path, ("peak_id", "chrom", "start", "end", "cell_type"))
+    types = read_table(types_path, ("barcode", "cell_type"), dtype=str)
     return binding, types
 
 
@@ -270,8 +265,6 @@ def _summary(
 
 def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     """The ``tfbind`` section of ``evaluation.json`` (``None`` when there are no tfbind outputs)."""
-    import anndata as ad
-
     files = sorted((Path(results_dir) / "tfbind").glob(f"*{SUFFIX}"))
     if not files:
         return None
@@ -281,7 +274,7 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     per_sample: dict[str, Any] = {}
     for path in files:
         sample = path.name[: -len(SUFFIX)]
-        result = ad.read_h5ad(path)
+        result = read_h5ad(path)
         if keys.TFBIND_UNS not in result.uns:
             log.warning("%s: not a merged tfbind result (a shard?); skipped", path.name)
             continue

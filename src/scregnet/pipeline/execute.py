@@ -498,9 +498,10 @@ def run_pipeline(
     truth: Path | None = None,
 ) -> Path:
     """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads); score
-    against ``truth`` when given; return the report's path."""
+    against ``truth`` when given; return the report's path. The plan (samplesheet included) is
+    checked before ``outdir`` is created, so a bad input leaves no folder behind."""
+    steps = plan(params, outdir, threads=threads)
     with outdir_lock(outdir):
-        steps = plan(params, outdir, threads=threads)
         write_versions(steps, outdir)
         start = time.perf_counter()
         run_steps(steps, outdir, jobs=jobs)

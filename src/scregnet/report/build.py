@@ -20,7 +20,9 @@ import pandas as pd
 
 from scregnet import __version__, keys
 from scregnet.errors import InputError
-from scregnet.io.atomic import atomic_path
+from scregnet.io.atomic import atomic_paths
+from scregnet.io.h5ad import read_h5ad
+from scregnet.io.tables import read_ranking, read_table
 from scregnet.report import figures
 
 log = logging.getLogger(__name__)
@@ -96,11 +98,9 @@ QC_MEDIANS = ("n_fragments", "tss_enrichment", "frip", "duplicate_rate", "nucleo
 
 
 def atac_sections(results: Path, qc: Section, clusters: Section) -> pd.DataFrame | None:
-    import anndata as ad
-
     rows = []
     for sample, path in _samples(results, "atac", ".clustered.h5ad").items():
-        adata = ad.read_h5ad(path)
+        adata = read_h5ad(path)
         obs = adata.obs
         # one row per sample (the MultiQC table): per-cell QC medians; per-barcode tables stay in atac/
         medians = {
@@ -155,11 +155,10 @@ def atac_sections(results: Path, qc: Section, clusters: Section) -> pd.DataFrame
 
 
 def imputation_section(results: Path, section: Section, *, max_cells: int = 5000) -> None:
-    import anndata as ad
     import scipy.sparse as sp
 
     for sample, path in _samples(results, "impute", ".imputed.h5ad").items():
-        adata = ad.read_h5ad(path)
+        adata = read_h5ad(path)
         if keys.IMPUTED not in adata.layers:
             continue
         keep = np.sort(np.random.default_rng(0).permutation(adata.n_obs)[:max_cells])
@@ -189,14 +188,12 @@ def imputation_section(results: Path, section: Section, *, max_cells: int = 5000
             )
         loss = path.with_name(path.name.replace(".imputed.h5ad", ".imputed.loss.tsv"))
         if loss.exists():
-            section.table(pd.read_csv(loss, sep="\t").tail(5))
+            section.table(read_table(loss).tail(5))
 
 
 def tf_activity_section(results: Path, section: Section) -> None:
-    import anndata as ad
-
     for sample, path in _samples(results, "tfbind", ".tfbind.h5ad").items():
-        adata = ad.read_h5ad(path)
+        adata = read_h5ad(path)
         if keys.CLUSTER not in adata.obs:
             continue
         values = np.asarray(
@@ -224,7 +221,7 @@ def grn_section(results: Path, section: Section, *, top: int = 50) -> None:
     path = results / "grn" / "grn_edges.tsv"
     if not path.exists():
         return
-    edges = pd.read_csv(path, sep="\t")
+    edges = read_ranking(path, ("tf", "target", "score", "rank"))
     head = edges.sort_values("rank").head(top)
     if "method" in head and head["method"].nunique() == 1:
         # one read-out produced every score: said once, in words, above the figure
@@ -296,7 +293,9 @@ img{max-width:520px}.table{border-collapse:collapse;font-size:.85em}.table td,.t
 
 
 def build_report(results: str | Path, out: str | Path) -> Path:
-    """Write the self-contained report for ``results`` to ``out`` (atomic)."""
+    """Write the self-contained report for ``results`` to ``out`` and, when the results have
+    clustered ATAC samples, their QC table for MultiQC (:data:`MULTIQC_TABLE`) beside it; both are
+    written atomically, together."""
     results, out = Path(results), Path(out)
     sections = {key: Section(key, title) for key, title in SECTIONS}
     qc_table = atac_sections(results, sections["atac-qc"], sections["clusters"])
@@ -318,21 +317,19 @@ def build_report(results: str | Path, out: str | Path) -> Path:
         f"<style>{CSS}</style></head><body><h1>scregnet report</h1>"
         f"<p>Results: {html.escape(str(results))} — scregnet {__version__}</p>\n{body}\n</body></html>\n"
     )
-    with atomic_path(out) as tmp:
-        tmp.write_text(page)
-    if qc_table is not None:
-        write_multiqc(qc_table, out.parent)
+    outputs = [out] if qc_table is None else [out, out.parent / MULTIQC_TABLE]
+    with atomic_paths(*outputs) as temps:  # the report and its MultiQC table appear together
+        temps[0].write_text(page)
+        if qc_table is not None:
+            temps[1].write_text(multiqc_table(qc_table))
     log.info("report written to %s", out)
     return out
 
 
-def write_multiqc(qc: pd.DataFrame, outdir: Path) -> Path:
+def multiqc_table(qc: pd.DataFrame) -> str:
     """Per-sample ATAC QC as MultiQC custom content (general-stats style table)."""
-    path = outdir / MULTIQC_TABLE
     header = (
         "# id: 'scregnet_atac_qc'\n# section_name: 'scregnet ATAC QC'\n"
         "# description: 'Cells called and per-cell QC medians from scregnet count'\n# plot_type: 'table'\n"
     )
-    with atomic_path(path) as tmp:
-        tmp.write_text(header + qc.to_csv(sep="\t", index=False))
-    return path
+    return header + qc.to_csv(sep="\t", index=False)
