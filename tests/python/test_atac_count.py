@@ -691,3 +691,23 @@ def test_reader_unsorted_across_blocks(tmp_path: Path) -> None:
     path = _gzip_text(tmp_path / "u.tsv.gz", "".join(rows))
     with pytest.raises(InputError, match=r"line 1501: fragments are not sorted by position"):
         list(FragmentReader(path, block_size=1 << 12))
+
+
+def test_barcodes_only_on_an_excluded_chromosome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chrM last, read in several blocks, with barcodes seen only there: they get a QC row with
+    no fragments and are never cells."""
+    from scregnet.io.fragments import FragmentReader
+
+    monkeypatch.setitem(FragmentReader.__init__.__kwdefaults__, "block_size", 1)  # type: ignore[index]
+    rng = np.random.default_rng(0)
+    rows = [("chr1", 10 * i, 10 * i + 100, f"A{i:04d}", 1) for i in range(1100)]
+    rows += [("chrM", i, i + 50, rng.bytes(16).hex(), 1) for i in range(5000)]
+    frags = write_fragments(tmp_path / "m.tsv.gz", rows, index=False)
+    result = count_fragments(
+        frags, read_bed_text(tmp_path, "chr1\t0\t5000\n"), {"chr1": 20000}, min_fragments=1
+    )
+    assert result.adata.n_obs == 1100
+    assert result.qc.shape[0] == 6100
+    assert result.qc.n_fragments.iloc[1100:].eq(0).all()

@@ -302,3 +302,13 @@ def test_snapatac2_parity_optional(tmp_path: Path) -> None:
     assert run("--bam", bam, "--out", ours) == 0
     snap.pp.make_fragment_file(str(bam), str(theirs), barcode_tag="CB", min_mapq=30)
     assert sorted(load(ours)) == sorted(load(theirs))
+
+
+def test_has_barcode_reads_the_whole_file(tmp_path: Path) -> None:
+    from scregnet.io.fragments import has_barcode
+
+    path = tmp_path / "f.tsv.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("# header\nchr1\t0\t100\tA\t1\nchr1\t10\t210\tB\t1\nchr2\t20\t50\tC\n")
+    assert has_barcode(path, {"C", "Z"})
+    assert not has_barcode(path, {"Z"})

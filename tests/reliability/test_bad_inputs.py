@@ -139,6 +139,13 @@ def peak_end_before_start(s, tmp):  # type: ignore[no-untyped-def]
     return argv, "inverted.bed", [out]
 
 
+def peak_end_too_large(s, tmp):  # type: ignore[no-untyped-def]
+    bed = tmp / "huge.bed"
+    bed.write_text("chr1\t100\t400\tp1\nchr1\t500\t99999999999999999999\tp2\n")
+    argv, out = _count(s, tmp, peaks=bed)
+    return argv, "huge.bed: line 2", [out]
+
+
 def truncated_fragments(s, tmp):  # type: ignore[no-untyped-def]
     data = s["fragments"].read_bytes()
     frag = tmp / "cut.tsv.gz"
@@ -163,10 +170,78 @@ def zero_cells_pass(s, tmp):  # type: ignore[no-untyped-def]
     return argv, str(s["fragments"].name), [out]
 
 
+def fragments_only_on_chrM(s, tmp):  # type: ignore[no-untyped-def]
+    frag = tmp / "mito.tsv.gz"
+    with pysam.BGZFile(str(frag), "wb") as handle:
+        handle.write("".join(f"chrM\t{i}\t{i + 80}\tAAAC-1\t1\n" for i in range(50)).encode())
+    argv, out = _count(s, tmp, fragments=frag)
+    return argv, "mito.tsv.gz: no fragment left", [out]
+
+
+def exclude_every_chromosome(s, tmp):  # type: ignore[no-untyped-def]
+    chroms = ",".join(line.split("\t")[0] for line in s["fai"].read_text().splitlines())
+    argv, out = _count(s, tmp, extra=["--exclude-chroms", chroms])
+    return argv, f"{s['fragments'].name}: no fragment left", [out]
+
+
 def genome_index_missing(s, tmp):  # type: ignore[no-untyped-def]
     argv, out = _count(s, tmp)
     argv[argv.index("--genome") + 1] = str(tmp / "nope.fai")
     return argv, "nope.fai", [out]
+
+
+def _genome(
+    s: dict[str, Path], tmp: Path, name: str, *, chr1: int = 400000, extra: str = ""
+) -> Path:
+    """The world's genome index as ``chrom.sizes`` with chr1 ``chr1`` bp long, then ``extra``."""
+    lines = [line.split("\t")[:2] for line in s["fai"].read_text().splitlines()]
+    path = tmp / name
+    text = "".join(f"{c}\t{chr1 if c == 'chr1' else n}\n" for c, n in lines)
+    path.write_text(text + extra)
+    return path
+
+
+def genome_zero_length(s, tmp):  # type: ignore[no-untyped-def]
+    argv, out = _count(s, tmp)
+    argv[argv.index("--genome") + 1] = str(_genome(s, tmp, "zero.sizes", chr1=0))
+    return argv, "zero.sizes: line 1", [out]
+
+
+def genome_chromosome_twice(s, tmp):  # type: ignore[no-untyped-def]
+    argv, out = _count(s, tmp)
+    argv[argv.index("--genome") + 1] = str(_genome(s, tmp, "twice.sizes", extra="chr1\t500000\n"))
+    return argv, "twice.sizes: line 8", [out]
+
+
+# ---- peaks -----------------------------------------------------------------------------------------
+def _peaks(s: dict[str, Path], tmp: Path, extra: list[str]) -> tuple[list[str], Path]:
+    out = tmp / "x.narrowPeak"
+    argv = ["peaks", "--fragments", str(s["fragments"]), "--genome", str(s["fai"])]
+    return [*argv, "--out", str(out), *extra], out
+
+
+def peaks_barcodes_match_nothing(s, tmp):  # type: ignore[no-untyped-def]
+    listed = tmp / "strangers.txt"
+    listed.write_text("NOTABARCODE-1\nXX-1\n")
+    argv, out = _peaks(s, tmp, ["--barcodes", str(listed)])
+    return argv, "strangers.txt: none of its 2 barcodes is in the fragments file", [out]
+
+
+def peaks_barcodes_empty(s, tmp):  # type: ignore[no-untyped-def]
+    listed = tmp / "nobody.txt"
+    listed.write_text("\n")
+    argv, out = _peaks(s, tmp, ["--barcodes", str(listed)])
+    return argv, "nobody.txt: barcode list is empty", [out]
+
+
+def peaks_name_with_slash(s, tmp):  # type: ignore[no-untyped-def]
+    argv, out = _peaks(s, tmp, ["--name", "a/b"])
+    return argv, "--name must be a file-name prefix", [out]
+
+
+def peaks_negative_gsize(s, tmp):  # type: ignore[no-untyped-def]
+    argv, out = _peaks(s, tmp, ["--gsize", "-5"])
+    return argv, "--gsize must be > 0", [out]
 
 
 # ---- cluster / tracks ------------------------------------------------------------------------------
@@ -182,6 +257,43 @@ def cluster_not_h5ad(s, tmp):  # type: ignore[no-untyped-def]
     bad.write_text("this is not HDF5\n")
     out = tmp / "c.h5ad"
     return ["cluster", "--atac", str(bad), "--out", str(out)], "text.atac.h5ad", [out]
+
+
+def _cluster_bad_x(
+    s: dict[str, Path], tmp: Path, name: str, value: float | None
+) -> tuple[list[str], str, list[Path]]:
+    """`cluster` on the staged counts with one stored entry set to ``value`` (None: no X)."""
+    adata = ad.read_h5ad(s["atac"])
+    if value is None:
+        adata.X = None
+    else:
+        x = sp.csr_matrix(adata.X, dtype=np.float32)
+        x.data[7] = value
+        adata.X = x
+    bad = tmp / name
+    adata.write_h5ad(bad)
+    out = tmp / "c.h5ad"
+    return ["cluster", "--atac", str(bad), "--out", str(out), "--no-umap"], name, [out]
+
+
+def cluster_nan_counts(s, tmp):  # type: ignore[no-untyped-def]
+    argv, name, outs = _cluster_bad_x(s, tmp, "nan.atac.h5ad", np.nan)
+    return argv, f"{name}: peak counts (X) contain NaN", outs
+
+
+def cluster_inf_counts(s, tmp):  # type: ignore[no-untyped-def]
+    argv, name, outs = _cluster_bad_x(s, tmp, "inf.atac.h5ad", np.inf)
+    return argv, f"{name}: peak counts (X) contain NaN or infinite", outs
+
+
+def cluster_negative_counts(s, tmp):  # type: ignore[no-untyped-def]
+    argv, name, outs = _cluster_bad_x(s, tmp, "neg.atac.h5ad", -3)
+    return argv, f"{name}: peak counts (X) contain negative", outs
+
+
+def cluster_without_x(s, tmp):  # type: ignore[no-untyped-def]
+    argv, name, outs = _cluster_bad_x(s, tmp, "nox.atac.h5ad", None)
+    return argv, f"{name}: AnnData has no X", outs
 
 
 def tracks_without_clusters(s, tmp):  # type: ignore[no-untyped-def]
@@ -201,6 +313,13 @@ def tracks_without_clusters(s, tmp):  # type: ignore[no-untyped-def]
         "cluster",
         [out],
     )
+
+
+def tracks_negative_chromosome_length(s, tmp):  # type: ignore[no-untyped-def]
+    sizes = _genome(s, tmp, "neg.sizes", chr1=-400000)
+    out = tmp / "tracks"
+    argv = ["tracks", "--fragments", str(s["fragments"]), "--clusters", str(s["clustered"])]
+    return [*argv, "--genome", str(sizes), "--outdir", str(out)], "neg.sizes: line 1", [out]
 
 
 # ---- impute ----------------------------------------------------------------------------------------
@@ -313,6 +432,59 @@ def tfbind_chrom_names_differ(s, tmp):  # type: ignore[no-untyped-def]
     return argv, "renamed.chip.bed", [out]
 
 
+def _tfbind_model(s: dict[str, Path]) -> Path:
+    """A small tfbind model of the tiny world, trained once per session."""
+    model = s["dir"] / "tfbind_model.pt"
+    if not model.exists():
+        argv = ["tfbind", "train", "--fasta", str(s["world"] / "genome.fa"), "--out", str(model)]
+        argv += ["--bulk", str(s["world"] / "bulk" / "bulk_sheet.csv"), "--epochs", "1"]
+        argv += ["--filters", "8,8,8", "--hidden", "8", "--device", "cpu", "--quiet"]
+        assert cli(argv) == 0
+    return model
+
+
+def _tfbind_predict(s: dict[str, Path], tmp: Path, fragments: Path) -> tuple[list[str], Path]:
+    out = tmp / "p.h5ad"
+    argv = ["tfbind", "predict", "--model", str(_tfbind_model(s))]
+    argv += ["--fasta", str(s["world"] / "genome.fa"), "--atac", str(s["clustered"])]
+    argv += ["--fragments", str(fragments), "--motifs", str(s["world"] / "motifs.jaspar")]
+    return [*argv, "--chrom", "chr2", "--device", "cpu", "--out", str(out)], out
+
+
+def _rewritten_fragments(s: dict[str, Path], path: Path, edit: Callable[[str], str]) -> Path:
+    """The staged fragments with every line passed through ``edit``, bgzipped and indexed."""
+    with gzip.open(s["fragments"], "rt") as handle:
+        text = "".join(edit(line) for line in handle)
+    with pysam.BGZFile(str(path), "wb") as handle:
+        handle.write(text.encode())
+    pysam.tabix_index(str(path), preset="bed", force=True)
+    return path
+
+
+def tfbind_stale_tabix_index(s, tmp):  # type: ignore[no-untyped-def]
+    other = _rewritten_fragments(s, tmp / "other.tsv.gz", lambda line: line.replace("\t", "\t "))
+    frag = _copy(s["fragments"], tmp / "stale.tsv.gz")
+    _copy(Path(f"{other}.tbi"), Path(f"{frag}.tbi"))
+    argv, out = _tfbind_predict(s, tmp, frag)
+    return argv, "stale.tsv.gz: reading chr2 through the tabix index failed", [out]
+
+
+def tfbind_fragments_other_chromosome_names(s, tmp):  # type: ignore[no-untyped-def]
+    frag = _rewritten_fragments(s, tmp / "nochr.tsv.gz", lambda line: line.removeprefix("chr"))
+    argv, out = _tfbind_predict(s, tmp, frag)
+    return argv, "nochr.tsv.gz: 6 chromosome name(s) in the fragments are not in the FASTA", [out]
+
+
+def tfbind_fragments_of_other_cells(s, tmp):  # type: ignore[no-untyped-def]
+    def rename(line: str) -> str:
+        f = line.split("\t")
+        return "\t".join([*f[:3], "X" + f[3], *f[4:]])
+
+    frag = _rewritten_fragments(s, tmp / "othercells.tsv.gz", rename)
+    argv, out = _tfbind_predict(s, tmp, frag)
+    return argv, "othercells.tsv.gz: no fragment belongs to a clustered cell", [out]
+
+
 # ---- grn -------------------------------------------------------------------------------------------
 def _grn(
     rnas: list[Path], labels: Path, tmp: Path, extra: list[str] | None = None
@@ -418,13 +590,27 @@ CASES = {
         peaks_wrong_chromosome_names,
         empty_peaks,
         peak_end_before_start,
+        peak_end_too_large,
         truncated_fragments,
         unsorted_fragments,
         zero_cells_pass,
+        fragments_only_on_chrM,
+        exclude_every_chromosome,
         genome_index_missing,
+        genome_zero_length,
+        genome_chromosome_twice,
+        peaks_barcodes_match_nothing,
+        peaks_barcodes_empty,
+        peaks_name_with_slash,
+        peaks_negative_gsize,
         cluster_empty_h5ad,
         cluster_not_h5ad,
+        cluster_nan_counts,
+        cluster_inf_counts,
+        cluster_negative_counts,
+        cluster_without_x,
         tracks_without_clusters,
+        tracks_negative_chromosome_length,
         rna_with_nan,
         rna_negative,
         rna_not_counts,
@@ -434,6 +620,9 @@ CASES = {
         tfbind_heldout_absent,
         tfbind_missing_accessibility,
         tfbind_chrom_names_differ,
+        tfbind_stale_tabix_index,
+        tfbind_fragments_other_chromosome_names,
+        tfbind_fragments_of_other_cells,
         grn_tfs_absent,
         grn_score_other_genes,
         grn_merge_not_a_shard,

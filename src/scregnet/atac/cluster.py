@@ -130,17 +130,28 @@ def cluster_cells(
 
 
 def _feature_counts(adata: ad.AnnData, features: Features) -> sp.spmatrix:
-    """The cells x features counts to cluster on (``X`` or ``obsm['tiles']``), checked."""
+    """The cells x features counts to cluster on (``X`` or ``obsm['tiles']``), checked: present,
+    at least 3 cells, finite, non-negative (whole numbers are not required: LSI weighs any
+    non-negative values)."""
+    import scipy.sparse as sp
+
+    from scregnet.io.counts import check_counts
+
     if features == "tiles":
         if "tiles" not in adata.obsm:
             msg = "AnnData has no obsm['tiles'] (run `scregnet count` with --tile-size > 0)"
             raise InputError(msg)
-        counts = adata.obsm["tiles"]
+        counts, what = adata.obsm["tiles"], "tile counts (obsm['tiles'])"
     else:
-        counts = adata.X
+        counts, what = adata.X, "peak counts (X)"
+    if counts is None:
+        msg = "AnnData has no X (the cells x peaks counts from `scregnet count`)"
+        raise InputError(msg)
     if adata.n_obs < 3:
         msg = f"clustering needs at least 3 cells, found {adata.n_obs}"
         raise InputError(msg)
+    values = counts.data if sp.issparse(counts) else np.asarray(counts).ravel()
+    check_counts(values, what=what, path=None, integer=False)
     return counts
 
 

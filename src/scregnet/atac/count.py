@@ -317,7 +317,11 @@ class _Counter:
         self.fill = np.zeros(2, dtype=np.int64)
 
     def read(self, reader: FragmentReader, exclude: set[str]) -> int:
-        """Count every chunk off the ``exclude`` chromosomes; the number of fragments skipped."""
+        """Count every chunk off the ``exclude`` chromosomes; the number of fragments skipped.
+
+        The QC sums end with a row for every barcode of the file, including barcodes seen only
+        on excluded chromosomes. No fragment off them is an :class:`InputError`.
+        """
         skipped = 0
         for chunk in reader:
             if chunk.chrom in exclude:
@@ -325,6 +329,13 @@ class _Counter:
                 continue
             self.grow(reader.barcodes)
             self.add(chunk)
+        self.grow(reader.barcodes)
+        if skipped and skipped == reader.n_lines:
+            msg = (
+                f"no fragment left to count: all {skipped} lie on excluded chromosomes "
+                f"({', '.join(reader.chromosomes)}; see --exclude-chroms)"
+            )
+            raise InputError(msg, reader.path)
         return skipped
 
     def grow(self, table: BarcodeTable) -> None:

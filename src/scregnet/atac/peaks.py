@@ -16,8 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from scregnet.atac.fragments import read_barcode_list
 from scregnet.errors import InputError, MissingToolError
 from scregnet.io.atomic import atomic_path, make_parent
+from scregnet.io.fragments import has_barcode
 from scregnet.io.outputs import writing
 
 log = logging.getLogger(__name__)
@@ -50,13 +52,19 @@ def call_peaks(
     """Call peaks on ``fragments`` with MACS3 and write them to ``out`` (narrowPeak).
 
     ``gsize`` is MACS3's effective genome size (a number or hs/mm/ce/dm); by default the total
-    length of the genome's chromosomes. ``barcodes`` restricts the pileup to those cells.
+    length of the genome's chromosomes. ``barcodes`` (a list file, read by
+    :func:`~scregnet.atac.fragments.read_barcode_list`) restricts the pileup to those cells; at
+    least one of them must be in ``fragments``.
     """
     macs3 = find_macs3()
     fragments, out = Path(fragments), Path(out)
     if not fragments.exists():
         msg = "fragments file does not exist"
         raise InputError(msg, fragments)
+    wanted = None if barcodes is None else read_barcode_list(barcodes)
+    if wanted is not None and not has_barcode(fragments, set(wanted)):
+        msg = f"none of its {len(wanted)} barcodes is in the fragments file {fragments}"
+        raise InputError(msg, barcodes)
     if gsize is None:
         gsize = int(sum(chrom_sizes.values()))
     name = name or out.name.split(".")[0]
@@ -70,8 +78,10 @@ def call_peaks(
             macs3, "callpeak", "-f", "FRAG", "-t", str(fragments), "-g", str(gsize),
             "-q", str(qvalue), "-n", name, "--outdir", tmp,
         ]  # fmt: skip
-        if barcodes is not None:
-            cmd += ["--barcodes", str(barcodes)]
+        if wanted is not None:
+            listed = Path(tmp) / "barcodes.txt"
+            listed.write_text("".join(f"{b}\n" for b in wanted))
+            cmd += ["--barcodes", str(listed)]
         _run_macs3(cmd, fragments)
         produced = Path(tmp) / f"{name}_peaks.narrowPeak"
         rows, dropped = _clipped_peaks(produced, chrom_sizes, fragments)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir
-from scregnet.io.fragments import FragmentReader
+from scregnet.io.fragments import FragmentReader, check_cells_found
 from scregnet.io.outputs import safe_name
 from scregnet.io.tracks import write_bigwig
 
@@ -118,11 +118,7 @@ def write_cluster_tracks(
         exclude_chroms=exclude_chroms,
         threads=threads,
     )
-    if totals.sum() == 0:
-        msg = (
-            "no fragment belongs to a clustered cell (do the barcodes match the clustered AnnData?)"
-        )
-        raise InputError(msg, fragments)
+    check_cells_found(int(totals.sum()), fragments)
     outdir = Path(outdir)
     written: dict[str, Path] = {}
     names = {label: safe_name(label) for label in labels}

@@ -45,10 +45,12 @@ def main(args: argparse.Namespace) -> int:
         except ValueError as exc:
             msg = f"--gsize must be a number or one of {', '.join(GSIZE_SHORTCUTS)}, got {args.gsize!r}"
             raise InputError(msg) from exc
+        if gsize <= 0:
+            raise InputError(f"--gsize must be > 0, got {args.gsize}")
     if not 0 < args.qvalue < 1:
         raise InputError(f"--qvalue must be in (0, 1), got {args.qvalue}")
-    if args.barcodes is not None and not args.barcodes.exists():
-        raise InputError("barcode list does not exist", args.barcodes)
+    if args.name is not None and (args.name in {"", ".", ".."} or "/" in args.name):
+        raise InputError(f"--name must be a file-name prefix without '/', got {args.name!r}")
     chrom_sizes = read_chrom_sizes(args.genome)
     call_peaks(
         args.fragments,

@@ -37,6 +37,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scregnet.errors import InputError
+from scregnet.io.counts import check_counts
 from scregnet.stats import TARGET_SUM
 
 if TYPE_CHECKING:
@@ -46,26 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_SHARED_GENES = 200
-INTEGER_TOLERANCE = 1e-6
-
-
-def _check_counts(
-    values: NDArray[np.floating], *, what: str, path: str | Path | None, hint: str = ""
-) -> None:
-    """Raise on NaN/inf, negative or non-integer values (``values`` = the stored entries)."""
-    if values.size == 0:
-        return
-    if not np.isfinite(values).all():
-        msg = f"{what} contain NaN or infinite values"
-        raise InputError(msg, path)
-    if (values < 0).any():
-        msg = f"{what} contain negative values (min {values.min():g}); raw counts are expected"
-        raise InputError(msg, path)
-    frac = np.abs(values - np.rint(values))
-    if (frac > INTEGER_TOLERANCE).any():
-        example = values[np.argmax(frac)]
-        msg = f"{what} contain non-integer values (e.g. {example:g}); raw integer counts are expected{hint}"
-        raise InputError(msg, path)
 
 
 def get_counts(
@@ -92,7 +73,7 @@ def get_counts(
         raise InputError(msg, path)
     counts = sp.csr_matrix(source, dtype=np.float64)
     counts.sum_duplicates()
-    _check_counts(counts.data, what=what, path=path, hint=hint)
+    check_counts(counts.data, what=what, path=path, hint=hint)
     counts.data = np.rint(counts.data)
     counts.eliminate_zeros()
     if counts.nnz == 0:
@@ -159,7 +140,7 @@ def read_bulk_tsv(path: str | Path) -> pd.DataFrame:
         msg = f"sample column {bad[0]!r} is not numeric"
         raise InputError(msg, path)
     values = frame.to_numpy(dtype=np.float64)
-    _check_counts(values.ravel(), what="bulk counts", path=path)
+    check_counts(values.ravel(), what="bulk counts", path=path)
     if values.sum() == 0:
         msg = "bulk matrix has no non-zero counts"
         raise InputError(msg, path)

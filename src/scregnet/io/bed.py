@@ -25,14 +25,16 @@ def read_bed(path: str | Path, *, min_fields: int = 3, allow_empty: bool = False
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with reading(path), opener(path, "rt") as handle:
-            rows = [
-                line.rstrip("\n").split("\t")
-                for line in handle
+            numbered = [
+                (lineno, line.rstrip("\n").split("\t"))
+                for lineno, line in enumerate(handle, 1)
                 if line.strip() and not line.startswith(("#", "track", "browser"))
             ]
     except (OSError, EOFError) as exc:
         msg = f"cannot read BED file ({exc})"
         raise InputError(msg, path) from exc
+    linenos = [n for n, _ in numbered]
+    rows = [r for _, r in numbered]
     if not rows:
         if allow_empty:
             return pd.DataFrame(
@@ -51,20 +53,34 @@ def read_bed(path: str | Path, *, min_fields: int = 3, allow_empty: bool = False
     names = ["chrom", "start", "end", "name", "score", "strand"][:width]
     names += [f"col{i}" for i in range(len(names), width)]
     frame = pd.DataFrame([r[:width] for r in rows], columns=names)
-    try:
-        frame["start"] = frame["start"].astype(np.int64)
-        frame["end"] = frame["end"].astype(np.int64)
-    except ValueError as exc:
-        msg = "start/end columns are not integers"
-        raise InputError(msg, path) from exc
+    for column in ("start", "end"):
+        try:
+            frame[column] = frame[column].astype(np.int64)
+        except (ValueError, OverflowError) as exc:
+            i, problem = next(
+                (i, p) for i, v in enumerate(frame[column]) if (p := _int64_problem(v))
+            )
+            msg = f"line {linenos[i]}: {column} {frame[column][i]!r} {problem}"
+            raise InputError(msg, path) from exc
     bad = np.flatnonzero(
         (frame["end"].to_numpy() <= frame["start"].to_numpy()) | (frame["start"].to_numpy() < 0)
     )
     if bad.size:
         i = int(bad[0])
-        msg = f"line {i + 1}: interval {frame.chrom[i]}:{frame.start[i]}-{frame.end[i]} has end <= start or a negative start"
+        msg = f"line {linenos[i]}: interval {frame.chrom[i]}:{frame.start[i]}-{frame.end[i]} has end <= start or a negative start"
         raise InputError(msg, path)
     return frame
+
+
+def _int64_problem(text: str) -> str | None:
+    """Why ``text`` is not an int64 position, or None when it is one."""
+    try:
+        value = int(text)
+    except ValueError:
+        return "is not an integer"
+    if not np.iinfo(np.int64).min <= value <= np.iinfo(np.int64).max:
+        return "is too large for a position"
+    return None
 
 
 def check_within_bounds(

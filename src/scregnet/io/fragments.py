@@ -20,7 +20,7 @@ import gzip
 import logging
 import shutil
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -535,6 +535,34 @@ class _RunOrder:
     seen: set[str] = field(default_factory=set)
     current: str | None = None
     last_start: int = -1
+
+
+def check_cells_found(n_found: int, fragments: str | Path) -> None:
+    """An :class:`InputError` naming ``fragments`` when ``n_found``, the number of its fragments
+    (or insertions) that belong to clustered cells, is 0."""
+    if n_found == 0:
+        msg = (
+            "no fragment belongs to a clustered cell (do the barcodes match the clustered AnnData?)"
+        )
+        raise InputError(msg, fragments)
+
+
+def has_barcode(fragments: str | Path, barcodes: Container[str]) -> bool:
+    """Whether a fragment of the gzipped fragments file belongs to one of ``barcodes``; reads up to
+    the first such fragment (the whole file when there is none)."""
+    path = Path(fragments)
+    try:
+        with gzip.open(path, "rt") as handle:
+            for line in handle:
+                if line.startswith("#"):
+                    continue
+                fields = line.split("\t", 4)
+                if len(fields) > 3 and fields[3].rstrip("\r\n") in barcodes:
+                    return True
+    except (OSError, EOFError, ValueError) as exc:
+        msg = f"not a readable fragments file ({type(exc).__name__})"
+        raise InputError(msg, path) from exc
+    return False
 
 
 def format_fragments(

@@ -34,10 +34,17 @@ def read_chrom_sizes(path: str | Path) -> dict[str, int]:
             if len(fields) < 2:
                 fields = line.split()
             try:
-                sizes[fields[0]] = int(fields[1])
+                name, length = fields[0], int(fields[1])
             except (IndexError, ValueError) as exc:
                 msg = f"line {lineno} is not 'name<TAB>length'"
                 raise InputError(msg, path) from exc
+            if length <= 0:
+                msg = f"line {lineno}: chromosome {name} has length {length}; lengths must be > 0"
+                raise InputError(msg, path)
+            if name in sizes:
+                msg = f"line {lineno}: chromosome {name} is listed twice"
+                raise InputError(msg, path)
+            sizes[name] = length
     if not sizes:
         msg = "genome index lists no chromosomes"
         raise InputError(msg, path)

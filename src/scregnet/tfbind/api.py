@@ -512,6 +512,7 @@ def predict_peaks(
     (peaks), and the model's calibration, context weight and metadata.
     """
     from scregnet.device import resolve_device
+    from scregnet.io.fragments import check_cells_found, has_barcode
     from scregnet.seed import seed_everything
 
     t_start = time.perf_counter()
@@ -523,7 +524,8 @@ def predict_peaks(
     check_peaks(peaks_all, sizes, atac=atac_path, fasta=fasta)
     peaks = peaks_all.loc[chrom_mask(peaks_all, chroms, sizes, fasta)]
     clusters, barcode_cluster = cluster_index(adata)
-    tabix = open_fragments(fragments)
+    tabix = open_fragments(fragments, sizes, fasta)
+    check_cells_found(int(has_barcode(fragments, barcode_cluster)), fragments)
     # genome-wide mean coverage of each cluster (the pseudobulk analogue of a bigWig's mean)
     n_frag = cluster_fragment_counts(adata, clusters)
     frag_len = mean_fragment_length(fragments)

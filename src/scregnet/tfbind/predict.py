@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,20 +120,45 @@ def mean_fragment_length(fragments: Path) -> float:
     return total / n
 
 
-def open_fragments(fragments: Path) -> Any:
+def open_fragments(fragments: Path, chrom_sizes: dict[str, int], fasta: Path) -> Any:
+    """The tabix-indexed fragments file, open; its chromosomes must be named as in the FASTA."""
     import pysam
 
     from scregnet.io.fragments import check_tabix
+    from scregnet.io.genome import check_same_chromosomes
 
     if not fragments.exists():
         msg = "fragments file does not exist"
         raise InputError(msg, fragments)
     index = check_tabix(fragments)
     try:
-        return pysam.TabixFile(str(fragments), index=str(index))
+        tabix = pysam.TabixFile(str(fragments), index=str(index))
     except (OSError, ValueError) as exc:
         msg = f"cannot open the tabix-indexed fragments file ({exc})"
         raise InputError(msg, fragments) from exc
+    contigs = list(tabix.contigs)
+    if contigs and not set(contigs) & set(chrom_sizes):
+        tabix.close()
+        check_same_chromosomes(
+            contigs, chrom_sizes, what="fragments", ref_what=f"FASTA {fasta.name}", path=fragments
+        )
+    return tabix
+
+
+def _fetch(tabix: Any, chrom: str) -> Iterator[str]:
+    """The lines of ``chrom``; a failed read (e.g. an index made for another file) is an
+    :class:`InputError` naming the fragments file."""
+    from scregnet.io.fragments import quiet_htslib
+
+    try:
+        with quiet_htslib():
+            yield from tabix.fetch(chrom)
+    except (OSError, ValueError) as exc:
+        msg = (
+            f"reading {chrom} through the tabix index failed ({exc}); the index may be from "
+            "another file: re-index with `tabix -f -p bed`"
+        )
+        raise InputError(msg, os.fsdecode(tabix.filename)) from exc
 
 
 def cluster_fragments(
@@ -146,7 +172,7 @@ def cluster_fragments(
     ends: list[list[int]] = [[] for _ in range(n_clusters)]
     if chrom not in tabix.contigs:
         return [(np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in range(n_clusters)]
-    for line in tabix.fetch(chrom):
+    for line in _fetch(tabix, chrom):
         f = line.split("\t", 4)
         g = barcode_cluster.get(f[3])
         if g is None:
