@@ -185,6 +185,12 @@ def test_bad_inputs_one_line_no_output(
         var=pd.DataFrame(index=["TF0", "A", "B"]),
     ).write_h5ad(other)
     assert "share only 1 gene(s)" in fails(rna=[world["paths"][0], other])
+    zeros = tmp_path / "zeros.h5ad"
+    a = ad.read_h5ad(world["paths"][0])
+    a.X = sp.csr_matrix(a.shape, dtype=np.float32)
+    a.write_h5ad(zeros)
+    line = fails(rna=[zeros, *world["paths"][1:]])
+    assert "every expression value is 0" in line and str(zeros) in line
     assert "--epochs must be at least 1" in fails("--epochs", "0")
     assert "--lr must be a positive number, got -1.0" in fails("--lr", "-1")
     assert "--lr must be a positive number, got nan" in fails("--lr", "nan")

@@ -147,7 +147,13 @@ def test_binding_and_activity_against_truth(predicted: Path, synth: Synth) -> No
     assert u["binding"].shape[0] == 2
 
 
-def test_shards_merge_exactly(predicted: Path, synth: Synth, model: Path, tmp_path: Path) -> None:
+def test_shards_merge_exactly(
+    predicted: Path,
+    synth: Synth,
+    model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     shard_a, shard_b = tmp_path / "a.h5ad", tmp_path / "b.h5ad"
     assert _predict(synth, model, shard_a, "--chrom", "chr1,chr2,chr3") == 0
     assert _predict(synth, model, shard_b, "--chrom", "chr4", "--chrom", "chr5,chr6") == 0
@@ -163,6 +169,24 @@ def test_shards_merge_exactly(predicted: Path, synth: Synth, model: Path, tmp_pa
     # a missing shard is refused
     code = cli.main([*argv[:3], str(shard_a), *argv[5:], "--out", str(tmp_path / "x.h5ad")])
     assert code == 1 and not (tmp_path / "x.h5ad").exists()
+    # shards of other cells or clusters (another sample) are refused by the merge, and shards
+    # given another clustered file than the one they were predicted from
+    stranger = tmp_path / "stranger.h5ad"
+    other = ad.read_h5ad(shard_b)
+    other.uns["tfbind_shard"]["cells"] = "0" * 16
+    other.write_h5ad(stranger)
+    out = ["--out", str(tmp_path / "x.h5ad")]
+    assert cli.main([*argv[:3], str(stranger), str(shard_a), *argv[5:], *out]) == 1
+    assert "other cells or clusters than" in capsys.readouterr().err
+    reclustered = tmp_path / "reclustered.h5ad"
+    atac = ad.read_h5ad(synth.atac)
+    labels = atac.obs["cluster"].astype(str).to_numpy()
+    labels[0] = next(c for c in labels if c != labels[0])
+    atac.obs["cluster"] = pd.Categorical(labels)
+    atac.write_h5ad(reclustered)
+    assert cli.main([*argv[:6], str(reclustered), *out]) == 1
+    assert "another ATAC file's cells or clusters" in capsys.readouterr().err
+    assert not (tmp_path / "x.h5ad").exists()
 
 
 @pytest.mark.parametrize(
@@ -492,6 +516,40 @@ def test_finalize_options_refused_with_chrom(
 ) -> None:
     line = _predict_fails(synth, model, tmp_path, capsys, "--chrom", "chr1", "--neighbors", "5")
     assert "--neighbors" in line and "not with --chrom" in line
+
+
+@pytest.mark.parametrize(
+    ("sub", "flag", "value", "says"),
+    [
+        ("train", "--lr", "0", "must be a positive number"),
+        ("train", "--negative-ratio", "-1", "must be a positive number"),
+        ("train", "--max-pos-weight", "inf", "must be a positive number"),
+        ("predict", "--motif-p-value", "2", "must be between 0 and 1 (exclusive)"),
+        ("predict", "--threshold", "1", "must be between 0 and 1 (exclusive)"),
+    ],
+)
+def test_numeric_options_out_of_range(
+    sub: str, flag: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    required = {
+        "train": ["--fasta", "g", "--bulk", "b", "--out", "o"],
+        "predict": [
+            "--model",
+            "m",
+            "--fasta",
+            "g",
+            "--atac",
+            "a",
+            "--fragments",
+            "f",
+            "--out",
+            "o",
+        ],
+    }[sub]
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(["tfbind", sub, *required, flag, value])
+    assert exc.value.code == 2
+    assert f"argument {flag}: {says}, got {value}" in capsys.readouterr().err
 
 
 def test_nested_help_and_common_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,22 @@ def _positive_int(value: str) -> int:
         msg = f"must be >= 1, got {value}"
         raise argparse.ArgumentTypeError(msg)
     return n
+
+
+def _positive_float(value: str) -> float:
+    x = float(value)
+    if not 0 < x < math.inf:
+        msg = f"must be a positive number, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return x
+
+
+def _probability(value: str) -> float:
+    x = float(value)
+    if not 0 < x < 1:
+        msg = f"must be between 0 and 1 (exclusive), got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return x
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -146,13 +163,13 @@ def _train_fit_options(t: argparse.ArgumentParser, d: TrainConfig) -> None:
     """``tfbind train``: sampling, loss weighting and optimisation."""
     t.add_argument(
         "--negative-ratio",
-        type=float,
+        type=_positive_float,
         default=d.negative_ratio,
         help="sampled negative bins per positive bin",
     )
     t.add_argument(
         "--max-pos-weight",
-        type=float,
+        type=_positive_float,
         default=d.max_pos_weight,
         help="cap of the per-TF positive-class weight in the loss",
     )
@@ -166,7 +183,7 @@ def _train_fit_options(t: argparse.ArgumentParser, d: TrainConfig) -> None:
     t.add_argument(
         "--batch-size", type=_positive_int, default=d.batch_size, help="training batch size"
     )
-    t.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    t.add_argument("--lr", type=_positive_float, default=d.lr, help="Adam learning rate")
 
 
 def _train_network_options(t: argparse.ArgumentParser, d: TrainConfig) -> None:
@@ -276,7 +293,7 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--motif-p-value",
-        type=float,
+        type=_probability,
         default=d.motif_p_value,
         help="PWM match p-value for the chromVAR baseline",
     )
@@ -297,7 +314,7 @@ def _finalize_options(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--threshold",
-        type=float,
+        type=_probability,
         default=None,
         help=f"binding probability for the BED tracks (default {d.threshold})",
     )

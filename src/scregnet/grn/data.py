@@ -273,6 +273,9 @@ def _read_file(path: Path, layer: str | None) -> _File:
         labels = adata.obs[keys.VIEW].astype(str).to_numpy()
     names = np.asarray(adata.obs_names, dtype=str)
     expr = _log_expression(matrix, path)
+    if not expr.any():
+        msg = "every expression value is 0"
+        raise InputError(msg, path)
     log.info("read %s: %d cells x %d genes", path, adata.n_obs, adata.n_vars)
     return _File(path, genes, expr, labels.astype(str), names, named, layer_read)
 

@@ -66,6 +66,7 @@ from scregnet.tfbind.predict import (
     Scanners,
     binding_probability,
     bound_peak_deviation,
+    cells_digest,
     check_atac,
     check_peaks,
     chrom_mask,
@@ -568,7 +569,9 @@ def predict_peaks(
         time.perf_counter() - t_start,
         rate,
     )
-    return shard_anndata(peaks, peaks_all, clusters, chroms, sizes, loaded, model, motifs, out)
+    shard = shard_anndata(peaks, peaks_all, clusters, chroms, sizes, loaded, model, motifs, out)
+    shard.uns[keys.TFBIND_SHARD]["cells"] = cells_digest(adata)
+    return shard
 
 
 def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = None) -> ad.AnnData:
@@ -591,6 +594,9 @@ def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = 
             raise InputError(msg, name)
         if list(other["clusters"]) != list(first["clusters"]):
             msg = f"shard has other clusters than {names[0]} (made from another ATAC file?)"
+            raise InputError(msg, name)
+        if str(other.get("cells")) != str(first.get("cells")):
+            msg = f"shard was predicted from other cells or clusters than {names[0]} (another sample?)"
             raise InputError(msg, name)
         if int(other["n_peaks_total"]) != int(first["n_peaks_total"]):
             msg = f"shard comes from an ATAC file with another peak set than {names[0]}"
@@ -635,7 +641,7 @@ def finalize(
     check_atac(adata, atac_path, need_lsi=True)
     u = shard.uns[keys.TFBIND_SHARD]
     peaks_all = peak_table(adata)
-    pos, order = shard_order(shard, peaks_all, atac_path, skipped_chroms)
+    pos, order = shard_order(shard, adata, peaks_all, atac_path, skipped_chroms)
     logit = np.asarray(u["logit"])[:, order]
     clusters = [str(c) for c in u["clusters"]]
     tfs = list(shard.var_names)

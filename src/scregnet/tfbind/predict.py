@@ -418,6 +418,19 @@ def shard_anndata(
     return shard
 
 
+def cells_digest(adata: ad.AnnData) -> str:
+    """Which cells and clusters a prediction used: the first 16 hex digits of the SHA-256 of the
+    ATAC file's barcodes and cluster labels, in file order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for barcode, cluster in zip(
+        adata.obs_names.astype(str), adata.obs[keys.CLUSTER].astype(str), strict=True
+    ):
+        h.update(f"{barcode}\t{cluster}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def _cluster_key(name: str) -> tuple[int, str]:
     return (int(name), "") if name.isdigit() else (10**9, name)
 
@@ -593,12 +606,22 @@ def chromvar_baseline(
 
 
 def shard_order(
-    shard: ad.AnnData, peaks_all: pd.DataFrame, atac_path: Path, skipped_chroms: Sequence[str]
+    shard: ad.AnnData,
+    atac: ad.AnnData,
+    peaks_all: pd.DataFrame,
+    atac_path: Path,
+    skipped_chroms: Sequence[str],
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """The shard's peaks as positions in the ATAC file's peaks, sorted, and the shard rows in
-    that order; InputError when the shards do not cover the file's peaks (outside
-    ``skipped_chroms``) or name others."""
+    that order; InputError when the shards come from another ATAC file's cells or clusters, do
+    not cover the file's peaks (outside ``skipped_chroms``) or name others."""
     u = shard.uns[keys.TFBIND_SHARD]
+    if "cells" in u and str(u["cells"]) != cells_digest(atac):
+        msg = (
+            "the shards were predicted from another ATAC file's cells or clusters "
+            "(give the clustered file they were predicted from)"
+        )
+        raise InputError(msg, atac_path)
     covered = {str(c) for c in u["chroms"]}
     left_out = peaks_all["chrom"].isin(set(skipped_chroms) - covered)
     if left_out.any():
