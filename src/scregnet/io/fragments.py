@@ -547,22 +547,25 @@ def check_cells_found(n_found: int, fragments: str | Path) -> None:
         raise InputError(msg, fragments)
 
 
-def has_barcode(fragments: str | Path, barcodes: Container[str]) -> bool:
-    """Whether a fragment of the gzipped fragments file belongs to one of ``barcodes``; reads up to
-    the first such fragment (the whole file when there is none)."""
+def fragment_fields(fragments: str | Path, n: int) -> Iterator[list[str]]:
+    """The gzipped fragments file's lines, comment lines skipped, each split at its first ``n``
+    tabs (line end removed); a file that cannot be read as gzipped text is an
+    :class:`InputError` naming it."""
     path = Path(fragments)
     try:
         with gzip.open(path, "rt") as handle:
             for line in handle:
-                if line.startswith("#"):
-                    continue
-                fields = line.split("\t", 4)
-                if len(fields) > 3 and fields[3].rstrip("\r\n") in barcodes:
-                    return True
-    except (OSError, EOFError, ValueError) as exc:
+                if not line.startswith("#"):
+                    yield line.rstrip("\r\n").split("\t", n)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
         msg = f"not a readable fragments file ({type(exc).__name__})"
         raise InputError(msg, path) from exc
-    return False
+
+
+def has_barcode(fragments: str | Path, barcodes: Container[str]) -> bool:
+    """Whether a fragment of the gzipped fragments file belongs to one of ``barcodes``; reads up to
+    the first such fragment (the whole file when there is none)."""
+    return any(len(f) > 3 and f[3] in barcodes for f in fragment_fields(fragments, 4))
 
 
 def format_fragments(

@@ -6,7 +6,6 @@ binding, scFAN's activity, the chromVAR-style baseline).
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import time
@@ -100,18 +99,16 @@ def check_peaks(
 
 def mean_fragment_length(fragments: Path) -> float:
     """Mean fragment length over the first :data:`FRAGMENT_LENGTH_SAMPLE` fragments of the file."""
+    from scregnet.io.fragments import fragment_fields
+
     total, n = 0, 0
     try:
-        with gzip.open(fragments, "rt") as handle:
-            for line in handle:
-                if line.startswith("#"):
-                    continue
-                f = line.split("\t", 3)
-                total += int(f[2]) - int(f[1])
-                n += 1
-                if n >= FRAGMENT_LENGTH_SAMPLE:
-                    break
-    except (OSError, ValueError, IndexError, EOFError) as exc:
+        for f in fragment_fields(fragments, 3):
+            total += int(f[2]) - int(f[1])
+            n += 1
+            if n >= FRAGMENT_LENGTH_SAMPLE:
+                break
+    except (ValueError, IndexError) as exc:
         msg = f"not a readable fragments file ({type(exc).__name__})"
         raise InputError(msg, fragments) from exc
     if n == 0:
