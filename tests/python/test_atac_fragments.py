@@ -312,3 +312,28 @@ def test_has_barcode_reads_the_whole_file(tmp_path: Path) -> None:
         handle.write("# header\nchr1\t0\t100\tA\t1\nchr1\t10\t210\tB\t1\nchr2\t20\t50\tC\n")
     assert has_barcode(path, {"C", "Z"})
     assert not has_barcode(path, {"Z"})
+
+
+def test_fragments_past_the_chromosome_end_are_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fragment ending past its chromosome's end in the genome is read (counting clips it), and
+    the reader logs how many there were per chromosome: many suggest another assembly."""
+    import logging
+
+    from scregnet.io.fragments import FragmentReader
+
+    path = tmp_path / "f.tsv.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("chr1\t0\t100\tA\t1\nchr1\t950\t1010\tB\t1\nchr2\t20\t50\tC\t2\n")
+    genome = {"chr1": 1000, "chr2": 60}
+    with caplog.at_level(logging.WARNING, logger="scregnet.io.fragments"):
+        reader = FragmentReader(path, genome=genome)
+        ends = [int(e) for chunk in reader for e in chunk.end]
+    assert ends == [100, 1010, 50]
+    assert reader.past_end == {"chr1": 1}
+    assert "chr1: 1 past 1000 bp" in caplog.text and str(path) in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="scregnet.io.fragments"):
+        list(FragmentReader(path, genome={"chr1": 2000, "chr2": 60}))
+    assert "past" not in caplog.text

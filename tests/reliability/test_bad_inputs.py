@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -162,6 +163,25 @@ def unsorted_fragments(s, tmp):  # type: ignore[no-untyped-def]
         handle.write("".join(lines[::-1]).encode())
     argv, out = _count(s, tmp, fragments=frag)
     return argv, "unsorted.tsv.gz", [out]
+
+
+def _with_line(s: dict[str, Path], tmp: Path, name: str, k: int, edit: Any) -> tuple[Path, int]:
+    """The world's fragments with line ``k`` (an index, -1 the last) rewritten by ``edit`` (its
+    fields), and that line's number in the file."""
+    with gzip.open(s["fragments"], "rt") as handle:
+        lines = handle.readlines()
+    k %= len(lines)
+    lines[k] = "\t".join(edit(lines[k].rstrip("\n").split("\t"))) + "\n"
+    frag = tmp / name
+    with pysam.BGZFile(str(frag), "wb") as handle:
+        handle.write("".join(lines).encode())
+    return frag, k + 1
+
+
+def fragment_negative_count(s, tmp):  # type: ignore[no-untyped-def]
+    frag, number = _with_line(s, tmp, "negative.tsv.gz", 5, lambda f: [*f[:4], "-4"])
+    argv, out = _count(s, tmp, fragments=frag)
+    return argv, f"negative.tsv.gz: line {number}: negative count -4", [out]
 
 
 def zero_cells_pass(s, tmp):  # type: ignore[no-untyped-def]
@@ -595,6 +615,7 @@ CASES = {
         unsorted_fragments,
         zero_cells_pass,
         fragments_only_on_chrM,
+        fragment_negative_count,
         exclude_every_chromosome,
         genome_index_missing,
         genome_zero_length,

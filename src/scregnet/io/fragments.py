@@ -343,6 +343,8 @@ class FragmentReader:
         self.barcodes = BarcodeTable(self.path)
         self.chromosomes: list[str] = []
         self.n_lines = 0
+        #: per chromosome, the fragments that end past its end in ``genome``
+        self.past_end: dict[str, int] = {}
         self._skip, self._ncols = _sniff(self.path)
         if self._ncols < 4:
             msg = f"expected 4 or 5 tab-separated columns (chrom start end barcode [count]), found {self._ncols}"
@@ -440,6 +442,7 @@ class FragmentReader:
                 a, b = int(block.run_line[r]), int(block.run_line[r + 1])
                 name = self._run_chromosome(buf[block.run_a[r] : block.run_b[r]], a)
                 self._check_run(order, name, a, int(block.start[a]))
+                self._check_values(name, block, a, b)
                 order.last_start = int(block.start[b - 1])
                 yield FragmentChunk(
                     name, block.start[a:b], block.end[a:b], block.barcode[a:b], block.count[a:b]
@@ -447,6 +450,13 @@ class FragmentReader:
             if block.status != fp.OK:
                 self._fail(block.status, buf, block.state, (block.start, block.end))
             self.n_lines += n
+        if self.past_end and self.genome is not None:
+            log.warning(
+                "%s: fragments end past the chromosome's end in the genome index (%s): are the "
+                "fragments and the genome the same assembly?",
+                self.path,
+                ", ".join(f"{c}: {n} past {self.genome[c]} bp" for c, n in self.past_end.items()),
+            )
 
     def _parse(self, buf: np.ndarray, pos: int) -> _ParsedBlock:
         """Parse one block from ``pos``, growing the barcode table as the parser asks; the
@@ -485,6 +495,20 @@ class FragmentReader:
         except UnicodeDecodeError as exc:
             msg = f"line {self.n_lines + self._skip + line + 1}: chromosome name is not UTF-8 text"
             raise InputError(msg, self.path) from exc
+
+    def _check_values(self, name: str, block: _ParsedBlock, a: int, b: int) -> None:
+        """Lines ``a`` to ``b`` of the block (one chromosome's run): no count is negative; with a
+        genome, fragments that end past the chromosome's end are counted in :attr:`past_end`
+        (counting clips them; many suggest another assembly than the genome's)."""
+        length = None if self.genome is None else self.genome.get(name)
+        if length is not None:
+            beyond = int(np.count_nonzero(block.end[a:b] > length))
+            if beyond:
+                self.past_end[name] = self.past_end.get(name, 0) + beyond
+        if int(block.count[a:b].min()) < 0:
+            i = a + int(np.argmax(block.count[a:b] < 0))
+            msg = f"line {self.n_lines + self._skip + i + 1}: negative count {block.count[i]}"
+            raise InputError(msg, self.path)
 
     def _check_run(self, order: _RunOrder, name: str, line: int, first_start: int) -> None:
         """A run of one chromosome's lines must continue the sort order (chromosomes grouped,
