@@ -222,3 +222,28 @@ def test_uncorrupted_copies_pass(good: dict[str, Path], tmp_path: Path) -> None:
     html = tmp_path / "report" / "report.html"
     assert cli(["report", "--results", str(res), "--out", str(html), "--quiet"]) == 0
     assert html.exists() and (html.parent / MQC).exists()
+
+
+@pytest.mark.parametrize(
+    ("rel", "text", "message"),
+    [
+        ("evaluation.json", '{"atac": ', "not valid JSON (line 1"),
+        ("evaluation.json", "[1, 2]", "not an evaluation report"),
+        ("pipeline_info/steps/COUNT_s1.json", '{"cmd": "count"}', "no 'argv' list"),
+    ],
+)
+def test_report_names_a_malformed_record(
+    rel: str,
+    text: str,
+    message: str,
+    good: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, res = _copy(good, tmp_path, "grn")
+    bad = res / rel
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text(text)
+    out = tmp_path / "report" / "report.html"
+    _fails(capsys, ["report", "--results", str(res), "--out", str(out)], bad, message)
+    assert not out.exists()

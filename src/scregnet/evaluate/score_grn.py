@@ -44,9 +44,8 @@ def _spearman_baseline(world: Path, edges: pd.DataFrame) -> NDArray[np.float64] 
     The GRN stage's own baseline (:func:`scregnet.stats.abs_spearman`, a TFs x genes
     matrix) on log1p counts per 10k (:func:`scregnet.evaluate.score_impute.log_normalise`).
     """
-    import anndata as ad
-
     from scregnet.evaluate.score_impute import log_normalise
+    from scregnet.io.h5ad import read_h5ad
     from scregnet.stats import abs_spearman
 
     files = sorted((world / "samples").glob("*.rna.h5ad"))
@@ -54,7 +53,7 @@ def _spearman_baseline(world: Path, edges: pd.DataFrame) -> NDArray[np.float64] 
         return None
     frames = []
     for f in files:
-        a = ad.read_h5ad(f)
+        a = read_h5ad(f)
         frames.append(pd.DataFrame(log_normalise(a.X), columns=a.var_names.astype(str)))
     genes = frames[0].columns
     for frame in frames[1:]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from scregnet.errors import InputError
 
@@ -41,6 +42,18 @@ def read_text(path: str | Path) -> str:
         msg = f"cannot read ({exc.strerror})"
         raise InputError(msg, path) from exc
     return decode(data, path)
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON document in ``path``; a missing, unreadable or malformed file is an
+    :class:`InputError` naming it."""
+    import json
+
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        msg = f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        raise InputError(msg, path) from exc
 
 
 @contextlib.contextmanager

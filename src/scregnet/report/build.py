@@ -7,7 +7,6 @@ Figures are embedded as base64 PNGs so the file is self-contained (it can be mai
 from __future__ import annotations
 
 import html
-import json
 import logging
 import platform
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_paths
 from scregnet.io.h5ad import read_h5ad
 from scregnet.io.tables import read_ranking, read_table
+from scregnet.io.text import read_json
 from scregnet.report import figures
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,10 @@ def evaluation_section(results: Path, section: Section) -> None:
     path = results / "evaluation.json"
     if not path.exists():
         return
-    report = json.loads(path.read_text())
+    report = read_json(path)
+    if not isinstance(report, dict):
+        msg = "not an evaluation report (a JSON object of stages)"
+        raise InputError(msg, path)
     rows = [
         {"stage": stage, "metric": key, "value": value}
         for stage, metrics in report.items()
@@ -258,14 +261,21 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix.rstrip("."), obj)]
 
 
+def _argv(record: Path) -> list[str]:
+    """The command line a step's record (``pipeline_info/steps/<step>.json``) holds."""
+    data = read_json(record)
+    argv = data.get("argv") if isinstance(data, dict) else None
+    if not isinstance(argv, list):
+        msg = "step record has no 'argv' list"
+        raise InputError(msg, record)
+    return [str(a) for a in argv]
+
+
 def parameters_section(results: Path, section: Section) -> None:
     steps = sorted((results / "pipeline_info" / "steps").glob("*.json"))
     if not steps:
         return
-    rows = [
-        {"step": p.stem, "command": "scregnet " + " ".join(json.loads(p.read_text())["argv"])}
-        for p in steps
-    ]
+    rows = [{"step": p.stem, "command": "scregnet " + " ".join(_argv(p))} for p in steps]
     section.table(pd.DataFrame(rows))
 
 
