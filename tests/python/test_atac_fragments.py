@@ -337,3 +337,35 @@ def test_fragments_past_the_chromosome_end_are_counted_and_logged(
     with caplog.at_level(logging.WARNING, logger="scregnet.io.fragments"):
         list(FragmentReader(path, genome={"chr1": 2000, "chr2": 60}))
     assert "past" not in caplog.text
+
+
+def test_a_fasta_changed_after_indexing_is_refused(tmp_path: Path) -> None:
+    """The FASTA's size must be what its .fai says (last record's offset plus its bytes): an
+    edited FASTA with an old index would read other bases."""
+    from scregnet.errors import InputError
+    from scregnet.io.genome import open_fasta, read_chrom_sizes
+
+    fasta = tmp_path / "g.fa"
+    for text in (
+        ">c1\nACGTACGTAC\nACG\n>c2 x\nAAAA\n",  # partial last line
+        ">c1\nACGTACGTAC\nACGTACGTAC\n>c2\nAAAAAAAAAA\n",  # whole last line
+        ">c1\nACGTACGTAC\nACG\n>c2\nAAAA",  # no final line end
+    ):
+        fasta.write_text(text)
+        Path(str(fasta) + ".fai").unlink(missing_ok=True)
+        pysam.faidx(str(fasta))
+        assert read_chrom_sizes(fasta)["c1"] in (13, 20)
+        open_fasta(fasta).close()
+    fasta.write_text(">c1\nACGTACGTAC\nACG\n>c2\nAAAA\n")
+    Path(str(fasta) + ".fai").unlink()
+    pysam.faidx(str(fasta))
+    for edited in (
+        ">c1\nACGTACGTAC\nACG\n>c2\nAAAAAAAAAA\nAAAAAAAAAA\n",  # a record grew
+        ">c1\nACGTACGTAC\nACG\n>c2\nAAAA\n>c3\nCCCCCCCCCC\nCCCCCCCCCC\n",  # one added
+        ">c1\nACGTACGTAC\n>c2\nAAAA\n",  # a record shrank
+    ):
+        fasta.write_text(edited)
+        for read in (read_chrom_sizes, open_fasta):
+            with pytest.raises(InputError, match="changed after it was indexed") as caught:
+                read(fasta)
+            assert caught.value.path == str(fasta)

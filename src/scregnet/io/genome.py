@@ -24,6 +24,7 @@ def read_chrom_sizes(path: str | Path) -> dict[str, int]:
         if not fai.exists():
             msg = "FASTA has no .fai index (run `samtools faidx`)"
             raise InputError(msg, path)
+        check_index_fits(path, fai)
         path = fai
     sizes: dict[str, int] = {}
     with reading(path), path.open() as handle:
@@ -51,6 +52,43 @@ def read_chrom_sizes(path: str | Path) -> dict[str, int]:
     return sizes
 
 
+def check_index_fits(fasta: Path, fai: Path) -> None:
+    """An :class:`InputError` when an uncompressed FASTA's size is not what its ``.fai`` says (the
+    last record's offset plus its bytes, give or take a line end): the FASTA was changed after it
+    was indexed, so the index would read other bases or lengths. A compressed FASTA is not
+    checked (its offsets are not file positions)."""
+    if fasta.name.endswith(".gz"):
+        return
+    last: tuple[int, ...] | None = None
+    with reading(fai), fai.open() as handle:
+        for line in handle:
+            fields = line.split("\t")
+            try:
+                record = tuple(int(f) for f in fields[1:5])
+            except ValueError:
+                return  # not a samtools index (read_chrom_sizes reports a malformed one)
+            if len(record) == 4 and (last is None or record[1] > last[1]):
+                last = record
+    if last is None:
+        return
+    length, offset, bases, width = last
+    if bases <= 0 or width < bases:
+        return
+    end = (
+        offset
+        + (length // bases) * width
+        + (length % bases)
+        + (width - bases) * bool(length % bases)
+    )
+    size = fasta.stat().st_size
+    if not end - (width - bases) <= size <= end + width:
+        msg = (
+            f"FASTA is {size} bytes where its index {fai.name} says about {end}: it changed after "
+            "it was indexed (run `samtools faidx` again)"
+        )
+        raise InputError(msg, fasta)
+
+
 def open_fasta(path: str | Path) -> pysam.FastaFile:
     """Open an indexed FASTA (builds the ``.fai`` when it is missing and the directory is writable)."""
     import pysam
@@ -59,6 +97,9 @@ def open_fasta(path: str | Path) -> pysam.FastaFile:
     if not path.exists():
         msg = "FASTA does not exist"
         raise InputError(msg, path)
+    fai = Path(str(path) + ".fai")
+    if fai.exists():
+        check_index_fits(path, fai)
     try:
         return pysam.FastaFile(str(path))
     except (OSError, ValueError) as exc:
