@@ -118,7 +118,7 @@ def write_cluster_tracks(
         exclude_chroms=exclude_chroms,
         threads=threads,
     )
-    check_cells_found(int(totals.sum()), fragments)
+    check_cells_found(bool(totals.any()), fragments)
     outdir = Path(outdir)
     written: dict[str, Path] = {}
     names = {label: safe_name(label) for label in labels}

@@ -561,10 +561,10 @@ class _RunOrder:
     last_start: int = -1
 
 
-def check_cells_found(n_found: int, fragments: str | Path) -> None:
-    """An :class:`InputError` naming ``fragments`` when ``n_found``, the number of its fragments
-    (or insertions) that belong to clustered cells, is 0."""
-    if n_found == 0:
+def check_cells_found(found: bool, fragments: str | Path) -> None:
+    """An :class:`InputError` naming ``fragments`` unless ``found``: some of its fragments belong
+    to clustered cells."""
+    if not found:
         msg = (
             "no fragment belongs to a clustered cell (do the barcodes match the clustered AnnData?)"
         )

@@ -526,7 +526,7 @@ def predict_peaks(
     peaks = peaks_all.loc[chrom_mask(peaks_all, chroms, sizes, fasta)]
     clusters, barcode_cluster = cluster_index(adata)
     tabix = open_fragments(fragments, sizes, fasta)
-    check_cells_found(int(has_barcode(fragments, barcode_cluster)), fragments)
+    check_cells_found(has_barcode(fragments, barcode_cluster), fragments)
     # genome-wide mean coverage of each cluster (the pseudobulk analogue of a bigWig's mean)
     n_frag = cluster_fragment_counts(adata, clusters)
     frag_len = mean_fragment_length(fragments)
