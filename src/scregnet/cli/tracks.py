@@ -30,24 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import anndata as ad
-    import h5py
-
     from scregnet.atac.pseudobulk import write_cluster_tracks
     from scregnet.errors import InputError
     from scregnet.io.genome import read_chrom_sizes
+    from scregnet.io.h5ad import read_obs
     from scregnet.io.outputs import check_paths
 
     check_paths(inputs=[args.fragments, args.clusters, args.genome], outdirs=[args.outdir])
     if args.bin_size < 1:
         raise InputError(f"--bin-size must be >= 1, got {args.bin_size}")
-    if not args.clusters.exists():
-        raise InputError("file does not exist", args.clusters)
-    try:
-        with h5py.File(args.clusters, "r") as handle:
-            obs = ad.io.read_elem(handle["obs"])
-    except (OSError, KeyError) as exc:
-        raise InputError(f"not a readable .h5ad file ({exc})", args.clusters) from exc
+    obs = read_obs(args.clusters)
     if args.groupby not in obs:
         raise InputError(
             f"obs has no column {args.groupby!r} (run `scregnet cluster` first)", args.clusters

@@ -17,22 +17,10 @@ import pandas as pd
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand, normalized_mutual_info
+from scregnet.io.h5ad import read_obs
 from scregnet.io.tables import read_table
 
 QC_COLUMNS = ("n_fragments", "tss_enrichment", "frip", "nucleosome_signal", "duplicate_rate")
-
-
-def _read_obs(path: Path) -> pd.DataFrame:
-    """The ``obs`` table of an .h5ad without loading its matrices."""
-    import anndata as ad
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            return ad.io.read_elem(handle["obs"])
-    except (OSError, KeyError) as exc:
-        msg = f"not a readable .h5ad file ({exc})"
-        raise InputError(msg, path) from exc
 
 
 def score_sample(truth: pd.DataFrame, obs: pd.DataFrame) -> dict[str, Any]:
@@ -77,7 +65,7 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         raise InputError(msg, table_path)
     truth = read_table(table_path, ("sample", "barcode", "cell_type"), dtype=str)
     samples = {
-        name: score_sample(truth[truth["sample"] == name], _read_obs(path))
+        name: score_sample(truth[truth["sample"] == name], read_obs(path))
         for name, path in files.items()
     }
     summary: dict[str, Any] = {"samples": samples}

@@ -119,7 +119,7 @@ def read_binding(path: str | Path) -> Binding:
     from scregnet.io.h5ad import read_h5ad
 
     path = Path(path)
-    adata = read_h5ad(path)
+    adata = read_h5ad(path, what="obs name")  # cells, or peaks
     obs = adata.obs
     peaks = _peak_table(obs) if len(obs.columns) else None
     if peaks is None and adata.n_obs:

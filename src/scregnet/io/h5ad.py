@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,10 @@ from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_path
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import anndata as ad
+    import pandas as pd
 
 
 def nonempty_file(path: str | Path) -> Path:
@@ -26,16 +30,65 @@ def nonempty_file(path: str | Path) -> Path:
     return path
 
 
-def read_h5ad(path: str | Path, *, backed: bool = False) -> ad.AnnData:
-    """Read an ``.h5ad``; a missing, empty or corrupt file is an :class:`InputError`."""
+def check_unique_names(
+    names: Iterable[str], path: str | Path | None, *, what: str = "cell name"
+) -> None:
+    """An :class:`InputError` naming ``path`` when a name repeats: the first repeated name, how
+    often it appears and how many names repeat. Joins by name (clusters onto a fragments file's
+    barcodes, cells onto labels) would otherwise silently keep one of them."""
+    import pandas as pd
+
+    index = pd.Index(names)
+    if index.is_unique:
+        return
+    repeated = index[index.duplicated()]
+    first, n_names = repeated[0], repeated.nunique()
+    more = f" ({n_names} names repeat)" if n_names > 1 else ""
+    msg = (
+        f"{what} {str(first)!r} appears {int((index == first).sum())} times{more}; "
+        f"{what}s must be unique"
+    )
+    raise InputError(msg, path)
+
+
+def _unreadable(exc: Exception, path: Path) -> InputError:
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return InputError(f"not a readable .h5ad file ({type(exc).__name__}: {detail})", path)
+
+
+def read_h5ad(path: str | Path, *, backed: bool = False, what: str = "cell name") -> ad.AnnData:
+    """Read an ``.h5ad``; a missing, empty or corrupt file, or one whose observation names
+    (``what``: cells, or peaks for a tfbind shard) repeat, is an :class:`InputError`.
+
+    Repeated ``var_names`` are the reader's to handle (genes: :func:`scregnet.io.rna.read_rna`
+    renames them; peaks: tfbind refuses them), anndata's warning about them is not shown.
+    """
     import anndata as ad
 
     path = nonempty_file(path)
     try:
-        return ad.read_h5ad(path, backed="r" if backed else None)
+        with warnings.catch_warnings():  # repeated names: refused or renamed by scregnet
+            warnings.filterwarnings("ignore", ".* names are not unique", UserWarning)
+            adata = ad.read_h5ad(path, backed="r" if backed else None)
     except (OSError, KeyError, ValueError, TypeError) as exc:
-        msg = f"not a readable .h5ad file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        raise InputError(msg, path) from exc
+        raise _unreadable(exc, path) from exc
+    check_unique_names(adata.obs_names, path, what=what)
+    return adata
+
+
+def read_obs(path: str | Path) -> pd.DataFrame:
+    """The ``obs`` table of an ``.h5ad`` without its matrices, checked like :func:`read_h5ad`."""
+    import anndata as ad
+    import h5py
+
+    path = nonempty_file(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            obs = ad.io.read_elem(handle["obs"])
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise _unreadable(exc, path) from exc
+    check_unique_names(obs.index, path)
+    return obs
 
 
 def write_h5ad_file(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from scregnet import keys
 from scregnet.errors import InputError
-from scregnet.io.h5ad import nonempty_file, read_h5ad
+from scregnet.io.h5ad import check_unique_names, nonempty_file, read_h5ad
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -24,14 +24,39 @@ RNA_SUFFIXES = (".h5ad", ".h5")
 
 def read_rna(path: str | Path) -> ad.AnnData:
     """Cells x genes from ``path``: an ``.h5ad`` as written, a Cell Ranger ``.h5`` as counts
-    (:func:`read_cellranger_h5`); any other name is an :class:`InputError`."""
+    (:func:`read_cellranger_h5`); any other name is an :class:`InputError`.
+
+    Cell names must be unique (:func:`~scregnet.io.h5ad.check_unique_names`); repeated gene
+    names are made unique (:func:`unique_genes`), as gene symbols legitimately repeat.
+    """
     path = Path(path)
     if path.name.endswith(".h5ad"):
-        return read_h5ad(path)
+        return unique_genes(read_h5ad(path), path)
     if path.name.endswith(".h5"):
         return read_cellranger_h5(path)
     msg = "scRNA input must be an .h5ad or a Cell Ranger feature-barcode matrix .h5"
     raise InputError(msg, path)
+
+
+def unique_genes(adata: ad.AnnData, path: str | Path) -> ad.AnnData:
+    """``adata`` with a gene name that appears more than once given ``-1``, ``-2``, ... from
+    its second occurrence on (scanpy's convention; several Ensembl IDs share a symbol), which
+    is logged with an example."""
+    repeated = adata.var_names.duplicated().nonzero()[0]
+    if repeated.size:
+        first = str(adata.var_names[repeated[0]])
+        with warnings.catch_warnings():  # a new name that was taken is skipped: logged below
+            warnings.simplefilter("ignore", UserWarning)
+            adata.var_names_make_unique()
+        log.warning(
+            "%s: %d gene symbol(s) repeat; later occurrences renamed with -1, -2, ... "
+            "(e.g. %s -> %s)",
+            path,
+            repeated.size,
+            first,
+            adata.var_names[repeated[0]],
+        )
+    return adata
 
 
 def read_cellranger_h5(path: str | Path) -> ad.AnnData:
@@ -40,8 +65,8 @@ def read_cellranger_h5(path: str | Path) -> ad.AnnData:
 
     Genes are named by their symbols (``var['gene_ids']`` keeps the Ensembl IDs); a symbol that
     appears more than once gets ``-1``, ``-2``, ... from its second occurrence on (scanpy's
-    convention), which is logged. A missing, empty or unreadable file, or one with no Gene
-    Expression features, is an :class:`InputError`.
+    convention), which is logged. A missing, empty or unreadable file, one with no Gene
+    Expression features or one whose barcodes repeat, is an :class:`InputError`.
     """
     import scanpy as sc
 
@@ -57,14 +82,8 @@ def read_cellranger_h5(path: str | Path) -> ad.AnnData:
     if adata.n_vars == 0:
         msg = "no Gene Expression features in this feature-barcode matrix"
         raise InputError(msg, path)
-    n_repeated = int(adata.var_names.duplicated().sum())
-    if n_repeated:
-        adata.var_names_make_unique()
-        log.warning(
-            "%s: %d gene symbol(s) repeat; later occurrences renamed with -1, -2, ...",
-            path,
-            n_repeated,
-        )
+    check_unique_names(adata.obs_names, path)
+    unique_genes(adata, path)
     log.info("read %s: %d cells x %d genes (Cell Ranger matrix)", path, adata.n_obs, adata.n_vars)
     return adata
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,11 +145,20 @@ def jaspar_motifs(tfs: Sequence[str], *, tax_group: str = "vertebrates") -> dict
 
 
 def motifs_for_tfs(motifs: Sequence[Motif], tfs: Sequence[str]) -> dict[str, Motif]:
-    """Match TFs to motifs by name (case-insensitive; the first motif of a name wins)."""
+    """Match TFs to motifs by name (case-insensitive; the first motif of a name wins, which is
+    logged when a TF has several, e.g. the MA0139.1 and MA0139.2 versions of CTCF)."""
     by_name: dict[str, Motif] = {}
     for m in motifs:
         by_name.setdefault(m.name.upper(), m)
     found = {tf: by_name[tf.upper()] for tf in tfs if tf.upper() in by_name}
+    n_motifs = Counter(m.name.upper() for m in motifs)
+    several = [f"{tf} ({m.motif_id})" for tf, m in found.items() if n_motifs[tf.upper()] > 1]
+    if several:
+        log.info(
+            "%d TF(s) have several motifs, the first in the file is used: %s",
+            len(several),
+            ", ".join(several[:10]) + (" ..." if len(several) > 10 else ""),
+        )
     missing = [tf for tf in tfs if tf not in found]
     if missing:
         log.warning("no motif for %d TF(s): %s", len(missing), ", ".join(missing[:10]))

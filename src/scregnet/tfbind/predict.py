@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from scregnet import keys
 from scregnet.device import autocast
 from scregnet.errors import InputError
+from scregnet.io.h5ad import check_unique_names
 from scregnet.tfbind.checkpoint import LoadedModel
 from scregnet.tfbind.config import PredictConfig
 from scregnet.tfbind.context import motif_auc, tf_context, top_matches
@@ -44,7 +45,8 @@ FRAGMENT_LENGTH_SAMPLE = 100_000
 
 
 def check_atac(adata: ad.AnnData, path: str | Path, *, need_lsi: bool = True) -> None:
-    """The clustered ATAC contract: var chrom/start/end, obs cluster, obsm X_lsi."""
+    """The clustered ATAC contract: var chrom/start/end, obs cluster, obsm X_lsi; unique peak
+    names (a peak's predictions are found by its name)."""
     missing = [f"var['{c}']" for c in ("chrom", "start", "end") if c not in adata.var]
     if keys.CLUSTER not in adata.obs:
         missing.append(f"obs[{keys.CLUSTER!r}]")
@@ -56,6 +58,7 @@ def check_atac(adata: ad.AnnData, path: str | Path, *, need_lsi: bool = True) ->
     if adata.n_obs == 0 or adata.n_vars == 0:
         msg = f"clustered ATAC file is empty ({adata.n_obs} cells x {adata.n_vars} peaks)"
         raise InputError(msg, path)
+    check_unique_names(adata.var_names, path, what="peak name")
 
 
 def peak_table(adata: ad.AnnData) -> pd.DataFrame:
