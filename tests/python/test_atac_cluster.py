@@ -165,3 +165,31 @@ def test_peaks_features_and_bad_inputs(
         == 1
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_three_cells_get_clusters_and_a_umap(pbsmall: ad.AnnData, tmp_path: Path) -> None:
+    """The fewest cells clustering takes: UMAP's spectral start needs a fourth, so it starts
+    from random positions (before, an internal error from scipy's eigh)."""
+    src, out = tmp_path / "three.h5ad", tmp_path / "out.h5ad"
+    cells = pbsmall[[0, 60, 120]]
+    write_h5ad(ad.AnnData(X=sp.csr_matrix(cells.obsm["tiles"]), obs=cells.obs.copy()), src)
+    argv = ["cluster", "--quiet", "--atac", str(src), "--out", str(out), "--n-top-features", "0"]
+    assert cli.main(argv) == 0
+    adata = read_h5ad(out)
+    assert adata.obsm["X_umap"].shape == (3, 2) and np.isfinite(adata.obsm["X_umap"]).all()
+    assert adata.obs["cluster"].notna().all()
+
+
+@pytest.mark.parametrize("n_top", ["1", "2", "-1"])
+def test_too_few_top_features_blames_the_option(
+    pbsmall: ad.AnnData, tmp_path: Path, capsys: pytest.CaptureFixture[str], n_top: str
+) -> None:
+    """``--n-top-features 1`` keeps one feature: the option's fault, not the counts file's."""
+    src, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    write_h5ad(pbsmall, src)
+    argv = ["cluster", "--quiet", "--atac", str(src), "--out", str(out), "--features", "tiles"]
+    assert cli.main([*argv, "--n-top-features", n_top]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].endswith(f"--n-top-features must be 0 (all) or >= 3, got {n_top}"), err
+    assert not out.exists()

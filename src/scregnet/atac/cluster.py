@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: fewer cells or features than this cannot be clustered (an LSI needs 2 components and one more)
+MIN_CELLS = MIN_FEATURES = 3
+#: UMAP's spectral initialisation needs more cells than this (its 2 dimensions plus one); with
+#: fewer it starts from random positions
+MIN_SPECTRAL_CELLS = 4
+
 
 def tfidf(counts: sp.spmatrix, *, scale: float = 1e4) -> sp.csr_matrix:
     """Signac-style TF-IDF of a cells x features count matrix (CSR in, CSR float32 out)."""
@@ -118,7 +124,8 @@ def cluster_cells(
     )
     adata.obs[keys.CLUSTER] = pd.Categorical(adata.obs[keys.CLUSTER].astype(str))
     if umap:
-        sc.tl.umap(adata, random_state=seed)
+        init = "spectral" if adata.n_obs >= MIN_SPECTRAL_CELLS else "random"
+        sc.tl.umap(adata, init_pos=init, random_state=seed)
     log.info(
         "%d clusters over %d cells (resolution %.2f) in %.1f s",
         adata.obs[keys.CLUSTER].nunique(),
@@ -147,8 +154,8 @@ def _feature_counts(adata: ad.AnnData, features: Features) -> sp.spmatrix:
     if counts is None:
         msg = "AnnData has no X (the cells x peaks counts from `scregnet count`)"
         raise InputError(msg)
-    if adata.n_obs < 3:
-        msg = f"clustering needs at least 3 cells, found {adata.n_obs}"
+    if adata.n_obs < MIN_CELLS:
+        msg = f"clustering needs at least {MIN_CELLS} cells, found {adata.n_obs}"
         raise InputError(msg)
     values = counts.data if sp.issparse(counts) else np.asarray(counts).ravel()
     check_counts(values, what=what, path=None, integer=False)
@@ -170,7 +177,7 @@ def _add_lsi(
     else:
         depth = np.asarray(counts.sum(axis=1)).ravel()
     selected = top_features(counts, n_top_features)
-    if selected.size < 3:
+    if selected.size < MIN_FEATURES:
         msg = f"only {selected.size} {features} have any counts; cannot cluster"
         raise InputError(msg)
     emb, corr, keep = lsi(

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from scregnet import keys
-    from scregnet.atac.cluster import cluster_cells
+    from scregnet.atac.cluster import MIN_FEATURES, cluster_cells
     from scregnet.errors import InputError
     from scregnet.io.h5ad import read_h5ad, write_h5ad
     from scregnet.io.outputs import check_paths
@@ -55,8 +55,9 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--n-components must be >= 2, got {args.n_components}")
     if args.n_neighbors < 2:
         raise InputError(f"--n-neighbors must be >= 2, got {args.n_neighbors}")
-    if args.n_top_features < 0:
-        raise InputError(f"--n-top-features must be >= 0, got {args.n_top_features}")
+    if args.n_top_features < 0 or 0 < args.n_top_features < MIN_FEATURES:
+        msg = f"--n-top-features must be 0 (all) or >= {MIN_FEATURES}, got {args.n_top_features}"
+        raise InputError(msg)
     if args.resolution <= 0:
         raise InputError(f"--resolution must be > 0, got {args.resolution}")
     adata = read_h5ad(args.atac)
