@@ -355,6 +355,15 @@ def test_bad_inputs(
     inverted = tmp_path / "inv.bed"
     inverted.write_text("chr1\t100\t200\nchr1\t500\t500\n")
     fails(capsys, out, go(**{"--peaks": inverted}), "inv.bed", "end <= start")
+    # peaks that no cell's fragment overlaps: on the excluded chrM, or where no fragment lies
+    on_m = tmp_path / "chrM.bed"
+    on_m.write_text("chrM\t0\t500\tm1\nchrM\t600\t900\tm2\n")
+    fails(capsys, out, go(**{"--peaks": on_m}), "chrM.bed", "no fragment of the 3 cells",
+          "2 of them lie on excluded chromosomes")  # fmt: skip
+    far = tmp_path / "far.bed"
+    far.write_text("chr2\t5000\t6000\n")
+    fails(capsys, out, go(**{"--peaks": far}), "far.bed", "overlaps any of its 1 peaks",
+          "another genome or region")  # fmt: skip
     # zero cells pass
     fails(capsys, out, go(min_fragments=100), "toy.tsv.gz", "no cell passes", "best barcode has 3")
     # not gzip at all

@@ -270,6 +270,18 @@ def count_fragments(
         "exclude_chroms": list(exclude_chroms),
     }
     adata = _to_anndata(counter, table, names, cell_ids, var, tiles, uns)
+    if adata.X.nnz == 0:
+        n_excluded = int(var["chrom"].isin(exclude).sum())
+        why = (
+            f"{n_excluded} of them lie on excluded chromosomes"
+            if n_excluded
+            else "peaks of another genome or region?"
+        )
+        msg = (
+            f"no fragment of the {adata.n_obs} cells overlaps any of its {adata.n_vars} peaks "
+            f"({why})"
+        )
+        raise InputError(msg, peaks_path)
     log.info(
         "called %d cells (>= %d fragments%s); peak matrix %d x %d (%d nonzero)%s; %.1f s",
         adata.n_obs,
