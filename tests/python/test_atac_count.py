@@ -246,7 +246,7 @@ def test_flags_change_the_output(toy: dict[str, Path], tmp_path: Path) -> None:
     assert table.is_cell.to_dict() == {"A": False, "B": True, "C": False}
 
 
-def test_knee_calls_the_cells(tmp_path: Path) -> None:
+def test_knee_calls_the_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(0)
     rows = []
     cells = [f"cell{i:03d}" for i in range(60)]
@@ -278,8 +278,34 @@ def test_knee_calls_the_cells(tmp_path: Path) -> None:
     )
     assert run(*args, "--min-fragments", "knee") == 0
     assert sorted(read_h5ad(out).obs_names) == cells
+    assert "knee" not in capsys.readouterr().err  # a clear cliff: no warning
     assert run(*args, "--min-fragments", "5") == 0
     assert read_h5ad(out).n_obs > 60
+
+
+@pytest.mark.parametrize(
+    ("barcodes", "words"),
+    [
+        # two real cells: no curve to find a cliff on
+        ({"A": 400, "B": 300}, "only 2 barcodes, too few"),
+        # 30 barcodes of one fragment each: no background tail, all called
+        ({f"b{i:02d}": 1 for i in range(30)}, "no cliff (no background barcodes)"),
+    ],
+)
+def test_knee_without_a_cliff_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], barcodes: dict[str, int], words: str
+) -> None:
+    rows = sorted(
+        ("chr1", 10 * i, 10 * i + 150, bc, 1) for bc, n in barcodes.items() for i in range(n)
+    )
+    frags = write_fragments(tmp_path / "k.tsv.gz", rows)
+    (tmp_path / "g.sizes").write_text("chr1\t100000\n")
+    (tmp_path / "p.bed").write_text("chr1\t0\t5000\n")
+    out = tmp_path / "k.h5ad"
+    args = ("--fragments", frags, "--peaks", tmp_path / "p.bed", "--genome", tmp_path / "g.sizes")
+    assert run(*args, "--out", out, "--min-fragments", "knee") == 0
+    err = capsys.readouterr().err
+    assert words in err and "give --min-fragments N" in err
 
 
 def test_threads_same_result(maestro: dict[str, object], tmp_path: Path) -> None:

@@ -414,6 +414,8 @@ def _call_cells(
     )
     is_cell = candidates & (n_frag >= threshold) & (n_frag > 0)
     table["is_cell"] = is_cell
+    if min_fragments == "knee":
+        _warn_weak_knee(int((candidates & (n_frag > 0)).sum()), int(is_cell.sum()), threshold)
     if not is_cell.any():
         best = int(n_frag[candidates].max()) if candidates.any() else 0
         msg = (
@@ -431,6 +433,29 @@ def _call_cells(
         cell_ids = np.flatnonzero(is_cell)
         cell_ids = cell_ids[np.argsort(np.asarray(names, dtype=object)[cell_ids], kind="stable")]
     return threshold, cell_ids
+
+
+#: fewer barcodes than this make no barcode-rank curve to find a cliff on
+KNEE_MIN_BARCODES = 10
+
+
+def _warn_weak_knee(n_barcodes: int, n_cells: int, threshold: int) -> None:
+    """A warning when the knee's cell call rests on no cliff: too few barcodes, or every
+    barcode called a cell (no background tail)."""
+    if n_barcodes < KNEE_MIN_BARCODES:
+        why = f"only {n_barcodes} barcodes, too few for a barcode-rank knee"
+    elif n_cells == n_barcodes:
+        why = "the barcode-rank curve has no cliff (no background barcodes)"
+    else:
+        return
+    log.warning(
+        "--min-fragments knee: %s; called %d of %d barcodes cells at >= %d fragments "
+        "(give --min-fragments N to choose)",
+        why,
+        n_cells,
+        n_barcodes,
+        threshold,
+    )
 
 
 def _to_anndata(
