@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import anndata as ad
@@ -70,7 +71,9 @@ def test_real_labelled_cells_pbsmall(pbsmall: ad.AnnData) -> None:
     assert kept.obsm["X_lsi"].shape == (150, 10)
 
 
-def test_small_world_accuracy_and_scorer(small_world: Path, tmp_path: Path) -> None:
+def test_small_world_accuracy_and_scorer(
+    small_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """BAM -> fragments -> count (knee) -> cluster on the simulator's small data: ARI >= 0.8."""
     results = tmp_path / "results"
     atac = results / "atac"
@@ -114,6 +117,16 @@ def test_small_world_accuracy_and_scorer(small_world: Path, tmp_path: Path) -> N
     labels = truth.loc[common_cells, "cell_type"].tolist()
     assert result["ari"] > depth_baseline(adata[common_cells], labels) + 0.3
     assert result["median_tss_enrichment"] > 2 and 0 < result["median_frip"] < 1
+    # a sample the truth does not have is skipped with a warning (it scored NaN recall before)
+    shutil.copy(clustered, atac / "elsewhere.clustered.h5ad")
+    capsys.readouterr()
+    again = score(small_world / "truth", results)
+    assert again is not None and set(again["samples"]) == {sample}
+    assert again["mean_cell_recall"] == report["mean_cell_recall"]
+    assert "atac: no truth cells for sample elsewhere" in capsys.readouterr().err
+    clustered.unlink()
+    counted.unlink()
+    assert score(small_world / "truth", results) is None
 
 
 def test_cli_flags_umap_and_outputs(pbsmall: ad.AnnData, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ correctly called cells, and the median QC metrics of the called cells.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand, normalized_mutual_info
 from scregnet.io.h5ad import read_obs
 from scregnet.io.tables import read_table
+
+log = logging.getLogger(__name__)
 
 QC_COLUMNS = ("n_fragments", "tss_enrichment", "frip", "nucleosome_signal", "duplicate_rate")
 
@@ -64,10 +67,15 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         msg = "truth has no cell_types.tsv"
         raise InputError(msg, table_path)
     truth = read_table(table_path, ("sample", "barcode", "cell_type"), dtype=str)
-    samples = {
-        name: score_sample(truth[truth["sample"] == name], read_obs(path))
-        for name, path in files.items()
-    }
+    samples: dict[str, Any] = {}
+    for name, path in files.items():
+        cells = truth[truth["sample"] == name]
+        if cells.empty:
+            log.warning("atac: no truth cells for sample %s in %s, skipped", name, table_path)
+            continue
+        samples[name] = score_sample(cells, read_obs(path))
+    if not samples:
+        return None
     summary: dict[str, Any] = {"samples": samples}
     for key in ("ari", "nmi", "cell_precision", "cell_recall"):
         values = [s[key] for s in samples.values() if key in s]
