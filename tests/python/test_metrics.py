@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from scregnet import stats
 from scregnet.evaluate import metrics
+from scregnet.evaluate.truth import write_evaluation
 
 
 def test_auroc_auprc_match_sklearn() -> None:
@@ -88,3 +92,17 @@ def test_bad_inputs_raise() -> None:
         stats.auroc([0, 1], [0.1])
     with pytest.raises(ValueError, match="NaN"):
         stats.auroc([0, 1], [0.1, np.nan])
+
+
+def test_evaluation_json_is_strict(tmp_path: Path) -> None:
+    """A NaN score (one class, no truth cells) is written as null: NaN is not JSON."""
+    report = {
+        "atac": {"samples": {"s1": {"ari": np.float32(0.5), "cell_recall": float("nan")}}},
+        "grn": {"auprc": np.float64(np.inf), "n": np.int64(3), "tfs": [np.nan, 1.0]},
+    }
+    path = write_evaluation(report, tmp_path / "evaluation.json")
+    parsed = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert parsed == {
+        "atac": {"samples": {"s1": {"ari": 0.5, "cell_recall": None}}},
+        "grn": {"auprc": None, "n": 3, "tfs": [None, 1.0]},
+    }
