@@ -4,6 +4,7 @@ naming the file, a non-zero exit and nothing written."""
 from __future__ import annotations
 
 import errno
+import gzip
 import shutil
 from pathlib import Path
 
@@ -244,6 +245,34 @@ def test_report_names_a_malformed_record(
     bad = res / rel
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_text(text)
+    out = tmp_path / "report" / "report.html"
+    _fails(capsys, ["report", "--results", str(res), "--out", str(out)], bad, message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"truncated", "not a readable fragments file"),  # cut short below
+        (b"chr1\tten\t200\tAAAC\t1\n", "not a readable fragments file"),
+    ],
+)
+def test_report_names_a_corrupt_fragments_file(
+    content: bytes,
+    message: str,
+    good: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The fragment-length plot reads the sample's fragments: a corrupt one is one line naming it."""
+    _, res = _copy(good, tmp_path, "atac")
+    bad = res / "atac" / "s1.fragments.tsv.gz"
+    if content == b"truncated":
+        rows = "".join(f"chr1\t{i}\t{i + 150}\tc{i % 60}\t1\n" for i in range(0, 400_000, 7))
+        whole = gzip.compress(rows.encode())
+        bad.write_bytes(whole[: len(whole) // 2])
+    else:
+        bad.write_bytes(gzip.compress(content))
     out = tmp_path / "report" / "report.html"
     _fails(capsys, ["report", "--results", str(res), "--out", str(out)], bad, message)
     assert not out.exists()

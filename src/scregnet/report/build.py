@@ -89,7 +89,16 @@ def _samples(results: Path, folder: str, suffix: str) -> dict[str, Path]:
 
 
 def _fragment_lengths(path: Path, limit: int = 2_000_000) -> np.ndarray:
-    frame = pd.read_csv(path, sep="\t", header=None, usecols=[1, 2], nrows=limit, comment="#")
+    """End minus start of the first ``limit`` fragments; a file that is not gzipped fragments
+    with whole-number positions is an :class:`InputError` naming it."""
+    try:
+        frame = pd.read_csv(
+            path, sep="\t", header=None, usecols=[1, 2], nrows=limit, comment="#", dtype=np.int64
+        )
+    except (OSError, EOFError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = f"not a readable fragments file ({detail})"
+        raise InputError(msg, path) from exc
     return (frame[2] - frame[1]).to_numpy()
 
 
@@ -194,6 +203,12 @@ def imputation_section(results: Path, section: Section, *, max_cells: int = 5000
 def tf_activity_section(results: Path, section: Section) -> None:
     for sample, path in _samples(results, "tfbind", ".tfbind.h5ad").items():
         adata = read_h5ad(path)
+        dropped = adata.uns.get(keys.TFBIND_UNS, {}).get("dropped_tfs")
+        if dropped is not None and len(dropped):
+            section.text(
+                f"{sample}: no binding prediction for TF(s) {', '.join(map(str, dropped))}: "
+                "`tfbind train` dropped them (too few ChIP positives to learn and calibrate)."
+            )
         if keys.CLUSTER not in adata.obs:
             continue
         values = np.asarray(
