@@ -279,6 +279,19 @@ def test_nothing_passes_the_filters(
     assert_clean_failure(capsys, out, code, "s.bam", "no fragment passed")
 
 
+def test_no_listed_barcode_in_the_bam(
+    small_bam: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--barcodes of which none tags a read: said so (before: "no fragment passed the filters")."""
+    listed = tmp_path / "wl.txt"
+    listed.write_text("NOTPRESENT-1\nALSO-NOT-1\n")
+    out = tmp_path / "o.tsv.gz"
+    code = run("--bam", small_bam, "--out", out, "--barcodes", listed)
+    assert_clean_failure(
+        capsys, out, code, "s.bam", "none of the 2 barcode(s) of --barcodes is in the BAM's CB tag"
+    )
+
+
 def test_missing_and_corrupt_bam(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "o.tsv.gz"
     assert_clean_failure(

@@ -84,3 +84,27 @@ def test_macs3_failure_is_an_input_error(
     assert len(err) == 1 and "junk.tsv.gz" in err[0]
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.needs_macs3
+@pytest.mark.skipif(not HAS_MACS3, reason="macs3 is not installed")
+@pytest.mark.parametrize("text", ["", "# header only\n"])
+def test_fragments_without_fragments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    """No fragment line: refused as `count` does, before MACS3 (which failed on it with
+    "ZeroDivisionError: float division")."""
+    empty = tmp_path / "empty.tsv.gz"
+    with gzip.open(empty, "wt") as handle:
+        handle.write(text)
+    genome = tmp_path / "g.sizes"
+    genome.write_text("chr1\t1000\n")
+    out = tmp_path / "p.narrowPeak"
+    code = cli.main(
+        ["peaks", "--quiet", "--fragments", str(empty), "--genome", str(genome), "--out", str(out)]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(f"{empty}: fragments file has no fragments"), err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -103,3 +103,21 @@ def test_groupby_and_bad_inputs(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "chr11" in err[0] and "vs 11" in err[0]
     assert not out2.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".t2")]
+
+
+def test_every_fragment_on_excluded_chromosomes(
+    pbsmall: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--exclude-chroms covering every chromosome: the line says the fragments were excluded, not
+    that the barcodes do not match (they do); nothing is written."""
+    outdir = tmp_path / "t"
+    code = cli.main([
+        "tracks", "--quiet", "--fragments", str(pbsmall["fragments"]), "--clusters", str(pbsmall["clusters"]),
+        "--genome", str(pbsmall["genome"]), "--outdir", str(outdir), "--exclude-chroms", "chr5,chr11",
+    ])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "PBSmall.tsv.gz" in err[0] and "lie on excluded chromosome(s) chr11, chr5" in err[0]
+    assert "--exclude-chroms" in err[0] and "barcodes" not in err[0]
+    assert not outdir.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".t")]

@@ -189,6 +189,29 @@ def test_shards_merge_exactly(
     assert not (tmp_path / "x.h5ad").exists()
 
 
+def test_merge_when_every_peak_is_on_a_skipped_chromosome(
+    synth: Synth, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The only shard has no peak (they all lie on skipped chr1): one line naming the ATAC file
+    and the skipped chromosome, no output (before: an internal IndexError)."""
+    atac = ad.read_h5ad(synth.atac)
+    chr1 = atac[:, (atac.var["chrom"] == "chr1").to_numpy()].copy()
+    path = tmp_path / "chr1.clustered.h5ad"
+    chr1.write_h5ad(path)
+    shard = tmp_path / "chr2.h5ad"
+    argv = ["tfbind", "predict", "--model", str(model), "--fasta", str(synth.fasta)]
+    argv += ["--atac", str(path), "--fragments", str(synth.fragments), "--device", "cpu"]
+    assert cli.main([*argv, "--chrom", "chr2", "--out", str(shard), "--quiet"]) == 0
+    assert ad.read_h5ad(shard).n_obs == 0
+    capsys.readouterr()
+    out = tmp_path / "S.tfbind.h5ad"
+    merge = ["tfbind", "merge", "--shards", str(shard), "--atac", str(path), "--out", str(out)]
+    assert cli.main([*merge, "--skip-chroms", "chr1", "--quiet"]) == 1
+    line = _one_error_line(capsys, "chr1.clustered.h5ad", "left out of prediction (chr1)")
+    assert f"all {chr1.n_vars} peaks" in line
+    assert not out.exists() and not (tmp_path / "S").exists()
+
+
 @pytest.mark.parametrize(
     ("flag", "key"),
     [
@@ -448,6 +471,73 @@ def test_absent_heldout_chromosome(
 ) -> None:
     line = _train_fails(synth, tmp_path, capsys, "--test-chroms", "chr21")
     assert "genome.fa" in line and "chr21" in line and "not in the genome" in line
+
+
+def _sheet_with_untrainable_tfs(synth: Synth, tmp_path: Path, *, keep: bool = True) -> Path:
+    """The bulk sheet plus NRF1 (empty ChIP BEDs in typeA and typeB, and a cell type typeC with
+    NRF1 only) and YY1 (its peaks only on the validation chromosome chr6); without the sheet's
+    own rows unless ``keep``."""
+    bulk = _copy_bulk(synth, tmp_path)
+    (bulk / "empty.bed").write_text("")
+    ctcf = pd.read_csv(bulk / "typeA.CTCF.chip.bed", sep="\t", header=None)
+    ctcf[ctcf[0] == "chr6"].to_csv(bulk / "chr6.bed", sep="\t", header=False, index=False)
+    sheet = bulk / "bulk_sheet.csv"
+    frame = pd.read_csv(sheet) if keep else pd.DataFrame()
+    extra = [
+        ("NRF1", "empty.bed", "typeA.bw", "typeA"),
+        ("NRF1", "empty.bed", "typeB.bw", "typeB"),
+        ("NRF1", "empty.bed", "typeB.bw", "typeC"),
+        ("YY1", "chr6.bed", "typeA.bw", "typeA"),
+    ]
+    columns = ["tf", "chip_bed", "accessibility_bw", "cell_type"]
+    pd.concat([frame, pd.DataFrame(extra, columns=columns)]).to_csv(sheet, index=False)
+    return sheet
+
+
+def test_tfs_without_enough_positives_are_dropped(
+    synth: Synth,
+    reference: dict[str, Any],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A TF with too few positive bins to learn and calibrate (none anywhere, or only on the
+    validation chromosome) is dropped with one warning naming it and its counts: the model is the
+    one the sheet without it gives, and predictions have no column for it (before, it stayed in
+    the model uncalibrated and got ~0.3 on every peak)."""
+    sheet = _sheet_with_untrainable_tfs(synth, tmp_path)
+    out = tmp_path / "m.pt"
+    argv = ["tfbind", "train", "--fasta", str(synth.fasta), "--bulk", str(sheet), "--out", str(out)]
+    assert cli.main([*argv, *SMALL, "--epochs", "1", "--quiet"]) == 0
+    warned = [ln for ln in capfd.readouterr().err.splitlines() if "dropping" in ln]
+    assert len(warned) == 1, warned
+    assert "WARNING" in warned[0] and "dropping 2 of 4 TF(s) with fewer than 5" in warned[0]
+    assert "NRF1 (train 0, validation 0)" in warned[0] and "YY1 (train 0, validation " in warned[0]
+    assert "typeC" in warned[0]
+    ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    assert ckpt["tfs"] == ["CTCF", "GATA1"] and ckpt["cell_types"] == ["typeA", "typeB"]
+    dropped = ckpt["metrics"]["dropped_tfs"]
+    assert list(dropped) == ["NRF1", "YY1"] and dropped["NRF1"] == {"train": 0, "validation": 0}
+    assert dropped["YY1"]["train"] == 0 and dropped["YY1"]["validation"] >= 5
+    assert _same_state(reference["state_dict"], ckpt["state_dict"])
+    assert ckpt["metrics"]["n_windows"] == reference["metrics"]["n_windows"]
+    # prediction: no column for the dropped TFs, and its log and output name them
+    result = tmp_path / "S.tfbind.h5ad"
+    assert _predict(synth, out, result, "--quiet") == 0
+    said = [ln for ln in capfd.readouterr().err.splitlines() if "NRF1" in ln]
+    assert len(said) == 1 and "WARNING" in said[0] and "has no TF(s) NRF1, YY1" in said[0], said
+    adata = ad.read_h5ad(result)
+    assert list(adata.var_names) == ["CTCF", "GATA1"]
+    assert list(adata.uns["tfbind"]["dropped_tfs"]) == ["NRF1", "YY1"]
+    assert np.asarray(adata.uns["tfbind"]["binding"]).shape[-1] == 2
+
+
+def test_no_tf_with_enough_positives(
+    synth: Synth, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sheet = _sheet_with_untrainable_tfs(synth, tmp_path, keep=False)
+    line = _train_fails(synth, tmp_path, capsys, sheet=sheet)
+    assert "bulk_sheet.csv" in line and "no TF has 5 positive bins" in line
+    assert "NRF1 (train 0, validation 0), YY1 (train 0, validation " in line
 
 
 def _predict_fails(

@@ -83,6 +83,8 @@ class ContigStats:
     reads: int = 0
     reads_passing: int = 0
     reads_tagged: int = 0
+    #: tagged reads whose barcode is one of ``FragmentOptions.barcodes`` (all tagged ones without)
+    reads_listed: int = 0
     pairs: int = 0
     pairs_wrong_length: int = 0
     pairs_no_barcode: int = 0
@@ -240,7 +242,7 @@ def _read_contig(bam_path: str, contig: str, options: FragmentOptions, part: str
     bc_index: dict[str, int] = {}
     bc_names: list[str] = []
     last = -1
-    reads = passing = tagged = pairs = wrong_len = no_bc = 0
+    reads = passing = tagged = listed = pairs = wrong_len = no_bc = 0
     with pysam.AlignmentFile(bam_path, "rb") as bam:
         for i, read in enumerate(bam.fetch(contig)):
             reads += 1
@@ -262,8 +264,10 @@ def _read_contig(bam_path: str, contig: str, options: FragmentOptions, part: str
                 tagged += 1
             except KeyError:
                 bc = None
-            if whitelist is not None and bc is not None and bc not in whitelist:
-                continue
+            if bc is not None:
+                if whitelist is not None and bc not in whitelist:
+                    continue
+                listed += 1
             passing += 1
             qname = read.query_name
             rev = flag & _REVERSE
@@ -310,6 +314,7 @@ def _read_contig(bam_path: str, contig: str, options: FragmentOptions, part: str
     s, e, b, c = s[idx], e[idx], b[idx], c[idx]
     write_bgzf(part, format_fragments(contig, s, e, bc_names, b, c))
     stats.reads, stats.reads_passing, stats.reads_tagged = reads, passing, tagged
+    stats.reads_listed = listed
     stats.pairs, stats.pairs_wrong_length, stats.pairs_no_barcode = pairs, wrong_len, no_bc
     stats.fragments = int(s.size)
     return stats
@@ -427,9 +432,17 @@ def _all_contig_fragments(
 
 
 def _check_totals(total: ContigStats, options: FragmentOptions, bam: Path) -> None:
-    """Refuse a BAM whose reads carry no barcode tag, or whose reads give no fragment."""
+    """Refuse a BAM whose reads carry no barcode tag, none of the listed barcodes, or whose reads
+    give no fragment."""
     if total.reads_passing and not total.reads_tagged:
         msg = f"no read carries the cell barcode tag {options.barcode_tag!r} (see --barcode-tag)"
+        raise InputError(msg, bam)
+    if options.barcodes is not None and total.reads_tagged and not total.reads_listed:
+        msg = (
+            f"none of the {len(options.barcodes)} barcode(s) of --barcodes is in the BAM's "
+            f"{options.barcode_tag} tag ({total.reads_tagged} reads passing flags/MAPQ carry "
+            "other barcodes)"
+        )
         raise InputError(msg, bam)
     if total.fragments == 0:
         msg = (

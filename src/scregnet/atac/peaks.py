@@ -19,7 +19,7 @@ from pathlib import Path
 from scregnet.atac.fragments import read_barcode_list
 from scregnet.errors import InputError, MissingToolError
 from scregnet.io.atomic import atomic_path, make_parent
-from scregnet.io.fragments import has_barcode
+from scregnet.io.fragments import has_barcode, has_fragment
 from scregnet.io.outputs import writing
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,10 @@ def call_peaks(
     fragments, out = Path(fragments), Path(out)
     if not fragments.exists():
         msg = "fragments file does not exist"
+        raise InputError(msg, fragments)
+    if not has_fragment(fragments):
+        # MACS3 would fail on it with a ZeroDivisionError
+        msg = "fragments file has no fragments"
         raise InputError(msg, fragments)
     wanted = None if barcodes is None else read_barcode_list(barcodes)
     if wanted is not None and not has_barcode(fragments, set(wanted)):

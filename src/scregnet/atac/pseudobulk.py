@@ -36,7 +36,8 @@ def insertion_counts(
 ) -> tuple[list[str], dict[str, list[tuple[str, np.ndarray, np.ndarray]]], np.ndarray]:
     """Per group: per chromosome (bin index, insertion count) arrays; and insertions per group.
 
-    ``groups`` maps barcode -> group label (cells absent from it are ignored).
+    ``groups`` maps barcode -> group label (cells absent from it are ignored). InputError when
+    every fragment of the grouped cells lies on an excluded chromosome.
     """
     labels = sorted(pd.unique(groups.astype(str)).tolist())
     code_of = {g: i for i, g in enumerate(labels)}
@@ -66,12 +67,12 @@ def insertion_counts(
             if b > a:
                 per_group[label].append((current, b_of[a:b], counts[a:b]))
 
+    # fragments of the grouped cells on excluded chromosomes, and those chromosomes
+    n_excluded, excluded_seen = 0, set[str]()
     for chunk in reader:
         if chunk.chrom != current:
             flush()
             current = chunk.chrom
-        if chunk.chrom in exclude:
-            continue
         names = reader.barcodes.names
         if lookup.size < len(names):
             extra = np.array(
@@ -80,6 +81,11 @@ def insertion_counts(
             lookup = np.concatenate([lookup, extra])
         grp = lookup[chunk.barcode]
         keep = grp >= 0
+        if chunk.chrom in exclude:
+            if keep.any():
+                n_excluded += int(keep.sum())
+                excluded_seen.add(chunk.chrom)
+            continue
         if not keep.any():
             continue
         grp = grp[keep]
@@ -90,6 +96,12 @@ def insertion_counts(
         pending.append((both[inside], sites[inside] // bin_size))
         totals += np.bincount(both[inside], minlength=len(labels))
     flush()
+    if n_excluded and not totals.any():
+        msg = (
+            f"all {n_excluded} fragments of the clustered cells lie on excluded chromosome(s) "
+            f"{', '.join(sorted(excluded_seen))} (--exclude-chroms): nothing left for the tracks"
+        )
+        raise InputError(msg, fragments)
     return labels, per_group, totals
 
 

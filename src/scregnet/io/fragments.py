@@ -586,6 +586,12 @@ def fragment_fields(fragments: str | Path, n: int) -> Iterator[list[str]]:
         raise InputError(msg, path) from exc
 
 
+def has_fragment(fragments: str | Path) -> bool:
+    """Whether the gzipped fragments file has a fragment (a line neither a comment nor blank);
+    reads up to the first one."""
+    return any(f[0].strip() for f in fragment_fields(fragments, 1))
+
+
 def has_barcode(fragments: str | Path, barcodes: Container[str]) -> bool:
     """Whether a fragment of the gzipped fragments file belongs to one of ``barcodes``; reads up to
     the first such fragment (the whole file when there is none)."""

@@ -2,7 +2,9 @@
 
 - :func:`train`: trains the scFAN model on the bulk sheet's tracks and ChIP peaks (held-out
   chromosomes, class balance, early stopping; the loop is :mod:`.train`), calibrates it on the
-  validation chromosomes and writes it as a :mod:`scregnet.tfbind.checkpoint`.
+  validation chromosomes and writes it as a :mod:`scregnet.tfbind.checkpoint`. A TF of the bulk
+  sheet with too few ChIP positives to learn and calibrate is dropped first (a warning; the
+  checkpoint's ``metrics['dropped_tfs']`` names it, and so do predictions' logs and ``uns``).
 - :func:`predict_peaks` (one shard = some chromosomes): per ATAC cluster, a pseudobulk coverage
   track is built from the fragments of the cluster's cells and fed to the CNN in place of the
   bulk accessibility, one window per peak (centred on the peak); the shard keeps the network's
@@ -30,6 +32,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -52,9 +55,11 @@ from scregnet.tfbind.data import (
     BulkData,
     BulkTrack,
     BulkWindows,
+    WindowIndex,
     WindowReader,
     build_index,
     choose_heldout,
+    drop_tfs,
     load_bulk,
     read_bulk_sheet,
 )
@@ -86,6 +91,7 @@ from scregnet.tfbind.predict import (
     tf_contexts,
 )
 from scregnet.tfbind.train import (
+    MIN_POSITIVES,
     dataset_logits,
     fit,
     fit_calibration,
@@ -135,10 +141,11 @@ def train(
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     _check_geometry(config)
-    tracks, sizes, data, chroms, (train_chroms, val, test) = _bulk_data(fasta, bulk_sheet, config)
-    train_idx, val_idx, test_idx = _window_indices(
+    sizes, data, chroms, (train_chroms, val, test) = _bulk_data(fasta, bulk_sheet, config)
+    data, (train_idx, val_idx, test_idx), dropped = _window_indices(
         data, config, [train_chroms, val, test], rng, bulk_sheet
     )
+    tracks = data.tracks
     inputs = _motif_inputs(data, config, chroms, [t.cell_type for t in tracks])
 
     def dataset(idx: Any, jitter: int = 0) -> BulkWindows:
@@ -178,6 +185,9 @@ def train(
         "history": result["history"],
         "n_windows": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
     }
+    if dropped:
+        # the TFs of the bulk sheet left out of the model: prediction names them in its log
+        metrics["dropped_tfs"] = dropped
     _save(out, model, model_config, config, data, sizes, (val, test), tracks, metrics, inputs)
     log.info("wrote %s (%.1f s)", out, time.perf_counter() - t_start)
     if state is not None:
@@ -230,11 +240,9 @@ def _save(
 
 def _bulk_data(
     fasta: Path, bulk_sheet: str | Path, config: TrainConfig
-) -> tuple[
-    list[BulkTrack], dict[str, int], BulkData, list[str], tuple[list[str], list[str], list[str]]
-]:
-    """The bulk sheet's tracks, the genome's chromosome sizes, the bulk data on the chromosomes
-    not excluded, those chromosomes, and the train, validation and test chromosomes."""
+) -> tuple[dict[str, int], BulkData, list[str], tuple[list[str], list[str], list[str]]]:
+    """The genome's chromosome sizes, the bulk sheet's data on the chromosomes not excluded,
+    those chromosomes, and the train, validation and test chromosomes."""
     tracks = read_bulk_sheet(bulk_sheet)
     sizes = read_chrom_sizes(fasta)
     excluded = set(config.exclude_chroms)
@@ -255,7 +263,7 @@ def _bulk_data(
         len(data.tfs),
         ", ".join(data.tfs),
     )
-    return tracks, sizes, data, chroms, (train_chroms, val, test)
+    return sizes, data, chroms, (train_chroms, val, test)
 
 
 def _window_indices(
@@ -264,10 +272,63 @@ def _window_indices(
     splits: list[list[str]],
     rng: np.random.Generator,
     bulk_sheet: str | Path,
-) -> list[Any]:
-    """The window indices of the train, validation and test chromosomes (in that order);
-    InputError when no training bin is positive."""
-    train_idx, val_idx, test_idx = (
+) -> tuple[BulkData, list[WindowIndex], dict[str, dict[str, int]]]:
+    """The bulk data of the TFs the model can learn, the window indices of the train, validation
+    and test chromosomes (in that order), and the TFs dropped with their positive bins.
+
+    A TF with fewer than :data:`~.train.MIN_POSITIVES` positive bins on the training or on the
+    validation chromosomes can be neither learned nor calibrated: it is dropped with a warning
+    (with the tracks left with no TF), and the indices are built again from the same random state,
+    so the model is the one a bulk sheet without its rows gives. InputError when no TF is left.
+    """
+    state = copy.deepcopy(rng.bit_generator.state)
+    indices = _build_indices(data, config, splits, rng)
+    train_pos, val_pos = indices[0].positives(), indices[1].positives()
+    few = {
+        tf: {"train": int(t), "validation": int(v)}
+        for tf, t, v in zip(data.tfs, train_pos, val_pos, strict=True)
+        if min(t, v) < MIN_POSITIVES
+    }
+    counts = ", ".join(
+        f"{tf} (train {n['train']}, validation {n['validation']})" for tf, n in few.items()
+    )
+    if len(few) == len(data.tfs):
+        msg = (
+            f"no TF has {MIN_POSITIVES} positive bins (a ChIP peak over half of the bin) on both the "
+            f"training and the validation chromosomes, so none can be learned and calibrated: "
+            f"{counts} (check the BEDs' chromosomes and the held-out ones)"
+        )
+        raise InputError(msg, bulk_sheet)
+    if few:
+        kept = drop_tfs(data, few)
+        lost = sorted({t.cell_type for t in data.tracks} - {t.cell_type for t in kept.tracks})
+        log.warning(
+            "dropping %d of %d TF(s) with fewer than %d positive bins on the training or the "
+            "validation chromosomes, which the model can neither learn nor calibrate: %s; the "
+            "model and its predictions have no column for %s%s",
+            len(few),
+            len(data.tfs),
+            MIN_POSITIVES,
+            counts,
+            "it" if len(few) == 1 else "them",
+            f" (cell type(s) left with no TF, not used: {', '.join(lost)})" if lost else "",
+        )
+        data = kept
+        rng.bit_generator.state = state
+        indices = _build_indices(data, config, splits, rng)
+    log.info(
+        "windows: %d train, %d validation, %d test; training positives per TF: %s",
+        *(len(idx) for idx in indices),
+        ", ".join(f"{tf}={n}" for tf, n in zip(data.tfs, indices[0].positives(), strict=True)),
+    )
+    return data, indices, few
+
+
+def _build_indices(
+    data: BulkData, config: TrainConfig, splits: list[list[str]], rng: np.random.Generator
+) -> list[WindowIndex]:
+    """The window indices of ``splits`` (lists of chromosomes), in that order."""
+    return [
         build_index(
             data,
             cs,
@@ -278,19 +339,7 @@ def _window_indices(
             rng=rng,
         )
         for cs in splits
-    )
-    pos = train_idx.positives()
-    if pos.sum() == 0:
-        msg = "no ChIP peak covers half of any training bin: nothing to learn (check the BEDs' chromosomes)"
-        raise InputError(msg, bulk_sheet)
-    log.info(
-        "windows: %d train, %d validation, %d test; training positives per TF: %s",
-        len(train_idx),
-        len(val_idx),
-        len(test_idx),
-        ", ".join(f"{tf}={n}" for tf, n in zip(data.tfs, pos, strict=True)),
-    )
-    return [train_idx, val_idx, test_idx]
+    ]
 
 
 @dataclass
@@ -640,6 +689,13 @@ def finalize(
 
     check_atac(adata, atac_path, need_lsi=True)
     u = shard.uns[keys.TFBIND_SHARD]
+    dropped = [str(tf) for tf in u.get("dropped_tfs", [])]
+    if dropped:
+        log.warning(
+            "the model has no TF(s) %s: `tfbind train` dropped them (too few ChIP positives to "
+            "learn and calibrate), so the results have no column for them",
+            ", ".join(dropped),
+        )
     peaks_all = peak_table(adata)
     pos, order = shard_order(shard, adata, peaks_all, atac_path, skipped_chroms)
     logit = np.asarray(u["logit"])[:, order]
@@ -717,6 +773,11 @@ def _tfbind_uns(
         "n_neighbors": int(config.n_neighbors),
         "threshold": float(config.threshold),
         "X": "bound_peak_deviation",
+        **(
+            {"dropped_tfs": np.asarray(u["dropped_tfs"], dtype=object)}
+            if "dropped_tfs" in u
+            else {}
+        ),
     }
 
 

@@ -4,6 +4,8 @@ Besides the training configuration (``config``) and the weights it carries the n
 architecture (``model_config``), the TF names, the window and bin sizes, the genome's chromosome
 names and lengths, the held-out chromosomes and metrics, and the motifs and bulk context behind
 the motif features, so that prediction can refuse a genome or window it was not trained for.
+The metrics' ``dropped_tfs`` (absent when none; older checkpoints lack it) names the bulk sheet's
+TFs that training left out for too few positives, with their training and validation counts.
 """
 
 from __future__ import annotations

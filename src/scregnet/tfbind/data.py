@@ -297,6 +297,27 @@ class BulkData:
     chip: dict[tuple[int, str], tuple[NDArray[np.int64], NDArray[np.int64], str]]
 
 
+def drop_tfs(data: BulkData, drop: Iterable[str]) -> BulkData:
+    """``data`` without the TFs ``drop``, and without the tracks (cell types) left with no TF;
+    the same as loading a bulk sheet without those TFs' rows."""
+    gone = set(drop)
+    tracks: list[BulkTrack] = []
+    means: list[float] = []
+    chip: dict[tuple[int, str], tuple[NDArray[np.int64], NDArray[np.int64], str]] = {}
+    for ti, track in enumerate(data.tracks):
+        kept = {tf: bed for tf, bed in track.chip.items() if tf not in gone}
+        if not kept:
+            continue
+        new = len(tracks)
+        tracks.append(BulkTrack(track.cell_type, track.accessibility_bw, kept))
+        means.append(data.track_means[ti])
+        for (t, key), value in data.chip.items():
+            if t == ti and key.split("\t", 1)[0] not in gone:
+                chip[(new, key)] = value
+    tfs = [tf for tf in data.tfs if tf not in gone]
+    return BulkData(data.fasta, data.chrom_sizes, tracks, tfs, means, chip)
+
+
 def load_bulk(
     fasta: str | Path,
     tracks: list[BulkTrack],

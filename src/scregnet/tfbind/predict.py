@@ -415,6 +415,10 @@ def shard_anndata(
         "context_slope": float(model.context_weight.detach().cpu()) * ScFAN.CONTEXT_SCALE,
         "context_motif_tf": np.asarray(loaded.motif_tf_index(), dtype=np.int64),
     }
+    dropped = list(loaded.checkpoint.get("metrics", {}).get("dropped_tfs", {}))
+    if dropped:
+        # bulk-sheet TFs that training left out (too few ChIP positives): named in the results
+        shard.uns[keys.TFBIND_SHARD]["dropped_tfs"] = np.asarray(dropped, dtype=object)
     return shard
 
 
@@ -614,7 +618,7 @@ def shard_order(
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """The shard's peaks as positions in the ATAC file's peaks, sorted, and the shard rows in
     that order; InputError when the shards come from another ATAC file's cells or clusters, do
-    not cover the file's peaks (outside ``skipped_chroms``) or name others."""
+    not cover the file's peaks (outside ``skipped_chroms``), name others or hold none."""
     u = shard.uns[keys.TFBIND_SHARD]
     if "cells" in u and str(u["cells"]) != cells_digest(atac):
         msg = (
@@ -638,6 +642,14 @@ def shard_order(
     pos = peaks_all.index.get_indexer(shard.obs_names)
     if (pos < 0).any():
         msg = "shards name peaks that are not in this ATAC file"
+        raise InputError(msg, atac_path)
+    if pos.size == 0:
+        # the activities are read from the predicted peaks: with none there is nothing to report
+        skipped = sorted(set(peaks_all["chrom"]) - covered)
+        msg = (
+            f"all {len(peaks_all)} peaks lie on chromosome(s) left out of prediction "
+            f"({', '.join(skipped[:6])}): no TF binding to predict for this sample"
+        )
         raise InputError(msg, atac_path)
     order = np.argsort(pos, kind="stable")  # shard rows in the ATAC file's peak order
     return pos[order], order

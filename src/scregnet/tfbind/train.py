@@ -91,20 +91,30 @@ def predict_dataset(
     return torch.sigmoid(t).numpy(), labels
 
 
+#: The fewest positive bins a TF needs on the training chromosomes and, as many, on the validation
+#: chromosomes; ``tfbind train`` drops a TF with fewer. The calibration (Platt scaling) fits a
+#: slope and an intercept by logistic regression on the validation windows: with a handful of
+#: positives or fewer any slope separates them and the fit is not determined, so the TF would keep
+#: its raw, class-weighted sigmoid, which is no probability. With as few training positives the
+#: network has nothing to learn the TF's binding from.
+MIN_POSITIVES = 5
+
+
 def fit_calibration(
     logits: np.ndarray,
     labels: np.ndarray,
     weights: np.ndarray,
     tfs: Sequence[str],
     *,
-    min_positives: int = 5,
+    min_positives: int = MIN_POSITIVES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-TF Platt scaling ``sigmoid(a * logit + b)`` fitted on held-out windows.
 
     ``weights`` (the bins each window stands for) make the fit reflect every bin of the held-out
     chromosomes rather than the training sample's class balance, undoing both the oversampling
     of positives and any positive-class weight in the loss. A TF with fewer than
-    ``min_positives`` assayed positives, or whose fit is not increasing, keeps ``a = 1, b = 0``.
+    ``min_positives`` assayed positives or negatives, or whose fit is not increasing, keeps
+    ``a = 1, b = 0`` (training drops the TFs with too few positives before this point).
     """
     from sklearn.linear_model import LogisticRegression
 
