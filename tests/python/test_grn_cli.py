@@ -635,3 +635,45 @@ def test_no_network_scores_the_chosen_read_out_alone(
         assert not out.exists()
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert "the read-out alone (no network) is chosen on held-out training TFs" in last
+
+
+def test_neighbours_beyond_the_other_genes_use_every_other_gene(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The documented minimum of 5 genes with the default ``--neighbours 5``, and ``--neighbours``
+    above the genes: the network is built for the neighbour images the builder makes (every
+    other gene, with a warning), trains and scores."""
+    from scregnet.grn.trained import load
+
+    small = write_world(tmp_path / "w", n_tfs=2, n_targets=3, n_cells=60, seed=1)
+    assert len(small["genes"]) == 5
+    for flags, name in (((), "default"), (("--neighbours", "50"), "fifty")):
+        out = tmp_path / f"{name}.tsv"
+        assert _run(small, out, *flags) == 0
+        assert "only 4 other genes per gene; using 4 neighbour images" in capsys.readouterr().err
+        assert load(out.with_suffix(".pt")).model.config.n_neighbours == 4
+        edges = pd.read_csv(out, sep="\t")
+        assert len(edges) == 2 * 4 and edges.score.notna().all()
+
+
+def test_one_small_input_and_no_positive_label_name_their_file(
+    world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One ``--rna`` with too few genes shares nothing with anything: its own gene count is the
+    cause. Labels that are all 0 had no positive before any matching."""
+    out = tmp_path / "m.pt"
+    small = tmp_path / "small.h5ad"
+    ad.AnnData(
+        sp.csr_matrix(np.arange(1, 121, dtype=np.float32).reshape(60, 2)),
+        var=pd.DataFrame(index=["TF0", "G0"]),
+    ).write_h5ad(small)
+    argv = ["grn", "train", "--out", str(out), *FAST]
+    assert cli([*argv, "--rna", str(small), "--labels", str(world["edge_path"])]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(f"{small}: only 2 gene(s); need at least 5") and "share" not in err[-1]
+    zeros = tmp_path / "zeros.tsv"
+    pd.read_csv(world["edge_path"], sep="\t").assign(label=0).to_csv(zeros, sep="\t", index=False)
+    assert cli([*argv, *_rna(world["paths"]), "--labels", str(zeros)]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{zeros}: no positive label" in line and "after matching" not in line
+    assert not out.exists()

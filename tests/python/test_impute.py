@@ -881,3 +881,117 @@ def test_cli_bulk_with_model_and_bad_out(
     rna = tmp_path / "s.rna.h5ad"
     code = cli.main(["impute", "--rna", str(rna), "--out", str(tmp_path / "x.csv")])
     assert code == 1 and "must end in .h5ad" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ degenerate but valid inputs
+def test_cli_refuses_empty_barcodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cell with no count on any gene of the file is an empty barcode (a raw matrix): its
+    depth is unknown, so any profile for it would be invented. One line, nothing written."""
+    adata = make_adata(n_cells=30)
+    x = adata.X.toarray()
+    x[[3, 7]] = 0
+    adata.X = sp.csr_matrix(x)
+    code, out = run_cli(tmp_path, adata, "--epochs", "1", "--quiet")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "s.rna.h5ad: 2 of 30 cells have no counts in X on any of the 240 genes" in err[0]
+    assert "'cell3'" in err[0] and "filtered matrix" in err[0]
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_cell_without_counts_on_the_modelled_genes_is_imputed() -> None:
+    """A real cell with counts only outside the modelled genes keeps its library over all
+    genes: its layers are at its own depth and its profile is the other cells' (not the
+    log1p(1e4) a library of 1 would give)."""
+    adata = make_adata()
+    genes = [f"G{i}" for i in range(0, 240, 6)]
+    cols = adata.var_names.get_indexer(genes)
+    x = adata.X.toarray()
+    x[0, cols] = 0
+    adata.X = sp.csr_matrix(x)
+    library = x[0].sum()
+    assert library > 500
+    result = quick(adata, genes=genes, epochs=2)
+    layers = {k: np.asarray(v)[:, cols] for k, v in result.adata.layers.items()}
+    assert all(np.isfinite(v).all() for v in layers.values())
+    imputed, detected = layers["imputed"], layers["imputed_detected"]
+    assert np.corrcoef(imputed[0], imputed[1:].mean(axis=0))[0, 1] > 0.9
+    # a detected entry is at least one count at the cell's own depth, and no more than others'
+    assert detected[0].min() >= np.log1p(1e4 / library) - 1e-4
+    assert detected[0].max() <= detected[1:].max()
+    assert layers["baseline_fill_rule"][0].max() <= layers["baseline_fill_rule"][1:].max()
+
+
+@pytest.mark.parametrize("use_bulk", [True, False])
+def test_identical_cells_are_imputed(use_bulk: bool) -> None:
+    """Every cell the same constant counts: no principal component to find neighbours or
+    clusters in; the neighbours are arbitrary (all at distance 0) and every cell gets the same
+    profile."""
+    adata = make_adata(n_cells=30)
+    adata.X = sp.csr_matrix(np.full(adata.shape, 3, dtype=np.float32))
+    bulk = bulk_frame(adata) if use_bulk else None
+    result = quick(adata, bulk=bulk, epochs=2)
+    for name, layer in result.adata.layers.items():
+        values = np.asarray(layer)
+        assert np.isfinite(values).all(), name
+        np.testing.assert_allclose(values, np.broadcast_to(values[0], values.shape), atol=1e-5)
+    expected = np.log1p(1e4 / adata.n_vars)  # each gene a 1/240 share of every cell
+    np.testing.assert_allclose(np.asarray(result.adata.layers["imputed"]), expected, atol=0.05)
+
+
+def test_identical_rows() -> None:
+    assert data.identical_rows(sp.csr_matrix(np.full((4, 3), 2.0)))
+    assert data.identical_rows(np.zeros((3, 2)))
+    assert not data.identical_rows(sp.csr_matrix(np.eye(3)))
+
+
+def test_bulk_sample_that_is_not_an_rna_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bulk sample must detect the genes the single cells express most: one detecting 1 of
+    them is refused naming the file and the sample; 70 % of them is warned of."""
+    adata = make_adata()
+    frame = bulk_frame(adata)
+    totals = np.asarray(adata.X.sum(axis=0)).ravel()
+    top = np.argsort(-totals, kind="stable")[: data.BULK_CHECK_GENES]
+    bad = frame.copy()
+    bad.iloc[:, 4] = 0
+    bad.iloc[top[5], 4] = 100
+    path = tmp_path / "bulk.tsv"
+    bad.to_csv(path, sep="\t")
+    code, out = run_cli(tmp_path, adata, "--epochs", "1", "--bulk", str(path), "--quiet")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert f"{path}: bulk sample 'bulk4' has counts on only 1 of the 100 shared genes" in err[0]
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+    data.check_bulk_samples(frame, totals)  # the summed cells detect them all
+    borderline = frame.copy()
+    borderline.iloc[top[:30], 2] = 0
+    data.check_bulk_samples(borderline, totals, path="b.tsv")  # logs to the CLI's stderr
+    warning = capsys.readouterr().err
+    assert "WARNING" in warning and "b.tsv: bulk sample 'bulk2' has counts on only 70 of" in warning
+
+
+def test_too_few_genes_name_the_option_or_the_file_that_has_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--n-top-genes 1`` blames the option; a single-cell file or a bulk matrix with fewer
+    genes than must be shared is blamed itself, not the gene naming."""
+    code, out = run_cli(tmp_path, make_adata(), "--n-top-genes", "1", "--quiet")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "--n-top-genes must be >= 2" in err[0] and "s.rna.h5ad" not in err[0]
+    with pytest.raises(ValueError, match="n_top_genes must be >= 2"):
+        quick(make_adata(), n_top_genes=1)
+    panel = make_adata(n_genes=150)
+    bulk = tmp_path / "bulk.tsv"
+    bulk_frame(panel).to_csv(bulk, sep="\t")  # the same 150 names
+    code, out = run_cli(tmp_path, panel, "--bulk", str(bulk), "--quiet", name="panel")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "panel.rna.h5ad: only 150 genes, fewer than the 200" in err[0]
+    assert "gene naming" not in err[0]
+    code, out = run_cli(tmp_path, make_adata(), "--bulk", str(bulk), "--quiet", name="full")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and f"{bulk}: bulk matrix has only 150 genes" in err[0]
+    assert not out.parent.exists() or not any(out.parent.iterdir())

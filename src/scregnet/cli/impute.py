@@ -112,6 +112,11 @@ def main(args: argparse.Namespace) -> int:
     if args.batch_size < 2:
         msg = f"--batch-size must be >= 2, got {args.batch_size}"
         raise InputError(msg)
+    if args.n_top_genes < 2:
+        msg = (
+            f"--n-top-genes must be >= 2 (the model needs at least 2 genes), got {args.n_top_genes}"
+        )
+        raise InputError(msg)
     check_writable_dir(args.out.parent)
     adata = read_rna(args.rna)
     if args.view is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from scregnet.grn.config import (
     PRIOR_THRESHOLD,
     PRIOR_WINDOW,
     SCORE_BATCH_SIZE,
+    usable_neighbours,
 )
 from scregnet.grn.edges import EdgeScores, write_outputs
 
@@ -257,6 +259,16 @@ def train_grn(
     if data is None:
         data = read_views(rna, layer=layer)
     genes = data.genes
+    k = usable_neighbours(model_config.n_neighbours, len(genes))
+    if k != model_config.n_neighbours:
+        # the network is built for as many neighbour images as the builder makes
+        log.warning(
+            "--neighbours %d: only %d other genes per gene; using %d neighbour images",
+            model_config.n_neighbours,
+            len(genes) - 1,
+            k,
+        )
+        model_config = replace(model_config, n_neighbours=k)
 
     frame, source, binding = _label_frame(
         labels,

@@ -59,6 +59,12 @@ SCORE_BATCH_SIZE = 2048
 Sampling = Literal["balanced", "natural"]
 
 
+def usable_neighbours(n_neighbours: int, n_genes: int) -> int:
+    """The neighbour images per gene with ``n_genes`` genes: ``n_neighbours``, at most every
+    other gene (``n_genes - 1``). The one definition the image builder and the network share."""
+    return max(0, min(n_neighbours, n_genes - 1))
+
+
 @dataclass
 class GRNConfig:
     n_bins: int = N_BINS

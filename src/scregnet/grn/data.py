@@ -319,7 +319,10 @@ def _shared_genes(per_file: list[_File], min_genes: int) -> list[str]:
         shared &= set(genes)
     order = [g for g in per_file[0][1] if g in shared]
     if len(order) < min_genes:
-        worst = min(per_file[1:] or per_file, key=lambda f: len(shared & set(f[1])))[0]
+        if len(per_file) == 1:  # nothing is shared: the one file has too few genes
+            msg = f"only {len(order)} gene(s); need at least {min_genes}"
+            raise InputError(msg, per_file[0].path)
+        worst = min(per_file[1:], key=lambda f: len(shared & set(f[1])))[0]
         msg = (
             f"the expression inputs share only {len(order)} gene(s) (need at least {min_genes}); "
             "are they from the same organism and gene naming?"
@@ -402,6 +405,12 @@ def read_labels(path: str | Path) -> pd.DataFrame:
             msg = f"label column must be 0 or 1, found {', '.join(bad[:5])}"
             raise InputError(msg, path)
         frame["label"] = values.astype(np.int8)
+        if (frame["label"] == 0).all():
+            msg = (
+                f"no positive label: all {len(frame)} pairs are labelled 0 (label the "
+                "regulating pairs 1, or list only positives)"
+            )
+            raise InputError(msg, path)
     else:
         frame["label"] = np.int8(-1)
     twice = frame[frame.duplicated(["tf", "target"], keep=False)]

@@ -47,6 +47,7 @@ from scregnet.grn.config import (
     N_BINS,
     N_NEIGHBOURS,
     N_PAIR_FEATURES,
+    usable_neighbours,
 )
 
 if TYPE_CHECKING:
@@ -264,7 +265,7 @@ class ImageBuilder:
         self.device = device or torch.device("cpu")
         self.n_bins = n_bins
         self.n_genes = len(data.genes)
-        self.n_neighbours = min(n_neighbours, self.n_genes - 1)
+        self.n_neighbours = usable_neighbours(n_neighbours, self.n_genes)
         #: neighbours from the labels' graph (:func:`label_neighbours`) once labels are set
         self.label_neighbours = label_neighbours
         self.views: list[ViewTensors] = []

@@ -472,6 +472,12 @@ def fit(
     if labels.n_positive == 0 or labels.n_positive == len(labels):
         msg = "training labels need both positive and negative pairs"
         raise InputError(msg)
+    if builder.n_neighbours != model_config.n_neighbours:
+        msg = (
+            f"the images have {builder.n_neighbours} neighbours per gene, the network "
+            f"{model_config.n_neighbours}: build the config with usable_neighbours()"
+        )
+        raise ValueError(msg)
     start = time.perf_counter()
     folds = (
         inner_tf_folds(labels, config.inner_folds, rng)

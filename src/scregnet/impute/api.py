@@ -208,6 +208,9 @@ def impute(
     if clash:
         msg = f"{', '.join(clash)}: give as impute() keywords, not in model_options/train_options"
         raise ValueError(msg)
+    if n_top_genes is not None and n_top_genes < 2:
+        msg = f"n_top_genes must be >= 2 (the model needs at least 2 genes), got {n_top_genes}"
+        raise ValueError(msg)
     start = time.perf_counter()
     torch_device = resolve_device(device)
     counts_all = data.get_counts(adata, layer=layer, path=path)
@@ -348,7 +351,13 @@ def _choose_genes(
     be in the input) or else the ``n_top_genes`` most variable; at least 2."""
     candidates = list(var_names)
     if bulk_frame is not None:
-        candidates = data.intersect_genes(candidates, list(bulk_frame.index), path=bulk_path)
+        candidates = data.intersect_genes(
+            candidates, list(bulk_frame.index), path=bulk_path, sc_path=path
+        )
+        shared_totals = np.asarray(
+            counts_all[:, var_names.get_indexer(pd.Index(candidates))].sum(axis=0)
+        ).ravel()
+        data.check_bulk_samples(bulk_frame.loc[candidates], shared_totals, path=bulk_path)
     if genes is not None:
         missing = [g for g in genes if g not in set(var_names)]
         if missing:

@@ -4,7 +4,8 @@ AnnData contract (validated once, here):
 
 - ``adata.X`` (or ``adata.layers[layer]`` with ``--layer``) holds raw UMI counts: finite,
   non-negative, integer-valued (values within ``1e-6`` of an integer are accepted and rounded, as
-  exported counts often carry float noise), at least one cell, one gene and one non-zero entry.
+  exported counts often carry float noise), at least one cell and one gene, and every cell with
+  at least one count (a cell with none is an empty barcode of a raw, unfiltered matrix).
 - ``adata.var_names`` are gene names; the bulk matrix is matched on them.
 
 Normalisation (the one definition every part of the stage and its evaluation uses): each cell's
@@ -47,6 +48,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_SHARED_GENES = 200
+#: the bulk sample check (:func:`check_bulk_samples`): of the shared genes the single cells
+#: express most (this many), the fraction a sample must detect, and below which it is warned of
+BULK_CHECK_GENES = 100
+MIN_BULK_DETECTED = 0.5
+WARN_BULK_DETECTED = 0.8
 
 
 def get_counts(
@@ -78,6 +84,20 @@ def get_counts(
     counts.eliminate_zeros()
     if counts.nnz == 0:
         msg = f"{what} has no non-zero counts"
+        raise InputError(msg, path)
+    empty = np.flatnonzero(np.diff(counts.indptr) == 0)
+    if empty.size:
+        # no count on any gene of the file: an empty droplet, not a cell (a low-depth cell with
+        # no count on the modelled genes only keeps its library over all genes and is imputed)
+        cause = (
+            "empty barcodes, as in a raw (unfiltered) matrix; give the filtered matrix (cells only)"
+            if adata.n_vars >= MIN_SHARED_GENES
+            else "with so few genes their depth is unknown; give all genes of the filtered matrix"
+        )
+        msg = (
+            f"{empty.size} of {adata.n_obs} cells have no counts in {what} on any of the "
+            f"{adata.n_vars} genes (e.g. {adata.obs_names[empty[0]]!r}): {cause}"
+        )
         raise InputError(msg, path)
     return sp.csr_matrix(counts, dtype=np.float32)
 
@@ -154,10 +174,28 @@ def intersect_genes(
     *,
     min_shared: int = MIN_SHARED_GENES,
     path: str | Path | None = None,
+    sc_path: str | Path | None = None,
 ) -> list[str]:
-    """Genes present in both, in single-cell order; fewer than ``min_shared`` is an error."""
+    """Genes present in both, in single-cell order; fewer than ``min_shared`` is an error.
+
+    The error names the input that causes it: the single cells (``sc_path``) or the bulk matrix
+    (``path``) when it has fewer than ``min_shared`` genes at all, else the bulk matrix (the
+    names do not match).
+    """
     bulk = set(bulk_genes)
     shared = [g for g in sc_genes if g in bulk]
+    if len(shared) < min_shared and len(sc_genes) < min_shared:
+        msg = (
+            f"only {len(sc_genes)} genes, fewer than the {min_shared} that must be shared with "
+            "the bulk matrix; give more genes or no bulk matrix (pseudobulk of the cells instead)"
+        )
+        raise InputError(msg, sc_path)
+    if len(shared) < min_shared and len(bulk) < min_shared:
+        msg = (
+            f"bulk matrix has only {len(bulk)} genes, fewer than the {min_shared} that must be "
+            "shared with the single cells"
+        )
+        raise InputError(msg, path)
     if len(shared) < min_shared:
         msg = (
             f"only {len(shared)} genes shared between the bulk matrix ({len(bulk)} genes) and the "
@@ -171,6 +209,43 @@ def intersect_genes(
         len(bulk),
     )
     return shared
+
+
+def check_bulk_samples(
+    bulk: pd.DataFrame, sc_totals: NDArray[np.floating], *, path: str | Path | None = None
+) -> None:
+    """Refuse a bulk sample that is not an RNA profile; warn about a borderline one.
+
+    ``bulk`` holds the shared genes (rows, in the order of ``sc_totals``, the single cells'
+    total counts of each). An RNA profile detects the genes the single cells express most: of the
+    :data:`BULK_CHECK_GENES` most expressed (those the cells detect), a sample with counts on
+    fewer than :data:`MIN_BULK_DETECTED` of them is an :class:`InputError`, fewer than
+    :data:`WARN_BULK_DETECTED` a warning. (Real bulk and mRNA-mixture profiles, CellBench
+    RNAmix, detect at least 96 % of them.)
+    """
+    expressed = np.flatnonzero(np.asarray(sc_totals) > 0)
+    top = expressed[np.argsort(-np.asarray(sc_totals)[expressed], kind="stable")]
+    top = top[:BULK_CHECK_GENES]
+    if top.size == 0:
+        return
+    detected = (bulk.to_numpy(dtype=np.float64)[top] > 0).sum(axis=0)
+    fraction = detected / top.size
+    worst = int(np.argmin(fraction))
+    what = (
+        f"bulk sample {bulk.columns[worst]!r} has counts on only {detected[worst]} of the "
+        f"{top.size} shared genes the single cells express most"
+    )
+    if fraction[worst] < MIN_BULK_DETECTED:
+        msg = f"{what}: not an RNA profile (an RNA profile detects nearly all of them)"
+        raise InputError(msg, path)
+    low = np.flatnonzero(fraction < WARN_BULK_DETECTED)
+    if low.size:
+        log.warning(
+            "%s: %s%s; a real RNA profile detects nearly all of them",
+            path or "bulk matrix",
+            what,
+            f" ({low.size} samples below {WARN_BULK_DETECTED:.0%})" if low.size > 1 else "",
+        )
 
 
 def select_variable_genes(
@@ -231,8 +306,8 @@ def cluster_pseudobulk(
     n_clusters = max(1, min(n_clusters, n_cells))
     seed = int(rng.integers(2**31 - 1))
     n_comp = min(n_pcs, n_cells - 1, counts.shape[1] - 1)
-    if n_clusters > 1 and n_comp >= 1:
-        logn = normalize_log1p(counts, library)
+    logn = normalize_log1p(counts, library)
+    if n_clusters > 1 and n_comp >= 1 and not identical_rows(logn):
         pcs = PCA(n_components=n_comp, svd_solver="arpack", random_state=seed).fit_transform(logn)
         labels = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit_predict(pcs)
     else:
@@ -255,6 +330,14 @@ def cluster_pseudobulk(
         cluster_of_sample=np.asarray(owner, dtype=np.int64),
         n_clusters=int(np.unique(labels).size),
     )
+
+
+def identical_rows(x: NDArray[np.floating] | sp.spmatrix) -> bool:
+    """Whether every row of ``x`` is the same (no variance to find principal components in)."""
+    high, low = x.max(axis=0), x.min(axis=0)
+    if sp.issparse(high):
+        high, low = high.toarray(), low.toarray()
+    return bool(np.array_equal(np.asarray(high), np.asarray(low)))
 
 
 def gene_order(logn: NDArray[np.floating]) -> NDArray[np.intp]:
@@ -300,10 +383,12 @@ def neighbour_graph(
         return np.zeros((n_cells, 0), dtype=np.intp)
     logn = normalize_log1p_sparse(counts, library)
     n_comp = min(n_pcs, n_cells - 1, n_genes - 1)  # ARPACK needs fewer than min(shape)
-    if n_comp >= 1:
+    if n_comp >= 1 and not identical_rows(logn):
         pca = PCA(n_components=n_comp, svd_solver="arpack", random_state=0)
         coords = pca.fit_transform(logn)
     else:
+        # no principal component: a single gene, or every cell the same (all at distance 0,
+        # their neighbours are arbitrary)
         coords = logn.toarray()
     # kneighbors() without a query excludes each point from its own neighbours
     _, idx = NearestNeighbors(n_neighbors=k).fit(coords).kneighbors()
