@@ -210,7 +210,7 @@ def test_nucleosome_signal_counts_mono_over_nfr(tmp_path: Path) -> None:
     ]
     frags = write_fragments(tmp_path / "n.tsv.gz", rows)
     (tmp_path / "g.sizes").write_text("chr1\t5000\n")
-    (tmp_path / "p.bed").write_text("chr1\t0\t10\n")
+    (tmp_path / "p.bed").write_text("chr1\t0\t1000\n")  # every fragment in the one peak
     out = tmp_path / "n.h5ad"
     assert (
         run(
