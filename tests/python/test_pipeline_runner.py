@@ -362,3 +362,68 @@ def test_impute_carries_the_samplesheet_view(tiny_world: Path, tmp_path: Path) -
     assert views == {first[0]: "day0", second[0]: second[0]}
     impute = {s.name: s.argv for s in steps if s.stage == "IMPUTE"}
     assert {name: argv[argv.index("--view") + 1] for name, argv in impute.items()} == views
+
+
+def _failing_step(stage: str, name: str, out: Path, flag: Path) -> Step:
+    """A step that fails while ``flag`` exists, else writes ``out``."""
+    code = (
+        "import sys; from pathlib import Path; "
+        "Path(sys.argv[2]).exists() and sys.exit('scregnet cluster: error: x.h5ad: 3 cells'); "
+        "Path(sys.argv[1]).write_text('ok')"
+    )
+    return Step(
+        stage, name, ["-c", code, str(out), str(flag)], [], [out], executable=sys.executable
+    )
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_keep_going_runs_what_does_not_need_the_failed_step_then_resumes(
+    jobs: int, tmp_path: Path
+) -> None:
+    """One sample's step fails: with keep_going the other sample's chain still runs, the failed
+    sample's dependents are traced NOT_RUN, and after the fix a rerun runs only those."""
+    flag = tmp_path / "broken"
+    flag.touch()
+    out = {k: tmp_path / k for k in ("c1", "t1", "f2", "c2", "t2")}
+    steps = [
+        _failing_step("CLUSTER", "s1", out["c1"], flag),
+        _timed_step("TRACKS", "s1", out["t1"], sleep=0),  # after CLUSTER (s1)
+        _timed_step("FRAGMENTS", "s2", out["f2"], sleep=0.2),
+        _timed_step("CLUSTER", "s2", out["c2"], sleep=0),  # after FRAGMENTS (s2)
+        _timed_step("TRACKS", "s2", out["t2"], sleep=0),
+    ]
+    lines: list[str] = []
+    with pytest.raises(InputError) as exc:
+        run_steps(steps, tmp_path, jobs=jobs, keep_going=True, on_progress=lines.append)
+    assert str(exc.value).startswith(
+        "1 step(s) failed and 1 that need them were not run; every other step finished"
+    )
+    assert "First: CLUSTER (s1) failed: scregnet cluster: error: x.h5ad: 3 cells" in str(exc.value)
+    assert [p.exists() for p in out.values()] == [False, False, True, True, True]
+    assert any("TRACKS (s1): not run, it needs the outputs of CLUSTER (s1)" in ln for ln in lines)
+    trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text().splitlines()[1:]
+    status = {tuple(r.split("\t")[:2]): r.split("\t")[2] for r in trace}
+    assert status == {
+        ("CLUSTER", "s1"): "FAILED",
+        ("TRACKS", "s1"): "NOT_RUN",
+        ("FRAGMENTS", "s2"): "COMPLETED",
+        ("CLUSTER", "s2"): "COMPLETED",
+        ("TRACKS", "s2"): "COMPLETED",
+    }
+    # fixed: the rerun runs the failed step and what needed it; the rest is resumed
+    flag.unlink()
+    assert sorted(run_steps(steps, tmp_path, jobs=jobs)) == ["CLUSTER:s1", "TRACKS:s1"]
+    assert all(p.exists() for p in out.values())
+
+
+def test_without_keep_going_a_failure_ends_the_run(tmp_path: Path) -> None:
+    flag = tmp_path / "broken"
+    flag.touch()
+    steps = [
+        _failing_step("CLUSTER", "s1", tmp_path / "c1", flag),
+        _timed_step("FRAGMENTS", "s2", tmp_path / "f2", sleep=0),
+    ]
+    with pytest.raises(InputError, match=r"^CLUSTER \(s1\) failed: scregnet cluster: error"):
+        run_steps(steps, tmp_path, jobs=1)
+    trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text()
+    assert "NOT_RUN" not in trace

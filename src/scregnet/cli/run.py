@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps run at the same time when the DAG allows (each uses --threads threads); "
         "outputs do not depend on it",
     )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="when a step fails, still run every step that does not need its outputs (other "
+        "samples' steps), then exit with an error naming the failed steps; a rerun resumes",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -64,7 +70,14 @@ def main(args: argparse.Namespace) -> int:
             params["seed"] = args.seed
         else:
             params.setdefault("seed", 0)
-        report = run_pipeline(params, outdir, threads=args.threads, jobs=args.jobs, truth=truth)
+        report = run_pipeline(
+            params,
+            outdir,
+            threads=args.threads,
+            jobs=args.jobs,
+            keep_going=args.keep_going,
+            truth=truth,
+        )
     if report.exists():
         print(f"report: {report.resolve()}")
     return 0

@@ -225,6 +225,7 @@ def run_steps(
     outdir: Path,
     *,
     jobs: int = 1,
+    keep_going: bool = False,
     on_progress: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Run (or skip as up to date) every step, up to ``jobs`` at once; return the steps that ran.
@@ -236,7 +237,9 @@ def run_steps(
     its record (:mod:`~scregnet.pipeline.state`) to ``pipeline_info/steps/<stage>.<name>.json``, and
     a row to ``pipeline_info/trace.tsv``. The run holds the outdir's lock throughout, and first
     removes the temporary leftovers of an earlier, killed run. On a failure or an interrupt the steps
-    still running are stopped, their temporary outputs removed, and the exception re-raised.
+    still running are stopped, their temporary outputs removed, and the exception re-raised. With
+    ``keep_going`` a failed step stops only the steps that need its outputs (traced ``NOT_RUN``):
+    every other step runs to the end, and then one error names the failed steps.
     """
     if jobs < 1:
         msg = f"jobs must be >= 1, got {jobs}"
@@ -251,11 +254,20 @@ def run_steps(
         swept = remove_leftovers([o for s in steps for o in s.outputs] + bookkeeping)
         if swept:
             say(f"removed {swept} temporary file(s) left by an interrupted run")
-        return _schedule(steps, info, jobs=jobs, say=say)
+        return _schedule(steps, info, jobs=jobs, keep_going=keep_going, say=say)
+
+
+class StepFailed(InputError):
+    """A step exited with an error (its message names the step, its last error line and log)."""
 
 
 def _schedule(
-    steps: Sequence[Step], info: Path, *, jobs: int, say: Callable[[str], None]
+    steps: Sequence[Step],
+    info: Path,
+    *,
+    jobs: int,
+    keep_going: bool,
+    say: Callable[[str], None],
 ) -> list[str]:
     """Start ready steps (up to ``jobs`` at once) until all finished; the trace as it goes."""
     records, logs = info.parent / RECORDS, info / "logs"
@@ -268,6 +280,7 @@ def _schedule(
     running: dict[int, _Running] = {}
     trace: dict[int, dict[str, Any]] = {}
     ran: list[str] = []
+    failed: list[str] = []  # with keep_going: each failed step's message
     try:
         while pending or running:
             ready = sorted(
@@ -294,7 +307,19 @@ def _schedule(
             run, code, cpu, peak_mb = _wait_any(running)
             del running[run.index]
             step = steps[run.index]
-            wall = _finish(run, code, cpu, peak_mb, step, info, records, trace)
+            try:
+                wall = _finish(run, code, cpu, peak_mb, step, info, records, trace)
+            except StepFailed as exc:
+                if not keep_going:
+                    raise
+                failed.append(str(exc))
+                say(f"{labels[run.index]}: {exc}")
+                for j in sorted(_needing(run.index, pending, deps)):
+                    pending.discard(j)
+                    trace[j] = {"stage": steps[j].stage, "name": steps[j].task, "status": "NOT_RUN"}
+                    say(f"{labels[j]}: not run, it needs the outputs of {step.label}")
+                _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
+                continue
             finished.add(run.index)
             ran.append(f"{step.stage}:{step.task}")
             _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])  # as it goes
@@ -307,7 +332,25 @@ def _schedule(
         raise
     finally:
         _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
+    if failed:
+        not_run = sum(1 for row in trace.values() if row["status"] == "NOT_RUN")
+        msg = (
+            f"{len(failed)} step(s) failed and {not_run} that need them were not run; every "
+            f"other step finished (rerun after the fix resumes from them). First: {failed[0]}"
+        )
+        raise StepFailed(msg)
     return ran
+
+
+def _needing(index: int, pending: set[int], deps: Sequence[set[int]]) -> set[int]:
+    """The pending steps that need step ``index``'s outputs, directly or through each other."""
+    blocked = {index}
+    grew = True
+    while grew:
+        more = {j for j in pending - blocked if deps[j] & blocked}
+        grew = bool(more)
+        blocked |= more
+    return blocked - {index}
 
 
 def _start_or_skip(
@@ -366,7 +409,7 @@ def _finish(
     if code != 0:  # the caller's except clause stops the steps running beside it
         remove_leftovers(step.outputs)
         msg = f"{step.label} failed: {_last_line(run.log_path, code)} (log: {run.log_path})"
-        raise InputError(msg)
+        raise StepFailed(msg)
     missing = [str(p) for p in step.outputs if not p.exists()]
     if missing:
         msg = f"{step.label} exited 0 but did not write {', '.join(missing)}"
@@ -495,16 +538,18 @@ def run_pipeline(
     *,
     threads: int = 1,
     jobs: int = 1,
+    keep_going: bool = False,
     truth: Path | None = None,
 ) -> Path:
-    """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads); score
-    against ``truth`` when given; return the report's path. The plan (samplesheet included) is
-    checked before ``outdir`` is created, so a bad input leaves no folder behind."""
+    """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads; with
+    ``keep_going`` a failed step stops only what needs it, :func:`run_steps`); score against
+    ``truth`` when given; return the report's path. The plan (samplesheet included) is checked
+    before ``outdir`` is created, so a bad input leaves no folder behind."""
     steps = plan(params, outdir, threads=threads)
     with outdir_lock(outdir):
         write_versions(steps, outdir)
         start = time.perf_counter()
-        run_steps(steps, outdir, jobs=jobs)
+        run_steps(steps, outdir, jobs=jobs, keep_going=keep_going)
         if truth is not None and truth.is_dir():
             from scregnet.evaluate.truth import evaluate, write_evaluation
 
