@@ -70,20 +70,28 @@ def test_missing_macs3_is_one_clear_line(
 def test_macs3_failure_is_an_input_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    junk = tmp_path / "junk.tsv.gz"  # three fragments: nothing to call
-    with gzip.open(junk, "wt") as handle:
-        handle.write("chr1\t10\t100\tA\t1\nchr1\t20\t120\tA\t1\nchr1\t500\t600\tB\t1\n")
+    # three fragments: nothing to call
+    text = "chr1\t10\t100\tA\t1\nchr1\t20\t120\tA\t1\nchr1\t500\t600\tB\t1\n"
+    junk, err = _refused(tmp_path, capsys, text)
+    assert str(junk) in err
+
+
+def _refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> tuple[Path, str]:
+    """``peaks`` on a fragments file holding ``text``: it fails with one line and writes nothing;
+    the file and the line."""
+    fragments = tmp_path / "f.tsv.gz"
+    with gzip.open(fragments, "wt") as handle:
+        handle.write(text)
     genome = tmp_path / "g.sizes"
     genome.write_text("chr1\t1000\n")
     out = tmp_path / "p.narrowPeak"
-    code = cli.main(
-        ["peaks", "--quiet", "--fragments", str(junk), "--genome", str(genome), "--out", str(out)]
-    )
-    assert code == 1
+    argv = ["peaks", "--quiet", "--fragments", str(fragments), "--genome", str(genome)]
+    assert cli.main([*argv, "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "junk.tsv.gz" in err[0]
+    assert len(err) == 1, err
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    return fragments, err[0]
 
 
 @pytest.mark.needs_macs3
@@ -94,17 +102,5 @@ def test_fragments_without_fragments(
 ) -> None:
     """No fragment line: refused as `count` does, before MACS3 (which failed on it with
     "ZeroDivisionError: float division")."""
-    empty = tmp_path / "empty.tsv.gz"
-    with gzip.open(empty, "wt") as handle:
-        handle.write(text)
-    genome = tmp_path / "g.sizes"
-    genome.write_text("chr1\t1000\n")
-    out = tmp_path / "p.narrowPeak"
-    code = cli.main(
-        ["peaks", "--quiet", "--fragments", str(empty), "--genome", str(genome), "--out", str(out)]
-    )
-    assert code == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].endswith(f"{empty}: fragments file has no fragments"), err
-    assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    empty, err = _refused(tmp_path, capsys, text)
+    assert err.endswith(f"{empty}: fragments file has no fragments"), err

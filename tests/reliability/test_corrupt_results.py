@@ -225,54 +225,39 @@ def test_uncorrupted_copies_pass(good: dict[str, Path], tmp_path: Path) -> None:
     assert html.exists() and (html.parent / MQC).exists()
 
 
+#: a gzipped fragments file cut in half
+_TRUNCATED = gzip.compress(
+    "".join(f"chr1\t{i}\t{i + 150}\tc{i % 60}\t1\n" for i in range(0, 400_000, 7)).encode()
+)[:100_000]
+
+
 @pytest.mark.parametrize(
-    ("rel", "text", "message"),
+    ("rel", "content", "message"),
     [
-        ("evaluation.json", '{"atac": ', "not valid JSON (line 1"),
-        ("evaluation.json", "[1, 2]", "not an evaluation report"),
-        ("pipeline_info/steps/COUNT_s1.json", '{"cmd": "count"}', "no 'argv' list"),
+        ("evaluation.json", b'{"atac": ', "not valid JSON (line 1"),
+        ("evaluation.json", b"[1, 2]", "not an evaluation report"),
+        ("pipeline_info/steps/COUNT_s1.json", b'{"cmd": "count"}', "no 'argv' list"),
+        # the fragment-length plot's input
+        ("atac/s1.fragments.tsv.gz", _TRUNCATED, "not a readable fragments file"),
+        (
+            "atac/s1.fragments.tsv.gz",
+            gzip.compress(b"chr1\tten\t200\tAAAC\t1\n"),
+            "not a readable fragments file",
+        ),
     ],
 )
 def test_report_names_a_malformed_record(
     rel: str,
-    text: str,
-    message: str,
-    good: dict[str, Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    _, res = _copy(good, tmp_path, "grn")
-    bad = res / rel
-    bad.parent.mkdir(parents=True, exist_ok=True)
-    bad.write_text(text)
-    out = tmp_path / "report" / "report.html"
-    _fails(capsys, ["report", "--results", str(res), "--out", str(out)], bad, message)
-    assert not out.exists()
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (b"truncated", "not a readable fragments file"),  # cut short below
-        (b"chr1\tten\t200\tAAAC\t1\n", "not a readable fragments file"),
-    ],
-)
-def test_report_names_a_corrupt_fragments_file(
     content: bytes,
     message: str,
     good: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The fragment-length plot reads the sample's fragments: a corrupt one is one line naming it."""
-    _, res = _copy(good, tmp_path, "atac")
-    bad = res / "atac" / "s1.fragments.tsv.gz"
-    if content == b"truncated":
-        rows = "".join(f"chr1\t{i}\t{i + 150}\tc{i % 60}\t1\n" for i in range(0, 400_000, 7))
-        whole = gzip.compress(rows.encode())
-        bad.write_bytes(whole[: len(whole) // 2])
-    else:
-        bad.write_bytes(gzip.compress(content))
+    _, res = _copy(good, tmp_path, "grn", "atac")
+    bad = res / rel
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_bytes(content)
     out = tmp_path / "report" / "report.html"
     _fails(capsys, ["report", "--results", str(res), "--out", str(out)], bad, message)
     assert not out.exists()
