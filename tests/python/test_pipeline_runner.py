@@ -427,3 +427,28 @@ def test_without_keep_going_a_failure_ends_the_run(tmp_path: Path) -> None:
         run_steps(steps, tmp_path, jobs=1)
     trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text()
     assert "NOT_RUN" not in trace
+
+
+def test_a_steps_warnings_reach_the_console(tmp_path: Path) -> None:
+    """A finished step's progress line counts the WARNING lines of its log and shows the first
+    (a TF dropped by `tfbind train` is otherwise only in the log)."""
+    out = tmp_path / "model.pt"
+    code = (
+        "import sys; w = sys.stderr.write; "
+        "w('11:13:30 INFO scregnet.tfbind.api: windows: 10 train\\n'); "
+        "w('11:13:31 WARNING scregnet.tfbind.api: dropping 1 of 2 TF(s): NRF1 (train 0)\\n'); "
+        "w('11:13:32 WARNING scregnet.tfbind.train: CTCF left uncalibrated\\n'); "
+        "open(sys.argv[1], 'w').write('ok')"
+    )
+    step = Step("TFBIND_TRAIN", "all", ["-c", code, str(out)], [], [out], executable=sys.executable)
+    quiet = Step(
+        "IMPUTE", "s1", ["-c", f"open({str(tmp_path / 'i')!r}, 'w')"], [], [tmp_path / "i"],
+        executable=sys.executable,
+    )  # fmt: skip
+    lines: list[str] = []
+    run_steps([step, quiet], tmp_path, on_progress=lines.append)
+    done = {ln.split("]", 1)[1].split(":", 1)[0].strip(): ln for ln in lines if ": done in" in ln}
+    assert done["TFBIND_TRAIN (all)"].endswith(
+        ", 2 warning(s) in its log, the first: dropping 1 of 2 TF(s): NRF1 (train 0)"
+    )
+    assert done["IMPUTE (s1)"].endswith("MB)")

@@ -207,6 +207,24 @@ def _last_line(log_path: Path, code: int) -> str:
     return lines[-1].strip() if lines else f"exit code {code}"
 
 
+#: a WARNING line of a step's log, as :func:`scregnet.cli.main.configure_logging` writes it
+_WARNING_LINE = re.compile(r"^\d\d:\d\d:\d\d WARNING \S+: (.*)$")
+
+
+def _warnings_note(log_path: Path, *, width: int = 160) -> str:
+    """``", N warning(s) in its log, the first: ..."`` for a finished step's log, or ``""``: a
+    step's warnings (a TF dropped, cells refused by a check that warns) reach the console."""
+    found = [
+        m.group(1)
+        for line in log_path.read_text(errors="replace").splitlines()
+        if (m := _WARNING_LINE.match(line))
+    ]
+    if not found:
+        return ""
+    first = found[0] if len(found[0]) <= width else found[0][: width - 3] + "..."
+    return f", {len(found)} warning(s) in its log, the first: {first}"
+
+
 def _write_trace(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(
@@ -323,7 +341,10 @@ def _schedule(
             finished.add(run.index)
             ran.append(f"{step.stage}:{step.task}")
             _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])  # as it goes
-            say(f"{labels[run.index]}: done in {wall:.1f} s (peak memory {peak_mb:.0f} MB)")
+            say(
+                f"{labels[run.index]}: done in {wall:.1f} s (peak memory {peak_mb:.0f} MB)"
+                + _warnings_note(run.log_path)
+            )
     except BaseException:
         for index in running:
             step = steps[index]
