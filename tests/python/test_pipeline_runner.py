@@ -396,7 +396,8 @@ def test_keep_going_runs_what_does_not_need_the_failed_step_then_resumes(
     with pytest.raises(InputError) as exc:
         run_steps(steps, tmp_path, jobs=jobs, keep_going=True, on_progress=lines.append)
     assert str(exc.value).startswith(
-        "1 step(s) failed and 1 that need them were not run; every other step finished"
+        "1 step(s) failed (CLUSTER (s1)) and 1 that need them were not run; every other step "
+        "finished"
     )
     assert "First: CLUSTER (s1) failed: scregnet cluster: error: x.h5ad: 3 cells" in str(exc.value)
     assert [p.exists() for p in out.values()] == [False, False, True, True, True]

@@ -298,7 +298,7 @@ def _schedule(
     running: dict[int, _Running] = {}
     trace: dict[int, dict[str, Any]] = {}
     ran: list[str] = []
-    failed: list[str] = []  # with keep_going: each failed step's message
+    failed: list[tuple[str, str]] = []  # with keep_going: each failed step's label and message
     try:
         while pending or running:
             ready = sorted(
@@ -330,7 +330,7 @@ def _schedule(
             except StepFailed as exc:
                 if not keep_going:
                     raise
-                failed.append(str(exc))
+                failed.append((step.label, str(exc)))
                 say(f"{labels[run.index]}: {exc}")
                 for j in sorted(_needing(run.index, pending, deps)):
                     pending.discard(j)
@@ -356,8 +356,9 @@ def _schedule(
     if failed:
         not_run = sum(1 for row in trace.values() if row["status"] == "NOT_RUN")
         msg = (
-            f"{len(failed)} step(s) failed and {not_run} that need them were not run; every "
-            f"other step finished (rerun after the fix resumes from them). First: {failed[0]}"
+            f"{len(failed)} step(s) failed ({', '.join(label for label, _ in failed)}) and "
+            f"{not_run} that need them were not run; every other step finished (rerun after the "
+            f"fix resumes from them). First: {failed[0][1]}"
         )
         raise StepFailed(msg)
     return ran
