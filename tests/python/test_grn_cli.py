@@ -677,3 +677,30 @@ def test_one_small_input_and_no_positive_label_name_their_file(
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"{zeros}: no positive label" in line and "after matching" not in line
     assert not out.exists()
+
+
+def test_score_warns_of_tfs_expressed_in_no_cell(
+    world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A TF with no expression in any cell is still scored (ranked by what the read-out knows
+    without it), and the log says its pairs carry no expression evidence."""
+    model = tmp_path / "m.pt"
+    train = ["grn", "train", *_rna(world["paths"]), "--labels", str(world["edge_path"])]
+    assert cli([*train, "--out", str(model), *FAST]) == 0
+    silent = []
+    for path in world["paths"]:
+        a = ad.read_h5ad(path)
+        x = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X, dtype=np.float32)
+        x[:, list(a.var_names).index("TF1")] = 0
+        a.X = sp.csr_matrix(x)
+        silent.append(tmp_path / path.name)
+        a.write_h5ad(silent[-1])
+    out = tmp_path / "e.tsv"
+    score = ["grn", "score", "--model", str(model), "--out", str(out), *SCORE]
+    capsys.readouterr()
+    assert cli([*score, *_rna(world["paths"])]) == 0
+    assert "expressed in no cell" not in capsys.readouterr().err
+    assert cli([*score, *_rna(silent)]) == 0
+    err = capsys.readouterr().err
+    assert "1 TF(s) to score are expressed in no cell: TF1; their pairs carry no" in err
+    assert "TF1" in set(pd.read_csv(out, sep="\t").tf)

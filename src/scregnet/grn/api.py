@@ -364,6 +364,7 @@ def score_grn(
     every_tf = tf_digest(score_tfs, genes)
     if shard is not None:
         score_tfs = shard_tfs(score_tfs, *shard)
+    _warn_unexpressed(data, score_tfs)
     binding = _binding(trained, prior, gtf, genes) if prior is not None else None
     dev = resolve_device(device)
     with torch_threads(threads):
@@ -393,6 +394,19 @@ def score_grn(
         finish(scores, out, attention_out)
     log.info("GRN scoring finished in %.1f s", time.perf_counter() - start)
     return scores
+
+
+def _warn_unexpressed(data: ExpressionViews, tfs: Sequence[int]) -> None:
+    """A warning naming the TFs to score that no cell of any view expresses: their pairs carry
+    no expression evidence, so they rank by what the read-out knows without it (or tie)."""
+    silent = [data.genes[t] for t in tfs if not any(e[:, t].any() for e in data.expr)]
+    if silent:
+        log.warning(
+            "%d TF(s) to score are expressed in no cell: %s; their pairs carry no expression "
+            "evidence",
+            len(silent),
+            ", ".join(silent[:20]) + (" ..." if len(silent) > 20 else ""),
+        )
 
 
 def merge_grn(
