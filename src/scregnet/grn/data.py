@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,11 +260,7 @@ def _read_file(path: Path, layer: str | None) -> _File:
     if matrix is None or adata.n_obs == 0 or adata.n_vars == 0:
         msg = "expression matrix is empty"
         raise InputError(msg, path)
-    genes = [str(g) for g in adata.var_names]
-    dup = sorted(g for g, n in Counter(genes).items() if n > 1)
-    if dup:
-        msg = f"duplicate gene names: {', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}"
-        raise InputError(msg, path)
+    genes = [str(g) for g in adata.var_names]  # unique: read_rna renames repeated symbols
     named = keys.VIEW not in adata.obs.columns
     if named:
         labels = np.full(adata.n_obs, _view_name(path), dtype=object)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +60,15 @@ def check_index_fits(fasta: Path, fai: Path) -> None:
     checked (its offsets are not file positions)."""
     if fasta.name.endswith(".gz"):
         return
+    stamps = [(p.stat().st_size, p.stat().st_mtime_ns) for p in (fasta, fai)]
+    _check_fits(str(fasta), str(fai), *stamps)
+
+
+@functools.lru_cache(maxsize=16)
+def _check_fits(fasta_name: str, fai_name: str, *_stamps: tuple[int, int]) -> None:
+    """:func:`check_index_fits` once per process for the same two files (sizes and times in
+    ``_stamps``): a command opens its FASTA several times."""
+    fasta, fai = Path(fasta_name), Path(fai_name)
     last: tuple[int, ...] | None = None
     with reading(fai), fai.open() as handle:
         for line in handle:
