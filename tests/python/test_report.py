@@ -160,14 +160,19 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
 
 
 def test_report_names_tfs_the_model_dropped(tmp_path: Path) -> None:
-    """TFs that `tfbind train` dropped (too few ChIP positives) are named in the TF section."""
+    """TFs that `tfbind train` dropped (too few ChIP positives) and those whose probability is
+    their base rate are named in the TF section."""
     res = _results(tmp_path)
     path = res / "tfbind" / "s1.tfbind.h5ad"
     tfb = ad.read_h5ad(path)
-    tfb.uns["tfbind"] = {"dropped_tfs": np.asarray(["NRF1", "YY1"], dtype=object)}
+    tfb.uns["tfbind"] = {
+        "dropped_tfs": np.asarray(["NRF1", "YY1"], dtype=object),
+        "base_rate_tfs": np.asarray(["ANTI"], dtype=object),
+    }
     tfb.write_h5ad(path)
     out = res / "report" / "report.html"
     assert cli(["report", "--results", str(res), "--out", str(out)]) == 0
     page = out.read_text()
     assert page.count("s1: no binding prediction for TF(s) NRF1, YY1: `tfbind train` dropped") == 1
+    assert page.count("s1: the binding probability of TF(s) ANTI is a constant, their base") == 1
     assert page.count("data:image/png;base64,") == 8

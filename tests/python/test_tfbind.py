@@ -531,6 +531,46 @@ def test_tfs_without_enough_positives_are_dropped(
     assert np.asarray(adata.uns["tfbind"]["binding"]).shape[-1] == 2
 
 
+def test_a_tf_whose_logits_do_not_rank_held_out_windows_gets_its_base_rate(
+    synth: Synth,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """GATA1's validation logits reversed before the calibration (a model that ranks its
+    held-out windows backwards): Platt's slope is then 0 and GATA1's probability its base rate on
+    every peak, named in both logs and in the results (before, it kept its raw, class-weighted
+    sigmoid and fed that to the GRN's binding prior)."""
+    from scregnet.tfbind import api
+
+    fit = api.fit_calibration
+
+    def reversed_gata1(logits: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        return fit(logits * np.array([1.0, -1.0]), *args, **kwargs)
+
+    monkeypatch.setattr(api, "fit_calibration", reversed_gata1)
+    out = tmp_path / "m.pt"
+    ckpt = _train_small(synth, out)
+    warned = [ln for ln in capfd.readouterr().err.splitlines() if "GATA1" in ln]
+    assert len(warned) == 1 and "WARNING" in warned[0], warned
+    assert "GATA1's logits do not rank its held-out windows" in warned[0]
+    scale = ckpt["state_dict"]["calib_scale"].numpy()
+    bias = ckpt["state_dict"]["calib_bias"].numpy()
+    assert scale[0] > 0 and scale[1] == 0
+    rate = 1 / (1 + np.exp(-float(bias[1])))
+    assert f"base rate on the validation chromosomes, {rate:.3g}," in warned[0]
+    assert 0.01 < rate < 0.5
+    result = tmp_path / "S.tfbind.h5ad"
+    assert _predict(synth, out, result, "--quiet") == 0
+    said = [ln for ln in capfd.readouterr().err.splitlines() if "GATA1" in ln]
+    assert len(said) == 1 and "binding probability of TF(s) GATA1 is a constant" in said[0], said
+    u = ad.read_h5ad(result).uns["tfbind"]
+    assert list(u["base_rate_tfs"]) == ["GATA1"]
+    binding = np.asarray(u["binding"])
+    np.testing.assert_allclose(binding[..., 1], rate, rtol=1e-5)
+    assert binding[..., 0].std() > 0.01
+
+
 def test_no_tf_with_enough_positives(
     synth: Synth, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -252,6 +252,26 @@ def test_calibration_undoes_sampling_and_class_weights() -> None:
     assert biased[0] > bias[0] + 2.0
 
 
+def test_calibration_slope_is_never_negative() -> None:
+    """Logits that rank the held-out windows backwards get slope 0 and the weighted base rate:
+    the constrained maximum likelihood, a constant probability (not the raw sigmoid)."""
+    from scregnet.tfbind.model import base_rate_tfs
+    from scregnet.tfbind.train import fit_calibration
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=20_000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-(1.5 * z - 3)))).astype(np.int8)
+    w = np.where(y == 1, 1.0, 4.0)
+    logits = np.column_stack([z, -z])
+    labels = np.column_stack([y, y])
+    scale, bias = fit_calibration(logits, labels, w, ["UP", "DOWN"])
+    assert scale[0] == pytest.approx(1.5, rel=0.1)
+    assert scale[1] == 0.0
+    rate = (w * y).sum() / w.sum()
+    assert 1 / (1 + np.exp(-float(bias[1]))) == pytest.approx(rate, rel=1e-4)
+    assert base_rate_tfs(["UP", "DOWN"], scale) == ["DOWN"]
+
+
 def test_pwm_likelihood_ratio() -> None:
     counts = np.array([[9, 0, 0], [0, 9, 0], [0, 0, 9], [1, 1, 1]], dtype=float)
     scanner = MotifScanner([Motif("M1", "X", counts)])

@@ -209,6 +209,13 @@ def tf_activity_section(results: Path, section: Section) -> None:
                 f"{sample}: no binding prediction for TF(s) {', '.join(map(str, dropped))}: "
                 "`tfbind train` dropped them (too few ChIP positives to learn and calibrate)."
             )
+        constant = adata.uns.get(keys.TFBIND_UNS, {}).get("base_rate_tfs")
+        if constant is not None and len(constant):
+            section.text(
+                f"{sample}: the binding probability of TF(s) {', '.join(map(str, constant))} is "
+                "a constant, their base rate: in training the model's logits did not rank their "
+                "held-out windows, so their binding and activity carry no binding information."
+            )
         if keys.CLUSTER not in adata.obs:
             continue
         values = np.asarray(

@@ -4,7 +4,9 @@
   chromosomes, class balance, early stopping; the loop is :mod:`.train`), calibrates it on the
   validation chromosomes and writes it as a :mod:`scregnet.tfbind.checkpoint`. A TF of the bulk
   sheet with too few ChIP positives to learn and calibrate is dropped first (a warning; the
-  checkpoint's ``metrics['dropped_tfs']`` names it, and so do predictions' logs and ``uns``).
+  checkpoint's ``metrics['dropped_tfs']`` names it, and so do predictions' logs and ``uns``). A TF
+  whose logits do not rank its validation windows gets a calibration slope of 0: its probability
+  is its base rate (``uns['tfbind']['base_rate_tfs']`` in predictions, a warning in both logs).
 - :func:`predict_peaks` (one shard = some chromosomes): per ATAC cluster, a pseudobulk coverage
   track is built from the fragments of the cluster's cells and fed to the CNN in place of the
   bulk accessibility, one window per peak (centred on the peak); the shard keeps the network's
@@ -63,7 +65,7 @@ from scregnet.tfbind.data import (
     load_bulk,
     read_bulk_sheet,
 )
-from scregnet.tfbind.model import ModelConfig, ScFAN
+from scregnet.tfbind.model import ModelConfig, ScFAN, base_rate_tfs
 from scregnet.tfbind.motifs import Motif
 from scregnet.tfbind.predict import (
     ClusterWindows,
@@ -696,6 +698,14 @@ def finalize(
             "learn and calibrate), so the results have no column for them",
             ", ".join(dropped),
         )
+    constant = base_rate_tfs(shard.var_names, u["calib_scale"])
+    if constant:
+        log.warning(
+            "the model's binding probability of TF(s) %s is a constant, the base rate of the "
+            "validation chromosomes (in training its logits did not rank held-out windows): "
+            "their binding and activity carry no binding information",
+            ", ".join(constant),
+        )
     peaks_all = peak_table(adata)
     pos, order = shard_order(shard, adata, peaks_all, atac_path, skipped_chroms)
     logit = np.asarray(u["logit"])[:, order]
@@ -743,7 +753,9 @@ def finalize(
         out.uns["tfbind_cluster_context"] = cluster_ctx.astype(np.float32)
     if keys.UMAP in adata.obsm:
         out.obsm[keys.UMAP] = np.asarray(adata.obsm[keys.UMAP])
-    out.uns[keys.TFBIND_UNS] = _tfbind_uns(u, clusters, peaks_all.iloc[pos], binding, order, config)
+    out.uns[keys.TFBIND_UNS] = _tfbind_uns(
+        u, clusters, peaks_all.iloc[pos], binding, order, config, constant
+    )
     log.info(
         "activity: %d cells x %d TFs; chromVAR baseline for %d TF(s)",
         *activity.shape,
@@ -759,9 +771,12 @@ def _tfbind_uns(
     binding: NDArray[np.floating[Any]],
     order: NDArray[np.intp],
     config: PredictConfig,
+    constant: Sequence[str],
 ) -> dict[str, Any]:
     """The result's ``uns`` entry: clusters, peaks, (clusters x peaks x TFs) binding and PWM
-    baseline in the peaks' order, the model's held-out chromosomes and window, the options."""
+    baseline in the peaks' order, the model's held-out chromosomes and window, the options, the
+    TFs training dropped (``dropped_tfs``) and those whose probability is a constant
+    (``base_rate_tfs``)."""
     return {
         "clusters": np.asarray(clusters, dtype=object),
         "peaks": peaks.copy(),
@@ -778,6 +793,7 @@ def _tfbind_uns(
             if "dropped_tfs" in u
             else {}
         ),
+        **({"base_rate_tfs": np.asarray(constant, dtype=object)} if constant else {}),
     }
 
 

@@ -7,6 +7,7 @@ ReLU, max-pool, dropout 0.2/0.2/0.5, a dense layer of 919 units and one sigmoid 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,6 +73,13 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def base_rate_tfs(tfs: Sequence[str], calib_scale: Sequence[float]) -> list[str]:
+    """The TFs whose calibration slope is 0 (:func:`scregnet.tfbind.train.fit_calibration`):
+    their binding probability is a constant, their base rate on the validation chromosomes,
+    whatever the sequence, accessibility and context."""
+    return [str(tf) for tf, a in zip(tfs, calib_scale, strict=True) if float(a) == 0.0]
 
 
 class ScFAN(nn.Module):

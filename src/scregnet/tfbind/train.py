@@ -108,13 +108,17 @@ def fit_calibration(
     *,
     min_positives: int = MIN_POSITIVES,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-TF Platt scaling ``sigmoid(a * logit + b)`` fitted on held-out windows.
+    """Per-TF Platt scaling ``sigmoid(a * logit + b)`` fitted on held-out windows, ``a >= 0``.
 
     ``weights`` (the bins each window stands for) make the fit reflect every bin of the held-out
     chromosomes rather than the training sample's class balance, undoing both the oversampling
-    of positives and any positive-class weight in the loss. A TF with fewer than
-    ``min_positives`` assayed positives or negatives, or whose fit is not increasing, keeps
-    ``a = 1, b = 0`` (training drops the TFs with too few positives before this point).
+    of positives and any positive-class weight in the loss. The slope is constrained to be
+    non-negative: when the unconstrained fit's slope is not positive (the logits do not rank the
+    TF's held-out windows) the constrained maximum likelihood is ``a = 0`` and ``b`` the logit of
+    the weighted positive rate, so the TF's probability is its base rate on every window
+    (:func:`scregnet.tfbind.model.base_rate_tfs`). A TF with fewer than ``min_positives`` assayed positives or
+    negatives keeps ``a = 1, b = 0`` (training drops the TFs with too few positives before this
+    point).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -130,10 +134,16 @@ def fit_calibration(
         lr.fit(logits[keep, k][:, None], y, sample_weight=weights[keep])
         a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
         if a <= 0:
+            rate = float(np.average(y, weights=weights[keep]))
             log.warning(
-                "calibration: %s's logits do not rank its held-out windows; left uncalibrated", tf
+                "calibration: %s's logits do not rank its held-out windows (Platt slope %.3g): "
+                "its binding probability is its base rate on the validation chromosomes, %.3g, "
+                "on every peak, and carries no binding information",
+                tf,
+                a,
+                rate,
             )
-            continue
+            a, b = 0.0, math.log(rate / (1.0 - rate))
         scale[k], bias[k] = a, b
     return scale, bias
 
