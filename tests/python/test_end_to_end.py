@@ -249,3 +249,40 @@ def test_kill_9_mid_stage_then_rerun_matches_an_uninterrupted_run(
     )
     for folder in ("atac", "impute", "tfbind", "grn"):
         _tables_equal(tiny_run / folder, results / folder)
+
+
+def test_keep_going_reports_what_finished(tiny_world: Path, tmp_path: Path) -> None:
+    """sample2's RNA has an empty barcode, which `impute` refuses: with --keep-going the rest of
+    sample2 and all of sample1 run, the pooled GRN does not, and the report shows what finished
+    and names the failed step and those not run; the run exits non-zero."""
+    import yaml
+
+    params_path = tiny_params(tiny_world, tmp_path / "params.yaml")
+    params = yaml.safe_load(params_path.read_text())
+    sheet = pd.read_csv(params["input"])
+    rna = ad.read_h5ad(tiny_world / "samples" / "sample2.rna.h5ad")
+    x = sp.lil_matrix(rna.X)
+    x[0] = 0
+    rna.X = sp.csr_matrix(x)
+    rna.write_h5ad(tmp_path / "sample2.rna.h5ad")
+    for column in ("bam", "rna"):
+        sheet[column] = [str(tiny_world / p) for p in sheet[column]]
+    sheet.loc[sheet["sample"] == "sample2", "rna"] = str(tmp_path / "sample2.rna.h5ad")
+    sheet.to_csv(tmp_path / "samplesheet.csv", index=False)
+    params["input"] = str(tmp_path / "samplesheet.csv")
+    params_path.write_text(yaml.safe_dump(params))
+    results = tmp_path / "results"
+    argv = ["run", "--params", str(params_path), "--outdir", str(results), "--keep-going"]
+    proc = run([*argv, "--jobs", "2"])
+    assert proc.returncode != 0
+    assert "1 step(s) failed (IMPUTE (sample2))" in proc.stderr, proc.stderr[-3000:]
+    assert "report of the finished steps, marked incomplete" in proc.stderr
+    page = (results / "report" / "report.html").read_text()
+    status = page[: page.index('<section id="atac-qc">')]
+    assert "Incomplete run" in status and "IMPUTE" in status and "FAILED" in status
+    assert "GRN_TRAIN" in status and "NOT_RUN" in status
+    assert 'alt="sample1 imputation diagnostics"' in page
+    assert 'alt="sample2 imputation diagnostics"' not in page
+    assert 'alt="sample1 UMAP"' in page and 'alt="sample2 UMAP"' in page
+    assert 'alt="GRN network"' not in page
+    assert not (results / "pipeline_info" / "steps" / "REPORT.all.json").exists()

@@ -176,3 +176,49 @@ def test_report_names_tfs_the_model_dropped(tmp_path: Path) -> None:
     assert page.count("s1: no binding prediction for TF(s) NRF1, YY1: `tfbind train` dropped") == 1
     assert page.count("s1: the binding probability of TF(s) ANTI is a constant, their base") == 1
     assert page.count("data:image/png;base64,") == 8
+
+
+def test_report_of_a_run_shows_only_its_finished_steps(tmp_path: Path) -> None:
+    """With the trace of `scregnet run`, the report shows the outputs of that run's finished
+    steps only: not a failed step's earlier output, not a pooled step it did not run, not a
+    sample since dropped from the samplesheet; and it names the steps that did not finish. The
+    records may name the folder where the run wrote it (moved since)."""
+    res = _results(tmp_path)
+    for sample in ("s2", "s3"):  # s3: an earlier run's sample, no longer in the samplesheet
+        shutil.copy(res / "atac" / "s1.clustered.h5ad", res / "atac" / f"{sample}.clustered.h5ad")
+        shutil.copy(res / "impute" / "s1.imputed.h5ad", res / "impute" / f"{sample}.imputed.h5ad")
+    old = Path("/elsewhere/results")
+    outputs = {
+        ("FRAGMENTS", "s1"): ["atac/s1.fragments.tsv.gz"],
+        ("CLUSTER", "s1"): ["atac/s1.clustered.h5ad"],
+        ("IMPUTE", "s1"): ["impute/s1.imputed.h5ad"],
+        ("TFBIND_MERGE", "s1"): ["tfbind/s1.tfbind.h5ad"],
+        ("CLUSTER", "s2"): ["atac/s2.clustered.h5ad"],
+    }
+    for (stage, name), files in outputs.items():
+        record = {"argv": [stage.lower(), name], "outputs": {str(old / f): "x" for f in files}}
+        (res / "pipeline_info" / "steps" / f"{stage}.{name}.json").write_text(json.dumps(record))
+    status = {k: "COMPLETED" for k in outputs} | {("IMPUTE", "s1"): "CACHED"}
+    status |= {("IMPUTE", "s2"): "FAILED", ("GRN_MERGE", "all"): "NOT_RUN"}
+    status |= {("REPORT", "all"): "NOT_RUN"}
+    rows = [f"{stage}\t{name}\t{s}\t\t\t\t\t" for (stage, name), s in status.items()]
+    (res / "pipeline_info" / "trace.tsv").write_text(
+        "stage\tname\tstatus\tstart\twall_s\tcpu_s\tpeak_rss_mb\tlog\n" + "\n".join(rows) + "\n"
+    )
+    out = res / "report" / "report.html"
+    assert cli(["report", "--results", str(res), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.index('<section id="run-status"><h2>Incomplete run</h2>') < page.index("atac-qc")
+    assert "1 step(s) failed and 2 that need their outputs were not run" in page
+    status_part = page[: page.index('<section id="atac-qc">')]
+    assert "IMPUTE" in status_part and "GRN_MERGE" in status_part and "CLUSTER" not in status_part
+    assert "s1: UMAP" in page or 'alt="s1 UMAP"' in page
+    assert 'alt="s2 UMAP"' in page and 'alt="s3 UMAP"' not in page
+    assert 'alt="s1 imputation diagnostics"' in page
+    assert 'alt="s2 imputation diagnostics"' not in page
+    assert 'alt="s1 fragment lengths"' in page
+    assert 'alt="GRN network"' not in page
+    parameters = page[page.index('<section id="parameters">') :]
+    assert "scregnet impute s1" in parameters and "count --fragments" not in parameters
+    qc = (res / "report" / "scregnet_atac_qc_mqc.tsv").read_text()
+    assert "\ns1\t" in qc and "\ns2\t" in qc and "s3" not in qc

@@ -311,6 +311,9 @@ def _schedule(
                 started = _start_or_skip(i, steps[i], labels[i], records, logs, trace, say)
                 if started is not None:
                     running[i] = started
+                    # on disk before the step reads it: REPORT reports the finished steps'
+                    # outputs, including those skipped as up to date since the last write
+                    _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
                 else:
                     finished.add(i)
                 pending.discard(i)
@@ -564,14 +567,20 @@ def run_pipeline(
     truth: Path | None = None,
 ) -> Path:
     """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads; with
-    ``keep_going`` a failed step stops only what needs it, :func:`run_steps`); score against
-    ``truth`` when given; return the report's path. The plan (samplesheet included) is checked
+    ``keep_going`` a failed step stops only what needs it, :func:`run_steps`, and the report shows
+    what finished, :func:`report_finished_steps`); score against ``truth`` when given; return
+    the report's path. The plan (samplesheet included) is checked
     before ``outdir`` is created, so a bad input leaves no folder behind."""
     steps = plan(params, outdir, threads=threads)
     with outdir_lock(outdir):
         write_versions(steps, outdir)
         start = time.perf_counter()
-        run_steps(steps, outdir, jobs=jobs, keep_going=keep_going)
+        try:
+            run_steps(steps, outdir, jobs=jobs, keep_going=keep_going)
+        except StepFailed:
+            if keep_going:
+                report_finished_steps(steps, outdir)
+            raise
         if truth is not None and truth.is_dir():
             from scregnet.evaluate.truth import evaluate, write_evaluation
 
@@ -579,3 +588,35 @@ def run_pipeline(
             log.info("evaluation against %s written to %s", truth, outdir / "evaluation.json")
     log.info("pipeline finished in %.1f s", time.perf_counter() - start)
     return outdir / "report" / "report.html"
+
+
+def report_finished_steps(steps: Sequence[Step], outdir: Path) -> Path | None:
+    """After a ``--keep-going`` run with failed steps: run REPORT's command, when the plan has one
+    and it was not run, so that the report shows what finished and names what did not (from the
+    trace). It writes REPORT's own outputs but no record, so the rerun after the fix builds the
+    full report. Returns the report's path, or None when there is none (its log says why)."""
+    report = next((s for s in steps if s.stage == "REPORT"), None)
+    info = outdir / "pipeline_info"
+    if report is None:
+        return None
+    trace = info / "trace.tsv"
+    rows = [line.split("\t") for line in trace.read_text().splitlines()[1:]]
+    if [report.stage, report.task, "NOT_RUN"] not in [r[:3] for r in rows]:
+        return None
+    log_path = info / "logs" / f"{report.stage}.{report.task}.log"
+    for output in report.outputs:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as handle:
+        code = subprocess.run(
+            report.command(),
+            env={**os.environ, **report.env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        ).returncode
+    if code != 0:
+        log.warning("no report of the finished steps: %s", _last_line(log_path, code))
+        return None
+    log.warning("report of the finished steps, marked incomplete: %s", report.outputs[0])
+    return report.outputs[0]

@@ -84,8 +84,61 @@ class Section:
         return f'<section id="{self.key}"><h2>{html.escape(self.title)}</h2>\n{body}\n</section>'
 
 
-def _samples(results: Path, folder: str, suffix: str) -> dict[str, Path]:
-    return {p.name[: -len(suffix)]: p for p in sorted((results / folder).glob(f"*{suffix}"))}
+#: the pipeline trace's statuses of steps whose outputs are this run's (``pipeline_info/trace.tsv``)
+FINISHED = ("COMPLETED", "CACHED")
+#: the statuses of steps that did not finish
+UNFINISHED = ("FAILED", "NOT_RUN", "ABORTED")
+
+
+def _folder_and_name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+@dataclass(frozen=True)
+class Results:
+    """A results folder and, when ``scregnet run`` wrote it, the trace of its last run: only the
+    outputs of that run's finished steps are reported (an earlier run's outputs of samples since
+    dropped from the samplesheet, or of steps that failed or did not run this time, are not)."""
+
+    root: Path
+    trace: pd.DataFrame | None = None  # stage, name, status (strings)
+    #: the finished steps' outputs as ``folder/file``: a record holds the paths the run was
+    #: given, which may be relative or name the results folder before it was moved
+    outputs: frozenset[str] | None = None
+
+    @classmethod
+    def read(cls, root: Path) -> Results:
+        path = root / "pipeline_info" / "trace.tsv"
+        if not path.exists():
+            return cls(root)
+        trace = read_table(path, ("stage", "name", "status"), dtype=str, keep_default_na=False)
+        outputs: set[str] = set()
+        for row in trace[trace["status"].isin(FINISHED)].itertuples():
+            record = cls.record(root, str(row.stage), str(row.name))
+            data = read_json(record) if record.exists() else None
+            if not isinstance(data, dict) or not isinstance(data.get("outputs"), dict):
+                msg = (
+                    f"step record has no 'outputs' (the trace says {row.stage} {row.name} finished)"
+                )
+                raise InputError(msg, record)
+            outputs.update(_folder_and_name(Path(o)) for o in data["outputs"])
+        return cls(root, trace, frozenset(outputs))
+
+    @staticmethod
+    def record(root: Path, stage: Any, name: Any) -> Path:
+        """A step's record (:mod:`scregnet.pipeline.state`), ``pipeline_info/steps/<stage>.<name>.json``."""
+        return root / "pipeline_info" / "steps" / f"{stage}.{name}.json"
+
+    def current(self, path: Path) -> bool:
+        """Whether ``path`` exists and, with a trace, a finished step of the last run wrote it."""
+        if not path.exists():
+            return False
+        return self.outputs is None or _folder_and_name(path) in self.outputs
+
+    def samples(self, folder: str, suffix: str) -> dict[str, Path]:
+        """``sample -> path`` of the files ``<folder>/<sample><suffix>`` that are :meth:`current`."""
+        found = sorted((self.root / folder).glob(f"*{suffix}"))
+        return {p.name[: -len(suffix)]: p for p in found if self.current(p)}
 
 
 def _fragment_lengths(path: Path, limit: int = 2_000_000) -> np.ndarray:
@@ -106,9 +159,9 @@ def _fragment_lengths(path: Path, limit: int = 2_000_000) -> np.ndarray:
 QC_MEDIANS = ("n_fragments", "tss_enrichment", "frip", "duplicate_rate", "nucleosome_signal")
 
 
-def atac_sections(results: Path, qc: Section, clusters: Section) -> pd.DataFrame | None:
+def atac_sections(results: Results, qc: Section, clusters: Section) -> pd.DataFrame | None:
     rows = []
-    for sample, path in _samples(results, "atac", ".clustered.h5ad").items():
+    for sample, path in results.samples("atac", ".clustered.h5ad").items():
         adata = read_h5ad(path)
         obs = adata.obs
         # one row per sample (the MultiQC table): per-cell QC medians; per-barcode tables stay in atac/
@@ -142,8 +195,8 @@ def atac_sections(results: Path, qc: Section, clusters: Section) -> pd.DataFrame
                     ),
                     f"{sample} {column}",
                 )
-        frag = results / "atac" / f"{sample}.fragments.tsv.gz"
-        if frag.exists():
+        frag = results.root / "atac" / f"{sample}.fragments.tsv.gz"
+        if results.current(frag):
             qc.image(
                 figures.fragment_lengths(_fragment_lengths(frag)), f"{sample} fragment lengths"
             )
@@ -163,10 +216,10 @@ def atac_sections(results: Path, qc: Section, clusters: Section) -> pd.DataFrame
     return table
 
 
-def imputation_section(results: Path, section: Section, *, max_cells: int = 5000) -> None:
+def imputation_section(results: Results, section: Section, *, max_cells: int = 5000) -> None:
     import scipy.sparse as sp
 
-    for sample, path in _samples(results, "impute", ".imputed.h5ad").items():
+    for sample, path in results.samples("impute", ".imputed.h5ad").items():
         adata = read_h5ad(path)
         if keys.IMPUTED not in adata.layers:
             continue
@@ -196,12 +249,12 @@ def imputation_section(results: Path, section: Section, *, max_cells: int = 5000
                 f"epoch {record['kept_epoch']}."
             )
         loss = path.with_name(path.name.replace(".imputed.h5ad", ".imputed.loss.tsv"))
-        if loss.exists():
+        if results.current(loss):
             section.table(read_table(loss).tail(5))
 
 
-def tf_activity_section(results: Path, section: Section) -> None:
-    for sample, path in _samples(results, "tfbind", ".tfbind.h5ad").items():
+def tf_activity_section(results: Results, section: Section) -> None:
+    for sample, path in results.samples("tfbind", ".tfbind.h5ad").items():
         adata = read_h5ad(path)
         dropped = adata.uns.get(keys.TFBIND_UNS, {}).get("dropped_tfs")
         if dropped is not None and len(dropped):
@@ -239,9 +292,9 @@ def tf_activity_section(results: Path, section: Section) -> None:
         )
 
 
-def grn_section(results: Path, section: Section, *, top: int = 50) -> None:
-    path = results / "grn" / "grn_edges.tsv"
-    if not path.exists():
+def grn_section(results: Results, section: Section, *, top: int = 50) -> None:
+    path = results.root / "grn" / "grn_edges.tsv"
+    if not results.current(path):
         return
     edges = read_ranking(path, ("tf", "target", "score", "rank"))
     head = edges.sort_values("rank").head(top)
@@ -293,8 +346,33 @@ def _argv(record: Path) -> list[str]:
     return [str(a) for a in argv]
 
 
-def parameters_section(results: Path, section: Section) -> None:
-    steps = sorted((results / "pipeline_info" / "steps").glob("*.json"))
+def run_status(results: Results) -> str:
+    """A section naming the steps of the last ``scregnet run`` that did not finish (its trace);
+    empty when every step finished or the results have no trace."""
+    if results.trace is None:
+        return ""
+    bad = results.trace[results.trace["status"].isin(UNFINISHED)]
+    if bad.empty:
+        return ""
+    counts = bad["status"].value_counts()
+    section = Section("run-status", "Incomplete run")
+    section.text(
+        f"This report shows only what finished: {counts.get('FAILED', 0)} step(s) failed and "
+        f"{counts.get('NOT_RUN', 0)} that need their outputs were not run"
+        + (f", {counts['ABORTED']} stopped" if "ABORTED" in counts else "")
+        + ". Their outputs are left out of the sections below, including any an earlier run "
+        "wrote. The logs are in pipeline_info/logs/."
+    )
+    section.table(bad[["stage", "name", "status"]].rename(columns={"name": "sample or task"}))
+    return section.render()
+
+
+def parameters_section(results: Results, section: Section) -> None:
+    if results.trace is None:
+        steps = sorted((results.root / "pipeline_info" / "steps").glob("*.json"))
+    else:
+        finished = results.trace[results.trace["status"].isin(FINISHED)]
+        steps = sorted(Results.record(results.root, r.stage, r.name) for r in finished.itertuples())
     if not steps:
         return
     rows = [{"step": p.stem, "command": "scregnet " + " ".join(_argv(p))} for p in steps]
@@ -329,11 +407,12 @@ def build_report(results: str | Path, out: str | Path) -> Path:
     clustered ATAC samples, their QC table for MultiQC (:data:`MULTIQC_TABLE`) beside it; both are
     written atomically, together."""
     results, out = Path(results), Path(out)
+    found = Results.read(results)
     sections = {key: Section(key, title) for key, title in SECTIONS}
-    qc_table = atac_sections(results, sections["atac-qc"], sections["clusters"])
-    imputation_section(results, sections["imputation"])
-    tf_activity_section(results, sections["tf-activity"])
-    grn_section(results, sections["grn"])
+    qc_table = atac_sections(found, sections["atac-qc"], sections["clusters"])
+    imputation_section(found, sections["imputation"])
+    tf_activity_section(found, sections["tf-activity"])
+    grn_section(found, sections["grn"])
     evaluation_section(results, sections["evaluation"])
     if not any(sections[key].parts for key in RESULT_SECTIONS):
         msg = (
@@ -341,9 +420,9 @@ def build_report(results: str | Path, out: str | Path) -> Path:
             "tfbind/*.tfbind.h5ad, grn/grn_edges.tsv or evaluation.json)"
         )
         raise InputError(msg, results)
-    parameters_section(results, sections["parameters"])
+    parameters_section(found, sections["parameters"])
     sections["versions"].table(versions())
-    body = "\n".join(s.render() for s in sections.values())
+    body = "\n".join([run_status(found), *(s.render() for s in sections.values())]).lstrip()
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>scregnet report</title>"
         f"<style>{CSS}</style></head><body><h1>scregnet report</h1>"
