@@ -222,3 +222,20 @@ def test_report_of_a_run_shows_only_its_finished_steps(tmp_path: Path) -> None:
     assert "scregnet impute s1" in parameters and "count --fragments" not in parameters
     qc = (res / "report" / "scregnet_atac_qc_mqc.tsv").read_text()
     assert "\ns1\t" in qc and "\ns2\t" in qc and "s3" not in qc
+
+
+def test_a_trace_without_output_records_reports_every_file(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A finished step whose record lists no outputs (written by an older scregnet, or records
+    removed): the report warns and shows every result in the folder, as without a trace."""
+    res = _results(tmp_path)
+    (res / "pipeline_info" / "trace.tsv").write_text(
+        "stage\tname\tstatus\nCOUNT\ts1\tCOMPLETED\nCLUSTER\ts1\tCOMPLETED\n"
+    )
+    out = res / "report" / "report.html"
+    assert cli(["report", "--results", str(res), "--out", str(out)]) == 0
+    assert "no record of the outputs of COUNT (s1)" in capfd.readouterr().err
+    page = out.read_text()
+    assert 'alt="s1 UMAP"' in page and 'alt="GRN network"' in page
+    assert "Incomplete run" not in page

@@ -114,13 +114,17 @@ class Results:
         trace = read_table(path, ("stage", "name", "status"), dtype=str, keep_default_na=False)
         outputs: set[str] = set()
         for row in trace[trace["status"].isin(FINISHED)].itertuples():
-            record = cls.record(root, str(row.stage), str(row.name))
+            record = cls.record(root, row.stage, row.name)
             data = read_json(record) if record.exists() else None
             if not isinstance(data, dict) or not isinstance(data.get("outputs"), dict):
-                msg = (
-                    f"step record has no 'outputs' (the trace says {row.stage} {row.name} finished)"
+                log.warning(
+                    "%s: no record of the outputs of %s (%s), which the trace says finished: "
+                    "reporting every result in the folder",
+                    record,
+                    row.stage,
+                    row.name,
                 )
-                raise InputError(msg, record)
+                return cls(root, trace)
             outputs.update(_folder_and_name(Path(o)) for o in data["outputs"])
         return cls(root, trace, frozenset(outputs))
 
@@ -368,7 +372,7 @@ def run_status(results: Results) -> str:
 
 
 def parameters_section(results: Results, section: Section) -> None:
-    if results.trace is None:
+    if results.trace is None or results.outputs is None:
         steps = sorted((results.root / "pipeline_info" / "steps").glob("*.json"))
     else:
         finished = results.trace[results.trace["status"].isin(FINISHED)]
