@@ -36,6 +36,9 @@ IMPUTE_UNS = "scregnet_impute"
 TFBIND_SHARD = "tfbind_shard"
 #: uns key of the merged result's metadata
 TFBIND_UNS = "tfbind"
+#: its entry naming the TFs whose binding probability is a constant, their base rate (the model's
+#: logits did not rank their validation windows): they carry no binding evidence
+BASE_RATE_TFS = "base_rate_tfs"
 #: layer: cells x TFs activity from the model's predicted binding
 SCFAN_ACTIVITY = "scfan_activity"
 #: obsm key of the chromVAR-style baseline deviations

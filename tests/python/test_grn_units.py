@@ -319,6 +319,34 @@ def test_prior_reader_window_and_labels(tmp_path: Path) -> None:
         read_binding(tmp_path / "nopeaks.h5ad")
 
 
+def test_a_tf_with_a_constant_binding_probability_is_no_binding_evidence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`tfbind` names the TFs whose probability is their base rate (the model did not learn
+    them): the prior leaves them out, so their pairs keep the expression score and give no
+    training labels; another sample's informative prediction of the TF still counts."""
+    _write_tfbind(tmp_path / "s.tfbind.h5ad")
+    a = ad.read_h5ad(tmp_path / "s.tfbind.h5ad")
+    a.uns["tfbind"]["binding"][..., 0] = 0.09
+    a.uns["tfbind"]["base_rate_tfs"] = np.asarray(["TFA"], dtype=object)
+    a.write_h5ad(tmp_path / "constant.tfbind.h5ad")
+    with caplog.at_level("WARNING"):
+        binding = read_binding(tmp_path / "constant.tfbind.h5ad")
+    assert binding.tfs == ["TFB"] and binding.prob.shape == (3, 1)
+    assert "TF(s) TFA have a constant binding probability" in caplog.text
+    genes = ["TFA", "TFB", "G1", "G2", "G3"]
+    with pytest.raises(InputError, match="no TF of the prior with binding evidence"):
+        combined_prior([tmp_path / "constant.tfbind.h5ad"], _tss_frame(), ["TFA", "G1"])
+    tfs, prior = combined_prior(
+        [tmp_path / "constant.tfbind.h5ad", tmp_path / "s.tfbind.h5ad"],
+        _tss_frame(),
+        genes,
+        window=10_000,
+    )
+    assert tfs == ["TFA", "TFB"]
+    np.testing.assert_allclose(prior[0], [0.0, 0.0, 0.9, 0.6, 0.0])  # from s.tfbind.h5ad only
+
+
 # ---------------------------------------------------------------- model
 
 

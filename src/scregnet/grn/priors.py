@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.grn.config import NEGATIVE_RATIO, PRIOR_THRESHOLD, PRIOR_WINDOW
 
@@ -163,6 +164,21 @@ def read_binding(path: str | Path) -> Binding:
     if not np.isfinite(prob).all():
         msg = "binding probabilities contain NaN or infinite values"
         raise InputError(msg, path)
+    meta = adata.uns.get(keys.TFBIND_UNS)
+    constant = (
+        {str(t) for t in meta.get(keys.BASE_RATE_TFS, [])} if isinstance(meta, Mapping) else set()
+    )
+    if constant & set(tfs):
+        # a constant probability (the model did not learn the TF) is no binding evidence: the
+        # TF's pairs keep their expression score and give no training labels
+        log.warning(
+            "%s: TF(s) %s have a constant binding probability (their base rate): used as no "
+            "binding evidence",
+            path,
+            ", ".join(t for t in tfs if t in constant),
+        )
+        kept = [i for i, t in enumerate(tfs) if t not in constant]
+        tfs, prob = [tfs[i] for i in kept], prob[:, kept]
     if prob.size and (prob.min() < 0 or prob.max() > 1):
         log.info("binding values outside [0, 1]: taken as logits (sigmoid applied)")
         prob = 1.0 / (1.0 + np.exp(-prob))
@@ -241,7 +257,7 @@ def combined_prior(
         for tf, row in zip(tfs, matrix, strict=True):
             merged[tf] = np.maximum(merged[tf], row) if tf in merged else row
     if not merged:
-        msg = "none of the prior's TFs is a gene of the expression data"
+        msg = "no TF of the prior with binding evidence is a gene of the expression data"
         raise InputError(msg, paths[0] if paths else None)
     names = sorted(merged)
     return names, np.stack([merged[t] for t in names])

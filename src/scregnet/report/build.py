@@ -266,7 +266,7 @@ def tf_activity_section(results: Results, section: Section) -> None:
                 f"{sample}: no binding prediction for TF(s) {', '.join(map(str, dropped))}: "
                 "`tfbind train` dropped them (too few ChIP positives to learn and calibrate)."
             )
-        constant = adata.uns.get(keys.TFBIND_UNS, {}).get("base_rate_tfs")
+        constant = adata.uns.get(keys.TFBIND_UNS, {}).get(keys.BASE_RATE_TFS)
         if constant is not None and len(constant):
             section.text(
                 f"{sample}: the binding probability of TF(s) {', '.join(map(str, constant))} is "

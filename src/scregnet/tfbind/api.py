@@ -793,7 +793,7 @@ def _tfbind_uns(
             if "dropped_tfs" in u
             else {}
         ),
-        **({"base_rate_tfs": np.asarray(constant, dtype=object)} if constant else {}),
+        **({keys.BASE_RATE_TFS: np.asarray(constant, dtype=object)} if constant else {}),
     }
 
 
