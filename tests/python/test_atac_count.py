@@ -357,6 +357,11 @@ def test_bad_inputs(
     fails(
         capsys, out, go(**{"--genome": ensembl, "--peaks": peaks_ok}), "toy.tsv.gz", "chr1", "vs 1"
     )
+    # a GTF of another naming style: every cell's TSS enrichment would be 0
+    ensembl_gtf = tmp_path / "ensembl.gtf"
+    ensembl_gtf.write_text(toy["gtf"].read_text().replace("chr1\t", "1\t"))
+    assert "chr1\t" in toy["gtf"].read_text()
+    fails(capsys, out, go(**{"--tss": ensembl_gtf}), "ensembl.gtf", "GTF", "1 vs chr1")
     # unsorted fragments (no index possible)
     unsorted = write_fragments(
         tmp_path / "unsorted.tsv.gz", [TOY[1], TOY[0], *TOY[2:]], index=False

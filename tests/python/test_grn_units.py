@@ -311,6 +311,11 @@ def test_prior_reader_window_and_labels(tmp_path: Path) -> None:
         [tmp_path / "s.tfbind.h5ad", tmp_path / "peaks.h5ad"], _tss_frame(), genes, window=10_000
     )
     np.testing.assert_allclose(both[0], [0.0, 0.9, 0.95, 0.0])
+    # a GTF of another naming style matches no peak: refused, naming the GTF
+    ensembl = _tss_frame().assign(chrom=lambda f: f["chrom"].str.removeprefix("chr"))
+    with pytest.raises(InputError, match="no chromosome name of the GTF's genes") as exc:
+        combined_prior([tmp_path / "s.tfbind.h5ad"], ensembl, genes, tss_path="ensembl.gtf")
+    assert "ensembl.gtf" in str(exc.value) and "1, 2 vs chr1, chr2" in str(exc.value)
     (tmp_path / "cells.h5ad").write_bytes(b"")
     with pytest.raises(InputError, match="empty"):
         read_binding(tmp_path / "cells.h5ad")

@@ -233,16 +233,25 @@ def count_fragments(
     exclude_chroms: tuple[str, ...] = ("chrM", "M", "MT"),
     threads: int = 1,
     peaks_path: str | Path = "peaks",
+    tss_path: str | Path = "TSS table",
 ) -> CountResult:
     """Count ``fragments`` into cells x peaks (``X``) and cells x tiles (``obsm['tiles']``).
 
     ``peaks`` comes from :func:`scregnet.io.bed.read_bed`; ``tss`` from
-    :func:`scregnet.io.gtf.read_tss` (without it ``tss_enrichment`` is NaN).
+    :func:`scregnet.io.gtf.read_tss` (without it ``tss_enrichment`` is NaN; with no chromosome
+    of the genome, an :class:`InputError` naming ``tss_path``).
     """
+    from scregnet.io.genome import check_shared_chromosomes
+
     check_choice("strategy", strategy, Strategy)
     began = time.perf_counter()
     fragments = Path(fragments)
     var = prepare_peaks(peaks, chrom_sizes, path=peaks_path)
+    if tss is not None:
+        # TSS on no chromosome of the genome would give every cell a TSS enrichment of 0
+        check_shared_chromosomes(
+            tss["chrom"], chrom_sizes, what="GTF's genes", ref_what="genome index", path=tss_path
+        )
     exclude = set(exclude_chroms)
     peak_index = _peak_index(var)
     tiles = Tiles.build(chrom_sizes, tile_size, exclude) if tile_size else None

@@ -101,6 +101,7 @@ def main(args: argparse.Namespace) -> int:
         exclude_chroms=tuple(c for c in args.exclude_chroms.split(",") if c),
         threads=args.threads,
         peaks_path=args.peaks,
+        tss_path=args.tss or "TSS table",
     )
     # the QC table and the matrix appear together or not at all
     targets = [args.out] if args.qc is None else [args.out, args.qc]

@@ -441,7 +441,9 @@ def _binding(
 
     assert gtf is not None
     priors = [prior] if isinstance(prior, str | Path) else list(prior)
-    tfs, matrix = combined_prior(priors, read_tss(gtf), genes, window=trained.prior_window)
+    tfs, matrix = combined_prior(
+        priors, read_tss(gtf), genes, window=trained.prior_window, tss_path=gtf
+    )
     if list(tfs) != trained.prior_tfs:
         msg = (
             f"the binding priors have the TFs {', '.join(tfs[:10])}{' ...' if len(tfs) > 10 else ''} "
@@ -474,7 +476,9 @@ def _label_frame(
 
     assert prior is not None and gtf is not None
     priors = [prior] if isinstance(prior, str | Path) else list(prior)
-    prior_tfs, matrix = combined_prior(priors, read_tss(gtf), genes, window=prior_window)
+    prior_tfs, matrix = combined_prior(
+        priors, read_tss(gtf), genes, window=prior_window, tss_path=gtf
+    )
     frame = prior_labels(
         prior_tfs,
         matrix,

@@ -237,14 +237,26 @@ def combined_prior(
     genes: Sequence[str],
     *,
     window: int = PRIOR_WINDOW,
+    tss_path: str | Path = "TSS table",
 ) -> tuple[list[str], NDArray[np.float32]]:
     """:func:`tss_prior` over several tfbind files (e.g. one per sample): the maximum per TF-gene.
 
-    TFs of any file that are not genes of the expression data are reported and left out.
+    TFs of any file that are not genes of the expression data are reported and left out. A
+    file whose peaks lie on no chromosome of the TSS table (``tss_path``, e.g. a GTF of another
+    naming style) is an :class:`InputError` naming the TSS table.
     """
+    from scregnet.io.genome import check_shared_chromosomes
+
     merged: dict[str, NDArray[np.float32]] = {}
     for path in paths:
         binding = read_binding(path)
+        check_shared_chromosomes(
+            tss["chrom"],
+            set(binding.peaks["chrom"].astype(str)),
+            what="GTF's genes",
+            ref_what=f"binding peaks of {Path(path).name}",
+            path=tss_path,
+        )
         tfs, matrix = tss_prior(binding, tss, genes, window=window)
         absent = [t for t in binding.tfs if t not in set(tfs)]
         if absent:

@@ -117,6 +117,23 @@ def open_fasta(path: str | Path) -> pysam.FastaFile:
         raise InputError(msg, path) from exc
 
 
+def check_shared_chromosomes(
+    names: Iterable[str], reference: Iterable[str], *, what: str, ref_what: str, path: str | Path
+) -> None:
+    """Fail with both naming styles shown when no name of ``names`` is in ``reference``: an
+    annotation of another naming style (Ensembl's ``1`` against UCSC's ``chr1``) or assembly,
+    which would otherwise match nothing and give empty results without an error."""
+    names = list(dict.fromkeys(str(n) for n in names))
+    ref = set(reference)
+    if not names or any(n in ref for n in names):
+        return
+    msg = (
+        f"no chromosome name of the {what} is in the {ref_what} "
+        f"(e.g. {', '.join(names[:3])} vs {', '.join(sorted(ref)[:3])})"
+    )
+    raise InputError(msg, path)
+
+
 def check_same_chromosomes(
     names: Iterable[str], reference: Iterable[str], *, what: str, ref_what: str, path: str | Path
 ) -> None:
