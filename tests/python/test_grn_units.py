@@ -316,6 +316,14 @@ def test_prior_reader_window_and_labels(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no chromosome name of the GTF's genes") as exc:
         combined_prior([tmp_path / "s.tfbind.h5ad"], ensembl, genes, tss_path="ensembl.gtf")
     assert "ensembl.gtf" in str(exc.value) and "1, 2 vs chr1, chr2" in str(exc.value)
+    # expression data named in another identifier space than the GTF's names and IDs
+    with pytest.raises(InputError, match="no gene of the expression data is in the GTF") as exc:
+        combined_prior(
+            [tmp_path / "s.tfbind.h5ad"], _tss_frame(), ["ENSMUSG1", "ENSMUSG2"], tss_path="g.gtf"
+        )
+    assert str(exc.value).startswith("g.gtf: ") and "ENSMUSG1, ENSMUSG2 vs TFA, G1" in str(
+        exc.value
+    )
     (tmp_path / "cells.h5ad").write_bytes(b"")
     with pytest.raises(InputError, match="empty"):
         read_binding(tmp_path / "cells.h5ad")

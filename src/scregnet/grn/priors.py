@@ -241,12 +241,29 @@ def combined_prior(
 ) -> tuple[list[str], NDArray[np.float32]]:
     """:func:`tss_prior` over several tfbind files (e.g. one per sample): the maximum per TF-gene.
 
-    TFs of any file that are not genes of the expression data are reported and left out. A
-    file whose peaks lie on no chromosome of the TSS table (``tss_path``, e.g. a GTF of another
-    naming style) is an :class:`InputError` naming the TSS table.
+    TFs of any file that are not genes of the expression data are reported and left out. A TSS
+    table (``tss_path``) with none of ``genes`` (by name or ID), or on no chromosome of a file's
+    peaks (a GTF of another naming style), is an :class:`InputError` naming it; one with fewer
+    than half of ``genes`` is logged.
     """
     from scregnet.io.genome import check_shared_chromosomes
 
+    known = set(tss["gene_name"].astype(str)) | set(tss["gene_id"].astype(str))
+    found = sum(g in known for g in genes)
+    if found == 0:
+        msg = (
+            f"no gene of the expression data is in the GTF by gene_name or gene_id (e.g. "
+            f"{', '.join(list(genes)[:3])} vs {', '.join(tss['gene_name'].astype(str)[:3])})"
+        )
+        raise InputError(msg, tss_path)
+    if found < len(genes) / 2:
+        log.warning(
+            "%s: only %d of %d genes of the expression data are in it (by gene_name or gene_id); "
+            "the others get no binding prior",
+            tss_path,
+            found,
+            len(genes),
+        )
     merged: dict[str, NDArray[np.float32]] = {}
     for path in paths:
         binding = read_binding(path)
