@@ -168,9 +168,18 @@ def test_bad_inputs_one_line_no_output(
     model = tmp_path / "m.pt"
     assert _run(world, tmp_path / "m.tsv") == 0
     scored = ["grn", "score", "--model", str(model), *SCORE]
-    assert cli([*scored, *_rna(world["paths"]), "--out", str(out), "--tfs", "TF0,NOPE1,NOPE2"]) == 1
-    assert "absent from the expression data: NOPE1, NOPE2" in capsys.readouterr().err
+    assert cli([*scored, *_rna(world["paths"]), "--out", str(out), "--tfs", "NOPE1,NOPE2"]) == 1
+    assert "none of the 2 TF(s) is a gene of the expression data: NOPE1, NOPE2" in (
+        capsys.readouterr().err
+    )
     assert not out.exists()
+    # a TF list with TFs the data lack (a TF database's): those are logged and skipped
+    some = tmp_path / "some.tsv"
+    assert cli([*scored, *_rna(world["paths"]), "--out", str(some), "--tfs", "TF0,NOPE1"]) == 0
+    assert "1 of 2 TF(s) are not genes of the expression data and are not scored: NOPE1" in (
+        capsys.readouterr().err
+    )
+    assert set(pd.read_csv(some, sep="\t")["tf"]) == {"TF0"}
     alien = tmp_path / "alien.tsv"
     alien.write_text("X1\tY1\nX2\tY2\n")
     assert "share no (tf, target) pair" in fails(labels=alien)

@@ -160,7 +160,7 @@ def tf_list_latin1(s, tmp):  # type: ignore[no-untyped-def]
 def tf_list_long_comma_separated(s, tmp):  # type: ignore[no-untyped-def]
     names = ",".join(f"NOTATF{i:04d}" for i in range(600))  # longer than any file name
     argv, out = _grn_score(s, tmp, "--tfs", names)
-    return argv, "600 TF(s) absent from the expression data: NOTATF0000", [out]
+    return argv, "none of the 600 TF(s) is a gene of the expression data: NOTATF0000", [out]
 
 
 def bulk_sheet_latin1(s, tmp):  # type: ignore[no-untyped-def]

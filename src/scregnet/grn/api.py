@@ -172,16 +172,24 @@ def score_all(
 def resolve_tfs(
     names: Sequence[str], genes: Sequence[str], *, source: str | None = None
 ) -> list[int]:
-    """Gene indices of TFs; any absent from the expression data is an error that lists them."""
+    """Gene indices of the TFs that are genes of the expression data. Those absent are logged
+    (a TF database lists TFs that a data set lacks or names otherwise); none present is an
+    :class:`InputError` naming ``source``."""
     index = {g: i for i, g in enumerate(genes)}
     absent = [t for t in names if t not in index]
-    if absent:
-        msg = (
-            f"{len(absent)} TF(s) absent from the expression data: "
-            f"{', '.join(absent[:20])}{' ...' if len(absent) > 20 else ''}"
-        )
+    listed = f"{', '.join(absent[:20])}{' ...' if len(absent) > 20 else ''}"
+    if len(absent) == len(names):
+        msg = f"none of the {len(absent)} TF(s) is a gene of the expression data: {listed}"
         raise InputError(msg, source)
-    return sorted({index[t] for t in names})
+    if absent:
+        log.warning(
+            "%s: %d of %d TF(s) are not genes of the expression data and are not scored: %s",
+            source,
+            len(absent),
+            len(names),
+            listed,
+        )
+    return sorted({index[t] for t in names if t in index})
 
 
 def tfs_file(spec: str | None) -> Path | None:
