@@ -76,9 +76,14 @@ def _fasta(root: Path) -> Path:
 
 def _world(root: Path, *, labels: bool) -> dict[str, Any]:
     """Input files (empty where only their names matter) and the params pointing at them."""
+    import pysam
+
     root.mkdir(parents=True)
-    for name in ("s1.bam", "s1.bam.bai", "s1.rna.h5ad", "s2.rna.h5ad", "genes.gtf", "tfs.txt"):
+    for name in ("s1.bam.bai", "s1.rna.h5ad", "s2.rna.h5ad", "genes.gtf", "tfs.txt"):
         (root / name).touch()
+    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 3000}]}
+    with pysam.AlignmentFile(str(root / "s1.bam"), "wb", header=header):
+        pass  # a header and no reads: planning reads the chromosome names
     for name in ("motifs.jaspar", "bulk_rna.tsv", "labels.tsv", "CTCF.chip.bed", "CTCF.bw"):
         (root / name).touch()
     (root / "cr").mkdir()

@@ -453,3 +453,55 @@ def test_a_steps_warnings_reach_the_console(tmp_path: Path) -> None:
         ", 2 warning(s) in its log, the first: dropping 1 of 2 TF(s): NRF1 (train 0)"
     )
     assert done["IMPUTE (s1)"].endswith("MB)")
+
+
+def test_planning_refuses_inputs_named_in_another_chromosome_style(
+    tiny_world: Path, tmp_path: Path
+) -> None:
+    """A BAM, fragments file, GTF or peaks file whose chromosomes are all named in another style
+    than the genome index (Ensembl's 1 against chr1) is refused when the run is planned, naming
+    it, before any step runs (count would stop on it only after the fragments and peaks)."""
+    import gzip
+
+    import pysam
+
+    from scregnet.pipeline.params import read_params
+
+    params = read_params(tiny_world / "params.yaml")
+    ensembl = tmp_path / "ensembl"
+    ensembl.mkdir()
+    with pysam.AlignmentFile(str(tiny_world / "samples" / "sample1.bam")) as bam:
+        header = bam.header.to_dict()
+    header["SQ"] = [{**sq, "SN": sq["SN"].removeprefix("chr")} for sq in header["SQ"]]
+    with pysam.AlignmentFile(str(ensembl / "s1.bam"), "wb", header=header):
+        pass
+    pysam.index(str(ensembl / "s1.bam"))
+    frags = ensembl / "s2.fragments.tsv.gz"
+    with pysam.BGZFile(str(frags), "wb") as handle:
+        handle.write(b"1\t100\t200\tAAAC-1\t1\n2\t100\t300\tAAAC-1\t1\n")
+    pysam.tabix_index(str(frags), preset="bed", force=True)
+    gtf = ensembl / "genes.gtf.gz"
+    with gzip.open(gtf, "wt") as handle:
+        handle.write('#!genome-build x\n1\tx\tgene\t10\t20\t.\t+\t.\tgene_id "G";\n')
+    peaks = ensembl / "peaks.bed"
+    peaks.write_text("track name=p\n1\t10\t500\n")
+
+    def refused(rows: str, **change: Path) -> str:
+        sheet = tmp_path / "sheet.csv"
+        sheet.write_text("sample,bam,fragments\n" + rows)
+        with pytest.raises(InputError) as exc:
+            plan({**params, "input": sheet, **change}, tmp_path / "out", threads=1)
+        assert not (tmp_path / "out").exists()
+        return str(exc.value)
+
+    good = f"sample1,{tiny_world / 'samples' / 'sample1.bam'},\n"
+    msg = refused(good + f"s1,{ensembl / 's1.bam'},\n")
+    assert msg.startswith(f"{ensembl / 's1.bam'}: no chromosome name of the BAM header is in")
+    assert "(e.g. 1, 2, 3 vs chr1, chr2, chr3)" in msg
+    msg = refused(good + f"s2,,{frags}\n")
+    assert msg.startswith(f"{frags}: no chromosome name of the fragments is in the genome index")
+    assert refused(good, gtf=gtf).startswith(f"{gtf}: no chromosome name of the GTF is in")
+    assert refused(good, peaks=peaks).startswith(f"{peaks}: no chromosome name of the peaks")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("sample,bam,fragments\n" + good)
+    assert plan({**params, "input": sheet}, tmp_path / "ok", threads=1)

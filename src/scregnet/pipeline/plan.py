@@ -31,6 +31,7 @@ from scregnet.errors import InputError
 from scregnet.io.genome import read_chrom_sizes
 from scregnet.io.samplesheet import Sample, read_samplesheet
 from scregnet.pipeline.contigs import check_contig_names, prediction_shards, skipped_contigs
+from scregnet.pipeline.inputs import check_chromosome_styles
 from scregnet.pipeline.params import DEFAULTS, PATH_KEYS
 from scregnet.pipeline.steps import POOLED_STAGES, STAGE_COST, STAGE_GRAPH, STEPS
 
@@ -246,6 +247,13 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
     if not fai.exists():
         msg = "FASTA has no .fai index (run `samtools faidx`)"
         raise InputError(msg, fasta)
+    check_chromosome_styles(
+        samples,
+        read_chrom_sizes(fai),
+        fai=fai,
+        gtf=params.get("gtf"),
+        peaks=params.get("peaks"),
+    )
     device = resolve_run_device(str(params.get("device") or "auto"))
     p = _Planner(params, outdir, threads, device, fasta, fai)
     frags, clustered = _plan_atac(p, samples)

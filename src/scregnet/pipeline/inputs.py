@@ -1,0 +1,88 @@
+"""Checks of the run's input files that take milliseconds and would otherwise fail a step hours
+in: every sample's BAM or fragments file, the GTF and the given peaks must name their chromosomes
+in the genome index's style (UCSC's ``chr1`` or Ensembl's ``1``).
+
+A file sharing no chromosome name with the genome index is refused in one line naming it. Files
+sharing some are left to the steps, which check every name against the genome as they read.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from scregnet.errors import InputError
+from scregnet.io.genome import check_shared_chromosomes
+from scregnet.io.samplesheet import Sample
+from scregnet.io.text import reading
+
+#: the data lines of a GTF or BED read for their chromosome names: sorted files start with the
+#: first chromosomes, so the naming style shows at once
+SNIFF_LINES = 2000
+
+
+def bam_contigs(path: Path) -> list[str]:
+    """The reference names of a BAM's header; an unreadable BAM is an :class:`InputError`."""
+    import pysam
+
+    try:
+        with pysam.AlignmentFile(str(path), "rb", check_sq=False) as bam:
+            return list(bam.references)
+    except (OSError, ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = f"not a readable BAM ({detail})"
+        raise InputError(msg, path) from exc
+
+
+def tabix_contigs(path: Path) -> list[str]:
+    """The chromosome names a tabix-indexed file's index lists (empty when it cannot be read:
+    the steps' readers say what is wrong with the file)."""
+    import pysam
+
+    try:
+        with pysam.TabixFile(str(path)) as tbx:
+            return [str(c) for c in tbx.contigs]
+    except (OSError, ValueError):
+        return []
+
+
+def first_column(path: Path, *, lines: int = SNIFF_LINES) -> list[str]:
+    """The first field of the first ``lines`` data lines of a text table (gzip by its name;
+    ``#``, ``track`` and ``browser`` lines skipped)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    names: dict[str, None] = {}
+    seen = 0
+    with reading(path), opener(path, "rt") as handle:
+        for line in handle:
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            names[line.split("\t", 1)[0].strip()] = None
+            seen += 1
+            if seen >= lines:
+                break
+    return list(names)
+
+
+def check_chromosome_styles(
+    samples: Sequence[Sample],
+    genome: Iterable[str],
+    *,
+    fai: Path,
+    gtf: Path | None = None,
+    peaks: Path | None = None,
+) -> None:
+    """Every sample's BAM (header) or fragments (tabix index), the GTF and the peaks (their
+    first lines) share at least one chromosome name with the genome index ``fai``."""
+    names = set(genome)
+    ref = f"genome index {fai.name}"
+    for s in samples:
+        if s.bam is not None:
+            found = bam_contigs(s.bam)
+            check_shared_chromosomes(found, names, what="BAM header", ref_what=ref, path=s.bam)
+        if s.fragments is not None:
+            found = tabix_contigs(s.fragments)
+            check_shared_chromosomes(found, names, what="fragments", ref_what=ref, path=s.fragments)
+    for path, what in ((gtf, "GTF"), (peaks, "peaks")):
+        if path is not None and path.exists():
+            check_shared_chromosomes(first_column(path), names, what=what, ref_what=ref, path=path)
