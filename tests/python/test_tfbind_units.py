@@ -435,6 +435,12 @@ def test_scfan_activity_is_the_top2_fraction_over_a_cells_accessible_peaks() -> 
     np.testing.assert_allclose(got, expected)
     # every accessible peak contributes exactly two TFs
     np.testing.assert_allclose(got[:3].sum(axis=1), 2.0)
+    # TF 2 excluded (a constant probability): the other two are the top 2 of every peak
+    without = scfan_activity(counts, binding, cluster, exclude=[2])
+    np.testing.assert_allclose(without, [[1, 1, 0], [1, 1, 0], [1, 1, 0], [0, 0, 0]])
+    # top 1 among TFs 0 and 1: cluster 0 peaks {0, 1, 0}, cluster 1 peaks {1, 0, 1}
+    one = scfan_activity(counts, binding, cluster, top=1, exclude=[2])
+    np.testing.assert_allclose(one[:3], [[1 / 2, 1 / 2, 0], [1, 0, 0], [1 / 3, 2 / 3, 0]])
 
 
 def test_chip_benchmark_helpers() -> None:

@@ -730,7 +730,9 @@ def finalize(
     )  # (clusters, peaks, tfs)
     activity = bound_peak_deviation(counts, pooled, binding, mix)
     mean_binding = mean_binding_probability(pooled, logit, mix, cell_ctx, u)
-    scfan = scfan_activity(counts, binding, cell_cluster)
+    scfan = scfan_activity(
+        counts, binding, cell_cluster, exclude=[tfs.index(tf) for tf in constant]
+    )
     has_motif = np.asarray(u["has_motif"], dtype=bool)
     chromvar = chromvar_baseline(
         counts,

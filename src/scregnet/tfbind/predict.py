@@ -543,24 +543,27 @@ def scfan_activity(
     cell_cluster: NDArray[np.int64],
     *,
     top: int = 2,
+    exclude: Sequence[int] = (),
 ) -> NDArray[np.float64]:
     """scFAN's cell activity ``(cells, tfs)``: the fraction of each cell's accessible peaks
     (count > 0) in which the TF is among the ``top`` TFs of highest binding probability in the
     cell's cluster (``binding`` is clusters x peaks x TFs; ties broken by TF order). A cell with
-    no accessible peak scores 0."""
+    no accessible peak scores 0. The TFs of ``exclude`` (a constant probability, no binding
+    information) take no part in the ranking and score 0."""
     x = sp.csr_matrix(counts)
     open_ = sp.csr_matrix((np.ones(x.nnz), x.indices, x.indptr), shape=x.shape)
     open_.data[x.data <= 0] = 0.0
     open_.eliminate_zeros()
     n_cells, n_tfs = x.shape[0], binding.shape[2]
-    k = min(top, n_tfs)
+    ranked = np.setdiff1d(np.arange(n_tfs), np.asarray(exclude, dtype=np.intp))
+    k = min(top, ranked.size)
     out = np.zeros((n_cells, n_tfs))
     for g in range(binding.shape[0]):
         cells = np.flatnonzero(cell_cluster == g)
-        if cells.size == 0:
+        if cells.size == 0 or k == 0:
             continue
         # (peaks, tfs) indicator of the cluster's top-k TFs per peak
-        order = np.argsort(-binding[g], axis=1, kind="stable")[:, :k]
+        order = ranked[np.argsort(-binding[g][:, ranked], axis=1, kind="stable")[:, :k]]
         top_k = np.zeros(binding.shape[1:], dtype=np.float64)
         np.put_along_axis(top_k, order, 1.0, axis=1)
         out[cells] = np.asarray(open_[cells] @ top_k)
