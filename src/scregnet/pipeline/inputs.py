@@ -1,4 +1,4 @@
-"""Checks of the run's input files that take milliseconds and would otherwise fail a step hours
+"""Checks of the run's input files that take seconds at most and would otherwise fail a step hours
 in: every sample's BAM or fragments file, the GTF and the given peaks must name their chromosomes
 in the genome index's style (UCSC's ``chr1`` or Ensembl's ``1``).
 
@@ -17,9 +17,11 @@ from scregnet.io.genome import check_shared_chromosomes
 from scregnet.io.samplesheet import Sample
 from scregnet.io.text import reading
 
-#: the data lines of a GTF or BED read for their chromosome names: sorted files start with the
-#: first chromosomes, so the naming style shows at once
-SNIFF_LINES = 2000
+#: a GTF or BED is read for its chromosome names until this many distinct names (a file that
+#: starts with unplaced contigs the genome index lacks still reaches its chromosomes) ...
+SNIFF_NAMES = 5
+#: ... or this many data lines (a sorted human GTF's chr1 is about 250,000)
+SNIFF_LINES = 1_000_000
 
 
 def bam_contigs(path: Path) -> list[str]:
@@ -47,21 +49,21 @@ def tabix_contigs(path: Path) -> list[str]:
         return []
 
 
-def first_column(path: Path, *, lines: int = SNIFF_LINES) -> list[str]:
-    """The first field of the first ``lines`` data lines of a text table (gzip by its name;
-    ``#``, ``track`` and ``browser`` lines skipped)."""
+def first_column(path: Path, *, names: int = SNIFF_NAMES, lines: int = SNIFF_LINES) -> list[str]:
+    """The distinct first fields of a text table's data lines, in order, until ``names`` of them
+    or ``lines`` lines (gzip by its name; ``#``, ``track`` and ``browser`` lines skipped)."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    names: dict[str, None] = {}
+    found: dict[str, None] = {}
     seen = 0
     with reading(path), opener(path, "rt") as handle:
         for line in handle:
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
-            names[line.split("\t", 1)[0].strip()] = None
+            found[line.split("\t", 1)[0].strip()] = None
             seen += 1
-            if seen >= lines:
+            if len(found) >= names or seen >= lines:
                 break
-    return list(names)
+    return list(found)
 
 
 def check_chromosome_styles(
@@ -72,8 +74,9 @@ def check_chromosome_styles(
     gtf: Path | None = None,
     peaks: Path | None = None,
 ) -> None:
-    """Every sample's BAM (header) or fragments (tabix index), the GTF and the peaks (their
-    first lines) share at least one chromosome name with the genome index ``fai``."""
+    """Every sample's BAM (header) or fragments (tabix index), the GTF and the peaks (their first
+    chromosomes, :func:`first_column`) share at least one chromosome name with the genome index
+    ``fai``."""
     names = set(genome)
     ref = f"genome index {fai.name}"
     for s in samples:
