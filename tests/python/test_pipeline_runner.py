@@ -507,6 +507,7 @@ def test_planning_refuses_inputs_named_in_another_chromosome_style(
     assert plan({**params, "input": sheet}, tmp_path / "ok", threads=1)
     # a GTF that starts with contigs the genome index lacks is read on to its chromosomes
     unplaced = ensembl / "unplaced_first.gtf"
-    lines = [f'{c}\tx\tgene\t10\t20\t.\t+\t.\tgene_id "G";' for c in ("KI1", "GL2", "chr1")]
+    contigs = ["KI1"] * 3000 + ["GL2"] * 3000 + ["chr1"]  # past any fixed budget of lines
+    lines = [f'{c}\tx\tgene\t10\t20\t.\t+\t.\tgene_id "G";' for c in contigs]
     unplaced.write_text("\n".join(lines) + "\n")
     assert plan({**params, "input": sheet, "gtf": unplaced}, tmp_path / "ok", threads=1)
