@@ -187,6 +187,10 @@ def test_report_of_a_run_shows_only_its_finished_steps(tmp_path: Path) -> None:
     for sample in ("s2", "s3"):  # s3: an earlier run's sample, no longer in the samplesheet
         shutil.copy(res / "atac" / "s1.clustered.h5ad", res / "atac" / f"{sample}.clustered.h5ad")
         shutil.copy(res / "impute" / "s1.imputed.h5ad", res / "impute" / f"{sample}.imputed.h5ad")
+    for sample in ("s1", "s2"):  # the loss table IMPUTE writes beside the imputed cells
+        (res / "impute" / f"{sample}.imputed.loss.tsv").write_text(
+            "phase\tepoch\tloss\treconstruction\nfuse\t1\t0.5\t0.4\n"
+        )
     old = Path("/elsewhere/results")
     outputs = {
         ("FRAGMENTS", "s1"): ["atac/s1.fragments.tsv.gz"],
@@ -216,6 +220,7 @@ def test_report_of_a_run_shows_only_its_finished_steps(tmp_path: Path) -> None:
     assert 'alt="s2 UMAP"' in page and 'alt="s3 UMAP"' not in page
     assert 'alt="s1 imputation diagnostics"' in page
     assert 'alt="s2 imputation diagnostics"' not in page
+    assert page.count("<th>reconstruction</th>") == 1  # s1's loss table, not s2's
     assert 'alt="s1 fragment lengths"' in page
     assert 'alt="GRN network"' not in page
     parameters = page[page.index('<section id="parameters">') :]

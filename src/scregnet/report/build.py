@@ -252,8 +252,9 @@ def imputation_section(results: Results, section: Section, *, max_cells: int = 5
                 f"{sample}: {record['epochs']} fusion epochs trained; the model uses the weights of "
                 f"epoch {record['kept_epoch']}."
             )
+        # written beside the imputed cells by the same step (current with them)
         loss = path.with_name(path.name.replace(".imputed.h5ad", ".imputed.loss.tsv"))
-        if results.current(loss):
+        if loss.exists():
             section.table(read_table(loss).tail(5))
 
 
