@@ -116,9 +116,9 @@ def fit_calibration(
     non-negative: when the unconstrained fit's slope is not positive (the logits do not rank the
     TF's held-out windows) the constrained maximum likelihood is ``a = 0`` and ``b`` the logit of
     the weighted positive rate, so the TF's probability is its base rate on every window
-    (:func:`scregnet.tfbind.model.base_rate_tfs`). A TF with fewer than ``min_positives`` assayed positives or
-    negatives keeps ``a = 1, b = 0`` (training drops the TFs with too few positives before this
-    point).
+    (:func:`scregnet.tfbind.model.base_rate_tfs`). A TF with fewer than ``min_positives``
+    assayed positives or negatives keeps ``a = 1, b = 0`` (training drops the TFs with too few
+    positives before this point).
     """
     from sklearn.linear_model import LogisticRegression
 
