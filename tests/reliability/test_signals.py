@@ -199,7 +199,7 @@ def test_a_signal_while_the_test_world_is_simulated_leaves_no_part_folder(
     _wait_for(part, "the simulation's .part folder")
     runner.send_signal(signal.SIGTERM)
     _stdout, stderr = runner.communicate(timeout=60)
-    assert runner.returncode == 128 + signal.SIGTERM
+    assert runner.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert stderr.strip().splitlines()[-1].startswith("scregnet run: stopped by SIGTERM")
     assert not [p for p in outdir.iterdir() if p.name.startswith(".testdata")]
     assert not (outdir / "testdata").exists()
@@ -217,7 +217,7 @@ def test_sigterm_to_simulate_removes_its_part_folder(tmp_path: Path, reap: list[
     _wait_for(lambda: any(p.name.startswith(".world.") for p in tmp_path.iterdir()), ".part")
     proc.send_signal(signal.SIGTERM)
     _stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert stderr.strip().splitlines() == [
         "scregnet simulate: stopped by SIGTERM, temporary files removed"
     ]
