@@ -1,4 +1,5 @@
-"""The AnnData keys one stage writes and another stage, the scorer or the report reads.
+"""The AnnData keys one stage writes and another stage, the scorer or the report reads, and the
+statuses of the runner's trace that the report reads.
 
 Stages meet only through files; these names are the contract inside those files, defined once.
 """
@@ -43,3 +44,17 @@ BASE_RATE_TFS = "base_rate_tfs"
 SCFAN_ACTIVITY = "scfan_activity"
 #: obsm key of the chromVAR-style baseline deviations
 CHROMVAR = "chromvar"
+
+# ---- the runner's trace (``scregnet run``: ``pipeline_info/trace.tsv``; the report reads it) ----
+#: a step's status: it ran and wrote its outputs
+STEP_COMPLETED = "COMPLETED"
+#: its outputs were up to date, so it did not run (resume)
+STEP_CACHED = "CACHED"
+#: skipped: the optional tool it runs is not installed
+STEP_SKIPPED = "SKIPPED"
+#: it exited with an error
+STEP_FAILED = "FAILED"
+#: not started: it needs the outputs of a failed step (``--keep-going``)
+STEP_NOT_RUN = "NOT_RUN"
+#: stopped while running, by a failure beside it or an interrupt
+STEP_ABORTED = "ABORTED"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_path
 from scregnet.pipeline.lock import outdir_lock
@@ -337,7 +338,11 @@ def _schedule(
                 say(f"{labels[run.index]}: {exc}")
                 for j in sorted(_needing(run.index, pending, deps)):
                     pending.discard(j)
-                    trace[j] = {"stage": steps[j].stage, "name": steps[j].task, "status": "NOT_RUN"}
+                    trace[j] = {
+                        "stage": steps[j].stage,
+                        "name": steps[j].task,
+                        "status": keys.STEP_NOT_RUN,
+                    }
                     say(f"{labels[j]}: not run, it needs the outputs of {step.label}")
                 _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
                 continue
@@ -351,13 +356,13 @@ def _schedule(
     except BaseException:
         for index in running:
             step = steps[index]
-            trace[index] = {"stage": step.stage, "name": step.task, "status": "ABORTED"}
+            trace[index] = {"stage": step.stage, "name": step.task, "status": keys.STEP_ABORTED}
         _stop(steps, running)
         raise
     finally:
         _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
     if failed:
-        not_run = sum(1 for row in trace.values() if row["status"] == "NOT_RUN")
+        not_run = sum(1 for row in trace.values() if row["status"] == keys.STEP_NOT_RUN)
         msg = (
             f"{len(failed)} step(s) failed ({', '.join(label for label, _ in failed)}) and "
             f"{not_run} that need them were not run; every other step finished (rerun after the "
@@ -396,11 +401,11 @@ def _start_or_skip(
         say(f"{label}: outputs complete and up to date, skipped (resume)")
         previous = json.loads(record.read_text())
         row.update({k: previous.get(k, "") for k in RECORD_FIELDS})
-        trace[i] = {**row, "status": "CACHED"}
+        trace[i] = {**row, "status": keys.STEP_CACHED}
         return None
     if step.optional_tool and find_tool(step.executable) is None:
         say(f"{label}: skipped, `{step.executable}` is not installed")
-        trace[i] = {**row, "status": "SKIPPED"}
+        trace[i] = {**row, "status": keys.STEP_SKIPPED}
         return None
     if reason != NOT_RUN:
         say(f"{label}: out of date, {reason}")
@@ -423,7 +428,7 @@ def _finish(
     row = {
         "stage": step.stage,
         "name": step.task,
-        "status": "COMPLETED" if code == 0 else "FAILED",
+        "status": keys.STEP_COMPLETED if code == 0 else keys.STEP_FAILED,
         "start": run.started_at,
         "wall_s": round(wall, 1),
         "cpu_s": round(cpu, 1),
@@ -601,7 +606,7 @@ def report_finished_steps(steps: Sequence[Step], outdir: Path) -> Path | None:
         return None
     trace = info / "trace.tsv"
     rows = [line.split("\t") for line in trace.read_text().splitlines()[1:]]
-    if [report.stage, report.task, "NOT_RUN"] not in [r[:3] for r in rows]:
+    if [report.stage, report.task, keys.STEP_NOT_RUN] not in [r[:3] for r in rows]:
         return None
     log_path = info / "logs" / f"{report.stage}.{report.task}.log"
     for output in report.outputs:

@@ -85,9 +85,9 @@ class Section:
 
 
 #: the pipeline trace's statuses of steps whose outputs are this run's (``pipeline_info/trace.tsv``)
-FINISHED = ("COMPLETED", "CACHED")
+FINISHED = (keys.STEP_COMPLETED, keys.STEP_CACHED)
 #: the statuses of steps that did not finish
-UNFINISHED = ("FAILED", "NOT_RUN", "ABORTED")
+UNFINISHED = (keys.STEP_FAILED, keys.STEP_NOT_RUN, keys.STEP_ABORTED)
 
 
 def _folder_and_name(path: Path) -> str:
@@ -362,9 +362,9 @@ def run_status(results: Results) -> str:
     counts = bad["status"].value_counts()
     section = Section("run-status", "Incomplete run")
     section.text(
-        f"This report shows only what finished: {counts.get('FAILED', 0)} step(s) failed and "
-        f"{counts.get('NOT_RUN', 0)} that need their outputs were not run"
-        + (f", {counts['ABORTED']} stopped" if "ABORTED" in counts else "")
+        f"This report shows only what finished: {counts.get(keys.STEP_FAILED, 0)} step(s) failed "
+        f"and {counts.get(keys.STEP_NOT_RUN, 0)} that need their outputs were not run"
+        + (f", {counts[keys.STEP_ABORTED]} stopped" if keys.STEP_ABORTED in counts else "")
         + ". Their outputs are left out of the sections below, including any an earlier run "
         "wrote. The logs are in pipeline_info/logs/."
     )
