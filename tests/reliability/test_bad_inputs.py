@@ -492,7 +492,7 @@ def tfbind_stale_tabix_index(s, tmp):  # type: ignore[no-untyped-def]
 def tfbind_fragments_other_chromosome_names(s, tmp):  # type: ignore[no-untyped-def]
     frag = _rewritten_fragments(s, tmp / "nochr.tsv.gz", lambda line: line.removeprefix("chr"))
     argv, out = _tfbind_predict(s, tmp, frag)
-    return argv, "nochr.tsv.gz: 6 chromosome name(s) in the fragments are not in the FASTA", [out]
+    return argv, "nochr.tsv.gz: no chromosome name of the fragments is in the FASTA", [out]
 
 
 def tfbind_fragments_of_other_cells(s, tmp):  # type: ignore[no-untyped-def]

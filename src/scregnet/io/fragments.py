@@ -370,17 +370,9 @@ class FragmentReader:
 
     def _check_indexed_chromosomes(self) -> None:
         """With a tabix index, check the chromosome names before reading anything."""
-        import pysam
-
-        for suffix in (".tbi", ".csi"):
-            if Path(str(self.path) + suffix).exists():
-                try:
-                    with pysam.TabixFile(str(self.path)) as tbx:
-                        contigs = list(tbx.contigs)
-                except (OSError, ValueError):
-                    return  # the streaming reader reports what is wrong with the file
-                self._check_chromosomes(contigs)
-                return
+        contigs = indexed_chromosomes(self.path)
+        if contigs:
+            self._check_chromosomes(contigs)
 
     def _blocks(self) -> Iterator[tuple[np.ndarray, int]]:
         """Decompressed blocks of whole lines as uint8 arrays, with the position of the first
@@ -709,6 +701,21 @@ def write_fragment_parts(parts: Sequence[Path], out: str | Path) -> Path:
         concat_bgzf(parts, tmp_gz)
         tabix_index(tmp_gz, tmp_tbi)
     return out
+
+
+def indexed_chromosomes(path: str | Path) -> list[str]:
+    """The chromosome names the tabix index of a fragments file lists; empty without an index or
+    when it cannot be read (the streaming reader then reports what is wrong with the file)."""
+    import pysam
+
+    for suffix in (".tbi", ".csi"):
+        if Path(str(path) + suffix).exists():
+            try:
+                with pysam.TabixFile(str(path)) as tbx:
+                    return [str(c) for c in tbx.contigs]
+            except (OSError, ValueError):
+                return []
+    return []
 
 
 def check_tabix(path: str | Path) -> Path:

@@ -277,7 +277,10 @@ def run_steps(
 
 
 class StepFailed(InputError):
-    """A step exited with an error (its message names the step, its last error line and log)."""
+    """A step exited with an error (its message names the step, its last error line and log).
+    After a ``keep_going`` run, ``not_run`` holds the steps that needed a failed one."""
+
+    not_run: tuple[Step, ...] = ()
 
 
 def _schedule(
@@ -300,6 +303,10 @@ def _schedule(
     trace: dict[int, dict[str, Any]] = {}
     ran: list[str] = []
     failed: list[tuple[str, str]] = []  # with keep_going: each failed step's label and message
+
+    def write_trace() -> None:
+        _write_trace(info / "trace.tsv", [trace[k] for k in sorted(trace)])
+
     try:
         while pending or running:
             ready = sorted(
@@ -314,7 +321,7 @@ def _schedule(
                     running[i] = started
                     # on disk before the step reads it: REPORT reports the finished steps'
                     # outputs, including those skipped as up to date since the last write
-                    _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
+                    write_trace()
                 else:
                     finished.add(i)
                 pending.discard(i)
@@ -344,11 +351,11 @@ def _schedule(
                         "status": keys.STEP_NOT_RUN,
                     }
                     say(f"{labels[j]}: not run, it needs the outputs of {step.label}")
-                _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
+                write_trace()
                 continue
             finished.add(run.index)
             ran.append(f"{step.stage}:{step.task}")
-            _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])  # as it goes
+            write_trace()  # as it goes
             say(
                 f"{labels[run.index]}: done in {wall:.1f} s (peak memory {peak_mb:.0f} MB)"
                 + _warnings_note(run.log_path)
@@ -360,15 +367,19 @@ def _schedule(
         _stop(steps, running)
         raise
     finally:
-        _write_trace(info / "trace.tsv", [trace[i] for i in sorted(trace)])
+        write_trace()
     if failed:
-        not_run = sum(1 for row in trace.values() if row["status"] == keys.STEP_NOT_RUN)
+        not_run = tuple(
+            steps[k] for k, row in sorted(trace.items()) if row["status"] == keys.STEP_NOT_RUN
+        )
         msg = (
             f"{len(failed)} step(s) failed ({', '.join(label for label, _ in failed)}) and "
-            f"{not_run} that need them were not run; every other step finished (rerun after the "
-            f"fix resumes from them). First: {failed[0][1]}"
+            f"{len(not_run)} that need them were not run; every other step finished (rerun after "
+            f"the fix resumes from them). First: {failed[0][1]}"
         )
-        raise StepFailed(msg)
+        error = StepFailed(msg)
+        error.not_run = not_run
+        raise error
     return ran
 
 
@@ -582,9 +593,10 @@ def run_pipeline(
         start = time.perf_counter()
         try:
             run_steps(steps, outdir, jobs=jobs, keep_going=keep_going)
-        except StepFailed:
-            if keep_going:
-                report_finished_steps(steps, outdir)
+        except StepFailed as exc:
+            report = next((s for s in exc.not_run if s.stage == "REPORT"), None)
+            if report is not None:
+                report_finished_steps(report, outdir)
             raise
         if truth is not None and truth.is_dir():
             from scregnet.evaluate.truth import evaluate, write_evaluation
@@ -595,20 +607,12 @@ def run_pipeline(
     return outdir / "report" / "report.html"
 
 
-def report_finished_steps(steps: Sequence[Step], outdir: Path) -> Path | None:
-    """After a ``--keep-going`` run with failed steps: run REPORT's command, when the plan has one
-    and it was not run, so that the report shows what finished and names what did not (from the
-    trace). It writes REPORT's own outputs but no record, so the rerun after the fix builds the
-    full report. Returns the report's path, or None when there is none (its log says why)."""
-    report = next((s for s in steps if s.stage == "REPORT"), None)
-    info = outdir / "pipeline_info"
-    if report is None:
-        return None
-    trace = info / "trace.tsv"
-    rows = [line.split("\t") for line in trace.read_text().splitlines()[1:]]
-    if [report.stage, report.task, keys.STEP_NOT_RUN] not in [r[:3] for r in rows]:
-        return None
-    log_path = info / "logs" / f"{report.stage}.{report.task}.log"
+def report_finished_steps(report: Step, outdir: Path) -> Path | None:
+    """After a ``--keep-going`` run in which REPORT was not run (it needs a failed step): run its
+    command, so that the report shows what finished and names what did not (from the trace). It
+    writes REPORT's own outputs but no record, so the rerun after the fix builds the full report.
+    Returns the report's path, or None when it failed (the warning gives its last error line)."""
+    log_path = outdir / "pipeline_info" / "logs" / f"{report.stage}.{report.task}.log"
     for output in report.outputs:
         output.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as handle:

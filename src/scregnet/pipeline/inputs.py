@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from scregnet.errors import InputError
+from scregnet.io.fragments import indexed_chromosomes
 from scregnet.io.genome import check_shared_chromosomes
 from scregnet.io.samplesheet import Sample
 from scregnet.io.text import reading
@@ -35,18 +36,6 @@ def bam_contigs(path: Path) -> list[str]:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         msg = f"not a readable BAM ({detail})"
         raise InputError(msg, path) from exc
-
-
-def tabix_contigs(path: Path) -> list[str]:
-    """The chromosome names a tabix-indexed file's index lists (empty when it cannot be read:
-    the steps' readers say what is wrong with the file)."""
-    import pysam
-
-    try:
-        with pysam.TabixFile(str(path)) as tbx:
-            return [str(c) for c in tbx.contigs]
-    except (OSError, ValueError):
-        return []
 
 
 def first_column(path: Path, *, names: int = SNIFF_NAMES, lines: int = SNIFF_LINES) -> list[str]:
@@ -84,7 +73,7 @@ def check_chromosome_styles(
             found = bam_contigs(s.bam)
             check_shared_chromosomes(found, names, what="BAM header", ref_what=ref, path=s.bam)
         if s.fragments is not None:
-            found = tabix_contigs(s.fragments)
+            found = indexed_chromosomes(s.fragments)
             check_shared_chromosomes(found, names, what="fragments", ref_what=ref, path=s.fragments)
     for path, what in ((gtf, "GTF"), (peaks, "peaks")):
         if path is not None and path.exists():

@@ -125,7 +125,7 @@ def open_fragments(fragments: Path, chrom_sizes: dict[str, int], fasta: Path) ->
     import pysam
 
     from scregnet.io.fragments import check_tabix
-    from scregnet.io.genome import check_same_chromosomes
+    from scregnet.io.genome import check_shared_chromosomes
 
     if not fragments.exists():
         msg = "fragments file does not exist"
@@ -136,12 +136,17 @@ def open_fragments(fragments: Path, chrom_sizes: dict[str, int], fasta: Path) ->
     except (OSError, ValueError) as exc:
         msg = f"cannot open the tabix-indexed fragments file ({exc})"
         raise InputError(msg, fragments) from exc
-    contigs = list(tabix.contigs)
-    if contigs and not set(contigs) & set(chrom_sizes):
-        tabix.close()
-        check_same_chromosomes(
-            contigs, chrom_sizes, what="fragments", ref_what=f"FASTA {fasta.name}", path=fragments
+    try:
+        check_shared_chromosomes(
+            list(tabix.contigs),
+            chrom_sizes,
+            what="fragments",
+            ref_what=f"FASTA {fasta.name}",
+            path=fragments,
         )
+    except InputError:
+        tabix.close()
+        raise
     return tabix
 
 
