@@ -1,5 +1,5 @@
 """The AnnData keys one stage writes and another stage, the scorer or the report reads, and the
-statuses of the runner's trace that the report reads.
+runner's trace and step records that the report reads.
 
 Stages meet only through files; these names are the contract inside those files, defined once.
 """
@@ -13,6 +13,11 @@ CLUSTER = "cluster"
 LSI = "X_lsi"
 #: obsm key of the cells' UMAP coordinates
 UMAP = "X_umap"
+
+# ---- counting (``scregnet count``) -----------------------------------------------------------
+#: obsm key of the cells x genome tiles counts, and uns key of the tiles' layout: ``size``,
+#: ``chroms``, ``n_tiles`` and the genome's ``chrom_sizes`` the data were counted against
+TILES = "tiles"
 
 # ---- expression inputs (``scregnet impute --view``, read by ``scregnet grn``) -------------------
 #: obs column with each cell's view (condition or time point): cells of one view are pooled, views
@@ -45,7 +50,11 @@ SCFAN_ACTIVITY = "scfan_activity"
 #: obsm key of the chromVAR-style baseline deviations
 CHROMVAR = "chromvar"
 
-# ---- the runner's trace (``scregnet run``: ``pipeline_info/trace.tsv``; the report reads it) ----
+# ---- the runner's bookkeeping in the results folder (``scregnet run``; the report reads it) ----
+#: the trace: a row per step with its status (below), times and log
+TRACE = "pipeline_info/trace.tsv"
+#: a finished step's record: its command, inputs and outputs (``scregnet.pipeline.state``)
+STEP_RECORD = "pipeline_info/steps/{stage}.{name}.json"
 #: a step's status: it ran and wrote its outputs
 STEP_COMPLETED = "COMPLETED"
 #: its outputs were up to date, so it did not run (resume)
@@ -54,7 +63,7 @@ STEP_CACHED = "CACHED"
 STEP_SKIPPED = "SKIPPED"
 #: it exited with an error
 STEP_FAILED = "FAILED"
-#: not started: it needs the outputs of a failed step (``--keep-going``)
+#: not started: it needs the outputs of a failed step (``--keep-going``), or the run stopped first
 STEP_NOT_RUN = "NOT_RUN"
 #: stopped while running, by a failure beside it or an interrupt
 STEP_ABORTED = "ABORTED"

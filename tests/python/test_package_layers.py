@@ -77,7 +77,7 @@ def _target(line: str) -> str:
 # ---- shared contracts are defined once ---------------------------------------------------------
 #: key values that are also subcommand, directory, result-field or samplesheet-column names, so a
 #: literal of one is not necessarily the AnnData key; every other value of scregnet.keys is checked
-SHARED_WORDS = {"cluster", "imputed", "tfbind", "chromvar", "view"}
+SHARED_WORDS = {"cluster", "imputed", "tfbind", "chromvar", "view", "tiles"}
 #: the modules that may call torch.save / torch.load: the checkpoint format, and the per-epoch
 #: training state of ``tfbind train --state`` (optimiser and generator states, not a model)
 TORCH_IO = {"checkpoint.py", "tfbind/train.py"}

@@ -418,6 +418,8 @@ def test_keep_going_runs_what_does_not_need_the_failed_step_then_resumes(
 
 
 def test_without_keep_going_a_failure_ends_the_run(tmp_path: Path) -> None:
+    """The first failure ends the run; the trace still names every step, those never started as
+    NOT_RUN (a report built afterwards lists them as not run)."""
     flag = tmp_path / "broken"
     flag.touch()
     steps = [
@@ -426,8 +428,10 @@ def test_without_keep_going_a_failure_ends_the_run(tmp_path: Path) -> None:
     ]
     with pytest.raises(InputError, match=r"^CLUSTER \(s1\) failed: scregnet cluster: error"):
         run_steps(steps, tmp_path, jobs=1)
-    trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text()
-    assert "NOT_RUN" not in trace
+    trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text().splitlines()[1:]
+    status = {tuple(r.split("\t")[:2]): r.split("\t")[2] for r in trace}
+    assert status == {("CLUSTER", "s1"): "FAILED", ("FRAGMENTS", "s2"): "NOT_RUN"}
+    assert not (tmp_path / "f2").exists()
 
 
 def test_a_steps_warnings_reach_the_console(tmp_path: Path) -> None:
@@ -511,3 +515,45 @@ def test_planning_refuses_inputs_named_in_another_chromosome_style(
     lines = [f'{c}\tx\tgene\t10\t20\t.\t+\t.\tgene_id "G";' for c in contigs]
     unplaced.write_text("\n".join(lines) + "\n")
     assert plan({**params, "input": sheet, "gtf": unplaced}, tmp_path / "ok", threads=1)
+
+
+def test_planning_refuses_a_bam_aligned_to_another_assembly(
+    tiny_world: Path, tmp_path: Path
+) -> None:
+    """A BAM whose header names the genome's chromosomes but gives one another length (hg19's
+    chr1 against hg38's) was aligned to another assembly: refused at planning, naming the BAM and
+    both lengths. Chromosomes the genome index lacks are not compared."""
+    import pysam
+
+    from scregnet.io.genome import read_chrom_sizes
+    from scregnet.pipeline.params import read_params
+
+    params = read_params(tiny_world / "params.yaml")
+    sizes = read_chrom_sizes(str(params["fasta"]) + ".fai")
+    with pysam.AlignmentFile(str(tiny_world / "samples" / "sample1.bam")) as bam:
+        header = bam.header.to_dict()
+    first = header["SQ"][0]["SN"]
+
+    def bam_with(sq: list[dict[str, object]], name: str) -> Path:
+        path = tmp_path / name
+        with pysam.AlignmentFile(str(path), "wb", header={**header, "SQ": sq}):
+            pass
+        pysam.index(str(path))
+        return path
+
+    other = [{**sq, "LN": sq["LN"] + 1000} if sq["SN"] == first else sq for sq in header["SQ"]]
+    longer = bam_with(other, "other_assembly.bam")
+    extra = bam_with([*header["SQ"], {"SN": "chrUn_extra", "LN": 5000}], "extra_contig.bam")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(f"sample,bam,fragments\ns1,{longer},\n")
+    with pytest.raises(InputError) as exc:
+        plan({**params, "input": sheet}, tmp_path / "out", threads=1)
+    assert str(exc.value) == (
+        f"{longer}: 1 chromosome(s) have another length in the BAM header than in the genome "
+        f"index {Path(str(params['fasta']) + '.fai').name} (e.g. {first}: "
+        f"{sizes[first] + 1000:,} vs {sizes[first]:,} bp): they come from different genome "
+        "assemblies"
+    )
+    assert not (tmp_path / "out").exists()
+    sheet.write_text(f"sample,bam,fragments\ns1,{extra},\n")
+    assert plan({**params, "input": sheet}, tmp_path / "ok", threads=1)

@@ -452,6 +452,29 @@ def tfbind_chrom_names_differ(s, tmp):  # type: ignore[no-untyped-def]
     return argv, "renamed.chip.bed", [out]
 
 
+def tfbind_bigwig_of_another_assembly(s, tmp):  # type: ignore[no-untyped-def]
+    import pyBigWig
+
+    bulk = s["world"] / "bulk"
+    first = bulk / pd.read_csv(bulk / "bulk_sheet.csv").accessibility_bw[0]
+    with pyBigWig.open(str(first)) as bw:
+        sizes = bw.chroms()
+    name = next(iter(sizes))
+    other = tmp / "hg19.bw"
+    with pyBigWig.open(str(other), "w") as bw:
+        bw.addHeader([(c, n + 1000 if c == name else n) for c, n in sizes.items()])
+        bw.addEntries([name], [0], ends=[100], values=[1.0])
+    argv, out = _train_with_sheet(s, tmp, "accessibility_bw", other)
+    sheet = pd.read_csv(tmp / "sheet.csv")  # every row of that cell type reads the same track
+    sheet.loc[sheet.accessibility_bw == str(first), "accessibility_bw"] = str(other)
+    sheet.to_csv(tmp / "sheet.csv", index=False)
+    return (
+        argv,
+        "hg19.bw: 1 chromosome(s) have another length in the bigWig than in the FASTA",
+        [out],
+    )
+
+
 def _tfbind_model(s: dict[str, Path]) -> Path:
     """A small tfbind model of the tiny world, trained once per session."""
     model = s["dir"] / "tfbind_model.pt"
@@ -493,6 +516,19 @@ def tfbind_fragments_other_chromosome_names(s, tmp):  # type: ignore[no-untyped-
     frag = _rewritten_fragments(s, tmp / "nochr.tsv.gz", lambda line: line.removeprefix("chr"))
     argv, out = _tfbind_predict(s, tmp, frag)
     return argv, "nochr.tsv.gz: no chromosome name of the fragments is in the FASTA", [out]
+
+
+def tfbind_counted_on_another_assembly(s, tmp):  # type: ignore[no-untyped-def]
+    adata = ad.read_h5ad(s["clustered"])
+    sizes = np.asarray(adata.uns["tiles"]["chrom_sizes"]).copy()
+    sizes[0] += 1000
+    adata.uns["tiles"]["chrom_sizes"] = sizes
+    atac = tmp / "hg19.clustered.h5ad"
+    adata.write_h5ad(atac)
+    argv, out = _tfbind_predict(s, tmp, s["fragments"])
+    argv[argv.index("--atac") + 1] = str(atac)
+    expected = "hg19.clustered.h5ad: 1 chromosome(s) have another length in the genome the cells"
+    return argv, expected, [out]
 
 
 def tfbind_fragments_of_other_cells(s, tmp):  # type: ignore[no-untyped-def]
@@ -644,6 +680,8 @@ CASES = {
         tfbind_stale_tabix_index,
         tfbind_fragments_other_chromosome_names,
         tfbind_fragments_of_other_cells,
+        tfbind_counted_on_another_assembly,
+        tfbind_bigwig_of_another_assembly,
         grn_tfs_absent,
         grn_score_other_genes,
         grn_merge_not_a_shard,

@@ -145,10 +145,10 @@ def _feature_counts(adata: ad.AnnData, features: Features) -> sp.spmatrix:
     from scregnet.io.counts import check_counts
 
     if features == "tiles":
-        if "tiles" not in adata.obsm:
+        if keys.TILES not in adata.obsm:
             msg = "AnnData has no obsm['tiles'] (run `scregnet count` with --tile-size > 0)"
             raise InputError(msg)
-        counts, what = adata.obsm["tiles"], "tile counts (obsm['tiles'])"
+        counts, what = adata.obsm[keys.TILES], "tile counts (obsm['tiles'])"
     else:
         counts, what = adata.X, "peak counts (X)"
     if counts is None:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 import numpy as np
 import pandas as pd
 
+from scregnet import keys
 from scregnet.atac.count_kernels import count_chunk
 from scregnet.atac.options import Strategy
 from scregnet.atac.qc import QC_COLUMNS, knee_threshold, qc_table, tss_sites
@@ -132,7 +133,7 @@ class Tiles:
 
 def tile_names(adata: ad.AnnData) -> list[str]:
     """Column names (``chrom:start-end``) of ``adata.obsm['tiles']`` from ``uns['tiles']``."""
-    meta = adata.uns["tiles"]
+    meta = adata.uns[keys.TILES]
     return Tiles(
         int(meta["size"]),
         [str(c) for c in meta["chroms"]],
@@ -488,8 +489,8 @@ def _to_anndata(
     adata = ad.AnnData(X=x, obs=obs, var=var)
     adata.uns["count"] = uns
     if tiles is not None:
-        adata.obsm["tiles"] = counter.tile_pairs.matrix(row_of, n_cells, tiles.total)
-        adata.uns["tiles"] = {
+        adata.obsm[keys.TILES] = counter.tile_pairs.matrix(row_of, n_cells, tiles.total)
+        adata.uns[keys.TILES] = {
             "size": int(tiles.size),
             "chroms": list(tiles.chroms),
             "n_tiles": np.asarray(tiles.n_per_chrom, dtype=np.int64),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -150,5 +150,32 @@ def check_same_chromosomes(
     msg = (
         f"{len(missing)} chromosome name(s) in the {what} are not in the {ref_what} "
         f"(e.g. {', '.join(missing[:3])} vs {example_ref})"
+    )
+    raise InputError(msg, path)
+
+
+def check_same_lengths(
+    lengths: Mapping[str, int],
+    reference: Mapping[str, int],
+    *,
+    what: str,
+    ref_what: str,
+    path: str | Path,
+) -> None:
+    """Fail when a chromosome named in both has another length in each: the two come from
+    different assemblies that name their chromosomes alike (hg19's ``chr1`` is 249,250,621 bp,
+    hg38's 248,956,422), so positions in one are other bases in the other. Names in only one of
+    them are not checked here."""
+    differ = [
+        (name, int(n), int(reference[name]))
+        for name, n in lengths.items()
+        if name in reference and int(n) != int(reference[name])
+    ]
+    if not differ:
+        return
+    name, n, ref = differ[0]
+    msg = (
+        f"{len(differ)} chromosome(s) have another length in the {what} than in the {ref_what} "
+        f"(e.g. {name}: {n:,} vs {ref:,} bp): they come from different genome assemblies"
     )
     raise InputError(msg, path)

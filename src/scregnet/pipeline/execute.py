@@ -235,6 +235,11 @@ def _write_trace(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         )
 
 
+def _log_name(step: Step) -> str:
+    """The file name of a step's log in ``pipeline_info/logs/``."""
+    return f"{step.stage}.{step.task}.log"
+
+
 def _record_path(records: Path, step: Step) -> Path:
     return records / step.record_name
 
@@ -269,7 +274,7 @@ def run_steps(
     with outdir_lock(outdir):
         records.mkdir(parents=True, exist_ok=True)
         logs.mkdir(parents=True, exist_ok=True)
-        bookkeeping = [info / "trace.tsv", *(_record_path(records, s) for s in steps)]
+        bookkeeping = [outdir / keys.TRACE, *(_record_path(records, s) for s in steps)]
         swept = remove_leftovers([o for s in steps for o in s.outputs] + bookkeeping)
         if swept:
             say(f"removed {swept} temporary file(s) left by an interrupted run")
@@ -305,7 +310,7 @@ def _schedule(
     failed: list[tuple[str, str]] = []  # with keep_going: each failed step's label and message
 
     def write_trace() -> None:
-        _write_trace(info / "trace.tsv", [trace[k] for k in sorted(trace)])
+        _write_trace(info.parent / keys.TRACE, [trace[k] for k in sorted(trace)])
 
     try:
         while pending or running:
@@ -364,6 +369,9 @@ def _schedule(
         for index in running:
             step = steps[index]
             trace[index] = {"stage": step.stage, "name": step.task, "status": keys.STEP_ABORTED}
+        for index in pending:  # never started: the trace names every step of the run
+            step = steps[index]
+            trace[index] = {"stage": step.stage, "name": step.task, "status": keys.STEP_NOT_RUN}
         _stop(steps, running)
         raise
     finally:
@@ -483,7 +491,7 @@ def _launch(
     for output in step.outputs:
         output.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(step.outputs)  # left by a killed attempt
-    log_path = logs / f"{step.stage}.{step.task}.log"
+    log_path = logs / _log_name(step)
     handle = log_path.open("wb")
     try:
         proc = start_child(
@@ -612,7 +620,7 @@ def report_finished_steps(report: Step, outdir: Path) -> Path | None:
     command, so that the report shows what finished and names what did not (from the trace). It
     writes REPORT's own outputs but no record, so the rerun after the fix builds the full report.
     Returns the report's path, or None when it failed (the warning gives its last error line)."""
-    log_path = outdir / "pipeline_info" / "logs" / f"{report.stage}.{report.task}.log"
+    log_path = outdir / "pipeline_info" / "logs" / _log_name(report)
     for output in report.outputs:
         output.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as handle:

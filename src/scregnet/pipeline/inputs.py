@@ -9,12 +9,12 @@ sharing some are left to the steps, which check every name against the genome as
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from scregnet.errors import InputError
 from scregnet.io.fragments import indexed_chromosomes
-from scregnet.io.genome import check_shared_chromosomes
+from scregnet.io.genome import check_same_lengths, check_shared_chromosomes
 from scregnet.io.samplesheet import Sample
 from scregnet.io.text import reading
 
@@ -25,13 +25,13 @@ SNIFF_NAMES = 5
 SNIFF_LINES = 1_000_000
 
 
-def bam_contigs(path: Path) -> list[str]:
-    """The reference names of a BAM's header; an unreadable BAM is an :class:`InputError`."""
+def bam_contigs(path: Path) -> dict[str, int]:
+    """Reference name -> length from a BAM's header; an unreadable BAM is an :class:`InputError`."""
     import pysam
 
     try:
         with pysam.AlignmentFile(str(path), "rb", check_sq=False) as bam:
-            return list(bam.references)
+            return dict(zip(bam.references, map(int, bam.lengths), strict=True))
     except (OSError, ValueError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         msg = f"not a readable BAM ({detail})"
@@ -57,7 +57,7 @@ def first_column(path: Path, *, names: int = SNIFF_NAMES, lines: int = SNIFF_LIN
 
 def check_chromosome_styles(
     samples: Sequence[Sample],
-    genome: Iterable[str],
+    genome: Mapping[str, int],
     *,
     fai: Path,
     gtf: Path | None = None,
@@ -65,13 +65,15 @@ def check_chromosome_styles(
 ) -> None:
     """Every sample's BAM (header) or fragments (tabix index), the GTF and the peaks (their first
     chromosomes, :func:`first_column`) share at least one chromosome name with the genome index
-    ``fai``."""
+    ``fai`` (chromosome -> length ``genome``), and a BAM's header gives each chromosome it shares
+    with the index the index's length."""
     names = set(genome)
     ref = f"genome index {fai.name}"
     for s in samples:
         if s.bam is not None:
-            found = bam_contigs(s.bam)
-            check_shared_chromosomes(found, names, what="BAM header", ref_what=ref, path=s.bam)
+            header = bam_contigs(s.bam)
+            check_shared_chromosomes(header, names, what="BAM header", ref_what=ref, path=s.bam)
+            check_same_lengths(header, genome, what="BAM header", ref_what=ref, path=s.bam)
         if s.fragments is not None:
             found = indexed_chromosomes(s.fragments)
             check_shared_chromosomes(found, names, what="fragments", ref_what=ref, path=s.fragments)

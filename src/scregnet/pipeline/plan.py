@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.io.genome import read_chrom_sizes
 from scregnet.io.samplesheet import Sample, read_samplesheet
@@ -43,7 +44,7 @@ POOLED = "all"
 #: '_', which no sample id can
 SHARDS_DIR = "_shards"
 #: where the runner keeps one record per finished step, relative to the outdir (see ``state``)
-RECORDS = Path("pipeline_info") / "steps"
+RECORDS = Path(keys.STEP_RECORD).parent
 #: the software versions YAML (MultiQC's and pipeline_info/'s, as Nextflow writes it)
 VERSIONS = Path("pipeline_info") / "software_mqc_versions.yml"
 #: the MultiQC config both runners use by default (Nextflow: assets/multiqc_config.yml, a link to it)
@@ -93,8 +94,8 @@ class Step:
 
     @property
     def record_name(self) -> str:
-        """The file name of this step's record in ``pipeline_info/steps/``."""
-        return f"{self.stage}.{self.task}.json"
+        """The file name of this step's record in :data:`RECORDS`."""
+        return Path(keys.STEP_RECORD.format(stage=self.stage, name=self.task)).name
 
     def command(self) -> list[str]:
         if self.executable == "scregnet":

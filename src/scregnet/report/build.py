@@ -108,7 +108,7 @@ class Results:
 
     @classmethod
     def read(cls, root: Path) -> Results:
-        path = root / "pipeline_info" / "trace.tsv"
+        path = root / keys.TRACE
         if not path.exists():
             return cls(root)
         trace = read_table(path, ("stage", "name", "status"), dtype=str, keep_default_na=False)
@@ -130,8 +130,8 @@ class Results:
 
     @staticmethod
     def record(root: Path, stage: Any, name: Any) -> Path:
-        """A step's record (:mod:`scregnet.pipeline.state`), ``pipeline_info/steps/<stage>.<name>.json``."""
-        return root / "pipeline_info" / "steps" / f"{stage}.{name}.json"
+        """A step's record (:mod:`scregnet.pipeline.state`), :data:`scregnet.keys.STEP_RECORD`."""
+        return root / keys.STEP_RECORD.format(stage=stage, name=name)
 
     def current(self, path: Path) -> bool:
         """Whether ``path`` exists and, with a trace, a finished step of the last run wrote it."""
@@ -362,10 +362,9 @@ def run_status(results: Results) -> str:
     counts = bad["status"].value_counts()
     section = Section("run-status", "Incomplete run")
     section.text(
-        f"This report shows only what finished: {counts.get(keys.STEP_FAILED, 0)} step(s) failed "
-        f"and {counts.get(keys.STEP_NOT_RUN, 0)} that need their outputs were not run"
-        + (f", {counts[keys.STEP_ABORTED]} stopped" if keys.STEP_ABORTED in counts else "")
-        + ". Their outputs are left out of the sections below, including any an earlier run "
+        f"This report shows only what finished: {counts.get(keys.STEP_FAILED, 0)} step(s) failed"
+        + (f", {counts[keys.STEP_ABORTED]} were stopped" if keys.STEP_ABORTED in counts else "")
+        + f" and {counts.get(keys.STEP_NOT_RUN, 0)} were not run. Their outputs are left out of the sections below, including any an earlier run "
         "wrote. The logs are in pipeline_info/logs/."
     )
     section.table(bad[["stage", "name", "status"]].rename(columns={"name": "sample or task"}))
@@ -374,7 +373,7 @@ def run_status(results: Results) -> str:
 
 def parameters_section(results: Results, section: Section) -> None:
     if results.trace is None or results.outputs is None:
-        steps = sorted((results.root / "pipeline_info" / "steps").glob("*.json"))
+        steps = sorted(Results.record(results.root, "*", "*").parent.glob("*.json"))
     else:
         finished = results.trace[results.trace["status"].isin(FINISHED)]
         steps = sorted(Results.record(results.root, r.stage, r.name) for r in finished.itertuples())

@@ -75,6 +75,7 @@ from scregnet.tfbind.predict import (
     bound_peak_deviation,
     cells_digest,
     check_atac,
+    check_counted_genome,
     check_peaks,
     chrom_mask,
     chromvar_baseline,
@@ -572,6 +573,7 @@ def predict_peaks(
     torch_device = resolve_device(device)
     check_atac(adata, atac_path, need_lsi=False)
     sizes = read_chrom_sizes(fasta)
+    check_counted_genome(adata, sizes, atac=atac_path, fasta=fasta)
     peaks_all = peak_table(adata)
     check_peaks(peaks_all, sizes, atac=atac_path, fasta=fasta)
     peaks = peaks_all.loc[chrom_mask(peaks_all, chroms, sizes, fasta)]

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from scregnet.errors import InputError
 from scregnet.io.bed import check_within_bounds, read_bed
-from scregnet.io.genome import open_fasta, read_chrom_sizes
+from scregnet.io.genome import check_same_lengths, open_fasta, read_chrom_sizes
 from scregnet.io.tracks import open_bigwig
 
 log = logging.getLogger(__name__)
@@ -192,11 +192,13 @@ def check_track_chromosomes(
             f"(it has {', '.join(list(header)[:5])})"
         )
         raise InputError(msg, bw_path)
-    wrong = [c for c in chroms if header[c] != chrom_sizes[c]]
-    if wrong:
-        c = wrong[0]
-        msg = f"chromosome {c} is {header[c]} bp in this bigWig but {chrom_sizes[c]} bp in the FASTA {fasta.name}"
-        raise InputError(msg, bw_path)
+    check_same_lengths(
+        {c: header[c] for c in chroms},
+        chrom_sizes,
+        what="bigWig",
+        ref_what=f"FASTA {fasta.name}",
+        path=bw_path,
+    )
 
 
 def track_mean(bw: Any) -> float:

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from scregnet import keys
 from scregnet.device import autocast
 from scregnet.errors import InputError
+from scregnet.io.genome import check_same_lengths
 from scregnet.io.h5ad import check_unique_names
 from scregnet.tfbind.checkpoint import LoadedModel
 from scregnet.tfbind.config import PredictConfig
@@ -71,6 +72,25 @@ def peak_table(adata: ad.AnnData) -> pd.DataFrame:
         index=pd.Index(adata.var_names.astype(str), name="peak_id"),
     )
     return peaks
+
+
+def check_counted_genome(
+    adata: ad.AnnData, chrom_sizes: dict[str, int], *, atac: Path, fasta: Path
+) -> None:
+    """The genome the cells were counted against (its chromosome lengths, which ``scregnet count``
+    keeps with the tiles) must be the FASTA's assembly; data counted without tiles carry no
+    lengths and are checked by their peaks' bounds alone (:func:`check_peaks`)."""
+    meta = adata.uns.get(keys.TILES)
+    if not meta or "chrom_sizes" not in meta:
+        return
+    counted = dict(zip(map(str, meta["chroms"]), map(int, meta["chrom_sizes"]), strict=True))
+    check_same_lengths(
+        counted,
+        chrom_sizes,
+        what="genome the cells were counted against",
+        ref_what=f"FASTA {fasta.name}",
+        path=atac,
+    )
 
 
 def check_peaks(
