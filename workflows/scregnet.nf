@@ -44,7 +44,7 @@ workflow SCREGNET {
     //
     // Stage 1: ATAC counts, per sample in parallel
     //
-    FRAGMENTS(ch_bam)
+    FRAGMENTS(ch_bam, ch_fai)
     ch_fragments = FRAGMENTS.out.fragments.mix(ch_fragments_in)  // channel: [ meta, path(fragments), path(tbi) ]
 
     ch_peaks_source = ch_fragments

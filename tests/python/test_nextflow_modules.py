@@ -208,7 +208,7 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
     bam = world / "samples" / "sample1.bam"
 
     if c.ready("FRAGMENTS", "SIMULATE"):
-        c.run("FRAGMENTS", {"meta": meta}, {"bam": bam, "bai": Path(f"{bam}.bai")})
+        c.run("FRAGMENTS", {"meta": meta}, {"bam": bam, "bai": Path(f"{bam}.bai"), "fai": fai})
     frags = tbi = None
     if c.ok("FRAGMENTS"):
         frags, tbi = c.out("FRAGMENTS", ".tsv.gz")[0], c.out("FRAGMENTS", ".tbi")[0]

@@ -58,6 +58,17 @@ def bam_without_index(s: dict[str, Path], tmp: Path):  # type: ignore[no-untyped
     return ["fragments", "--bam", str(bam), "--out", str(out)], "noindex.bam", [out]
 
 
+def bam_of_another_assembly(s, tmp):  # type: ignore[no-untyped-def]
+    lines = s["fai"].read_text().splitlines(True)
+    name, length, *rest = lines[0].split("\t")
+    fai = tmp / "hg38.fa.fai"  # the genome's first chromosome 1 kb longer than the BAM's
+    fai.write_text("\t".join([name, str(int(length) + 1000), *rest]) + "".join(lines[1:]))
+    out = tmp / "f.tsv.gz"
+    argv = ["fragments", "--bam", str(s["world"] / "samples" / "sample1.bam"), "--genome", str(fai)]
+    expected = "sample1.bam: 1 chromosome(s) have another length in the BAM header than in the genome index hg38.fa.fai"
+    return [*argv, "--out", str(out)], expected, [out]
+
+
 def bam_name_sorted(s, tmp):  # type: ignore[no-untyped-def]
     bam = tmp / "byname.bam"
     pysam.sort("-n", "-o", str(bam), str(s["world"] / "samples" / "sample1.bam"))
@@ -641,6 +652,7 @@ CASES = {
     for f in (
         bam_without_index,
         bam_name_sorted,
+        bam_of_another_assembly,
         no_barcode_tag,
         missing_bam,
         peaks_wrong_chromosome_names,

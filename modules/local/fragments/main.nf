@@ -7,6 +7,7 @@ process FRAGMENTS {
 
     input:
     tuple val(meta), path(bam), path(bai)
+    path(fai)
 
     output:
     tuple val(meta), path("*.fragments.tsv.gz"), path("*.fragments.tsv.gz.tbi"), emit: fragments
@@ -21,6 +22,7 @@ process FRAGMENTS {
     """
     scregnet fragments \\
         --bam '${bam}' \\
+        --genome '${fai}' \\
         --out '${prefix}.fragments.tsv.gz' \\
         --threads ${task.cpus} \\
         ${args}

@@ -17,6 +17,13 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bam", required=True, type=Path, help="coordinate-sorted, indexed BAM")
     parser.add_argument("--out", required=True, type=Path, help="output .fragments.tsv.gz")
+    parser.add_argument(
+        "--genome",
+        type=Path,
+        default=None,
+        help="genome index (.fai or chrom.sizes) the later steps use: the BAM must have been "
+        "aligned to it (its header's chromosome names and lengths), else it is refused",
+    )
     parser.add_argument("--barcode-tag", default="CB", help="read tag holding the cell barcode")
     parser.add_argument(
         "--barcodes", type=Path, default=None, help="keep only these barcodes (one per line)"
@@ -63,7 +70,10 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.errors import InputError
     from scregnet.io.outputs import check_paths
 
-    check_paths(inputs=[args.bam, args.barcodes], outputs=[args.out, Path(str(args.out) + ".tbi")])
+    check_paths(
+        inputs=[args.bam, args.barcodes, args.genome],
+        outputs=[args.out, Path(str(args.out) + ".tbi")],
+    )
     if args.min_mapq < 0:
         raise InputError(f"--min-mapq must be >= 0, got {args.min_mapq}")
     if args.min_length < 1:
@@ -72,6 +82,16 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--max-length {args.max_length} is below --min-length {args.min_length}")
     if not args.barcode_tag or len(args.barcode_tag) != 2:
         raise InputError(f"--barcode-tag must be a two-character SAM tag, got {args.barcode_tag!r}")
+    if args.genome is not None:
+        from scregnet.io.genome import bam_reference_lengths, check_same_genome, read_chrom_sizes
+
+        check_same_genome(
+            bam_reference_lengths(args.bam),
+            read_chrom_sizes(args.genome),
+            what="BAM header",
+            ref_what=f"genome index {args.genome.name}",
+            path=args.bam,
+        )
     barcodes = frozenset(read_barcode_list(args.barcodes)) if args.barcodes else None
     options = FragmentOptions(
         barcode_tag=args.barcode_tag,

@@ -179,3 +179,30 @@ def check_same_lengths(
         f"(e.g. {name}: {n:,} vs {ref:,} bp): they come from different genome assemblies"
     )
     raise InputError(msg, path)
+
+
+def check_same_genome(
+    lengths: Mapping[str, int],
+    reference: Mapping[str, int],
+    *,
+    what: str,
+    ref_what: str,
+    path: str | Path,
+) -> None:
+    """``lengths`` (chromosome -> length, e.g. a BAM header's) name chromosomes like ``reference``
+    (:func:`check_shared_chromosomes`) and give them its lengths (:func:`check_same_lengths`)."""
+    check_shared_chromosomes(lengths, reference, what=what, ref_what=ref_what, path=path)
+    check_same_lengths(lengths, reference, what=what, ref_what=ref_what, path=path)
+
+
+def bam_reference_lengths(path: str | Path) -> dict[str, int]:
+    """Reference name -> length from a BAM's header; an unreadable BAM is an :class:`InputError`."""
+    import pysam
+
+    try:
+        with pysam.AlignmentFile(str(path), "rb", check_sq=False) as bam:
+            return dict(zip(bam.references, map(int, bam.lengths), strict=True))
+    except (OSError, ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = f"not a readable BAM ({detail})"
+        raise InputError(msg, path) from exc

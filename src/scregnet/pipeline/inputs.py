@@ -12,9 +12,12 @@ import gzip
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from scregnet.errors import InputError
 from scregnet.io.fragments import indexed_chromosomes
-from scregnet.io.genome import check_same_lengths, check_shared_chromosomes
+from scregnet.io.genome import (
+    bam_reference_lengths,
+    check_same_genome,
+    check_shared_chromosomes,
+)
 from scregnet.io.samplesheet import Sample
 from scregnet.io.text import reading
 
@@ -23,19 +26,6 @@ from scregnet.io.text import reading
 SNIFF_NAMES = 5
 #: ... or this many data lines (a sorted human GTF's chr1 is about 250,000)
 SNIFF_LINES = 1_000_000
-
-
-def bam_contigs(path: Path) -> dict[str, int]:
-    """Reference name -> length from a BAM's header; an unreadable BAM is an :class:`InputError`."""
-    import pysam
-
-    try:
-        with pysam.AlignmentFile(str(path), "rb", check_sq=False) as bam:
-            return dict(zip(bam.references, map(int, bam.lengths), strict=True))
-    except (OSError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        msg = f"not a readable BAM ({detail})"
-        raise InputError(msg, path) from exc
 
 
 def first_column(path: Path, *, names: int = SNIFF_NAMES, lines: int = SNIFF_LINES) -> list[str]:
@@ -71,9 +61,8 @@ def check_chromosome_styles(
     ref = f"genome index {fai.name}"
     for s in samples:
         if s.bam is not None:
-            header = bam_contigs(s.bam)
-            check_shared_chromosomes(header, names, what="BAM header", ref_what=ref, path=s.bam)
-            check_same_lengths(header, genome, what="BAM header", ref_what=ref, path=s.bam)
+            header = bam_reference_lengths(s.bam)
+            check_same_genome(header, genome, what="BAM header", ref_what=ref, path=s.bam)
         if s.fragments is not None:
             found = indexed_chromosomes(s.fragments)
             check_shared_chromosomes(found, names, what="fragments", ref_what=ref, path=s.fragments)

@@ -281,8 +281,8 @@ def _plan_atac(
         if s.bam is not None:
             frag = atac / f"{s.sample}.fragments.tsv.gz"
             frags[s.sample] = tabix_files(frag, planned=True)
-            slots: dict[str, Any] = {"bam": s.bam, "out": frag}
-            p.add("FRAGMENTS", s.sample, slots, bam_files(s.bam), frags[s.sample])
+            slots: dict[str, Any] = {"bam": s.bam, "fai": fai, "out": frag}
+            p.add("FRAGMENTS", s.sample, slots, [*bam_files(s.bam), fai], frags[s.sample])
         else:
             assert s.fragments is not None
             frag = s.fragments

@@ -141,6 +141,7 @@ STEPS: dict[str, Process] = _table(
         (),
         (
             _in("--bam", "bam"),
+            _in("--genome", "fai"),
             _out("--out"),
             THREADS,
             _param("--min-mapq", "min_mapq"),
