@@ -68,7 +68,9 @@ def module_outputs(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -
     assert ext_args("fragments", "FRAGMENTS") == []
     bam = tiny_world / "samples" / "sample1.bam"
     argv = STEPS["FRAGMENTS"].argv(
-        {"bam": bam, "out": "sample1.fragments.tsv.gz"}, DEFAULTS, threads=2
+        {"bam": bam, "fai": tiny_world / "genome.fa.fai", "out": "sample1.fragments.tsv.gz"},
+        DEFAULTS,
+        threads=2,
     )
     scregnet(argv, work)
     scregnet(
