@@ -81,6 +81,39 @@ def test_evaluation_scores_every_stage(tiny_run: Path, tiny_world: Path) -> None
     assert set(report) == {"atac", "impute", "tfbind", "grn"}
 
 
+def test_report_with_truth_scores_the_results_first(
+    tiny_run: Path, tiny_world: Path, tmp_path: Path
+) -> None:
+    """`scregnet report --truth` (REPORT in `scregnet run --profile test`) writes
+    <results>/evaluation.json and the report shows it; the run used to score after REPORT, so the
+    first run's report had an empty evaluation section."""
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(tiny_run, results)
+    (results / "evaluation.json").unlink(missing_ok=True)
+    out = tmp_path / "report.html"
+    proc = run(
+        [
+            "report",
+            "--results",
+            str(results),
+            "--truth",
+            str(tiny_world / "truth"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    scores = json.loads((results / "evaluation.json").read_text())
+    assert set(scores) == {"atac", "impute", "tfbind", "grn"}
+    page = out.read_text()
+    section = page[page.index('<section id="evaluation">') :]
+    section = section[: section.index("</section>")]
+    assert "produced no outputs" not in section
+    assert f"{scores['grn']['auprc']:.4g}" in section
+
+
 def test_golden_summary(tiny_run: Path) -> None:
     """Changing these numbers takes `make regold`, whose diff is reviewed in the commit.
 

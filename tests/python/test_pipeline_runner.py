@@ -557,3 +557,26 @@ def test_planning_refuses_a_bam_aligned_to_another_assembly(
     assert not (tmp_path / "out").exists()
     sheet.write_text(f"sample,bam,fragments\ns1,{extra},\n")
     assert plan({**params, "input": sheet}, tmp_path / "ok", threads=1)
+
+
+def test_test_profile_report_scores_against_the_truth_first(
+    tiny_world: Path, tmp_path: Path
+) -> None:
+    """With a truth folder (the test profile) REPORT runs `scregnet report --truth` and writes
+    evaluation.json (its output, so the report shows this run's scores); without one the file is
+    an input (a user's `scregnet evaluate` there reruns REPORT)."""
+    from scregnet.pipeline.params import read_params
+
+    params = read_params(tiny_world / "params.yaml")
+    truth = tiny_world / "truth"
+    out = tmp_path / "out"
+    report = next(s for s in plan(params, out, threads=1, truth=truth) if s.stage == "REPORT")
+    argv = report.command()
+    assert argv[argv.index("--truth") + 1] == str(truth)
+    assert out / "evaluation.json" in report.outputs
+    assert out / "evaluation.json" not in report.inputs and truth in report.inputs
+    plain = next(s for s in plan(params, out, threads=1) if s.stage == "REPORT")
+    assert "--truth" not in plain.command()
+    assert out / "evaluation.json" in plain.inputs and plain.outputs == [
+        out / "report" / "report.html"
+    ]

@@ -24,11 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from scregnet import keys
     from scregnet.errors import InputError
     from scregnet.evaluate.truth import evaluate, write_evaluation
     from scregnet.io.outputs import check_paths, files_under
 
-    out = args.out or args.results / "evaluation.json"
+    out = args.out or args.results / keys.EVALUATION
     read = (".h5ad", ".tsv", ".tsv.gz", ".bed", ".bw", ".narrowPeak")
     check_paths(
         inputs=[

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 HELP = "write a self-contained report.html (embedded figures) for a results directory"
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,9 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output HTML file; with clustered ATAC results the per-sample QC table for MultiQC, "
         "scregnet_atac_qc_mqc.tsv, is written beside it (replacing a file of that name)",
     )
+    parser.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="a simulated world's truth folder: score the results against it first (as "
+        "`scregnet evaluate`), writing <results>/evaluation.json, which the report shows",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    from scregnet import keys
     from scregnet.errors import InputError
     from scregnet.io.outputs import check_paths, files_under
     from scregnet.report.build import MULTIQC_TABLE, build_report
@@ -30,9 +41,19 @@ def main(args: argparse.Namespace) -> int:
         msg = "results directory does not exist"
         raise InputError(msg, args.results)
     read = (".h5ad", ".tsv", ".tsv.gz", ".json", ".bed", ".bw", ".narrowPeak")
+    evaluation = args.results / keys.EVALUATION if args.truth is not None else None
     check_paths(
-        inputs=[args.results, *files_under(args.results, suffixes=read, exclude=(MULTIQC_TABLE,))],
-        outputs=[args.out, args.out.parent / MULTIQC_TABLE],
+        inputs=[
+            args.results,
+            args.truth,
+            *files_under(args.results, suffixes=read, exclude=(MULTIQC_TABLE, keys.EVALUATION)),
+        ],
+        outputs=[args.out, args.out.parent / MULTIQC_TABLE, evaluation],
     )
+    if args.truth is not None and evaluation is not None:
+        from scregnet.evaluate.truth import evaluate, write_evaluation
+
+        write_evaluation(evaluate(args.truth, args.results), evaluation)
+        log.info("scored the results against %s: %s", args.truth, evaluation)
     build_report(args.results, args.out)
     return 0

@@ -592,10 +592,11 @@ def run_pipeline(
 ) -> Path:
     """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads; with
     ``keep_going`` a failed step stops only what needs it, :func:`run_steps`, and the report shows
-    what finished, :func:`report_finished_steps`); score against ``truth`` when given; return
-    the report's path. The plan (samplesheet included) is checked
+    what finished, :func:`report_finished_steps`); with ``truth`` REPORT scores the results
+    against it first (``evaluation.json``); return the report's path. The plan (samplesheet included) is checked
     before ``outdir`` is created, so a bad input leaves no folder behind."""
-    steps = plan(params, outdir, threads=threads)
+    truth = truth if truth is not None and truth.is_dir() else None
+    steps = plan(params, outdir, threads=threads, truth=truth)
     with outdir_lock(outdir):
         write_versions(steps, outdir)
         start = time.perf_counter()
@@ -606,11 +607,6 @@ def run_pipeline(
             if report is not None:
                 report_finished_steps(report, outdir)
             raise
-        if truth is not None and truth.is_dir():
-            from scregnet.evaluate.truth import evaluate, write_evaluation
-
-            write_evaluation(evaluate(truth, outdir), outdir / "evaluation.json")
-            log.info("evaluation against %s written to %s", truth, outdir / "evaluation.json")
     log.info("pipeline finished in %.1f s", time.perf_counter() - start)
     return outdir / "report" / "report.html"
 

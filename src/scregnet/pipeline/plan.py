@@ -235,8 +235,11 @@ class _Planner:
         return [motifs] if motifs is not None else []
 
 
-def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step]:
-    """Expand params + samplesheet into the ordered list of steps.
+def plan(
+    params: dict[str, Any], outdir: Path, *, threads: int = 1, truth: Path | None = None
+) -> list[Step]:
+    """Expand params + samplesheet into the ordered list of steps; with ``truth`` (a simulated
+    world's, the test profile) REPORT scores the results against it first.
 
     Each step's command line is built from :data:`~scregnet.pipeline.steps.STEPS`; the planning
     below only binds each step's slots (files, shard contigs) and applies the skip rules.
@@ -261,7 +264,7 @@ def plan(params: dict[str, Any], outdir: Path, *, threads: int = 1) -> list[Step
     imputed = _plan_impute(p, samples)
     tfbind = _plan_tfbind(p, samples, frags, clustered)
     _plan_grn(p, imputed, tfbind)
-    _plan_report(p)
+    _plan_report(p, truth)
     ordered = [step for stage in stage_order() for step in p.steps[stage]]
     extra_files = _add_extra_args(ordered, params)
     external = [*_external_inputs(params, samples), *extra_files]
@@ -430,16 +433,24 @@ def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) ->
     p.add("GRN_MERGE", POOLED, slots, shard_files, [edges, attention])
 
 
-def _plan_report(p: _Planner) -> None:
-    """REPORT over the results folder, then MultiQC over REPORT's tables and the versions YAML."""
+def _plan_report(p: _Planner, truth: Path | None = None) -> None:
+    """REPORT over the results folder (scored against ``truth`` first when given), then MultiQC
+    over REPORT's tables and the versions YAML."""
     report = p.outdir / "report" / "report.html"
     # the report reads the results folder: every output of the steps above, their records (the
     # commands it lists) and the evaluation when there is one
     before = [step for stage in stage_order() for step in p.steps[stage]]
     upstream = [o for step in before for o in step.outputs]
     upstream += [p.outdir / RECORDS / step.record_name for step in before]
-    upstream.append(p.outdir / "evaluation.json")
-    p.add("REPORT", POOLED, {"results": p.outdir, "out": report}, upstream, [report])
+    slots: dict[str, Any] = {"results": p.outdir, "out": report}
+    outputs = [report]
+    if truth is None:  # a user's `scregnet evaluate` there
+        upstream.append(p.outdir / keys.EVALUATION)
+    else:  # the test profile: REPORT scores the results first
+        slots["truth"] = truth
+        upstream.append(truth)
+        outputs.append(p.outdir / keys.EVALUATION)
+    p.add("REPORT", POOLED, slots, upstream, outputs)
     # MultiQC reads REPORT's one-row-per-sample tables (report/*_mqc.tsv) and the versions YAML
     config, versions = multiqc_config(p.params), p.outdir / VERSIONS
     slots = {

@@ -317,7 +317,7 @@ def grn_section(results: Results, section: Section, *, top: int = 50) -> None:
 
 
 def evaluation_section(results: Path, section: Section) -> None:
-    path = results / "evaluation.json"
+    path = results / keys.EVALUATION
     if not path.exists():
         return
     report = read_json(path)
