@@ -102,8 +102,11 @@ def test_report_marks_missing_stages(tmp_path: Path) -> None:
     )
     out = tmp_path / "r.html"
     assert cli(["report", "--results", str(res), "--out", str(out)]) == 0
-    # every section but the GRN and the versions (always there) says its stage is absent
-    assert out.read_text().count("produced no outputs") == len(SECTIONS) - 2
+    # every stage's section but the GRN's says its stage is absent; the evaluation's says there
+    # is no evaluation (it is not a stage of the run); the versions are always there
+    page = out.read_text()
+    assert page.count("produced no outputs") == len(SECTIONS) - 3
+    assert "No evaluation.json: the results were not scored against" in page
 
 
 def test_report_on_a_folder_without_results_fails(

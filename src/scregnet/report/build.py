@@ -62,6 +62,8 @@ class Section:
     key: str
     title: str
     parts: list[str] = field(default_factory=list)
+    #: what the section says when it has nothing to show
+    absent: str = "This stage produced no outputs in this run."
 
     def image(self, b64: str, alt: str) -> None:
         self.parts.append(
@@ -77,10 +79,7 @@ class Section:
         )
 
     def render(self) -> str:
-        body = (
-            "\n".join(self.parts)
-            or "<p class='absent'>This stage produced no outputs in this run.</p>"
-        )
+        body = "\n".join(self.parts) or f"<p class='absent'>{html.escape(self.absent)}</p>"
         return f'<section id="{self.key}"><h2>{html.escape(self.title)}</h2>\n{body}\n</section>'
 
 
@@ -413,6 +412,10 @@ def build_report(results: str | Path, out: str | Path) -> Path:
     results, out = Path(results), Path(out)
     found = Results.read(results)
     sections = {key: Section(key, title) for key, title in SECTIONS}
+    sections["evaluation"].absent = (
+        "No evaluation.json: the results were not scored against a simulated world's truth "
+        "(`scregnet evaluate --truth`; the test profile's report does it itself)."
+    )
     qc_table = atac_sections(found, sections["atac-qc"], sections["clusters"])
     imputation_section(found, sections["imputation"])
     tf_activity_section(found, sections["tf-activity"])
