@@ -64,6 +64,44 @@ def test_rerun_skips_every_stage(tiny_run: Path, tiny_world: Path, tmp_path: Pat
     assert "skipped (resume)" in proc.stderr
 
 
+def test_dry_run_lists_what_would_run_and_writes_nothing(
+    tiny_run: Path, tiny_world: Path, tmp_path: Path
+) -> None:
+    """`scregnet run --dry-run`: after a finished run every step is up to date; a changed
+    setting makes its steps and everything downstream run, nothing upstream; a new outdir runs
+    everything and is not created."""
+    import yaml
+
+    params = tiny_params(tiny_world, tmp_path / "params.yaml")
+    before = sorted(p.name for p in tiny_run.rglob("*"))
+
+    def dry(outdir: Path, **change: Any) -> dict[str, str]:
+        if change:
+            data = yaml.safe_load(params.read_text())
+            params.write_text(yaml.safe_dump({**data, **change}))
+        proc = run(["run", "--params", str(params), "--outdir", str(outdir), "--dry-run"])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = proc.stdout.splitlines()
+        assert lines[-1].endswith("(dry run: nothing was run or written)")
+        return {ln.split("] ", 1)[1].split(": ")[0]: ln.split(": ", 1)[1] for ln in lines[:-1]}
+
+    fates = dry(tiny_run)
+    assert {f for label, f in fates.items() if not label.startswith("MULTIQC")} == {"up to date"}
+    fates = dry(tiny_run, impute_epochs=4)
+    running = {label for label, f in fates.items() if f.startswith("runs")}
+    assert fates["IMPUTE (sample1)"] == "runs: its command or the scregnet code changed"
+    assert fates["GRN_TRAIN (all)"] == "runs: it needs IMPUTE (sample1), which runs"
+    assert {"IMPUTE (sample2)", "GRN_MERGE (all)", "REPORT (all)"} <= running
+    assert not any(
+        label.split(" ")[0] in {"FRAGMENTS", "COUNT", "TFBIND_TRAIN"} for label in running
+    )
+    assert sorted(p.name for p in tiny_run.rglob("*")) == before
+    fresh = dry(tmp_path / "new")
+    assert all(f.startswith(("runs", "skipped")) for f in fresh.values())
+    assert fresh["FRAGMENTS (sample1)"] == "runs: not run before"
+    assert not (tmp_path / "new").exists()
+
+
 def test_evaluation_scores_every_stage(tiny_run: Path, tiny_world: Path) -> None:
     proc = run(
         [

@@ -633,6 +633,27 @@ def run_params_missing_input(s, tmp):  # type: ignore[no-untyped-def]
     return ["run", "--params", str(params), "--outdir", str(out)], "p.yaml", [out / "atac"]
 
 
+def run_dry_run_of_the_test_profile(s, tmp):  # type: ignore[no-untyped-def]
+    out = tmp / "results"  # the test profile would simulate its data into it first
+    argv = ["run", "--profile", "test", "--dry-run", "--outdir", str(out)]
+    return argv, "--dry-run needs --params", [out]
+
+
+def run_dry_run_with_a_bad_samplesheet(s, tmp):  # type: ignore[no-untyped-def]
+    sheet = tmp / "sheet.csv"
+    sheet.write_text("sample,bam\ns1,/nonexistent/s1.bam\n")
+    import yaml
+
+    world = s["world"]
+    data = yaml.safe_load((world / "params.yaml").read_text())
+    data = {k: str(world / v) if (world / str(v)).exists() else v for k, v in data.items()}
+    params = tmp / "p.yaml"
+    params.write_text(yaml.safe_dump({**data, "input": str(sheet)}))
+    out = tmp / "results"
+    argv = ["run", "--params", str(params), "--outdir", str(out), "--dry-run"]
+    return argv, "s1.bam", [out]
+
+
 def evaluate_missing_truth(s, tmp):  # type: ignore[no-untyped-def]
     out = tmp / "e.json"
     return (
@@ -703,6 +724,8 @@ CASES = {
         simulate_unwritable,
         run_duplicate_samples,
         run_params_missing_input,
+        run_dry_run_of_the_test_profile,
+        run_dry_run_with_a_bad_samplesheet,
         evaluate_missing_truth,
         report_missing_results,
     )

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 HELP = "run every stage in DAG order on this machine (resumes finished stages)"
 
@@ -37,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="when a step fails, still run every step that does not need its outputs (other "
         "samples' steps), then exit with an error naming the failed steps; a rerun resumes",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the inputs and list each step as up to date, to run (and why) or skipped, "
+        "then stop: nothing is run or written (needs --params)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -49,6 +56,8 @@ def main(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")
     check_paths(inputs=[args.params], outdirs=[args.outdir])
+    if args.dry_run:
+        return dry_run(args)
     outdir = check_writable_dir(args.outdir)
     truth = None
     lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
@@ -64,12 +73,7 @@ def main(args: argparse.Namespace) -> int:
             params = read_params(params_path)
             params.update({k: v for k, v in TEST_PROFILE.items() if k not in {"simulate_preset"}})
             truth = params_path.parent / "truth"
-        if args.device:
-            params["device"] = args.device
-        if getattr(args, "seed_given", True):  # --seed on the command line beats params' seed
-            params["seed"] = args.seed
-        else:
-            params.setdefault("seed", 0)
+        with_overrides(params, args)
         report = run_pipeline(
             params,
             outdir,
@@ -80,4 +84,33 @@ def main(args: argparse.Namespace) -> int:
         )
     if report.exists():
         print(f"report: {report.resolve()}")
+    return 0
+
+
+def with_overrides(params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``params`` with the command line's ``--device`` and ``--seed`` (a seed given on the
+    command line beats the params file's; neither given: 0)."""
+    if args.device:
+        params["device"] = args.device
+    if getattr(args, "seed_given", True):
+        params["seed"] = args.seed
+    else:
+        params.setdefault("seed", 0)
+    return params
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """Print what ``scregnet run`` would do with these arguments (:mod:`scregnet.pipeline.preview`)."""
+    from scregnet.errors import InputError
+    from scregnet.pipeline import plan
+    from scregnet.pipeline.params import read_params
+    from scregnet.pipeline.preview import preview, preview_lines
+
+    if args.params is None:
+        msg = "--dry-run needs --params (the test profile simulates its data first)"
+        raise InputError(msg)
+    params = with_overrides(read_params(args.params), args)
+    steps = plan(params, args.outdir, threads=args.threads)
+    for line in preview_lines(preview(steps, args.outdir)):
+        print(line)
     return 0
