@@ -543,7 +543,10 @@ def test_planning_refuses_a_bam_aligned_to_another_assembly(
 
     other = [{**sq, "LN": sq["LN"] + 1000} if sq["SN"] == first else sq for sq in header["SQ"]]
     longer = bam_with(other, "other_assembly.bam")
-    extra = bam_with([*header["SQ"], {"SN": "chrUn_extra", "LN": 5000}], "extra_contig.bam")
+    # a contig the genome lacks, and another build's mitochondrial genome, are not compared
+    rcrs = [{**sq, "LN": sq["LN"] + 2} if sq["SN"] == "chrM" else sq for sq in header["SQ"]]
+    assert rcrs != header["SQ"]
+    extra = bam_with([*rcrs, {"SN": "chrUn_extra", "LN": 5000}], "extra_contig.bam")
     sheet = tmp_path / "sheet.csv"
     sheet.write_text(f"sample,bam,fragments\ns1,{longer},\n")
     with pytest.raises(InputError) as exc:
