@@ -180,3 +180,18 @@ def test_a_bad_choice_names_the_option_and_its_values(tmp_path: Path) -> None:
         ValueError, match=r"^features must be one of 'peaks', 'tiles', got 'genes'$"
     ):
         cluster_cells(ad.AnnData(np.ones((4, 3), dtype=np.float32)), features="genes")
+
+
+def test_fragments_cli_defaults_are_the_options_defaults() -> None:
+    from scregnet.atac.options import FragmentOptions
+
+    args = parse(["fragments", "--bam", "x.bam", "--out", "f.tsv.gz"])
+    defaults = FragmentOptions()
+    for field in dataclasses.fields(FragmentOptions):
+        if field.name == "barcodes":  # a file of barcodes on the command line
+            assert args.barcodes is None and defaults.barcodes is None
+            continue
+        value = getattr(args, field.name)
+        if field.name == "exclude_contigs":
+            value = tuple(c for c in value.split(",") if c)
+        assert value == getattr(defaults, field.name), field.name

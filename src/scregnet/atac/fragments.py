@@ -39,8 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scregnet.atac.options import Collapse
-from scregnet.choices import check_choice
+from scregnet.atac.options import Collapse, FragmentOptions
 from scregnet.errors import InputError
 from scregnet.io.atomic import make_parent
 from scregnet.io.fragments import format_fragments, write_bgzf, write_fragment_parts
@@ -53,26 +52,6 @@ _DROP_FLAGS = 0x4 | 0x8 | 0x100 | 0x200 | 0x800
 _PROPER_PAIR = 0x2
 _REVERSE = 0x10
 _PRUNE_EVERY = 1 << 18
-
-
-@dataclass(frozen=True)
-class FragmentOptions:
-    """Filters and collapsing rules for :func:`bam_to_fragments` (defaults: 10x / SCIENCE.md §1)."""
-
-    barcode_tag: str = "CB"
-    min_mapq: int = 30
-    exclude_contigs: tuple[str, ...] = ("chrM",)
-    shift_plus: int = 4
-    shift_minus: int = -5
-    min_length: int = 1
-    max_length: int | None = None
-    proper_pair: bool = True
-    collapse: Collapse = "within"
-    merge_shared_ends: bool = False
-    barcodes: frozenset[str] | None = None
-
-    def __post_init__(self) -> None:
-        check_choice("collapse", self.collapse, Collapse)
 
 
 @dataclass

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import get_args
 
-from scregnet.atac.options import Collapse
+from scregnet.atac.options import Collapse, FragmentOptions
 
 HELP = "BAM -> 10x-style fragments file (Tn5 shift, filters, per-cell duplicate collapsing)"
 
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = FragmentOptions()
     parser.add_argument("--bam", required=True, type=Path, help="coordinate-sorted, indexed BAM")
     parser.add_argument("--out", required=True, type=Path, help="output .fragments.tsv.gz")
     parser.add_argument(
@@ -24,38 +25,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="genome index (.fai or chrom.sizes) the later steps use: the BAM must have been "
         "aligned to it (its header's chromosome names and lengths), else it is refused",
     )
-    parser.add_argument("--barcode-tag", default="CB", help="read tag holding the cell barcode")
+    parser.add_argument(
+        "--barcode-tag", default=defaults.barcode_tag, help="read tag holding the cell barcode"
+    )
     parser.add_argument(
         "--barcodes", type=Path, default=None, help="keep only these barcodes (one per line)"
     )
-    parser.add_argument("--min-mapq", type=int, default=30, help="minimum MAPQ of both mates")
+    parser.add_argument(
+        "--min-mapq", type=int, default=defaults.min_mapq, help="minimum MAPQ of both mates"
+    )
     parser.add_argument(
         "--exclude-contigs",
-        default="chrM",
+        default=",".join(defaults.exclude_contigs),
         help="comma-separated contigs to skip ('' keeps all)",
     )
     parser.add_argument(
-        "--shift-plus", type=int, default=4, help="Tn5 shift of the + strand read's start"
+        "--shift-plus",
+        type=int,
+        default=defaults.shift_plus,
+        help="Tn5 shift of the + strand read's start",
     )
     parser.add_argument(
-        "--shift-minus", type=int, default=-5, help="Tn5 shift of the - strand read's end"
+        "--shift-minus",
+        type=int,
+        default=defaults.shift_minus,
+        help="Tn5 shift of the - strand read's end",
     )
     parser.add_argument(
-        "--min-length", type=int, default=1, help="minimum fragment length after shifting"
+        "--min-length",
+        type=int,
+        default=defaults.min_length,
+        help="minimum fragment length after shifting",
     )
     parser.add_argument(
-        "--max-length", type=int, default=None, help="maximum fragment length (default: none)"
+        "--max-length",
+        type=int,
+        default=defaults.max_length,
+        help="maximum fragment length (default: none)",
     )
     parser.add_argument(
         "--proper-pair",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=defaults.proper_pair,
         help="require the aligner's proper-pair flag",
     )
     parser.add_argument(
         "--collapse",
         choices=get_args(Collapse),
-        default="within",
+        default=defaults.collapse,
         help="duplicates are pairs with equal coordinates within one barcode, or across barcodes",
     )
     parser.add_argument(
@@ -66,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from scregnet.atac.fragments import FragmentOptions, bam_to_fragments, read_barcode_list
+    from scregnet.atac.fragments import bam_to_fragments, read_barcode_list
     from scregnet.errors import InputError
     from scregnet.io.outputs import check_paths
 
