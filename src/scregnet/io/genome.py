@@ -1,4 +1,6 @@
-"""Genome references: chromosome sizes (``.fai`` or ``chrom.sizes``) and FASTA access."""
+"""Genome references: chromosome sizes (``.fai`` or ``chrom.sizes``), FASTA access, and the checks
+that another file (a BAM header, an annotation, counted data) names and sizes its chromosomes as
+the genome does."""
 
 from __future__ import annotations
 

@@ -593,8 +593,8 @@ def run_pipeline(
     """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads; with
     ``keep_going`` a failed step stops only what needs it, :func:`run_steps`, and the report shows
     what finished, :func:`report_finished_steps`); with ``truth`` REPORT scores the results
-    against it first (``evaluation.json``); return the report's path. The plan (samplesheet included) is checked
-    before ``outdir`` is created, so a bad input leaves no folder behind."""
+    against it first (``evaluation.json``); return the report's path. The plan (samplesheet
+    included) is checked before ``outdir`` is created, so a bad input leaves no folder behind."""
     truth = truth if truth is not None and truth.is_dir() else None
     steps = plan(params, outdir, threads=threads, truth=truth)
     with outdir_lock(outdir):
