@@ -189,20 +189,6 @@ def check_same_lengths(
     raise InputError(msg, path)
 
 
-def check_same_genome(
-    lengths: Mapping[str, int],
-    reference: Mapping[str, int],
-    *,
-    what: str,
-    ref_what: str,
-    path: str | Path,
-) -> None:
-    """``lengths`` (chromosome -> length, e.g. a BAM header's) name chromosomes like ``reference``
-    (:func:`check_shared_chromosomes`) and give them its lengths (:func:`check_same_lengths`)."""
-    check_shared_chromosomes(lengths, reference, what=what, ref_what=ref_what, path=path)
-    check_same_lengths(lengths, reference, what=what, ref_what=ref_what, path=path)
-
-
 def bam_reference_lengths(path: str | Path) -> dict[str, int]:
     """Reference name -> length from a BAM's header; an unreadable BAM is an :class:`InputError`."""
     import pysam

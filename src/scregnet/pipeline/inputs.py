@@ -15,7 +15,7 @@ from pathlib import Path
 from scregnet.io.fragments import indexed_chromosomes
 from scregnet.io.genome import (
     bam_reference_lengths,
-    check_same_genome,
+    check_same_lengths,
     check_shared_chromosomes,
 )
 from scregnet.io.samplesheet import Sample
@@ -62,7 +62,8 @@ def check_chromosome_styles(
     for s in samples:
         if s.bam is not None:
             header = bam_reference_lengths(s.bam)
-            check_same_genome(header, genome, what="BAM header", ref_what=ref, path=s.bam)
+            check_shared_chromosomes(header, names, what="BAM header", ref_what=ref, path=s.bam)
+            check_same_lengths(header, genome, what="BAM header", ref_what=ref, path=s.bam)
         if s.fragments is not None:
             found = indexed_chromosomes(s.fragments)
             check_shared_chromosomes(found, names, what="fragments", ref_what=ref, path=s.fragments)
