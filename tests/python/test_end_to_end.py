@@ -322,10 +322,8 @@ def test_kill_9_mid_stage_then_rerun_matches_an_uninterrupted_run(
         _tables_equal(tiny_run / folder, results / folder)
 
 
-def test_keep_going_reports_what_finished(tiny_world: Path, tmp_path: Path) -> None:
-    """sample2's RNA has an empty barcode, which `impute` refuses: with --keep-going the rest of
-    sample2 and all of sample1 run, the pooled GRN does not, and the report shows what finished
-    and names the failed step and those not run; the run exits non-zero."""
+def _params_with_a_bad_rna(tiny_world: Path, tmp_path: Path) -> Path:
+    """The tiny world's params whose sample2 RNA has an empty barcode (which `impute` refuses)."""
     import yaml
 
     params_path = tiny_params(tiny_world, tmp_path / "params.yaml")
@@ -342,6 +340,14 @@ def test_keep_going_reports_what_finished(tiny_world: Path, tmp_path: Path) -> N
     sheet.to_csv(tmp_path / "samplesheet.csv", index=False)
     params["input"] = str(tmp_path / "samplesheet.csv")
     params_path.write_text(yaml.safe_dump(params))
+    return params_path
+
+
+def test_keep_going_reports_what_finished(tiny_world: Path, tmp_path: Path) -> None:
+    """sample2's RNA has an empty barcode, which `impute` refuses: with --keep-going the rest of
+    sample2 and all of sample1 run, the pooled GRN does not, and the report shows what finished
+    and names the failed step and those not run; the run exits non-zero."""
+    params_path = _params_with_a_bad_rna(tiny_world, tmp_path)
     results = tmp_path / "results"
     argv = ["run", "--params", str(params_path), "--outdir", str(results), "--keep-going"]
     proc = run([*argv, "--jobs", "2"])
@@ -355,5 +361,21 @@ def test_keep_going_reports_what_finished(tiny_world: Path, tmp_path: Path) -> N
     assert 'alt="sample1 imputation diagnostics"' in page
     assert 'alt="sample2 imputation diagnostics"' not in page
     assert 'alt="sample1 UMAP"' in page and 'alt="sample2 UMAP"' in page
+    assert 'alt="GRN network"' not in page
+    assert not (results / "pipeline_info" / "steps" / "REPORT.all.json").exists()
+
+
+def test_a_run_stopped_by_a_failure_reports_what_finished(tiny_world: Path, tmp_path: Path) -> None:
+    """Without --keep-going the first failure stops the run, and the report of what finished
+    names the failed step, those stopped and those never started; it writes no REPORT record."""
+    params_path = _params_with_a_bad_rna(tiny_world, tmp_path)
+    results = tmp_path / "results"
+    proc = run(["run", "--params", str(params_path), "--outdir", str(results), "--jobs", "2"])
+    assert proc.returncode != 0
+    assert "IMPUTE (sample2) failed" in proc.stderr, proc.stderr[-3000:]
+    assert "report of the finished steps, marked incomplete" in proc.stderr
+    page = (results / "report" / "report.html").read_text()
+    status = page[: page.index('<section id="atac-qc">')]
+    assert "Incomplete run" in status and "FAILED" in status and "NOT_RUN" in status
     assert 'alt="GRN network"' not in page
     assert not (results / "pipeline_info" / "steps" / "REPORT.all.json").exists()

@@ -13,6 +13,7 @@ import pytest
 
 from scregnet.errors import InputError
 from scregnet.pipeline import STAGE_GRAPH, Step, plan, run_steps, stage_order, step_dependencies
+from scregnet.pipeline.execute import StepFailed
 
 
 def test_stage_order_is_topological() -> None:
@@ -426,8 +427,9 @@ def test_without_keep_going_a_failure_ends_the_run(tmp_path: Path) -> None:
         _failing_step("CLUSTER", "s1", tmp_path / "c1", flag),
         _timed_step("FRAGMENTS", "s2", tmp_path / "f2", sleep=0),
     ]
-    with pytest.raises(InputError, match=r"^CLUSTER \(s1\) failed: scregnet cluster: error"):
+    with pytest.raises(StepFailed, match=r"^CLUSTER \(s1\) failed: scregnet cluster: error") as exc:
         run_steps(steps, tmp_path, jobs=1)
+    assert [s.label for s in exc.value.not_run] == ["FRAGMENTS (s2)"]  # the partial report's
     trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text().splitlines()[1:]
     status = {tuple(r.split("\t")[:2]): r.split("\t")[2] for r in trace}
     assert status == {("CLUSTER", "s1"): "FAILED", ("FRAGMENTS", "s2"): "NOT_RUN"}

@@ -283,7 +283,8 @@ def run_steps(
 
 class StepFailed(InputError):
     """A step exited with an error (its message names the step, its last error line and log).
-    After a ``keep_going`` run, ``not_run`` holds the steps that needed a failed one."""
+    ``not_run`` holds the steps never started: those that needed a failed one (``keep_going``),
+    or every step still waiting when the run stopped."""
 
     not_run: tuple[Step, ...] = ()
 
@@ -365,13 +366,15 @@ def _schedule(
                 f"{labels[run.index]}: done in {wall:.1f} s (peak memory {peak_mb:.0f} MB)"
                 + _warnings_note(run.log_path)
             )
-    except BaseException:
+    except BaseException as exc:
         for index in running:
             step = steps[index]
             trace[index] = {"stage": step.stage, "name": step.task, "status": keys.STEP_ABORTED}
         for index in pending:  # never started: the trace names every step of the run
             step = steps[index]
             trace[index] = {"stage": step.stage, "name": step.task, "status": keys.STEP_NOT_RUN}
+        if isinstance(exc, StepFailed):
+            exc.not_run = tuple(steps[i] for i in sorted(pending))
         _stop(steps, running)
         raise
     finally:
@@ -591,8 +594,8 @@ def run_pipeline(
     truth: Path | None = None,
 ) -> Path:
     """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads; with
-    ``keep_going`` a failed step stops only what needs it, :func:`run_steps`, and the report shows
-    what finished, :func:`report_finished_steps`); with ``truth`` REPORT scores the results
+    ``keep_going`` a failed step stops only what needs it, :func:`run_steps`; after a failure the
+    report shows what finished, :func:`report_finished_steps`); with ``truth`` REPORT scores the results
     against it first (``evaluation.json``); return the report's path. The plan (samplesheet
     included) is checked before ``outdir`` is created, so a bad input leaves no folder behind."""
     truth = truth if truth is not None and truth.is_dir() else None
@@ -612,8 +615,9 @@ def run_pipeline(
 
 
 def report_finished_steps(report: Step, outdir: Path) -> Path | None:
-    """After a ``--keep-going`` run in which REPORT was not run (it needs a failed step): run its
-    command, so that the report shows what finished and names what did not (from the trace). It
+    """After a failed run in which REPORT was not run (it needs a failed step, or the run stopped
+    first): run its command, so that the report shows what finished and names what did not (from
+    the trace). It
     writes REPORT's own outputs but no record, so the rerun after the fix builds the full report.
     Returns the report's path, or None when it failed (the warning gives its last error line)."""
     log_path = outdir / "pipeline_info" / "logs" / _log_name(report)
