@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
         ],
         outputs=[args.out, args.out.parent / MULTIQC_TABLE, evaluation],
     )
-    if args.truth is not None and evaluation is not None:
+    if evaluation is not None:
         from scregnet.evaluate.truth import evaluate, write_evaluation
 
         write_evaluation(evaluate(args.truth, args.results), evaluation)

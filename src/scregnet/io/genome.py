@@ -156,8 +156,9 @@ def check_same_chromosomes(
     raise InputError(msg, path)
 
 
-#: mitochondrial contig names (UCSC, Ensembl/NCBI), left out of :func:`check_same_lengths`
-MITOCHONDRIAL = frozenset({"chrM", "chrMT", "MT", "M"})
+#: mitochondrial contig names (UCSC, Ensembl/NCBI): left out of :func:`check_same_lengths` and,
+#: by default, of TF-binding training
+MITOCHONDRIAL = ("chrM", "MT", "M", "chrMT")
 
 
 def check_same_lengths(

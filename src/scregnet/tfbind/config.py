@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scregnet.io.genome import MITOCHONDRIAL
+
 #: chromosomes left out of training and prediction unless asked for (mitochondria)
-DEFAULT_EXCLUDE = ("chrM", "MT", "M", "chrMT")
+DEFAULT_EXCLUDE = MITOCHONDRIAL
 #: the scFAN paper's convolution blocks: filters and dropout per block
 PAPER_FILTERS = (160, 240, 240)
 PAPER_DROPOUT = (0.2, 0.2, 0.5)
