@@ -56,7 +56,7 @@ steps = [
          executable=sys.executable)
     for s in spec["steps"]
 ]
-execute.plan = lambda params, outdir, threads=1: steps
+execute.plan = lambda params, outdir, **_: steps
 sys.exit(main(spec["argv"]))
 """
 
