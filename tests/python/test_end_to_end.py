@@ -90,7 +90,7 @@ def test_dry_run_lists_what_would_run_and_writes_nothing(
     fates = dry(tiny_run, impute_epochs=4)
     running = {label for label, f in fates.items() if f.startswith("runs")}
     assert fates["IMPUTE (sample1)"] == "runs: its command or the scregnet code changed"
-    assert fates["GRN_TRAIN (all)"] == "runs: it needs IMPUTE (sample1), which runs"
+    assert fates["GRN_TRAIN (all)"] == "runs: it needs IMPUTE (sample2), which runs"
     assert {"IMPUTE (sample2)", "GRN_MERGE (all)", "REPORT (all)"} <= running
     assert not any(
         label.split(" ")[0] in {"FRAGMENTS", "COUNT", "TFBIND_TRAIN"} for label in running

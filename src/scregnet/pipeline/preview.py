@@ -36,8 +36,8 @@ def preview(steps: Sequence[Step], outdir: Path) -> list[Planned]:
     out: list[Planned] = []
     for i, step in enumerate(steps):
         upstream = sorted(j for j in deps[i] if j in runs)
-        if upstream:
-            reason: str | None = f"it needs {steps[upstream[0]].label}, which runs"
+        if upstream:  # named: the nearest before it in the plan's order (a direct input)
+            reason: str | None = f"it needs {steps[upstream[-1]].label}, which runs"
         else:
             reason = stale_reason(step, outdir / RECORDS / step.record_name, snapshot(step.inputs))
         if reason is None:
