@@ -55,8 +55,6 @@ CHROMVAR = "chromvar"
 TRACE = "pipeline_info/trace.tsv"
 #: a finished step's record: its command, inputs and outputs (``scregnet.pipeline.state``)
 STEP_RECORD = "pipeline_info/steps/{stage}.{name}.json"
-#: the scores against a simulated world's truth (``scregnet evaluate``; the report shows them)
-EVALUATION = "evaluation.json"
 #: a step's status: it ran and wrote its outputs
 STEP_COMPLETED = "COMPLETED"
 #: its outputs were up to date, so it did not run (resume)
@@ -69,3 +67,7 @@ STEP_FAILED = "FAILED"
 STEP_NOT_RUN = "NOT_RUN"
 #: stopped while running, by a failure beside it or an interrupt
 STEP_ABORTED = "ABORTED"
+
+# ---- scoring (``scregnet evaluate``, or ``scregnet report --truth``) ---------------------------
+#: the scores against a simulated world's truth, in the results folder (the report shows them)
+EVALUATION = "evaluation.json"
