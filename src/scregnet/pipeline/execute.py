@@ -425,7 +425,7 @@ def _start_or_skip(
         row.update({k: previous.get(k, "") for k in RECORD_FIELDS})
         trace[i] = {**row, "status": keys.STEP_CACHED}
         return None
-    if step.optional_tool and find_tool(step.executable) is None:
+    if step.tool_missing:
         say(f"{label}: skipped, `{step.executable}` is not installed")
         trace[i] = {**row, "status": keys.STEP_SKIPPED}
         return None
@@ -595,9 +595,10 @@ def run_pipeline(
 ) -> Path:
     """Plan and run every stage (``jobs`` steps at once, each with ``threads`` threads; with
     ``keep_going`` a failed step stops only what needs it, :func:`run_steps`; after a failure the
-    report shows what finished, :func:`report_finished_steps`); with ``truth`` REPORT scores the results
-    against it first (``evaluation.json``); return the report's path. The plan (samplesheet
-    included) is checked before ``outdir`` is created, so a bad input leaves no folder behind."""
+    report shows what finished, :func:`report_finished_steps`); with ``truth`` REPORT scores the
+    results against it first (``evaluation.json``); return the report's path. The plan
+    (samplesheet included) is checked before ``outdir`` is created, so a bad input leaves no
+    folder behind."""
     truth = truth if truth is not None and truth.is_dir() else None
     steps = plan(params, outdir, threads=threads, truth=truth)
     with outdir_lock(outdir):
@@ -617,9 +618,9 @@ def run_pipeline(
 def report_finished_steps(report: Step, outdir: Path) -> Path | None:
     """After a failed run in which REPORT was not run (it needs a failed step, or the run stopped
     first): run its command, so that the report shows what finished and names what did not (from
-    the trace). It
-    writes REPORT's own outputs but no record, so the rerun after the fix builds the full report.
-    Returns the report's path, or None when it failed (the warning gives its last error line)."""
+    the trace). It writes REPORT's own outputs but no record, so the rerun after the fix builds
+    the full report. Returns the report's path, or None when it failed (the warning gives its
+    last error line)."""
     log_path = outdir / "pipeline_info" / "logs" / _log_name(report)
     for output in report.outputs:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -93,6 +93,11 @@ class Step:
         return f"{self.stage} ({self.task})"
 
     @property
+    def tool_missing(self) -> bool:
+        """Whether the step's tool is optional and not installed: the step is then skipped."""
+        return self.optional_tool and find_tool(self.executable) is None
+
+    @property
     def record_name(self) -> str:
         """The file name of this step's record in :data:`RECORDS`."""
         return Path(keys.STEP_RECORD.format(stage=self.stage, name=self.task)).name

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scregnet.pipeline.plan import RECORDS, Step, find_tool, step_dependencies
+from scregnet.pipeline.plan import RECORDS, Step, step_dependencies
 from scregnet.pipeline.state import snapshot, stale_reason
 
 #: a step's fate in a preview
@@ -42,7 +42,7 @@ def preview(steps: Sequence[Step], outdir: Path) -> list[Planned]:
             reason = stale_reason(step, outdir / RECORDS / step.record_name, snapshot(step.inputs))
         if reason is None:
             out.append(Planned(step, RESUMED))
-        elif step.optional_tool and find_tool(step.executable) is None:
+        elif step.tool_missing:
             out.append(Planned(step, SKIPPED, f"`{step.executable}` is not installed"))
         else:
             runs.add(i)

@@ -363,8 +363,9 @@ def run_status(results: Results) -> str:
     section.text(
         f"This report shows only what finished: {counts.get(keys.STEP_FAILED, 0)} step(s) failed"
         + (f", {counts[keys.STEP_ABORTED]} were stopped" if keys.STEP_ABORTED in counts else "")
-        + f" and {counts.get(keys.STEP_NOT_RUN, 0)} were not run. Their outputs are left out of the sections below, including any an earlier run "
-        "wrote. The logs are in pipeline_info/logs/."
+        + f" and {counts.get(keys.STEP_NOT_RUN, 0)} were not run. Their outputs are left out of "
+        "the sections below, including any an earlier run wrote. The logs are in "
+        "pipeline_info/logs/."
     )
     section.table(bad[["stage", "name", "status"]].rename(columns={"name": "sample or task"}))
     return section.render()
@@ -372,7 +373,7 @@ def run_status(results: Results) -> str:
 
 def parameters_section(results: Results, section: Section) -> None:
     if results.trace is None or results.outputs is None:
-        steps = sorted(Results.record(results.root, "*", "*").parent.glob("*.json"))
+        steps = sorted((results.root / keys.STEP_RECORD).parent.glob("*.json"))
     else:
         finished = results.trace[results.trace["status"].isin(FINISHED)]
         steps = sorted(Results.record(results.root, r.stage, r.name) for r in finished.itertuples())
