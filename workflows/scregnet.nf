@@ -125,6 +125,16 @@ workflow SCREGNET {
         .map { meta, fragments, _tbi -> [ meta.id, fragments ] }
         .toSortedList { a, b -> a[0] <=> b[0] }
         .map { pairs -> [ pairs.collect { pair -> pair[0] }, pairs.collect { pair -> pair[1] } ] }  // value channel: [ [ sample ids ], [ fragments ] ]
+    // the results the samplesheet asks for: the report names any that a failed task left out
+    // (under a site's errorStrategy 'ignore' the run goes on without them)
+    ch_expected = ch_bam
+        .map { meta, _bam, _bai -> meta.id }
+        .mix(ch_fragments_in.map { meta, _fragments, _tbi -> meta.id })
+        .toSortedList()
+        .map { ids -> [ ids ] }
+        .combine(ch_rna.map { meta, _rna -> meta.id }.toSortedList().map { ids -> [ ids ] })
+        .combine(references)
+        .map { atac, rna, refs -> expectedResults(atac, rna, refs.tfbind_model || refs.bulk_sheet, refs.grn_labels) }  // value channel: [ 'atac=s1,s2', 'impute=s1', ... ]
     ch_atac_results = COUNT.out.h5ad
         .mix(COUNT.out.qc)
         .mix(CLUSTER.out.h5ad)
@@ -138,6 +148,7 @@ workflow SCREGNET {
             .combine(sortedBySample(IMPUTE.out.h5ad).ifEmpty([]).map { files -> [ files ] })
             .combine(sortedBySample(TFBIND_MERGE.out.h5ad).ifEmpty([]).map { files -> [ files ] })
             .combine(GRN_MERGE.out.edges.mix(GRN_MERGE.out.attention).map { _meta, tsv -> tsv }.collect(sort: { a, b -> a.name <=> b.name }).ifEmpty([]).map { files -> [ files ] })
+            .combine(ch_expected.map { expected -> [ expected ] })
     )
 
     // software versions from the 'versions' topic: one YAML for MultiQC and pipeline_info/, one
@@ -169,6 +180,28 @@ def sortedBySample(ch) {
     return ch
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { items -> items.collect { item -> item[1] } }
+}
+
+/*
+ * The results a run should write, as `scregnet report --expect` takes them: every ATAC sample's
+ * clustered counts (and TF binding when a model is given or trained), every scRNA sample's
+ * imputation, and the GRN when there is scRNA and either known edges or TF binding to learn from.
+ */
+def expectedResults(atac, rna, tfbind, grnLabels) {
+    def expected = []
+    if (atac) {
+        expected << "atac=${atac.join(',')}".toString()
+        if (tfbind) {
+            expected << "tfbind=${atac.join(',')}".toString()
+        }
+    }
+    if (rna) {
+        expected << "impute=${rna.join(',')}".toString()
+        if (grnLabels || (atac && tfbind)) {
+            expected << 'grn'
+        }
+    }
+    return expected
 }
 
 /*

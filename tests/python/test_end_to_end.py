@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -362,6 +363,9 @@ def test_a_failed_run_reports_what_finished(
     status = page[: page.index('<section id="atac-qc">')]
     assert "Incomplete run" in status and "IMPUTE" in status and "FAILED" in status
     assert "GRN_TRAIN" in status and "NOT_RUN" in status
+    # the results the samplesheet asks for that are missing (the runner passes --expect)
+    assert re.search(r"<td>impute</td>\s*<td>sample2</td>", status)
+    assert re.search(r"<td>grn</td>\s*<td>\(all samples\)</td>", status)
     assert 'alt="GRN network"' not in page
     assert not (results / "pipeline_info" / "steps" / "REPORT.all.json").exists()
     if keep_going:

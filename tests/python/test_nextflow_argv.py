@@ -23,6 +23,7 @@ import pytest
 from nfcheck.argv import by_name, command_tokens, flags, render_ext_args
 from nfcheck.config import ext_args
 from nfcheck.config import params as config_params
+from nfcheck.functions import call
 from nfcheck.render import Renderer, Task, inputs_of
 from nfcheck.structure import Process as NfProcess
 from nfcheck.structure import parse
@@ -267,6 +268,23 @@ def test_table_edges_are_the_files_steps_read(rendered: list[Rendered]) -> None:
         assert used[name] <= set(spec.upstream), (name, used[name] - set(spec.upstream))
         if rendered[0].scenario == "test_cpu":
             assert used[name] == set(spec.upstream), (name, set(spec.upstream) - used[name])
+
+
+def test_report_expects_what_the_workflow_asks_for(rendered: list[Rendered]) -> None:
+    """The results the runner's REPORT expects (from its plan) are what the Nextflow workflow's
+    expectedResults gives for the same samples and references."""
+    steps = [r.step for r in rendered]
+    report = next(s for s in steps if s.stage == "REPORT")
+    scenario = SCENARIOS[rendered[0].scenario]
+    workflow = call(
+        REPO / "workflows" / "scregnet.nf",
+        "expectedResults(atac, rna, true, labels)",  # both scenarios train TF binding
+        atac=sorted(s.name for s in steps if s.stage == "CLUSTER"),
+        rna=sorted(s.name for s in steps if s.stage == "IMPUTE"),
+        labels=bool(scenario.get("labels")),
+    )
+    assert report.slots["expected"] == workflow
+    assert "grn" in workflow and any(item.startswith("impute=") for item in workflow)
 
 
 def test_runner_flags_come_from_the_table(rendered: list[Rendered]) -> None:

@@ -123,6 +123,7 @@ DUMMY_VALS: dict[str, Any] = {
     "meta": {"id": "s1", "view": "v1"},
     "shard": {"id": "shard1", "chroms": ["chr1"]},
     "fragment_ids": ["s1"],
+    "expected": ["atac=s1"],
     "skipped_chroms": ["chrM"],
     "bulk_sheet_csv": "tf,chip_bed,accessibility_bw,cell_type\n",
 }
@@ -346,7 +347,11 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
     if c.ready("REPORT", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN_MERGE"):
         c.run(
             "REPORT",
-            {"meta": {"id": "report"}, "fragment_ids": ["sample1"]},
+            {
+                "meta": {"id": "report"},
+                "fragment_ids": ["sample1"],
+                "expected": ["atac=sample1", "tfbind=sample1", "impute=sample1", "grn"],
+            },
             {
                 "atac": [c.out("COUNT", ".atac.h5ad")[0], c.out("COUNT", ".qc.tsv")[0], clustered],
                 "fragments": [frags],
@@ -386,7 +391,16 @@ def test_script_block_honours_the_cli_contract(name: str, chain: Chain) -> None:
         assert version and "\n" not in version, f"version command {cmd!r} printed {version!r}"
 
 
-def test_multiqc_parses_the_scregnet_custom_content(chain: Chain) -> None:
+def test_report_finds_every_result_the_chain_wrote(chain: Chain) -> None:
+    """REPORT's script block passes the expected results (``--expect``) to the report, which
+    finds each one the chained modules wrote under the names the report reads."""
+    step = chain.steps.get("REPORT")
+    if step is None or step.skipped:
+        pytest.skip(f"REPORT: {step.skipped if step else 'not reached'}")
+    assert step.result is not None and step.result.ok, step.result and step.result.explain()
+    assert "--expect 'grn'" in step.result.command
+    page = chain.out("REPORT", "report.html")[0].read_text()
+    assert 'id="run-status"' not in page
     """MULTIQC's script block on the report's *_mqc.tsv: one MultiQC row per sample with the
     per-sample QC medians; the per-barcode tables (atac/*.qc.tsv) are not MultiQC's input."""
     step = chain.steps.get("MULTIQC")
@@ -424,7 +438,7 @@ def cellranger_task(chain: Chain, root: Path) -> Task:
     atac = [chain.out("COUNT", ".atac.h5ad")[0], chain.out("COUNT", ".qc.tsv")[0]]
     return Task(
         MODULES["REPORT"],
-        {"meta": {"id": "report"}, "fragment_ids": ["day0", "day3"]},
+        {"meta": {"id": "report"}, "fragment_ids": ["day0", "day3"], "expected": ["atac=sample1"]},
         {
             "atac": [*atac, chain.out("CLUSTER", ".clustered.h5ad")[0]],
             "fragments": named,

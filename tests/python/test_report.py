@@ -109,6 +109,60 @@ def test_report_marks_missing_stages(tmp_path: Path) -> None:
     assert "No evaluation.json: the results were not scored against" in page
 
 
+def test_report_names_expected_results_that_are_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a Nextflow run whose failed tasks were ignored: s2's ATAC and TF binding and s1's
+    # imputation never arrived, but every result of s1 that did is reported
+    res = _results(tmp_path)
+    (res / "impute" / "s1.imputed.h5ad").unlink()
+    out = tmp_path / "r.html"
+    expect = ["--expect", "atac=s1,s2", "--expect", "tfbind=s1,s2", "--expect", "impute=s1"]
+    assert (
+        cli(["report", "--results", str(res), "--out", str(out), *expect, "--expect", "grn"]) == 0
+    )
+    page = out.read_text()
+    status = page[page.index('<section id="run-status">') : page.index('<section id="atac-qc">')]
+    assert "3 result(s) that the samplesheet asks for are missing" in status
+    rows = re.findall(r"<tr>\s*<td>(\w+)</td>\s*<td>([^<]+)</td>", status)
+    assert rows == [("atac", "s2"), ("impute", "s1"), ("tfbind", "s2")]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
+    assert [w.split(f"{res}: ", 1)[1] for w in warnings] == [
+        "no atac result for sample s2",
+        "no impute result for sample s1",
+        "no tfbind result for sample s2",
+    ]
+    # everything expected is there: no such section
+    again = tmp_path / "again.html"
+    assert cli(["report", "--results", str(res), "--out", str(again), "--expect", "atac=s1"]) == 0
+    assert 'id="run-status"' not in again.read_text()
+    # the GRN's one result missing
+    (res / "grn" / "grn_edges.tsv").unlink()
+    assert cli(["report", "--results", str(res), "--out", str(again), "--expect", "grn"]) == 0
+    assert re.search(r"<td>grn</td>\s*<td>\(all samples\)</td>", again.read_text())
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("peaks=s1", "unknown stage 'peaks'"),
+        ("atac", "atac needs its samples"),
+        ("atac=", "atac needs its samples"),
+        ("grn=s1", "grn takes no samples"),
+    ],
+)
+def test_report_refuses_a_bad_expectation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, problem: str
+) -> None:
+    res = _results(tmp_path)
+    out = tmp_path / "r.html"
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["report", "--results", str(res), "--out", str(out), "--expect", value])
+    assert exit_info.value.code == 2
+    assert problem in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_report_on_a_folder_without_results_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

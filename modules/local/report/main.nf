@@ -6,7 +6,7 @@ process REPORT {
     container 'ghcr.io/scregnet/scregnet:0.1.0'
 
     input:
-    tuple val(meta), path(atac, stageAs: 'results/atac/*'), val(fragment_ids), path(fragments, stageAs: 'fragments?/*', arity: '0..*'), path(tracks, stageAs: 'results/tracks/*'), path(impute, stageAs: 'results/impute/*'), path(tfbind, stageAs: 'results/tfbind/*'), path(grn, stageAs: 'results/grn/*')
+    tuple val(meta), path(atac, stageAs: 'results/atac/*'), val(fragment_ids), path(fragments, stageAs: 'fragments?/*', arity: '0..*'), path(tracks, stageAs: 'results/tracks/*'), path(impute, stageAs: 'results/impute/*'), path(tfbind, stageAs: 'results/tfbind/*'), path(grn, stageAs: 'results/grn/*'), val(expected)
 
     output:
     tuple val(meta), path("report/report.html"), emit: html
@@ -23,6 +23,9 @@ process REPORT {
     def links = [ fragment_ids, fragments.collect { f -> f } ].transpose()
         .collect { id, f -> "ln -s '../../${f}' 'results/atac/${id}.fragments.tsv.gz'" }
         .join('\n    ')
+    // the results the run should have written ("atac=s1,s2", "grn", ...): the report opens with
+    // any that are missing (a task that failed under errorStrategy 'ignore')
+    def expect = expected.collect { item -> "--expect '${item}'" }.join(' ')
     """
     mkdir -p results/atac
     ${links}
@@ -31,6 +34,7 @@ process REPORT {
         --results results \\
         --out report/report.html \\
         --threads ${task.cpus} \\
+        ${expect} \\
         ${args}
     """
 

@@ -29,6 +29,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a simulated world's truth folder: score the results against it first (as "
         "`scregnet evaluate`), writing <results>/evaluation.json, which the report shows",
     )
+    parser.add_argument(
+        "--expect",
+        type=_expected,
+        action="append",
+        default=[],
+        metavar="STAGE[=SAMPLE,...]",
+        help="results the run should have written: atac, impute or tfbind with the samples "
+        "given to that stage, or grn; the report opens with any that are missing (repeatable; "
+        "the Nextflow pipeline passes every sample of its samplesheet)",
+    )
+
+
+def _expected(text: str) -> tuple[str, list[str]]:
+    """``STAGE=SAMPLE,...`` (or ``grn``) -> ``(stage, samples)``."""
+    from scregnet.report.build import EXPECTED_STAGES
+
+    stage, sep, names = text.partition("=")
+    samples = [n for n in names.split(",") if n]
+    if stage not in EXPECTED_STAGES:
+        msg = f"unknown stage {stage!r} (one of {', '.join(EXPECTED_STAGES)})"
+        raise argparse.ArgumentTypeError(msg)
+    if stage == "grn" and sep:
+        msg = "grn takes no samples (the GRN is one result)"
+        raise argparse.ArgumentTypeError(msg)
+    if stage != "grn" and not samples:
+        msg = f"{stage} needs its samples: {stage}=SAMPLE,..."
+        raise argparse.ArgumentTypeError(msg)
+    return stage, samples
 
 
 def main(args: argparse.Namespace) -> int:
@@ -55,5 +83,8 @@ def main(args: argparse.Namespace) -> int:
 
         write_evaluation(evaluate(args.truth, args.results), evaluation)
         log.info("scored the results against %s: %s", args.truth, evaluation)
-    build_report(args.results, args.out)
+    expected: dict[str, list[str]] = {}
+    for stage, samples in args.expect:
+        expected.setdefault(stage, []).extend(samples)
+    build_report(args.results, args.out, expected=expected)
     return 0

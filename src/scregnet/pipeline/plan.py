@@ -268,8 +268,8 @@ def plan(
     frags, clustered = _plan_atac(p, samples)
     imputed = _plan_impute(p, samples)
     tfbind = _plan_tfbind(p, samples, frags, clustered)
-    _plan_grn(p, imputed, tfbind)
-    _plan_report(p, truth)
+    grn = _plan_grn(p, imputed, tfbind)
+    _plan_report(p, truth, expected_results(list(clustered), list(tfbind), list(imputed), grn))
     ordered = [step for stage in stage_order() for step in p.steps[stage]]
     extra_files = _add_extra_args(ordered, params)
     external = [*_external_inputs(params, samples), *extra_files]
@@ -389,18 +389,19 @@ def _plan_tfbind(
     return merged
 
 
-def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) -> None:
+def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) -> bool:
     """GRN_TRAIN over every imputed view, supervised by ``grn_labels`` or else the TF-binding
-    priors; GRN_SCORE per shard of the TFs (``grn_shards``); GRN_MERGE into the ranked edges."""
+    priors; GRN_SCORE per shard of the TFs (``grn_shards``); GRN_MERGE into the ranked edges.
+    Returns whether the GRN is planned."""
     if not imputed:
-        return
+        return False
     labels: Path | None = p.params.get("grn_labels")
     tfs: Path | None = p.params.get("tfs")
     if labels is None and not tfbind:
         log.warning(
             "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
         )
-        return
+        return False
     grn_dir = p.outdir / "grn"
     model = grn_dir / "grn_model.pt"
     priors = [] if labels is not None else list(tfbind.values())
@@ -436,18 +437,30 @@ def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) ->
     edges, attention = grn_dir / "grn_edges.tsv", grn_dir / "grn_attention.tsv"
     slots = {"shards": shard_files, "out": edges, "attention": attention}
     p.add("GRN_MERGE", POOLED, slots, shard_files, [edges, attention])
+    return True
 
 
-def _plan_report(p: _Planner, truth: Path | None = None) -> None:
-    """REPORT over the results folder (scored against ``truth`` first when given), then MultiQC
-    over REPORT's tables and the versions YAML."""
+def expected_results(
+    atac: Sequence[str], tfbind: Sequence[str], impute: Sequence[str], grn: bool
+) -> list[str]:
+    """The planned results as ``scregnet report --expect`` takes them (``atac=s1,s2``, ...,
+    ``grn``), in the order the Nextflow workflow's ``expectedResults`` gives them."""
+    named = (("atac", atac), ("tfbind", tfbind), ("impute", impute))
+    expected = [f"{stage}={','.join(sorted(samples))}" for stage, samples in named if samples]
+    return [*expected, "grn"] if grn else expected
+
+
+def _plan_report(p: _Planner, truth: Path | None, expected: list[str]) -> None:
+    """REPORT over the results folder (scored against ``truth`` first when given; naming any of
+    the ``expected`` results that are missing), then MultiQC over REPORT's tables and the
+    versions YAML."""
     report = p.outdir / "report" / "report.html"
     # the report reads the results folder: every output of the steps above, their records (the
     # commands it lists) and the evaluation when there is one
     before = [step for stage in stage_order() for step in p.steps[stage]]
     upstream = [o for step in before for o in step.outputs]
     upstream += [p.outdir / RECORDS / step.record_name for step in before]
-    slots: dict[str, Any] = {"results": p.outdir, "out": report}
+    slots: dict[str, Any] = {"results": p.outdir, "out": report, "expected": expected}
     outputs = [report]
     if truth is None:  # a user's `scregnet evaluate` there
         upstream.append(p.outdir / keys.EVALUATION)

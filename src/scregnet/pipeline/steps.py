@@ -12,6 +12,8 @@ its inputs: the staged sheet, the shard's contigs, the staged results and files 
 A flag's value comes from one of:
 
 - ``input``/``output``: a file (or list) bound by the planner to the slot of that name;
+- ``value``: a value (not a file) bound by the planner to the slot of that name (REPORT's
+  expected results; Nextflow: a ``val`` input of the same name);
 - ``param``: a pipeline parameter (``params.yaml`` key; ``conf/modules.config`` ``ext.args``);
 - ``const``: always given (a switch such as MultiQC's ``--force``);
 - ``seed``, ``threads``, ``device``: the run's seed, threads per step (Nextflow: ``task.cpus``)
@@ -30,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Source = Literal["input", "output", "param", "seed", "threads", "device", "const"]
+Source = Literal["input", "output", "value", "param", "seed", "threads", "device", "const"]
 Arity = Literal["one", "each", "list", "comma", "switch", "positional"]
 
 
@@ -46,7 +48,7 @@ class Arg:
     def value(
         self, slots: Mapping[str, Any], params: Mapping[str, Any], run: Mapping[str, Any]
     ) -> Any:
-        if self.source in ("input", "output"):
+        if self.source in ("input", "output", "value"):
             return slots.get(self.slot)
         if self.source == "param":
             return params.get(self.slot)
@@ -342,6 +344,8 @@ STEPS: dict[str, Process] = _table(
             _in("--results", "results"),
             _out("--out"),
             _in("--truth", "truth", optional=True, runner_only=True),
+            # the results the samplesheet asks for: the report names any that are missing
+            Arg("--expect", "value", "expected", arity="each", optional=True),
             THREADS,
             SEED,
         ),

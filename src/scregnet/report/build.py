@@ -12,7 +12,7 @@ import platform
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ from scregnet.io.h5ad import read_h5ad
 from scregnet.io.tables import read_ranking, read_table
 from scregnet.io.text import read_json
 from scregnet.report import figures
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,16 @@ SECTIONS = (
 RESULT_SECTIONS = ("atac-qc", "clusters", "imputation", "tf-activity", "grn", "evaluation")
 #: the MultiQC custom-content table written beside the report
 MULTIQC_TABLE = "scregnet_atac_qc_mqc.tsv"
+#: each stage's result per sample (folder, file suffix) and the GRN's one result: what the
+#: report shows, and what ``--expect`` checks (docs/output.md)
+SAMPLE_RESULTS = {
+    "atac": ("atac", ".clustered.h5ad"),
+    "impute": ("impute", ".imputed.h5ad"),
+    "tfbind": ("tfbind", ".tfbind.h5ad"),
+}
+GRN_EDGES = "grn/grn_edges.tsv"
+#: the stages ``--expect`` names: the per-sample ones and the GRN
+EXPECTED_STAGES = (*SAMPLE_RESULTS, "grn")
 
 PACKAGES = (
     "scregnet",
@@ -164,7 +177,7 @@ QC_MEDIANS = ("n_fragments", "tss_enrichment", "frip", "duplicate_rate", "nucleo
 
 def atac_sections(results: Results, qc: Section, clusters: Section) -> pd.DataFrame | None:
     rows = []
-    for sample, path in results.samples("atac", ".clustered.h5ad").items():
+    for sample, path in results.samples(*SAMPLE_RESULTS["atac"]).items():
         adata = read_h5ad(path)
         obs = adata.obs
         # one row per sample (the MultiQC table): per-cell QC medians; per-barcode tables stay in atac/
@@ -222,7 +235,7 @@ def atac_sections(results: Results, qc: Section, clusters: Section) -> pd.DataFr
 def imputation_section(results: Results, section: Section, *, max_cells: int = 5000) -> None:
     import scipy.sparse as sp
 
-    for sample, path in results.samples("impute", ".imputed.h5ad").items():
+    for sample, path in results.samples(*SAMPLE_RESULTS["impute"]).items():
         adata = read_h5ad(path)
         if keys.IMPUTED not in adata.layers:
             continue
@@ -258,7 +271,7 @@ def imputation_section(results: Results, section: Section, *, max_cells: int = 5
 
 
 def tf_activity_section(results: Results, section: Section) -> None:
-    for sample, path in results.samples("tfbind", ".tfbind.h5ad").items():
+    for sample, path in results.samples(*SAMPLE_RESULTS["tfbind"]).items():
         adata = read_h5ad(path)
         dropped = adata.uns.get(keys.TFBIND_UNS, {}).get("dropped_tfs")
         if dropped is not None and len(dropped):
@@ -297,7 +310,7 @@ def tf_activity_section(results: Results, section: Section) -> None:
 
 
 def grn_section(results: Results, section: Section, *, top: int = 50) -> None:
-    path = results.root / "grn" / "grn_edges.tsv"
+    path = results.root / GRN_EDGES
     if not results.current(path):
         return
     edges = read_ranking(path, ("tf", "target", "score", "rank"))
@@ -350,24 +363,54 @@ def _argv(record: Path) -> list[str]:
     return [str(a) for a in argv]
 
 
-def run_status(results: Results) -> str:
-    """A section naming the steps of the last ``scregnet run`` that did not finish (its trace);
-    empty when every step finished or the results have no trace."""
-    if results.trace is None:
-        return ""
-    bad = results.trace[results.trace["status"].isin(UNFINISHED)]
-    if bad.empty:
-        return ""
-    counts = bad["status"].value_counts()
-    section = Section("run-status", "Incomplete run")
-    section.text(
-        f"This report shows only what finished: {counts.get(keys.STEP_FAILED, 0)} step(s) failed"
-        + (f", {counts[keys.STEP_ABORTED]} were stopped" if keys.STEP_ABORTED in counts else "")
-        + f" and {counts.get(keys.STEP_NOT_RUN, 0)} were not run. Their outputs are left out of "
-        "the sections below, including any an earlier run wrote. The logs are in "
-        "pipeline_info/logs/."
+def missing_results(
+    results: Results, expected: Mapping[str, Sequence[str]]
+) -> list[tuple[str, str]]:
+    """The ``(stage, sample)`` results that ``expected`` names and the folder lacks (sample ``""``
+    for the GRN): ``expected`` maps a stage of :data:`EXPECTED_STAGES` to the samples the run was
+    given for it (the GRN: any value). In stage order, then by sample."""
+    missing = []
+    for stage in (s for s in EXPECTED_STAGES if s in expected):
+        if stage == "grn":
+            if not results.current(results.root / GRN_EDGES):
+                missing.append((stage, ""))
+            continue
+        present = results.samples(*SAMPLE_RESULTS[stage])
+        missing += [(stage, s) for s in sorted(set(expected[stage])) if s not in present]
+    return missing
+
+
+def run_status(results: Results, missing: Sequence[tuple[str, str]] = ()) -> str:
+    """A section naming the steps of the last ``scregnet run`` that did not finish (its trace) and
+    the expected results that are missing; empty when there are none."""
+    bad = (
+        results.trace[results.trace["status"].isin(UNFINISHED)]
+        if results.trace is not None
+        else pd.DataFrame()
     )
-    section.table(bad[["stage", "name", "status"]].rename(columns={"name": "sample or task"}))
+    if bad.empty and not missing:
+        return ""
+    section = Section("run-status", "Incomplete run")
+    if not bad.empty:
+        counts = bad["status"].value_counts()
+        section.text(
+            f"This report shows only what finished: {counts.get(keys.STEP_FAILED, 0)} step(s) "
+            "failed"
+            + (f", {counts[keys.STEP_ABORTED]} were stopped" if keys.STEP_ABORTED in counts else "")
+            + f" and {counts.get(keys.STEP_NOT_RUN, 0)} were not run. Their outputs are left out "
+            "of the sections below, including any an earlier run wrote. The logs are in "
+            "pipeline_info/logs/."
+        )
+        section.table(bad[["stage", "name", "status"]].rename(columns={"name": "sample or task"}))
+    if missing:
+        section.text(
+            f"{len(missing)} result(s) that the samplesheet asks for are missing: their tasks "
+            "failed or did not run. Every section below, and the GRN and the MultiQC table where "
+            "they were built, holds only the samples that are there. (A Nextflow run goes on past "
+            "a failed task only under errorStrategy 'ignore'.)"
+        )
+        rows = [{"stage": stage, "sample": sample or "(all samples)"} for stage, sample in missing]
+        section.table(pd.DataFrame(rows))
     return section.render()
 
 
@@ -406,12 +449,20 @@ img{max-width:520px}.table{border-collapse:collapse;font-size:.85em}.table td,.t
 """
 
 
-def build_report(results: str | Path, out: str | Path) -> Path:
+def build_report(
+    results: str | Path, out: str | Path, *, expected: Mapping[str, Sequence[str]] | None = None
+) -> Path:
     """Write the self-contained report for ``results`` to ``out`` and, when the results have
     clustered ATAC samples, their QC table for MultiQC (:data:`MULTIQC_TABLE`) beside it; both are
-    written atomically, together."""
+    written atomically, together.
+
+    ``expected``: the results the run should have written (:func:`missing_results`); the report
+    opens with the ones that are missing, and each is logged as a warning."""
     results, out = Path(results), Path(out)
     found = Results.read(results)
+    missing = missing_results(found, expected or {})
+    for stage, sample in missing:
+        log.warning("%s: no %s result%s", results, stage, f" for sample {sample}" if sample else "")
     sections = {key: Section(key, title) for key, title in SECTIONS}
     sections["evaluation"].absent = (
         "No evaluation.json: the results were not scored against a simulated world's truth "
@@ -430,7 +481,9 @@ def build_report(results: str | Path, out: str | Path) -> Path:
         raise InputError(msg, results)
     parameters_section(found, sections["parameters"])
     sections["versions"].table(versions())
-    body = "\n".join([run_status(found), *(s.render() for s in sections.values())]).lstrip()
+    body = "\n".join(
+        [run_status(found, missing), *(s.render() for s in sections.values())]
+    ).lstrip()
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>scregnet report</title>"
         f"<style>{CSS}</style></head><body><h1>scregnet report</h1>"
