@@ -1,5 +1,6 @@
-"""The AnnData keys one stage writes and another stage, the scorer or the report reads, and the
-runner's trace and step records that the report reads.
+"""The AnnData keys one stage writes and another stage, the scorer or the report reads, where
+each stage's result lies in a results folder, and the runner's trace and step records that the
+report reads.
 
 Stages meet only through files; these names are the contract inside those files, defined once.
 """
@@ -49,6 +50,16 @@ BASE_RATE_TFS = "base_rate_tfs"
 SCFAN_ACTIVITY = "scfan_activity"
 #: obsm key of the chromVAR-style baseline deviations
 CHROMVAR = "chromvar"
+
+# ---- the results folder (docs/output.md; both runners write it, the report and scorer read it) ---
+#: each per-sample stage's result, ``<folder>/<sample><suffix>``, by stage
+SAMPLE_RESULTS = {
+    "atac": ("atac", ".clustered.h5ad"),
+    "impute": ("impute", ".imputed.h5ad"),
+    "tfbind": ("tfbind", ".tfbind.h5ad"),
+}
+#: the GRN's ranked edges
+GRN_EDGES = "grn/grn_edges.tsv"
 
 # ---- the runner's bookkeeping in the results folder (``scregnet run``; the report reads it) ----
 #: the trace: a row per step with its status (below), times and log

@@ -12,6 +12,7 @@ test profile on CPU, and the defaults on a GPU with known edges and custom skip 
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from nfcheck.functions import call
 from nfcheck.render import Renderer, Task, inputs_of
 from nfcheck.structure import Process as NfProcess
 from nfcheck.structure import parse
+from scregnet.cli.report import add_arguments as report_arguments
 from scregnet.pipeline import STEPS, TEST_PROFILE, Step, plan
 from scregnet.pipeline.params import DEFAULTS
 from scregnet.pipeline.steps import Process
@@ -285,6 +287,32 @@ def test_report_expects_what_the_workflow_asks_for(rendered: list[Rendered]) -> 
     )
     assert report.slots["expected"] == workflow
     assert "grn" in workflow and any(item.startswith("impute=") for item in workflow)
+
+
+def test_the_workflow_expects_each_stage_the_inputs_ask_for() -> None:
+    """expectedResults (workflows/scregnet.nf), for inputs with and without TF binding, known
+    edges or scRNA; each item is one `scregnet report --expect` accepts."""
+    cases = call(
+        REPO / "workflows" / "scregnet.nf",
+        "[ expectedResults(['s1', 's2'], ['s1'], true, []),"
+        "  expectedResults(['s1'], ['s1'], false, 'edges.tsv'),"
+        "  expectedResults(['s1', 's2'], ['s2'], false, []),"
+        "  expectedResults(['s1'], [], true, []) ]",
+    )
+    assert cases == [
+        ["atac=s1,s2", "tfbind=s1,s2", "impute=s1", "grn"],
+        ["atac=s1", "impute=s1", "grn"],  # known edges train the GRN without TF binding
+        ["atac=s1,s2", "impute=s2"],  # neither TF binding nor edges: no GRN
+        ["atac=s1", "tfbind=s1"],  # no scRNA: no imputation, no GRN
+    ]
+    parser = argparse.ArgumentParser()
+    report_arguments(parser)
+    for items in cases:
+        argv = ["--results", "r", "--out", "o.html", *(f"--expect={item}" for item in items)]
+        parsed = parser.parse_args(argv).expect
+        assert [
+            f"{stage}={','.join(names)}" if names else stage for stage, names in parsed
+        ] == items
 
 
 def test_runner_flags_come_from_the_table(rendered: list[Rendered]) -> None:

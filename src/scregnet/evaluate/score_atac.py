@@ -58,8 +58,9 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     files: dict[str, Path] = {}
     for path in sorted(atac.glob("*.atac.h5ad")):
         files[path.name[: -len(".atac.h5ad")]] = path
-    for path in sorted(atac.glob("*.clustered.h5ad")):
-        files[path.name[: -len(".clustered.h5ad")]] = path
+    suffix = keys.SAMPLE_RESULTS["atac"][1]
+    for path in sorted(atac.glob(f"*{suffix}")):
+        files[path.name[: -len(suffix)]] = path
     if not files:
         return None
     table_path = Path(truth_dir) / "cell_types.tsv"

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.io.tables import read_ranking, read_table
 from scregnet.stats import auprc, auprc_ratio, auroc, early_precision_ratio, rank_mean
@@ -71,7 +72,7 @@ def _spearman_baseline(world: Path, edges: pd.DataFrame) -> NDArray[np.float64] 
 def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     """GRN metrics, or None when the results have no ``grn/grn_edges.tsv``."""
     truth_dir, results_dir = Path(truth_dir), Path(results_dir)
-    edges_path = results_dir / "grn" / "grn_edges.tsv"
+    edges_path = results_dir / keys.GRN_EDGES
     if not edges_path.exists():
         return None
     truth_path = truth_dir / "grn_edges.tsv"

@@ -166,13 +166,14 @@ def _read_cell_types(path: Path) -> dict[tuple[str, str], str]:
 
 def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     """Score every ``impute/<sample>.imputed.h5ad`` in ``results_dir``; ``None`` when there is none."""
-    files = sorted((Path(results_dir) / "impute").glob("*.imputed.h5ad"))
+    folder, suffix = keys.SAMPLE_RESULTS["impute"]
+    files = sorted((Path(results_dir) / folder).glob(f"*{suffix}"))
     if not files:
         return None
     types = _read_cell_types(Path(truth_dir) / "cell_types.tsv")
     samples: dict[str, Any] = {}
     for path in files:
-        sample = path.name[: -len(".imputed.h5ad")]
+        sample = path.name[: -len(suffix)]
         expr = Path(truth_dir) / "expression" / f"{sample}.h5ad"
         if not expr.exists():
             log.warning("impute: no truth expression for sample %s, skipped", sample)

@@ -34,8 +34,6 @@ from scregnet.stats import auprc, auroc
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".tfbind.h5ad"
-
 
 def _read_truth(truth_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     binding_path = truth_dir / "tf_binding.tsv.gz"
@@ -265,7 +263,8 @@ def _summary(
 
 def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     """The ``tfbind`` section of ``evaluation.json`` (``None`` when there are no tfbind outputs)."""
-    files = sorted((Path(results_dir) / "tfbind").glob(f"*{SUFFIX}"))
+    folder, suffix = keys.SAMPLE_RESULTS["tfbind"]
+    files = sorted((Path(results_dir) / folder).glob(f"*{suffix}"))
     if not files:
         return None
     truth = _load_truth(Path(truth_dir))
@@ -273,7 +272,7 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     chroms_used: set[str] = set()
     per_sample: dict[str, Any] = {}
     for path in files:
-        sample = path.name[: -len(SUFFIX)]
+        sample = path.name[: -len(suffix)]
         result = read_h5ad(path)
         if keys.TFBIND_UNS not in result.uns:
             log.warning("%s: not a merged tfbind result (a shard?); skipped", path.name)

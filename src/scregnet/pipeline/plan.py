@@ -303,7 +303,7 @@ def _plan_atac(
         count, qc = atac / f"{s.sample}.atac.h5ad", atac / f"{s.sample}.qc.tsv"
         slots = {"fragments": frag, "peaks": peaks, "fai": fai, "gtf": gtf, "out": count, "qc": qc}
         p.add("COUNT", s.sample, slots, [*frags[s.sample], peaks, fai, gtf], [count, qc])
-        clustered[s.sample] = atac / f"{s.sample}.clustered.h5ad"
+        clustered[s.sample] = _result(p.outdir, "atac", s.sample)
         slots = {"atac": count, "out": clustered[s.sample]}
         p.add("CLUSTER", s.sample, slots, [count], [clustered[s.sample]])
         tracks = p.outdir / "tracks" / s.sample
@@ -319,7 +319,7 @@ def _plan_impute(p: _Planner, samples: Sequence[Sample]) -> dict[str, Path]:
     for s in samples:
         if s.rna is None:
             continue
-        imputed[s.sample] = p.outdir / "impute" / f"{s.sample}.imputed.h5ad"
+        imputed[s.sample] = _result(p.outdir, "impute", s.sample)
         slots = {"rna": s.rna, "bulk_rna": bulk_rna, "view": s.view, "out": imputed[s.sample]}
         inputs = [s.rna, *([bulk_rna] if bulk_rna is not None else [])]
         p.add("IMPUTE", s.sample, slots, inputs, [imputed[s.sample]])
@@ -376,7 +376,7 @@ def _plan_tfbind(
             p.add("TFBIND_PREDICT", s.sample, slots, inputs + p.motif_files, [shard], shard_id)
             shard_files.append(shard)
         shard_files.sort(key=lambda path: path.name)  # Nextflow groups them by file name
-        merged[s.sample] = tfbind_dir / f"{s.sample}.tfbind.h5ad"
+        merged[s.sample] = _result(p.outdir, "tfbind", s.sample)
         slots = {
             "shards": shard_files,
             "atac": clustered[s.sample],
@@ -434,10 +434,16 @@ def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) ->
         p.add("GRN_SCORE", POOLED, slots, inputs, [shard], f"shard{k}")
         shard_files.append(shard)
     shard_files.sort(key=lambda path: path.name)  # Nextflow groups them by file name
-    edges, attention = grn_dir / "grn_edges.tsv", grn_dir / "grn_attention.tsv"
+    edges, attention = p.outdir / keys.GRN_EDGES, grn_dir / "grn_attention.tsv"
     slots = {"shards": shard_files, "out": edges, "attention": attention}
     p.add("GRN_MERGE", POOLED, slots, shard_files, [edges, attention])
     return True
+
+
+def _result(outdir: Path, stage: str, sample: str) -> Path:
+    """A sample's result of ``stage`` in the results folder (:data:`scregnet.keys.SAMPLE_RESULTS`)."""
+    folder, suffix = keys.SAMPLE_RESULTS[stage]
+    return outdir / folder / f"{sample}{suffix}"
 
 
 def expected_results(

@@ -45,16 +45,8 @@ SECTIONS = (
 RESULT_SECTIONS = ("atac-qc", "clusters", "imputation", "tf-activity", "grn", "evaluation")
 #: the MultiQC custom-content table written beside the report
 MULTIQC_TABLE = "scregnet_atac_qc_mqc.tsv"
-#: each stage's result per sample (folder, file suffix) and the GRN's one result: what the
-#: report shows, and what ``--expect`` checks (docs/output.md)
-SAMPLE_RESULTS = {
-    "atac": ("atac", ".clustered.h5ad"),
-    "impute": ("impute", ".imputed.h5ad"),
-    "tfbind": ("tfbind", ".tfbind.h5ad"),
-}
-GRN_EDGES = "grn/grn_edges.tsv"
 #: the stages ``--expect`` names: the per-sample ones and the GRN
-EXPECTED_STAGES = (*SAMPLE_RESULTS, "grn")
+EXPECTED_STAGES = (*keys.SAMPLE_RESULTS, "grn")
 
 PACKAGES = (
     "scregnet",
@@ -177,7 +169,7 @@ QC_MEDIANS = ("n_fragments", "tss_enrichment", "frip", "duplicate_rate", "nucleo
 
 def atac_sections(results: Results, qc: Section, clusters: Section) -> pd.DataFrame | None:
     rows = []
-    for sample, path in results.samples(*SAMPLE_RESULTS["atac"]).items():
+    for sample, path in results.samples(*keys.SAMPLE_RESULTS["atac"]).items():
         adata = read_h5ad(path)
         obs = adata.obs
         # one row per sample (the MultiQC table): per-cell QC medians; per-barcode tables stay in atac/
@@ -235,7 +227,7 @@ def atac_sections(results: Results, qc: Section, clusters: Section) -> pd.DataFr
 def imputation_section(results: Results, section: Section, *, max_cells: int = 5000) -> None:
     import scipy.sparse as sp
 
-    for sample, path in results.samples(*SAMPLE_RESULTS["impute"]).items():
+    for sample, path in results.samples(*keys.SAMPLE_RESULTS["impute"]).items():
         adata = read_h5ad(path)
         if keys.IMPUTED not in adata.layers:
             continue
@@ -271,7 +263,7 @@ def imputation_section(results: Results, section: Section, *, max_cells: int = 5
 
 
 def tf_activity_section(results: Results, section: Section) -> None:
-    for sample, path in results.samples(*SAMPLE_RESULTS["tfbind"]).items():
+    for sample, path in results.samples(*keys.SAMPLE_RESULTS["tfbind"]).items():
         adata = read_h5ad(path)
         dropped = adata.uns.get(keys.TFBIND_UNS, {}).get("dropped_tfs")
         if dropped is not None and len(dropped):
@@ -310,7 +302,7 @@ def tf_activity_section(results: Results, section: Section) -> None:
 
 
 def grn_section(results: Results, section: Section, *, top: int = 50) -> None:
-    path = results.root / GRN_EDGES
+    path = results.root / keys.GRN_EDGES
     if not results.current(path):
         return
     edges = read_ranking(path, ("tf", "target", "score", "rank"))
@@ -372,10 +364,10 @@ def missing_results(
     missing = []
     for stage in (s for s in EXPECTED_STAGES if s in expected):
         if stage == "grn":
-            if not results.current(results.root / GRN_EDGES):
+            if not results.current(results.root / keys.GRN_EDGES):
                 missing.append((stage, ""))
             continue
-        present = results.samples(*SAMPLE_RESULTS[stage])
+        present = results.samples(*keys.SAMPLE_RESULTS[stage])
         missing += [(stage, s) for s in sorted(set(expected[stage])) if s not in present]
     return missing
 
