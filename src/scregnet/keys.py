@@ -60,6 +60,8 @@ SAMPLE_RESULTS = {
 }
 #: the GRN's ranked edges
 GRN_EDGES = "grn/grn_edges.tsv"
+#: the stages whose results a run is expected to write (``scregnet report --expect``)
+RESULT_STAGES = (*SAMPLE_RESULTS, "grn")
 
 # ---- the runner's bookkeeping in the results folder (``scregnet run``; the report reads it) ----
 #: the trace: a row per step with its status (below), times and log

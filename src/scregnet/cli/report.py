@@ -43,12 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _expected(text: str) -> tuple[str, list[str]]:
     """``STAGE=SAMPLE,...`` (or ``grn``) -> ``(stage, samples)``."""
-    from scregnet.report.build import EXPECTED_STAGES
+    from scregnet.keys import RESULT_STAGES
 
     stage, sep, names = text.partition("=")
     samples = [n for n in names.split(",") if n]
-    if stage not in EXPECTED_STAGES:
-        msg = f"unknown stage {stage!r} (one of {', '.join(EXPECTED_STAGES)})"
+    if stage not in RESULT_STAGES:
+        msg = f"unknown stage {stage!r} (one of {', '.join(RESULT_STAGES)})"
         raise argparse.ArgumentTypeError(msg)
     if stage == "grn" and sep:
         msg = "grn takes no samples (the GRN is one result)"

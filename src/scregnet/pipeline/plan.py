@@ -441,7 +441,8 @@ def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) ->
 
 
 def _result(outdir: Path, stage: str, sample: str) -> Path:
-    """A sample's result of ``stage`` in the results folder (:data:`scregnet.keys.SAMPLE_RESULTS`)."""
+    """A sample's result of ``stage`` in the results folder
+    (:data:`scregnet.keys.SAMPLE_RESULTS`)."""
     folder, suffix = keys.SAMPLE_RESULTS[stage]
     return outdir / folder / f"{sample}{suffix}"
 

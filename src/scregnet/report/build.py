@@ -45,8 +45,6 @@ SECTIONS = (
 RESULT_SECTIONS = ("atac-qc", "clusters", "imputation", "tf-activity", "grn", "evaluation")
 #: the MultiQC custom-content table written beside the report
 MULTIQC_TABLE = "scregnet_atac_qc_mqc.tsv"
-#: the stages ``--expect`` names: the per-sample ones and the GRN
-EXPECTED_STAGES = (*keys.SAMPLE_RESULTS, "grn")
 
 PACKAGES = (
     "scregnet",
@@ -359,10 +357,10 @@ def missing_results(
     results: Results, expected: Mapping[str, Sequence[str]]
 ) -> list[tuple[str, str]]:
     """The ``(stage, sample)`` results that ``expected`` names and the folder lacks (sample ``""``
-    for the GRN): ``expected`` maps a stage of :data:`EXPECTED_STAGES` to the samples the run was
-    given for it (the GRN: any value). In stage order, then by sample."""
+    for the GRN): ``expected`` maps a stage of :data:`scregnet.keys.RESULT_STAGES` to the
+    samples the run was given for it (the GRN: any value). In stage order, then by sample."""
     missing = []
-    for stage in (s for s in EXPECTED_STAGES if s in expected):
+    for stage in (s for s in keys.RESULT_STAGES if s in expected):
         if stage == "grn":
             if not results.current(results.root / keys.GRN_EDGES):
                 missing.append((stage, ""))
