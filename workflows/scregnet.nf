@@ -134,7 +134,8 @@ workflow SCREGNET {
         .map { ids -> [ ids ] }
         .combine(ch_rna.map { meta, _rna -> meta.id }.toSortedList().map { ids -> [ ids ] })
         .combine(references)
-        .map { atac, rna, refs -> expectedResults(atac, rna, refs.tfbind_model || refs.bulk_sheet, refs.grn_labels) }  // value channel: [ 'atac=s1,s2', 'impute=s1', ... ]
+        .combine(ch_chrom_shards.count())
+        .map { atac, rna, refs, n_shards -> expectedResults(atac, rna, (refs.tfbind_model || refs.bulk_sheet) && n_shards > 0, refs.grn_labels) }  // value channel: [ 'atac=s1,s2', 'impute=s1', ... ]
     ch_atac_results = COUNT.out.h5ad
         .mix(COUNT.out.qc)
         .mix(CLUSTER.out.h5ad)
@@ -184,8 +185,9 @@ def sortedBySample(ch) {
 
 /*
  * The results a run should write, as `scregnet report --expect` takes them: every ATAC sample's
- * clustered counts (and TF binding when a model is given or trained), every scRNA sample's
- * imputation, and the GRN when there is scRNA and either known edges or TF binding to learn from.
+ * clustered counts (and TF binding when a model is given or trained and a contig is left to
+ * predict on), every scRNA sample's imputation, and the GRN when there is scRNA and either known
+ * edges or TF binding to learn from.
  */
 def expectedResults(atac, rna, tfbind, grnLabels) {
     def expected = []
