@@ -100,17 +100,10 @@ def main(args: argparse.Namespace) -> int:
     if not args.barcode_tag or len(args.barcode_tag) != 2:
         raise InputError(f"--barcode-tag must be a two-character SAM tag, got {args.barcode_tag!r}")
     if args.genome is not None:
-        from scregnet.io.genome import (
-            bam_reference_lengths,
-            check_same_lengths,
-            check_shared_chromosomes,
-            read_chrom_sizes,
-        )
+        from scregnet.io.genome import check_bam_genome, read_chrom_sizes
 
-        header, genome = bam_reference_lengths(args.bam), read_chrom_sizes(args.genome)
-        ref = f"genome index {args.genome.name}"
-        check_shared_chromosomes(header, genome, what="BAM header", ref_what=ref, path=args.bam)
-        check_same_lengths(header, genome, what="BAM header", ref_what=ref, path=args.bam)
+        genome = read_chrom_sizes(args.genome)
+        check_bam_genome(args.bam, genome, ref_what=f"genome index {args.genome.name}")
     barcodes = frozenset(read_barcode_list(args.barcodes)) if args.barcodes else None
     options = FragmentOptions(
         barcode_tag=args.barcode_tag,

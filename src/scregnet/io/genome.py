@@ -201,3 +201,12 @@ def bam_reference_lengths(path: str | Path) -> dict[str, int]:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         msg = f"not a readable BAM ({detail})"
         raise InputError(msg, path) from exc
+
+
+def check_bam_genome(bam: str | Path, genome: Mapping[str, int], *, ref_what: str) -> None:
+    """The BAM was aligned to ``genome`` (chromosome -> length): its header shares chromosome
+    names with it (:func:`check_shared_chromosomes`) and gives them its lengths
+    (:func:`check_same_lengths`)."""
+    header = bam_reference_lengths(bam)
+    check_shared_chromosomes(header, genome, what="BAM header", ref_what=ref_what, path=bam)
+    check_same_lengths(header, genome, what="BAM header", ref_what=ref_what, path=bam)

@@ -13,11 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from scregnet.io.fragments import indexed_chromosomes
-from scregnet.io.genome import (
-    bam_reference_lengths,
-    check_same_lengths,
-    check_shared_chromosomes,
-)
+from scregnet.io.genome import check_bam_genome, check_shared_chromosomes
 from scregnet.io.samplesheet import Sample
 from scregnet.io.text import reading
 
@@ -61,9 +57,7 @@ def check_chromosome_styles(
     ref = f"genome index {fai.name}"
     for s in samples:
         if s.bam is not None:
-            header = bam_reference_lengths(s.bam)
-            check_shared_chromosomes(header, names, what="BAM header", ref_what=ref, path=s.bam)
-            check_same_lengths(header, genome, what="BAM header", ref_what=ref, path=s.bam)
+            check_bam_genome(s.bam, genome, ref_what=ref)
         if s.fragments is not None:
             found = indexed_chromosomes(s.fragments)
             check_shared_chromosomes(found, names, what="fragments", ref_what=ref, path=s.fragments)
