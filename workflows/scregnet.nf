@@ -141,6 +141,7 @@ workflow SCREGNET {
         .mix(CLUSTER.out.h5ad)
         .map { _meta, file -> file }
         .collect(sort: { a, b -> a.name <=> b.name })
+        .ifEmpty([])  // every sample failed (errorStrategy 'ignore'): the report still lists what is missing
     REPORT(
         ch_atac_results
             .map { atac -> [ [ id: 'report' ], atac ] }

@@ -91,6 +91,64 @@ def ext_args(config: Path, profiles: list[str] | tuple[str, ...] = ()) -> dict[s
     return found
 
 
+PROCESS_BLOCK = re.compile(r"^\s*process\s*\{", re.MULTILINE)
+SELECTOR = re.compile(r"(withName|withLabel):\s*(?:'([^']+)'|\"([^\"]+)\"|([\w|]+))\s*\{")
+
+
+def _generic_and_named(text: str, setting: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """In one piece of config text: the generic values of the process setting ``setting``
+    (``process { setting = v }`` outside any selector, ``process.setting = v``) and the
+    ``withName`` ones as (pattern, value), each in reading order."""
+    assign = re.compile(rf"^\s*{re.escape(setting)}\s*=\s*(.+?)\s*$", re.MULTILINE)
+    generic = [m.group(1) for m in re.finditer(
+        rf"^\s*process\.{re.escape(setting)}\s*=\s*(.+?)\s*$", text, re.MULTILINE
+    )]
+    named: list[tuple[str, str]] = []
+    for block in PROCESS_BLOCK.finditer(text):
+        close = matching(text, block.end() - 1)
+        body, pos, top = text[block.end() : close], 0, []
+        for sel in SELECTOR.finditer(body):
+            if sel.start() < pos:
+                continue
+            end = matching(body, sel.end() - 1)
+            top.append(body[pos : sel.start()])
+            if sel.group(1) == "withName":
+                pattern = next(g for g in sel.groups()[1:] if g)
+                named += [(pattern, m.group(1)) for m in assign.finditer(body[sel.end() : end])]
+            pos = end + 1
+        top.append(body[pos:])
+        generic += [m.group(1) for m in assign.finditer("".join(top))]
+    return generic, named
+
+
+def process_setting(
+    config: Path,
+    process: str,
+    setting: str,
+    profiles: list[str] | tuple[str, ...] = (),
+    extra: list[Path] | tuple[Path, ...] = (),
+) -> Setting | None:
+    """The value of the process setting ``setting`` (``errorStrategy``, ``maxRetries``, ...) for
+    ``process`` once ``config`` is read with ``profiles`` and then each ``-c`` file of ``extra``.
+
+    Nextflow's selector priority: a ``withName`` whose pattern matches the process name outranks
+    every generic setting, whichever file either is in; within each kind the last one read wins.
+    (No setting here is given by ``withLabel``; those are not read.)"""
+    pieces = _chunks(config, list(profiles), config.parent)
+    for path in extra:
+        pieces += _chunks(path, list(profiles), config.parent)
+    generic: Setting | None = None
+    named: Setting | None = None
+    for source, text in pieces:
+        values, selected = _generic_and_named(text, setting)
+        for value in values:
+            generic = Setting(value, source)
+        for pattern, value in selected:
+            if re.fullmatch(pattern, process):
+                named = Setting(value, source)
+    return named or generic
+
+
 def config_files_read(config: Path, profiles: list[str] | tuple[str, ...] = ()) -> list[Path]:
     """The config files read, in order (a file read twice appears twice)."""
     order: list[Path] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from nfcheck.config import config_files_read, ext_args
+from nfcheck.config import config_files_read, ext_args, process_setting
 from scregnet.pipeline import TEST_PROFILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,3 +45,36 @@ def test_test_profile_flags_equal_the_runner_test_profile() -> None:
     args = ext_args(CONFIG, ["test"])
     assert TEST_PROFILE["tfbind_train_args"] in args["TFBIND_TRAIN"].value
     assert TEST_PROFILE["grn_train_args"] in args["GRN_TRAIN"].value
+
+
+SITE_IGNORE = "process {\n    executor = 'slurm'\n    errorStrategy = 'ignore'\n}\n"
+
+
+def test_a_site_ignore_does_not_reach_the_report(tmp_path: Path) -> None:
+    """A site config's ``errorStrategy 'ignore'`` lets the run go on past a failed sample's task,
+    but a failed REPORT or MULTIQC still ends the run (after the same retries as every task)."""
+    site = tmp_path / "site.config"
+    site.write_text(SITE_IGNORE)
+    default = process_setting(CONFIG, "COUNT", "errorStrategy")
+    assert default is not None and default.source.name == "base.config"
+    for profiles in ([], ["test", "docker"], ["slurm", "gpu"], ["awsbatch"], ["googlebatch"]):
+        sample = process_setting(CONFIG, "COUNT", "errorStrategy", profiles, [site])
+        assert sample == process_setting(CONFIG, "COUNT", "errorStrategy", [], [site])
+        assert sample is not None and sample.value == "'ignore'", (profiles, sample)
+        for summary in ("REPORT", "MULTIQC"):
+            got = process_setting(CONFIG, summary, "errorStrategy", profiles, [site])
+            assert got is not None and got.value == default.value, (profiles, summary, got)
+
+
+def test_report_strategy_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
+    """base.config without its REPORT|MULTIQC selector: the site's 'ignore' reaches the report."""
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    shutil.copy(CONFIG, tmp_path / "nextflow.config")
+    base = tmp_path / "conf" / "base.config"
+    text = base.read_text()
+    assert "withName: 'REPORT|MULTIQC'" in text
+    base.write_text(text.replace("withName: 'REPORT|MULTIQC'", "withName: 'NOTHING'"))
+    site = tmp_path / "site.config"
+    site.write_text(SITE_IGNORE)
+    got = process_setting(tmp_path / "nextflow.config", "REPORT", "errorStrategy", [], [site])
+    assert got is not None and got.value == "'ignore'"

@@ -464,6 +464,25 @@ def test_report_stages_two_cellranger_fragments_files(
         assert link.resolve() == chain.out("FRAGMENTS", ".tsv.gz")[0].resolve()
 
 
+def test_report_runs_when_every_sample_failed(renderer: Renderer, tmp_path: Path) -> None:
+    """Every sample's tasks failed under errorStrategy 'ignore': the workflow hands REPORT empty
+    lists, and its script block still writes the report, listing every expected result."""
+    task = Task(
+        MODULES["REPORT"],
+        {
+            "meta": {"id": "report"},
+            "fragment_ids": [],
+            "expected": ["atac=sample1,sample2", "impute=sample1", "grn"],
+        },
+        {name: [] for name in ("atac", "fragments", "tracks", "impute", "tfbind", "grn")},
+    )
+    result = execute(task, renderer.render(task, "script"), tmp_path / "task")
+    assert result.ok, result.explain()
+    page = (tmp_path / "task" / "report" / "report.html").read_text()
+    assert "4 result(s) that the samplesheet asks for are missing" in page
+    assert not list((tmp_path / "task" / "report").glob("*_mqc.tsv"))
+
+
 def test_staging_check_fails_on_a_broken_copy(chain: Chain, tmp_path: Path) -> None:
     """REPORT as it was: every fragments file staged as results/atac/<its own name>."""
     for name in ("FRAGMENTS", "COUNT", "CLUSTER"):

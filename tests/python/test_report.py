@@ -175,6 +175,22 @@ def test_report_on_a_folder_without_results_fails(
     assert not out.exists()
 
 
+def test_report_of_a_run_where_every_task_failed_lists_them_all(tmp_path: Path) -> None:
+    # every sample's tasks failed under errorStrategy 'ignore': the report is still written,
+    # listing every expected result, and writes no MultiQC table (there is no ATAC QC)
+    res = tmp_path / "results"
+    (res / "atac").mkdir(parents=True)
+    out = tmp_path / "report" / "r.html"
+    expect = ["--expect", "atac=s1,s2", "--expect", "impute=r1", "--expect", "grn"]
+    assert cli(["report", "--results", str(res), "--out", str(out), *expect]) == 0
+    page = out.read_text()
+    status = page[page.index('<section id="run-status">') : page.index('<section id="atac-qc">')]
+    assert "4 result(s) that the samplesheet asks for are missing" in status
+    rows = re.findall(r"<tr>\s*<td>(\w+)</td>\s*<td>([^<]+)</td>", status)
+    assert rows == [("atac", "s1"), ("atac", "s2"), ("impute", "r1"), ("grn", "(all samples)")]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["r.html"]
+
+
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -447,7 +447,9 @@ def build_report(
     written atomically, together.
 
     ``expected``: the results the run should have written (:func:`missing_results`); the report
-    opens with the ones that are missing, and each is logged as a warning."""
+    opens with the ones that are missing, and each is logged as a warning. Without any result the
+    report is written only when some are expected (it then lists them all as missing); else that
+    is an error."""
     results, out = Path(results), Path(out)
     found = Results.read(results)
     missing = missing_results(found, expected or {})
@@ -463,7 +465,7 @@ def build_report(
     tf_activity_section(found, sections["tf-activity"])
     grn_section(found, sections["grn"])
     evaluation_section(results, sections["evaluation"])
-    if not any(sections[key].parts for key in RESULT_SECTIONS):
+    if not missing and not any(sections[key].parts for key in RESULT_SECTIONS):
         msg = (
             "no scregnet results found (atac/*.clustered.h5ad, impute/*.imputed.h5ad, "
             "tfbind/*.tfbind.h5ad, grn/grn_edges.tsv or evaluation.json)"

@@ -64,7 +64,7 @@ workflow PIPELINE_COMPLETION {
     main:
     workflow.onComplete {
         if (workflow.success && workflow.stats.ignoredCount > 0) {
-            log.warn("scregnet finished, but ${workflow.stats.ignoredCount} failed task(s) were ignored (errorStrategy 'ignore'): the results are incomplete; the report (${outdir}/report/report.html, when it was built) lists what is missing")
+            log.warn("scregnet finished, but ${workflow.stats.ignoredCount} failed task(s) were ignored (errorStrategy 'ignore'): the results are incomplete; ${outdir}/report/report.html lists what is missing")
         }
         else if (workflow.success) {
             log.info("scregnet finished: results in ${outdir}, report in ${outdir}/report/report.html")
