@@ -100,9 +100,12 @@ def _generic_and_named(text: str, setting: str) -> tuple[list[str], list[tuple[s
     (``process { setting = v }`` outside any selector, ``process.setting = v``) and the
     ``withName`` ones as (pattern, value), each in reading order."""
     assign = re.compile(rf"^\s*{re.escape(setting)}\s*=\s*(.+?)\s*$", re.MULTILINE)
-    generic = [m.group(1) for m in re.finditer(
-        rf"^\s*process\.{re.escape(setting)}\s*=\s*(.+?)\s*$", text, re.MULTILINE
-    )]
+    generic = [
+        m.group(1)
+        for m in re.finditer(
+            rf"^\s*process\.{re.escape(setting)}\s*=\s*(.+?)\s*$", text, re.MULTILINE
+        )
+    ]
     named: list[tuple[str, str]] = []
     for block in PROCESS_BLOCK.finditer(text):
         close = matching(text, block.end() - 1)
