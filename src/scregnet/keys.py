@@ -58,6 +58,8 @@ SAMPLE_RESULTS = {
     "impute": ("impute", ".imputed.h5ad"),
     "tfbind": ("tfbind", ".tfbind.h5ad"),
 }
+#: an ATAC sample's counts before clustering (``scregnet count``), beside its result
+ATAC_COUNTS = ".atac.h5ad"
 #: the GRN's ranked edges
 GRN_EDGES = "grn/grn_edges.tsv"
 #: the stages whose results a run is expected to write (``scregnet report --expect``)

@@ -56,11 +56,10 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     if not atac.is_dir():
         return None
     files: dict[str, Path] = {}
-    for path in sorted(atac.glob("*.atac.h5ad")):
-        files[path.name[: -len(".atac.h5ad")]] = path
-    suffix = keys.SAMPLE_RESULTS["atac"][1]
-    for path in sorted(atac.glob(f"*{suffix}")):
-        files[path.name[: -len(suffix)]] = path
+    # a sample's clustered result, where there is one, over its counts
+    for suffix in (keys.ATAC_COUNTS, keys.SAMPLE_RESULTS["atac"][1]):
+        for path in sorted(atac.glob(f"*{suffix}")):
+            files[path.name[: -len(suffix)]] = path
     if not files:
         return None
     table_path = Path(truth_dir) / "cell_types.tsv"

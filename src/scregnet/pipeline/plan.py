@@ -300,7 +300,7 @@ def _plan_atac(
             peaks = p.outdir / "peaks" / f"{s.sample}.narrowPeak"
             slots = {"fragments": frag, "fai": fai, "out": peaks}
             p.add("PEAKS", s.sample, slots, [*frags[s.sample], fai], [peaks])
-        count, qc = atac / f"{s.sample}.atac.h5ad", atac / f"{s.sample}.qc.tsv"
+        count, qc = atac / f"{s.sample}{keys.ATAC_COUNTS}", atac / f"{s.sample}.qc.tsv"
         slots = {"fragments": frag, "peaks": peaks, "fai": fai, "gtf": gtf, "out": count, "qc": qc}
         p.add("COUNT", s.sample, slots, [*frags[s.sample], peaks, fai, gtf], [count, qc])
         clustered[s.sample] = _result(p.outdir, "atac", s.sample)
