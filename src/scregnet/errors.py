@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: the exit status of a subcommand that ran out of memory: 128 + SIGKILL, what the kernel's OOM
+#: killer leaves, so that a Nextflow task retries it with more memory (conf/base.config retries
+#: exit statuses 130-145) and a scheduler reports it as a memory failure
+EXIT_OUT_OF_MEMORY = 137
+
 
 class InputError(Exception):
     """A user-fixable problem with an input file, a parameter or the environment."""

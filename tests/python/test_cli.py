@@ -61,6 +61,56 @@ def test_input_error_is_one_line_and_nonzero(
     assert "nope" in err[0] and "does not exist" in err[0]
 
 
+def test_running_out_of_memory_exits_137(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed allocation ends with the OOM killer's status, which Nextflow retries with more
+    memory, and one line saying so; a bug still exits 1."""
+    import numpy as np
+
+    from scregnet.cli import evaluate
+    from scregnet.errors import EXIT_OUT_OF_MEMORY
+
+    def allocate(_args: object) -> int:
+        np.ones(2**62, dtype=np.uint8)  # 4 EiB: numpy refuses at once
+        return 0
+
+    monkeypatch.setattr(evaluate, "main", allocate)
+    argv = ["evaluate", "--truth", ".", "--results", "."]
+    assert EXIT_OUT_OF_MEMORY == 137
+    assert cli.main(argv) == EXIT_OUT_OF_MEMORY
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("scregnet evaluate: error: out of memory (")
+    assert "4.00 EiB" in err[0]
+
+    def bug(_args: object) -> int:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(evaluate, "main", bug)
+    assert cli.main(argv) == 1
+    assert "internal error: ValueError: a bug" in capsys.readouterr().err
+
+
+def test_running_out_of_gpu_memory_says_what_to_change(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from scregnet.cli import evaluate
+
+    def gpu(_args: object) -> int:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
+
+    monkeypatch.setattr(evaluate, "main", gpu)
+    assert cli.main(["evaluate", "--truth", ".", "--results", "."]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "scregnet evaluate: error: out of GPU memory (CUDA out of memory. Tried to allocate "
+        "2.00 GiB); rerun on a GPU with more memory, with a smaller --batch-size where the "
+        "subcommand takes one, or with --device cpu"
+    ]
+
+
 def test_negative_seed_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["evaluate", "--truth", ".", "--results", ".", "--seed", "-1"])

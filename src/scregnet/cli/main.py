@@ -25,7 +25,7 @@ from types import FrameType, ModuleType
 from typing import Any, NoReturn
 
 from scregnet import __version__
-from scregnet.errors import InputError
+from scregnet.errors import EXIT_OUT_OF_MEMORY, InputError
 from scregnet.io.outputs import os_problem
 
 # subcommand -> module; listed in pipeline order
@@ -219,14 +219,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"scregnet {args.command}: stopped by {exc}, temporary files removed", file=sys.stderr
         )
         return 128 + exc.signum
+    except MemoryError as exc:  # the host's memory: a retry with more may succeed
+        if args.debug:
+            raise
+        print(
+            f"scregnet {args.command}: error: out of memory ({_first_line(exc) or type(exc).__name__}); "
+            f"give it more memory (exit {EXIT_OUT_OF_MEMORY}, as the kernel's OOM killer leaves)",
+            file=sys.stderr,
+        )
+        return EXIT_OUT_OF_MEMORY
     except Exception as exc:  # a bug, not a user error: one line unless --debug
         if args.debug:
             raise
+        if _gpu_out_of_memory(exc):
+            print(
+                f"scregnet {args.command}: error: out of GPU memory ({_first_line(exc)}); rerun "
+                "on a GPU with more memory, with a smaller --batch-size where the subcommand "
+                "takes one, or with --device cpu",
+                file=sys.stderr,
+            )
+            return 1
         problem = os_problem(exc)
         if problem is not None:  # disk full, permission denied, ... on a named file
             print(f"scregnet {args.command}: error: {problem}", file=sys.stderr)
             return 1
-        first = str(exc).splitlines()[0] if str(exc) else ""
+        first = _first_line(exc)
         print(
             f"scregnet {args.command}: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
             file=sys.stderr,
@@ -234,6 +251,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     log.debug("%s finished in %.1f s", args.command, time.perf_counter() - start)
     return code
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
+
+
+def _gpu_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is PyTorch's out-of-memory error of a device (CUDA, MPS)."""
+    return type(exc).__name__ == "OutOfMemoryError" and type(exc).__module__.startswith("torch")
 
 
 def run() -> None:
