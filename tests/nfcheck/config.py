@@ -100,28 +100,27 @@ def _generic_and_named(text: str, setting: str) -> tuple[list[str], list[tuple[s
     (``process { setting = v }`` outside any selector, ``process.setting = v``) and the
     ``withName`` ones as (pattern, value), each in reading order."""
     assign = re.compile(rf"^\s*{re.escape(setting)}\s*=\s*(.+?)\s*$", re.MULTILINE)
-    generic = [
-        m.group(1)
-        for m in re.finditer(
-            rf"^\s*process\.{re.escape(setting)}\s*=\s*(.+?)\s*$", text, re.MULTILINE
-        )
-    ]
+    dotted = re.compile(rf"^\s*process\.{re.escape(setting)}\s*=\s*(.+?)\s*$", re.MULTILINE)
+    generic = [(m.start(), m.group(1)) for m in dotted.finditer(text)]
     named: list[tuple[str, str]] = []
     for block in PROCESS_BLOCK.finditer(text):
-        close = matching(text, block.end() - 1)
-        body, pos, top = text[block.end() : close], 0, []
+        start = block.end()
+        close = matching(text, start - 1)
+        body, pos = text[start:close], 0
+        outside: list[tuple[int, str]] = []  # (offset in body, text outside any selector)
         for sel in SELECTOR.finditer(body):
             if sel.start() < pos:
                 continue
             end = matching(body, sel.end() - 1)
-            top.append(body[pos : sel.start()])
+            outside.append((pos, body[pos : sel.start()]))
             if sel.group(1) == "withName":
                 pattern = next(g for g in sel.groups()[1:] if g)
                 named += [(pattern, m.group(1)) for m in assign.finditer(body[sel.end() : end])]
             pos = end + 1
-        top.append(body[pos:])
-        generic += [m.group(1) for m in assign.finditer("".join(top))]
-    return generic, named
+        outside.append((pos, body[pos:]))
+        for offset, part in outside:
+            generic += [(start + offset + m.start(), m.group(1)) for m in assign.finditer(part)]
+    return [value for _, value in sorted(generic)], named
 
 
 def process_setting(
