@@ -246,6 +246,37 @@ def test_label_pairs_semantics() -> None:
         label_pairs(pd.DataFrame({"tf": ["X"], "target": ["Y"], "label": [-1]}), genes)
 
 
+def test_names_that_differ_only_by_case_are_pointed_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Human-style TF names against a mouse gene list: names are matched exactly, and the error
+    or warning says which absent names are genes but for their case."""
+    from scregnet.grn.api import resolve_tfs
+
+    genes = ["Gata1", "Spi1", "Actb", "Gapdh"]
+    labels = pd.DataFrame({"tf": ["GATA1", "SPI1"], "target": ["ACTB", "GAPDH"], "label": [1, 0]})
+    with pytest.raises(InputError) as exc:
+        label_pairs(labels, genes, source="labels.tsv")
+    assert str(exc.value) == (
+        "labels.tsv: the labels share no (tf, target) pair with the expression data's genes "
+        "(ACTB is Actb, GAPDH is Gapdh, GATA1 is Gata1 and 1 more in the expression data: "
+        "names are matched exactly, case included)"
+    )
+    with caplog.at_level("WARNING"):
+        label_pairs(pd.DataFrame({"tf": ["Gata1", "Gata1", "SPI1"], "target": ["Actb", "Gapdh", "Actb"],
+                                  "label": [1, 0, 0]}), genes)  # fmt: skip
+    assert "their pairs dropped: SPI1 (SPI1 is Spi1 in the expression data" in caplog.text
+    # an absent name with no twin gets no hint
+    with pytest.raises(InputError) as exc:
+        label_pairs(pd.DataFrame({"tf": ["X"], "target": ["Y"], "label": [1]}), genes)
+    assert "matched exactly" not in str(exc.value)
+    with pytest.raises(InputError, match=r"GATA1 \(GATA1 is Gata1 in the expression data"):
+        resolve_tfs(["GATA1"], genes, source="tfs.txt")
+    _write_tfbind(tmp_path / "s.tfbind.h5ad")  # TFs TFA and TFB
+    with pytest.raises(InputError, match=r"evidence is a gene of the expression data \(TFA is tfa"):
+        combined_prior([tmp_path / "s.tfbind.h5ad"], _tss_frame(), ["tfa", "G1", "G2", "G3"])
+
+
 # ---------------------------------------------------------------- priors
 
 

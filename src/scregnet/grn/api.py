@@ -175,19 +175,23 @@ def resolve_tfs(
     """Gene indices of the TFs that are genes of the expression data. Those absent are logged
     (a TF database lists TFs that a data set lacks or names otherwise); none present is an
     :class:`InputError` naming ``source``."""
+    from scregnet.grn.data import case_hint
+
     index = {g: i for i, g in enumerate(genes)}
     absent = [t for t in names if t not in index]
     listed = f"{', '.join(absent[:20])}{' ...' if len(absent) > 20 else ''}"
+    hint = case_hint(absent, genes)
     if len(absent) == len(names):
-        msg = f"none of the {len(absent)} TF(s) is a gene of the expression data: {listed}"
+        msg = f"none of the {len(absent)} TF(s) is a gene of the expression data: {listed}{hint}"
         raise InputError(msg, source)
     if absent:
         log.warning(
-            "%s: %d of %d TF(s) are not genes of the expression data and are not scored: %s",
+            "%s: %d of %d TF(s) are not genes of the expression data and are not scored: %s%s",
             source,
             len(absent),
             len(names),
             listed,
+            hint,
         )
     return sorted({index[t] for t in names if t in index})
 

@@ -419,6 +419,21 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def case_hint(absent: Sequence[str], genes: Sequence[str], limit: int = 3) -> str:
+    """`` (X is x in the expression data: names are matched exactly)`` for names of ``absent``
+    that are genes of ``genes`` but for letter case (a mouse gene list against human-style TF
+    names, say); empty when none is."""
+    by_case: dict[str, str] = {}
+    for g in genes:
+        by_case.setdefault(g.casefold(), g)
+    pairs = [(a, by_case[a.casefold()]) for a in absent if a.casefold() in by_case]
+    if not pairs:
+        return ""
+    shown = ", ".join(f"{a} is {g}" for a, g in pairs[:limit])
+    more = f" and {len(pairs) - limit} more" if len(pairs) > limit else ""
+    return f" ({shown}{more} in the expression data: names are matched exactly, case included)"
+
+
 def label_pairs(
     frame: pd.DataFrame, genes: Sequence[str], *, source: str | Path | None = None
 ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.int8]]:
@@ -433,14 +448,20 @@ def label_pairs(
     absent_tfs = sorted(set(frame.tf[~frame.tf.isin(index)]))
     if absent_tfs:
         log.warning(
-            "%d labelled TF(s) absent from the expression data, their pairs dropped: %s%s",
+            "%d labelled TF(s) absent from the expression data, their pairs dropped: %s%s%s",
             len(absent_tfs),
             ", ".join(absent_tfs[:20]),
             " ..." if len(absent_tfs) > 20 else "",
+            case_hint(absent_tfs, genes),
         )
     kept = frame[present & (frame.tf != frame.target)]
     if kept.empty:
-        msg = "the labels share no (tf, target) pair with the expression data's genes"
+        absent = sorted(
+            set(frame.tf[~frame.tf.isin(index)]) | set(frame.target[~frame.target.isin(index)])
+        )
+        msg = "the labels share no (tf, target) pair with the expression data's genes" + case_hint(
+            absent, genes
+        )
         raise InputError(msg, source)
     tf = kept.tf.map(index).to_numpy(np.intp)
     target = kept.target.map(index).to_numpy(np.intp)

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.grn.config import NEGATIVE_RATIO, PRIOR_THRESHOLD, PRIOR_WINDOW
+from scregnet.grn.data import case_hint
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,7 @@ def combined_prior(
             len(genes),
         )
     merged: dict[str, NDArray[np.float32]] = {}
+    unmatched: set[str] = set()
     for path in paths:
         binding = read_binding(path)
         check_shared_chromosomes(
@@ -278,16 +280,18 @@ def combined_prior(
         absent = [t for t in binding.tfs if t not in set(tfs)]
         if absent:
             log.warning(
-                "%s: %d TF(s) absent from the expression data: %s",
+                "%s: %d TF(s) absent from the expression data: %s%s",
                 path,
                 len(absent),
                 ", ".join(absent[:20]),
+                case_hint(absent, genes),
             )
+            unmatched.update(absent)
         for tf, row in zip(tfs, matrix, strict=True):
             merged[tf] = np.maximum(merged[tf], row) if tf in merged else row
     if not merged:
         msg = "no TF of the prior with binding evidence is a gene of the expression data"
-        raise InputError(msg, paths[0] if paths else None)
+        raise InputError(msg + case_hint(sorted(unmatched), genes), paths[0] if paths else None)
     names = sorted(merged)
     return names, np.stack([merged[t] for t in names])
 
