@@ -420,9 +420,9 @@ def read_labels(path: str | Path) -> pd.DataFrame:
 
 
 def case_hint(absent: Sequence[str], genes: Sequence[str], limit: int = 3) -> str:
-    """`` (X is x in the expression data: names are matched exactly)`` for names of ``absent``
-    that are genes of ``genes`` but for letter case (a mouse gene list against human-style TF
-    names, say); empty when none is."""
+    """`` (X is x in the expression data: names are matched exactly, case included)`` for the
+    names of ``absent`` that are genes of ``genes`` but for letter case (a mouse gene list against
+    human-style TF names, say; at most ``limit`` shown); empty when none is."""
     by_case: dict[str, str] = {}
     for g in genes:
         by_case.setdefault(g.casefold(), g)
