@@ -14,6 +14,15 @@ from pathlib import Path
 EXIT_OUT_OF_MEMORY = 137
 
 
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of ``exc``'s message (for a one-line error); ``default`` when it has none,
+    else the exception's type name."""
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if default is None else default
+
+
 class InputError(Exception):
     """A user-fixable problem with an input file, a parameter or the environment."""
 

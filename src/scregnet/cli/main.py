@@ -25,7 +25,7 @@ from types import FrameType, ModuleType
 from typing import Any, NoReturn
 
 from scregnet import __version__
-from scregnet.errors import EXIT_OUT_OF_MEMORY, InputError
+from scregnet.errors import EXIT_OUT_OF_MEMORY, InputError, first_line
 from scregnet.io.outputs import os_problem
 
 # subcommand -> module; listed in pipeline order
@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(
-            f"scregnet {args.command}: error: out of memory ({_first_line(exc) or type(exc).__name__}); "
+            f"scregnet {args.command}: error: out of memory ({first_line(exc)}); "
             f"give it more memory (exit {EXIT_OUT_OF_MEMORY}, as the kernel's OOM killer leaves)",
             file=sys.stderr,
         )
@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if _gpu_out_of_memory(exc):
             print(
-                f"scregnet {args.command}: error: out of GPU memory ({_first_line(exc)}); rerun "
+                f"scregnet {args.command}: error: out of GPU memory ({first_line(exc)}); rerun "
                 "on a GPU with more memory, with a smaller --batch-size where the subcommand "
                 "takes one, or with --device cpu",
                 file=sys.stderr,
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem is not None:  # disk full, permission denied, ... on a named file
             print(f"scregnet {args.command}: error: {problem}", file=sys.stderr)
             return 1
-        first = _first_line(exc)
+        first = first_line(exc, default="")
         print(
             f"scregnet {args.command}: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
             file=sys.stderr,
@@ -253,14 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else ""
-
-
 def _gpu_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is PyTorch's out-of-memory error of a device (CUDA, MPS)."""
-    return type(exc).__name__ == "OutOfMemoryError" and type(exc).__module__.startswith("torch")
+    """Whether ``exc`` is PyTorch's out-of-memory error of a device (CUDA, MPS); torch is only
+    looked at when the subcommand imported it."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.OutOfMemoryError)
 
 
 def run() -> None:

@@ -19,6 +19,7 @@ from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand, normalized_mutual_info
 from scregnet.io.h5ad import read_obs
+from scregnet.io.outputs import sample_files
 from scregnet.io.tables import read_table
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,11 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     atac = Path(results_dir) / "atac"
     if not atac.is_dir():
         return None
-    files: dict[str, Path] = {}
     # a sample's clustered result, where there is one, over its counts
-    for suffix in (keys.ATAC_COUNTS, keys.SAMPLE_RESULTS["atac"][1]):
-        for path in sorted(atac.glob(f"*{suffix}")):
-            files[path.name[: -len(suffix)]] = path
+    files = {
+        **sample_files(atac, keys.ATAC_COUNTS),
+        **sample_files(atac, keys.SAMPLE_RESULTS["atac"][1]),
+    }
     if not files:
         return None
     table_path = Path(truth_dir) / "cell_types.tsv"

@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand, masked_recovery, normalized_mutual_info
+from scregnet.io.outputs import sample_files
 from scregnet.io.tables import read_table
 from scregnet.stats import TARGET_SUM
 
@@ -167,13 +168,12 @@ def _read_cell_types(path: Path) -> dict[tuple[str, str], str]:
 def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     """Score every ``impute/<sample>.imputed.h5ad`` in ``results_dir``; ``None`` when there is none."""
     folder, suffix = keys.SAMPLE_RESULTS["impute"]
-    files = sorted((Path(results_dir) / folder).glob(f"*{suffix}"))
+    files = sample_files(Path(results_dir) / folder, suffix)
     if not files:
         return None
     types = _read_cell_types(Path(truth_dir) / "cell_types.tsv")
     samples: dict[str, Any] = {}
-    for path in files:
-        sample = path.name[: -len(suffix)]
+    for sample, path in files.items():
         expr = Path(truth_dir) / "expression" / f"{sample}.h5ad"
         if not expr.exists():
             log.warning("impute: no truth expression for sample %s, skipped", sample)

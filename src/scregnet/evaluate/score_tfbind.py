@@ -29,6 +29,7 @@ from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand
 from scregnet.io.h5ad import read_h5ad
+from scregnet.io.outputs import sample_files
 from scregnet.io.tables import read_table
 from scregnet.stats import auprc, auroc
 
@@ -264,15 +265,14 @@ def _summary(
 def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
     """The ``tfbind`` section of ``evaluation.json`` (``None`` when there are no tfbind outputs)."""
     folder, suffix = keys.SAMPLE_RESULTS["tfbind"]
-    files = sorted((Path(results_dir) / folder).glob(f"*{suffix}"))
+    files = sample_files(Path(results_dir) / folder, suffix)
     if not files:
         return None
     truth = _load_truth(Path(truth_dir))
     pooled = _Pooled()
     chroms_used: set[str] = set()
     per_sample: dict[str, Any] = {}
-    for path in files:
-        sample = path.name[: -len(suffix)]
+    for sample, path in files.items():
         result = read_h5ad(path)
         if keys.TFBIND_UNS not in result.uns:
             log.warning("%s: not a merged tfbind result (a shard?); skipped", path.name)

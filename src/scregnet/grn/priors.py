@@ -277,7 +277,8 @@ def combined_prior(
             path=tss_path,
         )
         tfs, matrix = tss_prior(binding, tss, genes, window=window)
-        absent = [t for t in binding.tfs if t not in set(tfs)]
+        present = set(tfs)
+        absent = [t for t in binding.tfs if t not in present]
         if absent:
             log.warning(
                 "%s: %d TF(s) absent from the expression data: %s%s",

@@ -37,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from scregnet.errors import InputError
+from scregnet.errors import InputError, first_line
 from scregnet.io.counts import check_counts
 from scregnet.stats import TARGET_SUM
 
@@ -145,7 +145,7 @@ def read_bulk_tsv(path: str | Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, sep="\t", index_col=0)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        msg = f"not a readable TSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        msg = f"not a readable TSV ({first_line(exc)})"
         raise InputError(msg, path) from exc
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         msg = f"empty bulk matrix ({frame.shape[0]} genes x {frame.shape[1]} samples)"

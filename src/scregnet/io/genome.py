@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scregnet.errors import InputError
+from scregnet.errors import InputError, first_line
 from scregnet.io.text import reading
 
 if TYPE_CHECKING:
@@ -198,8 +198,7 @@ def bam_reference_lengths(path: str | Path) -> dict[str, int]:
         with pysam.AlignmentFile(str(path), "rb", check_sq=False) as bam:
             return dict(zip(bam.references, map(int, bam.lengths), strict=True))
     except (OSError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        msg = f"not a readable BAM ({detail})"
+        msg = f"not a readable BAM ({first_line(exc)})"
         raise InputError(msg, path) from exc
 
 

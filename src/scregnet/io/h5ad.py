@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scregnet.errors import InputError
+from scregnet.errors import InputError, first_line
 from scregnet.io.atomic import atomic_path
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def check_unique_names(
 
 
 def _unreadable(exc: Exception, path: Path) -> InputError:
-    detail = str(exc).splitlines()[0] if str(exc) else ""
+    detail = first_line(exc, default="")
     return InputError(f"not a readable .h5ad file ({type(exc).__name__}: {detail})", path)
 
 

@@ -85,6 +85,12 @@ def _with_sidecars(inputs: list[Path]) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def sample_files(folder: Path, suffix: str) -> dict[str, Path]:
+    """``sample -> path`` of the files ``<folder>/<sample><suffix>`` (a stage's results,
+    :data:`scregnet.keys.SAMPLE_RESULTS`), in name order; empty when the folder is absent."""
+    return {p.name[: -len(suffix)]: p for p in sorted(Path(folder).glob(f"*{suffix}"))}
+
+
 def check_paths(
     *,
     inputs: Iterable[MaybePaths] = (),

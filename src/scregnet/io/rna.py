@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scregnet import keys
-from scregnet.errors import InputError
+from scregnet.errors import InputError, first_line
 from scregnet.io.h5ad import check_unique_names, nonempty_file, read_h5ad
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def read_cellranger_h5(path: str | Path) -> ad.AnnData:
             warnings.simplefilter("ignore", UserWarning)  # duplicate symbols: handled below
             adata = sc.read_10x_h5(path, gex_only=True)
     except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else ""
+        detail = first_line(exc, default="")
         msg = f"not a Cell Ranger feature-barcode matrix .h5 ({type(exc).__name__}: {detail})"
         raise InputError(msg, path) from exc
     if adata.n_vars == 0:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from scregnet.errors import InputError
+from scregnet.errors import InputError, first_line
 
 
 def decode(data: bytes, path: str | Path) -> str:
@@ -68,7 +68,6 @@ def reading(path: str | Path) -> Iterator[None]:
         raise InputError(msg, path) from exc
     except Exception as exc:
         if type(exc).__name__ == "ParserError" and type(exc).__module__.startswith("pandas"):
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            msg = f"not a readable table ({first})"
+            msg = f"not a readable table ({first_line(exc)})"
             raise InputError(msg, path) from exc
         raise

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from scregnet import __version__, keys
-from scregnet.errors import InputError
+from scregnet.errors import InputError, first_line
 from scregnet.io.atomic import atomic_paths
 from scregnet.io.h5ad import read_h5ad
+from scregnet.io.outputs import sample_files
 from scregnet.io.tables import read_ranking, read_table
 from scregnet.io.text import read_json
 from scregnet.report import figures
@@ -143,8 +144,8 @@ class Results:
 
     def samples(self, folder: str, suffix: str) -> dict[str, Path]:
         """``sample -> path`` of the files ``<folder>/<sample><suffix>`` that are :meth:`current`."""
-        found = sorted((self.root / folder).glob(f"*{suffix}"))
-        return {p.name[: -len(suffix)]: p for p in found if self.current(p)}
+        found = sample_files(self.root / folder, suffix)
+        return {sample: p for sample, p in found.items() if self.current(p)}
 
 
 def _fragment_lengths(path: Path, limit: int = 2_000_000) -> np.ndarray:
@@ -155,8 +156,7 @@ def _fragment_lengths(path: Path, limit: int = 2_000_000) -> np.ndarray:
             path, sep="\t", header=None, usecols=[1, 2], nrows=limit, comment="#", dtype=np.int64
         )
     except (OSError, EOFError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        msg = f"not a readable fragments file ({detail})"
+        msg = f"not a readable fragments file ({first_line(exc)})"
         raise InputError(msg, path) from exc
     return (frame[2] - frame[1]).to_numpy()
 
@@ -466,9 +466,9 @@ def build_report(
     grn_section(found, sections["grn"])
     evaluation_section(results, sections["evaluation"])
     if not missing and not any(sections[key].parts for key in RESULT_SECTIONS):
+        where = [f"{folder}/*{suffix}" for folder, suffix in keys.SAMPLE_RESULTS.values()]
         msg = (
-            "no scregnet results found (atac/*.clustered.h5ad, impute/*.imputed.h5ad, "
-            "tfbind/*.tfbind.h5ad, grn/grn_edges.tsv or evaluation.json)"
+            f"no scregnet results found ({', '.join(where)}, {keys.GRN_EDGES} or {keys.EVALUATION})"
         )
         raise InputError(msg, results)
     parameters_section(found, sections["parameters"])
