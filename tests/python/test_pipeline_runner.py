@@ -90,6 +90,32 @@ def test_failed_step_raises_with_its_last_error_line(tmp_path: Path) -> None:
     assert not (tmp_path / "pipeline_info" / "steps" / "COUNT.s1.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("signum", "says"),
+    [
+        (
+            "SIGKILL",
+            r"killed by SIGKILL, most likely by the out-of-memory killer \(peak memory \d+ MB\)",
+        ),
+        ("SIGUSR1", r"killed by SIGUSR1 \(log: "),
+    ],
+)
+def test_a_step_killed_by_a_signal_is_named_by_it(tmp_path: Path, signum: str, says: str) -> None:
+    """A killed step's log ends wherever it was: the failure names the signal instead, and for
+    SIGKILL (the out-of-memory killer's) the step's peak memory."""
+    killed = Step(
+        "IMPUTE",
+        "s1",
+        ["-c", f"import os, signal; print('epoch 3/40'); os.kill(os.getpid(), signal.{signum})"],
+        [],
+        [tmp_path / "never.txt"],
+        executable=sys.executable,
+    )
+    with pytest.raises(StepFailed, match=r"^IMPUTE \(s1\) failed: " + says):
+        run_steps([killed], tmp_path)
+    assert not (tmp_path / "never.txt").exists()
+
+
 def _timed_step(
     stage: str, name: str, out: Path, *, sleep: float, inputs: tuple[Path, ...] = ()
 ) -> Step:

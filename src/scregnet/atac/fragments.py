@@ -32,9 +32,7 @@ import tempfile
 import time
 from array import array
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +42,7 @@ from scregnet.errors import InputError
 from scregnet.io.atomic import make_parent
 from scregnet.io.fragments import format_fragments, write_bgzf, write_fragment_parts
 from scregnet.io.outputs import writing
+from scregnet.worker_pool import map_in_processes
 
 log = logging.getLogger(__name__)
 
@@ -395,15 +394,16 @@ def _all_contig_fragments(
 ) -> list[ContigStats]:
     """Each contig's fragments into its part file (largest first over ``threads`` processes)."""
     if threads > 1 and len(contigs) > 1:
-        schedule = sorted(range(len(contigs)), key=lambda k: -size[contigs[k]])
-        with ProcessPoolExecutor(
-            max_workers=min(threads, len(contigs)), mp_context=get_context("spawn")
-        ) as pool:
-            futures = {
-                k: pool.submit(_contig_fragments, str(bam), contigs[k], options, str(parts[k]))
-                for k in schedule
-            }
-            return [futures[k].result() for k in range(len(contigs))]
+        return map_in_processes(
+            _contig_fragments,
+            [
+                (str(bam), contig, options, str(part))
+                for contig, part in zip(contigs, parts, strict=True)
+            ],
+            threads,
+            order=sorted(range(len(contigs)), key=lambda k: -size[contigs[k]]),
+            what="a fragments worker process",
+        )
     return [
         _contig_fragments(str(bam), contig, options, str(part))
         for contig, part in zip(contigs, parts, strict=True)

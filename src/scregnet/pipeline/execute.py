@@ -208,6 +208,23 @@ def _last_line(log_path: Path, code: int) -> str:
     return lines[-1].strip() if lines else f"exit code {code}"
 
 
+def _failure(log_path: Path, code: int, peak_mb: float) -> str:
+    """Why a step failed: its last log line, or for a step killed by a signal (its log ends
+    wherever it was), the signal; SIGKILL is most often the kernel's out-of-memory killer."""
+    if code >= 0:
+        return _last_line(log_path, code)
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    if -code == signal.SIGKILL:
+        return (
+            f"killed by {name}, most likely by the out-of-memory killer (peak memory "
+            f"{peak_mb:.0f} MB); give it more memory or run fewer steps at once (--jobs)"
+        )
+    return f"killed by {name}"
+
+
 #: a WARNING line of a step's log, as :func:`scregnet.cli.main.configure_logging` writes it
 _WARNING_LINE = re.compile(r"^\d\d:\d\d:\d\d WARNING \S+: (.*)$")
 
@@ -460,7 +477,7 @@ def _finish(
     trace[run.index] = row
     if code != 0:  # the caller's except clause stops the steps running beside it
         remove_leftovers(step.outputs)
-        msg = f"{step.label} failed: {_last_line(run.log_path, code)} (log: {run.log_path})"
+        msg = f"{step.label} failed: {_failure(run.log_path, code, peak_mb)} (log: {run.log_path})"
         raise StepFailed(msg)
     missing = [str(p) for p in step.outputs if not p.exists()]
     if missing:
