@@ -139,6 +139,55 @@ def _interval(path: Path) -> tuple[float, float]:
     return start, end
 
 
+def _memory_step(out: Path, attempts: Path, *, kills: int, how: str) -> Step:
+    """IMPUTE that dies for memory (``how``: SIGKILL, or scregnet's exit 137) on its first
+    ``kills`` attempts, counted in ``attempts``, then writes when it started and ended."""
+    die = "os.kill(os.getpid(), signal.SIGKILL)" if how == "SIGKILL" else "sys.exit(137)"
+    code = (
+        "import os, signal, sys, time; from pathlib import Path; t = time.time(); "
+        f"a = Path({str(attempts)!r}); n = int(a.read_text()) + 1 if a.exists() else 1; "
+        "a.write_text(str(n)); time.sleep(0.2)\n"
+        f"if n <= {kills}: {die}\n"
+        f"Path({str(out)!r}).write_text(f'{{t}} {{time.time()}}')"
+    )
+    return Step("IMPUTE", "s1", ["-c", code], [], [out], executable=sys.executable)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "exit 137"])
+def test_a_step_killed_for_memory_beside_others_is_retried_alone(tmp_path: Path, how: str) -> None:
+    frag, imp, attempts = tmp_path / "frag", tmp_path / "imp", tmp_path / "attempts"
+    steps = [
+        _timed_step("FRAGMENTS", "s1", frag, sleep=1.5),
+        _memory_step(imp, attempts, kills=1, how=how),
+    ]
+    lines: list[str] = []
+    assert sorted(run_steps(steps, tmp_path, jobs=2, on_progress=lines.append)) == [
+        "FRAGMENTS:s1",
+        "IMPUTE:s1",
+    ]
+    assert attempts.read_text() == "2"
+    assert any("IMPUTE (s1) failed: " in ln and ln.endswith("retried on its own") for ln in lines)
+    assert _interval(imp)[0] >= _interval(frag)[1]  # the retry started once FRAGMENTS was done
+    trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text()
+    assert "IMPUTE\ts1\tCOMPLETED" in trace and "FAILED" not in trace
+
+
+def test_a_step_killed_for_memory_alone_or_twice_fails(tmp_path: Path) -> None:
+    alone, attempts = tmp_path / "alone", tmp_path / "n1"
+    with pytest.raises(StepFailed, match=r"^IMPUTE \(s1\) failed: killed by SIGKILL"):
+        run_steps([_memory_step(alone, attempts, kills=1, how="SIGKILL")], tmp_path / "a", jobs=2)
+    assert attempts.read_text() == "1"  # nothing ran beside it: no retry
+
+    frag, imp, attempts = tmp_path / "frag", tmp_path / "imp", tmp_path / "n2"
+    steps = [
+        _timed_step("FRAGMENTS", "s1", frag, sleep=1.0),
+        _memory_step(imp, attempts, kills=2, how="SIGKILL"),
+    ]
+    with pytest.raises(StepFailed, match=r"^IMPUTE \(s1\) failed: killed by SIGKILL"):
+        run_steps(steps, tmp_path / "b", jobs=2)
+    assert attempts.read_text() == "2" and frag.exists() and not imp.exists()
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_jobs_run_independent_steps_together_and_dependents_after(
     jobs: int, tmp_path: Path

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from scregnet import keys
-from scregnet.errors import InputError
+from scregnet.errors import EXIT_OUT_OF_MEMORY, InputError
 from scregnet.io.atomic import atomic_path
 from scregnet.pipeline.lock import outdir_lock
 from scregnet.pipeline.plan import (
@@ -180,6 +180,8 @@ class _Running:
     inputs: dict[str, str | None]
     started: float
     started_at: str
+    #: another step ran beside it at some point (its memory was not the step's alone)
+    crowded: bool = False
 
 
 def _wait_any(running: dict[int, _Running]) -> tuple[_Running, int, float, float]:
@@ -280,7 +282,9 @@ def run_steps(
     removes the temporary leftovers of an earlier, killed run. On a failure or an interrupt the steps
     still running are stopped, their temporary outputs removed, and the exception re-raised. With
     ``keep_going`` a failed step stops only the steps that need its outputs (traced ``NOT_RUN``):
-    every other step runs to the end, and then one error names the failed steps.
+    every other step runs to the end, and then one error names the failed steps. A step killed for
+    memory (SIGKILL, or scregnet's exit 137) while other steps ran beside it is first retried once
+    with none beside it: the steps running finish, the retry runs alone, then the rest go on.
     """
     if jobs < 1:
         msg = f"jobs must be >= 1, got {jobs}"
@@ -326,6 +330,7 @@ def _schedule(
     trace: dict[int, dict[str, Any]] = {}
     ran: list[str] = []
     failed: list[tuple[str, str]] = []  # with keep_going: each failed step's label and message
+    alone: set[int] = set()  # steps killed for memory beside others, to be retried on their own
 
     def write_trace() -> None:
         _write_trace(info.parent / keys.TRACE, [trace[k] for k in sorted(trace)])
@@ -335,12 +340,18 @@ def _schedule(
             ready = sorted(
                 (i for i in pending if deps[i] <= finished), key=lambda i: (-priority[i], i)
             )
+            if alone & set(ready) or alone & set(running):
+                # a retry for memory runs with nothing beside it: let the others finish first
+                ready = [i for i in ready if i in alone][:1] if not running else []
             launched_or_skipped = False
             for i in ready:
                 if len(running) >= jobs:
                     break
                 started = _start_or_skip(i, steps[i], labels[i], records, logs, trace, say)
                 if started is not None:
+                    started.crowded = bool(running)
+                    for other in running.values():
+                        other.crowded = True
                     running[i] = started
                     # on disk before the step reads it: REPORT reports the finished steps'
                     # outputs, including those skipped as up to date since the last write
@@ -362,6 +373,13 @@ def _schedule(
             try:
                 wall = _finish(run, code, cpu, peak_mb, step, info, records, trace)
             except StepFailed as exc:
+                if _killed_for_memory(code) and run.crowded and run.index not in alone:
+                    alone.add(run.index)
+                    pending.add(run.index)
+                    say(
+                        f"{labels[run.index]}: {exc}; it ran beside other steps: retried on its own"
+                    )
+                    continue
                 if not keep_going:
                     raise
                 failed.append((step.label, str(exc)))
@@ -409,6 +427,12 @@ def _schedule(
         error.not_run = not_run
         raise error
     return ran
+
+
+def _killed_for_memory(code: int) -> bool:
+    """A step's exit code as the kernel's OOM killer leaves it (SIGKILL), or as scregnet exits
+    when an allocation fails (137)."""
+    return code in (-signal.SIGKILL, EXIT_OUT_OF_MEMORY)
 
 
 def _needing(index: int, pending: set[int], deps: Sequence[set[int]]) -> set[int]:
