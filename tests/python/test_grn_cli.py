@@ -688,7 +688,7 @@ def test_one_small_input_and_no_positive_label_name_their_file(
     assert not out.exists()
 
 
-def test_score_warns_of_tfs_expressed_in_no_cell(
+def test_score_warns_of_tfs_with_the_same_expression_in_every_cell(
     world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A TF with no expression in any cell is still scored (ranked by what the read-out knows
@@ -708,8 +708,8 @@ def test_score_warns_of_tfs_expressed_in_no_cell(
     score = ["grn", "score", "--model", str(model), "--out", str(out), *SCORE]
     capsys.readouterr()
     assert cli([*score, *_rna(world["paths"])]) == 0
-    assert "expressed in no cell" not in capsys.readouterr().err
+    assert "same expression in every cell" not in capsys.readouterr().err
     assert cli([*score, *_rna(silent)]) == 0
     err = capsys.readouterr().err
-    assert "1 TF(s) to score are expressed in no cell: TF1; their pairs carry no" in err
+    assert "1 TF(s) to score have the same expression in every cell (most often none): TF1; " in err
     assert "TF1" in set(pd.read_csv(out, sep="\t").tf)

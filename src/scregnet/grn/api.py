@@ -409,13 +409,14 @@ def score_grn(
 
 
 def _warn_unexpressed(data: ExpressionViews, tfs: Sequence[int]) -> None:
-    """A warning naming the TFs to score that no cell of any view expresses: their pairs carry
-    no expression evidence, so they rank by what the read-out knows without it (or tie)."""
-    silent = [data.genes[t] for t in tfs if not any(e[:, t].any() for e in data.expr)]
+    """A warning naming the TFs to score whose expression is the same in every cell of every
+    view (most often: no cell expresses them): their pairs carry no expression evidence, so they
+    rank by what the read-out knows without it (or tie)."""
+    silent = [data.genes[t] for t in tfs if not any(np.ptp(e[:, t]) > 0 for e in data.expr)]
     if silent:
         log.warning(
-            "%d TF(s) to score are expressed in no cell: %s; their pairs carry no expression "
-            "evidence",
+            "%d TF(s) to score have the same expression in every cell (most often none): %s; "
+            "their pairs carry no expression evidence",
             len(silent),
             ", ".join(silent[:20]) + (" ..." if len(silent) > 20 else ""),
         )

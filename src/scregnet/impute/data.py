@@ -79,7 +79,7 @@ def get_counts(
         raise InputError(msg, path)
     counts = sp.csr_matrix(source, dtype=np.float64)
     counts.sum_duplicates()
-    check_counts(counts.data, what=what, path=path, hint=hint)
+    check_counts(counts.data, what=f"the counts in {what}", path=path, hint=hint)
     counts.data = np.rint(counts.data)
     counts.eliminate_zeros()
     if counts.nnz == 0:
