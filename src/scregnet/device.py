@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from scregnet.errors import InputError
 
@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -79,3 +81,49 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+class FittingBatch:
+    """A batch size for inference that halves when the device runs out of memory.
+
+    :meth:`over` runs ``run(slice)`` on consecutive slices covering ``range(n)``; a slice that
+    raises PyTorch's out-of-memory error is retried at half its length once the device's cache is
+    emptied, down to one item, and the smaller size is kept for every later call, with a
+    warning. Only for work whose results do not depend on how it is batched (inference, not
+    training): a GPU with less memory then gives the same results (up to float rounding, which
+    depends on the batch size), more slowly, instead of stopping an unattended run.
+    """
+
+    def __init__(self, size: int, what: str) -> None:
+        if size < 1:
+            msg = f"batch size must be >= 1, got {size}"
+            raise ValueError(msg)
+        self.size = size
+        self.what = what
+
+    def over(self, n: int, run: Callable[[slice], T]) -> Iterator[T]:
+        import torch
+
+        start = 0
+        while start < n:
+            stop = min(n, start + self.size)
+            out_of_memory = False
+            try:
+                result = run(slice(start, stop))
+            except torch.OutOfMemoryError:
+                if stop - start == 1:
+                    raise
+                out_of_memory = True
+            if out_of_memory:  # outside the handler, so the failed batch's tensors are freed
+                self.size = (stop - start) // 2
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                log.warning(
+                    "%s: out of device memory with %d per batch, going on with %d",
+                    self.what,
+                    stop - start,
+                    self.size,
+                )
+                continue
+            yield result
+            start = stop

@@ -713,3 +713,37 @@ def test_score_warns_of_tfs_with_the_same_expression_in_every_cell(
     err = capsys.readouterr().err
     assert "1 TF(s) to score have the same expression in every cell (most often none): TF1; " in err
     assert "TF1" in set(pd.read_csv(out, sep="\t").tf)
+
+
+def test_scoring_out_of_device_memory_halves_the_batch(
+    world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scoring batch that runs out of device memory is retried smaller: the same edges."""
+    import torch
+
+    from scregnet.grn import train as grn_train
+
+    model, whole, halved = tmp_path / "m.pt", tmp_path / "whole.tsv", tmp_path / "halved.tsv"
+    train = ["grn", "train", *_rna(world["paths"]), "--labels", str(world["edge_path"])]
+    assert cli([*train, "--out", str(model), *FAST]) == 0
+    score = ["grn", "score", "--model", str(model), *_rna(world["paths"]), *SCORE]
+    assert cli([*score, "--out", str(whole)]) == 0
+    sizes: list[int] = []
+
+    def small_only(real):  # type: ignore[no-untyped-def]
+        def call(model, builder, a, b, *args, **kwargs):  # type: ignore[no-untyped-def]
+            sizes.append(int(a.shape[0]))
+            if a.shape[0] > 3:
+                raise torch.OutOfMemoryError("CUDA out of memory")
+            return real(model, builder, a, b, *args, **kwargs)
+
+        return call
+
+    for name in ("forward_pairs", "readout_logit"):
+        monkeypatch.setattr(grn_train, name, small_only(getattr(grn_train, name)))
+    assert cli([*score, "--out", str(halved)]) == 0
+    assert max(sizes) > 3 and max(sizes[-5:]) <= 3
+    a, b = (pd.read_csv(p, sep="\t").sort_values(["tf", "target"]) for p in (whole, halved))
+    assert list(a.tf) == list(b.tf) and list(a.target) == list(b.target)
+    # the TSV holds 6 decimals: float rounding of another batch size may move the last one
+    np.testing.assert_allclose(a.score.to_numpy(), b.score.to_numpy(), rtol=0, atol=1.01e-6)

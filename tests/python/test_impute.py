@@ -253,6 +253,34 @@ def test_batched_inference_matches_one_batch() -> None:
         predict(model, counts, lib, pool=None, device=cpu)
 
 
+def test_inference_out_of_device_memory_halves_the_batch_same_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scregnet.device import resolve_device
+    from scregnet.impute.train import predict
+
+    adata = make_adata(n_cells=23, n_genes=50)
+    counts = data.get_counts(adata)
+    lib = data.library_sizes(counts)
+    torch.manual_seed(0)
+    model = ScDTL(ImputeConfig(n_genes=50, use_neighbours=False, **TINY, **TINY_MODEL))  # type: ignore[arg-type]
+    cpu = resolve_device("cpu")
+    whole = predict(model, counts, lib, pool=None, device=cpu, batch_size=1024)
+    forward = ScDTL.forward
+    sizes: list[int] = []
+
+    def small_only(self, x, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(x.shape[0])
+        if x.shape[0] > 5:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(ScDTL, "forward", small_only)
+    halved = predict(model, counts, lib, pool=None, device=cpu, batch_size=1024)
+    np.testing.assert_allclose(halved, whole, atol=1e-6)  # as batch_size=4 in the test above
+    assert sizes[0] == 23 and max(sizes[-3:]) <= 5
+
+
 def test_gene_scale_matches_each_genes_expected_total_to_its_observed_counts() -> None:
     from scregnet.device import resolve_device
     from scregnet.impute.train import GENE_SCALE_RANGE, fit_gene_scale, init_output_bias, predict

@@ -238,6 +238,34 @@ def test_predict_flags_change_outputs(
     assert not np.allclose(get(base), get(new))
 
 
+def test_predict_out_of_device_memory_halves_the_batch(
+    predicted: Path, synth: Synth, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of peaks that runs out of device memory is retried smaller: the same binding."""
+    from scregnet.tfbind.model import ScFAN
+
+    real = ScFAN.base_logits
+    sizes: list[int] = []
+
+    def small_only(self, x):  # type: ignore[no-untyped-def]
+        sizes.append(int(x.shape[0]))
+        if x.shape[0] > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(self, x)
+
+    monkeypatch.setattr(ScFAN, "base_logits", small_only)
+    out = tmp_path / "S.tfbind.h5ad"
+    assert _predict(synth, model, out) == 0
+    assert max(sizes) > 3 and max(sizes[-5:]) <= 3
+    base, new = ad.read_h5ad(predicted), ad.read_h5ad(out)
+    np.testing.assert_allclose(np.asarray(new.X), np.asarray(base.X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(new.uns["tfbind"]["binding"]),
+        np.asarray(base.uns["tfbind"]["binding"]),
+        atol=1e-5,
+    )
+
+
 def test_threshold_and_tracks_outdir(
     predicted: Path, synth: Synth, model: Path, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,8 @@ from scregnet.grn.config import (
 from scregnet.grn.edges import EdgeScores, write_outputs
 
 if TYPE_CHECKING:
+    import torch
+
     from scregnet.grn.config import GRNConfig, TrainConfig
     from scregnet.grn.data import ExpressionViews
     from scregnet.grn.images import ImageBuilder
@@ -84,16 +87,15 @@ def iter_scores(
     Only one batch of primary images exists at a time; neighbour images are embedded once per gene.
     A model whose network's gate is 0 (not kept, or not trained: ``TrainConfig.network`` False)
     scores by its skip read-out of the pair features alone: the same logit, no image built, and
-    uniform view weights, since no view weighs in such a score.
+    uniform view weights, since no view weighs in such a score. A batch that runs out of device
+    memory is retried at half the size (:class:`~scregnet.device.FittingBatch`).
     """
     import torch
 
-    from scregnet.device import autocast
-    from scregnet.grn.train import forward_pairs, neighbour_embeddings, network_off, readout_logit
+    from scregnet.device import FittingBatch
+    from scregnet.grn.train import neighbour_embeddings, network_off
 
-    device = builder.device
     model.eval()
-
     cand = np.arange(builder.n_genes) if targets is None else np.asarray(targets, dtype=np.intp)
     neigh = (
         None
@@ -102,26 +104,47 @@ def iter_scores(
             model, builder, genes=np.concatenate([cand, np.asarray(tfs, dtype=np.intp)])
         )
     )
-    n_views = len(builder.views)
+    fit = FittingBatch(batch_size, "grn score")
     with torch.no_grad():
         for t in tfs:
             tg_all = cand[cand != t]
-            for s in range(0, tg_all.size, batch_size):
-                tg = torch.as_tensor(tg_all[s : s + batch_size], device=device)
-                a = torch.full_like(tg, int(t))
-                if neigh is None:
-                    logit = readout_logit(model, builder, a, tg)
-                    weights = torch.full((tg.shape[0], n_views), 1.0 / n_views)
-                else:
-                    with autocast(device):
-                        out = forward_pairs(model, builder, a, tg, neigh)
-                    logit, weights = out.logit, out.view_weights
-                yield (
-                    np.full(tg.shape[0], t, dtype=np.intp),
-                    tg.cpu().numpy().astype(np.intp),
-                    torch.sigmoid(logit.double()).cpu().numpy(),
-                    weights.float().cpu().numpy(),
-                )
+            yield from fit.over(
+                tg_all.size,
+                functools.partial(_score_batch, model, builder, neigh, int(t), tg_all),
+            )
+
+
+def _score_batch(
+    model: DeepMCL,
+    builder: ImageBuilder,
+    neigh: torch.Tensor | None,
+    tf: int,
+    targets: NDArray[np.intp],
+    part: slice,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64], NDArray[np.float32]]:
+    """One batch of :func:`iter_scores`: TF ``tf`` against ``targets[part]``."""
+    import torch
+
+    from scregnet.device import autocast
+    from scregnet.grn.train import forward_pairs, readout_logit
+
+    device = builder.device
+    tg = torch.as_tensor(targets[part], device=device)
+    a = torch.full_like(tg, tf)
+    if neigh is None:
+        logit = readout_logit(model, builder, a, tg)
+        n_views = len(builder.views)
+        weights = torch.full((tg.shape[0], n_views), 1.0 / n_views)
+    else:
+        with autocast(device):
+            out = forward_pairs(model, builder, a, tg, neigh)
+        logit, weights = out.logit, out.view_weights
+    return (
+        np.full(tg.shape[0], tf, dtype=np.intp),
+        tg.cpu().numpy().astype(np.intp),
+        torch.sigmoid(logit.double()).cpu().numpy(),
+        weights.float().cpu().numpy(),
+    )
 
 
 def score_all(

@@ -107,17 +107,20 @@ def neighbour_embeddings(
     """
     import torch
 
-    from scregnet.device import autocast
+    from scregnet.device import FittingBatch, autocast
 
     wanted = np.arange(builder.n_genes) if genes is None else np.unique(genes)
+
+    def embed(part: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(wanted[part], device=builder.device)
+        with autocast(builder.device):
+            return idx, model.encode(builder.neighbour(idx)).float()
+
     was_training = model.training
     model.eval()
     bank: torch.Tensor | None = None
     with torch.no_grad():
-        for start in range(0, wanted.size, chunk):
-            idx = torch.as_tensor(wanted[start : start + chunk], device=builder.device)
-            with autocast(builder.device):
-                emb = model.encode(builder.neighbour(idx)).float()
+        for idx, emb in FittingBatch(chunk, "neighbour images").over(wanted.size, embed):
             if bank is None:
                 bank = emb.new_zeros((builder.n_genes, *emb.shape[1:]))
             bank[idx] = emb

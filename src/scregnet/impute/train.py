@@ -56,7 +56,7 @@ import scipy.sparse as sp
 import torch
 from numpy.typing import NDArray
 
-from scregnet.device import autocast, grad_scaler
+from scregnet.device import FittingBatch, autocast, grad_scaler
 from scregnet.impute.config import TrainConfig
 from scregnet.impute.data import TARGET_SUM
 from scregnet.impute.model import ScDTL, mmd_rbf, nb_nll
@@ -606,7 +606,7 @@ def predict(
     """Imputed log1p(counts per 10k) for every cell, computed in batches; (cells, G) float32.
 
     Only one batch is dense at a time, so memory is the output plus a few ``batch_size`` x G
-    blocks.
+    blocks; a batch that runs out of device memory is retried at half the size.
     """
     if model.config.use_neighbours and pool is None:
         msg = "the model uses the neighbour channel: pass pool"
@@ -615,8 +615,8 @@ def predict(
     model.to(device)
     model.eval()
     out = np.empty((cells.n_cells, counts.shape[1]), dtype=np.float32)
-    for start in range(0, cells.n_cells, batch_size):
-        idx = slice(start, min(cells.n_cells, start + batch_size))
+
+    def run(idx: slice) -> None:
         counts_b, lib = cells.own(idx)
         nbr = cells.neighbours(idx)
         with autocast(device):
@@ -626,4 +626,7 @@ def predict(
                 None if nbr is None else nbr.to(device),
             ).imputed
         out[idx] = pred.float().cpu().numpy()
+
+    for _ in FittingBatch(batch_size, "impute").over(cells.n_cells, run):
+        pass
     return out

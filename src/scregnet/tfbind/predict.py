@@ -6,6 +6,7 @@ binding, scFAN's activity, the chromVAR-style baseline).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ import torch
 from numpy.typing import NDArray
 
 from scregnet import keys
-from scregnet.device import autocast
+from scregnet.device import FittingBatch, autocast
 from scregnet.errors import InputError
 from scregnet.io.genome import check_same_lengths
 from scregnet.io.h5ad import check_unique_names
@@ -383,18 +384,27 @@ def predict_batches(
     pstarts = peaks["start"].to_numpy(np.int64)
     pends = peaks["end"].to_numpy(np.int64)
     lows = (pstarts + pends) // 2 - reader.loaded.window // 2
+
+    def run(
+        chrom: str,
+        rows: NDArray[np.intp],
+        frags: list[tuple[NDArray[np.int64], NDArray[np.int64]]],
+        part: slice,
+    ) -> tuple[int, float]:
+        batch = rows[part]
+        pseqs = [fa.fetch(chrom, int(pstarts[i]), int(pends[i])) for i in batch]
+        _scan_peaks(pseqs, batch, scanners, out)
+        t0 = time.perf_counter()
+        n = reader.predict(model, chrom, lows[batch], batch, frags, out, device, config)
+        return n, time.perf_counter() - t0
+
+    fit = FittingBatch(config.batch_size, "tfbind predict")
     for chrom in dict.fromkeys(chrom_codes):
         rows = np.flatnonzero(chrom_codes == chrom)
         frags = fragments_on(str(chrom))
-        for lo_i in range(0, rows.size, config.batch_size):
-            batch = rows[lo_i : lo_i + config.batch_size]
-            pseqs = [fa.fetch(str(chrom), int(pstarts[i]), int(pends[i])) for i in batch]
-            _scan_peaks(pseqs, batch, scanners, out)
-            t0 = time.perf_counter()
-            n_windows += reader.predict(
-                model, str(chrom), lows[batch], batch, frags, out, device, config
-            )
-            t_model += time.perf_counter() - t0
+        for n, seconds in fit.over(rows.size, functools.partial(run, str(chrom), rows, frags)):
+            n_windows += n
+            t_model += seconds
     return n_windows, t_model
 
 
