@@ -6,6 +6,7 @@ is a bug and is reported with a traceback under ``--debug``.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 #: the exit status of a subcommand that ran out of memory: 128 + SIGKILL, what the kernel's OOM
@@ -21,6 +22,14 @@ def first_line(exc: BaseException, default: str | None = None) -> str:
     if text:
         return text.splitlines()[0]
     return type(exc).__name__ if default is None else default
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9, ``signal 40`` for a number with no name: how a killed process is named."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 class InputError(Exception):

@@ -17,6 +17,8 @@ from multiprocessing import get_context
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
+from scregnet.errors import signal_name
+
 T = TypeVar("T")
 
 
@@ -60,8 +62,8 @@ def _worker_death(processes: Sequence[BaseProcess], what: str) -> Exception:
             "--threads need less memory"
         )
     # the pool terminates (SIGTERM) the workers left once one died: name the other signal first
-    named = [signal.Signals(s).name for s in killed if s != signal.SIGTERM] or [
-        signal.Signals(s).name for s in killed
+    named = [signal_name(s) for s in killed if s != signal.SIGTERM] or [
+        signal_name(s) for s in killed
     ]
     if named:
         return RuntimeError(f"{what} was killed by {named[0]}")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from scregnet import keys
-from scregnet.errors import EXIT_OUT_OF_MEMORY, InputError
+from scregnet.errors import EXIT_OUT_OF_MEMORY, InputError, signal_name
 from scregnet.io.atomic import atomic_path
 from scregnet.pipeline.lock import outdir_lock
 from scregnet.pipeline.plan import (
@@ -215,10 +215,7 @@ def _failure(log_path: Path, code: int, peak_mb: float) -> str:
     wherever it was), the signal; SIGKILL is most often the kernel's out-of-memory killer."""
     if code >= 0:
         return _last_line(log_path, code)
-    try:
-        name = signal.Signals(-code).name
-    except ValueError:
-        name = f"signal {-code}"
+    name = signal_name(-code)
     if -code == signal.SIGKILL:
         return (
             f"killed by {name}, most likely by the out-of-memory killer (peak memory "
