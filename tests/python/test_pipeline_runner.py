@@ -146,7 +146,7 @@ def _memory_step(out: Path, attempts: Path, *, kills: int, how: str) -> Step:
     code = (
         "import os, signal, sys, time; from pathlib import Path; t = time.time(); "
         f"a = Path({str(attempts)!r}); n = int(a.read_text()) + 1 if a.exists() else 1; "
-        "a.write_text(str(n)); time.sleep(0.2)\n"
+        "a.write_text(str(n)); print(f'attempt {n}', flush=True); time.sleep(0.2)\n"
         f"if n <= {kills}: {die}\n"
         f"Path({str(out)!r}).write_text(f'{{t}} {{time.time()}}')"
     )
@@ -170,6 +170,13 @@ def test_a_step_killed_for_memory_beside_others_is_retried_alone(tmp_path: Path,
     assert _interval(imp)[0] >= _interval(frag)[1]  # the retry started once FRAGMENTS was done
     trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text()
     assert "IMPUTE\ts1\tCOMPLETED" in trace and "FAILED" not in trace
+    # one log for both attempts: the first attempt's output, then why it was retried
+    log = (tmp_path / "pipeline_info" / "logs" / "IMPUTE.s1.log").read_text().splitlines()
+    assert log[0] == "attempt 1"
+    assert log[2].startswith("---- IMPUTE (s1) failed: ") and log[2].endswith(
+        "retried on its own ----"
+    )
+    assert log[3:] == ["attempt 2"]
 
 
 def test_a_step_killed_for_memory_alone_or_twice_fails(tmp_path: Path) -> None:

@@ -327,7 +327,8 @@ def _schedule(
     trace: dict[int, dict[str, Any]] = {}
     ran: list[str] = []
     failed: list[tuple[str, str]] = []  # with keep_going: each failed step's label and message
-    alone: set[int] = set()  # steps killed for memory beside others, to be retried on their own
+    # steps killed for memory beside others, to be retried on their own -> why (for their log)
+    alone: dict[int, str] = {}
 
     def write_trace() -> None:
         _write_trace(info.parent / keys.TRACE, [trace[k] for k in sorted(trace)])
@@ -337,14 +338,16 @@ def _schedule(
             ready = sorted(
                 (i for i in pending if deps[i] <= finished), key=lambda i: (-priority[i], i)
             )
-            if alone & set(ready) or alone & set(running):
+            if alone.keys() & set(ready) or alone.keys() & set(running):
                 # a retry for memory runs with nothing beside it: let the others finish first
                 ready = [i for i in ready if i in alone][:1] if not running else []
             launched_or_skipped = False
             for i in ready:
                 if len(running) >= jobs:
                     break
-                started = _start_or_skip(i, steps[i], labels[i], records, logs, trace, say)
+                started = _start_or_skip(
+                    i, steps[i], labels[i], records, logs, trace, say, retry=alone.get(i)
+                )
                 if started is not None:
                     started.crowded = bool(running)
                     for other in running.values():
@@ -371,7 +374,7 @@ def _schedule(
                 wall = _finish(run, code, cpu, peak_mb, step, info, records, trace)
             except StepFailed as exc:
                 if _killed_for_memory(code) and run.crowded and run.index not in alone:
-                    alone.add(run.index)
+                    alone[run.index] = str(exc)
                     pending.add(run.index)
                     say(
                         f"{labels[run.index]}: {exc}; it ran beside other steps: retried on its own"
@@ -451,8 +454,11 @@ def _start_or_skip(
     logs: Path,
     trace: dict[int, dict[str, Any]],
     say: Callable[[str], None],
+    *,
+    retry: str | None = None,
 ) -> _Running | None:
-    """Launch a ready step, or skip it (up to date, or its optional tool missing): ``None``."""
+    """Launch a ready step, or skip it (up to date, or its optional tool missing): ``None``.
+    ``retry``: why its first attempt failed, for a step retried on its own (its log goes on)."""
     record = _record_path(records, step)
     row: dict[str, Any] = {"stage": step.stage, "name": step.task}
     inputs = snapshot(step.inputs)
@@ -469,7 +475,7 @@ def _start_or_skip(
         return None
     if reason != NOT_RUN:
         say(f"{label}: out of date, {reason}")
-    return _launch(i, step, label, logs, inputs, say)
+    return _launch(i, step, label, logs, inputs, say, retry=retry)
 
 
 def _finish(
@@ -527,13 +533,20 @@ def _launch(
     logs: Path,
     inputs: dict[str, str | None],
     say: Callable[[str], None],
+    *,
+    retry: str | None = None,
 ) -> _Running:
-    say(f"{label}: running")
+    say(f"{label}: running" + (" on its own (retry)" if retry else ""))
     for output in step.outputs:
         output.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(step.outputs)  # left by a killed attempt
     log_path = logs / _log_name(step)
-    handle = log_path.open("wb")
+    if retry:  # the first attempt's log stays above the retry's
+        handle = log_path.open("ab")
+        handle.write(f"\n---- {retry}; retried on its own ----\n".encode())
+        handle.flush()
+    else:
+        handle = log_path.open("wb")
     try:
         proc = start_child(
             step.command(),
