@@ -62,9 +62,7 @@ def _worker_death(processes: Sequence[BaseProcess], what: str) -> Exception:
             "--threads need less memory"
         )
     # the pool terminates (SIGTERM) the workers left once one died: name the other signal first
-    named = [signal_name(s) for s in killed if s != signal.SIGTERM] or [
-        signal_name(s) for s in killed
-    ]
-    if named:
-        return RuntimeError(f"{what} was killed by {named[0]}")
+    first = [s for s in killed if s != signal.SIGTERM] or killed
+    if first:
+        return RuntimeError(f"{what} was killed by {signal_name(first[0])}")
     return RuntimeError(f"{what} exited abruptly")

@@ -1,5 +1,6 @@
 """Batches that fit the device: a batch that runs out of device memory is retried at half its
-size, and scoring gives the same results as with batches that fit at once."""
+size, every item once and in order (the stages' own tests compare their results with and
+without it)."""
 
 from __future__ import annotations
 

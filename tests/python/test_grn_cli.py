@@ -691,28 +691,33 @@ def test_one_small_input_and_no_positive_label_name_their_file(
 def test_score_warns_of_tfs_with_the_same_expression_in_every_cell(
     world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A TF with no expression in any cell is still scored (ranked by what the read-out knows
-    without it), and the log says its pairs carry no expression evidence."""
+    """A TF with the same expression in every cell (none, or a constant) is still scored (ranked
+    by what the read-out knows without it), and the log says its pairs carry no expression
+    evidence."""
     model = tmp_path / "m.pt"
     train = ["grn", "train", *_rna(world["paths"]), "--labels", str(world["edge_path"])]
     assert cli([*train, "--out", str(model), *FAST]) == 0
-    silent = []
-    for path in world["paths"]:
-        a = ad.read_h5ad(path)
-        x = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X, dtype=np.float32)
-        x[:, list(a.var_names).index("TF1")] = 0
-        a.X = sp.csr_matrix(x)
-        silent.append(tmp_path / path.name)
-        a.write_h5ad(silent[-1])
     out = tmp_path / "e.tsv"
     score = ["grn", "score", "--model", str(model), "--out", str(out), *SCORE]
     capsys.readouterr()
     assert cli([*score, *_rna(world["paths"])]) == 0
     assert "same expression in every cell" not in capsys.readouterr().err
-    assert cli([*score, *_rna(silent)]) == 0
-    err = capsys.readouterr().err
-    assert "1 TF(s) to score have the same expression in every cell (most often none): TF1; " in err
-    assert "TF1" in set(pd.read_csv(out, sep="\t").tf)
+    for level in (0.0, 0.7):
+        flat = []
+        for path in world["paths"]:
+            a = ad.read_h5ad(path)
+            x = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X, dtype=np.float32)
+            x[:, list(a.var_names).index("TF1")] = level
+            a.X = sp.csr_matrix(x)
+            flat.append(tmp_path / f"{level}_{path.name}")
+            a.write_h5ad(flat[-1])
+        assert cli([*score, *_rna(flat)]) == 0
+        err = capsys.readouterr().err
+        assert (
+            "1 TF(s) to score have the same expression in every cell (most often none): TF1; "
+            in err
+        )
+        assert "TF1" in set(pd.read_csv(out, sep="\t").tf)
 
 
 def test_scoring_out_of_device_memory_halves_the_batch(

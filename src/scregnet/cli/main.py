@@ -25,7 +25,7 @@ from types import FrameType, ModuleType
 from typing import Any, NoReturn
 
 from scregnet import __version__
-from scregnet.errors import EXIT_OUT_OF_MEMORY, InputError, first_line
+from scregnet.errors import EXIT_OUT_OF_MEMORY, InputError, first_line, signal_name
 from scregnet.io.outputs import os_problem
 
 # subcommand -> module; listed in pipeline order
@@ -60,7 +60,7 @@ class Terminated(BaseException):
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
-        super().__init__(signal.Signals(signum).name)
+        super().__init__(signal_name(signum))
 
 
 #: the signals a command stops on; SIGINT raises KeyboardInterrupt, the others Terminated

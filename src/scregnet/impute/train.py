@@ -616,7 +616,7 @@ def predict(
     model.eval()
     out = np.empty((cells.n_cells, counts.shape[1]), dtype=np.float32)
 
-    def run(idx: slice) -> None:
+    def run(idx: slice) -> tuple[slice, NDArray[np.float32]]:
         counts_b, lib = cells.own(idx)
         nbr = cells.neighbours(idx)
         with autocast(device):
@@ -625,8 +625,8 @@ def predict(
                 depth_of(lib).to(device),
                 None if nbr is None else nbr.to(device),
             ).imputed
-        out[idx] = pred.float().cpu().numpy()
+        return idx, pred.float().cpu().numpy()
 
-    for _ in FittingBatch(batch_size, "impute").over(cells.n_cells, run):
-        pass
+    for idx, values in FittingBatch(batch_size, "impute").over(cells.n_cells, run):
+        out[idx] = values
     return out
