@@ -21,6 +21,7 @@ from scregnet import keys
 from scregnet.atac.options import Features
 from scregnet.choices import check_choice
 from scregnet.errors import InputError
+from scregnet.jit_cache import cache_umap_kernels
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -104,6 +105,7 @@ def cluster_cells(
     import pandas as pd
     import scanpy as sc
 
+    cache_umap_kernels()
     began = time.perf_counter()
     counts = _feature_counts(adata, features)
     _add_lsi(adata, counts, features, n_top_features, n_components, depth_cutoff, seed)

@@ -30,6 +30,7 @@ from scregnet.errors import InputError
 from scregnet.evaluate.metrics import adjusted_rand, masked_recovery, normalized_mutual_info
 from scregnet.io.outputs import sample_files
 from scregnet.io.tables import read_table
+from scregnet.jit_cache import cache_umap_kernels
 from scregnet.stats import TARGET_SUM
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def leiden_labels(
     x = np.asarray(values, dtype=np.float64)
     n_comp = max(1, min(n_pcs, x.shape[0] - 1, x.shape[1] - 1))
     adata = ad.AnnData(np.zeros((x.shape[0], 1), dtype=np.float32))
+    cache_umap_kernels()
     adata.obsm["X_pca"] = PCA(n_components=n_comp, random_state=seed).fit_transform(x)
     sc.pp.neighbors(
         adata,
