@@ -43,7 +43,7 @@ def cache_umap_kernels() -> tuple[str, ...]:
         kernel = getattr(module, name, None)
         if not isinstance(kernel, Dispatcher):
             continue
-        if isinstance(kernel._cache, NullCache):
+        if isinstance(getattr(kernel, "_cache", None), NullCache):
             try:
                 kernel.enable_caching()
             except RuntimeError as exc:  # numba found no writable cache folder
