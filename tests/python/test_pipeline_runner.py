@@ -95,7 +95,8 @@ def test_failed_step_raises_with_its_last_error_line(tmp_path: Path) -> None:
     [
         (
             "SIGKILL",
-            r"killed by SIGKILL, most likely by the out-of-memory killer \(peak memory \d+ MB\)",
+            r"killed by SIGKILL, most likely by the out-of-memory killer \(peak memory \d+ MB\); "
+            r"give it more memory \(log: ",  # it ran alone: fewer steps at once would not help
         ),
         ("SIGUSR1", r"killed by SIGUSR1 \(log: "),
     ],
@@ -166,7 +167,10 @@ def test_a_step_killed_for_memory_beside_others_is_retried_alone(tmp_path: Path,
         "IMPUTE:s1",
     ]
     assert attempts.read_text() == "2"
-    assert any("IMPUTE (s1) failed: " in ln and ln.endswith("retried on its own") for ln in lines)
+    retried = [ln for ln in lines if "IMPUTE (s1) failed: " in ln]
+    assert len(retried) == 1 and retried[0].endswith("retried on its own")
+    if how == "SIGKILL":
+        assert "give it more memory or run fewer steps at once (--jobs)" in retried[0]
     assert _interval(imp)[0] >= _interval(frag)[1]  # the retry started once FRAGMENTS was done
     trace = (tmp_path / "pipeline_info" / "trace.tsv").read_text()
     assert "IMPUTE\ts1\tCOMPLETED" in trace and "FAILED" not in trace
@@ -190,7 +194,8 @@ def test_a_step_killed_for_memory_alone_or_twice_fails(tmp_path: Path) -> None:
         _timed_step("FRAGMENTS", "s1", frag, sleep=1.0),
         _memory_step(imp, attempts, kills=2, how="SIGKILL"),
     ]
-    with pytest.raises(StepFailed, match=r"^IMPUTE \(s1\) failed: killed by SIGKILL"):
+    # the retry ran alone: its failure does not advise fewer steps at once
+    with pytest.raises(StepFailed, match=r"^IMPUTE \(s1\) failed: killed by SIGKILL.*memory \(log"):
         run_steps(steps, tmp_path / "b", jobs=2)
     assert attempts.read_text() == "2" and frag.exists() and not imp.exists()
 

@@ -210,16 +210,18 @@ def _last_line(log_path: Path, code: int) -> str:
     return lines[-1].strip() if lines else f"exit code {code}"
 
 
-def _failure(log_path: Path, code: int, peak_mb: float) -> str:
+def _failure(log_path: Path, code: int, peak_mb: float, *, crowded: bool) -> str:
     """Why a step failed: its last log line, or for a step killed by a signal (its log ends
-    wherever it was), the signal; SIGKILL is most often the kernel's out-of-memory killer."""
+    wherever it was), the signal; SIGKILL is most often the kernel's out-of-memory killer, and
+    fewer steps at once helps only a step that ran beside others (``crowded``)."""
     if code >= 0:
         return _last_line(log_path, code)
     name = signal_name(-code)
     if -code == signal.SIGKILL:
+        fewer = " or run fewer steps at once (--jobs)" if crowded else ""
         return (
             f"killed by {name}, most likely by the out-of-memory killer (peak memory "
-            f"{peak_mb:.0f} MB); give it more memory or run fewer steps at once (--jobs)"
+            f"{peak_mb:.0f} MB); give it more memory{fewer}"
         )
     return f"killed by {name}"
 
@@ -504,7 +506,7 @@ def _finish(
     trace[run.index] = row
     if code != 0:  # the caller's except clause stops the steps running beside it
         remove_leftovers(step.outputs)
-        msg = f"{step.label} failed: {_failure(run.log_path, code, peak_mb)} (log: {run.log_path})"
+        msg = f"{step.label} failed: {_failure(run.log_path, code, peak_mb, crowded=run.crowded)} (log: {run.log_path})"
         raise StepFailed(msg)
     missing = [str(p) for p in step.outputs if not p.exists()]
     if missing:
