@@ -276,6 +276,22 @@ def test_shards_merge_to_the_edges_of_one_scoring(
         == 0
     )
     assert "another model" in refused(one, other_two, three)
+    # the model file replaced while a shard loaded it: the shard would name a model it did not use
+    import scregnet.grn.trained as grn_trained
+
+    def load_then_replace(path: Path) -> Any:
+        trained = real_load(path)
+        model.write_bytes(other.with_suffix(".pt").read_bytes())
+        return trained
+
+    real_load, kept = grn_trained.load, model.read_bytes()
+    replaced = tmp_path / "replaced.tsv"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(grn_trained, "load", load_then_replace)
+        assert cli([*scored, "--shard", "2/3", "--out", str(replaced)]) == 1
+    assert "the model file changed while it was read" in capsys.readouterr().err
+    assert not replaced.exists()
+    model.write_bytes(kept)
     # a shard is unranked: its attention comes from the merge
     assert cli([*scored, "--shard", "1/3", "--out", str(one), "--attention-out", str(copy)]) == 1
     assert "written by `scregnet grn merge`" in capsys.readouterr().err

@@ -381,7 +381,11 @@ def score_grn(
         if target is not None:
             check_writable_dir(Path(target).parent)
     start = time.perf_counter()
+    model_digest = digest(model) if shard is not None else ""
     trained = load(model)
+    if shard is not None and digest(model) != model_digest:  # the shard names what it scored with
+        msg = "the model file changed while it was read; score again once it is written"
+        raise InputError(msg, model)
     if trained.supervision == "prior" and (prior is None or gtf is None):
         msg = (
             "this model was trained on binding priors: its published score combines them, so "
@@ -424,7 +428,7 @@ def score_grn(
     if binding is not None:
         scores.attach_binding(*binding)
     if shard is not None:
-        write_shard(scores, out, shard=shard, model=digest(model), tfs=every_tf)
+        write_shard(scores, out, shard=shard, model=model_digest, tfs=every_tf)
     else:
         finish(scores, out, attention_out)
     log.info("GRN scoring finished in %.1f s", time.perf_counter() - start)
