@@ -42,12 +42,16 @@ def parse_dockerfile(dockerfile: Path) -> DockerfileParser:
     return DockerfileParser(fileobj=io.BytesIO(dockerfile.read_bytes()))
 
 
-def pip_installs(dockerfile: Path) -> list[list[str]]:
-    """The argument lists of every `pip install` in the Dockerfile's RUN instructions."""
+def pip_installs(dockerfile: Path, *, after_sources: bool = False) -> list[list[str]]:
+    """The argument lists of every `pip install` in the Dockerfile's RUN instructions; with
+    ``after_sources``, only those after the package's sources are copied (`COPY src ...`)."""
     parser = parse_dockerfile(dockerfile)
     found = []
+    copied = not after_sources
     for instr in parser.structure:
-        if instr["instruction"] != "RUN":
+        if instr["instruction"] == "COPY" and instr["value"].split()[0] == "src":
+            copied = True
+        if instr["instruction"] != "RUN" or not copied:
             continue
         lexer = shlex.shlex(instr["value"], posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
@@ -79,8 +83,10 @@ def check_dockerfile(dockerfile: Path, deps: dict[str, str], *, cuda: bool) -> l
             )
     installs = pip_installs(dockerfile)
     args = [a.split("#")[0] for cmd in installs for a in cmd if not a.startswith(("http", "--"))]
-    if "." not in args:
-        problems.append(f"{dockerfile.name}: does not `pip install .` (the scregnet package)")
+    if not any("." in cmd for cmd in pip_installs(dockerfile, after_sources=True)):
+        problems.append(
+            f"{dockerfile.name}: does not `pip install .` (the scregnet package) from its sources"
+        )
     for arg in args:
         if arg == "." or "==" not in arg:
             continue
@@ -188,8 +194,14 @@ BROKEN = {
     ),
     "package not installed": (
         "Dockerfile",
-        '"macs3==3.0.4" .',
-        '"macs3==3.0.4" scregnet-core',
+        "--no-deps -c constraints.txt .",
+        "--no-deps -c constraints.txt scregnet-core",
+        "does not `pip install .`",
+    ),
+    "package installed before its sources are copied": (
+        "Dockerfile.cpu",
+        "COPY src ./src\nCOPY bin ./bin\nRUN python -m pip install",
+        "RUN python -m pip install",
         "does not `pip install .`",
     ),
 }
@@ -323,7 +335,7 @@ def test_build_input_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
         "Dockerfile: does not install containers/certs/*.crt before fetching",
     ]
     text = (CONTAINERS / "Dockerfile.cpu").read_text()
-    assert text.count(WHEELS_OPTION) == 2
+    assert text.count(WHEELS_OPTION) == 3
     for old, new in (
         (f"install {WHEELS_OPTION} --no-deps", "install --no-deps"),  # one pip from the index
         ("ARG WHEELS=\n", ""),
