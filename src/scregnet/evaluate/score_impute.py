@@ -80,10 +80,10 @@ def leiden_labels(
     import scanpy as sc
     from sklearn.decomposition import PCA
 
+    cache_umap_kernels()
     x = np.asarray(values, dtype=np.float64)
     n_comp = max(1, min(n_pcs, x.shape[0] - 1, x.shape[1] - 1))
     adata = ad.AnnData(np.zeros((x.shape[0], 1), dtype=np.float32))
-    cache_umap_kernels()
     adata.obsm["X_pca"] = PCA(n_components=n_comp, random_state=seed).fit_transform(x)
     sc.pp.neighbors(
         adata,

@@ -506,7 +506,8 @@ def _finish(
     trace[run.index] = row
     if code != 0:  # the caller's except clause stops the steps running beside it
         remove_leftovers(step.outputs)
-        msg = f"{step.label} failed: {_failure(run.log_path, code, peak_mb, crowded=run.crowded)} (log: {run.log_path})"
+        why = _failure(run.log_path, code, peak_mb, crowded=run.crowded)
+        msg = f"{step.label} failed: {why} (log: {run.log_path})"
         raise StepFailed(msg)
     missing = [str(p) for p in step.outputs if not p.exists()]
     if missing:
