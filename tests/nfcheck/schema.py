@@ -95,12 +95,16 @@ def validate_rows(
 
 
 def missing_indexes(rows: list[dict[str, str]]) -> list[str]:
-    """BAMs without ``.bai`` and fragments without ``.tbi`` beside them: the rule of ``indexOf()``
-    in subworkflows/local/utils_scregnet_pipeline/main.nf, which runs right after validation."""
+    """BAMs without ``.bam.bai`` or ``.bai`` and fragments without ``.tbi`` beside them: the rule
+    of ``indexOf()`` in subworkflows/local/utils_scregnet_pipeline/main.nf, which runs right after
+    validation."""
     errors = []
     for i, row in enumerate(rows, start=1):
         for column, suffix in (("bam", ".bai"), ("fragments", ".tbi")):
-            if column in row and not Path(row[column] + suffix).exists():
+            if column not in row:
+                continue
+            short = Path(row[column]).with_suffix(suffix)  # x.bai beside x.bam
+            if not Path(row[column] + suffix).exists() and not (column == "bam" and short.exists()):
                 errors.append(
                     f"row {i}: {row[column]} has no index {Path(row[column]).name}{suffix} beside it"
                 )

@@ -48,7 +48,14 @@ def test_help_shows_real_defaults_once(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         cli.main(["tfbind", "train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "(the paper's by default) (default: (160, 240, 240))" in out
+    assert "(the paper's by default) (default: 160,240,240)" in out  # as --filters takes it
+    assert "chromosomes never used (default: chrM,MT,M,chrMT)" in out
+    assert "--seed SEED random seed (default: 0) --threads THREADS CPU threads (default: 1)" in out
+    with pytest.raises(SystemExit):
+        cli.main(["tfbind", "merge", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "on purpose (their peaks get no prediction) (default: none)" in out
+    assert "cell-level outputs: --neighbors" in out and "not with --chrom" not in out
 
 
 def test_input_error_is_one_line_and_nonzero(

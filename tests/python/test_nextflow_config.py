@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from nfcheck.config import config_files_read, ext_args, process_setting
 from scregnet.pipeline import TEST_PROFILE
@@ -78,3 +79,71 @@ def test_report_strategy_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
     site.write_text(SITE_IGNORE)
     got = process_setting(tmp_path / "nextflow.config", "REPORT", "errorStrategy", [], [site])
     assert got is not None and got.value == "'ignore'"
+
+
+def multiqc_title_words(config: Path, titles: list[str]) -> list[list[str]]:
+    """The shell words MULTIQC's ext.args make of each title (the closure run in Groovy, its
+    result split by bash as the task script would)."""
+    import subprocess
+
+    from nfcheck.functions import evaluate
+
+    closure = ext_args(config)["MULTIQC"].value
+    rendered = evaluate(
+        "titles.collect { t -> def c = " + closure + "; "
+        "c.resolveStrategy = Closure.DELEGATE_FIRST; c.delegate = [ params: [ multiqc_title: t ] ]; c() }",
+        titles=titles,
+    )
+    words = []
+    for args in rendered:
+        proc = subprocess.run(
+            ["bash", "-c", f"printf '%s\\n' {args}"], capture_output=True, text=True, check=True
+        )
+        words.append(proc.stdout.splitlines())
+    return words
+
+
+TITLES = ["Run 12", 'Lab\'s "cells" $(touch pwned) `id` \\ $HOME']
+
+
+def test_multiqc_title_reaches_multiqc_as_written(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert multiqc_title_words(CONFIG, TITLES) == [["--title", t] for t in TITLES]
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_title_check_fails_on_double_quotes(tmp_path: Path, monkeypatch: Any) -> None:
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    shutil.copy(CONFIG, tmp_path / "nextflow.config")
+    modules = tmp_path / "conf" / "modules.config"
+    text = modules.read_text()
+    start = text.index("ext.args   = { params.multiqc_title")
+    end = text.index("\n", start)
+    modules.write_text(
+        text[:start]
+        + 'ext.args   = { params.multiqc_title ? "--title \\"${params.multiqc_title}\\"" : \'\' }'
+        + text[end:]
+    )
+    monkeypatch.chdir(tmp_path)
+    assert multiqc_title_words(tmp_path / "nextflow.config", TITLES)[1] != ["--title", TITLES[1]]
+    assert (tmp_path / "pwned").exists()
+
+
+def test_google_batch_trains_tf_binding_in_the_bucket() -> None:
+    """Google Batch runs tasks in a scratch folder on the VM unless `scratch` is false: TFBIND_TRAIN's
+    per-epoch state must outlive a reclaimed VM, so under -profile googlebatch it runs in its work
+    directory (in the bucket); elsewhere, and for other tasks, Nextflow's defaults stay."""
+    got = process_setting(CONFIG, "TFBIND_TRAIN", "scratch", ["googlebatch"])
+    assert got is not None and got.value == "false" and got.source.name == "googlebatch.config"
+    assert process_setting(CONFIG, "TFBIND_PREDICT", "scratch", ["googlebatch"]) is None
+    assert process_setting(CONFIG, "TFBIND_TRAIN", "scratch", ["awsbatch"]) is None
+
+
+def test_multiqc_is_cached_by_path_and_size() -> None:
+    """software_mqc_versions.yml (collectFile into pipeline_info/) gets a new modification time at
+    every launch: with the default cache mode MULTIQC would rerun on every -resume."""
+    workflow = (REPO / "workflows" / "scregnet.nf").read_text()
+    assert "collectFile(name: 'software_mqc_versions.yml', storeDir:" in workflow
+    got = process_setting(CONFIG, "MULTIQC", "cache")
+    assert got is not None and got.value == "'lenient'"
+    assert process_setting(CONFIG, "REPORT", "cache") is None

@@ -158,6 +158,7 @@ class Chain:
         self.renderer, self.root = renderer, root
         self.steps: dict[str, Step] = {}
         self.seconds: dict[str, float] = {}
+        self.tasks: dict[str, tuple[Task, str]] = {}  # the task and rendered script of each step
 
     def out(self, name: str, pattern_end: str) -> list[Path]:
         step = self.steps[name]
@@ -191,6 +192,7 @@ class Chain:
         task = Task(MODULES[name], vals, paths, ext={"args": EXT_ARGS.get(name, "")}, cpus=1)
         command = self.renderer.render(task, "script")
         key = name + tag
+        self.tasks[key] = (task, command)
         start = time.perf_counter()
         self.steps[key] = Step(execute(task, command, self.root / key.lower()))
         self.seconds[key] = time.perf_counter() - start
@@ -389,6 +391,21 @@ def test_script_block_honours_the_cli_contract(name: str, chain: Chain) -> None:
     assert step.result.ok, step.result.explain()
     for cmd, version in step.result.versions.items():
         assert version and "\n" not in version, f"version command {cmd!r} printed {version!r}"
+
+
+def test_tfbind_train_reruns_in_its_own_task_directory(chain: Chain) -> None:
+    """A spot reclaim rerun in place (Google Batch with scratch false): the same script in the same
+    directory, under the pipeline's shell flags (noclobber), finds the first attempt's files (the
+    bulk sheet it wrote, its model) and ends with the same model."""
+    if not chain.ok("TFBIND_TRAIN"):
+        pytest.skip(str(chain.steps["TFBIND_TRAIN"].skipped or "TFBIND_TRAIN failed"))
+    model = chain.out("TFBIND_TRAIN", ".pt")[0]
+    first = model.read_bytes()
+    assert (model.parent / "bulk_sheet.csv").exists()
+    task, command = chain.tasks["TFBIND_TRAIN"]
+    again = execute(task, command, model.parent)
+    assert again.ok, again.stderr[-2000:]
+    assert model.read_bytes() == first
 
 
 def test_report_finds_every_result_the_chain_wrote(chain: Chain) -> None:

@@ -101,6 +101,27 @@ def test_params_file_validates(tmp_path: Path) -> None:
     assert len(messages) == 3, messages
 
 
+def test_min_fragments_takes_a_number_or_knee_in_both_runners(tmp_path: Path) -> None:
+    """One params file serves both runners: `min_fragments: knee` (the barcode-rank cliff) passes
+    Nextflow's schema as it passes `scregnet run`, and both refuse the same bad values."""
+    from scregnet.errors import InputError
+    from scregnet.pipeline.params import read_params
+
+    validator = jsonschema.Draft202012Validator(load(PIPELINE_SCHEMA))
+    for value, ok in ((500, True), ("knee", True), (0, False), ("kne", False)):
+        schema_ok = not [e for e in validator.iter_errors({"outdir": "r", "min_fragments": value})]
+        for name in ("s.csv", "g.fa", "g.gtf"):
+            (tmp_path / name).touch()
+        path = tmp_path / "params.yaml"
+        path.write_text(f"input: s.csv\nfasta: g.fa\ngtf: g.gtf\nmin_fragments: {value}\n")
+        try:
+            read_params(path)
+            runner_ok = True
+        except InputError:
+            runner_ok = False
+        assert (schema_ok, runner_ok) == (ok, ok), value
+
+
 # ---------------------------------------------------------------------------------------------
 # samplesheets
 # ---------------------------------------------------------------------------------------------
@@ -158,6 +179,66 @@ def test_relative_paths_are_relative_to_the_sheet_not_the_launch_dir(
     assert check_sheet(sheet) == []
 
 
+def test_the_rows_are_validated_only_once_resolved() -> None:
+    """validateParameters() checks a file parameter's rows against its `schema` as they are,
+    `exists` against the launch directory, before PIPELINE_INITIALISATION resolves them against
+    the sheet's directory: so `--input` names no row schema, and samplesheetToList validates the
+    resolved copy (the test above shows the unresolved rows fail)."""
+    text = (REPO / "nextflow_schema.json").read_text()
+    assert "schema_input.json" not in text
+    workflow = strip_comments(
+        (REPO / "subworkflows/local/utils_scregnet_pipeline/main.nf").read_text()
+    )
+    assert "samplesheetToList(resolveSamplesheet(sheet, info_dir), schema)" in workflow
+
+
+SAMPLE_IDS = {
+    "fine": (["s1", "s2", "S10", "s1_b", "s1-x"], None),
+    "case": (["s1", "S1"], "duplicate sample id 'S1' (same as 's1' ignoring case"),
+    "duplicate": (["a", "b", "a"], "duplicate sample id 'a'"),
+    "reserved": (["s1", "Model.pt"], "sample id 'Model.pt' is a name the pipeline gives"),
+    "prefix": (["s1.chr1", "s1"], "sample id 's1.chr1' is sample id 's1' followed by '.'"),
+}
+
+
+@pytest.fixture(scope="module")
+def id_checks() -> dict[str, Any]:
+    """checkSampleIds (the pipeline's Groovy) on every case of SAMPLE_IDS, in one JVM start."""
+    from nfcheck.functions import call
+
+    cases = ", ".join(
+        f"{name}: {{ -> try {{ checkSampleIds({json.dumps(ids)}, 'sheet.csv'); null }} "
+        f"catch (IllegalArgumentException e) {{ e.message }} }}()"
+        for name, (ids, _) in SAMPLE_IDS.items()
+    )
+    value = call(REPO / "subworkflows/local/utils_scregnet_pipeline/main.nf", f"[ {cases} ]")
+    assert isinstance(value, dict)
+    return value
+
+
+@pytest.mark.parametrize("case", sorted(SAMPLE_IDS))
+def test_sample_ids_are_checked_as_scregnet_run_checks_them(
+    case: str, id_checks: dict[str, Any], tmp_path: Path
+) -> None:
+    """Nextflow refuses the ids `scregnet run` refuses (reserved names, duplicates ignoring case,
+    one id another's prefix before '.'), with the same words."""
+    from scregnet.errors import InputError
+    from scregnet.io.samplesheet import read_samplesheet
+
+    ids, expected = SAMPLE_IDS[case]
+    (tmp_path / "x.fragments.tsv.gz").touch()
+    (tmp_path / "x.fragments.tsv.gz.tbi").touch()
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("sample,fragments\n" + "".join(f"{i},x.fragments.tsv.gz\n" for i in ids))
+    if expected is None:
+        assert id_checks[case] is None
+        assert len(read_samplesheet(sheet)) == len(ids)
+        return
+    assert id_checks[case] is not None and expected in id_checks[case], id_checks[case]
+    with pytest.raises(InputError, match=re.escape(expected.split(" (")[0].split(" is ")[0])):
+        read_samplesheet(sheet)
+
+
 @pytest.mark.parametrize("example", ["samplesheet_bam.csv", "samplesheet_fragments.csv"])
 def test_example_samplesheets_are_well_formed(example: str) -> None:
     assert check_sheet(REPO / "assets" / example, check_exists=False) == []
@@ -189,6 +270,16 @@ BAD_SHEETS = {
         "has no index noindex.bam.bai",
     ),
 }
+
+
+def test_a_bam_index_named_without_bam_is_found(tmp_path: Path) -> None:
+    sheet = make_world(tmp_path)
+    (tmp_path / "samples" / "s2.bam.bai").rename(tmp_path / "samples" / "s2.bai")
+    assert check_sheet(sheet) == []
+    (tmp_path / "samples" / "s2.bai").unlink()
+    assert check_sheet(sheet) == [
+        f"row 2: {tmp_path}/samples/s2.bam has no index s2.bam.bai beside it"
+    ]
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SHEETS))

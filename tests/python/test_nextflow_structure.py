@@ -3,8 +3,10 @@ call arity and emit names (tests/nfcheck/structure.py), each shown to fail on a 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,7 +180,7 @@ GPU_ROUTING = {
     ],
     "slurm.config": [
         "executor = 'slurm'",
-        "clusterOptions = { task.accelerator ? \"--gres=gpu:${task.accelerator.request}\" : '' }",
+        "--gres=gpu:${task.accelerator.request}",
     ],
 }
 
@@ -251,5 +253,66 @@ def test_gpu_routing_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
     slurm = conf / "slurm.config"
     slurm.write_text(slurm.read_text().replace("--gres=gpu:", "--gpus="))
     assert gpu_routing_problems(conf) == [
-        "slurm.config: missing `clusterOptions = { task.accelerator ? \"--gres=gpu:${task.accelerator.request}\" : '' }`"
+        "slurm.config: missing `--gres=gpu:${task.accelerator.request}`"
     ]
+
+
+def slurm_gpu_settings(config: Path) -> dict[str, Any]:
+    """The GPU-labelled tasks' sbatch options and partition under -profile slurm (the closures of
+    its process_gpu selector, run in Groovy) with and without a GPU and site options."""
+    from nfcheck.functions import evaluate
+
+    text = config.read_text()
+    block = text[text.index("withLabel: process_gpu") :]
+    closures = {
+        name: re.search(rf"^\s*{name}\s*=\s*(\{{.*\}})\s*$", block, re.MULTILINE).group(1)  # type: ignore[union-attr]
+        for name in ("clusterOptions", "queue")
+    }
+    cases = {
+        "cpu": ({"slurm_options": None, "slurm_queue": None, "gpu_queue": "gpu"}, None),
+        "cpu_site": (
+            {"slurm_options": "--account=lab", "slurm_queue": "long", "gpu_queue": "gpu"},
+            None,
+        ),
+        "gpu_site": (
+            {"slurm_options": "--account=lab", "slurm_queue": "long", "gpu_queue": "gpu"},
+            {"request": 1},
+        ),
+    }
+    # one JVM start: each case binds its own params and task as the closures' delegate
+    calls = ", ".join(
+        f"{case}: [ clusterOptions: run({closures['clusterOptions']}, cases.{case}), "
+        f"queue: run({closures['queue']}, cases.{case}) ]"
+        for case in cases
+    )
+    value = evaluate(
+        "def run(c, env) { def d = [ params: env.params, task: [ accelerator: env.accelerator ] ]; "
+        "c.resolveStrategy = Closure.DELEGATE_FIRST; c.delegate = d; c() }\n[ " + calls + " ]",
+        cases={k: {"params": p, "accelerator": a} for k, (p, a) in cases.items()},
+    )
+    assert isinstance(value, dict)
+    return value
+
+
+def test_slurm_gpu_tasks_keep_the_site_options() -> None:
+    """IMPUTE, TFBIND_* and GRN_* (label process_gpu) get --slurm_options and --slurm_queue like
+    every task, with and without a GPU; with one they add --gres and go to --gpu_queue."""
+    text = " ".join((REPO / "conf" / "slurm.config").read_text().split())
+    assert "queue = params.slurm_queue clusterOptions = params.slurm_options" in text
+    assert slurm_gpu_settings(REPO / "conf" / "slurm.config") == {
+        "cpu": {"clusterOptions": "", "queue": None},
+        "cpu_site": {"clusterOptions": "--account=lab", "queue": "long"},
+        "gpu_site": {"clusterOptions": "--account=lab --gres=gpu:1", "queue": "gpu"},
+    }
+
+
+def test_slurm_check_fails_on_a_selector_that_drops_the_site_options(tmp_path: Path) -> None:
+    broken = tmp_path / "slurm.config"
+    broken.write_text(
+        (REPO / "conf" / "slurm.config")
+        .read_text()
+        .replace("[ params.slurm_options, task.accelerator", "[ task.accelerator")
+        .replace("params.gpu_queue : params.slurm_queue }", "params.gpu_queue : null }")
+    )
+    got = slurm_gpu_settings(broken)
+    assert got["cpu_site"] == {"clusterOptions": "", "queue": None}

@@ -76,3 +76,33 @@ def test_readme_pipeline_picture_is_the_step_table() -> None:
     for name, process in STEPS.items():
         for up in process.upstream:
             assert f"    {up} --> {name}\n" in picture
+
+
+@pytest.mark.slow
+def test_readme_api_examples_run(
+    tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's Python blocks, run in order as written, in a folder holding the tiny world as
+    `w` and the fragments file its shell example makes of the first sample (~2 min)."""
+    import pandas as pd
+
+    from scregnet.io.h5ad import read_h5ad
+    from tiny_run import run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w").symlink_to(tiny_world)
+    proc = run(
+        [
+            "fragments", "--bam", "w/samples/sample1.bam", "--genome", "w/genome.fa.fai",
+            "--out", "s1.fragments.tsv.gz", "--threads", "1",
+        ],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for index, source in enumerate(blocks("python")):
+        exec(compile(source, f"README.md python block {index + 1}", "exec"), {"__name__": "readme"})
+    assert "scfan_activity" in read_h5ad("s1.tfbind.h5ad").layers
+    assert read_h5ad("s1.imputed.h5ad").layers["imputed"].shape[0] > 0
+    edges = pd.read_csv("grn_edges.tsv", sep="\t")
+    assert {"tf", "target", "score", "rank", "method"} <= set(edges.columns)
+    assert set(edges["tf"]) == {"SPI1", "CEBPA"}

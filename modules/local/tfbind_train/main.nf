@@ -24,13 +24,15 @@ process TFBIND_TRAIN {
     def device = task.accelerator ? 'cuda' : 'cpu'
     def jaspar = motifs ? "--motifs '${motifs}'" : ''
     // --state: the training state after each epoch, kept in the task directory. Where that directory
-    // lives in the bucket (Google Batch's mounted work dir, or Fusion), a task that Batch reruns in
-    // place after a spot reclaim (maxSpotAttempts) resumes from it instead of starting over.
+    // lives in the bucket (Google Batch with scratch false, as -profile googlebatch sets; Fusion), a
+    // task that Batch reruns in place after a spot reclaim (maxSpotAttempts) resumes from it instead
+    // of starting over; such a rerun finds the first attempt's bulk_sheet.csv, so `>|` replaces it
+    // (process.shell sets noclobber).
     // the bulk sheet arrives as text (its file columns are base names of the staged bulk_files):
     // one single-quoted printf argument per line, quotes inside a line escaped
     def sheet_lines = bulk_sheet_csv.readLines().collect { line -> "'${line.replace("'", "'\\''")}'" }.join(' ')
     """
-    printf '%s\\n' ${sheet_lines} > bulk_sheet.csv
+    printf '%s\\n' ${sheet_lines} >| bulk_sheet.csv
 
     scregnet tfbind train \\
         --fasta '${fasta}' \\

@@ -129,8 +129,12 @@ def nested_common_options(parser: argparse.ArgumentParser) -> None:
     (``tfbind --seed 1 train``) are not overwritten.
     """
     group = parser.add_argument_group("common options (also accepted before the subcommand)")
-    group.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="random seed")
-    group.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="CPU threads")
+    group.add_argument(
+        "--seed", type=int, default=argparse.SUPPRESS, help="random seed (default: 0)"
+    )
+    group.add_argument(
+        "--threads", type=int, default=argparse.SUPPRESS, help="CPU threads (default: 1)"
+    )
     group.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS)
     group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
@@ -143,6 +147,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         text = action.help or ""
         if action.default is None or action.required or "(default" in text:
             return text
+        if isinstance(action.default, (list, tuple)):  # written as the option takes it
+            shown = ",".join(str(v) for v in action.default) or "none"
+            return f"{text} (default: {shown})"
         return super()._get_help_string(action)
 
 

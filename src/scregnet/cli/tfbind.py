@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated chromosomes left out of prediction on purpose (their peaks get no "
         "prediction)",
     )
-    _finalize_options(m)
+    _finalize_options(m, "cell-level outputs")
     nested_common_options(m)
 
 
@@ -297,15 +297,15 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
         default=d.motif_p_value,
         help="PWM match p-value for the chromVAR baseline",
     )
-    _finalize_options(p)
+    _finalize_options(p, "cell-level outputs (not with --chrom)")
     nested_common_options(p)
 
 
-def _finalize_options(parser: argparse.ArgumentParser) -> None:
+def _finalize_options(parser: argparse.ArgumentParser, title: str) -> None:
     """The cell-level options (default None, so that ``predict --chrom`` can refuse them when
     given; :func:`predict_config` fills in :class:`PredictConfig`'s default)."""
     d = PredictConfig()
-    g = parser.add_argument_group("cell-level outputs (not with --chrom)")
+    g = parser.add_argument_group(title)
     g.add_argument(
         "--neighbors",
         type=_positive_int,

@@ -66,6 +66,8 @@ NEXTFLOW_ONLY: dict[str, tuple[Any, ...] | None] = {
     "gpu_queue": None,
     "gpu_type": None,
     "gpu_machine_type": None,
+    "slurm_queue": None,
+    "slurm_options": None,
     "aws_cli_path": None,
     "trace_report_suffix": None,
     "config_profile_name": None,
@@ -184,7 +186,7 @@ def _check_values(params: dict[str, Any], path: Path) -> None:
         raise InputError(msg, path)
     device = params.get("device")
     if not isinstance(device, str) or not _DEVICE.match(device):
-        msg = f"parameter 'device' must be auto, cpu, cuda or cuda:N, got {device!r}"
+        msg = f"parameter 'device' must be auto, cpu, cuda, cuda:N or mps, got {device!r}"
         raise InputError(msg, path)
     for key, value in params.items():
         if key.endswith("_args") and value is not None:

@@ -546,9 +546,9 @@ def _init_from_motifs(model: ScFAN, motifs: Sequence[Motif]) -> None:
 def predict_peaks(
     adata: ad.AnnData,
     *,
-    atac_path: Path,
-    fragments: Path,
-    fasta: Path,
+    atac_path: str | Path,
+    fragments: str | Path,
+    fasta: str | Path,
     loaded: LoadedModel,
     motifs: dict[str, Motif],
     chroms: Sequence[str] | None,
@@ -569,6 +569,7 @@ def predict_peaks(
     from scregnet.seed import seed_everything
 
     t_start = time.perf_counter()
+    atac_path, fragments, fasta = Path(atac_path), Path(fragments), Path(fasta)
     seed_everything(config.seed)
     torch_device = resolve_device(device)
     check_atac(adata, atac_path, need_lsi=False)
@@ -679,7 +680,7 @@ def finalize(
     adata: ad.AnnData,
     shard: ad.AnnData,
     *,
-    atac_path: Path,
+    atac_path: str | Path,
     config: PredictConfig,
     skipped_chroms: Sequence[str] = (),
 ) -> ad.AnnData:
@@ -691,6 +692,7 @@ def finalize(
     """
     import anndata as ad
 
+    atac_path = Path(atac_path)
     check_atac(adata, atac_path, need_lsi=True)
     u = shard.uns[keys.TFBIND_SHARD]
     dropped = [str(tf) for tf in u.get("dropped_tfs", [])]

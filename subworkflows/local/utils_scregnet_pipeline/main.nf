@@ -80,10 +80,46 @@ workflow PIPELINE_COMPLETION {
  */
 def indexOf(data, suffix) {
     def index = data.resolveSibling(data.name + suffix)
+    if (!index.exists() && suffix == '.bai') {
+        def short_name = data.resolveSibling(data.baseName + suffix)  // samtools index -o x.bai
+        if (short_name.exists()) {
+            return short_name
+        }
+    }
     if (!index.exists()) {
         error("Samplesheet: ${data} has no index ${data.name}${suffix} beside it (BAM: samtools index; fragments: tabix -p bed)")
     }
     return index
+}
+
+/*
+ * The sheet's sample ids checked as `scregnet run` checks them (src/scregnet/io/samplesheet.py): unique
+ * ignoring case, none a name the pipeline gives its own files, and none another id followed by '.'
+ * (every per-sample output is named <id>.<suffix> or <id>/, so their files could share a path).
+ * `error` names the first problem; returns the ids.
+ */
+def checkSampleIds(ids, sheet) {
+    def reserved = [ 'all', 'model.pt', 'shards' ]
+    def seen = [:]
+    ids.each { id ->
+        def key = id.toLowerCase()
+        if (key in reserved) {
+            error("Samplesheet ${sheet}: sample id '${id}' is a name the pipeline gives its own files (reserved: ${reserved.join(', ')})")
+        }
+        if (seen.containsKey(key)) {
+            def same = seen[key] == id ? '' : " (same as '${seen[key]}' ignoring case: their files would collide)"
+            error("Samplesheet ${sheet}: duplicate sample id '${id}'${same}")
+        }
+        seen[key] = id
+    }
+    def keys = seen.keySet().sort()
+    keys.each { key ->
+        def longer = keys.find { other -> other.startsWith(key + '.') }
+        if (longer) {
+            error("Samplesheet ${sheet}: sample id '${seen[longer]}' is sample id '${seen[key]}' followed by '.': their files could share a path; rename one")
+        }
+    }
+    return ids
 }
 
 /*
@@ -97,14 +133,19 @@ def resolveRelative(value, base) {
 }
 
 /*
- * Copy `sheet` to `info_dir` with the bam, fragments and rna columns resolved against the sheet's directory.
+ * Copy `sheet` to `info_dir` with the bam, fragments and rna columns resolved against the sheet's directory
+ * (its sample ids checked first: checkSampleIds).
  */
 def resolveSamplesheet(sheet, info_dir) {
     def rows = sheet.splitCsv()
     if (!rows) {
         error("Samplesheet ${sheet} is empty")
     }
-    def header = rows[0].collect { name -> name.trim() }
+    // a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name
+    def header = rows[0].collect { name -> name.trim() }.withIndex().collect { name, i -> i == 0 ? name.replaceFirst('^\uFEFF', '') : name }
+    if ('sample' in header) {
+        checkSampleIds(rows.drop(1).collect { row -> row[header.indexOf('sample')]?.trim() ?: '' }.findAll { id -> id }, sheet)
+    }
     def lines = [ header.join(',') ]
     rows.drop(1).each { row ->
         def cells = []
