@@ -5,6 +5,11 @@ A checkpoint is a ``torch.save`` of a dict ``{"kind", "version", "config", "stat
 data (dataclasses become dicts) that rebuilds the network, ``state_dict`` its tensors; a model may
 add plain-data fields of its own. :func:`load` reads it with ``torch.load(weights_only=True)``, so
 a file holding any other pickled object is refused rather than run.
+
+``digest`` is the SHA-256 of everything else in the checkpoint (:func:`content_digest`): torch's
+archive does not check its own contents, so a file damaged on disk or in transfer would otherwise
+load with wrong weights. :func:`load` recomputes it and refuses a mismatch; a checkpoint written
+without one is read as it is.
 """
 
 from __future__ import annotations
@@ -46,6 +51,39 @@ def plain(value: Any) -> Any:
     return value
 
 
+def _feed(h: Any, value: Any) -> None:
+    """Add ``value`` to the hash ``h``: tensors by dtype, shape and bytes, mappings by sorted key,
+    sequences in order, anything else by its ``repr``."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, Mapping):
+        h.update(b"{")
+        for key in sorted(value, key=str):
+            h.update(repr(str(key)).encode())
+            _feed(h, value[key])
+        h.update(b"}")
+    elif isinstance(value, list | tuple):
+        h.update(b"[")
+        for item in value:
+            _feed(h, item)
+        h.update(b"]")
+    else:
+        h.update(repr(value).encode())
+
+
+def content_digest(ckpt: Mapping[str, Any]) -> str:
+    """The SHA-256 (hex) of a checkpoint's fields other than ``digest``."""
+    import hashlib
+
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in ckpt.items() if k != "digest"})
+    return h.hexdigest()
+
+
 def save(
     path: str | Path,
     kind: str,
@@ -64,6 +102,7 @@ def save(
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         **{k: plain(v) for k, v in extra.items()},
     }
+    payload["digest"] = content_digest(payload)
     # a file object, not the path: torch.save names the archive inside after a path it is given
     # (often a temporary name), which would make the same model differ byte for byte
     with open(path, "wb") as handle:
@@ -98,6 +137,12 @@ def load(path: str | Path, kind: str, version: int) -> dict[str, Any]:
         raise InputError(msg, path)
     if ckpt["version"] != version:
         msg = f"{kind} checkpoint version {ckpt['version']} is not supported (expected {version}); retrain"
+        raise InputError(msg, path)
+    if "digest" in ckpt and ckpt["digest"] != content_digest(ckpt):
+        msg = (
+            f"{kind} checkpoint is damaged: its contents do not match the digest written with "
+            "them (changed on disk or in transfer); copy it again or retrain"
+        )
         raise InputError(msg, path)
     return ckpt
 

@@ -172,3 +172,53 @@ def test_config_is_stored_as_plain_data(tmp_path: Path) -> None:
     ckpt = checkpoint.load(path, "scregnet.test", 1)
     assert ckpt["config"] == {"sizes": (1, 2), "path": "a/b", "scale": 0.5, "values": [0, 1, 2]}
     assert torch.equal(ckpt["state_dict"]["w"], torch.ones(2))
+
+
+def _rezip(path: Path, dest: Path, change: Any) -> None:
+    """A copy of torch's archive ``path`` with each member's bytes passed through ``change(name,
+    data)``: a valid archive (fresh CRCs) whose contents differ, as a file damaged before it was
+    archived again, or by a tool that rewrote it, reads."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as out:
+        for info in src.infolist():
+            out.writestr(info, change(info.filename, src.read(info.filename)))
+
+
+def test_a_damaged_checkpoint_is_refused(tmp_path: Path) -> None:
+    """torch does not check its archive's contents: a weight changed on disk loads as it is. The
+    digest written with the checkpoint tells; a checkpoint without one still loads."""
+    import zipfile
+
+    from scregnet.grn.model import DeepMCL, GRNConfig, load_checkpoint, save_checkpoint
+
+    model = _randomised(DeepMCL(GRNConfig(n_bins=8, embed_dim=8, hidden=8, n_neighbours=2)))
+    path = tmp_path / "grn.pt"
+    save_checkpoint(model, path, tfs=["A", "B"])
+    with zipfile.ZipFile(path) as archive:
+        data = [i for i in archive.infolist() if "/data/" in i.filename]
+        largest = max(data, key=lambda i: i.file_size).filename
+
+    def flip(name: str, data: bytes) -> bytes:
+        if name != largest:
+            return data
+        damaged = bytearray(data)
+        damaged[len(damaged) // 2] ^= 0x40
+        return bytes(damaged)
+
+    damaged = tmp_path / "damaged.pt"
+    _rezip(path, damaged, flip)
+    raw = torch.load(damaged, weights_only=True)  # torch itself reads it without complaint
+    assert any(not torch.equal(raw["state_dict"][k], v) for k, v in model.state_dict().items())
+    with pytest.raises(InputError) as err:
+        load_checkpoint(damaged)
+    assert "checkpoint is damaged" in _one_line(err, damaged)
+    unchanged = tmp_path / "copy.pt"
+    _rezip(path, unchanged, lambda _name, data: data)
+    _same_weights(model, load_checkpoint(unchanged)[0])
+    # written before checkpoints carried a digest: read as it is
+    legacy = tmp_path / "legacy.pt"
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["digest"]
+    torch.save(ckpt, legacy)
+    _same_weights(model, load_checkpoint(legacy)[0])

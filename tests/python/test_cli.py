@@ -66,6 +66,15 @@ def test_input_error_is_one_line_and_nonzero(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "nope" in err[0] and "does not exist" in err[0]
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("x\n")
+    for argv in (
+        ["evaluate", "--truth", str(tmp_path), "--results", str(a_file)],
+        ["report", "--results", str(a_file), "--out", str(tmp_path / "r.html")],
+    ):
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "results directory is a file, not a folder" in err[0], err
 
 
 def test_running_out_of_memory_exits_137(

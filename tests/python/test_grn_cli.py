@@ -255,6 +255,13 @@ def test_shards_merge_to_the_edges_of_one_scoring(
     copy = tmp_path / "copy.tsv"
     copy.write_bytes(two.read_bytes())
     assert "shard 2/3 given twice" in refused(one, two, copy, three)
+    # a copy cut short at a line boundary reads as a table: the header's pair count tells
+    lines = two.read_text().splitlines(keepends=True)
+    assert lines[0].rstrip("\n").endswith(f"pairs={len(lines) - 2}")
+    copy.write_text("".join(lines[:-3]))
+    assert f"holds {len(lines) - 5} pairs, its header says {len(lines) - 2}" in refused(
+        one, copy, three
+    )
     assert "another N (shard count)" in refused(one, two, three, tmp_path / f"s1of{n_tfs + 2}.tsv")
     assert "not a GRN shard" in refused(whole)
     # shards of another model (another seed) do not mix

@@ -848,6 +848,8 @@ def _bad_rna(kind: str) -> ad.AnnData:
         x = np.log1p(x)
     elif kind == "empty":
         return adata[:0].copy()
+    elif kind == "huge":  # an integer no count of molecules reaches (overflowed downstream)
+        x[0, np.flatnonzero(x[0])[0]] = 1e30
     adata.X = x
     return adata
 
@@ -859,6 +861,7 @@ def _bad_rna(kind: str) -> ad.AnnData:
         ("negative", "negative"),
         ("float", "non-integer values"),
         ("empty", "empty matrix"),
+        ("huge", "contain a value of 1e+30, above any count of molecules"),
     ],
 )
 def test_cli_bad_rna(

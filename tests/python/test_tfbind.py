@@ -450,6 +450,26 @@ def _train_fails(
     return _one_error_line(capsys)
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--dropout", "1.5,0.2,0.2"), "each --dropout must be in [0, 1), got 1.5,0.2,0.2"),
+        (("--window", "50", "--bin-size", "50"), "window 50 is too short for 3 convolution"),
+        (("--jitter", "600"), "--jitter must be >= 0 and under half the window (1000 bp)"),
+    ],
+)
+def test_untrainable_settings_are_refused_before_training(
+    flags: tuple[str, ...],
+    message: str,
+    synth: Synth,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Settings the network cannot train with are input errors, not internal ones."""
+    line = _train_fails(synth, tmp_path, capsys, *flags)
+    assert message in line and "internal error" not in line, line
+
+
 def _copy_bulk(synth: Synth, tmp_path: Path) -> Path:
     bulk = tmp_path / "bulk"
     shutil.copytree(synth.bulk_sheet.parent, bulk)

@@ -99,3 +99,21 @@ def test_a_state_from_another_configuration_is_ignored(tmp_path: Path) -> None:
     resumed, _ = run(again, state)
     assert again.reads == EPOCHS * N  # started over
     assert same_weights(resumed, run(Windows(0), None)[0])
+
+
+@pytest.mark.parametrize("content", [b"tf\n", b"garbage", b"PK\x03\x04 not a zip", b""])
+def test_an_unreadable_state_is_ignored_with_a_warning(
+    content: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever a state file holds that torch cannot read (text, a truncated or foreign file),
+    training starts over with one warning line and ends with the weights of a run without it."""
+    torch.set_num_threads(1)
+    state = tmp_path / "tfbind_train.state"
+    state.write_bytes(content)
+    again = Windows(0)
+    with caplog.at_level("WARNING", logger="scregnet"):
+        resumed, _ = run(again, state)
+    assert again.reads == EPOCHS * N  # started over
+    warned = [r.getMessage() for r in caplog.records if "unreadable training state" in r.message]
+    assert len(warned) == 1 and "\n" not in warned[0]
+    assert same_weights(resumed, run(Windows(0), None)[0])

@@ -173,6 +173,22 @@ def tfbind_train_out_is_a_sheet_file(s, tmp):  # type: ignore[no-untyped-def]
     return [*argv, "--bulk", str(bulk / "bulk_sheet.csv"), "--out", str(chip)], chip, [chip]
 
 
+def _tfbind_train(s: dict[str, Path], tmp: Path) -> list[str]:
+    argv = ["tfbind", "train", "--fasta", str(s["world"] / "genome.fa")]
+    return [*argv, "--bulk", str(s["world"] / "bulk" / "bulk_sheet.csv")]
+
+
+def tfbind_train_state_is_out(s, tmp):  # type: ignore[no-untyped-def]
+    out = tmp / "m.pt"
+    return [*_tfbind_train(s, tmp), "--out", str(out), "--state", str(out)], out, []
+
+
+def tfbind_train_state_is_motifs(s, tmp):  # type: ignore[no-untyped-def]
+    motifs = _copy(s["world"] / "motifs.jaspar", tmp / "my.jaspar")
+    argv = [*_tfbind_train(s, tmp), "--motifs", str(motifs), "--out", str(tmp / "m.pt")]
+    return [*argv, "--state", str(motifs)], motifs, [motifs]
+
+
 def tfbind_merge_same_shard_twice(s, tmp):  # type: ignore[no-untyped-def]
     shard = _copy(s["clustered"], tmp / "s.chr1.h5ad")
     argv = ["tfbind", "merge", "--shards", str(shard), str(shard), "--atac", str(s["clustered"])]
@@ -226,6 +242,8 @@ CASES: dict[str, Build] = {
         grn_merge_same_shard_twice,
         grn_same_rna_twice,
         tfbind_train_out_is_a_sheet_file,
+        tfbind_train_state_is_out,
+        tfbind_train_state_is_motifs,
         tfbind_merge_same_shard_twice,
         tfbind_merge_out_is_atac,
         simulate_outdir_is_a_file,
@@ -276,8 +294,30 @@ def test_tracks_into_a_folder_holding_its_inputs_keeps_them(
     assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
 
 
+def test_an_output_that_is_a_pipe_or_device_is_refused(
+    staged: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outputs are written whole and renamed into place, which would replace a named pipe or a
+    device node (`--out /dev/null`) with a regular file: refused, the node left as it was."""
+    import stat
+
+    from scregnet.io.outputs import check_output_file
+
+    fifo = tmp_path / "out.h5ad"
+    os.mkfifo(fifo)
+    code = cli([*_count(staged, staged["world"] / "peaks.bed", fifo), "--quiet"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and "named pipe, not a regular file" in lines[0]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
+    with pytest.raises(InputError, match="a device or socket, not a regular file"):
+        check_output_file("/dev/null")  # only looked at
+    check_output_file(tmp_path / "absent.tsv")
+    check_output_file(staged["world"] / "peaks.bed")
+
+
 def test_tracks_rerun_removes_only_its_own_stale_tracks(
-    staged: dict[str, Path], tmp_path: Path
+    staged: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "T"
     assert _tracks(staged, staged["fragments"], staged["clustered"], folder) == 0
@@ -288,7 +328,9 @@ def test_tracks_rerun_removes_only_its_own_stale_tracks(
     (folder / "99.bw").write_bytes(b"stale")
     manifest.write_text(manifest.read_text() + "99.bw\n")
     (folder / "mine.bw").write_bytes(b"foreign")
+    capsys.readouterr()
     assert _tracks(staged, staged["fragments"], staged["clustered"], folder) == 0
+    assert "removing 1 file(s)" in capsys.readouterr().err  # said, not silent
     assert not (folder / "99.bw").exists()
     assert (folder / "mine.bw").read_bytes() == b"foreign"
     assert sorted(p.name for p in folder.glob("*.bw")) == sorted([*own, "mine.bw"])

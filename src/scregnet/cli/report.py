@@ -66,7 +66,8 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.report.build import MULTIQC_TABLE, build_report
 
     if not args.results.is_dir():
-        msg = "results directory does not exist"
+        why = "is a file, not a folder" if args.results.exists() else "does not exist"
+        msg = f"results directory {why}"
         raise InputError(msg, args.results)
     read = (".h5ad", ".tsv", ".tsv.gz", ".json", ".bed", ".bw", ".narrowPeak")
     evaluation = args.results / keys.EVALUATION if args.truth is not None else None

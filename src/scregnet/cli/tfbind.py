@@ -392,7 +392,8 @@ def _train(args: argparse.Namespace) -> int:
         msg = "motif file does not exist"
         raise InputError(msg, args.motifs)
     check_paths(
-        inputs=[args.fasta, args.bulk, args.motifs, *_sheet_files(args.bulk)], outputs=[args.out]
+        inputs=[args.fasta, args.bulk, args.motifs, *_sheet_files(args.bulk)],
+        outputs=[args.out, args.state],
     )
     config = train_config(args)
     train(

@@ -25,12 +25,11 @@ STAGES = ("atac", "impute", "tfbind", "grn")
 def evaluate(truth_dir: str | Path, results_dir: str | Path) -> dict[str, Any]:
     """Score every stage whose outputs exist in ``results_dir``."""
     truth_dir, results_dir = Path(truth_dir), Path(results_dir)
-    if not truth_dir.is_dir():
-        msg = "truth directory does not exist"
-        raise InputError(msg, truth_dir)
-    if not results_dir.is_dir():
-        msg = "results directory does not exist"
-        raise InputError(msg, results_dir)
+    for folder, what in ((truth_dir, "truth"), (results_dir, "results")):
+        if not folder.is_dir():
+            why = "is a file, not a folder" if folder.exists() else "does not exist"
+            msg = f"{what} directory {why}"
+            raise InputError(msg, folder)
     report: dict[str, Any] = {}
     for stage in STAGES:
         name = f"scregnet.evaluate.score_{stage}"

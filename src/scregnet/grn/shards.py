@@ -3,13 +3,14 @@ and the merge of every group's pairs into the ranked edges (``scregnet grn merge
 
 A shard file is a TSV of unranked pairs after one header line::
 
-    #scregnet-grn-shard<TAB>K/N<TAB>model=<digest><TAB>tfs=<digest><TAB>method=<read-out>
+    #scregnet-grn-shard<TAB>K/N<TAB>model=<digest><TAB>tfs=<digest><TAB>method=<read-out><TAB>pairs=<n>
     tf  target  expression_score  [binding_prior]  attention_<view> ...
 
 ``expression_score`` is the model's P(edge) at full precision, ``binding_prior`` the pair's
 binding (empty: none) when the model was trained on binding priors. The published score combines
 the two by their ranks over every pair, so only the merge can compute it. The merge refuses shards
-of different models, TF lists or ``N``, and a missing or repeated shard.
+of different models, TF lists or ``N``, a missing or repeated shard, and a shard with fewer or
+more rows than its header's ``pairs`` (a copy cut short at a line boundary).
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def write_shard(
     k, n = shard
     with atomic_paths(Path(path)) as (tmp,):
         with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(f"{MAGIC}\t{k}/{n}\tmodel={model}\ttfs={tfs}\tmethod={scores.method}\n")
+            handle.write(
+                f"{MAGIC}\t{k}/{n}\tmodel={model}\ttfs={tfs}\tmethod={scores.method}"
+                f"\tpairs={scores.score.size}\n"
+            )
             write_tsv(handle, header, scores.score.size, fields)
 
 
@@ -113,6 +117,7 @@ class _Shard:
     tfs: str
     method: str
     columns: list[str]
+    pairs: int | None  # the rows the header announces (None: a shard written without the count)
 
 
 def _read_csv(path: Path, **kw: object) -> pd.DataFrame | Iterator[pd.DataFrame]:
@@ -150,6 +155,9 @@ def _read_shard(path: Path) -> _Shard:
             k, n = parse_shard(fields[1])
         except ValueError as exc:
             raise InputError(str(exc), path) from exc
+        if "pairs" in meta and not meta["pairs"].isdigit():
+            msg = f"GRN shard header has pairs={meta['pairs']!r}, not a number of pairs"
+            raise InputError(msg, path)
         try:
             columns = [str(c) for c in _read_csv(path, nrows=0).columns]  # type: ignore[union-attr]
         except ValueError as exc:
@@ -159,7 +167,8 @@ def _read_shard(path: Path) -> _Shard:
     if not needed <= set(columns) or not any(c.startswith("attention_") for c in columns):
         msg = "GRN shard lacks the columns tf, target, expression_score and attention_<view>"
         raise InputError(msg, path)
-    return _Shard(path, k, n, meta["model"], meta["tfs"], meta["method"], columns)
+    pairs = int(meta["pairs"]) if "pairs" in meta else None
+    return _Shard(path, k, n, meta["model"], meta["tfs"], meta["method"], columns, pairs)
 
 
 def _rows(shard: _Shard) -> Iterator[pd.DataFrame]:
@@ -238,7 +247,9 @@ def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
 
     parts: dict[str, list[NDArray[Any]]] = {k: [] for k in ("tf", "target", "score", "w", "b")}
     for shard in shards:
+        rows = 0
         for chunk in _rows(shard):
+            rows += len(chunk)
             parts["tf"].append(gene_numbers(chunk["tf"]))
             parts["target"].append(gene_numbers(chunk["target"]))
             parts["score"].append(_numbers(chunk, ["expression_score"], np.float64, shard)[:, 0])
@@ -246,6 +257,9 @@ def read_shards(paths: Sequence[str | Path]) -> EdgeScores:
             if with_binding:
                 binding = _numbers(chunk, ["binding_prior"], np.float32, shard, missing=True)
                 parts["b"].append(binding[:, 0])
+        if shard.pairs is not None and rows != shard.pairs:
+            msg = f"GRN shard holds {rows} pairs, its header says {shard.pairs} (cut short?)"
+            raise InputError(msg, shard.path)
     if not parts["tf"] or sum(p.size for p in parts["tf"]) == 0:
         msg = "the GRN shards hold no pair"
         raise InputError(msg, first.path)

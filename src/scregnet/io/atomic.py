@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from scregnet.errors import InputError
-from scregnet.io.outputs import write_error
+from scregnet.io.outputs import check_output_file, write_error
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ def temp_path_for(path: str | Path) -> Path:
     """A fresh temporary path in the same directory as ``path`` (same filesystem: rename is atomic)."""
     path = Path(path)
     _check_parent(path)
+    check_output_file(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except OSError as exc:
@@ -199,9 +200,23 @@ def _merge_into(tmp: Path, path: Path, owner: str, protect: Sequence[str | Path]
                 where.unlink()
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / rel, dest)
-    for rel in sorted(old - set(new)):
+    stale_files = [
+        rel
+        for rel in sorted(old - set(new))
+        if (path / rel).is_file() and not is_protected(path / rel, keys)
+    ]
+    if stale_files:
+        shown = ", ".join(stale_files[:5]) + (" ..." if len(stale_files) > 5 else "")
+        log.warning(
+            "removing %d file(s) from %s that an earlier run of this command wrote and this run "
+            "does not: %s",
+            len(stale_files),
+            path,
+            shown,
+        )
+    for rel in stale_files:
         stale = path / rel
-        if stale.is_file() and not is_protected(stale, keys):
+        if stale.is_file():
             stale.unlink()
             for parent in Path(rel).parents:
                 if parent == Path("."):

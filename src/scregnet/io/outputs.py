@@ -91,6 +91,25 @@ def sample_files(folder: Path, suffix: str) -> dict[str, Path]:
     return {p.name[: -len(suffix)]: p for p in sorted(Path(folder).glob(f"*{suffix}"))}
 
 
+def check_output_file(path: str | Path) -> None:
+    """Refuse an output path that exists and is not a regular file (a device such as /dev/null, a
+    named pipe, a socket): outputs are written whole to a temporary file that then takes the
+    path's place, which would replace the device or pipe with a file."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # absent (or unreachable: the write names the problem)
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a device or socket"
+        msg = (
+            f"output is {kind}, not a regular file: scregnet writes each output whole and "
+            "would replace it; give a file path"
+        )
+        raise InputError(msg, path)
+
+
 def check_paths(
     *,
     inputs: Iterable[MaybePaths] = (),
@@ -104,8 +123,8 @@ def check_paths(
     ``outdirs`` folders it writes into; ``distinct`` are further inputs that must be different
     files (e.g. shards to merge). Raises :class:`InputError` naming the path when: an output is
     the same file as an input (or one of its index files) or as another output; a ``distinct``
-    input is given twice; an output file is an existing folder, or an output folder an existing
-    file; an output folder is an input folder.
+    input is given twice; an output file is an existing folder, a device or a pipe, or an output
+    folder an existing file; an output folder is an input folder.
     """
     unique = _flatten(distinct)
     ins = [*_flatten(inputs), *unique]
@@ -125,6 +144,7 @@ def check_paths(
         if path.is_dir():
             msg = "output file is an existing folder"
             raise InputError(msg, path)
+        check_output_file(path)
     for path in dirs:
         if path.exists() and not path.is_dir():
             msg = "output folder is an existing file"

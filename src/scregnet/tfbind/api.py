@@ -65,7 +65,7 @@ from scregnet.tfbind.data import (
     load_bulk,
     read_bulk_sheet,
 )
-from scregnet.tfbind.model import ModelConfig, ScFAN, base_rate_tfs
+from scregnet.tfbind.model import ModelConfig, ScFAN, base_rate_tfs, trunk_length
 from scregnet.tfbind.motifs import Motif
 from scregnet.tfbind.predict import (
     ClusterWindows,
@@ -203,9 +203,26 @@ def train(
 
 
 def _check_geometry(config: TrainConfig) -> None:
-    """InputError unless 1 <= bin size <= window and step >= 1."""
+    """InputError unless 1 <= bin size <= window, step >= 1, the window is long enough for the
+    convolution blocks, each dropout is in [0, 1) and the jitter is under half the window."""
     if config.bin_size < 1 or config.window < config.bin_size or config.step < 1:
         msg = f"need 1 <= bin size <= window and step >= 1, got bin {config.bin_size}, window {config.window}, step {config.step}"
+        raise InputError(msg)
+    trunk = ModelConfig(
+        n_tfs=1, window=config.window, filters=config.filters, dropout=config.dropout
+    )
+    if trunk_length(trunk) < 1:
+        msg = (
+            f"window {config.window} is too short for {len(config.filters)} convolution blocks "
+            f"(filters {trunk.kernel} wide, pooled by {trunk.pool}): give a longer --window or "
+            "fewer --filters"
+        )
+        raise InputError(msg)
+    if not all(0.0 <= p < 1.0 for p in config.dropout):
+        msg = f"each --dropout must be in [0, 1), got {','.join(map(str, config.dropout))}"
+        raise InputError(msg)
+    if not 0 <= config.jitter < config.window / 2:
+        msg = f"--jitter must be >= 0 and under half the window ({config.window} bp), got {config.jitter}"
         raise InputError(msg)
 
 

@@ -75,6 +75,22 @@ class ModelConfig:
         return asdict(self)
 
 
+def block_kernel(config: ModelConfig, block: int) -> int:
+    """The filter width of convolution block ``block`` (the first may be wider)."""
+    return config.first_kernel if block == 0 and config.first_kernel > 0 else config.kernel
+
+
+def trunk_length(config: ModelConfig) -> int:
+    """Positions left after the convolution blocks (each: a valid convolution, then a max-pool
+    with ceil mode); below 1 the window is too short for the blocks."""
+    length = config.window
+    for block in range(len(config.filters)):
+        length = -(-(length - block_kernel(config, block) + 1) // config.pool)
+        if length < 1:
+            return length
+    return length
+
+
 def base_rate_tfs(tfs: Sequence[str], calib_scale: Sequence[float]) -> list[str]:
     """The TFs whose calibration slope is 0 (:func:`scregnet.tfbind.train.fit_calibration`):
     their binding probability is a constant, their base rate on the validation chromosomes,
@@ -101,22 +117,20 @@ class ScFAN(nn.Module):
         super().__init__()
         self.config = config
         blocks: list[nn.Module] = []
-        channels, length = config.trunk_channels, config.window
+        channels, length = config.trunk_channels, trunk_length(config)
+        if length < 1:
+            msg = f"window {config.window} is too short for {len(config.filters)} blocks of kernel {config.kernel} and pool {config.pool}"
+            raise ValueError(msg)
         for i, (n_filters, p_drop) in enumerate(zip(config.filters, config.dropout, strict=True)):
-            kernel = config.first_kernel if i == 0 and config.first_kernel > 0 else config.kernel
             # (batch, channels, length) -> (batch, n_filters, ceil((length - kernel + 1) / pool))
             blocks += [
-                nn.Conv1d(channels, n_filters, kernel_size=kernel),
+                nn.Conv1d(channels, n_filters, kernel_size=block_kernel(config, i)),
                 nn.BatchNorm1d(n_filters),
                 nn.ReLU(),
                 nn.MaxPool1d(config.pool, ceil_mode=True),
                 nn.Dropout(p_drop),
             ]
-            length = -(-(length - kernel + 1) // config.pool)
             channels = n_filters
-            if length < 1:
-                msg = f"window {config.window} is too short for {len(config.filters)} blocks of kernel {config.kernel} and pool {config.pool}"
-                raise ValueError(msg)
         self.features = nn.Sequential(*blocks)
         # per-TF logit calibration (``scale * logit + bias``), fitted after training; identity before
         self.register_buffer("calib_scale", torch.ones(config.n_tfs))

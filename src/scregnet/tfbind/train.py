@@ -380,16 +380,17 @@ def _state_key(config: TrainConfig, n_train: int, n_val: int | None) -> str:
 
 def _read_state(path: Path, key: str, device: torch.device) -> dict[str, Any] | None:
     """The training state at ``path`` when it exists and was written for ``key``, else None."""
-    import pickle
+    from scregnet.errors import first_line
 
     if not path.exists():
         return None
     try:
-        saved: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        log.warning("ignoring unreadable training state %s (%s): starting over", path, err)
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises many types for a file it cannot read
+        why = f"{type(err).__name__}: {first_line(err)}"
+        log.warning("ignoring unreadable training state %s (%s): starting over", path, why)
         return None
-    if saved.get("key") != key:
+    if not isinstance(saved, dict) or saved.get("key") != key:
         log.warning("ignoring training state %s: written for another configuration or data", path)
         return None
     return saved
