@@ -119,12 +119,8 @@ workflow SCREGNET {
     //
     // Report and MultiQC over everything the run produced
     //
-    // Fragments files keep their own names in a task (Cell Ranger names every sample's file
-    // fragments.tsv.gz): REPORT stages each in its own folder and links it as <sample>.fragments.tsv.gz
-    ch_report_fragments = ch_fragments
-        .map { meta, fragments, _tbi -> [ meta.id, fragments ] }
-        .toSortedList { a, b -> a[0] <=> b[0] }
-        .map { pairs -> [ pairs.collect { pair -> pair[0] }, pairs.collect { pair -> pair[1] } ] }  // value channel: [ [ sample ids ], [ fragments ] ]
+    // REPORT reads the counts, not the fragments files (their lengths are counted by COUNT):
+    // nothing the size of the sequencing data is copied into it
     // the results the samplesheet asks for: the report names any that a failed task left out
     // (under a site's errorStrategy 'ignore' the run goes on without them)
     ch_expected = ch_bam
@@ -145,7 +141,6 @@ workflow SCREGNET {
     REPORT(
         ch_atac_results
             .map { atac -> [ [ id: 'report' ], atac ] }
-            .combine(ch_report_fragments)
             .combine(sortedBySample(TRACKS.out.tracks).ifEmpty([]).map { dirs -> [ dirs ] })
             .combine(sortedBySample(IMPUTE.out.h5ad).ifEmpty([]).map { files -> [ files ] })
             .combine(sortedBySample(TFBIND_MERGE.out.h5ad).ifEmpty([]).map { files -> [ files ] })

@@ -19,6 +19,10 @@ UMAP = "X_umap"
 #: obsm key of the cells x genome tiles counts, and uns key of the tiles' layout: ``size``,
 #: ``chroms``, ``n_tiles`` and the genome's ``chrom_sizes`` the data were counted against
 TILES = "tiles"
+#: ``uns`` of ``scregnet count``'s AnnData: fragments by length (index = length in bp, the last
+#: bin all of at least ``MAX_FRAGMENT_LENGTH_BIN``), over every fragment counted
+FRAGMENT_LENGTHS = "fragment_lengths"
+MAX_FRAGMENT_LENGTH_BIN = 1000
 
 # ---- expression inputs (``scregnet impute --view``, read by ``scregnet grn``) -------------------
 #: obs column with each cell's view (condition or time point): cells of one view are pooled, views

@@ -567,6 +567,11 @@ def test_counts_equal_brute_force(strategy: str, tmp_path: Path) -> None:
             assert qc.loc[b, "nucleosome_signal"] == pytest.approx(mono / max(nfr, 1))
             expected = 2 * (win / 101) / max(flank / 100, 0.2)
             assert qc.loc[b, "tss_enrichment"] == pytest.approx(expected)
+        # every fragment of the file by length (the last bin: 1000 bp and longer), all barcodes
+        by_length = np.bincount(
+            np.minimum([e - a for _, a, e, _, _ in frags], 1000), minlength=1001
+        )
+        np.testing.assert_array_equal(adata.uns["fragment_lengths"], by_length)
     assert max(v for k, v in want_peaks.items()) >= 2 and sum(r[5] for r in want_qc.values()) > 0
 
 

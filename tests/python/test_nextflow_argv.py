@@ -147,8 +147,6 @@ def nextflow_task(step: Step, proc: NfProcess, ext: str, *, gpu: bool, threads: 
                 vals["shard"] = {"id": step.part, "index": index, "count": count}
             elif inp.name == "bulk_sheet_csv":
                 vals["bulk_sheet_csv"] = Path(slots["bulk_sheet"]).read_text()
-            elif inp.name == "fragment_ids":
-                vals["fragment_ids"] = []
             else:
                 vals[inp.name] = slots[inp.name]
             continue

@@ -24,7 +24,6 @@ from nfcheck.functions import call
 from nfcheck.render import (
     Renderer,
     RunResult,
-    StagingCollision,
     Task,
     execute,
     inputs_of,
@@ -122,7 +121,6 @@ def dummy_task(proc: Process, tmp: Path) -> Task:
 DUMMY_VALS: dict[str, Any] = {
     "meta": {"id": "s1", "view": "v1"},
     "shard": {"id": "shard1", "chroms": ["chr1"]},
-    "fragment_ids": ["s1"],
     "expected": ["atac=s1"],
     "skipped_chroms": ["chrM"],
     "bulk_sheet_csv": "tf,chip_bed,accessibility_bw,cell_type\n",
@@ -351,12 +349,10 @@ def chain(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Chain
             "REPORT",
             {
                 "meta": {"id": "report"},
-                "fragment_ids": ["sample1"],
                 "expected": ["atac=sample1", "tfbind=sample1", "impute=sample1", "grn"],
             },
             {
                 "atac": [c.out("COUNT", ".atac.h5ad")[0], c.out("COUNT", ".qc.tsv")[0], clustered],
-                "fragments": [frags],
                 "tracks": c.out("TRACKS", "tracks/*"),
                 "impute": [c.out("IMPUTE", ".imputed.h5ad")[0]],
                 "tfbind": [c.out("TFBIND_MERGE", ".tfbind.h5ad")[0]],
@@ -418,6 +414,10 @@ def test_report_finds_every_result_the_chain_wrote(chain: Chain) -> None:
     assert "--expect 'grn'" in step.result.command
     page = chain.out("REPORT", "report.html")[0].read_text()
     assert 'id="run-status"' not in page
+    assert 'alt="sample1 fragment lengths"' in page  # from the counts: no fragments file staged
+
+
+def test_multiqc_parses_the_scregnet_custom_content(chain: Chain) -> None:
     """MULTIQC's script block on the report's *_mqc.tsv: one MultiQC row per sample with the
     per-sample QC medians; the per-barcode tables (atac/*.qc.tsv) are not MultiQC's input."""
     step = chain.steps.get("MULTIQC")
@@ -442,45 +442,6 @@ def test_report_finds_every_result_the_chain_wrote(chain: Chain) -> None:
     assert not (data / "multiqc_scregnet_count_qc.txt").exists()
 
 
-def cellranger_task(chain: Chain, root: Path) -> Task:
-    """REPORT over two samples whose fragments files are both named fragments.tsv.gz, as Cell
-    Ranger ATAC writes them (cellranger/<sample>/outs/fragments.tsv.gz)."""
-    frags = chain.out("FRAGMENTS", ".tsv.gz")[0]
-    named = []
-    for sample in ("day0", "day3"):
-        outs = root / "cellranger" / sample / "outs"
-        outs.mkdir(parents=True)
-        (outs / "fragments.tsv.gz").symlink_to(frags)
-        named.append(outs / "fragments.tsv.gz")
-    atac = [chain.out("COUNT", ".atac.h5ad")[0], chain.out("COUNT", ".qc.tsv")[0]]
-    return Task(
-        MODULES["REPORT"],
-        {"meta": {"id": "report"}, "fragment_ids": ["day0", "day3"], "expected": ["atac=sample1"]},
-        {
-            "atac": [*atac, chain.out("CLUSTER", ".clustered.h5ad")[0]],
-            "fragments": named,
-            "tracks": [],
-            "impute": [],
-            "tfbind": [],
-            "grn": [],
-        },
-    )
-
-
-def test_report_stages_two_cellranger_fragments_files(
-    chain: Chain, renderer: Renderer, tmp_path: Path
-) -> None:
-    for name in ("FRAGMENTS", "COUNT", "CLUSTER", "REPORT"):
-        if not chain.ok(name):
-            pytest.skip(f"{name} not run: {chain.steps.get(name)}")
-    task = cellranger_task(chain, tmp_path)
-    result = execute(task, renderer.render(task, "script"), tmp_path / "task")
-    assert result.ok, result.explain()
-    for sample in ("day0", "day3"):
-        link = tmp_path / "task" / "results" / "atac" / f"{sample}.fragments.tsv.gz"
-        assert link.resolve() == chain.out("FRAGMENTS", ".tsv.gz")[0].resolve()
-
-
 def test_report_runs_when_every_sample_failed(renderer: Renderer, tmp_path: Path) -> None:
     """Every sample's tasks failed under errorStrategy 'ignore': the workflow hands REPORT empty
     lists, and its script block still writes the report, listing every expected result."""
@@ -488,36 +449,15 @@ def test_report_runs_when_every_sample_failed(renderer: Renderer, tmp_path: Path
         MODULES["REPORT"],
         {
             "meta": {"id": "report"},
-            "fragment_ids": [],
             "expected": ["atac=sample1,sample2", "impute=sample1", "grn"],
         },
-        {name: [] for name in ("atac", "fragments", "tracks", "impute", "tfbind", "grn")},
+        {name: [] for name in ("atac", "tracks", "impute", "tfbind", "grn")},
     )
     result = execute(task, renderer.render(task, "script"), tmp_path / "task")
     assert result.ok, result.explain()
     page = (tmp_path / "task" / "report" / "report.html").read_text()
     assert "4 result(s) that the samplesheet asks for are missing" in page
     assert not list((tmp_path / "task" / "report").glob("*_mqc.tsv"))
-
-
-def test_staging_check_fails_on_a_broken_copy(chain: Chain, tmp_path: Path) -> None:
-    """REPORT as it was: every fragments file staged as results/atac/<its own name>."""
-    for name in ("FRAGMENTS", "COUNT", "CLUSTER"):
-        if not chain.ok(name):
-            pytest.skip(f"{name} not run")
-    task = cellranger_task(chain, tmp_path)
-    proc = task.process
-    broken = Process(
-        proc.name,
-        proc.path,
-        proc.directives,
-        [d.replace("stageAs: 'fragments?/*'", "stageAs: 'results/atac/*'") for d in proc.inputs],
-        proc.outputs,
-        proc.sections,
-    )
-    assert broken.inputs != proc.inputs
-    with pytest.raises(StagingCollision, match="input file name collision"):
-        execute(Task(broken, task.vals, task.paths), "true", tmp_path / "broken")
 
 
 def test_contract_run_fails_on_a_broken_module(renderer: Renderer, tmp_path: Path) -> None:

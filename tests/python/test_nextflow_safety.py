@@ -16,7 +16,7 @@ from nfcheck.safety import (
     workflow_files,
 )
 from nfcheck.schema import load, missing_indexes, read_rows, resolve_relative, validate_rows
-from nfcheck.structure import Process, parse
+from nfcheck.structure import parse
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,26 +141,21 @@ def test_quoting_check_fails_on_a_broken_copy(case: str, tmp_path: Path) -> None
     assert any(expected in p for p in problems), problems
 
 
-def report_task(fragments: list[Path], *, stage_as: str | None = None) -> Task:
-    """REPORT bound to ``fragments`` (other inputs empty), optionally with another stageAs."""
+def report_task(impute: list[Path]) -> Task:
+    """REPORT bound to ``impute`` files (other inputs empty)."""
     proc = parse(REPO / "modules" / "local" / "report" / "main.nf").processes[0]
-    if stage_as is not None:
-        inputs = [
-            d.replace("stageAs: 'fragments?/*'", f"stageAs: '{stage_as}'") for d in proc.inputs
-        ]
-        assert inputs != proc.inputs
-        proc = Process(proc.name, proc.path, proc.directives, inputs, proc.outputs, proc.sections)
-    ids = [f.parts[-3] for f in fragments]
     return Task(
         proc,
-        {"meta": {"id": "report"}, "fragment_ids": ids},
-        {"atac": [], "fragments": fragments, "tracks": [], "impute": [], "tfbind": [], "grn": []},
+        {"meta": {"id": "report"}, "expected": []},
+        {"atac": [], "tracks": [], "impute": impute, "tfbind": [], "grn": []},
     )
 
 
-def test_cellranger_samplesheet_stages_without_collision() -> None:
+def test_cellranger_samplesheet_stages_without_collision(tmp_path: Path) -> None:
     """tests/data/samplesheet_cellranger.csv: two samples whose fragments files are both
-    outs/fragments.tsv.gz (tests/default.nf.test runs the pipeline on it with -stub)."""
+    outs/fragments.tsv.gz (tests/default.nf.test runs the pipeline on it with -stub). Each task
+    that reads a fragments file reads one sample's, and REPORT reads none (the fragment lengths
+    come from the counts), so the shared name never meets itself in a task directory."""
     sheet = REPO / "tests" / "data" / "samplesheet_cellranger.csv"
     rows = read_rows(sheet)
     resolve_relative(rows, sheet.parent, ("bam", "fragments", "rna"))
@@ -168,11 +163,20 @@ def test_cellranger_samplesheet_stages_without_collision() -> None:
     assert validate_rows(schema, rows, check_exists=True) == [] and missing_indexes(rows) == []
     files = [Path(r["fragments"]) for r in rows]
     assert {f.name for f in files} == {"fragments.tsv.gz"} and len(files) == 2
-    plan = staging_plan(report_task(files))
-    assert sorted(k for k in plan if k.startswith("fragments")) == [
-        "fragments1/fragments.tsv.gz",
-        "fragments2/fragments.tsv.gz",
-    ]
-    # REPORT as it was (every file staged by its own name into one folder) collides
+    for main in sorted((REPO / "modules" / "local").glob("*/main.nf")):
+        for proc in parse(main).processes:
+            for line in proc.inputs:
+                if "fragments" in line:
+                    # one sample's file per task: in its tuple, never gathered
+                    assert line.lstrip().startswith("tuple val(meta)"), (proc.name, line)
+                    assert "arity: '0..*'" not in line, (proc.name, line)
+    report = parse(REPO / "modules" / "local" / "report" / "main.nf").processes[0]
+    assert not any("fragments" in line for line in report.inputs)
+    # the staging check itself: two inputs of one name in one folder collide
+    same = [tmp_path / d / "s1.imputed.h5ad" for d in ("a", "b")]
+    for f in same:
+        f.parent.mkdir()
+        f.touch()
+    assert "results/impute/s1.imputed.h5ad" in staging_plan(report_task(same[:1]))
     with pytest.raises(StagingCollision, match="input file name collision"):
-        staging_plan(report_task(files, stage_as="results/atac/*"))
+        staging_plan(report_task(same))

@@ -73,6 +73,22 @@ def _results(tmp_path: Path) -> Path:
     return res
 
 
+def test_fragment_lengths_come_from_the_counts(tmp_path: Path) -> None:
+    """`scregnet count` keeps the fragments by length: the report draws them without the
+    fragments file (which a pipeline's report task would otherwise have to copy in whole)."""
+    res = _results(tmp_path)
+    (res / "atac" / "s1.fragments.tsv.gz").unlink()
+    out = res / "report" / "report.html"
+    assert cli(["report", "--results", str(res), "--out", str(out)]) == 0
+    assert 'alt="s1 fragment lengths"' not in out.read_text()
+    clustered = res / "atac" / "s1.clustered.h5ad"
+    atac = ad.read_h5ad(clustered)
+    atac.uns["fragment_lengths"] = np.bincount([147, 147, 300, 60], minlength=1001)
+    atac.write_h5ad(clustered)
+    assert cli(["report", "--results", str(res), "--out", str(out)]) == 0
+    assert 'alt="s1 fragment lengths"' in out.read_text()
+
+
 def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
     res = _results(tmp_path)
     out = res / "report" / "report.html"

@@ -31,7 +31,9 @@ The AnnData written by ``scregnet count`` (DESIGN.md's ``atac.h5ad``):
 * ``obsm['tiles']``: cells x tiles, CSR int32, kept in the same file so that cells can never
   get out of step with their tiles; ``uns['tiles']`` holds ``size``, ``chroms``, ``n_tiles``,
   ``chrom_sizes`` and :func:`tile_names` rebuilds the ``chrom:start-end`` column names;
-* ``uns['count']``: the fragments path, strategy, cell-calling rule and threshold.
+* ``uns['count']``: the fragments path, strategy, cell-calling rule and threshold;
+* ``uns['fragment_lengths']``: the number of fragments of each length in bp (0-999; the last bin,
+  1000, holds every longer one) over every fragment counted, all barcodes (the report's figure).
 """
 
 from __future__ import annotations
@@ -337,6 +339,7 @@ class _Counter:
         self.sums = np.zeros((0, QC_COLUMNS), dtype=np.int64)
         self.peak_pairs, self.tile_pairs = _Pairs(), _Pairs()
         self.fill = np.zeros(2, dtype=np.int64)
+        self.lengths = np.zeros(keys.MAX_FRAGMENT_LENGTH_BIN + 1, dtype=np.int64)
 
     def read(self, reader: FragmentReader, exclude: set[str]) -> int:
         """Count every chunk off the ``exclude`` chromosomes; the number of fragments skipped.
@@ -383,6 +386,10 @@ class _Counter:
             self.fill,
         )
         n = len(chunk)
+        self.lengths += np.bincount(
+            np.minimum(chunk.end - chunk.start, keys.MAX_FRAGMENT_LENGTH_BIN),
+            minlength=keys.MAX_FRAGMENT_LENGTH_BIN + 1,
+        )
         peak_pairs.reserve(2 * n + 64)
         tile_pairs.reserve(2 * n + 64)
         done = 0
@@ -488,6 +495,7 @@ def _to_anndata(
     obs.index = pd.Index([names[i] for i in cell_ids], name="barcode")
     adata = ad.AnnData(X=x, obs=obs, var=var)
     adata.uns["count"] = uns
+    adata.uns[keys.FRAGMENT_LENGTHS] = counter.lengths.copy()
     if tiles is not None:
         adata.obsm[keys.TILES] = counter.tile_pairs.matrix(row_of, n_cells, tiles.total)
         adata.uns[keys.TILES] = {

@@ -339,7 +339,7 @@ STEPS: dict[str, Process] = _table(
         "REPORT",
         ("report",),
         "process_single",
-        ("FRAGMENTS", "COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN_MERGE"),
+        ("COUNT", "CLUSTER", "TRACKS", "IMPUTE", "TFBIND_MERGE", "GRN_MERGE"),
         (
             _in("--results", "results"),
             _out("--out"),

@@ -149,8 +149,9 @@ class Results:
 
 
 def _fragment_lengths(path: Path, limit: int = 2_000_000) -> np.ndarray:
-    """End minus start of the first ``limit`` fragments; a file that is not gzipped fragments
-    with whole-number positions is an :class:`InputError` naming it."""
+    """Fragments by length (as ``uns['fragment_lengths']`` of ``scregnet count``) over the first
+    ``limit`` fragments of a fragments file: for counts written before ``count`` kept them. A file
+    that is not gzipped fragments with whole-number positions is an :class:`InputError` naming it."""
     try:
         frame = pd.read_csv(
             path, sep="\t", header=None, usecols=[1, 2], nrows=limit, comment="#", dtype=np.int64
@@ -158,7 +159,8 @@ def _fragment_lengths(path: Path, limit: int = 2_000_000) -> np.ndarray:
     except (OSError, EOFError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
         msg = f"not a readable fragments file ({first_line(exc)})"
         raise InputError(msg, path) from exc
-    return (frame[2] - frame[1]).to_numpy()
+    lengths = np.clip((frame[2] - frame[1]).to_numpy(), 0, keys.MAX_FRAGMENT_LENGTH_BIN)
+    return np.bincount(lengths, minlength=keys.MAX_FRAGMENT_LENGTH_BIN + 1)
 
 
 #: per-cell QC columns of scregnet count whose per-sample medians the QC table reports
@@ -201,10 +203,15 @@ def atac_sections(results: Results, qc: Section, clusters: Section) -> pd.DataFr
                     ),
                     f"{sample} {column}",
                 )
+        # counted by `scregnet count`; from the fragments file for counts made before it kept them
         frag = results.root / "atac" / f"{sample}.fragments.tsv.gz"
-        if results.current(frag):
+        by_length = adata.uns.get(keys.FRAGMENT_LENGTHS)
+        if by_length is None and results.current(frag):
+            by_length = _fragment_lengths(frag)
+        if by_length is not None:
             qc.image(
-                figures.fragment_lengths(_fragment_lengths(frag)), f"{sample} fragment lengths"
+                figures.fragment_lengths(np.asarray(by_length, dtype=np.int64)),
+                f"{sample} fragment lengths",
             )
         if keys.UMAP in adata.obsm and keys.CLUSTER in obs:
             clusters.image(

@@ -50,10 +50,12 @@ def histogram(
     return to_base64(fig)
 
 
-def fragment_lengths(lengths: np.ndarray) -> str:
+def fragment_lengths(by_length: np.ndarray) -> str:
+    """Each length's share of the fragments shorter than the last bin (``by_length[i]``: the
+    fragments of ``i`` bp; the last bin holds the longer ones, not drawn)."""
     fig = _figure()
     ax = fig.add_subplot()
-    counts = np.bincount(np.clip(lengths, 0, 1000), minlength=1001)[:1000]
+    counts = np.asarray(by_length)[:-1]
     ax.plot(np.arange(counts.size), counts / max(counts.sum(), 1), color="#3b6ea8")
     ax.set_xlabel("fragment length (bp)")
     ax.set_ylabel("fraction of fragments")
