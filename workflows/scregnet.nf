@@ -86,8 +86,14 @@ workflow SCREGNET {
         .combine(ch_chrom_shards)
         .combine(ch_model)  // channel: [ meta, path(clustered), path(fragments), path(tbi), shard, path(model) ]
     TFBIND_PREDICT(ch_shards, ch_fasta, ch_fai, references.map { refs -> refs.motifs })
+    // a key that knows the number of shards: each sample's merge starts once its own shards are
+    // done, not after every sample's (a sample missing a shard, under errorStrategy 'ignore', gets
+    // no merge, and the report lists its TF binding as missing)
     ch_shard_files = TFBIND_PREDICT.out.shard
-        .groupTuple(sort: { a, b -> a.name <=> b.name })  // channel: [ meta, [ shard files, by name ] ]
+        .combine(ch_chrom_shards.count())
+        .map { meta, shard, n_shards -> [ groupKey(meta, n_shards), shard ] }
+        .groupTuple(sort: { a, b -> a.name <=> b.name })
+        .map { key, shards -> [ key.getGroupTarget(), shards ] }  // channel: [ meta, [ shard files, by name ] ]
     ch_skipped = ch_fai.map { fai -> skippedContigs(fai.splitCsv(sep: '\t').collect { row -> [ row[0], row[1] as long ] }, options.skip_chroms) }  // value channel: [ contig names left out ]
     TFBIND_MERGE(ch_shard_files.join(CLUSTER.out.h5ad), ch_skipped)  // [ meta, [ shards ], path(clustered) ]
 
