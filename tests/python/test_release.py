@@ -53,3 +53,11 @@ def test_manifest_pins_a_release() -> None:
     assert m["nextflowVersion"].startswith("!>=")
     assert m["homePage"].startswith("https://github.com/")
     assert f"## {scregnet.__version__}" in (REPO / "CHANGELOG.md").read_text()
+
+
+def test_conda_environments_name_the_release() -> None:
+    """Nextflow's conda cache names an environment by its file's content and the file installs
+    this checkout: a file without the version would keep serving the first release's code."""
+    for name in ("environment.yml", "environment-gpu.yml"):
+        text = (REPO / "containers" / name).read_text()
+        assert f"# scregnet {scregnet.__version__}:" in text, name
