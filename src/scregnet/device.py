@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+#: the device strings every subcommand and `scregnet run` take
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -29,7 +30,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     import torch
 
     spec = spec.strip().lower()
-    if not _DEVICE_RE.match(spec):
+    if not DEVICE_PATTERN.match(spec):
         msg = f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}"
         raise InputError(msg)
     if spec == "auto":

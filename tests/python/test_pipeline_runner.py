@@ -301,6 +301,36 @@ def test_gpu_steps_get_one_resolved_device(tiny_world: Path, tmp_path: Path) -> 
     assert with_device == {name for name, spec in STEPS.items() if spec.gpu}
 
 
+def test_a_gpu_asked_for_and_missing_is_refused_before_any_step(
+    tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--device cuda` on a machine without a visible GPU: one line from the planning, before the
+    results folder exists (before, the CPU steps ran and the first GPU step failed)."""
+    import torch
+
+    from scregnet.cli.main import main as cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "res"
+    for extra in ([], ["--dry-run"]):
+        argv = ["run", "--params", str(tiny_world / "params.yaml"), "--outdir", str(out)]
+        assert cli([*argv, "--device", "cuda", *extra]) == 1
+        assert not out.exists()
+
+
+def test_a_dry_run_says_the_results_folder_cannot_be_written(
+    tiny_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dry run checks what the run checks first: a results folder under a file."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x\n")
+    argv = ["run", "--params", str(tiny_world / "params.yaml"), "--outdir", str(blocker / "res")]
+    from scregnet.cli.main import main as cli
+
+    assert cli([*argv, "--dry-run"]) == 1
+    assert "not a writable directory" in capsys.readouterr().err
+
+
 def test_versions_yaml_lists_each_process_once(tiny_world: Path, tmp_path: Path) -> None:
     import yaml
 
@@ -317,6 +347,32 @@ def test_versions_yaml_lists_each_process_once(tiny_world: Path, tmp_path: Path)
     time.sleep(0.01)
     write_versions(steps, tmp_path)  # same content: not rewritten, so resume sees the same file
     assert path.stat().st_mtime_ns == before
+
+
+def test_recorded_commands_do_not_depend_on_how_paths_are_spelled(
+    tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's record holds its command line: the params file named from another folder, with
+    `..`, and the results folder named through a symlink give the same commands, so a resumed
+    run (a cron job, another shell) reruns nothing. Before, every path kept its spelling."""
+    from scregnet.cli.run import results_folder
+    from scregnet.pipeline.params import read_params
+
+    real = tmp_path / "res"
+    link = tmp_path / "res_link"
+    link.symlink_to(real, target_is_directory=True)
+    elsewhere = tmp_path / "a" / "b"
+    elsewhere.mkdir(parents=True)
+    steps = plan(read_params(tiny_world / "params.yaml"), real, threads=1)
+    monkeypatch.chdir(elsewhere)
+    relative = Path(os.path.relpath(tiny_world, elsewhere)) / "samples" / ".." / "params.yaml"
+    again = plan(read_params(relative), real, threads=1)
+    assert [s.argv for s in again] == [s.argv for s in steps]
+    assert all(".." not in a for s in again for a in s.argv)
+    # `scregnet run` plans in the resolved results folder, whatever its spelling
+    for outdir in (link, Path(os.path.relpath(real, elsewhere)), link / ".." / "res"):
+        spelled = plan(read_params(relative), results_folder(outdir), threads=1)
+        assert [s.argv for s in spelled] == [s.argv for s in steps], outdir
 
 
 def test_step_dependencies_of_the_real_plan(tiny_world: Path, tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ CONFIG = TrainConfig(epochs=EPOCHS, patience=10, batch_size=8, lr=1e-2, use_acce
 
 
 def run(
-    train_set: Windows, state: Path | None, config: TrainConfig = CONFIG
+    train_set: Windows, state: Path | None, config: TrainConfig = CONFIG, inputs: str = ""
 ) -> tuple[nn.Module, Any]:
     net = model()
     result = fit(
@@ -64,6 +64,7 @@ def run(
         device=torch.device("cpu"),
         generator=torch.Generator().manual_seed(0),
         state=state,
+        inputs=inputs,
     )
     return net, result
 
@@ -117,3 +118,31 @@ def test_an_unreadable_state_is_ignored_with_a_warning(
     warned = [r.getMessage() for r in caplog.records if "unreadable training state" in r.message]
     assert len(warned) == 1 and "\n" not in warned[0]
     assert same_weights(resumed, run(Windows(0), None)[0])
+
+
+def test_a_state_written_before_an_input_changed_is_ignored(tmp_path: Path) -> None:
+    """A rerun after an input file changed (a motif file edited: same windows, other bases or
+    channels) trains from the start instead of from weights fitted to the old inputs."""
+    from scregnet.tfbind.api import _input_files_identity
+    from scregnet.tfbind.data import BulkTrack
+
+    torch.set_num_threads(1)
+    files = {
+        name: tmp_path / name for name in ("g.fa", "g.fa.fai", "s.csv", "a.bw", "c.bed", "m.jaspar")
+    }
+    for path in files.values():
+        path.write_text("x\n")
+    track = BulkTrack("A", files["a.bw"], {"CTCF": files["c.bed"]})
+    before = _input_files_identity(files["g.fa"], files["s.csv"], [track], str(files["m.jaspar"]))
+    assert before == _input_files_identity(
+        files["g.fa"], files["s.csv"], [track], str(files["m.jaspar"])
+    )
+    files["m.jaspar"].write_text("edited motif\n")
+    after = _input_files_identity(files["g.fa"], files["s.csv"], [track], str(files["m.jaspar"]))
+    assert after != before
+    state = tmp_path / "tfbind_train.state"
+    with pytest.raises(KeyboardInterrupt):
+        run(Windows(0, fail_at=2 * N + 5), state, inputs=before)
+    again = Windows(0)
+    run(again, state, inputs=after)
+    assert again.reads == EPOCHS * N  # started over

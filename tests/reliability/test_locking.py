@@ -166,15 +166,38 @@ def test_a_reused_pid_does_not_hold_the_lock(
         assert json.loads(lock.read_text())["pid"] == os.getpid()
 
 
-def test_a_lock_from_another_host_is_respected_and_names_the_file_to_remove(
-    tmp_path: Path,
+def test_a_lock_from_another_host_on_a_network_file_system_is_respected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Another machine's run cannot be checked from here: the error names the file to remove."""
+    import scregnet.pipeline.lock as lock_module
+
+    monkeypatch.setattr(lock_module, "_file_system", lambda _path: "nfs4")
     _write_lock(tmp_path, pid=12345, host="node-elsewhere")
     with (
         pytest.raises(InputError, match=f"node-elsewhere.*delete {tmp_path / LOCK_NAME}"),
         outdir_lock(tmp_path),
     ):
         pass
+
+
+def test_a_killed_runs_lock_from_another_host_name_on_a_local_disk_is_taken_over(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run in a container (a host name of its own) killed with -9 on a local disk: its flock is
+    gone, and only this machine could hold one there, so the next run takes the lock over, even
+    when the recorded pid is alive here (another process in this pid namespace)."""
+    import scregnet.pipeline.lock as lock_module
+
+    assert lock_module._file_system(tmp_path) is not None
+    for fs in ("ext4", "overlay", "tmpfs"):
+        caplog.clear()
+        _write_lock(tmp_path, pid=sleeper.pid, host="ctr-run-1")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(lock_module, "_file_system", lambda _path, fs=fs: fs)
+            with caplog.at_level("WARNING", logger="scregnet"), outdir_lock(tmp_path) as lock:
+                assert json.loads(lock.read_text())["host"] == socket.gethostname()
+        assert "ctr-run-1" in caplog.text and "taking over" in caplog.text
 
 
 def test_of_processes_starting_together_exactly_one_runs(tmp_path: Path) -> None:

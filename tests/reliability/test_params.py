@@ -43,7 +43,7 @@ BAD = {
     "tile_size_small": ("tile_size: 50\n", "'tile_size' must be >= 100"),
     "min_mapq_list": ("min_mapq: [30]\n", "'min_mapq' must be an integer"),
     "barcode_tag_long": ("barcode_tag: CBX\n", "two-character SAM tag"),
-    "device_unknown": ("device: gpu\n", "'device' must be auto, cpu, cuda, cuda:N or mps"),
+    "device_unknown": ("device: gpu\n", "'device' must be auto, cpu, cuda or cuda:N"),
     "stage_args_not_text": ("grn_train_args: 3\n", "'grn_train_args' must be a string"),
     "stage_args_unbalanced_quote": (
         'grn_train_args: "--lr \'1"\n',

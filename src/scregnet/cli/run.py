@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     check_paths(inputs=[args.params], outdirs=[args.outdir])
     if args.dry_run:
         return dry_run(args)
-    outdir = check_writable_dir(args.outdir)
+    outdir = results_folder(check_writable_dir(args.outdir))
     truth = None
     lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if args.profile == "test":
@@ -87,6 +87,12 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def results_folder(path: Path) -> Path:
+    """``--outdir`` resolved (symlinks, ``..``, the launch folder): the steps' recorded commands
+    name the folder the same way however it is spelled, so a resumed run reruns nothing."""
+    return path.resolve()
+
+
 def with_overrides(params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """``params`` with the command line's ``--device`` and ``--seed`` (a seed given on the
     command line beats the params file's; neither given: 0)."""
@@ -109,8 +115,11 @@ def dry_run(args: argparse.Namespace) -> int:
     if args.params is None:
         msg = "--dry-run needs --params (the test profile simulates its data first)"
         raise InputError(msg)
+    from scregnet.io.atomic import check_writable_dir
+
     params = with_overrides(read_params(args.params), args)
-    steps = plan(params, args.outdir, threads=args.threads)
-    for line in preview_lines(preview(steps, args.outdir)):
+    outdir = results_folder(check_writable_dir(args.outdir))  # looked at, not created
+    steps = plan(params, outdir, threads=args.threads)
+    for line in preview_lines(preview(steps, outdir)):
         print(line)
     return 0

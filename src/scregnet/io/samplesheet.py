@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +65,8 @@ def _resolve(value: str, base: Path) -> Path | None:
     value = value.strip()
     if not value:
         return None
-    path = Path(value)
-    return path if path.is_absolute() else (base / path)
+    # absolute and normalised (symlinks kept: an index sits beside the name given)
+    return Path(os.path.abspath(base / value))
 
 
 def _check_file(

@@ -4,8 +4,11 @@ The lock is ``<outdir>/.scregnet-run.lock``, held with ``flock`` for as long as 
 holding the run's pid, host and start time. The kernel drops an ``flock`` when its process dies
 (even by ``kill -9``), so a lock file left by a killed run is free and the next run takes it over;
 the recorded pid is checked as well (alive, and the same process by its start time), for file
-systems whose ``flock`` is not shared between processes. A lock written on another host cannot be
-checked from here and is respected: the error says which file to remove once that run is over.
+systems whose ``flock`` is not shared between processes. A lock naming another host is taken over
+too when the results folder is on a local file system (ext4, xfs, tmpfs, overlay, ...) and its
+``flock`` is free: only processes of this machine can hold it there (a container has a host name of
+its own). On a network file system such a lock cannot be checked from here and is respected: the
+error says which file to remove once that run is over.
 """
 
 from __future__ import annotations
@@ -40,6 +43,34 @@ def _process_start(pid: int) -> str | None:
         return None
     fields = stat[stat.rfind(")") + 2 :].split()
     return fields[19] if len(fields) > 19 else None
+
+
+#: file systems only this machine's kernel writes: an ``flock`` there is seen by every process
+#: that could hold the lock, whatever host name it ran under
+LOCAL_FILE_SYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "reiserfs", "bcachefs"}
+    | {"tmpfs", "ramfs", "overlay", "fuse.fuse-overlayfs"}
+)
+
+
+def _file_system(path: Path) -> str | None:
+    """The type of the file system holding ``path`` (the longest mount point above it, from
+    ``/proc/self/mounts``); None when unknown."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best: tuple[int, str] | None = None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > best[0]):
+            best = (len(point), fields[2])
+    return None if best is None else best[1]
 
 
 def _alive(pid: int, start: str | None) -> bool:
@@ -100,7 +131,9 @@ def _refuse(path: Path, holder: dict[str, Any], *, remote: bool) -> InputError:
 
 def _acquire(path: Path) -> int:
     """Open, lock and fill ``path``; an :class:`InputError` naming the holder when it is taken."""
+    local = _file_system(path.parent) in LOCAL_FILE_SYSTEMS
     for _ in range(20):
+        flocked = False
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -108,6 +141,7 @@ def _acquire(path: Path) -> int:
             raise InputError(msg, path.parent) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            flocked = True
         except OSError as exc:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 holder = _read(fd)
@@ -124,15 +158,19 @@ def _acquire(path: Path) -> int:
             continue
         holder = _read(fd)
         if holder:
-            remote = holder.get("host") != socket.gethostname()
             pid = holder.get("pid")
-            if remote or (
+            if holder.get("host") != socket.gethostname():
+                # its pid means nothing here; its flock does where only this kernel could hold it
+                if not (flocked and local):
+                    os.close(fd)
+                    raise _refuse(path, holder, remote=True)
+            elif (
                 isinstance(pid, int)
                 and pid != os.getpid()
                 and _alive(pid, holder.get("proc_start"))
             ):
                 os.close(fd)
-                raise _refuse(path, holder, remote=remote)
+                raise _refuse(path, holder, remote=False)
             log.warning(
                 "taking over the lock of an earlier run that is no longer running (%s)",
                 describe(holder),

@@ -7,11 +7,13 @@ world can be moved as a whole.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import shlex
 from pathlib import Path
 from typing import Any
 
+from scregnet.device import DEVICE_PATTERN
 from scregnet.errors import InputError
 from scregnet.pipeline.steps import STAGE_GRAPH
 
@@ -88,8 +90,6 @@ INTEGERS: dict[str, tuple[int, bool]] = {
     "tfbind_shards": (1, True),
     "grn_shards": (1, True),
 }
-
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class _DuplicateKeyError(Exception):
@@ -185,8 +185,8 @@ def _check_values(params: dict[str, Any], path: Path) -> None:
         msg = f"parameter 'barcode_tag' must be a two-character SAM tag, got {tag!r}"
         raise InputError(msg, path)
     device = params.get("device")
-    if not isinstance(device, str) or not _DEVICE.match(device):
-        msg = f"parameter 'device' must be auto, cpu, cuda, cuda:N or mps, got {device!r}"
+    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
+        msg = f"parameter 'device' must be auto, cpu, cuda or cuda:N, got {device!r}"
         raise InputError(msg, path)
     for key, value in params.items():
         if key.endswith("_args") and value is not None:
@@ -247,9 +247,8 @@ def read_params(path: str | Path) -> dict[str, Any]:
         if value in (None, ""):
             params[key] = None
             continue
-        resolved = Path(str(value))
-        if not resolved.is_absolute():
-            resolved = path.parent / resolved
+        # absolute and normalised: a step's recorded command is the same from any launch folder
+        resolved = Path(os.path.abspath(path.parent / str(value)))
         if not resolved.exists():
             msg = f"parameter '{key}' points to {resolved}, which does not exist"
             raise InputError(msg, path)

@@ -192,12 +192,14 @@ def _extra_inputs(tokens: Iterable[str]) -> list[Path]:
 def resolve_run_device(spec: str) -> str:
     """The device every GPU-capable step gets: ``auto`` resolved here once (``cuda`` when a CUDA
     GPU is visible, else ``cpu``), as Nextflow resolves it per task from ``task.accelerator``;
-    an explicit device is passed on as given (the step checks it)."""
-    if spec != "auto":
+    an explicit device is passed on as given, once checked here: ``cuda`` without a visible GPU
+    is refused before any step runs (not by the first GPU step, after the CPU steps)."""
+    if spec == "cpu":
         return spec
     from scregnet.device import resolve_device
 
-    return resolve_device("auto").type
+    resolved = resolve_device(spec)
+    return resolved.type if spec == "auto" else spec
 
 
 def multiqc_config(params: dict[str, Any]) -> Path:

@@ -173,6 +173,7 @@ def train(
         device=torch_device,
         generator=generator,
         state=None if state is None else Path(state),
+        inputs=_input_files_identity(fasta, bulk_sheet, data.tracks, config.motifs),
     )
     _calibrate(model, dataset(val_idx), val_idx.weights, data.tfs, val, device=torch_device)
     metrics, predict_rate = _test_metrics(
@@ -200,6 +201,26 @@ def train(
         "train_windows_per_s": result["train_windows_per_s"],
         "predict_windows_per_s": predict_rate,
     }
+
+
+def _input_files_identity(
+    fasta: Path, bulk_sheet: str | Path, tracks: Sequence[BulkTrack], motifs: str | None
+) -> str:
+    """Name, size and modification time of every file training reads: a training state written
+    before any of them changed (a rerun after an edit) is not resumed from."""
+    files = [fasta, Path(f"{fasta}.fai"), Path(bulk_sheet)]
+    for track in tracks:
+        files += [Path(track.accessibility_bw), *map(Path, track.chip.values())]
+    if motifs:
+        files.append(Path(motifs))
+    seen = []
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        seen.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(seen)
 
 
 def _check_geometry(config: TrainConfig) -> None:

@@ -199,6 +199,7 @@ def fit(
     device: torch.device,
     generator: torch.Generator,
     state: Path | None = None,
+    inputs: str = "",
 ) -> dict[str, Any]:
     """Adam + masked BCE with early stopping on validation loss; restores the best weights.
 
@@ -208,8 +209,9 @@ def fit(
 
     With ``state``, the whole training state (weights, optimiser, random generators, early-stopping
     bookkeeping) is written there after every epoch, and training continues from it when it exists
-    and was written for the same configuration and data: a task killed mid-training (a reclaimed
-    spot VM) loses at most one epoch, and ends with the same weights as an uninterrupted run.
+    and was written for the same configuration and data (``inputs``: what identifies the data's
+    files, see :func:`scregnet.tfbind.api.train`): a task killed mid-training (a reclaimed spot
+    VM) loses at most one epoch, and ends with the same weights as an uninterrupted run.
     """
     model.to(device)
     pos_weight = pos_weight.to(device)
@@ -219,7 +221,7 @@ def fit(
         train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False
     )
     warmup = config.sequence_warmup if config.use_accessibility else 0
-    key = _state_key(config, len(train_set), None if val_set is None else len(val_set))  # type: ignore[arg-type]
+    key = _state_key(config, len(train_set), None if val_set is None else len(val_set), inputs)  # type: ignore[arg-type]
     run = _TrainingState(model, optimiser, scaler, generator)
     progress = run.resume(state, key, device) if state is not None else None
     if progress is None:
@@ -373,9 +375,10 @@ def _train_epoch(
     return total / max(batches, 1), seen
 
 
-def _state_key(config: TrainConfig, n_train: int, n_val: int | None) -> str:
-    """What a saved training state must have been written for: the configuration and data sizes."""
-    return repr((sorted(asdict(config).items()), n_train, n_val))
+def _state_key(config: TrainConfig, n_train: int, n_val: int | None, inputs: str = "") -> str:
+    """What a saved training state must have been written for: the configuration, the data sizes
+    and the input files' identity."""
+    return repr((sorted(asdict(config).items()), n_train, n_val, inputs))
 
 
 def _read_state(path: Path, key: str, device: torch.device) -> dict[str, Any] | None:
