@@ -1236,12 +1236,15 @@ def test_a_shard_reads_back_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         with pytest.raises(InputError, match="missing or non-numeric value") as caught:
             read_shards([bad])
         assert caught.value.path == str(bad)
+    # one row more than written: the header's pair count says so too (the next two files)
+    counted = lines[0].replace(f"pairs={len(lines) - 2}", f"pairs={len(lines) - 1}")
+    assert counted != lines[0]
     twice = tmp_path / "twice.tsv"
-    twice.write_text("\n".join([*lines, lines[3]]) + "\n")
+    twice.write_text("\n".join([counted, *lines[1:], lines[3]]) + "\n")
     with pytest.raises(InputError, match="score some pairs twice"):
         read_shards([twice])
     again = tmp_path / "again.tsv"
-    again.write_text("\n".join([*lines, lines[3].replace("\t0.", "\t0.1", 1)]) + "\n")
+    again.write_text("\n".join([counted, *lines[1:], lines[3].replace("\t0.", "\t0.1", 1)]) + "\n")
     with pytest.raises(InputError, match="score some pairs twice"):
         read_shards([again])
 
