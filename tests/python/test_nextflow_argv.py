@@ -180,6 +180,20 @@ class Rendered:
     scenario: str
 
 
+def runner_plan(
+    scenario: dict[str, Any], paths: dict[str, Any], results: Path, threads: int
+) -> list[Any]:
+    """`scregnet run`'s plan for ``scenario``; a GPU scenario's as on a machine with a GPU (the
+    plan checks one is visible), so its command lines are compared on any machine."""
+    with pytest.MonkeyPatch.context() as mp:
+        if scenario["device"] == "cuda":
+            import torch
+
+            mp.setattr(torch.cuda, "is_available", lambda: True)
+            mp.setattr(torch.cuda, "device_count", lambda: 1)
+        return plan(runner_params(scenario, paths), results, threads=threads)
+
+
 @pytest.fixture(scope="module")
 def renderer() -> Iterator[Renderer]:
     r = Renderer()
@@ -196,9 +210,9 @@ def rendered(
     root = tmp_path_factory.mktemp(request.param)
     paths = _world(root / "inputs", labels=bool(scenario.get("labels")))
     threads = 3
-    steps = plan(runner_params(scenario, paths), root / "results", threads=threads)
-    args = render_ext_args(ext_args(CONFIG, scenario["profiles"]), nextflow_params(scenario))
     gpu = scenario["device"] == "cuda"
+    steps = runner_plan(scenario, paths, root / "results", threads)
+    args = render_ext_args(ext_args(CONFIG, scenario["profiles"]), nextflow_params(scenario))
     out = []
     for step in steps:
         ext = args.get(step.stage, "")
@@ -420,7 +434,7 @@ def test_argv_check_fails_on_a_broken_table(
     monkeypatch.setitem(STEPS, "TFBIND_MERGE", broken)
     scenario = SCENARIOS[good.scenario]
     paths = _world(tmp_path / "inputs", labels=bool(scenario.get("labels")))
-    steps = plan(runner_params(scenario, paths), tmp_path / "results", threads=3)
+    steps = runner_plan(scenario, paths, tmp_path / "results", 3)
     step = next(s for s in steps if s.stage == "TFBIND_MERGE" and s.name == good.step.name)
     theirs, _ = compared(good.tokens[len(spec.command) :], spec)
     ours, _ = compared(step.argv[len(spec.command) :], spec)

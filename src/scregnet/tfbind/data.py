@@ -342,13 +342,6 @@ def load_bulk(
             bw.close()
         for tf, bed_path in track.chip.items():
             bed = read_bed(bed_path, allow_empty=True)
-            if bed.empty:  # allowed (a TF not bound in this cell type), but said
-                log.warning(
-                    "%s has no peak: %s is taken as unbound everywhere in %s",
-                    bed_path,
-                    tf,
-                    track.cell_type,
-                )
             unknown = sorted(set(bed["chrom"]) - set(sizes), key=_natural_key)
             if unknown:
                 msg = (
