@@ -108,6 +108,7 @@ def with_overrides(params: dict[str, Any], args: argparse.Namespace) -> dict[str
 def dry_run(args: argparse.Namespace) -> int:
     """Print what ``scregnet run`` would do with these arguments (:mod:`scregnet.pipeline.preview`)."""
     from scregnet.errors import InputError
+    from scregnet.io.atomic import check_writable_dir
     from scregnet.pipeline import plan
     from scregnet.pipeline.params import read_params
     from scregnet.pipeline.preview import preview, preview_lines
@@ -115,8 +116,6 @@ def dry_run(args: argparse.Namespace) -> int:
     if args.params is None:
         msg = "--dry-run needs --params (the test profile simulates its data first)"
         raise InputError(msg)
-    from scregnet.io.atomic import check_writable_dir
-
     params = with_overrides(read_params(args.params), args)
     outdir = results_folder(check_writable_dir(args.outdir))  # looked at, not created
     steps = plan(params, outdir, threads=args.threads)

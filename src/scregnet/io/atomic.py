@@ -215,14 +215,12 @@ def _merge_into(tmp: Path, path: Path, owner: str, protect: Sequence[str | Path]
             shown,
         )
     for rel in stale_files:
-        stale = path / rel
-        if stale.is_file():
-            stale.unlink()
-            for parent in Path(rel).parents:
-                if parent == Path("."):
-                    break
-                with contextlib.suppress(OSError):
-                    (path / parent).rmdir()  # only when empty
+        (path / rel).unlink()
+        for parent in Path(rel).parents:
+            if parent == Path("."):
+                break
+            with contextlib.suppress(OSError):
+                (path / parent).rmdir()  # only when empty
     os.replace(tmp / manifest, path / manifest)
 
 
