@@ -84,6 +84,8 @@ log = logging.getLogger("bench.impute_mcv")
 Method = Callable[[sp.csr_matrix, np.ndarray, int], tuple[np.ndarray, str]]
 #: the modelled genes' names in the current call (for the bulk matrix of the scregnet variants)
 CONTEXT: dict[str, Any] = {}
+#: ``--thin`` draws with the split seed plus this, apart from the split's own draw
+THIN_SEED_OFFSET = 1000
 
 
 # ---------------------------------------------------------------- data
@@ -364,10 +366,22 @@ def run_set(
     full: bool,
     full_fraction: float | None = None,
     pooled: int = 1,
+    thin: float = 1.0,
 ) -> list[dict[str, Any]]:
     counts, genes, labels = load_cells(name)
     keep = np.asarray(counts.sum(axis=1)).ravel() > 0
     counts, labels = counts[keep], labels[keep]
+    if thin < 1:
+        # shallower cells: each molecule kept with probability ``thin`` (a draw of its own)
+        counts = sp.csr_matrix(split_molecules(counts, thin, seed=THIN_SEED_OFFSET + seed)[0])
+        keep = np.asarray(counts.sum(axis=1)).ravel() > 0
+        counts, labels = counts[keep], labels[keep]
+        log.info(
+            "%s: thinned to %.0f %%, median depth %.0f",
+            name,
+            100 * thin,
+            np.median(data.library_sizes(counts)),
+        )
     if pooled > 1:
         counts, labels = pool_cells(counts, labels, pooled, seed)
         log.info(
@@ -488,13 +502,27 @@ def main(argv: list[str] | None = None) -> int:
         metavar="K",
         help="sum disjoint random groups of K cells of one line (deeper cells, 1/K as many)",
     )
+    parser.add_argument(
+        "--thin",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="keep each molecule with probability F before the split (shallower cells)",
+    )
     parser.add_argument("--model-options", type=json.loads, default=None)
     parser.add_argument("--train-options", type=json.loads, default=None)
     parser.add_argument(
         "--ablation", action="store_true", help="also the model with real bulk and without parts"
     )
+    parser.add_argument(
+        "--bulk-stage-always",
+        action="store_true",
+        help="also scregnet with its bulk stage run whatever the data (use_bulk=True)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if not 0 < args.thin <= 1:
+        parser.error(f"--thin must be in (0, 1], got {args.thin}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
@@ -517,6 +545,10 @@ def main(argv: list[str] | None = None) -> int:
         model_options=args.model_options,
         train_options=args.train_options,
     )
+    if args.bulk_stage_always:
+        methods["scregnet, bulk stage always"] = make_scregnet(
+            args.epochs, args.threads, args.model_seed, batch_size=args.batch_size, use_bulk=True
+        )
     if args.ablation:
         pure = load_bulk_samples()
         for label, option in (
@@ -547,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             full=not args.no_full,
             full_fraction=args.full_fraction,
             pooled=args.pool_cells,
+            thin=args.thin,
         )
     mcv_rows = [r for r in rows if r["split"] != "full"]
     print(

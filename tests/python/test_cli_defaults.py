@@ -87,8 +87,9 @@ def test_impute_defaults_are_the_config_and_api_defaults() -> None:
         assert getattr(args, name) == api[name].default, name
     # impute()'s own defaults are the config dataclasses'
     train, model = ImputeTrainConfig(), ImputeConfig(n_genes=2)
-    for name in ("epochs", "batch_size", "use_bulk"):
+    for name in ("epochs", "batch_size"):
         assert api[name].default == getattr(train, name), name
+    assert api["use_bulk"].default is None  # the bulk stage decided from the data
     for name in ("hidden_dim", "latent_dim", "use_unet", "use_neighbours", "n_neighbours"):
         assert api[name].default == getattr(model, name), name
 

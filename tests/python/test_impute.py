@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import anndata as ad
@@ -510,6 +511,37 @@ def test_same_seed_same_output_other_seed_differs() -> None:
     c = quick(adata, seed=4).adata.layers["imputed"]
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_the_bulk_stage_is_skipped_for_cells_best_smoothed_widely(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a bulk matrix, a neighbour count chosen above PSEUDOBULK_MAX_NEIGHBOURS skips
+    the pseudobulk stage (logged, recorded, no pretraining); a bulk matrix, ``use_bulk=True``
+    or a fixed neighbour count keep the stage; the report says which."""
+    from scregnet.impute.config import BULK_SOURCES, PSEUDOBULK_MAX_NEIGHBOURS
+
+    chosen = PSEUDOBULK_MAX_NEIGHBOURS + 1
+    monkeypatch.setattr(data, "choose_neighbours", lambda *a, **k: (chosen, {chosen: 0.1}))
+    adata = make_adata()
+    with caplog.at_level(logging.INFO, logger="scregnet.impute.api"):
+        shallow = quick(adata, n_neighbours=0)
+    assert shallow.adata.uns["scregnet_impute"]["bulk_source"] == "shallow_cells"
+    assert {r["phase"] for r in shallow.losses} == {"adapt", "fuse"}
+    assert shallow.config["train"]["use_bulk"] is False
+    assert shallow.model.config.n_neighbours == chosen
+    assert f"best smoothed over {chosen} neighbours" in caplog.text
+    assert "skipped" in BULK_SOURCES["shallow_cells"]
+    for kw, source in (
+        ({"use_bulk": True}, "pseudobulk"),
+        ({"bulk": bulk_frame(adata)}, "bulk"),
+        ({"n_neighbours": chosen}, "pseudobulk"),  # a fixed count is not a choice from the data
+    ):
+        result = quick(adata, **kw)
+        assert result.adata.uns["scregnet_impute"]["bulk_source"] == source, kw
+        assert "pretrain" in {r["phase"] for r in result.losses}, kw
+    monkeypatch.setattr(data, "choose_neighbours", lambda *a, **k: (15, {15: 0.1}))
+    assert quick(adata, n_neighbours=0).adata.uns["scregnet_impute"]["bulk_source"] == "pseudobulk"
 
 
 def test_ablations_change_training() -> None:

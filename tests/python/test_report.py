@@ -51,7 +51,7 @@ def _results(tmp_path: Path) -> Path:
     counts = rng.poisson(1.0, size=(n, 30)).astype(np.float32)
     rna = ad.AnnData(sp.csr_matrix(counts), obs=obs[[]])
     rna.layers["imputed"] = np.log1p(counts + 0.5)
-    rna.uns["scregnet_impute"] = {"epochs": 17, "kept_epoch": 9}
+    rna.uns["scregnet_impute"] = {"epochs": 17, "kept_epoch": 9, "bulk_source": "shallow_cells"}
     rna.write_h5ad(res / "impute" / "s1.imputed.h5ad")
     tfb = ad.AnnData(rng.uniform(size=(n, 4)).astype(np.float32), obs=obs[["cluster"]])
     tfb.var_names = ["CTCF", "SPI1", "GATA1", "PAX5"]
@@ -103,6 +103,7 @@ def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
     assert page.count("Published score: target prior (ties broken by |Pearson r|) (network") == 1
     assert page.count("(network gate 0)") == 1
     assert "s1: 17 fusion epochs trained; the model uses the weights of epoch 9." in page
+    assert "s1: bulk stage skipped: no bulk RNA given and the cells are shallow" in page
     assert (
         (res / "report" / "scregnet_atac_qc_mqc.tsv")
         .read_text()

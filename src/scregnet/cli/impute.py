@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bulk",
         type=Path,
         default=None,
-        help="bulk RNA counts TSV, genes x samples; without it, pseudobulk of the cells' clusters",
+        help="bulk RNA counts TSV, genes x samples; without it, pseudobulk of the cells' "
+        "clusters (skipped for shallow cells: docs/usage.md)",
     )
     parser.add_argument(
         "--out",

@@ -51,6 +51,7 @@ from scregnet.impute.config import (
     DEVICE,
     N_TOP_GENES,
     NEIGHBOUR_CANDIDATES,
+    PSEUDOBULK_MAX_NEIGHBOURS,
     ImputeConfig,
     TrainConfig,
 )
@@ -155,7 +156,7 @@ def impute(
     batch_size: int = TrainConfig.batch_size,
     hidden_dim: int = ImputeConfig.hidden_dim,
     latent_dim: int = ImputeConfig.latent_dim,
-    use_bulk: bool = TrainConfig.use_bulk,
+    use_bulk: bool | None = None,
     use_unet: bool = ImputeConfig.use_unet,
     use_neighbours: bool = ImputeConfig.use_neighbours,
     n_neighbours: int = ImputeConfig.n_neighbours,
@@ -185,10 +186,15 @@ def impute(
     genes
         Model exactly these genes (the detected ones among them) instead of choosing them by
         variability; every name must be in ``adata.var_names``.
-    use_bulk, use_unet, use_neighbours
-        Ablations: ``use_bulk=False`` skips bulk pretraining and the MMD adaptation;
-        ``use_unet=False`` drops the U-Net branch; ``use_neighbours=False`` drops the neighbour
-        channel (our extension; the paper's single-channel network).
+    use_bulk
+        The bulk stage (bulk pretraining and the MMD adaptation): ``None`` runs it on ``bulk``
+        when given; without it, on the cells' pseudobulk unless the neighbour count chosen for
+        the data exceeds :data:`scregnet.impute.config.PSEUDOBULK_MAX_NEIGHBOURS` (shallow or
+        noisy cells, where that stage lowered accuracy). ``True`` always runs it, ``False``
+        never.
+    use_unet, use_neighbours
+        Ablations: ``use_unet=False`` drops the U-Net branch; ``use_neighbours=False`` drops the
+        neighbour channel (our extension; the paper's single-channel network).
     n_neighbours
         Neighbours pooled into the neighbour channel (found among the cells of ``adata``); 0
         chooses it among :data:`scregnet.impute.config.NEIGHBOUR_CANDIDATES` by the loss of kNN
@@ -229,20 +235,37 @@ def impute(
         if checkpoint is not None:
             fitted = _load_model(checkpoint, adata.var_names, counts_all, library)
         else:
-            prepared = _training_data(
-                counts_all, adata.var_names, library, rng, bulk, genes, n_top_genes, use_bulk, path
+            genes_in, cols, counts, bulk_frame = _training_genes(
+                counts_all, adata.var_names, library, rng, bulk, genes, n_top_genes, path
             )
+            mcfg = _with_neighbours(
+                ImputeConfig(
+                    n_genes=len(genes_in),
+                    hidden_dim=hidden_dim,
+                    latent_dim=latent_dim,
+                    use_unet=use_unet,
+                    use_neighbours=use_neighbours,
+                    n_neighbours=n_neighbours,
+                    **(model_options or {}),
+                ),
+                counts,
+                seed,
+            )
+            domain, bulk_source = _bulk_domain(
+                bulk_frame,
+                genes_in,
+                counts,
+                library,
+                rng,
+                use_bulk=use_bulk,
+                chosen_neighbours=mcfg.n_neighbours if n_neighbours == 0 else None,
+            )
+            prepared = _TrainingData(genes_in, cols, counts, domain, bulk_source)
             tcfg = TrainConfig(
-                epochs=epochs, batch_size=batch_size, use_bulk=use_bulk, **(train_options or {})
-            )
-            mcfg = ImputeConfig(
-                n_genes=len(prepared.genes),
-                hidden_dim=hidden_dim,
-                latent_dim=latent_dim,
-                use_unet=use_unet,
-                use_neighbours=use_neighbours,
-                n_neighbours=n_neighbours,
-                **(model_options or {}),
+                epochs=epochs,
+                batch_size=batch_size,
+                use_bulk=domain is not None,
+                **(train_options or {}),
             )
             fitted = _train_model(
                 mcfg, tcfg, prepared, library, device=torch_device, seed=seed, progress=progress
@@ -277,7 +300,7 @@ class _TrainingData(NamedTuple):
     bulk_source: str
 
 
-def _training_data(
+def _training_genes(
     counts_all: sp.csr_matrix,
     var_names: pd.Index,
     library: NDArray[np.floating],
@@ -285,20 +308,29 @@ def _training_data(
     bulk: pd.DataFrame | str | Path | None,
     genes: list[str] | None,
     n_top_genes: int | None,
-    use_bulk: bool,
     path: str | Path | None,
-) -> _TrainingData:
-    """The genes chosen and ordered, their counts and the bulk domain (same ``rng`` draws)."""
+) -> tuple[list[str], NDArray[np.intp], sp.csr_matrix, pd.DataFrame | None]:
+    """The genes chosen and ordered, their columns in the input, their counts, and the bulk
+    matrix read (``None`` without one)."""
     bulk_frame = data.read_bulk_tsv(bulk) if isinstance(bulk, str | Path) else bulk
     bulk_path = bulk if isinstance(bulk, str | Path) else None
     chosen = _choose_genes(counts_all, var_names, bulk_frame, bulk_path, genes, n_top_genes, path)
     genes, cols, counts = _order_genes(counts_all, var_names, chosen, library, rng)
     log.info("modelling %d genes", len(genes))
-    if not use_bulk:
-        return _TrainingData(genes, cols, counts, None, "none")
-    return _TrainingData(
-        genes, cols, counts, *_bulk_domain(bulk_frame, genes, counts, library, rng)
+    return genes, cols, counts, bulk_frame
+
+
+def _with_neighbours(mcfg: ImputeConfig, counts: sp.csr_matrix, seed: int) -> ImputeConfig:
+    """``mcfg`` with its neighbour count chosen on held-out molecules when it is 0."""
+    if not mcfg.use_neighbours or mcfg.n_neighbours > 0:
+        return mcfg
+    k, scores = data.choose_neighbours(counts, NEIGHBOUR_CANDIDATES, n_pcs=mcfg.n_pcs, seed=seed)
+    log.info(
+        "neighbour channel: %d neighbours, chosen on held-out molecules (kNN smoothing loss %s)",
+        k,
+        ", ".join(f"k={n} {v:.4f}" for n, v in scores.items()),
     )
+    return replace(mcfg, n_neighbours=k)
 
 
 def _record(fitted: _Fitted, layer: str | None, seed: int) -> dict[str, Any]:
@@ -400,14 +432,34 @@ def _bulk_domain(
     counts: sp.csr_matrix,
     library: NDArray[np.floating],
     rng: np.random.Generator,
-) -> tuple[tuple[NDArray[np.floating], NDArray[np.floating]], str]:
+    *,
+    use_bulk: bool | None,
+    chosen_neighbours: int | None,
+) -> tuple[tuple[NDArray[np.floating], NDArray[np.floating]] | None, str]:
     """(bulk counts (samples x ``genes``), each sample's library) and its source: the bulk
-    matrix, or else the pseudobulk of k-means clusters of the cells."""
+    matrix, or else the pseudobulk of k-means clusters of the cells; ``None`` and why without
+    a bulk stage (``use_bulk`` False; or ``use_bulk`` None, no bulk matrix and
+    ``chosen_neighbours``, the neighbour count chosen for the data, above
+    :data:`PSEUDOBULK_MAX_NEIGHBOURS`). Keys of :data:`scregnet.impute.config.BULK_SOURCES`."""
+    if use_bulk is False:
+        return None, "none"
     if bulk_frame is not None:
         bulk_lib = bulk_frame.sum(axis=0).to_numpy(dtype=np.float64)
         counts_bulk = bulk_frame.loc[genes].to_numpy(dtype=np.float64).T
         log.info("bulk domain: %d bulk samples", counts_bulk.shape[0])
         return (counts_bulk, bulk_lib), "bulk"
+    if (
+        use_bulk is None
+        and chosen_neighbours is not None
+        and chosen_neighbours > PSEUDOBULK_MAX_NEIGHBOURS
+    ):
+        log.info(
+            "no bulk matrix given and the cells are best smoothed over %d neighbours (more than "
+            "%d: shallow or noisy cells): no pseudobulk stage",
+            chosen_neighbours,
+            PSEUDOBULK_MAX_NEIGHBOURS,
+        )
+        return None, "shallow_cells"
     pb = data.cluster_pseudobulk(counts, library, rng=rng)
     log.info(
         "no bulk matrix given: using pseudobulk of %d k-means clusters of the "
@@ -434,17 +486,6 @@ def _train_model(
     from scregnet.impute.train import fit
 
     genes, cols, counts, bulk, bulk_source = prepared
-    if mcfg.use_neighbours and mcfg.n_neighbours == 0:
-        k, scores = data.choose_neighbours(
-            counts, NEIGHBOUR_CANDIDATES, n_pcs=mcfg.n_pcs, seed=seed
-        )
-        log.info(
-            "neighbour channel: %d neighbours, chosen on held-out molecules (kNN smoothing "
-            "loss %s)",
-            k,
-            ", ".join(f"k={n} {v:.4f}" for n, v in scores.items()),
-        )
-        mcfg = replace(mcfg, n_neighbours=k)
     pool = _neighbour_pool(mcfg, counts, library)
     model = ScDTL(mcfg)
     losses = fit(
