@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bulk",
         type=Path,
         default=None,
-        help="bulk RNA counts TSV, genes x samples; without it, pseudobulk of the cells' "
-        "clusters (skipped for shallow cells: docs/usage.md)",
+        help="bulk RNA counts TSV, genes x samples; without it, the cells' pseudobulk (not for "
+        "shallow cells)",
     )
     parser.add_argument(
         "--out",
