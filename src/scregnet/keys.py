@@ -41,6 +41,17 @@ IMPUTED_DETECTED = "imputed_detected"
 FILL_RULE = "baseline_fill_rule"
 #: uns key recording what the imputation did
 IMPUTE_UNS = "scregnet_impute"
+#: its ``bulk_source`` entry: what the bulk stage trained on (value -> words for the report)
+BULK_SOURCES = {
+    "bulk": "trained on the bulk RNA profiles given (--bulk)",
+    "pseudobulk": "trained on the pseudobulk of the cells' own k-means clusters (no bulk RNA given)",
+    "shallow_cells": (
+        "skipped: no bulk RNA given and the cells are shallow or noisy (smoothing over more "
+        "neighbours than the smallest choice predicts their held-out molecules best), where "
+        "pretraining on their own pseudobulk lowered accuracy"
+    ),
+    "none": "turned off",
+}
 
 # ---- TF binding (``scregnet tfbind``) --------------------------------------------------------
 #: uns key of a prediction shard (one or more chromosomes' per-peak predictions)

@@ -440,7 +440,7 @@ def _bulk_domain(
     matrix, or else the pseudobulk of k-means clusters of the cells; ``None`` and why without
     a bulk stage (``use_bulk`` False; or ``use_bulk`` None, no bulk matrix and
     ``chosen_neighbours``, the neighbour count chosen for the data, above
-    :data:`PSEUDOBULK_MAX_NEIGHBOURS`). Keys of :data:`scregnet.impute.config.BULK_SOURCES`."""
+    :data:`PSEUDOBULK_MAX_NEIGHBOURS`). Keys of :data:`scregnet.keys.BULK_SOURCES`."""
     if use_bulk is False:
         return None, "none"
     if bulk_frame is not None:

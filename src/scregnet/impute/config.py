@@ -19,17 +19,6 @@ NEIGHBOUR_CANDIDATES = (15, 30, 50, 100)
 #: whose held-out molecules are best predicted by wider smoothing (shallow or noisy cells) scored
 #: worse with it on every such set measured (docs/benchmarks.md, "Shallow cells")
 PSEUDOBULK_MAX_NEIGHBOURS = NEIGHBOUR_CANDIDATES[0]
-#: ``uns['scregnet_impute']['bulk_source']``: what the bulk stage trained on, in words
-BULK_SOURCES = {
-    "bulk": "trained on the bulk RNA profiles given (--bulk)",
-    "pseudobulk": "trained on the pseudobulk of the cells' own k-means clusters (no bulk RNA given)",
-    "shallow_cells": (
-        "skipped: no bulk RNA given and the cells are shallow or noisy (their held-out molecules "
-        f"are best predicted by smoothing over more than {PSEUDOBULK_MAX_NEIGHBOURS} neighbours), "
-        "where pretraining on their own pseudobulk lowered accuracy"
-    ),
-    "none": "turned off",
-}
 
 
 @dataclass

@@ -19,7 +19,6 @@ import pandas as pd
 
 from scregnet import __version__, keys
 from scregnet.errors import InputError, first_line
-from scregnet.impute.config import BULK_SOURCES
 from scregnet.io.atomic import atomic_paths
 from scregnet.io.h5ad import read_h5ad
 from scregnet.io.outputs import sample_files
@@ -258,8 +257,8 @@ def imputation_section(results: Results, section: Section, *, max_cells: int = 5
         )
         record = adata.uns.get(keys.IMPUTE_UNS, {})
         source = str(record.get("bulk_source", ""))
-        if source in BULK_SOURCES:
-            section.text(f"{sample}: bulk stage {BULK_SOURCES[source]}.")
+        if source in keys.BULK_SOURCES:
+            section.text(f"{sample}: bulk stage {keys.BULK_SOURCES[source]}.")
         if record.get("kept_epoch"):
             section.text(
                 f"{sample}: {record['epochs']} fusion epochs trained; the model uses the weights of "
