@@ -238,7 +238,7 @@ def impute(
             genes_in, cols, counts, bulk_frame = _training_genes(
                 counts_all, adata.var_names, library, rng, bulk, genes, n_top_genes, path
             )
-            mcfg = _with_neighbours(
+            mcfg, chosen = _with_neighbours(
                 ImputeConfig(
                     n_genes=len(genes_in),
                     hidden_dim=hidden_dim,
@@ -258,7 +258,7 @@ def impute(
                 library,
                 rng,
                 use_bulk=use_bulk,
-                chosen_neighbours=mcfg.n_neighbours if n_neighbours == 0 else None,
+                chosen_neighbours=chosen,
             )
             prepared = _TrainingData(genes_in, cols, counts, domain, bulk_source)
             tcfg = TrainConfig(
@@ -320,17 +320,20 @@ def _training_genes(
     return genes, cols, counts, bulk_frame
 
 
-def _with_neighbours(mcfg: ImputeConfig, counts: sp.csr_matrix, seed: int) -> ImputeConfig:
-    """``mcfg`` with its neighbour count chosen on held-out molecules when it is 0."""
+def _with_neighbours(
+    mcfg: ImputeConfig, counts: sp.csr_matrix, seed: int
+) -> tuple[ImputeConfig, int | None]:
+    """``mcfg`` with its neighbour count chosen on held-out molecules when it is 0, and the
+    count chosen (``None`` when none was: no neighbour channel, or a count given)."""
     if not mcfg.use_neighbours or mcfg.n_neighbours > 0:
-        return mcfg
+        return mcfg, None
     k, scores = data.choose_neighbours(counts, NEIGHBOUR_CANDIDATES, n_pcs=mcfg.n_pcs, seed=seed)
     log.info(
         "neighbour channel: %d neighbours, chosen on held-out molecules (kNN smoothing loss %s)",
         k,
         ", ".join(f"k={n} {v:.4f}" for n, v in scores.items()),
     )
-    return replace(mcfg, n_neighbours=k)
+    return replace(mcfg, n_neighbours=k), k
 
 
 def _record(fitted: _Fitted, layer: str | None, seed: int) -> dict[str, Any]:
