@@ -34,8 +34,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy  # the files listed in pyproject.toml [tool.mypy]
 
+# pytest-xdist: TEST_WORKERS processes, each test file whole on one of them (its module fixtures
+# built once); the session fixtures (simulated worlds, the tiny run) are built once per worker
+TEST_WORKERS ?= 2
 pytest: $(STAMP) sysdeps
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## test: fresh-machine safe: venv + install + lint + format check + mypy + pytest (exit 5 = no tests fails)
 test: lint typecheck pytest
