@@ -227,7 +227,8 @@ def test_uncorrupted_copies_pass(good: dict[str, Path], tmp_path: Path) -> None:
 
 #: a gzipped fragments file cut in half
 _TRUNCATED = gzip.compress(
-    "".join(f"chr1\t{i}\t{i + 150}\tc{i % 60}\t1\n" for i in range(0, 400_000, 7)).encode()
+    "".join(f"chr1\t{i}\t{i + 150}\tc{i % 60}\t1\n" for i in range(0, 400_000, 7)).encode(),
+    mtime=0,  # the same bytes, and test ids, in every process (pytest-xdist compares them)
 )[:100_000]
 
 
@@ -241,7 +242,7 @@ _TRUNCATED = gzip.compress(
         ("atac/s1.fragments.tsv.gz", _TRUNCATED, "not a readable fragments file"),
         (
             "atac/s1.fragments.tsv.gz",
-            gzip.compress(b"chr1\tten\t200\tAAAC\t1\n"),
+            gzip.compress(b"chr1\tten\t200\tAAAC\t1\n", mtime=0),
             "not a readable fragments file",
         ),
     ],
