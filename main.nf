@@ -22,6 +22,10 @@ workflow {
     if (!params.simulate_preset && !(params.input && params.fasta && params.gtf)) {
         error("Give --input samplesheet.csv, --fasta genome.fa and --gtf genes.gtf (or -profile test, which simulates them)")
     }
+    def profile_problem = missingProfileParams(workflow.profile, params)
+    if (profile_problem) {
+        error(profile_problem)
+    }
 
     PIPELINE_INITIALISATION(
         [
@@ -58,4 +62,14 @@ workflow {
     )
 
     PIPELINE_COMPLETION(params.outdir)
+}
+
+// A profile's parameters that Nextflow itself would find missing only when it submits the first
+// task, after the samplesheet and references have been read: the message, or null
+def missingProfileParams(String profile, Map run_params) {
+    def names = (profile ?: '').tokenize(',')*.trim()
+    if ('awsbatch' in names && !run_params.aws_queue) {
+        return "-profile awsbatch needs --aws_queue (the AWS Batch job queue for CPU tasks; GPU tasks go to --gpu_queue when given)"
+    }
+    return null
 }

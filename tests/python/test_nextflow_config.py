@@ -147,3 +147,34 @@ def test_multiqc_is_cached_by_path_and_size() -> None:
     got = process_setting(CONFIG, "MULTIQC", "cache")
     assert got is not None and got.value == "'lenient'"
     assert process_setting(CONFIG, "REPORT", "cache") is None
+
+
+def test_awsbatch_without_a_queue_stops_before_reading_any_input() -> None:
+    """main.nf's check, run in Groovy on the profiles a user may give: `-profile awsbatch` with no
+    --aws_queue is refused at launch with the option's name (Nextflow would fail only when it
+    submits the first task); any other profile, or a queue given, passes."""
+    from nfcheck.functions import call
+
+    main = (REPO / "main.nf").read_text()
+    assert "missingProfileParams(workflow.profile, params)" in main
+    cases = {
+        "aws": ("awsbatch", None),
+        "aws_gpu": ("awsbatch,gpu", None),
+        "aws_spaced": ("gpu, awsbatch", ""),
+        "aws_queue": ("awsbatch,gpu", "my-cpu-queue"),
+        "slurm": ("slurm,gpu", None),
+        "standard": ("standard", None),
+        "none": (None, None),
+    }
+    calls = ", ".join(
+        f"{name}: missingProfileParams({_groovy(profile)}, [aws_queue: {_groovy(queue)}])"
+        for name, (profile, queue) in cases.items()
+    )
+    got = call(REPO / "main.nf", f"[ {calls} ]")
+    refused = {name for name, message in got.items() if message is not None}
+    assert refused == {"aws", "aws_gpu", "aws_spaced"}, got
+    assert all("--aws_queue" in got[name] for name in refused), got
+
+
+def _groovy(value: str | None) -> str:
+    return "null" if value is None else f"'{value}'"
