@@ -47,8 +47,8 @@ BULK_SOURCES = {
     "pseudobulk": "trained on the pseudobulk of the cells' own k-means clusters (no bulk RNA given)",
     "shallow_cells": (
         "skipped: no bulk RNA given and the cells are shallow or noisy (smoothing over more "
-        "neighbours than the smallest choice predicts their held-out molecules best), where "
-        "pretraining on their own pseudobulk lowered accuracy"
+        "neighbours predicts their held-out molecules about as well as over the fewest, or "
+        "better), where pretraining on their own pseudobulk lowered accuracy"
     ),
     "none": "turned off",
 }

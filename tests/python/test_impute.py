@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import anndata as ad
@@ -37,8 +38,14 @@ def synthetic_counts(
     return rng.poisson(rate).astype(np.float32), rate, types
 
 
-def make_adata(n_cells: int = 90, n_genes: int = 240, seed: int = 0) -> ad.AnnData:
-    counts, _, types = synthetic_counts(n_cells, n_genes, seed=seed)
+def make_adata(
+    n_cells: int = 90, n_genes: int = 240, seed: int = 0, n_types: int = 3
+) -> ad.AnnData:
+    """Cells of ``n_types`` types with no structure within a type: with 3 types of 30 cells,
+    smoothing over 30 neighbours predicts held-out molecules about as well as over 15, so the
+    pseudobulk stage runs only when asked for (``use_bulk=True``); with 6 types of 15 it runs by
+    default."""
+    counts, _, types = synthetic_counts(n_cells, n_genes, n_types=n_types, seed=seed)
     adata = ad.AnnData(sp.csr_matrix(counts))
     adata.obs_names = [f"cell{i}" for i in range(n_cells)]
     adata.var_names = [f"G{i}" for i in range(n_genes)]
@@ -392,7 +399,7 @@ def test_nb_nll_is_minimised_at_the_true_mean() -> None:
 
 # ------------------------------------------------------------------ API
 def test_impute_keeps_x_and_adds_layer() -> None:
-    adata = make_adata()
+    adata = make_adata(n_types=6)
     x_before = adata.X.copy()
     result = quick(adata)
     out = result.adata
@@ -513,40 +520,75 @@ def test_same_seed_same_output_other_seed_differs() -> None:
     assert not np.allclose(a, c)
 
 
-def test_the_bulk_stage_is_skipped_for_cells_best_smoothed_widely(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_local_smoothing_gain() -> None:
+    """The fewest neighbours' lead over the best wider count, relative to its loss."""
+    assert data.local_smoothing_gain({15: 0.5, 30: 0.51, 50: 0.52}) == pytest.approx(0.02)
+    assert data.local_smoothing_gain({15: 0.5, 30: 0.52, 50: 0.505}) == pytest.approx(0.01)
+    assert data.local_smoothing_gain({15: 0.5, 30: 0.49}) == pytest.approx(-0.02)
+    assert data.local_smoothing_gain({15: 0.5}) == math.inf  # too few cells for a wider count
+
+
+@pytest.mark.parametrize(
+    ("losses", "source"),
+    [
+        ({15: 1.0, 30: 0.99, 50: 1.01}, "shallow_cells"),  # a wider count is chosen
+        ({15: 1.0, 30: 1.001, 50: 1.01}, "shallow_cells"),  # the fewest lead by 0.1 %
+        ({15: 1.0, 30: 1.003, 50: 1.01}, "pseudobulk"),  # by 0.3 %
+        ({15: 1.0}, "pseudobulk"),
+    ],
+)
+def test_the_bulk_stage_is_skipped_where_wider_smoothing_does_as_well(
+    losses: dict[int, float],
+    source: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Without a bulk matrix, a neighbour count chosen above PSEUDOBULK_MAX_NEIGHBOURS skips
-    the pseudobulk stage (logged, recorded, no pretraining); a bulk matrix, ``use_bulk=True``
-    or a fixed neighbour count keep the stage; the report says which."""
-    from scregnet.impute.config import PSEUDOBULK_MAX_NEIGHBOURS
+    """Without a bulk matrix, the pseudobulk stage runs only when the fewest neighbours predict
+    held-out molecules better than any wider count by PSEUDOBULK_MIN_LOCAL_GAIN (0.2 %): else it
+    is skipped (logged, recorded, no pretraining)."""
+    from scregnet.impute.config import PSEUDOBULK_MIN_LOCAL_GAIN
+
+    assert PSEUDOBULK_MIN_LOCAL_GAIN == 0.002
+    chosen = min(losses, key=losses.__getitem__)
+    monkeypatch.setattr(data, "choose_neighbours", lambda *a, **k: (chosen, losses))
+    with caplog.at_level(logging.INFO, logger="scregnet.impute.api"):
+        result = quick(make_adata(), n_neighbours=0)
+    assert result.adata.uns["scregnet_impute"]["bulk_source"] == source
+    assert result.model.config.n_neighbours == chosen
+    phases = {r["phase"] for r in result.losses}
+    if source == "shallow_cells":
+        assert phases == {"adapt", "fuse"}
+        assert result.config["train"]["use_bulk"] is False
+        assert "smoothing over more neighbours predicts held-out molecules" in caplog.text
+    else:
+        assert "pretrain" in phases
+
+
+def test_a_bulk_matrix_forced_stage_or_fixed_count_keep_the_bulk_stage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the neighbour choice would skip the pseudobulk stage, a bulk matrix, ``use_bulk=True``
+    or a fixed neighbour count (no choice made from the data) keep it; the report says which."""
     from scregnet.keys import BULK_SOURCES
 
-    chosen = PSEUDOBULK_MAX_NEIGHBOURS + 1
-    monkeypatch.setattr(data, "choose_neighbours", lambda *a, **k: (chosen, {chosen: 0.1}))
+    monkeypatch.setattr(data, "choose_neighbours", lambda *a, **k: (30, {15: 1.0, 30: 0.9}))
     adata = make_adata()
-    with caplog.at_level(logging.INFO, logger="scregnet.impute.api"):
-        shallow = quick(adata, n_neighbours=0)
-    assert shallow.adata.uns["scregnet_impute"]["bulk_source"] == "shallow_cells"
-    assert {r["phase"] for r in shallow.losses} == {"adapt", "fuse"}
-    assert shallow.config["train"]["use_bulk"] is False
-    assert shallow.model.config.n_neighbours == chosen
-    assert f"best smoothed over {chosen} neighbours" in caplog.text
+    assert quick(adata, n_neighbours=0).adata.uns["scregnet_impute"]["bulk_source"] == (
+        "shallow_cells"
+    )
     assert set(BULK_SOURCES) == {"bulk", "pseudobulk", "shallow_cells", "none"}  # all it writes
     for kw, source in (
-        ({"use_bulk": True}, "pseudobulk"),
-        ({"bulk": bulk_frame(adata)}, "bulk"),
-        ({"n_neighbours": chosen}, "pseudobulk"),  # a fixed count is not a choice from the data
+        ({"use_bulk": True, "n_neighbours": 0}, "pseudobulk"),
+        ({"bulk": bulk_frame(adata), "n_neighbours": 0}, "bulk"),
+        ({"n_neighbours": 30}, "pseudobulk"),  # a fixed count is not a choice from the data
     ):
         result = quick(adata, **kw)
         assert result.adata.uns["scregnet_impute"]["bulk_source"] == source, kw
         assert "pretrain" in {r["phase"] for r in result.losses}, kw
-    monkeypatch.setattr(data, "choose_neighbours", lambda *a, **k: (15, {15: 0.1}))
-    assert quick(adata, n_neighbours=0).adata.uns["scregnet_impute"]["bulk_source"] == "pseudobulk"
 
 
 def test_ablations_change_training() -> None:
-    adata = make_adata()
+    adata = make_adata(n_types=6)
     no_bulk = quick(adata, use_bulk=False)
     assert {r["phase"] for r in no_bulk.losses} == {"adapt", "fuse"}
     assert all(r["mmd"] == 0 for r in no_bulk.losses)
@@ -601,7 +643,7 @@ def test_early_stopping_waits_as_many_steps_after_the_best_epoch() -> None:
     adata = make_adata()  # 90 cells: 3 steps a fusion epoch
     # decay 0.8: 4 steps, i.e. the second epoch after the best is the first one counted
     opts = {**TINY_TRAIN, "lr": 0.3, "patience": 1, "ema_decay": 0.8}
-    result = quick(adata, epochs=14, train_options=opts)
+    result = quick(adata, epochs=14, train_options=opts, use_bulk=True)
     vals = [float(r["validation"]) for r in result.losses if r["phase"] == "fuse"]  # type: ignore[arg-type]
     best = int(np.argmin(vals)) + 1
     assert len(vals) < 14  # stopped early
@@ -833,7 +875,7 @@ def test_cli_layer_reads_raw_counts(tmp_path: Path) -> None:
 def test_cli_bulk_is_used_and_pseudobulk_logged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    adata = make_adata()
+    adata = make_adata(n_types=6)
     bulk = tmp_path / "bulk.tsv"
     bulk_frame(adata).to_csv(bulk, sep="\t")
     code, out = run_cli(tmp_path, adata, "--epochs", "1", "--bulk", str(bulk))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import inspect
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,7 +52,7 @@ from scregnet.impute.config import (
     DEVICE,
     N_TOP_GENES,
     NEIGHBOUR_CANDIDATES,
-    PSEUDOBULK_MAX_NEIGHBOURS,
+    PSEUDOBULK_MIN_LOCAL_GAIN,
     ImputeConfig,
     TrainConfig,
 )
@@ -188,10 +189,10 @@ def impute(
         variability; every name must be in ``adata.var_names``.
     use_bulk
         The bulk stage (bulk pretraining and the MMD adaptation): ``None`` runs it on ``bulk``
-        when given; without it, on the cells' pseudobulk unless the neighbour count chosen for
-        the data exceeds :data:`scregnet.impute.config.PSEUDOBULK_MAX_NEIGHBOURS` (shallow or
-        noisy cells, where that stage lowered accuracy). ``True`` always runs it, ``False``
-        never.
+        when given; without it, on the cells' pseudobulk unless, in the neighbour choice,
+        smoothing over more neighbours predicts held-out molecules about as well as the fewest
+        or better (:data:`scregnet.impute.config.PSEUDOBULK_MIN_LOCAL_GAIN`: shallow or noisy
+        cells, where that stage lowered accuracy). ``True`` always runs it, ``False`` never.
     use_unet, use_neighbours
         Ablations: ``use_unet=False`` drops the U-Net branch; ``use_neighbours=False`` drops the
         neighbour channel (our extension; the paper's single-channel network).
@@ -238,7 +239,7 @@ def impute(
             genes_in, cols, counts, bulk_frame = _training_genes(
                 counts_all, adata.var_names, library, rng, bulk, genes, n_top_genes, path
             )
-            mcfg, chosen = _with_neighbours(
+            mcfg, neighbour_losses = _with_neighbours(
                 ImputeConfig(
                     n_genes=len(genes_in),
                     hidden_dim=hidden_dim,
@@ -258,7 +259,7 @@ def impute(
                 library,
                 rng,
                 use_bulk=use_bulk,
-                chosen_neighbours=chosen,
+                neighbour_losses=neighbour_losses,
             )
             prepared = _TrainingData(genes_in, cols, counts, domain, bulk_source)
             tcfg = TrainConfig(
@@ -322,9 +323,10 @@ def _training_genes(
 
 def _with_neighbours(
     mcfg: ImputeConfig, counts: sp.csr_matrix, seed: int
-) -> tuple[ImputeConfig, int | None]:
-    """``mcfg`` with its neighbour count chosen on held-out molecules when it is 0, and the
-    count chosen (``None`` when none was: no neighbour channel, or a count given)."""
+) -> tuple[ImputeConfig, dict[int, float] | None]:
+    """``mcfg`` with its neighbour count chosen on held-out molecules when it is 0, and every
+    candidate count's loss (``None`` when none was chosen: no neighbour channel, or a count
+    given)."""
     if not mcfg.use_neighbours or mcfg.n_neighbours > 0:
         return mcfg, None
     k, scores = data.choose_neighbours(counts, NEIGHBOUR_CANDIDATES, n_pcs=mcfg.n_pcs, seed=seed)
@@ -333,7 +335,7 @@ def _with_neighbours(
         k,
         ", ".join(f"k={n} {v:.4f}" for n, v in scores.items()),
     )
-    return replace(mcfg, n_neighbours=k), k
+    return replace(mcfg, n_neighbours=k), scores
 
 
 def _record(fitted: _Fitted, layer: str | None, seed: int) -> dict[str, Any]:
@@ -437,13 +439,14 @@ def _bulk_domain(
     rng: np.random.Generator,
     *,
     use_bulk: bool | None,
-    chosen_neighbours: int | None,
+    neighbour_losses: dict[int, float] | None,
 ) -> tuple[tuple[NDArray[np.floating], NDArray[np.floating]] | None, str]:
     """(bulk counts (samples x ``genes``), each sample's library) and its source: the bulk
     matrix, or else the pseudobulk of k-means clusters of the cells; ``None`` and why without
     a bulk stage (``use_bulk`` False; or ``use_bulk`` None, no bulk matrix and
-    ``chosen_neighbours``, the neighbour count chosen for the data, above
-    :data:`PSEUDOBULK_MAX_NEIGHBOURS`). Keys of :data:`scregnet.keys.BULK_SOURCES`."""
+    ``neighbour_losses``, the neighbour choice's losses, giving the fewest neighbours a
+    :func:`data.local_smoothing_gain` below :data:`PSEUDOBULK_MIN_LOCAL_GAIN`). Keys of
+    :data:`scregnet.keys.BULK_SOURCES`."""
     if use_bulk is False:
         return None, "none"
     if bulk_frame is not None:
@@ -451,16 +454,14 @@ def _bulk_domain(
         counts_bulk = bulk_frame.loc[genes].to_numpy(dtype=np.float64).T
         log.info("bulk domain: %d bulk samples", counts_bulk.shape[0])
         return (counts_bulk, bulk_lib), "bulk"
-    if (
-        use_bulk is None
-        and chosen_neighbours is not None
-        and chosen_neighbours > PSEUDOBULK_MAX_NEIGHBOURS
-    ):
+    gain = data.local_smoothing_gain(neighbour_losses) if neighbour_losses else math.inf
+    if use_bulk is None and gain < PSEUDOBULK_MIN_LOCAL_GAIN:
         log.info(
-            "no bulk matrix given and the cells are best smoothed over %d neighbours (more than "
-            "%d: shallow or noisy cells): no pseudobulk stage",
-            chosen_neighbours,
-            PSEUDOBULK_MAX_NEIGHBOURS,
+            "no bulk matrix given and smoothing over more neighbours predicts held-out molecules "
+            "about as well or better (the fewest gain %.2f %%, under %.2f %%: shallow or noisy "
+            "cells): no pseudobulk stage",
+            100 * gain,
+            100 * PSEUDOBULK_MIN_LOCAL_GAIN,
         )
         return None, "shallow_cells"
     pb = data.cluster_pseudobulk(counts, library, rng=rng)

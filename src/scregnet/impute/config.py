@@ -15,10 +15,12 @@ DEVICE = "auto"
 #: :func:`scregnet.impute.data.choose_neighbours`)
 NEIGHBOUR_CANDIDATES = (15, 30, 50, 100)
 #: without a bulk matrix, the pseudobulk stage (pretraining and adaptation on the pseudobulk of the
-#: cells' clusters) runs only when the neighbour count chosen for the data is at most this: cells
-#: whose held-out molecules are best predicted by wider smoothing (shallow or noisy cells) scored
-#: worse with it on every such set measured (docs/benchmarks.md, "Shallow cells")
-PSEUDOBULK_MAX_NEIGHBOURS = NEIGHBOUR_CANDIDATES[0]
+#: cells' clusters) runs only when smoothing over the fewest candidate neighbours predicts held-out
+#: molecules better than smoothing over any more, by at least this fraction of its loss
+#: (:func:`scregnet.impute.data.local_smoothing_gain`). Where wider smoothing does about as well or
+#: better (shallow or noisy cells) the stage raised the loss on every such set measured; chosen on
+#: the development split (docs/benchmarks.md, "Shallow cells")
+PSEUDOBULK_MIN_LOCAL_GAIN = 0.002
 
 
 @dataclass

@@ -28,6 +28,7 @@ neighbours' counts / sum of their library sizes)``: the pooled, library-weighted
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -435,6 +436,17 @@ def choose_neighbours(
         cp10k = pooled / np.maximum(pool @ lib_train, 1.0)[:, None] * TARGET_SUM
         losses[k] = float(np.mean((expected_held_out_log(cp10k, depth) - target) ** 2))
     return min(losses, key=lambda k: losses[k]), losses
+
+
+def local_smoothing_gain(losses: dict[int, float]) -> float:
+    """How much better smoothing over the fewest neighbours predicts held-out molecules than over
+    any more (``losses`` from :func:`choose_neighbours`): (the best wider loss - the fewest's)
+    / the fewest's. Negative when a wider count is chosen; infinite with a single count."""
+    fewest = min(losses)
+    wider = [loss for k, loss in losses.items() if k > fewest]
+    if not wider:
+        return math.inf
+    return (min(wider) - losses[fewest]) / losses[fewest]
 
 
 def neighbour_pool(neighbours: NDArray[np.intp], n_cells: int | None = None) -> sp.csr_matrix:
