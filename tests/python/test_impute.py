@@ -568,7 +568,7 @@ def test_a_bulk_matrix_forced_stage_or_fixed_count_keep_the_bulk_stage(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Where the neighbour choice would skip the pseudobulk stage, a bulk matrix, ``use_bulk=True``
-    or a fixed neighbour count (no choice made from the data) keep it; the report says which."""
+    or a fixed neighbour count (no choice made from the data) keep it, and record which."""
     from scregnet.keys import BULK_SOURCES
 
     monkeypatch.setattr(data, "choose_neighbours", lambda *a, **k: (30, {15: 1.0, 30: 0.9}))
