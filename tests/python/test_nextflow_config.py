@@ -166,15 +166,11 @@ def test_awsbatch_without_a_queue_stops_before_reading_any_input() -> None:
         "standard": ("standard", None),
         "none": (None, None),
     }
-    calls = ", ".join(
-        f"{name}: missingProfileParams({_groovy(profile)}, [aws_queue: {_groovy(queue)}])"
-        for name, (profile, queue) in cases.items()
+    got = call(
+        REPO / "main.nf",
+        "cases.collectEntries { name, c -> [name, missingProfileParams(c[0], [aws_queue: c[1]])] }",
+        cases=cases,
     )
-    got = call(REPO / "main.nf", f"[ {calls} ]")
     refused = {name for name, message in got.items() if message is not None}
     assert refused == {"aws", "aws_gpu", "aws_spaced"}, got
     assert all("--aws_queue" in got[name] for name in refused), got
-
-
-def _groovy(value: str | None) -> str:
-    return "null" if value is None else f"'{value}'"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import csv
 import inspect
 import logging
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -454,8 +453,8 @@ def _bulk_domain(
         counts_bulk = bulk_frame.loc[genes].to_numpy(dtype=np.float64).T
         log.info("bulk domain: %d bulk samples", counts_bulk.shape[0])
         return (counts_bulk, bulk_lib), "bulk"
-    gain = data.local_smoothing_gain(neighbour_losses) if neighbour_losses else math.inf
-    if use_bulk is None and gain < PSEUDOBULK_MIN_LOCAL_GAIN:
+    gain = data.local_smoothing_gain(neighbour_losses) if neighbour_losses else None
+    if use_bulk is None and gain is not None and gain < PSEUDOBULK_MIN_LOCAL_GAIN:
         log.info(
             "no bulk matrix given and smoothing over more neighbours predicts held-out molecules "
             "about as well or better (the fewest gain %.2f %%, under %.2f %%: shallow or noisy "
