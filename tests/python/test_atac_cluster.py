@@ -180,12 +180,35 @@ def test_peaks_features_and_bad_inputs(
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_expression_file_is_refused(
+    pbsmall: ad.AnnData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An RNA h5ad given as --atac (genes, no peak coordinates) stops here with one line, not
+    later in tfbind after clustering it as if its genes were peaks."""
+    src, out = tmp_path / "rna.h5ad", tmp_path / "out.h5ad"
+    genes = pd.DataFrame(index=[f"GENE{i}" for i in range(40)])
+    x = sp.csr_matrix(np.random.default_rng(0).poisson(2.0, (pbsmall.n_obs, 40)), dtype=np.float32)
+    write_h5ad(ad.AnnData(X=x, obs=pbsmall.obs.copy(), var=genes), src)
+    assert cli.main(["cluster", "--quiet", "--atac", str(src), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rna.h5ad" in err[0], err
+    assert "not a cells x peaks file from `scregnet count`" in err[0]
+    assert "var['chrom'], var['start'], var['end']" in err[0] and "GENE0, GENE1, GENE2" in err[0]
+    assert not out.exists()
+
+
 def test_three_cells_get_clusters_and_a_umap(pbsmall: ad.AnnData, tmp_path: Path) -> None:
     """The fewest cells clustering takes: UMAP's spectral start needs a fourth, so it starts
     from random positions (before, an internal error from scipy's eigh)."""
     src, out = tmp_path / "three.h5ad", tmp_path / "out.h5ad"
     cells = pbsmall[[0, 60, 120]]
-    write_h5ad(ad.AnnData(X=sp.csr_matrix(cells.obsm["tiles"]), obs=cells.obs.copy()), src)
+    n = cells.obsm["tiles"].shape[1]
+    starts = np.arange(n) * 500
+    var = pd.DataFrame(
+        {"chrom": "chr5", "start": starts, "end": starts + 500},
+        index=[f"chr5:{s}-{s + 500}" for s in starts],
+    )
+    write_h5ad(ad.AnnData(X=sp.csr_matrix(cells.obsm["tiles"]), obs=cells.obs.copy(), var=var), src)
     argv = ["cluster", "--quiet", "--atac", str(src), "--out", str(out), "--n-top-features", "0"]
     assert cli.main(argv) == 0
     adata = read_h5ad(out)

@@ -61,6 +61,13 @@ def main(args: argparse.Namespace) -> int:
     if args.resolution <= 0:
         raise InputError(f"--resolution must be > 0, got {args.resolution}")
     adata = read_h5ad(args.atac)
+    missing = [f"var['{c}']" for c in ("chrom", "start", "end") if c not in adata.var]
+    if missing:
+        msg = (
+            f"not a cells x peaks file from `scregnet count`: lacks {', '.join(missing)} "
+            f"(columns are {adata.n_vars} features such as {', '.join(map(str, adata.var_names[:3]))})"
+        )
+        raise InputError(msg, args.atac)
     try:
         cluster_cells(
             adata,
