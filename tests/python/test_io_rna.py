@@ -228,3 +228,32 @@ def test_grn_refuses_two_matrices_whose_names_make_one_view(tmp_path: Path) -> N
     assert str(paths[1]) in str(exc.value) and "--view" in str(exc.value)
     one = read_views(paths[:1])  # one file: its name is its view
     assert one.views == ["filtered_feature_bc_matrix"] and one.n_cells() == [50]
+
+
+def test_atac_outputs_are_refused_as_rna(
+    tmp_path: Path, counts: tuple[np.ndarray, list[str], list[str]]
+) -> None:
+    """A cells x peaks file (scregnet count/cluster) or a TF-binding file given as scRNA stops with
+    the file's name; genes that carry coordinates under their own names are still expression."""
+    x, symbols, barcodes = counts
+    starts = np.arange(len(symbols)) * 1000
+    coords = {"chrom": "chr1", "start": starts, "end": starts + 500}
+    peaks = pd.DataFrame(coords, index=[f"chr1:{s}-{s + 500}" for s in starts])
+    src = tmp_path / "s.atac.h5ad"
+    ad.AnnData(sp.csr_matrix(x, dtype=np.float32), pd.DataFrame(index=barcodes), peaks).write_h5ad(
+        src
+    )
+    with pytest.raises(InputError, match=r"s\.atac\.h5ad: a cells x peaks file .*chr1:0-500"):
+        read_rna(src)
+    genes = pd.DataFrame(coords, index=symbols)
+    annotated = tmp_path / "annotated.h5ad"
+    ad.AnnData(sp.csr_matrix(x, dtype=np.float32), pd.DataFrame(index=barcodes), genes).write_h5ad(
+        annotated
+    )
+    assert list(read_rna(annotated).var_names) == symbols
+    tfbind = ad.AnnData(np.zeros((len(barcodes), 3), dtype=np.float32))
+    tfbind.obs_names, tfbind.var_names = barcodes, ["CTCF", "GATA1", "SPI1"]
+    tfbind.uns["tfbind"] = {"tfs": ["CTCF", "GATA1", "SPI1"]}
+    tfbind.write_h5ad(tmp_path / "s.tfbind.h5ad")
+    with pytest.raises(InputError, match=r"a TF-binding file from `scregnet tfbind`"):
+        read_rna(tmp_path / "s.tfbind.h5ad")

@@ -31,11 +31,32 @@ def read_rna(path: str | Path) -> ad.AnnData:
     """
     path = Path(path)
     if path.name.endswith(".h5ad"):
-        return unique_genes(read_h5ad(path), path)
+        adata = read_h5ad(path)
+        check_not_atac(adata, path)
+        return unique_genes(adata, path)
     if path.name.endswith(".h5"):
         return read_cellranger_h5(path)
     msg = "scRNA input must be an .h5ad or a Cell Ranger feature-barcode matrix .h5"
     raise InputError(msg, path)
+
+
+def check_not_atac(adata: ad.AnnData, path: str | Path) -> None:
+    """Refuse the ATAC stages' outputs given as scRNA: a cells x peaks file (``var`` chrom,
+    start and end, features named ``chrom:start-end``, as ``scregnet count`` and ``scregnet
+    cluster`` write; genes annotated with coordinates keep their names) or a TF-binding file
+    (``uns['tfbind']``), whose columns would otherwise be taken for genes."""
+    named = adata.var_names[:1000].astype(str)
+    peak_names = named.str.fullmatch(r"[^:\s]+:\d+-\d+").mean() > 0.5 if len(named) else False
+    if peak_names and all(c in adata.var for c in ("chrom", "start", "end")):
+        example = ", ".join(map(str, adata.var_names[:2]))
+        msg = (
+            f"a cells x peaks file (var: chrom, start, end; e.g. {example}), not scRNA gene "
+            "expression"
+        )
+        raise InputError(msg, path)
+    if keys.TFBIND_UNS in adata.uns:
+        msg = "a TF-binding file from `scregnet tfbind` (uns['tfbind']), not scRNA gene expression"
+        raise InputError(msg, path)
 
 
 def unique_genes(adata: ad.AnnData, path: str | Path) -> ad.AnnData:
