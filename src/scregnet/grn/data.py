@@ -118,6 +118,9 @@ class ExpressionViews:
 
 #: cells normalised at a time from a dense counts matrix
 LOG_ROWS = 1024
+#: largest value log-normalised expression takes: log1p or log2(x + 1) of counts per million stays
+#: below 21, so larger non-integer values are un-logged (CP10k, TPM) or scaled data
+LOG_EXPRESSION_MAX = 30.0
 
 
 def _view_name(path: Path) -> str:
@@ -142,6 +145,13 @@ def _log_expression(matrix: Any, path: Path) -> NDArray[np.float32]:
         msg = "expression contains negative values (expected counts or log-normalised expression)"
         raise InputError(msg, path)
     counts = bool(data.size) and np.array_equal(data, np.round(data))
+    if not counts and data.size and data.max() > LOG_EXPRESSION_MAX:
+        msg = (
+            f"values up to {data.max():.6g} are neither whole-number counts nor log-normalised "
+            f"expression (at most {LOG_EXPRESSION_MAX:g}): give raw counts, or log1p of "
+            "normalised counts"
+        )
+        raise InputError(msg, path)
     if sp.issparse(matrix):
         csr = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
         csr.sum_duplicates()  # an entry stored twice is one count before the log
