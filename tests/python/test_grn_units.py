@@ -167,7 +167,9 @@ def test_read_views_groups_pools_and_normalises(tmp_path: Path) -> None:
     np.testing.assert_allclose(data.expr[0], np.log1p(x1) + 0.5, rtol=1e-6)
     # normalised but not logged (counts per 10k): refused, not pooled with logged views
     _adata(x1 / lib * 1e4, genes).write_h5ad(tmp_path / "cp10k.h5ad")
-    with pytest.raises(InputError, match=r"cp10k\.h5ad: values up to [\d.]+ are neither whole-number"):
+    with pytest.raises(
+        InputError, match=r"cp10k\.h5ad: values up to [\d.]+ are neither whole-number"
+    ):
         read_views([tmp_path / "S1.rna.h5ad", tmp_path / "cp10k.h5ad"])
     # log2(counts per million + 1) stays below the bound
     _adata(np.log2(x1 / lib * 1e6 + 1), genes).write_h5ad(tmp_path / "log2cpm.h5ad")

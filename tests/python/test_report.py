@@ -334,3 +334,57 @@ def test_a_trace_without_output_records_reports_every_file(
     page = out.read_text()
     assert 'alt="s1 UMAP"' in page and 'alt="GRN network"' in page
     assert "Incomplete run" not in page
+
+
+def test_report_with_truth_writes_the_evaluation_only_with_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report --truth` scores first but writes evaluation.json together with the report: a
+    report that fails leaves the earlier evaluation as it was."""
+    from scregnet.evaluate import truth
+
+    res = _results(tmp_path)
+    before = (res / "evaluation.json").read_text()
+    truth_dir = tmp_path / "truth"
+    truth_dir.mkdir()
+    monkeypatch.setattr(truth, "evaluate", lambda _t, _r: {"atac": {"ari": float("nan")}})
+    (res / "impute" / "s1.imputed.loss.tsv").write_text("")  # the report reads it; empty
+    out = tmp_path / "r.html"
+    argv = [
+        "report",
+        "--quiet",
+        "--results",
+        str(res),
+        "--out",
+        str(out),
+        "--truth",
+        str(truth_dir),
+    ]
+    assert cli(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "s1.imputed.loss.tsv" in err[0], err
+    assert (res / "evaluation.json").read_text() == before and not out.exists()
+    (res / "impute" / "s1.imputed.loss.tsv").unlink()
+    assert cli(argv) == 0
+    assert json.loads((res / "evaluation.json").read_text()) == {"atac": {"ari": None}}
+    assert "ari" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("command", "name"), [("report", "grn_model.pt"), ("evaluate", "model.pt")]
+)
+def test_report_and_evaluate_write_only_their_own_kind_of_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, name: str
+) -> None:
+    """A mistyped --out naming a checkpoint is refused, not replaced by HTML or JSON."""
+    res = _results(tmp_path)
+    model = res / "grn" / name
+    model.write_bytes(b"weights")
+    argv = [command, "--quiet", "--results", str(res), "--out", str(model)]
+    if command == "evaluate":
+        argv += ["--truth", str(tmp_path)]
+    assert cli(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    suffix = ".html" if command == "report" else ".json"
+    assert err == [f"scregnet {command}: error: --out must end in {suffix}, got {name}"]
+    assert model.read_bytes() == b"weights"

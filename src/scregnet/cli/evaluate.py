@@ -30,6 +30,9 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.io.outputs import check_paths, files_under
 
     out = args.out or args.results / keys.EVALUATION
+    if out.suffix.lower() != ".json":
+        msg = f"--out must end in .json, got {out.name}"
+        raise InputError(msg)
     read = (".h5ad", ".tsv", ".tsv.gz", ".bed", ".bw", ".narrowPeak")
     check_paths(
         inputs=[

@@ -65,6 +65,9 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.io.outputs import check_paths, files_under
     from scregnet.report.build import MULTIQC_TABLE, build_report
 
+    if args.out.suffix.lower() not in (".html", ".htm"):
+        msg = f"--out must end in .html, got {args.out.name}"
+        raise InputError(msg)
     if not args.results.is_dir():
         why = "is a file, not a folder" if args.results.exists() else "does not exist"
         msg = f"results directory {why}"
@@ -79,13 +82,16 @@ def main(args: argparse.Namespace) -> int:
         ],
         outputs=[args.out, args.out.parent / MULTIQC_TABLE, evaluation],
     )
+    scored = None
     if evaluation is not None:
-        from scregnet.evaluate.truth import evaluate, write_evaluation
+        from scregnet.evaluate.truth import evaluate
 
-        write_evaluation(evaluate(args.truth, args.results), evaluation)
-        log.info("scored the results against %s: %s", args.truth, evaluation)
+        scored = evaluate(args.truth, args.results)
+        log.info(
+            "scored the results against %s (written with the report: %s)", args.truth, evaluation
+        )
     expected: dict[str, list[str]] = {}
     for stage, samples in args.expect:
         expected.setdefault(stage, []).extend(samples)
-    build_report(args.results, args.out, expected=expected)
+    build_report(args.results, args.out, expected=expected, evaluation=scored)
     return 0

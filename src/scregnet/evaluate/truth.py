@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_path
+from scregnet.io.text import json_text
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +48,9 @@ def evaluate(truth_dir: str | Path, results_dir: str | Path) -> dict[str, Any]:
     return report
 
 
-def strict_json(value: Any) -> Any:
-    """``value`` as standard JSON takes it: numpy numbers as Python numbers, and a score that
-    is not finite (NaN, e.g. a metric with one class) as ``null`` (``NaN`` is not JSON: jq and
-    R's jsonlite refuse it)."""
-    if isinstance(value, dict):
-        return {str(k): strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # a numpy scalar
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_evaluation(report: dict[str, Any], path: str | Path) -> Path:
-    """``report`` as strict JSON (:func:`strict_json`), written atomically."""
-    text = json.dumps(strict_json(report), indent=2, sort_keys=True, allow_nan=False)
+    """``report`` as strict JSON (:func:`scregnet.io.text.json_text`), written atomically."""
+    text = json_text(report)
     with atomic_path(path) as tmp:
-        tmp.write_text(text + "\n")
+        tmp.write_text(text)
     return Path(path)

@@ -1,4 +1,5 @@
-"""Reading small text inputs (sheets, lists, params) as UTF-8 with errors that name the file.
+"""Reading small text inputs (sheets, lists, params) as UTF-8 with errors that name the file,
+and the strict JSON the package writes.
 
 A byte-order mark is dropped; any other byte that is not UTF-8 (a Latin-1 or UTF-16 file) is an
 :class:`InputError` giving the line and the byte, never a ``UnicodeDecodeError``.
@@ -7,6 +8,7 @@ A byte-order mark is dropped; any other byte that is not UTF-8 (a Latin-1 or UTF
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,28 @@ def read_json(path: str | Path) -> Any:
     except json.JSONDecodeError as exc:
         msg = f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         raise InputError(msg, path) from exc
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` as standard JSON takes it: numpy numbers as Python numbers, and a score that
+    is not finite (NaN, e.g. a metric with one class) as ``null`` (``NaN`` is not JSON: jq and
+    R's jsonlite refuse it)."""
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(value: Any) -> str:
+    """``value`` as an indented, key-sorted strict JSON document (:func:`strict_json`)."""
+    import json
+
+    return json.dumps(strict_json(value), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from scregnet.io.atomic import atomic_paths
 from scregnet.io.h5ad import read_h5ad
 from scregnet.io.outputs import sample_files
 from scregnet.io.tables import read_ranking, read_table
-from scregnet.io.text import read_json
+from scregnet.io.text import json_text, read_json
 from scregnet.report import figures
 
 if TYPE_CHECKING:
@@ -328,11 +328,15 @@ def grn_section(results: Results, section: Section, *, top: int = 50) -> None:
     section.table(head)
 
 
-def evaluation_section(results: Path, section: Section) -> None:
+def evaluation_section(
+    results: Path, section: Section, report: Mapping[str, Any] | None = None
+) -> None:
+    """The evaluation table: of ``report`` when given, else of ``<results>/evaluation.json``."""
     path = results / keys.EVALUATION
-    if not path.exists():
-        return
-    report = read_json(path)
+    if report is None:
+        if not path.exists():
+            return
+        report = read_json(path)
     if not isinstance(report, dict):
         msg = "not an evaluation report (a JSON object of stages)"
         raise InputError(msg, path)
@@ -450,11 +454,19 @@ img{max-width:520px}.table{border-collapse:collapse;font-size:.85em}.table td,.t
 
 
 def build_report(
-    results: str | Path, out: str | Path, *, expected: Mapping[str, Sequence[str]] | None = None
+    results: str | Path,
+    out: str | Path,
+    *,
+    expected: Mapping[str, Sequence[str]] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> Path:
     """Write the self-contained report for ``results`` to ``out`` and, when the results have
     clustered ATAC samples, their QC table for MultiQC (:data:`MULTIQC_TABLE`) beside it; both are
     written atomically, together.
+
+    ``evaluation``: a fresh evaluation of the results (:func:`scregnet.evaluate.truth.evaluate`);
+    the report shows it and writes it to ``<results>/evaluation.json`` together with the report,
+    so that a failed report leaves any earlier evaluation in place.
 
     ``expected``: the results the run should have written (:func:`missing_results`); the report
     opens with the ones that are missing, and each is logged as a warning. Without any result the
@@ -474,7 +486,7 @@ def build_report(
     imputation_section(found, sections["imputation"])
     tf_activity_section(found, sections["tf-activity"])
     grn_section(found, sections["grn"])
-    evaluation_section(results, sections["evaluation"])
+    evaluation_section(results, sections["evaluation"], evaluation)
     if not missing and not any(sections[key].parts for key in RESULT_SECTIONS):
         where = [f"{folder}/*{suffix}" for folder, suffix in keys.SAMPLE_RESULTS.values()]
         msg = (
@@ -491,11 +503,14 @@ def build_report(
         f"<style>{CSS}</style></head><body><h1>scregnet report</h1>"
         f"<p>Results: {html.escape(str(results))} — scregnet {__version__}</p>\n{body}\n</body></html>\n"
     )
-    outputs = [out] if qc_table is None else [out, out.parent / MULTIQC_TABLE]
-    with atomic_paths(*outputs) as temps:  # the report and its MultiQC table appear together
-        temps[0].write_text(page)
-        if qc_table is not None:
-            temps[1].write_text(multiqc_table(qc_table))
+    texts = {out: page}
+    if qc_table is not None:
+        texts[out.parent / MULTIQC_TABLE] = multiqc_table(qc_table)
+    if evaluation is not None:
+        texts[results / keys.EVALUATION] = json_text(evaluation)
+    with atomic_paths(*texts) as temps:  # the report, its MultiQC table, the evaluation together
+        for tmp, text in zip(temps, texts.values(), strict=True):
+            tmp.write_text(text)
     log.info("report written to %s", out)
     return out
 
