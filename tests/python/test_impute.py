@@ -146,12 +146,17 @@ def test_read_bulk_tsv_validates(tmp_path: Path) -> None:
     good.write_text("gene\ts1\ts2\nA\t1\t2\nB\t0\t5\n")
     frame = data.read_bulk_tsv(good)
     assert list(frame.columns) == ["s1", "s2"] and list(frame.index) == ["A", "B"]
+    numbered = tmp_path / "numbered.tsv"  # samples numbered 1, 2: a header
+    numbered.write_text("gene\t1\t2\nA\t1\t2\n")
+    assert list(data.read_bulk_tsv(numbered).columns) == ["1", "2"]
     for text, message in [
         ("gene\ts1\nA\t-1\n", "negative"),
         ("gene\ts1\nA\tNaN\n", "NaN"),
         ("gene\ts1\nA\t1.5\n", "non-integer"),
         ("gene\ts1\nA\t1\nA\t2\n", "duplicate gene"),
         ("gene\ts1\n", "empty"),
+        ("A\t13148\t12767\nB\t3\t0\n", r"first line looks like data.*13148, 12767"),
+        ("A\t5\t5\nB\t3\t0\n", r"first line looks like data.*\b5, 5\.1"),
     ]:
         bad = tmp_path / "bad.tsv"
         bad.write_text(text)

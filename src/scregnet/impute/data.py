@@ -152,6 +152,13 @@ def read_bulk_tsv(path: str | Path) -> pd.DataFrame:
         msg = f"empty bulk matrix ({frame.shape[0]} genes x {frame.shape[1]} samples)"
         raise InputError(msg, path)
     frame.index = frame.index.astype(str)
+    if _header_is_data(list(map(str, frame.columns))):
+        numeric = list(map(str, frame.columns))
+        msg = (
+            f"the first line looks like data, not a header (sample names {', '.join(numeric[:3])}): "
+            "it must name the samples (gene<TAB>sample1<TAB>...)"
+        )
+        raise InputError(msg, path)
     if frame.index.has_duplicates:
         dup = frame.index[frame.index.duplicated()][0]
         msg = f"duplicate gene {dup!r} in the first column"
@@ -167,6 +174,17 @@ def read_bulk_tsv(path: str | Path) -> pd.DataFrame:
         raise InputError(msg, path)
     log.info("read bulk RNA %s: %d genes x %d samples", path, *frame.shape)
     return frame.round().astype(np.float64)
+
+
+def _header_is_data(names: list[str]) -> bool:
+    """Sample names that are all numbers, other than samples numbered 0 or 1 up: a first line of
+    counts read as the header (pandas adds ``.1`` to a repeated name, which stays a number)."""
+    try:
+        values = [float(n) for n in names]
+    except ValueError:
+        return False
+    numbered = [float(i) for i in range(len(names))]
+    return values not in (numbered, [v + 1 for v in numbered])
 
 
 def intersect_genes(
