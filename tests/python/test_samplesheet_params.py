@@ -48,6 +48,17 @@ def test_relative_paths_resolve_against_the_sheet(files: Path) -> None:
         ("sample,bam\n", "no samples"),
         ("sample,rna\nA,data/a.rna.h5ad\n", "needs a 'bam' or a 'fragments' column"),
         ("sample,bam\nA B,data/a.bam\n", "sample id"),
+        (
+            "sample,bam,RNA\nA,data/a.bam,data/a.rna.h5ad\n",
+            "unknown column 'RNA' (did you mean 'rna'?",
+        ),
+        ("sample,bam,scrna\nA,data/a.bam,data/a.rna.h5ad\n", "unknown column 'scrna' (did you"),
+        (
+            "sample,fragment\nA,data/a.tsv.gz\n",
+            "unknown column 'fragment' (did you mean 'fragments'?",
+        ),
+        ("sample,bam,rna,view\nA,data/a.bam\n", "row 2: 2 fields but the header has 4"),
+        ("sample,bam\nA,data/a.bam,x\n", "row 2: 3 fields but the header has 2"),
     ],
 )
 def test_bad_samplesheets(files: Path, text: str, message: str) -> None:
@@ -56,6 +67,17 @@ def test_bad_samplesheets(files: Path, text: str, message: str) -> None:
         read_samplesheet(sheet)
     assert message in str(exc.value)
     assert str(sheet) in str(exc.value)
+
+
+def test_extra_columns_are_logged_and_ignored(
+    files: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lab's own columns (not close to a column scregnet reads) do not stop a run."""
+    sheet = write(files / "s.csv", "sample,bam,notes,sample_id\nA,data/a.bam,first run,A-17\n")
+    with caplog.at_level("WARNING"):
+        samples = read_samplesheet(sheet)
+    assert [s.sample for s in samples] == ["A"] and samples[0].rna is None
+    assert "column(s) notes, sample_id ignored" in caplog.text
 
 
 def test_params_resolve_and_fill_defaults(files: Path) -> None:

@@ -8,7 +8,9 @@ optional ``view``. Relative paths are resolved against the samplesheet's own dir
 from __future__ import annotations
 
 import csv
+import difflib
 import io
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ from pathlib import Path
 from scregnet.errors import InputError
 from scregnet.io.rna import RNA_SUFFIXES
 from scregnet.io.text import read_text
+
+log = logging.getLogger(__name__)
 
 REQUIRED = ("sample",)
 KNOWN = ("sample", "bam", "fragments", "rna", "view")
@@ -115,6 +119,7 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         if missing:
             msg = f"missing column(s): {', '.join(missing)} (header: {','.join(header) or 'empty'})"
             raise InputError(msg, path)
+        _check_unknown_columns(header, path)
         if "bam" not in header and "fragments" not in header:
             msg = "needs a 'bam' or a 'fragments' column"
             raise InputError(msg, path)
@@ -127,11 +132,37 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
             if None in r:
                 msg = f"row {reader.line_num}: {len(header) + len(r[None])} fields but the header has {len(header)}"
                 raise InputError(msg, path)
+            short = [k for k, v in r.items() if v is None]
+            if short:
+                n = len(header) - len(short)
+                msg = f"row {reader.line_num}: {n} fields but the header has {len(header)}"
+                raise InputError(msg, path)
             rows.append({(k or "").strip(): (v or "").strip() for k, v in r.items()})
     except csv.Error as exc:
         msg = f"not a readable CSV (line {reader.line_num}: {exc})"
         raise InputError(msg, path) from exc
     return rows
+
+
+def _check_unknown_columns(header: list[str], path: Path) -> None:
+    """A column that is not one of :data:`KNOWN` but close to a known column the header lacks
+    (``RNA``, ``scrna``, ``fragment``) is a misspelling: refused, naming the column meant; other
+    extra columns (a lab's notes) are logged and ignored."""
+    absent = [c for c in KNOWN if c not in header]
+    ignored = []
+    for column in (h for h in header if h not in KNOWN):
+        close = difflib.get_close_matches(column.casefold(), absent, n=1, cutoff=0.75)
+        if close:
+            msg = f"unknown column {column!r} (did you mean {close[0]!r}? columns: {', '.join(KNOWN)})"
+            raise InputError(msg, path)
+        ignored.append(column)
+    if ignored:
+        log.warning(
+            "%s: column(s) %s ignored (scregnet reads %s)",
+            path,
+            ", ".join(ignored),
+            ", ".join(KNOWN),
+        )
 
 
 def _check_id(sid: str, i: int, seen: dict[str, str], path: Path) -> str:
