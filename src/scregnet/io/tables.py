@@ -51,7 +51,30 @@ def check_numbers(frame: pd.DataFrame, column: str, path: Path) -> None:
 
 
 def read_ranking(path: Path, columns: Sequence[str] = ("tf", "target", "score")) -> pd.DataFrame:
-    """A GRN ranking (``grn_edges.tsv``) with at least ``columns``; every score is a number."""
+    """A GRN ranking (``grn_edges.tsv``) with at least ``columns``; every score is a number, and
+    an uncompressed file cut inside its last row is refused (:func:`check_last_row`)."""
     frame = read_table(path, columns, dtype={"tf": str, "target": str})
+    check_last_row(path, len(frame.columns), len(frame))
     check_numbers(frame, "score", path)
     return frame
+
+
+def check_last_row(path: Path, n_columns: int, n_rows: int) -> None:
+    """An :class:`InputError` when ``path`` (uncompressed) does not end with a line break and its
+    last line has fewer fields than the header: a copy or a write cut short. Compressed files are
+    checked by the decompressor (a cut stream is an error)."""
+    if str(path).endswith(".gz") or n_rows == 0:
+        return
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - 65536))
+        tail = handle.read()
+    if tail.endswith(b"\n"):
+        return
+    fields = tail.rsplit(b"\n", 1)[-1].count(b"\t") + 1
+    if fields < n_columns:
+        msg = (
+            f"data row {n_rows} has {fields} field(s), the header {n_columns}, and the file ends "
+            "inside it (cut short?)"
+        )
+        raise InputError(msg, path)
