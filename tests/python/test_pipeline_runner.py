@@ -662,6 +662,31 @@ def test_planning_refuses_inputs_named_in_another_chromosome_style(
     assert plan({**params, "input": sheet, "gtf": unplaced}, tmp_path / "ok", threads=1)
 
 
+@pytest.mark.parametrize(
+    ("param", "text", "problem"),
+    [
+        ("bulk_rna", "", "file is empty"),
+        ("bulk_rna", "CTCF\t13148\t12767\n", "the first line looks like data"),
+        ("grn_labels", "", "labels file is empty"),
+        ("tfs", "# none\n", "TF list is empty"),
+    ],
+)
+def test_planning_reads_the_small_tables_before_any_step(
+    tiny_world: Path, tmp_path: Path, param: str, text: str, problem: str
+) -> None:
+    """The bulk RNA matrix, the GRN labels and the TF list are read when the run is planned (and
+    by a dry run): before, a bad one stopped IMPUTE or the GRN after TF-binding training."""
+    from scregnet.pipeline.params import read_params
+
+    params = read_params(tiny_world / "params.yaml")
+    bad = tmp_path / f"{param}.tsv"
+    bad.write_text(text)
+    with pytest.raises(InputError, match=problem) as exc:
+        plan({**params, param: bad}, tmp_path / "out", threads=1)
+    assert str(exc.value).startswith(f"{bad}: ")
+    assert not (tmp_path / "out").exists()
+
+
 def test_planning_refuses_a_bam_aligned_to_another_assembly(
     tiny_world: Path, tmp_path: Path
 ) -> None:

@@ -145,13 +145,12 @@ def read_bulk_tsv(path: str | Path) -> pd.DataFrame:
         raise InputError(msg, path)
     try:
         frame = pd.read_csv(path, sep="\t", index_col=0)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except pd.errors.EmptyDataError as exc:
+        msg = "file is empty"
+        raise InputError(msg, path) from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         msg = f"not a readable TSV ({first_line(exc)})"
         raise InputError(msg, path) from exc
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        msg = f"empty bulk matrix ({frame.shape[0]} genes x {frame.shape[1]} samples)"
-        raise InputError(msg, path)
-    frame.index = frame.index.astype(str)
     if _header_is_data(list(map(str, frame.columns))):
         numeric = list(map(str, frame.columns))
         msg = (
@@ -159,6 +158,10 @@ def read_bulk_tsv(path: str | Path) -> pd.DataFrame:
             "it must name the samples (gene<TAB>sample1<TAB>...)"
         )
         raise InputError(msg, path)
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        msg = f"empty bulk matrix ({frame.shape[0]} genes x {frame.shape[1]} samples)"
+        raise InputError(msg, path)
+    frame.index = frame.index.astype(str)
     if frame.index.has_duplicates:
         dup = frame.index[frame.index.duplicated()][0]
         msg = f"duplicate gene {dup!r} in the first column"

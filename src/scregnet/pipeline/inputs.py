@@ -1,6 +1,8 @@
 """Checks of the run's input files that take seconds at most and would otherwise fail a step hours
 in: every sample's BAM or fragments file, the GTF and the given peaks must name their chromosomes
-in the genome index's style (UCSC's ``chr1`` or Ensembl's ``1``).
+in the genome index's style (UCSC's ``chr1`` or Ensembl's ``1``); the bulk RNA matrix, the GRN
+labels and the TF list are read as their steps read them (before TF-binding training, which runs
+first and takes hours).
 
 A file sharing no chromosome name with the genome index is refused in one line naming it. Files
 sharing some are left to the steps, which check every name against the genome as they read.
@@ -64,3 +66,24 @@ def check_chromosome_styles(
     for path, what in ((gtf, "GTF"), (peaks, "peaks")):
         if path is not None and path.exists():
             check_shared_chromosomes(first_column(path), names, what=what, ref_what=ref, path=path)
+
+
+def check_bulk_rna(path: Path) -> None:
+    """The bulk RNA matrix, read as IMPUTE reads it (:func:`scregnet.impute.data.read_bulk_tsv`);
+    its genes are matched to each sample's cells by the step."""
+    from scregnet.impute.data import read_bulk_tsv
+
+    read_bulk_tsv(path)
+
+
+def check_grn_lists(labels: Path | None, tfs: Path | None) -> None:
+    """The GRN labels and the TF list, read as GRN_TRAIN and GRN_SCORE read them; their names
+    are matched to the expression data's genes by the steps."""
+    if labels is not None:
+        from scregnet.grn.data import read_labels
+
+        read_labels(labels)
+    if tfs is not None:
+        from scregnet.grn.api import read_tf_list
+
+        read_tf_list(str(tfs))

@@ -32,7 +32,7 @@ from scregnet.errors import InputError
 from scregnet.io.genome import read_chrom_sizes
 from scregnet.io.samplesheet import Sample, read_samplesheet
 from scregnet.pipeline.contigs import check_contig_names, prediction_shards, skipped_contigs
-from scregnet.pipeline.inputs import check_chromosome_styles
+from scregnet.pipeline.inputs import check_bulk_rna, check_chromosome_styles, check_grn_lists
 from scregnet.pipeline.params import DEFAULTS, PATH_KEYS
 from scregnet.pipeline.steps import POOLED_STAGES, STAGE_COST, STAGE_GRAPH, STEPS
 
@@ -318,6 +318,8 @@ def _plan_impute(p: _Planner, samples: Sequence[Sample]) -> dict[str, Path]:
     """IMPUTE for each sample with scRNA; returns the imputed h5ad per sample."""
     imputed: dict[str, Path] = {}
     bulk_rna: Path | None = p.params.get("bulk_rna")
+    if bulk_rna is not None and any(s.rna is not None for s in samples):
+        check_bulk_rna(bulk_rna)
     for s in samples:
         if s.rna is None:
             continue
@@ -404,6 +406,7 @@ def _plan_grn(p: _Planner, imputed: dict[str, Path], tfbind: dict[str, Path]) ->
             "GRN skipped: it needs --grn_labels or TF-binding priors (bulk_sheet or tfbind_model)"
         )
         return False
+    check_grn_lists(labels, tfs)
     grn_dir = p.outdir / "grn"
     model = grn_dir / "grn_model.pt"
     priors = [] if labels is not None else list(tfbind.values())
