@@ -388,3 +388,39 @@ def test_report_and_evaluate_write_only_their_own_kind_of_file(
     suffix = ".html" if command == "report" else ".json"
     assert err == [f"scregnet {command}: error: --out must end in {suffix}, got {name}"]
     assert model.read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize(
+    ("folder", "name", "problem"),
+    [
+        ("atac", "s1.clustered.h5ad", "no obs['cluster']: not an output of `scregnet cluster`"),
+        ("impute", "s1.imputed.h5ad", "no layer 'imputed': not an output of `scregnet impute`"),
+    ],
+)
+def test_report_refuses_a_result_of_the_wrong_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], folder: str, name: str, problem: str
+) -> None:
+    """An RNA file where the clustered ATAC belongs, or ATAC counts where the imputed cells do."""
+    res = _results(tmp_path)
+    plain = ad.AnnData(sp.random(20, 10, density=0.3, format="csr", dtype=np.float32))
+    plain.write_h5ad(res / folder / name)
+    out = tmp_path / "r.html"
+    assert cli(["report", "--quiet", "--results", str(res), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"scregnet report: error: {res / folder / name}: {problem}"]
+    assert not out.exists()
+
+
+def test_evaluate_refuses_a_clustered_file_without_clusters(tmp_path: Path) -> None:
+    from scregnet.errors import InputError
+    from scregnet.evaluate.score_atac import score
+
+    res = _results(tmp_path)
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    (truth / "cell_types.tsv").write_text("sample\tbarcode\tcell_type\ns1\tc0\tB\ns1\tc1\tT\n")
+    assert score(truth, res)["samples"]["s1"]["cells_true"] == 2
+    plain = ad.AnnData(sp.random(20, 10, density=0.3, format="csr", dtype=np.float32))
+    plain.write_h5ad(res / "atac" / "s1.clustered.h5ad")
+    with pytest.raises(InputError, match=r"s1\.clustered\.h5ad: no obs\['cluster'\]"):
+        score(truth, res)

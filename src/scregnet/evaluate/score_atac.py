@@ -74,7 +74,11 @@ def score(truth_dir: Path, results_dir: Path) -> dict[str, Any] | None:
         if cells.empty:
             log.warning("atac: no truth cells for sample %s in %s, skipped", name, table_path)
             continue
-        samples[name] = score_sample(cells, read_obs(path))
+        obs = read_obs(path)
+        if path.name.endswith(keys.SAMPLE_RESULTS["atac"][1]) and keys.CLUSTER not in obs:
+            msg = f"no obs[{keys.CLUSTER!r}]: not an output of `scregnet cluster`"
+            raise InputError(msg, path)
+        samples[name] = score_sample(cells, obs)
     if not samples:
         return None
     summary: dict[str, Any] = {"samples": samples}

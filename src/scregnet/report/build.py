@@ -172,6 +172,9 @@ def atac_sections(results: Results, qc: Section, clusters: Section) -> pd.DataFr
     for sample, path in results.samples(*keys.SAMPLE_RESULTS["atac"]).items():
         adata = read_h5ad(path)
         obs = adata.obs
+        if keys.CLUSTER not in obs:
+            msg = f"no obs[{keys.CLUSTER!r}]: not an output of `scregnet cluster`"
+            raise InputError(msg, path)
         # one row per sample (the MultiQC table): per-cell QC medians; per-barcode tables stay in atac/
         medians = {
             f"median_{column.removeprefix('n_')}": float(np.median(obs[column]))
@@ -185,7 +188,7 @@ def atac_sections(results: Results, qc: Section, clusters: Section) -> pd.DataFr
                 "cells": adata.n_obs,
                 "peaks": adata.n_vars,
                 **medians,
-                "clusters": int(obs[keys.CLUSTER].nunique()) if keys.CLUSTER in obs else 0,
+                "clusters": int(obs[keys.CLUSTER].nunique()),
             }
         )
         for column, title, log_x in (
@@ -213,7 +216,7 @@ def atac_sections(results: Results, qc: Section, clusters: Section) -> pd.DataFr
                 figures.fragment_lengths(np.asarray(by_length, dtype=np.int64)),
                 f"{sample} fragment lengths",
             )
-        if keys.UMAP in adata.obsm and keys.CLUSTER in obs:
+        if keys.UMAP in adata.obsm:
             clusters.image(
                 figures.scatter_by_label(
                     np.asarray(adata.obsm[keys.UMAP]),
@@ -235,7 +238,8 @@ def imputation_section(results: Results, section: Section, *, max_cells: int = 5
     for sample, path in results.samples(*keys.SAMPLE_RESULTS["impute"]).items():
         adata = read_h5ad(path)
         if keys.IMPUTED not in adata.layers:
-            continue
+            msg = f"no layer {keys.IMPUTED!r}: not an output of `scregnet impute`"
+            raise InputError(msg, path)
         keep = np.sort(np.random.default_rng(0).permutation(adata.n_obs)[:max_cells])
         raw_x = adata.X[keep]
         raw = raw_x.toarray() if sp.issparse(raw_x) else np.asarray(raw_x)
