@@ -99,6 +99,12 @@ def test_params_resolve_and_fill_defaults(files: Path) -> None:
         ("input: s.csv\nfasta: nope.fa\ngtf: g.gtf\n", "'fasta' points to"),
         ("- a\n- b\n", "YAML mapping"),
         ("input: [\n", "not valid YAML"),
+        ("input: s.csv\nfasta: g.fa\ngtf: g.gtf\ngpu: maybe\n", "'gpu' must be true or false"),
+        ("input: s.csv\nfasta: g.fa\ngtf: g.gtf\nhelp: 3\n", "'help' must be true or false"),
+        (
+            "input: s.csv\nfasta: g.fa\ngtf: g.gtf\nvalidate_params: 'no'\n",
+            "'validate_params' must be true or false",
+        ),
     ],
 )
 def test_bad_params(files: Path, text: str, message: str) -> None:

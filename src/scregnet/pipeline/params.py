@@ -206,7 +206,7 @@ def _check_values(params: dict[str, Any], path: Path) -> None:
             if allowed is not None and value not in allowed:
                 msg = f"parameter '{key}' must be one of {', '.join(allowed)}, got {value!r}"
                 raise InputError(msg, path)
-        if key == "validate_params" and not isinstance(value, bool):
+        if key in NEXTFLOW_FLAGS and not isinstance(value, bool):
             msg = f"parameter '{key}' must be true or false, got {value!r}"
             raise InputError(msg, path)
 
