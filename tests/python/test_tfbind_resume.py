@@ -146,3 +146,26 @@ def test_a_state_written_before_an_input_changed_is_ignored(tmp_path: Path) -> N
     again = Windows(0)
     run(again, state, inputs=after)
     assert again.reads == EPOCHS * N  # started over
+
+
+def test_the_command_refuses_a_state_path_holding_another_file(tmp_path: Path) -> None:
+    """`tfbind train --state model.pt` (a model, or any file that is not a training state) is
+    refused before training, and the file kept: the state is overwritten and removed at the end."""
+    from scregnet.errors import InputError
+    from scregnet.tfbind.train import check_state_file
+
+    torch.set_num_threads(1)
+    model = tmp_path / "model.pt"
+    torch.save({"model_state": nn.Linear(2, 1).state_dict(), "tfs": ["CTCF"]}, model)
+    text = tmp_path / "genes.gtf"
+    text.write_text('chr1\tx\tgene\t1\t10\t.\t+\t.\tgene_id "G";\n')
+    for path in (model, text):
+        before = path.read_bytes()
+        with pytest.raises(InputError, match="is not a training state of `scregnet tfbind train`"):
+            check_state_file(path)
+        assert path.read_bytes() == before
+    state = tmp_path / "tfbind_train.state"
+    check_state_file(state)  # none yet
+    with pytest.raises(KeyboardInterrupt):
+        run(Windows(0, fail_at=2 * N + 5), state)  # killed during epoch 3
+    check_state_file(state)  # its own state: resumed

@@ -95,6 +95,7 @@ from scregnet.tfbind.predict import (
 )
 from scregnet.tfbind.train import (
     MIN_POSITIVES,
+    check_state_file,
     dataset_logits,
     fit,
     fit_calibration,
@@ -144,6 +145,8 @@ def train(
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     _check_geometry(config)
+    if state is not None:
+        check_state_file(Path(state))
     sizes, data, chroms, (train_chroms, val, test) = _bulk_data(fasta, bulk_sheet, config)
     data, (train_idx, val_idx, test_idx), dropped = _window_indices(
         data, config, [train_chroms, val, test], rng, bulk_sheet

@@ -381,6 +381,26 @@ def _state_key(config: TrainConfig, n_train: int, n_val: int | None, inputs: str
     return repr((sorted(asdict(config).items()), n_train, n_val, inputs))
 
 
+def check_state_file(path: Path) -> None:
+    """A ``--state`` file that exists must be a training state :func:`fit` wrote (it is resumed, or
+    replaced when written for other inputs, and removed at the end); any other file, a model
+    checkpoint given by mistake among them, is an :class:`InputError`, left as it is."""
+    from scregnet.errors import InputError
+
+    if not path.exists():
+        return
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch raises many types for a file it cannot read
+        saved = None
+    if not (isinstance(saved, dict) and {"key", "model", "optimiser"} <= set(saved)):
+        msg = (
+            "exists and is not a training state of `scregnet tfbind train` (it would be "
+            "overwritten and removed): give a new --state path, or delete this file"
+        )
+        raise InputError(msg, path)
+
+
 def _read_state(path: Path, key: str, device: torch.device) -> dict[str, Any] | None:
     """The training state at ``path`` when it exists and was written for ``key``, else None."""
     from scregnet.errors import first_line
