@@ -15,6 +15,7 @@ without one is read as it is.
 from __future__ import annotations
 
 import dataclasses
+import errno
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -122,11 +123,13 @@ def load(path: str | Path, kind: str, version: int) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        # a disk error goes on as it is; torch's archive reader reports a cut file as EINVAL
+        corrupt = exc.errno in (None, errno.EINVAL) if isinstance(exc, OSError) else True
+        if not corrupt and not isinstance(exc, FileNotFoundError):
             raise
         msg = (
-            f"not a readable {kind} checkpoint: it is corrupt or holds objects other than "
-            f"tensors and plain data ({type(exc).__name__})"
+            f"not a readable {kind} checkpoint: it is truncated, corrupt or holds objects other "
+            f"than tensors and plain data ({type(exc).__name__})"
         )
         raise InputError(msg, path) from exc
     if not isinstance(ckpt, dict) or not set(FIELDS) <= set(ckpt):

@@ -135,6 +135,19 @@ def test_missing_fields_and_missing_file_are_refused(tmp_path: Path) -> None:
     assert "does not exist" in _one_line(err, tmp_path / "absent.pt")
 
 
+def test_a_truncated_checkpoint_is_refused(tmp_path: Path) -> None:
+    """A copy cut short: torch's archive reader raises OSError (EINVAL), read as a corrupt file,
+    not as a disk error (an internal error naming no file)."""
+    whole = checkpoint.save(tmp_path / "m.pt", "scregnet.test", 1, {}, {"w": torch.ones(4096)})
+    data = whole.read_bytes()
+    for size in (len(data) // 2, 2000, 100):
+        cut = tmp_path / f"cut{size}.pt"
+        cut.write_bytes(data[:size])
+        with pytest.raises(InputError) as err:
+            checkpoint.load(cut, "scregnet.test", 1)
+        assert "not a readable scregnet.test checkpoint: it is truncated" in _one_line(err, cut)
+
+
 class _Payload:
     """A pickled object that runs code when unpickled (writes a marker file)."""
 
