@@ -229,3 +229,31 @@ def test_too_few_top_features_blames_the_option(
     assert len(err) == 1
     assert err[0].endswith(f"--n-top-features must be 0 (all) or >= 3, got {n_top}"), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--resolution", "nan", "--resolution must be a number > 0, got nan"),
+        ("--resolution", "inf", "--resolution must be a number > 0, got inf"),
+        ("--resolution", "0", "--resolution must be a number > 0, got 0.0"),
+        ("--depth-cutoff", "nan", "--depth-cutoff must be in (0, 1], got nan"),
+        ("--depth-cutoff", "-0.5", "--depth-cutoff must be in (0, 1], got -0.5"),
+        ("--depth-cutoff", "1.5", "--depth-cutoff must be in (0, 1], got 1.5"),
+    ],
+)
+def test_bad_numeric_options_are_refused(
+    pbsmall: ad.AnnData,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    problem: str,
+) -> None:
+    """NaN passed `<= 0` and made every cell its own cluster; any depth cutoff was taken."""
+    src, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    write_h5ad(pbsmall, src)
+    argv = ["cluster", "--quiet", "--atac", str(src), "--out", str(out), option, value]
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"scregnet cluster: error: {problem}"]
+    assert not out.exists()

@@ -756,3 +756,33 @@ def test_barcodes_only_on_an_excluded_chromosome(
     assert result.adata.n_obs == 1100
     assert result.qc.shape[0] == 6100
     assert result.qc.n_fragments.iloc[1100:].eq(0).all()
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (
+            'chr1\tx\tgene\tabc\t200\t.\t+\t.\tgene_id "B";',
+            "line 3: start 'abc' is not a whole number",
+        ),
+        (
+            'chr1\tx\tgene\t100\t2e3\t.\t+\t.\tgene_id "B";',
+            "line 3: end '2e3' is not a whole number",
+        ),
+        ("chr1\tx\tgene\t100", "line 3: GTF lines need 9 tab-separated fields, found 4"),
+    ],
+)
+def test_gtf_with_a_bad_line_is_refused_naming_it(tmp_path: Path, line: str, problem: str) -> None:
+    from scregnet.errors import InputError
+    from scregnet.io.gtf import read_tss
+
+    gtf = tmp_path / "genes.gtf"
+    good = 'chr1\tx\tgene\t10\t20\t.\t-\t.\tgene_id "A"; gene_name "GA";'
+    gtf.write_text(f"#!genome-build x\n{good}\r\n{line}\n")
+    with pytest.raises(InputError, match=None) as err:
+        read_tss(gtf)
+    assert str(err.value) == f"{gtf}: {problem}"
+    gtf.write_text(f"#!genome-build x\n{good}\r\n")  # CRLF line ends: read
+    assert read_tss(gtf).to_dict("records") == [
+        {"gene_id": "A", "gene_name": "GA", "chrom": "chr1", "tss": 19, "strand": "-"}
+    ]

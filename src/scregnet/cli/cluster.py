@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 from typing import get_args
 
@@ -58,8 +59,10 @@ def main(args: argparse.Namespace) -> int:
     if args.n_top_features < 0 or 0 < args.n_top_features < MIN_FEATURES:
         msg = f"--n-top-features must be 0 (all) or >= {MIN_FEATURES}, got {args.n_top_features}"
         raise InputError(msg)
-    if args.resolution <= 0:
-        raise InputError(f"--resolution must be > 0, got {args.resolution}")
+    if not args.resolution > 0 or not math.isfinite(args.resolution):
+        raise InputError(f"--resolution must be a number > 0, got {args.resolution}")
+    if not 0 < args.depth_cutoff <= 1:
+        raise InputError(f"--depth-cutoff must be in (0, 1], got {args.depth_cutoff}")
     adata = read_h5ad(args.atac)
     missing = [f"var['{c}']" for c in ("chrom", "start", "end") if c not in adata.var]
     if missing:

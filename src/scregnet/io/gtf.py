@@ -27,12 +27,12 @@ def read_tss(path: str | Path) -> pd.DataFrame:
     opener = gzip.open if path.name.endswith(".gz") else open
     records: list[tuple[str, str, str, int, str, str]] = []
     with reading(path), opener(path, "rt") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             if line.startswith("#") or not line.strip():
                 continue
-            f = line.rstrip("\n").split("\t")
+            f = line.rstrip("\r\n").split("\t")
             if len(f) < 9:
-                msg = "GTF lines need 9 tab-separated fields"
+                msg = f"line {number}: GTF lines need 9 tab-separated fields, found {len(f)}"
                 raise InputError(msg, path)
             if f[2] not in {"gene", "transcript"}:
                 continue
@@ -40,6 +40,11 @@ def read_tss(path: str | Path) -> pd.DataFrame:
             gid = attrs.get("gene_id")
             if gid is None:
                 continue
+            bad = next((c for c in (f[3], f[4]) if not c.strip().isdigit()), None)
+            if bad is not None:
+                which = "start" if bad is f[3] else "end"
+                msg = f"line {number}: {which} {bad!r} is not a whole number"
+                raise InputError(msg, path)
             start0, end = int(f[3]) - 1, int(f[4])
             tss = start0 if f[6] != "-" else end - 1
             records.append((gid, attrs.get("gene_name") or gid, f[0], tss, f[6], f[2]))
