@@ -104,3 +104,24 @@ def test_fragments_without_fragments(
     "ZeroDivisionError: float division")."""
     empty, err = _refused(tmp_path, capsys, text)
     assert err.endswith(f"{empty}: fragments file has no fragments"), err
+
+
+@pytest.mark.needs_macs3
+@pytest.mark.skipif(not HAS_MACS3, reason="macs3 is not installed")
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        # MACS3 never returned on a last line without a line break
+        ("chr1\t10\t100\tA\t1\nchr1\t20\t120\tA\t1", "the last line has no line break"),
+        # ... nor on negative counts (or called peaks with a q-value of 1e6)
+        ("chr1\t10\t100\tA\t-3\nchr1\t20\t120\tA\t-3\n", "line 1: negative count -3"),
+        ("chr1\t10\t100\tA\t1\nchr1\t20\tx\tA\t1\n", "line 2: malformed fragment line"),
+        ("chr1\t10\t100\tA\t1\nchrUn_x\t20\t120\tA\t1\n", "not in the genome index"),
+        ("chr1\t10\t100\tA\t0\nchr1\t20\t120\tA\t0\n", "no fragments (none with a count above 0)"),
+    ],
+)
+def test_fragments_macs3_misreads_are_refused_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str
+) -> None:
+    fragments, err = _refused(tmp_path, capsys, text)
+    assert f"{fragments}: " in err and problem in err, err

@@ -16,10 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from scregnet.atac.fragments import read_barcode_list
 from scregnet.errors import InputError, MissingToolError
 from scregnet.io.atomic import atomic_path, make_parent
-from scregnet.io.fragments import has_barcode, has_fragment
+from scregnet.io.fragments import FragmentReader, has_barcode
 from scregnet.io.outputs import writing
 
 log = logging.getLogger(__name__)
@@ -61,10 +63,7 @@ def call_peaks(
     if not fragments.exists():
         msg = "fragments file does not exist"
         raise InputError(msg, fragments)
-    if not has_fragment(fragments):
-        # MACS3 would fail on it with a ZeroDivisionError
-        msg = "fragments file has no fragments"
-        raise InputError(msg, fragments)
+    check_fragments_for_macs3(fragments, chrom_sizes)
     wanted = None if barcodes is None else read_barcode_list(barcodes)
     if wanted is not None and not has_barcode(fragments, set(wanted)):
         msg = f"none of its {len(wanted)} barcodes is in the fragments file {fragments}"
@@ -99,6 +98,24 @@ def call_peaks(
         time.perf_counter() - began,
     )
     return out
+
+
+def check_fragments_for_macs3(fragments: Path, chrom_sizes: dict[str, int]) -> None:
+    """Read ``fragments`` as ``scregnet count`` does (columns, integers, counts >= 0, chromosomes
+    of the genome; in any order, as MACS3 takes it) before MACS3 sees it, and refuse what MACS3
+    reads wrongly: no fragment with a count above 0 (a ZeroDivisionError or an assertion in
+    MACS3), a last line without a line break (MACS3 never returns)."""
+    reader = FragmentReader(fragments, genome=chrom_sizes, sorted_input=False)
+    counted = sum(int(np.count_nonzero(chunk.count > 0)) for chunk in reader)
+    if counted == 0:
+        msg = "fragments file has no fragments (none with a count above 0)"
+        raise InputError(msg, fragments)
+    if reader.unterminated:
+        msg = (
+            "the last line has no line break, which MACS3 cannot read: add one, e.g. "
+            "`(zcat F; echo) | bgzip > F2`"
+        )
+        raise InputError(msg, fragments)
 
 
 def _run_macs3(cmd: list[str], fragments: Path) -> None:

@@ -130,8 +130,10 @@ def parse_block(
     slots: np.ndarray,
     store: np.ndarray,
     lengths: np.ndarray,
+    check_order: bool,
 ) -> int:  # pragma: no cover - compiled
-    """Parse the lines of ``buf`` (uint8, ends with a newline) from ``state[S_POS]``.
+    """Parse the lines of ``buf`` (uint8, ends with a newline) from ``state[S_POS]``; with
+    ``check_order``, a start below the previous line's on the same chromosome is ``E_UNSORTED``.
 
     Fragment ``i`` of the block (``i`` from ``state[S_LINE]``) goes to ``start[i]``,
     ``end[i]``, ``barcode[i]`` (id) and ``count[i]`` (1 when ``ncols == 4``). Run ``r``
@@ -284,7 +286,7 @@ def parse_block(
             nruns += 1
             prev_a = a
             prev_b = b
-        elif s < start[line - 1]:
+        elif check_order and s < start[line - 1]:
             status = E_UNSORTED
             break
         barcode[line] = ident

@@ -178,7 +178,8 @@ def _bgzf_blocks(path: Path, data: bytes) -> list[tuple[int, int, int]]:
 
 
 def text_chunks(path: Path, target: int, *, threads: int = 1) -> Iterator[bytes | memoryview]:
-    """Decompressed text of a (b)gzip file in pieces of about ``target`` bytes ending at a newline.
+    """Decompressed text of a (b)gzip file in pieces of about ``target`` bytes ending at a newline
+    (the last piece ends as the file does, with or without one).
 
     BGZF files (bgzip/tabix) are inflated block by block with zlib (in ``threads`` threads: zlib
     releases the GIL), faster than a generic gzip stream; other gzip files are streamed. A file cut
@@ -229,7 +230,7 @@ def text_chunks(path: Path, target: int, *, threads: int = 1) -> Iterator[bytes 
         if pool is not None:
             pool.shutdown()
     if carry:
-        yield carry + b"\n"
+        yield carry
     if last_isize != 0:
         msg = "truncated gzip stream (no BGZF end-of-file block: the file was cut short)"
         raise InputError(msg, path)
@@ -305,7 +306,7 @@ def _gzip_chunks(path: Path, target: int) -> Iterator[bytes | memoryview]:
                     yield text
     text = carry + b"".join(buffered)
     if text:
-        yield text if text.endswith(b"\n") else text + b"\n"
+        yield text
     if not inflater.eof:
         msg = "truncated gzip stream (the file was cut short)"
         raise InputError(msg, path)
@@ -320,6 +321,7 @@ class FragmentReader:
     every chromosome of the file that is not in ``exclude`` must be one of the genome's: checked
     from the tabix index (when there is one) before anything is read, and again as each new
     chromosome appears (one :class:`InputError` showing both naming styles, e.g. chr1 vs 1).
+    ``sorted_input=False`` reads a file in any order (MACS3's input), checking all the rest.
     """
 
     def __init__(
@@ -330,8 +332,10 @@ class FragmentReader:
         threads: int = 1,
         genome: Mapping[str, int] | None = None,
         exclude: Iterable[str] = (),
+        sorted_input: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.sorted_input = sorted_input
         if not self.path.exists():
             msg = "fragments file does not exist"
             raise InputError(msg, self.path)
@@ -343,6 +347,8 @@ class FragmentReader:
         self.barcodes = BarcodeTable(self.path)
         self.chromosomes: list[str] = []
         self.n_lines = 0
+        #: the file's last line has no line break (read as if it had one)
+        self.unterminated = False
         #: per chromosome, the fragments that end past its end in ``genome``
         self.past_end: dict[str, int] = {}
         self._skip, self._ncols = _sniff(self.path)
@@ -381,6 +387,9 @@ class FragmentReader:
 
         skip = self._skip
         for text in text_chunks(self.path, self.block_size, threads=self.threads):
+            if bytes(text[-1:]) != b"\n":  # the last line of a file without a final line break
+                self.unterminated = True
+                text = bytes(text) + b"\n"
             buf = np.frombuffer(text, dtype=np.uint8)
             pos = 0
             if skip:
@@ -474,6 +483,7 @@ class FragmentReader:
             block.status = fp.parse_block(
                 buf, self._ncols, state, block.start, block.end, block.barcode, block.count,
                 block.run_line, block.run_a, block.run_b, table.slots, table.store, table.lengths,
+                self.sorted_input,
             )  # fmt: skip
             table.n = int(state[fp.S_IDS])
             if block.status != fp.GROW:
@@ -506,6 +516,13 @@ class FragmentReader:
         """A run of one chromosome's lines must continue the sort order (chromosomes grouped,
         positions ascending) and, with a genome, name one of its chromosomes."""
         number = self.n_lines + self._skip + line + 1
+        if not self.sorted_input:
+            if name not in order.seen:
+                if self.genome is not None and name not in self.genome:
+                    self._check_chromosomes([name])
+                order.seen.add(name)
+                self.chromosomes.append(name)
+            return
         if name == order.current:
             if first_start < order.last_start:
                 msg = (
@@ -576,12 +593,6 @@ def fragment_fields(fragments: str | Path, n: int) -> Iterator[list[str]]:
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         msg = f"not a readable fragments file ({type(exc).__name__})"
         raise InputError(msg, path) from exc
-
-
-def has_fragment(fragments: str | Path) -> bool:
-    """Whether the gzipped fragments file has a fragment (a line neither a comment nor blank);
-    reads up to the first one."""
-    return any(f[0].strip() for f in fragment_fields(fragments, 1))
 
 
 def has_barcode(fragments: str | Path, barcodes: Container[str]) -> bool:
