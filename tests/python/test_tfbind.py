@@ -178,6 +178,14 @@ def test_shards_merge_exactly(
     out = ["--out", str(tmp_path / "x.h5ad")]
     assert cli.main([*argv[:3], str(stranger), str(shard_a), *argv[5:], *out]) == 1
     assert "other cells or clusters than" in capsys.readouterr().err
+    # a shard predicted again after the model was retrained: another model's digest
+    retrained = tmp_path / "retrained.h5ad"
+    other = ad.read_h5ad(shard_b)
+    assert len(other.uns["tfbind_shard"]["model"]) == 64
+    other.uns["tfbind_shard"]["model"] = "f" * 64
+    other.write_h5ad(retrained)
+    assert cli.main([*argv[:3], str(retrained), str(shard_a), *argv[5:], *out]) == 1
+    assert "shard was predicted with another model than" in capsys.readouterr().err
     reclustered = tmp_path / "reclustered.h5ad"
     atac = ad.read_h5ad(synth.atac)
     labels = atac.obs["cluster"].astype(str).to_numpy()

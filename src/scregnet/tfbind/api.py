@@ -690,6 +690,12 @@ def merge_shards(shards: Sequence[ad.AnnData], *, names: Sequence[str] | None = 
         if list(other["clusters"]) != list(first["clusters"]):
             msg = f"shard has other clusters than {names[0]} (made from another ATAC file?)"
             raise InputError(msg, name)
+        if str(other.get("model")) != str(first.get("model")):
+            msg = (
+                f"shard was predicted with another model than {names[0]} (the model was "
+                "retrained between them?): predict every shard with one model"
+            )
+            raise InputError(msg, name)
         if str(other.get("cells")) != str(first.get("cells")):
             msg = f"shard was predicted from other cells or clusters than {names[0]} (another sample?)"
             raise InputError(msg, name)

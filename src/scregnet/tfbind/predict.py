@@ -449,6 +449,8 @@ def shard_anndata(
         "use_context": bool(model.config.use_context),
         "context_slope": float(model.context_weight.detach().cpu()) * ScFAN.CONTEXT_SCALE,
         "context_motif_tf": np.asarray(loaded.motif_tf_index(), dtype=np.int64),
+        # the checkpoint's content digest: shards of one result must come from one model
+        "model": str(loaded.checkpoint.get("digest", "")),
     }
     dropped = list(loaded.checkpoint.get("metrics", {}).get("dropped_tfs", {}))
     if dropped:
