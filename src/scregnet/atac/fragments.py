@@ -87,12 +87,18 @@ def open_bam(path: str | Path) -> object:
     """Open a coordinate-sorted, indexed BAM; an :class:`InputError` for each way it can be unusable."""
     import pysam
 
+    from scregnet.io.quiet import quiet_htslib
+
     path = Path(path)
     if not path.exists():
         msg = "BAM file does not exist"
         raise InputError(msg, path)
+    if path.is_dir():
+        msg = "is a folder, not a BAM file"
+        raise InputError(msg, path)
     try:
-        bam = pysam.AlignmentFile(str(path), "rb")
+        with quiet_htslib():
+            bam = pysam.AlignmentFile(str(path), "rb")
     except (ValueError, OSError) as exc:
         msg = f"not a readable BAM file ({exc})"
         raise InputError(msg, path) from exc
@@ -105,7 +111,7 @@ def open_bam(path: str | Path) -> object:
         bam.close()
         msg = "BAM has no index (.bai/.csi); run `samtools index` on it"
         raise InputError(msg, path)
-    from scregnet.io.fragments import quiet_htslib
+    from scregnet.io.quiet import quiet_htslib
 
     try:  # an index that is not a BAM index fails on the first fetch
         with quiet_htslib():
@@ -191,8 +197,8 @@ def _contig_fragments(
 
     A BAM that cannot be read (e.g. its index belongs to another file) is an error naming the BAM.
     """
-    from scregnet.io.fragments import quiet_htslib
     from scregnet.io.outputs import write_error
+    from scregnet.io.quiet import quiet_htslib
 
     try:
         with quiet_htslib():

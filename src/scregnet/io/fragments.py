@@ -15,7 +15,6 @@ stream. Leading ``#`` header lines (Cell Ranger ATAC 2) are skipped.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import logging
 import shutil
@@ -28,6 +27,7 @@ import numpy as np
 
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_paths
+from scregnet.io.quiet import quiet_htslib
 
 log = logging.getLogger(__name__)
 
@@ -620,19 +620,6 @@ def format_fragments(
         )
     ]
     return "".join(lines).encode()
-
-
-@contextlib.contextmanager
-def quiet_htslib() -> Iterator[None]:
-    """No htslib messages on stderr while writing: a failed write (disk full) is reported once,
-    as an error naming the output, instead of as several ``[E::bgzf_...]`` lines."""
-    import pysam
-
-    previous = pysam.set_verbosity(0)
-    try:
-        yield
-    finally:
-        pysam.set_verbosity(previous)
 
 
 #: uncompressed bytes per BGZF block (htslib's size: its deflate output always fits a block)

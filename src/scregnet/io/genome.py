@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scregnet.errors import InputError, first_line
+from scregnet.io.quiet import quiet_htslib
 from scregnet.io.text import reading
 
 if TYPE_CHECKING:
@@ -109,14 +110,26 @@ def open_fasta(path: str | Path) -> pysam.FastaFile:
     if not path.exists():
         msg = "FASTA does not exist"
         raise InputError(msg, path)
+    if _plain_gzip(path):
+        msg = "compressed with gzip, not bgzip: recompress it with `bgzip` (or gunzip it)"
+        raise InputError(msg, path)
     fai = Path(str(path) + ".fai")
     if fai.exists():
         check_index_fits(path, fai)
     try:
-        return pysam.FastaFile(str(path))
+        with quiet_htslib():
+            return pysam.FastaFile(str(path))
     except (OSError, ValueError) as exc:
         msg = f"cannot open FASTA ({exc})"
         raise InputError(msg, path) from exc
+
+
+def _plain_gzip(path: Path) -> bool:
+    """``path`` is gzip-compressed but not BGZF (no ``BC`` extra field), which htslib cannot
+    index or seek."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    return head[:2] == b"\x1f\x8b" and not (head[3] & 4 and head[12:14] == b"BC")
 
 
 def check_shared_chromosomes(
@@ -195,7 +208,7 @@ def bam_reference_lengths(path: str | Path) -> dict[str, int]:
     import pysam
 
     try:
-        with pysam.AlignmentFile(str(path), "rb", check_sq=False) as bam:
+        with quiet_htslib(), pysam.AlignmentFile(str(path), "rb", check_sq=False) as bam:
             return dict(zip(bam.references, map(int, bam.lengths), strict=True))
     except (OSError, ValueError) as exc:
         msg = f"not a readable BAM ({first_line(exc)})"

@@ -13,6 +13,7 @@ import numpy as np
 
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_path
+from scregnet.io.quiet import quiet_stderr
 
 
 @contextlib.contextmanager
@@ -109,7 +110,8 @@ def open_bigwig(path: str | Path) -> Any:
         msg = "bigWig does not exist"
         raise InputError(msg, path)
     try:
-        bw = pyBigWig.open(str(path))
+        with quiet_stderr():  # libBigWig prints its own errors
+            bw = pyBigWig.open(str(path))
     except (RuntimeError, OSError) as exc:
         msg = "not a readable bigWig file"
         raise InputError(msg, path) from exc

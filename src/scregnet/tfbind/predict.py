@@ -174,7 +174,7 @@ def open_fragments(fragments: Path, chrom_sizes: dict[str, int], fasta: Path) ->
 def _fetch(tabix: Any, chrom: str) -> Iterator[str]:
     """The lines of ``chrom``; a failed read (e.g. an index made for another file) is an
     :class:`InputError` naming the fragments file."""
-    from scregnet.io.fragments import quiet_htslib
+    from scregnet.io.quiet import quiet_htslib
 
     try:
         with quiet_htslib():
