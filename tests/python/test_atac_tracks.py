@@ -121,3 +121,33 @@ def test_every_fragment_on_excluded_chromosomes(
     assert "PBSmall.tsv.gz" in err[0] and "lie on excluded chromosome(s) chr11, chr5" in err[0]
     assert "--exclude-chroms" in err[0] and "barcodes" not in err[0]
     assert not outdir.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".t")]
+
+
+def test_labels_become_safe_file_names(
+    pbsmall: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Cells without a label are left out (no `nan.bw`), no label gives a hidden file, and two
+    labels that give one file name are named."""
+    obs = ad.read_h5ad(pbsmall["clusters"]).obs
+    kinds = np.asarray([b.split(".")[0] for b in obs.index], dtype=object)
+    labels = np.where(kinds == "B", ".", np.where(kinds == "M", "x y", None))
+    obs["odd"] = pd.Categorical(labels)  # B cells ".", M cells "x y", T cells unlabelled
+    obs["clash"] = pd.Categorical(np.where(kinds == "B", "a", "A"))
+    clusters = tmp_path / "odd.clustered.h5ad"
+    write_h5ad(ad.AnnData(X=sp.csr_matrix((len(obs), 1), dtype=np.int32), obs=obs), clusters)
+    outdir = tmp_path / "t"
+    base = ["tracks", "--quiet", "--fragments", str(pbsmall["fragments"]), "--clusters",
+            str(clusters), "--genome", str(pbsmall["genome"]), "--bin-size", "1000"]  # fmt: skip
+    loud = [a for a in base if a != "--quiet"]
+    assert cli.main([*loud, "--outdir", str(outdir), "--groupby", "odd"]) == 0
+    assert sorted(p.name for p in outdir.iterdir() if p.suffix == ".bw") == ["_.bw", "x_y.bw"]
+    assert "cell(s) have no odd label and are left out" in capsys.readouterr().err
+    clash = tmp_path / "c"
+    assert cli.main([*base, "--outdir", str(clash), "--groupby", "clash"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"scregnet tracks: error: {clash}: cluster labels 'A' and 'a' give the same file name "
+        "(a); relabel one"
+    ]

@@ -19,7 +19,7 @@ import pandas as pd
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir
 from scregnet.io.fragments import FragmentReader, check_cells_found
-from scregnet.io.outputs import safe_name
+from scregnet.io.outputs import safe_names
 from scregnet.io.tracks import write_bigwig
 
 log = logging.getLogger(__name__)
@@ -133,10 +133,7 @@ def write_cluster_tracks(
     check_cells_found(bool(totals.any()), fragments)
     outdir = Path(outdir)
     written: dict[str, Path] = {}
-    names = {label: safe_name(label) for label in labels}
-    if len({n.casefold() for n in names.values()}) != len(names):
-        msg = "cluster labels collide once made file-name safe"
-        raise InputError(msg, outdir)
+    names = dict(zip(labels, safe_names(list(labels), outdir), strict=True))
     with atomic_dir(outdir, owner="tracks", protect=[fragments, *protect]) as tmp:
         for gi, label in enumerate(labels):
             scale = 1e6 / max(int(totals[gi]), 1)

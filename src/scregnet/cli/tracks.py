@@ -44,10 +44,23 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(
             f"obs has no column {args.groupby!r} (run `scregnet cluster` first)", args.clusters
         )
+    groups = obs[args.groupby]
+    unlabelled = int(groups.isna().sum())
+    if unlabelled:
+        log.warning(
+            "%s: %d cell(s) have no %s label and are left out of the tracks",
+            args.clusters,
+            unlabelled,
+            args.groupby,
+        )
+        groups = groups[groups.notna()]
+        if groups.empty:
+            msg = f"no cell has a {args.groupby!r} label"
+            raise InputError(msg, args.clusters)
     chrom_sizes = read_chrom_sizes(args.genome)
     write_cluster_tracks(
         args.fragments,
-        obs[args.groupby],
+        groups,
         chrom_sizes,
         args.outdir,
         bin_size=args.bin_size,

@@ -16,7 +16,7 @@ import contextlib
 import errno
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from scregnet.errors import InputError
@@ -262,5 +262,22 @@ def os_problem(exc: BaseException) -> str | None:
 
 
 def safe_name(label: str) -> str:
-    """A file-name-safe version of a cluster label."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", str(label)) or "_"
+    """A file-name-safe version of a cluster label: letters, digits, ``.``, ``_`` and ``-``, not
+    starting with ``.`` (no hidden file, no ``..``)."""
+    return re.sub(r"^\.", "_", re.sub(r"[^A-Za-z0-9._-]", "_", str(label))) or "_"
+
+
+def safe_names(labels: Sequence[str], where: str | Path) -> list[str]:
+    """:func:`safe_name` of each label; two labels that give one name (ignoring case, as some file
+    systems do) are an :class:`InputError` naming them and ``where``."""
+    names = [safe_name(label) for label in labels]
+    first: dict[str, str] = {}
+    for label, name in zip(labels, names, strict=True):
+        other = first.setdefault(name.casefold(), str(label))
+        if other != str(label):
+            msg = (
+                f"cluster labels {other!r} and {str(label)!r} give the same file name "
+                f"({name}); relabel one"
+            )
+            raise InputError(msg, where)
+    return names

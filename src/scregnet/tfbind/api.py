@@ -866,7 +866,7 @@ def write_outputs(
     Cluster labels become file names made safe (``T/NK`` -> ``T_NK``).
     """
     from scregnet.io.h5ad import write_h5ad
-    from scregnet.io.outputs import safe_name
+    from scregnet.io.outputs import safe_names
     from scregnet.io.tracks import write_bigwig
 
     u = result.uns[keys.TFBIND_UNS]
@@ -876,10 +876,7 @@ def write_outputs(
     order = np.lexsort(
         (peaks["start"].to_numpy(), peaks["chrom"].map(list(chrom_sizes).index).to_numpy())
     )
-    names = [safe_name(c) for c in u["clusters"]]
-    if len({n.casefold() for n in names}) != len(names):
-        msg = "cluster labels collide once made file-name safe"
-        raise InputError(msg, tracks_dir)
+    names = safe_names([str(c) for c in u["clusters"]], tracks_dir)
     with atomic_dir(tracks_dir, owner="tfbind", protect=protect) as tmp:
         for g, cluster in enumerate(names):
             prob = binding[g][order]
