@@ -125,6 +125,8 @@ def test_read_motifs_both_formats(tmp_path: Path, testdata: Path) -> None:
         (">M1\n1 2 3 -4\n", "motif 'M1' has negative counts or an empty column"),
         ("1 2 3 4\n", "motif file must start with a '>' header line"),
         ("# nothing\n", "motif file has no motifs"),
+        (">M1 X\nA [ nan 2 ]\nC [ 1 2 ]\n", "line 2: 'nan' in motif 'M1 X' is not a number"),
+        (">M1\n1 2 3 4\n2x81 1 1 1\n", "line 3: '2x81' in motif 'M1' is not a number"),
     ],
 )
 def test_read_motifs_names_the_file_and_the_problem(

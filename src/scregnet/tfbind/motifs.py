@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import warnings
 from collections import Counter
@@ -47,8 +48,22 @@ class Motif:
         return np.log2(freqs / background[:, None])
 
 
-def _numbers(line: str) -> list[float]:
-    return [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", line)]
+def _numbers(text: str, number: int, header: str, path: Path) -> list[float]:
+    """The numbers of a matrix row (brackets, commas and whitespace separate them); a value that
+    is not a finite number is an :class:`InputError` naming the line and the motif."""
+    values = []
+    for token in re.split(r"[\s,\[\]]+", text.strip()):
+        if not token:
+            continue
+        try:
+            value = float(token)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            msg = f"line {number}: {token!r} in motif {header!r} is not a number"
+            raise InputError(msg, path)
+        values.append(value)
+    return values
 
 
 def _motif(header: str, rows: list[list[float]], letters: bool, path: Path) -> Motif:
@@ -92,7 +107,7 @@ def read_motifs(path: str | Path) -> list[Motif]:
     rows: list[list[float]] = []
     letters = False
     with reading(path), path.open() as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
@@ -107,7 +122,7 @@ def read_motifs(path: str | Path) -> list[Motif]:
             if text[0] in "ACGTacgt" and not text[0].isdigit():
                 letters = True
                 text = text[1:]
-            values = _numbers(text)
+            values = _numbers(text, number, header, path)
             if values:
                 rows.append(values)
     if header is not None:
