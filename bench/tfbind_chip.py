@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from scregnet.errors import InputError
 from scregnet.stats import auprc, auroc
 from scregnet.tfbind.data import merge_intervals, one_hot
-from scregnet.tfbind.motifs import Motif, MotifScanner, _numbers, read_motifs
+from scregnet.tfbind.motifs import Motif, MotifScanner, read_motifs
 from tfbind_sequences import dinucleotide_shuffle
 
 log = logging.getLogger(__name__)
@@ -460,7 +460,8 @@ def read_meme(path: str | Path, *, sites: float = 100.0) -> list[Motif]:
         n = float(nsites.group(1)) if nsites and float(nsites.group(1)) > 0 else sites
         rows: list[list[float]] = []
         while i < len(lines) and (width is None or len(rows) < int(width.group(1))):
-            values = _numbers(lines[i])
+            # a MEME matrix row is 4 numbers; any other line (URL, blank) ends the matrix
+            values = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", lines[i])]
             i += 1
             if len(values) == 4:
                 rows.append(values)

@@ -239,6 +239,60 @@ def test_sample_ids_are_checked_as_scregnet_run_checks_them(
         read_samplesheet(sheet)
 
 
+COLUMN_CASES = {
+    "known": (["sample", "bam", "rna", "view"], None),
+    "extra": (["sample", "fragments", "notes", "sample_id", "condition"], None),
+    "upper": (["sample", "bam", "RNA"], "rna"),
+    "prefixed": (["sample", "bam", "scrna"], "rna"),
+    "singular": (["sample", "fragment"], "fragments"),
+    "plural": (["sample", "bams", "rna"], "bam"),
+    "suffixed": (["sample", "bam", "view_name"], "view"),
+    "present": (["sample", "bam", "rna", "rna_h5ad"], None),  # rna is there: an extra column
+}
+
+
+@pytest.fixture(scope="module")
+def column_checks() -> dict[str, Any]:
+    """checkColumns (the pipeline's Groovy) on every case of COLUMN_CASES, in one JVM start."""
+    from nfcheck.functions import call
+
+    cases = ", ".join(
+        f"{name}: {{ -> try {{ checkColumns({json.dumps(header)}, 'sheet.csv'); null }} "
+        f"catch (IllegalArgumentException e) {{ e.message }} }}()"
+        for name, (header, _) in COLUMN_CASES.items()
+    )
+    value = call(REPO / "subworkflows/local/utils_scregnet_pipeline/main.nf", f"[ {cases} ]")
+    assert isinstance(value, dict)
+    return value
+
+
+@pytest.mark.parametrize("case", sorted(COLUMN_CASES))
+def test_misspelt_columns_are_refused_as_scregnet_run_refuses_them(
+    case: str, column_checks: dict[str, Any], tmp_path: Path
+) -> None:
+    """Nextflow and `scregnet run` refuse the same misspelt columns, naming the one meant (nf-schema
+    alone would warn of an unidentified header and drop the samples' scRNA)."""
+    from scregnet.errors import InputError
+    from scregnet.io.samplesheet import read_samplesheet
+
+    header, meant = COLUMN_CASES[case]
+    (tmp_path / "x.bam").touch()
+    (tmp_path / "x.bam.bai").touch()
+    (tmp_path / "x.fragments.tsv.gz").touch()
+    (tmp_path / "x.fragments.tsv.gz.tbi").touch()
+    values = {"sample": "s1", "bam": "x.bam", "fragments": "x.fragments.tsv.gz"}
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(",".join(header) + "\n" + ",".join(values.get(h, "") for h in header) + "\n")
+    if meant is None:
+        assert column_checks[case] is None, column_checks[case]
+        assert [s.sample for s in read_samplesheet(sheet)] == ["s1"]
+        return
+    said = f"(did you mean '{meant}'?"
+    assert column_checks[case] is not None and said in column_checks[case], column_checks[case]
+    with pytest.raises(InputError, match=re.escape(said)):
+        read_samplesheet(sheet)
+
+
 @pytest.mark.parametrize("example", ["samplesheet_bam.csv", "samplesheet_fragments.csv"])
 def test_example_samplesheets_are_well_formed(example: str) -> None:
     assert check_sheet(REPO / "assets" / example, check_exists=False) == []

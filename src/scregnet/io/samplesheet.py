@@ -8,11 +8,11 @@ optional ``view``. Relative paths are resolved against the samplesheet's own dir
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,16 +144,32 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
     return rows
 
 
+def misspelt_column(column: str, absent: Sequence[str]) -> str | None:
+    """The column of ``absent`` (known, not in the header) that ``column`` misspells, or None.
+
+    Both ``scregnet run`` and the Nextflow pipeline apply this rule: reduced to lower-case letters
+    and digits, the column is the known one, with or without a final ``s``, or starts or ends
+    with it (``RNA``, ``fragment``, ``views``, ``scrna``, ``bam_file``)."""
+    norm = re.sub(r"[^a-z0-9]", "", column.lower())
+    for known in absent:
+        if norm and (
+            norm in (known, known + "s", known.removesuffix("s"))
+            or norm.startswith(known)
+            or norm.endswith(known)
+        ):
+            return known
+    return None
+
+
 def _check_unknown_columns(header: list[str], path: Path) -> None:
-    """A column that is not one of :data:`KNOWN` but close to a known column the header lacks
-    (``RNA``, ``scrna``, ``fragment``) is a misspelling: refused, naming the column meant; other
-    extra columns (a lab's notes) are logged and ignored."""
+    """A column that misspells one of :data:`KNOWN` the header lacks (:func:`misspelt_column`) is
+    refused, naming the column meant; other extra columns (a lab's notes) are logged and ignored."""
     absent = [c for c in KNOWN if c not in header]
     ignored = []
     for column in (h for h in header if h not in KNOWN):
-        close = difflib.get_close_matches(column.casefold(), absent, n=1, cutoff=0.75)
-        if close:
-            msg = f"unknown column {column!r} (did you mean {close[0]!r}? columns: {', '.join(KNOWN)})"
+        meant = misspelt_column(column, absent)
+        if meant is not None:
+            msg = f"unknown column {column!r} (did you mean {meant!r}? columns: {', '.join(KNOWN)})"
             raise InputError(msg, path)
         ignored.append(column)
     if ignored:

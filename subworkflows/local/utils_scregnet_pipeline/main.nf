@@ -123,6 +123,29 @@ def checkSampleIds(ids, sheet) {
 }
 
 /*
+ * Refuse a samplesheet column that misspells a column the pipeline reads and the header lacks,
+ * as `scregnet run` does (scregnet.io.samplesheet.misspelt_column): reduced to lower-case letters
+ * and digits, it is that column, with or without a final 's', or starts or ends with it ('RNA',
+ * 'scrna', 'fragment', 'views'). nf-schema would only warn of an unidentified header, and the
+ * samples' scRNA (imputation, GRN) would be dropped without an error.
+ */
+def checkColumns(header, sheet) {
+    def known = [ 'sample', 'bam', 'fragments', 'rna', 'view' ]
+    def absent = known.findAll { name -> !(name in header) }
+    header.findAll { column -> !(column in known) }.each { column ->
+        def norm = column.toLowerCase().replaceAll('[^a-z0-9]', '')
+        def meant = absent.find { name ->
+            norm && (norm in [ name, name + 's', name.endsWith('s') ? name[0..-2] : name ]
+                || norm.startsWith(name) || norm.endsWith(name))
+        }
+        if (meant) {
+            error("Samplesheet ${sheet}: unknown column '${column}' (did you mean '${meant}'? columns: ${known.join(', ')})")
+        }
+    }
+    return header
+}
+
+/*
  * A path string relative to `base` unless it is absolute or a URL.
  */
 def resolveRelative(value, base) {
@@ -143,6 +166,7 @@ def resolveSamplesheet(sheet, info_dir) {
     }
     // a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name
     def header = rows[0].collect { name -> name.trim() }.withIndex().collect { name, i -> i == 0 ? name.replaceFirst('^\uFEFF', '') : name }
+    checkColumns(header, sheet)
     if ('sample' in header) {
         checkSampleIds(rows.drop(1).collect { row -> row[header.indexOf('sample')]?.trim() ?: '' }.findAll { id -> id }, sheet)
     }
