@@ -687,6 +687,30 @@ def test_planning_reads_the_small_tables_before_any_step(
     assert not (tmp_path / "out").exists()
 
 
+def test_planning_refuses_atac_counts_given_as_scrna(tiny_world: Path, tmp_path: Path) -> None:
+    """A samplesheet whose `rna` column names a cells x peaks file: refused when the run is
+    planned (IMPUTE would take the peaks for genes, after TF-binding training)."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from scregnet.pipeline.params import read_params
+
+    params = read_params(tiny_world / "params.yaml")
+    peaks = pd.DataFrame(
+        {"chrom": "chr1", "start": [0, 500], "end": [400, 900]},
+        index=["chr1:0-400", "chr1:500-900"],
+    )
+    atac = tmp_path / "s1.atac.h5ad"
+    ad.AnnData(sp.csr_matrix((3, 2), dtype="float32"), var=peaks).write_h5ad(atac)
+    sheet = tmp_path / "sheet.csv"
+    bam = tiny_world / "samples" / "sample1.bam"
+    sheet.write_text(f"sample,bam,rna\nsample1,{bam},{atac}\n")
+    with pytest.raises(InputError, match=r"s1\.atac\.h5ad: a cells x peaks file"):
+        plan({**params, "input": sheet}, tmp_path / "out", threads=1)
+    assert not (tmp_path / "out").exists()
+
+
 def test_planning_refuses_a_bam_aligned_to_another_assembly(
     tiny_world: Path, tmp_path: Path
 ) -> None:

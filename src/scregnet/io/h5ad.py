@@ -91,6 +91,21 @@ def read_obs(path: str | Path) -> pd.DataFrame:
     return obs
 
 
+def read_var(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """The ``var`` table of an ``.h5ad`` and the keys of its ``uns``, without its matrices."""
+    import anndata as ad
+    import h5py
+
+    path = nonempty_file(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            var = ad.io.read_elem(handle["var"])
+            uns = list(handle["uns"].keys()) if "uns" in handle else []
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise _unreadable(exc, path) from exc
+    return var, uns
+
+
 def write_h5ad_file(
     adata: ad.AnnData, path: str | Path, *, compression: str | None = "gzip"
 ) -> None:

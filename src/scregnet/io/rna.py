@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING
 
 from scregnet import keys
 from scregnet.errors import InputError, first_line
-from scregnet.io.h5ad import check_unique_names, nonempty_file, read_h5ad
+from scregnet.io.h5ad import check_unique_names, nonempty_file, read_h5ad, read_var
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import anndata as ad
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ def read_rna(path: str | Path) -> ad.AnnData:
     path = Path(path)
     if path.name.endswith(".h5ad"):
         adata = read_h5ad(path)
-        check_not_atac(adata, path)
+        check_not_atac(adata.var, adata.uns.keys(), path)
         return unique_genes(adata, path)
     if path.name.endswith(".h5"):
         return read_cellranger_h5(path)
@@ -40,23 +43,34 @@ def read_rna(path: str | Path) -> ad.AnnData:
     raise InputError(msg, path)
 
 
-def check_not_atac(adata: ad.AnnData, path: str | Path) -> None:
+def check_not_atac(var: pd.DataFrame, uns: Iterable[str], path: str | Path) -> None:
     """Refuse the ATAC stages' outputs given as scRNA: a cells x peaks file (``var`` chrom,
     start and end, features named ``chrom:start-end``, as ``scregnet count`` and ``scregnet
     cluster`` write; genes annotated with coordinates keep their names) or a TF-binding file
-    (``uns['tfbind']``), whose columns would otherwise be taken for genes."""
-    named = adata.var_names[:1000].astype(str)
+    (``uns['tfbind']``), whose columns would otherwise be taken for genes. ``var`` and the keys
+    of ``uns`` are the file's."""
+    named = var.index[:1000].astype(str)
     peak_names = named.str.fullmatch(r"[^:\s]+:\d+-\d+").mean() > 0.5 if len(named) else False
-    if peak_names and all(c in adata.var for c in ("chrom", "start", "end")):
-        example = ", ".join(map(str, adata.var_names[:2]))
+    if peak_names and all(c in var for c in ("chrom", "start", "end")):
+        example = ", ".join(map(str, var.index[:2]))
         msg = (
             f"a cells x peaks file (var: chrom, start, end; e.g. {example}), not scRNA gene "
             "expression"
         )
         raise InputError(msg, path)
-    if keys.TFBIND_UNS in adata.uns:
+    if keys.TFBIND_UNS in set(uns):
         msg = "a TF-binding file from `scregnet tfbind` (uns['tfbind']), not scRNA gene expression"
         raise InputError(msg, path)
+
+
+def check_rna_file(path: str | Path) -> None:
+    """The cheap checks of an scRNA input without reading its matrix (planning a run): an
+    ``.h5ad`` that is an ATAC stage's output (:func:`check_not_atac`); a Cell Ranger ``.h5`` is
+    read as expression by construction."""
+    path = Path(path)
+    if path.name.endswith(".h5ad"):
+        var, uns = read_var(path)
+        check_not_atac(var, uns, path)
 
 
 def unique_genes(adata: ad.AnnData, path: str | Path) -> ad.AnnData:

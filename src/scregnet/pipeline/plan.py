@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 from scregnet import keys
 from scregnet.errors import InputError
 from scregnet.io.genome import read_chrom_sizes
+from scregnet.io.rna import check_rna_file
 from scregnet.io.samplesheet import Sample, read_samplesheet
 from scregnet.pipeline.contigs import check_contig_names, prediction_shards, skipped_contigs
 from scregnet.pipeline.inputs import check_bulk_rna, check_chromosome_styles, check_grn_lists
@@ -323,6 +324,7 @@ def _plan_impute(p: _Planner, samples: Sequence[Sample]) -> dict[str, Path]:
     for s in samples:
         if s.rna is None:
             continue
+        check_rna_file(s.rna)
         imputed[s.sample] = _result(p.outdir, "impute", s.sample)
         slots = {"rna": s.rna, "bulk_rna": bulk_rna, "view": s.view, "out": imputed[s.sample]}
         inputs = [s.rna, *([bulk_rna] if bulk_rna is not None else [])]
