@@ -201,19 +201,25 @@ SAMPLE_IDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def id_checks() -> dict[str, Any]:
-    """checkSampleIds (the pipeline's Groovy) on every case of SAMPLE_IDS, in one JVM start."""
+def groovy_errors(function: str, cases: dict[str, tuple[list[str], Any]]) -> dict[str, Any]:
+    """``function(values, 'sheet.csv')`` of the pipeline's Groovy on each case's values, in one
+    JVM start: per case, its error message, or None when it passed."""
     from nfcheck.functions import call
 
-    cases = ", ".join(
-        f"{name}: {{ -> try {{ checkSampleIds({json.dumps(ids)}, 'sheet.csv'); null }} "
+    calls = ", ".join(
+        f"{name}: {{ -> try {{ {function}({json.dumps(values)}, 'sheet.csv'); null }} "
         f"catch (IllegalArgumentException e) {{ e.message }} }}()"
-        for name, (ids, _) in SAMPLE_IDS.items()
+        for name, (values, _) in cases.items()
     )
-    value = call(REPO / "subworkflows/local/utils_scregnet_pipeline/main.nf", f"[ {cases} ]")
+    value = call(REPO / "subworkflows/local/utils_scregnet_pipeline/main.nf", f"[ {calls} ]")
     assert isinstance(value, dict)
     return value
+
+
+@pytest.fixture(scope="module")
+def id_checks() -> dict[str, Any]:
+    """checkSampleIds on every case of SAMPLE_IDS."""
+    return groovy_errors("checkSampleIds", SAMPLE_IDS)
 
 
 @pytest.mark.parametrize("case", sorted(SAMPLE_IDS))
@@ -253,17 +259,8 @@ COLUMN_CASES = {
 
 @pytest.fixture(scope="module")
 def column_checks() -> dict[str, Any]:
-    """checkColumns (the pipeline's Groovy) on every case of COLUMN_CASES, in one JVM start."""
-    from nfcheck.functions import call
-
-    cases = ", ".join(
-        f"{name}: {{ -> try {{ checkColumns({json.dumps(header)}, 'sheet.csv'); null }} "
-        f"catch (IllegalArgumentException e) {{ e.message }} }}()"
-        for name, (header, _) in COLUMN_CASES.items()
-    )
-    value = call(REPO / "subworkflows/local/utils_scregnet_pipeline/main.nf", f"[ {cases} ]")
-    assert isinstance(value, dict)
-    return value
+    """checkColumns on every case of COLUMN_CASES."""
+    return groovy_errors("checkColumns", COLUMN_CASES)
 
 
 @pytest.mark.parametrize("case", sorted(COLUMN_CASES))
