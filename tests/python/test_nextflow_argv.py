@@ -78,16 +78,26 @@ def _fasta(root: Path) -> Path:
 
 
 def _world(root: Path, *, labels: bool) -> dict[str, Any]:
-    """Input files (empty where only their names matter) and the params pointing at them."""
+    """Input files (empty where only their names matter; the small tables and the RNA files, which
+    planning reads, minimal) and the params pointing at them."""
+    import anndata as ad
+    import numpy as np
     import pysam
 
     root.mkdir(parents=True)
-    for name in ("s1.bam.bai", "s1.rna.h5ad", "s2.rna.h5ad", "genes.gtf", "tfs.txt"):
+    for name in ("s1.bam.bai", "genes.gtf"):
         (root / name).touch()
+    for name in ("s1.rna.h5ad", "s2.rna.h5ad"):
+        rna = ad.AnnData(np.ones((3, 2), dtype=np.float32))
+        rna.var_names = ["CTCF", "G1"]
+        rna.write_h5ad(root / name)
+    (root / "tfs.txt").write_text("CTCF\n")
+    (root / "bulk_rna.tsv").write_text("gene\tB\nCTCF\t5\nG1\t3\n")
+    (root / "labels.tsv").write_text("tf\ttarget\nCTCF\tG1\n")
     header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 3000}]}
     with pysam.AlignmentFile(str(root / "s1.bam"), "wb", header=header):
         pass  # a header and no reads: planning reads the chromosome names
-    for name in ("motifs.jaspar", "bulk_rna.tsv", "labels.tsv", "CTCF.chip.bed", "CTCF.bw"):
+    for name in ("motifs.jaspar", "CTCF.chip.bed", "CTCF.bw"):
         (root / name).touch()
     (root / "cr").mkdir()
     (root / "cr" / "fragments.tsv.gz").touch()

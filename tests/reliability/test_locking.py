@@ -255,7 +255,7 @@ out = Path(sys.argv[1])
 code = (
     "import sys, time; from scregnet.io.atomic import atomic_path\\n"
     "with atomic_path(sys.argv[1]) as tmp:\\n"
-    "    tmp.write_text('partial'); print('writing', flush=True); time.sleep(4)\\n"
+    "    tmp.write_text('partial'); print('writing', flush=True); time.sleep(12)\\n"
     "    tmp.write_text('complete')\\n"
 )
 step = Step("COUNT", "s1", ["-c", code, str(out / "a.txt")], [], [out / "a.txt"],

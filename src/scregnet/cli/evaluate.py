@@ -31,8 +31,8 @@ def main(args: argparse.Namespace) -> int:
 
     out = args.out or args.results / keys.EVALUATION
     if out.suffix.lower() != ".json":
-        msg = f"--out must end in .json, got {out.name}"
-        raise InputError(msg)
+        msg = "--out must end in .json (the evaluation is written there)"
+        raise InputError(msg, out)
     read = (".h5ad", ".tsv", ".tsv.gz", ".bed", ".bw", ".narrowPeak")
     check_paths(
         inputs=[

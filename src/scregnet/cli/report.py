@@ -66,8 +66,8 @@ def main(args: argparse.Namespace) -> int:
     from scregnet.report.build import MULTIQC_TABLE, build_report
 
     if args.out.suffix.lower() not in (".html", ".htm"):
-        msg = f"--out must end in .html, got {args.out.name}"
-        raise InputError(msg)
+        msg = "--out must end in .html (the report is written there)"
+        raise InputError(msg, args.out)
     if not args.results.is_dir():
         why = "is a file, not a folder" if args.results.exists() else "does not exist"
         msg = f"results directory {why}"

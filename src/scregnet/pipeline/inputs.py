@@ -10,8 +10,10 @@ sharing some are left to the steps, which check every name against the genome as
 
 from __future__ import annotations
 
+import contextlib
 import gzip
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from scregnet.io.fragments import indexed_chromosomes
@@ -68,22 +70,36 @@ def check_chromosome_styles(
             check_shared_chromosomes(first_column(path), names, what=what, ref_what=ref, path=path)
 
 
+@contextlib.contextmanager
+def _without_info() -> Iterator[None]:
+    """The readers' "read N ..." lines are the steps' to log, not the planning's."""
+    logger = logging.getLogger("scregnet")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def check_bulk_rna(path: Path) -> None:
     """The bulk RNA matrix, read as IMPUTE reads it (:func:`scregnet.impute.data.read_bulk_tsv`);
     its genes are matched to each sample's cells by the step."""
     from scregnet.impute.data import read_bulk_tsv
 
-    read_bulk_tsv(path)
+    with _without_info():
+        read_bulk_tsv(path)
 
 
 def check_grn_lists(labels: Path | None, tfs: Path | None) -> None:
     """The GRN labels and the TF list, read as GRN_TRAIN and GRN_SCORE read them; their names
     are matched to the expression data's genes by the steps."""
-    if labels is not None:
-        from scregnet.grn.data import read_labels
+    with _without_info():
+        if labels is not None:
+            from scregnet.grn.data import read_labels
 
-        read_labels(labels)
-    if tfs is not None:
-        from scregnet.grn.api import read_tf_list
+            read_labels(labels)
+        if tfs is not None:
+            from scregnet.grn.api import read_tf_list
 
-        read_tf_list(str(tfs))
+            read_tf_list(str(tfs))

@@ -27,7 +27,7 @@ from scregnet.io.text import json_text, read_json
 from scregnet.report import figures
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -507,14 +507,14 @@ def build_report(
         f"<style>{CSS}</style></head><body><h1>scregnet report</h1>"
         f"<p>Results: {html.escape(str(results))} — scregnet {__version__}</p>\n{body}\n</body></html>\n"
     )
-    texts = {out: page}
+    texts: dict[Path, Callable[[], str]] = {out: lambda: page}
     if qc_table is not None:
-        texts[out.parent / MULTIQC_TABLE] = multiqc_table(qc_table)
+        texts[out.parent / MULTIQC_TABLE] = lambda: multiqc_table(qc_table)
     if evaluation is not None:
-        texts[results / keys.EVALUATION] = json_text(evaluation)
+        texts[results / keys.EVALUATION] = lambda: json_text(evaluation)
     with atomic_paths(*texts) as temps:  # the report, its MultiQC table, the evaluation together
         for tmp, text in zip(temps, texts.values(), strict=True):
-            tmp.write_text(text)
+            tmp.write_text(text())
     log.info("report written to %s", out)
     return out
 
