@@ -21,7 +21,7 @@ import numpy as np
 from scregnet.atac.fragments import read_barcode_list
 from scregnet.errors import InputError, MissingToolError
 from scregnet.io.atomic import atomic_path, make_parent
-from scregnet.io.fragments import FragmentReader, has_barcode
+from scregnet.io.fragments import FragmentReader
 from scregnet.io.outputs import writing
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,9 @@ def call_peaks(
     if not fragments.exists():
         msg = "fragments file does not exist"
         raise InputError(msg, fragments)
-    check_fragments_for_macs3(fragments, chrom_sizes)
     wanted = None if barcodes is None else read_barcode_list(barcodes)
-    if wanted is not None and not has_barcode(fragments, set(wanted)):
+    present = check_fragments_for_macs3(fragments, chrom_sizes)
+    if wanted is not None and present.isdisjoint(wanted):
         msg = f"none of its {len(wanted)} barcodes is in the fragments file {fragments}"
         raise InputError(msg, barcodes)
     if gsize is None:
@@ -100,11 +100,11 @@ def call_peaks(
     return out
 
 
-def check_fragments_for_macs3(fragments: Path, chrom_sizes: dict[str, int]) -> None:
+def check_fragments_for_macs3(fragments: Path, chrom_sizes: dict[str, int]) -> set[str]:
     """Read ``fragments`` as ``scregnet count`` does (columns, integers, counts >= 0, chromosomes
     of the genome; in any order, as MACS3 takes it) before MACS3 sees it, and refuse what MACS3
     reads wrongly: no fragment with a count above 0 (a ZeroDivisionError or an assertion in
-    MACS3), a last line without a line break (MACS3 never returns)."""
+    MACS3), a last line without a line break (MACS3 never returns). Returns the file's barcodes."""
     reader = FragmentReader(fragments, genome=chrom_sizes, sorted_input=False)
     counted = sum(int(np.count_nonzero(chunk.count > 0)) for chunk in reader)
     if counted == 0:
@@ -116,6 +116,7 @@ def check_fragments_for_macs3(fragments: Path, chrom_sizes: dict[str, int]) -> N
             "`(zcat F; echo) | bgzip > F2`"
         )
         raise InputError(msg, fragments)
+    return set(reader.barcodes.names)
 
 
 def _run_macs3(cmd: list[str], fragments: Path) -> None:
