@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from scregnet.cli import main as cli_main
-from scregnet.io.atomic import atomic_dir, atomic_path
+from scregnet.io.atomic import atomic_dir, atomic_path, atomic_paths, scratch_dir
 from scregnet.pipeline import Step, run_steps
 
 #: a step: starts a grandchild, writes its output through a temporary file, then waits.
@@ -221,6 +221,43 @@ def test_sigterm_to_simulate_removes_its_part_folder(tmp_path: Path, reap: list[
     assert stderr.strip().splitlines() == [
         "scregnet simulate: stopped by SIGTERM, temporary files removed"
     ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("writer", ["file", "files", "folder", "scratch"])
+def test_a_signal_the_moment_a_temporary_is_created_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    """The signal lands right after the temporary file or folder exists, before the writer has
+    returned its name: cleanup still finds and removes it."""
+    calls = {"n": 0}
+    real_open, real_mkdir = os.open, os.mkdir
+    stop_at = 2 if writer == "files" else 1
+
+    def landing(real: Callable[..., object]) -> Callable[..., object]:
+        def created_then_signal(*args: object, **kwargs: object) -> object:
+            result = real(*args, **kwargs)
+            if calls["n"] < stop_at:  # the cleanup's own calls are not counted
+                calls["n"] += 1
+            if calls["n"] == stop_at and not calls.get("raised"):
+                calls["raised"] = 1
+                raise cli_main.Terminated(signal.SIGTERM)
+            return result
+
+        return created_then_signal
+
+    monkeypatch.setattr(os, "open", landing(real_open))
+    monkeypatch.setattr(os, "mkdir", landing(real_mkdir))
+    blocks = {
+        "file": lambda: atomic_path(tmp_path / "a.h5ad"),
+        "files": lambda: atomic_paths(tmp_path / "a.bed.gz", tmp_path / "a.bed.gz.tbi"),
+        "folder": lambda: atomic_dir(tmp_path / "tracks", owner="test"),
+        "scratch": lambda: scratch_dir(tmp_path / "a.tsv.gz", "parts"),
+    }
+    with pytest.raises(cli_main.Terminated), blocks[writer]():
+        pytest.fail("the block must not start")
+    monkeypatch.undo()
+    assert calls == {"n": stop_at, "raised": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 import time
 from array import array
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ import numpy as np
 
 from scregnet.atac.options import Collapse, FragmentOptions
 from scregnet.errors import InputError
-from scregnet.io.atomic import make_parent
+from scregnet.io.atomic import make_parent, scratch_dir
 from scregnet.io.fragments import format_fragments, write_bgzf, write_fragment_parts
 from scregnet.io.outputs import writing
 from scregnet.worker_pool import map_in_processes
@@ -356,9 +355,9 @@ def bam_to_fragments(
     make_parent(out)
     with (
         writing(out),
-        tempfile.TemporaryDirectory(prefix=f".{out.name}.parts.", dir=out.parent or ".") as tmp,
+        scratch_dir(out, "parts") as tmp,
     ):
-        parts = [Path(tmp) / f"{k:05d}.gz" for k in range(len(contigs))]
+        parts = [tmp / f"{k:05d}.gz" for k in range(len(contigs))]
         for stats in _all_contig_fragments(bam, contigs, size, parts, options, threads):
             per_contig.append(stats)
             total.add(stats)

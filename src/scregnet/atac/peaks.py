@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 
 from scregnet.atac.fragments import read_barcode_list
 from scregnet.errors import InputError, MissingToolError
-from scregnet.io.atomic import atomic_path, make_parent
+from scregnet.io.atomic import atomic_path, make_parent, scratch_dir
 from scregnet.io.fragments import FragmentReader
 from scregnet.io.outputs import writing
 
@@ -75,18 +74,18 @@ def call_peaks(
     make_parent(out)
     with (
         writing(out),
-        tempfile.TemporaryDirectory(prefix=f".{out.name}.macs3.", dir=out.parent or ".") as tmp,
+        scratch_dir(out, "macs3") as tmp,
     ):
         cmd = [
             macs3, "callpeak", "-f", "FRAG", "-t", str(fragments), "-g", str(gsize),
-            "-q", str(qvalue), "-n", name, "--outdir", tmp,
+            "-q", str(qvalue), "-n", name, "--outdir", str(tmp),
         ]  # fmt: skip
         if wanted is not None:
-            listed = Path(tmp) / "barcodes.txt"
+            listed = tmp / "barcodes.txt"
             listed.write_text("".join(f"{b}\n" for b in wanted))
             cmd += ["--barcodes", str(listed)]
         _run_macs3(cmd, fragments)
-        produced = Path(tmp) / f"{name}_peaks.narrowPeak"
+        produced = tmp / f"{name}_peaks.narrowPeak"
         rows, dropped = _clipped_peaks(produced, chrom_sizes, fragments)
         with atomic_path(out) as part:
             part.write_text("".join(rows))

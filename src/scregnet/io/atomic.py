@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -53,18 +53,73 @@ def make_parent(path: str | Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
 
-def temp_path_for(path: str | Path) -> Path:
-    """A fresh temporary path in the same directory as ``path`` (same filesystem: rename is atomic)."""
+_TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _new_temp(parent: Path, prefix: str, suffix: str, *, folder: bool, made: list[Path]) -> Path:
+    """Create a fresh file or folder ``<prefix><8 random characters><suffix>`` in ``parent``.
+
+    Each candidate name goes into ``made`` before it is created, so that a signal raised at any
+    point leaves the caller a list that names everything created (its cleanup removes them).
+    """
+    rng = random.SystemRandom()
+    for _ in range(100):
+        tmp = parent / f"{prefix}{''.join(rng.choices(_TEMP_CHARS, k=8))}{suffix}"
+        made.append(tmp)
+        try:
+            if folder:
+                os.mkdir(tmp, 0o777 & ~_umask())
+            else:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask()))
+        except FileExistsError:
+            made.pop()
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name in {parent}")
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    for tmp in paths:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def _parent_of(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def temp_path_for(path: str | Path, made: list[Path] | None = None) -> Path:
+    """A fresh temporary file ``.<name>.<random>.part`` beside ``path`` (a rename there is atomic).
+
+    ``made`` (when given) receives the path before the file is created.
+    """
     path = Path(path)
     _check_parent(path)
     check_output_file(path)
+    made = [] if made is None else made
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        return _new_temp(_parent_of(path), f".{path.name}.", ".part", folder=False, made=made)
     except OSError as exc:
         raise InputError(f"cannot write ({exc.strerror})", path) from exc
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give outputs the usual permissions
-    return Path(tmp)
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str | Path, tag: str) -> Iterator[Path]:
+    """A temporary folder ``.<name>.<tag>.<random>`` beside ``path`` for work files, removed on
+    exit however the block ends (a signal included)."""
+    path = Path(path)
+    made: list[Path] = []
+    try:
+        try:
+            tmp = _new_temp(_parent_of(path), f".{path.name}.{tag}.", "", folder=True, made=made)
+        except OSError as exc:
+            raise InputError(f"cannot write ({exc.strerror})", path) from exc
+        yield tmp
+    finally:
+        _remove(made)
 
 
 def _fail(exc: BaseException, target: Path) -> BaseException:
@@ -100,10 +155,13 @@ def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
     try:
         for target in targets:
             current = target
-            tmp = temp_path_for(target)
-            suffixed = tmp.with_name(tmp.name + "".join(target.suffixes))
-            tmp.rename(suffixed)
-            temps.append(suffixed)
+            _check_parent(target)
+            check_output_file(target)
+            suffix = ".part" + "".join(target.suffixes)
+            try:
+                _new_temp(_parent_of(target), f".{target.name}.", suffix, folder=False, made=temps)
+            except OSError as exc:
+                raise InputError(f"cannot write ({exc.strerror})", target) from exc
         current = targets[0] if targets else current
         yield temps
         for tmp, target in zip(temps, targets, strict=True):
@@ -111,9 +169,7 @@ def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
             os.replace(tmp, target)
     except BaseException as exc:
         translated = _fail(exc, _written(temps, targets) or current)
-        for tmp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        _remove(temps)
         _raise(exc, translated)
 
 
@@ -240,12 +296,12 @@ def atomic_dir(
         msg = "output folder is an existing file"
         raise InputError(msg, path)
     _check_parent(path)
+    made: list[Path] = []
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    except OSError as exc:
-        raise InputError(f"cannot write ({exc.strerror})", path) from exc
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-    try:
+        try:
+            tmp = _new_temp(_parent_of(path), f".{path.name}.", ".part", folder=True, made=made)
+        except OSError as exc:
+            raise InputError(f"cannot write ({exc.strerror})", path) from exc
         yield tmp
         if path.exists():
             _merge_into(tmp, path, owner, protect)
@@ -258,12 +314,12 @@ def atomic_dir(
         translated = _fail(exc, path)
         if isinstance(translated, InputError) and translated.path is not None:
             inner = Path(translated.path)
-            if inner.is_relative_to(tmp):  # name the file as the user will see it
+            if made and inner.is_relative_to(made[-1]):  # name the file as the user will see it
                 translated = InputError(translated.message, path / inner.relative_to(tmp))
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(made)
         _raise(exc, translated)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(made)
 
 
 def check_writable_dir(path: str | Path) -> Path:
