@@ -232,16 +232,88 @@ def test_sample_ids_are_checked_as_scregnet_run_checks_them(
     from scregnet.io.samplesheet import read_samplesheet
 
     ids, expected = SAMPLE_IDS[case]
-    (tmp_path / "x.fragments.tsv.gz").touch()
-    (tmp_path / "x.fragments.tsv.gz.tbi").touch()
+    for k in range(len(ids)):
+        (tmp_path / f"x{k}.fragments.tsv.gz").touch()
+        (tmp_path / f"x{k}.fragments.tsv.gz.tbi").touch()
     sheet = tmp_path / "sheet.csv"
-    sheet.write_text("sample,fragments\n" + "".join(f"{i},x.fragments.tsv.gz\n" for i in ids))
+    sheet.write_text(
+        "sample,fragments\n" + "".join(f"{i},x{k}.fragments.tsv.gz\n" for k, i in enumerate(ids))
+    )
     if expected is None:
         assert id_checks[case] is None
         assert len(read_samplesheet(sheet)) == len(ids)
         return
     assert id_checks[case] is not None and expected in id_checks[case], id_checks[case]
     with pytest.raises(InputError, match=re.escape(expected.split(" (")[0].split(" is ")[0])):
+        read_samplesheet(sheet)
+
+
+SHARED_DATA = {
+    "distinct": (
+        [
+            ["a", "bam", "d/a.bam"],
+            ["b", "bam", "d/b.bam"],
+            ["c", "rna", "r.h5ad"],
+            ["d", "rna", "r.h5ad"],
+        ],
+        None,
+    ),
+    "same_bam": ([["a", "bam", "d/a.bam"], ["b", "bam", "d/a.bam"]], ("a", "b", "bam")),
+    "same_after_dot": (
+        [["a", "fragments", "d/a.tsv.gz"], ["b", "fragments", "d/./a.tsv.gz"]],
+        ("a", "b", "fragments"),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def shared_data_checks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """checkDistinctData on every case of SHARED_DATA (paths made absolute, as resolved)."""
+    root = tmp_path_factory.mktemp("shared")
+    cases = {
+        name: ([[sid, col, str(root / rel)] for sid, col, rel in rows], want)
+        for name, (rows, want) in SHARED_DATA.items()
+    }
+    return {"root": root, **groovy_errors("checkDistinctData", cases)}
+
+
+@pytest.mark.parametrize("case", sorted(SHARED_DATA))
+def test_two_samples_reading_one_data_file_are_refused(
+    case: str, shared_data_checks: dict[str, Any], tmp_path: Path
+) -> None:
+    """A row copied and not edited (two samples, one BAM or fragments file) is refused by Nextflow
+    and by `scregnet run` with the same words; one scRNA file may serve several samples."""
+    from scregnet.errors import InputError
+    from scregnet.io.samplesheet import read_samplesheet
+
+    rows, expected = SHARED_DATA[case]
+    lines = []
+    for sid, column, rel in rows:
+        data = tmp_path / rel
+        data.parent.mkdir(exist_ok=True)
+        data.touch()
+        Path(f"{data}.bai" if column == "bam" else f"{data}.tbi").touch()
+        if column == "rna":  # an ATAC file of its own beside the shared one
+            (tmp_path / f"{sid}.bam").touch()
+            (tmp_path / f"{sid}.bam.bai").touch()
+        lines.append((sid, column, rel))
+    header = ["sample", "bam", "fragments", "rna"]
+    sheet = tmp_path / "sheet.csv"
+    body = ""
+    for sid, column, rel in lines:
+        values = {"sample": sid, column: rel}
+        if column == "rna":
+            values["bam"] = f"{sid}.bam"
+        body += ",".join(values.get(h, "") for h in header) + "\n"
+    sheet.write_text(",".join(header) + "\n" + body)
+    if expected is None:
+        assert shared_data_checks[case] is None, shared_data_checks[case]
+        assert len(read_samplesheet(sheet)) == len(rows)
+        return
+    first, second, column = expected
+    said = f"samples '{first}' and '{second}' read the same {column} file"
+    assert shared_data_checks[case] is not None and said in shared_data_checks[case]
+    with pytest.raises(InputError, match=re.escape(said)):
         read_samplesheet(sheet)
 
 

@@ -99,6 +99,7 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
     for i, row in enumerate(rows, start=2):
         sid = _check_id(row.get("sample", ""), i, seen, path)
         samples.append(_sample_files(row, sid, i, path))
+    _check_distinct_data(samples, path)
     clash = _prefix_clash([s.sample for s in samples])
     if clash is not None:
         short, long = clash
@@ -108,6 +109,23 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
         )
         raise InputError(msg, path)
     return samples
+
+
+def _check_distinct_data(samples: list[Sample], path: Path) -> None:
+    """Two samples reading one BAM or fragments file would be the same cells under two names
+    (a row copied and not edited): refused, naming both samples and the file."""
+    owner: dict[Path, str] = {}
+    for s in samples:
+        for column, data in (("bam", s.bam), ("fragments", s.fragments)):
+            if data is None:
+                continue
+            if data in owner:
+                msg = (
+                    f"samples {owner[data]!r} and {s.sample!r} read the same {column} file "
+                    f"{data}: each sample needs its own"
+                )
+                raise InputError(msg, path)
+            owner[data] = s.sample
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

@@ -156,6 +156,22 @@ def resolveRelative(value, base) {
 }
 
 /*
+ * Two samples reading one BAM or fragments file would be the same cells under two names (a row copied and not
+ * edited): refused as `scregnet run` refuses them (scregnet.io.samplesheet); one scRNA file may serve several
+ * samples. `data` lists [ sample, column, resolved path ]; local paths are compared normalised.
+ */
+def checkDistinctData(data, sheet) {
+    def owner = [:]
+    data.findAll { _sample, column, _value -> column in [ 'bam', 'fragments' ] }.each { sample, column, value ->
+        def key = value.contains('://') ? value : new File(value).toPath().normalize().toString()
+        if (owner.containsKey(key)) {
+            error("Samplesheet ${sheet}: samples '${owner[key]}' and '${sample}' read the same ${column} file ${key}: each sample needs its own")
+        }
+        owner[key] = sample
+    }
+}
+
+/*
  * Copy `sheet` to `info_dir` with the bam, fragments and rna columns resolved against the sheet's directory
  * (its sample ids checked first: checkSampleIds).
  */
@@ -171,14 +187,19 @@ def resolveSamplesheet(sheet, info_dir) {
         checkSampleIds(rows.drop(1).collect { row -> row[header.indexOf('sample')]?.trim() ?: '' }.findAll { id -> id }, sheet)
     }
     def lines = [ header.join(',') ]
+    def data = []
     rows.drop(1).each { row ->
         def cells = []
         row.eachWithIndex { cell, i ->
             def value = cell.trim()
             cells << (header[i] in [ 'bam', 'fragments', 'rna' ] ? resolveRelative(value, sheet.parent) : value)
+            if (header[i] in [ 'bam', 'fragments', 'rna' ] && value && 'sample' in header) {
+                data << [ row[header.indexOf('sample')]?.trim() ?: '', header[i], cells[-1] ]
+            }
         }
         lines << cells.join(',')
     }
+    checkDistinctData(data, sheet)
     info_dir.mkdirs()
     def resolved = info_dir.resolve("samplesheet.resolved.csv")
     resolved.text = lines.join('\n') + '\n'
