@@ -441,8 +441,11 @@ def test_distinct_sample_ids_plan_distinct_outputs(staged: dict[str, Path], tmp_
     bam = world / "samples" / "sample1.bam"
     rna = world / "samples" / "sample1.rna.h5ad"
     ids = ["s1", "s1_chr1", "s1-all", "S2", "s2x", "model", "s.1"]
+    for sid in ids:  # each sample its own BAM (a link to the same reads)
+        (tmp_path / f"{sid}.bam").symlink_to(bam)
+        (tmp_path / f"{sid}.bam.bai").symlink_to(f"{bam}.bai")
     sheet = tmp_path / "sheet.csv"
-    sheet.write_text("sample,bam,rna\n" + "".join(f"{sid},{bam},{rna}\n" for sid in ids))
+    sheet.write_text("sample,bam,rna\n" + "".join(f"{sid},{sid}.bam,{rna}\n" for sid in ids))
     params = tmp_path / "params.yaml"
     params.write_text(
         f"input: {sheet}\nfasta: {world / 'genome.fa'}\ngtf: {world / 'genes.gtf'}\n"
@@ -484,3 +487,25 @@ def test_tfbind_track_folder_keeps_foreign_files_and_makes_labels_safe(tmp_path:
     ]
     assert (tracks / "notes.txt").read_text() == "mine\n" and out.exists()
     assert not (tracks / "T").exists()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_outputs_get_the_usual_permissions_under_the_umask(tmp_path: Path, mask: int) -> None:
+    """Files and folders written through a temporary name end with the modes a plain write gives
+    (0o666 / 0o777 less the umask), not a temporary file's private 0o600."""
+    from scregnet.io.atomic import atomic_path, atomic_paths
+
+    old = os.umask(mask)
+    try:
+        with atomic_path(tmp_path / "a.tsv") as tmp:
+            tmp.write_text("x\n")
+        with atomic_paths(tmp_path / "b.bed.gz", tmp_path / "b.bed.gz.tbi") as temps:
+            for t in temps:
+                t.write_bytes(b"x")
+        with atomic_dir(tmp_path / "tracks", owner="test") as folder:
+            (folder / "c.bw").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    for name in ("a.tsv", "b.bed.gz", "b.bed.gz.tbi"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+    assert (tmp_path / "tracks").stat().st_mode & 0o777 == 0o777 & ~mask

@@ -22,12 +22,6 @@ from scregnet.io.outputs import check_output_file, write_error
 log = logging.getLogger(__name__)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _check_parent(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
@@ -68,9 +62,9 @@ def _new_temp(parent: Path, prefix: str, suffix: str, *, folder: bool, made: lis
         made.append(tmp)
         try:
             if folder:
-                os.mkdir(tmp, 0o777 & ~_umask())
+                os.mkdir(tmp)  # 0o777 less the umask, as outputs are
             else:
-                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask()))
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:
             made.pop()
             continue
@@ -315,7 +309,7 @@ def atomic_dir(
         if isinstance(translated, InputError) and translated.path is not None:
             inner = Path(translated.path)
             if made and inner.is_relative_to(made[-1]):  # name the file as the user will see it
-                translated = InputError(translated.message, path / inner.relative_to(tmp))
+                translated = InputError(translated.message, path / inner.relative_to(made[-1]))
         _remove(made)
         _raise(exc, translated)
     finally:

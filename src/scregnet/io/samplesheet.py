@@ -99,7 +99,6 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
     for i, row in enumerate(rows, start=2):
         sid = _check_id(row.get("sample", ""), i, seen, path)
         samples.append(_sample_files(row, sid, i, path))
-    _check_distinct_data(samples, path)
     clash = _prefix_clash([s.sample for s in samples])
     if clash is not None:
         short, long = clash
@@ -108,6 +107,7 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
             f"a path ({long}.<suffix> is also {short}.<...>); rename one"
         )
         raise InputError(msg, path)
+    _check_distinct_data(samples, path)
     return samples
 
 
