@@ -44,21 +44,23 @@ def make_parent(path: str | Path) -> Path:
     """Create ``path``'s directory when missing; an :class:`InputError` when impossible or read-only."""
     path = Path(path)
     _check_parent(path)
-    return path.parent if str(path.parent) else Path(".")
+    return _parent_of(path)
 
 
 _TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
-def _new_temp(parent: Path, prefix: str, suffix: str, *, folder: bool, made: list[Path]) -> Path:
-    """Create a fresh file or folder ``<prefix><8 random characters><suffix>`` in ``parent``.
+def _new_temp(target: Path, infix: str, suffix: str, *, folder: bool, made: list[Path]) -> Path:
+    """Create a fresh file or folder ``.<target's name>.<infix><8 random characters><suffix>``
+    beside ``target``; an :class:`InputError` naming ``target`` when that is impossible.
 
     Each candidate name goes into ``made`` before it is created, so that a signal raised at any
     point leaves the caller a list that names everything created (its cleanup removes them).
     """
     rng = random.SystemRandom()
     for _ in range(100):
-        tmp = parent / f"{prefix}{''.join(rng.choices(_TEMP_CHARS, k=8))}{suffix}"
+        name = f".{target.name}.{infix}{''.join(rng.choices(_TEMP_CHARS, k=8))}{suffix}"
+        tmp = _parent_of(target) / name
         made.append(tmp)
         try:
             if folder:
@@ -68,8 +70,11 @@ def _new_temp(parent: Path, prefix: str, suffix: str, *, folder: bool, made: lis
         except FileExistsError:
             made.pop()
             continue
+        except OSError as exc:
+            raise InputError(f"cannot write ({exc.strerror})", target) from exc
         return tmp
-    raise FileExistsError(f"no free temporary name in {parent}")
+    msg = "cannot write (no free temporary name beside it)"
+    raise InputError(msg, target)
 
 
 def _remove(paths: Sequence[Path]) -> None:
@@ -85,19 +90,12 @@ def _parent_of(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
 
-def temp_path_for(path: str | Path, made: list[Path] | None = None) -> Path:
-    """A fresh temporary file ``.<name>.<random>.part`` beside ``path`` (a rename there is atomic).
-
-    ``made`` (when given) receives the path before the file is created.
-    """
+def temp_path_for(path: str | Path) -> Path:
+    """A fresh temporary file ``.<name>.<random>.part`` beside ``path`` (a rename there is atomic)."""
     path = Path(path)
     _check_parent(path)
     check_output_file(path)
-    made = [] if made is None else made
-    try:
-        return _new_temp(_parent_of(path), f".{path.name}.", ".part", folder=False, made=made)
-    except OSError as exc:
-        raise InputError(f"cannot write ({exc.strerror})", path) from exc
+    return _new_temp(path, "", ".part", folder=False, made=[])
 
 
 @contextlib.contextmanager
@@ -107,11 +105,7 @@ def scratch_dir(path: str | Path, tag: str) -> Iterator[Path]:
     path = Path(path)
     made: list[Path] = []
     try:
-        try:
-            tmp = _new_temp(_parent_of(path), f".{path.name}.{tag}.", "", folder=True, made=made)
-        except OSError as exc:
-            raise InputError(f"cannot write ({exc.strerror})", path) from exc
-        yield tmp
+        yield _new_temp(path, f"{tag}.", "", folder=True, made=made)
     finally:
         _remove(made)
 
@@ -152,10 +146,7 @@ def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
             _check_parent(target)
             check_output_file(target)
             suffix = ".part" + "".join(target.suffixes)
-            try:
-                _new_temp(_parent_of(target), f".{target.name}.", suffix, folder=False, made=temps)
-            except OSError as exc:
-                raise InputError(f"cannot write ({exc.strerror})", target) from exc
+            _new_temp(target, "", suffix, folder=False, made=temps)
         current = targets[0] if targets else current
         yield temps
         for tmp, target in zip(temps, targets, strict=True):
@@ -292,10 +283,7 @@ def atomic_dir(
     _check_parent(path)
     made: list[Path] = []
     try:
-        try:
-            tmp = _new_temp(_parent_of(path), f".{path.name}.", ".part", folder=True, made=made)
-        except OSError as exc:
-            raise InputError(f"cannot write ({exc.strerror})", path) from exc
+        tmp = _new_temp(path, "", ".part", folder=True, made=made)
         yield tmp
         if path.exists():
             _merge_into(tmp, path, owner, protect)
