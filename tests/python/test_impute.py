@@ -1106,3 +1106,24 @@ def test_too_few_genes_name_the_option_or_the_file_that_has_them(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and f"{bulk}: bulk matrix has only 150 genes" in err[0]
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+@pytest.mark.parametrize(("n_cells", "warned"), [(12, True), (60, False)])
+def test_training_on_few_cells_warns(
+    n_cells: int, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fewer cells than MIN_TRAINING_CELLS still impute, with one warning naming the input."""
+    from scregnet.impute.api import impute
+    from scregnet.impute.config import MIN_TRAINING_CELLS
+
+    adata = make_adata(n_cells=n_cells, n_genes=60)
+    with caplog.at_level(logging.WARNING, logger="scregnet.impute.api"):
+        result = impute(
+            adata, epochs=1, device="cpu", seed=0, threads=1, n_top_genes=None,
+            path="few.h5ad", **TINY,
+        )  # fmt: skip
+    assert result.adata.layers["imputed"].shape == (n_cells, 60)
+    said = [r.getMessage() for r in caplog.records if "unreliable" in r.getMessage()]
+    expected = f"few.h5ad: training on {n_cells} cells; the model and its neighbour graph"
+    assert [m.startswith(expected) for m in said] == ([True] if warned else [])
+    assert (n_cells < MIN_TRAINING_CELLS) == warned

@@ -49,6 +49,7 @@ from scregnet.errors import InputError
 from scregnet.impute import data
 from scregnet.impute.config import (
     DEVICE,
+    MIN_TRAINING_CELLS,
     N_TOP_GENES,
     NEIGHBOUR_CANDIDATES,
     PSEUDOBULK_MIN_LOCAL_GAIN,
@@ -235,6 +236,14 @@ def impute(
         if checkpoint is not None:
             fitted = _load_model(checkpoint, adata.var_names, counts_all, library)
         else:
+            if adata.n_obs < MIN_TRAINING_CELLS:
+                log.warning(
+                    "%s: training on %d cells; the model and its neighbour graph are fitted on "
+                    "the cells given, and fewer than %d make the imputed values unreliable",
+                    path or "the cells",
+                    adata.n_obs,
+                    MIN_TRAINING_CELLS,
+                )
             genes_in, cols, counts, bulk_frame = _training_genes(
                 counts_all, adata.var_names, library, rng, bulk, genes, n_top_genes, path
             )

@@ -22,6 +22,10 @@ NEIGHBOUR_CANDIDATES = (15, 30, 50, 100)
 #: the development split (docs/benchmarks.md, "Shallow cells")
 PSEUDOBULK_MIN_LOCAL_GAIN = 0.002
 
+#: training on fewer cells than this logs a warning: the model, its neighbour graph and the
+#: neighbour count are all fitted on the cells given, which this few cannot pin down
+MIN_TRAINING_CELLS = 50
+
 
 @dataclass
 class ImputeConfig:
