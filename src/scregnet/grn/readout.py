@@ -3,9 +3,9 @@
 The read-out is the linear part of :class:`scregnet.grn.model.DeepMCL`'s logit (our extension):
 a ranking of the pair features (:data:`SKIP_CANDIDATES`: |Spearman|, |metacell r|, the target
 prior and its variants, two fitted combinations), plus optionally a TF out-degree term.
-:func:`choose_skip` picks it on inner TF-aware folds of the training TFs with the
-standard-error rule (:data:`SE_MULTIPLE`, :func:`se_multiple`): the simplest ranking wins unless
-another beats it by more than that many standard errors over validation TFs.
+:func:`choose_skip` picks it on inner TF-aware folds of the training TFs: the fixed ranking with
+the best mean per-TF AUPRC over validation TFs, unless a fitted read-out beats it by more than the
+standard-error rule's multiple (:data:`SE_MULTIPLE`, :func:`se_multiple`) of standard errors.
 :func:`scregnet.grn.train.fit` then decides whether the network adds to it.
 """
 
