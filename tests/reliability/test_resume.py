@@ -383,7 +383,7 @@ def test_a_contig_name_with_a_comma_is_refused_naming_the_index(
 
 
 def test_temporary_names_are_told_apart_per_output(tmp_path: Path) -> None:
-    from scregnet.io.atomic import atomic_dir, atomic_path, temp_path_for
+    from scregnet.io.atomic import atomic_dir, atomic_path, scratch_dir
 
     mine, theirs = (
         tmp_path / "s.atac.h5ad",
@@ -393,14 +393,13 @@ def test_temporary_names_are_told_apart_per_output(tmp_path: Path) -> None:
         atomic_path(mine) as a,
         atomic_path(theirs) as b,
         atomic_dir(tmp_path / "s", owner="test") as d,
+        scratch_dir(mine, "parts") as work,
     ):
         a.write_text("x")
         b.write_text("x")
-        raw = temp_path_for(mine)
         foreign = [tmp_path / ".s.atac.h5ad.notes", tmp_path / "s.atac.h5ad.part"]
         for f in foreign:
             f.write_text("mine, not a temporary file")
-        assert temp_leftovers(mine) == sorted([a, raw])
+        assert temp_leftovers(mine) == sorted([a, work])
         assert temp_leftovers(theirs) == [b]
         assert temp_leftovers(tmp_path / "s") == [d]
-        raw.unlink()

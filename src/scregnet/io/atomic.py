@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def _check_parent(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = _parent_of(path)
     if not parent.exists():
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -88,14 +88,6 @@ def _remove(paths: Sequence[Path]) -> None:
 
 def _parent_of(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
-
-
-def temp_path_for(path: str | Path) -> Path:
-    """A fresh temporary file ``.<name>.<random>.part`` beside ``path`` (a rename there is atomic)."""
-    path = Path(path)
-    _check_parent(path)
-    check_output_file(path)
-    return _new_temp(path, "", ".part", folder=False, made=[])
 
 
 @contextlib.contextmanager

@@ -56,10 +56,10 @@ TRACE_COLUMNS = ("stage", "name", "status", "start", "wall_s", "cpu_s", "peak_rs
 #: seconds a stopped step gets to clean up after SIGTERM before its process group is killed
 STOP_GRACE_S = 10.0
 
-# The temporary names the writers of this package give an output ``<name>`` beside it, with
-# 8 random characters R from tempfile: io.atomic (``.<name>.R.part`` + the name's suffixes, a
-# folder's ``.<name>.R.part`` and ``.<name>.old-<pid>``), atac.fragments (``.<name>.parts.R``) and
-# atac.peaks (``.<name>.macs3.R``). R has no '.', so no other output's temporary name matches.
+# The temporary names io.atomic gives an output ``<name>`` beside it, with 8 random characters R
+# from [a-z0-9_]: a file's ``.<name>.R.part`` + the name's suffixes, a folder's ``.<name>.R.part``,
+# the work folders of atac.fragments (``.<name>.parts.R``) and atac.peaks (``.<name>.macs3.R``).
+# R has no '.', so no other output's temporary name matches.
 _RANDOM = r"[a-z0-9_]{8}"
 
 
@@ -67,7 +67,7 @@ def _temp_pattern(name: str) -> re.Pattern[str]:
     suffixes = re.escape("".join(Path(name).suffixes))
     return re.compile(
         rf"\.{re.escape(name)}\.(?:{_RANDOM}\.part(?:{suffixes})?|parts\.{_RANDOM}"
-        rf"|macs3\.{_RANDOM}|old-\d+)"
+        rf"|macs3\.{_RANDOM})"
     )
 
 
