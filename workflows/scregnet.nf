@@ -220,10 +220,13 @@ def grnShards(n) {
 /*
  * Contigs that TF-binding prediction skips by rule: unplaced, unlocalised, alternate, fix-patch,
  * decoy, HLA and EBV sequences (GRCh38/hg38, GRCm39/mm39 and Ensembl naming). Such contigs are
- * short, repeat the primary assembly or carry no gene regulation that a GRN can use.
+ * short, repeat the primary assembly or carry no gene regulation that a GRN can use. And the
+ * mitochondrial genome (the names of scregnet.io.genome.MITOCHONDRIAL): `scregnet fragments`
+ * leaves it out, so it has no peaks.
  */
 def isMinorContig(name) {
-    return name ==~ /(?i).*(_alt|_random|_fix|_decoy|_hap\d+)$/ \
+    return name in [ 'chrM', 'MT', 'M', 'chrMT' ] \
+        || name ==~ /(?i).*(_alt|_random|_fix|_decoy|_hap\d+)$/ \
         || name ==~ /(?i)^(chr)?Un([_-].*)?$/ \
         || name ==~ /(?i)^(chr)?EBV$/ \
         || name ==~ /^HLA-.*/ \

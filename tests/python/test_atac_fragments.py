@@ -183,6 +183,19 @@ def test_defaults_shift_dedup_mapq_chrM(small_bam: Path, tmp_path: Path) -> None
     ]
 
 
+def test_ensembl_mitochondrial_genome_left_out_by_default(tmp_path: Path) -> None:
+    """Ensembl/NCBI references name the mitochondrial genome MT: its reads (often a third of an
+    ATAC library) stay out of the fragments as chrM's do."""
+    pairs = [
+        {"chrom": "1", "start": 1000, "end": 1200, "cb": "AAA-1"},
+        {"chrom": "MT", "start": 100, "end": 300, "cb": "AAA-1"},
+    ]
+    bam = write_bam(tmp_path / "e.bam", pairs, contigs=(("1", 100_000), ("MT", 16_569)))
+    out = tmp_path / "e.tsv.gz"
+    assert run("--bam", bam, "--out", out) == 0
+    assert load(out) == [("1", 1004, 1195, "AAA-1", 1)]
+
+
 def test_flags_change_the_output(small_bam: Path, tmp_path: Path) -> None:
     def frags(*extra: str) -> list[Frag]:
         out = tmp_path / "x.tsv.gz"

@@ -1,6 +1,6 @@
 """TF-binding prediction shards (workflows/scregnet.nf: predictionShards, isMinorContig), run with the
 language server's Groovy on a GRCh38-style .fai: a handful of balanced groups of the primary
-chromosomes, minor contigs skipped by rule, unsafe contig names refused; `scregnet run`'s shards
+chromosomes, minor and mitochondrial contigs skipped by rule, unsafe contig names refused; `scregnet run`'s shards
 (scregnet.pipeline.contigs) are the same. The GRN's scoring shards (grnShards) are every K of N."""
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ MINOR = {
     "GL000195.1": 182896,
     "hs37d5": 35477943,
 }
-FAI = [[name, length] for name, length in {**PRIMARY, "chrM": 16569, **MINOR}.items()]
+#: mitochondrial genomes, UCSC and Ensembl names (scregnet.io.genome.MITOCHONDRIAL)
+MITO = {"chrM": 16569, "MT": 16569}
+FAI = [[name, length] for name, length in {**PRIMARY, **MITO, **MINOR}.items()]
 
 
 def reference_shards(contigs: list[list[Any]], skip: list[str], n: int) -> list[dict[str, Any]]:
@@ -77,9 +79,10 @@ def results() -> dict[str, Any]:
     """Every Groovy evaluation of this module in one JVM start."""
     value = call(
         WORKFLOW,
-        "[ four: predictionShards(fai, ['chrM'], 4), one: predictionShards(fai, ['chrM'], 1),"
-        "  many: predictionShards(fai, ['chrM'], 100), minor: fai.collect { c -> isMinorContig(c[0]) },"
-        "  skipped: skippedContigs(fai, ['chrM']), grn: grnShards(4), grn_one: grnShards('1') ]",
+        "[ four: predictionShards(fai, [], 4), one: predictionShards(fai, [], 1),"
+        "  many: predictionShards(fai, [], 100), minor: fai.collect { c -> isMinorContig(c[0]) },"
+        "  skipped: skippedContigs(fai, []), four_y: predictionShards(fai, ['chrY'], 4),"
+        "  skipped_y: skippedContigs(fai, ['chrY']), grn: grnShards(4), grn_one: grnShards('1') ]",
         fai=FAI,
     )
     assert isinstance(value, dict)
@@ -90,19 +93,25 @@ def test_shards_are_a_handful_of_balanced_primary_chromosome_groups(
     results: dict[str, Any],
 ) -> None:
     assert shard_problems(results["four"], 4) == []
-    assert results["four"] == reference_shards(FAI, ["chrM"], 4)
+    assert results["four"] == reference_shards(FAI, [], 4)
     assert results["one"] == [{"id": "shard1", "chroms": list(PRIMARY)}]
     assert len(results["many"]) == len(PRIMARY)  # never more shards than chromosomes
 
 
-def test_minor_contigs_are_skipped_by_rule(results: dict[str, Any]) -> None:
+def test_minor_and_mitochondrial_contigs_are_skipped_by_rule(results: dict[str, Any]) -> None:
     flagged = {c[0] for c, minor in zip(FAI, results["minor"], strict=True) if minor}
-    assert flagged == set(MINOR)
+    assert flagged == set(MINOR) | set(MITO)
+
+
+def test_named_contigs_are_skipped_as_well(results: dict[str, Any]) -> None:
+    assert results["skipped_y"] == ["chrY", *MITO, *MINOR]
+    assert all("chrY" not in s["chroms"] for s in results["four_y"])
+    assert results["four_y"] == reference_shards(FAI, ["chrY"], 4)
 
 
 def test_merge_is_told_every_skipped_contig(results: dict[str, Any]) -> None:
     """TFBIND_MERGE accepts peaks without a prediction on exactly the contigs no shard has."""
-    assert results["skipped"] == ["chrM", *MINOR]
+    assert results["skipped"] == [*MITO, *MINOR]
     in_shards = {c for s in results["four"] for c in s["chroms"]}
     assert in_shards.isdisjoint(results["skipped"])
     assert in_shards | set(results["skipped"]) == {c[0] for c in FAI}
@@ -111,11 +120,17 @@ def test_merge_is_told_every_skipped_contig(results: dict[str, Any]) -> None:
 def test_the_runner_shards_like_the_workflow(results: dict[str, Any]) -> None:
     """`scregnet run` (scregnet.pipeline.contigs) gives the same shards and skipped contigs."""
     contigs = [(c[0], int(c[1])) for c in FAI]
-    for key, n in (("four", 4), ("one", 1), ("many", 100)):
-        ours = [{"id": i, "chroms": c} for i, c in prediction_shards(contigs, ["chrM"], n)]
+    for key, skip, n in (
+        ("four", [], 4),
+        ("one", [], 1),
+        ("many", [], 100),
+        ("four_y", ["chrY"], 4),
+    ):
+        ours = [{"id": i, "chroms": c} for i, c in prediction_shards(contigs, skip, n)]
         assert ours == results[key], key
     assert [is_minor_contig(c[0]) for c in FAI] == results["minor"]
-    assert skipped_contigs(contigs, ["chrM"]) == results["skipped"]
+    assert skipped_contigs(contigs, []) == results["skipped"]
+    assert skipped_contigs(contigs, ["chrY"]) == results["skipped_y"]
 
 
 def test_grn_scoring_shards_are_every_k_of_n(results: dict[str, Any]) -> None:

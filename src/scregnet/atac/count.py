@@ -54,6 +54,7 @@ from scregnet.atac.qc import QC_COLUMNS, knee_threshold, qc_table, tss_sites
 from scregnet.choices import check_choice
 from scregnet.errors import InputError
 from scregnet.io.fragments import FragmentReader
+from scregnet.io.genome import MITOCHONDRIAL
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -233,7 +234,7 @@ def count_fragments(
     strategy: Strategy = "paired-insertion",
     min_fragments: int | Literal["knee"] = 1000,
     barcodes: list[str] | None = None,
-    exclude_chroms: tuple[str, ...] = ("chrM", "M", "MT"),
+    exclude_chroms: tuple[str, ...] = MITOCHONDRIAL,
     threads: int = 1,
     peaks_path: str | Path = "peaks",
     tss_path: str | Path = "TSS table",

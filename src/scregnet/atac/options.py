@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from scregnet.choices import check_choice
+from scregnet.io.genome import MITOCHONDRIAL
 
 #: duplicate pairs: equal coordinates within one barcode, or across barcodes (``--collapse``)
 Collapse = Literal["within", "across"]
@@ -25,7 +26,7 @@ class FragmentOptions:
 
     barcode_tag: str = "CB"
     min_mapq: int = 30
-    exclude_contigs: tuple[str, ...] = ("chrM",)
+    exclude_contigs: tuple[str, ...] = MITOCHONDRIAL
     shift_plus: int = 4
     shift_minus: int = -5
     min_length: int = 1

@@ -19,6 +19,7 @@ import pandas as pd
 from scregnet.errors import InputError
 from scregnet.io.atomic import atomic_dir
 from scregnet.io.fragments import FragmentReader, check_cells_found
+from scregnet.io.genome import MITOCHONDRIAL
 from scregnet.io.outputs import safe_names
 from scregnet.io.tracks import write_bigwig
 
@@ -31,7 +32,7 @@ def insertion_counts(
     chrom_sizes: dict[str, int],
     *,
     bin_size: int = 1,
-    exclude_chroms: tuple[str, ...] = ("chrM", "M", "MT"),
+    exclude_chroms: tuple[str, ...] = MITOCHONDRIAL,
     threads: int = 1,
 ) -> tuple[list[str], dict[str, list[tuple[str, np.ndarray, np.ndarray]]], np.ndarray]:
     """Per group: per chromosome (bin index, insertion count) arrays; and insertions per group.
@@ -112,7 +113,7 @@ def write_cluster_tracks(
     outdir: str | Path,
     *,
     bin_size: int = 1,
-    exclude_chroms: tuple[str, ...] = ("chrM", "M", "MT"),
+    exclude_chroms: tuple[str, ...] = MITOCHONDRIAL,
     threads: int = 1,
     protect: Sequence[str | Path] = (),
 ) -> dict[str, Path]:

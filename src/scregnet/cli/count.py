@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import get_args
 
 from scregnet.atac.options import Strategy
+from scregnet.io.genome import MITOCHONDRIAL
 
 HELP = "fragments -> cells x peaks (X) and cells x tiles (obsm['tiles']) counts, QC, cell calling"
 
@@ -60,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--exclude-chroms",
-        default="chrM,M,MT",
+        default=",".join(MITOCHONDRIAL),
         help="comma-separated chromosomes left out of counts and QC",
     )
     parser.add_argument(

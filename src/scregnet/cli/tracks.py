@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from scregnet import keys
+from scregnet.io.genome import MITOCHONDRIAL
 
 HELP = "per-cluster pseudobulk insertion coverage as CPM-normalised bigWig files"
 
@@ -25,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groupby", default=keys.CLUSTER, help="obs column that groups the cells")
     parser.add_argument("--bin-size", type=int, default=1, help="bin width in bp")
     parser.add_argument(
-        "--exclude-chroms", default="chrM,M,MT", help="comma-separated chromosomes left out"
+        "--exclude-chroms",
+        default=",".join(MITOCHONDRIAL),
+        help="comma-separated chromosomes left out",
     )
 
 

@@ -169,8 +169,9 @@ def check_same_chromosomes(
     raise InputError(msg, path)
 
 
-#: mitochondrial contig names (UCSC, Ensembl/NCBI): left out of :func:`check_same_lengths` and,
-#: by default, of TF-binding training
+#: mitochondrial contig names (UCSC, Ensembl/NCBI): the one list that :func:`check_same_lengths`
+#: ignores and that fragments, counts, tracks, TF-binding training and TF-binding prediction shards
+#: leave out by default (``pipeline.contigs`` and ``workflows/scregnet.nf`` repeat it)
 MITOCHONDRIAL = ("chrM", "MT", "M", "chrMT")
 
 

@@ -4,7 +4,8 @@ The same rule as ``workflows/scregnet.nf`` (``isMinorContig``, ``skippedContigs`
 ``predictionShards``); ``tests/python/test_nextflow_shards.py`` runs the Groovy functions and
 compares them with these. Minor contigs (unplaced, unlocalised, alternate, fix-patch, decoy, HLA
 and EBV sequences of GRCh38/hg38, GRCm39/mm39 and Ensembl naming) are short, repeat the primary
-assembly or carry no gene regulation a GRN can use.
+assembly or carry no gene regulation a GRN can use; the mitochondrial genome
+(:data:`scregnet.io.genome.MITOCHONDRIAL`) has no peaks, as ``scregnet fragments`` leaves it out.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scregnet.errors import InputError
+from scregnet.io.genome import MITOCHONDRIAL
 
 _MINOR = (
     re.compile(r"(?i).*(_alt|_random|_fix|_decoy|_hap\d+)$"),
@@ -27,7 +29,8 @@ _SAFE = re.compile(r"[!-~]+")
 
 
 def is_minor_contig(name: str) -> bool:
-    return any(p.fullmatch(name) for p in _MINOR)
+    """Whether prediction skips ``name`` by rule: a minor or a mitochondrial contig."""
+    return name in MITOCHONDRIAL or any(p.fullmatch(name) for p in _MINOR)
 
 
 def check_contig_names(contigs: Sequence[tuple[str, int]], fai: Path) -> None:

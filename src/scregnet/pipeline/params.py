@@ -47,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "impute_epochs": None,
     "tfbind_epochs": None,
     "grn_epochs": None,
-    "tfbind_skip_chroms": "chrM",
+    "tfbind_skip_chroms": None,
     "tfbind_shards": 4,
     "grn_shards": 4,
     "multiqc_config": None,
