@@ -1,4 +1,5 @@
-"""Shared fixtures: the real test data directory and simulator worlds (built once per session)."""
+"""Shared fixtures: the real test data directory and simulator worlds (built once per test run and
+shared by its xdist workers: tests/built_once.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from built_once import built_once
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,22 +25,24 @@ def testdata() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The simulator's ``tiny`` world (seed 0), generated once per test session."""
+    """The simulator's ``tiny`` world (seed 0), generated once per test run."""
     from scregnet.simulate import simulate
 
-    out = tmp_path_factory.mktemp("tiny") / "world"
-    simulate(out, preset="tiny", seed=0)
-    return out
+    folder = built_once(
+        tmp_path_factory, "tiny", lambda d: simulate(d / "world", preset="tiny", seed=0)
+    )
+    return folder / "world"
 
 
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The simulator's ``small`` world (seed 0), generated once per test session (~1 min)."""
+    """The simulator's ``small`` world (seed 0), generated once per test run (~1 min)."""
     from scregnet.simulate import simulate
 
-    out = tmp_path_factory.mktemp("small") / "world"
-    simulate(out, preset="small", seed=0)
-    return out
+    folder = built_once(
+        tmp_path_factory, "small", lambda d: simulate(d / "world", preset="small", seed=0)
+    )
+    return folder / "world"
 
 
 @pytest.fixture(scope="session")

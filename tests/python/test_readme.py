@@ -83,7 +83,7 @@ def test_readme_api_examples_run(
     tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The README's Python blocks, run in order as written, in a folder holding the tiny world as
-    `w` and the fragments file its shell example makes of the first sample (~2 min)."""
+    `w` and the fragments file its shell example makes of the first sample (~1 min)."""
     import pandas as pd
 
     from scregnet.io.h5ad import read_h5ad

@@ -97,6 +97,19 @@ def _step(stage: str, out: Path, pids: Path, mode: str) -> dict[str, object]:
     }
 
 
+@pytest.fixture(autouse=True)
+def sigint_not_ignored() -> Iterator[None]:
+    """SIGINT handled as an interactive shell's foreground job has it. A shell starts background
+    jobs with SIGINT ignored, and a signal ignored at start stays ignored in scregnet and in the
+    processes it starts (as `nohup` asks), so under `make test &` the SIGINT cases could not
+    run. Children get the default action (exec resets handled signals)."""
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture
 def reap() -> Iterator[list[int]]:
     """Pids the test may leave running when it fails; killed at the end."""
