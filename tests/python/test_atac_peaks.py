@@ -38,6 +38,38 @@ def test_reproduces_macs3_expected_peaks(testdata: Path, tmp_path: Path) -> None
     assert lines[0].split("\t")[3].startswith("x_peak_")
 
 
+@pytest.mark.needs_macs3
+@pytest.mark.skipif(not HAS_MACS3, reason="macs3 is not installed")
+def test_no_peaks_on_the_mitochondrial_genome(tmp_path: Path) -> None:
+    """A fragments file from another tool may hold mitochondrial reads: MACS3 calls peaks on them,
+    and they are dropped (UCSC and Ensembl names alike), the nuclear ones kept."""
+    import numpy as np
+    import pysam
+
+    rng = np.random.default_rng(0)
+    rows = []
+    contigs = {
+        "chr1": (200_000, [10_000, 50_000]),
+        "chrM": (16_569, [3_000]),
+        "MT": (16_569, [900]),
+    }
+    for chrom, (size, piles) in contigs.items():
+        starts = [p + int(rng.integers(0, 100)) for p in piles for _ in range(300)]
+        starts += [int(rng.integers(0, size - 300)) for _ in range(300)]
+        rows += [(chrom, s, s + 150, f"BC{i % 50}", 1) for i, s in enumerate(starts)]
+    plain = tmp_path / "f.tsv"
+    plain.write_text("".join("\t".join(map(str, r)) + "\n" for r in sorted(rows)))
+    frags = tmp_path / "f.tsv.gz"
+    pysam.tabix_compress(str(plain), str(frags))
+    genome = tmp_path / "g.len"
+    genome.write_text("".join(f"{c}\t{size}\n" for c, (size, _) in contigs.items()))
+    out = tmp_path / "p.narrowPeak"
+    argv = ["peaks", "--quiet", "--fragments", str(frags), "--genome", str(genome)]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    peaks = [line.split("\t")[:2] for line in out.read_text().splitlines()]
+    assert [(c, int(s) // 1000) for c, s in peaks] == [("chr1", 10), ("chr1", 50)]
+
+
 def test_missing_macs3_is_one_clear_line(
     testdata: Path,
     tmp_path: Path,

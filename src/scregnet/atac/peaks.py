@@ -2,7 +2,9 @@
 
 MACS3 (>= 3.0) reads 10x fragment files directly, piles up every fragment of the selected
 barcodes and calls narrow peaks; this module runs it in a scratch directory beside the output,
-clips peaks to the chromosome ends and moves the narrowPeak into place atomically.
+clips peaks to the chromosome ends, drops those on the mitochondrial genome (a fragments file from
+another tool may hold its reads; counting leaves them out) and moves the narrowPeak into place
+atomically.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from scregnet.atac.fragments import read_barcode_list
 from scregnet.errors import InputError, MissingToolError
 from scregnet.io.atomic import atomic_path, make_parent, scratch_dir
 from scregnet.io.fragments import FragmentReader
+from scregnet.io.genome import MITOCHONDRIAL
 from scregnet.io.outputs import writing
 
 log = logging.getLogger(__name__)
@@ -86,14 +89,16 @@ def call_peaks(
             cmd += ["--barcodes", str(listed)]
         _run_macs3(cmd, fragments)
         produced = tmp / f"{name}_peaks.narrowPeak"
-        rows, dropped = _clipped_peaks(produced, chrom_sizes, fragments)
+        rows, dropped, mito = _clipped_peaks(produced, chrom_sizes, fragments)
         with atomic_path(out) as part:
             part.write_text("".join(rows))
     log.info(
-        "wrote %s: %d peaks (%d outside the genome dropped) in %.1f s",
+        "wrote %s: %d peaks (%d outside the genome and %d on the mitochondrial genome dropped) "
+        "in %.1f s",
         out,
         len(rows),
         dropped,
+        mito,
         time.perf_counter() - began,
     )
     return out
@@ -131,13 +136,18 @@ def _run_macs3(cmd: list[str], fragments: Path) -> None:
 
 def _clipped_peaks(
     produced: Path, chrom_sizes: dict[str, int], fragments: Path
-) -> tuple[list[str], int]:
-    """MACS3's narrowPeak lines with ends clipped to the genome; the count of empty ones dropped."""
+) -> tuple[list[str], int, int]:
+    """MACS3's narrowPeak lines with ends clipped to the genome, less those on the mitochondrial
+    genome (:data:`~scregnet.io.genome.MITOCHONDRIAL`); the counts of empty and of mitochondrial
+    ones dropped."""
     rows = []
-    dropped = 0
+    dropped = mito = 0
     with produced.open() as handle:
         for line in handle:
             fields = line.rstrip("\n").split("\t")
+            if fields[0] in MITOCHONDRIAL:
+                mito += 1
+                continue
             size = chrom_sizes.get(fields[0])
             if size is None:
                 msg = f"MACS3 called a peak on {fields[0]}, which the genome index lacks"
@@ -149,6 +159,10 @@ def _clipped_peaks(
             fields[2] = str(end)
             rows.append("\t".join(fields) + "\n")
     if not rows:
-        msg = "MACS3 called no peaks (too few fragments?); pass --peaks instead"
+        msg = (
+            f"MACS3 called peaks only on the mitochondrial genome ({mito})"
+            if mito
+            else "MACS3 called no peaks (too few fragments?)"
+        ) + "; pass --peaks instead"
         raise InputError(msg, fragments)
-    return rows, dropped
+    return rows, dropped, mito
