@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from nfcheck.functions import call
+from scregnet.io.genome import MITOCHONDRIAL
 from scregnet.pipeline.contigs import is_minor_contig, prediction_shards, skipped_contigs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,8 +40,8 @@ MINOR = {
     "GL000195.1": 182896,
     "hs37d5": 35477943,
 }
-#: mitochondrial genomes, UCSC and Ensembl names (scregnet.io.genome.MITOCHONDRIAL)
-MITO = {"chrM": 16569, "MT": 16569}
+#: mitochondrial genomes under every name scregnet knows (UCSC, Ensembl/NCBI)
+MITO = dict.fromkeys(MITOCHONDRIAL, 16569)
 FAI = [[name, length] for name, length in {**PRIMARY, **MITO, **MINOR}.items()]
 
 
