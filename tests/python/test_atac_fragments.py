@@ -183,17 +183,26 @@ def test_defaults_shift_dedup_mapq_chrM(small_bam: Path, tmp_path: Path) -> None
     ]
 
 
-def test_ensembl_mitochondrial_genome_left_out_by_default(tmp_path: Path) -> None:
+def test_ensembl_mitochondrial_genome_left_out_by_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Ensembl/NCBI references name the mitochondrial genome MT: its reads (often a third of an
-    ATAC library) stay out of the fragments as chrM's do."""
+    ATAC library) stay out of the fragments as chrM's do, and their share is logged."""
+    import logging
+
+    from scregnet.atac.fragments import bam_to_fragments
+
     pairs = [
         {"chrom": "1", "start": 1000, "end": 1200, "cb": "AAA-1"},
         {"chrom": "MT", "start": 100, "end": 300, "cb": "AAA-1"},
+        {"chrom": "MT", "start": 400, "end": 600, "cb": "AAA-1"},
     ]
     bam = write_bam(tmp_path / "e.bam", pairs, contigs=(("1", 100_000), ("MT", 16_569)))
     out = tmp_path / "e.tsv.gz"
-    assert run("--bam", bam, "--out", out) == 0
+    with caplog.at_level(logging.INFO, logger="scregnet.atac.fragments"):
+        bam_to_fragments(bam, out)
     assert load(out) == [("1", 1004, 1195, "AAA-1", 1)]
+    assert "MT left out (--exclude-contigs): 4 of 6 mapped reads (66.7 %)" in caplog.text
 
 
 def test_flags_change_the_output(small_bam: Path, tmp_path: Path) -> None:
