@@ -20,7 +20,7 @@ FAST = {
     # a 2-epoch model on the tiny world predicts calibrated but low probabilities (max ~0.25)
     "grn_train_args": "--prior-threshold 0.1",
     # two prediction and two scoring shards: merging is exercised with half the processes
-    # (the same results as four, within the golden tolerances; 60 s -> 52 s a run)
+    # (the same results as four, within the golden tolerances)
     "tfbind_shards": 2,
     "grn_shards": 2,
 }

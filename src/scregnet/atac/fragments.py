@@ -110,8 +110,6 @@ def open_bam(path: str | Path) -> object:
         bam.close()
         msg = "BAM has no index (.bai/.csi); run `samtools index` on it"
         raise InputError(msg, path)
-    from scregnet.io.quiet import quiet_htslib
-
     try:  # an index that is not a BAM index fails on the first fetch
         with quiet_htslib():
             for contig in bam.references:
@@ -376,31 +374,39 @@ def bam_to_fragments(
 
 
 def _contig_sizes(bam: Path, options: FragmentOptions) -> tuple[list[str], dict[str, int]]:
-    """The BAM's contigs left after ``exclude_contigs``, and every contig's length. Logs the
-    share of mapped reads on the contigs left out (the mitochondrial share, by default), from
-    the BAM index."""
+    """The BAM's contigs left after ``exclude_contigs``, and every contig's length."""
     handle = open_bam(bam)
     references: Sequence[str] = handle.references  # type: ignore[attr-defined]
     lengths: Sequence[int] = handle.lengths  # type: ignore[attr-defined]
     excluded = set(options.exclude_contigs)
-    left_out = [c for c in references if c in excluded]
-    if left_out:
-        mapped = {s.contig: s.mapped for s in handle.get_index_statistics()}  # type: ignore[attr-defined]
-        total = sum(mapped.values())
-        out = sum(mapped.get(c, 0) for c in left_out)
-        log.info(
-            "%s left out (--exclude-contigs): %d of %d mapped reads (%.1f %%)",
-            ", ".join(left_out),
-            out,
-            total,
-            100.0 * out / max(total, 1),
-        )
+    _log_left_out(handle, [c for c in references if c in excluded])
     handle.close()  # type: ignore[attr-defined]
     contigs = [c for c in references if c not in excluded]
     if not contigs:
         msg = "every contig of the BAM is excluded"
         raise InputError(msg, bam)
     return contigs, dict(zip(references, lengths, strict=True))
+
+
+def _log_left_out(handle: object, left_out: list[str]) -> None:
+    """Log the share of mapped reads on the contigs ``left_out`` (the mitochondrial share, by
+    default), from the BAM index's counts; nothing when the index holds none."""
+    if not left_out:
+        return
+    try:
+        stats = handle.get_index_statistics()  # type: ignore[attr-defined]
+    except (ValueError, OSError):
+        return
+    mapped = {s.contig: s.mapped for s in stats}
+    total = sum(mapped.values())
+    out = sum(mapped.get(c, 0) for c in left_out)
+    log.info(
+        "%s left out (--exclude-contigs): %d of %d mapped reads (%.1f %%)",
+        ", ".join(left_out),
+        out,
+        total,
+        100.0 * out / max(total, 1),
+    )
 
 
 def _all_contig_fragments(
